@@ -1,0 +1,101 @@
+/**
+ * The engine's contracts. A backend only searches; the engine (engine.ts) owns scheduling,
+ * cancel, hashrate and the final check with the reference rule (work.ts).
+ */
+
+export type BackendName = 'webgpu' | 'wasm';
+export type BackendChoice = 'auto' | BackendName;
+
+/** What a backend is asked to search. */
+export interface SearchRequest {
+  /** 32 root bytes. */
+  root: Uint8Array;
+  /** Target: the work value must be >= difficulty (full u64 compare). */
+  difficulty: bigint;
+  /** First nonce of this search; backends walk upward from here (wrapping at 2^64). */
+  startNonce: bigint;
+  /** Aborting stops the search promptly (within one dispatch / one chunk). */
+  signal: AbortSignal;
+  /** Called as hashes are done, with the count since the previous call. */
+  onHashes?: (count: number) => void;
+}
+
+/** A candidate a kernel reported. Unchecked: the engine validates it before anyone sees it. */
+export interface KernelHit {
+  work: bigint;
+}
+
+export interface PowBackend {
+  readonly name: BackendName;
+  /** For people: the adapter ("swiftshader", "llvmpipe", "NVIDIA H100") or "WASM SIMD x3". */
+  readonly label: string;
+  /** Resolves with a candidate, or null when the signal aborted the search. */
+  search(request: SearchRequest): Promise<KernelHit | null>;
+  /** Releases the device / threads. */
+  dispose(): void;
+}
+
+export interface GenerateOptions {
+  backend?: BackendChoice;
+  /** WASM threads; default hardwareConcurrency - 1, at least 1. */
+  threads?: number;
+  /** GPU share of time in (0, 1]; 1 = flat out. */
+  intensity?: number;
+}
+
+export interface GenerateResult {
+  /** 16 hex digits, big-endian text. */
+  work: string;
+  /** The work value, 16 hex digits. */
+  value: string;
+  hashes: number;
+  ms: number;
+  backend: BackendName;
+}
+
+export interface EngineStatus {
+  /** Hashes per second, smoothed over the last few seconds. */
+  hashrate: number;
+  backend: BackendName | null;
+  label: string;
+  /** Root being searched, as given, or null when idle. */
+  root: string | null;
+  totalHashes: number;
+  /** Kernel answers that failed the reference check (should stay 0). */
+  kernelMismatches: number;
+}
+
+export interface BenchmarkOptions {
+  backend?: BackendChoice;
+  seconds?: number;
+  threads?: number;
+}
+
+export interface BenchmarkResult {
+  backend: BackendName;
+  label: string;
+  threads?: number;
+  hashrate: number;
+  hashes: number;
+  ms: number;
+  /** Kernel compile / module instantiate time. */
+  compileMs: number;
+}
+
+/** The Comlink surface of the engine worker (one expose, one wrap). */
+export interface EngineApi {
+  generate(root: string, difficulty: string, options?: GenerateOptions): Promise<GenerateResult>;
+  /** Stops the search for this root; its generate() rejects with a PowCancelledError. */
+  cancel(root: string): Promise<boolean>;
+  benchmark(options?: BenchmarkOptions): Promise<BenchmarkResult[]>;
+  /** Subscribes to status updates (hashrate etc.), a few per second while busy. */
+  onStatus(callback: (status: EngineStatus) => void): void;
+  status(): Promise<EngineStatus>;
+}
+
+export class PowCancelledError extends Error {
+  override readonly name = 'PowCancelledError';
+  constructor(readonly root: string) {
+    super(`work for ${root.slice(0, 16)}… was cancelled`);
+  }
+}
