@@ -1,0 +1,95 @@
+/**
+ * What the worker client shows the world: the UI and the headless worker's log are both views of
+ * this state. The client (client.ts) owns it; views subscribe and send commands only.
+ */
+import type { ClientMessage, Statistics, WorkType } from './codec.ts';
+import type { BackendChoice, BackendName } from '../pow/types.ts';
+
+export type WorkChoice = 'any' | WorkType;
+
+export interface ClientSettings {
+  /** ws:// or wss:// URL of the broker's WebSocket listener (mqtt:// also works in Node). */
+  brokerUrl: string;
+  username: string;
+  password: string;
+  /** Payout address; its checksum is checked before the client starts. */
+  address: string;
+  work: WorkChoice;
+  backend: BackendChoice;
+  /** WASM threads. */
+  threads?: number;
+  /** GPU share of time in (0, 1]. */
+  intensity?: number;
+  /** Work above this multiplier (vs the Nano send threshold) is refused. Default 64. */
+  maxMultiplier?: number;
+  /** Seconds without a heartbeat before the server is shown as offline. Default 5. */
+  heartbeatTimeoutS?: number;
+  /** Queue size bound; when full the oldest precache job is dropped. Default 64. */
+  queueLimit?: number;
+  /** Per-job time limit in seconds. Default 120. */
+  jobTimeoutS?: number;
+  /** Address prefixes accepted for payout. Default nano_/xrb_. */
+  addressPrefixes?: string[];
+}
+
+export type ConnectionState = 'idle' | 'connecting' | 'online' | 'server-offline' | 'reconnecting' | 'stopped';
+
+export interface QueuedJob {
+  hash: string;
+  difficulty: string;
+  workType: WorkType;
+  receivedAt: number;
+}
+
+export interface CurrentJob extends QueuedJob {
+  startedAt: number;
+  /** Multiplier relative to the Nano send threshold. */
+  multiplier: number;
+}
+
+export interface ClientCounters {
+  received: number;
+  /** Rejected payloads by reason code (bad-hash, difficulty-too-high, duplicate, queue-full, …). */
+  rejected: Record<string, number>;
+  computed: number;
+  published: number;
+  cancelled: number;
+  /** Results the dispatcher confirmed on client/<address>. */
+  accepted: number;
+  expired: number;
+}
+
+export interface ClientEvent {
+  at: number;
+  level: 'info' | 'warn' | 'error';
+  /** Short category for filtering: job, publish, cancel, reject, connection, heartbeat, stats. */
+  kind: string;
+  message: string;
+}
+
+export interface ClientState {
+  connection: ConnectionState;
+  /** ms since the last heartbeat, or null if none yet. */
+  heartbeatAgeMs: number | null;
+  lastHeartbeatAt: number | null;
+  queue: QueuedJob[];
+  current: CurrentJob | null;
+  hashrate: number;
+  backend: BackendName | null;
+  backendLabel: string;
+  counters: ClientCounters;
+  lastClientMessage: ClientMessage | null;
+  lastStatistics: Statistics | null;
+  /** Most recent first, bounded. */
+  events: ClientEvent[];
+  error: string | null;
+}
+
+/** The surface views use: state out, commands in. */
+export interface WorkerClient {
+  getState(): ClientState;
+  /** Called on every change; returns an unsubscribe function. */
+  subscribe(listener: (state: ClientState) => void): () => void;
+  start(settings: ClientSettings): Promise<void>;
+  stop(): Promise<void>;
+}
