@@ -1,0 +1,85 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_DEPLOYMENT } from '../dpow/deployment.ts';
+import { encodeAddress } from '../dpow/address.ts';
+import {
+  STORAGE_KEY,
+  defaultSettings,
+  defaultThreads,
+  loadSettings,
+  resolveBrokerUrl,
+  saveSettings,
+  settingsFromQuery,
+  shareUrl,
+  toClientSettings,
+} from './settings.ts';
+
+const ADDRESS = encodeAddress('11'.repeat(32));
+const defaults = defaultSettings({ ...DEFAULT_DEPLOYMENT, password: 'sekrit-pass' }, 8);
+
+function memoryStorage(initial: Record<string, string> = {}) {
+  const data = new Map(Object.entries(initial));
+  return { getItem: (k: string) => data.get(k) ?? null, setItem: (k: string, v: string) => void data.set(k, v), data };
+}
+
+describe('settings', () => {
+  it('defaults threads to cores minus one, at least one', () => {
+    expect(defaultThreads(8)).toBe(7);
+    expect(defaultThreads(1)).toBe(1);
+    expect(defaultThreads(undefined)).toBe(1);
+    expect(defaults.threads).toBe(7);
+    expect(defaults.brokerUrl).toBe('/mqtt');
+  });
+
+  it('round-trips through storage and ignores corrupt or ill-typed entries', () => {
+    const storage = memoryStorage();
+    const mine = { ...defaults, address: ADDRESS, work: 'ondemand' as const, backend: 'wasm' as const, threads: 3 };
+    expect(saveSettings(storage, mine)).toBe(true);
+    expect(loadSettings(storage, defaults)).toEqual(mine);
+    expect(loadSettings(memoryStorage({ [STORAGE_KEY]: '{not json' }), defaults)).toEqual(defaults);
+    const odd = loadSettings(memoryStorage({ [STORAGE_KEY]: JSON.stringify({ work: 'everything', threads: -2, intensity: 9 }) }), defaults);
+    expect(odd.work).toBe(defaults.work);
+    expect(odd.threads).toBe(defaults.threads);
+    expect(odd.intensity).toBe(1);
+  });
+
+  it('never puts the password in a share URL', () => {
+    const mine = { ...defaults, address: ADDRESS, password: 'my-own-secret', username: 'alice', backend: 'webgpu' as const };
+    const url = shareUrl(mine, defaults, 'https://dpow.example/app/?old=1#x');
+    expect(url).not.toContain('my-own-secret');
+    expect(url).not.toContain('sekrit-pass');
+    expect(url).not.toMatch(/pass/i);
+    const parsed = new URL(url);
+    expect(parsed.pathname).toBe('/app/');
+    expect(parsed.searchParams.get('address')).toBe(ADDRESS);
+    expect(parsed.searchParams.get('user')).toBe('alice');
+    expect(parsed.searchParams.has('old')).toBe(false);
+  });
+
+  it('reads a share URL back into the same settings, except the password', () => {
+    const mine = { ...defaults, address: ADDRESS, work: 'precache' as const, backend: 'wasm' as const, intensity: 0.5, threads: 2, password: 'p' };
+    const { settings, launch, fromUrl } = settingsFromQuery(new URL(shareUrl(mine, defaults, 'http://x/')).searchParams, defaults);
+    expect(fromUrl).toBe(true);
+    expect(settings).toEqual({ ...mine, password: defaults.password });
+    expect(launch).toEqual({ kiosk: false, autostart: false });
+  });
+
+  it('parses kiosk URLs with friendly aliases and ignores a password parameter', () => {
+    const q = new URLSearchParams(`kiosk=1&autostart=true&address=${ADDRESS}&work=both&backend=cpu&password=leak`);
+    const { settings, launch } = settingsFromQuery(q, defaults);
+    expect(launch).toEqual({ kiosk: true, autostart: true });
+    expect(settings.work).toBe('any');
+    expect(settings.backend).toBe('wasm');
+    expect(settings.password).toBe(defaults.password);
+    expect(settingsFromQuery(new URLSearchParams('backend=gpu&work=nonsense'), defaults).settings).toMatchObject({ backend: 'webgpu', work: defaults.work });
+  });
+
+  it('resolves a relative broker URL against the page origin', () => {
+    expect(resolveBrokerUrl('/mqtt', 'http://127.0.0.1:8080/app/')).toBe('ws://127.0.0.1:8080/mqtt');
+    expect(resolveBrokerUrl('/mqtt', 'https://dpow.example/')).toBe('wss://dpow.example/mqtt');
+    expect(resolveBrokerUrl('wss://broker.example:9001/mqtt', 'http://x/')).toBe('wss://broker.example:9001/mqtt');
+    expect(resolveBrokerUrl('https://broker.example/mqtt', 'http://x/')).toBe('wss://broker.example/mqtt');
+    expect(resolveBrokerUrl('ftp://nope/', 'http://x/')).toBeNull();
+    const client = toClientSettings({ ...defaults, address: ADDRESS }, DEFAULT_DEPLOYMENT, 'https://dpow.example/');
+    expect(client).toMatchObject({ brokerUrl: 'wss://dpow.example/mqtt', address: ADDRESS, addressPrefixes: ['nano', 'xrb'] });
+  });
+});
