@@ -85,6 +85,7 @@ export interface DispatcherStore {
   listPending(): Promise<PendingJob[]>;
 
   // precache tracking
+  /** Upserts by chain; a missing `frontier` keeps the chain's known frontier. */
   trackAccount(account: TrackedAccount): Promise<void>;
   getTracked(chain: string): Promise<TrackedAccount | undefined>;
   listTracked(): Promise<TrackedAccount[]>;
