@@ -29,6 +29,12 @@ export interface PowBackend {
   readonly name: BackendName;
   /** For people: the adapter ("swiftshader", "llvmpipe", "NVIDIA H100") or "WASM SIMD x3". */
   readonly label: string;
+  /** Kernel compile / module instantiate time, for benchmarks (optional). */
+  readonly compileMs?: number;
+  /** WASM worker threads (WASM backends only). */
+  readonly threads?: number;
+  /** GPU share of time in (0, 1] (WebGPU backends only). */
+  setIntensity?(intensity: number): void;
   /** Resolves with a candidate, or null when the signal aborted the search. */
   search(request: SearchRequest): Promise<KernelHit | null>;
   /** Releases the device / threads. */

@@ -1,0 +1,506 @@
+/**
+ * The PoW engine: one object that turns (root, difficulty) into validated work.
+ *
+ * Backends only search (types.ts PowBackend). The engine owns everything around them:
+ *  - input checks with the reference rule (parse*, checkDifficulty with a max multiplier),
+ *  - backend choice ('auto' = WebGPU when an adapter exists, else WASM) and lazy creation,
+ *  - a random 64-bit start nonce per search,
+ *  - validating every kernel answer with `validateWork` before anyone sees it,
+ *  - falling back from WebGPU to WASM mid-job when the GPU fails (device lost, driver error),
+ *  - cancel by root, and a smoothed hashrate pushed to status listeners.
+ *
+ * One search runs at a time. Further generate()/benchmark() calls queue in FIFO order (the DPoW
+ * client has its own priority queue and only ever sends one job at a time; the lab page and the
+ * CLI send one). cancel(root) removes queued jobs for that root as well as stopping the running
+ * one. Plain TypeScript: no DOM, no Node APIs, so it runs in a browser worker and in Node.
+ */
+import {
+  DEFAULT_MAX_MULTIPLIER,
+  checkDifficulty,
+  parseDifficulty,
+  parseRoot,
+  toU64Hex,
+  validateWork,
+} from './work.ts';
+import {
+  PowCancelledError,
+  type BackendChoice,
+  type BackendName,
+  type BenchmarkOptions,
+  type BenchmarkResult,
+  type EngineApi,
+  type EngineStatus,
+  type GenerateOptions,
+  type GenerateResult,
+  type PowBackend,
+} from './types.ts';
+
+export interface EngineOptions {
+  /** Creates the WebGPU backend; resolves null when there is no adapter. Omit where none can exist. */
+  webgpu?: () => Promise<PowBackend | null>;
+  /** Creates a WASM backend with this many worker threads. */
+  wasm: (threads: number) => Promise<PowBackend>;
+  /** WASM threads when a request does not name a count. */
+  defaultThreads: number;
+  /** Backend when a request does not name one. Default 'auto'. */
+  defaultBackend?: BackendChoice;
+  /** Largest multiplier (vs the Nano send threshold) accepted. Default 64. */
+  maxMultiplier?: number;
+  /** Status pushes per second while busy. Default 4. */
+  statusPerSecond?: number;
+  /** Where operational messages go (fallbacks, backend failures). Default console.warn. */
+  log?: (message: string) => void;
+}
+
+/** A hashrate window: rates are averaged over about this long. */
+const RATE_WINDOW_MS = 3000;
+/** Unreachable in practice (value must be exactly 2^64 - 1): keeps a benchmark search running. */
+const BENCH_DIFFICULTY = 0xffffffffffffffffn;
+/** Wrong answers from one backend in one job before the engine stops trusting it. */
+const MAX_MISMATCHES_PER_JOB = 4;
+const U64_MAX = (1n << 64n) - 1n;
+
+/** An error from a backend (not an abort): a WebGPU one triggers the WASM fallback. */
+function describeError(err: unknown): string {
+  if (err instanceof Error) return `${err.name}: ${err.message}`;
+  return String(err);
+}
+
+/** A fresh random 64-bit start nonce, so two workers never walk the same range. */
+export function randomNonce(): bigint {
+  const words = crypto.getRandomValues(new Uint32Array(2));
+  return (BigInt(words[0]) << 32n) | BigInt(words[1]);
+}
+
+/** Sliding-window hashrate: hashes reported in the last RATE_WINDOW_MS over the time covered. */
+class RateMeter {
+  private samples: { at: number; count: number }[] = [];
+  private since = 0;
+
+  start(now: number): void {
+    this.samples = [];
+    this.since = now;
+  }
+
+  add(now: number, count: number): void {
+    this.samples.push({ at: now, count });
+    this.trim(now);
+  }
+
+  rate(now: number): number {
+    this.trim(now);
+    const from = Math.max(now - RATE_WINDOW_MS, this.since);
+    const span = now - from;
+    if (span <= 0) return 0;
+    let total = 0;
+    for (const s of this.samples) total += s.count;
+    return (total * 1000) / span;
+  }
+
+  private trim(now: number): void {
+    const cutoff = now - RATE_WINDOW_MS;
+    let drop = 0;
+    while (drop < this.samples.length && this.samples[drop].at < cutoff) drop++;
+    if (drop > 0) this.samples.splice(0, drop);
+  }
+}
+
+interface Job {
+  /** Upper-case root for generate jobs (cancel matches on it); null for benchmarks. */
+  root: string | null;
+  controller: AbortController;
+  run: (signal: AbortSignal) => Promise<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (reason: unknown) => void;
+}
+
+export class PowEngine implements EngineApi {
+  private readonly options: EngineOptions;
+  private readonly log: (message: string) => void;
+  private readonly maxMultiplier: number;
+
+  /** undefined = not tried yet; null = no adapter (cached so 'auto' does not ask every job). */
+  private webgpu: Promise<PowBackend | null> | undefined;
+  private wasmBackend: { threads: number; backend: Promise<PowBackend> } | undefined;
+
+  private readonly queue: Job[] = [];
+  private running: Job | null = null;
+  private disposed = false;
+
+  private readonly listeners = new Set<(status: EngineStatus) => void>();
+  private readonly meter = new RateMeter();
+  private statusTimer: ReturnType<typeof setInterval> | undefined;
+  private current: { root: string | null; backend: BackendName | null; label: string } = {
+    root: null,
+    backend: null,
+    label: '',
+  };
+  private totalHashes = 0;
+  private kernelMismatches = 0;
+
+  constructor(options: EngineOptions) {
+    this.options = options;
+    this.log = options.log ?? ((message) => console.warn(`[pow-engine] ${message}`));
+    this.maxMultiplier = options.maxMultiplier ?? DEFAULT_MAX_MULTIPLIER;
+  }
+
+  // ---- EngineApi -------------------------------------------------------------------------------
+
+  generate(root: string, difficulty: string, options: GenerateOptions = {}): Promise<GenerateResult> {
+    let rootBytes: Uint8Array;
+    let target: bigint;
+    try {
+      rootBytes = parseRoot(root);
+      target = checkDifficulty(parseDifficulty(difficulty), { maxMultiplier: this.maxMultiplier });
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const choice = options.backend ?? this.options.defaultBackend ?? 'auto';
+    const threads = this.threadCount(options.threads);
+    return this.enqueue(root.toUpperCase(), (signal) =>
+      this.runGenerate(root, rootBytes, target, choice, threads, options.intensity, signal),
+    ) as Promise<GenerateResult>;
+  }
+
+  async cancel(root: string): Promise<boolean> {
+    const key = typeof root === 'string' ? root.toUpperCase() : '';
+    let found = false;
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const job = this.queue[i];
+      if (job.root === key) {
+        this.queue.splice(i, 1);
+        job.reject(new PowCancelledError(root));
+        found = true;
+      }
+    }
+    if (this.running && this.running.root === key && !this.running.controller.signal.aborted) {
+      this.running.controller.abort();
+      found = true;
+    }
+    return found;
+  }
+
+  benchmark(options: BenchmarkOptions = {}): Promise<BenchmarkResult[]> {
+    const seconds = options.seconds ?? 5;
+    if (!Number.isFinite(seconds) || seconds <= 0) {
+      return Promise.reject(new RangeError(`benchmark seconds must be positive, got ${seconds}`));
+    }
+    const choice = options.backend ?? 'auto';
+    const threads = this.threadCount(options.threads);
+    return this.enqueue(null, async (signal) => {
+      const backends: PowBackend[] = [];
+      if (choice !== 'wasm') {
+        const gpu = await this.getWebGpu();
+        if (gpu) backends.push(gpu);
+        else if (choice === 'webgpu') throw new Error('WebGPU is not available here (no adapter)');
+      }
+      if (choice !== 'webgpu') backends.push(await this.getWasm(threads));
+      const results: BenchmarkResult[] = [];
+      for (const backend of backends) {
+        if (signal.aborted) break;
+        this.current = { root: null, backend: backend.name, label: backend.label };
+        results.push(await measureBackend(backend, seconds, { signal, onHashes: (n) => this.countHashes(n) }));
+      }
+      return results;
+    }) as Promise<BenchmarkResult[]>;
+  }
+
+  onStatus(callback: (status: EngineStatus) => void): void {
+    this.listeners.add(callback);
+    this.deliver(callback, this.snapshot());
+    this.ensureStatusTimer();
+  }
+
+  async status(): Promise<EngineStatus> {
+    return this.snapshot();
+  }
+
+  // ---- test and lifecycle hooks ----------------------------------------------------------------
+
+  /** Forces a GPU device loss on the WebGPU backend, if one is running. For tests and the lab page. */
+  async simulateDeviceLoss(): Promise<boolean> {
+    const gpu = this.webgpu ? await this.webgpu.catch(() => null) : null;
+    const hook = (gpu as { simulateDeviceLoss?: () => unknown } | null)?.simulateDeviceLoss;
+    if (!gpu || typeof hook !== 'function') return false;
+    await hook.call(gpu);
+    return true;
+  }
+
+  /** Stops everything and releases GPU devices and worker threads. The engine is unusable after. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const job of this.queue.splice(0)) job.reject(new Error('engine disposed'));
+    this.running?.controller.abort();
+    this.stopStatusTimer();
+    this.listeners.clear();
+    void this.webgpu?.then((b) => b?.dispose(), () => undefined);
+    void this.wasmBackend?.backend.then((b) => b.dispose(), () => undefined);
+    this.webgpu = undefined;
+    this.wasmBackend = undefined;
+  }
+
+  // ---- the job queue ---------------------------------------------------------------------------
+
+  private enqueue(root: string | null, run: Job['run']): Promise<unknown> {
+    if (this.disposed) return Promise.reject(new Error('engine disposed'));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ root, controller: new AbortController(), run, resolve, reject });
+      void this.pump();
+    });
+  }
+
+  private async pump(): Promise<void> {
+    if (this.running || this.disposed) return;
+    const job = this.queue.shift();
+    if (!job) return;
+    this.running = job;
+    this.beginBusy(job.root);
+    try {
+      job.resolve(await job.run(job.controller.signal));
+    } catch (err) {
+      job.reject(err);
+    } finally {
+      this.running = null;
+      this.endBusy();
+      void this.pump();
+    }
+  }
+
+  private threadCount(requested: number | undefined): number {
+    const n = requested ?? this.options.defaultThreads;
+    return Number.isInteger(n) && n >= 1 ? n : Math.max(1, Math.floor(this.options.defaultThreads) || 1);
+  }
+
+  // ---- backends --------------------------------------------------------------------------------
+
+  private getWebGpu(): Promise<PowBackend | null> {
+    const factory = this.options.webgpu;
+    if (!factory) return Promise.resolve(null);
+    if (!this.webgpu) {
+      this.webgpu = factory().catch((err: unknown) => {
+        this.log(`WebGPU backend unavailable: ${describeError(err)}`);
+        return null;
+      });
+    }
+    return this.webgpu;
+  }
+
+  /** Forgets a failed WebGPU backend so the next job asks for a fresh device. */
+  private dropWebGpu(backend: PowBackend): void {
+    try {
+      backend.dispose();
+    } catch (err) {
+      this.log(`disposing the failed WebGPU backend threw: ${describeError(err)}`);
+    }
+    this.webgpu = undefined;
+  }
+
+  private getWasm(threads: number): Promise<PowBackend> {
+    if (this.wasmBackend && this.wasmBackend.threads !== threads) {
+      // One WASM pool at a time: a new thread count replaces the old pool.
+      void this.wasmBackend.backend.then((b) => b.dispose(), () => undefined);
+      this.wasmBackend = undefined;
+    }
+    if (!this.wasmBackend) {
+      const backend = this.options.wasm(threads);
+      this.wasmBackend = { threads, backend };
+      backend.catch(() => {
+        if (this.wasmBackend?.backend === backend) this.wasmBackend = undefined;
+      });
+    }
+    return this.wasmBackend.backend;
+  }
+
+  private async pickBackend(choice: BackendChoice, threads: number): Promise<PowBackend> {
+    if (choice === 'webgpu' || choice === 'auto') {
+      const gpu = await this.getWebGpu();
+      if (gpu) return gpu;
+      if (choice === 'webgpu') throw new Error('WebGPU is not available here (no adapter)');
+    }
+    return this.getWasm(threads);
+  }
+
+  // ---- one generate job ------------------------------------------------------------------------
+
+  private async runGenerate(
+    rootText: string,
+    root: Uint8Array,
+    difficulty: bigint,
+    choice: BackendChoice,
+    threads: number,
+    intensity: number | undefined,
+    signal: AbortSignal,
+  ): Promise<GenerateResult> {
+    const started = performance.now();
+    let hashes = 0;
+    const onHashes = (count: number) => {
+      hashes += count;
+      this.countHashes(count);
+    };
+    let backend = await this.pickBackend(choice, threads);
+    let mismatches = 0;
+    for (;;) {
+      if (signal.aborted) throw new PowCancelledError(rootText);
+      if (intensity !== undefined) backend.setIntensity?.(intensity);
+      this.current = { ...this.current, backend: backend.name, label: backend.label };
+      const startNonce = randomNonce();
+      let hit;
+      try {
+        hit = await backend.search({ root, difficulty, startNonce, signal, onHashes });
+      } catch (err) {
+        if (signal.aborted) throw new PowCancelledError(rootText);
+        if (backend.name !== 'webgpu') throw err;
+        this.log(`WebGPU failed mid-job (${describeError(err)}); continuing ${rootText} on WASM`);
+        this.dropWebGpu(backend);
+        backend = await this.getWasm(threads);
+        continue;
+      }
+      if (hit === null) {
+        if (signal.aborted) throw new PowCancelledError(rootText);
+        throw new Error(`${backend.label} stopped without a result or an abort`);
+      }
+      const work = hit.work;
+      const check = typeof work === 'bigint' && work >= 0n && work <= U64_MAX
+        ? validateWork(root, work, difficulty)
+        : null;
+      if (check && check.valid) {
+        const ms = performance.now() - started;
+        return { work: toU64Hex(work), value: toU64Hex(check.value), hashes, ms, backend: backend.name };
+      }
+      // A kernel bug: never let it out. Say so loudly, count it, search again from elsewhere.
+      this.kernelMismatches++;
+      mismatches++;
+      console.error(
+        `[pow-engine] KERNEL MISMATCH: ${backend.label} returned work that fails the reference check`,
+        {
+          root: rootText,
+          nonce: typeof work === 'bigint' && check ? toU64Hex(work) : String(work),
+          value: check ? toU64Hex(check.value) : null,
+          difficulty: toU64Hex(difficulty),
+        },
+      );
+      if (mismatches >= MAX_MISMATCHES_PER_JOB) {
+        if (backend.name === 'webgpu') {
+          this.log(`${backend.label} keeps returning invalid work; finishing ${rootText} on WASM`);
+          this.dropWebGpu(backend);
+          backend = await this.getWasm(threads);
+          mismatches = 0;
+        } else {
+          throw new Error(`${backend.label} returned ${mismatches} invalid answers for ${rootText}`);
+        }
+      }
+    }
+  }
+
+  // ---- status and hashrate ---------------------------------------------------------------------
+
+  private countHashes(count: number): void {
+    if (!(count > 0)) return;
+    this.totalHashes += count;
+    this.meter.add(performance.now(), count);
+  }
+
+  private beginBusy(root: string | null): void {
+    this.meter.start(performance.now());
+    this.current = { ...this.current, root };
+    this.ensureStatusTimer();
+    this.broadcast();
+  }
+
+  private ensureStatusTimer(): void {
+    if (this.statusTimer !== undefined || this.listeners.size === 0 || !this.running) return;
+    const every = 1000 / (this.options.statusPerSecond ?? 4);
+    this.statusTimer = setInterval(() => this.broadcast(), every);
+  }
+
+  private endBusy(): void {
+    this.current = { ...this.current, root: null };
+    if (this.queue.length === 0) this.stopStatusTimer();
+    this.broadcast();
+  }
+
+  private stopStatusTimer(): void {
+    if (this.statusTimer !== undefined) clearInterval(this.statusTimer);
+    this.statusTimer = undefined;
+  }
+
+  private snapshot(): EngineStatus {
+    const busy = this.running !== null;
+    return {
+      hashrate: busy ? this.meter.rate(performance.now()) : 0,
+      backend: this.current.backend,
+      label: this.current.label,
+      root: busy ? this.current.root : null,
+      totalHashes: this.totalHashes,
+      kernelMismatches: this.kernelMismatches,
+    };
+  }
+
+  private broadcast(): void {
+    if (this.listeners.size === 0) return;
+    const status = this.snapshot();
+    for (const listener of this.listeners) this.deliver(listener, status);
+  }
+
+  /** Calls a listener; one that throws (or a Comlink proxy whose page went away) is dropped. */
+  private deliver(listener: (status: EngineStatus) => void, status: EngineStatus): void {
+    const drop = (err: unknown) => {
+      this.listeners.delete(listener);
+      this.log(`status listener removed after it failed: ${describeError(err)}`);
+    };
+    try {
+      const result = listener(status) as unknown;
+      if (result instanceof Promise) result.catch(drop);
+    } catch (err) {
+      drop(err);
+    }
+  }
+}
+
+/**
+ * Measures one backend: searches at an unreachable difficulty for `seconds`, from a random start.
+ * Shared by the engine's benchmark() and the CLI's per-variant runs.
+ */
+export async function measureBackend(
+  backend: PowBackend,
+  seconds: number,
+  options: { signal?: AbortSignal; onHashes?: (count: number) => void } = {},
+): Promise<BenchmarkResult> {
+  const root = crypto.getRandomValues(new Uint8Array(32));
+  const controller = new AbortController();
+  const outer = options.signal;
+  const stop = () => controller.abort();
+  outer?.addEventListener('abort', stop, { once: true });
+  let hashes = 0;
+  const started = performance.now();
+  const timer = setTimeout(stop, seconds * 1000);
+  try {
+    while (!controller.signal.aborted) {
+      // A hit here is a (2^-64) fluke or a kernel bug; either way keep measuring from a new start.
+      await backend.search({
+        root,
+        difficulty: BENCH_DIFFICULTY,
+        startNonce: randomNonce(),
+        signal: controller.signal,
+        onHashes: (count) => {
+          hashes += count;
+          options.onHashes?.(count);
+        },
+      });
+    }
+  } finally {
+    clearTimeout(timer);
+    outer?.removeEventListener('abort', stop);
+  }
+  const ms = performance.now() - started;
+  return {
+    backend: backend.name,
+    label: backend.label,
+    ...(backend.threads !== undefined ? { threads: backend.threads } : {}),
+    hashrate: ms > 0 ? (hashes * 1000) / ms : 0,
+    hashes,
+    ms,
+    compileMs: backend.compileMs ?? 0,
+  };
+}
