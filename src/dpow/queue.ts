@@ -1,0 +1,275 @@
+/**
+ * The worker's job queue: which root to search next, and which work messages to refuse.
+ *
+ * - Priority: every queued ondemand job runs before any precache job; FIFO within a type.
+ * - Dedupe, case-insensitive on the hash: a work message is a duplicate when the same hash is
+ *   queued, in flight, or recently finished (the last `remember` hashes) at the same or a higher
+ *   difficulty. A re-broadcast at a HIGHER difficulty is new work (a service may ask for more
+ *   than a precache already holds), and an ondemand message for a hash queued as precache
+ *   promotes it to ondemand.
+ * - Bound: at most `limit` queued jobs (in-flight jobs do not count). When full, the oldest
+ *   precache job is dropped to make room. If only ondemand jobs are queued, a new precache job is
+ *   refused ('queue-full'), and a new ondemand job drops the oldest ondemand job: of two
+ *   on-demand requests the older is the one whose service is most likely to have timed out or
+ *   been served by another worker already.
+ * - Expiry: a job is worth doing for `jobTimeoutMs` after it arrived; expired jobs are skipped.
+ * - Ceiling: work above `maxMultiplier` (vs the Nano send threshold) is refused
+ *   ('difficulty-too-high'), so one absurd message cannot occupy the device forever.
+ *
+ * Pure and synchronous; the clock is injected.
+ */
+import { checkDifficulty, DEFAULT_MAX_MULTIPLIER, PowInputError, toMultiplier, toU64Hex } from '../pow/work.ts';
+import type { WorkType } from './codec.ts';
+import type { QueuedJob } from './state.ts';
+
+export interface Job extends QueuedJob {
+  /** The difficulty as a number (QueuedJob.difficulty is its 16-hex-digit text). */
+  target: bigint;
+  /** Multiplier vs the Nano send threshold, for people. */
+  multiplier: number;
+  /** After this instant the job is not worth starting (or finishing). */
+  expiresAt: number;
+}
+
+export interface QueueOptions {
+  /** Most queued jobs (default 64). */
+  limit?: number;
+  /** Per-job time limit from arrival, ms (default 120 000). */
+  jobTimeoutMs?: number;
+  /** Largest multiplier accepted vs the Nano send threshold (default 64). */
+  maxMultiplier?: number;
+  /** How many finished hashes are remembered for dedupe (default 1024). */
+  remember?: number;
+  now?: () => number;
+}
+
+export type RefuseCode = 'duplicate' | 'difficulty-too-high' | 'queue-full';
+
+export type AddResult =
+  | {
+      ok: true;
+      job: Job;
+      /** True when an already-queued precache job was promoted to ondemand / a higher difficulty. */
+      updated: boolean;
+      /** A job dropped to make room for this one. */
+      dropped?: Job;
+    }
+  | { ok: false; code: RefuseCode; reason: string };
+
+export interface CancelOutcome {
+  /** The job was queued and is now gone. */
+  queued: Job | null;
+  /** The job is in flight: the caller must stop the search. */
+  inFlight: Job | null;
+}
+
+export interface QueueCounters {
+  /** Jobs dropped (oldest first) because the queue was full. */
+  dropped: number;
+  /** Jobs skipped because their time limit had passed. */
+  expired: number;
+}
+
+export const DEFAULT_QUEUE_LIMIT = 64;
+export const DEFAULT_JOB_TIMEOUT_MS = 120_000;
+export const DEFAULT_REMEMBER = 1024;
+
+const key = (hash: string) => hash.toLowerCase();
+const short = (hash: string) => `${hash.slice(0, 12)}…`;
+
+export class WorkQueue {
+  readonly limit: number;
+  readonly jobTimeoutMs: number;
+  readonly maxMultiplier: number;
+  readonly counters: QueueCounters = { dropped: 0, expired: 0 };
+
+  private readonly rememberLimit: number;
+  private readonly now: () => number;
+  private readonly lanes: Record<WorkType, Job[]> = { ondemand: [], precache: [] };
+  private readonly inFlight = new Map<string, Job>();
+  /** Recently finished (computed, cancelled, expired) hashes -> the difficulty they were done at. */
+  private readonly finished = new Map<string, bigint>();
+
+  constructor(options: QueueOptions = {}) {
+    this.limit = Math.max(1, Math.floor(options.limit ?? DEFAULT_QUEUE_LIMIT));
+    this.jobTimeoutMs = options.jobTimeoutMs ?? DEFAULT_JOB_TIMEOUT_MS;
+    this.maxMultiplier = options.maxMultiplier ?? DEFAULT_MAX_MULTIPLIER;
+    this.rememberLimit = Math.max(0, Math.floor(options.remember ?? DEFAULT_REMEMBER));
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Queued jobs (not in flight), in the order they will run. */
+  get size(): number {
+    return this.lanes.ondemand.length + this.lanes.precache.length;
+  }
+
+  /** Offers a work message; `hash` is kept exactly as given (it is echoed in the result). */
+  add(hash: string, difficulty: bigint, workType: WorkType): AddResult {
+    try {
+      checkDifficulty(difficulty, { maxMultiplier: this.maxMultiplier });
+    } catch (err) {
+      if (err instanceof PowInputError) return { ok: false, code: 'difficulty-too-high', reason: err.message };
+      throw err;
+    }
+    const k = key(hash);
+
+    const running = this.inFlight.get(k);
+    if (running && difficulty <= running.target) {
+      return { ok: false, code: 'duplicate', reason: `${short(hash)} is already being computed` };
+    }
+    const done = this.finished.get(k);
+    if (!running && done !== undefined && difficulty <= done) {
+      return { ok: false, code: 'duplicate', reason: `${short(hash)} was finished recently` };
+    }
+
+    const queued = this.findQueued(k);
+    if (queued) {
+      const { job, lane } = queued;
+      const higher = difficulty > job.target;
+      const promote = workType === 'ondemand' && job.workType === 'precache';
+      if (!higher && !promote) {
+        return { ok: false, code: 'duplicate', reason: `${short(hash)} is already queued` };
+      }
+      if (higher) this.setTarget(job, difficulty);
+      if (promote) {
+        lane.splice(lane.indexOf(job), 1);
+        job.workType = 'ondemand';
+        this.lanes.ondemand.push(job);
+      }
+      return { ok: true, job, updated: true };
+    }
+
+    let dropped: Job | undefined;
+    if (this.size >= this.limit) {
+      // Expired jobs are the cheapest room to make.
+      this.expire();
+    }
+    if (this.size >= this.limit) {
+      if (this.lanes.precache.length > 0) dropped = this.lanes.precache.shift();
+      else if (workType === 'ondemand') dropped = this.lanes.ondemand.shift();
+      else {
+        return {
+          ok: false,
+          code: 'queue-full',
+          reason: `queue is full of ondemand work (${this.limit}); precache ${short(hash)} refused`,
+        };
+      }
+      this.counters.dropped++;
+    }
+
+    const receivedAt = this.now();
+    const job: Job = {
+      hash,
+      difficulty: '',
+      target: 0n,
+      multiplier: 0,
+      workType,
+      receivedAt,
+      expiresAt: receivedAt + this.jobTimeoutMs,
+    };
+    this.setTarget(job, difficulty);
+    this.lanes[workType].push(job);
+    return dropped ? { ok: true, job, updated: false, dropped } : { ok: true, job, updated: false };
+  }
+
+  /**
+   * Takes the next job (ondemand first) and marks it in flight. Expired jobs met on the way are
+   * dropped and counted; they are returned in `expired` for logging.
+   */
+  next(): { job: Job | null; expired: Job[] } {
+    const expired = this.expire();
+    const job = this.lanes.ondemand.shift() ?? this.lanes.precache.shift() ?? null;
+    if (job) this.inFlight.set(key(job.hash), job);
+    return { job, expired };
+  }
+
+  /** Drops queued jobs whose time limit has passed, counts and returns them. */
+  expire(): Job[] {
+    const now = this.now();
+    const out: Job[] = [];
+    for (const lane of [this.lanes.ondemand, this.lanes.precache]) {
+      for (let i = lane.length - 1; i >= 0; i--) {
+        if (lane[i].expiresAt <= now) out.unshift(...lane.splice(i, 1));
+      }
+    }
+    for (const job of out) this.remember(job);
+    this.counters.expired += out.length;
+    return out;
+  }
+
+  /** True when this in-flight (or any) job's time limit has passed. */
+  isExpired(job: Job): boolean {
+    return job.expiresAt <= this.now();
+  }
+
+  /** Counts an in-flight job that was stopped because its time ran out (then call finish). */
+  countExpired(): void {
+    this.counters.expired++;
+  }
+
+  /** An in-flight job ended (found, cancelled, expired or failed): remember it for dedupe. */
+  finish(job: Job): void {
+    const k = key(job.hash);
+    if (this.inFlight.get(k) === job) this.inFlight.delete(k);
+    this.remember(job);
+  }
+
+  /** A cancel for `hash` (any case, any type): drop it if queued; say if it is in flight. */
+  cancel(hash: string): CancelOutcome {
+    const k = key(hash);
+    const queued = this.findQueued(k);
+    if (queued) {
+      queued.lane.splice(queued.lane.indexOf(queued.job), 1);
+      this.remember(queued.job);
+    }
+    return { queued: queued?.job ?? null, inFlight: this.inFlight.get(k) ?? null };
+  }
+
+  /** Was this hash finished (or cancelled) recently? */
+  isFinished(hash: string): boolean {
+    return this.finished.has(key(hash));
+  }
+
+  /** Queued jobs in the order they will run (copies, for views). */
+  snapshot(): QueuedJob[] {
+    return [...this.lanes.ondemand, ...this.lanes.precache].map(({ hash, difficulty, workType, receivedAt }) => ({
+      hash,
+      difficulty,
+      workType,
+      receivedAt,
+    }));
+  }
+
+  /** Drops every queued job (in-flight bookkeeping and memory of finished hashes stay). */
+  clear(): Job[] {
+    const all = [...this.lanes.ondemand, ...this.lanes.precache];
+    this.lanes.ondemand.length = 0;
+    this.lanes.precache.length = 0;
+    return all;
+  }
+
+  private setTarget(job: Job, difficulty: bigint): void {
+    job.target = difficulty;
+    job.difficulty = toU64Hex(difficulty);
+    job.multiplier = toMultiplier(difficulty);
+  }
+
+  private findQueued(k: string): { job: Job; lane: Job[] } | null {
+    for (const lane of [this.lanes.ondemand, this.lanes.precache]) {
+      const job = lane.find((j) => key(j.hash) === k);
+      if (job) return { job, lane };
+    }
+    return null;
+  }
+
+  private remember(job: Job): void {
+    if (this.rememberLimit === 0) return;
+    const k = key(job.hash);
+    const before = this.finished.get(k);
+    this.finished.delete(k); // re-insert to refresh its age
+    this.finished.set(k, before !== undefined && before > job.target ? before : job.target);
+    while (this.finished.size > this.rememberLimit) {
+      this.finished.delete(this.finished.keys().next().value as string);
+    }
+  }
+}
