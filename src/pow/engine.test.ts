@@ -370,3 +370,36 @@ describe('benchmark', () => {
     expect(b.calls.every((c) => c.signal.aborted)).toBe(true);
   });
 });
+
+describe('across the Comlink boundary (as the page talks to the engine worker)', () => {
+  it('keeps results and typed errors intact, and delivers proxied status callbacks', async () => {
+    const Comlink = await import('comlink');
+    const { installEngineErrorTransfer } = await import('./browser-engine.ts');
+    installEngineErrorTransfer();
+    const { port1, port2 } = new MessageChannel();
+    const engine = makeEngine({ statusPerSecond: 20 });
+    Comlink.expose(engine, port1 as unknown as Parameters<typeof Comlink.expose>[1]);
+    const remote = Comlink.wrap<PowEngine>(port2 as unknown as Parameters<typeof Comlink.wrap>[0]);
+    try {
+      const result = await remote.generate(ROOT, EASY, { backend: 'wasm' });
+      expect(validateWork(ROOT, result.work, EASY).valid).toBe(true);
+
+      const bad = await remote.generate(ROOT, 'ffffffffffffffff').catch((e: unknown) => e);
+      expect(bad).toBeInstanceOf(PowInputError);
+      expect((bad as PowInputError).code).toBe('difficulty-too-high');
+
+      const seen: EngineStatus[] = [];
+      await remote.onStatus(Comlink.proxy((s: EngineStatus) => void seen.push(s)));
+      const job = remote.generate(ROOT, UNREACHABLE);
+      await vi.waitUntil(() => seen.some((s) => s.hashrate > 0), { timeout: 5000 });
+      expect(await remote.cancel(ROOT)).toBe(true);
+      const err = await job.catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(PowCancelledError);
+      expect((err as PowCancelledError).root).toBe(ROOT);
+    } finally {
+      remote[Comlink.releaseProxy]();
+      port1.close();
+      port2.close();
+    }
+  });
+});

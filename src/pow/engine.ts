@@ -155,10 +155,14 @@ export class PowEngine implements EngineApi {
     } catch (err) {
       return Promise.reject(err);
     }
+    const intensity = options.intensity;
+    if (intensity !== undefined && !(Number.isFinite(intensity) && intensity > 0 && intensity <= 1)) {
+      return Promise.reject(new RangeError(`intensity must be in (0, 1], got ${intensity}`));
+    }
     const choice = options.backend ?? this.options.defaultBackend ?? 'auto';
     const threads = this.threadCount(options.threads);
     return this.enqueue(root.toUpperCase(), (signal) =>
-      this.runGenerate(root, rootBytes, target, choice, threads, options.intensity, signal),
+      this.runGenerate(root, rootBytes, target, choice, threads, intensity, signal),
     ) as Promise<GenerateResult>;
   }
 

@@ -1,0 +1,103 @@
+/**
+ * `dpow-web work <root> [--difficulty <16 hex> | --multiplier <m>] [--backend auto|webgpu|wasm]
+ *  [--threads N]`: computes one proof of work and prints one JSON line
+ *  {"hash","work","difficulty","value","backend","hashes","ms"}.
+ *
+ * Exit 0 only for work that passed the reference check; 2 for bad input (one line on stderr);
+ * 1 when the search itself failed (e.g. --backend webgpu with no adapter); 130 on Ctrl-C.
+ */
+import { CliError, intOption, parseOptions } from './args.ts';
+import { createNodeEngine } from '../node/engine.ts';
+import type { BackendChoice } from '../pow/types.ts';
+import { PowCancelledError } from '../pow/types.ts';
+import {
+  PowInputError,
+  THRESHOLDS,
+  fromMultiplier,
+  parseDifficulty,
+  parseMultiplier,
+  parseRoot,
+  toU64Hex,
+  validateWork,
+} from '../pow/work.ts';
+
+const BACKENDS: readonly BackendChoice[] = ['auto', 'webgpu', 'wasm'];
+
+export function parseBackend(value: string | undefined, allowed: readonly string[] = BACKENDS): string {
+  if (value === undefined) return 'auto';
+  if (!allowed.includes(value)) {
+    throw new CliError(`--backend must be one of ${allowed.join('|')}, got "${value}"`);
+  }
+  return value;
+}
+
+/** Turns PowInputError (already a specific, one-line reason) into a usage error. */
+function asCliError<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof PowInputError) throw new CliError(err.message);
+    throw err;
+  }
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseOptions(argv, {
+    difficulty: { type: 'string', short: 'd' },
+    multiplier: { type: 'string', short: 'm' },
+    backend: { type: 'string', short: 'b' },
+    threads: { type: 'string', short: 't' },
+  });
+  if (positionals.length !== 1) {
+    throw new CliError(`expected exactly one <root> (64 hex characters), got ${positionals.length} arguments`);
+  }
+  const root = positionals[0];
+  asCliError(() => parseRoot(root));
+  if (values.difficulty !== undefined && values.multiplier !== undefined) {
+    throw new CliError('give either --difficulty or --multiplier, not both');
+  }
+  const difficulty =
+    values.multiplier !== undefined
+      ? asCliError(() => fromMultiplier(parseMultiplier(values.multiplier)))
+      : values.difficulty !== undefined
+        ? asCliError(() => parseDifficulty(values.difficulty))
+        : THRESHOLDS.nanoReceive;
+  const backend = parseBackend(values.backend) as BackendChoice;
+  const threads = values.threads === undefined ? undefined : intOption(values.threads, 'threads', 1);
+  const difficultyHex = toU64Hex(difficulty);
+
+  const engine = await createNodeEngine({ backend, threads, log: (m) => process.stderr.write(`${m}\n`) });
+  const interrupt = () => void engine.cancel(root);
+  process.once('SIGINT', interrupt);
+  try {
+    const result = await engine.generate(root, difficultyHex, { backend, threads });
+    // The engine already checked it; check once more here so exit 0 can never mean unchecked work.
+    const check = validateWork(root, result.work, difficulty);
+    if (!check.valid) {
+      process.stderr.write(`dpow-web work: ${result.work} failed the reference check (value ${toU64Hex(check.value)})\n`);
+      return 1;
+    }
+    const line = {
+      hash: root.toUpperCase(),
+      work: result.work,
+      difficulty: difficultyHex,
+      value: toU64Hex(check.value),
+      backend: result.backend,
+      hashes: result.hashes,
+      ms: Math.round(result.ms),
+    };
+    process.stdout.write(`${JSON.stringify(line)}\n`);
+    return 0;
+  } catch (err) {
+    if (err instanceof PowInputError) throw new CliError(err.message);
+    if (err instanceof PowCancelledError) {
+      process.stderr.write('dpow-web work: interrupted\n');
+      return 130;
+    }
+    process.stderr.write(`dpow-web work: ${(err as Error).message ?? String(err)}\n`);
+    return 1;
+  } finally {
+    process.off('SIGINT', interrupt);
+    engine.dispose();
+  }
+}

@@ -1,0 +1,249 @@
+/**
+ * The engine lab (bench.html): compute one proof of work or benchmark the backends in this
+ * browser, with the same engine worker the app uses. `npm run bench` and e2e/engine.spec.ts drive
+ * it through the data-testid hooks. Query parameters preselect the form:
+ *   ?backend=auto|webgpu|wasm&threads=N&seconds=N&root=<64 hex>&difficulty=<16 hex>
+ */
+import { render } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
+import { createBrowserEngine } from '../pow/browser-engine.ts';
+import {
+  PowCancelledError,
+  type BackendChoice,
+  type BenchmarkResult,
+  type EngineStatus,
+  type GenerateResult,
+} from '../pow/types.ts';
+import {
+  THRESHOLDS,
+  fromMultiplier,
+  isRootHex,
+  isU64Hex,
+  parseDifficulty,
+  toMultiplier,
+  toU64Hex,
+  validateWork,
+} from '../pow/work.ts';
+
+const { engine, onStatus } = createBrowserEngine();
+// Test handle for the device-loss end-to-end test; only this lab page sets it.
+(window as unknown as { __engine: typeof engine }).__engine = engine;
+
+type Phase = 'idle' | 'running' | 'done' | 'cancelled' | 'error' | 'benchmarking' | 'benchmarked';
+
+const params = new URLSearchParams(location.search);
+const BACKENDS: BackendChoice[] = ['auto', 'webgpu', 'wasm'];
+const initialBackend = BACKENDS.find((b) => b === params.get('backend')) ?? 'auto';
+const defaultThreads = Math.max(1, (navigator.hardwareConcurrency || 2) - 1);
+
+function randomRoot(): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => b.toString(16).padStart(2, '0'))
+    .join('')
+    .toUpperCase();
+}
+
+function formatRate(hps: number): string {
+  if (!(hps > 0)) return '0 H/s';
+  if (hps >= 1e6) return `${(hps / 1e6).toFixed(2)} MH/s`;
+  if (hps >= 1e3) return `${(hps / 1e3).toFixed(1)} kH/s`;
+  return `${hps.toFixed(0)} H/s`;
+}
+
+function multiplierOf(difficulty: string): string {
+  return isU64Hex(difficulty) ? String(Number(toMultiplier(parseDifficulty(difficulty)).toPrecision(6))) : '';
+}
+
+interface Found extends GenerateResult {
+  root: string;
+  difficulty: string;
+  /** The page's own reference check of the returned work. */
+  verified: boolean;
+}
+
+function Lab() {
+  const [root, setRoot] = useState(() => params.get('root') ?? randomRoot());
+  const [difficulty, setDifficulty] = useState(() => params.get('difficulty') ?? toU64Hex(THRESHOLDS.nanoReceive));
+  const [multiplier, setMultiplier] = useState(() => multiplierOf(difficulty));
+  const [backend, setBackend] = useState<BackendChoice>(initialBackend);
+  const [threads, setThreads] = useState(params.get('threads') ?? String(defaultThreads));
+  const [seconds, setSeconds] = useState(params.get('seconds') ?? '5');
+  const [phase, setPhase] = useState<Phase>('idle');
+  const [error, setError] = useState('');
+  const [found, setFound] = useState<Found | null>(null);
+  const [bench, setBench] = useState<BenchmarkResult[] | null>(null);
+  const [status, setStatus] = useState<EngineStatus | null>(null);
+
+  useEffect(() => {
+    void onStatus((s) => setStatus(s));
+  }, []);
+
+  const busy = phase === 'running' || phase === 'benchmarking';
+  const threadCount = Number(threads);
+  const threadsValid = Number.isInteger(threadCount) && threadCount >= 1 && threadCount <= 64;
+
+  const onMultiplier = (text: string) => {
+    setMultiplier(text);
+    const m = Number(text);
+    if (text.trim() !== '' && Number.isFinite(m) && m > 0) {
+      try {
+        setDifficulty(toU64Hex(fromMultiplier(m)));
+      } catch {
+        // Leave the difficulty as it was; the engine reports bad input on Compute.
+      }
+    }
+  };
+  const onDifficulty = (text: string) => {
+    setDifficulty(text);
+    setMultiplier(multiplierOf(text));
+  };
+
+  const compute = async () => {
+    const job = { root: root.trim(), difficulty: difficulty.trim() };
+    setPhase('running');
+    setError('');
+    setFound(null);
+    try {
+      const result = await engine.generate(job.root, job.difficulty, {
+        backend,
+        threads: threadsValid ? threadCount : undefined,
+      });
+      const verified = validateWork(job.root, result.work, job.difficulty).valid;
+      setFound({ ...result, ...job, verified });
+      setPhase(verified ? 'done' : 'error');
+      if (!verified) setError(`engine returned ${result.work}, which fails the reference check`);
+    } catch (err) {
+      if (err instanceof PowCancelledError) {
+        setPhase('cancelled');
+      } else {
+        setPhase('error');
+        setError((err as Error).message ?? String(err));
+      }
+    }
+  };
+
+  const cancel = () => void engine.cancel(root.trim());
+
+  const benchmark = async () => {
+    setPhase('benchmarking');
+    setError('');
+    setBench(null);
+    try {
+      const results = await engine.benchmark({
+        backend,
+        seconds: Number(seconds) > 0 ? Number(seconds) : 5,
+        threads: threadsValid ? threadCount : undefined,
+      });
+      setBench(results);
+      setPhase('benchmarked');
+    } catch (err) {
+      setPhase('error');
+      setError((err as Error).message ?? String(err));
+    }
+  };
+
+  return (
+    <main>
+      <h1>dpow-web engine lab</h1>
+      <form onSubmit={(e) => e.preventDefault()}>
+        <label for="root">Root</label>
+        <div>
+          <input id="root" class="mono" data-testid="root" value={root} spellcheck={false}
+            onInput={(e) => setRoot(e.currentTarget.value)} aria-invalid={!isRootHex(root.trim())} />
+          <button type="button" data-testid="random-root" onClick={() => setRoot(randomRoot())} disabled={busy}>
+            Random
+          </button>
+        </div>
+        <label for="difficulty">Difficulty</label>
+        <input id="difficulty" class="mono" data-testid="difficulty" value={difficulty} spellcheck={false}
+          onInput={(e) => onDifficulty(e.currentTarget.value)} />
+        <label for="multiplier">Multiplier (× Nano send)</label>
+        <input id="multiplier" data-testid="multiplier" value={multiplier}
+          onInput={(e) => onMultiplier(e.currentTarget.value)} />
+        <label for="backend">Backend</label>
+        <select id="backend" data-testid="backend" value={backend}
+          onChange={(e) => setBackend(e.currentTarget.value as BackendChoice)}>
+          <option value="auto">Auto (WebGPU, else WASM)</option>
+          <option value="webgpu">WebGPU</option>
+          <option value="wasm">WASM</option>
+        </select>
+        <label for="threads">WASM threads</label>
+        <input id="threads" type="number" min={1} max={64} data-testid="threads" value={threads}
+          onInput={(e) => setThreads(e.currentTarget.value)} />
+        <label for="seconds">Benchmark seconds</label>
+        <input id="seconds" type="number" min={1} data-testid="bench-seconds" value={seconds}
+          onInput={(e) => setSeconds(e.currentTarget.value)} />
+      </form>
+
+      <div class="buttons">
+        <button type="button" data-testid="compute" onClick={compute} disabled={busy}>Compute</button>
+        <button type="button" data-testid="cancel" onClick={cancel} disabled={phase !== 'running'}>Cancel</button>
+        <button type="button" data-testid="benchmark" onClick={benchmark} disabled={busy}>Benchmark</button>
+      </div>
+
+      <dl>
+        <dt>State</dt>
+        <dd data-testid="state" class={`state-${phase}`}>{phase}</dd>
+        <dt>Engine</dt>
+        <dd data-testid="engine-backend" data-backend={status?.backend ?? ''}>
+          {status?.backend ? `${status.backend} · ${status.label}` : '—'}
+        </dd>
+        <dt>Hashrate</dt>
+        <dd data-testid="hashrate" data-hps={String(status?.hashrate ?? 0)}>{formatRate(status?.hashrate ?? 0)}</dd>
+        <dt>Total hashes</dt>
+        <dd data-testid="total-hashes">{status?.totalHashes ?? 0}</dd>
+        <dt>Kernel mismatches</dt>
+        <dd data-testid="kernel-mismatches">{status?.kernelMismatches ?? 0}</dd>
+      </dl>
+      {error && <p class="error" data-testid="error">{error}</p>}
+
+      {found && (
+        <section data-testid="result">
+          <h2>Result</h2>
+          <dl>
+            <dt>Work</dt>
+            <dd class="mono" data-testid="work">{found.work}</dd>
+            <dt>Value</dt>
+            <dd class="mono" data-testid="value">{found.value}</dd>
+            <dt>Reference check</dt>
+            <dd data-testid="verified">{found.verified ? 'valid' : 'INVALID'}</dd>
+            <dt>Backend</dt>
+            <dd data-testid="result-backend">{found.backend}</dd>
+            <dt>Hashes</dt>
+            <dd data-testid="hashes">{found.hashes}</dd>
+            <dt>Time</dt>
+            <dd data-testid="ms" data-ms={String(found.ms)}>{(found.ms / 1000).toFixed(2)} s</dd>
+            <dt>Root</dt>
+            <dd class="mono" data-testid="result-root">{found.root}</dd>
+            <dt>Difficulty</dt>
+            <dd class="mono" data-testid="result-difficulty">{found.difficulty}</dd>
+          </dl>
+        </section>
+      )}
+
+      {bench && (
+        <section>
+          <h2>Benchmark</h2>
+          <table data-testid="bench-results">
+            <thead>
+              <tr><th>Backend</th><th>Adapter / kernel</th><th>Threads</th><th>Hashrate</th><th>Compile</th></tr>
+            </thead>
+            <tbody>
+              {bench.map((r) => (
+                <tr key={`${r.backend}-${r.label}`}>
+                  <td>{r.backend}</td>
+                  <td>{r.label}</td>
+                  <td class="num">{r.threads ?? '—'}</td>
+                  <td class="num">{formatRate(r.hashrate)}</td>
+                  <td class="num">{r.compileMs.toFixed(0)} ms</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+          <pre data-testid="bench-json" hidden>{JSON.stringify(bench)}</pre>
+        </section>
+      )}
+    </main>
+  );
+}
+
+render(<Lab />, document.getElementById('lab')!);
