@@ -1,0 +1,192 @@
+#!/usr/bin/env node
+// `npm run bench [-- --seconds N] [-- --only node|chromium]`: hashrate of every backend this
+// machine has, in Node (Dawn WebGPU, WASM SIMD/scalar with 1 and N threads; via `dpow-web bench`)
+// and in Chromium (WebGPU on SwiftShader, WebGPU on llvmpipe through ANGLE/OpenGL ES, WASM with
+// 1 and N threads; via the engine lab page bench.html served by `vite preview`).
+// Prints a table in MH/s and writes every row to bench-results.json.
+import { spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const ROOT_DIR = fileURLToPath(new URL('..', import.meta.url));
+const CHROMIUM = process.env.DPOW_CHROMIUM ?? '/usr/lib/chromium/chromium';
+const QUIET_FLAGS = [
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-quic',
+  '--no-first-run',
+];
+const CHROMIUM_RUNS = (threads) => [
+  { name: 'webgpu-swiftshader', flags: ['--enable-unsafe-webgpu'], query: { backend: 'webgpu' } },
+  {
+    name: 'webgpu-llvmpipe',
+    flags: ['--enable-unsafe-webgpu', '--use-angle=gl-egl', '--use-webgpu-adapter=opengles'],
+    query: { backend: 'webgpu' },
+  },
+  { name: 'wasm-1', flags: [], query: { backend: 'wasm', threads: 1 } },
+  ...(threads > 1 ? [{ name: `wasm-${threads}`, flags: [], query: { backend: 'wasm', threads } }] : []),
+];
+
+function usage(message) {
+  process.stderr.write(`bench: ${message}\nusage: npm run bench -- [--seconds N] [--only node|chromium] [--threads N]\n`);
+  process.exit(2);
+}
+
+let args;
+try {
+  args = parseArgs({
+    options: {
+      seconds: { type: 'string', default: '5' },
+      only: { type: 'string' },
+      threads: { type: 'string' },
+      out: { type: 'string', default: 'bench-results.json' },
+    },
+    strict: true,
+  }).values;
+} catch (err) {
+  usage(err.message.split('\n')[0]);
+}
+const seconds = Number(args.seconds);
+if (!Number.isFinite(seconds) || seconds <= 0) usage(`--seconds must be a positive number, got "${args.seconds}"`);
+if (args.only !== undefined && !['node', 'chromium'].includes(args.only)) usage(`--only must be node or chromium`);
+const threads = args.threads === undefined ? availableParallelism() : Number(args.threads);
+if (!Number.isInteger(threads) || threads < 1) usage(`--threads must be a positive integer`);
+
+/** Runs a command, collecting stdout; stderr passes through so progress and warnings show. */
+function exec(command, argv, options = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, argv, { cwd: ROOT_DIR, stdio: ['ignore', 'pipe', 'inherit'], ...options });
+    let out = '';
+    child.stdout?.on('data', (chunk) => (out += chunk));
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${command} ${argv.join(' ')} exited ${code}`))));
+  });
+}
+
+async function nodeBench() {
+  const out = await exec(process.execPath, [
+    'bin/dpow-web.mjs',
+    'bench',
+    '--json',
+    '--backend',
+    'all',
+    '--seconds',
+    String(seconds),
+    '--threads',
+    String(threads),
+  ]);
+  const rows = JSON.parse(out.trim().split('\n').pop());
+  return rows.map((r) => ({
+    runtime: 'node',
+    name: r.backend === 'webgpu' ? `webgpu (${r.label})` : `wasm ${r.variant} x${r.threads}`,
+    ...r,
+  }));
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForHttp(url, child, timeoutMs = 60_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`vite preview exited with ${child.exitCode}`);
+    try {
+      const res = await fetch(url);
+      if (res.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`${url} did not come up in ${timeoutMs / 1000} s`);
+}
+
+async function chromiumBench() {
+  if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM} (set DPOW_CHROMIUM)`);
+  if (!existsSync(`${ROOT_DIR}/dist/bench.html`)) {
+    process.stderr.write('bench: dist/bench.html missing; building first (npm run build)\n');
+    await exec('npm', ['run', 'build'], { stdio: ['ignore', 'inherit', 'inherit'] }).catch(() => {
+      throw new Error('npm run build failed');
+    });
+  }
+  const { chromium } = await import('@playwright/test');
+  const port = await freePort();
+  const preview = spawn(
+    process.execPath,
+    ['node_modules/vite/bin/vite.js', 'preview', '--host', '127.0.0.1', '--port', String(port), '--strictPort'],
+    { cwd: ROOT_DIR, stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  const rows = [];
+  try {
+    const base = `http://127.0.0.1:${port}`;
+    await waitForHttp(`${base}/bench.html`, preview);
+    for (const run of CHROMIUM_RUNS(threads)) {
+      const browser = await chromium.launch({ executablePath: CHROMIUM, args: [...QUIET_FLAGS, ...run.flags] });
+      try {
+        const page = await browser.newPage();
+        page.on('console', (msg) => {
+          if (msg.type() === 'error') process.stderr.write(`[${run.name}] ${msg.text()}\n`);
+        });
+        const query = new URLSearchParams({ ...run.query, seconds: String(seconds) });
+        await page.goto(`${base}/bench.html?${query}`);
+        await page.getByTestId('benchmark').click();
+        const state = page.getByTestId('state');
+        await state.filter({ hasText: /^(benchmarked|error)$/ }).waitFor({ timeout: (seconds + 90) * 1000 });
+        if ((await state.textContent()) === 'error') {
+          process.stderr.write(`bench: ${run.name} failed: ${await page.getByTestId('error').textContent()}\n`);
+          continue;
+        }
+        const results = JSON.parse(await page.getByTestId('bench-json').textContent());
+        for (const r of results) rows.push({ runtime: 'chromium', name: run.name, flags: run.flags, ...r });
+      } finally {
+        await browser.close();
+      }
+    }
+  } finally {
+    preview.kill('SIGTERM');
+  }
+  return rows;
+}
+
+function table(rows) {
+  const lines = [
+    `${'runtime'.padEnd(9)} ${'backend'.padEnd(22)} ${'adapter / kernel'.padEnd(44)} ${'threads'.padStart(7)} ${'MH/s'.padStart(8)} ${'compile'.padStart(9)}`,
+  ];
+  for (const r of rows) {
+    lines.push(
+      `${r.runtime.padEnd(9)} ${r.name.slice(0, 22).padEnd(22)} ${String(r.label).slice(0, 44).padEnd(44)} ${String(r.threads ?? '-').padStart(7)} ${(r.hashrate / 1e6).toFixed(2).padStart(8)} ${`${r.compileMs.toFixed(0)} ms`.padStart(9)}`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+const rows = [];
+const failures = [];
+if (args.only !== 'chromium') {
+  process.stderr.write(`bench: Node backends, ${seconds} s each\n`);
+  await nodeBench().then((r) => rows.push(...r), (err) => failures.push(`node: ${err.message}`));
+}
+if (args.only !== 'node') {
+  process.stderr.write(`bench: Chromium backends, ${seconds} s each\n`);
+  await chromiumBench().then((r) => rows.push(...r), (err) => failures.push(`chromium: ${err.message}`));
+}
+process.stdout.write(table(rows));
+writeFileSync(
+  `${ROOT_DIR}/${args.out}`,
+  `${JSON.stringify({ at: new Date().toISOString(), seconds, threads, cores: availableParallelism(), rows, failures }, null, 2)}\n`,
+);
+process.stderr.write(`bench: wrote ${args.out}\n`);
+for (const f of failures) process.stderr.write(`bench: FAILED ${f}\n`);
+process.exit(failures.length > 0 || rows.length === 0 ? 1 : 0);
