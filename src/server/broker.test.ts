@@ -1,0 +1,196 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import mqtt, { type MqttClient } from 'mqtt';
+import { filterCovered, startBroker, topicMatches, type Broker, type BrokerUsers } from './broker.ts';
+
+const USERS: BrokerUsers = {
+  server: { username: 'server', password: 's3cret-server' },
+  client: { username: 'client', password: 'client' },
+  dashboard: { username: 'dash', password: 'dash-pass' },
+};
+
+const cleanup: Array<() => Promise<unknown> | void> = [];
+afterEach(async () => {
+  while (cleanup.length) await cleanup.pop()!();
+});
+
+async function broker(extra: Partial<Parameters<typeof startBroker>[0]> = {}): Promise<Broker> {
+  const b = await startBroker({ users: USERS, tcpPort: 0, ...extra });
+  cleanup.push(() => b.close());
+  return b;
+}
+
+async function connect(url: string, username: string, password: string): Promise<MqttClient> {
+  const c = await mqtt.connectAsync(url, { username, password, protocolVersion: 4, reconnectPeriod: 0 });
+  cleanup.push(() => c.endAsync(true));
+  return c;
+}
+
+/** Collects messages per topic for a subscriber. */
+function collect(c: MqttClient): Array<{ topic: string; payload: string }> {
+  const seen: Array<{ topic: string; payload: string }> = [];
+  c.on('message', (topic, payload) => seen.push({ topic, payload: payload.toString() }));
+  return seen;
+}
+
+/** Subscribes topic by topic and returns the granted code of each (128 = refused). */
+async function grantedCodes(c: MqttClient, topics: string[]): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const topic of topics) {
+    out[topic] = await new Promise<number>((resolve) =>
+      c.subscribe(topic, (err, granted) => {
+        if (err) resolve((err as Error & { packet?: { granted?: number[] } }).packet?.granted?.[0] ?? -1);
+        else resolve(granted?.[0]?.qos ?? -1);
+      }),
+    );
+  }
+  return out;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(check: () => boolean, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await sleep(10);
+  }
+}
+
+describe('topic filters', () => {
+  it('matches concrete topics like MQTT does', () => {
+    expect(topicMatches('client/+', 'client/nano_abc')).toBe(true);
+    expect(topicMatches('client/+', 'client/a/b')).toBe(false);
+    expect(topicMatches('work/#', 'work')).toBe(true);
+    expect(topicMatches('#', '$SYS/x')).toBe(false);
+    expect(topicMatches('result/precache', 'result/ondemand')).toBe(false);
+  });
+
+  it('covers a subscription only when every topic it could deliver is allowed', () => {
+    expect(filterCovered('work/#', 'work/#')).toBe(true);
+    expect(filterCovered('work/#', 'work/precache')).toBe(true);
+    expect(filterCovered('work/#', 'work/+')).toBe(true);
+    expect(filterCovered('work/#', 'work')).toBe(true);
+    expect(filterCovered('work/#', '#')).toBe(false);
+    expect(filterCovered('work/#', '+/precache')).toBe(false);
+    expect(filterCovered('result/+', 'result/#')).toBe(false);
+    expect(filterCovered('result/+', 'result/ondemand')).toBe(true);
+    expect(filterCovered('client/#', 'client/+')).toBe(true);
+    expect(filterCovered('#', '$SYS/#')).toBe(false);
+    expect(filterCovered('heartbeat', 'heartbeat/x')).toBe(false);
+  });
+});
+
+describe('embedded broker roles', () => {
+  it('lets a client publish results that the server reads', async () => {
+    const b = await broker();
+    const server = await connect(b.tcpUrl!, 'server', 's3cret-server');
+    const seen = collect(server);
+    await server.subscribeAsync(['result/precache', 'result/ondemand']);
+    const client = await connect(b.wsUrl, 'client', 'client');
+    await client.publishAsync('result/ondemand', 'a,b,c');
+    await waitFor(() => seen.length === 1);
+    expect(seen[0]).toEqual({ topic: 'result/ondemand', payload: 'a,b,c' });
+  });
+
+  it('refuses client publishes outside result/ and delivers none of them', async () => {
+    const b = await broker();
+    const dash = await connect(b.tcpUrl!, 'dash', 'dash-pass');
+    const seen = collect(dash);
+    await dash.subscribeAsync('#');
+    const forbidden = ['work/precache', 'work/x', 'cancel/ondemand', 'cancel/x', 'heartbeat', 'statistics', 'client/nano_x'];
+    for (const topic of forbidden) {
+      const client = await connect(b.wsUrl, 'client', 'client');
+      client.publish(topic, 'forged');
+      await waitFor(() => b.counters.refusedByTopic[`client:${topic}`] === 1);
+    }
+    // A legitimate publish after the forgeries proves the subscriber was listening all along.
+    const honest = await connect(b.wsUrl, 'client', 'client');
+    await honest.publishAsync('result/precache', 'ok');
+    await waitFor(() => seen.length >= 1);
+    await sleep(50);
+    expect(seen).toEqual([{ topic: 'result/precache', payload: 'ok' }]);
+    expect(b.counters.refusedPublish).toBe(forbidden.length);
+  });
+
+  it('refuses client subscriptions to result/ and to everything', async () => {
+    const b = await broker();
+    const client = await connect(b.wsUrl, 'client', 'client');
+    const byTopic = await grantedCodes(client, ['result/#', 'result/precache', '#', 'work/#', 'cancel/#', 'client/+', 'heartbeat', 'statistics']);
+    expect(byTopic['result/#']).toBe(128);
+    expect(byTopic['result/precache']).toBe(128);
+    expect(byTopic['#']).toBe(128);
+    for (const ok of ['work/#', 'cancel/#', 'client/+', 'heartbeat', 'statistics']) expect(byTopic[ok]).toBe(0);
+    expect(b.counters.refusedSubscribe).toBe(3);
+
+    // And nothing published on result/ reaches it.
+    const seen = collect(client);
+    const other = await connect(b.wsUrl, 'client', 'client');
+    await other.publishAsync('result/precache', 'secret');
+    await sleep(100);
+    expect(seen).toEqual([]);
+    expect(client.connected).toBe(true);
+  });
+
+  it('refuses a bad password, an unknown user and an anonymous login', async () => {
+    const b = await broker();
+    await expect(mqtt.connectAsync(b.tcpUrl!, { username: 'server', password: 'wrong', protocolVersion: 4, reconnectPeriod: 0 })).rejects.toThrow(/Bad username or password|Not authorized/);
+    await expect(mqtt.connectAsync(b.wsUrl, { username: 'nobody', password: 'client', protocolVersion: 4, reconnectPeriod: 0 })).rejects.toThrow();
+    await expect(mqtt.connectAsync(b.wsUrl, { protocolVersion: 4, reconnectPeriod: 0 })).rejects.toThrow();
+    expect(b.counters.refusedLogins).toBe(3);
+  });
+
+  it('lets the dashboard read everything and publish nothing', async () => {
+    const b = await broker();
+    const dash = await connect(b.wsUrl, 'dash', 'dash-pass');
+    const seen = collect(dash);
+    await dash.subscribeAsync('#');
+    const server = await connect(b.tcpUrl!, 'server', 's3cret-server');
+    const client = await connect(b.tcpUrl!, 'client', 'client');
+    await server.publishAsync('work/ondemand', 'w');
+    await client.publishAsync('result/ondemand', 'r');
+    await waitFor(() => seen.length === 2);
+    expect(seen.map((m) => m.topic).sort()).toEqual(['result/ondemand', 'work/ondemand']);
+
+    const dash2 = await connect(b.wsUrl, 'dash', 'dash-pass');
+    dash2.publish('work/ondemand', 'forged');
+    await waitFor(() => b.counters.refusedByTopic['dashboard:work/ondemand'] === 1);
+    await sleep(50);
+    expect(seen).toHaveLength(2);
+  });
+
+  it('keeps the server from publishing results or reading client topics', async () => {
+    const b = await broker();
+    const server = await connect(b.tcpUrl!, 'server', 's3cret-server');
+    expect(await grantedCodes(server, ['work/#', 'result/+'])).toEqual({ 'work/#': 128, 'result/+': 0 });
+    server.publish('result/precache', 'forged');
+    await waitFor(() => b.counters.refusedByTopic['server:result/precache'] === 1);
+  });
+
+  it('never retains a message', async () => {
+    const b = await broker();
+    const server = await connect(b.tcpUrl!, 'server', 's3cret-server');
+    await server.publishAsync('statistics', '{}', { retain: true, qos: 1 });
+    const client = await connect(b.wsUrl, 'client', 'client');
+    const seen = collect(client);
+    await client.subscribeAsync('statistics');
+    await sleep(100);
+    expect(seen).toEqual([]);
+  });
+
+  it('serves WebSocket clients on a path of a shared http server and leaves other paths alone', async () => {
+    const server = http.createServer((_req, res) => res.end('app'));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanup.push(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }));
+    const b = await broker({ server, wsPath: '/mqtt', tcpPort: undefined });
+    const port = (server.address() as AddressInfo).port;
+    expect(b.wsUrl).toBe(`ws://127.0.0.1:${port}/mqtt`);
+    expect(b.tcpUrl).toBeUndefined();
+    const client = await connect(b.wsUrl, 'client', 'client');
+    expect(client.connected).toBe(true);
+    const body = await (await fetch(`http://127.0.0.1:${port}/`)).text();
+    expect(body).toBe('app');
+    await expect(mqtt.connectAsync(`ws://127.0.0.1:${port}/other`, { username: 'client', password: 'client', protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 500 })).rejects.toThrow();
+  });
+});

@@ -1,0 +1,322 @@
+/**
+ * The embedded MQTT broker (aedes, MQTT 3.1.1) with the DPoW roles enforced, as the real
+ * deployment did with Mosquitto's ACL file (protocol-notes §3):
+ *
+ *   server    publishes heartbeat, statistics, work/<type>, cancel/<type>, client/<address>;
+ *             reads result/<type>
+ *   client    publishes only result/<type>; reads heartbeat, statistics, work/, cancel/, client/
+ *   dashboard reads everything, publishes nothing
+ *
+ * A refused publish is counted, logged with the user and topic, and never reaches a subscriber:
+ * aedes closes the publishing connection (MQTT-3.3.5-2 allows no error reply in 3.1.1). A
+ * refused subscription gets the 0x80 failure code in SUBACK and the connection stays up.
+ * WebSocket clients reach it on `wsPath` of a given http.Server (one origin with the app) or on
+ * its own server; an optional plain TCP listener serves mqtt:// clients. Everything binds
+ * 127.0.0.1 unless told otherwise.
+ */
+import http from 'node:http';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
+import { Aedes, type AedesOptions, type Client } from 'aedes';
+import { WebSocketServer, createWebSocketStream } from 'ws';
+import { MAX_PAYLOAD_BYTES, WORK_TYPES } from '../dpow/codec.ts';
+import { type Logger, silentLogger } from './log.ts';
+
+export type BrokerRole = 'server' | 'client' | 'dashboard';
+
+export interface Credentials {
+  username: string;
+  password: string;
+}
+
+export interface BrokerUsers {
+  server: Credentials;
+  client: Credentials;
+  dashboard?: Credentials;
+}
+
+/** Topic filters each role may publish to / read from (MQTT wildcard syntax). */
+export const ROLE_ACL: Record<BrokerRole, { publish: readonly string[]; read: readonly string[] }> = {
+  server: {
+    publish: [
+      'heartbeat',
+      'statistics',
+      ...WORK_TYPES.map((t) => `work/${t}`),
+      ...WORK_TYPES.map((t) => `cancel/${t}`),
+      'client/+',
+    ],
+    read: ['result/+'],
+  },
+  client: {
+    publish: WORK_TYPES.map((t) => `result/${t}`),
+    // `#` under work/ and cancel/ because the official client subscribes `work/#` and
+    // `cancel/#`; only the server can publish there, so nothing else can be read through them.
+    read: ['heartbeat', 'statistics', 'work/#', 'cancel/#', 'client/#'],
+  },
+  dashboard: { publish: [], read: ['#'] },
+};
+
+/** The public worker login of the real DPoW broker. */
+export const DEFAULT_CLIENT_CREDENTIALS: Credentials = { username: 'client', password: 'client' };
+
+/** Users for an embedded broker: the public client login and a fresh random server password. */
+export function defaultBrokerUsers(overrides: Partial<BrokerUsers> = {}): BrokerUsers {
+  return {
+    server: overrides.server ?? { username: 'server', password: randomBytes(18).toString('base64url') },
+    client: overrides.client ?? { ...DEFAULT_CLIENT_CREDENTIALS },
+    ...(overrides.dashboard ? { dashboard: overrides.dashboard } : {}),
+  };
+}
+
+export interface BrokerCounters {
+  connections: number;
+  refusedLogins: number;
+  refusedPublish: number;
+  refusedSubscribe: number;
+  /** Refusals by "<role>:<topic>" for the logs and tests. */
+  refusedByTopic: Record<string, number>;
+}
+
+export interface BrokerOptions {
+  users: BrokerUsers;
+  /** Interface for the listeners this module opens itself. Default 127.0.0.1. */
+  host?: string;
+  /** Open a plain MQTT TCP listener on this port (0 = ephemeral). Off when undefined. */
+  tcpPort?: number;
+  /** Attach the WebSocket listener to this server (upgrade on `wsPath`). */
+  server?: http.Server;
+  /** Default '/mqtt'. */
+  wsPath?: string;
+  /** Without `server`: own WebSocket server on this port (0 = ephemeral, the default). */
+  wsPort?: number;
+  log?: Logger;
+}
+
+export interface Broker {
+  aedes: Aedes;
+  /** ws://host:port/path of the WebSocket listener. */
+  wsUrl: string;
+  /** mqtt://host:port when a TCP listener was asked for. */
+  tcpUrl?: string;
+  counters: BrokerCounters;
+  /** Handles an upgrade for `wsPath`; false (socket untouched) for any other path. */
+  handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): boolean;
+  close(): Promise<void>;
+}
+
+// ------------------------------------------------------------------ topic matching
+
+/** True when a concrete topic matches an MQTT filter. */
+export function topicMatches(filter: string, topic: string): boolean {
+  const f = filter.split('/');
+  const t = topic.split('/');
+  // `#` and `+` at the first level do not match topics starting with `$` (MQTT-4.7.2-1).
+  if (topic.startsWith('$') && (f[0] === '#' || f[0] === '+')) return false;
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '#') return true;
+    if (i >= t.length) return false;
+    if (f[i] !== '+' && f[i] !== t[i]) return false;
+  }
+  return f.length === t.length;
+}
+
+/**
+ * True when every topic `filter` can match is also matched by `allowed`, so a subscription to
+ * `filter` can never deliver a topic outside `allowed` (e.g. `#` is not covered by `work/#`).
+ */
+export function filterCovered(allowed: string, filter: string): boolean {
+  const a = allowed.split('/');
+  const f = filter.split('/');
+  if (filter.startsWith('$') && (a[0] === '#' || a[0] === '+')) return false;
+  for (let i = 0; i < f.length; i++) {
+    if (a[i] === '#') return true;
+    if (i >= a.length) return false;
+    if (f[i] === '#') return false;
+    if (a[i] === '+') continue;
+    if (f[i] === '+' || a[i] !== f[i]) return false;
+  }
+  // `x/#` also matches `x`; a filter ending before `allowed` is covered only by a trailing `#`.
+  return a.length === f.length || (a.length === f.length + 1 && a[f.length] === '#');
+}
+
+// ------------------------------------------------------------------ credentials
+
+function digest(text: string | Buffer): Buffer {
+  return createHash('sha256').update(text).digest();
+}
+
+/** Constant-time comparison; hashing first makes the lengths equal. */
+function sameSecret(given: Buffer | undefined, expected: string): boolean {
+  if (!given) return false;
+  return timingSafeEqual(digest(given), digest(expected));
+}
+
+const ROLE = Symbol('dpow-role');
+const USER = Symbol('dpow-user');
+type TaggedClient = Client & { [ROLE]?: BrokerRole; [USER]?: string };
+
+// ------------------------------------------------------------------ broker
+
+export async function startBroker(options: BrokerOptions): Promise<Broker> {
+  const log = options.log ?? silentLogger;
+  const host = options.host ?? '127.0.0.1';
+  const wsPath = options.wsPath ?? '/mqtt';
+  const counters: BrokerCounters = {
+    connections: 0,
+    refusedLogins: 0,
+    refusedPublish: 0,
+    refusedSubscribe: 0,
+    refusedByTopic: {},
+  };
+  const logins: Array<{ role: BrokerRole; creds: Credentials }> = [];
+  for (const role of ['server', 'client', 'dashboard'] as const) {
+    const creds = options.users[role];
+    if (creds) logins.push({ role, creds });
+  }
+  const usernames = new Set(logins.map((l) => l.creds.username));
+  if (usernames.size !== logins.length) throw new Error('broker users must have distinct usernames');
+
+  const refuse = (kind: 'publish' | 'subscribe', client: TaggedClient | null, topic: string) => {
+    const role = client?.[ROLE] ?? 'anonymous';
+    if (kind === 'publish') counters.refusedPublish++;
+    else counters.refusedSubscribe++;
+    const key = `${role}:${topic}`;
+    counters.refusedByTopic[key] = (counters.refusedByTopic[key] ?? 0) + 1;
+    log.warn(`broker: refused ${kind} by ${client?.[USER] ?? '?'} (${role}) on "${topic}" (client id ${client?.id ?? '?'})`);
+  };
+
+  const aedesOptions: AedesOptions = {
+    authenticate(client, username, password, done) {
+      const match = logins.find((l) => l.creds.username === username);
+      // Compare against something even for unknown users so timing says nothing about names.
+      const ok = sameSecret(password, match?.creds.password ?? '\u0000no-such-user') && match !== undefined;
+      if (!ok || !match) {
+        counters.refusedLogins++;
+        log.warn(`broker: refused login for user "${String(username ?? '')}" from client id ${client.id}`);
+        const err = Object.assign(new Error('Bad username or password'), { returnCode: 4 as const });
+        return done(err, false);
+      }
+      const tagged = client as TaggedClient;
+      tagged[ROLE] = match.role;
+      tagged[USER] = match.creds.username;
+      done(null, true);
+    },
+    authorizePublish(client, packet, done) {
+      const tagged = client as TaggedClient | null;
+      const role = tagged?.[ROLE];
+      const allowed = role !== undefined && ROLE_ACL[role].publish.some((f) => topicMatches(f, packet.topic));
+      if (!allowed) {
+        refuse('publish', tagged, packet.topic);
+        return done(new Error(`not authorized to publish on ${packet.topic}`));
+      }
+      const size = packet.payload?.length ?? 0;
+      if (size > MAX_PAYLOAD_BYTES) {
+        refuse('publish', tagged, packet.topic);
+        return done(new Error(`payload of ${size} bytes is too large`));
+      }
+      // DPoW retains nothing; a retained message would replay stale jobs or results.
+      packet.retain = false;
+      done(null);
+    },
+    authorizeSubscribe(client, sub, done) {
+      const role = (client as TaggedClient)[ROLE];
+      const allowed = role !== undefined && ROLE_ACL[role].read.some((a) => filterCovered(a, sub.topic));
+      if (!allowed) {
+        refuse('subscribe', client as TaggedClient, sub.topic);
+        return done(null, null);
+      }
+      done(null, sub);
+    },
+  };
+  const aedes = await Aedes.createBroker(aedesOptions);
+  aedes.on('client', () => counters.connections++);
+  aedes.on('clientError', (client, err) => log.debug?.(`broker: client ${client?.id ?? '?'}: ${err.message}`));
+  aedes.on('connectionError', (client, err) => log.debug?.(`broker: connection ${client?.id ?? '?'}: ${err.message}`));
+
+  // WebSocket: one WebSocketServer without its own port; upgrades are handed to it.
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_PAYLOAD_BYTES + 1024 });
+  wss.on('connection', (socket, req) => {
+    const stream = createWebSocketStream(socket);
+    stream.on('error', () => stream.destroy());
+    aedes.handle(stream, req);
+  });
+  const handleUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): boolean => {
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== wsPath && path !== `${wsPath}/`) return false;
+    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+    return true;
+  };
+
+  let ownServer: http.Server | undefined;
+  let wsServer: http.Server;
+  if (options.server) {
+    wsServer = options.server;
+    // Other paths (the service API's WebSocket) are left to the server's other listeners; when
+    // there are none, an unknown path is closed rather than left hanging.
+    wsServer.on('upgrade', (req, socket, head) => {
+      if (!handleUpgrade(req, socket, head) && wsServer.listenerCount('upgrade') === 1) socket.destroy();
+    });
+  } else {
+    ownServer = http.createServer((_req, res) => {
+      res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket only\n');
+    });
+    ownServer.on('upgrade', (req, socket, head) => {
+      if (!handleUpgrade(req, socket, head)) socket.destroy();
+    });
+    await listen(ownServer, options.wsPort ?? 0, host);
+    wsServer = ownServer;
+  }
+  if (!wsServer.listening) await new Promise<void>((resolve) => wsServer.once('listening', () => resolve()));
+  const wsAddress = wsServer.address() as net.AddressInfo;
+  const wsUrl = `ws://${urlHost(wsAddress.address)}:${wsAddress.port}${wsPath}`;
+
+  let tcpServer: net.Server | undefined;
+  let tcpUrl: string | undefined;
+  if (options.tcpPort !== undefined) {
+    tcpServer = net.createServer((socket) => aedes.handle(socket));
+    await listen(tcpServer, options.tcpPort, host);
+    const a = tcpServer.address() as net.AddressInfo;
+    tcpUrl = `mqtt://${urlHost(a.address)}:${a.port}`;
+  }
+  log.info(`broker: listening on ${wsUrl}${tcpUrl ? ` and ${tcpUrl}` : ''}`);
+
+  let closed = false;
+  return {
+    aedes,
+    wsUrl,
+    tcpUrl,
+    counters,
+    handleUpgrade,
+    async close() {
+      if (closed) return;
+      closed = true;
+      for (const ws of wss.clients) ws.terminate();
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      if (tcpServer) await closeServer(tcpServer);
+      if (ownServer) {
+        ownServer.closeAllConnections();
+        await closeServer(ownServer);
+      }
+    },
+  };
+}
+
+function urlHost(address: string): string {
+  return address.includes(':') ? `[${address}]` : address;
+}
+
+function listen(server: net.Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function closeServer(server: net.Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
