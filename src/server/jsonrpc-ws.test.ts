@@ -134,7 +134,7 @@ describe('JsonRpcWsClient against the go-qlc test node', () => {
     const s = await sim();
     const c = client(s.url);
     await c.connect();
-    const err = await c.call(method, params as unknown as unknown[]).catch((e: JsonRpcError) => e);
+    const err = (await c.call(method, params as unknown as unknown[]).catch((e) => e)) as JsonRpcError;
     expect(err).toBeInstanceOf(JsonRpcError);
     expect({ code: err.code, message: err.message }).toEqual({ code, message });
     expect(s.subscriptions()).toHaveLength(0);
