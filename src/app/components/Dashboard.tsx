@@ -1,0 +1,219 @@
+/** The live dashboard: worker status, current job, counters, personal and network stats, log. */
+import type { AppController } from '../controller.ts';
+import type { ClientState, ConnectionState } from '../../dpow/state.ts';
+import { expectedHashes, parseDifficulty } from '../../pow/work.ts';
+import { formatCount, formatDuration, formatHashrate, formatMultiplier, shortAddress, shortHash } from '../format.ts';
+import { HashrateChart } from './HashrateChart.tsx';
+import { EventLog } from './EventLog.tsx';
+import { NetworkStats, PersonalStats } from './Stats.tsx';
+
+export const CONNECTION_LABELS: Record<ConnectionState, string> = {
+  idle: 'Not started',
+  connecting: 'Connecting…',
+  online: 'Online',
+  'server-offline': 'Server offline',
+  reconnecting: 'Reconnecting…',
+  stopped: 'Stopped',
+};
+
+export const BACKEND_NAMES = { webgpu: 'GPU (WebGPU)', wasm: 'CPU (WebAssembly)' } as const;
+
+/** Expected time for a difficulty at the current hashrate, or null when unknown. */
+export function expectedMs(difficulty: string, hashrate: number): number | null {
+  if (hashrate <= 0) return null;
+  try {
+    return (expectedHashes(parseDifficulty(difficulty)) / hashrate) * 1000;
+  } catch {
+    return null;
+  }
+}
+
+export function ConnectionPill({ state, wanted }: { state: ClientState; wanted: boolean }) {
+  const c = wanted || state.connection !== 'stopped' ? state.connection : 'stopped';
+  return (
+    <span class={`pill pill-${c}`} data-testid="connection-state">
+      <span class="dot" aria-hidden="true" />
+      {CONNECTION_LABELS[c]}
+    </span>
+  );
+}
+
+function WorkerCard({ app }: { app: AppController }) {
+  const s = app.state.value;
+  const wanted = app.wanted.value;
+  const busy = app.busy.value;
+  const heartbeatAge = s.lastHeartbeatAt ? Math.max(0, app.now.value - s.lastHeartbeatAt) : null;
+  return (
+    <section class="card worker" aria-labelledby="worker-title">
+      <div class="card-head">
+        <h2 id="worker-title">Worker</h2>
+        {wanted ? (
+          <button type="button" class="btn btn-danger" onClick={() => void app.stop()} disabled={busy} data-testid="stop">
+            Stop
+          </button>
+        ) : (
+          <button
+            type="button"
+            class="btn btn-primary"
+            onClick={() => void app.start()}
+            disabled={busy || !app.addressCheck.value.ok}
+            data-testid="start"
+          >
+            Start
+          </button>
+        )}
+      </div>
+      <div class="hashrate-now">
+        <span class="big-number" data-testid="hashrate">
+          {formatHashrate(s.hashrate)}
+        </span>
+      </div>
+      <HashrateChart samples={app.history.value} />
+      <dl class="facts">
+        <div>
+          <dt>Connection</dt>
+          <dd>
+            <ConnectionPill state={s} wanted={wanted} />
+          </dd>
+        </div>
+        <div>
+          <dt>Heartbeat</dt>
+          <dd data-testid="heartbeat">{heartbeatAge === null ? '—' : heartbeatAge < 1500 ? 'just now' : `${formatDuration(heartbeatAge)} ago`}</dd>
+        </div>
+        <div>
+          <dt>Backend</dt>
+          <dd data-testid="backend">{s.backend ? BACKEND_NAMES[s.backend] : '—'}</dd>
+        </div>
+        <div>
+          <dt>Adapter</dt>
+          <dd data-testid="adapter" class="truncate" title={s.backendLabel}>
+            {s.backendLabel || '—'}
+          </dd>
+        </div>
+        <div>
+          <dt>Payout</dt>
+          <dd class="mono truncate" title={app.settings.value.address}>
+            {app.settings.value.address ? shortAddress(app.settings.value.address) : '—'}
+          </dd>
+        </div>
+      </dl>
+    </section>
+  );
+}
+
+function JobCard({ state, now }: { state: ClientState; now: number }) {
+  const job = state.current;
+  const eta = job ? expectedMs(job.difficulty, state.hashrate) : null;
+  return (
+    <section class="card job" aria-labelledby="job-title">
+      <div class="card-head">
+        <h2 id="job-title">Current job</h2>
+        <span class="muted" data-testid="queue-length">
+          Queue: {state.queue.length}
+        </span>
+      </div>
+      {job ? (
+        <dl class="facts" data-testid="current-job">
+          <div>
+            <dt>Type</dt>
+            <dd>
+              <span class={`tag tag-${job.workType}`}>{job.workType === 'ondemand' ? 'On demand' : 'Precache'}</span>
+            </dd>
+          </div>
+          <div>
+            <dt>Block hash</dt>
+            <dd class="mono" title={job.hash}>
+              {shortHash(job.hash)}
+            </dd>
+          </div>
+          <div>
+            <dt>Difficulty</dt>
+            <dd title={job.difficulty}>
+              {formatMultiplier(job.multiplier)} <span class="muted mono">{job.difficulty}</span>
+            </dd>
+          </div>
+          <div>
+            <dt>Expected time</dt>
+            <dd>{eta === null ? '—' : `≈ ${formatDuration(eta)}`}</dd>
+          </div>
+          <div>
+            <dt>Running for</dt>
+            <dd>{formatDuration(Math.max(0, now - job.startedAt))}</dd>
+          </div>
+        </dl>
+      ) : (
+        <p class="empty">{state.connection === 'online' ? 'Waiting for work from the server…' : 'No job.'}</p>
+      )}
+      {state.queue.length > 0 && (
+        <ol class="queue" aria-label="Queued jobs">
+          {state.queue.slice(0, 5).map((q) => (
+            <li key={q.hash}>
+              <span class={`tag tag-${q.workType}`}>{q.workType === 'ondemand' ? 'On demand' : 'Precache'}</span>
+              <span class="mono">{shortHash(q.hash, 6)}</span>
+            </li>
+          ))}
+          {state.queue.length > 5 && <li class="muted">and {state.queue.length - 5} more</li>}
+        </ol>
+      )}
+    </section>
+  );
+}
+
+const REJECT_LABELS: Record<string, string> = {
+  'bad-hash': 'bad hash',
+  'bad-difficulty': 'bad difficulty',
+  'difficulty-too-high': 'difficulty too high',
+  duplicate: 'duplicate',
+  'queue-full': 'queue full',
+};
+
+function CountersCard({ state }: { state: ClientState }) {
+  const c = state.counters;
+  const rejected = Object.entries(c.rejected).filter(([, n]) => n > 0);
+  const rejectedTotal = rejected.reduce((sum, [, n]) => sum + n, 0);
+  const items: [string, number, string][] = [
+    ['Received', c.received, 'received'],
+    ['Computed', c.computed, 'computed'],
+    ['Published', c.published, 'published'],
+    ['Accepted', c.accepted, 'accepted'],
+    ['Cancelled', c.cancelled, 'cancelled'],
+    ['Expired', c.expired, 'expired'],
+    ['Rejected', rejectedTotal, 'rejected'],
+  ];
+  return (
+    <section class="card counters" aria-labelledby="counters-title">
+      <h2 id="counters-title">This session</h2>
+      <dl class="counter-grid">
+        {items.map(([label, n, id]) => (
+          <div key={id}>
+            <dt>{label}</dt>
+            <dd data-testid={`count-${id}`}>{formatCount(n)}</dd>
+          </div>
+        ))}
+      </dl>
+      {rejected.length > 0 && (
+        <ul class="reasons" aria-label="Rejected by reason">
+          {rejected.map(([code, n]) => (
+            <li key={code}>
+              <span>{REJECT_LABELS[code] ?? code}</span> <strong>{formatCount(n)}</strong>
+            </li>
+          ))}
+        </ul>
+      )}
+    </section>
+  );
+}
+
+export function Dashboard({ app }: { app: AppController }) {
+  const s = app.state.value;
+  return (
+    <div class="dashboard">
+      <WorkerCard app={app} />
+      <JobCard state={s} now={app.now.value} />
+      <CountersCard state={s} />
+      <PersonalStats app={app} />
+      <NetworkStats statistics={s.lastStatistics} />
+      <EventLog events={s.events} />
+    </div>
+  );
+}

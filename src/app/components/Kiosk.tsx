@@ -1,0 +1,64 @@
+/**
+ * Kiosk mode: a large, glanceable view for an unattended screen. No dialogs and no clicks
+ * needed; it starts on its own when the URL says autostart=1.
+ */
+import type { AppController } from '../controller.ts';
+import { formatCount, formatHashrate, shortAddress } from '../format.ts';
+import { BACKEND_NAMES, CONNECTION_LABELS } from './Dashboard.tsx';
+import { HashrateChart } from './HashrateChart.tsx';
+
+export function Kiosk({ app, wakeLock }: { app: AppController; wakeLock: boolean }) {
+  const s = app.state.value;
+  const online = app.online.value;
+  const status = !online ? 'Offline — waiting for the network' : CONNECTION_LABELS[s.connection];
+  const stats = s.lastClientMessage?.kind === 'stats' ? s.lastClientMessage.stats : null;
+  const check = app.addressCheck.value;
+  return (
+    <main class="kiosk" data-testid="kiosk">
+      <header class="kiosk-head">
+        <span class={`pill pill-${online ? s.connection : 'server-offline'} pill-large`} data-testid="connection-state">
+          <span class="dot" aria-hidden="true" />
+          {status}
+        </span>
+        <span class="kiosk-title">{app.config.title}</span>
+      </header>
+      {!check.ok && (
+        <p class="banner banner-error" role="alert">
+          Kiosk needs a valid payout address in the URL: {check.reason}.
+        </p>
+      )}
+      <section class="kiosk-rate" aria-label="Hashrate">
+        <span class="kiosk-number" data-testid="hashrate">
+          {formatHashrate(s.hashrate)}
+        </span>
+        <span class="kiosk-sub">
+          {s.backend ? BACKEND_NAMES[s.backend] : 'Starting…'}
+          {s.backendLabel ? ` · ${s.backendLabel}` : ''}
+        </span>
+      </section>
+      <HashrateChart samples={app.history.value} height={160} />
+      <dl class="kiosk-counters">
+        <div>
+          <dt>Published</dt>
+          <dd data-testid="count-published">{formatCount(s.counters.published)}</dd>
+        </div>
+        <div>
+          <dt>Accepted</dt>
+          <dd data-testid="count-accepted">{formatCount(s.counters.accepted)}</dd>
+        </div>
+        <div>
+          <dt>Queue</dt>
+          <dd data-testid="queue-length">{formatCount(s.queue.length)}</dd>
+        </div>
+        <div>
+          <dt>Rewarded total</dt>
+          <dd>{stats ? formatCount(stats.precache + stats.ondemand) : '—'}</dd>
+        </div>
+      </dl>
+      <footer class="kiosk-foot">
+        <span class="mono">{app.settings.value.address ? shortAddress(app.settings.value.address) : ''}</span>
+        <span>{wakeLock ? 'Screen kept on' : ''}</span>
+      </footer>
+    </main>
+  );
+}

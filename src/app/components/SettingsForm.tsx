@@ -1,0 +1,229 @@
+/**
+ * Onboarding and settings: the payout address (checked live, checksum included), what work to
+ * take, which backend, how hard to run it, and the broker login. Start stays disabled until the
+ * address is valid, with the reason shown beside the field.
+ */
+import { useState } from 'preact/hooks';
+import type { AppController } from '../controller.ts';
+import type { AppSettings } from '../settings.ts';
+import { shareUrl } from '../settings.ts';
+import type { WorkChoice } from '../../dpow/state.ts';
+import type { BackendChoice } from '../../pow/types.ts';
+
+const WORK_OPTIONS: { value: WorkChoice; label: string; hint: string }[] = [
+  { value: 'any', label: 'Both', hint: 'on-demand first, precache when idle' },
+  { value: 'ondemand', label: 'On demand', hint: 'work services are waiting for' },
+  { value: 'precache', label: 'Precache', hint: 'work computed ahead of time' },
+];
+
+const BACKEND_OPTIONS: { value: BackendChoice; label: string }[] = [
+  { value: 'auto', label: 'Auto (GPU if available)' },
+  { value: 'webgpu', label: 'GPU (WebGPU)' },
+  { value: 'wasm', label: 'CPU (WebAssembly threads)' },
+];
+
+export function SettingsForm({ app, onDone, firstRun }: { app: AppController; onDone: () => void; firstRun: boolean }) {
+  const settings = app.settings.value;
+  const check = app.addressCheck.value;
+  const [touched, setTouched] = useState(settings.address !== '');
+  const [copied, setCopied] = useState<string | null>(null);
+  const maxThreads = Math.max(navigator.hardwareConcurrency || 1, settings.threads, 1);
+  const wanted = app.wanted.value;
+  const busy = app.busy.value;
+  const addressEmpty = settings.address === '';
+  const showError = !check.ok && (touched || !addressEmpty);
+  const edit = (patch: Partial<AppSettings>) => app.edit(patch);
+
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setTouched(true);
+    if (!check.ok) return;
+    if (wanted) {
+      await app.apply(app.settings.value);
+      onDone();
+    } else if (await app.start()) {
+      onDone();
+    }
+  };
+
+  const share = async () => {
+    const url = shareUrl(app.settings.value, app.defaults, window.location.href);
+    try {
+      await navigator.clipboard.writeText(url);
+      setCopied(url);
+    } catch {
+      setCopied(url);
+    }
+  };
+
+  return (
+    <form class="card settings" onSubmit={submit} aria-labelledby="settings-title" noValidate>
+      <h2 id="settings-title">{firstRun ? 'Start contributing' : 'Settings'}</h2>
+      {firstRun && (
+        <p class="lead">
+          Your browser computes proofs of work for Nano services through DPoW. Work that is accepted earns
+          rewards for the payout address below. Nothing is installed; close the tab to stop.
+        </p>
+      )}
+
+      <div class="field">
+        <label for="address">Payout address</label>
+        <input
+          id="address"
+          name="address"
+          type="text"
+          inputMode="text"
+          autoComplete="off"
+          autoCapitalize="off"
+          spellcheck={false}
+          placeholder={`${app.config.addressPrefixes[0] ?? 'nano'}_1…`}
+          value={settings.address}
+          aria-invalid={showError ? 'true' : 'false'}
+          aria-describedby="address-help"
+          onInput={(e) => edit({ address: (e.currentTarget as HTMLInputElement).value.trim() })}
+          onBlur={() => setTouched(true)}
+        />
+        <p id="address-help" class={`help ${showError ? 'help-error' : check.ok ? 'help-ok' : ''}`} aria-live="polite">
+          {check.ok
+            ? 'Valid address, checksum verified.'
+            : showError
+              ? check.reason.charAt(0).toUpperCase() + check.reason.slice(1) + '.'
+              : `Accepted prefixes: ${app.config.addressPrefixes.map((p) => `${p}_`).join(', ')}.`}
+        </p>
+      </div>
+
+      <fieldset class="field">
+        <legend>Work to take</legend>
+        <div class="segmented">
+          {WORK_OPTIONS.map((o) => (
+            <label key={o.value} class="segment" title={o.hint}>
+              <input
+                type="radio"
+                name="work"
+                value={o.value}
+                checked={settings.work === o.value}
+                onChange={() => edit({ work: o.value })}
+              />
+              <span>{o.label}</span>
+            </label>
+          ))}
+        </div>
+        <p class="help">{WORK_OPTIONS.find((o) => o.value === settings.work)?.hint}</p>
+      </fieldset>
+
+      <div class="field-row">
+        <div class="field">
+          <label for="backend">Compute on</label>
+          <select
+            id="backend"
+            value={settings.backend}
+            onChange={(e) => edit({ backend: (e.currentTarget as HTMLSelectElement).value as BackendChoice })}
+          >
+            {BACKEND_OPTIONS.map((o) => (
+              <option key={o.value} value={o.value}>
+                {o.label}
+              </option>
+            ))}
+          </select>
+        </div>
+        <div class="field">
+          <label for="threads">CPU threads</label>
+          <input
+            id="threads"
+            type="number"
+            min={1}
+            max={maxThreads}
+            step={1}
+            value={settings.threads}
+            aria-describedby="threads-help"
+            onInput={(e) => {
+              const n = Number((e.currentTarget as HTMLInputElement).value);
+              if (Number.isInteger(n) && n >= 1) edit({ threads: Math.min(n, maxThreads) });
+            }}
+          />
+          <p id="threads-help" class="help">
+            Used by the CPU backend; this device has {navigator.hardwareConcurrency || 'unknown'} cores.
+          </p>
+        </div>
+      </div>
+
+      <div class="field">
+        <label for="intensity">
+          GPU intensity <output for="intensity">{Math.round(settings.intensity * 100)}%</output>
+        </label>
+        <input
+          id="intensity"
+          type="range"
+          min={10}
+          max={100}
+          step={5}
+          value={Math.round(settings.intensity * 100)}
+          aria-describedby="intensity-help"
+          aria-valuetext={`${Math.round(settings.intensity * 100)} percent`}
+          onInput={(e) => edit({ intensity: Number((e.currentTarget as HTMLInputElement).value) / 100 })}
+        />
+        <p id="intensity-help" class="help">Share of time the GPU computes; lower it to keep the device responsive.</p>
+      </div>
+
+      <details class="advanced">
+        <summary>Connection</summary>
+        <div class="field">
+          <label for="broker">Broker URL</label>
+          <input
+            id="broker"
+            type="text"
+            autoComplete="off"
+            spellcheck={false}
+            value={settings.brokerUrl}
+            aria-describedby="broker-help"
+            onInput={(e) => edit({ brokerUrl: (e.currentTarget as HTMLInputElement).value.trim() || app.defaults.brokerUrl })}
+          />
+          <p id="broker-help" class="help">
+            WebSocket address of the DPoW broker. Default: {app.defaults.brokerUrl} on this server.
+          </p>
+        </div>
+        <div class="field-row">
+          <div class="field">
+            <label for="username">Username</label>
+            <input
+              id="username"
+              type="text"
+              autoComplete="username"
+              value={settings.username}
+              onInput={(e) => edit({ username: (e.currentTarget as HTMLInputElement).value })}
+            />
+          </div>
+          <div class="field">
+            <label for="password">Password</label>
+            <input
+              id="password"
+              type="password"
+              autoComplete="current-password"
+              value={settings.password}
+              onInput={(e) => edit({ password: (e.currentTarget as HTMLInputElement).value })}
+            />
+          </div>
+        </div>
+      </details>
+
+      <div class="actions">
+        <button type="submit" class="btn btn-primary" disabled={!check.ok || busy} aria-describedby="address-help">
+          {wanted ? 'Apply and restart' : 'Start working'}
+        </button>
+        {!firstRun && (
+          <button type="button" class="btn" onClick={onDone}>
+            Back to dashboard
+          </button>
+        )}
+        <button type="button" class="btn btn-ghost" onClick={share} disabled={!check.ok}>
+          Copy share link
+        </button>
+      </div>
+      {copied && (
+        <p class="help share" role="status">
+          Link (without your password): <a href={copied} data-testid="share-link">{copied}</a>
+        </p>
+      )}
+    </form>
+  );
+}

@@ -1,0 +1,135 @@
+/** Personal stats (client/<address>) and the network's statistics table. */
+import type { AppController } from '../controller.ts';
+import type { Statistics } from '../../dpow/codec.ts';
+import { formatCount, shortHash } from '../format.ts';
+
+/** Only http(s) links from the network's data become anchors. */
+function safeHref(url: string): string | null {
+  try {
+    const u = new URL(url);
+    return u.protocol === 'https:' || u.protocol === 'http:' ? u.toString() : null;
+  } catch {
+    return null;
+  }
+}
+
+export function explorerLink(template: string, hash: string): string | null {
+  if (!template || !template.includes('{hash}')) return null;
+  return safeHref(template.replace('{hash}', encodeURIComponent(hash)));
+}
+
+export function PersonalStats({ app }: { app: AppController }) {
+  const msg = app.state.value.lastClientMessage;
+  return (
+    <section class="card personal" aria-labelledby="personal-title" data-testid="personal-stats">
+      <h2 id="personal-title">Your rewards</h2>
+      {!msg && <p class="empty">Counts arrive from the server after your first accepted work.</p>}
+      {msg?.kind === 'error' && (
+        <p class="warning" role="alert" data-testid="personal-error">
+          {msg.error}
+        </p>
+      )}
+      {msg?.kind === 'stats' && (
+        <>
+          <dl class="counter-grid">
+            <div>
+              <dt>Precache</dt>
+              <dd data-testid="personal-precache">{formatCount(msg.stats.precache)}</dd>
+            </div>
+            <div>
+              <dt>On demand</dt>
+              <dd data-testid="personal-ondemand">{formatCount(msg.stats.ondemand)}</dd>
+            </div>
+            <div>
+              <dt>Since payout (precache)</dt>
+              <dd>{formatCount(Math.max(0, msg.stats.precache - msg.stats.snapshot_precache))}</dd>
+            </div>
+            <div>
+              <dt>Since payout (on demand)</dt>
+              <dd>{formatCount(Math.max(0, msg.stats.ondemand - msg.stats.snapshot_ondemand))}</dd>
+            </div>
+          </dl>
+          {msg.stats.block_rewarded && (
+            <p class="rewarded">
+              Last rewarded block:{' '}
+              <RewardedBlock hash={msg.stats.block_rewarded} template={app.config.explorerBlockUrl} />
+            </p>
+          )}
+        </>
+      )}
+    </section>
+  );
+}
+
+function RewardedBlock({ hash, template }: { hash: string; template: string }) {
+  const href = explorerLink(template, hash);
+  const text = shortHash(hash);
+  return href ? (
+    <a class="mono" href={href} target="_blank" rel="noopener noreferrer" title={hash} data-testid="rewarded-block">
+      {text}
+    </a>
+  ) : (
+    <span class="mono" title={hash} data-testid="rewarded-block">
+      {text}
+    </span>
+  );
+}
+
+export function NetworkStats({ statistics }: { statistics: Statistics | null }) {
+  return (
+    <section class="card network" aria-labelledby="network-title" data-testid="network-stats">
+      <h2 id="network-title">Network</h2>
+      {!statistics ? (
+        <p class="empty">The server publishes network statistics every few minutes.</p>
+      ) : (
+        <div class="table-wrap">
+          <table>
+            <caption class="sr-only">Work done for each service</caption>
+            <thead>
+              <tr>
+                <th scope="col">Service</th>
+                <th scope="col" class="num">Precache</th>
+                <th scope="col" class="num">On demand</th>
+              </tr>
+            </thead>
+            <tbody>
+              {statistics.services.public.map((svc, i) => {
+                const href = safeHref(svc.website);
+                return (
+                  <tr key={`${svc.display}-${i}`}>
+                    <th scope="row">
+                      {href ? (
+                        <a href={href} target="_blank" rel="noopener noreferrer">
+                          {svc.display}
+                        </a>
+                      ) : (
+                        svc.display
+                      )}
+                    </th>
+                    <td class="num">{formatCount(svc.precache)}</td>
+                    <td class="num">{formatCount(svc.ondemand)}</td>
+                  </tr>
+                );
+              })}
+              <tr class="private">
+                <th scope="row">
+                  {formatCount(statistics.services.private.count)} private service
+                  {statistics.services.private.count === 1 ? '' : 's'}
+                </th>
+                <td class="num">{formatCount(statistics.services.private.precache)}</td>
+                <td class="num">{formatCount(statistics.services.private.ondemand)}</td>
+              </tr>
+            </tbody>
+            <tfoot>
+              <tr>
+                <th scope="row">Total work</th>
+                <td class="num" data-testid="network-precache">{formatCount(statistics.work.precache)}</td>
+                <td class="num" data-testid="network-ondemand">{formatCount(statistics.work.ondemand)}</td>
+              </tr>
+            </tfoot>
+          </table>
+        </div>
+      )}
+    </section>
+  );
+}

@@ -1,0 +1,205 @@
+/**
+ * The one place the page is wired: the worker client's state as signals, the volunteer's
+ * settings, and the commands (start, stop, apply settings). Components read signals and call
+ * these methods; none of them talks to MQTT or WebGPU.
+ *
+ * The compute loop lives in the engine worker and the MQTT session in the client, so nothing
+ * here depends on the tab being visible: timers below only feed the view.
+ */
+import { batch, computed, signal, type ReadonlySignal } from '@preact/signals';
+import { checkAddress, type AddressCheck } from '../dpow/address.ts';
+import type { DeploymentConfig } from '../dpow/deployment.ts';
+import type { ClientState, WorkerClient } from '../dpow/state.ts';
+import {
+  defaultSettings,
+  loadSettings,
+  saveSettings,
+  settingsFromQuery,
+  toClientSettings,
+  type AppSettings,
+  type LaunchOptions,
+} from './settings.ts';
+
+/** Hashrate samples kept for the chart: one per second, five minutes. */
+export const HISTORY_SAMPLES = 300;
+
+export function idleState(): ClientState {
+  return {
+    connection: 'idle',
+    heartbeatAgeMs: null,
+    lastHeartbeatAt: null,
+    queue: [],
+    current: null,
+    hashrate: 0,
+    backend: null,
+    backendLabel: '',
+    counters: { received: 0, rejected: {}, computed: 0, published: 0, cancelled: 0, accepted: 0, expired: 0 },
+    lastClientMessage: null,
+    lastStatistics: null,
+    events: [],
+    error: null,
+  };
+}
+
+export interface ControllerOptions {
+  config: DeploymentConfig;
+  /** Creates the worker client (and its engine) on the first start. */
+  createClient: () => WorkerClient;
+  pageUrl: string;
+  storage?: Storage;
+  hardwareConcurrency?: number;
+  /** Starts as online unless told otherwise (navigator.onLine). */
+  online?: boolean;
+}
+
+export class AppController {
+  readonly config: DeploymentConfig;
+  readonly defaults: AppSettings;
+  readonly launch: LaunchOptions;
+  readonly settings = signal<AppSettings>(undefined as unknown as AppSettings);
+  readonly state = signal<ClientState>(idleState());
+  /** The volunteer asked for work (Start pressed or autostart) and has not pressed Stop. */
+  readonly wanted = signal(false);
+  /** A start or stop is in progress. */
+  readonly busy = signal(false);
+  /** Why the last start failed, for the view. */
+  readonly startError = signal<string | null>(null);
+  readonly online = signal(true);
+  /** Updated once a second, so ages ("heartbeat 3 s ago") stay current between client events. */
+  readonly now = signal(Date.now());
+  readonly history = signal<number[]>([]);
+  readonly addressCheck: ReadonlySignal<AddressCheck>;
+  /** True when settings came from a share link the volunteer has not saved yet. */
+  readonly settingsFromUrl: boolean;
+
+  private client: WorkerClient | null = null;
+  private unsubscribe: (() => void) | null = null;
+  private readonly options: ControllerOptions;
+  private timer: ReturnType<typeof setInterval> | null = null;
+
+  constructor(options: ControllerOptions) {
+    this.options = options;
+    this.config = options.config;
+    this.defaults = defaultSettings(options.config, options.hardwareConcurrency);
+    const saved = loadSettings(options.storage, this.defaults);
+    const fromQuery = settingsFromQuery(new URL(options.pageUrl).searchParams, saved);
+    this.settings.value = fromQuery.settings;
+    this.launch = fromQuery.launch;
+    this.settingsFromUrl = fromQuery.fromUrl;
+    this.online.value = options.online ?? true;
+    this.addressCheck = computed(() => checkAddress(this.settings.value.address, this.config.addressPrefixes));
+  }
+
+  /** Starts the 1 Hz view clock and the hashrate sampler. */
+  attach(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => this.tick(), 1000);
+  }
+
+  detach(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /** One sample per second; a hidden tab's throttled timers only make the chart coarser. */
+  tick(at = Date.now()): void {
+    const s = this.state.value;
+    const working = this.wanted.value && s.connection !== 'stopped' && s.connection !== 'idle';
+    const sample = working ? s.hashrate : 0;
+    const next = this.history.value.length >= HISTORY_SAMPLES ? this.history.value.slice(1) : this.history.value.slice();
+    next.push(sample);
+    batch(() => {
+      this.now.value = at;
+      this.history.value = next;
+    });
+  }
+
+  /** Saves settings; when working, restarts the client with them. */
+  async apply(next: AppSettings): Promise<void> {
+    this.settings.value = next;
+    saveSettings(this.options.storage, next);
+    if (this.wanted.value) await this.restart();
+  }
+
+  /** Updates the form's settings without saving or restarting (live address check). */
+  edit(patch: Partial<AppSettings>): void {
+    this.settings.value = { ...this.settings.value, ...patch };
+  }
+
+  async start(): Promise<boolean> {
+    const check = this.addressCheck.value;
+    if (!check.ok) {
+      this.startError.value = `Payout address: ${check.reason}`;
+      return false;
+    }
+    saveSettings(this.options.storage, this.settings.value);
+    batch(() => {
+      this.wanted.value = true;
+      this.busy.value = true;
+      this.startError.value = null;
+    });
+    try {
+      const client = this.ensureClient();
+      await client.start(toClientSettings(this.settings.value, this.config, this.options.pageUrl));
+      return true;
+    } catch (err) {
+      batch(() => {
+        this.startError.value = err instanceof Error ? err.message : String(err);
+        this.wanted.value = false;
+      });
+      return false;
+    } finally {
+      this.busy.value = false;
+    }
+  }
+
+  async stop(): Promise<void> {
+    batch(() => {
+      this.wanted.value = false;
+      this.busy.value = true;
+    });
+    try {
+      await this.client?.stop();
+    } finally {
+      this.busy.value = false;
+    }
+  }
+
+  async restart(): Promise<void> {
+    await this.client?.stop();
+    await this.start();
+  }
+
+  /**
+   * The network came back. The client reconnects on its own while it runs; if it gave up
+   * (stopped with an error) and the volunteer still wants work, start it again.
+   */
+  async networkOnline(): Promise<void> {
+    this.online.value = true;
+    const s = this.state.value;
+    if (this.wanted.value && !this.busy.value && (s.connection === 'stopped' || s.connection === 'idle')) {
+      await this.start();
+    }
+  }
+
+  networkOffline(): void {
+    this.online.value = false;
+  }
+
+  private ensureClient(): WorkerClient {
+    if (!this.client) {
+      this.client = this.options.createClient();
+      this.state.value = this.client.getState();
+      this.unsubscribe = this.client.subscribe((state) => {
+        this.state.value = state;
+      });
+    }
+    return this.client;
+  }
+
+  dispose(): void {
+    this.detach();
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+  }
+}

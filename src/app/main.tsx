@@ -1,0 +1,80 @@
+/**
+ * The page's entry: load the deployment's /config.json, build the controller (engine + client),
+ * register the service worker, render. Kiosk mode adds autostart, a wake lock and automatic
+ * updates.
+ */
+import { render } from 'preact';
+import { computed, signal } from '@preact/signals';
+import { DEFAULT_DEPLOYMENT, parseDeployment, type DeploymentConfig } from '../dpow/deployment.ts';
+import { DpowClient } from '../dpow/client.ts';
+import { createBrowserEngine } from '../pow/browser-engine.ts';
+import { AppController } from './controller.ts';
+import { App } from './components/App.tsx';
+import { registerServiceWorker } from './pwa.ts';
+import { applyTheme, theme } from './theme.ts';
+import { holdWakeLockWhile } from './wake-lock.ts';
+import './styles.css';
+
+/** The deployment's settings; offline, the service worker answers from its cache. */
+async function loadDeployment(): Promise<DeploymentConfig> {
+  try {
+    const response = await fetch(`${import.meta.env.BASE_URL}config.json`, { cache: 'no-cache' });
+    if (response.ok) return parseDeployment(await response.json());
+  } catch {
+    // Offline with nothing cached yet: the built-in defaults still give a working page.
+  }
+  return { ...DEFAULT_DEPLOYMENT };
+}
+
+function storage(): Storage | undefined {
+  try {
+    return window.localStorage;
+  } catch {
+    return undefined;
+  }
+}
+
+async function boot(): Promise<void> {
+  applyTheme(theme.value);
+  const config = await loadDeployment();
+  document.title = config.title;
+  const app = new AppController({
+    config,
+    pageUrl: window.location.href,
+    storage: storage(),
+    hardwareConcurrency: navigator.hardwareConcurrency,
+    online: navigator.onLine,
+    createClient: () => {
+      // The engine worker starts with the first Start; status callbacks cross as Comlink proxies.
+      const worker = createBrowserEngine();
+      return new DpowClient({
+        engine: {
+          generate: (root, difficulty, options) => worker.engine.generate(root, difficulty, options),
+          cancel: (root) => worker.engine.cancel(root),
+          onStatus: (callback) => void worker.onStatus(callback),
+        },
+      });
+    },
+  });
+  app.attach();
+  window.addEventListener('online', () => void app.networkOnline());
+  window.addEventListener('offline', () => app.networkOffline());
+
+  const kiosk = app.launch.kiosk;
+  if (kiosk) document.documentElement.classList.add('kiosk-mode');
+  if (import.meta.env.PROD) registerServiceWorker({ autoUpdate: kiosk, checkEveryMs: kiosk ? 15 * 60 * 1000 : 60 * 60 * 1000 });
+
+  const wakeLockHeld = signal(false);
+  if (kiosk) holdWakeLockWhile(computed(() => app.wanted.value), wakeLockHeld);
+
+  const root = document.getElementById('app')!;
+  const Root = () => <App app={app} wakeLock={wakeLockHeld.value} />;
+  render(<Root />, root);
+
+  // Expose the controller for tests and for curious volunteers in the console (read-only use).
+  (window as unknown as { dpowApp?: AppController }).dpowApp = app;
+
+  if (app.launch.autostart && app.addressCheck.value.ok) await app.start();
+}
+
+void boot();
