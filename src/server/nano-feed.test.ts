@@ -63,7 +63,7 @@ describe('NanoFeed against the Nano test node', () => {
     const subscribed = new Promise((r) => f.once('subscribed', r));
     expect(await f.addAccounts([A, BAD])).toEqual([BAD]);
     await subscribed;
-    const updated = new Promise((r) => f.once('updated', r));
+    const updated = new Promise<void>((r) => f.once('updated', () => r()));
     await f.addAccounts([B, A]);
     await updated;
     expect(s.received.at(-1)).toEqual({ action: 'update', topic: 'confirmation', ack: true, options: { accounts_add: [B] } });
