@@ -1,0 +1,392 @@
+import { randomBytes } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import mqtt, { type MqttClient } from 'mqtt';
+import { encodeAddress } from '../dpow/address.ts';
+import { clientCodec, statisticsCodec, workCodec } from '../dpow/codec.ts';
+import { toU64Hex, validateWork, workValue } from '../pow/work.ts';
+import { startBroker, type Broker, type BrokerUsers } from './broker.ts';
+import { Dispatcher, type AcceptedResult, type DispatcherOptions } from './dispatcher.ts';
+import { MemoryStore } from './memory-store.ts';
+import { DispatchError } from './types.ts';
+
+const EASY = 0xff00000000000000n; // ~256 hashes
+const USERS: BrokerUsers = {
+  server: { username: 'server', password: 'server-secret' },
+  client: { username: 'client', password: 'client' },
+  dashboard: { username: 'dash', password: 'dash' },
+};
+
+const cleanup: Array<() => Promise<unknown> | unknown> = [];
+afterEach(async () => {
+  while (cleanup.length) await cleanup.pop()!();
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function waitFor(check: () => boolean, ms = 5000, what = 'condition'): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+const randomRoot = () => randomBytes(32).toString('hex').toUpperCase();
+const randomAddress = () => encodeAddress(randomBytes(32));
+
+/** Real work under the reference rule, found by counting up from a random nonce. */
+function findWork(root: string, difficulty: bigint): string {
+  let nonce = randomBytes(8).readBigUInt64BE();
+  for (;;) {
+    const work = toU64Hex(nonce);
+    if (validateWork(root, work, difficulty).valid) return work;
+    nonce = (nonce + 1n) & 0xffffffffffffffffn;
+  }
+}
+
+/** A work string that does NOT reach the difficulty. */
+function findBadWork(root: string, difficulty: bigint): string {
+  let nonce = randomBytes(8).readBigUInt64BE();
+  for (;;) {
+    const work = toU64Hex(nonce);
+    if (workValue(root, work) < difficulty) return work;
+    nonce = (nonce + 1n) & 0xffffffffffffffffn;
+  }
+}
+
+interface Seen {
+  topic: string;
+  payload: string;
+}
+
+interface Harness {
+  broker: Broker;
+  store: MemoryStore;
+  dispatcher: Dispatcher;
+  /** Everything the dashboard saw, in order. */
+  seen: Seen[];
+  worker: MqttClient;
+  on(topic: string): Seen[];
+  accepted: AcceptedResult[];
+  startDispatcher(options?: Partial<DispatcherOptions>): Promise<Dispatcher>;
+}
+
+async function connect(url: string, username: string, password: string): Promise<MqttClient> {
+  const c = await mqtt.connectAsync(url, { username, password, protocolVersion: 4, reconnectPeriod: 0 });
+  cleanup.push(() => c.endAsync(true));
+  return c;
+}
+
+async function harness(options: Partial<DispatcherOptions> = {}, store = new MemoryStore()): Promise<Harness> {
+  const broker = await startBroker({ users: USERS, tcpPort: 0 });
+  cleanup.push(() => broker.close());
+  const dash = await connect(broker.tcpUrl!, 'dash', 'dash');
+  const seen: Seen[] = [];
+  dash.on('message', (topic, payload) => seen.push({ topic, payload: payload.toString() }));
+  await dash.subscribeAsync('#');
+  const worker = await connect(broker.wsUrl, 'client', 'client');
+  const accepted: AcceptedResult[] = [];
+  const h: Harness = {
+    broker,
+    store,
+    seen,
+    worker,
+    accepted,
+    dispatcher: undefined as unknown as Dispatcher,
+    on: (topic) => seen.filter((m) => m.topic === topic),
+    async startDispatcher(more = {}) {
+      const d = new Dispatcher({
+        brokerUrl: broker.tcpUrl!,
+        username: 'server',
+        password: 'server-secret',
+        store,
+        ...options,
+        ...more,
+      });
+      d.on('accepted', (a: AcceptedResult) => accepted.push(a));
+      await d.start();
+      cleanup.push(() => d.stop());
+      h.dispatcher = d;
+      return d;
+    },
+  };
+  await h.startDispatcher();
+  return h;
+}
+
+describe('Dispatcher clocks', () => {
+  it('publishes an empty heartbeat about every second', async () => {
+    const h = await harness();
+    await waitFor(() => h.on('heartbeat').length >= 3, 5000, 'three heartbeats');
+    expect(h.on('heartbeat').every((m) => m.payload === '')).toBe(true);
+  });
+
+  it('publishes statistics at start from the store’s real counters', async () => {
+    const store = new MemoryStore();
+    const base = { apiKeyHash: 'x', rateLimit: 0, createdAt: 0 };
+    await store.addService({ ...base, user: 'wallet', display: 'Some Wallet', website: 'wallet.example', public: true, precache: 7, ondemand: 3 });
+    await store.addService({ ...base, user: 'p1', display: 'P1', website: '', public: false, precache: 2, ondemand: 5 });
+    await store.addService({ ...base, user: 'p2', display: 'P2', website: '', public: false, precache: 1, ondemand: 1 });
+    const a = randomAddress();
+    await store.creditClient(a, 'precache', randomRoot());
+    await store.creditClient(a, 'precache', randomRoot());
+    await store.creditClient(a, 'ondemand', randomRoot());
+    const h = await harness({}, store);
+    await waitFor(() => h.on('statistics').length >= 1);
+    const decoded = statisticsCodec.decode(h.on('statistics')[0].payload);
+    expect(decoded.ok && decoded.value).toEqual({
+      services: {
+        public: [{ display: 'Some Wallet', website: 'wallet.example', precache: 7, ondemand: 3 }],
+        private: { count: 2, precache: 3, ondemand: 6 },
+      },
+      work: { precache: 2, ondemand: 1 },
+    });
+  });
+});
+
+describe('Dispatcher ondemand', () => {
+  it('publishes the job, accepts real work, answers, cancels and credits the worker', async () => {
+    const h = await harness();
+    const root = randomRoot().toLowerCase();
+    const address = randomAddress();
+    await h.store.addService({ user: 'svc', apiKeyHash: 'x', display: 'Svc', website: 'svc', public: true, precache: 0, ondemand: 0, rateLimit: 0, createdAt: 0 });
+    const answer = h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 5000, service: 'svc' });
+    await waitFor(() => h.on('work/ondemand').length === 1);
+    const job = workCodec.decode(h.on('work/ondemand')[0].payload);
+    expect(job.ok && job.value).toEqual({ hash: root, difficulty: EASY });
+
+    const work = findWork(root, EASY);
+    // The worker may echo the hash in another case; it still matches.
+    await h.worker.publishAsync('result/ondemand', `${root.toUpperCase()},${work},${address}`);
+    const got = await answer;
+    expect(got).toEqual({ hash: root, work, value: toU64Hex(workValue(root, work)), cached: false });
+
+    await waitFor(() => h.on(`client/${address}`).length === 1 && h.on('cancel/ondemand').length === 1);
+    expect(h.on('cancel/ondemand')[0].payload).toBe(root);
+    const notice = clientCodec.decode(h.on(`client/${address}`)[0].payload);
+    expect(notice.ok && notice.value).toEqual({
+      kind: 'stats',
+      stats: { precache: 0, ondemand: 1, snapshot_precache: 0, snapshot_ondemand: 0, block_rewarded: root },
+    });
+    expect((await h.store.getWork(root))?.work).toBe(work);
+    expect((await h.store.getService('svc'))?.ondemand).toBe(1);
+    expect(await h.store.getTotals()).toEqual({ precache: 0, ondemand: 1 });
+    expect(h.dispatcher.counters.results.accepted).toBe(1);
+    expect(h.dispatcher.pending).toEqual([]);
+
+    // Asked again: answered from the store without a new job.
+    const again = await h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 1000 });
+    expect(again).toMatchObject({ hash: root, work, cached: true });
+    expect(h.on('work/ondemand')).toHaveLength(1);
+  });
+
+  it('counts invalid work, duplicates, unknown hashes and malformed payloads, and keeps running', async () => {
+    const h = await harness();
+    const root = randomRoot();
+    const address = randomAddress();
+    const answer = h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 10_000 });
+    await waitFor(() => h.on('work/ondemand').length === 1);
+
+    const malformed: Array<[string, string]> = [
+      ['bad-field-count', `${root},0000000000000000`],
+      ['bad-field-count', `${root},0000000000000000,${address},extra`],
+      ['bad-hash', `${root.slice(2)},0000000000000000,${address}`],
+      ['bad-hash', `${'zz'.repeat(32)},0000000000000000,${address}`],
+      ['bad-work', `${root},12345,${address}`],
+      ['bad-work', `${root},xyzxyzxyzxyzxyzx,${address}`],
+      ['bad-address', `${root},0000000000000000,`],
+    ];
+    for (const [, payload] of malformed) await h.worker.publishAsync('result/ondemand', payload);
+    await h.worker.publishAsync('result/ondemand', Buffer.from([0xff, 0xfe, 0x00]));
+    await h.worker.publishAsync('result/precache', `${randomRoot()},${findWork(root, EASY)},${address}`); // unknown hash
+    await h.worker.publishAsync('result/ondemand', `${root},${findBadWork(root, EASY)},${address}`); // invalid work
+    await waitFor(() => h.dispatcher.counters.results['invalid-work'] === 1, 5000, 'invalid work');
+
+    const work = findWork(root, EASY);
+    await h.worker.publishAsync('result/ondemand', `${root},${work},${address}`);
+    await expect(answer).resolves.toMatchObject({ work });
+    const other = findWork(root, EASY);
+    await h.worker.publishAsync('result/ondemand', `${root},${other},${randomAddress()}`); // late duplicate
+    await waitFor(() => h.dispatcher.counters.results.duplicate === 1, 5000, 'duplicate');
+
+    const c = h.dispatcher.counters;
+    expect(c.results).toEqual({ accepted: 1, 'invalid-work': 1, duplicate: 1, 'unknown-hash': 1, malformed: malformed.length + 1 });
+    expect(c.malformed).toEqual({ 'bad-field-count': 2, 'bad-hash': 2, 'bad-work': 2, 'bad-address': 1, 'bad-encoding': 1 });
+    // Only the first valid result was credited.
+    await waitFor(() => h.on(`client/${address}`).length === 1);
+    expect((await h.store.listClients()).map((x) => x.address)).toEqual([address]);
+
+    // Still working after all that.
+    const root2 = randomRoot();
+    const next = h.dispatcher.requestWork({ hash: root2, difficulty: EASY, workType: 'ondemand', timeoutMs: 5000 });
+    await waitFor(() => h.on('work/ondemand').length === 2);
+    await h.worker.publishAsync('result/ondemand', `${root2},${findWork(root2, EASY)},${address}`);
+    await expect(next).resolves.toMatchObject({ hash: root2, cached: false });
+  });
+
+  it('uses the work of an invalid payout address but answers with the error form and no credit', async () => {
+    const h = await harness();
+    const root = randomRoot();
+    const good = randomAddress();
+    const typo = good.slice(0, -1) + (good.endsWith('1') ? '3' : '1');
+    const answer = h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 5000 });
+    await waitFor(() => h.on('work/ondemand').length === 1);
+    const work = findWork(root, EASY);
+    await h.worker.publishAsync('result/ondemand', `${root},${work},${typo}`);
+    await expect(answer).resolves.toMatchObject({ work });
+    await waitFor(() => h.on(`client/${typo}`).length === 1);
+    expect(JSON.parse(h.on(`client/${typo}`)[0].payload)).toEqual({ error: `Work accepted but account ${typo} is invalid` });
+    expect(await h.store.listClients()).toEqual([]);
+    expect(h.dispatcher.counters.invalidAddress).toBe(1);
+    expect(h.accepted[0]).toMatchObject({ addressValid: false, address: typo });
+  });
+
+  it('shares one job among concurrent requests and republishes at a higher difficulty', async () => {
+    const h = await harness();
+    const root = randomRoot();
+    const HARDER = 0xfff0000000000000n;
+    const first = h.dispatcher.requestWork({ hash: root.toLowerCase(), difficulty: EASY, workType: 'ondemand', timeoutMs: 10_000 });
+    const second = h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 10_000 });
+    await waitFor(() => h.on('work/ondemand').length === 1);
+    await sleep(50);
+    expect(h.on('work/ondemand')).toHaveLength(1);
+    const third = h.dispatcher.requestWork({ hash: root, difficulty: HARDER, workType: 'ondemand', timeoutMs: 10_000 });
+    await waitFor(() => h.on('work/ondemand').length === 2);
+    expect(h.on('work/ondemand')[1].payload).toBe(`${root.toLowerCase()},fff0000000000000`);
+
+    // Work good enough for the first difficulty only is not good enough any more.
+    let weak: string;
+    do weak = findWork(root, EASY);
+    while (workValue(root, weak) >= HARDER);
+    const address = randomAddress();
+    await h.worker.publishAsync('result/ondemand', `${root},${weak},${address}`);
+    await waitFor(() => h.dispatcher.counters.results['invalid-work'] === 1);
+
+    const work = findWork(root, HARDER);
+    await h.worker.publishAsync('result/ondemand', `${root},${work},${address}`);
+    const answers = await Promise.all([first, second, third]);
+    expect(answers.map((a) => a.hash)).toEqual([root.toLowerCase(), root, root]);
+    expect(answers.every((a) => a.work === work)).toBe(true);
+    expect(h.dispatcher.counters.requests).toMatchObject({ dispatched: 1, shared: 2, answered: 3 });
+    await waitFor(() => h.on(`client/${address}`).length === 1);
+    expect((await h.store.getClient(address))?.ondemand).toBe(1);
+  });
+
+  it('times out with DispatchError and publishes a cancel', async () => {
+    const h = await harness();
+    const root = randomRoot();
+    const started = Date.now();
+    const err = await h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 300 }).catch((e) => e);
+    expect(err).toBeInstanceOf(DispatchError);
+    expect((err as DispatchError).code).toBe('timeout');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    await waitFor(() => h.on('cancel/ondemand').length === 1);
+    expect(h.on('cancel/ondemand')[0].payload).toBe(root);
+    expect(await h.store.listPending()).toEqual([]);
+    // A result after the timeout is not for a pending hash.
+    await h.worker.publishAsync('result/ondemand', `${root},${findWork(root, EASY)},${randomAddress()}`);
+    await waitFor(() => h.dispatcher.counters.results['unknown-hash'] === 1);
+  });
+});
+
+describe('Dispatcher precache', () => {
+  it('publishes once per hash, credits by its own record, not the result topic', async () => {
+    const h = await harness();
+    const root = randomRoot();
+    await h.dispatcher.precache(root, EASY);
+    await h.dispatcher.precache(root.toLowerCase(), EASY);
+    await waitFor(() => h.on('work/precache').length === 1);
+    await sleep(50);
+    expect(h.on('work/precache')).toHaveLength(1);
+    expect((await h.store.listPending()).map((p) => p.workType)).toEqual(['precache']);
+    const address = randomAddress();
+    // A worker claiming it was ondemand work still gets precache credit.
+    await h.worker.publishAsync('result/ondemand', `${root},${findWork(root, EASY)},${address}`);
+    await waitFor(() => h.on('cancel/precache').length === 1 && h.on(`client/${address}`).length === 1);
+    expect(h.on('cancel/ondemand')).toEqual([]);
+    expect(await h.store.getClient(address)).toMatchObject({ precache: 1, ondemand: 0 });
+    expect(await h.store.getTotals()).toEqual({ precache: 1, ondemand: 0 });
+    // A later ondemand request is answered from the precached work.
+    const answer = await h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 1000 });
+    expect(answer.cached).toBe(true);
+  });
+
+  it('cancels a precache job when it expires', async () => {
+    const h = await harness({ precacheTtlMs: 200 });
+    const root = randomRoot();
+    await h.dispatcher.precache(root, EASY);
+    await waitFor(() => h.on('cancel/precache').length === 1);
+    expect(h.on('cancel/precache')[0].payload).toBe(root);
+    expect(h.dispatcher.counters.precache.expired).toBe(1);
+    expect(await h.store.listPending()).toEqual([]);
+  });
+
+  it('withdraws a job: cancel published, waiters told it was cancelled', async () => {
+    const h = await harness();
+    const pre = randomRoot();
+    await h.dispatcher.precache(pre, EASY);
+    expect(await h.dispatcher.withdraw(pre.toLowerCase())).toBe(true);
+    await waitFor(() => h.on('cancel/precache').length === 1);
+    expect(h.on('cancel/precache')[0].payload).toBe(pre);
+    expect(await h.dispatcher.withdraw(pre)).toBe(false);
+
+    const od = randomRoot();
+    const waiting = h.dispatcher.requestWork({ hash: od, difficulty: EASY, workType: 'ondemand', timeoutMs: 10_000 });
+    await waitFor(() => h.on('work/ondemand').length === 1);
+    expect(await h.dispatcher.withdraw(od)).toBe(true);
+    await expect(waiting).rejects.toMatchObject({ code: 'cancelled' });
+    await waitFor(() => h.on('cancel/ondemand').length === 1);
+  });
+
+  it('turns a pending precache job into ondemand work when a service asks for it', async () => {
+    const h = await harness();
+    const root = randomRoot();
+    await h.dispatcher.precache(root, EASY);
+    const answer = h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 5000 });
+    await waitFor(() => h.on('work/ondemand').length === 1);
+    const address = randomAddress();
+    await h.worker.publishAsync('result/precache', `${root},${findWork(root, EASY)},${address}`);
+    await expect(answer).resolves.toMatchObject({ cached: false });
+    // Workers that got it on either topic are told to stop.
+    await waitFor(() => h.on('cancel/precache').length === 1 && h.on('cancel/ondemand').length === 1);
+  });
+});
+
+describe('Dispatcher restart', () => {
+  it('republishes stored pending jobs and cancels the expired ones', async () => {
+    const store = new MemoryStore();
+    const live = randomRoot();
+    const liveOd = randomRoot();
+    const stale = randomRoot();
+    const now = Date.now();
+    await store.savePending({ hash: live, difficulty: EASY, workType: 'precache', expiresAt: now + 60_000, createdAt: now });
+    await store.savePending({ hash: liveOd, difficulty: EASY, workType: 'ondemand', expiresAt: now + 60_000, createdAt: now });
+    await store.savePending({ hash: stale, difficulty: EASY, workType: 'precache', expiresAt: now - 1, createdAt: now - 100_000 });
+    const h = await harness({}, store);
+    await waitFor(() => h.on('work/precache').length === 1 && h.on('work/ondemand').length === 1 && h.on('cancel/precache').length === 1);
+    expect(h.on('work/precache')[0].payload).toBe(`${live},${toU64Hex(EASY)}`);
+    expect(h.on('work/ondemand')[0].payload).toBe(`${liveOd},${toU64Hex(EASY)}`);
+    expect(h.on('cancel/precache')[0].payload).toBe(stale);
+    expect((await store.listPending()).map((p) => p.hash).sort()).toEqual([live, liveOd].sort());
+    expect(h.dispatcher.counters.restored).toEqual({ republished: 2, expired: 1 });
+
+    // The restored job is live: a result for it is accepted.
+    const address = randomAddress();
+    await h.worker.publishAsync('result/precache', `${live},${findWork(live, EASY)},${address}`);
+    await waitFor(() => h.accepted.length === 1);
+    expect(h.accepted[0]).toMatchObject({ hash: live, workType: 'precache', addressValid: true });
+  });
+
+  it('keeps pending jobs in the store across stop and start', async () => {
+    const store = new MemoryStore();
+    const h = await harness({}, store);
+    const root = randomRoot();
+    await h.dispatcher.precache(root, EASY);
+    await waitFor(() => h.on('work/precache').length === 1);
+    await h.dispatcher.stop();
+    expect((await store.listPending()).map((p) => p.hash)).toEqual([root]);
+    await expect(h.dispatcher.precache(randomRoot(), EASY)).rejects.toMatchObject({ code: 'shutting-down' });
+    await h.startDispatcher();
+    await waitFor(() => h.on('work/precache').length === 2);
+    expect(h.on('work/precache').at(-1)!.payload).toBe(`${root},${toU64Hex(EASY)}`);
+  });
+});

@@ -1,0 +1,635 @@
+/**
+ * The DPoW dispatcher: hands jobs to volunteer workers over MQTT and takes their results.
+ *
+ *   requestWork / precache --> work/<type> "hash,difficulty"      (workers compute)
+ *   result/<type> "hash,work,address" --> validate --> answer the request, cancel/<type>,
+ *                                          credit, client/<address>
+ *   heartbeat every second; statistics at start and every statisticsMs, from the store
+ *
+ * What it fixes relative to the old server (protocol-notes §3): a timed-out, expired or
+ * withdrawn job publishes cancel/<type> so workers stop; pending jobs live in the store and are
+ * republished (or cancelled, if expired) after a restart; malformed results are counted by
+ * reason instead of vanishing. Jobs are keyed by the lower-cased hash; every message echoes the
+ * hash exactly as the requester gave it.
+ */
+import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import mqtt, { type MqttClient } from 'mqtt';
+import { ALL_PREFIXES, checkAddress } from '../dpow/address.ts';
+import {
+  cancelCodec,
+  clientCodec,
+  heartbeatCodec,
+  parseTopic,
+  resultCodec,
+  statisticsCodec,
+  topics,
+  workCodec,
+  WORK_TYPES,
+  type RejectCode,
+  type Statistics,
+  type WorkType,
+} from '../dpow/codec.ts';
+import {
+  checkDifficulty,
+  DEFAULT_MAX_MULTIPLIER,
+  isRootHex,
+  PowInputError,
+  toU64Hex,
+  validateWork,
+} from '../pow/work.ts';
+import { type Logger, silentLogger } from './log.ts';
+import type { DispatcherStore, PendingJob } from './store.ts';
+import { DispatchError, type DispatcherApi, type WorkAnswer, type WorkRequest } from './types.ts';
+
+export interface DispatcherOptions {
+  /** mqtt://, ws:// or wss:// URL of the broker. */
+  brokerUrl: string;
+  /** The broker's `server` role login. */
+  username: string;
+  password: string;
+  store: DispatcherStore;
+  /** Default 1000 (the DPoW heartbeat). */
+  heartbeatMs?: number;
+  /** Default 300 000 (5 minutes, as the real server). */
+  statisticsMs?: number;
+  /** Used when a request carries no usable timeout. Default 5000. */
+  defaultTimeoutMs?: number;
+  /** How long a precache job stays pending before it is cancelled. Default 30 minutes. */
+  precacheTtlMs?: number;
+  /** Largest difficulty accepted, as a multiplier of the Nano send threshold. Default 64. */
+  maxMultiplier?: number;
+  /** Payout prefixes credited; others get the "account is invalid" reply. Default all four. */
+  addressPrefixes?: readonly string[];
+  /** MQTT client id. Default dpow-dispatcher-<random>. */
+  clientId?: string;
+  log?: Logger;
+}
+
+/** Every way a result can end; `malformed` results are also counted by codec reason. */
+export type ResultOutcome = 'accepted' | 'invalid-work' | 'duplicate' | 'unknown-hash' | 'malformed';
+
+export interface DispatcherCounters {
+  results: Record<ResultOutcome, number>;
+  /** Malformed results by codec reject code (bad-hash, bad-work, bad-field-count, …). */
+  malformed: Partial<Record<RejectCode, number>>;
+  published: { work: number; cancel: number; heartbeat: number; statistics: number; client: number };
+  requests: { cached: number; dispatched: number; shared: number; answered: number; timeout: number; cancelled: number };
+  precache: { published: number; expired: number; withdrawn: number };
+  /** Jobs found in the store at start: republished, or cancelled because they had expired. */
+  restored: { republished: number; expired: number };
+  /** Accepted results whose payout address failed the check (not credited). */
+  invalidAddress: number;
+  storeErrors: number;
+}
+
+export interface AcceptedResult {
+  /** The hash as the job was published. */
+  hash: string;
+  work: string;
+  /** Work value, 16 hex. */
+  value: string;
+  difficulty: string;
+  workType: WorkType;
+  address: string;
+  addressValid: boolean;
+  /** Requests answered by this result. */
+  answered: number;
+}
+
+export interface RejectedResult {
+  outcome: Exclude<ResultOutcome, 'accepted'>;
+  reason: string;
+  topic: string;
+}
+
+interface Waiter {
+  hash: string;
+  service?: string;
+  timer: NodeJS.Timeout;
+  resolve(answer: WorkAnswer): void;
+  reject(err: DispatchError): void;
+}
+
+interface Job {
+  /** Lower-case hash: the job's identity. */
+  key: string;
+  /** The hash as first given; used in work/ and cancel/ messages. */
+  hash: string;
+  difficulty: bigint;
+  workType: WorkType;
+  /** Types this hash went out on, so a cancel reaches every worker that got it. */
+  published: Set<WorkType>;
+  expiresAt: number;
+  createdAt: number;
+  account?: string;
+  waiters: Set<Waiter>;
+  expiry?: NodeJS.Timeout;
+}
+
+/** Hashes remembered after acceptance so late results count as duplicates, not unknown. */
+const RECENT_LIMIT = 10_000;
+
+type DropReason = 'accepted' | 'timeout' | 'expired' | 'withdrawn';
+
+export class Dispatcher extends EventEmitter implements DispatcherApi {
+  readonly counters: DispatcherCounters = {
+    results: { accepted: 0, 'invalid-work': 0, duplicate: 0, 'unknown-hash': 0, malformed: 0 },
+    malformed: {},
+    published: { work: 0, cancel: 0, heartbeat: 0, statistics: 0, client: 0 },
+    requests: { cached: 0, dispatched: 0, shared: 0, answered: 0, timeout: 0, cancelled: 0 },
+    precache: { published: 0, expired: 0, withdrawn: 0 },
+    restored: { republished: 0, expired: 0 },
+    invalidAddress: 0,
+    storeErrors: 0,
+  };
+
+  readonly #opts: Required<Omit<DispatcherOptions, 'log' | 'clientId'>> & { clientId: string };
+  readonly #log: Logger;
+  readonly #store: DispatcherStore;
+  readonly #jobs = new Map<string, Job>();
+  readonly #recent = new Map<string, number>();
+  #client?: MqttClient;
+  #heartbeat?: NodeJS.Timeout;
+  #statistics?: NodeJS.Timeout;
+  #state: 'new' | 'starting' | 'running' | 'stopped' = 'new';
+  #connectedOnce = false;
+
+  constructor(options: DispatcherOptions) {
+    super();
+    this.#opts = {
+      brokerUrl: options.brokerUrl,
+      username: options.username,
+      password: options.password,
+      store: options.store,
+      heartbeatMs: options.heartbeatMs ?? 1000,
+      statisticsMs: options.statisticsMs ?? 300_000,
+      defaultTimeoutMs: options.defaultTimeoutMs ?? 5000,
+      precacheTtlMs: options.precacheTtlMs ?? 30 * 60_000,
+      maxMultiplier: options.maxMultiplier ?? DEFAULT_MAX_MULTIPLIER,
+      addressPrefixes: options.addressPrefixes ?? ALL_PREFIXES,
+      clientId: options.clientId ?? `dpow-dispatcher-${randomBytes(4).toString('hex')}`,
+    };
+    this.#log = options.log ?? silentLogger;
+    this.#store = options.store;
+  }
+
+  /** Jobs waiting for a result, for status displays and tests. */
+  get pending(): Array<{ hash: string; difficulty: string; workType: WorkType; expiresAt: number; waiters: number }> {
+    return [...this.#jobs.values()].map((j) => ({
+      hash: j.hash,
+      difficulty: toU64Hex(j.difficulty),
+      workType: j.workType,
+      expiresAt: j.expiresAt,
+      waiters: j.waiters.size,
+    }));
+  }
+
+  get connected(): boolean {
+    return this.#client?.connected ?? false;
+  }
+
+  // ------------------------------------------------------------------ lifecycle
+
+  /** Connects as the server user, subscribes to results, restores stored jobs, starts the clocks. */
+  async start(): Promise<void> {
+    if (this.#state !== 'new') throw new Error(`dispatcher already ${this.#state}`);
+    this.#state = 'starting';
+    const client = await mqtt.connectAsync(this.#opts.brokerUrl, {
+      username: this.#opts.username,
+      password: this.#opts.password,
+      protocolVersion: 4,
+      clientId: this.#opts.clientId,
+      clean: true,
+      keepalive: 60,
+      reconnectPeriod: 1000,
+      connectTimeout: 10_000,
+    });
+    this.#client = client;
+    client.on('message', (topic, payload) => {
+      try {
+        this.#onResult(topic, payload);
+      } catch (err) {
+        // Nothing in #onResult should throw; if it does, the loop must survive it.
+        this.#log.error(`dispatcher: result on ${topic} failed: ${(err as Error).stack ?? err}`);
+      }
+    });
+    client.on('connect', () => {
+      if (!this.#connectedOnce) return;
+      this.#log.info('dispatcher: reconnected to the broker; republishing pending jobs');
+      for (const job of this.#jobs.values()) this.#publishWork(job, job.workType);
+      void this.publishStatistics();
+    });
+    client.on('offline', () => this.#log.warn('dispatcher: broker connection lost, retrying'));
+    client.on('error', (err) => this.#log.warn(`dispatcher: broker: ${err.message}`));
+
+    await client.subscribeAsync(WORK_TYPES.map((t) => topics.result(t)), { qos: 1 });
+    this.#connectedOnce = true;
+    if (this.#state !== 'starting') return; // stopped while connecting
+    this.#state = 'running';
+    await this.#restore();
+    await this.publishStatistics();
+    this.#heartbeat = setInterval(() => this.#publishHeartbeat(), this.#opts.heartbeatMs);
+    this.#publishHeartbeat();
+    this.#statistics = setInterval(() => void this.publishStatistics(), this.#opts.statisticsMs);
+    this.#log.info(`dispatcher: connected to ${this.#opts.brokerUrl} as ${this.#opts.username}`);
+  }
+
+  /**
+   * Stops the clocks and disconnects. Pending jobs stay in the store (a restart republishes
+   * them); requests still waiting are rejected with `shutting-down`.
+   */
+  async stop(): Promise<void> {
+    if (this.#state === 'stopped') return;
+    this.#state = 'stopped';
+    clearInterval(this.#heartbeat);
+    clearInterval(this.#statistics);
+    for (const job of this.#jobs.values()) {
+      clearTimeout(job.expiry);
+      for (const w of job.waiters) {
+        clearTimeout(w.timer);
+        w.reject(new DispatchError('shutting-down', 'The dispatcher is shutting down'));
+      }
+    }
+    this.#jobs.clear();
+    if (this.#client) await this.#client.endAsync();
+  }
+
+  // ------------------------------------------------------------------ DispatcherApi
+
+  async requestWork(request: WorkRequest): Promise<WorkAnswer> {
+    this.#ensureRunning();
+    const { hash, difficulty } = request;
+    if (!isRootHex(hash)) throw new PowInputError('bad-root', 'hash must be 64 hex characters');
+    checkDifficulty(difficulty, { maxMultiplier: this.#opts.maxMultiplier });
+    const timeoutMs = Number.isFinite(request.timeoutMs) && request.timeoutMs > 0 ? request.timeoutMs : this.#opts.defaultTimeoutMs;
+    const key = hash.toLowerCase();
+    if (request.account) void this.track(request.account);
+
+    const stored = await this.#storeCall(() => this.#store.getWork(key));
+    if (stored) {
+      const { valid, value } = validateWork(hash, stored.work, difficulty);
+      if (valid) {
+        this.counters.requests.cached++;
+        if (request.service) void this.#storeCall(() => this.#store.creditService(request.service!, stored.workType));
+        return { hash, work: stored.work, value: toU64Hex(value), cached: true };
+      }
+    }
+    this.#ensureRunning();
+
+    const now = Date.now();
+    let job = this.#jobs.get(key);
+    if (!job) {
+      job = this.#newJob(hash, difficulty, 'ondemand', now + timeoutMs, request.account);
+      this.counters.requests.dispatched++;
+      this.#savePending(job);
+      this.#publishWork(job, 'ondemand');
+    } else {
+      this.counters.requests.shared++;
+      let republish = false;
+      if (job.workType !== 'ondemand') {
+        // Someone is waiting now: workers that take ondemand first should see it.
+        job.workType = 'ondemand';
+        republish = true;
+      }
+      if (difficulty > job.difficulty) {
+        job.difficulty = difficulty;
+        republish = true;
+      }
+      if (now + timeoutMs > job.expiresAt) {
+        job.expiresAt = now + timeoutMs;
+        this.#scheduleExpiry(job);
+      }
+      this.#savePending(job);
+      if (republish) this.#publishWork(job, job.workType);
+    }
+
+    const current = job;
+    return new Promise<WorkAnswer>((resolve, reject) => {
+      const waiter: Waiter = {
+        hash,
+        service: request.service,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          current.waiters.delete(waiter);
+          this.counters.requests.timeout++;
+          reject(new DispatchError('timeout', 'Timeout reached without work'));
+          // Nobody else waiting: stop the workers instead of letting them finish for nothing.
+          if (current.waiters.size === 0 && current.workType === 'ondemand') this.#drop(current, 'timeout');
+        }, timeoutMs),
+      };
+      current.waiters.add(waiter);
+    });
+  }
+
+  async precache(hash: string, difficulty: bigint, account?: string): Promise<void> {
+    this.#ensureRunning();
+    if (!isRootHex(hash)) throw new PowInputError('bad-root', 'hash must be 64 hex characters');
+    checkDifficulty(difficulty, { maxMultiplier: this.#opts.maxMultiplier });
+    const key = hash.toLowerCase();
+    const stored = await this.#storeCall(() => this.#store.getWork(key));
+    if (stored && validateWork(hash, stored.work, difficulty).valid) return;
+    this.#ensureRunning();
+
+    const job = this.#jobs.get(key);
+    if (job) {
+      if (difficulty > job.difficulty) {
+        job.difficulty = difficulty;
+        this.#savePending(job);
+        this.#publishWork(job, job.workType);
+      }
+      return;
+    }
+    const fresh = this.#newJob(hash, difficulty, 'precache', Date.now() + this.#opts.precacheTtlMs, account);
+    this.counters.precache.published++;
+    this.#savePending(fresh);
+    this.#publishWork(fresh, 'precache');
+  }
+
+  async withdraw(hash: string): Promise<boolean> {
+    const job = typeof hash === 'string' ? this.#jobs.get(hash.toLowerCase()) : undefined;
+    if (!job) return false;
+    this.counters.precache.withdrawn++;
+    return this.#drop(job, 'withdrawn');
+  }
+
+  async track(account: string): Promise<void> {
+    if (!checkAddress(account, this.#opts.addressPrefixes).ok) return;
+    const existing = await this.#storeCall(() => this.#store.getTracked(account));
+    if (existing) return;
+    await this.#storeCall(() => this.#store.trackAccount({ account, chain: account, updatedAt: Date.now() }));
+  }
+
+  // ------------------------------------------------------------------ statistics
+
+  /** The statistics message, built from the store's real counters. */
+  async buildStatistics(): Promise<Statistics> {
+    const [services, totals] = await Promise.all([this.#store.listServices(), this.#store.getTotals()]);
+    const stats: Statistics = {
+      services: { public: [], private: { count: 0, precache: 0, ondemand: 0 } },
+      work: { precache: totals.precache, ondemand: totals.ondemand },
+    };
+    for (const s of services) {
+      if (s.public) {
+        stats.services.public.push({ display: s.display, website: s.website, precache: s.precache, ondemand: s.ondemand });
+      } else {
+        stats.services.private.count++;
+        stats.services.private.precache += s.precache;
+        stats.services.private.ondemand += s.ondemand;
+      }
+    }
+    return stats;
+  }
+
+  async publishStatistics(): Promise<void> {
+    const stats = await this.#storeCall(() => this.buildStatistics());
+    if (!stats || this.#state !== 'running') return;
+    this.#publish(topics.statistics, statisticsCodec.encode(stats), 0);
+    this.counters.published.statistics++;
+  }
+
+  // ------------------------------------------------------------------ results
+
+  #onResult(topic: string, payload: Buffer): void {
+    const parsed = parseTopic(topic);
+    if (!parsed.ok || parsed.value.kind !== 'result') {
+      this.#malformed(topic, 'bad-topic', `unexpected topic "${topic}"`);
+      return;
+    }
+    const decoded = resultCodec.decode(payload);
+    if (!decoded.ok) {
+      this.#malformed(topic, decoded.code, decoded.reason);
+      return;
+    }
+    const { hash, work, address } = decoded.value;
+    const key = hash.toLowerCase();
+    const job = this.#jobs.get(key);
+    if (!job) {
+      const outcome = this.#recent.has(key) ? 'duplicate' : 'unknown-hash';
+      this.#reject(topic, outcome, `${outcome === 'duplicate' ? 'late result' : 'result for a hash not pending'} ${short(hash)} from ${address}`);
+      return;
+    }
+    // The difficulty is the one asked for, never anything the result claims.
+    const { valid, value } = validateWork(hash, work, job.difficulty);
+    if (!valid) {
+      this.#reject(topic, 'invalid-work', `work ${work} for ${short(hash)} from ${address} is below ${toU64Hex(job.difficulty)} (value ${toU64Hex(value)})`);
+      return;
+    }
+
+    // First valid result wins: everything up to #drop is synchronous, so no second result for
+    // this hash can get past the lookup above.
+    const answered = job.waiters.size;
+    for (const w of job.waiters) {
+      clearTimeout(w.timer);
+      w.resolve({ hash: w.hash, work, value: toU64Hex(value), cached: false });
+    }
+    this.counters.requests.answered += answered;
+    const services = [...job.waiters].map((w) => w.service).filter((s): s is string => !!s);
+    job.waiters.clear();
+    this.#drop(job, 'accepted');
+    this.#remember(key);
+    this.counters.results.accepted++;
+
+    const addressValid = checkAddress(address, this.#opts.addressPrefixes).ok;
+    const accepted: AcceptedResult = {
+      hash: job.hash,
+      work,
+      value: toU64Hex(value),
+      difficulty: toU64Hex(job.difficulty),
+      workType: job.workType,
+      address,
+      addressValid,
+      answered,
+    };
+    this.#log.info(`dispatcher: accepted ${job.workType} ${short(job.hash)} from ${address}${addressValid ? '' : ' (invalid address)'}`);
+    void this.#settle(job, accepted, services);
+  }
+
+  /** Store writes and the client notice after acceptance; failures are logged, never thrown. */
+  async #settle(job: Job, accepted: AcceptedResult, services: string[]): Promise<void> {
+    await this.#storeCall(() =>
+      this.#store.saveWork({
+        hash: job.hash,
+        work: accepted.work,
+        difficulty: BigInt(`0x${accepted.value}`),
+        workType: job.workType,
+        address: accepted.address,
+        createdAt: Date.now(),
+      }),
+    );
+    for (const s of services) await this.#storeCall(() => this.#store.creditService(s, job.workType));
+    const topic = topics.client(accepted.address);
+    if (accepted.addressValid) {
+      const record = await this.#storeCall(() => this.#store.creditClient(accepted.address, job.workType, job.hash));
+      if (record) {
+        const stats = {
+          precache: record.precache,
+          ondemand: record.ondemand,
+          snapshot_precache: record.snapshot_precache,
+          snapshot_ondemand: record.snapshot_ondemand,
+          ...(record.block_rewarded ? { block_rewarded: record.block_rewarded } : {}),
+        };
+        this.#publish(topic, clientCodec.encode({ kind: 'stats', stats }), 0);
+        this.counters.published.client++;
+      }
+    } else {
+      this.counters.invalidAddress++;
+      const error = `Work accepted but account ${accepted.address} is invalid`;
+      this.#publish(topic, clientCodec.encode({ kind: 'error', error }), 0);
+      this.counters.published.client++;
+    }
+    this.emit('accepted', accepted);
+  }
+
+  #malformed(topic: string, code: RejectCode, reason: string): void {
+    this.counters.malformed[code] = (this.counters.malformed[code] ?? 0) + 1;
+    this.#reject(topic, 'malformed', `${code}: ${reason}`);
+  }
+
+  #reject(topic: string, outcome: RejectedResult['outcome'], reason: string): void {
+    this.counters.results[outcome]++;
+    const level = outcome === 'duplicate' ? 'info' : 'warn';
+    this.#log[level](`dispatcher: ${outcome} result on ${topic}: ${reason}`);
+    this.emit('rejected', { outcome, reason, topic } satisfies RejectedResult);
+  }
+
+  #remember(key: string): void {
+    this.#recent.delete(key);
+    this.#recent.set(key, Date.now());
+    if (this.#recent.size > RECENT_LIMIT) this.#recent.delete(this.#recent.keys().next().value!);
+  }
+
+  // ------------------------------------------------------------------ jobs
+
+  #newJob(hash: string, difficulty: bigint, workType: WorkType, expiresAt: number, account?: string, createdAt = Date.now()): Job {
+    const job: Job = {
+      key: hash.toLowerCase(),
+      hash,
+      difficulty,
+      workType,
+      published: new Set(),
+      expiresAt,
+      createdAt,
+      account,
+      waiters: new Set(),
+    };
+    this.#jobs.set(job.key, job);
+    this.#scheduleExpiry(job);
+    return job;
+  }
+
+  #scheduleExpiry(job: Job): void {
+    clearTimeout(job.expiry);
+    job.expiry = setTimeout(() => {
+      if (job.workType === 'precache') this.counters.precache.expired++;
+      this.#drop(job, 'expired');
+    }, Math.max(0, job.expiresAt - Date.now()));
+  }
+
+  /** Removes a job (idempotent), rejects anyone still waiting and tells workers to stop. */
+  #drop(job: Job, reason: DropReason): boolean {
+    if (this.#jobs.get(job.key) !== job) return false;
+    this.#jobs.delete(job.key);
+    clearTimeout(job.expiry);
+    for (const w of job.waiters) {
+      clearTimeout(w.timer);
+      if (reason === 'withdrawn') this.counters.requests.cancelled++;
+      else this.counters.requests.timeout++;
+      w.reject(
+        reason === 'withdrawn'
+          ? new DispatchError('cancelled', 'Cancelled')
+          : new DispatchError('timeout', 'Timeout reached without work'),
+      );
+    }
+    job.waiters.clear();
+    void this.#storeCall(() => this.#store.removePending(job.key));
+    for (const t of job.published) this.#publishCancel(t, job.hash);
+    if (reason !== 'accepted') this.#log.info(`dispatcher: ${reason} ${job.workType} ${short(job.hash)}; cancel published`);
+    return true;
+  }
+
+  #savePending(job: Job): void {
+    const record: PendingJob = {
+      hash: job.hash,
+      difficulty: job.difficulty,
+      workType: job.workType,
+      expiresAt: job.expiresAt,
+      createdAt: job.createdAt,
+      ...(job.account ? { account: job.account } : {}),
+    };
+    // Called, not awaited: the store applies calls in order, and the job is already live.
+    void this.#storeCall(() => this.#store.savePending(record));
+  }
+
+  /** Republishes unexpired stored jobs; cancels and forgets expired ones. */
+  async #restore(): Promise<void> {
+    const stored = (await this.#storeCall(() => this.#store.listPending())) ?? [];
+    const now = Date.now();
+    for (const p of stored) {
+      const key = p.hash.toLowerCase();
+      if (this.#jobs.has(key)) continue;
+      if (p.expiresAt <= now) {
+        this.counters.restored.expired++;
+        await this.#storeCall(() => this.#store.removePending(key));
+        this.#publishCancel(p.workType, p.hash);
+        continue;
+      }
+      const job = this.#newJob(p.hash, p.difficulty, p.workType, p.expiresAt, p.account, p.createdAt);
+      this.counters.restored.republished++;
+      this.#publishWork(job, job.workType);
+    }
+    if (stored.length) {
+      this.#log.info(`dispatcher: restored ${this.counters.restored.republished} pending jobs, cancelled ${this.counters.restored.expired} expired`);
+    }
+  }
+
+  // ------------------------------------------------------------------ publishing
+
+  #publishWork(job: Job, workType: WorkType): void {
+    job.published.add(workType);
+    this.#publish(topics.work(workType), workCodec.encode({ hash: job.hash, difficulty: job.difficulty }), 0);
+    this.counters.published.work++;
+  }
+
+  #publishCancel(workType: WorkType, hash: string): void {
+    // QoS 1: a missed cancel costs a volunteer a whole job's worth of hashing.
+    this.#publish(topics.cancel(workType), cancelCodec.encode(hash), 1);
+    this.counters.published.cancel++;
+  }
+
+  #publishHeartbeat(): void {
+    if (!this.#client?.connected) return;
+    this.#publish(topics.heartbeat, heartbeatCodec.encode(), 0);
+    this.counters.published.heartbeat++;
+  }
+
+  #publish(topic: string, payload: string, qos: 0 | 1): void {
+    const client = this.#client;
+    if (!client) return;
+    client.publish(topic, payload, { qos, retain: false }, (err) => {
+      if (err) this.#log.warn(`dispatcher: publish on ${topic} failed: ${err.message}`);
+    });
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  #ensureRunning(): void {
+    if (this.#state === 'stopped') throw new DispatchError('shutting-down', 'The dispatcher is shutting down');
+    if (this.#state !== 'running') throw new DispatchError('shutting-down', 'The dispatcher is not running yet');
+  }
+
+  async #storeCall<T>(call: () => Promise<T>): Promise<T | undefined> {
+    try {
+      return await call();
+    } catch (err) {
+      this.counters.storeErrors++;
+      this.#log.error(`dispatcher: store: ${(err as Error).message}`);
+      return undefined;
+    }
+  }
+}
+
+function short(hash: string): string {
+  return hash.length > 16 ? `${hash.slice(0, 16)}…` : hash;
+}
