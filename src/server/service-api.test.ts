@@ -34,6 +34,8 @@ class TestDispatcher implements DispatcherApi {
 
   async requestWork(request: WorkRequest): Promise<WorkAnswer> {
     this.requests.push(request);
+    // As the contract says: an account in the request is tracked for precache.
+    if (request.account) await this.track(request.account);
     if (this.behaviour === 'hold') await new Promise<void>((go) => this.held.push({ request, go }));
     if (this.behaviour === 'throw') throw new Error('store exploded');
     if (this.behaviour !== 'work' && this.behaviour !== 'hold') throw new DispatchError(this.behaviour, this.behaviour);
@@ -92,7 +94,11 @@ async function start(extra: Partial<ServiceApiOptions> = {}) {
     store,
     minDifficulty: MIN,
     now: () => now,
-    log: (level, message) => logs.push(`${level} ${message}`),
+    log: {
+      info: (m) => logs.push(`info ${m}`),
+      warn: (m) => logs.push(`warn ${m}`),
+      error: (m) => logs.push(`error ${m}`),
+    },
     ...extra,
   });
   server = createServer((req, res) => {

@@ -25,6 +25,7 @@ import {
   toU64Hex,
 } from '../pow/work.ts';
 import { ApiKeyVerifier } from './api-keys.ts';
+import { silentLogger, type Logger } from './log.ts';
 import { RateLimiter } from './rate-limit.ts';
 import type { DispatcherStore, ServiceRecord } from './store.ts';
 import { DispatchError, type DispatcherApi } from './types.ts';
@@ -61,7 +62,6 @@ export function difficultyPolicy(options: { base?: bigint; minDifficulty?: bigin
 }
 
 export type RpcAllow = 'loopback' | 'any' | { apiKeys: true };
-export type ServiceLog = (level: 'info' | 'warn' | 'error', message: string) => void;
 
 export interface ServiceApiOptions {
   dispatcher: DispatcherApi;
@@ -74,7 +74,7 @@ export interface ServiceApiOptions {
   minDifficulty?: bigint;
   /** Work-server RPC on POST / and /rpc. Default: enabled, loopback callers only. */
   rpc?: { enabled: boolean; allow: RpcAllow; timeoutMs?: number };
-  log?: ServiceLog;
+  log?: Logger;
   /** Injectable clock for the rate limiter and key cache. */
   now?: () => number;
 }
@@ -213,7 +213,7 @@ const RPC_PATHS = new Set(['/', '/rpc', '/rpc/']);
 
 export function createServiceApi(options: ServiceApiOptions): ServiceApi {
   const { dispatcher, store } = options;
-  const log: ServiceLog = options.log ?? (() => {});
+  const log: Logger = options.log ?? silentLogger;
   const policy = difficultyPolicy(options);
   const rpcOptions = options.rpc ?? { enabled: true, allow: 'loopback' as const };
   const verifier = new ApiKeyVerifier({ now: options.now });
@@ -314,16 +314,13 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
       const difficulty = serviceDifficulty(r);
       if (difficulty instanceof Rejection) throw difficulty;
 
-      if (account !== undefined) {
-        const tracked = account;
-        dispatcher.track(tracked).catch((err: unknown) => log('warn', `service: tracking ${tracked} failed: ${String(err)}`));
-      }
       const answer = await dispatcher.requestWork({
         hash,
         difficulty,
         workType: 'ondemand',
         timeoutMs: timeout * 1000,
         service: service.user,
+        // The dispatcher tracks this account for precache (DispatcherApi contract).
         account,
       });
       counters.work++;
@@ -339,11 +336,11 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
         rejection = reject('shutting-down', 503, ERRORS.shuttingDown);
       } else {
         rejection = reject('internal', 500, ERRORS.internal, String(err));
-        log('error', `service: request from ${origin} failed: ${err instanceof Error ? err.stack : String(err)}`);
+        log.error(`service: request from ${origin} failed: ${err instanceof Error ? err.stack : String(err)}`);
       }
       count(rejection.reason);
       if (rejection.reason !== 'internal') {
-        log('info', `service: ${rejection.reason} from ${origin}${rejection.detail ? `: ${rejection.detail}` : ''}`);
+        log.info(`service: ${rejection.reason} from ${origin}${rejection.detail ? `: ${rejection.detail}` : ''}`);
       }
       return { status: rejection.status, body: withId(rejection.body), headers: rejection.headers };
     }
@@ -351,7 +348,7 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
 
   function rejectNow(reason: string, status: number, error: string, origin: string): Reply {
     count(reason);
-    log('info', `service: ${reason} from ${origin}`);
+    log.info(`service: ${reason} from ${origin}`);
     return { status, body: { error } };
   }
 
@@ -393,7 +390,7 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
   async function handleRpc(req: IncomingMessage, res: ServerResponse, origin: string): Promise<void> {
     const forbid = (why: string) => {
       counters.rpc.forbidden++;
-      log('info', `rpc: forbidden for ${origin} (${why})`);
+      log.info(`rpc: forbidden for ${origin} (${why})`);
       sendJson(res, { status: 403, body: { error: ERRORS.forbidden } });
     };
     if (rpcOptions.allow === 'loopback' && (!isLoopback(req.socket.remoteAddress) || isProxied(req))) {
@@ -416,7 +413,7 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
       const service = await authenticate(r.user, r.api_key);
       if (service instanceof Rejection) {
         counters.rpc.forbidden++;
-        log('info', `rpc: ${service.reason} from ${origin}`);
+        log.info(`rpc: ${service.reason} from ${origin}`);
         const error = service.reason === 'rate-limited' ? ERRORS.rateLimited : ERRORS.forbidden;
         sendJson(res, { status: service.reason === 'rate-limited' ? 429 : 403, body: { error }, headers: service.headers });
         return;
@@ -426,10 +423,10 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
     try {
       reply = await rpc.handle(request);
     } catch (err) {
-      log('error', `rpc: request from ${origin} failed: ${err instanceof Error ? err.stack : String(err)}`);
+      log.error(`rpc: request from ${origin} failed: ${err instanceof Error ? err.stack : String(err)}`);
       reply = { status: 500, body: { error: ERRORS.internal } };
     }
-    if (reply.status !== 200) log('info', `rpc: ${String(reply.body.error)} for ${origin}`);
+    if (reply.status !== 200) log.info(`rpc: ${String(reply.body.error)} for ${origin}`);
     sendJson(res, reply);
   }
 
@@ -447,7 +444,7 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
       }
     } catch (err) {
       // Nothing above should throw; if it does, answer and keep serving.
-      log('error', `service: unexpected failure for ${origin}: ${err instanceof Error ? err.stack : String(err)}`);
+      log.error(`service: unexpected failure for ${origin}: ${err instanceof Error ? err.stack : String(err)}`);
       sendJson(res, { status: 500, body: { error: ERRORS.internal } });
       return true;
     }
@@ -484,7 +481,7 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
         send(reply.body);
       });
     });
-    ws.on('error', (err) => log('info', `service_ws: socket error from ${origin}: ${err.message}`));
+    ws.on('error', (err) => log.info(`service_ws: socket error from ${origin}: ${err.message}`));
     ws.on('close', () => {
       counters.websockets.open--;
     });
