@@ -1,4 +1,4 @@
-import { defineConfig } from 'vite';
+import { defineConfig, type Plugin } from 'vite';
 import preact from '@preact/preset-vite';
 import { VitePWA } from 'vite-plugin-pwa';
 
@@ -53,8 +53,18 @@ const pwa = VitePWA({
   },
 });
 
+/**
+ * The dev server injects CSS as <style> elements (hot reload); the built app links stylesheets.
+ * So only `vite` (serve) relaxes style-src; the production CSP stays strict.
+ */
+const devStyleCsp: Plugin = {
+  name: 'dpow-dev-style-csp',
+  apply: 'serve',
+  transformIndexHtml: (html) => html.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'"),
+};
+
 export default defineConfig({
-  plugins: [preact(), pwa],
+  plugins: [preact(), pwa, devStyleCsp],
   server: { host: '127.0.0.1' },
   preview: { host: '127.0.0.1' },
   worker: { format: 'es' },

@@ -20,6 +20,9 @@ import {
   type LaunchOptions,
 } from './settings.ts';
 
+/** Set while the volunteer wants work, so a reload (or a browser restart) picks it up again. */
+export const WORKING_KEY = 'dpow-web.working';
+
 /** Hashrate samples kept for the chart: one per second, five minutes. */
 export const HISTORY_SAMPLES = 300;
 
@@ -133,6 +136,7 @@ export class AppController {
       return false;
     }
     saveSettings(this.options.storage, this.settings.value);
+    this.remember(true);
     batch(() => {
       this.wanted.value = true;
       this.busy.value = true;
@@ -147,6 +151,7 @@ export class AppController {
         this.startError.value = err instanceof Error ? err.message : String(err);
         this.wanted.value = false;
       });
+      this.remember(false);
       return false;
     } finally {
       this.busy.value = false;
@@ -154,6 +159,7 @@ export class AppController {
   }
 
   async stop(): Promise<void> {
+    this.remember(false);
     batch(() => {
       this.wanted.value = false;
       this.busy.value = true;
@@ -162,6 +168,24 @@ export class AppController {
       await this.client?.stop();
     } finally {
       this.busy.value = false;
+    }
+  }
+
+  /** True when the page was closed or reloaded while working with a valid address. */
+  shouldResume(): boolean {
+    try {
+      return this.options.storage?.getItem(WORKING_KEY) === '1' && this.addressCheck.value.ok;
+    } catch {
+      return false;
+    }
+  }
+
+  private remember(working: boolean): void {
+    try {
+      if (working) this.options.storage?.setItem(WORKING_KEY, '1');
+      else this.options.storage?.removeItem(WORKING_KEY);
+    } catch {
+      // No storage: nothing is resumed after a reload.
     }
   }
 
@@ -177,8 +201,13 @@ export class AppController {
   async networkOnline(): Promise<void> {
     this.online.value = true;
     const s = this.state.value;
-    if (this.wanted.value && !this.busy.value && (s.connection === 'stopped' || s.connection === 'idle')) {
+    if (!this.wanted.value || this.busy.value) return;
+    if (s.connection === 'stopped' || s.connection === 'idle') {
       await this.start();
+    } else if (s.connection === 'reconnecting') {
+      // The client's backoff may have grown while offline; a client that can retry at once
+      // is asked to, instead of waiting out a delay for a network that is already back.
+      (this.client as { reconnectNow?: () => void } | null)?.reconnectNow?.();
     }
   }
 

@@ -74,7 +74,8 @@ async function boot(): Promise<void> {
   // Expose the controller for tests and for curious volunteers in the console (read-only use).
   (window as unknown as { dpowApp?: AppController }).dpowApp = app;
 
-  if (app.launch.autostart && app.addressCheck.value.ok) await app.start();
+  // Kiosk autostart, or picking up work the page was doing before a reload or restart.
+  if ((app.launch.autostart || app.shouldResume()) && app.addressCheck.value.ok) await app.start();
 }
 
 void boot();
