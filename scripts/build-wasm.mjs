@@ -1,2 +1,64 @@
-// Placeholder until the AssemblyScript kernel lands; replaced by the real build.
-process.exit(0);
+// Builds the WASM proof-of-work kernels from the AssemblyScript sources in assembly/:
+//
+//   build/wasm/nano-pow-scalar.wasm   plain i64 kernel, runs everywhere
+//   build/wasm/nano-pow-simd.wasm     i64x2 kernel (WASM SIMD), two nonces per step
+//
+// Run by `postinstall` and `npm run build:wasm`. Needs only the assemblyscript npm package.
+// Exits non-zero with the compiler's diagnostics on any error, and refuses to build sources that
+// are stale against assembly/generate.mjs.
+import { mkdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { kernelSource, KERNEL_FILES } from '../assembly/generate.mjs';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const outDir = `${root}build/wasm`;
+
+const BUILDS = [
+  { flavour: 'scalar', out: 'nano-pow-scalar.wasm', flags: [] },
+  { flavour: 'simd', out: 'nano-pow-simd.wasm', flags: ['--enable', 'simd'] },
+];
+
+async function main() {
+  let asc;
+  try {
+    asc = (await import('assemblyscript/asc')).default;
+  } catch (error) {
+    throw new Error(`assemblyscript is not installed (npm ci installs it): ${error.message}`);
+  }
+  mkdirSync(outDir, { recursive: true });
+
+  for (const build of BUILDS) {
+    const source = `assembly/${KERNEL_FILES[build.flavour]}`;
+    const onDisk = readFileSync(`${root}${source}`, 'utf8');
+    if (onDisk !== kernelSource(build.flavour)) {
+      throw new Error(`${source} is stale: run \`node assembly/generate.mjs\` and commit the result`);
+    }
+    const started = performance.now();
+    const args = [
+      source,
+      '--outFile',
+      `build/wasm/${build.out}`,
+      '-O3',
+      '--runtime',
+      'stub',
+      '--noAssert',
+      // No abort import: the kernel has nothing that can fail, so the module needs no imports.
+      '--use',
+      'abort=',
+      '--baseDir',
+      root,
+      ...build.flags,
+    ];
+    const { error, stderr } = await asc.main(args);
+    if (error) {
+      throw new Error(`asc failed for ${source}: ${error.message}\n${stderr.toString()}`);
+    }
+    const ms = Math.round(performance.now() - started);
+    console.log(`build-wasm: build/wasm/${build.out} (${ms} ms)`);
+  }
+}
+
+main().catch((error) => {
+  console.error(`build-wasm: ${error.message}`);
+  process.exit(1);
+});
