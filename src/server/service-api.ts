@@ -334,6 +334,9 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
         rejection = reject('cancelled', 409, ERRORS.cancelled);
       } else if (err instanceof DispatchError) {
         rejection = reject('shutting-down', 503, ERRORS.shuttingDown);
+      } else if (err instanceof PowInputError && err.code === 'difficulty-too-high') {
+        // The dispatcher's own ceiling is lower than this API's (configured apart).
+        rejection = reject('difficulty-too-high', 400, `Difficulty too high. Maximum: ${maxText}`, err.message);
       } else {
         rejection = reject('internal', 500, ERRORS.internal, String(err));
         log.error(`service: request from ${origin} failed: ${err instanceof Error ? err.stack : String(err)}`);
