@@ -1,0 +1,78 @@
+/**
+ * Measures the WebGPU kernel's hashrate in Node (Dawn): searches an unreachable difficulty for a
+ * few seconds and counts hashes.
+ *
+ *   npx tsx scripts/webgpu-hashrate.mts [--seconds 5] [--backend auto|vulkan|opengles]
+ *                                       [--wg 64] [--npi 4] [--target-ms 50] [--shader file.wgsl]
+ *
+ * Besides wall-clock MH/s it prints MH per CPU-second of this process: on a software adapter
+ * (llvmpipe) the GPU is this process's own threads, so that figure survives other load on a
+ * shared machine (multiply by the core count for an idle machine's estimate).
+ */
+import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { parseArgs } from 'node:util';
+import { createNodeGpu, loadShaderCode } from '../src/node/gpu.ts';
+import { createWebGpuBackend } from '../src/pow/webgpu.ts';
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '5' },
+    backend: { type: 'string', default: 'auto' },
+    wg: { type: 'string' },
+    npi: { type: 'string' },
+    'target-ms': { type: 'string' },
+    shader: { type: 'string' },
+  },
+});
+const backendName = values.backend as 'auto' | 'vulkan' | 'opengles';
+const gpu = await createNodeGpu({ backend: backendName, log: (m) => console.error(m) });
+if (!gpu) {
+  console.error('no WebGPU adapter');
+  process.exit(1);
+}
+const backend = await createWebGpuBackend({
+  gpu,
+  shaderCode: values.shader ? readFileSync(values.shader, 'utf8') : loadShaderCode(),
+  workgroupSize: values.wg ? Number(values.wg) : undefined,
+  noncesPerInvocation: values.npi ? Number(values.npi) : undefined,
+  targetDispatchMs: values['target-ms'] ? Number(values['target-ms']) : undefined,
+});
+const root = new Uint8Array(32).map((_, i) => (i * 37 + 11) & 0xff);
+const seconds = Number(values.seconds);
+
+// One second of warm-up lets the dispatch size settle before counting.
+await backend.search({
+  root,
+  difficulty: 0xffffffffffffffffn,
+  startNonce: 0n,
+  signal: AbortSignal.timeout(1000),
+});
+let hashes = 0;
+const cpuBefore = process.cpuUsage();
+const started = performance.now();
+await backend.search({
+  root,
+  difficulty: 0xffffffffffffffffn,
+  startNonce: 1n << 40n,
+  signal: AbortSignal.timeout(seconds * 1000),
+  onHashes: (n) => {
+    hashes += n;
+  },
+});
+const ms = performance.now() - started;
+const cpu = process.cpuUsage(cpuBefore);
+const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+console.log(
+  JSON.stringify({
+    adapter: backend.label,
+    compileMs: Math.round(backend.compileMs),
+    workgroupSize: values.wg ?? 'default',
+    noncesPerInvocation: values.npi ?? 'default',
+    seconds: +(ms / 1000).toFixed(2),
+    mhs: +(hashes / ms / 1000).toFixed(2),
+    mhPerCpuSecond: +(hashes / cpuSeconds / 1e6).toFixed(2),
+    cores: cpus().length,
+  }),
+);
+backend.dispose();

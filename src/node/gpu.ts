@@ -1,0 +1,141 @@
+/**
+ * WebGPU for Node through Dawn (the `webgpu` package), for the kernel tests, `dpow-web bench` and
+ * the headless worker. The browser uses navigator.gpu instead; both feed the same
+ * createWebGpuBackend (src/pow/webgpu.ts).
+ *
+ * Backends: Vulkan for a real GPU (needs the Vulkan loader and a vendor driver), else OpenGL ES
+ * through EGL, which on a machine with no GPU is Mesa's llvmpipe (needs libegl1 and
+ * libgl1-mesa-dri). Dawn only hands out the OpenGL ES adapter in compatibility mode.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { create, globals } from 'webgpu';
+
+export type NodeGpuBackend = 'auto' | 'vulkan' | 'opengles';
+
+export interface NodeGpuOptions {
+  backend?: NodeGpuBackend;
+  /** Where to say which backends were tried and why they were skipped. */
+  log?: (msg: string) => void;
+}
+
+const LIBRARY_DIRS = [
+  '/usr/lib/x86_64-linux-gnu',
+  '/usr/lib/aarch64-linux-gnu',
+  '/usr/lib64',
+  '/usr/lib',
+  '/usr/local/lib',
+  '/lib/x86_64-linux-gnu',
+  '/lib/aarch64-linux-gnu',
+];
+const ICD_DIRS = ['/etc/vulkan/icd.d', '/usr/share/vulkan/icd.d', '/usr/local/share/vulkan/icd.d'];
+/** Mesa's software Vulkan: Dawn refuses older versions, and llvmpipe via GL ES is as fast. */
+const SOFTWARE_ICDS = /lvp_icd|lavapipe/i;
+
+function hasVulkanLoader(): boolean {
+  if (process.platform !== 'linux') return process.platform === 'win32';
+  const extra = (process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean);
+  return [...extra, ...LIBRARY_DIRS].some((dir) => existsSync(`${dir}/libvulkan.so.1`));
+}
+
+/** True when some Vulkan driver other than Mesa's software one is registered. */
+function hasVulkanDriver(): boolean {
+  if (process.platform !== 'linux') return true;
+  const named = process.env.VK_DRIVER_FILES ?? process.env.VK_ICD_FILENAMES;
+  if (named) return named.split(':').some((file) => file && existsSync(file));
+  for (const dir of ICD_DIRS) {
+    let files: string[];
+    try {
+      files = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const file of files) {
+      if (!file.endsWith('.json') || SOFTWARE_ICDS.test(file)) continue;
+      if (hardwarePresentFor(`${dir}/${file}`)) return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * Debian ships Intel and AMD Vulkan drivers with Mesa whether or not such a GPU exists; only
+ * count them when the kernel has a render node for them. Other vendors' ICDs count as present.
+ */
+function hardwarePresentFor(icdFile: string): boolean {
+  let libraryPath = '';
+  try {
+    libraryPath = String(JSON.parse(readFileSync(icdFile, 'utf8'))?.ICD?.library_path ?? '');
+  } catch {
+    return false;
+  }
+  const mesaDriver = /libvulkan_(intel|intel_hasvk|radeon)\.so/.exec(libraryPath);
+  if (!mesaDriver) return libraryPath !== '';
+  try {
+    return readdirSync('/dev/dri').some((node) => node.startsWith('renderD'));
+  } catch {
+    return false;
+  }
+}
+
+/** Makes GPUBufferUsage, GPUMapMode etc. global where the runtime does not already have them. */
+function installGlobals(): void {
+  const target = globalThis as Record<string, unknown>;
+  for (const [name, value] of Object.entries(globals as Record<string, unknown>)) {
+    if (!(name in target)) target[name] = value;
+  }
+}
+
+async function tryBackend(
+  backend: 'vulkan' | 'opengles',
+  log: (msg: string) => void,
+): Promise<GPU | null> {
+  if (backend === 'opengles') process.env.EGL_PLATFORM ??= 'surfaceless';
+  let gpu: GPU;
+  try {
+    gpu = create([`backend=${backend}`]);
+  } catch (err) {
+    log(`webgpu: ${backend} backend unavailable: ${(err as Error).message}`);
+    return null;
+  }
+  const requests: GPURequestAdapterOptions[] =
+    backend === 'vulkan'
+      ? [{ powerPreference: 'high-performance' }]
+      : [{ powerPreference: 'high-performance' }, { featureLevel: 'compatibility' }];
+  for (const request of requests) {
+    try {
+      const adapter = await gpu.requestAdapter(request);
+      if (adapter && !(backend === 'vulkan' && adapter.info.isFallbackAdapter)) return gpu;
+    } catch (err) {
+      log(`webgpu: ${backend} adapter request failed: ${(err as Error).message}`);
+    }
+  }
+  log(`webgpu: no ${backend} adapter`);
+  return null;
+}
+
+/**
+ * A WebGPU entry point for Node, or null when this machine has no usable adapter (never throws
+ * for "no GPU"). 'auto' tries Vulkan first when a loader and a hardware driver are installed,
+ * then OpenGL ES through EGL (surfaceless, so no display is needed).
+ *
+ * Drop every reference to the returned object when done: Dawn keeps its instance alive (and the
+ * process with it) for as long as the object is reachable.
+ */
+export async function createNodeGpu(options: NodeGpuOptions = {}): Promise<GPU | null> {
+  const backend = options.backend ?? 'auto';
+  const log = options.log ?? (() => {});
+  installGlobals();
+  if (backend === 'vulkan' || backend === 'opengles') return tryBackend(backend, log);
+  if (hasVulkanLoader() && hasVulkanDriver()) {
+    const gpu = await tryBackend('vulkan', log);
+    if (gpu) return gpu;
+  } else {
+    log('webgpu: no Vulkan loader or hardware driver; using OpenGL ES');
+  }
+  return tryBackend('opengles', log);
+}
+
+/** The WGSL kernel's source, read from shaders/ next to this module's tree. */
+export function loadShaderCode(): string {
+  return readFileSync(new URL('../../shaders/nano-pow.wgsl', import.meta.url), 'utf8');
+}

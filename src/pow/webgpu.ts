@@ -1,0 +1,587 @@
+/**
+ * The WebGPU backend: runs shaders/nano-pow.wgsl on whatever GPU the runtime offers (the
+ * browser's navigator.gpu, or Dawn's GPU object in Node from src/node/gpu.ts).
+ *
+ * Reads top to bottom: adapter, device, pipeline, buffers, dispatch, readback.
+ *   - Dispatches are pipelined: PIPELINE_DEPTH are queued at once, each with its own params,
+ *     result and readback buffers, so the GPU has the next dispatch before the host reads the
+ *     previous one back (mapAsync), and never waits on the host.
+ *   - Dispatch size adapts: each completed dispatch's time sets the next size so that one
+ *     dispatch takes about targetDispatchMs (short enough for a prompt cancel and no GPU watchdog,
+ *     long enough to keep the GPU busy).
+ *   - Intensity < 1 runs one dispatch at a time and idles between them (setTimeout). Results come
+ *     from mapAsync promises, never from animation frames or timer polling, so a hidden tab keeps
+ *     working.
+ *   - A lost device is re-created and the same search continues from its oldest unfinished
+ *     dispatch; when that fails the search rejects with a DeviceLostError (the engine then falls
+ *     back to WASM).
+ * Found nonces are returned unchecked; the engine validates them with the reference rule.
+ */
+import type { KernelHit, PowBackend, SearchRequest } from './types.ts';
+
+export interface WebGpuAdapterInfo {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  isFallbackAdapter: boolean;
+  featureLevel: 'core' | 'compatibility';
+}
+
+export interface WebGpuBackendOptions {
+  /** navigator.gpu in a browser, or createNodeGpu() in Node. */
+  gpu: GPU;
+  /** The WGSL source of shaders/nano-pow.wgsl. */
+  shaderCode: string;
+  /** Share of GPU time to use, in (0, 1]; default 1. */
+  intensity?: number;
+  /** Aimed-for duration of one dispatch; default 50 ms. */
+  targetDispatchMs?: number;
+  log?: (msg: string) => void;
+  /**
+   * Most nonces one dispatch may cover (default 2^31). Dispatch sizes start at
+   * min(65536, this) and adapt toward targetDispatchMs within this bound.
+   */
+  maxDispatchNonces?: number;
+  /** Kernel tuning (the shader's override constants); defaults are measured on llvmpipe. */
+  workgroupSize?: number;
+  noncesPerInvocation?: number;
+}
+
+export interface WebGpuBackend extends PowBackend {
+  readonly name: 'webgpu';
+  readonly adapterInfo: WebGpuAdapterInfo;
+  /** Shader module + pipeline creation time of the current device, in ms. */
+  readonly compileMs: number;
+  /** Changes the GPU share in (0, 1] for the dispatches that follow. */
+  setIntensity(intensity: number): void;
+  /** Tests only: destroys the device as a driver reset would. */
+  simulateDeviceLoss(): void;
+  /** Tests only: the work value of each nonce startNonce .. startNonce + count - 1. */
+  computeValues(root: Uint8Array, startNonce: bigint, count: number): Promise<BigUint64Array>;
+}
+
+/** The device went away and could not be brought back. */
+export class DeviceLostError extends Error {
+  override readonly name = 'DeviceLostError';
+}
+
+// Spec-defined flag values, so this module needs no runtime globals beyond the GPU object.
+const USAGE_MAP_READ = 0x0001;
+const USAGE_COPY_SRC = 0x0004;
+const USAGE_COPY_DST = 0x0008;
+const USAGE_UNIFORM = 0x0040;
+const USAGE_STORAGE = 0x0080;
+const MAP_READ = 0x0001;
+
+const U64_MASK = (1n << 64n) - 1n;
+const PIPELINE_DEPTH = 2;
+/** Size of the Params uniform (see the shader header for the field offsets). */
+const PARAMS_BYTES = 64;
+/** Size of the SearchResult storage buffer: found (u32), pad, nonce (vec2<u32>). */
+const RESULT_BYTES = 16;
+/** Smallest dispatch, and the first one of a new backend (a slow GPU still answers fast). */
+const MIN_BATCH = 1 << 16;
+/** Nonce offsets within a dispatch are u32 in the shader. */
+const MAX_BATCH = 2 ** 31;
+/** Device re-creations allowed within one search before giving up. */
+const MAX_RECOVERIES = 3;
+
+interface Slot {
+  params: GPUBuffer;
+  result: GPUBuffer;
+  readback: GPUBuffer;
+  bindGroup: GPUBindGroup;
+  /** Settles when the readback buffer is unmapped and the slot can be reused. */
+  idle: Promise<void>;
+}
+
+/** One device and everything made on it; thrown away whole when the device is lost. */
+interface DeviceContext {
+  device: GPUDevice;
+  info: WebGpuAdapterInfo;
+  module: GPUShaderModule;
+  searchPipeline: GPUComputePipeline;
+  valuesPipeline: GPUComputePipeline | null;
+  slots: Slot[];
+  maxPerDimension: number;
+  compileMs: number;
+  lost: Promise<'lost'>;
+  isLost: boolean;
+}
+
+interface Dispatch {
+  base: bigint;
+  nonces: number;
+  submittedAt: number;
+  done: Promise<{ found: boolean; nonce: bigint } | { error: unknown }>;
+}
+
+type SearchOutcome =
+  | { kind: 'hit'; work: bigint }
+  | { kind: 'aborted' }
+  | { kind: 'lost'; resumeFrom: bigint };
+
+function describeAdapter(info: WebGpuAdapterInfo): string {
+  // Dawn's OpenGL ES description is the GL version string; its device string names the renderer.
+  const description = /^OpenGL/.test(info.description) && info.device ? '' : info.description;
+  const name = description || info.device || info.architecture || info.vendor || 'unknown adapter';
+  return info.featureLevel === 'compatibility' ? `${name} (compatibility)` : name;
+}
+
+async function requestAdapter(
+  gpu: GPU,
+  options: GPURequestAdapterOptions,
+  log: (msg: string) => void,
+): Promise<GPUAdapter | null> {
+  try {
+    return await gpu.requestAdapter(options);
+  } catch (err) {
+    log(`webgpu: requestAdapter(${JSON.stringify(options)}) failed: ${(err as Error).message}`);
+    return null;
+  }
+}
+
+/**
+ * A normal adapter first; a compatibility-mode one when there is none, or when the normal one is
+ * a software fallback (Chromium with --use-webgpu-adapter=opengles hands out llvmpipe, much faster
+ * than SwiftShader, only to compatibility requests).
+ */
+async function pickAdapter(
+  gpu: GPU,
+  log: (msg: string) => void,
+): Promise<{ adapter: GPUAdapter; featureLevel: 'core' | 'compatibility' } | null> {
+  const core = await requestAdapter(gpu, { powerPreference: 'high-performance' }, log);
+  if (core && !core.info.isFallbackAdapter) return { adapter: core, featureLevel: levelOf(core, 'core') };
+  const compat = await requestAdapter(gpu, { featureLevel: 'compatibility' }, log);
+  if (compat && (!compat.info.isFallbackAdapter || !core)) {
+    return { adapter: compat, featureLevel: levelOf(compat, 'compatibility') };
+  }
+  return core ? { adapter: core, featureLevel: levelOf(core, 'core') } : null;
+}
+
+function levelOf(adapter: GPUAdapter, requested: 'core' | 'compatibility'): 'core' | 'compatibility' {
+  const reported = (adapter as { featureLevel?: string }).featureLevel;
+  if (reported === 'core' || reported === 'compatibility') return reported;
+  if (adapter.features.has('core-features-and-limits')) return 'core';
+  return requested;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+  });
+}
+
+/** Resolves 'aborted' when the signal fires; the listener goes when `release` is called. */
+function whenAborted(signal: AbortSignal): { promise: Promise<'aborted'>; release: () => void } {
+  let release = (): void => {};
+  const promise = new Promise<'aborted'>((resolve) => {
+    if (signal.aborted) return resolve('aborted');
+    const onAbort = (): void => resolve('aborted');
+    signal.addEventListener('abort', onAbort, { once: true });
+    release = () => signal.removeEventListener('abort', onAbort);
+  });
+  return { promise, release };
+}
+
+function writeParams(
+  device: GPUDevice,
+  buffer: GPUBuffer,
+  root: Uint8Array,
+  difficulty: bigint,
+  base: bigint,
+  rowWidth: number,
+  count: number,
+): void {
+  const words = new Uint32Array(PARAMS_BYTES / 4);
+  const view = new DataView(root.buffer, root.byteOffset, root.byteLength);
+  for (let i = 0; i < 8; i++) words[i] = view.getUint32(i * 4, true); // offset 0: m1..m4
+  words[8] = Number(difficulty & 0xffffffffn); // offset 32: difficulty (lo, hi)
+  words[9] = Number(difficulty >> 32n);
+  words[10] = Number(base & 0xffffffffn); // offset 40: base nonce (lo, hi)
+  words[11] = Number(base >> 32n);
+  words[12] = rowWidth; // offset 48
+  words[13] = count; // offset 52
+  device.queue.writeBuffer(buffer, 0, words);
+}
+
+class WebGpuBackendImpl implements WebGpuBackend {
+  readonly name = 'webgpu' as const;
+  private ctx: DeviceContext;
+  private intensity: number;
+  private readonly targetMs: number;
+  private readonly workgroupSize: number;
+  private readonly noncesPerInvocation: number;
+  /** Nonces per dispatch, learned from completed dispatches and kept across searches. */
+  private batch: number;
+  private readonly minBatch: number;
+  private readonly maxBatch: number;
+  private disposed = false;
+  /** Searches and computeValues calls run one after another on the one device. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    private readonly options: WebGpuBackendOptions,
+    private readonly log: (msg: string) => void,
+    ctx: DeviceContext,
+  ) {
+    this.ctx = ctx;
+    this.intensity = 1;
+    this.setIntensity(options.intensity ?? 1);
+    this.targetMs = Math.min(Math.max(options.targetDispatchMs ?? 50, 1), 1000);
+    this.workgroupSize = options.workgroupSize ?? DEFAULT_WORKGROUP_SIZE;
+    this.noncesPerInvocation = options.noncesPerInvocation ?? DEFAULT_NONCES_PER_INVOCATION;
+    const perWorkgroup = this.workgroupSize * this.noncesPerInvocation;
+    this.maxBatch = Math.max(Math.min(Math.floor(options.maxDispatchNonces ?? MAX_BATCH), MAX_BATCH), perWorkgroup);
+    this.minBatch = Math.min(MIN_BATCH, this.maxBatch);
+    this.batch = this.minBatch;
+  }
+
+  static async create(options: WebGpuBackendOptions): Promise<WebGpuBackendImpl> {
+    const log = options.log ?? (() => {});
+    const ctx = await openDevice(options, log);
+    return new WebGpuBackendImpl(options, log, ctx);
+  }
+
+  get label(): string {
+    return describeAdapter(this.ctx.info);
+  }
+
+  get adapterInfo(): WebGpuAdapterInfo {
+    return { ...this.ctx.info };
+  }
+
+  get compileMs(): number {
+    return this.ctx.compileMs;
+  }
+
+  setIntensity(intensity: number): void {
+    if (!Number.isFinite(intensity) || intensity <= 0) {
+      throw new RangeError(`intensity must be in (0, 1], got ${intensity}`);
+    }
+    this.intensity = Math.min(intensity, 1);
+  }
+
+  simulateDeviceLoss(): void {
+    this.ctx.device.destroy();
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.ctx.device.destroy();
+  }
+
+  search(request: SearchRequest): Promise<KernelHit | null> {
+    return this.exclusive(() => this.runSearch(request));
+  }
+
+  computeValues(root: Uint8Array, startNonce: bigint, count: number): Promise<BigUint64Array> {
+    return this.exclusive(() => this.runComputeValues(root, startNonce, count));
+  }
+
+  private exclusive<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(task, task);
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  /** The current device, re-created first if it was lost. */
+  private async device(): Promise<DeviceContext> {
+    if (this.disposed) throw new Error('the WebGPU backend was disposed');
+    if (!this.ctx.isLost) return this.ctx;
+    this.log('webgpu: device lost; re-creating it');
+    try {
+      this.ctx = await openDevice({ ...this.options, shaderCode: this.options.shaderCode }, this.log);
+    } catch (err) {
+      throw new DeviceLostError(`the GPU device was lost and could not be re-created: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    return this.ctx;
+  }
+
+  private async runSearch(request: SearchRequest): Promise<KernelHit | null> {
+    const { root, difficulty, signal } = request;
+    if (root.length !== 32) throw new RangeError(`root must be 32 bytes, got ${root.length}`);
+    if (difficulty < 0n || difficulty > U64_MASK) throw new RangeError('difficulty must be a u64');
+    let next = request.startNonce & U64_MASK;
+    for (let recoveries = 0; ; recoveries++) {
+      if (signal.aborted) return null;
+      const ctx = await this.device();
+      const outcome = await this.searchOn(ctx, request, next);
+      if (outcome.kind === 'hit') return { work: outcome.work };
+      if (outcome.kind === 'aborted') return null;
+      if (recoveries >= MAX_RECOVERIES) {
+        throw new DeviceLostError(`the GPU device was lost ${recoveries + 1} times during one search`);
+      }
+      next = outcome.resumeFrom;
+    }
+  }
+
+  /** Searches on one device until a hit, an abort or the device's loss. */
+  private async searchOn(ctx: DeviceContext, request: SearchRequest, start: bigint): Promise<SearchOutcome> {
+    const { signal } = request;
+    const aborted = whenAborted(signal);
+    const inflight: Dispatch[] = [];
+    let next = start;
+    let slotIndex = 0;
+    let lastCompletion = 0;
+    try {
+      for (;;) {
+        const depth = this.intensity < 1 ? 1 : PIPELINE_DEPTH;
+        while (inflight.length < depth) {
+          const slot = ctx.slots[slotIndex++ % ctx.slots.length];
+          // A slot still finishing a dispatch of an earlier (aborted) search: wait for it.
+          const ready = await Promise.race([slot.idle.then(() => 'ready' as const), aborted.promise, ctx.lost]);
+          if (ready === 'aborted') return { kind: 'aborted' };
+          if (ready === 'lost') return { kind: 'lost', resumeFrom: inflight[0]?.base ?? next };
+          const dispatch = this.dispatchSearch(ctx, slot, request, next, this.batch);
+          inflight.push(dispatch);
+          next = (next + BigInt(dispatch.nonces)) & U64_MASK;
+        }
+        const head = inflight[0];
+        const outcome = await Promise.race([head.done, aborted.promise, ctx.lost]);
+        if (outcome === 'aborted') return { kind: 'aborted' };
+        if (outcome === 'lost' || 'error' in outcome) {
+          if (outcome !== 'lost') this.markLost(ctx, outcome.error);
+          return { kind: 'lost', resumeFrom: head.base };
+        }
+        inflight.shift();
+        const now = performance.now();
+        // A dispatch that found work stopped early: its time says nothing about the rate.
+        if (!outcome.found) this.adapt(head.nonces, now - Math.max(head.submittedAt, lastCompletion));
+        lastCompletion = now;
+        if (outcome.found) {
+          const done = Number((outcome.nonce - head.base) & U64_MASK) + 1;
+          request.onHashes?.(Math.min(done, head.nonces));
+          return { kind: 'hit', work: outcome.nonce };
+        }
+        request.onHashes?.(head.nonces);
+        if (this.intensity < 1) {
+          const busyMs = now - head.submittedAt;
+          await sleep((busyMs * (1 - this.intensity)) / this.intensity, signal);
+          lastCompletion = 0;
+        }
+      }
+    } finally {
+      aborted.release();
+    }
+  }
+
+  /** Steers the dispatch size toward targetMs, changing it at most 2x per step. */
+  private adapt(nonces: number, ms: number): void {
+    if (!(ms > 0.5)) return;
+    const ideal = (nonces / ms) * this.targetMs;
+    const next = Math.min(Math.max(ideal, this.batch / 2, this.minBatch), this.batch * 2, this.maxBatch);
+    this.batch = Math.round(next);
+  }
+
+  /**
+   * A grid of about `invocations` invocations: x workgroups per row up to the per-dimension
+   * limit, then rows: rounded down for a search (a dispatch never overshoots the bound it was
+   * given by more than one workgroup), up for computeValues (which must cover every nonce).
+   */
+  private grid(ctx: DeviceContext, invocations: number, rows: 'down' | 'up'): { x: number; y: number } {
+    const workgroups = Math.max(1, Math.ceil(invocations / this.workgroupSize));
+    const x = Math.min(workgroups, ctx.maxPerDimension);
+    const y = Math.max(1, Math.min((rows === 'up' ? Math.ceil : Math.floor)(workgroups / x), ctx.maxPerDimension));
+    return { x, y };
+  }
+
+  private dispatchSearch(
+    ctx: DeviceContext,
+    slot: Slot,
+    request: SearchRequest,
+    base: bigint,
+    wanted: number,
+  ): Dispatch {
+    const { device } = ctx;
+    const { x, y } = this.grid(ctx, Math.ceil(wanted / this.noncesPerInvocation), 'down');
+    const rowWidth = x * this.workgroupSize;
+    const nonces = rowWidth * y * this.noncesPerInvocation;
+    writeParams(device, slot.params, request.root, request.difficulty, base, rowWidth, 0);
+    const encoder = device.createCommandEncoder();
+    encoder.clearBuffer(slot.result);
+    const pass = encoder.beginComputePass();
+    pass.setPipeline(ctx.searchPipeline);
+    pass.setBindGroup(0, slot.bindGroup);
+    pass.dispatchWorkgroups(x, y);
+    pass.end();
+    encoder.copyBufferToBuffer(slot.result, 0, slot.readback, 0, RESULT_BYTES);
+    device.queue.submit([encoder.finish()]);
+    const submittedAt = performance.now();
+    const done = slot.readback.mapAsync(MAP_READ).then(
+      () => {
+        const words = new Uint32Array(slot.readback.getMappedRange(0, RESULT_BYTES).slice(0));
+        slot.readback.unmap();
+        return { found: words[0] !== 0, nonce: (BigInt(words[3]) << 32n) | BigInt(words[2]) };
+      },
+      (error: unknown) => ({ error }),
+    );
+    slot.idle = done.then(() => {});
+    return { base, nonces, submittedAt, done };
+  }
+
+  private markLost(ctx: DeviceContext, reason: unknown): void {
+    if (ctx.isLost) return;
+    this.log(`webgpu: readback failed (${(reason as Error)?.message ?? String(reason)}); treating the device as lost`);
+    ctx.isLost = true;
+    ctx.device.destroy();
+  }
+
+  private async runComputeValues(root: Uint8Array, startNonce: bigint, count: number): Promise<BigUint64Array> {
+    if (root.length !== 32) throw new RangeError(`root must be 32 bytes, got ${root.length}`);
+    if (!Number.isInteger(count) || count < 1 || count > 1 << 24) {
+      throw new RangeError(`count must be an integer in [1, 2^24], got ${count}`);
+    }
+    const ctx = await this.device();
+    const { device } = ctx;
+    ctx.valuesPipeline ??= await device.createComputePipelineAsync({
+      layout: 'auto',
+      compute: {
+        module: ctx.module,
+        entryPoint: 'values_main',
+        constants: { WORKGROUP_SIZE: this.workgroupSize },
+      },
+    });
+    const bytes = count * 8;
+    const params = device.createBuffer({ size: PARAMS_BYTES, usage: USAGE_UNIFORM | USAGE_COPY_DST });
+    const values = device.createBuffer({ size: bytes, usage: USAGE_STORAGE | USAGE_COPY_SRC });
+    const readback = device.createBuffer({ size: bytes, usage: USAGE_MAP_READ | USAGE_COPY_DST });
+    try {
+      const { x, y } = this.grid(ctx, count, 'up');
+      const rowWidth = x * this.workgroupSize;
+      writeParams(device, params, root, 0n, startNonce & U64_MASK, rowWidth, count);
+      const bindGroup = device.createBindGroup({
+        layout: ctx.valuesPipeline.getBindGroupLayout(0),
+        entries: [
+          { binding: 0, resource: { buffer: params } },
+          { binding: 2, resource: { buffer: values } },
+        ],
+      });
+      const encoder = device.createCommandEncoder();
+      const pass = encoder.beginComputePass();
+      pass.setPipeline(ctx.valuesPipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(x, y);
+      pass.end();
+      encoder.copyBufferToBuffer(values, 0, readback, 0, bytes);
+      device.queue.submit([encoder.finish()]);
+      await readback.mapAsync(MAP_READ);
+      const out = new BigUint64Array(readback.getMappedRange().slice(0));
+      readback.unmap();
+      return out;
+    } finally {
+      params.destroy();
+      values.destroy();
+      readback.destroy();
+    }
+  }
+}
+
+/** Measured on llvmpipe; see the shader header for what they mean. */
+const DEFAULT_WORKGROUP_SIZE = 64;
+const DEFAULT_NONCES_PER_INVOCATION = 64;
+
+async function openDevice(options: WebGpuBackendOptions, log: (msg: string) => void): Promise<DeviceContext> {
+  const picked = await pickAdapter(options.gpu, log);
+  if (!picked) throw new Error('no WebGPU adapter');
+  const { adapter, featureLevel } = picked;
+  const info: WebGpuAdapterInfo = {
+    vendor: adapter.info.vendor ?? '',
+    architecture: adapter.info.architecture ?? '',
+    device: adapter.info.device ?? '',
+    description: adapter.info.description ?? '',
+    isFallbackAdapter: adapter.info.isFallbackAdapter ?? false,
+    featureLevel,
+  };
+  const device = await adapter.requestDevice({ label: 'nano-pow' });
+  const ctxLost = { isLost: false };
+  const lost = device.lost.then((reason) => {
+    ctxLost.isLost = true;
+    if (reason.reason !== 'destroyed') log(`webgpu: device lost: ${reason.message}`);
+    return 'lost' as const;
+  });
+  device.addEventListener('uncapturederror', (event) => {
+    log(`webgpu: ${(event as GPUUncapturedErrorEvent).error.message}`);
+  });
+
+  const workgroupSize = options.workgroupSize ?? DEFAULT_WORKGROUP_SIZE;
+  const noncesPerInvocation = options.noncesPerInvocation ?? DEFAULT_NONCES_PER_INVOCATION;
+  const started = performance.now();
+  const module = device.createShaderModule({ label: 'nano-pow', code: options.shaderCode });
+  const compilation = await module.getCompilationInfo();
+  const errors = compilation.messages.filter((m) => m.type === 'error');
+  if (errors.length > 0) {
+    device.destroy();
+    throw new Error(`nano-pow.wgsl: ${errors.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join('; ')}`);
+  }
+  let searchPipeline: GPUComputePipeline;
+  try {
+    searchPipeline = await device.createComputePipelineAsync({
+      label: 'nano-pow search',
+      layout: 'auto',
+      compute: {
+        module,
+        entryPoint: 'search_main',
+        constants: { WORKGROUP_SIZE: workgroupSize, NONCES_PER_INVOCATION: noncesPerInvocation },
+      },
+    });
+  } catch (err) {
+    device.destroy();
+    throw err;
+  }
+  const compileMs = performance.now() - started;
+
+  const slots: Slot[] = [];
+  for (let i = 0; i < PIPELINE_DEPTH; i++) {
+    const params = device.createBuffer({ size: PARAMS_BYTES, usage: USAGE_UNIFORM | USAGE_COPY_DST });
+    const result = device.createBuffer({ size: RESULT_BYTES, usage: USAGE_STORAGE | USAGE_COPY_SRC | USAGE_COPY_DST });
+    const readback = device.createBuffer({ size: RESULT_BYTES, usage: USAGE_MAP_READ | USAGE_COPY_DST });
+    const bindGroup = device.createBindGroup({
+      layout: searchPipeline.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: { buffer: params } },
+        { binding: 1, resource: { buffer: result } },
+      ],
+    });
+    slots.push({ params, result, readback, bindGroup, idle: Promise.resolve() });
+  }
+  log(`webgpu: ${describeAdapter(info)}, kernel compiled in ${compileMs.toFixed(0)} ms`);
+
+  const ctx: DeviceContext = {
+    device,
+    info,
+    module,
+    searchPipeline,
+    valuesPipeline: null,
+    slots,
+    maxPerDimension: device.limits.maxComputeWorkgroupsPerDimension,
+    compileMs,
+    lost,
+    get isLost() {
+      return ctxLost.isLost;
+    },
+    set isLost(value: boolean) {
+      ctxLost.isLost = value;
+    },
+  };
+  return ctx;
+}
+
+/**
+ * Opens a device on the best adapter `gpu` offers and compiles the kernel. Rejects when there is
+ * no adapter or the kernel does not compile.
+ */
+export async function createWebGpuBackend(options: WebGpuBackendOptions): Promise<WebGpuBackend> {
+  return WebGpuBackendImpl.create(options);
+}
