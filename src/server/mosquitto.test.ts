@@ -1,0 +1,231 @@
+/**
+ * The shipped Mosquitto deployment (deploy/mosquitto/) on Debian's real mosquitto: the config
+ * template with test ports, the password file made by make-passwords.sh, the ACL as shipped.
+ * Checks the three DPoW roles over WebSocket and TCP, and a dispatcher/worker round trip.
+ *
+ * Skipped with a message only when mosquitto is not installed AND this is not CI (.ci/run
+ * installs it); under CI a missing binary fails.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as netConnect, createServer as netServer } from 'node:net';
+import { networkInterfaces, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt, { type MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeAddress } from '../dpow/address.ts';
+import { rootToHex, validateWork } from '../pow/work.ts';
+import { Dispatcher } from './dispatcher.ts';
+import { MemoryStore } from './memory-store.ts';
+import { ReferenceWorker } from './testkit/reference-worker.ts';
+
+const MOSQUITTO = '/usr/sbin/mosquitto';
+const DEPLOY = join(import.meta.dirname, '../../deploy/mosquitto');
+const installed = existsSync(MOSQUITTO) && spawnSync('sh', ['-c', 'command -v mosquitto_passwd']).status === 0;
+if (!installed && !process.env.CI) {
+  console.warn(`mosquitto.test.ts: skipped, ${MOSQUITTO} or mosquitto_passwd is not installed (apt-get install mosquitto)`);
+}
+
+async function freePort(): Promise<number> {
+  const s = netServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+function canConnect(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = netConnect({ host, port });
+    socket.once('connect', () => (socket.destroy(), resolve(true)));
+    socket.once('error', () => resolve(false));
+    socket.setTimeout(1000, () => (socket.destroy(), resolve(false)));
+  });
+}
+
+/** The shipped config with test ports and files; every substitution must find its line. */
+export function configForTest(template: string, files: { passwords: string; acl: string }, ports: { tcp: number; ws: number }): string {
+  const swaps: Array<[RegExp, string]> = [
+    [/^password_file .*$/m, `password_file ${files.passwords}`],
+    [/^acl_file .*$/m, `acl_file ${files.acl}`],
+    [/^listener 1883 127\.0\.0\.1$/m, `listener ${ports.tcp} 127.0.0.1`],
+    [/^listener 9001 lo$/m, `listener ${ports.ws} lo`],
+  ];
+  let out = template;
+  for (const [pattern, line] of swaps) {
+    if (!pattern.test(out)) throw new Error(`deploy/mosquitto/mosquitto.conf has no line matching ${pattern}`);
+    out = out.replace(pattern, line);
+  }
+  return out;
+}
+
+const secrets = { server: randomBytes(12).toString('hex'), dashboard: randomBytes(12).toString('hex') };
+let dir: string;
+let broker: ChildProcess | undefined;
+let brokerLog = '';
+let ports: { tcp: number; ws: number };
+const clients: MqttClient[] = [];
+
+const wsUrl = () => `ws://127.0.0.1:${ports.ws}`;
+const tcpUrl = () => `mqtt://127.0.0.1:${ports.tcp}`;
+
+async function login(user: 'server' | 'client' | 'dashboard', url = wsUrl(), password?: string): Promise<MqttClient> {
+  const pass = password ?? (user === 'client' ? 'client' : secrets[user]);
+  const c = await mqtt.connectAsync(url, { username: user, password: pass, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000 });
+  clients.push(c);
+  return c;
+}
+
+function inbox(c: MqttClient): Array<{ topic: string; payload: string }> {
+  const got: Array<{ topic: string; payload: string }> = [];
+  c.on('message', (topic, payload) => got.push({ topic, payload: String(payload) }));
+  return got;
+}
+
+describe.skipIf(!installed && !process.env.CI)('deploy/mosquitto on a real mosquitto', () => {
+  beforeAll(async () => {
+    expect(existsSync(MOSQUITTO), `${MOSQUITTO} is required under CI`).toBe(true);
+    dir = mkdtempSync(join(tmpdir(), 'dpow-mosquitto-'));
+    // mosquitto drops root privileges to its own user before reading these files.
+    chmodSync(dir, 0o755);
+    const passwords = join(dir, 'passwords');
+    const made = spawnSync('sh', [join(DEPLOY, 'make-passwords.sh'), passwords], {
+      env: { ...process.env, SERVER_PASSWORD: secrets.server, DASHBOARD_PASSWORD: secrets.dashboard },
+      encoding: 'utf8',
+    });
+    expect(made.status, made.stderr).toBe(0);
+    chmodSync(passwords, 0o644);
+    const acl = join(dir, 'acl');
+    copyFileSync(join(DEPLOY, 'acl'), acl);
+    chmodSync(acl, 0o644);
+    ports = { tcp: await freePort(), ws: await freePort() };
+    const conf = join(dir, 'mosquitto.conf');
+    writeFileSync(conf, configForTest(readFileSync(join(DEPLOY, 'mosquitto.conf'), 'utf8'), { passwords, acl }, ports));
+    chmodSync(conf, 0o644);
+
+    broker = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+    broker.stdout!.on('data', (d) => (brokerLog += d));
+    broker.stderr!.on('data', (d) => (brokerLog += d));
+    const deadline = Date.now() + 10_000;
+    while (!((await canConnect('127.0.0.1', ports.tcp)) && (await canConnect('127.0.0.1', ports.ws)))) {
+      if (broker.exitCode !== null || Date.now() > deadline) throw new Error(`mosquitto did not start:\n${brokerLog}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.endAsync(true).catch(() => {})));
+    if (broker && broker.exitCode === null) {
+      broker.kill('SIGTERM');
+      await new Promise((r) => broker!.once('exit', r));
+    }
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('listens on loopback only', async () => {
+    const external = Object.values(networkInterfaces())
+      .flat()
+      .find((a) => a && a.family === 'IPv4' && !a.internal);
+    if (!external) return; // nothing but loopback here: nothing to reach from outside
+    expect(await canConnect(external.address, ports.ws)).toBe(false);
+    expect(await canConnect(external.address, ports.tcp)).toBe(false);
+  });
+
+  it('refuses wrong passwords and anonymous logins', async () => {
+    await expect(login('server', wsUrl(), 'client')).rejects.toThrow(/Not authorized/);
+    await expect(login('dashboard', tcpUrl(), 'wrong')).rejects.toThrow(/Not authorized/);
+    await expect(mqtt.connectAsync(wsUrl(), { protocolVersion: 4, reconnectPeriod: 0 })).rejects.toThrow(/Not authorized/);
+  });
+
+  it('client role: reads work, cancel, client, heartbeat and statistics; publishes results the server reads', async () => {
+    const client = await login('client');
+    const clientGot = inbox(client);
+    await client.subscribeAsync(['work/+', 'cancel/+', 'client/+', 'heartbeat', 'statistics'], { qos: 1 });
+    const server = await login('server', tcpUrl());
+    const serverGot = inbox(server);
+    await server.subscribeAsync('result/+', { qos: 1 });
+
+    const sent = [
+      ['work/precache', 'A,ff00000000000000'],
+      ['work/ondemand', 'B,ff00000000000000'],
+      ['cancel/ondemand', 'B'],
+      ['client/nano_x', '{"precache":1}'],
+      ['heartbeat', ''],
+      ['statistics', '{}'],
+    ];
+    for (const [topic, payload] of sent) await server.publishAsync(topic, payload, { qos: 1 });
+    await expect.poll(() => clientGot.length).toBe(sent.length);
+    expect(clientGot.map((m) => [m.topic, m.payload])).toEqual(sent);
+
+    await client.publishAsync('result/ondemand', 'B,0000000000000001,nano_x', { qos: 1 });
+    await client.publishAsync('result/precache', 'A,0000000000000002,nano_x', { qos: 1 });
+    await expect.poll(() => serverGot.map((m) => m.topic)).toEqual(['result/ondemand', 'result/precache']);
+  });
+
+  it("drops a client's or dashboard's publish to server topics, and a result reaches no other client", async () => {
+    const watcher = await login('dashboard');
+    const seen = inbox(watcher);
+    await watcher.subscribeAsync('#', { qos: 1 });
+    const other = await login('client');
+    const otherGot = inbox(other);
+    await other.subscribeAsync(['work/#', 'cancel/#', 'result/#', 'heartbeat'], { qos: 1 });
+
+    const rogue = await login('client');
+    for (const topic of ['work/precache', 'work/ondemand', 'cancel/ondemand', 'cancel/precache', 'heartbeat', 'client/nano_x']) {
+      await rogue.publishAsync(topic, 'forged', { qos: 1 });
+    }
+    const dashboard = await login('dashboard', tcpUrl());
+    await dashboard.publishAsync('work/ondemand', 'from-dashboard', { qos: 1 });
+    // Barrier: an allowed publish from the same connection arrives after the refused ones would have.
+    await rogue.publishAsync('result/ondemand', 'barrier', { qos: 1 });
+    await expect.poll(() => seen.some((m) => m.payload === 'barrier')).toBe(true);
+    // And a real server message gets through to both, so the subscriptions do work.
+    const server = await login('server');
+    await server.publishAsync('work/ondemand', 'genuine', { qos: 1 });
+    await expect.poll(() => otherGot.some((m) => m.payload === 'genuine')).toBe(true);
+    await expect.poll(() => seen.some((m) => m.payload === 'genuine')).toBe(true);
+
+    expect(seen.filter((m) => m.payload === 'forged' || m.payload === 'from-dashboard')).toEqual([]);
+    expect(otherGot.map((m) => m.payload)).toEqual(['genuine']);
+  });
+
+  it('runs a job: dispatcher over TCP, worker over WebSocket, result accepted, cancel and stats delivered', async () => {
+    const store = new MemoryStore();
+    const dispatcher = new Dispatcher({ brokerUrl: tcpUrl(), username: 'server', password: secrets.server, store });
+    const address = encodeAddress(randomBytes(32));
+    const worker = await ReferenceWorker.start({ brokerUrl: wsUrl(), username: 'client', password: 'client', address });
+    try {
+      await dispatcher.start();
+      await expect.poll(() => worker.heartbeats.count).toBeGreaterThan(0);
+
+      const root = rootToHex(randomBytes(32));
+      const answer = await dispatcher.requestWork({ hash: root, difficulty: 0xff00000000000000n, workType: 'ondemand', timeoutMs: 20_000 });
+      expect(validateWork(root, answer.work, 'ff00000000000000').valid).toBe(true);
+      expect(worker.results).toContainEqual({ hash: root, work: answer.work, workType: 'ondemand' });
+      await expect.poll(() => worker.cancels).toContain(root);
+      await expect.poll(() => worker.clientMessages).toContainEqual({
+        kind: 'stats',
+        stats: { precache: 0, ondemand: 1, snapshot_precache: 0, snapshot_ondemand: 0, block_rewarded: root },
+      });
+      expect((await store.getClient(address))?.ondemand).toBe(1);
+
+      // A precache job withdrawn (frontier moved) reaches the worker as a cancel too.
+      await worker.stop();
+      const idle = await ReferenceWorker.start({ brokerUrl: wsUrl(), username: 'client', password: 'client', address });
+      const watcher = await login('dashboard');
+      const seen = inbox(watcher);
+      await watcher.subscribeAsync('#', { qos: 1 });
+      const stale = rootToHex(randomBytes(32));
+      await dispatcher.precache(stale, 0xffffffc000000000n);
+      await expect.poll(() => seen.some((m) => m.topic === 'work/precache' && m.payload.startsWith(stale))).toBe(true);
+      expect(await dispatcher.withdraw(stale)).toBe(true);
+      await expect.poll(() => idle.cancels).toContain(stale);
+      await idle.stop();
+    } finally {
+      await dispatcher.stop();
+      await worker.stop().catch(() => {});
+      await store.close();
+    }
+  });
+});
