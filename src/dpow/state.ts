@@ -65,6 +65,19 @@ export interface ClientEvent {
   /** Short category for filtering: job, publish, cancel, reject, connection, heartbeat, stats. */
   kind: string;
   message: string;
+  /** Set on job events (kind 'job', 'publish', 'cancel'), so a log can print one structured line. */
+  job?: JobEventInfo;
+}
+
+export interface JobEventInfo {
+  event: 'queued' | 'updated' | 'started' | 'computed' | 'published' | 'cancelled' | 'expired' | 'dropped';
+  hash: string;
+  workType: WorkType;
+  /** Multiplier vs the Nano send threshold. */
+  multiplier: number;
+  /** Search time, on computed. */
+  ms?: number;
+  backend?: BackendName;
 }
 
 export interface ClientState {

@@ -1,0 +1,402 @@
+/**
+ * The worker client against a real in-process MQTT broker (aedes over WebSocket on 127.0.0.1),
+ * a real mqtt.js publisher playing the dispatcher, and a real PoW engine.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
+import { Aedes } from 'aedes';
+import { WebSocketServer, createWebSocketStream } from 'ws';
+import mqtt from 'mqtt';
+import type { MqttClient } from 'mqtt';
+import { DpowClient, type ConnectFn, type EngineLike } from './client.ts';
+import { checkAddress } from './address.ts';
+import type { ClientSettings, ClientState } from './state.ts';
+import { validateWork } from '../pow/work.ts';
+import { PowEngine } from '../pow/engine.ts';
+import { workValue } from '../pow/work.ts';
+import type { PowBackend } from '../pow/types.ts';
+
+// TEMPORARY until src/node/wasm-threads.ts lands: the real PowEngine over a reference-JS backend.
+function referenceBackend(): PowBackend {
+  return {
+    name: 'wasm',
+    label: 'reference JS',
+    async search({ root, difficulty, startNonce, signal, onHashes }) {
+      let nonce = startNonce;
+      for (;;) {
+        for (let i = 0; i < 512; i++) {
+          if (workValue(root, nonce) >= difficulty) return { work: nonce };
+          nonce = (nonce + 1n) & 0xffffffffffffffffn;
+        }
+        onHashes?.(512);
+        await new Promise((r) => setImmediate(r));
+        if (signal.aborted) return null;
+      }
+    },
+    dispose() {},
+  };
+}
+async function createNodeEngine(_o: object): Promise<PowEngine> {
+  return new PowEngine({ wasm: async () => referenceBackend(), defaultThreads: 1, defaultBackend: 'wasm', log: () => undefined });
+}
+
+const ADDRESS = 'nano_1ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4myzudyzq';
+/** Contains "work": a worker that routes by substring would take its client/ messages for work. */
+const WORK_ADDRESS = 'nano_134g161111111111111111111111111111111111111111111119kexwork3';
+const EASY = 'fff0000000000000'; // ~4096 hashes
+const HARD = 'fffffff800000000'; // the Nano send threshold: minutes on one thread, so it is cancelled first
+
+const root = (n: number, c = 'a') => n.toString(16).padStart(4, '0').toUpperCase() + c.repeat(60);
+
+// ---------------------------------------------------------------- broker
+
+interface TestBroker {
+  url: string;
+  port: number;
+  connections: () => number;
+  close(): Promise<void>;
+}
+
+async function startBroker(port = 0): Promise<TestBroker> {
+  const aedes = await Aedes.createBroker();
+  let connections = 0;
+  aedes.on('client', () => connections++);
+  const server = http.createServer();
+  const wss = new WebSocketServer({ server });
+  wss.on('connection', (socket) => {
+    const stream = createWebSocketStream(socket);
+    stream.on('error', () => stream.destroy());
+    aedes.handle(stream as never);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  const actual = (server.address() as AddressInfo).port;
+  return {
+    url: `ws://127.0.0.1:${actual}`,
+    port: actual,
+    connections: () => connections,
+    async close() {
+      for (const ws of wss.clients) ws.terminate();
+      wss.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    },
+  };
+}
+
+/** Plays the dispatcher: publishes work, cancels, heartbeats; records results. */
+async function startPublisher(url: string) {
+  const client: MqttClient = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0 });
+  const results: { topic: string; payload: string }[] = [];
+  client.on('message', (topic, payload) => results.push({ topic, payload: payload.toString() }));
+  await client.subscribeAsync('result/#', { qos: 1 });
+  return {
+    results,
+    publish: (topic: string, payload: string | Buffer) => client.publishAsync(topic, payload, { qos: 1 }),
+    close: () => client.endAsync(true),
+  };
+}
+
+// ---------------------------------------------------------------- helpers
+
+async function waitFor<T>(what: string, probe: () => T | undefined | null | false, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 15));
+  }
+}
+
+function settings(url: string, extra: Partial<ClientSettings> = {}): ClientSettings {
+  return { brokerUrl: url, username: 'client', password: 'client', address: ADDRESS, work: 'any', backend: 'wasm', threads: 1, ...extra };
+}
+
+let engine: PowEngine;
+beforeAll(async () => {
+  engine = await createNodeEngine({ backend: 'wasm', threads: 1, log: () => undefined });
+});
+afterAll(() => engine?.dispose());
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const fn of cleanups.splice(0).reverse()) await fn().catch(() => undefined);
+});
+
+async function setup(extra: Partial<ClientSettings> = {}, opts: { engine?: EngineLike; connect?: ConnectFn } = {}) {
+  const broker = await startBroker();
+  cleanups.push(() => broker.close());
+  const pub = await startPublisher(broker.url);
+  cleanups.push(() => pub.close());
+  const client = new DpowClient({ engine: opts.engine ?? engine, connect: opts.connect, reconnect: { initialMs: 100, maxMs: 400 } });
+  cleanups.push(() => client.stop());
+  await client.start(settings(broker.url, extra));
+  await waitFor('online', () => client.getState().connection === 'online');
+  // The worker's subscriptions are in place once the broker has its SUBACK out; a heartbeat
+  // round-trip proves it.
+  await pub.publish('heartbeat', '');
+  await waitFor('first heartbeat', () => client.getState().lastHeartbeatAt !== null);
+  return { broker, pub, client, s: () => client.getState() };
+}
+
+const resultFor = (results: { payload: string }[], hash: string) => results.find((r) => r.payload.startsWith(`${hash},`));
+
+// ---------------------------------------------------------------- tests
+
+describe('DpowClient with a real broker and engine', () => {
+  it('computes low-difficulty work, validates it and publishes hash,work,address with the hash case preserved', async () => {
+    const { pub, s } = await setup();
+    const hash = 'BFEB8aa91D346E6EFBB41D11FD247E48E0BC0DBC183DDEB9F26F3A98AA17522f';
+    await pub.publish('work/ondemand', `${hash},${EASY}`);
+    await pub.publish('work/precache', `${root(7)},${EASY}`);
+    const r = await waitFor('ondemand result', () => resultFor(pub.results, hash));
+    expect(r.topic).toBe('result/ondemand');
+    const [h, work, address, ...rest] = r.payload.split(',');
+    expect(rest).toEqual([]);
+    expect(h).toBe(hash);
+    expect(address).toBe(ADDRESS);
+    expect(validateWork(hash, work, EASY).valid).toBe(true);
+    const p = await waitFor('precache result', () => resultFor(pub.results, root(7)));
+    expect(p.topic).toBe('result/precache');
+    await waitFor('published counter', () => s().counters.published === 2);
+    expect(s().counters).toMatchObject({ received: 2, computed: 2, published: 2, cancelled: 0, rejected: {} });
+    const events = s().events.map((e) => e.job?.event).filter(Boolean);
+    expect(events).toEqual(expect.arrayContaining(['queued', 'computed', 'published']));
+    expect(s().backend).toBe('wasm');
+  });
+
+  it('runs ondemand work before precache work that arrived earlier', async () => {
+    const { pub, s } = await setup();
+    const blocker = root(1, 'b');
+    await pub.publish('work/precache', `${blocker},${HARD}`);
+    await waitFor('blocker in flight', () => s().current?.hash === blocker);
+    expect(s().current?.multiplier).toBeCloseTo(1, 6);
+    await pub.publish('work/precache', `${root(2)},${EASY}`);
+    await pub.publish('work/precache', `${root(3)},${EASY}`);
+    await pub.publish('work/ondemand', `${root(4)},${EASY}`);
+    await waitFor('three queued', () => s().queue.length === 3);
+    expect(s().queue.map((j) => j.hash)).toEqual([root(4), root(2), root(3)]);
+    await pub.publish('cancel/precache', blocker);
+    await waitFor('three results', () => pub.results.length === 3);
+    expect(pub.results.map((r) => r.payload.split(',')[0])).toEqual([root(4), root(2), root(3)]);
+    expect(resultFor(pub.results, blocker)).toBeUndefined();
+  });
+
+  it('drops duplicates that are queued, in flight or recently finished, in any case', async () => {
+    const { pub, s } = await setup();
+    await pub.publish('work/precache', `${root(1, 'c')},${HARD}`);
+    await waitFor('in flight', () => s().current !== null);
+    await pub.publish('work/precache', `${root(1, 'C').toLowerCase()},${HARD}`); // in flight
+    await pub.publish('work/ondemand', `${root(2)},${EASY}`);
+    await pub.publish('work/ondemand', `${root(2).toLowerCase()},${EASY}`); // queued
+    await waitFor('two duplicates', () => s().counters.rejected.duplicate === 2);
+    await pub.publish('cancel/precache', root(1, 'c'));
+    await waitFor('result 2', () => resultFor(pub.results, root(2)));
+    await pub.publish('work/ondemand', `${root(2)},${EASY}`); // recently finished
+    await pub.publish('work/ondemand', `${root(3)},${EASY}`);
+    await waitFor('result 3', () => resultFor(pub.results, root(3)));
+    expect(s().counters.rejected.duplicate).toBe(3);
+    expect(pub.results.filter((r) => r.payload.startsWith(root(2)))).toHaveLength(1);
+    expect(s().counters.computed).toBe(2);
+  });
+
+  it('stops an in-flight job on cancel (any case) and never publishes it', async () => {
+    const { pub, s } = await setup();
+    const hash = root(5, 'd');
+    await pub.publish('work/ondemand', `${hash},${HARD}`);
+    await waitFor('in flight', () => s().current?.hash === hash);
+    await pub.publish('cancel/ondemand', hash.toLowerCase());
+    await waitFor('cancelled', () => s().counters.cancelled === 1 && s().current === null);
+    await pub.publish('work/ondemand', `${root(6)},${EASY}`);
+    await waitFor('next result', () => resultFor(pub.results, root(6)));
+    expect(resultFor(pub.results, hash)).toBeUndefined();
+    expect(s().counters).toMatchObject({ cancelled: 1, computed: 1, published: 1 });
+    expect(s().events.some((e) => e.job?.event === 'cancelled' && e.job.hash === hash)).toBe(true);
+  });
+
+  it('drops a queued job on cancel', async () => {
+    const { pub, s } = await setup();
+    await pub.publish('work/precache', `${root(1, 'e')},${HARD}`);
+    await waitFor('in flight', () => s().current !== null);
+    await pub.publish('work/precache', `${root(2, 'e')},${EASY}`);
+    await waitFor('queued', () => s().queue.length === 1);
+    await pub.publish('cancel/precache', root(2, 'e'));
+    await waitFor('dropped', () => s().queue.length === 0 && s().counters.cancelled === 1);
+    expect(s().current?.hash).toBe(root(1, 'e'));
+  });
+
+  it('shows the server offline after the heartbeat timeout, and back online on the next heartbeat', async () => {
+    const { pub, s } = await setup({ heartbeatTimeoutS: 0.5 });
+    await waitFor('server-offline', () => s().connection === 'server-offline', 5000);
+    const offline = s().events.find((e) => e.kind === 'heartbeat');
+    expect(offline?.message).toMatch(/^Server appears to be offline\.\.\. \d+ seconds since last heartbeat$/);
+    expect(s().heartbeatAgeMs).toBeGreaterThan(500);
+    await pub.publish('heartbeat', '');
+    await waitFor('online again', () => s().connection === 'online');
+    expect(s().events[0].message).toBe('Server is back online');
+    expect(s().heartbeatAgeMs).toBeLessThan(500);
+  });
+
+  it('holds results while the server is offline, drops those cancelled meanwhile, sends the rest when it is back', async () => {
+    const { pub, s } = await setup({ heartbeatTimeoutS: 0.4 });
+    await waitFor('server-offline', () => s().connection === 'server-offline', 5000);
+    await pub.publish('work/ondemand', `${root(1, 'f')},${EASY}`);
+    await pub.publish('work/ondemand', `${root(2, 'f')},${EASY}`);
+    await waitFor('both computed', () => s().counters.computed === 2);
+    expect(s().counters.published).toBe(0);
+    await pub.publish('cancel/ondemand', root(1, 'f'));
+    await waitFor('withdrawn', () => s().counters.cancelled === 1);
+    await pub.publish('heartbeat', '');
+    await waitFor('held result sent', () => resultFor(pub.results, root(2, 'f')));
+    await waitFor('published', () => s().counters.published === 1);
+    expect(resultFor(pub.results, root(1, 'f'))).toBeUndefined();
+  });
+
+  it('counts and logs every malformed payload, and keeps working', async () => {
+    const { pub, s } = await setup();
+    const hash = root(9);
+    const matrix: [string, string | Buffer, string][] = [
+      ['work/ondemand', `${'zz'.repeat(32)},${EASY}`, 'bad-hash'],
+      ['work/ondemand', hash, 'bad-field-count'],
+      ['work/precache', `${hash},${EASY},extra`, 'bad-field-count'],
+      ['work/ondemand', `${hash},fff00000zzzz0000`, 'bad-difficulty'],
+      ['work/ondemand', Buffer.from([0xff, 0xfe, 0x2c, 0x41]), 'bad-encoding'],
+      ['work/ondemand', Buffer.alloc(70 * 1024, 0x41), 'bad-encoding'],
+      ['work/ondemand', `${hash},ffffffffffffffff`, 'difficulty-too-high'],
+      ['work/bogus', `${hash},${EASY}`, 'bad-topic'],
+      ['cancel/ondemand', 'not-a-hash', 'bad-hash'],
+      ['cancel/precache', `${hash},${hash}`, 'bad-field-count'],
+      ['cancel/ondemand', Buffer.from([0xc3, 0x28]), 'bad-encoding'],
+      [`client/${ADDRESS}`, 'not json', 'bad-json'],
+      [`client/${ADDRESS}`, '[1,2]', 'bad-shape'],
+      [`client/${ADDRESS}`, '{"precache":-1,"ondemand":0,"snapshot_precache":0,"snapshot_ondemand":0}', 'bad-shape'],
+      [`client/${ADDRESS}`, Buffer.from([0xff]), 'bad-encoding'],
+      ['statistics', '{', 'bad-json'],
+      ['statistics', '{"services":{}}', 'bad-shape'],
+      ['heartbeat', 'beat', 'unexpected-payload'],
+    ];
+    for (const [topic, payload] of matrix) await pub.publish(topic, payload);
+    await pub.publish('work/ondemand', `${hash},${EASY}`);
+    await waitFor('the good job still runs', () => resultFor(pub.results, hash));
+    const expected: Record<string, number> = {};
+    for (const [, , code] of matrix) expected[code] = (expected[code] ?? 0) + 1;
+    expect(s().counters.rejected).toEqual(expected);
+    const rejects = s().events.filter((e) => e.kind === 'reject');
+    expect(rejects).toHaveLength(matrix.length);
+    for (const code of Object.keys(expected)) {
+      expect(rejects.some((e) => e.message.includes(`(${code})`))).toBe(true);
+    }
+    expect(rejects.every((e) => e.message.length > 20)).toBe(true);
+    expect(s().connection).toBe('online');
+    expect(s().counters.published).toBe(1);
+  });
+
+  it('reconnects after a broker restart, resubscribes, and delivers a result found while disconnected', async () => {
+    // The real engine, with its answer held back until the broker is gone.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const gated: EngineLike = {
+      generate: async (...args) => {
+        const result = await engine.generate(...args);
+        await gate;
+        return result;
+      },
+      cancel: (r) => engine.cancel(r),
+      onStatus: (cb) => engine.onStatus(cb),
+    };
+    const { broker, pub, client, s } = await setup({}, { engine: gated });
+    const hash = root(1, '9');
+    await pub.publish('work/precache', `${hash},${EASY}`);
+    await waitFor('in flight', () => s().current?.hash === hash);
+    await pub.close();
+    await broker.close();
+    await waitFor('reconnecting', () => s().connection === 'reconnecting');
+    release();
+    await waitFor('computed offline', () => s().counters.computed === 1);
+    expect(s().counters.published).toBe(0);
+
+    const again = await startBroker(broker.port);
+    cleanups.push(() => again.close());
+    const pub2 = await startPublisher(again.url);
+    cleanups.push(() => pub2.close());
+    const r = await waitFor('result after reconnect', () => resultFor(pub2.results, hash));
+    expect(r.topic).toBe('result/precache');
+    expect(validateWork(hash, r.payload.split(',')[1], EASY).valid).toBe(true);
+    expect(s().connection).toBe('online');
+    // Subscriptions are back: new work and heartbeats arrive through the new broker.
+    await pub2.publish('heartbeat', '');
+    await pub2.publish('work/ondemand', `${root(2, '9')},${EASY}`);
+    await waitFor('work through the new broker', () => resultFor(pub2.results, root(2, '9')));
+    expect(s().counters.published).toBe(2);
+    expect(s().events.some((e) => /^Disconnected from the broker/.test(e.message))).toBe(true);
+    expect(client.getState().error).toBeNull();
+  });
+
+  it('refuses an invalid payout address before connecting', async () => {
+    let connects = 0;
+    const connect: ConnectFn = (url, o) => {
+      connects++;
+      return mqtt.connect(url, o);
+    };
+    const broker = await startBroker();
+    cleanups.push(() => broker.close());
+    const client = new DpowClient({ engine, connect });
+    cleanups.push(() => client.stop());
+    const typo = ADDRESS.slice(0, -1) + (ADDRESS.endsWith('q') ? 'r' : 'q');
+    await expect(client.start(settings(broker.url, { address: typo }))).rejects.toThrow(/checksum/);
+    await expect(client.start(settings(broker.url, { address: 'qlc_' + ADDRESS.slice(5) }))).rejects.toThrow(/nano_/);
+    expect(connects).toBe(0);
+    expect(broker.connections()).toBe(0);
+    expect(client.getState().error).toMatch(/Invalid payout address/);
+    expect(client.getState().connection).toBe('idle');
+    // A QLC deployment accepts qlc_ addresses when it says so.
+    const qlc = 'qlc_' + ADDRESS.slice(5);
+    expect(checkAddress(qlc, ['qlc']).ok).toBe(true);
+    await client.start(settings(broker.url, { address: qlc, addressPrefixes: ['qlc'] }));
+    expect(connects).toBe(1);
+  });
+
+  it('routes client/ messages by topic segment even when the address contains "work"', async () => {
+    expect(WORK_ADDRESS).toContain('work');
+    expect(checkAddress(WORK_ADDRESS).ok).toBe(true);
+    const { pub, s } = await setup({ address: WORK_ADDRESS, work: 'ondemand' });
+    const stats = { precache: 3, ondemand: 2, snapshot_precache: 0, snapshot_ondemand: 0, block_rewarded: root(1) };
+    await pub.publish(`client/${WORK_ADDRESS}`, JSON.stringify(stats));
+    await waitFor('client message', () => s().lastClientMessage !== null);
+    expect(s().lastClientMessage).toEqual({ kind: 'stats', stats });
+    await pub.publish(`client/${WORK_ADDRESS}`, JSON.stringify({ ...stats, ondemand: 3 }));
+    await pub.publish(`client/${WORK_ADDRESS}`, JSON.stringify({ ...stats, ondemand: 3 })); // no increase
+    await pub.publish(`client/${WORK_ADDRESS}`, JSON.stringify({ error: `Work accepted but account ${WORK_ADDRESS} is invalid` }));
+    await waitFor('error message', () => s().lastClientMessage?.kind === 'error');
+    expect(s().counters.accepted).toBe(2);
+    expect(s().counters.received).toBe(0);
+    expect(s().counters.rejected).toEqual({});
+    // Only ondemand was chosen: precache work never arrives.
+    await pub.publish('work/precache', `${root(2)},${EASY}`);
+    await pub.publish('work/ondemand', `${root(3)},${EASY}`);
+    const r = await waitFor('result', () => resultFor(pub.results, root(3)));
+    expect(r.payload.split(',')[2]).toBe(WORK_ADDRESS);
+    expect(resultFor(pub.results, root(2))).toBeUndefined();
+    expect(s().counters.received).toBe(1);
+  });
+
+  it('stops cleanly: cancels the job in flight and closes the connection', async () => {
+    const { pub, client, s } = await setup();
+    const states: ClientState[] = [];
+    client.subscribe((st) => states.push(st));
+    await pub.publish('work/ondemand', `${root(1, '7')},${HARD}`);
+    await waitFor('in flight', () => s().current !== null);
+    await client.stop();
+    expect(s().connection).toBe('stopped');
+    expect(s().current).toBeNull();
+    expect(states.at(-1)?.connection).toBe('stopped');
+    const status = await engine.status();
+    expect(status.root).toBeNull();
+    expect(pub.results).toEqual([]);
+  });
+});
