@@ -144,7 +144,7 @@ async function setup(extra: Partial<ClientSettings> = {}, opts: { engine?: Engin
   return { broker, pub, client, s: () => client.getState() };
 }
 
-const resultFor = (results: { payload: string }[], hash: string) => results.find((r) => r.payload.startsWith(`${hash},`));
+const resultFor = <R extends { payload: string }>(results: R[], hash: string): R | undefined => results.find((r) => r.payload.startsWith(`${hash},`));
 
 // ---------------------------------------------------------------- tests
 
