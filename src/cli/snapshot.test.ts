@@ -1,0 +1,116 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { encodeAddress } from '../dpow/address.ts';
+import { openStore } from '../server/open-store.ts';
+import type { ClientRecord } from '../server/store.ts';
+import { main } from './main.ts';
+import { planSnapshot } from './snapshot.ts';
+
+const A = encodeAddress('a1'.repeat(32), 'nano');
+const B = encodeAddress('b2'.repeat(32), 'nano');
+const Q = encodeAddress('c3'.repeat(32), 'qlc');
+const BAD = A.slice(0, -1) + (A.endsWith('1') ? '3' : '1');
+const client = (address: string, precache: number, ondemand: number, sp = 0, so = 0): ClientRecord => ({
+  address,
+  precache,
+  ondemand,
+  snapshot_precache: sp,
+  snapshot_ondemand: so,
+});
+
+describe('planSnapshot', () => {
+  it('shares are proportional to the work since the last snapshot', () => {
+    const plan = planSnapshot([client(A, 10, 5, 4, 1), client(B, 3, 0), client(Q, 7, 7, 7, 7)], { minPrecache: 1, minOndemand: 1 });
+    expect(plan.paid).toEqual(['precache', 'ondemand']);
+    expect(plan.newWork).toEqual({ precache: 9, ondemand: 4 });
+    expect(plan.shares).toEqual([
+      { address: A, precache: 6, ondemand: 4, share: 10 / 13 },
+      { address: B, precache: 3, ondemand: 0, share: 3 / 13 },
+    ]);
+  });
+
+  it('skips invalid addresses and other coins’ prefixes', () => {
+    const plan = planSnapshot([client(BAD, 5, 5), client(A, 1, 0), client(Q, 2, 0)], { minPrecache: 1, minOndemand: 1, prefixes: ['nano', 'xrb'] });
+    expect(plan.shares.map((s) => s.address)).toEqual([A]);
+    expect(plan.skipped.map((s) => s.address).sort()).toEqual([BAD, Q].sort());
+    expect(plan.skipped.find((s) => s.address === BAD)?.reason).toMatch(/checksum/);
+  });
+
+  it('pays a work type only when enough of it came in', () => {
+    const plan = planSnapshot([client(A, 50, 2), client(B, 0, 1)], { minPrecache: 10, minOndemand: 5 });
+    expect(plan.paid).toEqual(['precache']);
+    expect(plan.shares).toEqual([{ address: A, precache: 50, ondemand: 0, share: 1 }]);
+    expect(planSnapshot([client(A, 5, 2)], { minPrecache: 10, minOndemand: 5 }).paid).toEqual([]);
+  });
+});
+
+describe('dpow-web snapshot', () => {
+  let dir: string;
+  let stdout: string[];
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'dpow-snapshot-'));
+    stdout = [];
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => (stdout.push(String(chunk)), true));
+    vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+  });
+  afterEach(() => {
+    vi.restoreAllMocks();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const cli = (...args: string[]) => main(['snapshot', '--data', dir, ...args]);
+  const credit = async (address: string, type: 'precache' | 'ondemand', times: number) => {
+    const store = await openStore(dir);
+    for (let i = 0; i < times; i++) await store.creditClient(address, type, randomBytes(32).toString('hex'));
+    await store.close();
+  };
+  const clients = async () => {
+    const store = await openStore(dir);
+    const list = await store.listClients();
+    await store.close();
+    return Object.fromEntries(list.map((c) => [c.address, c]));
+  };
+
+  it('records the snapshot, and the next one counts only new work', async () => {
+    await credit(A, 'precache', 3);
+    await credit(B, 'ondemand', 1);
+    expect(await cli('--json')).toBe(0);
+    const first = JSON.parse(stdout.join(''));
+    expect(first).toMatchObject({ recorded: true, paid: ['precache', 'ondemand'] });
+    expect(first.shares).toEqual([
+      { address: A, precache: 3, ondemand: 0, share: 0.75 },
+      { address: B, precache: 0, ondemand: 1, share: 0.25 },
+    ]);
+    expect((await clients())[A]).toMatchObject({ precache: 3, snapshot_precache: 3 });
+
+    await credit(B, 'precache', 2);
+    stdout = [];
+    expect(await cli()).toBe(0);
+    const text = stdout.join('');
+    expect(text).toContain(`100.0000%  ${B}  precache 2  ondemand 0`);
+    expect(text).toContain('snapshot recorded');
+    expect((await clients())[B]).toMatchObject({ precache: 2, snapshot_precache: 2, snapshot_ondemand: 1 });
+  });
+
+  it('rolls small amounts over and records nothing on a dry run', async () => {
+    await credit(A, 'precache', 2);
+    await credit(A, 'ondemand', 4);
+    expect(await cli('--min-precache', '5', '--json')).toBe(0);
+    const plan = JSON.parse(stdout.join(''));
+    expect(plan.paid).toEqual(['ondemand']);
+    expect((await clients())[A]).toMatchObject({ snapshot_precache: 0, snapshot_ondemand: 4 });
+
+    await credit(A, 'precache', 3);
+    stdout = [];
+    expect(await cli('--min-precache', '5', '--dry-run', '--json')).toBe(0);
+    expect(JSON.parse(stdout.join(''))).toMatchObject({ recorded: false, paid: ['precache'], newWork: { precache: 5 } });
+    expect((await clients())[A]).toMatchObject({ snapshot_precache: 0 });
+  });
+
+  it('refuses bad options with exit code 2', async () => {
+    expect(await cli('--min-precache', 'x')).toBe(2);
+    expect(await cli('--prefixes', 'doge')).toBe(2);
+  });
+});
