@@ -13,33 +13,8 @@ import { DpowClient, type ConnectFn, type EngineLike } from './client.ts';
 import { checkAddress } from './address.ts';
 import type { ClientSettings, ClientState } from './state.ts';
 import { validateWork } from '../pow/work.ts';
-import { PowEngine } from '../pow/engine.ts';
-import { workValue } from '../pow/work.ts';
-import type { PowBackend } from '../pow/types.ts';
-
-// TEMPORARY until src/node/wasm-threads.ts lands: the real PowEngine over a reference-JS backend.
-function referenceBackend(): PowBackend {
-  return {
-    name: 'wasm',
-    label: 'reference JS',
-    async search({ root, difficulty, startNonce, signal, onHashes }) {
-      let nonce = startNonce;
-      for (;;) {
-        for (let i = 0; i < 512; i++) {
-          if (workValue(root, nonce) >= difficulty) return { work: nonce };
-          nonce = (nonce + 1n) & 0xffffffffffffffffn;
-        }
-        onHashes?.(512);
-        await new Promise((r) => setImmediate(r));
-        if (signal.aborted) return null;
-      }
-    },
-    dispose() {},
-  };
-}
-async function createNodeEngine(_o: object): Promise<PowEngine> {
-  return new PowEngine({ wasm: async () => referenceBackend(), defaultThreads: 1, defaultBackend: 'wasm', log: () => undefined });
-}
+import { createNodeEngine } from '../node/engine.ts';
+import type { PowEngine } from '../pow/engine.ts';
 
 const ADDRESS = 'nano_1ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4myzudyzq';
 /** Contains "work": a worker that routes by substring would take its client/ messages for work. */

@@ -1,0 +1,176 @@
+/**
+ * `dpow-web worker --broker <url> --address <addr> [--work any|precache|ondemand]
+ *  [--backend auto|webgpu|wasm] [--threads N] [--intensity F] [--username u --password p]
+ *  [--max-multiplier M] [--heartbeat-timeout S] [--job-timeout S] [--queue-limit N]
+ *  [--address-prefixes nano,xrb]`
+ *
+ * The headless volunteer worker: the same DpowClient as the page, over the Node engine (Dawn
+ * WebGPU or WASM threads). One line per event on stdout: timestamp, event, then for jobs the
+ * type, short hash, multiplier, search time and backend. Ctrl-C (or SIGTERM) stops the client,
+ * prints a summary and exits 0. A bad option or payout address exits 2 with the reason.
+ */
+import { CliError, intOption, parseOptions } from './args.ts';
+import { parseBackend } from './work.ts';
+import { DpowClient, formatMultiplier, resolveBrokerUrl } from '../dpow/client.ts';
+import { checkAddress } from '../dpow/address.ts';
+import type { ClientEvent, ClientSettings, ClientState, WorkChoice } from '../dpow/state.ts';
+import type { BackendChoice } from '../pow/types.ts';
+
+const WORK_CHOICES: readonly WorkChoice[] = ['any', 'precache', 'ondemand'];
+
+function positiveNumber(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new CliError(`--${name} must be a positive number, got "${value}"`);
+  return n;
+}
+
+/** Parses the options into client settings; throws CliError with the reason for anything bad. */
+export function parseWorkerOptions(argv: string[]): ClientSettings {
+  const { values, positionals } = parseOptions(
+    argv,
+    {
+      broker: { type: 'string' },
+      address: { type: 'string', short: 'a' },
+      work: { type: 'string', short: 'w' },
+      backend: { type: 'string', short: 'b' },
+      threads: { type: 'string', short: 't' },
+      intensity: { type: 'string' },
+      username: { type: 'string', short: 'u' },
+      password: { type: 'string', short: 'p' },
+      'max-multiplier': { type: 'string' },
+      'heartbeat-timeout': { type: 'string' },
+      'job-timeout': { type: 'string' },
+      'queue-limit': { type: 'string' },
+      'address-prefixes': { type: 'string' },
+    },
+    false,
+  );
+  if (positionals.length) throw new CliError(`unexpected argument "${positionals[0]}"`);
+  if (!values.broker) throw new CliError('--broker <ws://host:port/path | wss://… | mqtt://…> is required');
+  const url = resolveBrokerUrl(values.broker);
+  if (!url.ok) throw new CliError(`--broker: ${url.reason}`);
+  if (!values.address) throw new CliError('--address <payout address> is required');
+  const prefixes = values['address-prefixes']?.split(',').map((p) => p.trim().replace(/_$/, '')).filter(Boolean) ?? ['nano', 'xrb'];
+  const address = checkAddress(values.address, prefixes);
+  if (!address.ok) throw new CliError(`--address: ${address.reason}`);
+  const work = (values.work ?? 'any') as WorkChoice;
+  if (!WORK_CHOICES.includes(work)) throw new CliError(`--work must be one of ${WORK_CHOICES.join('|')}, got "${values.work}"`);
+  const intensity = positiveNumber(values.intensity, 'intensity');
+  if (intensity !== undefined && intensity > 1) throw new CliError(`--intensity must be in (0, 1], got "${values.intensity}"`);
+  return {
+    brokerUrl: url.url,
+    username: values.username ?? 'client',
+    password: values.password ?? 'client',
+    address: values.address,
+    addressPrefixes: prefixes,
+    work,
+    backend: parseBackend(values.backend) as BackendChoice,
+    threads: values.threads === undefined ? undefined : intOption(values.threads, 'threads', 1),
+    intensity,
+    maxMultiplier: positiveNumber(values['max-multiplier'], 'max-multiplier'),
+    heartbeatTimeoutS: positiveNumber(values['heartbeat-timeout'], 'heartbeat-timeout'),
+    jobTimeoutS: positiveNumber(values['job-timeout'], 'job-timeout'),
+    queueLimit: values['queue-limit'] === undefined ? undefined : intOption(values['queue-limit'], 'queue-limit', 1),
+  };
+}
+
+/** One log line for one client event. */
+export function formatEvent(event: ClientEvent): string {
+  const at = new Date(event.at).toISOString();
+  const job = event.job;
+  if (!job) return `${at} ${event.kind.padEnd(10)} ${event.message}`;
+  const fields = [at, job.event.padEnd(10), job.workType.padEnd(8), job.hash.slice(0, 16), formatMultiplier(job.multiplier).padStart(9)];
+  if (job.ms !== undefined) fields.push(`${job.ms} ms`.padStart(9));
+  if (job.backend) fields.push(job.backend);
+  return fields.join(' ');
+}
+
+export function formatHashrate(hps: number): string {
+  if (hps >= 1e9) return `${(hps / 1e9).toFixed(2)} GH/s`;
+  if (hps >= 1e6) return `${(hps / 1e6).toFixed(2)} MH/s`;
+  if (hps >= 1e3) return `${(hps / 1e3).toFixed(1)} kH/s`;
+  return `${Math.round(hps)} H/s`;
+}
+
+export function formatDuration(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return h ? `${h}h${String(m).padStart(2, '0')}m${String(s % 60).padStart(2, '0')}s` : m ? `${m}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
+}
+
+/** The exit summary: counters, hashrate, uptime. */
+export function formatSummary(state: ClientState, uptimeMs: number, hashrate: number): string {
+  const c = state.counters;
+  const rejected = Object.entries(c.rejected)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([code, n]) => `${code} ${n}`)
+    .join(', ');
+  const backend = state.backend ? ` on ${state.backend}${state.backendLabel ? ` (${state.backendLabel})` : ''}` : '';
+  return [
+    `summary: uptime ${formatDuration(uptimeMs)}`,
+    `  jobs: received ${c.received}, computed ${c.computed}, published ${c.published}, accepted ${c.accepted}, cancelled ${c.cancelled}, expired ${c.expired}`,
+    `  rejected: ${rejected || 'none'}`,
+    `  hashrate: ${formatHashrate(hashrate)}${backend}`,
+  ].join('\n');
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const settings = parseWorkerOptions(argv);
+  const out = (line: string) => process.stdout.write(`${line}\n`);
+  const startedAt = Date.now();
+
+  const { createNodeEngine } = await import('../node/engine.ts');
+  const engine = await createNodeEngine({
+    backend: settings.backend,
+    threads: settings.threads,
+    maxMultiplier: settings.maxMultiplier,
+    log: (message) => out(`${new Date().toISOString()} ${'engine'.padEnd(10)} ${message}`),
+  });
+
+  // Hashrate for the summary: the engine's smoothed rate while busy, averaged over busy samples.
+  let rateSum = 0;
+  let rateSamples = 0;
+  let lastLabel = '';
+  const client = new DpowClient({ engine, log: (event) => out(formatEvent(event)) });
+  client.subscribe((state) => {
+    if (state.current && state.hashrate > 0) {
+      rateSum += state.hashrate;
+      rateSamples++;
+    }
+    const label = state.backend ? `${state.backend}${state.backendLabel ? ` (${state.backendLabel})` : ''}` : '';
+    if (label && label !== lastLabel) {
+      lastLabel = label;
+      out(`${new Date().toISOString()} ${'engine'.padEnd(10)} computing on ${label}`);
+    }
+  });
+
+  const stopped = new Promise<string>((resolve) => {
+    const onInt = () => onSignal('SIGINT');
+    const onTerm = () => onSignal('SIGTERM');
+    const onSignal = (signal: string) => {
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+      // A second Ctrl-C while shutting down leaves at once.
+      process.once('SIGINT', () => process.exit(130));
+      resolve(signal);
+    };
+    process.on('SIGINT', onInt);
+    process.on('SIGTERM', onTerm);
+  });
+
+  try {
+    await client.start(settings);
+  } catch (err) {
+    engine.dispose();
+    throw new CliError((err as Error).message);
+  }
+  const signal = await stopped;
+  out(`${new Date().toISOString()} ${'stop'.padEnd(10)} ${signal}: stopping`);
+  await client.stop();
+  const state = client.getState();
+  engine.dispose();
+  out(formatSummary(state, Date.now() - startedAt, rateSamples ? rateSum / rateSamples : state.hashrate));
+  return 0;
+}
