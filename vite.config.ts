@@ -35,7 +35,7 @@ const pwa = VitePWA({
   workbox: {
     globPatterns: ['**/*.{js,css,html,svg,png,ico,txt,wasm,wgsl,webmanifest}'],
     // The engine lab page is a developer tool, not part of the offline app.
-    globIgnores: ['bench.html', 'config.json'],
+    globIgnores: ['bench.html', 'assets/bench-*', 'config.json'],
     maximumFileSizeToCacheInBytes: 16 * 1024 * 1024,
     navigateFallback: '/index.html',
     navigateFallbackDenylist: [/^\/mqtt/, /^\/service/, /^\/config\.json/, /^\/bench\.html/],

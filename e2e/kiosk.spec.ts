@@ -1,0 +1,47 @@
+/**
+ * Kiosk mode: opened from a URL, it starts with no clicks and no dialogs and gets work accepted
+ * on its own; it shows the large layout.
+ */
+import { expect, test } from '@playwright/test';
+import { randomAddress, startStack, type Stack } from './stack.ts';
+
+let stack: Stack;
+test.beforeAll(async () => {
+  stack = await startStack();
+});
+test.afterAll(async () => {
+  await stack?.close();
+});
+
+test('kiosk autostart gets work accepted with no interaction', async ({ page }) => {
+  const address = randomAddress();
+  const dialogs: string[] = [];
+  page.on('dialog', (d) => {
+    dialogs.push(d.message());
+    void d.dismiss();
+  });
+  await page.goto(`${stack.url}?kiosk=1&address=${address}&work=ondemand&backend=auto&autostart=1`);
+  const kiosk = page.getByTestId('kiosk');
+  await expect(kiosk).toBeVisible();
+  await expect(kiosk.getByTestId('connection-state')).toHaveText(/Online/, { timeout: 30_000 });
+  // No onboarding form, no settings button: nothing to click.
+  await expect(page.getByLabel('Payout address')).toHaveCount(0);
+  await expect(page.getByRole('button')).toHaveCount(0);
+
+  const answers = await Promise.all([stack.requestWork(), stack.requestWork()]);
+  expect(answers.every((a) => /^[0-9a-f]{16}$/.test(a.work))).toBe(true);
+  await expect(kiosk.getByTestId('count-accepted')).toHaveText('2');
+  await expect(kiosk.getByTestId('count-published')).toHaveText('2');
+  // Large readable numbers.
+  const size = await kiosk.getByTestId('hashrate').evaluate((el) => parseFloat(getComputedStyle(el).fontSize));
+  expect(size).toBeGreaterThanOrEqual(48);
+  expect(dialogs).toEqual([]);
+});
+
+test('kiosk with a bad address in the URL says so instead of starting', async ({ page }) => {
+  const address = randomAddress();
+  const bad = address.slice(0, -1) + (address.endsWith('1') ? '3' : '1');
+  await page.goto(`${stack.url}?kiosk=1&address=${bad}&autostart=1`);
+  await expect(page.getByRole('alert')).toContainText('checksum');
+  await expect(page.getByTestId('connection-state')).toHaveText(/Not started/);
+});
