@@ -1,23 +1,30 @@
 /**
  * The shipped Mosquitto deployment (deploy/mosquitto/) on Debian's real mosquitto: the config
  * template with test ports, the password file made by make-passwords.sh, the ACL as shipped.
- * Checks the three DPoW roles over WebSocket and TCP, and a dispatcher/worker round trip.
+ * Checks the three DPoW roles over WebSocket and TCP, a dispatcher/worker round trip, and a
+ * service request answered by a real volunteer worker (DpowClient + WASM engine).
  *
  * Skipped with a message only when mosquitto is not installed AND this is not CI (.ci/run
  * installs it); under CI a missing binary fails.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect as netConnect, createServer as netServer } from 'node:net';
+import { connect as netConnect, createServer as netServer, type AddressInfo } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeAddress } from '../dpow/address.ts';
+import { DpowClient } from '../dpow/client.ts';
+import { createNodeEngine } from '../node/engine.ts';
 import { rootToHex, validateWork } from '../pow/work.ts';
+import { generateApiKey, hashApiKey } from './api-keys.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { MemoryStore } from './memory-store.ts';
+import { createServiceApi } from './service-api.ts';
 import { ReferenceWorker } from './testkit/reference-worker.ts';
 
 const MOSQUITTO = '/usr/sbin/mosquitto';
@@ -45,7 +52,7 @@ function canConnect(host: string, port: number): Promise<boolean> {
 }
 
 /** The shipped config with test ports and files; every substitution must find its line. */
-export function configForTest(template: string, files: { passwords: string; acl: string }, ports: { tcp: number; ws: number }): string {
+function configForTest(template: string, files: { passwords: string; acl: string }, ports: { tcp: number; ws: number }): string {
   const swaps: Array<[RegExp, string]> = [
     [/^password_file .*$/m, `password_file ${files.passwords}`],
     [/^acl_file .*$/m, `acl_file ${files.acl}`],
@@ -225,6 +232,50 @@ describe.skipIf(!installed && !process.env.CI)('deploy/mosquitto on a real mosqu
     } finally {
       await dispatcher.stop();
       await worker.stop().catch(() => {});
+      await store.close();
+    }
+  });
+
+  it('answers a service request through a real volunteer worker (DpowClient + WASM engine) on mosquitto', async () => {
+    const store = new MemoryStore();
+    const key = generateApiKey();
+    await store.addService({
+      user: 'wallet', apiKeyHash: await hashApiKey(key), display: 'Wallet', website: '', public: true,
+      precache: 0, ondemand: 0, rateLimit: 0, createdAt: Date.now(),
+    });
+    const dispatcher = new Dispatcher({ brokerUrl: tcpUrl(), username: 'server', password: secrets.server, store });
+    const api = createServiceApi({ dispatcher, store, minDifficulty: 0xf000000000000000n });
+    const http = createServer((req, res) => void api.handleRequest(req, res).then((ok) => ok || res.writeHead(404).end()));
+    http.listen(0, '127.0.0.1');
+    await once(http, 'listening');
+    const engine = await createNodeEngine({ backend: 'wasm', threads: 1, log: () => undefined });
+    const volunteer = new DpowClient({ engine });
+    const address = encodeAddress(randomBytes(32));
+    try {
+      await dispatcher.start();
+      await volunteer.start({ brokerUrl: wsUrl(), username: 'client', password: 'client', address, work: 'any', backend: 'wasm', threads: 1 });
+      await expect.poll(() => volunteer.getState().lastHeartbeatAt, { timeout: 10_000 }).not.toBeNull();
+
+      const root = rootToHex(randomBytes(32));
+      const res = await fetch(`http://127.0.0.1:${(http.address() as AddressInfo).port}/service/`, {
+        method: 'POST',
+        body: JSON.stringify({ user: 'wallet', api_key: key, hash: root, difficulty: 'fff0000000000000', timeout: 30, id: 'v' }),
+      });
+      const reply = (await res.json()) as { work: string; hash: string; id: string };
+      expect(res.status).toBe(200);
+      expect(reply).toMatchObject({ hash: root, id: 'v' });
+      expect(validateWork(root, reply.work, 'fff0000000000000').valid).toBe(true);
+      // The volunteer hears that its work was accepted (client/<address>), and the service is credited.
+      await expect.poll(() => volunteer.getState().counters.accepted, { timeout: 10_000 }).toBe(1);
+      await expect.poll(async () => (await store.getService('wallet'))?.ondemand).toBe(1);
+      expect((await store.getClient(address))?.ondemand).toBe(1);
+    } finally {
+      await volunteer.stop();
+      engine.dispose();
+      api.close();
+      await dispatcher.stop();
+      http.closeAllConnections();
+      http.close();
       await store.close();
     }
   });
