@@ -61,6 +61,8 @@ export interface DispatcherOptions {
   maxMultiplier?: number;
   /** Payout prefixes credited; others get the "account is invalid" reply. Default all four. */
   addressPrefixes?: readonly string[];
+  /** How long start() waits for the first broker connection. Default 10 000. */
+  connectTimeoutMs?: number;
   /** MQTT client id. Default dpow-dispatcher-<random>. */
   clientId?: string;
   log?: Logger;
@@ -168,6 +170,7 @@ export class Dispatcher extends EventEmitter implements DispatcherApi {
       precacheTtlMs: options.precacheTtlMs ?? 30 * 60_000,
       maxMultiplier: options.maxMultiplier ?? DEFAULT_MAX_MULTIPLIER,
       addressPrefixes: options.addressPrefixes ?? ALL_PREFIXES,
+      connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
       clientId: options.clientId ?? `dpow-dispatcher-${randomBytes(4).toString('hex')}`,
     };
     this.#log = options.log ?? silentLogger;
@@ -195,7 +198,7 @@ export class Dispatcher extends EventEmitter implements DispatcherApi {
   async start(): Promise<void> {
     if (this.#state !== 'new') throw new Error(`dispatcher already ${this.#state}`);
     this.#state = 'starting';
-    const client = await mqtt.connectAsync(this.#opts.brokerUrl, {
+    const client = mqtt.connect(this.#opts.brokerUrl, {
       username: this.#opts.username,
       password: this.#opts.password,
       protocolVersion: 4,
@@ -205,6 +208,38 @@ export class Dispatcher extends EventEmitter implements DispatcherApi {
       reconnectPeriod: 1000,
       connectTimeout: 10_000,
     });
+    // The first connection must succeed (or fail) within connectTimeoutMs: a wrong password, a
+    // refused port or a WebSocket path that answers 404 all end start() with the reason.
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const done = (err?: Error) => {
+          clearTimeout(timer);
+          client.off('connect', onConnect);
+          client.off('error', onError);
+          client.off('close', onClose);
+          if (err) reject(err);
+          else resolve();
+        };
+        const onConnect = () => done();
+        const onError = (err: Error) => done(new Error(`cannot connect to ${this.#opts.brokerUrl}: ${err.message}`));
+        let closes = 0;
+        const onClose = () => {
+          // Retried a few times without ever connecting: not a broker we can use.
+          if (++closes >= 3) done(new Error(`cannot connect to ${this.#opts.brokerUrl}: connection closed ${closes} times`));
+        };
+        const timer = setTimeout(
+          () => done(new Error(`cannot connect to ${this.#opts.brokerUrl}: no answer within ${this.#opts.connectTimeoutMs} ms`)),
+          this.#opts.connectTimeoutMs,
+        );
+        client.on('connect', onConnect);
+        client.on('error', onError);
+        client.on('close', onClose);
+      });
+    } catch (err) {
+      this.#state = 'stopped';
+      client.end(true);
+      throw err;
+    }
     this.#client = client;
     client.on('message', (topic, payload) => {
       try {
