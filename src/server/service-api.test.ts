@@ -230,6 +230,18 @@ describe('POST /service/', () => {
     expect(ok.status).toBe(200);
     const big = await post('/service/', { user: 'wallet', api_key: key, hash: ROOT, pad: 'x'.repeat(20_000) });
     expect(big).toMatchObject({ status: 413, json: { error: 'Bad request (too large)' } });
+    // A large upload is answered without being buffered.
+    const huge = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpRequest(`${base}/service/`, { method: 'POST' }, (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode!, body }));
+      });
+      req.on('error', reject);
+      req.write('{"pad":"');
+      req.end('x'.repeat(4 * 1024 * 1024));
+    });
+    expect(huge).toEqual({ status: 413, body: '{"error":"Bad request (too large)"}' });
     const get = await fetch(`${base}/service/`);
     expect(get.status).toBe(405);
     expect(get.headers.get('allow')).toContain('POST');

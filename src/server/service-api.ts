@@ -164,19 +164,25 @@ const present = (v: unknown) => v !== undefined && v !== null && v !== '';
 
 type BodyResult = { ok: true; text: string } | { ok: false; reason: 'too-large' | 'aborted' | 'bad-encoding' };
 
-/** Reads a request body up to `limit` bytes; past it, the rest is drained and dropped. */
+/**
+ * Reads a request body up to `limit` bytes. Past it, the answer is given at once (413 with
+ * `Connection: close`) and the rest is never buffered, so a huge upload costs no memory.
+ */
 function readBody(req: IncomingMessage, limit: number): Promise<BodyResult> {
   return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
+    let chunks: Buffer[] = [];
     let size = 0;
-    let tooLarge = false;
     req.on('data', (chunk: Buffer) => {
+      if (size > limit) return; // already answered; the rest is dropped as it arrives
       size += chunk.length;
-      if (size > limit) tooLarge = true;
-      else chunks.push(chunk);
+      if (size <= limit) chunks.push(chunk);
+      else {
+        chunks = [];
+        resolve({ ok: false, reason: 'too-large' });
+      }
     });
     req.on('end', () => {
-      if (tooLarge) return resolve({ ok: false, reason: 'too-large' });
+      if (size > limit) return resolve({ ok: false, reason: 'too-large' });
       try {
         resolve({ ok: true, text: new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks)) });
       } catch {
@@ -406,7 +412,7 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
       const too = body.reason === 'too-large';
       rpc.counters.requests++;
       rpc.counters.errors[too ? 'too-large' : 'bad-json'] = (rpc.counters.errors[too ? 'too-large' : 'bad-json'] ?? 0) + 1;
-      sendJson(res, { status: too ? 413 : 400, body: { error: too ? 'Request too large' : 'Unable to parse JSON' } });
+      sendJson(res, { status: too ? 413 : 400, body: { error: too ? 'Request too large' : 'Unable to parse JSON' }, headers: too ? { Connection: 'close' } : undefined });
       return;
     }
     const parsed = parseJson(body.text);
