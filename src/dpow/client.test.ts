@@ -148,7 +148,7 @@ describe('DpowClient with a real broker and engine', () => {
   it('runs ondemand work before precache work that arrived earlier', async () => {
     const { pub, s } = await setup();
     const blocker = root(1, 'b');
-    await pub.publish('work/precache', `${blocker},${HARD}`);
+    await pub.publish('work/ondemand', `${blocker},${HARD}`);
     await waitFor('blocker in flight', () => s().current?.hash === blocker);
     expect(s().current?.multiplier).toBeCloseTo(1, 6);
     await pub.publish('work/precache', `${root(2)},${EASY}`);
@@ -156,21 +156,37 @@ describe('DpowClient with a real broker and engine', () => {
     await pub.publish('work/ondemand', `${root(4)},${EASY}`);
     await waitFor('three queued', () => s().queue.length === 3);
     expect(s().queue.map((j) => j.hash)).toEqual([root(4), root(2), root(3)]);
-    await pub.publish('cancel/precache', blocker);
+    await pub.publish('cancel/ondemand', blocker);
     await waitFor('three results', () => pub.results.length === 3);
     expect(pub.results.map((r) => r.payload.split(',')[0])).toEqual([root(4), root(2), root(3)]);
     expect(resultFor(pub.results, blocker)).toBeUndefined();
   });
 
+  it('lets ondemand work preempt a precache search, which then resumes', async () => {
+    const { pub, s } = await setup();
+    const precache = root(1, '5');
+    await pub.publish('work/precache', `${precache},${HARD}`);
+    await waitFor('precache in flight', () => s().current?.hash === precache);
+    await pub.publish('work/ondemand', `${root(2, '5')},${EASY}`);
+    const r = await waitFor('ondemand result', () => resultFor(pub.results, root(2, '5')));
+    expect(r.topic).toBe('result/ondemand');
+    await waitFor('precache resumed', () => s().current?.hash === precache);
+    expect(s().events.some((e) => e.job?.event === 'preempted' && e.job.hash === precache)).toBe(true);
+    expect(s().counters.cancelled).toBe(0);
+    await pub.publish('cancel/precache', precache);
+    await waitFor('cancelled', () => s().counters.cancelled === 1 && s().current === null);
+    expect(resultFor(pub.results, precache)).toBeUndefined();
+  });
+
   it('drops duplicates that are queued, in flight or recently finished, in any case', async () => {
     const { pub, s } = await setup();
-    await pub.publish('work/precache', `${root(1, 'c')},${HARD}`);
+    await pub.publish('work/ondemand', `${root(1, 'c')},${HARD}`);
     await waitFor('in flight', () => s().current !== null);
     await pub.publish('work/precache', `${root(1, 'C').toLowerCase()},${HARD}`); // in flight
     await pub.publish('work/ondemand', `${root(2)},${EASY}`);
     await pub.publish('work/ondemand', `${root(2).toLowerCase()},${EASY}`); // queued
     await waitFor('two duplicates', () => s().counters.rejected.duplicate === 2);
-    await pub.publish('cancel/precache', root(1, 'c'));
+    await pub.publish('cancel/ondemand', root(1, 'c'));
     await waitFor('result 2', () => resultFor(pub.results, root(2)));
     await pub.publish('work/ondemand', `${root(2)},${EASY}`); // recently finished
     await pub.publish('work/ondemand', `${root(3)},${EASY}`);

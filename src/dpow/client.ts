@@ -80,8 +80,10 @@ interface Running {
   job: Job;
   startedAt: number;
   /** Why we asked the engine to stop, if we did. */
-  stopping: null | 'cancelled' | 'expired' | 'stopped';
+  stopping: null | 'cancelled' | 'expired' | 'stopped' | 'preempted';
   done: Promise<void>;
+  /** Put the job back in the queue when it ends (preempted before it found work). */
+  requeue?: boolean;
 }
 
 interface Outgoing {
@@ -543,6 +545,12 @@ export class DpowClient implements WorkerClient {
       this.jobEvent('warn', 'reject', 'dropped', added.dropped, 'to make room: the queue is full');
     }
     this.jobEvent('info', 'job', added.updated ? 'updated' : 'queued', added.job);
+    // Ondemand work has a service waiting on it: a precache search in progress steps aside.
+    const cur = this.current;
+    if (added.job.workType === 'ondemand' && cur && cur.job.workType === 'precache' && !cur.stopping) {
+      cur.stopping = 'preempted';
+      void this.engine.cancel(cur.job.hash).catch(() => false);
+    }
     this.changed();
     this.pump();
   }
@@ -557,9 +565,10 @@ export class DpowClient implements WorkerClient {
       this.jobEvent('info', 'cancel', 'cancelled', out.queued, 'while queued');
     }
     const cur = this.current;
-    if (out.inFlight && cur && cur.job === out.inFlight && !cur.stopping) {
-      cur.stopping = 'cancelled';
-      void this.engine.cancel(cur.job.hash).catch(() => false);
+    if (out.inFlight && cur && cur.job === out.inFlight) {
+      if (!cur.stopping) void this.engine.cancel(cur.job.hash).catch(() => false);
+      // A preempted (or expiring) search that is cancelled now ends as cancelled, not requeued.
+      if (cur.stopping !== 'stopped') cur.stopping = 'cancelled';
     }
     const lower = hash.toLowerCase();
     const withdrawn = this.outbox.filter((e) => e.via === null && e.job.hash.toLowerCase() === lower);
@@ -642,7 +651,8 @@ export class DpowClient implements WorkerClient {
       )
       .catch((err) => this.reject('internal-error', `Work loop: ${(err as Error).message}`, 'error'))
       .finally(() => {
-        queue.finish(job);
+        if (running.requeue) queue.requeue(job);
+        else queue.finish(job);
         if (this.current === running) this.current = null;
         this.changed();
         if (session === this.session) this.pump();
@@ -697,7 +707,10 @@ export class DpowClient implements WorkerClient {
     const { job } = running;
     const cancelled = err instanceof Error && err.name === 'PowCancelledError';
     if (cancelled || running.stopping) {
-      if (running.stopping === 'expired') {
+      if (running.stopping === 'preempted') {
+        running.requeue = true;
+        this.jobEvent('info', 'job', 'preempted', job, 'by ondemand work: back in the queue');
+      } else if (running.stopping === 'expired') {
         this.queue.countExpired();
         this.jobEvent('warn', 'job', 'expired', job, 'while computing: time limit reached');
       } else if (running.stopping !== 'stopped') {

@@ -118,6 +118,29 @@ describe('WorkQueue cancel', () => {
   });
 });
 
+describe('WorkQueue requeue', () => {
+  it('puts a preempted job back at the head of its lane, not remembered as finished', () => {
+    const q = new WorkQueue();
+    q.add(hash(1), LOW, 'precache');
+    q.add(hash(2), LOW, 'precache');
+    const { job } = q.next();
+    q.add(hash(3), LOW, 'ondemand');
+    q.requeue(job!);
+    expect(q.isFinished(hash(1))).toBe(false);
+    expect(q.snapshot().map((j) => j.hash)).toEqual([hash(3), hash(1), hash(2)]);
+    expect(q.add(hash(1), LOW, 'precache')).toMatchObject({ code: 'duplicate' });
+  });
+
+  it('does not requeue a job that was cancelled meanwhile', () => {
+    const q = new WorkQueue();
+    q.add(hash(1), LOW, 'precache');
+    const { job } = q.next();
+    q.cancel(hash(1));
+    q.requeue(job!);
+    expect(q.size).toBe(0);
+  });
+});
+
 describe('WorkQueue bound', () => {
   it('drops the oldest precache job when full, and counts it', () => {
     const q = new WorkQueue({ limit: 3 });

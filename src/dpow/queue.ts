@@ -214,6 +214,18 @@ export class WorkQueue {
     this.remember(job);
   }
 
+  /**
+   * Puts an in-flight job back at the head of its lane (a precache search preempted by ondemand
+   * work). The search is memoryless, so restarting later from a fresh nonce loses nothing in
+   * expectation. May leave the queue one over its bound until the next job is taken.
+   */
+  requeue(job: Job): void {
+    const k = key(job.hash);
+    if (this.inFlight.get(k) === job) this.inFlight.delete(k);
+    if (this.findQueued(k) || this.finished.has(k)) return;
+    this.lanes[job.workType].unshift(job);
+  }
+
   /** A cancel for `hash` (any case, any type): drop it if queued; say if it is in flight. */
   cancel(hash: string): CancelOutcome {
     const k = key(hash);
@@ -222,7 +234,10 @@ export class WorkQueue {
       queued.lane.splice(queued.lane.indexOf(queued.job), 1);
       this.remember(queued.job);
     }
-    return { queued: queued?.job ?? null, inFlight: this.inFlight.get(k) ?? null };
+    const inFlight = this.inFlight.get(k) ?? null;
+    // Remembered now, so a preempted search that ends after this cancel is not requeued.
+    if (inFlight) this.remember(inFlight);
+    return { queued: queued?.job ?? null, inFlight };
   }
 
   /** Was this hash finished (or cancelled) recently? */

@@ -70,7 +70,7 @@ export interface ClientEvent {
 }
 
 export interface JobEventInfo {
-  event: 'queued' | 'updated' | 'started' | 'computed' | 'published' | 'cancelled' | 'expired' | 'dropped';
+  event: 'queued' | 'updated' | 'preempted' | 'computed' | 'published' | 'cancelled' | 'expired' | 'dropped';
   hash: string;
   workType: WorkType;
   /** Multiplier vs the Nano send threshold. */

@@ -1,0 +1,172 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { Aedes } from 'aedes';
+import { WebSocketServer, createWebSocketStream } from 'ws';
+import mqtt from 'mqtt';
+import { main } from './main.ts';
+import { formatEvent, formatSummary, parseWorkerOptions } from './worker.ts';
+import { CliError } from './args.ts';
+import { validateWork } from '../pow/work.ts';
+import type { ClientState } from '../dpow/state.ts';
+
+const ADDRESS = 'nano_1ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4myzudyzq';
+const BIN = fileURLToPath(new URL('../../bin/dpow-web.mjs', import.meta.url));
+const EASY = 'fff0000000000000';
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  vi.restoreAllMocks();
+  for (const fn of cleanups.splice(0).reverse()) await fn();
+});
+
+async function startBroker() {
+  const aedes = await Aedes.createBroker();
+  const server = http.createServer();
+  const wss = new WebSocketServer({ server });
+  wss.on('connection', (socket) => {
+    const stream = createWebSocketStream(socket);
+    stream.on('error', () => stream.destroy());
+    aedes.handle(stream as never);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  cleanups.push(async () => {
+    for (const ws of wss.clients) ws.terminate();
+    wss.close();
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+    await new Promise<void>((r) => aedes.close(() => r()));
+  });
+  return url;
+}
+
+function collect(child: ChildProcess) {
+  const lines: string[] = [];
+  let buf = '';
+  child.stdout!.on('data', (chunk: Buffer) => {
+    buf += chunk.toString();
+    const parts = buf.split('\n');
+    buf = parts.pop()!;
+    lines.push(...parts);
+  });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { lines, stderr: () => stderr, exit, rest: () => buf };
+}
+
+async function waitFor<T>(what: string, probe: () => T | undefined | null | false, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+describe('dpow-web worker options', () => {
+  it('refuses a payout address with a bad checksum: exit 2 with the reason, nothing started', async () => {
+    const stderr: string[] = [];
+    vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => (stderr.push(String(chunk)), true));
+    const typo = `${ADDRESS.slice(0, -1)}r`;
+    expect(await main(['worker', '--broker', 'ws://127.0.0.1:1', '--address', typo])).toBe(2);
+    expect(stderr.join('')).toMatch(/^dpow-web worker: --address: address checksum does not match/);
+  });
+
+  it('names the option at fault', () => {
+    const base = ['--broker', 'ws://127.0.0.1:1/mqtt', '--address', ADDRESS];
+    expect(() => parseWorkerOptions(['--address', ADDRESS])).toThrow(/--broker .* is required/);
+    expect(() => parseWorkerOptions(['--broker', 'http//nope', '--address', ADDRESS])).toThrow(CliError);
+    expect(() => parseWorkerOptions(['--broker', 'ftp://x', '--address', ADDRESS])).toThrow(/--broker: broker URL must be/);
+    expect(() => parseWorkerOptions([...base, '--work', 'some'])).toThrow(/--work must be one of/);
+    expect(() => parseWorkerOptions([...base, '--backend', 'cuda'])).toThrow(/--backend/);
+    expect(() => parseWorkerOptions([...base, '--threads', '0'])).toThrow(/--threads/);
+    expect(() => parseWorkerOptions([...base, '--max-multiplier', 'lots'])).toThrow(/--max-multiplier/);
+    expect(() => parseWorkerOptions([...base, '--heartbeat-timeout', '-1'])).toThrow(/--heartbeat-timeout/);
+    expect(() => parseWorkerOptions([...base, '--address', `qlc_${ADDRESS.slice(5)}`])).toThrow(/nano_, xrb_/);
+    expect(parseWorkerOptions([...base, '--address', `qlc_${ADDRESS.slice(5)}`, '--address-prefixes', 'qlc_'])).toMatchObject({
+      address: `qlc_${ADDRESS.slice(5)}`,
+      addressPrefixes: ['qlc'],
+    });
+    expect(parseWorkerOptions([...base, '--work', 'ondemand', '--threads', '2', '--max-multiplier', '8', '--heartbeat-timeout', '2.5'])).toEqual({
+      brokerUrl: 'ws://127.0.0.1:1/mqtt',
+      username: 'client',
+      password: 'client',
+      address: ADDRESS,
+      addressPrefixes: ['nano', 'xrb'],
+      work: 'ondemand',
+      backend: 'auto',
+      threads: 2,
+      intensity: undefined,
+      maxMultiplier: 8,
+      heartbeatTimeoutS: 2.5,
+      jobTimeoutS: undefined,
+      queueLimit: undefined,
+    });
+  });
+
+  it('prints one line per job event and a summary', () => {
+    const line = formatEvent({
+      at: Date.UTC(2026, 0, 2, 3, 4, 5, 6),
+      level: 'info',
+      kind: 'job',
+      message: 'Computed …',
+      job: { event: 'computed', hash: 'BFEB8AA91D346E6EFBB41D11FD247E48E0BC0DBC183DDEB9F26F3A98AA17522F', workType: 'ondemand', multiplier: 1, ms: 812, backend: 'webgpu' },
+    });
+    expect(line).toBe('2026-01-02T03:04:05.006Z computed   ondemand BFEB8AA91D346E6E     ×1.00    812 ms webgpu');
+    expect(formatEvent({ at: 0, level: 'warn', kind: 'heartbeat', message: 'Server is back online' })).toBe(
+      '1970-01-01T00:00:00.000Z heartbeat  Server is back online',
+    );
+    const state = {
+      counters: { received: 5, rejected: { 'bad-hash': 2, duplicate: 1 }, computed: 3, published: 3, cancelled: 1, accepted: 2, expired: 0 },
+      backend: 'wasm',
+      backendLabel: 'WASM SIMD x1',
+    } as unknown as ClientState;
+    const summary = formatSummary(state, 3_723_000, 6_900_000);
+    expect(summary).toContain('uptime 1h02m03s');
+    expect(summary).toContain('received 5, computed 3, published 3, accepted 2, cancelled 1, expired 0');
+    expect(summary).toContain('rejected: bad-hash 2, duplicate 1');
+    expect(summary).toContain('hashrate: 6.90 MH/s on wasm (WASM SIMD x1)');
+  });
+});
+
+describe('dpow-web worker process', () => {
+  it('computes and publishes work, logs one line per job, and prints a summary on SIGINT', async () => {
+    const url = await startBroker();
+    const pub = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0 });
+    cleanups.push(() => pub.endAsync(true));
+    const results: string[] = [];
+    pub.on('message', (_t, p) => results.push(p.toString()));
+    await pub.subscribeAsync('result/#', { qos: 1 });
+
+    const child = spawn(process.execPath, [BIN, 'worker', '--broker', url, '--address', ADDRESS, '--backend', 'wasm', '--threads', '1'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    cleanups.push(() => child.exitCode === null && child.kill('SIGKILL'));
+    const out = collect(child);
+    await waitFor('connected line', () => out.lines.find((l) => / connection +Connected to /.test(l)));
+
+    const hash = 'A'.repeat(32) + 'b'.repeat(32);
+    await pub.publishAsync('heartbeat', '');
+    await pub.publishAsync('work/ondemand', `${hash},${EASY}`);
+    await pub.publishAsync('work/ondemand', 'garbage');
+    const result = await waitFor('result', () => results.find((r) => r.startsWith(hash)));
+    expect(validateWork(hash, result.split(',')[1], EASY).valid).toBe(true);
+    await waitFor('published line', () => out.lines.find((l) => / published +ondemand AAAAAAAAAAAAAAAA /.test(l)));
+    expect(out.lines.some((l) => / queued +ondemand AAAAAAAAAAAAAAAA +×/.test(l))).toBe(true);
+    expect(out.lines.some((l) => / computed +ondemand AAAAAAAAAAAAAAAA +×\S+ +\d+ ms wasm$/.test(l))).toBe(true);
+    expect(out.lines.some((l) => / reject +Rejected \(bad-field-count\)/.test(l))).toBe(true);
+
+    child.kill('SIGINT');
+    expect(await out.exit).toBe(0);
+    const all = [...out.lines, out.rest()].join('\n');
+    expect(all).toMatch(/summary: uptime \d+s/);
+    expect(all).toContain('received 2, computed 1, published 1');
+    expect(all).toContain('rejected: bad-field-count 1');
+    expect(out.stderr()).toBe('');
+  });
+});
