@@ -260,6 +260,23 @@ describe('JsonRpcWsClient against a misbehaving server', () => {
     expect(c.connected).toBe(true);
   });
 
+  it('routes a notification that arrives in the same read as its subscribe reply', async () => {
+    let n = 0;
+    const server = await rawServer((socket, msg) => {
+      const id = `0x${(++n).toString(16)}`;
+      // Reply and first notification back to back: one TCP write, one read on the client.
+      socket.send(JSON.stringify({ jsonrpc: '2.0', id: msg.id, result: id }));
+      socket.send(JSON.stringify({ jsonrpc: '2.0', method: 'ledger_subscription', params: { subscription: id, result: { first: id } } }));
+    });
+    const c = client(server.url);
+    await c.connect();
+    const subs = await Promise.all(Array.from({ length: 20 }, () => c.subscribe('ledger', 'newBlock')));
+    await until(() => subs.every((s) => s.notifications === 1), 3000);
+    const firsts = await Promise.all(subs.map((s) => nextNotification(s)));
+    expect(firsts).toEqual(subs.map((s) => ({ first: s.id })));
+    expect(c.stats.unknownSubscription).toBe(0);
+  });
+
   it('times out a call that gets no reply and rejects calls when disconnected', async () => {
     const server = await rawServer(() => {});
     const c = client(server.url);

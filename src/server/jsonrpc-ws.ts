@@ -159,6 +159,8 @@ export interface JsonRpcWsOptions {
 
 interface PendingCall {
   method: string;
+  /** Runs synchronously when the reply frame is read, before any later frame. */
+  onResult?: (result: unknown) => void;
   resolve(value: unknown): void;
   reject(err: Error): void;
   timer: NodeJS.Timeout;
@@ -403,11 +405,18 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
     this.#calls.delete(id);
     clearTimeout(call.timer);
     if (error) call.reject(error);
-    else call.resolve(result);
+    else {
+      call.onResult?.(result);
+      call.resolve(result);
+    }
   }
 
   /** One request. Rejects with JsonRpcError, JsonRpcTimeoutError or JsonRpcConnectionError. */
-  call<T = unknown>(method: string, params: unknown[] = [], options: { timeoutMs?: number } = {}): Promise<T> {
+  call<T = unknown>(
+    method: string,
+    params: unknown[] = [],
+    options: { timeoutMs?: number; onResult?: (result: unknown) => void } = {},
+  ): Promise<T> {
     const ws = this.#ws;
     if (!this.#connected || !ws) return Promise.reject(new JsonRpcConnectionError(`${method}: not connected`));
     const id = this.#nextId++;
@@ -417,7 +426,7 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
         this.#calls.delete(id);
         reject(new JsonRpcTimeoutError(method, timeoutMs));
       }, timeoutMs);
-      this.#calls.set(id, { method, resolve: resolve as (v: unknown) => void, reject, timer });
+      this.#calls.set(id, { method, resolve: resolve as (v: unknown) => void, reject, timer, onResult: options.onResult });
       ws.send(JSON.stringify({ jsonrpc: '2.0', id, method, params }), (err) => {
         if (err) this.#settle(id, undefined, new JsonRpcConnectionError(`${method}: ${err.message}`));
       });
@@ -450,7 +459,13 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
     const oldId = sub.id;
     let id: unknown;
     try {
-      id = await this.call(`${sub.ns}_subscribe`, [sub.subscriptionName, ...sub.args]);
+      // The id is registered the moment the reply frame is read: the first notification can be
+      // in the same TCP read, handled before any promise continuation runs.
+      id = await this.call(`${sub.ns}_subscribe`, [sub.subscriptionName, ...sub.args], {
+        onResult: (result) => {
+          if (sub.active && typeof result === 'string' && result !== '') this.#byId.set(result, sub);
+        },
+      });
     } catch (err) {
       if (err instanceof JsonRpcError || err instanceof JsonRpcTimeoutError) {
         // Refused by the server (or it never answered): this subscription cannot be made.
@@ -466,7 +481,10 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
     }
     if (!sub.active) {
       // Unsubscribed while the request was in flight.
-      if (typeof id === 'string') void this.call(`${sub.ns}_unsubscribe`, [id]).catch(() => {});
+      if (typeof id === 'string') {
+        if (this.#byId.get(id) === sub) this.#byId.delete(id);
+        void this.call(`${sub.ns}_unsubscribe`, [id]).catch(() => {});
+      }
       return;
     }
     if (typeof id !== 'string' || id === '') {

@@ -15,7 +15,7 @@ import { startBroker, type Broker, type BrokerUsers } from './broker.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { NanoFeed } from './nano-feed.ts';
 import { nanoConfirmation, startNanoSim } from './nano-sim.ts';
-import { PrecachePolicy } from './precache.ts';
+import { parseFeedSpec, PrecachePolicy, startPrecacheFeed } from './precache.ts';
 import { QlcFeed, type QlcBlock } from './qlc-feed.ts';
 import { startQlcSim } from './qlc-sim.ts';
 import { SqliteStore } from './sqlite-store.ts';
@@ -215,5 +215,29 @@ describe('dispatcher restart on the SQLite store', () => {
     await w.worker.publishAsync('result/precache', `${inflight},${findWork(inflight, EASY)},${address}`);
     await until(() => w.on(`client/${address}`).length === 2, 5000, 'second credit');
     expect((await store.getClient(address))?.precache).toBe(2);
+  });
+});
+
+describe('startPrecacheFeed (what `dpow-web start --feed` runs)', () => {
+  it('parses feed specs', () => {
+    expect(parseFeedSpec('qlc-sim')).toEqual({ kind: 'qlc-sim' });
+    expect(parseFeedSpec('nano:ws://[::1]:7078')).toEqual({ kind: 'nano', url: 'ws://[::1]:7078' });
+    expect(parseFeedSpec('qlc:ws://127.0.0.1:9736')).toEqual({ kind: 'qlc', url: 'ws://127.0.0.1:9736' });
+    expect(() => parseFeedSpec('qlc:http://x')).toThrow(/--feed must be/);
+    expect(() => parseFeedSpec('bitcoin')).toThrow(/--feed must be/);
+  });
+
+  it.each(['qlc-sim', 'nano-sim'] as const)('%s demo: made-up chains keep workers busy with precache and cancels', async (kind) => {
+    const w = await world();
+    const store = new SqliteStore(join(w.dir, 'dpow.sqlite'));
+    cleanups.push(() => store.close());
+    const d = await dispatcher(w, store);
+    const feed = await startPrecacheFeed({ kind }, { dispatcher: d, store, demoIntervalMs: 40, qlcDifficulty: EASY, nanoDifficulty: EASY, refreshMs: 0, log: quiet });
+    cleanups.push(() => feed.close());
+    expect(feed.simUrl).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/);
+    expect(feed.policy.accounts.length).toBeGreaterThanOrEqual(2);
+    await until(() => w.on('work/precache').length >= 4 && w.on('cancel/precache').length >= 1, 8000, 'demo precache traffic');
+    for (const payload of w.on('work/precache')) expect(payload).toMatch(new RegExp(`^[0-9a-fA-F]{64},${toU64Hex(EASY)}$`));
+    expect((await store.listTracked()).some((t) => t.frontier !== undefined)).toBe(true);
   });
 });
