@@ -55,11 +55,11 @@ describe('api keys', () => {
     const stored = await hashApiKey('secret', FAST);
     expect(await verifier.verify('svc', 'secret', stored)).toBe(true);
     expect(await verifier.verify('svc', 'secret', stored)).toBe(true);
-    expect(verifier.stats).toEqual({ computed: 1, cached: 1 });
+    expect(verifier.stats).toEqual({ computed: 1, cached: 1, throttled: 0 });
 
     expect(await verifier.verify('svc', 'wrong', stored)).toBe(false);
     expect(await verifier.verify('svc', 'wrong', stored)).toBe(false);
-    expect(verifier.stats).toEqual({ computed: 2, cached: 2 });
+    expect(verifier.stats).toEqual({ computed: 2, cached: 2, throttled: 0 });
 
     // The same key under another user is a separate check.
     expect(await verifier.verify('other', 'secret', stored)).toBe(true);
@@ -83,6 +83,26 @@ describe('api keys', () => {
     await verifier.verify('b', 'secret', stored);
     await verifier.verify('c', 'secret', stored);
     await verifier.verify('a', 'secret', stored); // evicted first, so computed again
-    expect(verifier.stats).toEqual({ computed: 4, cached: 0 });
+    expect(verifier.stats).toEqual({ computed: 4, cached: 0, throttled: 0 });
+  });
+
+  it('stops running scrypt for a user after too many wrong keys, without locking out a remembered key', async () => {
+    let now = 0;
+    const verifier = new ApiKeyVerifier({ now: () => now, maxFailuresPerMinute: 3 });
+    const stored = await hashApiKey('secret', FAST);
+    expect(await verifier.verify('svc', 'secret', stored)).toBe(true); // remembered
+    for (let i = 0; i < 3; i++) expect(await verifier.verify('svc', `guess-${i}`, stored)).toBe(false);
+    expect(verifier.stats.computed).toBe(4);
+    // Guessing further costs no scrypt.
+    for (let i = 3; i < 10; i++) expect(await verifier.verify('svc', `guess-${i}`, stored)).toBe(false);
+    expect(verifier.stats).toMatchObject({ computed: 4, throttled: 7 });
+    // The remembered right key still works; other users are unaffected.
+    expect(await verifier.verify('svc', 'secret', stored)).toBe(true);
+    expect(await verifier.verify('other', 'secret', stored)).toBe(true);
+    // After the failures drain (one every 20 s at 3/min), the user's keys are checked again.
+    now += 20_000;
+    verifier.clear();
+    expect(await verifier.verify('svc', 'secret', stored)).toBe(true);
+    expect(verifier.stats.computed).toBe(6);
   });
 });

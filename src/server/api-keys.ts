@@ -7,8 +7,11 @@
  * scrypt costs tens of milliseconds and ~16 MiB per check, so `ApiKeyVerifier` remembers a
  * successful check for a few minutes (keyed by a SHA-256 of the presented key, never the key
  * itself) and a failed one for a few seconds: the hot path of a busy service is a map lookup.
+ * Wrong keys for one user are limited (default 20 per minute): past that, a key not already
+ * remembered is refused without running scrypt, so guessing cannot eat the server's CPU.
  */
 import { createHash, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { RateLimiter } from './rate-limit.ts';
 
 /** Default scrypt cost: N = 2^14, r = 8, p = 1 (about 16 MiB, a few tens of ms). */
 export const SCRYPT_DEFAULTS = { N: 1 << 14, r: 8, p: 1 } as const;
@@ -81,6 +84,8 @@ export interface ApiKeyVerifierOptions {
   negativeTtlMs?: number;
   /** Most remembered checks; the oldest are dropped first. Default 10000. */
   maxEntries?: number;
+  /** Failed scrypt checks allowed per user per minute before unremembered keys are refused unchecked. Default 20. */
+  maxFailuresPerMinute?: number;
   now?: () => number;
 }
 
@@ -94,14 +99,18 @@ export class ApiKeyVerifier {
   private readonly negativeTtlMs: number;
   private readonly maxEntries: number;
   private readonly now: () => number;
-  /** Checks answered from memory vs. by running scrypt (for tests and counters). */
-  readonly stats = { cached: 0, computed: 0 };
+  private readonly failures: RateLimiter;
+  private readonly maxFailuresPerMinute: number;
+  /** Checks answered from memory, by running scrypt, or refused unchecked (too many failures). */
+  readonly stats = { cached: 0, computed: 0, throttled: 0 };
 
   constructor(options: ApiKeyVerifierOptions = {}) {
     this.positiveTtlMs = options.positiveTtlMs ?? 5 * 60_000;
     this.negativeTtlMs = options.negativeTtlMs ?? 10_000;
     this.maxEntries = options.maxEntries ?? 10_000;
     this.now = options.now ?? Date.now;
+    this.maxFailuresPerMinute = options.maxFailuresPerMinute ?? 20;
+    this.failures = new RateLimiter({ now: this.now });
   }
 
   async verify(user: string, key: string, storedHash: string): Promise<boolean> {
@@ -112,8 +121,13 @@ export class ApiKeyVerifier {
       this.stats.cached++;
       return hit.ok;
     }
+    if (!this.failures.peek(user, this.maxFailuresPerMinute).ok) {
+      this.stats.throttled++;
+      return false;
+    }
     this.stats.computed++;
     const ok = await verifyApiKey(key, storedHash);
+    if (!ok) this.failures.take(user, this.maxFailuresPerMinute);
     this.cache.delete(id);
     while (this.cache.size >= this.maxEntries) {
       const oldest = this.cache.keys().next().value;

@@ -54,4 +54,14 @@ describe('RateLimiter', () => {
     expect(limiter.size).toBe(1);
     expect(limiter.take('b', 1).ok).toBe(false);
   });
+
+  it('peek says whether a request would pass without taking a token', () => {
+    const limiter = new RateLimiter({ now: () => 0 });
+    expect(limiter.peek('a', 1).ok).toBe(true);
+    expect(limiter.size).toBe(0);
+    limiter.take('a', 1);
+    expect(limiter.peek('a', 1).ok).toBe(false);
+    expect(limiter.peek('a', 1).ok).toBe(false);
+    expect(limiter.peek('b', 1).ok).toBe(true);
+  });
 });

@@ -22,11 +22,21 @@ export class RateLimiter {
 
   /** Takes one token for `key`, or says how long until one is available. */
   take(key: string, perMinute: number): RateDecision {
+    return this.check(key, perMinute, true);
+  }
+
+  /** Like take, without taking: would a request pass now? */
+  peek(key: string, perMinute: number): RateDecision {
+    return this.check(key, perMinute, false);
+  }
+
+  private check(key: string, perMinute: number, consume: boolean): RateDecision {
     if (!(perMinute > 0) || !Number.isFinite(perMinute)) return { ok: true };
     const now = this.now();
     let bucket = this.buckets.get(key);
     if (!bucket || bucket.perMinute !== perMinute) {
       // A new key, or its limit was changed: start with a full bucket at the new rate.
+      if (!consume) return { ok: true };
       bucket = { tokens: perMinute, updated: now, perMinute };
       this.buckets.set(key, bucket);
     }
@@ -35,7 +45,7 @@ export class RateLimiter {
     bucket.tokens = Math.min(perMinute, bucket.tokens + elapsed * perMs);
     bucket.updated = now;
     if (bucket.tokens >= 1) {
-      bucket.tokens -= 1;
+      if (consume) bucket.tokens -= 1;
       return { ok: true };
     }
     return { ok: false, retryAfterMs: Math.ceil((1 - bucket.tokens) / perMs) };
