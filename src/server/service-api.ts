@@ -251,12 +251,13 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
     }
     const service = await store.getService(user);
     if (!service || !(await verifier.verify(user, apiKey, service.apiKeyHash))) {
-      return reject('invalid-credentials', 401, ERRORS.credentials, `user "${user.slice(0, 64)}"`);
+      // JSON-quoted: a user name from the request must not be able to forge log lines.
+      return reject('invalid-credentials', 401, ERRORS.credentials, `user ${JSON.stringify(user.slice(0, 64))}`);
     }
     const rate = limiter.take(service.user, service.rateLimit);
     if (!rate.ok) {
       const seconds = String(Math.max(1, Math.ceil(rate.retryAfterMs / 1000)));
-      return new Rejection('rate-limited', 429, { error: ERRORS.rateLimited }, `user "${user}"`, { 'Retry-After': seconds });
+      return new Rejection('rate-limited', 429, { error: ERRORS.rateLimited }, `user ${JSON.stringify(user)}`, { 'Retry-After': seconds });
     }
     return service;
   }
