@@ -1,0 +1,76 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import mqtt from 'mqtt';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BIN = path.join(ROOT, 'bin', 'dpow-web.mjs');
+
+const children: ChildProcess[] = [];
+const dirs: string[] = [];
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function startCli(args: string[]) {
+  const child = spawn(process.execPath, [BIN, 'start', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const banner = new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no banner; stderr: ${stderr}`)), 30_000);
+    child.stdout!.on('data', () => {
+      const m = /running at (http:\/\/\S+)/.exec(stdout);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    void exited.then((code) => reject(new Error(`exited ${code}; stderr: ${stderr}`)));
+  });
+  return { child, banner, exited, output: () => ({ stdout, stderr }) };
+}
+
+describe('dpow-web start', () => {
+  it('serves the app and the broker on one port with a SQLite store, and stops cleanly on SIGTERM', async () => {
+    const data = mkdtempSync(path.join(tmpdir(), 'dpow-start-'));
+    dirs.push(data);
+    const run = startCli(['--port', '0', '--no-build', '--no-demo', '--data', data]);
+    const url = await run.banner;
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+    expect(run.output().stdout).toContain(`(broker ${url.replace('http', 'ws')}mqtt)`);
+
+    const config = (await (await fetch(new URL('/config.json', url))).json()) as Record<string, string>;
+    expect(config).toMatchObject({ brokerUrl: '/mqtt', username: 'client', password: 'client' });
+    const worker = await mqtt.connectAsync(new URL(config.brokerUrl, url.replace('http', 'ws')).href, {
+      username: config.username,
+      password: config.password,
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+    });
+    const beat = new Promise<string>((resolve) => worker.on('message', (topic) => resolve(topic)));
+    await worker.subscribeAsync('heartbeat');
+    expect(await beat).toBe('heartbeat');
+    await worker.endAsync(true);
+
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toBe(0);
+    expect(existsSync(path.join(data, 'dpow.sqlite'))).toBe(true);
+  });
+
+  it('refuses contradictory or incomplete options with exit 2', async () => {
+    for (const args of [['--dispatcher-only'], ['--broker', 'ws://127.0.0.1:1/mqtt'], ['--port', 'abc'], ['--demo', '--no-demo'], ['--feed', 'bogus']]) {
+      const run = startCli([...args, '--no-build', '--memory']);
+      run.banner.catch(() => {});
+      expect(await run.exited, args.join(' ')).toBe(2);
+      expect(run.output().stderr).toMatch(/^dpow-web start: /);
+    }
+  });
+});

@@ -1,0 +1,248 @@
+/**
+ * `dpow-web start`: the whole thing on one port of 127.0.0.1 — the app, the embedded broker
+ * (WebSocket on /mqtt), the dispatcher, the service API and, unless told otherwise, the demo
+ * work source, with state in SQLite under --data.
+ *
+ *   dpow-web start [--port 8787] [--host 127.0.0.1] [--data .data | --memory] [--no-demo]
+ *                  [--broker <url> --broker-username <u> --broker-password <p> [--broker-public-url <ws url>]]
+ *                  [--dispatcher-only] [--feed qlc-sim|nano-sim|qlc:<ws>|nano:<ws>]... [--account <addr>]...
+ *                  [--broker-tcp-port <port>] [--demo-difficulty <16 hex>] [--no-build] [--verbose]
+ *
+ * The app is rebuilt first when dist/index.html is missing or older than its sources. With
+ * --broker the page's /config.json points at that broker and the dispatcher logs in there as
+ * the server role; the demo then stays off unless --demo is given (an external broker is a real
+ * deployment with real volunteers). --dispatcher-only runs just the dispatcher (and feeds)
+ * against an external broker, no HTTP server. Ctrl-C or SIGTERM shuts everything down cleanly.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CliError, intOption, parseOptions } from './args.ts';
+import { startAppServer, type AppServer } from '../server/app-server.ts';
+import { Dispatcher } from '../server/dispatcher.ts';
+import { consoleLogger, type Logger } from '../server/log.ts';
+import { MemoryStore } from '../server/memory-store.ts';
+import { openStore, storePath } from '../server/open-store.ts';
+import type { DispatcherStore } from '../server/store.ts';
+import { isU64Hex } from '../pow/work.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+const USAGE = `usage: dpow-web start [options]
+  --port <n>                 HTTP port (default 8787; 0 = any free port)
+  --host <addr>              interface to bind (default 127.0.0.1)
+  --data <dir>               SQLite state directory (default .data)
+  --memory                   keep state in memory only (lost on exit)
+  --no-demo                  no demo jobs
+  --demo                     demo jobs even with --broker
+  --demo-difficulty <hex>    difficulty of demo jobs (default fffff00000000000)
+  --broker <url>             use an external broker (mqtt://, ws://, wss://) instead of the embedded one
+  --broker-username <u>      its server-role login
+  --broker-password <p>
+  --broker-public-url <url>  the ws:// or wss:// URL the page should use (default --broker)
+  --broker-tcp-port <n>      embedded broker: also listen for mqtt:// on this port
+  --dispatcher-only          only the dispatcher (and feeds), against --broker; no web server
+  --feed <spec>              precache feed: qlc-sim, nano-sim, qlc:<ws url>, nano:<ws url> (repeatable)
+  --account <address>        account to precache for (repeatable)
+  --no-build                 serve dist/ as it is
+  --verbose                  debug logging`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseOptions(
+    argv,
+    {
+      port: { type: 'string' },
+      host: { type: 'string', default: '127.0.0.1' },
+      data: { type: 'string', default: '.data' },
+      memory: { type: 'boolean', default: false },
+      'no-demo': { type: 'boolean', default: false },
+      demo: { type: 'boolean', default: false },
+      'demo-difficulty': { type: 'string' },
+      broker: { type: 'string' },
+      'broker-username': { type: 'string' },
+      'broker-password': { type: 'string' },
+      'broker-public-url': { type: 'string' },
+      'broker-tcp-port': { type: 'string' },
+      'dispatcher-only': { type: 'boolean', default: false },
+      feed: { type: 'string', multiple: true, default: [] },
+      account: { type: 'string', multiple: true, default: [] },
+      'no-build': { type: 'boolean', default: false },
+      verbose: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    false,
+  );
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const port = intOption(values.port, 'port', 8787, 0);
+  if (port > 65535) throw new CliError('--port must be at most 65535');
+  const brokerTcpPort = values['broker-tcp-port'] === undefined ? undefined : intOption(values['broker-tcp-port'], 'broker-tcp-port', 0, 0);
+  if (values['no-demo'] && values.demo) throw new CliError('--demo and --no-demo contradict each other');
+  const demoDifficulty = values['demo-difficulty'];
+  if (demoDifficulty !== undefined && !isU64Hex(demoDifficulty)) throw new CliError('--demo-difficulty must be 16 hex digits');
+
+  let external: { url: string; username: string; password: string; publicUrl?: string } | undefined;
+  if (values.broker !== undefined) {
+    if (!/^(mqtts?|wss?):\/\//.test(values.broker)) throw new CliError('--broker must be an mqtt://, mqtts://, ws:// or wss:// URL');
+    const username = values['broker-username'];
+    const password = values['broker-password'] ?? process.env.DPOW_BROKER_PASSWORD;
+    if (!username || password === undefined) {
+      throw new CliError('--broker needs --broker-username and --broker-password (or DPOW_BROKER_PASSWORD)');
+    }
+    const publicUrl = values['broker-public-url'];
+    if (publicUrl !== undefined && !/^wss?:\/\//.test(publicUrl)) throw new CliError('--broker-public-url must be a ws:// or wss:// URL');
+    if (publicUrl === undefined && !values['dispatcher-only'] && !/^wss?:\/\//.test(values.broker)) {
+      throw new CliError('the page needs a WebSocket broker URL: give --broker-public-url ws(s)://…');
+    }
+    external = { url: values.broker, username, password, ...(publicUrl ? { publicUrl } : {}) };
+  } else if (values['dispatcher-only']) {
+    throw new CliError('--dispatcher-only needs --broker (and its server login)');
+  }
+  const demoOn = values.demo || (!values['no-demo'] && external === undefined);
+  const feeds = await parseFeeds(values.feed as string[]);
+
+  const log = consoleLogger(values.verbose);
+  if (!values['dispatcher-only'] && !values['no-build']) await ensureBuilt(log);
+
+  let store: DispatcherStore;
+  if (values.memory) {
+    store = new MemoryStore();
+  } else {
+    try {
+      store = await openStore(values.data!);
+    } catch (err) {
+      throw new CliError(`cannot open the store in "${values.data}": ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+
+  const closers: Array<() => Promise<unknown>> = [() => store.close()];
+  const closeAll = async () => {
+    while (closers.length) await closers.pop()!().catch((err: unknown) => log.warn(`shutdown: ${(err as Error).message}`));
+  };
+
+  let dispatcher: Dispatcher;
+  let banner: string;
+  try {
+    if (values['dispatcher-only']) {
+      dispatcher = new Dispatcher({ brokerUrl: external!.url, username: external!.username, password: external!.password, store, log });
+      await dispatcher.start();
+      closers.push(() => dispatcher.stop());
+      if (demoOn) {
+        const { startDemoSource } = await import('../server/demo-source.ts');
+        const demo = await startDemoSource(dispatcher, store, demoDifficulty ? { difficulty: demoDifficulty } : {}, log);
+        closers.push(async () => demo.stop());
+      }
+      banner = `dpow-web dispatcher is running against ${external!.url}`;
+    } else {
+      let app: AppServer;
+      try {
+        app = await startAppServer({
+          host: values.host,
+          port,
+          staticDir: path.join(ROOT, 'dist'),
+          brokerTcpPort,
+          externalBroker: external,
+          demo: demoOn ? (demoDifficulty ? { difficulty: demoDifficulty } : true) : false,
+          store,
+          log,
+        });
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        if (e.code === 'EADDRINUSE') throw new CliError(`port ${port} on ${values.host} is already in use (try --port)`);
+        throw err;
+      }
+      closers.push(() => app.close());
+      dispatcher = app.dispatcher!;
+      const tcp = app.broker?.tcpUrl ? `, ${app.broker.tcpUrl}` : '';
+      banner = `dpow-web is running at ${app.url}  (broker ${app.brokerWsUrl}${tcp})`;
+    }
+
+    for (const spec of feeds) {
+      const { startPrecacheFeed } = await import('../server/precache.ts');
+      const feed = await startPrecacheFeed(spec, { dispatcher, store, accounts: values.account as string[], log });
+      closers.push(() => feed.close());
+      log.info(`precache feed: ${feed.description}`);
+    }
+  } catch (err) {
+    await closeAll();
+    if (err instanceof CliError) throw err;
+    process.stderr.write(`dpow-web start: ${(err as Error).message}\n`);
+    return 1;
+  }
+
+  process.stdout.write(`${banner}\n`);
+  process.stdout.write(
+    `  state: ${values.memory ? 'in memory (lost on exit)' : storePath(values.data!)}; demo: ${demoOn ? 'on' : 'off'}; press Ctrl-C to stop\n`,
+  );
+
+  return await new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        process.stderr.write('dpow-web: forced exit\n');
+        process.exit(1);
+      }
+      stopping = true;
+      log.info(`${signal}: shutting down`);
+      void closeAll().then(() => {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+        resolve(0);
+      });
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}
+
+async function parseFeeds(specs: string[]) {
+  if (specs.length === 0) return [];
+  const { parseFeedSpec } = await import('../server/precache.ts');
+  return specs.map((s) => {
+    try {
+      return parseFeedSpec(s);
+    } catch (err) {
+      throw new CliError((err as Error).message);
+    }
+  });
+}
+
+// ------------------------------------------------------------------ build check
+
+/** Files whose change means the built app is stale. */
+const BUILD_INPUTS = ['index.html', 'vite.config.ts', 'package.json', 'public', 'shaders', 'src/app', 'src/pow', 'src/dpow', 'assembly'];
+
+function newestMtime(p: string): number {
+  let st;
+  try {
+    st = statSync(p);
+  } catch {
+    return 0;
+  }
+  if (!st.isDirectory()) return /\.test\.tsx?$/.test(p) ? 0 : st.mtimeMs;
+  let newest = 0;
+  for (const name of readdirSync(p)) newest = Math.max(newest, newestMtime(path.join(p, name)));
+  return newest;
+}
+
+/** True when dist/index.html is missing or older than any build input. */
+export function buildIsStale(root = ROOT): boolean {
+  const index = path.join(root, 'dist', 'index.html');
+  if (!existsSync(index)) return true;
+  const built = statSync(index).mtimeMs;
+  return BUILD_INPUTS.some((input) => newestMtime(path.join(root, input)) > built);
+}
+
+async function ensureBuilt(log: Logger): Promise<void> {
+  if (!buildIsStale()) return;
+  log.info('building the app (npm run build) …');
+  const code = await new Promise<number>((resolve) => {
+    const child = spawn('npm', ['run', 'build'], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
+    child.on('error', () => resolve(127));
+    child.on('exit', (c) => resolve(c ?? 1));
+  });
+  if (code !== 0) throw new CliError(`the app build failed (npm run build exited ${code}); fix it or pass --no-build`);
+}
