@@ -81,7 +81,7 @@ export function formatRate(hashesPerSecond: number): string {
 
 function formatRow(row: NodeBenchRow): string {
   const name = row.backend === 'webgpu' ? `webgpu (${row.label})` : `wasm ${row.variant} x${row.threads ?? 1}`;
-  return `${name.padEnd(40)} ${formatRate(row.hashrate).padStart(12)}   compile ${row.compileMs.toFixed(0)} ms`;
+  return `${name.padEnd(56)} ${formatRate(row.hashrate).padStart(12)}   compile ${row.compileMs.toFixed(0)} ms`;
 }
 
 export async function run(argv: string[]): Promise<number> {

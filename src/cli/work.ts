@@ -13,6 +13,7 @@ import { PowCancelledError } from '../pow/types.ts';
 import {
   PowInputError,
   THRESHOLDS,
+  checkDifficulty,
   fromMultiplier,
   parseDifficulty,
   parseMultiplier,
@@ -62,6 +63,8 @@ export async function run(argv: string[]): Promise<number> {
       : values.difficulty !== undefined
         ? asCliError(() => parseDifficulty(values.difficulty))
         : THRESHOLDS.nanoReceive;
+  // Refuse an absurd difficulty before any GPU or thread is started.
+  asCliError(() => checkDifficulty(difficulty));
   const backend = parseBackend(values.backend) as BackendChoice;
   const threads = values.threads === undefined ? undefined : intOption(values.threads, 'threads', 1);
   const difficultyHex = toU64Hex(difficulty);

@@ -7,14 +7,15 @@ import shaderCode from '../../shaders/nano-pow.wgsl?raw';
 import { installEngineErrorTransfer } from './browser-engine.ts';
 import { PowEngine } from './engine.ts';
 import { createWebGpuBackend } from './webgpu.ts';
-import { compileKernels, createWasmBackend } from './wasm.ts';
-import { scalarUrl, simdUrl } from './wasm-urls.ts';
+import { compileKernels, createWasmBackend, type WebWorkerLike } from './wasm.ts';
+import { kernelUrl } from './wasm-urls.ts';
 
 const log = (message: string) => console.warn(`[pow-engine] ${message}`);
 
-async function fetchBytes(url: string): Promise<ArrayBuffer> {
+async function fetchKernel(name: 'simd' | 'scalar'): Promise<ArrayBuffer> {
+  const url = kernelUrl(name);
   const response = await fetch(url);
-  if (!response.ok) throw new Error(`fetching ${url} failed: HTTP ${response.status}`);
+  if (!response.ok) throw new Error(`fetching the ${name} WASM kernel (${url}) failed: HTTP ${response.status}`);
   return response.arrayBuffer();
 }
 
@@ -26,11 +27,20 @@ const gpu = (self.navigator as Navigator & { gpu?: GPU }).gpu;
 const engine = new PowEngine({
   webgpu: gpu ? () => createWebGpuBackend({ gpu, shaderCode, log }) : undefined,
   wasm: async (threads) => {
-    kernels ??= compileKernels(fetchBytes);
+    // A failed compile is not cached: the next job tries again (e.g. after a network blip).
+    kernels ??= compileKernels(fetchKernel, log).catch((err: unknown) => {
+      kernels = undefined;
+      throw err;
+    });
     return createWasmBackend({
       threads,
       module: await kernels,
-      spawn: () => new Worker(new URL('./wasm-thread.worker.ts', import.meta.url), { type: 'module', name: 'pow-wasm' }),
+      spawn: (index) =>
+        // A DOM Worker is a WebWorkerLike; the cast only bridges the DOM's overloaded listener types.
+        new Worker(new URL('./wasm-thread.worker.ts', import.meta.url), {
+          type: 'module',
+          name: `pow-wasm-${index}`,
+        }) as unknown as WebWorkerLike,
       log,
     });
   },
