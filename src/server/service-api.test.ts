@@ -331,6 +331,19 @@ describe('WebSocket /service_ws/', () => {
     await expect.poll(() => api.counters.websockets.open).toBe(0);
   });
 
+  it('pings sockets and closes one that stops answering', async () => {
+    await start({ wsPingMs: 50 });
+    const { ws } = await connect();
+    let pings = 0;
+    ws.on('ping', () => pings++);
+    await expect.poll(() => pings).toBeGreaterThanOrEqual(3); // answered automatically: still open
+    expect(ws.readyState).toBe(WebSocket.OPEN);
+    // Stop answering: pause the socket so no pong goes back.
+    (ws as unknown as { _socket: import('node:net').Socket })._socket.pause();
+    await expect.poll(() => api.counters.websockets.open, { timeout: 5_000 }).toBe(0);
+    ws.terminate();
+  });
+
   it('closes sockets on close() and refuses new upgrades elsewhere', async () => {
     const { ws } = await connect();
     const closed = once(ws, 'close');

@@ -77,6 +77,8 @@ export interface ServiceApiOptions {
   log?: Logger;
   /** Injectable clock for the rate limiter and key cache. */
   now?: () => number;
+  /** WebSocket ping period; a socket that missed the previous pong is closed. Default 30 s. */
+  wsPingMs?: number;
 }
 
 export interface ServiceCounters {
@@ -228,6 +230,20 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_REQUEST_BYTES });
   const pruneTimer = setInterval(() => limiter.prune(), 60_000);
   pruneTimer.unref();
+  // Sockets that stop answering pings (a vanished client, a silently dropped proxy connection)
+  // are closed, so they do not hold memory forever.
+  const alive = new WeakMap<WebSocket, boolean>();
+  const pingTimer = setInterval(() => {
+    for (const ws of wss.clients) {
+      if (alive.get(ws) === false) {
+        ws.terminate();
+        continue;
+      }
+      alive.set(ws, false);
+      ws.ping();
+    }
+  }, options.wsPingMs ?? 30_000);
+  pingTimer.unref();
   let closed = false;
 
   const counters: ServiceCounters = {
@@ -465,6 +481,8 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
     counters.websockets.open++;
     counters.websockets.total++;
     let inFlight = 0;
+    alive.set(ws, true);
+    ws.on('pong', () => alive.set(ws, true));
     const send = (body: Record<string, unknown>) => {
       if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(body));
     };
@@ -512,6 +530,7 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
     if (closed) return;
     closed = true;
     clearInterval(pruneTimer);
+    clearInterval(pingTimer);
     for (const ws of wss.clients) ws.close(1001, 'server shutting down');
     wss.close();
   }
