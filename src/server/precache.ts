@@ -315,6 +315,7 @@ export class PrecachePolicy extends EventEmitter<PrecacheEvents> {
     if (this.#stopped) return;
     await this.#dispatcher.precache(root, difficulty, account);
     this.stats.precached++;
+    this.#log.debug?.(`precache: ${chain} -> work/precache ${root}`);
     this.emit('precached', chain, root);
   }
 
@@ -322,6 +323,7 @@ export class PrecachePolicy extends EventEmitter<PrecacheEvents> {
     if (this.#stopped) return;
     if (await this.#dispatcher.withdraw(root)) {
       this.stats.withdrawn++;
+      this.#log.debug?.(`precache: ${chain} moved on, withdrew ${root}`);
       this.emit('withdrawn', chain, root);
     }
   }
