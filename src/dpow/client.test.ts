@@ -328,6 +328,52 @@ describe('DpowClient with a real broker and engine', () => {
     expect(client.getState().error).toBeNull();
   });
 
+  it('checks the engine\'s answer against the message\'s difficulty and never publishes bad work', async () => {
+    // The real engine, with its answer corrupted on the way out (a faulty kernel or worker).
+    const corrupt: EngineLike = {
+      generate: async (...args) => {
+        const result = await engine.generate(...args);
+        const flipped = (BigInt(`0x${result.work}`) ^ 1n).toString(16).padStart(16, '0');
+        return { ...result, work: validateWork(args[0], flipped, args[1]).valid ? result.work.replace(/./, 'x') : flipped };
+      },
+      cancel: (r) => engine.cancel(r),
+      onStatus: (cb) => engine.onStatus(cb),
+    };
+    const { pub, s } = await setup({}, { engine: corrupt });
+    await pub.publish('work/ondemand', `${root(1, '3')},${EASY}`);
+    await pub.publish('work/ondemand', `${root(2, '3')},${EASY}`);
+    await waitFor('two mismatches', () => s().counters.rejected['work-mismatch'] === 2);
+    expect(s().counters).toMatchObject({ computed: 0, published: 0 });
+    expect(s().events[0].level).toBe('error');
+    expect(s().events[0].message).toMatch(/does not meet fff0000000000000; not published/);
+    await pub.publish('heartbeat', '');
+    await waitFor('heartbeat', () => s().heartbeatAgeMs !== null && s().heartbeatAgeMs! < 200);
+    expect(pub.results).toEqual([]);
+  });
+
+  it('keeps retrying with growing, capped delays until the broker comes up', async () => {
+    const probe = await startBroker();
+    const port = probe.port;
+    await probe.close(); // nothing listens there now
+    const client = new DpowClient({ engine, reconnect: { initialMs: 100, maxMs: 400 }, random: () => 0.999 });
+    cleanups.push(() => client.stop());
+    await client.start(settings(`ws://127.0.0.1:${port}`));
+    expect(client.getState().connection).toBe('reconnecting');
+    await waitFor('four retries', () => client.getState().events.filter((e) => e.message.startsWith('Cannot reach')).length >= 4);
+    const delays = client
+      .getState()
+      .events.filter((e) => e.message.startsWith('Cannot reach'))
+      .map((e) => /retrying in ([\d.]+) s/.exec(e.message)?.[1])
+      .reverse()
+      .slice(0, 4);
+    expect(delays).toEqual(['0.1', '0.2', '0.4', '0.4']);
+    expect(client.getState().events[0].message).toMatch(/ECONNREFUSED/);
+    const broker = await startBroker(port);
+    cleanups.push(() => broker.close());
+    await waitFor('online', () => client.getState().connection === 'online');
+    expect(client.getState().error).toBeNull();
+  });
+
   it('refuses an invalid payout address before connecting', async () => {
     let connects = 0;
     const connect: ConnectFn = (url, o) => {
@@ -377,7 +423,7 @@ describe('DpowClient with a real broker and engine', () => {
   });
 
   it('stops cleanly: cancels the job in flight and closes the connection', async () => {
-    const { pub, client, s } = await setup();
+    const { broker, pub, client, s } = await setup();
     const states: ClientState[] = [];
     client.subscribe((st) => states.push(st));
     await pub.publish('work/ondemand', `${root(1, '7')},${HARD}`);
@@ -389,5 +435,11 @@ describe('DpowClient with a real broker and engine', () => {
     const status = await engine.status();
     expect(status.root).toBeNull();
     expect(pub.results).toEqual([]);
+    // And it can start again with fresh counters.
+    await client.start(settings(broker.url));
+    await waitFor('online again', () => s().connection === 'online');
+    expect(s().counters.received).toBe(0);
+    await pub.publish('work/ondemand', `${root(2, '7')},${EASY}`);
+    await waitFor('result after restart', () => resultFor(pub.results, root(2, '7')));
   });
 });
