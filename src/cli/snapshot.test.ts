@@ -32,6 +32,12 @@ describe('planSnapshot', () => {
     ]);
   });
 
+  it('records the counters the shares came from, for the paid types only', () => {
+    const plan = planSnapshot([client(A, 10, 5, 4, 1), client(B, 3, 0)], { minPrecache: 1, minOndemand: 10 });
+    expect(plan.paid).toEqual(['precache']);
+    expect(plan.entries).toEqual([{ address: A, precache: 10 }, { address: B, precache: 3 }]);
+  });
+
   it('skips invalid addresses and other coins’ prefixes', () => {
     const plan = planSnapshot([client(BAD, 5, 5), client(A, 1, 0), client(Q, 2, 0)], { minPrecache: 1, minOndemand: 1, prefixes: ['nano', 'xrb'] });
     expect(plan.shares.map((s) => s.address)).toEqual([A]);
@@ -107,6 +113,18 @@ describe('dpow-web snapshot', () => {
     expect(await cli('--min-precache', '5', '--dry-run', '--json')).toBe(0);
     expect(JSON.parse(stdout.join(''))).toMatchObject({ recorded: false, paid: ['precache'], newWork: { precache: 5 } });
     expect((await clients())[A]).toMatchObject({ snapshot_precache: 0 });
+  });
+
+  it('work credited after the shares were computed is left for the next snapshot', async () => {
+    await credit(A, 'precache', 2);
+    const store = await openStore(dir);
+    const plan = planSnapshot(await store.listClients(), { minPrecache: 1, minOndemand: 1 });
+    await store.creditClient(A, 'precache', 'ab'.repeat(32)); // the dispatcher credits meanwhile
+    await store.recordSnapshot(plan.entries);
+    await store.close();
+    expect((await clients())[A]).toMatchObject({ precache: 3, snapshot_precache: 2 });
+    expect(await cli('--json')).toBe(0);
+    expect(JSON.parse(stdout.join('')).shares).toEqual([{ address: A, precache: 1, ondemand: 0, share: 1 }]);
   });
 
   it('refuses bad options with exit code 2', async () => {

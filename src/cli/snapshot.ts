@@ -15,7 +15,7 @@
 import { ALL_PREFIXES, checkAddress } from '../dpow/address.ts';
 import type { WorkType } from '../dpow/codec.ts';
 import { openStore } from '../server/open-store.ts';
-import type { ClientRecord, SnapshotShare } from '../server/store.ts';
+import type { ClientRecord, SnapshotEntry, SnapshotShare } from '../server/store.ts';
 import { CliError, intOption, parseOptions } from './args.ts';
 
 export interface SnapshotRules {
@@ -27,6 +27,8 @@ export interface SnapshotRules {
 export interface SnapshotPlan {
   /** Work types paid (and snapshotted) this time. */
   paid: WorkType[];
+  /** What to record: the counters the shares were computed from, for the paid types. */
+  entries: SnapshotEntry[];
   /** New work per type across payable clients (paid or not). */
   newWork: { precache: number; ondemand: number };
   shares: SnapshotShare[];
@@ -36,7 +38,7 @@ export interface SnapshotPlan {
 /** Pure: what a snapshot of these clients pays under these rules. */
 export function planSnapshot(clients: ClientRecord[], rules: SnapshotRules): SnapshotPlan {
   const prefixes = rules.prefixes ?? ALL_PREFIXES;
-  const payable: { address: string; precache: number; ondemand: number }[] = [];
+  const payable: { address: string; precache: number; ondemand: number; record: ClientRecord }[] = [];
   const skipped: SnapshotPlan['skipped'] = [];
   for (const c of clients) {
     const precache = Math.max(0, c.precache - c.snapshot_precache);
@@ -47,7 +49,7 @@ export function planSnapshot(clients: ClientRecord[], rules: SnapshotRules): Sna
       skipped.push({ address: c.address, reason: check.reason });
       continue;
     }
-    payable.push({ address: c.address, precache, ondemand });
+    payable.push({ address: c.address, precache, ondemand, record: c });
   }
   const newWork = {
     precache: payable.reduce((n, c) => n + c.precache, 0),
@@ -68,7 +70,14 @@ export function planSnapshot(clients: ClientRecord[], rules: SnapshotRules): Sna
       share: counted(c) / total,
     }))
     .sort((a, b) => b.share - a.share || a.address.localeCompare(b.address));
-  return { paid, newWork, shares, skipped };
+  const entries: SnapshotEntry[] = payable
+    .filter((c) => counted(c) > 0)
+    .map((c) => ({
+      address: c.address,
+      ...(paid.includes('precache') ? { precache: c.record.precache } : {}),
+      ...(paid.includes('ondemand') ? { ondemand: c.record.ondemand } : {}),
+    }));
+  return { paid, entries, newWork, shares, skipped };
 }
 
 function print(plan: SnapshotPlan, recorded: boolean): void {
@@ -122,9 +131,12 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const plan = planSnapshot(await store.listClients(), rules);
     const record = !values['dry-run'] && plan.paid.length > 0 && plan.shares.length > 0;
-    if (record) await store.snapshotClients(plan.shares.map((s) => s.address), plan.paid);
+    // Recorded as the counters the shares came from: work credited meanwhile (the dispatcher may be
+    // running on the same file) stays unpaid-but-counted for the next snapshot.
+    if (record) await store.recordSnapshot(plan.entries);
     if (values.json) {
-      process.stdout.write(`${JSON.stringify({ recorded: record, takenAt: new Date().toISOString(), ...plan })}\n`);
+      const { entries: _entries, ...shown } = plan;
+      process.stdout.write(`${JSON.stringify({ recorded: record, takenAt: new Date().toISOString(), ...shown })}\n`);
     } else {
       print(plan, record);
     }

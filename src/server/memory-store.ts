@@ -13,6 +13,7 @@ import type {
   DispatcherStore,
   PendingJob,
   ServiceRecord,
+  SnapshotEntry,
   StoredWork,
   TrackedAccount,
 } from './store.ts';
@@ -68,6 +69,16 @@ export class MemoryStore implements DispatcherStore {
         if (t === 'precache') c.snapshot_precache = c.precache;
         else c.snapshot_ondemand = c.ondemand;
       }
+    }
+  }
+
+  async recordSnapshot(entries: SnapshotEntry[]): Promise<void> {
+    this.#open();
+    for (const e of entries) {
+      const c = this.#clients.get(e.address);
+      if (!c) continue;
+      if (e.precache !== undefined) c.snapshot_precache = e.precache;
+      if (e.ondemand !== undefined) c.snapshot_ondemand = e.ondemand;
     }
   }
 

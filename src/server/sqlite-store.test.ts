@@ -91,6 +91,29 @@ describe('SqliteStore', () => {
     await store.close();
   });
 
+  it('records a snapshot at given counter values, per type', async () => {
+    const store = open();
+    for (let i = 0; i < 5; i++) await store.creditClient(ADDR_A, 'precache', HASH_1);
+    await store.creditClient(ADDR_A, 'ondemand', HASH_1);
+    await store.recordSnapshot([{ address: ADDR_A, precache: 3 }, { address: 'nano_unknown', ondemand: 9 }]);
+    expect(await store.getClient(ADDR_A)).toMatchObject({ precache: 5, snapshot_precache: 3, snapshot_ondemand: 0 });
+    await store.recordSnapshot([{ address: ADDR_A, ondemand: 1 }]);
+    expect(await store.getClient(ADDR_A)).toMatchObject({ snapshot_precache: 3, snapshot_ondemand: 1 });
+    expect(await store.getClient('nano_unknown')).toBeUndefined();
+    await store.close();
+  });
+
+  it('two handles on one file (dispatcher and CLI) see each other’s writes', async () => {
+    const a = open();
+    const b = open();
+    await a.creditClient(ADDR_A, 'ondemand', HASH_1);
+    expect((await b.getClient(ADDR_A))?.ondemand).toBe(1);
+    await b.recordSnapshot([{ address: ADDR_A, ondemand: 1 }]);
+    expect((await a.getClient(ADDR_A))?.snapshot_ondemand).toBe(1);
+    await a.close();
+    await b.close();
+  });
+
   it('adds, replaces, credits, lists and removes services', async () => {
     const store = open();
     await store.addService(service('alice'));

@@ -19,6 +19,7 @@ import type {
   DispatcherStore,
   PendingJob,
   ServiceRecord,
+  SnapshotEntry,
   StoredWork,
   TrackedAccount,
 } from './store.ts';
@@ -287,6 +288,18 @@ export class SqliteStore implements DispatcherStore {
     const now = this.now();
     this.db.transaction(() => {
       for (const address of addresses) stmt.run(now, address);
+    })();
+  }
+
+  async recordSnapshot(entries: SnapshotEntry[]): Promise<void> {
+    this.check();
+    const now = this.now();
+    const stmt = this.db.prepare(
+      `UPDATE clients SET snapshot_precache = COALESCE(?, snapshot_precache),
+         snapshot_ondemand = COALESCE(?, snapshot_ondemand), updated_at = ? WHERE address = ?`,
+    );
+    this.db.transaction(() => {
+      for (const e of entries) stmt.run(e.precache ?? null, e.ondemand ?? null, now, e.address);
     })();
   }
 

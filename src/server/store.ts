@@ -61,6 +61,12 @@ export interface SnapshotShare {
   share: number;
 }
 
+export interface SnapshotEntry {
+  address: string;
+  precache?: number;
+  ondemand?: number;
+}
+
 export interface DispatcherStore {
   // clients
   getClient(address: string): Promise<ClientRecord | undefined>;
@@ -69,6 +75,12 @@ export interface DispatcherStore {
   listClients(): Promise<ClientRecord[]>;
   /** Copies counters into snapshot_* for the given addresses. */
   snapshotClients(addresses: string[], workTypes: WorkType[]): Promise<void>;
+  /**
+   * Sets snapshot_<type> to the counter values a payout was computed from (not the counters at
+   * the time of the call, which may have grown since: that work stays for the next payout).
+   * Types left out of an entry are not touched. Unknown addresses are ignored.
+   */
+  recordSnapshot(entries: SnapshotEntry[]): Promise<void>;
 
   // services
   addService(service: ServiceRecord): Promise<void>;
