@@ -141,6 +141,17 @@ describe('embedded broker roles', () => {
     expect(b.counters.refusedLogins).toBe(3);
   });
 
+  it('does not let a worker take over the dispatcher’s session by reusing its client id', async () => {
+    const b = await broker();
+    const server = await mqtt.connectAsync(b.tcpUrl!, { username: 'server', password: 's3cret-server', clientId: 'dispatcher-1', protocolVersion: 4, reconnectPeriod: 0 });
+    cleanup.push(() => server.endAsync(true));
+    await expect(
+      mqtt.connectAsync(b.wsUrl, { username: 'client', password: 'client', clientId: 'dispatcher-1', protocolVersion: 4, reconnectPeriod: 0 }),
+    ).rejects.toThrow(/Identifier rejected/);
+    await sleep(50);
+    expect(server.connected).toBe(true);
+  });
+
   it('lets the dashboard read everything and publish nothing', async () => {
     const b = await broker();
     const dash = await connect(b.wsUrl, 'dash', 'dash-pass');

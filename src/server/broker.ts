@@ -197,6 +197,15 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         const err = Object.assign(new Error('Bad username or password'), { returnCode: 4 as const });
         return done(err, false);
       }
+      // aedes drops an older connection when a new one reuses its client id: never let one role
+      // take over another role's session (a worker knocking the dispatcher off the broker).
+      const holder = (aedes as unknown as { clients: Record<string, TaggedClient | undefined> }).clients[client.id];
+      if (holder && holder[ROLE] !== undefined && holder[ROLE] !== match.role) {
+        counters.refusedLogins++;
+        log.warn(`broker: refused ${match.creds.username} (${match.role}) reusing the client id of a ${holder[ROLE]} session`);
+        const err = Object.assign(new Error('Identifier rejected'), { returnCode: 2 as const });
+        return done(err, false);
+      }
       const tagged = client as TaggedClient;
       tagged[ROLE] = match.role;
       tagged[USER] = match.creds.username;

@@ -391,9 +391,11 @@ export class Dispatcher extends EventEmitter implements DispatcherApi {
 
   async track(account: string): Promise<void> {
     if (!checkAddress(account, this.#opts.addressPrefixes).ok) return;
-    const existing = await this.#storeCall(() => this.#store.getTracked(account));
+    // One chain per Nano account whichever prefix it came with (as the precache policy keys it).
+    const normal = account.replace(/^xrb_/, 'nano_');
+    const existing = await this.#storeCall(() => this.#store.getTracked(normal));
     if (existing) return;
-    await this.#storeCall(() => this.#store.trackAccount({ account, chain: account, updatedAt: Date.now() }));
+    await this.#storeCall(() => this.#store.trackAccount({ account: normal, chain: normal, updatedAt: Date.now() }));
   }
 
   // ------------------------------------------------------------------ statistics
