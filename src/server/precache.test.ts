@@ -167,6 +167,13 @@ describe('PrecachePolicy (recording dispatcher)', () => {
     expect(again.dispatcher.calls).toEqual([]);
   });
 
+  it('with persist off, writes nothing to the store', async () => {
+    const { dispatcher, policy, store } = await setup({ accounts: [NANO], persist: false });
+    await policy.onNanoConfirmation(nanoBlock(NANO, hex(), hex()));
+    expect(dispatcher.calls).toHaveLength(1);
+    expect(await store.listTracked()).toEqual([]);
+  });
+
   it('picks up accounts the dispatcher tracked in the store on refresh', async () => {
     const { policy, store } = await setup();
     expect(policy.accounts).toEqual([]);

@@ -50,6 +50,11 @@ export interface PrecachePolicyOptions {
   rememberHashes?: number;
   /** How often to re-read tracked accounts from the store (0 = never). */
   refreshMs?: number;
+  /**
+   * Write tracked accounts and frontiers to the store (default true). The demo feeds turn it
+   * off: their made-up chains vanish with the process and must not pile up in the file.
+   */
+  persist?: boolean;
   log?: Logger;
 }
 
@@ -129,6 +134,7 @@ export class PrecachePolicy extends EventEmitter<PrecacheEvents> {
       qlcSubscription: options.qlcSubscription ?? 'accounts',
       rememberHashes: options.rememberHashes ?? 10_000,
       refreshMs: options.refreshMs ?? 30_000,
+      persist: options.persist ?? true,
     };
     this.#seen = new RecentSet(this.#opts.rememberHashes);
     this.#superseded = new RecentSet(this.#opts.rememberHashes);
@@ -176,6 +182,7 @@ export class PrecachePolicy extends EventEmitter<PrecacheEvents> {
       this.stats.skipped['bad-account']++;
       return false;
     }
+    if (!this.#opts.persist) return true;
     const existing = await this.#store.getTracked(normal);
     if (!existing) await this.#store.trackAccount({ account: normal, chain: normal, updatedAt: Date.now() });
     return true;
@@ -283,14 +290,14 @@ export class PrecachePolicy extends EventEmitter<PrecacheEvents> {
   async #open(address: string, token: string): Promise<void> {
     const chain = qlcChainKey(address, token);
     if (this.#frontiers.has(chain)) return; // the chain exists (or its open is already precached)
-    const stored = await this.#store.getTracked(chain);
+    const stored = this.#opts.persist ? await this.#store.getTracked(chain) : undefined;
     if (stored?.frontier) {
       this.#frontiers.set(chain, stored.frontier.toLowerCase());
       return;
     }
     const root = this.#tracked.get(address) as string;
     this.#frontiers.set(chain, root);
-    await this.#store.trackAccount({ account: address, chain, frontier: root, updatedAt: Date.now() });
+    if (this.#opts.persist) await this.#store.trackAccount({ account: address, chain, frontier: root, updatedAt: Date.now() });
     this.stats.opens++;
     await this.#precache(chain, root, this.#opts.qlcDifficulty, address);
   }
@@ -305,7 +312,7 @@ export class PrecachePolicy extends EventEmitter<PrecacheEvents> {
     if (previous !== ZERO_HASH) this.#superseded.add(`${chain}/${previous}`);
 
     this.#frontiers.set(chain, hash);
-    await this.#store.trackAccount({ account, chain, frontier: hash, updatedAt: Date.now() });
+    if (this.#opts.persist) await this.#store.trackAccount({ account, chain, frontier: hash, updatedAt: Date.now() });
     if (frontier !== undefined) await this.#withdraw(chain, frontier);
     // The job carries the hash as the node printed it (Nano: upper case); lookups ignore case.
     await this.#precache(chain, hashIn, difficulty, account);
@@ -409,6 +416,7 @@ export async function startPrecacheFeed(spec: FeedSpec, options: StartPrecacheOp
     ...options,
     // Made-up demo chains get light Nano work so a CPU-only volunteer sees results.
     ...(spec.kind === 'nano-sim' && options.nanoDifficulty === undefined ? { nanoDifficulty: THRESHOLDS.nanoReceive } : {}),
+    ...(simUrl ? { persist: false } : {}),
     accounts,
     log,
   });
