@@ -374,6 +374,22 @@ describe('DpowClient with a real broker and engine', () => {
     expect(client.getState().error).toBeNull();
   });
 
+  it('retries at once on reconnectNow instead of waiting out the backoff', async () => {
+    const probe = await startBroker();
+    const port = probe.port;
+    await probe.close();
+    const client = new DpowClient({ engine, reconnect: { initialMs: 60_000, maxMs: 120_000 } });
+    cleanups.push(() => client.stop());
+    await client.start(settings(`ws://127.0.0.1:${port}`));
+    expect(client.getState().connection).toBe('reconnecting');
+    const broker = await startBroker(port);
+    cleanups.push(() => broker.close());
+    client.reconnectNow();
+    await waitFor('online', () => client.getState().connection === 'online', 5000);
+    client.reconnectNow(); // nothing pending: no effect
+    expect(client.getState().connection).toBe('online');
+  });
+
   it('refuses an invalid payout address before connecting', async () => {
     let connects = 0;
     const connect: ConnectFn = (url, o) => {

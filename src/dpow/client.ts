@@ -335,6 +335,19 @@ export class DpowClient implements WorkerClient {
     this.changed();
   }
 
+  /**
+   * Retries at once instead of waiting out the backoff (the page calls this when the browser
+   * says the network is back). Does nothing unless a retry is pending.
+   */
+  reconnectNow(): void {
+    if (!this.running || this.connection !== 'reconnecting' || this.mq || this.reconnectTimer === undefined) return;
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    this.reconnectAttempt = 0;
+    this.addEvent('info', 'connection', 'Retrying now');
+    void this.openConnection();
+  }
+
   // ------------------------------------------------------------------ connection
 
   private openConnection(): Promise<void> {
@@ -449,6 +462,7 @@ export class DpowClient implements WorkerClient {
     );
     const session = this.session;
     this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
       if (!this.running || session !== this.session) return;
       void this.openConnection();
     }, delay);
