@@ -104,6 +104,14 @@ describe('PrecachePolicy (recording dispatcher)', () => {
     expect(policy.stats.skipped.stale).toBe(1);
   });
 
+  it('a gap (missed blocks) still withdraws the known frontier and precaches the newest', async () => {
+    const { dispatcher, policy } = await setup({ accounts: [NANO] });
+    const [h1, missed, h3] = [hex(), hex(), hex()];
+    await policy.onNanoConfirmation(nanoBlock(NANO, hex(), h1));
+    await policy.onNanoConfirmation(nanoBlock(NANO, missed, h3));
+    expect(dispatcher.calls.slice(1)).toEqual([`withdraw ${h1}`, `precache ${h3.toUpperCase()} ${THRESHOLDS.nanoSend.toString(16)} ${NANO}`]);
+  });
+
   it('keys QLC chains by address and token, at the QLC threshold', async () => {
     const { dispatcher, policy, store } = await setup({ accounts: [QLC] });
     const other = 'b'.repeat(64);

@@ -154,6 +154,25 @@ describe('QlcFeed against the go-qlc test node', () => {
   });
 });
 
+describe('qlc-sim event buffers', () => {
+  it('drops the tail of a burst bigger than a subscription’s buffer, as a busy node does', async () => {
+    const sim = await startQlcSim({ bufferLimit: 5 });
+    cleanups.push(() => sim.close());
+    const feed = new QlcFeed(sim.url, { logger: quiet });
+    cleanups.push(() => feed.close());
+    await feed.connect();
+    const blocks: QlcBlock[] = [];
+    feed.on('block', (b) => blocks.push(b));
+    await feed.subscribeNewBlocks();
+    const burst = Array.from({ length: 8 }, () => block(A));
+    const queued = burst.map((b) => sim.emitBlock(b));
+    expect(queued).toEqual([1, 1, 1, 1, 1, 0, 0, 0]);
+    expect(sim.dropped()).toBe(3);
+    await until(() => blocks.length === 5);
+    expect(blocks).toEqual(burst.slice(0, 5));
+  });
+});
+
 describe('qlc-sim demo mode', () => {
   it('makes chained blocks: each block’s previous is its chain’s last hash', async () => {
     const sim = await startQlcSim({ demo: { accounts: 3, intervalMs: 30 } });

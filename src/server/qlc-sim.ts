@@ -44,6 +44,8 @@ interface SimSubscription {
   name: SubName;
   address?: string;
   socket: WebSocket;
+  /** Events waiting to be written; the node's per-subscription buffer. */
+  queue: unknown[];
 }
 
 type MethodHandler = (params: unknown) => unknown | Promise<unknown>;
@@ -57,6 +59,12 @@ export interface QlcSimOptions {
   newId?: () => string;
   /** Run the demo block generator. */
   demo?: QlcDemoOptions | boolean;
+  /**
+   * Events a subscription can have waiting before new ones are dropped (the node's event buffers
+   * hold 100). Events are written on the next turn of the event loop, so a burst bigger than
+   * this loses its tail, as a busy node does.
+   */
+  bufferLimit?: number;
 }
 
 export interface QlcDemoOptions {
@@ -80,6 +88,8 @@ export interface QlcSim {
   emitPovBlock(header: { hash: string; previous: string; height: number }): number;
   /** Sends a raw notification (any shape) on every subscription of a name: for malformed-input tests. */
   emitRaw(ns: Namespace, name: SubName, result: unknown): number;
+  /** Events dropped because a subscription's buffer was full. */
+  dropped(): number;
   /** Sends the last `count` blocks again, as a node does when it re-syncs. */
   replay(count?: number): number;
   /** Closes every client connection (their subscriptions end). */
@@ -142,7 +152,7 @@ export async function startQlcSim(options: QlcSimOptions = {}): Promise<QlcSim> 
     const rest = args.slice(1);
     if (rest.length > want) throw new RpcFailure(-32602, `too many arguments, want at most ${want}`);
     if (rest.length < want) throw new RpcFailure(-32602, `missing value for required argument ${rest.length + 1}`);
-    const sub: SimSubscription = { id: newId(), ns, name: name as SubName, socket };
+    const sub: SimSubscription = { id: newId(), ns, name: name as SubName, socket, queue: [] };
     if (want === 1) sub.address = checkAddressArg(rest[0], 1);
     return sub;
   }
@@ -233,14 +243,30 @@ export async function startQlcSim(options: QlcSimOptions = {}): Promise<QlcSim> 
   });
   const port = (http.address() as AddressInfo).port;
 
+  const bufferLimit = options.bufferLimit ?? 100;
+  let dropped = 0;
+  const flush = (sub: SimSubscription) => {
+    const queued = sub.queue;
+    sub.queue = [];
+    if (subs.get(sub.id) !== sub) return; // unsubscribed or its connection ended meanwhile
+    for (const result of queued) {
+      send(sub.socket, { jsonrpc: '2.0', method: `${sub.ns}_subscription`, params: { subscription: sub.id, result } });
+    }
+  };
+  /** Queues an event for every matching subscription; returns how many took it. */
   const notify = (match: (s: SimSubscription) => boolean, result: unknown): number => {
-    let sent = 0;
+    let queued = 0;
     for (const sub of subs.values()) {
       if (!match(sub)) continue;
-      send(sub.socket, { jsonrpc: '2.0', method: `${sub.ns}_subscription`, params: { subscription: sub.id, result } });
-      sent++;
+      if (sub.queue.length >= bufferLimit) {
+        dropped++;
+        continue;
+      }
+      if (sub.queue.length === 0) setImmediate(() => flush(sub));
+      sub.queue.push(result);
+      queued++;
     }
-    return sent;
+    return queued;
   };
 
   const balances = new Map<string, bigint>();
@@ -339,6 +365,7 @@ export async function startQlcSim(options: QlcSimOptions = {}): Promise<QlcSim> 
     dropConnections: () => {
       for (const socket of sockets) socket.terminate();
     },
+    dropped: () => dropped,
     demoChains: () => chains.map((c) => ({ address: c.address, token: c.token, frontier: c.frontier })),
     close: async () => {
       clearInterval(demoTimer);
