@@ -15,6 +15,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { blake2b } from '@noble/hashes/blake2.js';
 
 const MASK = (1n << 64n) - 1n;
 const IV = [
@@ -39,53 +40,160 @@ const PARAM0 = 0x01010008n;
 const MESSAGE_BYTES = 40n;
 
 // ---- symbolic u64 values -------------------------------------------------------------------
+//
+// A value is a constant (its true value, folded here) or a WGSL `let`. A `let` is stored xor a
+// known mask K (stored = true ^ K), so the generator can keep low words "biased" (top bit
+// flipped, K.lo = 0x80000000) where that helps: the carry of a 64-bit add is an unsigned
+// compare, which x86 SIMD (llvmpipe) lacks and emulates in 2-3 instructions, but with one
+// addend's low word biased the sum's low word comes out biased too and the carry is a single
+// signed compare. Xors and rotations just carry the mask along (xor: K = Ka ^ Kb, rotate: K
+// rotates); constants are emitted with whatever mask suits; an add whose operands' masks do not
+// fit gets one xor ("fixup") per word first.
 
-/** @typedef {{ kind: 'const', value: bigint } | { kind: 'var', name: string, nonce: boolean }} Value */
+const BIAS = 0x80000000n;
+const LO = 0xffffffffn;
+const rotr64 = (x, n) => ((x >> BigInt(n)) | (x << BigInt(64 - n))) & MASK;
+const words = (k) => [k & LO, k >> 32n];
+const join = (lo, hi) => ((hi & LO) << 32n) | (lo & LO);
 
 const constant = (value) => ({ kind: 'const', value: value & MASK });
-const input = (name, nonce) => ({ kind: 'var', name, nonce });
+const input = (name, nonce) => ({ kind: 'var', name, nonce, mask: 0n });
 
 /** Straight-line program: each statement defines one `let`. */
 const statements = [];
 let counter = 0;
+/** Fixup word xors left in the per-nonce code (for the header). */
+let fixups = 0;
 
-function emit(expr, args) {
+/** operands: { var: name } or { lit: stored bigint }. */
+function emit(op, operands, n, mask) {
   const name = `t${counter++}`;
-  const nonce = args.some((a) => a.kind === 'var' && a.nonce);
-  statements.push({ name, expr, uses: args.filter((a) => a.kind === 'var').map((a) => a.name), nonce });
-  return input(name, nonce);
+  const vars = operands.filter((o) => o.var);
+  const nonce = vars.some((o) => o.nonce);
+  statements.push({ name, op, operands, n, nonce, uses: vars.map((o) => o.var) });
+  return { kind: 'var', name, nonce, mask: mask & MASK };
 }
 
-function wgsl(v) {
-  if (v.kind === 'var') return v.name;
-  const lo = v.value & 0xffffffffn;
-  const hi = v.value >> 32n;
-  return `vec2<u32>(0x${lo.toString(16).padStart(8, '0')}u, 0x${hi.toString(16).padStart(8, '0')}u)`;
-}
-
-function add(a, b) {
-  if (a.kind === 'const' && b.kind === 'const') return constant(a.value + b.value);
-  if (a.kind === 'const' && a.value === 0n) return b;
-  if (b.kind === 'const' && b.value === 0n) return a;
-  return emit(`add(${wgsl(a)}, ${wgsl(b)})`, [a, b]);
-}
+const ref = (v) => ({ var: v.name, nonce: v.nonce });
+/** A constant written so that it reads as `value` under mask `mask`. */
+const lit = (value, mask) => ({ lit: (value ^ mask) & MASK });
 
 function xor(a, b) {
   if (a.kind === 'const' && b.kind === 'const') return constant(a.value ^ b.value);
-  if (a.kind === 'const' && a.value === 0n) return b;
-  if (b.kind === 'const' && b.value === 0n) return a;
-  return emit(`${wgsl(a)} ^ ${wgsl(b)}`, [a, b]);
+  if (a.kind === 'const') [a, b] = [b, a];
+  // var ^ const: fold a's mask into the literal so the result is clean (mask 0).
+  if (b.kind === 'const') return b.value === 0n && a.mask === 0n ? a : emit('xor', [ref(a), lit(b.value, a.mask)], 0, 0n);
+  return emit('xor', [ref(a), ref(b)], 0, a.mask ^ b.mask);
 }
 
 /** xor then rotate right, as one statement (the only way G rotates). */
 function xorRotr(a, b, n) {
-  if (a.kind === 'const' && b.kind === 'const') {
-    const x = a.value ^ b.value;
-    return constant((x >> BigInt(n)) | (x << BigInt(64 - n)));
+  if (a.kind === 'const' && b.kind === 'const') return constant(rotr64(a.value ^ b.value, n));
+  if (a.kind === 'const') [a, b] = [b, a];
+  if (b.kind === 'const') {
+    const operands = b.value === 0n && a.mask === 0n ? [ref(a)] : [ref(a), lit(b.value, a.mask)];
+    return emit('xorrotr', operands, n, 0n);
   }
-  const x = a.kind === 'const' && a.value === 0n ? wgsl(b) : b.kind === 'const' && b.value === 0n ? wgsl(a) : `${wgsl(a)} ^ ${wgsl(b)}`;
-  const fn = { 32: 'rotr32', 24: 'rotr24', 16: 'rotr16', 63: 'rotr63' }[n];
-  return emit(`${fn}(${x})`, [a, b]);
+  // Clean the mask right after the rotation: a rotated bias is junk to every later add, and one
+  // fixup here serves all of the value's uses (measured: ~40% fewer fixups than fixing lazily).
+  return remask(emit('xorrotr', [ref(a), ref(b)], n, rotr64(a.mask ^ b.mask, n)), 0n);
+}
+
+const okWord = (w) => w === 0n || w === BIAS;
+
+/** Re-masks a to `target` with one xor (memoised: one fixup per value and mask). */
+const fixed = new Map();
+function remask(a, target) {
+  if (a.mask === target) return a;
+  const key = `${a.name}:${target}`;
+  if (!fixed.has(key)) {
+    const fix = emit('xor', [ref(a), { lit: a.mask ^ target }], 0, target);
+    statements.at(-1).fixupWords = words(a.mask ^ target).filter((w) => w !== 0n).length;
+    fixed.set(key, fix);
+  }
+  return fixed.get(key);
+}
+
+/** The nearest usable mask: junk words go to 0, or the low word to `lo` when given. */
+function usable(mask, lo) {
+  const [l, h] = words(mask);
+  return join(lo ?? (okWord(l) ? l : 0n), okWord(h) ? h : 0n);
+}
+
+function add(a, b) {
+  if (a.kind === 'const' && b.kind === 'const') return constant(a.value + b.value);
+  if (a.kind === 'const') [a, b] = [b, a];
+  if (b.kind === 'const') {
+    if (b.value === 0n) return a;
+    // The constant takes whichever low-word bias a lacks.
+    const am = remask(a, usable(a.mask));
+    const [al, ah] = words(am.mask);
+    const bl = al === 0n ? BIAS : 0n;
+    const biased = al === BIAS ? [ref(am), lit(b.value, join(bl, 0n))] : [lit(b.value, join(bl, 0n)), ref(am)];
+    return emit('add', biased, 0, join(BIAS, ah));
+  }
+  // Two lets: exactly one low word biased, high words 0 or BIAS.
+  let [al] = words(a.mask);
+  let [bl] = words(b.mask);
+  let am;
+  let bm;
+  if (okWord(al) && okWord(bl) && al !== bl) {
+    am = remask(a, usable(a.mask));
+    bm = remask(b, usable(b.mask));
+  } else if (okWord(al)) {
+    am = remask(a, usable(a.mask));
+    bm = remask(b, usable(b.mask, al === 0n ? BIAS : 0n));
+  } else if (okWord(bl)) {
+    bm = remask(b, usable(b.mask));
+    am = remask(a, usable(a.mask, bl === 0n ? BIAS : 0n));
+  } else {
+    am = remask(a, usable(a.mask, BIAS));
+    bm = remask(b, usable(b.mask, 0n));
+  }
+  const hi = (words(am.mask)[1] + words(bm.mask)[1]) & LO;
+  const [first, second] = words(am.mask)[0] === BIAS ? [am, bm] : [bm, am];
+  return emit('add', [ref(first), ref(second)], 0, join(BIAS, hi));
+}
+
+function render(o) {
+  if (o.var) return o.var;
+  const [lo, hi] = words(o.lit);
+  return `vec2<u32>(0x${lo.toString(16).padStart(8, '0')}u, 0x${hi.toString(16).padStart(8, '0')}u)`;
+}
+
+function renderStatement(s, rename = (x) => x) {
+  const args = s.operands.map((o) => (o.var ? rename(o.var) : render(o)));
+  switch (s.op) {
+    case 'add':
+      return `add(${args[0]}, ${args[1]})`;
+    case 'xor':
+      return `${args[0]} ^ ${args[1]}`;
+    case 'xorrotr':
+      return `rotr${s.n}(${args.join(' ^ ')})`;
+  }
+  throw new Error(s.op);
+}
+
+/** Runs the program on BigInts with the shader's exact word arithmetic (for the self-check). */
+function evaluate(program, env) {
+  const val = (o) => (o.var ? env.get(o.var) : o.lit);
+  for (const s of program) {
+    const x = s.operands.map(val);
+    let out;
+    if (s.op === 'add') {
+      const [al, ah] = words(x[0]);
+      const [bl, bh] = words(x[1]);
+      const lo = (al + bl) & LO;
+      const signed = (w) => (w >= BIAS ? w - (1n << 32n) : w);
+      const carry = signed(lo) < signed(al) ? 1n : 0n;
+      out = join(lo, ah + bh + carry);
+    } else {
+      out = x.reduce((p, q) => p ^ q, 0n);
+      if (s.op === 'xorrotr') out = rotr64(out, s.n);
+    }
+    env.set(s.name, out);
+  }
+  return env;
 }
 
 // ---- Blake2b over the 40-byte block ---------------------------------------------------------
@@ -123,8 +231,8 @@ for (let r = 0; r < 12; r++) {
   G(2, 7, 8, 13, m[s[12]], m[s[13]]);
   G(3, 4, 9, 14, m[s[14]], m[s[15]]);
 }
-const result = xor(xor(constant(h0), v[0]), v[8]);
-if (result.kind !== 'var') throw new Error('the work value folded to a constant');
+const result = xor(xor(v[0], v[8]), constant(h0));
+if (result.kind !== 'var' || result.mask !== 0n) throw new Error('the work value must end as a clean let');
 const totalStatements = statements.length;
 
 // Liveness, backwards from the result: drop everything the final h0 does not read.
@@ -139,16 +247,30 @@ for (let i = statements.length - 1; i >= 0; i--) {
 
 // Root-only statements run once per invocation (prepare); the rest run once per nonce.
 const hoisted = kept.filter((s) => !s.nonce);
+fixups = kept.filter((s) => s.nonce).reduce((n, s) => n + (s.fixupWords ?? 0), 0);
 const perNonce = kept.filter((s) => s.nonce);
 const crossing = [...new Set(perNonce.flatMap((s) => s.uses).filter((u) => /^t\d+$/.test(u) && hoisted.some((h) => h.name === u)))];
 const rootWordsUsed = ['m1', 'm2', 'm3', 'm4'].filter((w) => perNonce.some((s) => s.uses.includes(w)));
 const preparedFields = [...rootWordsUsed, ...crossing];
 
+// Self-check: run the kept program on BigInts and compare with a Blake2b library.
+for (let seed = 1n; seed <= 64n; seed++) {
+  const nonce = (seed * 0x9e3779b97f4a7c15n) & MASK;
+  const root = Array.from({ length: 4 }, (_, i) => ((seed + BigInt(i)) * 0xbf58476d1ce4e5b9n) & MASK);
+  const env = new Map([['m0', nonce], ...root.map((w, i) => [`m${i + 1}`, w])]);
+  const got = evaluate(kept, env).get(result.name);
+  const message = new Uint8Array(40);
+  const view = new DataView(message.buffer);
+  [nonce, ...root].forEach((w, i) => view.setBigUint64(i * 8, w, true));
+  const want = new DataView(blake2b(message, { dkLen: 8 }).buffer).getBigUint64(0, true);
+  if (got !== want) throw new Error(`self-check failed: ${got.toString(16)} != ${want.toString(16)}`);
+}
+
 // ---- output ---------------------------------------------------------------------------------
 
 const indent = (lines) => lines.map((l) => `  ${l}`).join('\n');
-const prepareBody = hoisted.map((s) => `let ${s.name} = ${s.expr};`);
-const perNonceBody = perNonce.map((s) => `let ${s.name} = ${s.expr.replace(/\b(m[1-4]|t\d+)\b/g, (w) => (preparedFields.includes(w) ? `p.${w}` : w))};`);
+const prepareBody = hoisted.map((s) => `let ${s.name} = ${renderStatement(s)};`);
+const perNonceBody = perNonce.map((s) => `let ${s.name} = ${renderStatement(s, (w) => (preparedFields.includes(w) ? `p.${w}` : w))};`);
 
 const shader = `// Nano / QLC proof of work: value = LE_u64(blake2b(digest 8, LE_bytes(nonce) || root[32])),
 // valid when value >= difficulty (unsigned 64-bit). The rule itself lives in src/pow/work.ts.
@@ -189,6 +311,9 @@ const shader = `// Nano / QLC proof of work: value = LE_u64(blake2b(digest 8, LE
 //   - root-only statements (${hoisted.length} of them, most of round 1) run once per invocation in
 //     prepare(), not once per nonce;
 //   - rotations specialised: 32 = swap halves, 24 / 16 = shift pairs, 63 = rotate left by 1;
+//   - carries as signed compares: lets are stored xor a mask known to the generator so that one
+//     addend of every add has its low word biased (top bit flipped); ${fixups} word xors per
+//     nonce re-mask values where needed (see add());
 //   - each invocation tests NONCES_PER_INVOCATION nonces (amortising its start-up and prepare())
 //     and stops once any invocation has set the found flag: checked when it starts and every
 //     STOP_CHECK_INTERVAL nonces.
@@ -218,10 +343,14 @@ struct SearchResult {
 @group(0) @binding(1) var<storage, read_write> result: SearchResult;
 @group(0) @binding(2) var<storage, read_write> values: array<vec2<u32>>;
 
-/** 64-bit add: the low-word carry is (low sum < an addend). */
+/**
+ * 64-bit add where a's low word is biased (stored with its top bit flipped) and b's is not: the
+ * sum's low word comes out biased too, and the carry (an unsigned lo < a.lo) is a signed compare
+ * of the biased words, one instruction on SIMD hardware without unsigned compares.
+ */
 fn add(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
   let lo = a.x + b.x;
-  return vec2<u32>(lo, a.y + b.y + select(0u, 1u, lo < a.x));
+  return vec2<u32>(lo, a.y + b.y + select(0u, 1u, bitcast<i32>(lo) < bitcast<i32>(a.x)));
 }
 
 /** Rotate right by 32: swap the halves. */
@@ -325,6 +454,6 @@ if (process.argv.includes('--check')) {
 } else {
   writeFileSync(target, shader);
   process.stdout.write(
-    `wrote ${target}: ${kept.length} of ${totalStatements} statements kept, ${hoisted.length} hoisted per root, ${perNonce.length} per nonce\n`,
+    `wrote ${target}: ${kept.length} of ${totalStatements} statements kept, ${hoisted.length} hoisted per root, ${perNonce.length} per nonce, ${fixups} fixup word xors\n`,
   );
 }
