@@ -221,6 +221,28 @@ describe('DpowClient with a real broker and engine', () => {
     expect(s().current?.hash).toBe(root(1, 'e'));
   });
 
+  it('gives up jobs past their time limit, queued or in flight, and counts them', async () => {
+    const { pub, s } = await setup({ jobTimeoutS: 0.3 });
+    await pub.publish('work/ondemand', `${root(1, '2')},${HARD}`);
+    await waitFor('in flight', () => s().current !== null);
+    await pub.publish('work/precache', `${root(2, '2')},${EASY}`);
+    await waitFor('both expired', () => s().counters.expired === 2 && s().current === null, 5000);
+    expect(s().queue).toEqual([]);
+    expect(s().counters).toMatchObject({ computed: 0, published: 0, cancelled: 0 });
+    const expired = s().events.filter((e) => e.job?.event === 'expired').map((e) => e.job!.hash);
+    expect(expired.sort()).toEqual([root(1, '2'), root(2, '2')]);
+  });
+
+  it('bounds the queue: the oldest precache job is dropped and counted', async () => {
+    const { pub, s } = await setup({ queueLimit: 2 });
+    await pub.publish('work/ondemand', `${root(1, '4')},${HARD}`);
+    await waitFor('in flight', () => s().current !== null);
+    for (const n of [2, 3, 4]) await pub.publish('work/precache', `${root(n, '4')},${EASY}`);
+    await waitFor('overflow', () => s().counters.rejected['queue-overflow'] === 1);
+    expect(s().queue.map((j) => j.hash)).toEqual([root(3, '4'), root(4, '4')]);
+    expect(s().events.some((e) => e.job?.event === 'dropped' && e.job.hash === root(2, '4'))).toBe(true);
+  });
+
   it('shows the server offline after the heartbeat timeout, and back online on the next heartbeat', async () => {
     const { pub, s } = await setup({ heartbeatTimeoutS: 0.5 });
     await waitFor('server-offline', () => s().connection === 'server-offline', 5000);
