@@ -390,3 +390,52 @@ describe('Dispatcher restart', () => {
     expect(h.on('work/precache').at(-1)!.payload).toBe(`${root},${toU64Hex(EASY)}`);
   });
 });
+
+describe('Dispatcher resilience', () => {
+  it('answers and keeps running when the store fails', async () => {
+    class FailingStore extends MemoryStore {
+      override async saveWork(): Promise<void> {
+        throw new Error('disk full');
+      }
+      override async creditClient(): Promise<never> {
+        throw new Error('disk full');
+      }
+    }
+    const failing = new FailingStore();
+    const h = await harness({}, failing);
+    const root = randomRoot();
+    const answer = h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 5000 });
+    await waitFor(() => h.on('work/ondemand').length === 1);
+    await h.worker.publishAsync('result/ondemand', `${root},${findWork(root, EASY)},${randomAddress()}`);
+    await expect(answer).resolves.toMatchObject({ cached: false });
+    await waitFor(() => h.dispatcher.counters.storeErrors === 2, 5000, 'two store errors');
+    await waitFor(() => h.on('cancel/ondemand').length === 1, 5000, 'the cancel');
+    // Next job still flows.
+    const root2 = randomRoot();
+    await h.dispatcher.precache(root2, EASY);
+    await waitFor(() => h.on('work/precache').length === 1);
+  });
+
+  it('reconnects after the broker restarts and republishes what is still pending', async () => {
+    const store = new MemoryStore();
+    const first = await startBroker({ users: USERS, tcpPort: 0 });
+    const port = Number(new URL(first.tcpUrl!).port);
+    const d = new Dispatcher({ brokerUrl: first.tcpUrl!, username: 'server', password: 'server-secret', store });
+    await d.start();
+    cleanup.push(() => d.stop());
+    const root = randomRoot();
+    await d.precache(root, EASY);
+    await first.close();
+    await waitFor(() => !d.connected, 5000, 'the disconnect');
+
+    const second = await startBroker({ users: USERS, tcpPort: port });
+    cleanup.push(() => second.close());
+    const dash = await connect(second.tcpUrl!, 'dash', 'dash');
+    const seen: Seen[] = [];
+    dash.on('message', (topic, payload) => seen.push({ topic, payload: payload.toString() }));
+    await dash.subscribeAsync('#');
+    await waitFor(() => seen.some((m) => m.topic === 'work/precache'), 10_000, 'the republished job');
+    expect(seen.find((m) => m.topic === 'work/precache')!.payload).toBe(`${root},${toU64Hex(EASY)}`);
+    await waitFor(() => seen.some((m) => m.topic === 'heartbeat'), 5000, 'heartbeats again');
+  });
+});

@@ -582,7 +582,7 @@ export class Dispatcher extends EventEmitter implements DispatcherApi {
     job.waiters.clear();
     void this.#storeCall(() => this.#store.removePending(job.key));
     for (const t of job.published) this.#publishCancel(t, job.hash);
-    if (reason !== 'accepted') this.#log.info(`dispatcher: ${reason} ${job.workType} ${short(job.hash)}; cancel published`);
+    if (reason !== 'accepted') this.#log.debug?.(`dispatcher: ${reason} ${job.workType} ${short(job.hash)}; cancel published`);
     return true;
   }
 
