@@ -184,7 +184,7 @@ describe('dispatcher restart on the SQLite store', () => {
     const path = join(w.dir, 'dpow.sqlite');
     let store = new SqliteStore(path);
     const first = await dispatcher(w, store);
-    const [done, inflight, expired] = [hex(), hex(), hex()];
+    const [done, inflight, expired, asked] = [hex(), hex(), hex(), hex()];
     const address = encodeAddress(randomBytes(32), 'nano');
 
     await first.precache(done, EASY);
@@ -193,7 +193,12 @@ describe('dispatcher restart on the SQLite store', () => {
     await w.worker.publishAsync('result/precache', `${done},${findWork(done, EASY)},${address}`);
     await until(() => w.on(`client/${address}`).length === 1, 5000, 'credit');
 
+    // An on-demand request still waiting when the dispatcher stops: its caller is told so.
+    const request = first.requestWork({ hash: asked, difficulty: 0xfffffff800000000n, workType: 'ondemand', timeoutMs: 30_000 });
+    const outcome = request.catch((e: { code?: string }) => e.code);
+    await until(() => w.on('work/ondemand').length === 1, 5000, 'ondemand job');
     await first.stop();
+    expect(await outcome).toBe('shutting-down');
     // A job that expired while the dispatcher was down.
     await store.savePending({ hash: expired, difficulty: EASY, workType: 'precache', expiresAt: Date.now() - 1000, createdAt: Date.now() - 120_000 });
     await store.close();
@@ -208,8 +213,11 @@ describe('dispatcher restart on the SQLite store', () => {
     const second = await dispatcher(w, store);
     await until(() => w.on('work/precache').length === before + 1 && w.on('cancel/precache').includes(expired), 5000, 'restore');
     expect(w.on('work/precache').at(-1)).toBe(`${inflight},${toU64Hex(EASY)}`);
-    expect(second.pending.map((j) => j.hash)).toEqual([inflight]);
-    expect((await store.listPending()).map((j) => j.hash)).toEqual([inflight]);
+    // The unexpired on-demand job is in flight again too (its work will be stored for a retry).
+    await until(() => w.on('work/ondemand').length === 2, 5000, 'ondemand republished');
+    expect(w.on('work/ondemand')[1]).toBe(`${asked},fffffff800000000`);
+    expect(second.pending.map((j) => j.hash).sort()).toEqual([inflight, asked].sort());
+    expect((await store.listPending()).map((j) => j.hash).sort()).toEqual([inflight, asked].sort());
 
     // The republished job is still worth a credit after the restart.
     await w.worker.publishAsync('result/precache', `${inflight},${findWork(inflight, EASY)},${address}`);
