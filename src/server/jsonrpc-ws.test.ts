@@ -294,6 +294,20 @@ describe('JsonRpcWsClient against a misbehaving server', () => {
     await expect(pending).rejects.toBeInstanceOf(JsonRpcConnectionError);
   });
 
+  it('keeps retrying a node that is down, and close() ends a connect() still waiting', async () => {
+    const server = await rawServer(() => {});
+    const url = server.url;
+    // Stop the server so the port refuses, then watch the client retry.
+    for (const s of server.sockets) s.terminate();
+    await cleanups.pop()!();
+    const c = client(url, { reconnectDelayMs: 10, maxReconnectDelayMs: 20 });
+    const waiting = c.connect().catch((e) => e);
+    await new Promise((r) => setTimeout(r, 120));
+    expect(c.connected).toBe(false);
+    await c.close();
+    expect(await waiting).toBeInstanceOf(JsonRpcConnectionError);
+  });
+
   it('backoff grows exponentially with jitter and is capped', () => {
     expect(backoffDelay(0, 100, 10_000, () => 0)).toBe(50);
     expect(backoffDelay(0, 100, 10_000, () => 0.999999)).toBe(100);

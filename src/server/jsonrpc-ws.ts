@@ -207,7 +207,7 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
   #reconnectTimer: NodeJS.Timeout | undefined;
   #pingTimer: NodeJS.Timeout | undefined;
   #awaitingPong = false;
-  #waiters: (() => void)[] = [];
+  #waiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
   readonly #opts: Required<Omit<JsonRpcWsOptions, 'logger'>> & { logger: Logger };
 
   constructor(
@@ -245,7 +245,7 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
   }
 
   #whenConnected(): Promise<void> {
-    return new Promise((resolve) => this.#waiters.push(resolve));
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
   }
 
   #open(): void {
@@ -269,9 +269,7 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
     this.stats.connects++;
     this.#startPing(ws);
     this.emit('connect');
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const w of waiters) w();
+    for (const w of this.#waiters.splice(0)) w.resolve();
     // Subscriptions made on an earlier connection (or while disconnected) are made again here.
     for (const sub of this.#subs) if (sub.active) void this.#subscribeOnServer(sub);
   }
@@ -549,6 +547,7 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
     this.#closed = true;
     clearTimeout(this.#reconnectTimer);
     clearInterval(this.#pingTimer);
+    for (const w of this.#waiters.splice(0)) w.reject(new JsonRpcConnectionError('client closed'));
     for (const sub of [...this.#subs]) {
       this.#drop(sub, 'client closed');
       const first = this.#firstResult.get(sub);

@@ -127,7 +127,7 @@ export class NanoFeed extends EventEmitter<NanoFeedEvents> {
   #pingTimer: NodeJS.Timeout | undefined;
   /** Replies we wait for, oldest first: the node answers in order on one session. */
   #awaiting: { ack: string; timer: NodeJS.Timeout; done: (ok: boolean) => void }[] = [];
-  #waiters: (() => void)[] = [];
+  #waiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
 
   constructor(
     readonly url: string,
@@ -157,8 +157,9 @@ export class NanoFeed extends EventEmitter<NanoFeedEvents> {
 
   /** Starts connecting (retrying) and resolves once connected. */
   connect(): Promise<void> {
+    if (this.#closed) return Promise.reject(new Error('nano feed is closed'));
     if (this.#connected) return Promise.resolve();
-    const ready = new Promise<void>((resolve) => this.#waiters.push(resolve));
+    const ready = new Promise<void>((resolve, reject) => this.#waiters.push({ resolve, reject }));
     if (!this.#ws && !this.#reconnectTimer) this.#open();
     return ready;
   }
@@ -174,7 +175,7 @@ export class NanoFeed extends EventEmitter<NanoFeedEvents> {
       this.#attempt = 0;
       this.stats.connects++;
       this.emit('connect');
-      for (const w of this.#waiters.splice(0)) w();
+      for (const w of this.#waiters.splice(0)) w.resolve();
       if (this.#accounts.size > 0) this.#subscribe();
       this.#startPing();
     });
@@ -332,6 +333,7 @@ export class NanoFeed extends EventEmitter<NanoFeedEvents> {
     this.#closed = true;
     clearTimeout(this.#reconnectTimer);
     clearInterval(this.#pingTimer);
+    for (const w of this.#waiters.splice(0)) w.reject(new Error('nano feed closed'));
     const ws = this.#ws;
     if (!ws) return;
     await new Promise<void>((resolve) => {
