@@ -149,3 +149,17 @@ test('a GPU device lost in the middle of a job still ends in validated work', as
   }
   expect(lostMidJob).toBe(true);
 });
+
+test('Benchmark measures the chosen backend and lists hashrate and compile time', async ({ page }) => {
+  await openLab(page, { backend: 'wasm', threads: '1', seconds: '1' });
+  await page.getByTestId('benchmark').click();
+  await expect(page.getByTestId('state')).toHaveText('benchmarking');
+  await expect(page.getByTestId('state')).toHaveText('benchmarked', { timeout: 60_000 });
+  const rows = JSON.parse((await page.getByTestId('bench-json').textContent()) ?? '[]');
+  expect(rows).toHaveLength(1);
+  expect(rows[0]).toMatchObject({ backend: 'wasm', threads: 1 });
+  expect(rows[0].hashes).toBeGreaterThan(0);
+  expect(rows[0].hashrate).toBeGreaterThan(0);
+  await expect(page.getByTestId('bench-results').locator('tbody tr')).toHaveCount(1);
+  await expect(page.getByTestId('hashrate')).toHaveAttribute('data-hps', '0');
+});

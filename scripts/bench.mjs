@@ -82,7 +82,7 @@ async function nodeBench() {
   const rows = JSON.parse(out.trim().split('\n').pop());
   return rows.map((r) => ({
     runtime: 'node',
-    name: r.backend === 'webgpu' ? `webgpu (${r.label})` : `wasm ${r.variant} x${r.threads}`,
+    name: r.backend === 'webgpu' ? 'webgpu-dawn' : `wasm-${r.variant}-${r.threads}`,
     ...r,
   }));
 }
