@@ -2,7 +2,11 @@
  * The WASM backend: both kernels (scalar and SIMD) against the reference rule in work.ts, the
  * thread loop's nonce layout, and the Node worker_threads pool end to end (find, cancel, reuse).
  */
-import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kernelSource, KERNEL_FILES } from '../../assembly/generate.mjs';
 import { createNodeWasmBackend, loadNodeKernels, nodeThread } from '../node/wasm-threads.ts';
@@ -341,5 +345,34 @@ describe('Node pool nonce layout', () => {
     await expect(
       backend.search({ root: new Uint8Array(32), difficulty: EASY, startNonce: 0n, signal: new AbortController().signal }),
     ).rejects.toThrow(/disposed/);
+  });
+});
+
+describe('Node pool and the process lifetime', () => {
+  it('holds the process open while searching, and an idle pool lets it exit without dispose()', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'wasm-pool-'));
+    const script = path.join(dir, 'idle-pool.mts');
+    const pool = new URL('../node/wasm-threads.ts', import.meta.url).href;
+    writeFileSync(
+      script,
+      `import { createNodeWasmBackend } from ${JSON.stringify(pool)};
+const backend = await createNodeWasmBackend({ threads: 2 });
+const hit = await backend.search({ root: new Uint8Array(32), difficulty: 0xfff0000000000000n, startNonce: 0n, signal: new AbortController().signal });
+console.log('found ' + hit.work.toString(16));
+`,
+    );
+    try {
+      const repo = fileURLToPath(new URL('../..', import.meta.url));
+      const output = await new Promise<string>((resolve, reject) => {
+        execFile(process.execPath, ['--import', 'tsx', script], { cwd: repo, timeout: 30_000 }, (error, stdout, stderr) =>
+          error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout),
+        );
+      });
+      const work = /found ([0-9a-f]+)/.exec(output)?.[1];
+      expect(work, output).toBeDefined();
+      expect(validateWork(new Uint8Array(32), BigInt(`0x${work}`), EASY).valid).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
