@@ -308,6 +308,24 @@ describe('JsonRpcWsClient against a misbehaving server', () => {
     expect(await waiting).toBeInstanceOf(JsonRpcConnectionError);
   });
 
+  it('a re-subscribe the node refuses ends that subscription and says why', async () => {
+    let connection = 0;
+    const server = await rawServer((socket, msg) => {
+      if (connection === 1) socket.send(JSON.stringify({ jsonrpc: '2.0', id: msg.id, result: '0x1' }));
+      else socket.send(JSON.stringify({ jsonrpc: '2.0', id: msg.id, error: { code: -32601, message: 'no "newBlock" subscription in ledger namespace' } }));
+    });
+    const c = client(server.url);
+    c.on('connect', () => connection++);
+    await c.connect();
+    const sub = await c.subscribe('ledger', 'newBlock');
+    const ended = new Promise<string>((r) => sub.once('ended', r));
+    const failed = new Promise<Error>((r) => c.once('resubscribe-failed', (_s, e) => r(e)));
+    for (const s of server.sockets) s.terminate();
+    expect(await failed).toMatchObject({ code: -32601 });
+    expect(await ended).toMatch(/subscribe refused/);
+    expect(c.subscriptions).toEqual([]);
+  });
+
   it('backoff grows exponentially with jitter and is capped', () => {
     expect(backoffDelay(0, 100, 10_000, () => 0)).toBe(50);
     expect(backoffDelay(0, 100, 10_000, () => 0.999999)).toBe(100);

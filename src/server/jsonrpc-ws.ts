@@ -208,6 +208,8 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
   #pingTimer: NodeJS.Timeout | undefined;
   #awaitingPong = false;
   #waiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
+  /** Settles the promise of a subscribe() whose first server reply has not come yet. */
+  #firstResult = new WeakMap<Subscription, (err?: Error) => void>();
   readonly #opts: Required<Omit<JsonRpcWsOptions, 'logger'>> & { logger: Logger };
 
   constructor(
@@ -451,8 +453,6 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
     });
   }
 
-  #firstResult = new WeakMap<Subscription, (err?: Error) => void>();
-
   async #subscribeOnServer(sub: Subscription): Promise<void> {
     const oldId = sub.id;
     let id: unknown;
@@ -461,18 +461,27 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
       // in the same TCP read, handled before any promise continuation runs.
       id = await this.call(`${sub.ns}_subscribe`, [sub.subscriptionName, ...sub.args], {
         onResult: (result) => {
-          if (sub.active && typeof result === 'string' && result !== '') this.#byId.set(result, sub);
+          if (sub.active && typeof result === 'string' && result !== '') {
+            sub.id = result;
+            this.#byId.set(result, sub);
+          }
         },
       });
     } catch (err) {
+      const first = this.#firstResult.get(sub);
+      if (err instanceof JsonRpcTimeoutError && !first) {
+        // A re-subscribe the node never answered: it is wedged. A fresh connection subscribes
+        // everything again (and ends whatever this one half-made).
+        this.emit('resubscribe-failed', sub, err);
+        this.#ws?.terminate();
+        return;
+      }
       if (err instanceof JsonRpcError || err instanceof JsonRpcTimeoutError) {
-        // Refused by the server (or it never answered): this subscription cannot be made.
-        // A timeout may still have subscribed on the server; the connection's end cleans it up.
-        this.#drop(sub, `subscribe refused: ${(err as Error).message}`);
-        const first = this.#firstResult.get(sub);
+        // Refused by the server, or a first subscribe never answered: the caller hears why.
+        this.#drop(sub, `subscribe refused: ${err.message}`);
         this.#firstResult.delete(sub);
-        if (first) first(err as Error);
-        else this.emit('resubscribe-failed', sub, err as Error);
+        if (first) first(err);
+        else this.emit('resubscribe-failed', sub, err);
       }
       // A connection error: the next connection subscribes again.
       return;
