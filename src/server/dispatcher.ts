@@ -105,6 +105,13 @@ export interface RejectedResult {
   topic: string;
 }
 
+export interface DispatcherEvents {
+  /** After a result was accepted and its store writes and client notice are done. */
+  accepted: [result: AcceptedResult];
+  /** A result that was not accepted, with the reason. */
+  rejected: [result: RejectedResult];
+}
+
 interface Waiter {
   hash: string;
   service?: string;
@@ -134,7 +141,7 @@ const RECENT_LIMIT = 10_000;
 
 type DropReason = 'accepted' | 'timeout' | 'expired' | 'withdrawn';
 
-export class Dispatcher extends EventEmitter implements DispatcherApi {
+export class Dispatcher extends EventEmitter<DispatcherEvents> implements DispatcherApi {
   readonly counters: DispatcherCounters = {
     results: { accepted: 0, 'invalid-work': 0, duplicate: 0, 'unknown-hash': 0, malformed: 0 },
     malformed: {},
@@ -528,7 +535,7 @@ export class Dispatcher extends EventEmitter implements DispatcherApi {
     this.counters.results[outcome]++;
     const level = outcome === 'duplicate' ? 'info' : 'warn';
     this.#log[level](`dispatcher: ${outcome} result on ${topic}: ${reason}`);
-    this.emit('rejected', { outcome, reason, topic } satisfies RejectedResult);
+    this.emit('rejected', { outcome, reason, topic });
   }
 
   #remember(key: string): void {
