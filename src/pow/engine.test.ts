@@ -126,6 +126,14 @@ describe('PowEngine.generate', () => {
     expect((err as PowInputError).code).toBe(code);
   });
 
+  it('refuses a nonsensical thread count or intensity with the reason', async () => {
+    const engine = makeEngine();
+    await expect(engine.generate(ROOT, EASY, { threads: 0 })).rejects.toThrow(/threads must be an integer/);
+    await expect(engine.generate(ROOT, EASY, { threads: 1.5 })).rejects.toThrow(RangeError);
+    await expect(engine.generate(ROOT, EASY, { intensity: 0 })).rejects.toThrow(/intensity must be in/);
+    await expect(engine.benchmark({ threads: -1, seconds: 1 })).rejects.toThrow(RangeError);
+  });
+
   it('applies the configured max multiplier', async () => {
     const engine = makeEngine({ maxMultiplier: 1 });
     // 2x the send threshold is above a 1x ceiling; the send threshold itself is allowed.

@@ -59,6 +59,8 @@ const BENCH_DIFFICULTY = 0xffffffffffffffffn;
 /** Wrong answers from one backend in one job before the engine stops trusting it. */
 const MAX_MISMATCHES_PER_JOB = 4;
 const U64_MAX = (1n << 64n) - 1n;
+/** More WASM threads than this is a typo, not a machine. */
+const MAX_THREADS = 256;
 
 /** An error from a backend (not an abort): a WebGPU one triggers the WASM fallback. */
 function describeError(err: unknown): string {
@@ -160,7 +162,12 @@ export class PowEngine implements EngineApi {
       return Promise.reject(new RangeError(`intensity must be in (0, 1], got ${intensity}`));
     }
     const choice = options.backend ?? this.options.defaultBackend ?? 'auto';
-    const threads = this.threadCount(options.threads);
+    let threads: number;
+    try {
+      threads = this.threadCount(options.threads);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.enqueue(root.toUpperCase(), (signal) =>
       this.runGenerate(root, rootBytes, target, choice, threads, intensity, signal),
     ) as Promise<GenerateResult>;
@@ -190,7 +197,12 @@ export class PowEngine implements EngineApi {
       return Promise.reject(new RangeError(`benchmark seconds must be positive, got ${seconds}`));
     }
     const choice = options.backend ?? 'auto';
-    const threads = this.threadCount(options.threads);
+    let threads: number;
+    try {
+      threads = this.threadCount(options.threads);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.enqueue(null, async (signal) => {
       const backends: PowBackend[] = [];
       if (choice !== 'wasm') {
@@ -271,9 +283,16 @@ export class PowEngine implements EngineApi {
     }
   }
 
+  /** The WASM thread count for a request; throws a RangeError for a nonsensical one. */
   private threadCount(requested: number | undefined): number {
-    const n = requested ?? this.options.defaultThreads;
-    return Number.isInteger(n) && n >= 1 ? n : Math.max(1, Math.floor(this.options.defaultThreads) || 1);
+    if (requested !== undefined) {
+      if (!Number.isInteger(requested) || requested < 1 || requested > MAX_THREADS) {
+        throw new RangeError(`threads must be an integer from 1 to ${MAX_THREADS}, got ${requested}`);
+      }
+      return requested;
+    }
+    const n = this.options.defaultThreads;
+    return Number.isInteger(n) && n >= 1 ? Math.min(n, MAX_THREADS) : 1;
   }
 
   // ---- backends --------------------------------------------------------------------------------
