@@ -61,7 +61,7 @@ export interface NodeWasmOptions {
   threads: number;
   /** Default true: the SIMD kernel when this Node validates it. */
   preferSimd?: boolean;
-  /** Nonces per chunk (see src/pow/wasm.ts); the default suits cancel latency. */
+  /** Nonces per chunk of the nonce layout (see src/pow/wasm.ts); default 2^20. */
   chunk?: number;
   log?: (message: string) => void;
 }

@@ -12,13 +12,18 @@
 //
 // A search walks chunk indices offset, offset + stride, offset + 2 * stride, ...; chunk k covers
 // nonces start + k * chunk .. + chunk - 1 (mod 2^64). With offset = thread index and stride =
-// thread count the threads search disjoint ranges. Between chunks the thread yields to its event
-// loop, so a 'stop' or a new 'search' is seen within one chunk.
+// thread count the threads search disjoint ranges. A chunk is hashed in kernel calls of a few
+// milliseconds each, and the thread yields to its event loop after every call, so a 'stop' or a
+// new 'search' is seen within one call whatever the chunk size.
 
 const U64 = (x) => BigInt.asUintN(64, x);
 
 /** How often hash counts are posted while searching. */
 const REPORT_MS = 50;
+/** Target time of one kernel call; the thread yields between calls. */
+const SLICE_MS = 4;
+const MIN_STEP = 256;
+const MAX_STEP = 1 << 20;
 
 /** A macrotask turn that lets queued messages in: setImmediate in Node, a MessageChannel in browsers. */
 function makeYield() {
@@ -53,6 +58,11 @@ export function createThreadRuntime(post) {
     post({ type: 'ready', ms: performance.now() - started });
   }
 
+  // Nonces per kernel call, adapted to take about SLICE_MS: small while V8 still runs the
+  // kernel in its baseline tier (up to 20x slower for the first ~200 ms), larger once optimized.
+  // Kept across jobs. The thread yields after every call, so this bounds how late a stop is seen.
+  let step = MIN_STEP;
+
   async function run(job) {
     const stride = BigInt(job.stride);
     const chunk = BigInt(job.chunk);
@@ -60,24 +70,36 @@ export function createThreadRuntime(post) {
     let unreported = 0;
     let reportedAt = performance.now();
     while (current === job) {
-      const start = U64(job.start + index * chunk);
-      // Loaded per chunk: cheap, and never stale if jobs interleave around a yield.
-      kernel.setRoot(job.words[0], job.words[1], job.words[2], job.words[3]);
-      const hit = kernel.search(job.difficulty, start, job.chunk);
-      if (hit >= 0) {
-        current = null;
-        post({ type: 'found', job: job.id, nonce: U64(start + BigInt(hit)), count: unreported + hit + 1 });
-        return;
+      const chunkStart = U64(job.start + index * chunk);
+      for (let done = 0; done < job.chunk; ) {
+        if (current !== job) break;
+        const count = Math.min(step, job.chunk - done);
+        const start = U64(chunkStart + BigInt(done));
+        const began = performance.now();
+        // Loaded per call: cheap, and never stale if jobs interleave around a yield.
+        kernel.setRoot(job.words[0], job.words[1], job.words[2], job.words[3]);
+        const hit = kernel.search(job.difficulty, start, count);
+        const now = performance.now();
+        if (hit >= 0) {
+          current = null;
+          post({ type: 'found', job: job.id, nonce: U64(start + BigInt(hit)), count: unreported + hit + 1 });
+          return;
+        }
+        done += count;
+        unreported += count;
+        if (count === step) {
+          const took = now - began;
+          if (took < SLICE_MS / 2 && step < MAX_STEP) step *= 2;
+          else if (took > SLICE_MS * 2 && step > MIN_STEP) step /= 2;
+        }
+        if (now - reportedAt >= REPORT_MS) {
+          post({ type: 'hashes', job: job.id, count: unreported });
+          unreported = 0;
+          reportedAt = now;
+        }
+        await yieldTurn();
       }
-      unreported += job.chunk;
       index += stride;
-      const now = performance.now();
-      if (now - reportedAt >= REPORT_MS) {
-        post({ type: 'hashes', job: job.id, count: unreported });
-        unreported = 0;
-        reportedAt = now;
-      }
-      await yieldTurn();
     }
     if (unreported > 0) post({ type: 'hashes', job: job.id, count: unreported });
   }

@@ -6,8 +6,9 @@
  *
  * Nonce layout: a search starting at S with T threads and chunk size C gives thread i the chunks
  * i, i + T, i + 2T, ...; chunk k is the nonces S + k*C .. S + k*C + C - 1 (mod 2^64). The ranges
- * are disjoint, so no two threads ever hash the same nonce. A chunk takes a few milliseconds;
- * threads yield to their message loop between chunks, which bounds how long a cancel takes.
+ * are disjoint, so no two threads ever hash the same nonce. Inside a chunk a thread calls the
+ * kernel in slices sized to take a few milliseconds (small at first, while V8 has not optimized
+ * the kernel yet) and yields to its message loop after each, which bounds how long a cancel takes.
  *
  * The module is compiled once (compileKernels) and posted to every thread; threads stay alive
  * between searches and are terminated by dispose().
@@ -46,7 +47,7 @@ export interface WasmBackendOptions {
   module: WasmKernels;
   /** Default true: use the SIMD kernel when the engine validates it. */
   preferSimd?: boolean;
-  /** Nonces per chunk; default 2^16 (SIMD) or 2^15 (scalar), a few ms of work each. */
+  /** Nonces per chunk of the layout above; default 2^20. Cancel latency does not depend on it. */
   chunk?: number;
   log?: (message: string) => void;
 }
@@ -59,6 +60,8 @@ export interface WasmBackend extends PowBackend {
   /** Nonces per chunk (the unit of the nonce layout above). */
   readonly chunk: number;
 }
+
+const DEFAULT_CHUNK = 1 << 20;
 
 /** Threads that have not answered 'init' by then count as failed. */
 const READY_TIMEOUT_MS = 30_000;
@@ -166,7 +169,7 @@ export async function createWasmBackend(options: WasmBackendOptions): Promise<Wa
   }
   const useSimd = (options.preferSimd ?? true) && options.module.simd !== null && detectSimd();
   const module = useSimd ? options.module.simd! : options.module.scalar;
-  const chunk = options.chunk ?? (useSimd ? 1 << 16 : 1 << 15);
+  const chunk = options.chunk ?? DEFAULT_CHUNK;
   if (!Number.isInteger(chunk) || chunk < 1 || chunk > 0x7fffffff) {
     throw new RangeError(`chunk must be an integer in 1..2^31-1, got ${chunk}`);
   }
