@@ -5,7 +5,7 @@
 import { expect, test, type Page } from '@playwright/test';
 import { randomAddress, randomHash, startStack, type Stack } from './stack.ts';
 
-const OUT = 'test-results/screenshots';
+const OUT = process.env.DPOW_SCREENSHOTS ?? 'test-results/screenshots';
 let stack: Stack;
 test.beforeAll(async () => {
   stack = await startStack();
@@ -16,6 +16,8 @@ test.afterAll(async () => {
 
 async function feed(page: Page, address: string) {
   await Promise.all([stack.requestWork(), stack.requestWork(), stack.requestWork()]);
+  // Accepted counts client/<address> updates that raise the total: wait for the real ones first.
+  await expect(page.getByTestId('count-accepted')).toHaveText('3');
   await stack.publishAsServer(
     `client/${address}`,
     JSON.stringify({ precache: 1840, ondemand: 312, snapshot_precache: 1500, snapshot_ondemand: 290, block_rewarded: randomHash() }),
@@ -33,7 +35,6 @@ async function feed(page: Page, address: string) {
       work: { precache: 78642, ondemand: 14730 },
     }),
   );
-  await expect(page.getByTestId('count-accepted')).toHaveText('3');
   // A job that stays in flight for the "current job" card: precache at the Nano send threshold
   // (2^29 hashes expected) takes minutes on a software GPU. Stop cancels it.
   await stack.app.dispatcher!.precache(randomHash(), 0xfffffff800000000n);
@@ -61,6 +62,7 @@ for (const [name, viewport, scheme] of [
     await page.waitForTimeout(4000);
     // No horizontal scrolling at any width.
     expect(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth)).toBe(true);
+    await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({ path: `${OUT}/dashboard-${name}.png`, fullPage: true });
     await page.getByTestId('stop').click();
   });

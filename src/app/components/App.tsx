@@ -38,6 +38,12 @@ export function App({ app, wakeLock }: { app: AppController; wakeLock: boolean }
     );
   }
   const showSettings = view.value === 'settings';
+  // A new view starts at its top, with focus there for keyboard and screen reader users.
+  const show = (next: 'settings' | 'dashboard') => {
+    view.value = next;
+    window.scrollTo(0, 0);
+    document.getElementById('main')?.focus({ preventScroll: true });
+  };
   return (
     <>
       <a class="skip" href="#main">
@@ -54,10 +60,21 @@ export function App({ app, wakeLock }: { app: AppController; wakeLock: boolean }
             type="button"
             class="btn btn-ghost"
             aria-pressed={showSettings}
-            onClick={() => (view.value = showSettings ? 'dashboard' : 'settings')}
+            aria-label={showSettings ? 'Dashboard' : 'Settings'}
+            onClick={() => show(showSettings ? 'dashboard' : 'settings')}
             data-testid="settings-toggle"
           >
-            {showSettings ? 'Dashboard' : 'Settings'}
+            <svg viewBox="0 0 24 24" width="18" height="18" aria-hidden="true">
+              {showSettings ? (
+                <path fill="currentColor" d="M4 4h7v7H4V4Zm9 0h7v7h-7V4ZM4 13h7v7H4v-7Zm9 0h7v7h-7v-7Z" />
+              ) : (
+                <path
+                  fill="currentColor"
+                  d="M19.4 13a7.6 7.6 0 0 0 0-2l2.1-1.6-2-3.5-2.5 1a7.3 7.3 0 0 0-1.7-1L14.9 3h-4l-.4 2.9a7.3 7.3 0 0 0-1.7 1l-2.5-1-2 3.5L6.4 11a7.6 7.6 0 0 0 0 2l-2.1 1.6 2 3.5 2.5-1c.5.4 1.1.7 1.7 1l.4 2.9h4l.4-2.9c.6-.3 1.2-.6 1.7-1l2.5 1 2-3.5-2.1-1.6ZM12.9 15.5a3.5 3.5 0 1 1 0-7 3.5 3.5 0 0 1 0 7Z"
+                />
+              )}
+            </svg>
+            <span class="btn-label">{showSettings ? 'Dashboard' : 'Settings'}</span>
           </button>
           <ThemeToggle />
         </div>
@@ -65,7 +82,7 @@ export function App({ app, wakeLock }: { app: AppController; wakeLock: boolean }
       <Banners app={app} />
       <main id="main" tabIndex={-1}>
         {showSettings ? (
-          <SettingsForm app={app} firstRun={!app.wanted.value && firstRun} onDone={() => (view.value = 'dashboard')} />
+          <SettingsForm app={app} firstRun={!app.wanted.value && firstRun} onDone={() => show('dashboard')} />
         ) : (
           <Dashboard app={app} />
         )}

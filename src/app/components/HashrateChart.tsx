@@ -13,7 +13,8 @@ function niceCeiling(v: number): number {
 export function HashrateChart({ samples, height = 120 }: { samples: number[]; height?: number }) {
   const W = HISTORY_SAMPLES;
   const H = 100;
-  const top = niceCeiling(Math.max(...samples, 0) * 1.1);
+  const peak = Math.max(...samples, 0);
+  const top = niceCeiling(peak * 1.1);
   const x0 = W - samples.length;
   const points = samples.map((v, i) => `${x0 + i},${(H - (v / top) * H).toFixed(2)}`);
   const line = points.join(' ');
@@ -29,8 +30,14 @@ export function HashrateChart({ samples, height = 120 }: { samples: number[]; he
           {samples.length > 1 && <polygon class="chart-area" points={area} />}
           {samples.length > 1 && <polyline class="chart-line" points={line} vector-effect="non-scaling-stroke" />}
         </svg>
-        <span class="chart-label chart-top">{formatHashrate(top)}</span>
-        <span class="chart-label chart-mid">{formatHashrate(top / 2)}</span>
+        {peak > 0 ? (
+          <>
+            <span class="chart-label chart-top">{formatHashrate(top)}</span>
+            <span class="chart-label chart-mid">{formatHashrate(top / 2)}</span>
+          </>
+        ) : (
+          <span class="chart-empty">The hashrate shows here while a job runs</span>
+        )}
       </div>
       <figcaption class="chart-axis">
         <span>{minutes} min ago</span>

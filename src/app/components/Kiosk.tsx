@@ -3,8 +3,8 @@
  * needed; it starts on its own when the URL says autostart=1.
  */
 import type { AppController } from '../controller.ts';
-import { formatCount, formatHashrate, shortAddress } from '../format.ts';
-import { BACKEND_NAMES, CONNECTION_LABELS } from './Dashboard.tsx';
+import { formatCount, formatDuration, formatHashrate, formatMultiplier, shortAddress, shortHash } from '../format.ts';
+import { BACKEND_NAMES, CONNECTION_LABELS, expectedMs } from './Dashboard.tsx';
 import { HashrateChart } from './HashrateChart.tsx';
 
 export function Kiosk({ app, wakeLock }: { app: AppController; wakeLock: boolean }) {
@@ -36,6 +36,22 @@ export function Kiosk({ app, wakeLock }: { app: AppController; wakeLock: boolean
           {s.backendLabel ? ` · ${s.backendLabel}` : ''}
         </span>
       </section>
+      <p class="kiosk-status" data-testid="kiosk-job">
+        {s.current ? (
+          <>
+            Working on <strong>{s.current.workType === 'ondemand' ? 'on-demand' : 'precache'}</strong> work{' '}
+            <span class="mono">{shortHash(s.current.hash, 6)}</span> at {formatMultiplier(s.current.multiplier)}
+            {(() => {
+              const eta = expectedMs(s.current.difficulty, s.hashrate);
+              return eta === null ? '' : `, about ${formatDuration(eta)} expected`;
+            })()}
+          </>
+        ) : s.connection === 'online' ? (
+          'Waiting for work from the server'
+        ) : (
+          ''
+        )}
+      </p>
       <HashrateChart samples={app.history.value} height={160} />
       <dl class="kiosk-counters">
         <div>

@@ -31,24 +31,28 @@ export function PersonalStats({ app }: { app: AppController }) {
       )}
       {msg?.kind === 'stats' && (
         <>
-          <dl class="counter-grid">
-            <div>
-              <dt>Precache</dt>
-              <dd data-testid="personal-precache">{formatCount(msg.stats.precache)}</dd>
-            </div>
-            <div>
-              <dt>On demand</dt>
-              <dd data-testid="personal-ondemand">{formatCount(msg.stats.ondemand)}</dd>
-            </div>
-            <div>
-              <dt>Since payout (precache)</dt>
-              <dd>{formatCount(Math.max(0, msg.stats.precache - msg.stats.snapshot_precache))}</dd>
-            </div>
-            <div>
-              <dt>Since payout (on demand)</dt>
-              <dd>{formatCount(Math.max(0, msg.stats.ondemand - msg.stats.snapshot_ondemand))}</dd>
-            </div>
-          </dl>
+          <table class="personal-table">
+            <caption class="sr-only">Work credited to your address</caption>
+            <thead>
+              <tr>
+                <th scope="col">Work</th>
+                <th scope="col" class="num">Total</th>
+                <th scope="col" class="num">Since last payout</th>
+              </tr>
+            </thead>
+            <tbody>
+              <tr>
+                <th scope="row">Precache</th>
+                <td class="num big" data-testid="personal-precache">{formatCount(msg.stats.precache)}</td>
+                <td class="num">{formatCount(Math.max(0, msg.stats.precache - msg.stats.snapshot_precache))}</td>
+              </tr>
+              <tr>
+                <th scope="row">On demand</th>
+                <td class="num big" data-testid="personal-ondemand">{formatCount(msg.stats.ondemand)}</td>
+                <td class="num">{formatCount(Math.max(0, msg.stats.ondemand - msg.stats.snapshot_ondemand))}</td>
+              </tr>
+            </tbody>
+          </table>
           {msg.stats.block_rewarded && (
             <p class="rewarded">
               Last rewarded block:{' '}
