@@ -18,7 +18,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { checkAddress, encodeAddress } from '../dpow/address.ts';
-import { ZERO_HASH, type QlcBlock, type QlcPending } from './qlc-feed.ts';
+import type { QlcBlock, QlcPending } from './qlc-feed.ts';
 
 type Namespace = 'ledger' | 'pov';
 type SubName = 'newBlock' | 'newAccountBlock' | 'balanceChange' | 'newPending';
@@ -269,7 +269,6 @@ export async function startQlcSim(options: QlcSimOptions = {}): Promise<QlcSim> 
     return queued;
   };
 
-  const balances = new Map<string, bigint>();
   function emitBlock(block: QlcBlock, remember = true): number {
     if (remember) {
       history.push(block);
@@ -278,7 +277,6 @@ export async function startQlcSim(options: QlcSimOptions = {}): Promise<QlcSim> 
     let sent = notify((s) => s.ns === 'ledger' && s.name === 'newBlock', block);
     sent += notify((s) => s.ns === 'ledger' && s.name === 'newAccountBlock' && s.address === block.address, block);
     if (block.balance !== undefined) {
-      balances.set(block.address, BigInt(/^\d+$/.test(block.balance) ? block.balance : '0'));
       const info = {
         account: block.address,
         coinBalance: block.balance,
@@ -376,4 +374,3 @@ export async function startQlcSim(options: QlcSimOptions = {}): Promise<QlcSim> 
   };
 }
 
-export { ZERO_HASH };
