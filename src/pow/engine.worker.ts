@@ -10,7 +10,9 @@ import { createWebGpuBackend } from './webgpu.ts';
 import { compileKernels, createWasmBackend, type WebWorkerLike } from './wasm.ts';
 import { kernelUrl } from './wasm-urls.ts';
 
-const log = (message: string) => console.warn(`[pow-engine] ${message}`);
+/** Backends report progress (adapter, compile time); the engine reports fallbacks and failures. */
+const info = (message: string) => console.info(`[pow-engine] ${message}`);
+const warn = (message: string) => console.warn(`[pow-engine] ${message}`);
 
 async function fetchKernel(name: 'simd' | 'scalar'): Promise<ArrayBuffer> {
   const url = kernelUrl(name);
@@ -25,10 +27,10 @@ let kernels: ReturnType<typeof compileKernels> | undefined;
 const gpu = (self.navigator as Navigator & { gpu?: GPU }).gpu;
 
 const engine = new PowEngine({
-  webgpu: gpu ? () => createWebGpuBackend({ gpu, shaderCode, log }) : undefined,
+  webgpu: gpu ? () => createWebGpuBackend({ gpu, shaderCode, log: info }) : undefined,
   wasm: async (threads) => {
     // A failed compile is not cached: the next job tries again (e.g. after a network blip).
-    kernels ??= compileKernels(fetchKernel, log).catch((err: unknown) => {
+    kernels ??= compileKernels(fetchKernel, info).catch((err: unknown) => {
       kernels = undefined;
       throw err;
     });
@@ -41,11 +43,11 @@ const engine = new PowEngine({
           type: 'module',
           name: `pow-wasm-${index}`,
         }) as unknown as WebWorkerLike,
-      log,
+      log: info,
     });
   },
   defaultThreads: Math.max(1, (self.navigator.hardwareConcurrency || 2) - 1),
-  log,
+  log: warn,
 });
 
 installEngineErrorTransfer();
