@@ -95,6 +95,7 @@ function fields(payload: Uint8Array | string, count: number, what: string): Deco
 }
 
 const shortHash = (h: string) => (h.length > 16 ? `${h.slice(0, 16)}…` : h);
+const clip = (s: string) => String(s).slice(0, 20);
 
 // ---------------------------------------------------------------- work/<type>: hash,difficulty
 
@@ -114,7 +115,7 @@ export const workCodec = {
     const [hash, difficulty] = f.value;
     if (!isRootHex(hash)) return reject('bad-hash', `work hash "${shortHash(hash)}" is not 64 hex characters`);
     if (!isU64Hex(difficulty)) {
-      return reject('bad-difficulty', `work difficulty "${difficulty.slice(0, 20)}" is not 16 hex characters`);
+      return reject('bad-difficulty', `work difficulty "${clip(difficulty)}" is not 16 hex characters`);
     }
     return { ok: true, value: { hash, difficulty: BigInt(`0x${difficulty}`) } };
   },
@@ -146,7 +147,7 @@ export const resultCodec = {
     if (!f.ok) return f;
     const [hash, work, address] = f.value;
     if (!isRootHex(hash)) return reject('bad-hash', `result hash "${shortHash(hash)}" is not 64 hex characters`);
-    if (!isU64Hex(work)) return reject('bad-work', `result work "${work.slice(0, 20)}" is not 16 hex characters`);
+    if (!isU64Hex(work)) return reject('bad-work', `result work "${clip(work)}" is not 16 hex characters`);
     if (address === '' || address.length > 128 || /[\s/#+]/.test(address)) {
       return reject('bad-address', 'result address is empty or not usable as a topic');
     }
