@@ -42,7 +42,7 @@ describe('dpow-web start', () => {
   it('serves the app and the broker on one port with a SQLite store, and stops cleanly on SIGTERM', async () => {
     const data = mkdtempSync(path.join(tmpdir(), 'dpow-start-'));
     dirs.push(data);
-    const run = startCli(['--port', '0', '--no-build', '--no-demo', '--data', data]);
+    const run = startCli(['--port', '0', '--no-build', '--no-demo', '--data', data, '--dashboard-password', 'dash-pw']);
     const url = await run.banner;
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
     expect(run.output().stdout).toContain(`(broker ${url.replace('http', 'ws')}mqtt)`);
@@ -59,6 +59,18 @@ describe('dpow-web start', () => {
     await worker.subscribeAsync('heartbeat');
     expect(await beat).toBe('heartbeat');
     await worker.endAsync(true);
+
+    // The read-only dashboard login sees everything.
+    const dashboard = await mqtt.connectAsync(url.replace('http', 'ws') + 'mqtt', {
+      username: 'dashboard',
+      password: 'dash-pw',
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+    });
+    const any = new Promise<string>((resolve) => dashboard.on('message', (topic) => resolve(topic)));
+    await dashboard.subscribeAsync('#');
+    expect(await any).toBe('heartbeat');
+    await dashboard.endAsync(true);
 
     run.child.kill('SIGTERM');
     expect(await run.exited).toBe(0);

@@ -42,6 +42,7 @@ const USAGE = `usage: dpow-web start [options]
   --broker-password <p>
   --broker-public-url <url>  the ws:// or wss:// URL the page should use (default --broker)
   --broker-tcp-port <n>      embedded broker: also listen for mqtt:// on this port
+  --dashboard-password <p>   embedded broker: enable the read-only "dashboard" login
   --dispatcher-only          only the dispatcher (and feeds), against --broker; no web server
   --feed <spec>              precache feed: qlc-sim, nano-sim, qlc:<ws url>, nano:<ws url> (repeatable)
   --account <address>        account to precache for (repeatable)
@@ -64,6 +65,7 @@ export async function run(argv: string[]): Promise<number> {
       'broker-password': { type: 'string' },
       'broker-public-url': { type: 'string' },
       'broker-tcp-port': { type: 'string' },
+      'dashboard-password': { type: 'string' },
       'dispatcher-only': { type: 'boolean', default: false },
       feed: { type: 'string', multiple: true, default: [] },
       account: { type: 'string', multiple: true, default: [] },
@@ -105,6 +107,12 @@ export async function run(argv: string[]): Promise<number> {
   const feeds = await parseFeeds(values.feed as string[]);
 
   const log = consoleLogger(values.verbose);
+  if (!['127.0.0.1', 'localhost', '::1'].includes(values.host!)) {
+    log.warn(
+      `binding ${values.host}: browsers allow WebGPU and service workers only on https:// or localhost, ` +
+        'so serve other machines through a TLS proxy (and wss:// for the broker)',
+    );
+  }
   if (!values['dispatcher-only'] && !values['no-build']) await ensureBuilt(log);
 
   let store: DispatcherStore;
@@ -144,6 +152,7 @@ export async function run(argv: string[]): Promise<number> {
           port,
           staticDir: path.join(ROOT, 'dist'),
           brokerTcpPort,
+          ...(values['dashboard-password'] ? { brokerUsers: { dashboard: { username: 'dashboard', password: values['dashboard-password'] } } } : {}),
           externalBroker: external,
           demo: demoOn ? (demoDifficulty ? { difficulty: demoDifficulty } : true) : false,
           store,
