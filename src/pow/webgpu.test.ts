@@ -94,6 +94,20 @@ describe.skipIf(process.env.DPOW_SKIP_GPU === '1')('WebGPU kernel (Dawn)', () =>
     expect(compared).toBeGreaterThanOrEqual(4096);
   });
 
+  it('covers every nonce when a dispatch needs a 2-D grid', async () => {
+    const small = await createWebGpuBackend({ gpu, shaderCode, maxWorkgroupsPerDimension: 5 });
+    try {
+      const root = bytes(55, 32);
+      const start = 0xffff_ffff_0000_0000n - 500n;
+      const values = await small.computeValues(root, start, 1000); // 16 workgroups: a 5 x 4 grid
+      for (let k = 0; k < values.length; k++) {
+        expect(values[k], `nonce ${k}`).toBe(workValue(root, start + BigInt(k)));
+      }
+    } finally {
+      small.dispose();
+    }
+  });
+
   it('computes the published test vectors (with the byte-order trap)', async () => {
     for (const vector of vectors.valid) {
       const [value] = await backend.computeValues(parseRoot(vector.root), parseWork(vector.work), 1);
@@ -134,12 +148,18 @@ describe.skipIf(process.env.DPOW_SKIP_GPU === '1')('WebGPU kernel (Dawn)', () =>
   });
 
   it('compares all 64 bits with >=: the low word decides when the high words are equal', async () => {
-    // One dispatch of exactly 65536 nonces from `start`, so which nonces qualify is known.
-    const exact = await createWebGpuBackend({ gpu, shaderCode, maxDispatchNonces: 65536 });
+    // One dispatch of exactly 65536 nonces from `start`, so which nonces qualify is known; at
+    // most 4 workgroups per dimension makes it a 4 x 4 grid, so the 2-D nonce layout is covered.
+    const exact = await createWebGpuBackend({
+      gpu,
+      shaderCode,
+      maxDispatchNonces: 65536,
+      maxWorkgroupsPerDimension: 4,
+    });
     try {
       const root = bytes(77, 32);
       const start = 0x0123_4567_ffff_8000n; // the range crosses a 2^32 boundary
-      const values = await exact.computeValues(root, start, 65536);
+      const values = await backend.computeValues(root, start, 65536);
       let best = 0;
       for (let k = 1; k < values.length; k++) if (values[k] > values[best]) best = k;
       const bestNonce = start + BigInt(best);
@@ -159,6 +179,19 @@ describe.skipIf(process.env.DPOW_SKIP_GPU === '1')('WebGPU kernel (Dawn)', () =>
     } finally {
       exact.dispose();
     }
+  });
+
+  it('keeps finding valid work at reduced intensity, and refuses intensities outside (0, 1]', async () => {
+    const root = bytes(61, 32);
+    backend.setIntensity(0.3);
+    try {
+      const hit = await backend.search({ root, difficulty: 0xfff0000000000000n, startNonce: 5n, signal: never });
+      expect(validateWork(root, hit!.work, 0xfff0000000000000n).valid).toBe(true);
+    } finally {
+      backend.setIntensity(1);
+    }
+    expect(() => backend.setIntensity(0)).toThrow(RangeError);
+    expect(() => backend.setIntensity(Number.NaN)).toThrow(RangeError);
   });
 
   it('resolves null promptly when the search is cancelled, and searches again afterwards', async () => {

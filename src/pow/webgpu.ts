@@ -43,6 +43,11 @@ export interface WebGpuBackendOptions {
    * min(65536, this) and adapt toward targetDispatchMs within this bound.
    */
   maxDispatchNonces?: number;
+  /**
+   * Cap on workgroups per grid dimension, below the device's maxComputeWorkgroupsPerDimension
+   * (which it never exceeds). Larger dispatches use a 2-D grid.
+   */
+  maxWorkgroupsPerDimension?: number;
   /** Kernel tuning (the shader's override constants); defaults are measured on llvmpipe. */
   workgroupSize?: number;
   noncesPerInvocation?: number;
@@ -125,7 +130,8 @@ type SearchOutcome =
 function describeAdapter(info: WebGpuAdapterInfo): string {
   // Dawn's OpenGL ES description is the GL version string; its device string names the renderer.
   const description = /^OpenGL/.test(info.description) && info.device ? '' : info.description;
-  const name = description || info.device || info.architecture || info.vendor || 'unknown adapter';
+  // Browsers may hide all of it (Chromium does for its OpenGL ES adapter).
+  const name = description || info.device || info.architecture || info.vendor || 'WebGPU';
   return info.featureLevel === 'compatibility' ? `${name} (compatibility)` : name;
 }
 
@@ -460,6 +466,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
     try {
       const { x, y } = this.grid(ctx, count, 'up');
       const rowWidth = x * this.workgroupSize;
+      if (rowWidth * y < count) throw new RangeError(`count ${count} does not fit one dispatch on this device`);
       writeParams(device, params, root, 0n, startNonce & U64_MASK, rowWidth, count);
       const bindGroup = device.createBindGroup({
         layout: ctx.valuesPipeline.getBindGroupLayout(0),
@@ -565,7 +572,13 @@ async function openDevice(options: WebGpuBackendOptions, log: (msg: string) => v
     searchPipeline,
     valuesPipeline: null,
     slots,
-    maxPerDimension: device.limits.maxComputeWorkgroupsPerDimension,
+    maxPerDimension: Math.max(
+      1,
+      Math.min(
+        Math.floor(options.maxWorkgroupsPerDimension ?? Infinity),
+        device.limits.maxComputeWorkgroupsPerDimension,
+      ),
+    ),
     compileMs,
     lost,
     get isLost() {
