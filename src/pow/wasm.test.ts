@@ -332,6 +332,27 @@ describe('Node pool nonce layout', () => {
     }
   });
 
+  it('threads go quiet after a cancel (they stop hashing, not just the promise)', async () => {
+    const kernels = await loadNodeKernels();
+    const sent: unknown[][] = [];
+    const received: unknown[][] = [];
+    const backend = await createWasmBackend({ threads: 2, module: kernels, spawn: recordingSpawn(sent, received) });
+    try {
+      const controller = new AbortController();
+      const pending = backend.search({ root: prng(43).root(), difficulty: NEVER, startNonce: 0n, signal: controller.signal });
+      // Both threads are hashing: each posts hash counts every ~50 ms.
+      await expect.poll(() => received.map((m) => m.filter((x) => (x as { type: string }).type === 'hashes').length > 0)).toEqual([true, true]);
+      controller.abort();
+      await expect(pending).resolves.toBeNull();
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const before = received.map((m) => m.length);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(received.map((m) => m.length)).toEqual(before);
+    } finally {
+      backend.dispose();
+    }
+  });
+
   it('fails to start, naming the thread, when the module is not a kernel', async () => {
     const empty = new WebAssembly.Module(new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]));
     await expect(
