@@ -127,6 +127,11 @@ describe('dpow-web snapshot', () => {
     expect(JSON.parse(stdout.join('')).shares).toEqual([{ address: A, precache: 1, ondemand: 0, share: 1 }]);
   });
 
+  it('says when there is nothing to pay', async () => {
+    expect(await cli()).toBe(0);
+    expect(stdout.join('')).toContain('nothing to pay yet: nothing recorded');
+  });
+
   it('refuses bad options with exit code 2', async () => {
     expect(await cli('--min-precache', 'x')).toBe(2);
     expect(await cli('--prefixes', 'doge')).toBe(2);

@@ -80,7 +80,7 @@ export function planSnapshot(clients: ClientRecord[], rules: SnapshotRules): Sna
   return { paid, entries, newWork, shares, skipped };
 }
 
-function print(plan: SnapshotPlan, recorded: boolean): void {
+function print(plan: SnapshotPlan, recorded: boolean, dryRun: boolean): void {
   const w = (s: string) => process.stdout.write(`${s}\n`);
   const types = plan.paid.length ? plan.paid.join(' + ') : 'nothing';
   w(`new work since the last snapshot: precache ${plan.newWork.precache}, ondemand ${plan.newWork.ondemand}; paying ${types}`);
@@ -88,7 +88,7 @@ function print(plan: SnapshotPlan, recorded: boolean): void {
     w(`${(s.share * 100).toFixed(4).padStart(9)}%  ${s.address}  precache ${s.precache}  ondemand ${s.ondemand}`);
   }
   for (const s of plan.skipped) w(`skipped  ${s.address.slice(0, 80)}: ${s.reason}`);
-  w(recorded ? 'snapshot recorded' : 'dry run: nothing recorded');
+  w(recorded ? 'snapshot recorded' : dryRun ? 'dry run: nothing recorded' : 'nothing to pay yet: nothing recorded');
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -138,7 +138,7 @@ export async function run(argv: string[]): Promise<number> {
       const { entries: _entries, ...shown } = plan;
       process.stdout.write(`${JSON.stringify({ recorded: record, takenAt: new Date().toISOString(), ...shown })}\n`);
     } else {
-      print(plan, record);
+      print(plan, record, values['dry-run'] as boolean);
     }
     return 0;
   } finally {
