@@ -139,6 +139,9 @@ interface Job {
 /** Hashes remembered after acceptance so late results count as duplicates, not unknown. */
 const RECENT_LIMIT = 10_000;
 
+/** setTimeout fires at once for delays above 2^31-1 ms; nothing here needs longer than 24 days. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 type DropReason = 'accepted' | 'timeout' | 'expired' | 'withdrawn';
 
 export class Dispatcher extends EventEmitter<DispatcherEvents> implements DispatcherApi {
@@ -248,6 +251,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       throw err;
     }
     this.#client = client;
+    if (this.#state !== 'starting') {
+      // stop() was called while the connection was being made.
+      await client.endAsync(true);
+      return;
+    }
     client.on('message', (topic, payload) => {
       try {
         this.#onResult(topic, payload);
@@ -304,7 +312,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     const { hash, difficulty } = request;
     if (!isRootHex(hash)) throw new PowInputError('bad-root', 'hash must be 64 hex characters');
     checkDifficulty(difficulty, { maxMultiplier: this.#opts.maxMultiplier });
-    const timeoutMs = Number.isFinite(request.timeoutMs) && request.timeoutMs > 0 ? request.timeoutMs : this.#opts.defaultTimeoutMs;
+    const timeoutMs = Math.min(
+      MAX_TIMER_MS,
+      Number.isFinite(request.timeoutMs) && request.timeoutMs > 0 ? request.timeoutMs : this.#opts.defaultTimeoutMs,
+    );
     const key = hash.toLowerCase();
     if (request.account) void this.track(request.account);
 
@@ -568,7 +579,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     job.expiry = setTimeout(() => {
       if (job.workType === 'precache') this.counters.precache.expired++;
       this.#drop(job, 'expired');
-    }, Math.max(0, job.expiresAt - Date.now()));
+    }, Math.min(MAX_TIMER_MS, Math.max(0, job.expiresAt - Date.now())));
   }
 
   /** Removes a job (idempotent), rejects anyone still waiting and tells workers to stop. */
