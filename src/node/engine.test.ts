@@ -4,7 +4,10 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createNodeEngine } from './engine.ts';
-import type { PowEngine } from '../pow/engine.ts';
+import { createNodeGpu, loadShaderCode } from './gpu.ts';
+import { createNodeWasmBackend } from './wasm-threads.ts';
+import { PowEngine } from '../pow/engine.ts';
+import { createWebGpuBackend } from '../pow/webgpu.ts';
 import { validateWork } from '../pow/work.ts';
 
 const ROOT = '2387767168F9453DB0FCA1F4A2B0B2B7FB6F83E5EF5DE26A5BE2B3C2A1F0E9D8';
@@ -34,8 +37,8 @@ describe('createNodeEngine', () => {
   it('still returns validated work when the GPU device is lost mid-job', async () => {
     engine = await createNodeEngine({ threads: 1, log: () => undefined });
     const e = engine;
-    // 2^24 hashes expected: long enough for the loss to land while the GPU is searching.
-    const difficulty = 'ffffff0000000000';
+    // 2^22 hashes expected: long enough for the loss to land while the GPU is searching.
+    const difficulty = 'fffffc0000000000';
     const job = e.generate(ROOT, difficulty);
     await vi.waitUntil(async () => {
       const s = await e.status();
@@ -56,5 +59,54 @@ describe('createNodeEngine', () => {
     expect(row.hashes).toBeGreaterThan(0);
     expect(row.hashrate).toBeGreaterThan(0);
     expect(row.compileMs).toBeGreaterThan(0);
+  });
+
+  it('falls back to WASM threads and finishes the job when the GPU cannot be brought back', async () => {
+    const gpu = await createNodeGpu();
+    expect(gpu).not.toBeNull();
+    // The real Dawn GPU, except that once `adapterGone` is set it has no adapter left, so the
+    // backend's attempt to re-create a lost device fails as on a machine whose driver crashed.
+    let adapterGone = false;
+    const dyingGpu = new Proxy(gpu!, {
+      get(target, key) {
+        if (key === 'requestAdapter') {
+          return (options?: GPURequestAdapterOptions) => (adapterGone ? Promise.resolve(null) : target.requestAdapter(options));
+        }
+        const value = Reflect.get(target, key);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const logs: string[] = [];
+    const e = new PowEngine({
+      webgpu: () => createWebGpuBackend({ gpu: dyingGpu, shaderCode: loadShaderCode(), log: () => undefined }),
+      wasm: (threads) => createNodeWasmBackend({ threads }),
+      defaultThreads: 2,
+      log: (m) => logs.push(m),
+    });
+    engine = e;
+    const difficulty = 'fffffc0000000000'; // 2^22 hashes expected
+    for (let attempt = 0; attempt < 3; attempt++) {
+      adapterGone = false;
+      const root = ROOT.slice(0, 60) + attempt.toString(16).padStart(4, '0');
+      const job = e.generate(root, difficulty, { backend: 'webgpu' });
+      await vi.waitUntil(async () => {
+        const s = await e.status();
+        return s.backend === 'webgpu' && s.totalHashes > 0;
+      }, { timeout: 30_000 });
+      if ((await e.status()).root === null) {
+        await job; // the GPU was faster than the test; try again with another root
+        continue;
+      }
+      adapterGone = true;
+      expect(await e.simulateDeviceLoss()).toBe(true);
+      const result = await job;
+      if (result.backend === 'webgpu') continue; // found in the last dispatch before the loss
+      expect(result.backend).toBe('wasm');
+      expect(validateWork(root, result.work, difficulty).valid).toBe(true);
+      expect(logs.join('\n')).toMatch(/DeviceLostError.*continuing .* on WASM/);
+      expect((await e.status()).label).toMatch(/WASM/);
+      return;
+    }
+    throw new Error('the GPU finished every job before the device loss landed');
   });
 });
