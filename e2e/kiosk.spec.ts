@@ -36,6 +36,8 @@ test('kiosk autostart gets work accepted with no interaction', async ({ page }) 
   const size = await kiosk.getByTestId('hashrate').evaluate((el) => parseFloat(getComputedStyle(el).fontSize));
   expect(size).toBeGreaterThanOrEqual(48);
   expect(dialogs).toEqual([]);
+  // The screen stays on while it works (Screen Wake Lock; headless Chromium grants it).
+  await expect(kiosk.getByText('Screen kept on')).toBeVisible();
 });
 
 test('kiosk with a bad address in the URL says so instead of starting', async ({ page }) => {

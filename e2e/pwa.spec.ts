@@ -2,7 +2,9 @@
  * Installability and offline use: the manifest browsers require, real PNG icons, a service
  * worker that controls the page, and a reload with the network off that still shows the app.
  */
-import { readdirSync } from 'node:fs';
+import { appendFileSync, cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { expect, test, type Page } from '@playwright/test';
 import { randomAddress, startStack, type Stack } from './stack.ts';
 
@@ -106,5 +108,58 @@ test.describe('with the broker', () => {
     expect(answer.work).toMatch(/^[0-9a-f]{16}$/);
     await expect(page.getByTestId('count-accepted')).toHaveText('1');
     await page.getByTestId('stop').click();
+  });
+});
+
+test.describe('a new version', () => {
+  // A copy of the build whose sw.js the test changes, as a deployment of a new version would.
+  let dir: string;
+  let stack: Stack;
+  test.beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'dpow-app-update-'));
+    cpSync('dist', dir, { recursive: true });
+    stack = await startStack({ staticDir: dir });
+  });
+  test.afterAll(async () => {
+    await stack?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function deployNewVersion(page: Page, build: string) {
+    appendFileSync(join(dir, 'sw.js'), `\n// ${build}\n`);
+    await page.evaluate(async () => {
+      const registration = await navigator.serviceWorker.getRegistration();
+      await registration?.update();
+    });
+  }
+
+  test('waits for the volunteer: "Update available" then Reload activates it', async ({ page }) => {
+    await page.goto(stack.url);
+    await waitForControl(page);
+    await page.evaluate(() => ((window as unknown as { marker: number }).marker = 1));
+    await deployNewVersion(page, 'build 2');
+    const banner = page.getByTestId('update-banner');
+    await expect(banner).toContainText('Update available');
+    // Nothing changes until asked.
+    expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(1);
+    await Promise.all([page.waitForEvent('load'), banner.getByRole('button', { name: 'Reload' }).click()]);
+    await expect(page.getByTestId('update-banner')).toHaveCount(0);
+    expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBeUndefined();
+    const waiting = await page.evaluate(async () => (await navigator.serviceWorker.getRegistration())?.waiting ?? null);
+    expect(waiting).toBeNull();
+  });
+
+  test('kiosk mode takes the new version and reloads by itself, then keeps working', async ({ page }) => {
+    const address = randomAddress();
+    await page.goto(`${stack.url}?kiosk=1&autostart=1&address=${address}`);
+    await waitForControl(page);
+    await expect(page.getByTestId('connection-state')).toHaveText('Online');
+    await page.evaluate(() => ((window as unknown as { marker: number }).marker = 1));
+    await Promise.all([page.waitForEvent('load'), deployNewVersion(page, 'build 3')]);
+    expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBeUndefined();
+    await expect(page.getByTestId('connection-state')).toHaveText('Online');
+    const answer = await stack.requestWork();
+    expect(answer.work).toMatch(/^[0-9a-f]{16}$/);
+    await expect(page.getByTestId('count-accepted')).toHaveText('1');
   });
 });

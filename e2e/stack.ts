@@ -33,10 +33,10 @@ export function randomAddress(): string {
   return encodeAddress(randomBytes(32));
 }
 
-export async function startStack(): Promise<Stack> {
+export async function startStack(options: { staticDir?: string } = {}): Promise<Stack> {
   const app = await startAppServer({
     port: 0,
-    staticDir: 'dist',
+    staticDir: options.staticDir ?? 'dist',
     demo: false,
     brokerUsers: { server: SERVER_LOGIN },
     deployment: { title: 'dpow-web', explorerBlockUrl: EXPLORER },
