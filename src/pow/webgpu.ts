@@ -6,7 +6,7 @@
  *   - Dispatches are pipelined: PIPELINE_DEPTH are queued at once, each with its own params,
  *     result and readback buffers, so the GPU has the next dispatch before the host reads the
  *     previous one back (mapAsync), and never waits on the host.
- *   - Dispatch size adapts: each completed dispatch's time sets the next size so that one
+ *   - Dispatch size adapts: the measured throughput sets the next size so that one
  *     dispatch takes about targetDispatchMs (short enough for a prompt cancel and no GPU watchdog,
  *     long enough to keep the GPU busy).
  *   - Intensity < 1 runs one dispatch at a time and idles between them (setTimeout). Results come
@@ -91,6 +91,8 @@ const MIN_BATCH = 1 << 16;
 const MAX_BATCH = 2 ** 31;
 /** Device re-creations allowed within one search before giving up. */
 const MAX_RECOVERIES = 3;
+/** Completed dispatches the throughput estimate spans. */
+const RATE_WINDOW = 4;
 
 interface Slot {
   params: GPUBuffer;
@@ -118,7 +120,6 @@ interface DeviceContext {
 interface Dispatch {
   base: bigint;
   nonces: number;
-  submittedAt: number;
   done: Promise<{ found: boolean; nonce: bigint } | { error: unknown }>;
 }
 
@@ -228,6 +229,8 @@ class WebGpuBackendImpl implements WebGpuBackend {
   private readonly noncesPerInvocation: number;
   /** Nonces per dispatch, learned from completed dispatches and kept across searches. */
   private batch: number;
+  /** Last measured throughput in nonces per ms (sizes the idle gap at intensity < 1). */
+  private rate = 1;
   private readonly minBatch: number;
   private readonly maxBatch: number;
   private disposed = false;
@@ -306,7 +309,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
     if (!this.ctx.isLost) return this.ctx;
     this.log('webgpu: device lost; re-creating it');
     try {
-      this.ctx = await openDevice({ ...this.options, shaderCode: this.options.shaderCode }, this.log);
+      this.ctx = await openDevice(this.options, this.log);
     } catch (err) {
       throw new DeviceLostError(`the GPU device was lost and could not be re-created: ${(err as Error).message}`, {
         cause: err,
@@ -340,7 +343,11 @@ class WebGpuBackendImpl implements WebGpuBackend {
     const inflight: Dispatch[] = [];
     let next = start;
     let slotIndex = 0;
-    let lastCompletion = 0;
+    // Throughput over the last few completed dispatches, from the submit before them. It holds
+    // whether submit() returns at once (browsers) or runs the previous dispatch before returning
+    // (Dawn on OpenGL ES with llvmpipe), where one dispatch's own timing would be meaningless.
+    const recent: { at: number; nonces: number }[] = [];
+    let windowStart = Number.NaN;
     try {
       for (;;) {
         const depth = this.intensity < 1 ? 1 : PIPELINE_DEPTH;
@@ -350,6 +357,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
           const ready = await Promise.race([slot.idle.then(() => 'ready' as const), aborted.promise, ctx.lost]);
           if (ready === 'aborted') return { kind: 'aborted' };
           if (ready === 'lost') return { kind: 'lost', resumeFrom: inflight[0]?.base ?? next };
+          if (Number.isNaN(windowStart)) windowStart = performance.now();
           const dispatch = this.dispatchSearch(ctx, slot, request, next, this.batch);
           inflight.push(dispatch);
           next = (next + BigInt(dispatch.nonces)) & U64_MASK;
@@ -362,20 +370,23 @@ class WebGpuBackendImpl implements WebGpuBackend {
           return { kind: 'lost', resumeFrom: head.base };
         }
         inflight.shift();
-        const now = performance.now();
-        // A dispatch that found work stopped early: its time says nothing about the rate.
-        if (!outcome.found) this.adapt(head.nonces, now - Math.max(head.submittedAt, lastCompletion));
-        lastCompletion = now;
         if (outcome.found) {
           const done = Number((outcome.nonce - head.base) & U64_MASK) + 1;
           request.onHashes?.(Math.min(done, head.nonces));
           return { kind: 'hit', work: outcome.nonce };
         }
         request.onHashes?.(head.nonces);
+        // Only full dispatches count: one that found work stopped early.
+        const now = performance.now();
+        recent.push({ at: now, nonces: head.nonces });
+        if (recent.length > RATE_WINDOW) windowStart = recent.shift()!.at;
+        this.adapt(recent.reduce((n, d) => n + d.nonces, 0) / (now - windowStart));
         if (this.intensity < 1) {
-          const busyMs = now - head.submittedAt;
+          // Idle so that busy / (busy + idle) = intensity; the idle time is left out of the rate.
+          const busyMs = head.nonces / this.rate;
           await sleep((busyMs * (1 - this.intensity)) / this.intensity, signal);
-          lastCompletion = 0;
+          recent.length = 0;
+          windowStart = Number.NaN;
         }
       }
     } finally {
@@ -383,10 +394,12 @@ class WebGpuBackendImpl implements WebGpuBackend {
     }
   }
 
-  /** Steers the dispatch size toward targetMs, changing it at most 2x per step. */
-  private adapt(nonces: number, ms: number): void {
-    if (!(ms > 0.5)) return;
-    const ideal = (nonces / ms) * this.targetMs;
+  /** Records the measured rate (nonces/ms) and steers the dispatch size toward targetMs. */
+  private adapt(rate: number): void {
+    if (!(rate > 0) || !Number.isFinite(rate)) return;
+    this.rate = rate;
+    const ideal = rate * this.targetMs;
+    // At most 2x per step: one odd measurement cannot swing the size far.
     const next = Math.min(Math.max(ideal, this.batch / 2, this.minBatch), this.batch * 2, this.maxBatch);
     this.batch = Math.round(next);
   }
@@ -424,7 +437,6 @@ class WebGpuBackendImpl implements WebGpuBackend {
     pass.end();
     encoder.copyBufferToBuffer(slot.result, 0, slot.readback, 0, RESULT_BYTES);
     device.queue.submit([encoder.finish()]);
-    const submittedAt = performance.now();
     const done = slot.readback.mapAsync(MAP_READ).then(
       () => {
         const words = new Uint32Array(slot.readback.getMappedRange(0, RESULT_BYTES).slice(0));
@@ -434,7 +446,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
       (error: unknown) => ({ error }),
     );
     slot.idle = done.then(() => {});
-    return { base, nonces, submittedAt, done };
+    return { base, nonces, done };
   }
 
   private markLost(ctx: DeviceContext, reason: unknown): void {
