@@ -353,6 +353,37 @@ describe('Node pool nonce layout', () => {
     }
   });
 
+  it('a thread that dies fails the running search with the reason; the next search gets fresh threads', async () => {
+    const kernels = await loadNodeKernels();
+    const workers: Worker[] = [];
+    const entry = new URL('../node/wasm-thread.mjs', import.meta.url);
+    const logs: string[] = [];
+    const backend = await createWasmBackend({
+      threads: 2,
+      module: kernels,
+      log: (m) => logs.push(m),
+      spawn: () => {
+        const worker = new Worker(entry);
+        workers.push(worker);
+        return nodeThread(worker);
+      },
+    });
+    try {
+      const root = prng(47).root();
+      const pending = backend.search({ root, difficulty: NEVER, startNonce: 0n, signal: new AbortController().signal });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await workers[1].terminate(); // as if the OS or the browser killed it
+      await expect(pending).rejects.toThrow(/WASM thread 1 failed: the thread exited/);
+
+      const hit = await backend.search({ root, difficulty: EASY, startNonce: 0n, signal: new AbortController().signal });
+      expect(validateWork(root, hit!.work, EASY).valid).toBe(true);
+      expect(workers).toHaveLength(4); // a whole fresh pool of 2
+      expect(logs.some((m) => m.startsWith('restarting the WASM threads'))).toBe(true);
+    } finally {
+      backend.dispose();
+    }
+  });
+
   it('fails to start, naming the thread, when the module is not a kernel', async () => {
     const empty = new WebAssembly.Module(new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]));
     await expect(

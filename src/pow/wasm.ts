@@ -176,27 +176,15 @@ export async function createWasmBackend(options: WasmBackendOptions): Promise<Wa
   const started = performance.now();
 
   let active: ActiveSearch | null = null;
+  /** Why the current threads are unusable (a thread died); the next search starts fresh ones. */
   let broken: Error | null = null;
+  let restarting = false;
   let disposed = false;
   let nextJob = 1;
-  const threads: WasmThread[] = [];
-
-  let readyCount = 0;
-  let onAllReady: () => void = () => undefined;
-  let onStartFailed: (error: Error) => void = () => undefined;
-  const allReady = new Promise<void>((resolve, reject) => {
-    onAllReady = resolve;
-    onStartFailed = reject;
-  });
-
-  const threadFailed = (index: number, error: Error) => {
-    if (disposed) return;
-    const failure = new Error(`WASM thread ${index} failed: ${error.message}`);
-    broken ??= failure;
-    options.log?.(failure.message);
-    onStartFailed(failure);
-    active?.fail(failure);
-  };
+  /** The live threads; replaced as a whole when a thread dies. */
+  let threads: WasmThread[] = [];
+  /** Fails a start in progress (dispose() during a restart). */
+  let abortStart: ((error: Error) => void) | null = null;
 
   const stopAll = (job: number) => {
     for (const thread of threads) thread.postMessage({ type: 'stop', job });
@@ -206,67 +194,96 @@ export async function createWasmBackend(options: WasmBackendOptions): Promise<Wa
     for (const thread of threads) thread.setActive?.(busy);
   };
 
-  try {
-    for (let index = 0; index < threadCount; index++) {
-      const spawned = options.spawn(index);
-      const thread = isWasmThread(spawned) ? spawned : fromWebWorker(spawned);
-      threads.push(thread);
-      thread.onError?.((error) => threadFailed(index, error));
-      thread.onMessage((raw) => {
-        const message = asThreadMessage(raw);
-        if (!message) return;
-        switch (message.type) {
-          case 'ready':
-            if (++readyCount === threadCount) onAllReady();
-            return;
-          case 'error':
-            threadFailed(index, new Error(message.message));
-            return;
-          case 'hashes':
-            if (active?.job === message.job) active.onHashes?.(message.count);
-            return;
-          case 'found':
-            if (active?.job === message.job) {
-              active.onHashes?.(message.count);
-              active.finish({ work: message.nonce });
-            }
-            return;
-        }
-      });
-      thread.postMessage({ type: 'init', module });
-    }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`WASM threads did not start within ${READY_TIMEOUT_MS / 1000} s`)), READY_TIMEOUT_MS);
+  /** Spawns threadCount threads and resolves once every one has instantiated the kernel. */
+  async function startThreads(): Promise<void> {
+    const generation: WasmThread[] = [];
+    threads = generation;
+    let readyCount = 0;
+    let onAllReady: () => void = () => undefined;
+    let onStartFailed: (error: Error) => void = () => undefined;
+    const allReady = new Promise<void>((resolve, reject) => {
+      onAllReady = resolve;
+      onStartFailed = reject;
     });
+    abortStart = onStartFailed;
+
+    const threadFailed = (index: number, error: Error) => {
+      // A thread of an older pool, or one we terminated ourselves, is not news.
+      if (disposed || threads !== generation) return;
+      const failure = new Error(`WASM thread ${index} failed: ${error.message}`);
+      if (!broken) options.log?.(failure.message);
+      broken ??= failure;
+      onStartFailed(failure);
+      active?.fail(failure);
+    };
+
     try {
-      await Promise.race([allReady, timeout]);
-    } finally {
-      clearTimeout(timer);
+      for (let index = 0; index < threadCount; index++) {
+        const spawned = options.spawn(index);
+        const thread = isWasmThread(spawned) ? spawned : fromWebWorker(spawned);
+        generation.push(thread);
+        thread.onError?.((error) => threadFailed(index, error));
+        thread.onMessage((raw) => {
+          const message = asThreadMessage(raw);
+          if (!message || threads !== generation) return;
+          switch (message.type) {
+            case 'ready':
+              if (++readyCount === threadCount) onAllReady();
+              return;
+            case 'error':
+              threadFailed(index, new Error(message.message));
+              return;
+            case 'hashes':
+              if (active?.job === message.job) active.onHashes?.(message.count);
+              return;
+            case 'found':
+              if (active?.job === message.job) {
+                active.onHashes?.(message.count);
+                active.finish({ work: message.nonce });
+              }
+              return;
+          }
+        });
+        thread.postMessage({ type: 'init', module });
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`WASM threads did not start within ${READY_TIMEOUT_MS / 1000} s`)),
+          READY_TIMEOUT_MS,
+        );
+      });
+      try {
+        await Promise.race([allReady, timeout]);
+      } finally {
+        clearTimeout(timer);
+        abortStart = null;
+      }
+    } catch (error) {
+      if (threads === generation) threads = [];
+      for (const thread of generation) thread.terminate();
+      throw error;
     }
-  } catch (error) {
-    disposed = true;
-    for (const thread of threads) thread.terminate();
-    throw error;
+    setActive(false);
   }
-  setActive(false);
+
+  /** Replaces a pool that lost a thread with a fresh one. */
+  async function restart(): Promise<void> {
+    options.log?.(`restarting the WASM threads (${broken?.message})`);
+    const old = threads;
+    threads = [];
+    for (const thread of old) thread.terminate();
+    await startThreads();
+    broken = null;
+  }
+
+  await startThreads();
 
   const compileMs = (options.module.compileMs ?? 0) + (performance.now() - started);
   const label = `WASM ${useSimd ? 'SIMD' : 'scalar'} x${threadCount}`;
   options.log?.(`${label} ready in ${Math.round(compileMs)} ms`);
 
-  function search(request: SearchRequest): Promise<KernelHit | null> {
-    if (disposed) return Promise.reject(new Error('the WASM backend was disposed'));
-    if (broken) return Promise.reject(broken);
-    if (active) return Promise.reject(new Error('the WASM backend is already searching'));
-    let words: [bigint, bigint, bigint, bigint];
-    try {
-      words = rootWords(request.root);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    if (request.signal.aborted) return Promise.resolve(null);
-
+  function run(request: SearchRequest, words: [bigint, bigint, bigint, bigint]): Promise<KernelHit | null> {
     const job = nextJob++;
     return new Promise<KernelHit | null>((resolve, reject) => {
       const settle = () => {
@@ -301,11 +318,33 @@ export async function createWasmBackend(options: WasmBackendOptions): Promise<Wa
     });
   }
 
+  async function search(request: SearchRequest): Promise<KernelHit | null> {
+    if (disposed) throw new Error('the WASM backend was disposed');
+    if (active || restarting) throw new Error('the WASM backend is already searching');
+    const words = rootWords(request.root);
+    if (request.signal.aborted) return null;
+    if (broken) {
+      // A thread died in an earlier search (or the browser killed it): start a fresh pool once per
+      // search; if that fails too, this search fails with the reason.
+      restarting = true;
+      try {
+        await restart();
+      } finally {
+        restarting = false;
+      }
+      if (disposed) throw new Error('the WASM backend was disposed');
+      if (request.signal.aborted) return null;
+    }
+    return run(request, words);
+  }
+
   function dispose() {
     if (disposed) return;
     disposed = true;
     active?.fail(new Error('the WASM backend was disposed'));
+    abortStart?.(new Error('the WASM backend was disposed'));
     for (const thread of threads) thread.terminate();
+    threads = [];
   }
 
   return { name: 'wasm', label, simd: useSimd, threads: threadCount, compileMs, chunk, search, dispose };
