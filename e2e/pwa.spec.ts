@@ -48,6 +48,18 @@ test('the manifest has what browsers require to install, with real icons', async
   }
 });
 
+test('Chromium finds nothing stopping installation', async ({ page, context }) => {
+  await page.goto('/');
+  await waitForControl(page);
+  const cdp = await context.newCDPSession(page);
+  const { installabilityErrors } = await cdp.send('Page.getInstallabilityErrors');
+  // Playwright's contexts are incognito-like, which Chromium always reports; anything else
+  // (no manifest, no icon of the right size, no service worker fetch handler, …) fails here.
+  expect(installabilityErrors.filter((e) => e.errorId !== 'in-incognito')).toEqual([]);
+  const manifest = await cdp.send('Page.getAppManifest');
+  expect(manifest.errors).toEqual([]);
+});
+
 test('a service worker controls the page after a reload and precaches the app and its kernels', async ({ page }) => {
   await page.goto('/');
   await waitForControl(page);

@@ -15,6 +15,8 @@ import { applyTheme, theme } from './theme.ts';
 import { holdWakeLockWhile } from './wake-lock.ts';
 import './styles.css';
 
+const KIOSK_RETRY_MS = 30_000;
+
 /** The deployment's settings; offline, the service worker answers from its cache. */
 async function loadDeployment(): Promise<DeploymentConfig> {
   try {
@@ -76,6 +78,13 @@ async function boot(): Promise<void> {
 
   // Kiosk autostart, or picking up work the page was doing before a reload or restart.
   if ((app.launch.autostart || app.shouldResume()) && app.addressCheck.value.ok) await app.start();
+
+  // An unattended kiosk has no Start button: if a start failed, it tries again by itself.
+  if (kiosk && app.launch.autostart) {
+    setInterval(() => {
+      if (!app.wanted.value && !app.busy.value && app.addressCheck.value.ok) void app.start();
+    }, KIOSK_RETRY_MS);
+  }
 }
 
 void boot();
