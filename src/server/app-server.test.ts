@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import mqtt, { type MqttClient } from 'mqtt';
+import mqtt from 'mqtt';
 import WebSocket from 'ws';
 import { encodeAddress } from '../dpow/address.ts';
 import { clientCodec, workCodec } from '../dpow/codec.ts';
