@@ -85,8 +85,10 @@ function installGlobals(): void {
   }
 }
 
+/** A GPU object for `backend` if it offers an adapter (a software fallback only if `acceptFallback`). */
 async function tryBackend(
   backend: 'vulkan' | 'opengles',
+  acceptFallback: boolean,
   log: (msg: string) => void,
 ): Promise<GPU | null> {
   if (backend === 'opengles') process.env.EGL_PLATFORM ??= 'surfaceless';
@@ -104,7 +106,8 @@ async function tryBackend(
   for (const request of requests) {
     try {
       const adapter = await gpu.requestAdapter(request);
-      if (adapter && !(backend === 'vulkan' && adapter.info.isFallbackAdapter)) return gpu;
+      if (adapter && (acceptFallback || !adapter.info.isFallbackAdapter)) return gpu;
+      if (adapter) log(`webgpu: skipping the ${backend} software adapter (${adapter.info.description})`);
     } catch (err) {
       log(`webgpu: ${backend} adapter request failed: ${(err as Error).message}`);
     }
@@ -125,14 +128,15 @@ export async function createNodeGpu(options: NodeGpuOptions = {}): Promise<GPU |
   const backend = options.backend ?? 'auto';
   const log = options.log ?? (() => {});
   installGlobals();
-  if (backend === 'vulkan' || backend === 'opengles') return tryBackend(backend, log);
+  if (backend === 'vulkan' || backend === 'opengles') return tryBackend(backend, true, log);
   if (hasVulkanLoader() && hasVulkanDriver()) {
-    const gpu = await tryBackend('vulkan', log);
+    // A Vulkan software adapter (SwiftShader) is slower than llvmpipe through OpenGL ES.
+    const gpu = await tryBackend('vulkan', false, log);
     if (gpu) return gpu;
   } else {
     log('webgpu: no Vulkan loader or hardware driver; using OpenGL ES');
   }
-  return tryBackend('opengles', log);
+  return tryBackend('opengles', true, log);
 }
 
 /** The WGSL kernel's source, read from shaders/ next to this module's tree. */
