@@ -217,3 +217,35 @@ test.describe('with the broker and dispatcher', () => {
     await page.getByTestId('stop').click();
   });
 });
+
+test.describe('when the server goes quiet', () => {
+  let stack: Stack;
+  test.beforeAll(async () => {
+    stack = await startStack();
+  });
+  test.afterAll(async () => {
+    await stack?.close();
+  });
+
+  test('no heartbeat shows "Server offline"; heartbeats again clear it', async ({ page }) => {
+    await page.goto(stack.url);
+    await onboard(page, randomAddress());
+    await expect(page.getByTestId('server-offline-banner')).toHaveCount(0);
+    await expect(page.getByTestId('heartbeat')).not.toHaveText('—');
+    // The dispatcher stops: the broker stays up, but nothing sends heartbeats any more.
+    await stack.app.dispatcher!.stop();
+    const banner = page.getByTestId('server-offline-banner');
+    await expect(banner).toContainText('Server offline', { timeout: 20_000 });
+    await expect(banner).toContainText(/No heartbeat for \d+ s/);
+    await expect(page.getByTestId('connection-state').first()).toHaveText('Server offline');
+
+    // A server (here the test, with the dispatcher's login) beats again.
+    const beat = setInterval(() => void stack.publishAsServer('heartbeat', '').catch(() => undefined), 500);
+    try {
+      await expect(banner).toHaveCount(0, { timeout: 20_000 });
+      await expect(page.getByTestId('connection-state').first()).toHaveText('Online');
+    } finally {
+      clearInterval(beat);
+    }
+  });
+});
