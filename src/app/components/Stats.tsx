@@ -2,21 +2,7 @@
 import type { AppController } from '../controller.ts';
 import type { Statistics } from '../../dpow/codec.ts';
 import { formatCount, shortHash } from '../format.ts';
-
-/** Only http(s) links from the network's data become anchors. */
-function safeHref(url: string): string | null {
-  try {
-    const u = new URL(url);
-    return u.protocol === 'https:' || u.protocol === 'http:' ? u.toString() : null;
-  } catch {
-    return null;
-  }
-}
-
-export function explorerLink(template: string, hash: string): string | null {
-  if (!template || !template.includes('{hash}')) return null;
-  return safeHref(template.replace('{hash}', encodeURIComponent(hash)));
-}
+import { explorerLink, safeHref } from '../links.ts';
 
 export function PersonalStats({ app }: { app: AppController }) {
   const msg = app.state.value.lastClientMessage;
