@@ -38,6 +38,13 @@ export function ConnectionPill({ state, wanted }: { state: ClientState; wanted: 
   );
 }
 
+/** Mean of the samples taken while hashing: what this device does when it has work. */
+function workingAverage(samples: number[]): string {
+  const busy = samples.filter((v) => v > 0);
+  if (busy.length === 0) return '';
+  return `${formatHashrate(busy.reduce((a, b) => a + b, 0) / busy.length)} average while working`;
+}
+
 function WorkerCard({ app }: { app: AppController }) {
   const s = app.state.value;
   const wanted = app.wanted.value;
@@ -67,6 +74,7 @@ function WorkerCard({ app }: { app: AppController }) {
         <span class="big-number" data-testid="hashrate">
           {formatHashrate(s.hashrate)}
         </span>
+        <span class="muted">{workingAverage(app.history.value)}</span>
       </div>
       <HashrateChart samples={app.history.value} />
       <dl class="facts">
