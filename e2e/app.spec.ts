@@ -117,6 +117,12 @@ test.describe('with the broker and dispatcher', () => {
   });
 
   test('a good address starts work, results are accepted, Stop stops', async ({ page }) => {
+    // Every CSP violation on the working dashboard (chart, workers, WebSocket) is collected.
+    await page.addInitScript(() => {
+      const seen: string[] = [];
+      (window as unknown as { cspViolations: string[] }).cspViolations = seen;
+      document.addEventListener('securitypolicyviolation', (e) => seen.push(`${e.violatedDirective} ${e.blockedURI}`));
+    });
     const address = randomAddress();
     await page.goto(stack.url);
     await onboard(page, address);
@@ -131,6 +137,7 @@ test.describe('with the broker and dispatcher', () => {
     await expect(page.getByTestId('backend')).not.toHaveText('—');
     // The dispatcher credits the address and says so on client/<address>.
     await expect(page.getByTestId('personal-ondemand')).toHaveText('1');
+    expect(await page.evaluate(() => (window as unknown as { cspViolations: string[] }).cspViolations)).toEqual([]);
 
     await page.getByTestId('stop').click();
     await expect(page.getByTestId('connection-state').first()).toHaveText('Stopped');
@@ -141,6 +148,21 @@ test.describe('with the broker and dispatcher', () => {
     await expect(page.getByTestId('start')).toBeVisible();
     await page.getByTestId('start').click();
     await expect(page.getByTestId('connection-state').first()).toHaveText('Online');
+    await page.getByTestId('stop').click();
+  });
+
+  test('changing settings while working restarts with them', async ({ page }) => {
+    await page.goto(stack.url);
+    await onboard(page, randomAddress());
+    await page.getByTestId('settings-toggle').click();
+    await page.getByRole('radio', { name: 'Precache' }).check();
+    await page.getByRole('button', { name: 'Apply and restart' }).click();
+    await expect(page.getByTestId('connection-state').first()).toHaveText('Online');
+    await expect(page.getByTestId('event-log')).toContainText('for precache work');
+    // Precache work reaches it; on-demand work would not.
+    const hash = randomHash();
+    await stack.requestWork(hash, 'precache');
+    await expect(page.getByTestId('count-published')).toHaveText('1');
     await page.getByTestId('stop').click();
   });
 
