@@ -40,6 +40,16 @@ test('kiosk autostart gets work accepted with no interaction', async ({ page }) 
   await expect(kiosk.getByText('Screen kept on')).toBeVisible();
 });
 
+test('kiosk on the CPU backend (backend=cpu) computes with WebAssembly', async ({ page }) => {
+  await page.goto(`${stack.url}?kiosk=1&autostart=1&backend=cpu&threads=1&address=${randomAddress()}`);
+  const kiosk = page.getByTestId('kiosk');
+  await expect(kiosk.getByTestId('connection-state')).toHaveText('Online');
+  const answer = await stack.requestWork();
+  expect(answer.work).toMatch(/^[0-9a-f]{16}$/);
+  await expect(kiosk.getByTestId('count-accepted')).toHaveText('1');
+  await expect(kiosk).toContainText('CPU (WebAssembly)');
+});
+
 test('kiosk with a bad address in the URL says so instead of starting', async ({ page }) => {
   const address = randomAddress();
   const bad = address.slice(0, -1) + (address.endsWith('1') ? '3' : '1');
