@@ -11,9 +11,9 @@ import type { WorkChoice } from '../../dpow/state.ts';
 import type { BackendChoice } from '../../pow/types.ts';
 
 const WORK_OPTIONS: { value: WorkChoice; label: string; hint: string }[] = [
-  { value: 'any', label: 'Both', hint: 'on-demand first, precache when idle' },
-  { value: 'ondemand', label: 'On demand', hint: 'work services are waiting for' },
-  { value: 'precache', label: 'Precache', hint: 'work computed ahead of time' },
+  { value: 'any', label: 'Both', hint: 'On-demand work first, precache when there is none.' },
+  { value: 'ondemand', label: 'On demand', hint: 'Only work a service is waiting for right now.' },
+  { value: 'precache', label: 'Precache', hint: "Only work computed ahead of time for accounts' next blocks." },
 ];
 
 const BACKEND_OPTIONS: { value: BackendChoice; label: string }[] = [
