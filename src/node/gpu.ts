@@ -3,9 +3,10 @@
  * the headless worker. The browser uses navigator.gpu instead; both feed the same
  * createWebGpuBackend (src/pow/webgpu.ts).
  *
- * Backends: Vulkan for a real GPU (needs the Vulkan loader and a vendor driver), else OpenGL ES
- * through EGL, which on a machine with no GPU is Mesa's llvmpipe (needs libegl1 and
- * libgl1-mesa-dri). Dawn only hands out the OpenGL ES adapter in compatibility mode.
+ * Backends on Linux: Vulkan for a real GPU (needs the Vulkan loader and a vendor driver), else
+ * OpenGL ES through EGL, which on a machine with no GPU is Mesa's llvmpipe (needs libegl1 and
+ * libgl1-mesa-dri). Dawn only hands out the OpenGL ES adapter in compatibility mode. Elsewhere
+ * Dawn picks its native backend (Metal, D3D12).
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { create, globals } from 'webgpu';
@@ -32,14 +33,12 @@ const ICD_DIRS = ['/etc/vulkan/icd.d', '/usr/share/vulkan/icd.d', '/usr/local/sh
 const SOFTWARE_ICDS = /lvp_icd|lavapipe/i;
 
 function hasVulkanLoader(): boolean {
-  if (process.platform !== 'linux') return process.platform === 'win32';
   const extra = (process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean);
   return [...extra, ...LIBRARY_DIRS].some((dir) => existsSync(`${dir}/libvulkan.so.1`));
 }
 
 /** True when some Vulkan driver other than Mesa's software one is registered. */
 function hasVulkanDriver(): boolean {
-  if (process.platform !== 'linux') return true;
   const named = process.env.VK_DRIVER_FILES ?? process.env.VK_ICD_FILENAMES;
   if (named) return named.split(':').some((file) => file && existsSync(file));
   for (const dir of ICD_DIRS) {
@@ -87,22 +86,22 @@ function installGlobals(): void {
 
 /** A GPU object for `backend` if it offers an adapter (a software fallback only if `acceptFallback`). */
 async function tryBackend(
-  backend: 'vulkan' | 'opengles',
+  backend: 'vulkan' | 'opengles' | 'native',
   acceptFallback: boolean,
   log: (msg: string) => void,
 ): Promise<GPU | null> {
   if (backend === 'opengles') process.env.EGL_PLATFORM ??= 'surfaceless';
   let gpu: GPU;
   try {
-    gpu = create([`backend=${backend}`]);
+    gpu = create(backend === 'native' ? [] : [`backend=${backend}`]);
   } catch (err) {
     log(`webgpu: ${backend} backend unavailable: ${(err as Error).message}`);
     return null;
   }
   const requests: GPURequestAdapterOptions[] =
-    backend === 'vulkan'
-      ? [{ powerPreference: 'high-performance' }]
-      : [{ powerPreference: 'high-performance' }, { featureLevel: 'compatibility' }];
+    backend === 'opengles'
+      ? [{ powerPreference: 'high-performance' }, { featureLevel: 'compatibility' }]
+      : [{ powerPreference: 'high-performance' }];
   for (const request of requests) {
     try {
       const adapter = await gpu.requestAdapter(request);
@@ -121,14 +120,17 @@ async function tryBackend(
  * for "no GPU"). 'auto' tries Vulkan first when a loader and a hardware driver are installed,
  * then OpenGL ES through EGL (surfaceless, so no display is needed).
  *
- * Drop every reference to the returned object when done: Dawn keeps its instance alive (and the
- * process with it) for as long as the object is reachable.
+ * Nothing here keeps the process alive: once the backend built on it is disposed (its device
+ * destroyed) and no GPU work is pending, Node exits (webgpu.test.ts checks this in a child
+ * process).
  */
 export async function createNodeGpu(options: NodeGpuOptions = {}): Promise<GPU | null> {
   const backend = options.backend ?? 'auto';
   const log = options.log ?? (() => {});
   installGlobals();
   if (backend === 'vulkan' || backend === 'opengles') return tryBackend(backend, true, log);
+  // macOS (Metal) and Windows (D3D12): Dawn's own choice is the right one.
+  if (process.platform !== 'linux') return tryBackend('native', true, log);
   if (hasVulkanLoader() && hasVulkanDriver()) {
     // A Vulkan software adapter (SwiftShader) is slower than llvmpipe through OpenGL ES.
     const gpu = await tryBackend('vulkan', false, log);
