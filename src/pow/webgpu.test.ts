@@ -206,6 +206,8 @@ describe.skipIf(process.env.DPOW_SKIP_GPU === '1')('WebGPU kernel (Dawn)', () =>
     const root = bytes(9, 32);
     const controller = new AbortController();
     let hashes = 0;
+    let working: () => void = () => {};
+    const firstHashes = new Promise<void>((resolve) => (working = resolve));
     const search = backend.search({
       root,
       difficulty: 0xffffffffffffffffn, // practically unreachable
@@ -213,9 +215,10 @@ describe.skipIf(process.env.DPOW_SKIP_GPU === '1')('WebGPU kernel (Dawn)', () =>
       signal: controller.signal,
       onHashes: (n) => {
         hashes += n;
+        working();
       },
     });
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await firstHashes;
     const abortedAt = performance.now();
     controller.abort();
     expect(await search).toBeNull();
@@ -234,12 +237,18 @@ describe.skipIf(process.env.DPOW_SKIP_GPU === '1')('WebGPU kernel (Dawn)', () =>
     try {
       const root = bytes(31, 32);
       const difficulty = 0xfffff00000000000n; // ~2^20 hashes: several dispatches
+      // A fresh backend's first dispatch is 65536 nonces: start where none of them qualifies, so
+      // the loss always lands before the work is found.
+      let startNonce = 0n;
+      while ((await lossy.computeValues(root, startNonce, 65536)).some((v) => v >= difficulty)) {
+        startNonce += 65536n;
+      }
       let lost = false;
       let hashesAfterLoss = 0;
       const hit = await lossy.search({
         root,
         difficulty,
-        startNonce: 0n,
+        startNonce,
         signal: never,
         onHashes: (n) => {
           if (lost) hashesAfterLoss += n;
