@@ -11,7 +11,10 @@
  *   - the zero message words m5..m15 dropped (adding zero emits nothing),
  *   - the IV/parameter words folded (h0 = IV0 ^ 0x01010008, v12 = IV4 ^ 40, v14 = ~IV6),
  *   - dead statements pruned (only h0 = h0 ^ v0 ^ v8 is needed, so most of round 12 goes),
- *   - statements that depend only on the root hoisted out of the per-nonce loop.
+ *   - statements that depend only on the root hoisted out of the per-nonce loop,
+ *   - 64-bit carries as signed compares on biased low words (see "symbolic u64 values").
+ * Before writing, it runs the straight-line program on BigInts and checks it against a Blake2b
+ * library, so a generator bug fails here rather than on a GPU.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
