@@ -71,6 +71,12 @@ describe.skipIf(process.env.DPOW_SKIP_GPU === '1')('WebGPU kernel (Dawn)', () =>
     else expect(vulkan).toBeNull();
   });
 
+  it('rejects with the compiler message when the kernel does not compile', async () => {
+    const broken = shaderCode.replace('fn rotr24(x: vec2<u32>) -> vec2<u32> {', 'fn rotr24(x: vec2<u32>) -> vec2<u32> { let oops: u32 = 1.5;');
+    expect(broken).not.toBe(shaderCode);
+    await expect(createWebGpuBackend({ gpu, shaderCode: broken })).rejects.toThrow(/nano-pow\.wgsl: \d+:\d+ /);
+  });
+
   it('describes its adapter', () => {
     expect(backend.name).toBe('webgpu');
     expect(backend.label.length).toBeGreaterThan(0);
