@@ -113,7 +113,8 @@ interface DeviceContext {
   slots: Slot[];
   maxPerDimension: number;
   compileMs: number;
-  lost: Promise<'lost'>;
+  /** Called once when the device is lost (or destroyed). */
+  lostListeners: Set<() => void>;
   isLost: boolean;
 }
 
@@ -187,16 +188,52 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-/** Resolves 'aborted' when the signal fires; the listener goes when `release` is called. */
-function whenAborted(signal: AbortSignal): { promise: Promise<'aborted'>; release: () => void } {
-  let release = (): void => {};
-  const promise = new Promise<'aborted'>((resolve) => {
-    if (signal.aborted) return resolve('aborted');
-    const onAbort = (): void => resolve('aborted');
+/**
+ * What can interrupt a search: its signal, or the loss of its device. `wait` races a promise
+ * against both without leaving anything attached to long-lived promises (a search waits on
+ * thousands of dispatches; Promise.race against a device-lifetime promise would pile up
+ * reactions on it forever).
+ */
+class Interrupt {
+  reason: 'aborted' | 'lost' | null = null;
+  private readonly waiters = new Set<(reason: 'aborted' | 'lost') => void>();
+  private readonly detach: () => void;
+
+  constructor(signal: AbortSignal, ctx: DeviceContext) {
+    const onAbort = (): void => this.fire('aborted');
+    const onLost = (): void => this.fire('lost');
     signal.addEventListener('abort', onAbort, { once: true });
-    release = () => signal.removeEventListener('abort', onAbort);
-  });
-  return { promise, release };
+    ctx.lostListeners.add(onLost);
+    this.detach = () => {
+      signal.removeEventListener('abort', onAbort);
+      ctx.lostListeners.delete(onLost);
+    };
+    if (signal.aborted) this.fire('aborted');
+    else if (ctx.isLost) this.fire('lost');
+  }
+
+  private fire(reason: 'aborted' | 'lost'): void {
+    if (this.reason) return;
+    this.reason = reason;
+    for (const waiter of this.waiters) waiter(reason);
+    this.waiters.clear();
+  }
+
+  /** `promise`'s value, or the interruption if one comes first. `promise` must not reject. */
+  wait<T>(promise: Promise<T>): Promise<T | 'aborted' | 'lost'> {
+    if (this.reason) return Promise.resolve(this.reason);
+    return new Promise((resolve) => {
+      this.waiters.add(resolve);
+      void promise.then((value) => {
+        this.waiters.delete(resolve);
+        resolve(value);
+      });
+    });
+  }
+
+  release(): void {
+    this.detach();
+  }
 }
 
 function writeParams(
@@ -339,7 +376,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
   /** Searches on one device until a hit, an abort or the device's loss. */
   private async searchOn(ctx: DeviceContext, request: SearchRequest, start: bigint): Promise<SearchOutcome> {
     const { signal } = request;
-    const aborted = whenAborted(signal);
+    const interrupt = new Interrupt(signal, ctx);
     const inflight: Dispatch[] = [];
     let next = start;
     let slotIndex = 0;
@@ -354,7 +391,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
         while (inflight.length < depth) {
           const slot = ctx.slots[slotIndex++ % ctx.slots.length];
           // A slot still finishing a dispatch of an earlier (aborted) search: wait for it.
-          const ready = await Promise.race([slot.idle.then(() => 'ready' as const), aborted.promise, ctx.lost]);
+          const ready = await interrupt.wait(slot.idle.then(() => 'ready' as const));
           if (ready === 'aborted') return { kind: 'aborted' };
           if (ready === 'lost') return { kind: 'lost', resumeFrom: inflight[0]?.base ?? next };
           if (Number.isNaN(windowStart)) windowStart = performance.now();
@@ -363,7 +400,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
           next = (next + BigInt(dispatch.nonces)) & U64_MASK;
         }
         const head = inflight[0];
-        const outcome = await Promise.race([head.done, aborted.promise, ctx.lost]);
+        const outcome = await interrupt.wait(head.done);
         if (outcome === 'aborted') return { kind: 'aborted' };
         if (outcome === 'lost' || 'error' in outcome) {
           if (outcome !== 'lost') this.markLost(ctx, outcome.error);
@@ -390,7 +427,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
         }
       }
     } finally {
-      aborted.release();
+      interrupt.release();
     }
   }
 
@@ -525,10 +562,11 @@ async function openDevice(options: WebGpuBackendOptions, log: (msg: string) => v
   };
   const device = await adapter.requestDevice({ label: 'nano-pow' });
   const ctxLost = { isLost: false };
-  const lost = device.lost.then((reason) => {
+  const lostListeners = new Set<() => void>();
+  void device.lost.then((reason) => {
     ctxLost.isLost = true;
     if (reason.reason !== 'destroyed') log(`webgpu: device lost: ${reason.message}`);
-    return 'lost' as const;
+    for (const listener of lostListeners) listener();
   });
   device.addEventListener('uncapturederror', (event) => {
     log(`webgpu: ${(event as GPUUncapturedErrorEvent).error.message}`);
@@ -592,7 +630,7 @@ async function openDevice(options: WebGpuBackendOptions, log: (msg: string) => v
       ),
     ),
     compileMs,
-    lost,
+    lostListeners,
     get isLost() {
       return ctxLost.isLost;
     },
