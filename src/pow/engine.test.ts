@@ -259,6 +259,18 @@ describe('backend choice', () => {
     expect(gpuCreated).toBe(2);
   });
 
+  it('Auto skips a software fallback adapter for WASM; an explicit WebGPU choice still uses it', async () => {
+    const gpu = referenceBackend({ name: 'webgpu', label: 'swiftshader' });
+    const logs: string[] = [];
+    const engine = makeEngine({
+      webgpu: async () => Object.assign(gpu.backend, { software: true }),
+      log: (m) => logs.push(m),
+    });
+    expect((await engine.generate(ROOT, EASY)).backend).toBe('wasm');
+    expect(logs.join('\n')).toMatch(/swiftshader is a software fallback/);
+    expect((await engine.generate(ROOT, EASY, { backend: 'webgpu' })).backend).toBe('webgpu');
+  });
+
   it('moves off a WebGPU kernel that keeps returning invalid work', async () => {
     vi.spyOn(console, 'error').mockImplementation(() => undefined);
     const gpu = referenceBackend({ name: 'webgpu', lies: Array(10).fill(7n) });

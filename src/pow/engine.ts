@@ -3,7 +3,8 @@
  *
  * Backends only search (types.ts PowBackend). The engine owns everything around them:
  *  - input checks with the reference rule (parse*, checkDifficulty with a max multiplier),
- *  - backend choice ('auto' = WebGPU when an adapter exists, else WASM) and lazy creation,
+ *  - backend choice ('auto' = WebGPU when a hardware adapter exists, else WASM: a software
+ *    fallback adapter such as SwiftShader is slower than the CPU threads) and lazy creation,
  *  - a random 64-bit start nonce per search,
  *  - validating every kernel answer with `validateWork` before anyone sees it,
  *  - falling back from WebGPU to WASM mid-job when the GPU fails (device lost, driver error),
@@ -335,10 +336,16 @@ export class PowEngine implements EngineApi {
     return this.wasmBackend.backend;
   }
 
+  private softwareNoted = false;
+
   private async pickBackend(choice: BackendChoice, threads: number): Promise<PowBackend> {
     if (choice === 'webgpu' || choice === 'auto') {
       const gpu = await this.getWebGpu();
-      if (gpu) return gpu;
+      if (gpu && (choice === 'webgpu' || !gpu.software)) return gpu;
+      if (gpu && !this.softwareNoted) {
+        this.softwareNoted = true;
+        this.log(`WebGPU adapter ${gpu.label} is a software fallback, slower than the CPU threads: Auto uses WASM`);
+      }
       if (choice === 'webgpu') throw new Error('WebGPU is not available here (no adapter)');
     }
     return this.getWasm(threads);

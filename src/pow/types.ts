@@ -31,6 +31,11 @@ export interface PowBackend {
   readonly label: string;
   /** Kernel compile / module instantiate time, for benchmarks (optional). */
   readonly compileMs?: number;
+  /**
+   * A software fallback adapter (SwiftShader): slower than the CPU threads, so 'auto' skips it
+   * for WASM. An explicit 'webgpu' choice still uses it.
+   */
+  readonly software?: boolean;
   /** WASM worker threads (WASM backends only). */
   readonly threads?: number;
   /** GPU share of time in (0, 1] (WebGPU backends only). */

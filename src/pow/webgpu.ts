@@ -305,6 +305,10 @@ class WebGpuBackendImpl implements WebGpuBackend {
     return { ...this.ctx.info };
   }
 
+  get software(): boolean {
+    return this.ctx.info.isFallbackAdapter;
+  }
+
   get compileMs(): number {
     return this.ctx.compileMs;
   }
