@@ -17,7 +17,7 @@ const WORK_OPTIONS: { value: WorkChoice; label: string; hint: string }[] = [
 ];
 
 const BACKEND_OPTIONS: { value: BackendChoice; label: string }[] = [
-  { value: 'auto', label: 'Auto (GPU if available)' },
+  { value: 'auto', label: 'Auto (hardware GPU if available, else CPU)' },
   { value: 'webgpu', label: 'GPU (WebGPU)' },
   { value: 'wasm', label: 'CPU (WebAssembly threads)' },
 ];
