@@ -1,62 +1,94 @@
 /**
- * `dpow-web start` as a volunteer meets it: the real command (broker, dispatcher, demo work
- * source and the page on 127.0.0.1), a page that enters an address, picks the GPU and presses
- * Start. The demo jobs are computed on WebGPU (SwiftShader here), the dispatcher accepts them,
- * and the volunteer's client/<address> stats arrive on the page.
+ * `dpow-web start` as a volunteer meets it: the real command (broker, dispatcher, work source and
+ * the page on 127.0.0.1) and a page that enters an address, picks a backend and presses Start.
+ *  - with the demo source, jobs are computed on WebGPU (SwiftShader here), the dispatcher accepts
+ *    them, and the volunteer's client/<address> stats arrive on the page;
+ *  - with `--feed qlc-sim` and no demo, the only jobs are QLC precache jobs made from the go-qlc
+ *    test node's confirmed blocks, and the page computes them at the QLC threshold.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { expect, test } from '@playwright/test';
+import { expect, test, type Page } from '@playwright/test';
 import { encodeAddress } from '../src/dpow/address.ts';
 
-let child: ChildProcess;
-let url: string;
-let output = '';
+interface Started {
+  child: ChildProcess;
+  url: string;
+  output: () => string;
+}
 
-test.beforeAll(async () => {
-  child = spawn(process.execPath, ['bin/dpow-web.mjs', 'start', '--port', '0', '--no-build', '--memory'], {
+async function startCommand(extra: string[]): Promise<Started> {
+  const child = spawn(process.execPath, ['bin/dpow-web.mjs', 'start', '--port', '0', '--no-build', '--memory', ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  let output = '';
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
-  url = await new Promise<string>((resolve, reject) => {
+  const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`dpow-web start printed no URL:\n${output}`)), 60_000);
-    const check = () => {
+    child.stdout!.on('data', () => {
       const m = /dpow-web is running at (http:\/\/127\.0\.0\.1:\d+\/)/.exec(output);
       if (m) {
         clearTimeout(timer);
         resolve(m[1]);
       }
-    };
-    child.stdout!.on('data', check);
+    });
     child.once('exit', (code) => reject(new Error(`dpow-web start exited with ${code}:\n${output}`)));
+  });
+  return { child, url, output: () => output };
+}
+
+async function stopCommand(started: Started | undefined) {
+  const child = started?.child;
+  if (!child || child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGINT');
+  await exited;
+}
+
+async function volunteer(page: Page, url: string, backend: 'webgpu' | 'wasm') {
+  await page.goto(url);
+  await page.getByLabel('Payout address').fill(encodeAddress(randomBytes(32)));
+  await page.getByLabel('Compute on').selectOption(backend);
+  await page.getByRole('button', { name: 'Start working' }).click();
+  await expect(page.getByTestId('connection-state').first()).toHaveText(/Online/, { timeout: 30_000 });
+}
+
+const count = async (page: Page, testId: string) => Number((await page.getByTestId(testId).textContent())?.replace(/\D/g, '') || 0);
+
+test.describe('the demo source', () => {
+  let started: Started | undefined;
+  test.beforeAll(async () => {
+    started = await startCommand([]);
+  });
+  test.afterAll(() => stopCommand(started));
+
+  test('a volunteer opens the URL, enters an address, presses Start and gets credited for WebGPU work', async ({ page }) => {
+    await volunteer(page, started!.url, 'webgpu');
+    // Demo jobs (one precache every 5 s, one ondemand every 15 s) are computed and accepted.
+    await expect(page.getByTestId('backend')).toHaveText(/WebGPU/, { timeout: 60_000 });
+    await expect(page.getByTestId('count-accepted')).not.toHaveText('0', { timeout: 60_000 });
+    await expect(page.getByTestId('personal-stats')).toBeVisible();
+    await expect
+      .poll(async () => (await count(page, 'personal-precache')) + (await count(page, 'personal-ondemand')), { timeout: 60_000 })
+      .toBeGreaterThan(0);
+    expect(started!.output()).not.toMatch(/invalid-work/);
   });
 });
 
-test.afterAll(async () => {
-  if (child && child.exitCode === null) {
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGINT');
-    await exited;
-  }
-});
+test.describe('the go-qlc feed', () => {
+  let started: Started | undefined;
+  test.beforeAll(async () => {
+    started = await startCommand(['--no-demo', '--feed', 'qlc-sim']);
+  });
+  test.afterAll(() => stopCommand(started));
 
-test('a volunteer opens the URL, enters an address, presses Start and gets credited for WebGPU work', async ({ page }) => {
-  const address = encodeAddress(randomBytes(32));
-  await page.goto(url);
-  await page.getByLabel('Payout address').fill(address);
-  await page.getByLabel('Compute on').selectOption('webgpu');
-  await page.getByRole('button', { name: 'Start working' }).click();
-  await expect(page.getByTestId('connection-state').first()).toHaveText(/Online/, { timeout: 30_000 });
-
-  // Demo jobs (one precache every 5 s, one ondemand every 15 s) are computed and accepted.
-  await expect(page.getByTestId('backend')).toHaveText(/WebGPU/, { timeout: 60_000 });
-  await expect(page.getByTestId('count-accepted')).not.toHaveText('0', { timeout: 60_000 });
-  const personal = page.getByTestId('personal-stats');
-  await expect(personal).toBeVisible();
-  const credited = async () =>
-    Number((await page.getByTestId('personal-precache').textContent())?.replace(/\D/g, '') || 0) +
-    Number((await page.getByTestId('personal-ondemand').textContent())?.replace(/\D/g, '') || 0);
-  await expect.poll(credited, { timeout: 60_000 }).toBeGreaterThan(0);
-  expect(output).not.toMatch(/invalid-work/);
+  test('confirmed QLC blocks become precache jobs that the page computes and the dispatcher accepts', async ({ page }) => {
+    await volunteer(page, started!.url, 'wasm');
+    // The QLC threshold fffffe0000000000 is 1/64 of the Nano send threshold.
+    await expect(page.getByTestId('current-job')).toContainText(/Precache/i, { timeout: 60_000 });
+    await expect(page.getByTestId('current-job')).toContainText('fffffe0000000000');
+    await expect.poll(() => count(page, 'personal-precache'), { timeout: 90_000 }).toBeGreaterThan(0);
+    expect(await count(page, 'personal-ondemand')).toBe(0);
+  });
 });
