@@ -337,6 +337,21 @@ describe('Dispatcher precache', () => {
     await waitFor(() => h.on('cancel/ondemand').length === 1);
   });
 
+  it('tracks a valid account once, as nano_, and tells its listeners', async () => {
+    const h = await harness();
+    const heard: string[] = [];
+    const stop = h.dispatcher.onTracked((a) => heard.push(a));
+    const account = randomAddress();
+    await h.dispatcher.track(account.replace('nano_', 'xrb_'));
+    await h.dispatcher.track(account);
+    await h.dispatcher.track('nano_1notanaddress');
+    expect(heard).toEqual([account]);
+    expect(await h.store.getTracked(account)).toMatchObject({ account, chain: account });
+    stop();
+    await h.dispatcher.track(randomAddress());
+    expect(heard).toHaveLength(1);
+  });
+
   it('turns a pending precache job into ondemand work when a service asks for it', async () => {
     const h = await harness();
     const root = randomRoot();

@@ -110,6 +110,8 @@ export interface DispatcherEvents {
   accepted: [result: AcceptedResult];
   /** A result that was not accepted, with the reason. */
   rejected: [result: RejectedResult];
+  /** An account newly tracked for precache (normalised: xrb_ as nano_). */
+  tracked: [account: string];
 }
 
 interface Waiter {
@@ -414,6 +416,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     const existing = await this.#storeCall(() => this.#store.getTracked(normal));
     if (existing) return;
     await this.#storeCall(() => this.#store.trackAccount({ account: normal, chain: normal, updatedAt: Date.now() }));
+    this.emit('tracked', normal);
+  }
+
+  onTracked(listener: (account: string) => void): () => void {
+    this.on('tracked', listener);
+    return () => this.off('tracked', listener);
   }
 
   // ------------------------------------------------------------------ statistics

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeAddress } from '../dpow/address.ts';
@@ -17,8 +18,14 @@ afterEach(async () => {
 function recordingDispatcher() {
   const calls: string[] = [];
   const live = new Set<string>();
+  const tracked = new EventEmitter<{ tracked: [string] }>();
   return {
     calls,
+    tracked,
+    onTracked(listener: (account: string) => void) {
+      tracked.on('tracked', listener);
+      return () => tracked.off('tracked', listener);
+    },
     async precache(hash: string, difficulty: bigint, account?: string) {
       calls.push(`precache ${hash} ${difficulty.toString(16)} ${account ?? '-'}`);
       live.add(hash.toLowerCase());
@@ -69,6 +76,21 @@ describe('PrecachePolicy (recording dispatcher)', () => {
     await policy.onNanoConfirmation(nanoBlock(NANO, hex(), h1));
     expect(dispatcher.calls).toEqual([`precache ${h1.toUpperCase()} ${THRESHOLDS.nanoSend.toString(16)} ${NANO}`]);
     expect(await store.getTracked(NANO)).toMatchObject({ account: NANO, frontier: h1 });
+  });
+
+  it('follows accounts the dispatcher tracks, at once and without a store refresh', async () => {
+    const { dispatcher, policy, store } = await setup();
+    expect(policy.accounts).toEqual([]);
+    dispatcher.tracked.emit('tracked', NANO);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(policy.accounts).toEqual([NANO]);
+    const h1 = hex();
+    await policy.onNanoConfirmation(nanoBlock(NANO, hex(), h1));
+    expect(dispatcher.calls).toEqual([`precache ${h1.toUpperCase()} ${THRESHOLDS.nanoSend.toString(16)} ${NANO}`]);
+    expect(await store.getTracked(NANO)).toMatchObject({ frontier: h1 });
+    await policy.stop();
+    dispatcher.tracked.emit('tracked', OTHER_NANO);
+    expect(policy.accounts).toEqual([NANO]);
   });
 
   it('ignores untracked accounts and tracks legacy xrb_ addresses as nano_', async () => {

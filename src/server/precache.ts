@@ -15,8 +15,9 @@
  * Frontiers are kept in the store, so a restart neither re-precaches the same frontier nor
  * forgets which job to withdraw.
  *
- * Tracked accounts come from the store (`listTracked`, re-read every `refreshMs` so accounts the
- * dispatcher tracks for service requests are picked up), from configuration, and from `track()`.
+ * Tracked accounts come from configuration, from the dispatcher as it tracks them for service
+ * requests (`onTracked`, at once), from `track()`, and from the store (`listTracked`, re-read every
+ * `refreshMs` for accounts another process tracked).
  */
 import { EventEmitter } from 'node:events';
 import { checkAddress, NANO_PREFIXES } from '../dpow/address.ts';
@@ -28,7 +29,7 @@ import type { DispatcherStore } from './store.ts';
 import type { DispatcherApi } from './types.ts';
 
 export interface PrecachePolicyOptions {
-  dispatcher: Pick<DispatcherApi, 'precache' | 'withdraw'>;
+  dispatcher: Pick<DispatcherApi, 'precache' | 'withdraw' | 'onTracked'>;
   store: DispatcherStore;
   /** Accounts to track from configuration (nano_/xrb_/qlc_). */
   accounts?: string[];
@@ -102,7 +103,8 @@ export class PrecachePolicy extends EventEmitter<PrecacheEvents> {
     errors: 0,
   };
   readonly #opts: Required<Omit<PrecachePolicyOptions, 'dispatcher' | 'store' | 'accounts' | 'log'>>;
-  readonly #dispatcher: Pick<DispatcherApi, 'precache' | 'withdraw'>;
+  readonly #dispatcher: Pick<DispatcherApi, 'precache' | 'withdraw' | 'onTracked'>;
+  #stopTracking: (() => void) | undefined;
   readonly #store: DispatcherStore;
   readonly #log: Logger;
   readonly #configAccounts: string[];
@@ -154,6 +156,11 @@ export class PrecachePolicy extends EventEmitter<PrecacheEvents> {
   async start(): Promise<void> {
     await this.refresh();
     for (const account of this.#configAccounts) await this.track(account);
+    // Accounts that service requests make tracked join the feed's filter at once; the periodic
+    // refresh below still catches ones tracked by another process sharing the store.
+    this.#stopTracking = this.#dispatcher.onTracked?.((account) => {
+      this.track(account).catch((err) => this.#log.warn(`precache: tracking ${account} failed: ${(err as Error).message}`));
+    });
     if (this.#opts.refreshMs > 0) {
       this.#refreshTimer = setInterval(() => {
         this.refresh().catch((err) => this.#log.warn(`precache: reading tracked accounts failed: ${(err as Error).message}`));
@@ -343,6 +350,7 @@ export class PrecachePolicy extends EventEmitter<PrecacheEvents> {
   /** Stops reacting (feeds stay open: their owner closes them). */
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#stopTracking?.();
     clearInterval(this.#refreshTimer);
     await this.#queue;
   }

@@ -50,4 +50,9 @@ export interface DispatcherApi {
   withdraw(hash: string): Promise<boolean>;
   /** Tracks an account for precache (from service requests carrying `account`). */
   track(account: string): Promise<void>;
+  /**
+   * Calls `listener` with each account newly tracked (normalised: xrb_ as nano_), so a precache
+   * feed can add it to its filter at once. Returns the unsubscribe function.
+   */
+  onTracked?(listener: (account: string) => void): () => void;
 }
