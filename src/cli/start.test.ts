@@ -72,13 +72,37 @@ describe('dpow-web start', () => {
     expect(await any).toBe('heartbeat');
     await dashboard.endAsync(true);
 
+    // The work-server RPC answers loopback callers by default.
+    const validate = { action: 'work_validate', hash: '718CC2121C3E641059BC1C2CFC45666C99E8AE922F7A807B7D07B62C995D79E2', work: '2b3d689bbcb21dca' };
+    const rpc = await fetch(url, { method: 'POST', body: JSON.stringify(validate) });
+    expect(await rpc.json()).toMatchObject({ valid_all: '1', difficulty: 'fffffff93c41ec94' });
+
     run.child.kill('SIGTERM');
     expect(await run.exited).toBe(0);
     expect(existsSync(path.join(data, 'dpow.sqlite'))).toBe(true);
   });
 
+  it('--rpc off leaves POST / to the app, and the demo rates are taken from the options', async () => {
+    const run = startCli(['--port', '0', '--no-build', '--memory', '--rpc', 'off', '--demo-precache-every', '0.2', '--demo-ondemand-every', '0']);
+    const url = await run.banner;
+    const rpc = await fetch(url, { method: 'POST', body: JSON.stringify({ action: 'work_validate' }) });
+    expect(rpc.headers.get('content-type') ?? '').not.toMatch(/json/);
+    await rpc.arrayBuffer();
+    // Demo precache jobs every 200 ms, no ondemand ones.
+    const worker = await mqtt.connectAsync(url.replace('http', 'ws') + 'mqtt', { username: 'client', password: 'client', protocolVersion: 4, reconnectPeriod: 0 });
+    const seen: string[] = [];
+    worker.on('message', (topic) => seen.push(topic));
+    await worker.subscribeAsync('work/#');
+    await new Promise((r) => setTimeout(r, 1500));
+    await worker.endAsync(true);
+    expect(seen.filter((t) => t === 'work/precache').length).toBeGreaterThanOrEqual(3);
+    expect(seen).not.toContain('work/ondemand');
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toBe(0);
+  });
+
   it('refuses contradictory or incomplete options with exit 2', async () => {
-    for (const args of [['--dispatcher-only'], ['--broker', 'ws://127.0.0.1:1/mqtt'], ['--port', 'abc'], ['--demo', '--no-demo'], ['--feed', 'bogus']]) {
+    for (const args of [['--dispatcher-only'], ['--broker', 'ws://127.0.0.1:1/mqtt'], ['--port', 'abc'], ['--demo', '--no-demo'], ['--feed', 'bogus'], ['--rpc', 'bogus'], ['--demo-precache-every', '-1'], ['--demo-ondemand-every', 'x']]) {
       const run = startCli([...args, '--no-build', '--memory']);
       run.banner.catch(() => {});
       expect(await run.exited, args.join(' ')).toBe(2);

@@ -26,6 +26,16 @@ import { MemoryStore } from '../server/memory-store.ts';
 import { openStore, storePath } from '../server/open-store.ts';
 import type { DispatcherStore } from '../server/store.ts';
 import { isU64Hex } from '../pow/work.ts';
+import type { DemoOptions } from '../server/demo-source.ts';
+import type { RpcAllow } from '../server/service-api.ts';
+
+/** A --<name> in seconds (0 allowed) as the `${key}` option in ms, or nothing when not given. */
+function seconds(value: string | undefined, name: string, key: keyof DemoOptions): Partial<DemoOptions> {
+  if (value === undefined) return {};
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new CliError(`--${name} must be a number of seconds >= 0, got "${value}"`);
+  return { [key]: Math.round(n * 1000) };
+}
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -37,6 +47,10 @@ const USAGE = `usage: dpow-web start [options]
   --no-demo                  no demo jobs
   --demo                     demo jobs even with --broker
   --demo-difficulty <hex>    difficulty of demo jobs (default fffff00000000000)
+  --demo-precache-every <s>  seconds between demo precache jobs (default 5; 0 = none)
+  --demo-ondemand-every <s>  seconds between demo ondemand requests (default 15; 0 = none)
+  --rpc <mode>               work-server RPC on POST /: loopback (default), any, keys (user and
+                             api_key in each request, like the service API) or off
   --broker <url>             use an external broker (mqtt://, ws://, wss://) instead of the embedded one
   --broker-username <u>      its server-role login
   --broker-password <p>
@@ -60,6 +74,9 @@ export async function run(argv: string[]): Promise<number> {
       'no-demo': { type: 'boolean', default: false },
       demo: { type: 'boolean', default: false },
       'demo-difficulty': { type: 'string' },
+      'demo-precache-every': { type: 'string' },
+      'demo-ondemand-every': { type: 'string' },
+      rpc: { type: 'string', default: 'loopback' },
       broker: { type: 'string' },
       'broker-username': { type: 'string' },
       'broker-password': { type: 'string' },
@@ -85,6 +102,15 @@ export async function run(argv: string[]): Promise<number> {
   if (values['no-demo'] && values.demo) throw new CliError('--demo and --no-demo contradict each other');
   const demoDifficulty = values['demo-difficulty'];
   if (demoDifficulty !== undefined && !isU64Hex(demoDifficulty)) throw new CliError('--demo-difficulty must be 16 hex digits');
+  const demoOptions: DemoOptions = {
+    ...(demoDifficulty !== undefined ? { difficulty: demoDifficulty } : {}),
+    ...seconds(values['demo-precache-every'], 'demo-precache-every', 'precacheEveryMs'),
+    ...seconds(values['demo-ondemand-every'], 'demo-ondemand-every', 'ondemandEveryMs'),
+  };
+  const rpcModes: Record<string, RpcAllow | null> = { loopback: 'loopback', any: 'any', keys: { apiKeys: true }, off: null };
+  if (!(values.rpc! in rpcModes)) throw new CliError(`--rpc must be loopback, any, keys or off, got "${values.rpc}"`);
+  const rpcAllow = rpcModes[values.rpc!];
+  const rpc = rpcAllow === null ? { enabled: false, allow: 'loopback' as const } : { enabled: true, allow: rpcAllow };
 
   let external: { url: string; username: string; password: string; publicUrl?: string } | undefined;
   if (values.broker !== undefined) {
@@ -140,7 +166,7 @@ export async function run(argv: string[]): Promise<number> {
       closers.push(() => dispatcher.stop());
       if (demoOn) {
         const { startDemoSource } = await import('../server/demo-source.ts');
-        const demo = await startDemoSource(dispatcher, store, demoDifficulty ? { difficulty: demoDifficulty } : {}, log);
+        const demo = await startDemoSource(dispatcher, store, demoOptions, log);
         closers.push(async () => demo.stop());
       }
       banner = `dpow-web dispatcher is running against ${external!.url}`;
@@ -154,7 +180,8 @@ export async function run(argv: string[]): Promise<number> {
           brokerTcpPort,
           ...(values['dashboard-password'] ? { brokerUsers: { dashboard: { username: 'dashboard', password: values['dashboard-password'] } } } : {}),
           externalBroker: external,
-          demo: demoOn ? (demoDifficulty ? { difficulty: demoDifficulty } : true) : false,
+          demo: demoOn ? demoOptions : false,
+          serviceApi: { rpc },
           store,
           log,
         });
