@@ -130,7 +130,7 @@ describe('dpow-web worker options', () => {
     expect(summary).toContain('uptime 1h02m03s');
     expect(summary).toContain('received 5, computed 3, published 3, accepted 2, cancelled 1, expired 0');
     expect(summary).toContain('rejected: bad-hash 2, duplicate 1');
-    expect(summary).toContain('hashrate: 6.90 MH/s on wasm (WASM SIMD x1)');
+    expect(summary).toContain('hashrate: 6.90 MH/s while computing on wasm (WASM SIMD x1)');
   });
 });
 
@@ -167,6 +167,8 @@ describe('dpow-web worker process', () => {
     expect(all).toMatch(/summary: uptime \d+s/);
     expect(all).toContain('received 2, computed 1, published 1');
     expect(all).toContain('rejected: bad-field-count 1');
+    // The average over the time spent computing, not the idle rate at shutdown.
+    expect(all).toMatch(/hashrate: [1-9][\d.]* [kM]?H\/s while computing on wasm/);
     expect(out.stderr()).toBe('');
   });
 });

@@ -112,7 +112,7 @@ export function formatSummary(state: ClientState, uptimeMs: number, hashrate: nu
     `summary: uptime ${formatDuration(uptimeMs)}`,
     `  jobs: received ${c.received}, computed ${c.computed}, published ${c.published}, accepted ${c.accepted}, cancelled ${c.cancelled}, expired ${c.expired}`,
     `  rejected: ${rejected || 'none'}`,
-    `  hashrate: ${formatHashrate(hashrate)}${backend}`,
+    `  hashrate: ${formatHashrate(hashrate)} while computing${backend}`,
   ].join('\n');
 }
 
@@ -129,16 +129,18 @@ export async function run(argv: string[]): Promise<number> {
     log: (message) => out(`${new Date().toISOString()} ${'engine'.padEnd(10)} ${message}`),
   });
 
-  // Hashrate for the summary: the engine's smoothed rate while busy, averaged over busy samples.
-  let rateSum = 0;
-  let rateSamples = 0;
+  // Hashrate for the summary: the engine's hashes over the time spent computing. (Its smoothed
+  // rate is 0 once idle, and jobs at low difficulty end before the first status sample.)
+  let computingMs = 0;
   let lastLabel = '';
-  const client = new DpowClient({ engine, log: (event) => out(formatEvent(event)) });
+  const client = new DpowClient({
+    engine,
+    log: (event) => {
+      if (event.job?.event === 'computed' && event.job.ms !== undefined) computingMs += event.job.ms;
+      out(formatEvent(event));
+    },
+  });
   client.subscribe((state) => {
-    if (state.current && state.hashrate > 0) {
-      rateSum += state.hashrate;
-      rateSamples++;
-    }
     const label = state.backend ? `${state.backend}${state.backendLabel ? ` (${state.backendLabel})` : ''}` : '';
     if (label && label !== lastLabel) {
       lastLabel = label;
@@ -170,7 +172,8 @@ export async function run(argv: string[]): Promise<number> {
   out(`${new Date().toISOString()} ${'stop'.padEnd(10)} ${signal}: stopping`);
   await client.stop();
   const state = client.getState();
+  const { totalHashes } = await engine.status();
   engine.dispose();
-  out(formatSummary(state, Date.now() - startedAt, rateSamples ? rateSum / rateSamples : state.hashrate));
+  out(formatSummary(state, Date.now() - startedAt, computingMs > 0 ? (totalHashes * 1000) / computingMs : 0));
   return 0;
 }
