@@ -3,7 +3,7 @@
  * on its own; it shows the large layout.
  */
 import { expect, test } from '@playwright/test';
-import { randomAddress, startStack, type Stack } from './stack.ts';
+import { randomAddress, randomHash, startStack, type Stack } from './stack.ts';
 
 let stack: Stack;
 test.beforeAll(async () => {
@@ -48,6 +48,23 @@ test('kiosk on the CPU backend (backend=cpu) computes with WebAssembly', async (
   expect(answer.work).toMatch(/^[0-9a-f]{16}$/);
   await expect(kiosk.getByTestId('count-accepted')).toHaveText('1');
   await expect(kiosk).toContainText('CPU (WebAssembly)');
+});
+
+test('between jobs the kiosk shows the rate while working, not a bare 0 H/s', async ({ page }) => {
+  await page.goto(`${stack.url}?kiosk=1&autostart=1&backend=cpu&threads=1&work=precache&address=${randomAddress()}`);
+  const kiosk = page.getByTestId('kiosk');
+  await expect(kiosk.getByTestId('connection-state')).toHaveText('Online');
+  // A job at the Nano send threshold runs for minutes on one thread: long enough to be sampled.
+  const hash = randomHash();
+  await stack.app.dispatcher!.precache(hash, 0xfffffff800000000n);
+  await expect(kiosk.getByTestId('kiosk-job')).toContainText('Working on', { timeout: 30_000 });
+  await expect(kiosk.getByTestId('hashrate')).not.toHaveText('0 H/s');
+  await page.waitForTimeout(2_500); // a few hashrate samples
+  // The dispatcher withdraws it (cancel/precache): the rig is idle.
+  await stack.app.dispatcher!.withdraw(hash);
+  await expect(kiosk.getByTestId('kiosk-job')).toHaveText('Waiting for work from the server');
+  await expect(kiosk).toContainText('average while working');
+  await expect(kiosk.getByTestId('hashrate')).toHaveText(/^[1-9][\d.]* [kM]?H\/s$/);
 });
 
 test('kiosk with a bad address in the URL says so instead of starting', async ({ page }) => {

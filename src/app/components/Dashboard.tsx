@@ -39,10 +39,14 @@ export function ConnectionPill({ state, wanted }: { state: ClientState; wanted: 
 }
 
 /** Mean of the samples taken while hashing: what this device does when it has work. */
-function workingAverage(samples: number[]): string {
+export function workingAverageRate(samples: number[]): number | null {
   const busy = samples.filter((v) => v > 0);
-  if (busy.length === 0) return '';
-  return `${formatHashrate(busy.reduce((a, b) => a + b, 0) / busy.length)} average while working`;
+  return busy.length === 0 ? null : busy.reduce((a, b) => a + b, 0) / busy.length;
+}
+
+function workingAverage(samples: number[]): string {
+  const rate = workingAverageRate(samples);
+  return rate === null ? '' : `${formatHashrate(rate)} average while working`;
 }
 
 function WorkerCard({ app }: { app: AppController }) {

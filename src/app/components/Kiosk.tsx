@@ -4,7 +4,7 @@
  */
 import type { AppController } from '../controller.ts';
 import { formatCount, formatDuration, formatHashrate, formatMultiplier, shortAddress, shortHash } from '../format.ts';
-import { BACKEND_NAMES, CONNECTION_LABELS, expectedMs } from './Dashboard.tsx';
+import { BACKEND_NAMES, CONNECTION_LABELS, expectedMs, workingAverageRate } from './Dashboard.tsx';
 import { HashrateChart } from './HashrateChart.tsx';
 
 export function Kiosk({ app, wakeLock }: { app: AppController; wakeLock: boolean }) {
@@ -13,6 +13,7 @@ export function Kiosk({ app, wakeLock }: { app: AppController; wakeLock: boolean
   const status = !online ? 'Offline — waiting for the network' : CONNECTION_LABELS[s.connection];
   const stats = s.lastClientMessage?.kind === 'stats' ? s.lastClientMessage.stats : null;
   const check = app.addressCheck.value;
+  const average = workingAverageRate(app.history.value);
   return (
     <main class="kiosk" data-testid="kiosk">
       <header class="kiosk-head">
@@ -28,10 +29,13 @@ export function Kiosk({ app, wakeLock }: { app: AppController; wakeLock: boolean
         </p>
       )}
       <section class="kiosk-rate" aria-label="Hashrate">
+        {/* Between jobs the live rate is 0, which reads as "broken" from across a room: show what
+            this rig does while it works instead, and say so. */}
         <span class="kiosk-number" data-testid="hashrate">
-          {formatHashrate(s.hashrate)}
+          {s.hashrate > 0 ? formatHashrate(s.hashrate) : average !== null ? formatHashrate(average) : s.current ? formatHashrate(0) : 'Idle'}
         </span>
         <span class="kiosk-sub">
+          {s.hashrate > 0 || average === null ? '' : 'average while working · '}
           {s.backend ? BACKEND_NAMES[s.backend] : 'Starting…'}
           {s.backendLabel ? ` · ${s.backendLabel}` : ''}
         </span>

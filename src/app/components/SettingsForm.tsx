@@ -17,7 +17,7 @@ const WORK_OPTIONS: { value: WorkChoice; label: string; hint: string }[] = [
 ];
 
 const BACKEND_OPTIONS: { value: BackendChoice; label: string }[] = [
-  { value: 'auto', label: 'Auto (hardware GPU if available, else CPU)' },
+  { value: 'auto', label: 'Auto (fastest available)' },
   { value: 'webgpu', label: 'GPU (WebGPU)' },
   { value: 'wasm', label: 'CPU (WebAssembly threads)' },
 ];
@@ -117,6 +117,7 @@ export function SettingsForm({ app, onDone, firstRun }: { app: AppController; on
           <select
             id="backend"
             value={settings.backend}
+            aria-describedby="backend-help"
             onChange={(e) => edit({ backend: (e.currentTarget as HTMLSelectElement).value as BackendChoice })}
           >
             {BACKEND_OPTIONS.map((o) => (
@@ -125,6 +126,10 @@ export function SettingsForm({ app, onDone, firstRun }: { app: AppController; on
               </option>
             ))}
           </select>
+          <p id="backend-help" class="help">
+            Auto uses a hardware GPU when the browser offers one, and the CPU threads otherwise (a
+            software GPU is slower than the CPU).
+          </p>
         </div>
         <div class="field">
           <label for="threads">CPU threads</label>
