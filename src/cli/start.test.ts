@@ -101,8 +101,20 @@ describe('dpow-web start', () => {
     expect(await run.exited).toBe(0);
   });
 
+  it('--nano-difficulty sets the difficulty of Nano precache jobs from a feed', async () => {
+    const run = startCli(['--port', '0', '--no-build', '--memory', '--no-demo', '--feed', 'nano-sim', '--nano-difficulty', 'fff8000000000000']);
+    const url = await run.banner;
+    const worker = await mqtt.connectAsync(url.replace('http', 'ws') + 'mqtt', { username: 'client', password: 'client', protocolVersion: 4, reconnectPeriod: 0 });
+    const job = new Promise<string>((resolve) => worker.on('message', (_topic, payload) => resolve(String(payload))));
+    await worker.subscribeAsync('work/precache');
+    expect((await job).split(',')[1]).toBe('fff8000000000000');
+    await worker.endAsync(true);
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toBe(0);
+  }, 30_000);
+
   it('refuses contradictory or incomplete options with exit 2', async () => {
-    for (const args of [['--dispatcher-only'], ['--broker', 'ws://127.0.0.1:1/mqtt'], ['--port', 'abc'], ['--demo', '--no-demo'], ['--feed', 'bogus'], ['--rpc', 'bogus'], ['--demo-precache-every', '-1'], ['--demo-ondemand-every', 'x']]) {
+    for (const args of [['--dispatcher-only'], ['--broker', 'ws://127.0.0.1:1/mqtt'], ['--port', 'abc'], ['--demo', '--no-demo'], ['--feed', 'bogus'], ['--rpc', 'bogus'], ['--demo-precache-every', '-1'], ['--demo-ondemand-every', 'x'], ['--nano-difficulty', 'fffff']]) {
       const run = startCli([...args, '--no-build', '--memory']);
       run.banner.catch(() => {});
       expect(await run.exited, args.join(' ')).toBe(2);

@@ -60,6 +60,9 @@ const USAGE = `usage: dpow-web start [options]
   --dispatcher-only          only the dispatcher (and feeds), against --broker; no web server
   --feed <spec>              precache feed: qlc-sim, nano-sim, qlc:<ws url>, nano:<ws url> (repeatable)
   --account <address>        account to precache for (repeatable)
+  --nano-difficulty <hex>    difficulty of Nano precache jobs (default fffffff800000000, the send
+                             threshold, since an account's next block may be a send)
+  --qlc-open-blocks          also precache a QLC recipient's open block from a send's link
   --no-build                 serve dist/ as it is
   --verbose                  debug logging`;
 
@@ -86,6 +89,8 @@ export async function run(argv: string[]): Promise<number> {
       'dispatcher-only': { type: 'boolean', default: false },
       feed: { type: 'string', multiple: true, default: [] },
       account: { type: 'string', multiple: true, default: [] },
+      'nano-difficulty': { type: 'string' },
+      'qlc-open-blocks': { type: 'boolean', default: false },
       'no-build': { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -131,6 +136,12 @@ export async function run(argv: string[]): Promise<number> {
   }
   const demoOn = values.demo || (!values['no-demo'] && external === undefined);
   const feeds = await parseFeeds(values.feed as string[]);
+  const nanoDifficulty = values['nano-difficulty'];
+  if (nanoDifficulty !== undefined && !isU64Hex(nanoDifficulty)) throw new CliError('--nano-difficulty must be 16 hex digits');
+  const policyOptions = {
+    ...(nanoDifficulty !== undefined ? { nanoDifficulty: BigInt(`0x${nanoDifficulty}`) } : {}),
+    qlcOpenBlocks: values['qlc-open-blocks'],
+  };
 
   const log = consoleLogger(values.verbose);
   if (!['127.0.0.1', 'localhost', '::1'].includes(values.host!)) {
@@ -198,7 +209,7 @@ export async function run(argv: string[]): Promise<number> {
 
     for (const spec of feeds) {
       const { startPrecacheFeed } = await import('../server/precache.ts');
-      const feed = await startPrecacheFeed(spec, { dispatcher, store, accounts: values.account as string[], log });
+      const feed = await startPrecacheFeed(spec, { dispatcher, store, accounts: values.account as string[], ...policyOptions, log });
       closers.push(() => feed.close());
       log.info(`precache feed: ${feed.description}`);
     }
