@@ -11,12 +11,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { encodeAddress } from '../dpow/address.ts';
 import { rootToHex, validateWork, workValue } from '../pow/work.ts';
-import { generateApiKey, hashApiKey } from './api-keys.ts';
 import { defaultBrokerUsers, startBroker, type Broker } from './broker.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { MemoryStore } from './memory-store.ts';
 import { createServiceApi, type ServiceApi } from './service-api.ts';
 import { ReferenceWorker } from './testkit/reference-worker.ts';
+import { addTestService } from './testkit/services.ts';
 
 const EASY = 'ff00000000000000';
 const newRoot = () => rootToHex(randomBytes(32));
@@ -44,18 +44,7 @@ async function post(path: string, body: unknown) {
 
 beforeAll(async () => {
   store = new MemoryStore();
-  key = generateApiKey();
-  await store.addService({
-    user: 'wallet',
-    apiKeyHash: await hashApiKey(key),
-    display: 'Wallet',
-    website: 'wallet.example',
-    public: true,
-    precache: 0,
-    ondemand: 0,
-    rateLimit: 0,
-    createdAt: Date.now(),
-  });
+  ({ key } = await addTestService(store));
   server = createServer((req, res) => {
     void api.handleRequest(req, res).then((handled) => {
       if (!handled) res.writeHead(404).end();

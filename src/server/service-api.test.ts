@@ -5,10 +5,10 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { encodeAddress } from '../dpow/address.ts';
 import { toU64Hex, validateWork, workValue } from '../pow/work.ts';
-import { generateApiKey, hashApiKey } from './api-keys.ts';
 import { MemoryStore } from './memory-store.ts';
 import { createServiceApi, isLoopback, type ServiceApi, type ServiceApiOptions } from './service-api.ts';
 import { DispatchError, type DispatcherApi, type WorkAnswer, type WorkRequest } from './types.ts';
+import { addTestService } from './testkit/services.ts';
 
 const ROOT = '718CC2121C3E641059BC1C2CFC45666C99E8AE922F7A807B7D07B62C995D79E2';
 const EASY = 'ff00000000000000';
@@ -77,18 +77,7 @@ async function start(extra: Partial<ServiceApiOptions> = {}) {
   await stop();
   dispatcher = new TestDispatcher();
   store = new MemoryStore();
-  key = generateApiKey();
-  await store.addService({
-    user: 'wallet',
-    apiKeyHash: await hashApiKey(key, { N: 1024, r: 8, p: 1 }),
-    display: 'Wallet',
-    website: 'wallet.example',
-    public: true,
-    precache: 0,
-    ondemand: 0,
-    rateLimit: 0,
-    createdAt: 0,
-  });
+  ({ key } = await addTestService(store, { createdAt: 0 }, { N: 1024, r: 8, p: 1 }));
   api = createServiceApi({
     dispatcher,
     store,

@@ -13,11 +13,11 @@ import type { ClientState } from '../dpow/state.ts';
 import { createNodeEngine } from '../node/engine.ts';
 import type { PowEngine } from '../pow/engine.ts';
 import { rootToHex, validateWork } from '../pow/work.ts';
-import { generateApiKey, hashApiKey } from './api-keys.ts';
 import { startAppServer, type AppServer } from './app-server.ts';
 import type { AcceptedResult } from './dispatcher.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { MemoryStore } from './memory-store.ts';
+import { addTestService } from './testkit/services.ts';
 
 const WORKERS = 3;
 const EASY = 0xfff0000000000000n; // ~4096 hashes
@@ -47,18 +47,7 @@ const state = (i: number): ClientState => workers[i].client.getState();
 
 beforeAll(async () => {
   store = new MemoryStore();
-  apiKey = generateApiKey();
-  await store.addService({
-    user: 'wallet',
-    apiKeyHash: await hashApiKey(apiKey),
-    display: 'Wallet',
-    website: 'wallet.example',
-    public: true,
-    precache: 0,
-    ondemand: 0,
-    rateLimit: 0,
-    createdAt: Date.now(),
-  });
+  ({ key: apiKey } = await addTestService(store));
   app = await startAppServer({
     port: 0,
     demo: false,
