@@ -1,17 +1,6 @@
 /** Number and time formatting for the view. */
 
-const RATE_UNITS = ['H/s', 'kH/s', 'MH/s', 'GH/s', 'TH/s'];
-
-export function formatHashrate(hashesPerSecond: number): string {
-  if (!Number.isFinite(hashesPerSecond) || hashesPerSecond <= 0) return '0 H/s';
-  let v = hashesPerSecond;
-  let unit = 0;
-  while (v >= 1000 && unit < RATE_UNITS.length - 1) {
-    v /= 1000;
-    unit++;
-  }
-  return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${RATE_UNITS[unit]}`;
-}
+export { formatHashrate } from '../pow/hashrate.ts';
 
 /** "850 ms", "4.2 s", "3 min 20 s", "2 h 5 min". */
 export function formatDuration(ms: number): string {

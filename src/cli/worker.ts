@@ -15,6 +15,7 @@ import { DpowClient, formatMultiplier, resolveBrokerUrl } from '../dpow/client.t
 import { checkAddress } from '../dpow/address.ts';
 import type { ClientEvent, ClientSettings, ClientState, WorkChoice } from '../dpow/state.ts';
 import type { BackendChoice } from '../pow/types.ts';
+import { formatHashrate } from '../pow/hashrate.ts';
 
 const WORK_CHOICES: readonly WorkChoice[] = ['any', 'precache', 'ondemand'];
 
@@ -84,13 +85,6 @@ export function formatEvent(event: ClientEvent): string {
   if (job.ms !== undefined) fields.push(`${job.ms} ms`.padStart(9));
   if (job.backend) fields.push(job.backend);
   return fields.join(' ');
-}
-
-export function formatHashrate(hps: number): string {
-  if (hps >= 1e9) return `${(hps / 1e9).toFixed(2)} GH/s`;
-  if (hps >= 1e6) return `${(hps / 1e6).toFixed(2)} MH/s`;
-  if (hps >= 1e3) return `${(hps / 1e3).toFixed(1)} kH/s`;
-  return `${Math.round(hps)} H/s`;
 }
 
 export function formatDuration(ms: number): string {

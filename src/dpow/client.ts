@@ -39,6 +39,7 @@ import type {
 } from './state.ts';
 import { validateWork } from '../pow/work.ts';
 import type { BackendName, EngineApi, EngineStatus, GenerateResult } from '../pow/types.ts';
+import { backoffDelay } from './backoff.ts';
 
 /** The part of the engine the client uses (the page passes its Comlink proxy, Node a PowEngine). */
 export type EngineLike = Pick<EngineApi, 'generate' | 'cancel' | 'onStatus'>;
@@ -449,9 +450,7 @@ export class DpowClient implements WorkerClient {
     this.connectedAt = null;
     for (const entry of this.outbox) if (entry.via === client) entry.via = null;
     if (!this.running) return;
-    const base = Math.min(this.policy.maxMs, this.policy.initialMs * 2 ** this.reconnectAttempt);
-    const delay = Math.round(base / 2 + (this.random() * base) / 2);
-    this.reconnectAttempt++;
+    const delay = backoffDelay(this.reconnectAttempt++, this.policy.initialMs, this.policy.maxMs, this.random);
     this.connection = 'reconnecting';
     const secs = (delay / 1000).toFixed(delay < 10_000 ? 1 : 0);
     const why = this.lastError ? ` (${this.lastError})` : '';

@@ -4,7 +4,6 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
 import { encodeAddress } from '../dpow/address.ts';
 import {
-  backoffDelay,
   JsonRpcConnectionError,
   JsonRpcError,
   JsonRpcTimeoutError,
@@ -324,12 +323,5 @@ describe('JsonRpcWsClient against a misbehaving server', () => {
     expect(await failed).toMatchObject({ code: -32601 });
     expect(await ended).toMatch(/subscribe refused/);
     expect(c.subscriptions).toEqual([]);
-  });
-
-  it('backoff grows exponentially with jitter and is capped', () => {
-    expect(backoffDelay(0, 100, 10_000, () => 0)).toBe(50);
-    expect(backoffDelay(0, 100, 10_000, () => 0.999999)).toBe(100);
-    expect(backoffDelay(3, 100, 10_000, () => 0)).toBe(400);
-    expect(backoffDelay(20, 100, 10_000, () => 1)).toBe(10_000);
   });
 });

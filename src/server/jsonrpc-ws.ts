@@ -15,6 +15,7 @@
  */
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
+import { backoffDelay } from '../dpow/backoff.ts';
 
 // ------------------------------------------------------------------ errors
 
@@ -178,13 +179,6 @@ export interface JsonRpcWsEvents {
 
 const isRecord = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
-
-export function backoffDelay(attempt: number, baseMs: number, maxMs: number, random: () => number): number {
-  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30));
-  // "Equal jitter": at least half the ceiling, so a crowd of clients spreads out without any of
-  // them hammering the node.
-  return Math.round(ceiling / 2 + (ceiling / 2) * random());
-}
 
 export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
   readonly stats = {

@@ -15,7 +15,8 @@
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
 import { checkAddress, NANO_PREFIXES } from '../dpow/address.ts';
-import { backoffDelay, type Logger } from './jsonrpc-ws.ts';
+import { backoffDelay } from '../dpow/backoff.ts';
+import type { Logger } from './jsonrpc-ws.ts';
 
 export interface NanoStateBlock {
   type: string;
