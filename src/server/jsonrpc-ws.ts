@@ -16,6 +16,7 @@
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
 import { backoffDelay } from '../dpow/backoff.ts';
+import type { Logger as ServerLogger } from './log.ts';
 
 // ------------------------------------------------------------------ errors
 
@@ -138,10 +139,8 @@ export class Subscription extends EventEmitter<{ ended: [reason: string]; resubs
 
 // ------------------------------------------------------------------ client
 
-export interface Logger {
-  warn(message: string): void;
-  info?(message: string): void;
-}
+/** What the feeds log: warnings, and progress if wanted. Any server Logger (log.ts) fits. */
+export type Logger = Pick<ServerLogger, 'warn'> & Partial<Pick<ServerLogger, 'info'>>;
 
 export interface JsonRpcWsOptions {
   /** Default per-call timeout. */

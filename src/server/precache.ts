@@ -398,7 +398,6 @@ export interface StartPrecacheOptions extends Omit<PrecachePolicyOptions, 'log'>
  */
 export async function startPrecacheFeed(spec: FeedSpec, options: StartPrecacheOptions): Promise<PrecacheFeed> {
   const log = options.log ?? silentLogger;
-  const feedLog = { warn: (m: string) => log.warn(m), info: (m: string) => log.info(m) };
   const closers: (() => Promise<unknown>)[] = [];
   const accounts = [...(options.accounts ?? [])];
   let url: string;
@@ -431,13 +430,13 @@ export async function startPrecacheFeed(spec: FeedSpec, options: StartPrecacheOp
   await policy.start();
   if (coin === 'qlc') {
     const { QlcFeed } = await import('./qlc-feed.ts');
-    const feed = new QlcFeed(url, { logger: feedLog });
+    const feed = new QlcFeed(url, { logger: log });
     closers.unshift(() => feed.close());
     policy.attachQlc(feed);
     void feed.connect();
   } else {
     const { NanoFeed } = await import('./nano-feed.ts');
-    const feed = new NanoFeed(url, { logger: feedLog });
+    const feed = new NanoFeed(url, { logger: log });
     closers.unshift(() => feed.close());
     policy.attachNano(feed);
     void feed.connect();
