@@ -49,6 +49,8 @@ interface KernelExports {
   value(nonce: bigint): bigint;
   valueHigh?(nonce: bigint): bigint;
   search(difficulty: bigint, start: bigint, count: number): number;
+  /** SIMD only: times a scheduling fence's branch was taken (see assembly/generate.mjs). */
+  fenceHits?: WebAssembly.Global;
 }
 
 const FLAVOURS = ['scalar', 'simd'] as const;
@@ -113,10 +115,13 @@ describe.each(FLAVOURS)('%s kernel', (flavour) => {
 
   it('search returns the first nonce whose value is >= the difficulty, in every lane and tail', () => {
     const rand = prng(flavour === 'simd' ? 11 : 13);
+    const perStep = flavour === 'simd' ? 3 : 2;
+    const positions = new Set<number>();
     for (let trial = 0; trial < 60; trial++) {
       const root = rand.root();
       load(root);
-      // Starts near the wrap, and counts that are not multiples of the 2 or 4 nonces per step.
+      // Starts near the wrap, and counts that are not multiples of the 2 (scalar) or 3 (SIMD: two
+      // v128 lanes and one u64) nonces per step, so every position of a step is the answer somewhere.
       const start = trial % 5 === 0 ? U64_MAX - BigInt(trial % 7) : rand.u64();
       const count = 1 + (trial % 37);
       const values = Array.from({ length: count }, (_, i) => workValue(root, u64(start + BigInt(i))));
@@ -124,9 +129,13 @@ describe.each(FLAVOURS)('%s kernel', (flavour) => {
       const target = values[trial % count];
       const expected = values.findIndex((v) => v >= target);
       expect(kernel.search(target, start, count), `trial ${trial}`).toBe(expected);
+      positions.add(expected % perStep);
       const max = values.reduce((a, b) => (a > b ? a : b));
       if (max < U64_MAX) expect(kernel.search(max + 1n, start, count), `trial ${trial}, above all`).toBe(-1);
     }
+    expect([...positions].sort()).toEqual([0, 1, 2].slice(0, perStep));
+    // The SIMD kernel's scheduling fences branch only when two hashes share a 64-bit word.
+    if (flavour === 'simd') expect(kernel.fenceHits?.value).toBe(0);
   });
 
   it('finds work that validates at fff0000000000000', () => {
