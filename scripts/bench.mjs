@@ -2,10 +2,11 @@
 // `npm run bench [-- --seconds N] [-- --only node|chromium]`: hashrate of every backend this
 // machine has, in Node (Dawn WebGPU, WASM SIMD/scalar with 1 and N threads; via `dpow-web bench`)
 // and in Chromium (WebGPU on SwiftShader, WebGPU on llvmpipe through ANGLE/OpenGL ES, WASM with
-// 1 and N threads; via the engine lab page bench.html served by `vite preview`).
+// 1 and N threads, via the engine lab page bench.html served by `vite preview`; and the scalar and
+// SIMD kernels alone on one page thread, for their ratio in the browser's V8).
 // Prints a table in MH/s and writes every row to bench-results.json.
 import { spawn } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -154,8 +155,58 @@ async function chromiumBench() {
         await browser.close();
       }
     }
+    rows.push(...(await chromiumKernels(chromium)));
   } finally {
     preview.kill('SIGTERM');
+  }
+  return rows;
+}
+
+/**
+ * The two WASM kernels alone, one thread, in a Chromium page: the per-thread SIMD / scalar ratio
+ * in the browser's own V8 (the page's engine always picks SIMD where it can, so the rows above
+ * never show the scalar kernel). Same loop as the threads run: search() slices of 65536 nonces.
+ */
+async function chromiumKernels(chromium) {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: QUIET_FLAGS });
+  const rows = [];
+  try {
+    const page = await browser.newPage();
+    for (const kernel of ['scalar', 'simd']) {
+      const bytes = [...readFileSync(`${ROOT_DIR}build/wasm/nano-pow-${kernel}.wasm`)];
+      const result = await page.evaluate(
+        async ({ bytes, seconds }) => {
+          const started = performance.now();
+          const { instance } = await WebAssembly.instantiate(new Uint8Array(bytes), {});
+          const compileMs = performance.now() - started;
+          const k = instance.exports;
+          k.setRoot(0x0123456789abcdefn, 0x1111222233334444n, 0x5555666677778888n, 0x99990000aaaabbbbn);
+          const run = (ms) => {
+            let nonce = 0n;
+            let hashes = 0;
+            const t = performance.now();
+            while (performance.now() - t < ms) {
+              k.search(-1n, nonce, 65536); // difficulty 2^64 - 1: never found, always a full slice
+              nonce += 65536n;
+              hashes += 65536;
+            }
+            return hashes / ((performance.now() - t) / 1000);
+          };
+          run(1000); // lets V8 tier the kernel up to its optimizing compiler
+          return { hashrate: run(seconds * 1000), compileMs };
+        },
+        { bytes, seconds },
+      );
+      rows.push({
+        runtime: 'chromium',
+        name: `wasm-kernel-${kernel}-1`,
+        label: `${kernel === 'simd' ? 'SIMD' : 'scalar'} kernel alone, page thread`,
+        threads: 1,
+        ...result,
+      });
+    }
+  } finally {
+    await browser.close();
   }
   return rows;
 }
