@@ -1,7 +1,7 @@
 // Builds the WASM proof-of-work kernels from the AssemblyScript sources in assembly/:
 //
 //   build/wasm/nano-pow-scalar.wasm   plain i64 kernel, runs everywhere
-//   build/wasm/nano-pow-simd.wasm     i64x2 kernel (WASM SIMD), two nonces per step
+//   build/wasm/nano-pow-simd.wasm     WASM SIMD kernel: two nonces in i64x2 lanes and one u64 per step
 //
 // Run by `postinstall` and `npm run build:wasm`. Needs only the assemblyscript npm package.
 // Exits non-zero with the compiler's diagnostics on any error, and refuses to build sources that
