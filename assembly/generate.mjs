@@ -125,7 +125,7 @@ function header(flavour) {
 //   search(difficulty, start, count)   tests nonces start .. start+count-1 (wrapping at 2^64) in
 //                                      order; returns the index of the first whose value >=
 //                                      difficulty (unsigned), or -1
-//   value(nonce)                       the work value of one nonce for the loaded root${simd ? '\n//   valueHigh(nonce)                   the same, computed in the upper i64x2 lane' : ''}
+//   value(nonce)                       the work value of one nonce for the loaded root${simd ? '\n//   valueHigh(nonce)                   the same, computed in the upper i64x2 lane\n//   fenceHits                          times a scheduling fence branched; expected to stay 0' : ''}
 `;
 }
 

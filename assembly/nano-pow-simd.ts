@@ -19,6 +19,7 @@
 //                                      difficulty (unsigned), or -1
 //   value(nonce)                       the work value of one nonce for the loaded root
 //   valueHigh(nonce)                   the same, computed in the upper i64x2 lane
+//   fenceHits                          times a scheduling fence branched; expected to stay 0
 
 /** h0 after parameter-block folding; the work value is H0 ^ v0 ^ v8. */
 const H0: u64 = 0x6a09e667f2bdc900;
