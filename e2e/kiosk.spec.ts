@@ -4,6 +4,7 @@
  */
 import { expect, test } from '@playwright/test';
 import { randomAddress, randomHash, startStack, type Stack } from './stack.ts';
+import { breakChecksum } from '../src/testkit/address.ts';
 
 let stack: Stack;
 test.beforeAll(async () => {
@@ -69,7 +70,7 @@ test('between jobs the kiosk shows the rate while working, not a bare 0 H/s', as
 
 test('kiosk with a bad address in the URL says so instead of starting', async ({ page }) => {
   const address = randomAddress();
-  const bad = address.slice(0, -1) + (address.endsWith('1') ? '3' : '1');
+  const bad = breakChecksum(address);
   await page.goto(`${stack.url}?kiosk=1&address=${bad}&autostart=1`);
   await expect(page.getByRole('alert')).toContainText('checksum');
   await expect(page.getByTestId('connection-state')).toHaveText(/Not started/);

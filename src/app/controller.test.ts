@@ -4,6 +4,7 @@ import { encodeAddress } from '../dpow/address.ts';
 import type { ClientSettings, ClientState, WorkerClient } from '../dpow/state.ts';
 import { AppController, HISTORY_SAMPLES, idleState } from './controller.ts';
 import { STORAGE_KEY } from './settings.ts';
+import { breakChecksum } from '../testkit/address.ts';
 
 const ADDRESS = encodeAddress('22'.repeat(32));
 
@@ -69,7 +70,7 @@ function make(pageUrl = 'https://dpow.example/', storage = memoryStorage()) {
 describe('AppController', () => {
   it('refuses to start with an invalid address and says why, without creating the client', async () => {
     const { app, created } = make();
-    app.edit({ address: ADDRESS.slice(0, -1) + (ADDRESS.endsWith('1') ? '3' : '1') });
+    app.edit({ address: breakChecksum(ADDRESS) });
     expect(await app.start()).toBe(false);
     expect(app.startError.value).toMatch(/checksum/);
     expect(app.wanted.value).toBe(false);

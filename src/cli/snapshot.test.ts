@@ -8,11 +8,12 @@ import { openStore } from '../server/open-store.ts';
 import type { ClientRecord } from '../server/store.ts';
 import { main } from './main.ts';
 import { planSnapshot } from './snapshot.ts';
+import { breakChecksum } from '../testkit/address.ts';
 
 const A = encodeAddress('a1'.repeat(32), 'nano');
 const B = encodeAddress('b2'.repeat(32), 'nano');
 const Q = encodeAddress('c3'.repeat(32), 'qlc');
-const BAD = A.slice(0, -1) + (A.endsWith('1') ? '3' : '1');
+const BAD = breakChecksum(A);
 const client = (address: string, precache: number, ondemand: number, sp = 0, so = 0): ClientRecord => ({
   address,
   precache,

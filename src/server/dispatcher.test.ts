@@ -8,6 +8,7 @@ import { startBroker, type Broker, type BrokerUsers } from './broker.ts';
 import { Dispatcher, type AcceptedResult, type DispatcherOptions } from './dispatcher.ts';
 import { MemoryStore } from './memory-store.ts';
 import { DispatchError } from './types.ts';
+import { breakChecksum } from '../testkit/address.ts';
 
 const EASY = 0xff00000000000000n; // ~256 hashes
 const USERS: BrokerUsers = {
@@ -227,7 +228,7 @@ describe('Dispatcher ondemand', () => {
     const h = await harness();
     const root = randomRoot();
     const good = randomAddress();
-    const typo = good.slice(0, -1) + (good.endsWith('1') ? '3' : '1');
+    const typo = breakChecksum(good);
     const answer = h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 5000 });
     await waitFor(() => h.on('work/ondemand').length === 1);
     const work = findWork(root, EASY);

@@ -1,6 +1,6 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
 import { encodeAddress } from '../dpow/address.ts';
 import {
@@ -11,15 +11,14 @@ import {
   type Subscription,
 } from './jsonrpc-ws.ts';
 import { qlcSubscriptionId, startQlcSim, type QlcSim } from './qlc-sim.ts';
+import { cleanupsAfterEach } from '../testkit/cleanups.ts';
+import { breakChecksum } from '../testkit/address.ts';
 
 const quiet = { warn: () => {}, info: () => {} };
 const ADDRESS = encodeAddress('3a'.repeat(32), 'qlc');
-const BAD_CHECKSUM = ADDRESS.slice(0, -1) + (ADDRESS.endsWith('1') ? '3' : '1');
+const BAD_CHECKSUM = breakChecksum(ADDRESS);
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
+const cleanups = cleanupsAfterEach();
 
 async function sim(options: Parameters<typeof startQlcSim>[0] = {}): Promise<QlcSim> {
   const s = await startQlcSim(options);

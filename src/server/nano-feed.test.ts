@@ -1,20 +1,19 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { encodeAddress } from '../dpow/address.ts';
 import { NanoFeed, type NanoConfirmation } from './nano-feed.ts';
 import { nanoConfirmation, startNanoSim, type NanoSim } from './nano-sim.ts';
+import { cleanupsAfterEach } from '../testkit/cleanups.ts';
+import { breakChecksum } from '../testkit/address.ts';
 
 const quiet = { warn: () => {}, info: () => {} };
 const A = encodeAddress('11'.repeat(32), 'nano');
 const B = encodeAddress('22'.repeat(32), 'nano');
 const C = encodeAddress('33'.repeat(32), 'nano');
-const BAD = A.slice(0, -1) + (A.endsWith('1') ? '3' : '1');
+const BAD = breakChecksum(A);
 const H1 = 'AB'.repeat(32);
 const H2 = 'CD'.repeat(32);
 
-const cleanups: (() => Promise<unknown> | void)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
+const cleanups = cleanupsAfterEach();
 async function sim(options: Parameters<typeof startNanoSim>[0] = {}): Promise<NanoSim> {
   const s = await startNanoSim(options);
   cleanups.push(() => s.close());

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { encodeAddress } from '../dpow/address.ts';
 import { toU64Hex, validateWork } from '../pow/work.ts';
 import { startBroker, type Broker, type BrokerUsers } from './broker.ts';
@@ -19,6 +19,7 @@ import { parseFeedSpec, PrecachePolicy, startPrecacheFeed } from './precache.ts'
 import { QlcFeed, type QlcBlock } from './qlc-feed.ts';
 import { startQlcSim } from './qlc-sim.ts';
 import { SqliteStore } from './sqlite-store.ts';
+import { cleanupsAfterEach } from '../testkit/cleanups.ts';
 
 const EASY = 0xff00000000000000n; // ~256 hashes: real work, found instantly
 const USERS: BrokerUsers = {
@@ -32,10 +33,7 @@ const QLC = encodeAddress(randomBytes(32), 'qlc');
 const NANO = encodeAddress(randomBytes(32), 'nano');
 const hex = () => randomBytes(32).toString('hex');
 
-const cleanups: (() => Promise<unknown> | unknown)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
+const cleanups = cleanupsAfterEach();
 const until = async (check: () => boolean, ms = 8000, what = 'condition') => {
   const end = Date.now() + ms;
   while (!check()) {

@@ -9,6 +9,7 @@ import { MemoryStore } from './memory-store.ts';
 import { createServiceApi, isLoopback, type ServiceApi, type ServiceApiOptions } from './service-api.ts';
 import { DispatchError, type DispatcherApi, type WorkAnswer, type WorkRequest } from './types.ts';
 import { addTestService } from './testkit/services.ts';
+import { breakChecksum } from '../testkit/address.ts';
 
 const ROOT = '718CC2121C3E641059BC1C2CFC45666C99E8AE922F7A807B7D07B62C995D79E2';
 const EASY = 'ff00000000000000';
@@ -160,7 +161,7 @@ describe('POST /service/', () => {
     expect((await service({ hash: ROOT, difficulty: EASY, account })).status).toBe(200);
     expect(dispatcher.tracked).toEqual([account]);
     expect(dispatcher.requests[0].account).toBe(account);
-    const typo = account.slice(0, -1) + (account.endsWith('1') ? '3' : '1');
+    const typo = breakChecksum(account);
     const r = await service({ hash: ROOT, difficulty: EASY, account: typo });
     expect(r).toMatchObject({ status: 400, json: { error: 'Invalid account' } });
     expect(dispatcher.tracked).toHaveLength(1);

@@ -1,0 +1,14 @@
+/** Test helper, never imported by the product: teardown that runs after every test. */
+import { afterEach } from 'vitest';
+
+/**
+ * A stack of teardown steps for the calling test file: push a close() as each resource opens, and
+ * after every test they run newest first, each awaited.
+ */
+export function cleanupsAfterEach(): (() => unknown)[] {
+  const cleanups: (() => unknown)[] = [];
+  afterEach(async () => {
+    while (cleanups.length) await cleanups.pop()!();
+  });
+  return cleanups;
+}
