@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import mqtt from 'mqtt';
-import { startAppServer, type AppServer } from '../src/server/app-server.ts';
+import { startAppServer, type AppServer } from '../src/server/http/app-server.ts';
 import { encodeAddress } from '../src/dpow/address.ts';
 import type { WorkAnswer } from '../src/server/types.ts';
 

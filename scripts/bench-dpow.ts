@@ -16,10 +16,10 @@ import { parseArgs } from 'node:util';
 import { chromium } from '@playwright/test';
 import { encodeAddress } from '../src/dpow/address.ts';
 import { DpowClient } from '../src/dpow/client.ts';
-import { createNodeEngine } from '../src/node/engine.ts';
+import { createNodeEngine } from '../src/pow-node/engine.ts';
 import type { PowEngine } from '../src/pow/engine.ts';
 import { parseDifficulty, rootToHex } from '../src/pow/work.ts';
-import { startAppServer, type AppServer } from '../src/server/app-server.ts';
+import { startAppServer, type AppServer } from '../src/server/http/app-server.ts';
 import type { AcceptedResult } from '../src/server/dispatcher.ts';
 
 const { values: args } = parseArgs({

@@ -5,10 +5,10 @@
 //
 // Run by `postinstall` and `npm run build:wasm`. Needs only the assemblyscript npm package.
 // Exits non-zero with the compiler's diagnostics on any error, and refuses to build sources that
-// are stale against assembly/generate.mjs.
+// are stale against kernels/gen-assembly.mjs.
 import { mkdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { kernelSource, KERNEL_FILES } from '../assembly/generate.mjs';
+import { kernelSource, KERNEL_FILES } from '../kernels/gen-assembly.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const outDir = `${root}build/wasm`;
@@ -31,7 +31,7 @@ async function main() {
     const source = `assembly/${KERNEL_FILES[build.flavour]}`;
     const onDisk = readFileSync(`${root}${source}`, 'utf8');
     if (onDisk !== kernelSource(build.flavour)) {
-      throw new Error(`${source} is stale: run \`node assembly/generate.mjs\` and commit the result`);
+      throw new Error(`${source} is stale: run \`node kernels/gen-assembly.mjs\` and commit the result`);
     }
     const started = performance.now();
     const args = [

@@ -10,7 +10,7 @@
 import { register } from 'tsx/esm/api';
 
 register();
-const { createNodeWasmBackend } = await import('../src/node/wasm-threads.ts');
+const { createNodeWasmBackend } = await import('../src/pow-node/wasm-threads.ts');
 
 function option(name, fallback) {
   const at = process.argv.indexOf(`--${name}`);

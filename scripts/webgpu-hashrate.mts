@@ -12,7 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
-import { createNodeGpu, loadShaderCode } from '../src/node/gpu.ts';
+import { createNodeGpu, loadShaderCode } from '../src/pow-node/gpu.ts';
 import { createWebGpuBackend } from '../src/pow/webgpu.ts';
 
 const { values } = parseArgs({

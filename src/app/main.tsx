@@ -7,7 +7,7 @@ import { render } from 'preact';
 import { computed, signal } from '@preact/signals';
 import { DEFAULT_DEPLOYMENT, parseDeployment, type DeploymentConfig } from '../dpow/deployment.ts';
 import { DpowClient } from '../dpow/client.ts';
-import { createBrowserEngine } from '../pow/browser-engine.ts';
+import { createBrowserEngine } from '../pow-browser/browser-engine.ts';
 import { AppController } from './controller.ts';
 import { App } from './components/App.tsx';
 import { registerServiceWorker } from './pwa.ts';

@@ -9,8 +9,8 @@ import { CliError, intOption, parseOptions } from './args.ts';
 import { parseBackend } from './work.ts';
 import { measureBackend } from '../pow/engine.ts';
 import type { BenchmarkResult, PowBackend } from '../pow/types.ts';
-import { createNodeWebGpuBackend } from '../node/engine.ts';
-import { createNodeWasmBackend } from '../node/wasm-threads.ts';
+import { createNodeWebGpuBackend } from '../pow-node/engine.ts';
+import { createNodeWasmBackend } from '../pow-node/wasm-threads.ts';
 
 export interface NodeBenchRow extends BenchmarkResult {
   /** 'simd' | 'scalar' for WASM, the adapter for WebGPU. */

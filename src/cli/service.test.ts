@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { main } from './main.ts';
-import { verifyApiKey } from '../server/api-keys.ts';
-import { openStore } from '../server/open-store.ts';
+import { verifyApiKey } from '../server/http/api-keys.ts';
+import { openStore } from '../server/store/open-store.ts';
 
 let dir: string;
 let stdout: string[];

@@ -11,9 +11,9 @@
  * Exit 2 with one line on stderr for bad input (unknown user, duplicate user, missing --display).
  */
 import { CliError, intOption, parseOptions } from './args.ts';
-import { generateApiKey, hashApiKey } from '../server/api-keys.ts';
-import { openStore } from '../server/open-store.ts';
-import type { DispatcherStore, ServiceRecord } from '../server/store.ts';
+import { generateApiKey, hashApiKey } from '../server/http/api-keys.ts';
+import { openStore } from '../server/store/open-store.ts';
+import type { DispatcherStore, ServiceRecord } from '../server/store/store.ts';
 
 const USER = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 

@@ -14,8 +14,8 @@
  */
 import { ALL_PREFIXES, checkAddress } from '../dpow/address.ts';
 import type { WorkType } from '../dpow/codec.ts';
-import { openStore } from '../server/open-store.ts';
-import type { ClientRecord, SnapshotEntry, SnapshotShare } from '../server/store.ts';
+import { openStore } from '../server/store/open-store.ts';
+import type { ClientRecord, SnapshotEntry, SnapshotShare } from '../server/store/store.ts';
 import { CliError, intOption, parseOptions } from './args.ts';
 
 export interface SnapshotRules {

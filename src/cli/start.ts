@@ -19,15 +19,15 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CliError, intOption, parseOptions } from './args.ts';
-import { startAppServer, type AppServer } from '../server/app-server.ts';
+import { startAppServer, type AppServer } from '../server/http/app-server.ts';
 import { Dispatcher } from '../server/dispatcher.ts';
 import { consoleLogger, type Logger } from '../server/log.ts';
-import { MemoryStore } from '../server/memory-store.ts';
-import { openStore, storePath } from '../server/open-store.ts';
-import type { DispatcherStore } from '../server/store.ts';
+import { MemoryStore } from '../server/store/memory-store.ts';
+import { openStore, storePath } from '../server/store/open-store.ts';
+import type { DispatcherStore } from '../server/store/store.ts';
 import { isU64Hex } from '../pow/work.ts';
-import type { DemoOptions } from '../server/demo-source.ts';
-import type { RpcAllow } from '../server/service-api.ts';
+import type { DemoOptions } from '../server/sim/demo-source.ts';
+import type { RpcAllow } from '../server/http/service-api.ts';
 
 /** A --<name> in seconds (0 allowed) as the `${key}` option in ms, or nothing when not given. */
 function seconds(value: string | undefined, name: string, key: keyof DemoOptions): Partial<DemoOptions> {
@@ -176,7 +176,7 @@ export async function run(argv: string[]): Promise<number> {
       await dispatcher.start();
       closers.push(() => dispatcher.stop());
       if (demoOn) {
-        const { startDemoSource } = await import('../server/demo-source.ts');
+        const { startDemoSource } = await import('../server/sim/demo-source.ts');
         const demo = await startDemoSource(dispatcher, store, demoOptions, log);
         closers.push(async () => demo.stop());
       }
@@ -208,7 +208,7 @@ export async function run(argv: string[]): Promise<number> {
     }
 
     for (const spec of feeds) {
-      const { startPrecacheFeed } = await import('../server/precache.ts');
+      const { startPrecacheFeed } = await import('../server/feeds/precache.ts');
       const feed = await startPrecacheFeed(spec, { dispatcher, store, accounts: values.account as string[], ...policyOptions, log });
       closers.push(() => feed.close());
       log.info(`precache feed: ${feed.description}`);
@@ -247,7 +247,7 @@ export async function run(argv: string[]): Promise<number> {
 
 async function parseFeeds(specs: string[]) {
   if (specs.length === 0) return [];
-  const { parseFeedSpec } = await import('../server/precache.ts');
+  const { parseFeedSpec } = await import('../server/feeds/precache.ts');
   return specs.map((s) => {
     try {
       return parseFeedSpec(s);

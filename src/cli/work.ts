@@ -7,7 +7,7 @@
  * 1 when the search itself failed (e.g. --backend webgpu with no adapter); 130 on Ctrl-C.
  */
 import { CliError, intOption, parseOptions } from './args.ts';
-import { createNodeEngine } from '../node/engine.ts';
+import { createNodeEngine } from '../pow-node/engine.ts';
 import type { BackendChoice } from '../pow/types.ts';
 import { PowCancelledError } from '../pow/types.ts';
 import {

@@ -115,7 +115,7 @@ export async function run(argv: string[]): Promise<number> {
   const out = (line: string) => process.stdout.write(`${line}\n`);
   const startedAt = Date.now();
 
-  const { createNodeEngine } = await import('../node/engine.ts');
+  const { createNodeEngine } = await import('../pow-node/engine.ts');
   const engine = await createNodeEngine({
     backend: settings.backend,
     threads: settings.threads,

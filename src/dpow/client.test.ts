@@ -13,7 +13,7 @@ import { DpowClient, type ConnectFn, type EngineLike } from './client.ts';
 import { checkAddress } from './address.ts';
 import type { ClientSettings, ClientState } from './state.ts';
 import { validateWork } from '../pow/work.ts';
-import { createNodeEngine } from '../node/engine.ts';
+import { createNodeEngine } from '../pow-node/engine.ts';
 import type { PowEngine } from '../pow/engine.ts';
 
 const ADDRESS = 'nano_1ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4myzudyzq';

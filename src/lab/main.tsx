@@ -6,7 +6,7 @@
  */
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { createBrowserEngine } from '../pow/browser-engine.ts';
+import { createBrowserEngine } from '../pow-browser/browser-engine.ts';
 import {
   PowCancelledError,
   type BackendChoice,

@@ -1,5 +1,5 @@
 // One WASM search thread: the part shared by the browser module worker (wasm-thread.worker.ts)
-// and the Node worker_threads entry (src/node/wasm-thread.mjs). Plain JavaScript on purpose, so a
+// and the Node worker_threads entry (src/pow-node/wasm-thread.mjs). Plain JavaScript on purpose, so a
 // Node worker runs it without a TypeScript loader; types are in wasm-thread-core.d.ts.
 //
 // Protocol (the other end is src/pow/wasm.ts):

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { kernelSource, KERNEL_FILES } from '../../assembly/generate.mjs';
-import { createNodeWasmBackend, loadNodeKernels, nodeThread } from '../node/wasm-threads.ts';
+import { kernelSource, KERNEL_FILES } from '../../kernels/gen-assembly.mjs';
+import { createNodeWasmBackend, loadNodeKernels, nodeThread } from '../pow-node/wasm-threads.ts';
 import { createWasmBackend, detectSimd, rootWords, type WasmBackend, type WasmThread } from './wasm.ts';
 import { createThreadRuntime } from './wasm-thread-core.js';
 import { parseRoot, parseWork, validateWork, workValue } from './work.ts';
@@ -49,7 +49,7 @@ interface KernelExports {
   value(nonce: bigint): bigint;
   valueHigh?(nonce: bigint): bigint;
   search(difficulty: bigint, start: bigint, count: number): number;
-  /** SIMD only: times a scheduling fence's branch was taken (see assembly/generate.mjs). */
+  /** SIMD only: times a scheduling fence's branch was taken (see kernels/gen-assembly.mjs). */
   fenceHits?: WebAssembly.Global;
 }
 
@@ -77,7 +77,7 @@ const SPECIAL_NONCES = [
 ];
 
 describe('generated kernel sources', () => {
-  it.each(FLAVOURS)('assembly/%s kernel matches assembly/generate.mjs', (flavour) => {
+  it.each(FLAVOURS)('assembly/%s kernel matches kernels/gen-assembly.mjs', (flavour) => {
     const onDisk = readFileSync(new URL(`../../assembly/${KERNEL_FILES[flavour]}`, import.meta.url), 'utf8');
     expect(onDisk).toBe(kernelSource(flavour));
   });
@@ -202,7 +202,7 @@ describe('WASM SIMD detection', () => {
 
 /** Records every message the pool sends to and receives from its threads. */
 function recordingSpawn(sent: unknown[][], received: unknown[][]) {
-  const entry = new URL('../node/wasm-thread.mjs', import.meta.url);
+  const entry = new URL('../pow-node/wasm-thread.mjs', import.meta.url);
   return (index: number): WasmThread => {
     const thread = nodeThread(new Worker(entry));
     sent[index] = [];
@@ -365,7 +365,7 @@ describe('Node pool nonce layout', () => {
   it('a thread that dies fails the running search with the reason; the next search gets fresh threads', async () => {
     const kernels = await loadNodeKernels();
     const workers: Worker[] = [];
-    const entry = new URL('../node/wasm-thread.mjs', import.meta.url);
+    const entry = new URL('../pow-node/wasm-thread.mjs', import.meta.url);
     const logs: string[] = [];
     const backend = await createWasmBackend({
       threads: 2,
@@ -413,7 +413,7 @@ describe('Node pool and the process lifetime', () => {
   it('holds the process open while searching, and an idle pool lets it exit without dispose()', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'wasm-pool-'));
     const script = path.join(dir, 'idle-pool.mts');
-    const pool = new URL('../node/wasm-threads.ts', import.meta.url).href;
+    const pool = new URL('../pow-node/wasm-threads.ts', import.meta.url).href;
     writeFileSync(
       script,
       `import { createNodeWasmBackend } from ${JSON.stringify(pool)};

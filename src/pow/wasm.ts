@@ -2,7 +2,7 @@
  * The WASM CPU backend: a pool of threads (browser module workers or Node worker_threads), each
  * running the AssemblyScript kernel (assembly/, built to build/wasm/) on its own share of the
  * nonce space. Pure TypeScript: no DOM and no Node APIs; the edges hand in a `spawn` that makes a
- * thread (wasm-thread.worker.ts in the browser, src/node/wasm-thread.mjs in Node).
+ * thread (wasm-thread.worker.ts in the browser, src/pow-node/wasm-thread.mjs in Node).
  *
  * Nonce layout: a search starting at S with T threads and chunk size C gives thread i the chunks
  * i, i + T, i + 2T, ...; chunk k is the nonces S + k*C .. S + k*C + C - 1 (mod 2^64). The ranges

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createNodeGpu, loadShaderCode } from '../node/gpu.ts';
+import { createNodeGpu, loadShaderCode } from '../pow-node/gpu.ts';
 import { createWebGpuBackend, type WebGpuBackend } from './webgpu.ts';
 import { parseRoot, parseWork, validateWork, workValue } from './work.ts';
 
@@ -300,7 +300,7 @@ describe.skipIf(process.env.DPOW_SKIP_GPU === '1')('WebGPU kernel (Dawn)', () =>
   it('lets a Node process exit once the backend is disposed', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'dpow-webgpu-'));
     const script = join(dir, 'exit.mts');
-    const gpuModule = pathToFileURL(fileURLToPath(new URL('../node/gpu.ts', import.meta.url))).href;
+    const gpuModule = pathToFileURL(fileURLToPath(new URL('../pow-node/gpu.ts', import.meta.url))).href;
     const backendModule = pathToFileURL(fileURLToPath(new URL('./webgpu.ts', import.meta.url))).href;
     writeFileSync(
       script,
@@ -328,8 +328,8 @@ console.log('found', hit?.work.toString(16));
 });
 
 describe('nano-pow.wgsl', () => {
-  it('is what scripts/gen-nano-pow-wgsl.mjs generates (edit the generator, not the shader)', async () => {
-    const generator = fileURLToPath(new URL('../../scripts/gen-nano-pow-wgsl.mjs', import.meta.url));
+  it('is what kernels/gen-wgsl.mjs generates (edit the generator, not the shader)', async () => {
+    const generator = fileURLToPath(new URL('../../kernels/gen-wgsl.mjs', import.meta.url));
     const result = await new Promise<{ code: number; stderr: string }>((resolve) => {
       execFile(process.execPath, [generator, '--check'], (err, _stdout, stderr) =>
         resolve({ code: err ? Number(err.code ?? 1) : 0, stderr }),

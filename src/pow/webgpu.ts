@@ -1,6 +1,6 @@
 /**
  * The WebGPU backend: runs shaders/nano-pow.wgsl on whatever GPU the runtime offers (the
- * browser's navigator.gpu, or Dawn's GPU object in Node from src/node/gpu.ts).
+ * browser's navigator.gpu, or Dawn's GPU object in Node from src/pow-node/gpu.ts).
  *
  * Reads top to bottom: adapter, device, pipeline, buffers, dispatch, readback.
  *   - Dispatches are pipelined: PIPELINE_DEPTH are queued at once, each with its own params,

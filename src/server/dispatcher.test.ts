@@ -6,7 +6,7 @@ import { clientCodec, statisticsCodec, workCodec } from '../dpow/codec.ts';
 import { toU64Hex, validateWork, workValue } from '../pow/work.ts';
 import { startBroker, type Broker, type BrokerUsers } from './broker.ts';
 import { Dispatcher, type AcceptedResult, type DispatcherOptions } from './dispatcher.ts';
-import { MemoryStore } from './memory-store.ts';
+import { MemoryStore } from './store/memory-store.ts';
 import { DispatchError } from './types.ts';
 import { breakChecksum } from '../testkit/address.ts';
 

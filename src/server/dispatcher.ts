@@ -39,7 +39,7 @@ import {
   validateWork,
 } from '../pow/work.ts';
 import { type Logger, silentLogger } from './log.ts';
-import type { DispatcherStore, PendingJob } from './store.ts';
+import type { DispatcherStore, PendingJob } from './store/store.ts';
 import { DispatchError, type DispatcherApi, type WorkAnswer, type WorkRequest } from './types.ts';
 
 export interface DispatcherOptions {

@@ -19,13 +19,13 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeAddress } from '../dpow/address.ts';
 import { DpowClient } from '../dpow/client.ts';
-import { createNodeEngine } from '../node/engine.ts';
+import { createNodeEngine } from '../pow-node/engine.ts';
 import { rootToHex, validateWork } from '../pow/work.ts';
-import { generateApiKey, hashApiKey } from './api-keys.ts';
+import { generateApiKey, hashApiKey } from './http/api-keys.ts';
 import { Dispatcher } from './dispatcher.ts';
-import { MemoryStore } from './memory-store.ts';
-import { createServiceApi } from './service-api.ts';
-import { ReferenceWorker } from './testkit/reference-worker.ts';
+import { MemoryStore } from './store/memory-store.ts';
+import { createServiceApi } from './http/service-api.ts';
+import { ReferenceWorker } from '../testkit/reference-worker.ts';
 
 const MOSQUITTO = '/usr/sbin/mosquitto';
 const DEPLOY = join(import.meta.dirname, '../../deploy/mosquitto');

@@ -10,14 +10,14 @@ import vectors from '../../test/vectors/nano-work.json' with { type: 'json' };
 import { encodeAddress } from '../dpow/address.ts';
 import { DpowClient } from '../dpow/client.ts';
 import type { ClientState } from '../dpow/state.ts';
-import { createNodeEngine } from '../node/engine.ts';
+import { createNodeEngine } from '../pow-node/engine.ts';
 import type { PowEngine } from '../pow/engine.ts';
 import { rootToHex, validateWork } from '../pow/work.ts';
-import { startAppServer, type AppServer } from './app-server.ts';
+import { startAppServer, type AppServer } from './http/app-server.ts';
 import type { AcceptedResult } from './dispatcher.ts';
 import { Dispatcher } from './dispatcher.ts';
-import { MemoryStore } from './memory-store.ts';
-import { addTestService } from './testkit/services.ts';
+import { MemoryStore } from './store/memory-store.ts';
+import { addTestService } from '../testkit/services.ts';
 
 const WORKERS = 3;
 const EASY = 0xfff0000000000000n; // ~4096 hashes

@@ -1,0 +1,54 @@
+/**
+ * The engine's dedicated module worker: a PowEngine on navigator.gpu (when the browser has WebGPU)
+ * and WASM threads (nested module workers), exposed with one Comlink.expose.
+ */
+import * as Comlink from 'comlink';
+import shaderCode from '../../shaders/nano-pow.wgsl?raw';
+import { installEngineErrorTransfer } from './browser-engine.ts';
+import { PowEngine } from '../pow/engine.ts';
+import { createWebGpuBackend } from '../pow/webgpu.ts';
+import { compileKernels, createWasmBackend, type WebWorkerLike } from '../pow/wasm.ts';
+import { kernelUrl } from './wasm-urls.ts';
+
+/** Backends report progress (adapter, compile time); the engine reports fallbacks and failures. */
+const info = (message: string) => console.info(`[pow-engine] ${message}`);
+const warn = (message: string) => console.warn(`[pow-engine] ${message}`);
+
+async function fetchKernel(name: 'simd' | 'scalar'): Promise<ArrayBuffer> {
+  const url = kernelUrl(name);
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`fetching the ${name} WASM kernel (${url}) failed: HTTP ${response.status}`);
+  return response.arrayBuffer();
+}
+
+/** Compiled once per worker; every thread-count change reuses the modules. */
+let kernels: ReturnType<typeof compileKernels> | undefined;
+
+const gpu = (self.navigator as Navigator & { gpu?: GPU }).gpu;
+
+const engine = new PowEngine({
+  webgpu: gpu ? () => createWebGpuBackend({ gpu, shaderCode, log: info }) : undefined,
+  wasm: async (threads) => {
+    // A failed compile is not cached: the next job tries again (e.g. after a network blip).
+    kernels ??= compileKernels(fetchKernel, info).catch((err: unknown) => {
+      kernels = undefined;
+      throw err;
+    });
+    return createWasmBackend({
+      threads,
+      module: await kernels,
+      spawn: (index) =>
+        // A DOM Worker is a WebWorkerLike; the cast only bridges the DOM's overloaded listener types.
+        new Worker(new URL('./wasm-thread.worker.ts', import.meta.url), {
+          type: 'module',
+          name: `pow-wasm-${index}`,
+        }) as unknown as WebWorkerLike,
+      log: info,
+    });
+  },
+  defaultThreads: Math.max(1, (self.navigator.hardwareConcurrency || 2) - 1),
+  log: warn,
+});
+
+installEngineErrorTransfer();
+Comlink.expose(engine);

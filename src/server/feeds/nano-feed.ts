@@ -1,0 +1,345 @@
+/**
+ * The Nano node's WebSocket confirmation topic (protocol-notes §4), filtered to tracked accounts.
+ *
+ *   -> {"action":"subscribe","topic":"confirmation","ack":true,"options":{"accounts":[...]}}
+ *   <- {"ack":"subscribe","time":"<ms>"}
+ *   <- {"topic":"confirmation","time":"...","message":{"account","amount","hash","confirmation_type","block":{...}}}
+ *   -> {"action":"update","topic":"confirmation","ack":true,"options":{"accounts_add":[...],"accounts_del":[...]}}
+ *   -> {"action":"ping"}  <- {"ack":"pong"}
+ *
+ * The feed subscribes only once it has at least one account: an empty filter would make some
+ * nodes send every confirmation on the network. Pings check liveness (a node that stopped
+ * reading, e.g. after bad JSON, stops answering); a missing ack or pong closes the socket and the
+ * feed reconnects with backoff and subscribes again with the whole account set.
+ */
+import { EventEmitter } from 'node:events';
+import WebSocket from 'ws';
+import { checkAddress, NANO_PREFIXES } from '../../dpow/address.ts';
+import { backoffDelay } from '../../dpow/backoff.ts';
+import type { Logger } from './jsonrpc-ws.ts';
+
+export interface NanoStateBlock {
+  type: string;
+  account: string;
+  previous: string;
+  representative: string;
+  balance: string;
+  link: string;
+  link_as_account?: string;
+  work?: string;
+  signature?: string;
+  subtype?: string;
+}
+
+export interface NanoConfirmation {
+  account: string;
+  amount: string;
+  /** 64 upper-case hex, as the node prints it. */
+  hash: string;
+  confirmationType: string;
+  block: NanoStateBlock;
+  /** The node's time, ms since epoch (as a string on the wire). */
+  time: string;
+}
+
+export type NanoRejectCode = 'not-json' | 'not-an-object' | 'bad-shape' | 'not-a-string' | 'bad-hash' | 'bad-account' | 'unexpected';
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const HASH_UPPER = /^[0-9A-F]{64}$/;
+const HEX64 = /^[0-9a-fA-F]{64}$/;
+
+export type NanoChecked = { ok: true; value: NanoConfirmation } | { ok: false; code: NanoRejectCode; reason: string };
+
+/** Validates one `confirmation` message: every value a string, hash upper-case hex, accounts checked. */
+export function validateNanoConfirmation(frame: Record<string, unknown>): NanoChecked {
+  const fail = (code: NanoRejectCode, reason: string): NanoChecked => ({ ok: false, code, reason });
+  const msg = frame.message;
+  if (!isRecord(msg)) return fail('bad-shape', 'confirmation without a message object');
+  for (const key of ['account', 'amount', 'hash', 'confirmation_type'] as const) {
+    if (typeof msg[key] !== 'string') return fail('not-a-string', `message.${key} must be a string`);
+  }
+  if (typeof frame.time !== 'string') return fail('not-a-string', 'time must be a string');
+  if (!HASH_UPPER.test(msg.hash as string)) return fail('bad-hash', 'message.hash must be 64 upper-case hex');
+  const account = checkAddress(msg.account, NANO_PREFIXES);
+  if (!account.ok) return fail('bad-account', `message.account: ${account.reason}`);
+  const block = msg.block;
+  if (!isRecord(block)) return fail('bad-shape', 'message.block must be an object');
+  for (const [key, value] of Object.entries(block)) {
+    if (typeof value !== 'string') return fail('not-a-string', `block.${key} must be a string`);
+  }
+  for (const key of ['type', 'account', 'previous', 'representative', 'balance', 'link'] as const) {
+    if (typeof block[key] !== 'string') return fail('bad-shape', `block.${key} is missing`);
+  }
+  if (block.account !== msg.account) return fail('bad-account', 'block.account differs from message.account');
+  if (!HEX64.test(block.previous as string)) return fail('bad-hash', 'block.previous must be 64 hex');
+  if (!HEX64.test(block.link as string)) return fail('bad-hash', 'block.link must be 64 hex');
+  return {
+    ok: true,
+    value: {
+      account: msg.account as string,
+      amount: msg.amount as string,
+      hash: msg.hash as string,
+      confirmationType: msg.confirmation_type as string,
+      block: block as unknown as NanoStateBlock,
+      time: frame.time,
+    },
+  };
+}
+
+export interface NanoFeedOptions {
+  accounts?: string[];
+  /** How often to ping; 0 disables. */
+  pingIntervalMs?: number;
+  /** How long to wait for a pong or an ack before giving up on the connection. */
+  replyTimeoutMs?: number;
+  reconnectDelayMs?: number;
+  maxReconnectDelayMs?: number;
+  logger?: Logger;
+  random?: () => number;
+}
+
+export interface NanoFeedEvents {
+  confirmation: [confirmation: NanoConfirmation];
+  rejected: [code: NanoRejectCode, reason: string];
+  connect: [];
+  disconnect: [code: number];
+  /** The node acknowledged a subscribe (after every (re)connect with accounts). */
+  subscribed: [accounts: number];
+  updated: [];
+}
+
+export class NanoFeed extends EventEmitter<NanoFeedEvents> {
+  readonly stats = {
+    connects: 0,
+    confirmations: 0,
+    subscribes: 0,
+    pongs: 0,
+    livenessFailures: 0,
+    rejected: {} as Partial<Record<NanoRejectCode, number>>,
+  };
+  readonly #accounts = new Set<string>();
+  readonly #opts: Required<Omit<NanoFeedOptions, 'accounts' | 'logger'>> & { logger: Logger };
+  #ws: WebSocket | undefined;
+  #connected = false;
+  #subscribed = false;
+  #closed = false;
+  #attempt = 0;
+  #reconnectTimer: NodeJS.Timeout | undefined;
+  #pingTimer: NodeJS.Timeout | undefined;
+  /** Replies we wait for, oldest first: the node answers in order on one session. */
+  #awaiting: { ack: string; timer: NodeJS.Timeout; done: (ok: boolean) => void }[] = [];
+  #waiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
+
+  constructor(
+    readonly url: string,
+    options: NanoFeedOptions = {},
+  ) {
+    super();
+    for (const a of options.accounts ?? []) this.#accounts.add(a);
+    this.#opts = {
+      pingIntervalMs: options.pingIntervalMs ?? 30_000,
+      replyTimeoutMs: options.replyTimeoutMs ?? 10_000,
+      reconnectDelayMs: options.reconnectDelayMs ?? 500,
+      maxReconnectDelayMs: options.maxReconnectDelayMs ?? 60_000,
+      random: options.random ?? Math.random,
+      logger: options.logger ?? { warn: (m) => console.warn(m), info: (m) => console.info(m) },
+    };
+  }
+
+  get connected(): boolean {
+    return this.#connected;
+  }
+  get subscribed(): boolean {
+    return this.#subscribed;
+  }
+  get accounts(): string[] {
+    return [...this.#accounts];
+  }
+
+  /** Starts connecting (retrying) and resolves once connected. */
+  connect(): Promise<void> {
+    if (this.#closed) return Promise.reject(new Error('nano feed is closed'));
+    if (this.#connected) return Promise.resolve();
+    const ready = new Promise<void>((resolve, reject) => this.#waiters.push({ resolve, reject }));
+    if (!this.#ws && !this.#reconnectTimer) this.#open();
+    return ready;
+  }
+
+  #open(): void {
+    this.#reconnectTimer = undefined;
+    if (this.#closed) return;
+    const ws = new WebSocket(this.url, { handshakeTimeout: 10_000, maxPayload: 4 * 1024 * 1024 });
+    this.#ws = ws;
+    ws.on('open', () => {
+      if (ws !== this.#ws) return;
+      this.#connected = true;
+      this.#attempt = 0;
+      this.stats.connects++;
+      this.emit('connect');
+      for (const w of this.#waiters.splice(0)) w.resolve();
+      if (this.#accounts.size > 0) this.#subscribe();
+      this.#startPing();
+    });
+    ws.on('message', (data) => this.#onFrame(data.toString()));
+    ws.on('error', (err) => this.#opts.logger.warn(`nano feed ${this.url}: ${err.message}`));
+    ws.on('close', (code) => {
+      if (ws !== this.#ws) return;
+      this.#ws = undefined;
+      clearInterval(this.#pingTimer);
+      for (const a of this.#awaiting.splice(0)) {
+        clearTimeout(a.timer);
+        a.done(false);
+      }
+      const was = this.#connected;
+      this.#connected = false;
+      this.#subscribed = false;
+      if (was) this.emit('disconnect', code);
+      if (this.#closed) return;
+      const delay = backoffDelay(this.#attempt++, this.#opts.reconnectDelayMs, this.#opts.maxReconnectDelayMs, this.#opts.random);
+      this.#opts.logger.info?.(`nano feed ${this.url}: disconnected (${code}), reconnecting in ${delay} ms`);
+      this.#reconnectTimer = setTimeout(() => this.#open(), delay);
+    });
+  }
+
+  #send(msg: unknown, ack?: string): Promise<boolean> {
+    const ws = this.#ws;
+    if (!ws || !this.#connected) return Promise.resolve(false);
+    ws.send(JSON.stringify(msg));
+    if (!ack) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const entry = {
+        ack,
+        done: resolve,
+        timer: setTimeout(() => {
+          // No ack: the node stopped reading this session (or is wedged). Start over.
+          this.stats.livenessFailures++;
+          this.#opts.logger.warn(`nano feed ${this.url}: no "${ack}" reply within ${this.#opts.replyTimeoutMs} ms, reconnecting`);
+          this.#awaiting = this.#awaiting.filter((a) => a !== entry);
+          resolve(false);
+          ws.terminate();
+        }, this.#opts.replyTimeoutMs),
+      };
+      this.#awaiting.push(entry);
+    });
+  }
+
+  #subscribe(): void {
+    const accounts = [...this.#accounts];
+    void this.#send(
+      { action: 'subscribe', topic: 'confirmation', ack: true, options: { accounts } },
+      'subscribe',
+    ).then((ok) => {
+      if (!ok) return;
+      this.#subscribed = true;
+      this.stats.subscribes++;
+      this.emit('subscribed', accounts.length);
+    });
+  }
+
+  #startPing(): void {
+    if (this.#opts.pingIntervalMs <= 0) return;
+    this.#pingTimer = setInterval(() => void this.ping(), this.#opts.pingIntervalMs);
+    this.#pingTimer.unref();
+  }
+
+  /** Sends a ping; resolves true on pong, false on timeout (which also reconnects). */
+  ping(): Promise<boolean> {
+    return this.#send({ action: 'ping' }, 'pong');
+  }
+
+  #reject(code: NanoRejectCode, reason: string): void {
+    this.stats.rejected[code] = (this.stats.rejected[code] ?? 0) + 1;
+    this.#opts.logger.warn(`nano feed: dropped message (${code}): ${reason}`);
+    this.emit('rejected', code, reason);
+  }
+
+  #onFrame(text: string): void {
+    let frame: unknown;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return this.#reject('not-json', text.slice(0, 80));
+    }
+    if (!isRecord(frame)) return this.#reject('not-an-object', text.slice(0, 80));
+    if (typeof frame.ack === 'string') {
+      const i = this.#awaiting.findIndex((a) => a.ack === frame.ack);
+      if (i < 0) return this.#reject('unexpected', `ack "${frame.ack.slice(0, 20)}" nobody waited for`);
+      const [entry] = this.#awaiting.splice(i, 1);
+      clearTimeout(entry.timer);
+      if (entry.ack === 'pong') this.stats.pongs++;
+      entry.done(true);
+      return;
+    }
+    if (frame.topic === 'confirmation') {
+      const checked = validateNanoConfirmation(frame);
+      if (!checked.ok) return this.#reject(checked.code, checked.reason);
+      this.stats.confirmations++;
+      this.emit('confirmation', checked.value);
+      return;
+    }
+    if (typeof frame.topic === 'string') return; // other topics (e.g. a shared session): not ours
+    this.#reject('unexpected', text.slice(0, 80));
+  }
+
+  /**
+   * Adds accounts to the filter: the first ones subscribe, later ones update the subscription.
+   * Accounts that fail the checksum are refused (returned) and never sent to the node.
+   */
+  async addAccounts(accounts: string[]): Promise<string[]> {
+    const refused: string[] = [];
+    const added: string[] = [];
+    for (const a of accounts) {
+      if (!checkAddress(a, NANO_PREFIXES).ok) refused.push(a);
+      else if (!this.#accounts.has(a)) {
+        this.#accounts.add(a);
+        added.push(a);
+      }
+    }
+    if (added.length > 0 && this.#connected) {
+      if (!this.#subscribed && this.#awaiting.every((w) => w.ack !== 'subscribe')) this.#subscribe();
+      else if (this.#subscribed) {
+        const ok = await this.#send(
+          { action: 'update', topic: 'confirmation', ack: true, options: { accounts_add: added } },
+          'update',
+        );
+        if (ok) this.emit('updated');
+      }
+      // (A subscribe in flight carries only the accounts known when it was sent: send the rest
+      // as an update once it is acknowledged.)
+      else void this.#afterSubscribe(added);
+    }
+    return refused;
+  }
+
+  async #afterSubscribe(added: string[]): Promise<void> {
+    await new Promise<void>((resolve) => this.once('subscribed', () => resolve()));
+    const ok = await this.#send({ action: 'update', topic: 'confirmation', ack: true, options: { accounts_add: added } }, 'update');
+    if (ok) this.emit('updated');
+  }
+
+  async removeAccounts(accounts: string[]): Promise<void> {
+    const removed = accounts.filter((a) => this.#accounts.delete(a));
+    if (removed.length > 0 && this.#subscribed) {
+      const ok = await this.#send({ action: 'update', topic: 'confirmation', ack: true, options: { accounts_del: removed } }, 'update');
+      if (ok) this.emit('updated');
+    }
+  }
+
+  /** Closes the session as if the network dropped it; the feed reconnects. */
+  dropConnection(): void {
+    this.#ws?.terminate();
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#reconnectTimer);
+    clearInterval(this.#pingTimer);
+    for (const w of this.#waiters.splice(0)) w.reject(new Error('nano feed closed'));
+    const ws = this.#ws;
+    if (!ws) return;
+    await new Promise<void>((resolve) => {
+      ws.once('close', () => resolve());
+      ws.terminate();
+    });
+  }
+}

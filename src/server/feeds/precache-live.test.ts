@@ -1,0 +1,250 @@
+/**
+ * The precache path end to end, with nothing mocked: test nodes (go-qlc and Nano protocols) ->
+ * feeds -> PrecachePolicy -> the real Dispatcher -> an in-process aedes broker, watched by an MQTT
+ * dashboard client. Also: a dispatcher restarted mid-work on the SQLite store.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt, { type MqttClient } from 'mqtt';
+import { describe, expect, it } from 'vitest';
+import { encodeAddress } from '../../dpow/address.ts';
+import { toU64Hex, validateWork } from '../../pow/work.ts';
+import { startBroker, type Broker, type BrokerUsers } from '../broker.ts';
+import { Dispatcher } from '../dispatcher.ts';
+import { NanoFeed } from './nano-feed.ts';
+import { nanoConfirmation, startNanoSim } from '../sim/nano-sim.ts';
+import { parseFeedSpec, PrecachePolicy, startPrecacheFeed } from './precache.ts';
+import { QlcFeed, type QlcBlock } from './qlc-feed.ts';
+import { startQlcSim } from '../sim/qlc-sim.ts';
+import { SqliteStore } from '../store/sqlite-store.ts';
+import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
+
+const EASY = 0xff00000000000000n; // ~256 hashes: real work, found instantly
+const USERS: BrokerUsers = {
+  server: { username: 'server', password: 'server-secret' },
+  client: { username: 'client', password: 'client' },
+  dashboard: { username: 'dash', password: 'dash' },
+};
+const quiet = { warn: () => {}, info: () => {}, error: () => {} };
+const TOKEN = 'a7e8fa30c063e96a489a47bc43909505bd86735da4a109dca28be936118a8582';
+const QLC = encodeAddress(randomBytes(32), 'qlc');
+const NANO = encodeAddress(randomBytes(32), 'nano');
+const hex = () => randomBytes(32).toString('hex');
+
+const cleanups = cleanupsAfterEach();
+const until = async (check: () => boolean, ms = 8000, what = 'condition') => {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+function findWork(root: string, difficulty: bigint): string {
+  let nonce = randomBytes(8).readBigUInt64BE();
+  for (;;) {
+    const work = toU64Hex(nonce);
+    if (validateWork(root, work, difficulty).valid) return work;
+    nonce = (nonce + 1n) & 0xffffffffffffffffn;
+  }
+}
+
+interface World {
+  broker: Broker;
+  seen: { topic: string; payload: string }[];
+  on(topic: string): string[];
+  worker: MqttClient;
+  dir: string;
+}
+
+async function world(): Promise<World> {
+  const dir = mkdtempSync(join(tmpdir(), 'dpow-precache-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const broker = await startBroker({ users: USERS, tcpPort: 0 });
+  cleanups.push(() => broker.close());
+  const dash = await mqtt.connectAsync(broker.tcpUrl!, { username: 'dash', password: 'dash', protocolVersion: 4, reconnectPeriod: 0 });
+  cleanups.push(() => dash.endAsync(true));
+  const seen: World['seen'] = [];
+  dash.on('message', (topic, payload) => seen.push({ topic, payload: payload.toString() }));
+  await dash.subscribeAsync(['work/#', 'cancel/#', 'client/#']);
+  const worker = await mqtt.connectAsync(broker.tcpUrl!, { username: 'client', password: 'client', protocolVersion: 4, reconnectPeriod: 0 });
+  cleanups.push(() => worker.endAsync(true));
+  return { broker, seen, on: (t) => seen.filter((m) => m.topic === t).map((m) => m.payload), worker, dir };
+}
+
+async function dispatcher(w: World, store: SqliteStore, precacheTtlMs = 60_000): Promise<Dispatcher> {
+  const d = new Dispatcher({ brokerUrl: w.broker.tcpUrl!, username: 'server', password: 'server-secret', store, precacheTtlMs, heartbeatMs: 60_000 });
+  await d.start();
+  cleanups.push(() => d.stop());
+  return d;
+}
+
+describe('precache from a go-qlc node, end to end', () => {
+  it('new block => work/precache; frontier move => cancel/precache; replays ignored; reconnect => new subscription', async () => {
+    const w = await world();
+    const store = new SqliteStore(join(w.dir, 'dpow.sqlite'));
+    cleanups.push(() => store.close());
+    const d = await dispatcher(w, store);
+    const sim = await startQlcSim();
+    cleanups.push(() => sim.close());
+    const feed = new QlcFeed(sim.url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100 });
+    cleanups.push(() => feed.close());
+    const policy = new PrecachePolicy({ dispatcher: d, store, accounts: [QLC], qlcDifficulty: EASY, refreshMs: 0, log: quiet });
+    cleanups.push(() => policy.stop());
+    await policy.start();
+    policy.attachQlc(feed);
+    await until(() => sim.subscriptions().length === 1, 5000, 'newAccountBlock subscription');
+    const firstSub = sim.subscriptions()[0];
+    expect(firstSub).toMatchObject({ ns: 'ledger', name: 'newAccountBlock', address: QLC });
+
+    const block = (previous: string, hash: string): QlcBlock => ({ type: 'State', token: TOKEN, address: QLC, previous, link: hex(), hash, balance: '100' });
+    const [h1, h2, h3] = [hex(), hex(), hex()];
+    sim.emitBlock(block(hex(), h1));
+    await until(() => w.on('work/precache').length === 1, 5000, 'first work/precache');
+    expect(w.on('work/precache')).toEqual([`${h1},${toU64Hex(EASY)}`]);
+
+    sim.emitBlock(block(h1, h2));
+    await until(() => w.on('work/precache').length === 2 && w.on('cancel/precache').length === 1, 5000, 'frontier move');
+    expect(w.on('cancel/precache')).toEqual([h1]);
+    expect(w.on('work/precache')[1]).toBe(`${h2},${toU64Hex(EASY)}`);
+    expect(d.pending.map((j) => j.hash)).toEqual([h2]);
+
+    // The node re-syncs and repeats both blocks: nothing new is published.
+    expect(sim.replay()).toBe(2);
+    await until(() => policy.stats.skipped.duplicate + policy.stats.skipped.stale === 2, 5000, 'replays handled');
+    await policy.idle();
+    expect(w.on('work/precache')).toHaveLength(2);
+    expect(w.on('cancel/precache')).toHaveLength(1);
+
+    // The node drops the connection: the feed reconnects, subscribes again (a new id), and the
+    // next block still reaches the workers.
+    sim.dropConnections();
+    await until(() => sim.subscriptions().length === 1 && sim.subscriptions()[0].id !== firstSub.id, 5000, 're-subscription');
+    sim.emitBlock(block(h2, h3));
+    await until(() => w.on('work/precache').length === 3, 5000, 'work after reconnect');
+    expect(w.on('cancel/precache')).toEqual([h1, h2]);
+    expect((await store.getTracked(`${QLC}:${TOKEN}`))?.frontier).toBe(h3);
+
+    // A worker answers the precache: the work is stored and the client credited.
+    const address = encodeAddress(randomBytes(32), 'nano');
+    await w.worker.publishAsync('result/precache', `${h3},${findWork(h3, EASY)},${address}`);
+    await until(() => w.on(`client/${address}`).length === 1, 5000, 'credit');
+    expect((await store.getClient(address))?.precache).toBe(1);
+    expect((await store.getWork(h3))?.hash.toLowerCase()).toBe(h3);
+  });
+});
+
+describe('precache from a Nano node, end to end', () => {
+  it('confirmations of tracked accounts become precache jobs; reconnect subscribes again', async () => {
+    const w = await world();
+    const store = new SqliteStore(join(w.dir, 'dpow.sqlite'));
+    cleanups.push(() => store.close());
+    const d = await dispatcher(w, store);
+    const sim = await startNanoSim();
+    cleanups.push(() => sim.close());
+    const feed = new NanoFeed(sim.url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100, pingIntervalMs: 0 });
+    cleanups.push(() => feed.close());
+    const policy = new PrecachePolicy({ dispatcher: d, store, accounts: [NANO], nanoDifficulty: EASY, refreshMs: 0, log: quiet });
+    cleanups.push(() => policy.stop());
+    await policy.start();
+    policy.attachNano(feed);
+    await feed.connect();
+    await until(() => feed.subscribed, 5000, 'subscribed');
+    expect(sim.sessions()[0].accounts).toEqual([NANO]);
+
+    const h1 = hex().toUpperCase();
+    const conf = (previous: string, hash: string) =>
+      nanoConfirmation({ account: NANO, previous, representative: NANO, balance: '5', link: '0'.repeat(64), subtype: 'receive' }, hash);
+    sim.confirm(conf(hex().toUpperCase(), h1));
+    await until(() => w.on('work/precache').length === 1, 5000, 'work/precache');
+    expect(w.on('work/precache')).toEqual([`${h1},${toU64Hex(EASY)}`]);
+
+    // A service request tracks another account: the feed's filter grows.
+    const other = encodeAddress(randomBytes(32), 'nano');
+    await policy.track(other);
+    await until(() => sim.sessions()[0].accounts.includes(other), 5000, 'filter update');
+
+    sim.dropConnections();
+    await until(() => feed.stats.subscribes === 2, 5000, 'subscribe again');
+    expect(sim.sessions()[0].accounts).toEqual([NANO, other]);
+    const h2 = hex().toUpperCase();
+    sim.confirm(conf(h1, h2));
+    await until(() => w.on('cancel/precache').length === 1 && w.on('work/precache').length === 2, 5000, 'frontier move');
+    expect(w.on('cancel/precache')[0].toLowerCase()).toBe(h1.toLowerCase());
+  });
+});
+
+describe('dispatcher restart on the SQLite store', () => {
+  it('keeps accepted work and credits, republishes pending jobs and cancels expired ones', async () => {
+    const w = await world();
+    const path = join(w.dir, 'dpow.sqlite');
+    let store = new SqliteStore(path);
+    const first = await dispatcher(w, store);
+    const [done, inflight, expired, asked] = [hex(), hex(), hex(), hex()];
+    const address = encodeAddress(randomBytes(32), 'nano');
+
+    await first.precache(done, EASY);
+    await first.precache(inflight, EASY);
+    await until(() => w.on('work/precache').length === 2, 5000, 'two jobs');
+    await w.worker.publishAsync('result/precache', `${done},${findWork(done, EASY)},${address}`);
+    await until(() => w.on(`client/${address}`).length === 1, 5000, 'credit');
+
+    // An on-demand request still waiting when the dispatcher stops: its caller is told so.
+    const request = first.requestWork({ hash: asked, difficulty: 0xfffffff800000000n, workType: 'ondemand', timeoutMs: 30_000 });
+    const outcome = request.catch((e: { code?: string }) => e.code);
+    await until(() => w.on('work/ondemand').length === 1, 5000, 'ondemand job');
+    await first.stop();
+    expect(await outcome).toBe('shutting-down');
+    // A job that expired while the dispatcher was down.
+    await store.savePending({ hash: expired, difficulty: EASY, workType: 'precache', expiresAt: Date.now() - 1000, createdAt: Date.now() - 120_000 });
+    await store.close();
+
+    store = new SqliteStore(path);
+    cleanups.push(() => store.close());
+    expect(await store.getClient(address)).toMatchObject({ precache: 1, block_rewarded: done });
+    expect(await store.getTotals()).toEqual({ precache: 1, ondemand: 0 });
+    expect((await store.getWork(done))?.workType).toBe('precache');
+
+    const before = w.on('work/precache').length;
+    const second = await dispatcher(w, store);
+    await until(() => w.on('work/precache').length === before + 1 && w.on('cancel/precache').includes(expired), 5000, 'restore');
+    expect(w.on('work/precache').at(-1)).toBe(`${inflight},${toU64Hex(EASY)}`);
+    // The unexpired on-demand job is in flight again too (its work will be stored for a retry).
+    await until(() => w.on('work/ondemand').length === 2, 5000, 'ondemand republished');
+    expect(w.on('work/ondemand')[1]).toBe(`${asked},fffffff800000000`);
+    expect(second.pending.map((j) => j.hash).sort()).toEqual([inflight, asked].sort());
+    expect((await store.listPending()).map((j) => j.hash).sort()).toEqual([inflight, asked].sort());
+
+    // The republished job is still worth a credit after the restart.
+    await w.worker.publishAsync('result/precache', `${inflight},${findWork(inflight, EASY)},${address}`);
+    await until(() => w.on(`client/${address}`).length === 2, 5000, 'second credit');
+    expect((await store.getClient(address))?.precache).toBe(2);
+  });
+});
+
+describe('startPrecacheFeed (what `dpow-web start --feed` runs)', () => {
+  it('parses feed specs', () => {
+    expect(parseFeedSpec('qlc-sim')).toEqual({ kind: 'qlc-sim' });
+    expect(parseFeedSpec('nano:ws://[::1]:7078')).toEqual({ kind: 'nano', url: 'ws://[::1]:7078' });
+    expect(parseFeedSpec('qlc:ws://127.0.0.1:9736')).toEqual({ kind: 'qlc', url: 'ws://127.0.0.1:9736' });
+    expect(() => parseFeedSpec('qlc:http://x')).toThrow(/--feed must be/);
+    expect(() => parseFeedSpec('bitcoin')).toThrow(/--feed must be/);
+  });
+
+  it.each(['qlc-sim', 'nano-sim'] as const)('%s demo: made-up chains keep workers busy with precache and cancels', async (kind) => {
+    const w = await world();
+    const store = new SqliteStore(join(w.dir, 'dpow.sqlite'));
+    cleanups.push(() => store.close());
+    const d = await dispatcher(w, store);
+    const feed = await startPrecacheFeed({ kind }, { dispatcher: d, store, demoIntervalMs: 40, qlcDifficulty: EASY, nanoDifficulty: EASY, refreshMs: 0, log: quiet });
+    cleanups.push(() => feed.close());
+    expect(feed.simUrl).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/);
+    expect(feed.policy.accounts.length).toBeGreaterThanOrEqual(2);
+    await until(() => w.on('work/precache').length >= 4 && w.on('cancel/precache').length >= 1, 8000, 'demo precache traffic');
+    for (const payload of w.on('work/precache')) expect(payload).toMatch(new RegExp(`^[0-9a-fA-F]{64},${toU64Hex(EASY)}$`));
+    // Made-up demo chains are not written to the store.
+    expect(await store.listTracked()).toEqual([]);
+  });
+});

@@ -1,0 +1,174 @@
+/**
+ * DispatcherStore in memory: for tests, and as the fallback when no data directory is given.
+ * Nothing survives a restart. Semantics match what the dispatcher expects of any store:
+ *
+ * - hashes are looked up case-insensitively (records keep the hash as it was saved);
+ * - `creditClient` adds one to the global total for the work's type (as the SQLite store does:
+ *   the totals count credited work);
+ * - records handed out are copies, so a caller cannot change the store by mutating them.
+ */
+import type { WorkType } from '../../dpow/codec.ts';
+import type {
+  ClientRecord,
+  DispatcherStore,
+  PendingJob,
+  ServiceRecord,
+  SnapshotEntry,
+  StoredWork,
+  TrackedAccount,
+} from './store.ts';
+
+export class MemoryStore implements DispatcherStore {
+  readonly #clients = new Map<string, ClientRecord>();
+  readonly #services = new Map<string, ServiceRecord>();
+  readonly #work = new Map<string, StoredWork>();
+  readonly #pending = new Map<string, PendingJob>();
+  readonly #tracked = new Map<string, TrackedAccount>();
+  readonly #totals = { precache: 0, ondemand: 0 };
+  #closed = false;
+
+  #open(): void {
+    if (this.#closed) throw new Error('store is closed');
+  }
+
+  // ------------------------------------------------------------ clients
+
+  async getClient(address: string): Promise<ClientRecord | undefined> {
+    this.#open();
+    const c = this.#clients.get(address);
+    return c && { ...c };
+  }
+
+  async creditClient(address: string, workType: WorkType, hash: string): Promise<ClientRecord> {
+    this.#open();
+    const c = this.#clients.get(address) ?? {
+      address,
+      precache: 0,
+      ondemand: 0,
+      snapshot_precache: 0,
+      snapshot_ondemand: 0,
+    };
+    c[workType] += 1;
+    c.block_rewarded = hash;
+    this.#clients.set(address, c);
+    this.#totals[workType] += 1;
+    return { ...c };
+  }
+
+  async listClients(): Promise<ClientRecord[]> {
+    this.#open();
+    return [...this.#clients.values()].map((c) => ({ ...c }));
+  }
+
+  async snapshotClients(addresses: string[], workTypes: WorkType[]): Promise<void> {
+    this.#open();
+    for (const address of addresses) {
+      const c = this.#clients.get(address);
+      if (!c) continue;
+      for (const t of workTypes) {
+        if (t === 'precache') c.snapshot_precache = c.precache;
+        else c.snapshot_ondemand = c.ondemand;
+      }
+    }
+  }
+
+  async recordSnapshot(entries: SnapshotEntry[]): Promise<void> {
+    this.#open();
+    for (const e of entries) {
+      const c = this.#clients.get(e.address);
+      if (!c) continue;
+      if (e.precache !== undefined) c.snapshot_precache = e.precache;
+      if (e.ondemand !== undefined) c.snapshot_ondemand = e.ondemand;
+    }
+  }
+
+  // ------------------------------------------------------------ services
+
+  async addService(service: ServiceRecord): Promise<void> {
+    this.#open();
+    this.#services.set(service.user, { ...service });
+  }
+
+  async getService(user: string): Promise<ServiceRecord | undefined> {
+    this.#open();
+    const s = this.#services.get(user);
+    return s && { ...s };
+  }
+
+  async listServices(): Promise<ServiceRecord[]> {
+    this.#open();
+    return [...this.#services.values()].map((s) => ({ ...s }));
+  }
+
+  async removeService(user: string): Promise<boolean> {
+    this.#open();
+    return this.#services.delete(user);
+  }
+
+  async creditService(user: string, workType: WorkType): Promise<void> {
+    this.#open();
+    const s = this.#services.get(user);
+    if (s) s[workType] += 1;
+  }
+
+  // ------------------------------------------------------------ work and jobs
+
+  async saveWork(work: StoredWork): Promise<void> {
+    this.#open();
+    this.#work.set(work.hash.toLowerCase(), { ...work });
+  }
+
+  async getWork(hash: string): Promise<StoredWork | undefined> {
+    this.#open();
+    const w = this.#work.get(hash.toLowerCase());
+    return w && { ...w };
+  }
+
+  async savePending(job: PendingJob): Promise<void> {
+    this.#open();
+    this.#pending.set(job.hash.toLowerCase(), { ...job });
+  }
+
+  async removePending(hash: string): Promise<void> {
+    this.#open();
+    this.#pending.delete(hash.toLowerCase());
+  }
+
+  async listPending(): Promise<PendingJob[]> {
+    this.#open();
+    return [...this.#pending.values()].map((j) => ({ ...j }));
+  }
+
+  // ------------------------------------------------------------ precache tracking
+
+  async trackAccount(account: TrackedAccount): Promise<void> {
+    this.#open();
+    // Tracking again without a frontier keeps the known one (as the SQLite store does).
+    const known = this.#tracked.get(account.chain)?.frontier;
+    const next = { ...account };
+    if (next.frontier === undefined && known !== undefined) next.frontier = known;
+    this.#tracked.set(account.chain, next);
+  }
+
+  async getTracked(chain: string): Promise<TrackedAccount | undefined> {
+    this.#open();
+    const t = this.#tracked.get(chain);
+    return t && { ...t };
+  }
+
+  async listTracked(): Promise<TrackedAccount[]> {
+    this.#open();
+    return [...this.#tracked.values()].map((t) => ({ ...t }));
+  }
+
+  // ------------------------------------------------------------ totals
+
+  async getTotals(): Promise<{ precache: number; ondemand: number }> {
+    this.#open();
+    return { ...this.#totals };
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+  }
+}

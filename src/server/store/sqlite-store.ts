@@ -1,0 +1,450 @@
+/**
+ * The embedded default DispatcherStore: one SQLite file (better-sqlite3, WAL mode).
+ *
+ * - The schema is versioned with `PRAGMA user_version`; MIGRATIONS[i] takes version i to i + 1, so a
+ *   file written by an older build is upgraded in place and a file from a newer build is refused.
+ * - u64 difficulties are stored as 16 lowercase hex digits (SQLite integers are signed 64-bit).
+ * - Block hashes are keyed in lowercase so a hash asked for in either case finds its row; the
+ *   hash as it arrived is kept beside the key and returned.
+ * - Credit operations (counter + rewarded block + global total) run in one transaction: a crash
+ *   between them cannot leave a client credited without the total, or the reverse.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { WorkType } from '../../dpow/codec.ts';
+import { toU64Hex } from '../../pow/work.ts';
+import type {
+  ClientRecord,
+  DispatcherStore,
+  PendingJob,
+  ServiceRecord,
+  SnapshotEntry,
+  StoredWork,
+  TrackedAccount,
+} from './store.ts';
+
+/** Each entry upgrades the schema by one version. Never edit a released entry: append. */
+const MIGRATIONS: readonly string[] = [
+  // 0 -> 1: the initial schema.
+  `
+  CREATE TABLE clients (
+    address TEXT PRIMARY KEY,
+    precache INTEGER NOT NULL DEFAULT 0,
+    ondemand INTEGER NOT NULL DEFAULT 0,
+    snapshot_precache INTEGER NOT NULL DEFAULT 0,
+    snapshot_ondemand INTEGER NOT NULL DEFAULT 0,
+    block_rewarded TEXT,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE TABLE services (
+    user TEXT PRIMARY KEY,
+    api_key_hash TEXT NOT NULL,
+    display TEXT NOT NULL,
+    website TEXT NOT NULL,
+    public INTEGER NOT NULL,
+    precache INTEGER NOT NULL DEFAULT 0,
+    ondemand INTEGER NOT NULL DEFAULT 0,
+    rate_limit INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+  );
+  CREATE TABLE work (
+    hash_key TEXT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    work TEXT NOT NULL,
+    difficulty TEXT NOT NULL,
+    work_type TEXT NOT NULL CHECK (work_type IN ('precache', 'ondemand')),
+    address TEXT,
+    created_at INTEGER NOT NULL
+  );
+  CREATE INDEX work_created ON work (created_at);
+  CREATE TABLE pending (
+    hash_key TEXT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    difficulty TEXT NOT NULL,
+    work_type TEXT NOT NULL CHECK (work_type IN ('precache', 'ondemand')),
+    expires_at INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    account TEXT
+  );
+  CREATE TABLE tracked (
+    chain TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    frontier TEXT,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE INDEX tracked_account ON tracked (account);
+  CREATE TABLE totals (
+    work_type TEXT PRIMARY KEY CHECK (work_type IN ('precache', 'ondemand')),
+    count INTEGER NOT NULL
+  );
+  INSERT INTO totals (work_type, count) VALUES ('precache', 0), ('ondemand', 0);
+  `,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+const WORK_TYPES: readonly WorkType[] = ['precache', 'ondemand'];
+
+/** Column names are interpolated into SQL only from this fixed map, never from input. */
+const COUNTER: Record<WorkType, { count: string; snapshot: string }> = {
+  precache: { count: 'precache', snapshot: 'snapshot_precache' },
+  ondemand: { count: 'ondemand', snapshot: 'snapshot_ondemand' },
+};
+
+interface ClientRow {
+  address: string;
+  precache: number;
+  ondemand: number;
+  snapshot_precache: number;
+  snapshot_ondemand: number;
+  block_rewarded: string | null;
+}
+interface ServiceRow {
+  user: string;
+  api_key_hash: string;
+  display: string;
+  website: string;
+  public: number;
+  precache: number;
+  ondemand: number;
+  rate_limit: number;
+  created_at: number;
+}
+interface WorkRow {
+  hash: string;
+  work: string;
+  difficulty: string;
+  work_type: WorkType;
+  address: string | null;
+  created_at: number;
+}
+interface PendingRow {
+  hash: string;
+  difficulty: string;
+  work_type: WorkType;
+  expires_at: number;
+  created_at: number;
+  account: string | null;
+}
+interface TrackedRow {
+  chain: string;
+  account: string;
+  frontier: string | null;
+  updated_at: number;
+}
+
+function assertWorkType(workType: WorkType): void {
+  if (!WORK_TYPES.includes(workType)) throw new TypeError(`unknown work type "${String(workType)}"`);
+}
+
+const hexToBig = (hex: string) => BigInt(`0x${hex}`);
+
+function toClient(row: ClientRow): ClientRecord {
+  const record: ClientRecord = {
+    address: row.address,
+    precache: row.precache,
+    ondemand: row.ondemand,
+    snapshot_precache: row.snapshot_precache,
+    snapshot_ondemand: row.snapshot_ondemand,
+  };
+  if (row.block_rewarded !== null) record.block_rewarded = row.block_rewarded;
+  return record;
+}
+
+function toService(row: ServiceRow): ServiceRecord {
+  return {
+    user: row.user,
+    apiKeyHash: row.api_key_hash,
+    display: row.display,
+    website: row.website,
+    public: row.public !== 0,
+    precache: row.precache,
+    ondemand: row.ondemand,
+    rateLimit: row.rate_limit,
+    createdAt: row.created_at,
+  };
+}
+
+function toWork(row: WorkRow): StoredWork {
+  const work: StoredWork = {
+    hash: row.hash,
+    work: row.work,
+    difficulty: hexToBig(row.difficulty),
+    workType: row.work_type,
+    createdAt: row.created_at,
+  };
+  if (row.address !== null) work.address = row.address;
+  return work;
+}
+
+function toPending(row: PendingRow): PendingJob {
+  const job: PendingJob = {
+    hash: row.hash,
+    difficulty: hexToBig(row.difficulty),
+    workType: row.work_type,
+    expiresAt: row.expires_at,
+    createdAt: row.created_at,
+  };
+  if (row.account !== null) job.account = row.account;
+  return job;
+}
+
+function toTracked(row: TrackedRow): TrackedAccount {
+  const tracked: TrackedAccount = { account: row.account, chain: row.chain, updatedAt: row.updated_at };
+  if (row.frontier !== null) tracked.frontier = row.frontier;
+  return tracked;
+}
+
+export interface SqliteStoreOptions {
+  /** Clock for `updated_at` columns (tests pin it). */
+  now?: () => number;
+}
+
+export class SqliteStore implements DispatcherStore {
+  readonly db: Database.Database;
+  private readonly now: () => number;
+  private closed = false;
+
+  /** Opens (creating if needed) the database at `path`; `':memory:'` gives a throwaway store. */
+  constructor(readonly path: string, options: SqliteStoreOptions = {}) {
+    this.now = options.now ?? Date.now;
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    this.db = new Database(path);
+    try {
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = NORMAL');
+      this.db.pragma('foreign_keys = ON');
+      this.db.pragma('busy_timeout = 5000');
+      this.migrate();
+    } catch (err) {
+      this.db.close();
+      throw err;
+    }
+  }
+
+  /** The schema version the file is at (SCHEMA_VERSION after a successful open). */
+  get schemaVersion(): number {
+    return this.db.pragma('user_version', { simple: true }) as number;
+  }
+
+  private migrate(): void {
+    const current = this.schemaVersion;
+    if (current > MIGRATIONS.length) {
+      throw new Error(
+        `${this.path} has schema version ${current}, newer than this build understands (${MIGRATIONS.length}); upgrade dpow-web`,
+      );
+    }
+    for (let v = current; v < MIGRATIONS.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v]);
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+  }
+
+  private check(): void {
+    if (this.closed) throw new Error('store is closed');
+  }
+
+  // ------------------------------------------------------------------ clients
+
+  async getClient(address: string): Promise<ClientRecord | undefined> {
+    this.check();
+    const row = this.db.prepare('SELECT * FROM clients WHERE address = ?').get(address) as ClientRow | undefined;
+    return row ? toClient(row) : undefined;
+  }
+
+  async creditClient(address: string, workType: WorkType, hash: string): Promise<ClientRecord> {
+    this.check();
+    assertWorkType(workType);
+    const column = COUNTER[workType].count;
+    const credit = this.db.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT INTO clients (address, ${column}, block_rewarded, updated_at) VALUES (?, 1, ?, ?)
+           ON CONFLICT (address) DO UPDATE SET ${column} = ${column} + 1,
+             block_rewarded = excluded.block_rewarded, updated_at = excluded.updated_at`,
+        )
+        .run(address, hash, this.now());
+      this.db.prepare('UPDATE totals SET count = count + 1 WHERE work_type = ?').run(workType);
+      return this.db.prepare('SELECT * FROM clients WHERE address = ?').get(address) as ClientRow;
+    });
+    return toClient(credit());
+  }
+
+  async listClients(): Promise<ClientRecord[]> {
+    this.check();
+    const rows = this.db.prepare('SELECT * FROM clients ORDER BY address').all() as ClientRow[];
+    return rows.map(toClient);
+  }
+
+  async snapshotClients(addresses: string[], workTypes: WorkType[]): Promise<void> {
+    this.check();
+    workTypes.forEach(assertWorkType);
+    if (addresses.length === 0 || workTypes.length === 0) return;
+    const sets = [...new Set(workTypes)].map((t) => `${COUNTER[t].snapshot} = ${COUNTER[t].count}`).join(', ');
+    const stmt = this.db.prepare(`UPDATE clients SET ${sets}, updated_at = ? WHERE address = ?`);
+    const now = this.now();
+    this.db.transaction(() => {
+      for (const address of addresses) stmt.run(now, address);
+    })();
+  }
+
+  async recordSnapshot(entries: SnapshotEntry[]): Promise<void> {
+    this.check();
+    const now = this.now();
+    const stmt = this.db.prepare(
+      `UPDATE clients SET snapshot_precache = COALESCE(?, snapshot_precache),
+         snapshot_ondemand = COALESCE(?, snapshot_ondemand), updated_at = ? WHERE address = ?`,
+    );
+    this.db.transaction(() => {
+      for (const e of entries) stmt.run(e.precache ?? null, e.ondemand ?? null, now, e.address);
+    })();
+  }
+
+  // ------------------------------------------------------------------ services
+
+  async addService(service: ServiceRecord): Promise<void> {
+    this.check();
+    this.db
+      .prepare(
+        `INSERT INTO services (user, api_key_hash, display, website, public, precache, ondemand, rate_limit, created_at)
+         VALUES (@user, @apiKeyHash, @display, @website, @public, @precache, @ondemand, @rateLimit, @createdAt)
+         ON CONFLICT (user) DO UPDATE SET api_key_hash = excluded.api_key_hash, display = excluded.display,
+           website = excluded.website, public = excluded.public, precache = excluded.precache,
+           ondemand = excluded.ondemand, rate_limit = excluded.rate_limit, created_at = excluded.created_at`,
+      )
+      .run({ ...service, public: service.public ? 1 : 0 });
+  }
+
+  async getService(user: string): Promise<ServiceRecord | undefined> {
+    this.check();
+    const row = this.db.prepare('SELECT * FROM services WHERE user = ?').get(user) as ServiceRow | undefined;
+    return row ? toService(row) : undefined;
+  }
+
+  async listServices(): Promise<ServiceRecord[]> {
+    this.check();
+    return (this.db.prepare('SELECT * FROM services ORDER BY user').all() as ServiceRow[]).map(toService);
+  }
+
+  async removeService(user: string): Promise<boolean> {
+    this.check();
+    return this.db.prepare('DELETE FROM services WHERE user = ?').run(user).changes > 0;
+  }
+
+  async creditService(user: string, workType: WorkType): Promise<void> {
+    this.check();
+    assertWorkType(workType);
+    const column = COUNTER[workType].count;
+    this.db.transaction(() => {
+      this.db.prepare(`UPDATE services SET ${column} = ${column} + 1 WHERE user = ?`).run(user);
+    })();
+  }
+
+  // ------------------------------------------------------------------ work and jobs
+
+  async saveWork(work: StoredWork): Promise<void> {
+    this.check();
+    assertWorkType(work.workType);
+    this.db
+      .prepare(
+        `INSERT INTO work (hash_key, hash, work, difficulty, work_type, address, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (hash_key) DO UPDATE SET hash = excluded.hash, work = excluded.work,
+           difficulty = excluded.difficulty, work_type = excluded.work_type,
+           address = excluded.address, created_at = excluded.created_at`,
+      )
+      .run(
+        work.hash.toLowerCase(),
+        work.hash,
+        work.work,
+        toU64Hex(work.difficulty),
+        work.workType,
+        work.address ?? null,
+        work.createdAt,
+      );
+  }
+
+  async getWork(hash: string): Promise<StoredWork | undefined> {
+    this.check();
+    const row = this.db.prepare('SELECT * FROM work WHERE hash_key = ?').get(hash.toLowerCase()) as WorkRow | undefined;
+    return row ? toWork(row) : undefined;
+  }
+
+  async savePending(job: PendingJob): Promise<void> {
+    this.check();
+    assertWorkType(job.workType);
+    this.db
+      .prepare(
+        `INSERT INTO pending (hash_key, hash, difficulty, work_type, expires_at, created_at, account)
+         VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (hash_key) DO UPDATE SET hash = excluded.hash, difficulty = excluded.difficulty,
+           work_type = excluded.work_type, expires_at = excluded.expires_at,
+           created_at = excluded.created_at, account = excluded.account`,
+      )
+      .run(
+        job.hash.toLowerCase(),
+        job.hash,
+        toU64Hex(job.difficulty),
+        job.workType,
+        job.expiresAt,
+        job.createdAt,
+        job.account ?? null,
+      );
+  }
+
+  async removePending(hash: string): Promise<void> {
+    this.check();
+    this.db.prepare('DELETE FROM pending WHERE hash_key = ?').run(hash.toLowerCase());
+  }
+
+  async listPending(): Promise<PendingJob[]> {
+    this.check();
+    const rows = this.db.prepare('SELECT * FROM pending ORDER BY created_at, hash_key').all() as PendingRow[];
+    return rows.map(toPending);
+  }
+
+  // ------------------------------------------------------------------ precache tracking
+
+  async trackAccount(account: TrackedAccount): Promise<void> {
+    this.check();
+    // A missing frontier never erases a known one: tracking an account again (a new service
+    // request) must not make the feed forget where the chain is.
+    this.db
+      .prepare(
+        `INSERT INTO tracked (chain, account, frontier, updated_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (chain) DO UPDATE SET account = excluded.account,
+           frontier = COALESCE(excluded.frontier, tracked.frontier), updated_at = excluded.updated_at`,
+      )
+      .run(account.chain, account.account, account.frontier ?? null, account.updatedAt);
+  }
+
+  async getTracked(chain: string): Promise<TrackedAccount | undefined> {
+    this.check();
+    const row = this.db.prepare('SELECT * FROM tracked WHERE chain = ?').get(chain) as TrackedRow | undefined;
+    return row ? toTracked(row) : undefined;
+  }
+
+  async listTracked(): Promise<TrackedAccount[]> {
+    this.check();
+    return (this.db.prepare('SELECT * FROM tracked ORDER BY chain').all() as TrackedRow[]).map(toTracked);
+  }
+
+  // ------------------------------------------------------------------ totals
+
+  async getTotals(): Promise<{ precache: number; ondemand: number }> {
+    this.check();
+    const rows = this.db.prepare('SELECT work_type, count FROM totals').all() as { work_type: WorkType; count: number }[];
+    const totals = { precache: 0, ondemand: 0 };
+    for (const row of rows) totals[row.work_type] = row.count;
+    return totals;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * The dispatcher's state, behind one interface so the embedded default (SQLite) and a shared
+ * store for several dispatchers (e.g. Redis) can be swapped without touching dispatcher logic.
+ * Every method is async for that reason, even where SQLite is synchronous.
+ */
+import type { ClientStats, WorkType } from '../../dpow/codec.ts';
+
+export interface ServiceRecord {
+  user: string;
+  /** scrypt/sha256 hash of the API key; the key itself is never stored. */
+  apiKeyHash: string;
+  display: string;
+  website: string;
+  /** Public services are listed by name in `statistics`; private ones are aggregated. */
+  public: boolean;
+  precache: number;
+  ondemand: number;
+  /** Requests per minute allowed; 0 = unlimited. */
+  rateLimit: number;
+  createdAt: number;
+}
+
+export interface StoredWork {
+  hash: string;
+  work: string;
+  difficulty: bigint;
+  workType: WorkType;
+  /** Address credited for it, if it came from a worker. */
+  address?: string;
+  createdAt: number;
+}
+
+export interface PendingJob {
+  hash: string;
+  difficulty: bigint;
+  workType: WorkType;
+  /** ms since epoch after which the job is expired and cancelled. */
+  expiresAt: number;
+  createdAt: number;
+  /** The tracked account this precache belongs to, if any. */
+  account?: string;
+}
+
+export interface TrackedAccount {
+  account: string;
+  /** Chain key: for Nano the account; for QLC `${account}:${token}`. */
+  chain: string;
+  /** The current frontier (the root of the chain's next block), if known. */
+  frontier?: string;
+  updatedAt: number;
+}
+
+export interface ClientRecord extends ClientStats {
+  address: string;
+}
+
+export interface SnapshotShare {
+  address: string;
+  precache: number;
+  ondemand: number;
+  share: number;
+}
+
+export interface SnapshotEntry {
+  address: string;
+  precache?: number;
+  ondemand?: number;
+}
+
+export interface DispatcherStore {
+  // clients
+  getClient(address: string): Promise<ClientRecord | undefined>;
+  /** Adds one to the client's counter for `workType` and records the rewarded block. */
+  creditClient(address: string, workType: WorkType, hash: string): Promise<ClientRecord>;
+  listClients(): Promise<ClientRecord[]>;
+  /** Copies counters into snapshot_* for the given addresses. */
+  snapshotClients(addresses: string[], workTypes: WorkType[]): Promise<void>;
+  /**
+   * Sets snapshot_<type> to the counter values a payout was computed from (not the counters at
+   * the time of the call, which may have grown since: that work stays for the next payout).
+   * Types left out of an entry are not touched. Unknown addresses are ignored.
+   */
+  recordSnapshot(entries: SnapshotEntry[]): Promise<void>;
+
+  // services
+  addService(service: ServiceRecord): Promise<void>;
+  getService(user: string): Promise<ServiceRecord | undefined>;
+  listServices(): Promise<ServiceRecord[]>;
+  removeService(user: string): Promise<boolean>;
+  creditService(user: string, workType: WorkType): Promise<void>;
+
+  // work and jobs
+  saveWork(work: StoredWork): Promise<void>;
+  getWork(hash: string): Promise<StoredWork | undefined>;
+  savePending(job: PendingJob): Promise<void>;
+  removePending(hash: string): Promise<void>;
+  listPending(): Promise<PendingJob[]>;
+
+  // precache tracking
+  /** Upserts by chain; a missing `frontier` keeps the chain's known frontier. */
+  trackAccount(account: TrackedAccount): Promise<void>;
+  getTracked(chain: string): Promise<TrackedAccount | undefined>;
+  listTracked(): Promise<TrackedAccount[]>;
+
+  // global counters
+  getTotals(): Promise<{ precache: number; ondemand: number }>;
+
+  close(): Promise<void>;
+}
