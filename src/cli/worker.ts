@@ -11,7 +11,8 @@
  */
 import { CliError, intOption, parseOptions } from './args.ts';
 import { parseBackend } from './work.ts';
-import { DpowClient, formatMultiplier, resolveBrokerUrl } from '../dpow/client.ts';
+import { DpowClient, resolveBrokerUrl } from '../dpow/client.ts';
+import { formatMultiplier } from '../dpow/format.ts';
 import { checkAddress } from '../dpow/address.ts';
 import type { ClientEvent, ClientSettings, ClientState, WorkChoice } from '../dpow/state.ts';
 import type { BackendChoice } from '../pow/types.ts';

@@ -40,6 +40,7 @@ import type {
 import { validateWork } from '../pow/work.ts';
 import type { BackendName, EngineApi, EngineStatus, GenerateResult } from '../pow/types.ts';
 import { backoffDelay } from './backoff.ts';
+import { formatMultiplier } from './format.ts';
 
 /** The part of the engine the client uses (the page passes its Comlink proxy, Node a PowEngine). */
 export type EngineLike = Pick<EngineApi, 'generate' | 'cancel' | 'onStatus'>;
@@ -112,11 +113,6 @@ const freshCounters = (): ClientCounters => ({
 });
 
 const short = (hash: string) => `${hash.slice(0, 16)}…`;
-
-export function formatMultiplier(m: number): string {
-  if (!Number.isFinite(m)) return String(m);
-  return m >= 0.01 ? `×${m.toFixed(2)}` : `×${m.toExponential(2)}`;
-}
 
 /** Resolves a broker URL (relative ones against the page) and checks its scheme. */
 export function resolveBrokerUrl(input: string): { ok: true; url: string } | { ok: false; reason: string } {
