@@ -8,7 +8,8 @@
  *                  [--dispatcher-only] [--feed qlc-sim|nano-sim|qlc:<ws>|nano:<ws>]... [--account <addr>]...
  *                  [--broker-tcp-port <port>] [--demo-difficulty <16 hex>] [--no-build] [--verbose]
  *
- * The app is rebuilt first when dist/index.html is missing or older than its sources. With
+ * Run from the sources (a dev checkout), the app is rebuilt first when dist/index.html is
+ * missing or older than its sources; an installed package serves the dist/ it shipped. With
  * --broker the page's /config.json points at that broker and the dispatcher logs in there as
  * the server role; the demo then stays off unless --demo is given (an external broker is a real
  * deployment with real volunteers). --dispatcher-only runs just the dispatcher (and feeds)
@@ -37,7 +38,10 @@ function seconds(value: string | undefined, name: string, key: keyof DemoOptions
   return { [key]: Math.round(n * 1000) };
 }
 
+/** The checkout or the installed package: src/cli/ and the built lib/cli/ are both two levels down. */
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** True in a dev checkout (TypeScript through tsx); false in the package `npm run build` made. */
+const FROM_SOURCES = import.meta.url.endsWith('.ts');
 
 const USAGE = `usage: dpow-web start [options]
   --port <n>                 HTTP port (default 8787; 0 = any free port)
@@ -284,6 +288,10 @@ export function buildIsStale(root = ROOT): boolean {
 }
 
 async function ensureBuilt(log: Logger): Promise<void> {
+  if (!FROM_SOURCES) {
+    if (!existsSync(path.join(ROOT, 'dist', 'index.html'))) throw new CliError(`the package has no built app (${path.join(ROOT, 'dist')})`);
+    return;
+  }
   if (!buildIsStale()) return;
   log.info('building the app (npm run build) …');
   const code = await new Promise<number>((resolve) => {
