@@ -57,10 +57,11 @@ const USAGE = `usage: dpow-web start [options]
                              api_key in each request, like the service API) or off
   --broker <url>             use an external broker (mqtt://, ws://, wss://) instead of the embedded one
   --broker-username <u>      its server-role login
-  --broker-password <p>
+  --broker-password <p>      its password (or DPOW_BROKER_PASSWORD)
   --broker-public-url <url>  the ws:// or wss:// URL the page should use (default --broker)
   --broker-tcp-port <n>      embedded broker: also listen for mqtt:// on this port
-  --dashboard-password <p>   embedded broker: enable the read-only "dashboard" login
+  --dashboard-password <p>   embedded broker: enable the read-only "dashboard" login (or
+                             DPOW_DASHBOARD_PASSWORD)
   --dispatcher-only          only the dispatcher (and feeds), against --broker; no web server
   --feed <spec>              precache feed: qlc-sim, nano-sim, qlc:<ws url>, nano:<ws url> (repeatable)
   --account <address>        account to precache for (repeatable)
@@ -138,6 +139,7 @@ export async function run(argv: string[]): Promise<number> {
   } else if (values['dispatcher-only']) {
     throw new CliError('--dispatcher-only needs --broker (and its server login)');
   }
+  const dashboardPassword = values['dashboard-password'] ?? process.env.DPOW_DASHBOARD_PASSWORD;
   const demoOn = values.demo || (!values['no-demo'] && external === undefined);
   const feeds = await parseFeeds(values.feed as string[]);
   const nanoDifficulty = values['nano-difficulty'];
@@ -193,7 +195,7 @@ export async function run(argv: string[]): Promise<number> {
           port,
           staticDir: path.join(ROOT, 'dist'),
           brokerTcpPort,
-          ...(values['dashboard-password'] ? { brokerUsers: { dashboard: { username: 'dashboard', password: values['dashboard-password'] } } } : {}),
+          ...(dashboardPassword ? { brokerUsers: { dashboard: { username: 'dashboard', password: dashboardPassword } } } : {}),
           externalBroker: external,
           demo: demoOn ? demoOptions : false,
           serviceApi: { rpc },
