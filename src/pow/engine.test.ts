@@ -394,7 +394,7 @@ describe('benchmark', () => {
 describe('across the Comlink boundary (as the page talks to the engine worker)', () => {
   it('keeps results and typed errors intact, and delivers proxied status callbacks', async () => {
     const Comlink = await import('comlink');
-    const { installEngineErrorTransfer } = await import('../pow-browser/browser-engine.ts');
+    const { installEngineErrorTransfer } = await import('./engine-errors.ts');
     installEngineErrorTransfer();
     const { port1, port2 } = new MessageChannel();
     const engine = makeEngine({ statusPerSecond: 20 });

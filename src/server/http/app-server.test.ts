@@ -166,7 +166,7 @@ describe('startAppServer', () => {
     cleanup.push(() => external.close());
     const app = await start({ externalBroker: { url: external.wsUrl, username: 'srv', password: 'ext-secret' } });
     expect(app.broker).toBeUndefined();
-    const config = await (await fetch(new URL('/config.json', app.url))).json();
+    const config = (await (await fetch(new URL('/config.json', app.url))).json()) as { brokerUrl: string };
     expect(config.brokerUrl).toBe(external.wsUrl);
     expect(app.dispatcher!.connected).toBe(true);
     // No embedded broker behind /mqtt any more.
