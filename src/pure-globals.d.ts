@@ -4,12 +4,13 @@
  * Pure code runs in a page, a Web Worker and Node alike, so it may only touch what all three
  * provide with the same meaning. The pure config therefore has lib ES2022 and no DOM, WebWorker
  * or Node types, and this file declares the few shared globals it needs: timers, console,
- * TextEncoder/TextDecoder, URL, crypto.getRandomValues, AbortController/AbortSignal and
- * performance.now, plus the Event/EventTarget/DOMException base types @webgpu/types builds on
- * (WebAssembly is in webassembly.d.ts, which the Node config shares). Anything else (document, window, navigator, location, localStorage, Worker,
- * process, Buffer, node: modules) fails the typecheck; such things are handed in from the edges
- * (src/pow-browser, src/pow-node, src/app, src/cli), as the GPU object is. Add a member here
- * only when browsers and Node 20 both have it.
+ * TextEncoder/TextDecoder, URL, crypto.getRandomValues, AbortController/AbortSignal,
+ * performance.now and MessageChannel, plus the Event/EventTarget/DOMException base types that
+ * @webgpu/types builds on (WebAssembly is in webassembly.d.ts, which the Node config shares).
+ * Anything else (document, window, navigator, location, localStorage, Worker, process, Buffer,
+ * node: modules) fails the typecheck; such things are handed in from the edges (src/pow-browser,
+ * src/pow-node, src/app, src/cli), as the GPU object is. Add a member here only when browsers
+ * and Node 20 both have it.
  */
 
 /** Opaque: a number in browsers, a Timeout object in Node. */
@@ -106,7 +107,25 @@ interface AbortSignal extends EventTarget {
   readonly reason: unknown;
   throwIfAborted(): void;
 }
+declare var AbortSignal: {
+  prototype: AbortSignal;
+  abort(reason?: unknown): AbortSignal;
+  /** Node 20.3+, like the engines field. */
+  any(signals: Iterable<AbortSignal>): AbortSignal;
+  timeout(milliseconds: number): AbortSignal;
+};
 declare class AbortController {
   readonly signal: AbortSignal;
   abort(reason?: unknown): void;
+}
+
+/** A macrotask hop (Node has had the global since 15). */
+interface MessagePort {
+  onmessage: ((event: { readonly data: unknown }) => void) | null;
+  postMessage(message: unknown): void;
+  close(): void;
+}
+declare class MessageChannel {
+  readonly port1: MessagePort;
+  readonly port2: MessagePort;
 }

@@ -20,4 +20,6 @@ declare namespace WebAssembly {
   }
   function validate(bytes: Bytes): boolean;
   function compile(bytes: Bytes): Promise<Module>;
+  function instantiate(module: Module, imports?: Imports): Promise<Instance>;
+  function instantiate(bytes: Bytes, imports?: Imports): Promise<{ module: Module; instance: Instance }>;
 }
