@@ -2,19 +2,17 @@
  * The worker client against a real in-process MQTT broker (aedes over WebSocket on 127.0.0.1),
  * a real mqtt.js publisher playing the dispatcher, and a real PoW engine.
  */
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
-import { Aedes } from 'aedes';
-import { WebSocketServer, createWebSocketStream } from 'ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import mqtt from 'mqtt';
-import type { MqttClient } from 'mqtt';
 import { DpowClient, type ConnectFn, type EngineLike } from './client.ts';
 import { checkAddress } from './address.ts';
 import type { ClientSettings, ClientState } from './state.ts';
 import { validateWork } from '../pow/work.ts';
 import { createNodeEngine } from '../pow-node/engine.ts';
 import type { PowEngine } from '../pow/engine.ts';
+import { cleanupsAfterEach } from '../testkit/cleanups.ts';
+import { waitFor } from '../testkit/wait.ts';
+import { startPublisher, startWsBroker as startBroker } from '../testkit/ws-broker.ts';
 
 const ADDRESS = 'nano_1ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4myzudyzq';
 /** Contains "work": a worker that routes by substring would take its client/ messages for work. */
@@ -23,70 +21,6 @@ const EASY = 'fff0000000000000'; // ~4096 hashes
 const HARD = 'fffffff800000000'; // the Nano send threshold: minutes on one thread, so it is cancelled first
 
 const root = (n: number, c = 'a') => n.toString(16).padStart(4, '0').toUpperCase() + c.repeat(60);
-
-// ---------------------------------------------------------------- broker
-
-interface TestBroker {
-  url: string;
-  port: number;
-  connections: () => number;
-  close(): Promise<void>;
-}
-
-async function startBroker(port = 0): Promise<TestBroker> {
-  const aedes = await Aedes.createBroker();
-  let connections = 0;
-  aedes.on('client', () => connections++);
-  const server = http.createServer();
-  const wss = new WebSocketServer({ server });
-  wss.on('connection', (socket) => {
-    const stream = createWebSocketStream(socket);
-    stream.on('error', () => stream.destroy());
-    aedes.handle(stream as never);
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve());
-  });
-  const actual = (server.address() as AddressInfo).port;
-  return {
-    url: `ws://127.0.0.1:${actual}`,
-    port: actual,
-    connections: () => connections,
-    async close() {
-      for (const ws of wss.clients) ws.terminate();
-      wss.close();
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await new Promise<void>((resolve) => aedes.close(() => resolve()));
-    },
-  };
-}
-
-/** Plays the dispatcher: publishes work, cancels, heartbeats; records results. */
-async function startPublisher(url: string) {
-  const client: MqttClient = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0 });
-  const results: { topic: string; payload: string }[] = [];
-  client.on('message', (topic, payload) => results.push({ topic, payload: payload.toString() }));
-  await client.subscribeAsync('result/#', { qos: 1 });
-  return {
-    results,
-    publish: (topic: string, payload: string | Buffer) => client.publishAsync(topic, payload, { qos: 1 }),
-    close: () => client.endAsync(true),
-  };
-}
-
-// ---------------------------------------------------------------- helpers
-
-async function waitFor<T>(what: string, probe: () => T | undefined | null | false, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 15));
-  }
-}
 
 function settings(url: string, extra: Partial<ClientSettings> = {}): ClientSettings {
   return { brokerUrl: url, username: 'client', password: 'client', address: ADDRESS, work: 'any', backend: 'wasm', threads: 1, ...extra };
@@ -98,10 +32,7 @@ beforeAll(async () => {
 });
 afterAll(() => engine?.dispose());
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn().catch(() => undefined);
-});
+const cleanups = cleanupsAfterEach();
 
 async function setup(extra: Partial<ClientSettings> = {}, opts: { engine?: EngineLike; connect?: ConnectFn } = {}) {
   const broker = await startBroker();
