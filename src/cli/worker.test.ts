@@ -122,13 +122,14 @@ describe('dpow-web worker options', () => {
       '1970-01-01T00:00:00.000Z heartbeat  Server is back online',
     );
     const state = {
-      counters: { received: 5, rejected: { 'bad-hash': 2, duplicate: 1 }, computed: 3, published: 3, cancelled: 1, accepted: 2, expired: 0 },
+      counters: { received: 5, rejected: { 'bad-hash': 2, duplicate: 1 }, computed: 3, published: 3, cancelled: 1, accepted: 2, addressAccepted: 5, expired: 0 },
       backend: 'wasm',
       backendLabel: 'WASM SIMD x1',
     } as unknown as ClientState;
     const summary = formatSummary(state, 3_723_000, 6_900_000);
     expect(summary).toContain('uptime 1h02m03s');
     expect(summary).toContain('received 5, computed 3, published 3, accepted 2, cancelled 1, expired 0');
+    expect(summary).toContain('expired 0, address total 5');
     expect(summary).toContain('rejected: bad-hash 2, duplicate 1');
     expect(summary).toContain('hashrate: 6.90 MH/s while computing on wasm (WASM SIMD x1)');
   });

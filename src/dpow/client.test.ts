@@ -13,6 +13,9 @@ import type { PowEngine } from '../pow/engine.ts';
 import { cleanupsAfterEach } from '../testkit/cleanups.ts';
 import { waitFor } from '../testkit/wait.ts';
 import { startPublisher, startWsBroker as startBroker } from '../testkit/ws-broker.ts';
+import { randomRoot } from '../testkit/work.ts';
+import { Dispatcher } from '../server/dispatcher.ts';
+import { MemoryStore } from '../server/store/memory-store.ts';
 
 const ADDRESS = 'nano_1ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4myzudyzq';
 /** Contains "work": a worker that routes by substring would take its client/ messages for work. */
@@ -328,7 +331,9 @@ describe('DpowClient with a real broker and engine', () => {
     await pub.publish(`client/${WORK_ADDRESS}`, JSON.stringify({ ...stats, ondemand: 3 })); // no increase
     await pub.publish(`client/${WORK_ADDRESS}`, JSON.stringify({ error: `Work accepted but account ${WORK_ADDRESS} is invalid` }));
     await waitFor('error message', () => s().lastClientMessage?.kind === 'error');
-    expect(s().counters.accepted).toBe(2);
+    // Two notices raised the address's total; neither names a result this worker published.
+    expect(s().counters.addressAccepted).toBe(2);
+    expect(s().counters.accepted).toBe(0);
     expect(s().counters.received).toBe(0);
     expect(s().counters.rejected).toEqual({});
     // Only ondemand was chosen: precache work never arrives.
@@ -360,4 +365,34 @@ describe('DpowClient with a real broker and engine', () => {
     await pub.publish('work/ondemand', `${root(2, '7')},${EASY}`);
     await waitFor('result after restart', () => resultFor(pub.results, root(2, '7')));
   });
+
+  it('counts as accepted only its own credited results; the address total counts every notice for the address', async () => {
+    // Two tabs paying one address, against the real dispatcher: one takes ondemand work only,
+    // the other precache only, so each result is published by exactly one of them.
+    const broker = await startBroker();
+    cleanups.push(() => broker.close());
+    const dispatcher = new Dispatcher({ brokerUrl: broker.url, username: 'server', password: 'server', store: new MemoryStore() });
+    await dispatcher.start();
+    cleanups.push(() => dispatcher.stop());
+    const tabs: DpowClient[] = [];
+    for (const work of ['ondemand', 'precache'] as const) {
+      const tabEngine = await createNodeEngine({ backend: 'wasm', threads: 1, log: () => undefined });
+      cleanups.push(async () => tabEngine.dispose());
+      const tab = new DpowClient({ engine: tabEngine });
+      cleanups.push(() => tab.stop());
+      await tab.start(settings(broker.url, { work }));
+      tabs.push(tab);
+    }
+    await waitFor('both tabs hear the dispatcher', () => tabs.every((t) => t.getState().lastHeartbeatAt !== null));
+    const [ondemandTab, precacheTab] = tabs.map((t) => () => t.getState());
+
+    const answer = await dispatcher.requestWork({ hash: randomRoot(), difficulty: BigInt(`0x${EASY}`), workType: 'ondemand', timeoutMs: 20_000 });
+    expect(answer.work).toMatch(/^[0-9a-f]{16}$/);
+    for (let i = 0; i < 3; i++) await dispatcher.precache(randomRoot(), BigInt(`0x${EASY}`));
+    await waitFor('four notices on both tabs', () => tabs.every((t) => t.getState().counters.addressAccepted === 4), 20_000);
+
+    expect(ondemandTab().counters).toMatchObject({ published: 1, accepted: 1, addressAccepted: 4 });
+    expect(precacheTab().counters).toMatchObject({ published: 3, accepted: 3, addressAccepted: 4 });
+  });
 });
+

@@ -55,6 +55,8 @@ export interface DpowClientOptions {
 }
 
 export const DEFAULT_HEARTBEAT_TIMEOUT_S = 5;
+/** Published hashes remembered for matching the dispatcher's credit notices. */
+const REMEMBER_PUBLISHED = 1024;
 
 /** Resolves a broker URL (relative ones against the page) and checks its scheme. */
 export function resolveBrokerUrl(input: string): { ok: true; url: string } | { ok: false; reason: string } {
@@ -101,6 +103,8 @@ export class DpowClient implements WorkerClient {
   private lastClientMessage: ClientMessage | null = null;
   private lastClientTotal: number | null = null;
   private lastStatistics: Statistics | null = null;
+  /** Lower-case hashes this session published, oldest first, until a notice credits them. */
+  private readonly uncredited = new Set<string>();
 
   constructor(options: DpowClientOptions) {
     this.now = options.now ?? Date.now;
@@ -110,6 +114,7 @@ export class DpowClient implements WorkerClient {
     this.log = new EventLog({ now: this.now, sink: options.log, onChange: changed });
     this.outbox = new Outbox<Job>({
       onPublished: (entry) => {
+        this.remember(entry.job.hash);
         this.log.count('published');
         this.log.job('info', 'publish', 'published', entry.job, `to ${entry.topic}`);
       },
@@ -172,6 +177,7 @@ export class DpowClient implements WorkerClient {
     this.lastClientMessage = null;
     this.lastClientTotal = null;
     this.lastStatistics = null;
+    this.uncredited.clear();
     this.running = true;
     this.loop.start(settings);
     this.log.add('info', 'connection', `Connecting to ${url.url} for ${settings.work} work, paying ${settings.address}`);
@@ -270,13 +276,19 @@ export class DpowClient implements WorkerClient {
     if (msg.value.kind === 'error') {
       this.log.add('warn', 'stats', `Server: ${msg.value.error}`);
     } else {
+      // The notice goes to every tab paying this address: it is the address's credit, and this
+      // worker's own only when it names a hash this worker published (the server credits the
+      // first valid result for a hash once, and says which block in block_rewarded).
       const st = msg.value.stats;
       const total = st.precache + st.ondemand;
       const raised = this.lastClientTotal === null || total > this.lastClientTotal;
       this.lastClientTotal = total;
-      if (raised) this.log.count('accepted');
+      if (raised) this.log.count('addressAccepted');
+      const own = st.block_rewarded !== undefined && this.uncredited.delete(st.block_rewarded.toLowerCase());
+      if (own) this.log.count('accepted');
       const block = st.block_rewarded ? ` for ${shortHash(st.block_rewarded)}` : '';
-      this.log.add('info', 'stats', `Work accepted${block}: ${st.precache} precache, ${st.ondemand} ondemand in total`);
+      const whose = st.block_rewarded ? (own ? ' (this worker)' : ' (another worker for this address)') : '';
+      this.log.add('info', 'stats', `Work accepted${block}${whose}: ${st.precache} precache, ${st.ondemand} ondemand in total`);
     }
   }
 
@@ -290,6 +302,11 @@ export class DpowClient implements WorkerClient {
       this.log.add('info', 'stats', `Network statistics: ${w.precache} precache and ${w.ondemand} ondemand works so far`);
     }
     this.feed.changed();
+  }
+
+  private remember(hash: string): void {
+    this.uncredited.add(hash.toLowerCase());
+    while (this.uncredited.size > REMEMBER_PUBLISHED) this.uncredited.delete(this.uncredited.values().next().value as string);
   }
 
   /** A checked result: into the outbox, and out at once if the connection can take it. */

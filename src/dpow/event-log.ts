@@ -22,6 +22,7 @@ export const freshCounters = (): ClientCounters => ({
   published: 0,
   cancelled: 0,
   accepted: 0,
+  addressAccepted: 0,
   expired: 0,
 });
 
