@@ -36,9 +36,8 @@ import { StateFeed } from './state-feed.ts';
 import type { ClientEvent, ClientSettings, ClientState, WorkerClient } from './state.ts';
 import { WorkLoop, type EngineLike } from './work-loop.ts';
 
-export { formatMultiplier, MAX_EVENTS } from './event-log.ts';
-export { MAX_OUTBOX } from './outbox.ts';
-export { DEFAULT_JOB_TIMEOUT_S, type EngineLike } from './work-loop.ts';
+export { formatMultiplier } from './event-log.ts';
+export type { EngineLike } from './work-loop.ts';
 export type { ConnectFn, ReconnectPolicy } from './session.ts';
 
 export interface DpowClientOptions {
