@@ -134,4 +134,34 @@ describe('WorkLoop', () => {
     expect((await engine.status()).root).toBeNull();
     expect(results).toEqual([]);
   });
+
+  it('never asks a busy engine: a new session waits for a search that outlived stop()', async () => {
+    // The engine's answer to the cancel is held back, as a slow worker thread would.
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const { api, calls } = watched({
+      generate: async (r, d, o) => {
+        try {
+          return await engine.generate(r, d, o);
+        } finally {
+          await held;
+        }
+      },
+      cancel: (r) => engine.cancel(r),
+      onStatus: (cb) => engine.onStatus(cb),
+    });
+    const { loop, results } = startLoop(api);
+    loop.offer('ondemand', { hash: root(10), difficulty: HARD });
+    await waitFor('in flight', () => loop.current()?.hash === root(10));
+    const stopping = loop.stop();
+    loop.start({ backend: 'wasm', threads: 1 });
+    loop.offer('ondemand', { hash: root(11), difficulty: EASY });
+    expect(calls.generate.map(([r]) => r)).toEqual([root(10)]);
+    release();
+    await stopping;
+    await waitFor('the new session\'s result', () => results[0]);
+    expect(results.map((r) => r.job.hash)).toEqual([root(11)]);
+    expect(calls.generate.map(([r]) => r)).toEqual([root(10), root(11)]);
+  });
 });
+

@@ -200,7 +200,9 @@ export class WorkLoop {
       .finally(() => {
         if (this.search === search) this.search = null;
         this.o.onChange();
-        if (generation === this.generation) this.pump();
+        // The engine is free: the next job may start, in this session or in one started since
+        // (a search that outlived stop()'s wait holds the next session's first job until now).
+        this.pump();
       });
     this.o.onChange();
   }
