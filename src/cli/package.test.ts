@@ -97,6 +97,17 @@ describe('the packed dpow-web', () => {
     // Nothing of ours runs at install time (prepare does not run for a tarball).
     for (const hook of ['preinstall', 'install', 'postinstall']) expect(manifest.scripts?.[hook], hook).toBeUndefined();
     expect(existsSync(path.join(installed, 'node_modules', 'tsx'))).toBe(false);
+
+    // What the built code imports is Node's or a runtime dependency, never a devDependency.
+    const imported = new Set<string>();
+    for (const f of files.filter((f) => /^lib\/.*\.m?js$/.test(f))) {
+      const code = readFileSync(path.join(installed, f), 'utf8');
+      for (const m of code.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)'([^'./][^']*)'/g)) {
+        imported.add(m[1].startsWith('@') ? m[1].split('/').slice(0, 2).join('/') : m[1].split('/')[0]);
+      }
+    }
+    expect(imported.size).toBeGreaterThan(3);
+    for (const name of imported) if (!name.startsWith('node:')) expect(Object.keys(manifest.dependencies), name).toContain(name);
   });
 
   it('runs worker --help and work with no loader and no build', () => {
