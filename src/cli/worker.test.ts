@@ -11,16 +11,15 @@ import { formatEvent, formatSummary, parseWorkerOptions } from './worker.ts';
 import { CliError } from './args.ts';
 import { validateWork } from '../pow/work.ts';
 import type { ClientState } from '../dpow/state.ts';
+import { cleanupsAfterEach } from '../testkit/cleanups.ts';
+import { waitFor } from '../testkit/wait.ts';
 
 const ADDRESS = 'nano_1ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4myzudyzq';
 const BIN = fileURLToPath(new URL('../../bin/dpow-web.mjs', import.meta.url));
 const EASY = 'fff0000000000000';
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  vi.restoreAllMocks();
-  for (const fn of cleanups.splice(0).reverse()) await fn();
-});
+const cleanups = cleanupsAfterEach();
+afterEach(() => vi.restoreAllMocks());
 
 async function startBroker() {
   const aedes = await Aedes.createBroker();
@@ -56,16 +55,6 @@ function collect(child: ChildProcess) {
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return { lines, stderr: () => stderr, exit, rest: () => buf };
-}
-
-async function waitFor<T>(what: string, probe: () => T | undefined | null | false, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 describe('dpow-web worker options', () => {
@@ -148,15 +137,15 @@ describe('dpow-web worker process', () => {
     });
     cleanups.push(() => child.exitCode === null && child.kill('SIGKILL'));
     const out = collect(child);
-    await waitFor('connected line', () => out.lines.find((l) => / connection +Connected to /.test(l)));
+    await waitFor('connected line', () => out.lines.find((l) => / connection +Connected to /.test(l)), 30_000);
 
     const hash = 'A'.repeat(32) + 'b'.repeat(32);
     await pub.publishAsync('heartbeat', '');
     await pub.publishAsync('work/ondemand', `${hash},${EASY}`);
     await pub.publishAsync('work/ondemand', 'garbage');
-    const result = await waitFor('result', () => results.find((r) => r.startsWith(hash)));
+    const result = await waitFor('result', () => results.find((r) => r.startsWith(hash)), 30_000);
     expect(validateWork(hash, result.split(',')[1], EASY).valid).toBe(true);
-    await waitFor('published line', () => out.lines.find((l) => / published +ondemand AAAAAAAAAAAAAAAA /.test(l)));
+    await waitFor('published line', () => out.lines.find((l) => / published +ondemand AAAAAAAAAAAAAAAA /.test(l)), 30_000);
     expect(out.lines.some((l) => / queued +ondemand AAAAAAAAAAAAAAAA +×/.test(l))).toBe(true);
     expect(out.lines.some((l) => / computed +ondemand AAAAAAAAAAAAAAAA +×\S+ +\d+ ms wasm$/.test(l))).toBe(true);
     expect(out.lines.some((l) => / reject +Rejected \(bad-field-count\)/.test(l))).toBe(true);

@@ -12,9 +12,10 @@ import {
 } from './jsonrpc-ws.ts';
 import { qlcSubscriptionId, startQlcSim, type QlcSim } from '../sim/qlc-sim.ts';
 import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
+import { quietLogger as quiet } from '../../testkit/log.ts';
+import { waitFor } from '../../testkit/wait.ts';
 import { breakChecksum } from '../../testkit/address.ts';
 
-const quiet = { warn: () => {}, info: () => {} };
 const ADDRESS = encodeAddress('3a'.repeat(32), 'qlc');
 const BAD_CHECKSUM = breakChecksum(ADDRESS);
 
@@ -30,13 +31,6 @@ function client(url: string, options: ConstructorParameters<typeof JsonRpcWsClie
   cleanups.push(() => c.close());
   return c;
 }
-const until = async (check: () => boolean, ms = 5000) => {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
 const nextNotification = (sub: Subscription) =>
   new Promise<unknown>((resolve) => {
     let done = false;
@@ -81,7 +75,7 @@ describe('JsonRpcWsClient against the go-qlc test node', () => {
     p.listen((r) => seenP.push(r));
     s.emitRaw('ledger', 'newBlock', { n: 1 });
     s.emitRaw('pov', 'newBlock', { n: 2 });
-    await until(() => seenA.length === 1 && seenP.length === 1);
+    await waitFor('condition', () => seenA.length === 1 && seenP.length === 1);
     expect(seenA).toEqual([{ n: 1 }]);
     expect(seenP).toEqual([{ n: 2 }]);
     expect(b.notifications).toBe(0);
@@ -100,7 +94,7 @@ describe('JsonRpcWsClient against the go-qlc test node', () => {
     await c.connect();
     const sub = await c.subscribe('ledger', 'newBlock');
     s.emitRaw('ledger', 'newBlock', { early: true });
-    await until(() => sub.notifications === 1);
+    await waitFor('condition', () => sub.notifications === 1);
     expect(await nextNotification(sub)).toEqual({ early: true });
   });
 
@@ -158,7 +152,7 @@ describe('JsonRpcWsClient against the go-qlc test node', () => {
     ws.on('message', (d) => replies.push(JSON.parse(d.toString())));
     ws.send(JSON.stringify({ id: 'abc', method: 'ledger_subscribe', params: ['newBlock'] }));
     ws.send(JSON.stringify({ id: { x: 1 }, method: 'ledger_foo' }));
-    await until(() => replies.length === 2);
+    await waitFor('condition', () => replies.length === 2);
     const byId = (id: unknown) => replies.find((r) => JSON.stringify((r as { id: unknown }).id) === JSON.stringify(id));
     expect(byId('abc')).toMatchObject({ jsonrpc: '2.0', result: expect.stringMatching(/^0x[0-9a-f]+$/) });
     expect(byId({ x: 1 })).toMatchObject({ error: { code: -32601 } });
@@ -181,14 +175,14 @@ describe('JsonRpcWsClient against the go-qlc test node', () => {
     c.sendRaw('{not json');
     await disconnected;
     // The node answered -32700 with id null before closing: it answers no call, so it is an event.
-    await until(() => serverErrors.length === 1);
+    await waitFor('condition', () => serverErrors.length === 1);
     expect(serverErrors[0]).toMatchObject({ code: -32700, kind: 'parse', message: expect.stringContaining('invalid character') });
-    await until(() => resubscribed.length === 1);
+    await waitFor('condition', () => resubscribed.length === 1);
     expect(resubscribed[0][0]).toBe(firstId);
     expect(sub.id).not.toBe(firstId);
     expect(s.subscriptions()).toEqual([{ id: sub.id, ns: 'ledger', name: 'newAccountBlock', address: ADDRESS }]);
     s.emitRaw('ledger', 'newAccountBlock', { after: 'reconnect' });
-    await until(() => seen.length === 1);
+    await waitFor('condition', () => seen.length === 1);
     expect(seen).toEqual([{ after: 'reconnect' }]);
     expect(s.connections()).toBe(1);
   });
@@ -269,7 +263,7 @@ describe('JsonRpcWsClient against a misbehaving server', () => {
     const c = client(server.url);
     await c.connect();
     const subs = await Promise.all(Array.from({ length: 20 }, () => c.subscribe('ledger', 'newBlock')));
-    await until(() => subs.every((s) => s.notifications === 1), 3000);
+    await waitFor('condition', () => subs.every((s) => s.notifications === 1), 3000);
     const firsts = await Promise.all(subs.map((s) => nextNotification(s)));
     expect(firsts).toEqual(subs.map((s) => ({ first: s.id })));
     expect(c.stats.unknownSubscription).toBe(0);
