@@ -16,7 +16,7 @@ import {
   workValue,
 } from '../../pow/work.ts';
 import { DispatchError, type DispatcherApi } from '../types.ts';
-import type { DifficultyPolicy } from './service-api.ts';
+import type { DifficultyPolicy } from './service-request.ts';
 
 export interface RpcReply {
   status: number;
