@@ -1,17 +1,14 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Aedes } from 'aedes';
-import { WebSocketServer, createWebSocketStream } from 'ws';
 import mqtt from 'mqtt';
 import { main } from './main.ts';
 import { formatEvent, formatSummary, parseWorkerOptions } from './worker.ts';
 import { CliError } from './args.ts';
 import { validateWork } from '../pow/work.ts';
 import type { ClientState } from '../dpow/state.ts';
-import { cleanupsAfterEach } from '../testkit/cleanups.ts';
+import { cleanupsAfterEach, closeAfter } from '../testkit/cleanups.ts';
+import { startOpenBroker } from '../testkit/open-broker.ts';
 import { waitFor } from '../testkit/wait.ts';
 
 const ADDRESS = 'nano_1ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4myzudyzq';
@@ -20,27 +17,6 @@ const EASY = 'fff0000000000000';
 
 const cleanups = cleanupsAfterEach();
 afterEach(() => vi.restoreAllMocks());
-
-async function startBroker() {
-  const aedes = await Aedes.createBroker();
-  const server = http.createServer();
-  const wss = new WebSocketServer({ server });
-  wss.on('connection', (socket) => {
-    const stream = createWebSocketStream(socket);
-    stream.on('error', () => stream.destroy());
-    aedes.handle(stream as never);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  cleanups.push(async () => {
-    for (const ws of wss.clients) ws.terminate();
-    wss.close();
-    server.closeAllConnections();
-    await new Promise<void>((r) => server.close(() => r()));
-    await new Promise<void>((r) => aedes.close(() => r()));
-  });
-  return url;
-}
 
 function collect(child: ChildProcess) {
   const lines: string[] = [];
@@ -125,7 +101,7 @@ describe('dpow-web worker options', () => {
 
 describe('dpow-web worker process', () => {
   it('computes and publishes work, logs one line per job, and prints a summary on SIGINT', async () => {
-    const url = await startBroker();
+    const { url } = closeAfter(cleanups, await startOpenBroker());
     const pub = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0 });
     cleanups.push(() => pub.endAsync(true));
     const results: string[] = [];

@@ -3,16 +3,14 @@ import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import mqtt, { type MqttClient } from 'mqtt';
 import { filterCovered, startBroker, topicMatches, type Broker } from './broker.ts';
-import { cleanupsAfterEach } from '../testkit/cleanups.ts';
+import { cleanupsAfterEach, closeAfter } from '../testkit/cleanups.ts';
 import { connectAs, TEST_USERS as USERS } from '../testkit/mqtt.ts';
 import { sleep, waitFor } from '../testkit/wait.ts';
 
 const cleanup = cleanupsAfterEach();
 
 async function broker(extra: Partial<Parameters<typeof startBroker>[0]> = {}): Promise<Broker> {
-  const b = await startBroker({ users: USERS, tcpPort: 0, ...extra });
-  cleanup.push(() => b.close());
-  return b;
+  return closeAfter(cleanup, await startBroker({ users: USERS, tcpPort: 0, ...extra }));
 }
 
 /** Collects messages per topic for a subscriber. */

@@ -9,7 +9,7 @@ import { Dispatcher, type AcceptedResult, type DispatcherOptions } from './dispa
 import { MemoryStore } from './store/memory-store.ts';
 import { DispatchError } from './types.ts';
 import { breakChecksum } from '../testkit/address.ts';
-import { cleanupsAfterEach } from '../testkit/cleanups.ts';
+import { cleanupsAfterEach, closeAfter } from '../testkit/cleanups.ts';
 import { connectAs, TEST_USERS } from '../testkit/mqtt.ts';
 import { sleep, waitFor } from '../testkit/wait.ts';
 import { findBadWork, findWork, randomRoot } from '../testkit/work.ts';
@@ -39,8 +39,7 @@ interface Harness {
 }
 
 async function harness(options: Partial<DispatcherOptions> = {}, store = new MemoryStore()): Promise<Harness> {
-  const broker = await startBroker({ users: USERS, tcpPort: 0 });
-  cleanup.push(() => broker.close());
+  const broker = closeAfter(cleanup, await startBroker({ users: USERS, tcpPort: 0 }));
   const dash = await connectAs(broker.tcpUrl!, 'dashboard', cleanup);
   const seen: Seen[] = [];
   dash.on('message', (topic, payload) => seen.push({ topic, payload: payload.toString() }));
@@ -405,8 +404,7 @@ describe('Dispatcher resilience', () => {
     await first.close();
     await waitFor('the disconnect', () => !d.connected, 5000);
 
-    const second = await startBroker({ users: USERS, tcpPort: port });
-    cleanup.push(() => second.close());
+    const second = closeAfter(cleanup, await startBroker({ users: USERS, tcpPort: port }));
     const dash = await connectAs(second.tcpUrl!, 'dashboard', cleanup);
     const seen: Seen[] = [];
     dash.on('message', (topic, payload) => seen.push({ topic, payload: payload.toString() }));
@@ -419,8 +417,7 @@ describe('Dispatcher resilience', () => {
 
 describe('Dispatcher broker connection', () => {
   it('opens it through the injected connect, and start() fails with the reason a refusal gives', async () => {
-    const broker = await startBroker({ users: USERS, tcpPort: 0 });
-    cleanup.push(() => broker.close());
+    const broker = closeAfter(cleanup, await startBroker({ users: USERS, tcpPort: 0 }));
     const opened: Array<{ url: string; username?: string; clientId?: string; protocolVersion?: number }> = [];
     const d = new Dispatcher({
       brokerUrl: broker.tcpUrl!,

@@ -11,8 +11,9 @@ import {
   type Subscription,
 } from './jsonrpc-ws.ts';
 import { qlcSubscriptionId, startQlcSim, type QlcSim } from '../sim/qlc-sim.ts';
-import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
+import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
 import { quietLogger as quiet } from '../../testkit/log.ts';
+import { openRawSocket } from '../../testkit/raw-socket.ts';
 import { waitFor } from '../../testkit/wait.ts';
 import { breakChecksum } from '../../testkit/address.ts';
 
@@ -22,14 +23,10 @@ const BAD_CHECKSUM = breakChecksum(ADDRESS);
 const cleanups = cleanupsAfterEach();
 
 async function sim(options: Parameters<typeof startQlcSim>[0] = {}): Promise<QlcSim> {
-  const s = await startQlcSim(options);
-  cleanups.push(() => s.close());
-  return s;
+  return closeAfter(cleanups, await startQlcSim(options));
 }
 function client(url: string, options: ConstructorParameters<typeof JsonRpcWsClient>[1] = {}): JsonRpcWsClient {
-  const c = new JsonRpcWsClient(url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100, ...options });
-  cleanups.push(() => c.close());
-  return c;
+  return closeAfter(cleanups, new JsonRpcWsClient(url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100, ...options }));
 }
 const nextNotification = (sub: Subscription) =>
   new Promise<unknown>((resolve) => {
@@ -144,12 +141,7 @@ describe('JsonRpcWsClient against the go-qlc test node', () => {
 
   it('requests without "jsonrpc" are answered and ids are echoed as given', async () => {
     const s = await sim();
-    const { WebSocket } = await import('ws');
-    const ws = new WebSocket(s.url);
-    cleanups.push(() => ws.terminate());
-    await new Promise((r) => ws.once('open', r));
-    const replies: unknown[] = [];
-    ws.on('message', (d) => replies.push(JSON.parse(d.toString())));
+    const { ws, replies } = await openRawSocket(s.url, cleanups);
     ws.send(JSON.stringify({ id: 'abc', method: 'ledger_subscribe', params: ['newBlock'] }));
     ws.send(JSON.stringify({ id: { x: 1 }, method: 'ledger_foo' }));
     await waitFor('condition', () => replies.length === 2);

@@ -14,7 +14,7 @@
  * logged; they never throw out of the socket handler.
  */
 import { EventEmitter } from 'node:events';
-import { ReconnectingWs, type Logger } from './reconnecting-ws.ts';
+import { consoleFeedLogger, ReconnectingWs, type ConnectionTuning, type Logger } from './reconnecting-ws.ts';
 
 export type { Logger } from './reconnecting-ws.ts';
 
@@ -139,19 +139,12 @@ export class Subscription extends EventEmitter<{ ended: [reason: string]; resubs
 
 // ------------------------------------------------------------------ client
 
-export interface JsonRpcWsOptions {
+/** Reconnect and ping tuning as in reconnecting-ws.ts; pings are WebSocket ping frames. */
+export interface JsonRpcWsOptions extends ConnectionTuning {
   /** Default per-call timeout. */
   timeoutMs?: number;
-  /** First reconnect delay; doubles per failed attempt up to `maxReconnectDelayMs`. */
-  reconnectDelayMs?: number;
-  maxReconnectDelayMs?: number;
-  /** WebSocket ping interval for liveness (0 = off). A missing pong closes and reconnects. */
-  pingIntervalMs?: number;
   /** Largest frame accepted. */
   maxPayloadBytes?: number;
-  logger?: Logger;
-  /** Jitter source, [0, 1). */
-  random?: () => number;
 }
 
 interface PendingCall {
@@ -201,22 +194,20 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
     options: JsonRpcWsOptions = {},
   ) {
     super();
-    this.#timeoutMs = options.timeoutMs ?? 10_000;
-    this.#logger = options.logger ?? { warn: (m) => console.warn(m), info: (m) => console.info(m) };
+    const { timeoutMs, ...tuning } = options;
+    this.#timeoutMs = timeoutMs ?? 10_000;
+    this.#logger = options.logger ?? consoleFeedLogger;
     this.#socket = new ReconnectingWs(url, {
+      ...tuning,
       name: 'json-rpc',
-      reconnectDelayMs: options.reconnectDelayMs,
-      maxReconnectDelayMs: options.maxReconnectDelayMs,
-      random: options.random,
-      maxPayloadBytes: options.maxPayloadBytes ?? 16 * 1024 * 1024,
-      pingIntervalMs: options.pingIntervalMs ?? 30_000,
       ping: 'frame',
       closeWith: 'graceful',
       closedError: (message) => new JsonRpcConnectionError(message),
       logger: this.#logger,
     });
     this.#socket.on('open', () => this.#onOpen());
-    this.#socket.on('message', (text) => this.#onFrame(text));
+    this.#socket.on('json', (msg, text) => this.#onFrame(msg, text));
+    this.#socket.on('not-json', (text) => this.#malformed('not-json', text.slice(0, 80)));
     this.#socket.on('close', (code, reason, wasOpen) => this.#onClose(code, reason, wasOpen));
   }
 
@@ -262,14 +253,7 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
     this.emit('malformed', reason, detail);
   }
 
-  #onFrame(text: string): void {
-    let msg: unknown;
-    try {
-      msg = JSON.parse(text);
-    } catch {
-      this.#malformed('not-json', text.slice(0, 80));
-      return;
-    }
+  #onFrame(msg: unknown, text: string): void {
     if (Array.isArray(msg)) {
       // We never send batches, so a batch reply answers nothing of ours.
       this.#malformed('batch', `array of ${msg.length}`);

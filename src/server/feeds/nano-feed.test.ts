@@ -2,8 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { encodeAddress } from '../../dpow/address.ts';
 import { NanoFeed, type NanoConfirmation } from './nano-feed.ts';
 import { nanoConfirmation, startNanoSim, type NanoSim } from '../sim/nano-sim.ts';
-import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
+import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
 import { quietLogger as quiet } from '../../testkit/log.ts';
+import { openRawSocket } from '../../testkit/raw-socket.ts';
 import { waitFor } from '../../testkit/wait.ts';
 import { breakChecksum } from '../../testkit/address.ts';
 
@@ -16,14 +17,10 @@ const H2 = 'CD'.repeat(32);
 
 const cleanups = cleanupsAfterEach();
 async function sim(options: Parameters<typeof startNanoSim>[0] = {}): Promise<NanoSim> {
-  const s = await startNanoSim(options);
-  cleanups.push(() => s.close());
-  return s;
+  return closeAfter(cleanups, await startNanoSim(options));
 }
 function feed(url: string, options: ConstructorParameters<typeof NanoFeed>[1] = {}): NanoFeed {
-  const f = new NanoFeed(url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100, pingIntervalMs: 0, replyTimeoutMs: 300, ...options });
-  cleanups.push(() => f.close());
-  return f;
+  return closeAfter(cleanups, new NanoFeed(url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100, pingIntervalMs: 0, replyTimeoutMs: 300, ...options }));
 }
 const block = (account: string, previous: string, subtype = 'receive', dest?: string) =>
   nanoConfirmation(
@@ -137,12 +134,7 @@ describe('NanoFeed against the Nano test node', () => {
 describe('the Nano test node', () => {
   it('stops reading a session after bad JSON, as the node does', async () => {
     const s = await sim();
-    const { WebSocket } = await import('ws');
-    const ws = new WebSocket(s.url);
-    cleanups.push(() => ws.terminate());
-    await new Promise((r) => ws.once('open', r));
-    const replies: unknown[] = [];
-    ws.on('message', (d) => replies.push(JSON.parse(d.toString())));
+    const { ws, replies } = await openRawSocket(s.url, cleanups);
     ws.send(JSON.stringify({ action: 'ping' }));
     await waitFor('condition', () => replies.length === 1);
     ws.send('{oops');

@@ -14,7 +14,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { checkAddress, NANO_PREFIXES } from '../../dpow/address.ts';
-import { ReconnectingWs, type Logger } from './reconnecting-ws.ts';
+import { consoleFeedLogger, ReconnectingWs, type ConnectionTuning, type Logger } from './reconnecting-ws.ts';
 
 export interface NanoStateBlock {
   type: string;
@@ -84,16 +84,11 @@ export function validateNanoConfirmation(frame: Record<string, unknown>): NanoCh
   };
 }
 
-export interface NanoFeedOptions {
+/** Reconnect and ping tuning as in reconnecting-ws.ts; pings are the node's {"action":"ping"}. */
+export interface NanoFeedOptions extends ConnectionTuning {
   accounts?: string[];
-  /** How often to ping; 0 disables. */
-  pingIntervalMs?: number;
   /** How long to wait for a pong or an ack before giving up on the connection. */
   replyTimeoutMs?: number;
-  reconnectDelayMs?: number;
-  maxReconnectDelayMs?: number;
-  logger?: Logger;
-  random?: () => number;
 }
 
 export interface NanoFeedEvents {
@@ -125,18 +120,15 @@ export class NanoFeed extends EventEmitter<NanoFeedEvents> {
     options: NanoFeedOptions = {},
   ) {
     super();
-    for (const a of options.accounts ?? []) this.#accounts.add(a);
-    this.#logger = options.logger ?? { warn: (m) => console.warn(m), info: (m) => console.info(m) };
+    const { accounts, ...tuning } = options;
+    for (const a of accounts ?? []) this.#accounts.add(a);
+    this.#logger = options.logger ?? consoleFeedLogger;
     this.#socket = new ReconnectingWs(url, {
+      ...tuning,
       name: 'nano feed',
-      reconnectDelayMs: options.reconnectDelayMs,
-      maxReconnectDelayMs: options.maxReconnectDelayMs,
-      random: options.random,
       maxPayloadBytes: 4 * 1024 * 1024,
-      pingIntervalMs: options.pingIntervalMs ?? 30_000,
       // The node's own ping ({"action":"ping"} -> {"ack":"pong"}): it proves the session is read.
       ping: () => void this.ping(),
-      replyTimeoutMs: options.replyTimeoutMs ?? 10_000,
       closeWith: 'terminate',
       logger: this.#logger,
     });
@@ -145,7 +137,8 @@ export class NanoFeed extends EventEmitter<NanoFeedEvents> {
       this.emit('connect');
       if (this.#accounts.size > 0) this.#subscribe();
     });
-    this.#socket.on('message', (text) => this.#onFrame(text));
+    this.#socket.on('json', (frame, text) => this.#onFrame(frame, text));
+    this.#socket.on('not-json', (text) => this.#reject('not-json', text.slice(0, 80)));
     this.#socket.on('unresponsive', () => this.stats.livenessFailures++);
     this.#socket.on('close', (code, _reason, wasOpen) => {
       this.#subscribed = false;
@@ -198,13 +191,7 @@ export class NanoFeed extends EventEmitter<NanoFeedEvents> {
     this.emit('rejected', code, reason);
   }
 
-  #onFrame(text: string): void {
-    let frame: unknown;
-    try {
-      frame = JSON.parse(text);
-    } catch {
-      return this.#reject('not-json', text.slice(0, 80));
-    }
+  #onFrame(frame: unknown, text: string): void {
     if (!isRecord(frame)) return this.#reject('not-an-object', text.slice(0, 80));
     if (typeof frame.ack === 'string') {
       if (!this.#socket.reply(frame.ack)) return this.#reject('unexpected', `ack "${frame.ack.slice(0, 20)}" nobody waited for`);

@@ -19,7 +19,7 @@ import { parseFeedSpec, PrecachePolicy, startPrecacheFeed } from './precache.ts'
 import { QlcFeed, type QlcBlock } from './qlc-feed.ts';
 import { startQlcSim } from '../sim/qlc-sim.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
-import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
+import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
 import { quietLogger as quiet } from '../../testkit/log.ts';
 import { connectAs, TEST_USERS as USERS } from '../../testkit/mqtt.ts';
 import { waitFor } from '../../testkit/wait.ts';
@@ -43,8 +43,7 @@ interface World {
 async function world(): Promise<World> {
   const dir = mkdtempSync(join(tmpdir(), 'dpow-precache-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const broker = await startBroker({ users: USERS, tcpPort: 0 });
-  cleanups.push(() => broker.close());
+  const broker = closeAfter(cleanups, await startBroker({ users: USERS, tcpPort: 0 }));
   const dash = await connectAs(broker.tcpUrl!, 'dashboard', cleanups);
   const seen: World['seen'] = [];
   dash.on('message', (topic, payload) => seen.push({ topic, payload: payload.toString() }));
@@ -60,16 +59,18 @@ async function dispatcher(w: World, store: SqliteStore, precacheTtlMs = 60_000):
   return d;
 }
 
+/** A world with its SQLite store and a dispatcher on it. */
+async function running(): Promise<{ w: World; store: SqliteStore; d: Dispatcher }> {
+  const w = await world();
+  const store = closeAfter(cleanups, new SqliteStore(join(w.dir, 'dpow.sqlite')));
+  return { w, store, d: await dispatcher(w, store) };
+}
+
 describe('precache from a go-qlc node, end to end', () => {
   it('new block => work/precache; frontier move => cancel/precache; replays ignored; reconnect => new subscription', async () => {
-    const w = await world();
-    const store = new SqliteStore(join(w.dir, 'dpow.sqlite'));
-    cleanups.push(() => store.close());
-    const d = await dispatcher(w, store);
-    const sim = await startQlcSim();
-    cleanups.push(() => sim.close());
-    const feed = new QlcFeed(sim.url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100 });
-    cleanups.push(() => feed.close());
+    const { w, store, d } = await running();
+    const sim = closeAfter(cleanups, await startQlcSim());
+    const feed = closeAfter(cleanups, new QlcFeed(sim.url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100 }));
     const policy = new PrecachePolicy({ dispatcher: d, store, accounts: [QLC], qlcDifficulty: EASY, refreshMs: 0, log: quiet });
     cleanups.push(() => policy.stop());
     await policy.start();
@@ -118,14 +119,9 @@ describe('precache from a go-qlc node, end to end', () => {
 
 describe('precache from a Nano node, end to end', () => {
   it('confirmations of tracked accounts become precache jobs; reconnect subscribes again', async () => {
-    const w = await world();
-    const store = new SqliteStore(join(w.dir, 'dpow.sqlite'));
-    cleanups.push(() => store.close());
-    const d = await dispatcher(w, store);
-    const sim = await startNanoSim();
-    cleanups.push(() => sim.close());
-    const feed = new NanoFeed(sim.url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100, pingIntervalMs: 0 });
-    cleanups.push(() => feed.close());
+    const { w, store, d } = await running();
+    const sim = closeAfter(cleanups, await startNanoSim());
+    const feed = closeAfter(cleanups, new NanoFeed(sim.url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100, pingIntervalMs: 0 }));
     const policy = new PrecachePolicy({ dispatcher: d, store, accounts: [NANO], nanoDifficulty: EASY, refreshMs: 0, log: quiet });
     cleanups.push(() => policy.stop());
     await policy.start();
@@ -214,12 +210,8 @@ describe('startPrecacheFeed (what `dpow-web start --feed` runs)', () => {
   });
 
   it.each(['qlc-sim', 'nano-sim'] as const)('%s demo: made-up chains keep workers busy with precache and cancels', async (kind) => {
-    const w = await world();
-    const store = new SqliteStore(join(w.dir, 'dpow.sqlite'));
-    cleanups.push(() => store.close());
-    const d = await dispatcher(w, store);
-    const feed = await startPrecacheFeed({ kind }, { dispatcher: d, store, demoIntervalMs: 40, qlcDifficulty: EASY, nanoDifficulty: EASY, refreshMs: 0, log: quiet });
-    cleanups.push(() => feed.close());
+    const { w, store, d } = await running();
+    const feed = closeAfter(cleanups, await startPrecacheFeed({ kind }, { dispatcher: d, store, demoIntervalMs: 40, qlcDifficulty: EASY, nanoDifficulty: EASY, refreshMs: 0, log: quiet }));
     expect(feed.simUrl).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/);
     expect(feed.policy.accounts.length).toBeGreaterThanOrEqual(2);
     await waitFor('demo precache traffic', () => w.on('work/precache').length >= 4 && w.on('cancel/precache').length >= 1, 8000);

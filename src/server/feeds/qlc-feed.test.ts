@@ -10,7 +10,7 @@ import {
   type QlcPovHeader,
 } from './qlc-feed.ts';
 import { startQlcSim, type QlcSim } from '../sim/qlc-sim.ts';
-import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
+import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
 import { quietLogger as quiet } from '../../testkit/log.ts';
 import { waitFor } from '../../testkit/wait.ts';
 import { breakChecksum } from '../../testkit/address.ts';
@@ -36,10 +36,8 @@ const block = (address: string, extra: Partial<QlcBlock> = {}): QlcBlock => ({
 
 const cleanups = cleanupsAfterEach();
 async function setup(): Promise<{ sim: QlcSim; feed: QlcFeed }> {
-  const sim = await startQlcSim();
-  cleanups.push(() => sim.close());
-  const feed = new QlcFeed(sim.url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100 });
-  cleanups.push(() => feed.close());
+  const sim = closeAfter(cleanups, await startQlcSim());
+  const feed = closeAfter(cleanups, new QlcFeed(sim.url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100 }));
   await feed.connect();
   return { sim, feed };
 }
@@ -149,10 +147,8 @@ describe('QlcFeed against the go-qlc test node', () => {
 
 describe('qlc-sim event buffers', () => {
   it('drops the tail of a burst bigger than a subscription’s buffer, as a busy node does', async () => {
-    const sim = await startQlcSim({ bufferLimit: 5 });
-    cleanups.push(() => sim.close());
-    const feed = new QlcFeed(sim.url, { logger: quiet });
-    cleanups.push(() => feed.close());
+    const sim = closeAfter(cleanups, await startQlcSim({ bufferLimit: 5 }));
+    const feed = closeAfter(cleanups, new QlcFeed(sim.url, { logger: quiet }));
     await feed.connect();
     const blocks: QlcBlock[] = [];
     feed.on('block', (b) => blocks.push(b));
@@ -168,10 +164,8 @@ describe('qlc-sim event buffers', () => {
 
 describe('qlc-sim demo mode', () => {
   it('makes chained blocks: each block’s previous is its chain’s last hash', async () => {
-    const sim = await startQlcSim({ demo: { accounts: 3, intervalMs: 30 } });
-    cleanups.push(() => sim.close());
-    const feed = new QlcFeed(sim.url, { logger: quiet });
-    cleanups.push(() => feed.close());
+    const sim = closeAfter(cleanups, await startQlcSim({ demo: { accounts: 3, intervalMs: 30 } }));
+    const feed = closeAfter(cleanups, new QlcFeed(sim.url, { logger: quiet }));
     await feed.connect();
     const blocks: QlcBlock[] = [];
     feed.on('block', (b) => blocks.push(b));

@@ -7,7 +7,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ReconnectingWs, type ReconnectingWsOptions } from './reconnecting-ws.ts';
-import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
+import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
 import { quietLogger } from '../../testkit/log.ts';
 import { waitFor } from '../../testkit/wait.ts';
 
@@ -22,7 +22,7 @@ interface Peer {
   stop(): Promise<void>;
 }
 
-/** A WebSocket server that records what it gets and echoes "echo:<text>". */
+/** A WebSocket server that records what it gets and echoes it back as {"echo": text}. */
 async function peer(port = 0): Promise<Peer> {
   const http = createServer();
   const wss = new WebSocketServer({ server: http });
@@ -31,7 +31,7 @@ async function peer(port = 0): Promise<Peer> {
     p.sockets.push(socket);
     socket.on('message', (d) => {
       p.received.push(String(d));
-      socket.send(`echo:${String(d)}`);
+      socket.send(JSON.stringify({ echo: String(d) }));
     });
     socket.on('close', (code) => p.closes.push(code));
   });
@@ -51,26 +51,24 @@ async function peer(port = 0): Promise<Peer> {
 }
 
 function connection(url: string, options: Partial<ReconnectingWsOptions> = {}): ReconnectingWs {
-  const c = new ReconnectingWs(url, { name: 'test', logger: quietLogger, reconnectDelayMs: 10, maxReconnectDelayMs: 40, pingIntervalMs: 0, ...options });
-  cleanups.push(() => c.close());
-  return c;
+  return closeAfter(cleanups, new ReconnectingWs(url, { name: 'test', logger: quietLogger, reconnectDelayMs: 10, maxReconnectDelayMs: 40, pingIntervalMs: 0, ...options }));
 }
 
 describe('ReconnectingWs', () => {
-  it('carries text both ways, and after a drop opens a new session by itself', async () => {
+  it('carries JSON frames both ways, and after a drop opens a new session by itself', async () => {
     const p = await peer();
     const c = connection(p.url);
-    const got: string[] = [];
+    const got: unknown[] = [];
     let opens = 0;
     const closes: boolean[] = [];
-    c.on('message', (t) => got.push(t));
+    c.on('json', (value) => got.push(value));
     c.on('open', () => opens++);
     c.on('close', (_code, _reason, wasOpen) => closes.push(wasOpen));
     await c.connect();
     expect(c.connected).toBe(true);
     expect(c.send('hello')).toBe(true);
     await waitFor('the echo', () => got.length === 1);
-    expect(got).toEqual(['echo:hello']);
+    expect(got).toEqual([{ echo: 'hello' }]);
 
     p.sockets[0].terminate();
     await waitFor('a second session', () => opens === 2 && c.connected);
@@ -78,6 +76,18 @@ describe('ReconnectingWs', () => {
     c.send('again');
     await waitFor('the second echo', () => got.length === 2);
     expect(p.received).toEqual(['hello', 'again']);
+  });
+
+  it('hands over a frame that is not JSON as text', async () => {
+    const p = await peer();
+    const c = connection(p.url);
+    const notJson: string[] = [];
+    c.on('not-json', (text) => notJson.push(text));
+    await c.connect();
+    p.sockets[0].send('{half');
+    await waitFor('the bad frame', () => notJson.length === 1);
+    expect(notJson).toEqual(['{half']);
+    expect(c.connected).toBe(true);
   });
 
   it('retries a refused node with the shared backoff, doubling up to the ceiling', async () => {

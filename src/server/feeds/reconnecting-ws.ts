@@ -10,8 +10,9 @@
  * - expectReply(): waits for a named reply (an ack, a pong) the protocol will hand back through
  *   reply(); none within `replyTimeoutMs` counts as a dead peer, as above.
  *
- * What the socket carries arrives as 'message' (text); 'open' and 'close' say when a session
- * begins and ends, so the protocol can subscribe again or fail what was in flight.
+ * Both protocols speak JSON text frames: each frame arrives parsed as 'json', or as 'not-json'
+ * with its text. 'open' and 'close' say when a session begins and ends, so the protocol can
+ * subscribe again or fail what was in flight.
  */
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
@@ -20,6 +21,9 @@ import type { Logger as ServerLogger } from '../log.ts';
 
 /** What the feeds log: warnings, and progress if wanted. Any server Logger (log.ts) fits. */
 export type Logger = Pick<ServerLogger, 'warn'> & Partial<Pick<ServerLogger, 'info'>>;
+
+/** Where feed warnings go unless a logger is given. */
+export const consoleFeedLogger: Logger = { warn: (m) => console.warn(m), info: (m) => console.info(m) };
 
 export interface ReconnectingWsOptions {
   /** Names the connection in log lines and errors ("json-rpc client", "nano feed"). */
@@ -50,13 +54,18 @@ export interface ReconnectingWsOptions {
 export interface ReconnectingWsEvents {
   /** A session began. */
   open: [];
-  /** One text frame (binary frames are decoded as UTF-8 too). */
-  message: [text: string];
+  /** One frame, parsed (binary frames are decoded as UTF-8 too). */
+  json: [value: unknown, text: string];
+  /** A frame that is not JSON. */
+  'not-json': [text: string];
   /** A session ended, or an attempt failed (`wasOpen` false). Replies awaited were settled false. */
   close: [code: number, reason: string, wasOpen: boolean];
   /** No answer in time (`what`: the reply awaited); the socket is being terminated. */
   unresponsive: [what: string];
 }
+
+/** What a feed's caller tunes about its connection; the feed passes it through. */
+export type ConnectionTuning = Pick<ReconnectingWsOptions, 'reconnectDelayMs' | 'maxReconnectDelayMs' | 'random' | 'pingIntervalMs' | 'logger'>;
 
 interface AwaitedReply {
   what: string;
@@ -92,7 +101,7 @@ export class ReconnectingWs extends EventEmitter<ReconnectingWsEvents> {
       ping: options.ping,
       replyTimeoutMs: options.replyTimeoutMs ?? 10_000,
       closeWith: options.closeWith ?? 'graceful',
-      logger: options.logger ?? { warn: (m) => console.warn(m), info: (m) => console.info(m) },
+      logger: options.logger ?? consoleFeedLogger,
     };
     this.#closedError = options.closedError ?? ((message) => new Error(message));
   }
@@ -134,7 +143,14 @@ export class ReconnectingWs extends EventEmitter<ReconnectingWsEvents> {
     });
     ws.on('message', (data) => {
       const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
-      this.emit('message', text);
+      let value: unknown;
+      try {
+        value = JSON.parse(text);
+      } catch {
+        this.emit('not-json', text);
+        return;
+      }
+      this.emit('json', value, text);
     });
     if (this.#opts.ping === 'frame') ws.on('pong', () => this.reply('pong'));
     ws.on('error', (err) => this.#opts.logger.warn(`${this.#label}: ${err.message}`));
@@ -176,8 +192,8 @@ export class ReconnectingWs extends EventEmitter<ReconnectingWsEvents> {
   }
 
   /**
-   * Sends one text frame; false when not connected. `onError` hears a send that failed after
-   * it was queued (the socket closed under it).
+   * Sends one text frame (as given: a protocol may need to send something that is not JSON);
+   * false when not connected. `onError` hears a send that failed after it was queued.
    */
   send(text: string, onError?: (err: Error) => void): boolean {
     const ws = this.#ws;

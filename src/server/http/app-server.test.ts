@@ -12,7 +12,7 @@ import { toU64Hex, validateWork } from '../../pow/work.ts';
 import { startAppServer, type AppServer } from './app-server.ts';
 import { startBroker } from '../broker.ts';
 import { MemoryStore } from '../store/memory-store.ts';
-import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
+import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
 import { connectAs } from '../../testkit/mqtt.ts';
 import { waitFor } from '../../testkit/wait.ts';
 import { findWork } from '../../testkit/work.ts';
@@ -29,9 +29,7 @@ afterAll(() => rmSync(dist, { recursive: true, force: true }));
 const cleanup = cleanupsAfterEach();
 
 async function start(options: Parameters<typeof startAppServer>[0] = {}): Promise<AppServer> {
-  const app = await startAppServer({ port: 0, staticDir: dist, demo: false, ...options });
-  cleanup.push(() => app.close());
-  return app;
+  return closeAfter(cleanup, await startAppServer({ port: 0, staticDir: dist, demo: false, ...options }));
 }
 
 describe('startAppServer', () => {
@@ -107,8 +105,7 @@ describe('startAppServer', () => {
   });
 
   it('answers a service request with work a worker found', async () => {
-    const store = new MemoryStore();
-    cleanup.push(() => store.close());
+    const store = closeAfter(cleanup, new MemoryStore());
     const app = await start({ store, serviceApi: { minDifficulty: 0n } });
     const { hashApiKey } = await import('./api-keys.ts');
     await store.addService({ user: 'wallet', apiKeyHash: await hashApiKey('key-123'), display: 'W', website: 'w', public: true, precache: 0, ondemand: 0, rateLimit: 0, createdAt: 0 });
@@ -152,8 +149,7 @@ describe('startAppServer', () => {
   });
 
   it('fails to start against a broker it cannot use, with the reason', async () => {
-    const external = await startBroker({ users: { server: { username: 'srv', password: 'right' }, client: { username: 'client', password: 'client' } } });
-    cleanup.push(() => external.close());
+    const external = closeAfter(cleanup, await startBroker({ users: { server: { username: 'srv', password: 'right' }, client: { username: 'client', password: 'client' } } }));
     const attempt = (url: string, password: string) =>
       startAppServer({ port: 0, staticDir: dist, demo: false, externalBroker: { url, username: 'srv', password } });
     await expect(attempt(external.wsUrl, 'wrong')).rejects.toThrow(/Bad username or password|Not authorized/);

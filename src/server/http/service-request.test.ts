@@ -1,5 +1,5 @@
 /** The service request on its own: no HTTP, no sockets, a parsed body in and a reply out. */
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { encodeAddress } from '../../dpow/address.ts';
 import { validateWork } from '../../pow/work.ts';
 import { MemoryStore } from '../store/memory-store.ts';
@@ -18,31 +18,27 @@ const ROOT = '718CC2121C3E641059BC1C2CFC45666C99E8AE922F7A807B7D07B62C995D79E2';
 const EASY = 'ff00000000000000';
 const policy = difficultyPolicy({ minDifficulty: 0xfe00000000000000n });
 
-let dispatcher: TestDispatcher;
-let store: MemoryStore;
-let handler: ServiceRequestHandler;
-let key: string;
-let now = 1_000_000;
-const logs: string[] = [];
-
-beforeEach(async () => {
-  logs.length = 0;
-  dispatcher = new TestDispatcher();
-  store = new MemoryStore();
-  ({ key } = await addTestService(store, { createdAt: 0 }, { N: 1024, r: 8, p: 1 }));
-  handler = new ServiceRequestHandler({
+/** A handler over a test dispatcher and a store with one service, "wallet". */
+async function setup() {
+  const dispatcher = new TestDispatcher();
+  const store = new MemoryStore();
+  const { key } = await addTestService(store, { createdAt: 0 }, { N: 1024, r: 8, p: 1 });
+  const logs: string[] = [];
+  const clock = { now: 1_000_000 };
+  const handler = new ServiceRequestHandler({
     dispatcher,
     store,
     policy,
-    now: () => now,
+    now: () => clock.now,
     log: { info: (m) => logs.push(`info ${m}`), warn: (m) => logs.push(`warn ${m}`), error: (m) => logs.push(`error ${m}`) },
   });
-});
-
-const ask = (fields: Record<string, unknown>) => handler.handle({ user: 'wallet', api_key: key, ...fields }, '192.0.2.7');
+  const ask = (fields: Record<string, unknown>) => handler.handle({ user: 'wallet', api_key: key, ...fields }, '192.0.2.7');
+  return { dispatcher, store, key, logs, clock, handler, ask };
+}
 
 describe('ServiceRequestHandler', () => {
   it('answers with real work as an ondemand request, echoing hash and id', async () => {
+    const { ask, dispatcher, handler } = await setup();
     const account = encodeAddress(ROOT);
     const reply = await ask({ hash: ROOT, difficulty: EASY, id: 9, account, timeout: '7' });
     expect(reply.status).toBe(200);
@@ -55,6 +51,7 @@ describe('ServiceRequestHandler', () => {
   });
 
   it('checks the key before the other fields, and the fields before the dispatcher', async () => {
+    const { ask, dispatcher, handler, logs } = await setup();
     // Incomplete: refused before any key check.
     expect(await handler.handle({ user: 'wallet', hash: ROOT }, 'x')).toMatchObject({ status: 400, body: { error: 'Incorrect submission. Required information: user, api_key, hash' } });
     // A wrong key with a bad hash learns only that the key is wrong.
@@ -66,6 +63,7 @@ describe('ServiceRequestHandler', () => {
   });
 
   it('never throws: whatever was parsed gets a reply, and a failing dispatcher an internal error', async () => {
+    const { ask, dispatcher, handler, logs } = await setup();
     for (const parsed of [undefined, null, 42, 'text', [1], {}]) {
       expect(await handler.handle(parsed, 'x')).toMatchObject({ status: 400, body: { error: 'Incorrect submission. Required information: user, api_key, hash' } });
     }
@@ -75,16 +73,18 @@ describe('ServiceRequestHandler', () => {
   });
 
   it('rate-limits with Retry-After, and answers "shutting down" once closed', async () => {
+    const { ask, dispatcher, handler, store, clock } = await setup();
     await store.addService({ ...(await store.getService('wallet'))!, rateLimit: 1 });
     expect((await ask({ hash: ROOT, difficulty: EASY })).status).toBe(200);
     expect(await ask({ hash: ROOT, difficulty: EASY })).toMatchObject({ status: 429, body: { error: 'Rate limit exceeded' }, headers: { 'Retry-After': '60' } });
-    now += 60_000;
+    clock.now += 60_000;
     handler.close();
     expect(await ask({ hash: ROOT, difficulty: EASY })).toEqual({ status: 503, body: { error: 'Service shutting down' } });
     expect(dispatcher.requests).toHaveLength(1);
   });
 
-  it('counts what the transport refuses as requests, by reason', () => {
+  it('counts what the transport refuses as requests, by reason', async () => {
+    const { handler } = await setup();
     expect(handler.refuse('bad-json', 400, 'Bad request (not json)', 'x')).toEqual({ status: 400, body: { error: 'Bad request (not json)' } });
     handler.refuseUncounted('bad-method', 405, 'Method not allowed', 'x');
     expect(handler.counters).toEqual({ requests: 1, work: 0, errors: { 'bad-json': 1, 'bad-method': 1 } });

@@ -6,7 +6,7 @@ import { startBroker } from '../broker.ts';
 import { DEMO_DEFAULTS, startDemoSource } from './demo-source.ts';
 import { Dispatcher } from '../dispatcher.ts';
 import { MemoryStore } from '../store/memory-store.ts';
-import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
+import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
 import { connectAs } from '../../testkit/mqtt.ts';
 import { sleep, waitFor } from '../../testkit/wait.ts';
 import { findWork } from '../../testkit/work.ts';
@@ -14,8 +14,7 @@ import { findWork } from '../../testkit/work.ts';
 const cleanup = cleanupsAfterEach();
 async function setup() {
   const users = { server: { username: 's', password: 'sp' }, client: { username: 'client', password: 'client' } };
-  const broker = await startBroker({ users });
-  cleanup.push(() => broker.close());
+  const broker = closeAfter(cleanup, await startBroker({ users }));
   const store = new MemoryStore();
   const dispatcher = new Dispatcher({ brokerUrl: broker.wsUrl, username: 's', password: 'sp', store, statisticsMs: 200 });
   await dispatcher.start();
