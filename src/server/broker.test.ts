@@ -66,7 +66,7 @@ describe('embedded broker roles', () => {
     await server.subscribeAsync(['result/precache', 'result/ondemand']);
     const client = await connectAs(b.wsUrl, 'client', cleanup);
     await client.publishAsync('result/ondemand', 'a,b,c');
-    await waitFor('condition', () => seen.length === 1);
+    await waitFor('the message', () => seen.length === 1);
     expect(seen[0]).toEqual({ topic: 'result/ondemand', payload: 'a,b,c' });
   });
 
@@ -79,12 +79,12 @@ describe('embedded broker roles', () => {
     for (const topic of forbidden) {
       const client = await connectAs(b.wsUrl, 'client', cleanup);
       client.publish(topic, 'forged');
-      await waitFor('condition', () => b.counters.refusedByTopic[`client:${topic}`] === 1);
+      await waitFor('the refusal', () => b.counters.refusedByTopic[`client:${topic}`] === 1);
     }
     // A legitimate publish after the forgeries proves the subscriber was listening all along.
     const honest = await connectAs(b.wsUrl, 'client', cleanup);
     await honest.publishAsync('result/precache', 'ok');
-    await waitFor('condition', () => seen.length >= 1);
+    await waitFor('the honest message', () => seen.length >= 1);
     await sleep(50);
     expect(seen).toEqual([{ topic: 'result/precache', payload: 'ok' }]);
     expect(b.counters.refusedPublish).toBe(forbidden.length);
@@ -136,12 +136,12 @@ describe('embedded broker roles', () => {
     const client = await connectAs(b.tcpUrl!, 'client', cleanup);
     await server.publishAsync('work/ondemand', 'w');
     await client.publishAsync('result/ondemand', 'r');
-    await waitFor('condition', () => seen.length === 2);
+    await waitFor('both messages', () => seen.length === 2);
     expect(seen.map((m) => m.topic).sort()).toEqual(['result/ondemand', 'work/ondemand']);
 
     const dash2 = await connectAs(b.wsUrl, 'dashboard', cleanup);
     dash2.publish('work/ondemand', 'forged');
-    await waitFor('condition', () => b.counters.refusedByTopic['dashboard:work/ondemand'] === 1);
+    await waitFor('the refusal', () => b.counters.refusedByTopic['dashboard:work/ondemand'] === 1);
     await sleep(50);
     expect(seen).toHaveLength(2);
   });
@@ -151,7 +151,7 @@ describe('embedded broker roles', () => {
     const server = await connectAs(b.tcpUrl!, 'server', cleanup);
     expect(await grantedCodes(server, ['work/#', 'result/+'])).toEqual({ 'work/#': 128, 'result/+': 0 });
     server.publish('result/precache', 'forged');
-    await waitFor('condition', () => b.counters.refusedByTopic['server:result/precache'] === 1);
+    await waitFor('the refusal', () => b.counters.refusedByTopic['server:result/precache'] === 1);
   });
 
   it('never retains a message', async () => {

@@ -92,7 +92,7 @@ describe('Dispatcher clocks', () => {
     await store.creditClient(a, 'precache', randomRoot());
     await store.creditClient(a, 'ondemand', randomRoot());
     const h = await harness({}, store);
-    await waitFor('condition', () => h.on('statistics').length >= 1);
+    await waitFor('statistics', () => h.on('statistics').length >= 1);
     const decoded = statisticsCodec.decode(h.on('statistics')[0].payload);
     expect(decoded.ok && decoded.value).toEqual({
       services: {
@@ -111,7 +111,7 @@ describe('Dispatcher ondemand', () => {
     const address = randomAddress();
     await h.store.addService({ user: 'svc', apiKeyHash: 'x', display: 'Svc', website: 'svc', public: true, precache: 0, ondemand: 0, rateLimit: 0, createdAt: 0 });
     const answer = h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 5000, service: 'svc' });
-    await waitFor('condition', () => h.on('work/ondemand').length === 1);
+    await waitFor('the ondemand job', () => h.on('work/ondemand').length === 1);
     const job = workCodec.decode(h.on('work/ondemand')[0].payload);
     expect(job.ok && job.value).toEqual({ hash: root, difficulty: EASY });
 
@@ -121,7 +121,7 @@ describe('Dispatcher ondemand', () => {
     const got = await answer;
     expect(got).toEqual({ hash: root, work, value: toU64Hex(workValue(root, work)), cached: false });
 
-    await waitFor('condition', () => h.on(`client/${address}`).length === 1 && h.on('cancel/ondemand').length === 1);
+    await waitFor('the credit notice and the cancel', () => h.on(`client/${address}`).length === 1 && h.on('cancel/ondemand').length === 1);
     expect(h.on('cancel/ondemand')[0].payload).toBe(root);
     const notice = clientCodec.decode(h.on(`client/${address}`)[0].payload);
     expect(notice.ok && notice.value).toEqual({
@@ -145,7 +145,7 @@ describe('Dispatcher ondemand', () => {
     const root = randomRoot();
     const address = randomAddress();
     const answer = h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 10_000 });
-    await waitFor('condition', () => h.on('work/ondemand').length === 1);
+    await waitFor('the ondemand job', () => h.on('work/ondemand').length === 1);
 
     const malformed: Array<[string, string]> = [
       ['bad-field-count', `${root},0000000000000000`],
@@ -173,13 +173,13 @@ describe('Dispatcher ondemand', () => {
     expect(c.results).toEqual({ accepted: 1, 'invalid-work': 1, duplicate: 1, 'unknown-hash': 1, malformed: malformed.length + 1 });
     expect(c.malformed).toEqual({ 'bad-field-count': 2, 'bad-hash': 2, 'bad-work': 2, 'bad-address': 1, 'bad-encoding': 1 });
     // Only the first valid result was credited.
-    await waitFor('condition', () => h.on(`client/${address}`).length === 1);
+    await waitFor('the credit notice', () => h.on(`client/${address}`).length === 1);
     expect((await h.store.listClients()).map((x) => x.address)).toEqual([address]);
 
     // Still working after all that.
     const root2 = randomRoot();
     const next = h.dispatcher.requestWork({ hash: root2, difficulty: EASY, workType: 'ondemand', timeoutMs: 5000 });
-    await waitFor('condition', () => h.on('work/ondemand').length === 2);
+    await waitFor('the job published again', () => h.on('work/ondemand').length === 2);
     await h.worker.publishAsync('result/ondemand', `${root2},${findWork(root2, EASY)},${address}`);
     await expect(next).resolves.toMatchObject({ hash: root2, cached: false });
   });
@@ -190,11 +190,11 @@ describe('Dispatcher ondemand', () => {
     const good = randomAddress();
     const typo = breakChecksum(good);
     const answer = h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 5000 });
-    await waitFor('condition', () => h.on('work/ondemand').length === 1);
+    await waitFor('the ondemand job', () => h.on('work/ondemand').length === 1);
     const work = findWork(root, EASY);
     await h.worker.publishAsync('result/ondemand', `${root},${work},${typo}`);
     await expect(answer).resolves.toMatchObject({ work });
-    await waitFor('condition', () => h.on(`client/${typo}`).length === 1);
+    await waitFor('the invalid-account notice', () => h.on(`client/${typo}`).length === 1);
     expect(JSON.parse(h.on(`client/${typo}`)[0].payload)).toEqual({ error: `Work accepted but account ${typo} is invalid` });
     expect(await h.store.listClients()).toEqual([]);
     expect(h.dispatcher.counters.invalidAddress).toBe(1);
@@ -207,11 +207,11 @@ describe('Dispatcher ondemand', () => {
     const HARDER = 0xfff0000000000000n;
     const first = h.dispatcher.requestWork({ hash: root.toLowerCase(), difficulty: EASY, workType: 'ondemand', timeoutMs: 10_000 });
     const second = h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 10_000 });
-    await waitFor('condition', () => h.on('work/ondemand').length === 1);
+    await waitFor('the ondemand job', () => h.on('work/ondemand').length === 1);
     await sleep(50);
     expect(h.on('work/ondemand')).toHaveLength(1);
     const third = h.dispatcher.requestWork({ hash: root, difficulty: HARDER, workType: 'ondemand', timeoutMs: 10_000 });
-    await waitFor('condition', () => h.on('work/ondemand').length === 2);
+    await waitFor('the job published again', () => h.on('work/ondemand').length === 2);
     expect(h.on('work/ondemand')[1].payload).toBe(`${root.toLowerCase()},fff0000000000000`);
 
     // Work good enough for the first difficulty only is not good enough any more.
@@ -220,7 +220,7 @@ describe('Dispatcher ondemand', () => {
     while (workValue(root, weak) >= HARDER);
     const address = randomAddress();
     await h.worker.publishAsync('result/ondemand', `${root},${weak},${address}`);
-    await waitFor('condition', () => h.dispatcher.counters.results['invalid-work'] === 1);
+    await waitFor('the invalid-work count', () => h.dispatcher.counters.results['invalid-work'] === 1);
 
     const work = findWork(root, HARDER);
     await h.worker.publishAsync('result/ondemand', `${root},${work},${address}`);
@@ -228,7 +228,7 @@ describe('Dispatcher ondemand', () => {
     expect(answers.map((a) => a.hash)).toEqual([root.toLowerCase(), root, root]);
     expect(answers.every((a) => a.work === work)).toBe(true);
     expect(h.dispatcher.counters.requests).toMatchObject({ dispatched: 1, shared: 2, answered: 3 });
-    await waitFor('condition', () => h.on(`client/${address}`).length === 1);
+    await waitFor('the credit notice', () => h.on(`client/${address}`).length === 1);
     expect((await h.store.getClient(address))?.ondemand).toBe(1);
   });
 
@@ -240,12 +240,12 @@ describe('Dispatcher ondemand', () => {
     expect(err).toBeInstanceOf(DispatchError);
     expect((err as DispatchError).code).toBe('timeout');
     expect(Date.now() - started).toBeGreaterThanOrEqual(250);
-    await waitFor('condition', () => h.on('cancel/ondemand').length === 1);
+    await waitFor('the ondemand cancel', () => h.on('cancel/ondemand').length === 1);
     expect(h.on('cancel/ondemand')[0].payload).toBe(root);
     expect(await h.store.listPending()).toEqual([]);
     // A result after the timeout is not for a pending hash.
     await h.worker.publishAsync('result/ondemand', `${root},${findWork(root, EASY)},${randomAddress()}`);
-    await waitFor('condition', () => h.dispatcher.counters.results['unknown-hash'] === 1);
+    await waitFor('the unknown-hash count', () => h.dispatcher.counters.results['unknown-hash'] === 1);
   });
 });
 
@@ -255,14 +255,14 @@ describe('Dispatcher precache', () => {
     const root = randomRoot();
     await h.dispatcher.precache(root, EASY);
     await h.dispatcher.precache(root.toLowerCase(), EASY);
-    await waitFor('condition', () => h.on('work/precache').length === 1);
+    await waitFor('the precache job', () => h.on('work/precache').length === 1);
     await sleep(50);
     expect(h.on('work/precache')).toHaveLength(1);
     expect((await h.store.listPending()).map((p) => p.workType)).toEqual(['precache']);
     const address = randomAddress();
     // A worker claiming it was ondemand work still gets precache credit.
     await h.worker.publishAsync('result/ondemand', `${root},${findWork(root, EASY)},${address}`);
-    await waitFor('condition', () => h.on('cancel/precache').length === 1 && h.on(`client/${address}`).length === 1);
+    await waitFor('the cancel and the credit notice', () => h.on('cancel/precache').length === 1 && h.on(`client/${address}`).length === 1);
     expect(h.on('cancel/ondemand')).toEqual([]);
     expect(await h.store.getClient(address)).toMatchObject({ precache: 1, ondemand: 0 });
     expect(await h.store.getTotals()).toEqual({ precache: 1, ondemand: 0 });
@@ -275,7 +275,7 @@ describe('Dispatcher precache', () => {
     const h = await harness({ precacheTtlMs: 200 });
     const root = randomRoot();
     await h.dispatcher.precache(root, EASY);
-    await waitFor('condition', () => h.on('cancel/precache').length === 1);
+    await waitFor('the precache cancel', () => h.on('cancel/precache').length === 1);
     expect(h.on('cancel/precache')[0].payload).toBe(root);
     expect(h.dispatcher.counters.precache.expired).toBe(1);
     expect(await h.store.listPending()).toEqual([]);
@@ -286,16 +286,16 @@ describe('Dispatcher precache', () => {
     const pre = randomRoot();
     await h.dispatcher.precache(pre, EASY);
     expect(await h.dispatcher.withdraw(pre.toLowerCase())).toBe(true);
-    await waitFor('condition', () => h.on('cancel/precache').length === 1);
+    await waitFor('the precache cancel', () => h.on('cancel/precache').length === 1);
     expect(h.on('cancel/precache')[0].payload).toBe(pre);
     expect(await h.dispatcher.withdraw(pre)).toBe(false);
 
     const od = randomRoot();
     const waiting = h.dispatcher.requestWork({ hash: od, difficulty: EASY, workType: 'ondemand', timeoutMs: 10_000 });
-    await waitFor('condition', () => h.on('work/ondemand').length === 1);
+    await waitFor('the ondemand job', () => h.on('work/ondemand').length === 1);
     expect(await h.dispatcher.withdraw(od)).toBe(true);
     await expect(waiting).rejects.toMatchObject({ code: 'cancelled' });
-    await waitFor('condition', () => h.on('cancel/ondemand').length === 1);
+    await waitFor('the ondemand cancel', () => h.on('cancel/ondemand').length === 1);
   });
 
   it('tracks a valid account once, as nano_, and tells its listeners', async () => {
@@ -318,12 +318,12 @@ describe('Dispatcher precache', () => {
     const root = randomRoot();
     await h.dispatcher.precache(root, EASY);
     const answer = h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 5000 });
-    await waitFor('condition', () => h.on('work/ondemand').length === 1);
+    await waitFor('the ondemand job', () => h.on('work/ondemand').length === 1);
     const address = randomAddress();
     await h.worker.publishAsync('result/precache', `${root},${findWork(root, EASY)},${address}`);
     await expect(answer).resolves.toMatchObject({ cached: false });
     // Workers that got it on either topic are told to stop.
-    await waitFor('condition', () => h.on('cancel/precache').length === 1 && h.on('cancel/ondemand').length === 1);
+    await waitFor('both cancels', () => h.on('cancel/precache').length === 1 && h.on('cancel/ondemand').length === 1);
   });
 });
 
@@ -338,7 +338,7 @@ describe('Dispatcher restart', () => {
     await store.savePending({ hash: liveOd, difficulty: EASY, workType: 'ondemand', expiresAt: now + 60_000, createdAt: now });
     await store.savePending({ hash: stale, difficulty: EASY, workType: 'precache', expiresAt: now - 1, createdAt: now - 100_000 });
     const h = await harness({}, store);
-    await waitFor('condition', () => h.on('work/precache').length === 1 && h.on('work/ondemand').length === 1 && h.on('cancel/precache').length === 1);
+    await waitFor('the ondemand job and the precache cancel', () => h.on('work/precache').length === 1 && h.on('work/ondemand').length === 1 && h.on('cancel/precache').length === 1);
     expect(h.on('work/precache')[0].payload).toBe(`${live},${toU64Hex(EASY)}`);
     expect(h.on('work/ondemand')[0].payload).toBe(`${liveOd},${toU64Hex(EASY)}`);
     expect(h.on('cancel/precache')[0].payload).toBe(stale);
@@ -348,7 +348,7 @@ describe('Dispatcher restart', () => {
     // The restored job is live: a result for it is accepted.
     const address = randomAddress();
     await h.worker.publishAsync('result/precache', `${live},${findWork(live, EASY)},${address}`);
-    await waitFor('condition', () => h.accepted.length === 1);
+    await waitFor('the accepted result', () => h.accepted.length === 1);
     expect(h.accepted[0]).toMatchObject({ hash: live, workType: 'precache', addressValid: true });
   });
 
@@ -357,12 +357,12 @@ describe('Dispatcher restart', () => {
     const h = await harness({}, store);
     const root = randomRoot();
     await h.dispatcher.precache(root, EASY);
-    await waitFor('condition', () => h.on('work/precache').length === 1);
+    await waitFor('the precache job', () => h.on('work/precache').length === 1);
     await h.dispatcher.stop();
     expect((await store.listPending()).map((p) => p.hash)).toEqual([root]);
     await expect(h.dispatcher.precache(randomRoot(), EASY)).rejects.toMatchObject({ code: 'shutting-down' });
     await h.startDispatcher();
-    await waitFor('condition', () => h.on('work/precache').length === 2);
+    await waitFor('the precache job published again', () => h.on('work/precache').length === 2);
     expect(h.on('work/precache').at(-1)!.payload).toBe(`${root},${toU64Hex(EASY)}`);
   });
 });
@@ -381,7 +381,7 @@ describe('Dispatcher resilience', () => {
     const h = await harness({}, failing);
     const root = randomRoot();
     const answer = h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 5000 });
-    await waitFor('condition', () => h.on('work/ondemand').length === 1);
+    await waitFor('the ondemand job', () => h.on('work/ondemand').length === 1);
     await h.worker.publishAsync('result/ondemand', `${root},${findWork(root, EASY)},${randomAddress()}`);
     await expect(answer).resolves.toMatchObject({ cached: false });
     await waitFor('two store errors', () => h.dispatcher.counters.storeErrors === 2, 5000);
@@ -389,7 +389,7 @@ describe('Dispatcher resilience', () => {
     // Next job still flows.
     const root2 = randomRoot();
     await h.dispatcher.precache(root2, EASY);
-    await waitFor('condition', () => h.on('work/precache').length === 1);
+    await waitFor('the precache job', () => h.on('work/precache').length === 1);
   });
 
   it('reconnects after the broker restarts and republishes what is still pending', async () => {

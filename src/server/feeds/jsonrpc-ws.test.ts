@@ -72,7 +72,7 @@ describe('JsonRpcWsClient against the go-qlc test node', () => {
     p.listen((r) => seenP.push(r));
     s.emitRaw('ledger', 'newBlock', { n: 1 });
     s.emitRaw('pov', 'newBlock', { n: 2 });
-    await waitFor('condition', () => seenA.length === 1 && seenP.length === 1);
+    await waitFor('one notification on each subscription', () => seenA.length === 1 && seenP.length === 1);
     expect(seenA).toEqual([{ n: 1 }]);
     expect(seenP).toEqual([{ n: 2 }]);
     expect(b.notifications).toBe(0);
@@ -91,7 +91,7 @@ describe('JsonRpcWsClient against the go-qlc test node', () => {
     await c.connect();
     const sub = await c.subscribe('ledger', 'newBlock');
     s.emitRaw('ledger', 'newBlock', { early: true });
-    await waitFor('condition', () => sub.notifications === 1);
+    await waitFor('the early notification', () => sub.notifications === 1);
     expect(await nextNotification(sub)).toEqual({ early: true });
   });
 
@@ -144,7 +144,7 @@ describe('JsonRpcWsClient against the go-qlc test node', () => {
     const { ws, replies } = await openRawSocket(s.url, cleanups);
     ws.send(JSON.stringify({ id: 'abc', method: 'ledger_subscribe', params: ['newBlock'] }));
     ws.send(JSON.stringify({ id: { x: 1 }, method: 'ledger_foo' }));
-    await waitFor('condition', () => replies.length === 2);
+    await waitFor('both replies', () => replies.length === 2);
     const byId = (id: unknown) => replies.find((r) => JSON.stringify((r as { id: unknown }).id) === JSON.stringify(id));
     expect(byId('abc')).toMatchObject({ jsonrpc: '2.0', result: expect.stringMatching(/^0x[0-9a-f]+$/) });
     expect(byId({ x: 1 })).toMatchObject({ error: { code: -32601 } });
@@ -167,14 +167,14 @@ describe('JsonRpcWsClient against the go-qlc test node', () => {
     c.sendRaw('{not json');
     await disconnected;
     // The node answered -32700 with id null before closing: it answers no call, so it is an event.
-    await waitFor('condition', () => serverErrors.length === 1);
+    await waitFor('the server error', () => serverErrors.length === 1);
     expect(serverErrors[0]).toMatchObject({ code: -32700, kind: 'parse', message: expect.stringContaining('invalid character') });
-    await waitFor('condition', () => resubscribed.length === 1);
+    await waitFor('the re-subscription', () => resubscribed.length === 1);
     expect(resubscribed[0][0]).toBe(firstId);
     expect(sub.id).not.toBe(firstId);
     expect(s.subscriptions()).toEqual([{ id: sub.id, ns: 'ledger', name: 'newAccountBlock', address: ADDRESS }]);
     s.emitRaw('ledger', 'newAccountBlock', { after: 'reconnect' });
-    await waitFor('condition', () => seen.length === 1);
+    await waitFor('the message', () => seen.length === 1);
     expect(seen).toEqual([{ after: 'reconnect' }]);
     expect(s.connections()).toBe(1);
   });
@@ -255,7 +255,7 @@ describe('JsonRpcWsClient against a misbehaving server', () => {
     const c = client(server.url);
     await c.connect();
     const subs = await Promise.all(Array.from({ length: 20 }, () => c.subscribe('ledger', 'newBlock')));
-    await waitFor('condition', () => subs.every((s) => s.notifications === 1), 3000);
+    await waitFor('a first notification on every subscription', () => subs.every((s) => s.notifications === 1), 3000);
     const firsts = await Promise.all(subs.map((s) => nextNotification(s)));
     expect(firsts).toEqual(subs.map((s) => ({ first: s.id })));
     expect(c.stats.unknownSubscription).toBe(0);

@@ -40,7 +40,7 @@ describe('NanoFeed against the Nano test node', () => {
     f.on('confirmation', (c) => got.push(c));
     expect(s.confirm(block(A, H1))).toBe(1);
     expect(s.confirm(block(B, H1))).toBe(0);
-    await waitFor('condition', () => got.length === 1);
+    await waitFor('the confirmation', () => got.length === 1);
     expect(got[0]).toMatchObject({ account: A, hash: H2, confirmationType: 'active_quorum', block: { previous: H1, subtype: 'receive' } });
   });
 
@@ -74,7 +74,7 @@ describe('NanoFeed against the Nano test node', () => {
     await disconnected;
     expect(f.stats.livenessFailures).toBe(1);
     s.setSilent(false);
-    await waitFor('condition', () => f.subscribed);
+    await waitFor('the subscribe ack', () => f.subscribed);
     expect(f.stats.connects).toBe(2);
   });
 
@@ -82,27 +82,27 @@ describe('NanoFeed against the Nano test node', () => {
     const s = await sim();
     const f = feed(s.url, { accounts: [A] });
     await f.connect();
-    await waitFor('condition', () => f.subscribed);
+    await waitFor('the subscribe ack', () => f.subscribed);
     await f.addAccounts([C]);
     s.dropConnections();
-    await waitFor('condition', () => f.stats.subscribes === 2);
+    await waitFor('the second subscribe', () => f.stats.subscribes === 2);
     const subscribes = s.received.filter((r) => (r as { action?: string }).action === 'subscribe');
     expect(subscribes.at(-1)).toEqual({ action: 'subscribe', topic: 'confirmation', ack: true, options: { accounts: [A, C] } });
     const got: NanoConfirmation[] = [];
     f.on('confirmation', (c) => got.push(c));
     s.confirm(block(C, H2));
-    await waitFor('condition', () => got.length === 1);
+    await waitFor('the confirmation', () => got.length === 1);
   });
 
   it('matches sends to a tracked destination, as the node does', async () => {
     const s = await sim();
     const f = feed(s.url, { accounts: [B] });
     await f.connect();
-    await waitFor('condition', () => f.subscribed);
+    await waitFor('the subscribe ack', () => f.subscribed);
     const got: NanoConfirmation[] = [];
     f.on('confirmation', (c) => got.push(c));
     expect(s.confirm(block(A, H1, 'send', B))).toBe(1);
-    await waitFor('condition', () => got.length === 1);
+    await waitFor('the confirmation', () => got.length === 1);
     expect(got[0].account).toBe(A);
   });
 
@@ -110,7 +110,7 @@ describe('NanoFeed against the Nano test node', () => {
     const s = await sim();
     const f = feed(s.url, { accounts: [A] });
     await f.connect();
-    await waitFor('condition', () => f.subscribed);
+    await waitFor('the subscribe ack', () => f.subscribed);
     const good = block(A, H1);
     const frame = (message: unknown, time: unknown = '1') => JSON.stringify({ topic: 'confirmation', time, message });
     s.sendRaw('garbage');
@@ -125,7 +125,7 @@ describe('NanoFeed against the Nano test node', () => {
     const got: NanoConfirmation[] = [];
     f.on('confirmation', (c) => got.push(c));
     s.confirm(good);
-    await waitFor('condition', () => got.length === 1);
+    await waitFor('the confirmation', () => got.length === 1);
     expect(f.stats.rejected).toEqual({ 'not-json': 1, 'not-an-object': 1, 'bad-hash': 1, 'not-a-string': 3, 'bad-account': 1, 'bad-shape': 1, unexpected: 1 });
     expect(f.connected).toBe(true);
   });
@@ -136,10 +136,10 @@ describe('the Nano test node', () => {
     const s = await sim();
     const { ws, replies } = await openRawSocket(s.url, cleanups);
     ws.send(JSON.stringify({ action: 'ping' }));
-    await waitFor('condition', () => replies.length === 1);
+    await waitFor('the pong', () => replies.length === 1);
     ws.send('{oops');
     ws.send(JSON.stringify({ action: 'ping' }));
-    await waitFor('condition', () => s.received.length === 3);
+    await waitFor('all three frames at the node', () => s.received.length === 3);
     await new Promise((r) => setTimeout(r, 50));
     expect(replies).toHaveLength(1);
     expect(s.sessions()[0].deaf).toBe(true);

@@ -98,7 +98,7 @@ describe('QlcFeed against the go-qlc test node', () => {
     sim.emitPending(B, pending);
     const povHash = hex();
     sim.emitPovBlock({ hash: povHash, previous: hex(), height: 78 });
-    await waitFor('condition', () => blocks.length === 3 && pendings.length === 1 && balances.length === 1 && pov.length === 1);
+    await waitFor('every kind of notification', () => blocks.length === 3 && pendings.length === 1 && balances.length === 1 && pov.length === 1);
     expect(blocks.map(([b, s]) => `${b.address === A ? 'A' : 'B'}:${s}`).sort()).toEqual(['A:newAccountBlock', 'A:newBlock', 'B:newBlock']);
     expect(blocks.find(([, s]) => s === 'newAccountBlock')![0]).toEqual(ba);
     expect(pendings).toEqual([[B, pending]]);
@@ -117,7 +117,7 @@ describe('QlcFeed against the go-qlc test node', () => {
     const { hash: _omit, ...noHash } = block(A);
     sim.emitRaw('ledger', 'newBlock', noHash);
     sim.emitBlock(block(A));
-    await waitFor('condition', () => blocks.length === 2);
+    await waitFor('two blocks', () => blocks.length === 2);
     expect(feed.stats.rejected).toEqual({ 'bad-type': 1, 'bad-address': 1, 'not-an-object': 1 });
     expect(feed.stats.blocksWithoutHash).toBe(1);
   });
@@ -140,7 +140,7 @@ describe('QlcFeed against the go-qlc test node', () => {
     await feed.subscribeAccountBlocks(A);
     sim.emitBlock(block(A));
     expect(sim.replay(1)).toBe(1);
-    await waitFor('condition', () => blocks.length === 2);
+    await waitFor('two blocks', () => blocks.length === 2);
     expect(blocks[0]).toEqual(blocks[1]);
   });
 });
@@ -157,7 +157,7 @@ describe('qlc-sim event buffers', () => {
     const queued = burst.map((b) => sim.emitBlock(b));
     expect(queued).toEqual([1, 1, 1, 1, 1, 0, 0, 0]);
     expect(sim.dropped()).toBe(3);
-    await waitFor('condition', () => blocks.length === 5);
+    await waitFor('five blocks', () => blocks.length === 5);
     expect(blocks).toEqual(burst.slice(0, 5));
   });
 });
@@ -170,7 +170,7 @@ describe('qlc-sim demo mode', () => {
     const blocks: QlcBlock[] = [];
     feed.on('block', (b) => blocks.push(b));
     await feed.subscribeNewBlocks();
-    await waitFor('condition', () => blocks.length >= 8);
+    await waitFor('eight blocks', () => blocks.length >= 8);
     const last = new Map<string, string>();
     let linked = 0;
     for (const b of blocks) {

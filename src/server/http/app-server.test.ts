@@ -124,7 +124,7 @@ describe('startAppServer', () => {
     const body = (await res.json()) as { work?: string; hash?: string };
     expect(body.hash).toBe(hash);
     expect(validateWork(hash, body.work!, 0xff00000000000000n).valid).toBe(true);
-    await waitFor('condition', () => app.dispatcher!.counters.results.accepted === 1);
+    await waitFor('the accepted result', () => app.dispatcher!.counters.results.accepted === 1);
   });
 
   it('points the page and the dispatcher at an external broker', async () => {

@@ -72,7 +72,7 @@ describe('demo work source', () => {
     off.stop();
 
     const on = await startDemoSource(dispatcher, store, { precacheEveryMs: 50, ondemandEveryMs: 0, ondemandTimeoutMs: 100 });
-    await waitFor('condition', () => seen.some((m) => m.topic === 'work/precache'));
+    await waitFor('a precache job', () => seen.some((m) => m.topic === 'work/precache'));
     on.stop();
     await sleep(100);
     const count = seen.filter((m) => m.topic.startsWith('work/')).length;
