@@ -8,6 +8,7 @@ import WebSocket from 'ws';
 import { encodeAddress } from '../../dpow/address.ts';
 import { clientCodec, workCodec } from '../../dpow/codec.ts';
 import { parseDeployment } from '../../dpow/deployment.ts';
+import { difficultyPolicy } from '../../pow/difficulty.ts';
 import { toU64Hex, validateWork } from '../../pow/work.ts';
 import { startAppServer, type AppServer } from './app-server.ts';
 import { startBroker } from '../broker.ts';
@@ -106,7 +107,7 @@ describe('startAppServer', () => {
 
   it('answers a service request with work a worker found', async () => {
     const store = closeAfter(cleanup, new MemoryStore());
-    const app = await start({ store, serviceApi: { minDifficulty: 0n } });
+    const app = await start({ store, policy: difficultyPolicy({ minDifficulty: 0n }) });
     const { hashApiKey } = await import('./api-keys.ts');
     await store.addService({ user: 'wallet', apiKeyHash: await hashApiKey('key-123'), display: 'W', website: 'w', public: true, precache: 0, ondemand: 0, rateLimit: 0, createdAt: 0 });
     const worker = await connectAs(app.brokerWsUrl, 'client', cleanup);
@@ -134,7 +135,7 @@ describe('startAppServer', () => {
     cleanup.push(() => external.close());
     const app = await start({ externalBroker: { url: external.wsUrl, username: 'srv', password: 'ext-secret' } });
     expect(app.broker).toBeUndefined();
-    const config = await (await fetch(new URL('/config.json', app.url))).json();
+    const config = (await (await fetch(new URL('/config.json', app.url))).json()) as { brokerUrl: string };
     expect(config.brokerUrl).toBe(external.wsUrl);
     expect(app.dispatcher!.connected).toBe(true);
     // No embedded broker behind /mqtt any more.

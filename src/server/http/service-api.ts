@@ -13,11 +13,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
+import { DEFAULT_POLICY, type DifficultyPolicy } from '../../pow/difficulty.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import type { DispatcherStore } from '../store/store.ts';
 import type { DispatcherApi } from '../types.ts';
 import {
-  difficultyPolicy,
   ERRORS,
   isRecord,
   Rejection,
@@ -27,7 +27,7 @@ import {
 } from './service-request.ts';
 import { WorkRpc, type WorkRpcCounters } from './work-rpc.ts';
 
-export { DEFAULT_TIMEOUT_S, difficultyPolicy, ERRORS, MAX_TIMEOUT_S, type DifficultyPolicy } from './service-request.ts';
+export { DEFAULT_TIMEOUT_S, ERRORS, MAX_TIMEOUT_S } from './service-request.ts';
 
 /** Largest request body (HTTP) or frame (WebSocket) accepted. */
 export const MAX_REQUEST_BYTES = 16 * 1024;
@@ -39,12 +39,8 @@ export type RpcAllow = 'loopback' | 'any' | { apiKeys: true };
 export interface ServiceApiOptions {
   dispatcher: DispatcherApi;
   store: DispatcherStore;
-  /** Ceiling as a multiple of base. Default 64. */
-  maxMultiplier?: number;
-  /** Multiplier base and default difficulty. Default Nano send threshold fffffff800000000. */
-  base?: bigint;
-  /** Floor. Default Nano receive threshold fffffe0000000000 (tests lower it). */
-  minDifficulty?: bigint;
+  /** Base, floor and ceiling for both surfaces; share the dispatcher's. Default DEFAULT_POLICY. */
+  policy?: DifficultyPolicy;
   /** Work-server RPC on POST / and /rpc. Default: enabled, loopback callers only. */
   rpc?: { enabled: boolean; allow: RpcAllow; timeoutMs?: number };
   log?: Logger;
@@ -144,7 +140,7 @@ const RPC_PATHS = new Set(['/', '/rpc', '/rpc/']);
 export function createServiceApi(options: ServiceApiOptions): ServiceApi {
   const { dispatcher, store } = options;
   const log: Logger = options.log ?? silentLogger;
-  const policy = difficultyPolicy(options);
+  const policy = options.policy ?? DEFAULT_POLICY;
   const rpcOptions = options.rpc ?? { enabled: true, allow: 'loopback' as const };
   const requests = new ServiceRequestHandler({ dispatcher, store, policy, log, now: options.now });
   const rpc = new WorkRpc({ dispatcher, policy, timeoutMs: rpcOptions.timeoutMs });

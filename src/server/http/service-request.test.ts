@@ -3,8 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { encodeAddress } from '../../dpow/address.ts';
 import { validateWork } from '../../pow/work.ts';
 import { MemoryStore } from '../store/memory-store.ts';
+import { difficultyPolicy } from '../../pow/difficulty.ts';
 import {
-  difficultyPolicy,
   readServiceLogin,
   Rejection,
   ServiceRequestHandler,

@@ -8,18 +8,8 @@
  * client sends can throw out of here. Status codes and texts are listed in docs/service-api.md.
  */
 import { checkAddress } from '../../dpow/address.ts';
-import {
-  DEFAULT_BASE,
-  DEFAULT_MAX_MULTIPLIER,
-  fromMultiplier,
-  isRootHex,
-  isU64Hex,
-  maxDifficulty,
-  parseMultiplier,
-  PowInputError,
-  THRESHOLDS,
-  toU64Hex,
-} from '../../pow/work.ts';
+import { difficultyError, type DifficultyPolicy } from '../../pow/difficulty.ts';
+import { fromMultiplier, isRootHex, isU64Hex, parseMultiplier, PowInputError, toU64Hex } from '../../pow/work.ts';
 import { ApiKeyVerifier } from './api-keys.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { RateLimiter } from './rate-limit.ts';
@@ -28,28 +18,6 @@ import { DispatchError, type DispatcherApi } from '../types.ts';
 
 export const DEFAULT_TIMEOUT_S = 5;
 export const MAX_TIMEOUT_S = 30;
-
-/** The difficulty range both surfaces accept. */
-export interface DifficultyPolicy {
-  /** Multiplier base and the default difficulty (Nano send threshold unless configured). */
-  base: bigint;
-  /** Lowest difficulty accepted (Nano receive threshold unless configured). */
-  min: bigint;
-  /** Highest difficulty accepted: maxMultiplier x base. */
-  max: bigint;
-  maxMultiplier: number;
-}
-
-export function difficultyPolicy(options: { base?: bigint; minDifficulty?: bigint; maxMultiplier?: number } = {}): DifficultyPolicy {
-  const base = options.base ?? DEFAULT_BASE;
-  const maxMultiplier = options.maxMultiplier ?? DEFAULT_MAX_MULTIPLIER;
-  return {
-    base,
-    min: options.minDifficulty ?? THRESHOLDS.nanoReceive,
-    max: maxDifficulty({ base, maxMultiplier }),
-    maxMultiplier,
-  };
-}
 
 export const ERRORS = {
   missing: 'Incorrect submission. Required information: user, api_key, hash',
@@ -165,8 +133,9 @@ function serviceDifficulty(r: Record<string, unknown>, policy: DifficultyPolicy)
   } else {
     difficulty = policy.base;
   }
-  if (difficulty > policy.max) return tooHigh(policy);
-  if (difficulty < policy.min) return reject('difficulty-too-low', 400, ERRORS.tooLow);
+  const refused = difficultyError(difficulty, policy, 'request');
+  if (refused?.code === 'difficulty-too-high') return tooHigh(policy);
+  if (refused) return reject('difficulty-too-low', 400, ERRORS.tooLow);
   return difficulty;
 }
 
