@@ -27,8 +27,6 @@ import {
 } from './service-request.ts';
 import { WorkRpc, type WorkRpcCounters } from './work-rpc.ts';
 
-export { DEFAULT_TIMEOUT_S, ERRORS, MAX_TIMEOUT_S } from './service-request.ts';
-
 /** Largest request body (HTTP) or frame (WebSocket) accepted. */
 export const MAX_REQUEST_BYTES = 16 * 1024;
 /** Requests one WebSocket may have waiting for work at once. */
