@@ -8,8 +8,8 @@ import { CliError } from './args.ts';
 import { validateWork } from '../pow/work.ts';
 import type { ClientState } from '../dpow/state.ts';
 import { cleanupsAfterEach, closeAfter } from '../testkit/cleanups.ts';
-import { startOpenBroker } from '../testkit/open-broker.ts';
 import { waitFor } from '../testkit/wait.ts';
+import { startWsBroker } from '../testkit/ws-broker.ts';
 
 const ADDRESS = 'nano_1ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4myzudyzq';
 const BIN = fileURLToPath(new URL('../../bin/dpow-web.mjs', import.meta.url));
@@ -87,13 +87,14 @@ describe('dpow-web worker options', () => {
       '1970-01-01T00:00:00.000Z heartbeat  Server is back online',
     );
     const state = {
-      counters: { received: 5, rejected: { 'bad-hash': 2, duplicate: 1 }, computed: 3, published: 3, cancelled: 1, accepted: 2, expired: 0 },
+      counters: { received: 5, rejected: { 'bad-hash': 2, duplicate: 1 }, computed: 3, published: 3, cancelled: 1, accepted: 2, addressAccepted: 5, expired: 0 },
       backend: 'wasm',
       backendLabel: 'WASM SIMD x1',
     } as unknown as ClientState;
     const summary = formatSummary(state, 3_723_000, 6_900_000);
     expect(summary).toContain('uptime 1h02m03s');
     expect(summary).toContain('received 5, computed 3, published 3, accepted 2, cancelled 1, expired 0');
+    expect(summary).toContain('expired 0, address total 5');
     expect(summary).toContain('rejected: bad-hash 2, duplicate 1');
     expect(summary).toContain('hashrate: 6.90 MH/s while computing on wasm (WASM SIMD x1)');
   });
@@ -101,7 +102,7 @@ describe('dpow-web worker options', () => {
 
 describe('dpow-web worker process', () => {
   it('computes and publishes work, logs one line per job, and prints a summary on SIGINT', async () => {
-    const { url } = closeAfter(cleanups, await startOpenBroker());
+    const { url } = closeAfter(cleanups, await startWsBroker());
     const pub = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0 });
     cleanups.push(() => pub.endAsync(true));
     const results: string[] = [];
