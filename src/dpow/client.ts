@@ -600,7 +600,7 @@ export class DpowClient implements WorkerClient {
       return this.reject('bad-topic', `client message for another address (${address.slice(0, 16)}…)`);
     }
     const msg = clientCodec.decode(payload);
-    if (!msg.ok) return this.reject(msg.code, `client/: ${msg.reason}`);
+    if (!msg.ok) return this.reject(msg.code, `client/${address}: ${msg.reason}`);
     this.lastClientMessage = msg.value;
     if (msg.value.kind === 'error') {
       this.addEvent('warn', 'stats', `Server: ${msg.value.error}`);

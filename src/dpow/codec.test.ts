@@ -66,6 +66,28 @@ describe('cancel, client and statistics codecs', () => {
     expect(clientCodec.decode('{')).toMatchObject({ ok: false, code: 'bad-json' });
     expect(clientCodec.decode('{"precache":-1}')).toMatchObject({ ok: false, code: 'bad-shape' });
   });
+  it("decodes the real server's message, which holds only the counters that exist", () => {
+    // What the original DPoW server sends a new volunteer: no precache, no snapshots yet.
+    expect(clientCodec.decode(`{"ondemand":1,"block_rewarded":"${HASH}"}`)).toEqual({
+      ok: true,
+      value: { kind: 'stats', stats: { precache: 0, ondemand: 1, snapshot_precache: 0, snapshot_ondemand: 0, block_rewarded: HASH } },
+    });
+    expect(clientCodec.decode('{}')).toEqual({
+      ok: true,
+      value: { kind: 'stats', stats: { precache: 0, ondemand: 0, snapshot_precache: 0, snapshot_ondemand: 0 } },
+    });
+  });
+  it.each([
+    ['{"ondemand":"1"}', 'ondemand'],
+    ['{"precache":1.5}', 'precache'],
+    ['{"ondemand":1,"snapshot_precache":null}', 'snapshot_precache'],
+    ['{"snapshot_ondemand":true}', 'snapshot_ondemand'],
+    ['{"ondemand":1,"block_rewarded":42}', 'block_rewarded'],
+  ])('still refuses a counter of the wrong type: %s', (payload, field) => {
+    const d = clientCodec.decode(payload);
+    expect(d).toMatchObject({ ok: false, code: 'bad-shape' });
+    if (!d.ok) expect(d.reason).toContain(`"${field}"`);
+  });
   it('decodes statistics of the spec shape', () => {
     const s = {
       services: { public: [{ display: 'Test Service', website: 'test.dpow.org', precache: 213, ondemand: 1543 }], private: { count: 4, precache: 13494, ondemand: 11333 } },

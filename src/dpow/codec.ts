@@ -225,18 +225,18 @@ export const clientCodec = {
     const v = parsed.value;
     if (!isRecord(v)) return reject('bad-shape', 'client message must be a JSON object');
     if (typeof v.error === 'string') return { ok: true, value: { kind: 'error', error: v.error } };
+    // The original server sends only the counters that exist for an address (a new volunteer
+    // gets {"ondemand":1,"block_rewarded":…}; snapshots only after a payout): absent means 0.
+    const stats: ClientStats = { precache: 0, ondemand: 0, snapshot_precache: 0, snapshot_ondemand: 0 };
     for (const key of ['precache', 'ondemand', 'snapshot_precache', 'snapshot_ondemand'] as const) {
-      if (!isCount(v[key])) return reject('bad-shape', `client message field "${key}" must be a count`);
+      const count = v[key];
+      if (count === undefined) continue;
+      if (!isCount(count)) return reject('bad-shape', `client message field "${key}" must be a count`);
+      stats[key] = count;
     }
     if (v.block_rewarded !== undefined && !isRootHex(v.block_rewarded)) {
       return reject('bad-shape', 'client message field "block_rewarded" must be a block hash');
     }
-    const stats: ClientStats = {
-      precache: v.precache as number,
-      ondemand: v.ondemand as number,
-      snapshot_precache: v.snapshot_precache as number,
-      snapshot_ondemand: v.snapshot_ondemand as number,
-    };
     if (typeof v.block_rewarded === 'string') stats.block_rewarded = v.block_rewarded;
     return { ok: true, value: { kind: 'stats', stats } };
   },
