@@ -32,6 +32,25 @@ describe('work codec', () => {
   ])('rejects %j with %s', (payload, code) => {
     expect(workCodec.decode(payload)).toMatchObject({ ok: false, code });
   });
+  it.each([
+    ['a UTF-8 byte-order mark before the hash', [0xef, 0xbb, 0xbf], [], 'bad-hash'],
+    ['a trailing newline', [], [0x0a], 'bad-difficulty'],
+    ['a leading space', [0x20], [], 'bad-hash'],
+    ['a trailing NUL', [], [0x00], 'bad-difficulty'],
+  ])('refuses %s: nothing outside the grammar is stripped', (_what, before, after, code) => {
+    const bytes = new Uint8Array([...before, ...enc(`${HASH},ffffffc000000000`), ...after]);
+    const d = workCodec.decode(bytes);
+    expect(d).toMatchObject({ ok: false, code });
+    // The reason shows the invisible byte so a log reader can see why.
+    if (!d.ok) expect(d.reason).toMatch(/\\u\{[0-9a-f]+\}/);
+  });
+  it('refuses a byte-order mark in every CSV payload and in JSON ones', () => {
+    const bom = (text: string) => new Uint8Array([0xef, 0xbb, 0xbf, ...enc(text)]);
+    expect(cancelCodec.decode(bom(HASH))).toMatchObject({ ok: false, code: 'bad-hash' });
+    expect(resultCodec.decode(bom(`${HASH},3108a2891093ce9e,${ADDR}`))).toMatchObject({ ok: false, code: 'bad-hash' });
+    expect(resultCodec.decode(enc(`${HASH},3108a2891093ce9e,${ADDR}\u00a0`))).toMatchObject({ ok: false, code: 'bad-address' });
+    expect(clientCodec.decode(bom('{"ondemand":1}'))).toMatchObject({ ok: false, code: 'bad-json' });
+  });
   it('rejects bytes that are not UTF-8', () => {
     expect(workCodec.decode(new Uint8Array([0xff, 0xfe]))).toMatchObject({ ok: false, code: 'bad-encoding' });
   });
