@@ -40,6 +40,9 @@ export interface WorkRpcCounters {
   errors: Record<string, number>;
 }
 
+/** A multiplier written as text: digits, an optional fraction and an optional exponent. */
+const DECIMAL = /^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$/;
+
 /** Most work_generate runs one benchmark may ask of the volunteers. */
 export const MAX_BENCHMARK_COUNT = 100;
 
@@ -106,6 +109,11 @@ export class WorkRpc {
       difficulty = BigInt(`0x${r.difficulty}`);
     }
     if (r.multiplier !== undefined) {
+      // As the node reads it: a number, or a string that is exactly a decimal number (no
+      // padding, no hex, no "Infinity").
+      if (typeof r.multiplier === 'string' && !DECIMAL.test(r.multiplier)) {
+        return this.fail('bad-multiplier', 400, 'Bad multiplier');
+      }
       try {
         difficulty = fromMultiplier(parseMultiplier(r.multiplier), this.policy.base);
       } catch (err) {
