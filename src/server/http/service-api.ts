@@ -219,6 +219,16 @@ const SERVICE_PATHS = new Set(['/service', '/service/']);
 const SERVICE_WS_PATHS = new Set(['/service_ws', '/service_ws/']);
 const RPC_PATHS = new Set(['/', '/rpc', '/rpc/']);
 
+/**
+ * Whether the service API answers this request (an upgrade when `upgrade` is set): the app
+ * server asks while the API is not ready yet, to answer a JSON 503 instead of its own 405.
+ */
+export function isServiceApiRequest(req: IncomingMessage, rpcEnabled: boolean, upgrade = false): boolean {
+  const path = pathOf(req);
+  if (upgrade) return SERVICE_WS_PATHS.has(path);
+  return SERVICE_PATHS.has(path) || (rpcEnabled && RPC_PATHS.has(path) && req.method === 'POST');
+}
+
 export function createServiceApi(options: ServiceApiOptions): ServiceApi {
   const { dispatcher, store } = options;
   const log: Logger = options.log ?? silentLogger;
