@@ -79,6 +79,8 @@ export interface ServiceApiOptions {
   now?: () => number;
   /** WebSocket ping period; a socket that missed the previous pong is closed. Default 30 s. */
   wsPingMs?: number;
+  /** How long a POST body may take to arrive before a 408. Default 10 s. */
+  bodyTimeoutMs?: number;
 }
 
 export interface ServiceCounters {
@@ -130,6 +132,7 @@ export const ERRORS = {
   timeout: 'Timeout must be an integer between 1 and 30',
   notJson: 'Bad request (not json)',
   tooLarge: 'Bad request (too large)',
+  bodyTimeout: 'Bad request (body timeout)',
   rateLimited: 'Rate limit exceeded',
   noWork: 'Timeout reached without work',
   cancelled: 'Cancelled',
@@ -162,37 +165,56 @@ function parseJson(text: string): { ok: true; value: unknown } | { ok: false } {
 const isRecord = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** The text of strict UTF-8 bytes, or undefined if they are not UTF-8. */
+function decodeUtf8(bytes: Uint8Array): string | undefined {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
 const present = (v: unknown) => v !== undefined && v !== null && v !== '';
 
-type BodyResult = { ok: true; text: string } | { ok: false; reason: 'too-large' | 'aborted' | 'bad-encoding' };
+type BodyResult = { ok: true; text: string } | { ok: false; reason: 'too-large' | 'aborted' | 'bad-encoding' | 'body-timeout' };
+
+/** How long a request body may take to arrive, by default. */
+export const DEFAULT_BODY_TIMEOUT_MS = 10_000;
 
 /**
  * Reads a request body up to `limit` bytes. Past it, the answer is given at once (413 with
- * `Connection: close`) and the rest is never buffered, so a huge upload costs no memory.
+ * `Connection: close`) and the rest is never buffered, so a huge upload costs no memory. A body
+ * not complete within `timeoutMs` is given up (408), so a caller that sends half a body cannot
+ * hold a socket for Node's default five minutes.
  */
-function readBody(req: IncomingMessage, limit: number): Promise<BodyResult> {
+function readBody(req: IncomingMessage, limit: number, timeoutMs: number): Promise<BodyResult> {
   return new Promise((resolve) => {
     let chunks: Buffer[] = [];
     let size = 0;
+    const timer = setTimeout(() => {
+      chunks = [];
+      resolve({ ok: false, reason: 'body-timeout' });
+    }, timeoutMs);
+    const settle = (result: BodyResult) => {
+      clearTimeout(timer);
+      resolve(result);
+    };
     req.on('data', (chunk: Buffer) => {
       if (size > limit) return; // already answered; the rest is dropped as it arrives
       size += chunk.length;
       if (size <= limit) chunks.push(chunk);
       else {
         chunks = [];
-        resolve({ ok: false, reason: 'too-large' });
+        settle({ ok: false, reason: 'too-large' });
       }
     });
     req.on('end', () => {
-      if (size > limit) return resolve({ ok: false, reason: 'too-large' });
-      try {
-        resolve({ ok: true, text: new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks)) });
-      } catch {
-        resolve({ ok: false, reason: 'bad-encoding' });
-      }
+      if (size > limit) return settle({ ok: false, reason: 'too-large' });
+      const text = decodeUtf8(Buffer.concat(chunks));
+      settle(text === undefined ? { ok: false, reason: 'bad-encoding' } : { ok: true, text });
     });
-    req.on('error', () => resolve({ ok: false, reason: 'aborted' }));
-    req.on('aborted', () => resolve({ ok: false, reason: 'aborted' }));
+    req.on('error', () => settle({ ok: false, reason: 'aborted' }));
+    req.on('aborted', () => settle({ ok: false, reason: 'aborted' }));
   });
 }
 
@@ -237,7 +259,10 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
   const verifier = new ApiKeyVerifier({ now: options.now });
   const limiter = new RateLimiter({ now: options.now });
   const rpc = new WorkRpc({ dispatcher, policy, timeoutMs: rpcOptions.timeoutMs });
-  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_REQUEST_BYTES });
+  const bodyTimeoutMs = options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS;
+  // ws would close a text frame that is not UTF-8 with 1007; the docs promise an answer and an
+  // open socket, so frames are decoded (strictly) here instead.
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_REQUEST_BYTES, skipUTF8Validation: true });
   const pruneTimer = setInterval(() => limiter.prune(), 60_000);
   pruneTimer.unref();
   // Sockets that stop answering pings (a vanished client, a silently dropped proxy connection)
@@ -403,11 +428,13 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
       sendJson(res, { ...rejectNow('bad-method', 405, ERRORS.method, origin), headers: { Allow: 'POST, OPTIONS' } });
       return;
     }
-    const body = await readBody(req, MAX_REQUEST_BYTES);
+    const body = await readBody(req, MAX_REQUEST_BYTES, bodyTimeoutMs);
     if (!body.ok) {
       if (body.reason === 'aborted') return;
       counters.requests++;
-      if (body.reason === 'too-large') {
+      if (body.reason === 'body-timeout') {
+        sendJson(res, { ...rejectNow('body-timeout', 408, ERRORS.bodyTimeout, origin), headers: { Connection: 'close' } });
+      } else if (body.reason === 'too-large') {
         sendJson(res, { ...rejectNow('too-large', 413, ERRORS.tooLarge, origin), headers: { Connection: 'close' } });
       } else {
         sendJson(res, rejectNow('bad-json', 400, ERRORS.notJson, origin));
@@ -433,11 +460,16 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
       req.resume();
       return forbid(isProxied(req) ? 'forwarded by a proxy' : 'not loopback');
     }
-    const body = await readBody(req, MAX_REQUEST_BYTES);
+    const body = await readBody(req, MAX_REQUEST_BYTES, bodyTimeoutMs);
     if (!body.ok) {
       if (body.reason === 'aborted') return;
-      const too = body.reason === 'too-large';
       rpc.counters.requests++;
+      if (body.reason === 'body-timeout') {
+        rpc.counters.errors['body-timeout'] = (rpc.counters.errors['body-timeout'] ?? 0) + 1;
+        sendJson(res, { status: 408, body: { error: ERRORS.bodyTimeout }, headers: { Connection: 'close' } });
+        return;
+      }
+      const too = body.reason === 'too-large';
       rpc.counters.errors[too ? 'too-large' : 'bad-json'] = (rpc.counters.errors[too ? 'too-large' : 'bad-json'] ?? 0) + 1;
       sendJson(res, { status: too ? 413 : 400, body: { error: too ? 'Request too large' : 'Unable to parse JSON' }, headers: too ? { Connection: 'close' } : undefined });
       return;
@@ -498,8 +530,7 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
     };
     ws.on('message', (data: RawData, isBinary: boolean) => {
       const buffer = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
-      let text: string | undefined;
-      if (!isBinary) text = buffer.toString('utf8');
+      const text = isBinary ? undefined : decodeUtf8(buffer);
       const parsed = text === undefined ? { ok: false as const } : parseJson(text);
       if (!parsed.ok) {
         counters.requests++;

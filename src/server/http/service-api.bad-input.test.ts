@@ -1,12 +1,16 @@
 /**
- * Numbers from callers never become 500s: every multiplier, difficulty and timeout, however odd
- * (tiny and huge doubles, subnormals, exponent edges, padded or foreign strings), gets a 4xx with
- * the DPoW text on /service/ and the node's text on the RPC. A seeded generator keeps failures
- * reproducible: the failing input is printed.
+ * Bad input from callers gets a clear answer, never a 500 or a silent drop:
+ * - numbers: every multiplier, difficulty and timeout, however odd (tiny and huge doubles,
+ *   subnormals, exponent edges, padded or foreign strings), gets a 4xx with the DPoW text on
+ *   /service/ and the node's text on the RPC. A seeded generator keeps failures reproducible:
+ *   the failing input is printed;
+ * - a text frame that is not UTF-8 on /service_ws/ is answered and the socket stays open;
+ * - a body that stops half-way does not hold a socket for Node's default five minutes.
  */
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
+import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../store/memory-store.ts';
 import { createServiceApi, type ServiceApi } from './service-api.ts';
@@ -42,8 +46,10 @@ beforeAll(async () => {
     dispatcher: noWorkers,
     store,
     log: { info: () => {}, warn: () => {}, error: (m) => errors.push(m) },
+    bodyTimeoutMs: 300,
   });
   server = createServer((req, res) => void api.handleRequest(req, res));
+  server.on('upgrade', (req, socket, head) => api.handleUpgrade(req, socket, head));
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -151,7 +157,7 @@ describe('numbers from callers', () => {
 
   it('any multiplier, difficulty or timeout gets a 4xx (or the timeout reply) with a documented text', async () => {
     const seen: string[] = [];
-    for (const value of inputs(400, 12)) {
+    for (const value of inputs(200, 12)) {
       const label = `${typeof value} ${JSON.stringify(value) ?? String(value)}`;
       const requests: Array<[string, Record<string, unknown>, Set<string>]> = [
         ['/service/', { user: 'wallet', api_key: key, hash: ROOT, timeout: 1, multiplier: value }, SERVICE_TEXTS],
@@ -174,5 +180,38 @@ describe('numbers from callers', () => {
     }
     expect(seen).toEqual([]);
     expect(errors).toEqual([]);
+  });
+});
+
+describe('frames and bodies', () => {
+  it('answers a text frame that is not UTF-8 with "Bad request (not json)" and keeps the socket open', async () => {
+    const ws = new WebSocket(`${base.replace('http', 'ws')}/service_ws/`);
+    await once(ws, 'open');
+    const replies: unknown[] = [];
+    let closed: number | undefined;
+    ws.on('message', (data) => replies.push(JSON.parse(String(data))));
+    ws.on('close', (code) => (closed = code));
+    ws.send(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), { binary: false });
+    ws.send(JSON.stringify({ user: 'wallet', api_key: key, hash: ROOT, timeout: 1 }));
+    await expect.poll(() => replies.length).toBe(2);
+    expect(replies).toEqual([{ error: 'Bad request (not json)' }, { error: 'Timeout reached without work', timeout: true }]);
+    expect(closed).toBeUndefined();
+    expect(ws.readyState).toBe(WebSocket.OPEN);
+    ws.close();
+  });
+
+  it.each(['/service/', '/'])('gives up on a partial body on %s after the body timeout, with a 408', async (path) => {
+    const socket = net.connect((server.address() as AddressInfo).port, '127.0.0.1');
+    await once(socket, 'connect');
+    let answer = '';
+    socket.on('data', (chunk) => (answer += chunk));
+    const ended = once(socket, 'close');
+    socket.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"user":`);
+    // Well past bodyTimeoutMs (300 ms), far short of Node's own request timeout (300 s).
+    const outcome = await Promise.race([ended.then(() => 'closed'), new Promise((r) => setTimeout(r, 5_000, 'still open'))]);
+    socket.destroy();
+    expect(outcome).toBe('closed');
+    expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+    expect(answer).toContain('{"error":"Bad request (body timeout)"}');
   });
 });
