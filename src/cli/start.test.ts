@@ -113,8 +113,23 @@ describe('dpow-web start', () => {
     expect(await run.exited).toBe(0);
   }, 30_000);
 
+  it('--dashboard-user names the monitoring login (the original ACL calls it dpowinterface)', async () => {
+    const run = startCli(['--port', '0', '--no-build', '--memory', '--no-demo', '--dashboard-user', 'dpowinterface', '--dashboard-password', 'dash-pw']);
+    const url = await run.banner;
+    const login = (username: string) =>
+      mqtt.connectAsync(url.replace('http', 'ws') + 'mqtt', { username, password: 'dash-pw', protocolVersion: 4, reconnectPeriod: 0 });
+    const monitor = await login('dpowinterface');
+    const any = new Promise<string>((resolve) => monitor.on('message', (topic) => resolve(topic)));
+    await monitor.subscribeAsync('#');
+    expect(await any).toBe('heartbeat');
+    await monitor.endAsync(true);
+    await expect(login('dashboard')).rejects.toThrow();
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toBe(0);
+  });
+
   it('refuses contradictory or incomplete options with exit 2', async () => {
-    for (const args of [['--dispatcher-only'], ['--broker', 'ws://127.0.0.1:1/mqtt'], ['--port', 'abc'], ['--demo', '--no-demo'], ['--feed', 'bogus'], ['--rpc', 'bogus'], ['--demo-precache-every', '-1'], ['--demo-ondemand-every', 'x'], ['--nano-difficulty', 'fffff']]) {
+    for (const args of [['--dispatcher-only'], ['--broker', 'ws://127.0.0.1:1/mqtt'], ['--port', 'abc'], ['--demo', '--no-demo'], ['--feed', 'bogus'], ['--rpc', 'bogus'], ['--demo-precache-every', '-1'], ['--demo-ondemand-every', 'x'], ['--nano-difficulty', 'fffff'], ['--dashboard-user', 'dpowinterface'], ['--dashboard-user', 'client', '--dashboard-password', 'x']]) {
       const run = startCli([...args, '--no-build', '--memory']);
       run.banner.catch(() => {});
       expect(await run.exited, args.join(' ')).toBe(2);

@@ -56,7 +56,8 @@ const USAGE = `usage: dpow-web start [options]
   --broker-password <p>
   --broker-public-url <url>  the ws:// or wss:// URL the page should use (default --broker)
   --broker-tcp-port <n>      embedded broker: also listen for mqtt:// on this port
-  --dashboard-password <p>   embedded broker: enable the read-only "dashboard" login
+  --dashboard-password <p>   embedded broker: enable the read-only monitoring login
+  --dashboard-user <name>    its user name (default dashboard; the original DPoW ACL says dpowinterface)
   --dispatcher-only          only the dispatcher (and feeds), against --broker; no web server
   --feed <spec>              precache feed: qlc-sim, nano-sim, qlc:<ws url>, nano:<ws url> (repeatable)
   --account <address>        account to precache for (repeatable)
@@ -86,6 +87,7 @@ export async function run(argv: string[]): Promise<number> {
       'broker-public-url': { type: 'string' },
       'broker-tcp-port': { type: 'string' },
       'dashboard-password': { type: 'string' },
+      'dashboard-user': { type: 'string' },
       'dispatcher-only': { type: 'boolean', default: false },
       feed: { type: 'string', multiple: true, default: [] },
       account: { type: 'string', multiple: true, default: [] },
@@ -112,6 +114,13 @@ export async function run(argv: string[]): Promise<number> {
     ...seconds(values['demo-precache-every'], 'demo-precache-every', 'precacheEveryMs'),
     ...seconds(values['demo-ondemand-every'], 'demo-ondemand-every', 'ondemandEveryMs'),
   };
+  const dashboardUser = values['dashboard-user'] ?? 'dashboard';
+  if (values['dashboard-user'] !== undefined && values['dashboard-password'] === undefined) {
+    throw new CliError('--dashboard-user needs --dashboard-password');
+  }
+  if (dashboardUser === '' || dashboardUser === 'client' || dashboardUser === 'server') {
+    throw new CliError(`--dashboard-user must be a name other than client and server, got "${dashboardUser}"`);
+  }
   const rpcModes: Record<string, RpcAllow | null> = { loopback: 'loopback', any: 'any', keys: { apiKeys: true }, off: null };
   if (!(values.rpc! in rpcModes)) throw new CliError(`--rpc must be loopback, any, keys or off, got "${values.rpc}"`);
   const rpcAllow = rpcModes[values.rpc!];
@@ -189,7 +198,7 @@ export async function run(argv: string[]): Promise<number> {
           port,
           staticDir: path.join(ROOT, 'dist'),
           brokerTcpPort,
-          ...(values['dashboard-password'] ? { brokerUsers: { dashboard: { username: 'dashboard', password: values['dashboard-password'] } } } : {}),
+          ...(values['dashboard-password'] ? { brokerUsers: { dashboard: { username: dashboardUser, password: values['dashboard-password'] } } } : {}),
           externalBroker: external,
           demo: demoOn ? demoOptions : false,
           serviceApi: { rpc },
