@@ -63,6 +63,8 @@ const USAGE = `usage: dpow-web start [options]
   --account <address>        account to precache for (repeatable)
   --nano-difficulty <hex>    difficulty of Nano precache jobs (default fffffff800000000, the send
                              threshold, since an account's next block may be a send)
+  --qlc-difficulty <hex>     difficulty of QLC precache jobs (default fffffe0000000000, mainnet's
+                             threshold; QLC testnet needs far less)
   --qlc-open-blocks          also precache a QLC recipient's open block from a send's link
   --no-build                 serve dist/ as it is
   --verbose                  debug logging`;
@@ -92,6 +94,7 @@ export async function run(argv: string[]): Promise<number> {
       feed: { type: 'string', multiple: true, default: [] },
       account: { type: 'string', multiple: true, default: [] },
       'nano-difficulty': { type: 'string' },
+      'qlc-difficulty': { type: 'string' },
       'qlc-open-blocks': { type: 'boolean', default: false },
       'no-build': { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
@@ -145,10 +148,17 @@ export async function run(argv: string[]): Promise<number> {
   }
   const demoOn = values.demo || (!values['no-demo'] && external === undefined);
   const feeds = await parseFeeds(values.feed as string[]);
-  const nanoDifficulty = values['nano-difficulty'];
-  if (nanoDifficulty !== undefined && !isU64Hex(nanoDifficulty)) throw new CliError('--nano-difficulty must be 16 hex digits');
+  const chainDifficulty = (name: 'nano-difficulty' | 'qlc-difficulty'): bigint | undefined => {
+    const text = values[name];
+    if (text === undefined) return undefined;
+    if (!isU64Hex(text)) throw new CliError(`--${name} must be 16 hex digits`);
+    return BigInt(`0x${text}`);
+  };
+  const nanoDifficulty = chainDifficulty('nano-difficulty');
+  const qlcDifficulty = chainDifficulty('qlc-difficulty');
   const policyOptions = {
-    ...(nanoDifficulty !== undefined ? { nanoDifficulty: BigInt(`0x${nanoDifficulty}`) } : {}),
+    ...(nanoDifficulty !== undefined ? { nanoDifficulty } : {}),
+    ...(qlcDifficulty !== undefined ? { qlcDifficulty } : {}),
     qlcOpenBlocks: values['qlc-open-blocks'],
   };
 
