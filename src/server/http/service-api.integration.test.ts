@@ -120,6 +120,17 @@ describe('service API with the real dispatcher, broker and a worker', () => {
     expect(v.json).toMatchObject({ valid: '1', difficulty: g.json.difficulty, multiplier: g.json.multiplier });
   });
 
+  it('work RPC: benchmark runs its jobs on the network, status is idle afterwards', async () => {
+    if (!worker) await startWorker();
+    const before = worker!.results.length;
+    const b = await post('/', { action: 'benchmark', count: '3', difficulty: EASY });
+    expect(b.status).toBe(200);
+    expect(b.json).toMatchObject({ count: '3', difficulty: EASY, hint: 'Times in milliseconds' });
+    // The volunteer computed each of them.
+    expect(worker!.results.length - before).toBe(3);
+    expect((await post('/', { action: 'status' })).json).toEqual({ generating: '0', queue_size: '0' });
+  });
+
   it("a Nano node's work_peers round: work_generate with difficulty and account, then work_cancel to the losers", async () => {
     // nano/node/distributed_work.cpp: the node POSTs the same work_generate to every peer at
     // once (upper-case root, hex difficulty, the block's account), takes the first reply whose
