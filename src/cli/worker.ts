@@ -14,6 +14,7 @@ import { parseBackend } from './work.ts';
 import { DpowClient, formatMultiplier, resolveBrokerUrl } from '../dpow/client.ts';
 import { checkAddress } from '../dpow/address.ts';
 import type { ClientEvent, ClientSettings, ClientState, WorkChoice } from '../dpow/state.ts';
+import { difficultyPolicy } from '../pow/difficulty.ts';
 import type { BackendChoice } from '../pow/types.ts';
 import { formatHashrate } from '../pow/hashrate.ts';
 
@@ -44,7 +45,8 @@ export function command() {
     .addHelpText('after', '\nOne line per event on stdout; Ctrl-C or SIGTERM prints a summary and exits 0.');
 }
 
-interface WorkerOptions {
+/** The options as commander parses them (strings until checked below). */
+interface WorkerFlags {
   broker?: string;
   address?: string;
   work: string;
@@ -60,9 +62,15 @@ interface WorkerOptions {
   addressPrefixes: string;
 }
 
-/** Parses the options into client settings; throws CliError with the reason for anything bad. */
-export function parseWorkerOptions(argv: string[]): ClientSettings {
-  const { options: values } = parseCommand<WorkerOptions>(command(), argv);
+/** The client settings plus the difficulty ceiling, from which run() builds the one policy. */
+export interface WorkerOptions extends ClientSettings {
+  /** Work above this multiplier (vs the Nano send threshold) is refused. Default 64. */
+  maxMultiplier?: number;
+}
+
+/** Parses the options; throws CliError with the reason for anything bad. */
+export function parseWorkerOptions(argv: string[]): WorkerOptions {
+  const { options: values } = parseCommand<WorkerFlags>(command(), argv);
   if (!values.broker) throw new CliError('--broker <ws://host:port/path | wss://… | mqtt://…> is required');
   const url = resolveBrokerUrl(values.broker);
   if (!url.ok) throw new CliError(`--broker: ${url.reason}`);
@@ -119,14 +127,16 @@ export function formatSummary(state: ClientState, uptimeMs: number, hashrate: nu
   const backend = state.backend ? ` on ${state.backend}${state.backendLabel ? ` (${state.backendLabel})` : ''}` : '';
   return [
     `summary: uptime ${formatDuration(uptimeMs)}`,
-    `  jobs: received ${c.received}, computed ${c.computed}, published ${c.published}, accepted ${c.accepted}, cancelled ${c.cancelled}, expired ${c.expired}`,
+    `  jobs: received ${c.received}, computed ${c.computed}, published ${c.published}, accepted ${c.accepted}, cancelled ${c.cancelled}, expired ${c.expired}, address total ${c.addressAccepted}`,
     `  rejected: ${rejected || 'none'}`,
     `  hashrate: ${formatHashrate(hashrate)} while computing${backend}`,
   ].join('\n');
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const settings = parseWorkerOptions(argv);
+  const { maxMultiplier, ...settings } = parseWorkerOptions(argv);
+  // One policy for the queue and the engine, so both refuse the same work.
+  const policy = difficultyPolicy({ maxMultiplier });
   const out = (line: string) => process.stdout.write(`${line}\n`);
   const startedAt = Date.now();
 
@@ -134,7 +144,7 @@ export async function run(argv: string[]): Promise<number> {
   const engine = await createNodeEngine({
     backend: settings.backend,
     threads: settings.threads,
-    maxMultiplier: settings.maxMultiplier,
+    policy,
     log: (message) => out(`${new Date().toISOString()} ${'engine'.padEnd(10)} ${message}`),
   });
 
@@ -144,6 +154,7 @@ export async function run(argv: string[]): Promise<number> {
   let lastLabel = '';
   const client = new DpowClient({
     engine,
+    difficultyPolicy: policy,
     log: (event) => {
       if (event.job?.event === 'computed' && event.job.ms !== undefined) computingMs += event.job.ms;
       out(formatEvent(event));
