@@ -9,7 +9,8 @@
  *
  * As Mosquitto does with the original ACL (measured, see src/testkit/broker-acl.ts):
  * - a refused publish is counted, logged with the user and topic, acknowledged (PUBACK at QoS 1)
- *   and dropped: it never reaches a subscriber, and the publisher stays connected;
+ *   and dropped: it never reaches a subscriber, and the publisher stays connected (a payload
+ *   over MAX_PAYLOAD_BYTES still closes the connection);
  * - a subscription is granted when it can deliver at least one topic the role may read, and
  *   every message is then checked against the role's read ACL by its own topic (a worker's `#`
  *   gets work, cancels, stats and heartbeats, never results). A subscription that can deliver
