@@ -3,6 +3,7 @@ import { fromMultiplier, toU64Hex, workValue } from '../../pow/work.ts';
 import { difficultyPolicy } from '../../pow/difficulty.ts';
 import { DispatchError, type DispatcherApi, type WorkRequest } from '../types.ts';
 import { formatMultiplier, WorkRpc } from './work-rpc.ts';
+import { findWork } from '../../testkit/work.ts';
 
 const ROOT = '718CC2121C3E641059BC1C2CFC45666C99E8AE922F7A807B7D07B62C995D79E2';
 
@@ -26,10 +27,6 @@ function dispatcher(answer: (r: WorkRequest) => Promise<string>): DispatcherApi 
   };
 }
 
-function solve(hash: string, difficulty: bigint): string {
-  for (let n = 0n; ; n++) if (workValue(hash, n) >= difficulty) return toU64Hex(n);
-}
-
 describe('WorkRpc', () => {
   it('prints multipliers as the node does (15 decimals, relative to base)', () => {
     // The example reply in the node's documentation.
@@ -39,7 +36,7 @@ describe('WorkRpc', () => {
   });
 
   it('work_generate asks the dispatcher for ondemand work at the base by default, with its timeout', async () => {
-    const d = dispatcher(async (r) => solve(r.hash, r.difficulty));
+    const d = dispatcher(async (r) => findWork(r.hash, r.difficulty));
     const rpc = new WorkRpc({ dispatcher: d, policy: difficultyPolicy({ base: 0xff00000000000000n, minDifficulty: 0xf000000000000000n }), timeoutMs: 7_000 });
     const reply = await rpc.handle({ action: 'work_generate', hash: ROOT });
     expect(reply.status).toBe(200);
@@ -72,7 +69,7 @@ describe('WorkRpc', () => {
 
   it('work_validate uses the asked multiplier when given', async () => {
     const rpc = new WorkRpc({ dispatcher: dispatcher(async () => '0'), policy: difficultyPolicy({ base: 0xff00000000000000n }) });
-    const work = solve(ROOT, 0xff00000000000000n);
+    const work = findWork(ROOT, 0xff00000000000000n);
     const value = workValue(ROOT, work);
     const easy = await rpc.handle({ action: 'work_validate', hash: ROOT, work, multiplier: 0.5 });
     expect(easy.body.valid).toBe('1');
@@ -84,7 +81,7 @@ describe('WorkRpc', () => {
 
   it('work_validate has "valid" only when a difficulty or multiplier was given', async () => {
     const rpc = new WorkRpc({ dispatcher: dispatcher(async () => '0'), policy: difficultyPolicy({ base: 0xff00000000000000n }) });
-    const work = solve(ROOT, 0xff00000000000000n);
+    const work = findWork(ROOT, 0xff00000000000000n);
     const plain = await rpc.handle({ action: 'work_validate', hash: ROOT, work });
     expect(plain.status).toBe(200);
     expect(Object.keys(plain.body).sort()).toEqual(['difficulty', 'multiplier', 'valid_all', 'valid_receive']);
@@ -96,7 +93,7 @@ describe('WorkRpc', () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     const rpc = new WorkRpc({
-      dispatcher: dispatcher(async (r) => { await gate; return solve(r.hash, r.difficulty); }),
+      dispatcher: dispatcher(async (r) => { await gate; return findWork(r.hash, r.difficulty); }),
       policy: difficultyPolicy({ base: 0xff00000000000000n, minDifficulty: 0n }),
     });
     expect(await rpc.handle({ action: 'status' })).toEqual({ status: 200, body: { generating: '0', queue_size: '0' } });
@@ -108,7 +105,7 @@ describe('WorkRpc', () => {
   });
 
   it('benchmark runs count jobs for fresh random roots on the network and reports in milliseconds', async () => {
-    const d = dispatcher(async (r) => solve(r.hash, r.difficulty));
+    const d = dispatcher(async (r) => findWork(r.hash, r.difficulty));
     const base = 0xff00000000000000n;
     const rpc = new WorkRpc({ dispatcher: d, policy: difficultyPolicy({ base, minDifficulty: 0n }), timeoutMs: 3_000 });
     const reply = await rpc.handle({ action: 'benchmark', count: '3', difficulty: 'fe00000000000000' });
