@@ -113,7 +113,7 @@ describe('the packed dpow-web', () => {
   it('runs worker --help and work with no loader and no build', () => {
     const help = runInstalled(['worker', '--help']);
     expect(help.status).toBe(0);
-    expect(help.stdout).toMatch(/^usage: dpow-web worker --broker/);
+    expect(help.stdout).toMatch(/^Usage: dpow-web worker \[options\][\s\S]*--broker <url>/);
 
     const r = runInstalled(['work', ROOT, '--difficulty', EASY, '--backend', 'wasm', '--threads', '1']);
     expect(r.stderr).toBe('');

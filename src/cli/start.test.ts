@@ -105,8 +105,34 @@ describe('dpow-web start', () => {
     expect(await run.exited).toBe(0);
   }, 30_000);
 
+  it('--qlc-difficulty sets the difficulty of QLC precache jobs from a feed', async () => {
+    const run = startCli(['--port', '0', '--no-build', '--memory', '--no-demo', '--feed', 'qlc-sim', '--qlc-difficulty', 'ffe0000000000000']);
+    const url = await run.banner;
+    const worker = await connectAs(url.replace('http', 'ws') + 'mqtt', 'client', cleanups);
+    const job = new Promise<string>((resolve) => worker.on('message', (_topic, payload) => resolve(String(payload))));
+    await worker.subscribeAsync('work/precache');
+    expect((await job).split(',')[1]).toBe('ffe0000000000000');
+    await worker.endAsync(true);
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toBe(0);
+  }, 30_000);
+
+  it('--dashboard-user names the monitoring login (the original ACL calls it dpowinterface)', async () => {
+    const run = startCli(['--port', '0', '--no-build', '--memory', '--no-demo', '--dashboard-user', 'dpowinterface', '--dashboard-password', 'dash-pw']);
+    const url = await run.banner;
+    const login = (username: string) => connectAs(url.replace('http', 'ws') + 'mqtt', { username, password: 'dash-pw' }, cleanups);
+    const monitor = await login('dpowinterface');
+    const any = new Promise<string>((resolve) => monitor.on('message', (topic) => resolve(topic)));
+    await monitor.subscribeAsync('#');
+    expect(await any).toBe('heartbeat');
+    await monitor.endAsync(true);
+    await expect(login('dashboard')).rejects.toThrow();
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toBe(0);
+  });
+
   it('refuses contradictory or incomplete options with exit 2', async () => {
-    for (const args of [['--dispatcher-only'], ['--broker', 'ws://127.0.0.1:1/mqtt'], ['--port', 'abc'], ['--demo', '--no-demo'], ['--feed', 'bogus'], ['--rpc', 'bogus'], ['--demo-precache-every', '-1'], ['--demo-ondemand-every', 'x'], ['--nano-difficulty', 'fffff']]) {
+    for (const args of [['--dispatcher-only'], ['--broker', 'ws://127.0.0.1:1/mqtt'], ['--port', 'abc'], ['--demo', '--no-demo'], ['--feed', 'bogus'], ['--rpc', 'bogus'], ['--demo-precache-every', '-1'], ['--demo-ondemand-every', 'x'], ['--nano-difficulty', 'fffff'], ['--qlc-difficulty', 'x'], ['--dashboard-user', 'dpowinterface'], ['--dashboard-user', 'client', '--dashboard-password', 'x']]) {
       const run = startCli([...args, '--no-build', '--memory']);
       run.banner.catch(() => {});
       expect(await run.exited, args.join(' ')).toBe(2);

@@ -9,7 +9,7 @@
  * type, short hash, multiplier, search time and backend. Ctrl-C (or SIGTERM) stops the client,
  * prints a summary and exits 0. A bad option or payout address exits 2 with the reason.
  */
-import { CliError, intOption, parseOptions } from './args.ts';
+import { CliError, defineCommand, intOption, parseCommand } from './args.ts';
 import { parseBackend } from './work.ts';
 import { DpowClient, resolveBrokerUrl } from '../dpow/client.ts';
 import { formatMultiplier } from '../dpow/format.ts';
@@ -21,26 +21,46 @@ import { formatHashrate } from '../pow/hashrate.ts';
 
 const WORK_CHOICES: readonly WorkChoice[] = ['any', 'precache', 'ondemand'];
 
-const USAGE = `usage: dpow-web worker --broker <url> --address <payout address> [options]
-  --broker <url>              the broker's ws://, wss:// (or mqtt://) URL
-  -a, --address <addr>        payout address (its checksum is checked first)
-  -w, --work <kind>           any (default), precache or ondemand
-  -b, --backend <name>        auto (default), webgpu or wasm
-  -t, --threads <n>           WASM threads
-  --intensity <f>             GPU share of time in (0, 1]
-  -u, --username <u>          broker login (default client)
-  -p, --password <p>          its password (default client; or DPOW_WORKER_PASSWORD)
-  --max-multiplier <m>        refuse work above this multiplier (default 64)
-  --heartbeat-timeout <s>     seconds without a heartbeat before "server offline" (default 5)
-  --job-timeout <s>           per-job time limit (default 120)
-  --queue-limit <n>           queue bound (default 64)
-  --address-prefixes <list>   accepted payout prefixes (default nano,xrb)`;
-
 function positiveNumber(value: string | undefined, name: string): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
   if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new CliError(`--${name} must be a positive number, got "${value}"`);
   return n;
+}
+
+export function command() {
+  return defineCommand('worker')
+    .option('--broker <url>', 'the DPoW broker: ws://host:port/path, wss://… or mqtt://… (required)')
+    .option('-a, --address <address>', 'payout address, checksum checked (required)')
+    .option('-w, --work <choice>', 'any, precache or ondemand', 'any')
+    .option('-b, --backend <backend>', 'auto, webgpu or wasm', 'auto')
+    .option('-t, --threads <n>', 'WASM threads (default: every core)')
+    .option('--intensity <f>', 'share of the device to use, in (0, 1]')
+    .option('-u, --username <user>', 'broker login', 'client')
+    .option('-p, --password <password>', 'broker password (or $DPOW_WORKER_PASSWORD; client when neither is set)')
+    .option('--max-multiplier <m>', 'refuse jobs above this multiplier of the Nano send threshold')
+    .option('--heartbeat-timeout <s>', 'seconds without a heartbeat before the server counts as offline')
+    .option('--job-timeout <s>', 'seconds a job may run before it is given up')
+    .option('--queue-limit <n>', 'jobs kept waiting at most')
+    .option('--address-prefixes <list>', 'accepted address prefixes, comma-separated', 'nano,xrb')
+    .addHelpText('after', '\nOne line per event on stdout; Ctrl-C or SIGTERM prints a summary and exits 0.');
+}
+
+/** The options as commander parses them (strings until checked below). */
+interface WorkerFlags {
+  broker?: string;
+  address?: string;
+  work: string;
+  backend: string;
+  threads?: string;
+  intensity?: string;
+  username: string;
+  password?: string;
+  maxMultiplier?: string;
+  heartbeatTimeout?: string;
+  jobTimeout?: string;
+  queueLimit?: string;
+  addressPrefixes: string;
 }
 
 /** The client settings plus the difficulty ceiling, from which run() builds the one policy. */
@@ -51,40 +71,21 @@ export interface WorkerOptions extends ClientSettings {
 
 /** Parses the options; throws CliError with the reason for anything bad. */
 export function parseWorkerOptions(argv: string[]): WorkerOptions {
-  const { values, positionals } = parseOptions(
-    argv,
-    {
-      broker: { type: 'string' },
-      address: { type: 'string', short: 'a' },
-      work: { type: 'string', short: 'w' },
-      backend: { type: 'string', short: 'b' },
-      threads: { type: 'string', short: 't' },
-      intensity: { type: 'string' },
-      username: { type: 'string', short: 'u' },
-      password: { type: 'string', short: 'p' },
-      'max-multiplier': { type: 'string' },
-      'heartbeat-timeout': { type: 'string' },
-      'job-timeout': { type: 'string' },
-      'queue-limit': { type: 'string' },
-      'address-prefixes': { type: 'string' },
-    },
-    false,
-  );
-  if (positionals.length) throw new CliError(`unexpected argument "${positionals[0]}"`);
+  const { options: values } = parseCommand<WorkerFlags>(command(), argv);
   if (!values.broker) throw new CliError('--broker <ws://host:port/path | wss://… | mqtt://…> is required');
   const url = resolveBrokerUrl(values.broker);
   if (!url.ok) throw new CliError(`--broker: ${url.reason}`);
   if (!values.address) throw new CliError('--address <payout address> is required');
-  const prefixes = values['address-prefixes']?.split(',').map((p) => p.trim().replace(/_$/, '')).filter(Boolean) ?? ['nano', 'xrb'];
+  const prefixes = values.addressPrefixes.split(',').map((p) => p.trim().replace(/_$/, '')).filter(Boolean);
   const address = checkAddress(values.address, prefixes);
   if (!address.ok) throw new CliError(`--address: ${address.reason}`);
-  const work = (values.work ?? 'any') as WorkChoice;
+  const work = values.work as WorkChoice;
   if (!WORK_CHOICES.includes(work)) throw new CliError(`--work must be one of ${WORK_CHOICES.join('|')}, got "${values.work}"`);
   const intensity = positiveNumber(values.intensity, 'intensity');
   if (intensity !== undefined && intensity > 1) throw new CliError(`--intensity must be in (0, 1], got "${values.intensity}"`);
   return {
     brokerUrl: url.url,
-    username: values.username ?? 'client',
+    username: values.username,
     password: values.password ?? process.env.DPOW_WORKER_PASSWORD ?? 'client',
     address: values.address,
     addressPrefixes: prefixes,
@@ -92,10 +93,10 @@ export function parseWorkerOptions(argv: string[]): WorkerOptions {
     backend: parseBackend(values.backend) as BackendChoice,
     threads: values.threads === undefined ? undefined : intOption(values.threads, 'threads', 1),
     intensity,
-    maxMultiplier: positiveNumber(values['max-multiplier'], 'max-multiplier'),
-    heartbeatTimeoutS: positiveNumber(values['heartbeat-timeout'], 'heartbeat-timeout'),
-    jobTimeoutS: positiveNumber(values['job-timeout'], 'job-timeout'),
-    queueLimit: values['queue-limit'] === undefined ? undefined : intOption(values['queue-limit'], 'queue-limit', 1),
+    maxMultiplier: positiveNumber(values.maxMultiplier, 'max-multiplier'),
+    heartbeatTimeoutS: positiveNumber(values.heartbeatTimeout, 'heartbeat-timeout'),
+    jobTimeoutS: positiveNumber(values.jobTimeout, 'job-timeout'),
+    queueLimit: values.queueLimit === undefined ? undefined : intOption(values.queueLimit, 'queue-limit', 1),
   };
 }
 
@@ -134,10 +135,6 @@ export function formatSummary(state: ClientState, uptimeMs: number, hashrate: nu
 }
 
 export async function run(argv: string[]): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
   const { maxMultiplier, ...settings } = parseWorkerOptions(argv);
   // One policy for the queue and the engine, so both refuse the same work.
   const policy = difficultyPolicy({ maxMultiplier });

@@ -27,6 +27,7 @@ import { Dispatcher } from './dispatcher.ts';
 import { MemoryStore } from './store/memory-store.ts';
 import { createServiceApi } from './http/service-api.ts';
 import { ReferenceWorker } from '../testkit/reference-worker.ts';
+import { MOSQUITTO_ACL_BEHAVIOUR, observeAcl } from '../testkit/broker-acl.ts';
 import { connectAs } from '../testkit/mqtt.ts';
 
 const MOSQUITTO = '/usr/sbin/mosquitto';
@@ -196,6 +197,11 @@ describe.skipIf(!installed && !process.env.CI)('deploy/mosquitto on a real mosqu
 
     expect(seen.filter((m) => m.payload === 'forged' || m.payload === 'from-dashboard')).toEqual([]);
     expect(otherGot.map((m) => m.payload)).toEqual(['genuine']);
+  });
+
+  it('grants wildcard subscriptions and filters per topic; acknowledges and drops a forbidden QoS 1 publish', async () => {
+    // The same scenario runs on the embedded broker (broker.test.ts) against these observations.
+    expect(await observeAcl((role) => login(role))).toEqual(MOSQUITTO_ACL_BEHAVIOUR);
   });
 
   it('runs a job: dispatcher over TCP, worker over WebSocket, result accepted, cancel and stats delivered', async () => {

@@ -46,6 +46,8 @@ export interface ServiceApiOptions {
   now?: () => number;
   /** WebSocket ping period; a socket that missed the previous pong is closed. Default 30 s. */
   wsPingMs?: number;
+  /** How long a POST body may take to arrive before a 408. Default 10 s. */
+  bodyTimeoutMs?: number;
 }
 
 export interface ServiceCounters extends RequestCounters {
@@ -80,35 +82,54 @@ function parseJson(text: string): { ok: true; value: unknown } | { ok: false } {
   }
 }
 
-type BodyResult = { ok: true; text: string } | { ok: false; reason: 'too-large' | 'aborted' | 'bad-encoding' };
+/** The text of strict UTF-8 bytes, or undefined if they are not UTF-8. */
+function decodeUtf8(bytes: Uint8Array): string | undefined {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+type BodyResult = { ok: true; text: string } | { ok: false; reason: 'too-large' | 'aborted' | 'bad-encoding' | 'body-timeout' };
+
+/** How long a request body may take to arrive, by default. */
+export const DEFAULT_BODY_TIMEOUT_MS = 10_000;
 
 /**
  * Reads a request body up to `limit` bytes. Past it, the answer is given at once (413 with
- * `Connection: close`) and the rest is never buffered, so a huge upload costs no memory.
+ * `Connection: close`) and the rest is never buffered, so a huge upload costs no memory. A body
+ * not complete within `timeoutMs` is given up (408), so a caller that sends half a body cannot
+ * hold a socket for Node's default five minutes.
  */
-function readBody(req: IncomingMessage, limit: number): Promise<BodyResult> {
+function readBody(req: IncomingMessage, limit: number, timeoutMs: number): Promise<BodyResult> {
   return new Promise((resolve) => {
     let chunks: Buffer[] = [];
     let size = 0;
+    const timer = setTimeout(() => {
+      chunks = [];
+      resolve({ ok: false, reason: 'body-timeout' });
+    }, timeoutMs);
+    const settle = (result: BodyResult) => {
+      clearTimeout(timer);
+      resolve(result);
+    };
     req.on('data', (chunk: Buffer) => {
       if (size > limit) return; // already answered; the rest is dropped as it arrives
       size += chunk.length;
       if (size <= limit) chunks.push(chunk);
       else {
         chunks = [];
-        resolve({ ok: false, reason: 'too-large' });
+        settle({ ok: false, reason: 'too-large' });
       }
     });
     req.on('end', () => {
-      if (size > limit) return resolve({ ok: false, reason: 'too-large' });
-      try {
-        resolve({ ok: true, text: new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks)) });
-      } catch {
-        resolve({ ok: false, reason: 'bad-encoding' });
-      }
+      if (size > limit) return settle({ ok: false, reason: 'too-large' });
+      const text = decodeUtf8(Buffer.concat(chunks));
+      settle(text === undefined ? { ok: false, reason: 'bad-encoding' } : { ok: true, text });
     });
-    req.on('error', () => resolve({ ok: false, reason: 'aborted' }));
-    req.on('aborted', () => resolve({ ok: false, reason: 'aborted' }));
+    req.on('error', () => settle({ ok: false, reason: 'aborted' }));
+    req.on('aborted', () => settle({ ok: false, reason: 'aborted' }));
   });
 }
 
@@ -135,6 +156,16 @@ const SERVICE_PATHS = new Set(['/service', '/service/']);
 const SERVICE_WS_PATHS = new Set(['/service_ws', '/service_ws/']);
 const RPC_PATHS = new Set(['/', '/rpc', '/rpc/']);
 
+/**
+ * Whether the service API answers this request (an upgrade when `upgrade` is set): the app
+ * server asks while the API is not ready yet, to answer a JSON 503 instead of its own 405.
+ */
+export function isServiceApiRequest(req: IncomingMessage, rpcEnabled: boolean, upgrade = false): boolean {
+  const path = pathOf(req);
+  if (upgrade) return SERVICE_WS_PATHS.has(path);
+  return SERVICE_PATHS.has(path) || (rpcEnabled && RPC_PATHS.has(path) && req.method === 'POST');
+}
+
 export function createServiceApi(options: ServiceApiOptions): ServiceApi {
   const { dispatcher, store } = options;
   const log: Logger = options.log ?? silentLogger;
@@ -142,7 +173,10 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
   const rpcOptions = options.rpc ?? { enabled: true, allow: 'loopback' as const };
   const requests = new ServiceRequestHandler({ dispatcher, store, policy, log, now: options.now });
   const rpc = new WorkRpc({ dispatcher, policy, timeoutMs: rpcOptions.timeoutMs });
-  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_REQUEST_BYTES });
+  const bodyTimeoutMs = options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS;
+  // ws would close a text frame that is not UTF-8 with 1007; the docs promise an answer and an
+  // open socket, so frames are decoded (strictly) here instead.
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_REQUEST_BYTES, skipUTF8Validation: true });
   const pruneTimer = setInterval(() => requests.prune(), 60_000);
   pruneTimer.unref();
   // Sockets that stop answering pings (a vanished client, a silently dropped proxy connection)
@@ -181,10 +215,12 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
       sendJson(res, { ...requests.refuseUncounted('bad-method', 405, ERRORS.method, origin), headers: { Allow: 'POST, OPTIONS' } });
       return;
     }
-    const body = await readBody(req, MAX_REQUEST_BYTES);
+    const body = await readBody(req, MAX_REQUEST_BYTES, bodyTimeoutMs);
     if (!body.ok) {
       if (body.reason === 'aborted') return;
-      if (body.reason === 'too-large') {
+      if (body.reason === 'body-timeout') {
+        sendJson(res, { ...requests.refuse('body-timeout', 408, ERRORS.bodyTimeout, origin), headers: { Connection: 'close' } });
+      } else if (body.reason === 'too-large') {
         sendJson(res, { ...requests.refuse('too-large', 413, ERRORS.tooLarge, origin), headers: { Connection: 'close' } });
       } else {
         sendJson(res, requests.refuse('bad-json', 400, ERRORS.notJson, origin));
@@ -209,11 +245,16 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
       req.resume();
       return forbid(isProxied(req) ? 'forwarded by a proxy' : 'not loopback');
     }
-    const body = await readBody(req, MAX_REQUEST_BYTES);
+    const body = await readBody(req, MAX_REQUEST_BYTES, bodyTimeoutMs);
     if (!body.ok) {
       if (body.reason === 'aborted') return;
-      const too = body.reason === 'too-large';
       rpc.counters.requests++;
+      if (body.reason === 'body-timeout') {
+        rpc.counters.errors['body-timeout'] = (rpc.counters.errors['body-timeout'] ?? 0) + 1;
+        sendJson(res, { status: 408, body: { error: ERRORS.bodyTimeout }, headers: { Connection: 'close' } });
+        return;
+      }
+      const too = body.reason === 'too-large';
       rpc.counters.errors[too ? 'too-large' : 'bad-json'] = (rpc.counters.errors[too ? 'too-large' : 'bad-json'] ?? 0) + 1;
       sendJson(res, { status: too ? 413 : 400, body: { error: too ? 'Request too large' : 'Unable to parse JSON' }, headers: too ? { Connection: 'close' } : undefined });
       return;
@@ -274,8 +315,7 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
     };
     ws.on('message', (data: RawData, isBinary: boolean) => {
       const buffer = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
-      let text: string | undefined;
-      if (!isBinary) text = buffer.toString('utf8');
+      const text = isBinary ? undefined : decodeUtf8(buffer);
       const parsed = text === undefined ? { ok: false as const } : parseJson(text);
       if (!parsed.ok) {
         send(requests.refuse('bad-json', 400, ERRORS.notJson, origin).body);

@@ -30,6 +30,7 @@ export const ERRORS = {
   timeout: 'Timeout must be an integer between 1 and 30',
   notJson: 'Bad request (not json)',
   tooLarge: 'Bad request (too large)',
+  bodyTimeout: 'Bad request (body timeout)',
   rateLimited: 'Rate limit exceeded',
   noWork: 'Timeout reached without work',
   cancelled: 'Cancelled',
