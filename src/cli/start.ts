@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { CliError, intOption, parseOptions } from './args.ts';
 import { startAppServer, type AppServer } from '../server/http/app-server.ts';
 import { Dispatcher } from '../server/dispatcher.ts';
-import { consoleLogger, type Logger } from '../server/log.ts';
+import { createLogger, type Logger } from '../server/log.ts';
 import { MemoryStore } from '../server/store/memory-store.ts';
 import { openStore, storePath } from '../server/store/open-store.ts';
 import type { DispatcherStore } from '../server/store/store.ts';
@@ -143,7 +143,12 @@ export async function run(argv: string[]): Promise<number> {
     qlcOpenBlocks: values['qlc-open-blocks'],
   };
 
-  const log = consoleLogger(values.verbose);
+  // JSON lines when stderr is not a terminal; the passwords given here are masked wherever they
+  // would appear.
+  const log = createLogger({
+    verbose: values.verbose,
+    secrets: [external?.password ?? '', values['dashboard-password'] ?? ''],
+  });
   if (!['127.0.0.1', 'localhost', '::1'].includes(values.host!)) {
     log.warn(
       `binding ${values.host}: browsers allow WebGPU and service workers only on https:// or localhost, ` +
