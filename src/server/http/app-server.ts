@@ -199,6 +199,8 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
         password: dispatcherLogin.password,
         store,
         log,
+        // The embedded broker knows who published each result: containment by connection.
+        ...(broker ? { resultPublisher: broker.publisherOf } : {}),
       });
       await dispatcher.start();
       if (options.serviceApi !== false) {
