@@ -174,6 +174,7 @@ export async function run(argv: string[]): Promise<number> {
   };
 
   let dispatcher: Dispatcher;
+  let app: AppServer | undefined;
   let banner: string;
   try {
     if (values['dispatcher-only']) {
@@ -187,9 +188,9 @@ export async function run(argv: string[]): Promise<number> {
       }
       banner = `dpow-web dispatcher is running against ${external!.url}`;
     } else {
-      let app: AppServer;
+      let started: AppServer;
       try {
-        app = await startAppServer({
+        started = await startAppServer({
           host: values.host,
           port,
           staticDir: path.join(ROOT, 'dist'),
@@ -206,16 +207,18 @@ export async function run(argv: string[]): Promise<number> {
         if (e.code === 'EADDRINUSE') throw new CliError(`port ${port} on ${values.host} is already in use (try --port)`);
         throw err;
       }
-      closers.push(() => app.close());
-      dispatcher = app.dispatcher!;
-      const tcp = app.broker?.tcpUrl ? `, ${app.broker.tcpUrl}` : '';
-      banner = `dpow-web is running at ${app.url}  (broker ${app.brokerWsUrl}${tcp})`;
+      app = started;
+      closers.push(() => started.close());
+      dispatcher = started.dispatcher!;
+      const tcp = started.broker?.tcpUrl ? `, ${started.broker.tcpUrl}` : '';
+      banner = `dpow-web is running at ${started.url}  (broker ${started.brokerWsUrl}${tcp})`;
     }
 
     for (const spec of feeds) {
       const { startPrecacheFeed } = await import('../server/feeds/precache.ts');
       const feed = await startPrecacheFeed(spec, { dispatcher, store, accounts: values.account as string[], ...policyOptions, log });
       closers.push(() => feed.close());
+      app?.metrics.addFeed(feed);
       log.info(`precache feed: ${feed.description}`);
     }
   } catch (err) {

@@ -119,6 +119,8 @@ export interface Broker {
    * dispatcher's per-connection containment. Each publish answers once; undefined when unknown.
    */
   publisherOf(topic: string, payload: Buffer | string): string | undefined;
+  /** Connections logged in now, by role (read by /metrics). */
+  connectedByRole(): Record<BrokerRole, number>;
   /** Handles an upgrade for `wsPath`; false (socket untouched) for any other path. */
   handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): boolean;
   close(): Promise<void>;
@@ -380,6 +382,14 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     tcpUrl,
     counters,
     publisherOf,
+    connectedByRole() {
+      const n: Record<BrokerRole, number> = { server: 0, client: 0, dashboard: 0 };
+      for (const c of Object.values((aedes as unknown as { clients: Record<string, TaggedClient> }).clients)) {
+        const role = c[ROLE];
+        if (role) n[role]++;
+      }
+      return n;
+    },
     handleUpgrade,
     async close() {
       if (closed) return;

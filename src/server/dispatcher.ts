@@ -100,6 +100,11 @@ export interface DispatcherCounters {
   /** Accepted results whose payout address failed the check (not credited). */
   invalidAddress: number;
   storeErrors: number;
+  /**
+   * By work type: work/ messages published (republishes included), jobs that ended without
+   * work (timed out or expired, cancel sent) and jobs withdrawn (cancel sent).
+   */
+  jobs: Record<WorkType, { published: number; expired: number; cancelled: number }>;
 }
 
 export interface AcceptedResult {
@@ -114,6 +119,8 @@ export interface AcceptedResult {
   addressValid: boolean;
   /** Requests answered by this result. */
   answered: number;
+  /** From the job's creation to this result, in ms. */
+  latencyMs: number;
 }
 
 export interface RejectedResult {
@@ -179,6 +186,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     restored: { republished: 0, expired: 0 },
     invalidAddress: 0,
     storeErrors: 0,
+    jobs: {
+      precache: { published: 0, expired: 0, cancelled: 0 },
+      ondemand: { published: 0, expired: 0, cancelled: 0 },
+    },
   };
 
   /** Invalid results by source and the containments they started (read by /metrics). */
@@ -553,6 +564,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       address,
       addressValid,
       answered,
+      latencyMs: Math.max(0, Date.now() - job.createdAt),
     };
     this.#log.info(`dispatcher: accepted ${job.workType} ${short(job.hash)} from ${address}${addressValid ? '' : ' (invalid address)'}`);
     void this.#settle(job, accepted, services);
@@ -685,6 +697,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       );
     }
     job.waiters.clear();
+    if (reason === 'withdrawn') this.counters.jobs[job.workType].cancelled++;
+    else if (reason !== 'accepted') this.counters.jobs[job.workType].expired++;
     void this.#storeCall(() => this.#store.removePending(job.key));
     for (const t of job.published) this.#publishCancel(t, job.hash);
     if (reason !== 'accepted') this.#log.debug?.(`dispatcher: ${reason} ${job.workType} ${short(job.hash)}; cancel published`);
@@ -713,6 +727,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       if (this.#jobs.has(key)) continue;
       if (p.expiresAt <= now) {
         this.counters.restored.expired++;
+        this.counters.jobs[p.workType].expired++;
         await this.#storeCall(() => this.#store.removePending(key));
         this.#publishCancel(p.workType, p.hash);
         continue;
@@ -732,6 +747,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     job.published.add(workType);
     this.#publish(topics.work(workType), workCodec.encode({ hash: job.hash, difficulty: job.difficulty }), 0);
     this.counters.published.work++;
+    this.counters.jobs[workType].published++;
   }
 
   #publishCancel(workType: WorkType, hash: string): void {

@@ -4,6 +4,7 @@
  *   GET  /config.json      the page's DeploymentConfig, generated from these options
  *   WS   /mqtt             the embedded broker (unless an external broker is named)
  *   POST /service/, WS /service_ws/, POST / and /rpc   the service API and work-server RPC
+ *   GET  /metrics, /healthz, /readyz   for the operator (metrics.ts)
  *   GET  anything else     the built app from `dist/` (static.ts)
  *
  * plus the dispatcher (connected to the broker as the `server` user) and, by default, the demo
@@ -18,7 +19,8 @@ import { startDemoSource, type DemoOptions, type DemoSource } from '../sim/demo-
 import { Dispatcher, type DispatcherOptions } from '../dispatcher.ts';
 import { type Logger, silentLogger } from '../log.ts';
 import { MemoryStore } from '../store/memory-store.ts';
-import { createServiceApi, type ServiceApi, type ServiceApiOptions } from './service-api.ts';
+import { createServiceApi, type RpcAllow, type ServiceApi, type ServiceApiOptions } from './service-api.ts';
+import { createServerMetrics, type ServerMetrics } from './metrics.ts';
 import { createStaticHandler } from './static.ts';
 import type { DispatcherStore } from '../store/store.ts';
 
@@ -57,6 +59,8 @@ export interface AppServerOptions {
   deployment?: Partial<DeploymentConfig>;
   /** The service API and work-server RPC. Default true (needs the dispatcher). */
   serviceApi?: boolean | Partial<Omit<ServiceApiOptions, 'dispatcher' | 'store' | 'log'>>;
+  /** Who may read GET /metrics. Default: the RPC's rule (loopback unless set; off when the RPC is off). */
+  metrics?: RpcAllow | false;
   log?: Logger;
 }
 
@@ -73,6 +77,8 @@ export interface AppServer {
   dispatcher?: Dispatcher;
   serviceApi?: ServiceApi;
   demo?: DemoSource;
+  /** /metrics, /healthz and /readyz; feeds started later report through addFeed. */
+  metrics: ServerMetrics;
   close(): Promise<void>;
 }
 
@@ -93,6 +99,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
   const serveStatic = createStaticHandler({ root: options.staticDir ?? 'dist' });
 
   let serviceApi: ServiceApi | undefined;
+  let metrics: ServerMetrics | undefined;
   let deployment: DeploymentConfig = { ...DEFAULT_DEPLOYMENT };
   let configBody = '';
 
@@ -117,6 +124,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
       res.end(req.method === 'HEAD' ? undefined : configBody);
       return;
     }
+    if (metrics && (await metrics.handleRequest(req, res))) return;
     if (serviceApi && (await serviceApi.handleRequest(req, res))) return;
     if (await serveStatic(req, res)) return;
     res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8' }).end('Method not allowed\n');
@@ -145,6 +153,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
   let demo: DemoSource | undefined;
   const closeAll = async () => {
     demo?.stop();
+    metrics?.close();
     serviceApi?.close();
     await dispatcher?.stop().catch(() => {});
     await broker?.close().catch(() => {});
@@ -212,6 +221,10 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
       }
     }
 
+    const rpc = typeof options.serviceApi === 'object' ? options.serviceApi.rpc : undefined;
+    const access = options.metrics ?? (rpc === undefined ? 'loopback' : rpc.enabled ? rpc.allow : false);
+    metrics = createServerMetrics({ store, dispatcher, broker, serviceApi, access, log });
+
     return {
       url: `${origin}/`,
       brokerWsUrl,
@@ -222,6 +235,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
       dispatcher,
       serviceApi,
       demo,
+      metrics,
       close: closeAll,
     };
   } catch (err) {

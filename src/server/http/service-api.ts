@@ -90,7 +90,15 @@ export interface ServiceCounters {
   errors: Record<string, number>;
   websockets: { open: number; total: number };
   rpc: WorkRpcCounters & { forbidden: number };
+  /**
+   * Service requests by service user and outcome (`work` or the rejection reason). Requests that
+   * never authenticated are under UNAUTHENTICATED: user names from a request must not become
+   * labels an attacker can multiply.
+   */
+  byService: Record<string, Record<string, number>>;
 }
+
+export const UNAUTHENTICATED = '-';
 
 export interface ServiceApi {
   handleRequest(req: IncomingMessage, res: ServerResponse): Promise<boolean>;
@@ -147,7 +155,7 @@ export function isLoopback(address: string | undefined): boolean {
 }
 
 /** A reverse proxy on loopback makes every caller look local; these headers give it away. */
-function isProxied(req: IncomingMessage): boolean {
+export function isProxied(req: IncomingMessage): boolean {
   return ['forwarded', 'x-forwarded-for', 'x-real-ip'].some((h) => req.headers[h] !== undefined);
 }
 
@@ -252,7 +260,13 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
     errors: {},
     websockets: { open: 0, total: 0 },
     rpc: Object.assign(rpc.counters, { forbidden: 0 }),
+    byService: {},
   };
+
+  function countService(user: string | undefined, outcome: string): void {
+    const row = (counters.byService[user ?? UNAUTHENTICATED] ??= {});
+    row[outcome] = (row[outcome] ?? 0) + 1;
+  }
 
   function count(reason: string): void {
     counters.errors[reason] = (counters.errors[reason] ?? 0) + 1;
@@ -315,6 +329,7 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
   async function serviceRequest(parsed: unknown, origin: string): Promise<Reply> {
     counters.requests++;
     let id: unknown;
+    let user: string | undefined;
     const withId = (body: Record<string, unknown>) => (id === undefined ? body : { ...body, id });
     try {
       if (closed) throw reject('shutting-down', 503, ERRORS.shuttingDown);
@@ -324,6 +339,7 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
       if (!present(r.user) || !present(r.api_key) || !present(r.hash)) throw reject('missing-fields', 400, ERRORS.missing);
       const service = await authenticate(r.user, r.api_key);
       if (service instanceof Rejection) throw service;
+      user = service.user;
       if (!isRootHex(r.hash)) throw reject('bad-hash', 400, ERRORS.hash);
       const hash = r.hash;
       let account: string | undefined;
@@ -347,6 +363,7 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
         account,
       });
       counters.work++;
+      countService(user, 'work');
       return { status: 200, body: withId({ work: answer.work, hash }) };
     } catch (err) {
       let rejection: Rejection;
@@ -365,6 +382,7 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
         log.error(`service: request from ${origin} failed: ${err instanceof Error ? err.stack : String(err)}`);
       }
       count(rejection.reason);
+      countService(user, rejection.reason);
       if (rejection.reason !== 'internal') {
         log.info(`service: ${rejection.reason} from ${origin}${rejection.detail ? `: ${rejection.detail}` : ''}`);
       }
@@ -374,6 +392,7 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
 
   function rejectNow(reason: string, status: number, error: string, origin: string): Reply {
     count(reason);
+    countService(undefined, reason);
     log.info(`service: ${reason} from ${origin}`);
     return { status, body: { error } };
   }
