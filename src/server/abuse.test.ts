@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import mqtt, { type MqttClient } from 'mqtt';
 import { encodeAddress } from '../dpow/address.ts';
+import { toMultiplier } from '../pow/work.ts';
 import { clientCodec, resultCodec, topics, workCodec, type ClientMessage } from '../dpow/codec.ts';
 import { cleanupsAfterEach } from '../testkit/cleanups.ts';
 import { ReferenceWorker } from '../testkit/reference-worker.ts';
@@ -114,6 +115,8 @@ describe('a flooding client', () => {
     await waitFor('the containment notice', () => notices.length > 0);
 
     expect((await store.getClient(honestAddress))?.ondemand).toBe(jobs);
+    // Each credit carries the job's difficulty multiplier, for payouts by difficulty.
+    expect((await store.getClient(honestAddress))?.weighted_ondemand).toBeCloseTo(jobs * toMultiplier(EASY), 12);
     expect(await store.getClient(flooderAddress)).toBeUndefined();
     expect(dispatcher.abuse.counters.contained).toEqual({ address: 0, connection: 1 });
     // Contained once, then quietly ignored: the invalid count stopped at the threshold.

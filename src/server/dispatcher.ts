@@ -35,6 +35,7 @@ import {
   DEFAULT_MAX_MULTIPLIER,
   isRootHex,
   PowInputError,
+  toMultiplier,
   toU64Hex,
   validateWork,
 } from '../pow/work.ts';
@@ -586,7 +587,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     this.#statisticsDirty = true;
     const topic = topics.client(accepted.address);
     if (accepted.addressValid) {
-      const record = await this.#storeCall(() => this.#store.creditClient(accepted.address, job.workType, job.hash));
+      // Weighted by the difficulty asked for (never the luck of the value found), for payouts
+      // by difficulty.
+      const weight = toMultiplier(job.difficulty);
+      const record = await this.#storeCall(() => this.#store.creditClient(accepted.address, job.workType, job.hash, weight));
       if (record) {
         const stats = {
           precache: record.precache,
