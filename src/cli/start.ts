@@ -7,6 +7,8 @@
  *                  [--broker <url> --broker-username <u> --broker-password <p> [--broker-public-url <ws url>]]
  *                  [--dispatcher-only] [--feed qlc-sim|nano-sim|qlc:<ws>|nano:<ws>]... [--account <addr>]...
  *                  [--broker-tcp-port <port>] [--demo-difficulty <16 hex>] [--no-build] [--verbose]
+ *                  [--abuse-threshold <n>] [--abuse-window <s>] [--abuse-cooldown <s>]
+ *                  [--publish-rate <n>] [--publish-burst <n>]
  *
  * The app is rebuilt first when dist/index.html is missing or older than its sources. With
  * --broker the page's /config.json points at that broker and the dispatcher logs in there as
@@ -63,8 +65,17 @@ const USAGE = `usage: dpow-web start [options]
   --nano-difficulty <hex>    difficulty of Nano precache jobs (default fffffff800000000, the send
                              threshold, since an account's next block may be a send)
   --qlc-open-blocks          also precache a QLC recipient's open block from a send's link
+  --abuse-threshold <n>      invalid results from one connection (or, behind --broker, one payout
+                             address) within --abuse-window that get it ignored (default 20)
+  --abuse-window <s>         seconds (default 60)
+  --abuse-cooldown <s>       seconds its results are then ignored (default 600)
+  --publish-rate <n>         embedded broker: publishes per second per worker connection before it
+                             is closed (default 20)
+  --publish-burst <n>        embedded broker: publishes allowed at once above the rate (default 100)
   --no-build                 serve dist/ as it is
-  --verbose                  debug logging`;
+  --verbose                  debug logging (logs are JSON lines unless stderr is a terminal)
+
+  GET /metrics (Prometheus), /healthz and /readyz are served beside the app; /metrics follows --rpc.`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseOptions(
@@ -91,6 +102,11 @@ export async function run(argv: string[]): Promise<number> {
       account: { type: 'string', multiple: true, default: [] },
       'nano-difficulty': { type: 'string' },
       'qlc-open-blocks': { type: 'boolean', default: false },
+      'abuse-threshold': { type: 'string' },
+      'abuse-window': { type: 'string' },
+      'abuse-cooldown': { type: 'string' },
+      'publish-rate': { type: 'string' },
+      'publish-burst': { type: 'string' },
       'no-build': { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -135,6 +151,17 @@ export async function run(argv: string[]): Promise<number> {
     throw new CliError('--dispatcher-only needs --broker (and its server login)');
   }
   const demoOn = values.demo || (!values['no-demo'] && external === undefined);
+  const abuse = {
+    threshold: intOption(values['abuse-threshold'], 'abuse-threshold', 20, 1),
+    windowMs: intOption(values['abuse-window'], 'abuse-window', 60, 1) * 1000,
+    cooldownMs: intOption(values['abuse-cooldown'], 'abuse-cooldown', 600, 0) * 1000,
+  };
+  const brokerLimits = {
+    publishRate: {
+      perSecond: intOption(values['publish-rate'], 'publish-rate', 20, 1),
+      burst: intOption(values['publish-burst'], 'publish-burst', 100, 1),
+    },
+  };
   const feeds = await parseFeeds(values.feed as string[]);
   const nanoDifficulty = values['nano-difficulty'];
   if (nanoDifficulty !== undefined && !isU64Hex(nanoDifficulty)) throw new CliError('--nano-difficulty must be 16 hex digits');
@@ -178,7 +205,7 @@ export async function run(argv: string[]): Promise<number> {
   let banner: string;
   try {
     if (values['dispatcher-only']) {
-      dispatcher = new Dispatcher({ brokerUrl: external!.url, username: external!.username, password: external!.password, store, log });
+      dispatcher = new Dispatcher({ brokerUrl: external!.url, username: external!.username, password: external!.password, store, log, abuse });
       await dispatcher.start();
       closers.push(() => dispatcher.stop());
       if (demoOn) {
@@ -195,6 +222,8 @@ export async function run(argv: string[]): Promise<number> {
           port,
           staticDir: path.join(ROOT, 'dist'),
           brokerTcpPort,
+          brokerLimits,
+          dispatcherOptions: { abuse },
           ...(values['dashboard-password'] ? { brokerUsers: { dashboard: { username: 'dashboard', password: values['dashboard-password'] } } } : {}),
           externalBroker: external,
           demo: demoOn ? demoOptions : false,

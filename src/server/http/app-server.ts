@@ -14,7 +14,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { DEFAULT_DEPLOYMENT, type DeploymentConfig } from '../../dpow/deployment.ts';
-import { defaultBrokerUsers, startBroker, type Broker, type BrokerUsers } from '../broker.ts';
+import { defaultBrokerUsers, startBroker, type Broker, type BrokerOptions, type BrokerUsers } from '../broker.ts';
 import { startDemoSource, type DemoOptions, type DemoSource } from '../sim/demo-source.ts';
 import { Dispatcher, type DispatcherOptions } from '../dispatcher.ts';
 import { type Logger, silentLogger } from '../log.ts';
@@ -45,6 +45,8 @@ export interface AppServerOptions {
   brokerUsers?: Partial<BrokerUsers>;
   /** Also open a plain MQTT TCP listener for the embedded broker on this port (0 = any). */
   brokerTcpPort?: number;
+  /** Per-connection publish rate and payload cap of the embedded broker. */
+  brokerLimits?: Pick<BrokerOptions, 'publishRate' | 'maxPayloadBytes'>;
   /** Use this broker instead of the embedded one. */
   externalBroker?: ExternalBroker;
   /** Run the dispatcher. Default true. */
@@ -181,7 +183,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
       };
     } else {
       const users = defaultBrokerUsers(options.brokerUsers);
-      broker = await startBroker({ users, server, wsPath, host, tcpPort: options.brokerTcpPort, log });
+      broker = await startBroker({ ...options.brokerLimits, users, server, wsPath, host, tcpPort: options.brokerTcpPort, log });
       dispatcherLogin = { url: broker.wsUrl, username: users.server.username, password: users.server.password };
       pageBrokerUrl = wsPath;
       brokerWsUrl = `${origin.replace(/^http/, 'ws')}${wsPath}`;
