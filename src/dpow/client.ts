@@ -37,6 +37,7 @@ import type {
   JobEventInfo,
   WorkerClient,
 } from './state.ts';
+import { DEFAULT_POLICY, type DifficultyPolicy } from '../pow/difficulty.ts';
 import { validateWork } from '../pow/work.ts';
 import type { BackendName, EngineApi, EngineStatus, GenerateResult } from '../pow/types.ts';
 import { backoffDelay } from './backoff.ts';
@@ -65,6 +66,8 @@ export interface DpowClientOptions {
   random?: () => number;
   /** Watchdog period (heartbeat age, job expiry). Default 1000 ms. */
   tickMs?: number;
+  /** The bounds work messages are checked against; share the engine's. Default DEFAULT_POLICY. */
+  difficultyPolicy?: DifficultyPolicy;
 }
 
 export const DEFAULT_HEARTBEAT_TIMEOUT_S = 5;
@@ -141,7 +144,6 @@ function checkSettings(s: ClientSettings): string | null {
   if (!['auto', 'webgpu', 'wasm'].includes(s.backend)) return `backend must be auto, webgpu or wasm, got "${s.backend}"`;
   if (s.threads !== undefined && !(Number.isInteger(s.threads) && s.threads >= 1)) return 'threads must be a whole number >= 1';
   if (s.intensity !== undefined && !(positive(s.intensity) && s.intensity <= 1)) return 'intensity must be in (0, 1]';
-  if (!positive(s.maxMultiplier)) return 'maxMultiplier must be a positive number';
   if (!positive(s.heartbeatTimeoutS)) return 'heartbeatTimeoutS must be a positive number';
   if (s.queueLimit !== undefined && !(Number.isInteger(s.queueLimit) && s.queueLimit >= 1)) return 'queueLimit must be a whole number >= 1';
   if (!positive(s.jobTimeoutS)) return 'jobTimeoutS must be a positive number';
@@ -161,6 +163,7 @@ export class DpowClient implements WorkerClient {
   private readonly policy: ReconnectPolicy;
   private readonly random: () => number;
   private readonly tickMs: number;
+  private readonly difficultyPolicy: DifficultyPolicy;
 
   private settings: ActiveSettings | null = null;
   private running = false;
@@ -203,6 +206,7 @@ export class DpowClient implements WorkerClient {
     this.logFn = options.log;
     this.policy = { initialMs: 1000, maxMs: 120_000, ...options.reconnect };
     this.random = options.random ?? Math.random;
+    this.difficultyPolicy = options.difficultyPolicy ?? DEFAULT_POLICY;
     this.tickMs = options.tickMs ?? 1000;
     try {
       this.engine.onStatus((status) => this.onEngineStatus(status));
@@ -281,7 +285,7 @@ export class DpowClient implements WorkerClient {
     this.queue = new WorkQueue({
       limit: settings.queueLimit,
       jobTimeoutMs: (settings.jobTimeoutS ?? DEFAULT_JOB_TIMEOUT_S) * 1000,
-      maxMultiplier: settings.maxMultiplier,
+      policy: this.difficultyPolicy,
       now: this.now,
     });
     this.outbox = [];

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { WorkQueue, type Job } from './queue.ts';
+import { difficultyPolicy } from '../pow/difficulty.ts';
 import { THRESHOLDS, fromMultiplier } from '../pow/work.ts';
 
 const hash = (n: number, c = 'a') => n.toString(16).padStart(4, '0') + c.repeat(60);
@@ -206,7 +207,7 @@ describe('WorkQueue expiry', () => {
 
 describe('WorkQueue ceiling', () => {
   it('refuses work above the maximum multiplier with difficulty-too-high', () => {
-    const q = new WorkQueue({ maxMultiplier: 8 });
+    const q = new WorkQueue({ policy: difficultyPolicy({ maxMultiplier: 8 }) });
     expect(q.add(hash(1), 0xffffffffffffffffn, 'ondemand')).toMatchObject({ ok: false, code: 'difficulty-too-high' });
     expect(q.add(hash(2), fromMultiplier(16), 'ondemand')).toMatchObject({ ok: false, code: 'difficulty-too-high' });
     expect(q.add(hash(3), fromMultiplier(8), 'ondemand')).toMatchObject({ ok: true });

@@ -13,12 +13,14 @@
  *   on-demand requests the older is the one whose service is most likely to have timed out or
  *   been served by another worker already.
  * - Expiry: a job is worth doing for `jobTimeoutMs` after it arrived; expired jobs are skipped.
- * - Ceiling: work above `maxMultiplier` (vs the Nano send threshold) is refused
- *   ('difficulty-too-high'), so one absurd message cannot occupy the device forever.
+ * - Ceiling: work above the difficulty policy's ceiling (pow/difficulty.ts, shared with the
+ *   engine) is refused ('difficulty-too-high'), so one absurd message cannot occupy the device
+ *   forever.
  *
  * Pure and synchronous; the clock is injected.
  */
-import { checkDifficulty, DEFAULT_MAX_MULTIPLIER, PowInputError, toMultiplier, toU64Hex } from '../pow/work.ts';
+import { DEFAULT_POLICY, difficultyError, type DifficultyPolicy } from '../pow/difficulty.ts';
+import { toMultiplier, toU64Hex } from '../pow/work.ts';
 import type { WorkType } from './codec.ts';
 import type { QueuedJob } from './state.ts';
 
@@ -36,8 +38,8 @@ export interface QueueOptions {
   limit?: number;
   /** Per-job time limit from arrival, ms (default 120 000). */
   jobTimeoutMs?: number;
-  /** Largest multiplier accepted vs the Nano send threshold (default 64). */
-  maxMultiplier?: number;
+  /** The difficulty bounds; share the engine's. Default DEFAULT_POLICY (64x the send threshold). */
+  policy?: DifficultyPolicy;
   /** How many finished hashes are remembered for dedupe (default 1024). */
   remember?: number;
   now?: () => number;
@@ -80,7 +82,7 @@ const short = (hash: string) => `${hash.slice(0, 12)}…`;
 export class WorkQueue {
   readonly limit: number;
   readonly jobTimeoutMs: number;
-  readonly maxMultiplier: number;
+  readonly policy: DifficultyPolicy;
   readonly counters: QueueCounters = { dropped: 0, expired: 0 };
 
   private readonly rememberLimit: number;
@@ -93,7 +95,7 @@ export class WorkQueue {
   constructor(options: QueueOptions = {}) {
     this.limit = Math.max(1, Math.floor(options.limit ?? DEFAULT_QUEUE_LIMIT));
     this.jobTimeoutMs = options.jobTimeoutMs ?? DEFAULT_JOB_TIMEOUT_MS;
-    this.maxMultiplier = options.maxMultiplier ?? DEFAULT_MAX_MULTIPLIER;
+    this.policy = options.policy ?? DEFAULT_POLICY;
     this.rememberLimit = Math.max(0, Math.floor(options.remember ?? DEFAULT_REMEMBER));
     this.now = options.now ?? Date.now;
   }
@@ -105,12 +107,8 @@ export class WorkQueue {
 
   /** Offers a work message; `hash` is kept exactly as given (it is echoed in the result). */
   add(hash: string, difficulty: bigint, workType: WorkType): AddResult {
-    try {
-      checkDifficulty(difficulty, { maxMultiplier: this.maxMultiplier });
-    } catch (err) {
-      if (err instanceof PowInputError) return { ok: false, code: 'difficulty-too-high', reason: err.message };
-      throw err;
-    }
+    const refused = difficultyError(difficulty, this.policy);
+    if (refused) return { ok: false, code: 'difficulty-too-high', reason: refused.message };
     const k = key(hash);
 
     const running = this.inFlight.get(k);

@@ -20,8 +20,6 @@ export interface ClientSettings {
   threads?: number;
   /** GPU share of time in (0, 1]. */
   intensity?: number;
-  /** Work above this multiplier (vs the Nano send threshold) is refused. Default 64. */
-  maxMultiplier?: number;
   /** Seconds without a heartbeat before the server is shown as offline. Default 5. */
   heartbeatTimeoutS?: number;
   /** Queue size bound; when full the oldest precache job is dropped. Default 64. */

@@ -7,6 +7,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { PowEngine, measureBackend } from './engine.ts';
 import { PowCancelledError, type BackendName, type EngineStatus, type PowBackend, type SearchRequest } from './types.ts';
+import { difficultyPolicy } from './difficulty.ts';
 import { PowInputError, validateWork, workValue } from './work.ts';
 
 const ROOT = '718CC2121C3E641059BC1C2CFC45666C99E8AE922F7A807B7D07B62C995D79E2';
@@ -135,10 +136,10 @@ describe('PowEngine.generate', () => {
   });
 
   it('applies the configured max multiplier', async () => {
-    const engine = makeEngine({ maxMultiplier: 1 });
+    const engine = makeEngine({ policy: difficultyPolicy({ maxMultiplier: 1 }) });
     // 2x the send threshold is above a 1x ceiling; the send threshold itself is allowed.
     await expect(engine.generate(ROOT, 'fffffffc00000000')).rejects.toMatchObject({ code: 'difficulty-too-high' });
-    const ok = makeEngine({ maxMultiplier: 1 });
+    const ok = makeEngine({ policy: difficultyPolicy({ maxMultiplier: 1 }) });
     await expect(ok.generate(ROOT, EASY)).resolves.toMatchObject({ backend: 'wasm' });
   });
 
@@ -394,7 +395,7 @@ describe('benchmark', () => {
 describe('across the Comlink boundary (as the page talks to the engine worker)', () => {
   it('keeps results and typed errors intact, and delivers proxied status callbacks', async () => {
     const Comlink = await import('comlink');
-    const { installEngineErrorTransfer } = await import('../pow-browser/browser-engine.ts');
+    const { installEngineErrorTransfer } = await import('./engine-errors.ts');
     installEngineErrorTransfer();
     const { port1, port2 } = new MessageChannel();
     const engine = makeEngine({ statusPerSecond: 20 });

@@ -2,7 +2,7 @@
  * The PoW engine: one object that turns (root, difficulty) into validated work.
  *
  * Backends only search (types.ts PowBackend). The engine owns everything around them:
- *  - input checks with the reference rule (parse*, checkDifficulty with a max multiplier),
+ *  - input checks with the reference rule (parse*) and the difficulty policy's ceiling,
  *  - backend choice ('auto' = WebGPU when a hardware adapter exists, else WASM: a software
  *    fallback adapter such as SwiftShader is slower than the CPU threads) and lazy creation,
  *  - a random 64-bit start nonce per search,
@@ -15,9 +15,8 @@
  * CLI send one). cancel(root) removes queued jobs for that root as well as stopping the running
  * one. Plain TypeScript: no DOM, no Node APIs, so it runs in a browser worker and in Node.
  */
+import { DEFAULT_POLICY, checkDifficulty, type DifficultyPolicy } from './difficulty.ts';
 import {
-  DEFAULT_MAX_MULTIPLIER,
-  checkDifficulty,
   parseDifficulty,
   parseRoot,
   toU64Hex,
@@ -45,8 +44,8 @@ export interface EngineOptions {
   defaultThreads: number;
   /** Backend when a request does not name one. Default 'auto'. */
   defaultBackend?: BackendChoice;
-  /** Largest multiplier (vs the Nano send threshold) accepted. Default 64. */
-  maxMultiplier?: number;
+  /** The difficulty bounds; share the client queue's. Default DEFAULT_POLICY (64x send threshold). */
+  policy?: DifficultyPolicy;
   /** Status pushes per second while busy. Default 4. */
   statusPerSecond?: number;
   /** Where operational messages go (fallbacks, backend failures). Default console.warn. */
@@ -120,7 +119,7 @@ interface Job {
 export class PowEngine implements EngineApi {
   private readonly options: EngineOptions;
   private readonly log: (message: string) => void;
-  private readonly maxMultiplier: number;
+  private readonly policy: DifficultyPolicy;
 
   /** undefined = not tried yet; null = no adapter (cached so 'auto' does not ask every job). */
   private webgpu: Promise<PowBackend | null> | undefined;
@@ -144,7 +143,7 @@ export class PowEngine implements EngineApi {
   constructor(options: EngineOptions) {
     this.options = options;
     this.log = options.log ?? ((message) => console.warn(`[pow-engine] ${message}`));
-    this.maxMultiplier = options.maxMultiplier ?? DEFAULT_MAX_MULTIPLIER;
+    this.policy = options.policy ?? DEFAULT_POLICY;
   }
 
   // ---- EngineApi -------------------------------------------------------------------------------
@@ -154,7 +153,7 @@ export class PowEngine implements EngineApi {
     let target: bigint;
     try {
       rootBytes = parseRoot(root);
-      target = checkDifficulty(parseDifficulty(difficulty), { maxMultiplier: this.maxMultiplier });
+      target = checkDifficulty(parseDifficulty(difficulty), this.policy);
     } catch (err) {
       return Promise.reject(err);
     }

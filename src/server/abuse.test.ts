@@ -59,7 +59,6 @@ describe('a flooding client', () => {
       brokerUrl: broker.tcpUrl!,
       ...USERS.server,
       store,
-      maxMultiplier: 64,
       resultPublisher: broker.publisherOf,
       abuse: { threshold: 10, windowMs: 60_000, cooldownMs: 60_000 },
     });

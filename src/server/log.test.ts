@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
+import { difficultyPolicy } from '../pow/difficulty.ts';
 import { cleanupsAfterEach } from '../testkit/cleanups.ts';
 import { addTestService } from '../testkit/services.ts';
 import { startAppServer } from './http/app-server.ts';
@@ -84,7 +85,7 @@ describe('the server logs no secrets', () => {
       store,
       log,
       brokerUsers: { server: { username: 'server', password }, dashboard: { username: 'dashboard', password: dashboard } },
-      serviceApi: { minDifficulty: 0n },
+      policy: difficultyPolicy({ minDifficulty: 0n }),
     });
     cleanups.push(() => app.close());
     const post = (body: unknown) =>

@@ -14,6 +14,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { DEFAULT_DEPLOYMENT, type DeploymentConfig } from '../../dpow/deployment.ts';
+import { DEFAULT_POLICY, type DifficultyPolicy } from '../../pow/difficulty.ts';
 import { defaultBrokerUsers, startBroker, type Broker, type BrokerOptions, type BrokerUsers } from '../broker.ts';
 import { startDemoSource, type DemoOptions, type DemoSource } from '../sim/demo-source.ts';
 import { Dispatcher, type DispatcherOptions } from '../dispatcher.ts';
@@ -52,7 +53,7 @@ export interface AppServerOptions {
   /** Run the dispatcher. Default true. */
   dispatcher?: boolean;
   /** Overrides for the dispatcher (timeouts, statistics interval, prefixes, …). */
-  dispatcherOptions?: Partial<Omit<DispatcherOptions, 'brokerUrl' | 'username' | 'password' | 'store' | 'log'>>;
+  dispatcherOptions?: Partial<Omit<DispatcherOptions, 'brokerUrl' | 'username' | 'password' | 'store' | 'log' | 'policy'>>;
   /** The demo work source. Default true (needs the dispatcher). */
   demo?: boolean | DemoOptions;
   /** Default: a MemoryStore owned (and closed) by the server. A given store is not closed. */
@@ -60,7 +61,9 @@ export interface AppServerOptions {
   /** Fields of /config.json; brokerUrl and the client login are filled in from the broker. */
   deployment?: Partial<DeploymentConfig>;
   /** The service API and work-server RPC. Default true (needs the dispatcher). */
-  serviceApi?: boolean | Partial<Omit<ServiceApiOptions, 'dispatcher' | 'store' | 'log'>>;
+  serviceApi?: boolean | Partial<Omit<ServiceApiOptions, 'dispatcher' | 'store' | 'log' | 'policy'>>;
+  /** Difficulty bounds, one object for the dispatcher, the service API and the RPC. Default DEFAULT_POLICY. */
+  policy?: DifficultyPolicy;
   /** Who may read GET /metrics. Default: the RPC's rule (loopback unless set; off when the RPC is off). */
   metrics?: RpcAllow | false;
   log?: Logger;
@@ -200,6 +203,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
     configBody = `${JSON.stringify(deployment, null, 2)}\n`;
 
     if (wantDispatcher) {
+      const policy = options.policy ?? DEFAULT_POLICY;
       const demoOn = options.demo !== false && !(typeof options.demo === 'object' && options.demo.enabled === false);
       dispatcher = new Dispatcher({
         // Demo jobs nobody takes should not linger for the default half hour.
@@ -209,6 +213,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
         username: dispatcherLogin.username,
         password: dispatcherLogin.password,
         store,
+        policy,
         log,
         // The embedded broker knows who published each result: containment by connection.
         ...(broker ? { resultPublisher: broker.publisherOf } : {}),
@@ -216,7 +221,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
       await dispatcher.start();
       if (options.serviceApi !== false) {
         const extra = typeof options.serviceApi === 'object' ? options.serviceApi : {};
-        serviceApi = createServiceApi({ ...extra, dispatcher, store, log });
+        serviceApi = createServiceApi({ ...extra, dispatcher, store, policy, log });
       }
       if (demoOn) {
         demo = await startDemoSource(dispatcher, store, typeof options.demo === 'object' ? options.demo : {}, log);

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import mqtt from 'mqtt';
 import { encodeAddress } from '../../dpow/address.ts';
+import { difficultyPolicy } from '../../pow/difficulty.ts';
 import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
 import { ReferenceWorker } from '../../testkit/reference-worker.ts';
 import { addTestService } from '../../testkit/services.ts';
@@ -35,7 +36,7 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
 describe('GET /metrics', () => {
   it('reports results, jobs, service requests, workers, latency and containment from the live counters', async () => {
     const { app, store } = await start({
-      serviceApi: { minDifficulty: 0n },
+      policy: difficultyPolicy({ minDifficulty: 0n }),
       dispatcherOptions: { abuse: { threshold: 3 } },
     });
     const { user, key } = await addTestService(store, {}, FAST_KEYS);
