@@ -8,6 +8,7 @@ import { ReferenceWorker } from '../../testkit/reference-worker.ts';
 import { addTestService } from '../../testkit/services.ts';
 import { waitFor } from '../../testkit/wait.ts';
 import { randomRoot } from '../../testkit/work.ts';
+import { startPrecacheFeed } from '../feeds/precache.ts';
 import { startAppServer, type AppServerOptions } from './app-server.ts';
 import { MemoryStore } from '../store/memory-store.ts';
 
@@ -94,6 +95,22 @@ describe('GET /metrics', () => {
     const ok = await fetch(url, { headers: basic(user, key) });
     expect(ok.status).toBe(200);
     expect(await ok.text()).toContain('dpow_results_total');
+  });
+});
+
+describe('feed metrics', () => {
+  it('report a precache feed as connected, with its events', async () => {
+    const { app, store } = await start();
+    const feed = await startPrecacheFeed({ kind: 'nano-sim' }, { dispatcher: app.dispatcher!, store, demoIntervalMs: 40, nanoDifficulty: 0xff00000000000000n, refreshMs: 0 });
+    cleanups.push(() => feed.close());
+    app.metrics.addFeed(feed);
+    await waitFor('the feed to connect and precache', () => feed.connected && feed.policy.stats.precached > 0);
+    const text = await (await fetch(new URL('/metrics', app.url))).text();
+    expect(sample(text, 'dpow_feed_connected', { feed: feed.description })).toBe(1);
+    expect(sample(text, 'dpow_precache_events_total', { feed: feed.description, event: 'precached' })).toBeGreaterThan(0);
+    await feed.close();
+    const after = await (await fetch(new URL('/metrics', app.url))).text();
+    expect(sample(after, 'dpow_feed_connected', { feed: feed.description })).toBe(0);
   });
 });
 
