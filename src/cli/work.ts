@@ -74,7 +74,7 @@ export async function run(argv: string[]): Promise<number> {
   const interrupt = () => void engine.cancel(root);
   process.once('SIGINT', interrupt);
   try {
-    const result = await engine.generate(root, difficultyHex, { backend, threads });
+    const result = await engine.generate(root, difficulty, { backend, threads });
     // The engine already checked it; check once more here so exit 0 can never mean unchecked work.
     const check = validateWork(root, result.work, difficulty);
     if (!check.valid) {

@@ -52,8 +52,16 @@ export interface ClientCounters {
   computed: number;
   published: number;
   cancelled: number;
-  /** Results the dispatcher confirmed on client/<address>. */
+  /**
+   * This worker's own results that the dispatcher credited: a client/<address> notice whose
+   * block_rewarded is a hash this worker published (and the broker acknowledged).
+   */
   accepted: number;
+  /**
+   * Every credit to the payout address while this session ran (notices that raised its total),
+   * whichever tab or machine earned it.
+   */
+  addressAccepted: number;
   expired: number;
 }
 
