@@ -1,30 +1,16 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import mqtt, { type MqttClient } from 'mqtt';
-import { filterCovered, startBroker, topicMatches, type Broker, type BrokerUsers } from './broker.ts';
+import { filterCovered, startBroker, topicMatches, type Broker } from './broker.ts';
+import { cleanupsAfterEach, closeAfter } from '../testkit/cleanups.ts';
+import { connectAs, TEST_USERS as USERS } from '../testkit/mqtt.ts';
+import { sleep, waitFor } from '../testkit/wait.ts';
 
-const USERS: BrokerUsers = {
-  server: { username: 'server', password: 's3cret-server' },
-  client: { username: 'client', password: 'client' },
-  dashboard: { username: 'dash', password: 'dash-pass' },
-};
-
-const cleanup: Array<() => Promise<unknown> | void> = [];
-afterEach(async () => {
-  while (cleanup.length) await cleanup.pop()!();
-});
+const cleanup = cleanupsAfterEach();
 
 async function broker(extra: Partial<Parameters<typeof startBroker>[0]> = {}): Promise<Broker> {
-  const b = await startBroker({ users: USERS, tcpPort: 0, ...extra });
-  cleanup.push(() => b.close());
-  return b;
-}
-
-async function connect(url: string, username: string, password: string): Promise<MqttClient> {
-  const c = await mqtt.connectAsync(url, { username, password, protocolVersion: 4, reconnectPeriod: 0 });
-  cleanup.push(() => c.endAsync(true));
-  return c;
+  return closeAfter(cleanup, await startBroker({ users: USERS, tcpPort: 0, ...extra }));
 }
 
 /** Collects messages per topic for a subscriber. */
@@ -46,16 +32,6 @@ async function grantedCodes(c: MqttClient, topics: string[]): Promise<Record<str
     );
   }
   return out;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(check: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await sleep(10);
-  }
 }
 
 describe('topic filters', () => {
@@ -85,30 +61,30 @@ describe('topic filters', () => {
 describe('embedded broker roles', () => {
   it('lets a client publish results that the server reads', async () => {
     const b = await broker();
-    const server = await connect(b.tcpUrl!, 'server', 's3cret-server');
+    const server = await connectAs(b.tcpUrl!, 'server', cleanup);
     const seen = collect(server);
     await server.subscribeAsync(['result/precache', 'result/ondemand']);
-    const client = await connect(b.wsUrl, 'client', 'client');
+    const client = await connectAs(b.wsUrl, 'client', cleanup);
     await client.publishAsync('result/ondemand', 'a,b,c');
-    await waitFor(() => seen.length === 1);
+    await waitFor('the message', () => seen.length === 1);
     expect(seen[0]).toEqual({ topic: 'result/ondemand', payload: 'a,b,c' });
   });
 
   it('refuses client publishes outside result/ and delivers none of them', async () => {
     const b = await broker();
-    const dash = await connect(b.tcpUrl!, 'dash', 'dash-pass');
+    const dash = await connectAs(b.tcpUrl!, 'dashboard', cleanup);
     const seen = collect(dash);
     await dash.subscribeAsync('#');
     const forbidden = ['work/precache', 'work/x', 'cancel/ondemand', 'cancel/x', 'heartbeat', 'statistics', 'client/nano_x'];
     for (const topic of forbidden) {
-      const client = await connect(b.wsUrl, 'client', 'client');
+      const client = await connectAs(b.wsUrl, 'client', cleanup);
       client.publish(topic, 'forged');
-      await waitFor(() => b.counters.refusedByTopic[`client:${topic}`] === 1);
+      await waitFor('the refusal', () => b.counters.refusedByTopic[`client:${topic}`] === 1);
     }
     // A legitimate publish after the forgeries proves the subscriber was listening all along.
-    const honest = await connect(b.wsUrl, 'client', 'client');
+    const honest = await connectAs(b.wsUrl, 'client', cleanup);
     await honest.publishAsync('result/precache', 'ok');
-    await waitFor(() => seen.length >= 1);
+    await waitFor('the honest message', () => seen.length >= 1);
     await sleep(50);
     expect(seen).toEqual([{ topic: 'result/precache', payload: 'ok' }]);
     expect(b.counters.refusedPublish).toBe(forbidden.length);
@@ -116,7 +92,7 @@ describe('embedded broker roles', () => {
 
   it('refuses client subscriptions to result/ and to everything', async () => {
     const b = await broker();
-    const client = await connect(b.wsUrl, 'client', 'client');
+    const client = await connectAs(b.wsUrl, 'client', cleanup);
     const byTopic = await grantedCodes(client, ['result/#', 'result/precache', '#', 'work/#', 'cancel/#', 'client/+', 'heartbeat', 'statistics']);
     expect(byTopic['result/#']).toBe(128);
     expect(byTopic['result/precache']).toBe(128);
@@ -126,7 +102,7 @@ describe('embedded broker roles', () => {
 
     // And nothing published on result/ reaches it.
     const seen = collect(client);
-    const other = await connect(b.wsUrl, 'client', 'client');
+    const other = await connectAs(b.wsUrl, 'client', cleanup);
     await other.publishAsync('result/precache', 'secret');
     await sleep(100);
     expect(seen).toEqual([]);
@@ -135,18 +111,17 @@ describe('embedded broker roles', () => {
 
   it('refuses a bad password, an unknown user and an anonymous login', async () => {
     const b = await broker();
-    await expect(mqtt.connectAsync(b.tcpUrl!, { username: 'server', password: 'wrong', protocolVersion: 4, reconnectPeriod: 0 })).rejects.toThrow(/Bad username or password|Not authorized/);
-    await expect(mqtt.connectAsync(b.wsUrl, { username: 'nobody', password: 'client', protocolVersion: 4, reconnectPeriod: 0 })).rejects.toThrow();
+    await expect(connectAs(b.tcpUrl!, { username: 'server', password: 'wrong' }, cleanup)).rejects.toThrow(/Bad username or password|Not authorized/);
+    await expect(connectAs(b.wsUrl, { username: 'nobody', password: 'client' }, cleanup)).rejects.toThrow();
     await expect(mqtt.connectAsync(b.wsUrl, { protocolVersion: 4, reconnectPeriod: 0 })).rejects.toThrow();
     expect(b.counters.refusedLogins).toBe(3);
   });
 
   it('does not let a worker take over the dispatcher’s session by reusing its client id', async () => {
     const b = await broker();
-    const server = await mqtt.connectAsync(b.tcpUrl!, { username: 'server', password: 's3cret-server', clientId: 'dispatcher-1', protocolVersion: 4, reconnectPeriod: 0 });
-    cleanup.push(() => server.endAsync(true));
+    const server = await connectAs(b.tcpUrl!, 'server', cleanup, { clientId: 'dispatcher-1' });
     await expect(
-      mqtt.connectAsync(b.wsUrl, { username: 'client', password: 'client', clientId: 'dispatcher-1', protocolVersion: 4, reconnectPeriod: 0 }),
+      connectAs(b.wsUrl, 'client', cleanup, { clientId: 'dispatcher-1' }),
     ).rejects.toThrow(/Identifier rejected/);
     await sleep(50);
     expect(server.connected).toBe(true);
@@ -154,51 +129,51 @@ describe('embedded broker roles', () => {
 
   it('lets the dashboard read everything and publish nothing', async () => {
     const b = await broker();
-    const dash = await connect(b.wsUrl, 'dash', 'dash-pass');
+    const dash = await connectAs(b.wsUrl, 'dashboard', cleanup);
     const seen = collect(dash);
     await dash.subscribeAsync('#');
-    const server = await connect(b.tcpUrl!, 'server', 's3cret-server');
-    const client = await connect(b.tcpUrl!, 'client', 'client');
+    const server = await connectAs(b.tcpUrl!, 'server', cleanup);
+    const client = await connectAs(b.tcpUrl!, 'client', cleanup);
     await server.publishAsync('work/ondemand', 'w');
     await client.publishAsync('result/ondemand', 'r');
-    await waitFor(() => seen.length === 2);
+    await waitFor('both messages', () => seen.length === 2);
     expect(seen.map((m) => m.topic).sort()).toEqual(['result/ondemand', 'work/ondemand']);
 
-    const dash2 = await connect(b.wsUrl, 'dash', 'dash-pass');
+    const dash2 = await connectAs(b.wsUrl, 'dashboard', cleanup);
     dash2.publish('work/ondemand', 'forged');
-    await waitFor(() => b.counters.refusedByTopic['dashboard:work/ondemand'] === 1);
+    await waitFor('the refusal', () => b.counters.refusedByTopic['dashboard:work/ondemand'] === 1);
     await sleep(50);
     expect(seen).toHaveLength(2);
   });
 
   it('keeps the server from publishing results or reading client topics', async () => {
     const b = await broker();
-    const server = await connect(b.tcpUrl!, 'server', 's3cret-server');
+    const server = await connectAs(b.tcpUrl!, 'server', cleanup);
     expect(await grantedCodes(server, ['work/#', 'result/+'])).toEqual({ 'work/#': 128, 'result/+': 0 });
     server.publish('result/precache', 'forged');
-    await waitFor(() => b.counters.refusedByTopic['server:result/precache'] === 1);
+    await waitFor('the refusal', () => b.counters.refusedByTopic['server:result/precache'] === 1);
   });
 
   it('retains nothing but the latest statistics, which a new subscriber gets at once', async () => {
     const b = await broker();
-    const server = await connect(b.tcpUrl!, 'server', 's3cret-server');
+    const server = await connectAs(b.tcpUrl!, 'server', cleanup);
     await server.publishAsync('statistics', '{"old":1}', { retain: true, qos: 1 });
     await server.publishAsync('statistics', '{"new":2}', { retain: true, qos: 1 });
     await server.publishAsync('heartbeat', '', { retain: true, qos: 1 });
     await server.publishAsync('work/precache', `${'AB'.repeat(32)},fffffff800000000`, { retain: true, qos: 1 });
-    const client = await connect(b.wsUrl, 'client', 'client');
+    const client = await connectAs(b.wsUrl, 'client', cleanup);
     const seen = collect(client);
     await client.subscribeAsync(['statistics', 'heartbeat', 'work/#']);
-    await waitFor(() => seen.length > 0);
+    await waitFor('the retained statistics', () => seen.length > 0);
     await sleep(100);
     expect(seen).toEqual([{ topic: 'statistics', payload: '{"new":2}' }]);
     // A worker cannot plant statistics (the ACL refuses it) nor retain a result.
-    const other = await connect(b.tcpUrl!, 'client', 'client');
+    const other = await connectAs(b.tcpUrl!, 'client', cleanup);
     await other.publishAsync('result/precache', `${'CD'.repeat(32)},0000000000000000,nano_x`, { retain: true, qos: 1 });
-    const late = await connect(b.wsUrl, 'dash', 'dash-pass');
+    const late = await connectAs(b.wsUrl, 'dashboard', cleanup);
     const lateSeen = collect(late);
     await late.subscribeAsync('#');
-    await waitFor(() => lateSeen.length > 0);
+    await waitFor('the retained statistics', () => lateSeen.length > 0);
     await sleep(100);
     expect(lateSeen.filter((m) => !m.topic.startsWith('$'))).toEqual([{ topic: 'statistics', payload: '{"new":2}' }]);
   });
@@ -211,10 +186,10 @@ describe('embedded broker roles', () => {
     const port = (server.address() as AddressInfo).port;
     expect(b.wsUrl).toBe(`ws://127.0.0.1:${port}/mqtt`);
     expect(b.tcpUrl).toBeUndefined();
-    const client = await connect(b.wsUrl, 'client', 'client');
+    const client = await connectAs(b.wsUrl, 'client', cleanup);
     expect(client.connected).toBe(true);
     const body = await (await fetch(`http://127.0.0.1:${port}/`)).text();
     expect(body).toBe('app');
-    await expect(mqtt.connectAsync(`ws://127.0.0.1:${port}/other`, { username: 'client', password: 'client', protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 500 })).rejects.toThrow();
+    await expect(connectAs(`ws://127.0.0.1:${port}/other`, 'client', cleanup, { connectTimeout: 500 })).rejects.toThrow();
   });
 });

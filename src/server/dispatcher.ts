@@ -15,6 +15,7 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
+import type { ConnectFn } from '../dpow/session.ts';
 import { ALL_PREFIXES, checkAddress } from '../dpow/address.ts';
 import {
   cancelCodec,
@@ -72,6 +73,8 @@ export interface DispatcherOptions {
   connectTimeoutMs?: number;
   /** MQTT client id. Default dpow-dispatcher-<random>. */
   clientId?: string;
+  /** Opens the broker connection (as the worker's client takes it). Default mqtt.js connect. */
+  connect?: ConnectFn;
   log?: Logger;
   /**
    * Who published a result: the MQTT client id, when the broker can tell (the embedded one
@@ -195,7 +198,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
   /** Invalid results by source and the containments they started (read by /metrics). */
   readonly abuse: AbuseGuard;
 
-  readonly #opts: Required<Omit<DispatcherOptions, 'log' | 'clientId' | 'resultPublisher' | 'abuse'>> & { clientId: string };
+  readonly #opts: Required<Omit<DispatcherOptions, 'log' | 'clientId' | 'connect' | 'resultPublisher' | 'abuse'>> & { clientId: string };
+  readonly #connect: ConnectFn;
   readonly #resultPublisher?: (topic: string, payload: Buffer) => string | undefined;
   readonly #log: Logger;
   readonly #store: DispatcherStore;
@@ -229,6 +233,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
       clientId: options.clientId ?? `dpow-dispatcher-${randomBytes(4).toString('hex')}`,
     };
+    this.#connect = options.connect ?? mqtt.connect;
     this.#log = options.log ?? silentLogger;
     this.#store = options.store;
     this.#resultPublisher = options.resultPublisher;
@@ -256,7 +261,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
   async start(): Promise<void> {
     if (this.#state !== 'new') throw new Error(`dispatcher already ${this.#state}`);
     this.#state = 'starting';
-    const client = mqtt.connect(this.#opts.brokerUrl, {
+    const client = this.#connect(this.#opts.brokerUrl, {
       username: this.#opts.username,
       password: this.#opts.password,
       protocolVersion: 4,

@@ -27,6 +27,7 @@ import { Dispatcher } from './dispatcher.ts';
 import { MemoryStore } from './store/memory-store.ts';
 import { createServiceApi } from './http/service-api.ts';
 import { ReferenceWorker } from '../testkit/reference-worker.ts';
+import { connectAs } from '../testkit/mqtt.ts';
 
 const MOSQUITTO = '/usr/sbin/mosquitto';
 const DEPLOY = join(import.meta.dirname, '../../deploy/mosquitto');
@@ -73,16 +74,15 @@ let dir: string;
 let broker: ChildProcess | undefined;
 let brokerLog = '';
 let ports: { tcp: number; ws: number };
-const clients: MqttClient[] = [];
+/** Closes every login at the end (the broker is shared by the whole file). */
+const closeAtEnd: (() => unknown)[] = [];
 
 const wsUrl = () => `ws://127.0.0.1:${ports.ws}`;
 const tcpUrl = () => `mqtt://127.0.0.1:${ports.tcp}`;
 
 async function login(user: 'server' | 'client' | 'dashboard', url = wsUrl(), password?: string): Promise<MqttClient> {
   const pass = password ?? (user === 'client' ? 'client' : secrets[user]);
-  const c = await mqtt.connectAsync(url, { username: user, password: pass, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000 });
-  clients.push(c);
-  return c;
+  return connectAs(url, { username: user, password: pass }, closeAtEnd, { connectTimeout: 5000 });
 }
 
 function inbox(c: MqttClient): Array<{ topic: string; payload: string }> {
@@ -123,7 +123,7 @@ describe.skipIf(!installed && !process.env.CI)('deploy/mosquitto on a real mosqu
   });
 
   afterAll(async () => {
-    await Promise.all(clients.map((c) => c.endAsync(true).catch(() => {})));
+    await Promise.allSettled(closeAtEnd.map(async (close) => close()));
     if (broker && broker.exitCode === null) {
       broker.kill('SIGTERM');
       await new Promise((r) => broker!.once('exit', r));

@@ -1,33 +1,36 @@
 /**
- * The on-demand service API and the work-server RPC, on the app server's one http.Server.
+ * The transport of the on-demand service API and the work-server RPC, on the app server's one
+ * http.Server: paths, body limits, JSON framing, status codes, sockets. What a request means is
+ * decided elsewhere: service-request.ts (one service request to one reply) and work-rpc.ts.
  *
  *   POST /service/      one JSON request per POST (body <= 16 KiB; Content-Type not trusted)
  *   WS   /service_ws/   one JSON request per text frame, replies carry the request's `id`
  *   POST / and /rpc     work-server RPC (work_generate, work_cancel, work_validate), see work-rpc.ts
  *
- * Every rejection is a reply with a fixed `error` text, counted by reason and logged; nothing a
- * client sends can throw out of here. Status codes and texts are listed in docs/service-api.md.
+ * Nothing a client sends can throw out of here. Status codes and texts are listed in
+ * docs/service-api.md.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
-import { checkAddress } from '../../dpow/address.ts';
-import { DEFAULT_POLICY, difficultyError, type DifficultyPolicy } from '../../pow/difficulty.ts';
-import { fromMultiplier, isRootHex, isU64Hex, parseMultiplier, PowInputError, toU64Hex } from '../../pow/work.ts';
-import { ApiKeyVerifier } from './api-keys.ts';
+import { DEFAULT_POLICY, type DifficultyPolicy } from '../../pow/difficulty.ts';
 import { silentLogger, type Logger } from '../log.ts';
-import { RateLimiter } from './rate-limit.ts';
-import type { DispatcherStore, ServiceRecord } from '../store/store.ts';
-import { DispatchError, type DispatcherApi } from '../types.ts';
+import type { DispatcherStore } from '../store/store.ts';
+import type { DispatcherApi } from '../types.ts';
+import {
+  ERRORS,
+  isRecord,
+  Rejection,
+  ServiceRequestHandler,
+  type Reply,
+  type RequestCounters,
+} from './service-request.ts';
 import { WorkRpc, type WorkRpcCounters } from './work-rpc.ts';
 
 /** Largest request body (HTTP) or frame (WebSocket) accepted. */
 export const MAX_REQUEST_BYTES = 16 * 1024;
 /** Requests one WebSocket may have waiting for work at once. */
 export const MAX_IN_FLIGHT_PER_SOCKET = 64;
-
-export const DEFAULT_TIMEOUT_S = 5;
-export const MAX_TIMEOUT_S = 30;
 
 export type RpcAllow = 'loopback' | 'any' | { apiKeys: true };
 
@@ -45,24 +48,10 @@ export interface ServiceApiOptions {
   wsPingMs?: number;
 }
 
-export interface ServiceCounters {
-  /** Requests received (HTTP and WebSocket). */
-  requests: number;
-  /** Requests answered with work. */
-  work: number;
-  /** Rejections and failures by reason (bad-json, invalid-credentials, timeout, ...). */
-  errors: Record<string, number>;
+export interface ServiceCounters extends RequestCounters {
   websockets: { open: number; total: number };
   rpc: WorkRpcCounters & { forbidden: number };
-  /**
-   * Service requests by service user and outcome (`work` or the rejection reason). Requests that
-   * never authenticated are under UNAUTHENTICATED: user names from a request must not become
-   * labels an attacker can multiply.
-   */
-  byService: Record<string, Record<string, number>>;
 }
-
-export const UNAUTHENTICATED = '-';
 
 export interface ServiceApi {
   handleRequest(req: IncomingMessage, res: ServerResponse): Promise<boolean>;
@@ -70,46 +59,6 @@ export interface ServiceApi {
   close(): void;
   readonly counters: ServiceCounters;
 }
-
-/** One reply: the HTTP status (ignored on WebSocket) and the JSON body. */
-interface Reply {
-  status: number;
-  body: Record<string, unknown>;
-  headers?: Record<string, string>;
-}
-
-class Rejection {
-  constructor(
-    readonly reason: string,
-    readonly status: number,
-    readonly body: Record<string, unknown>,
-    readonly detail = '',
-    readonly headers?: Record<string, string>,
-  ) {}
-}
-
-const reject = (reason: string, status: number, error: string, detail = '') =>
-  new Rejection(reason, status, { error }, detail);
-
-export const ERRORS = {
-  missing: 'Incorrect submission. Required information: user, api_key, hash',
-  credentials: 'Invalid credentials',
-  hash: 'Invalid hash',
-  account: 'Invalid account',
-  difficulty: 'Invalid difficulty',
-  tooLow: 'Difficulty too low',
-  multiplier: 'Multiplier must be a float',
-  timeout: 'Timeout must be an integer between 1 and 30',
-  notJson: 'Bad request (not json)',
-  tooLarge: 'Bad request (too large)',
-  rateLimited: 'Rate limit exceeded',
-  noWork: 'Timeout reached without work',
-  cancelled: 'Cancelled',
-  shuttingDown: 'Service shutting down',
-  internal: 'Internal error',
-  forbidden: 'Forbidden',
-  method: 'Method not allowed',
-} as const;
 
 const LOOPBACK_V4 = /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/;
 
@@ -130,11 +79,6 @@ function parseJson(text: string): { ok: true; value: unknown } | { ok: false } {
     return { ok: false };
   }
 }
-
-const isRecord = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
-
-const present = (v: unknown) => v !== undefined && v !== null && v !== '';
 
 type BodyResult = { ok: true; text: string } | { ok: false; reason: 'too-large' | 'aborted' | 'bad-encoding' };
 
@@ -196,11 +140,10 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
   const log: Logger = options.log ?? silentLogger;
   const policy = options.policy ?? DEFAULT_POLICY;
   const rpcOptions = options.rpc ?? { enabled: true, allow: 'loopback' as const };
-  const verifier = new ApiKeyVerifier({ now: options.now });
-  const limiter = new RateLimiter({ now: options.now });
+  const requests = new ServiceRequestHandler({ dispatcher, store, policy, log, now: options.now });
   const rpc = new WorkRpc({ dispatcher, policy, timeoutMs: rpcOptions.timeoutMs });
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_REQUEST_BYTES });
-  const pruneTimer = setInterval(() => limiter.prune(), 60_000);
+  const pruneTimer = setInterval(() => requests.prune(), 60_000);
   pruneTimer.unref();
   // Sockets that stop answering pings (a vanished client, a silently dropped proxy connection)
   // are closed, so they do not hold memory forever.
@@ -218,149 +161,10 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
   pingTimer.unref();
   let closed = false;
 
-  const counters: ServiceCounters = {
-    requests: 0,
-    work: 0,
-    errors: {},
+  const counters: ServiceCounters = Object.assign(requests.counters, {
     websockets: { open: 0, total: 0 },
     rpc: Object.assign(rpc.counters, { forbidden: 0 }),
-    byService: {},
-  };
-
-  function countService(user: string | undefined, outcome: string): void {
-    const row = (counters.byService[user ?? UNAUTHENTICATED] ??= {});
-    row[outcome] = (row[outcome] ?? 0) + 1;
-  }
-
-  function count(reason: string): void {
-    counters.errors[reason] = (counters.errors[reason] ?? 0) + 1;
-  }
-
-  const maxText = `${toU64Hex(policy.max)} (multiplier ${policy.maxMultiplier})`;
-
-  /** Looks the service up and checks its key; the Rejection says why not. */
-  async function authenticate(user: unknown, apiKey: unknown): Promise<ServiceRecord | Rejection> {
-    if (typeof user !== 'string' || typeof apiKey !== 'string' || user === '' || apiKey === '') {
-      return reject('missing-fields', 400, ERRORS.missing);
-    }
-    const service = await store.getService(user);
-    if (!service || !(await verifier.verify(user, apiKey, service.apiKeyHash))) {
-      // JSON-quoted: a user name from the request must not be able to forge log lines.
-      return reject('invalid-credentials', 401, ERRORS.credentials, `user ${JSON.stringify(user.slice(0, 64))}`);
-    }
-    const rate = limiter.take(service.user, service.rateLimit);
-    if (!rate.ok) {
-      const seconds = String(Math.max(1, Math.ceil(rate.retryAfterMs / 1000)));
-      return new Rejection('rate-limited', 429, { error: ERRORS.rateLimited }, `user ${JSON.stringify(user)}`, { 'Retry-After': seconds });
-    }
-    return service;
-  }
-
-  /** The difficulty a service request asks for: `difficulty` wins over `multiplier`. */
-  function serviceDifficulty(r: Record<string, unknown>): bigint | Rejection {
-    let difficulty: bigint;
-    if (present(r.difficulty)) {
-      if (!isU64Hex(r.difficulty)) return reject('bad-difficulty', 400, ERRORS.difficulty);
-      difficulty = BigInt(`0x${r.difficulty}`);
-    } else if (present(r.multiplier)) {
-      let m: number;
-      try {
-        m = parseMultiplier(r.multiplier);
-      } catch (err) {
-        if (err instanceof PowInputError) return reject('bad-multiplier', 400, ERRORS.multiplier);
-        throw err;
-      }
-      if (m > policy.maxMultiplier) return reject('difficulty-too-high', 400, `Difficulty too high. Maximum: ${maxText}`);
-      difficulty = fromMultiplier(m, policy.base);
-    } else {
-      difficulty = policy.base;
-    }
-    const refused = difficultyError(difficulty, policy, 'request');
-    if (refused?.code === 'difficulty-too-high') return reject('difficulty-too-high', 400, `Difficulty too high. Maximum: ${maxText}`);
-    if (refused) return reject('difficulty-too-low', 400, ERRORS.tooLow);
-    return difficulty;
-  }
-
-  function parseTimeout(value: unknown): number | Rejection {
-    if (!present(value)) return DEFAULT_TIMEOUT_S;
-    const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_TIMEOUT_S) {
-      return reject('bad-timeout', 400, ERRORS.timeout);
-    }
-    return n;
-  }
-
-  /** One service request, already parsed, to one reply. Never throws. */
-  async function serviceRequest(parsed: unknown, origin: string): Promise<Reply> {
-    counters.requests++;
-    let id: unknown;
-    let user: string | undefined;
-    const withId = (body: Record<string, unknown>) => (id === undefined ? body : { ...body, id });
-    try {
-      if (closed) throw reject('shutting-down', 503, ERRORS.shuttingDown);
-      if (!isRecord(parsed)) throw reject('missing-fields', 400, ERRORS.missing);
-      const r = parsed;
-      id = r.id;
-      if (!present(r.user) || !present(r.api_key) || !present(r.hash)) throw reject('missing-fields', 400, ERRORS.missing);
-      const service = await authenticate(r.user, r.api_key);
-      if (service instanceof Rejection) throw service;
-      user = service.user;
-      if (!isRootHex(r.hash)) throw reject('bad-hash', 400, ERRORS.hash);
-      const hash = r.hash;
-      let account: string | undefined;
-      if (present(r.account)) {
-        const check = checkAddress(r.account);
-        if (!check.ok) throw reject('bad-account', 400, ERRORS.account, check.reason);
-        account = r.account as string;
-      }
-      const timeout = parseTimeout(r.timeout);
-      if (timeout instanceof Rejection) throw timeout;
-      const difficulty = serviceDifficulty(r);
-      if (difficulty instanceof Rejection) throw difficulty;
-
-      const answer = await dispatcher.requestWork({
-        hash,
-        difficulty,
-        workType: 'ondemand',
-        timeoutMs: timeout * 1000,
-        service: service.user,
-        // The dispatcher tracks this account for precache (DispatcherApi contract).
-        account,
-      });
-      counters.work++;
-      countService(user, 'work');
-      return { status: 200, body: withId({ work: answer.work, hash }) };
-    } catch (err) {
-      let rejection: Rejection;
-      if (err instanceof Rejection) rejection = err;
-      else if (err instanceof DispatchError && err.code === 'timeout') {
-        rejection = new Rejection('timeout', 504, { error: ERRORS.noWork, timeout: true });
-      } else if (err instanceof DispatchError && err.code === 'cancelled') {
-        rejection = reject('cancelled', 409, ERRORS.cancelled);
-      } else if (err instanceof DispatchError) {
-        rejection = reject('shutting-down', 503, ERRORS.shuttingDown);
-      } else if (err instanceof PowInputError && err.code === 'difficulty-too-high') {
-        // The dispatcher's own ceiling is lower than this API's (configured apart).
-        rejection = reject('difficulty-too-high', 400, `Difficulty too high. Maximum: ${maxText}`, err.message);
-      } else {
-        rejection = reject('internal', 500, ERRORS.internal, String(err));
-        log.error(`service: request from ${origin} failed: ${err instanceof Error ? err.stack : String(err)}`);
-      }
-      count(rejection.reason);
-      countService(user, rejection.reason);
-      if (rejection.reason !== 'internal') {
-        log.info(`service: ${rejection.reason} from ${origin}${rejection.detail ? `: ${rejection.detail}` : ''}`);
-      }
-      return { status: rejection.status, body: withId(rejection.body), headers: rejection.headers };
-    }
-  }
-
-  function rejectNow(reason: string, status: number, error: string, origin: string): Reply {
-    count(reason);
-    countService(undefined, reason);
-    log.info(`service: ${reason} from ${origin}`);
-    return { status, body: { error } };
-  }
+  });
 
   async function handleService(req: IncomingMessage, res: ServerResponse, origin: string): Promise<void> {
     if (req.method === 'OPTIONS') {
@@ -374,27 +178,25 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
       return;
     }
     if (req.method !== 'POST') {
-      sendJson(res, { ...rejectNow('bad-method', 405, ERRORS.method, origin), headers: { Allow: 'POST, OPTIONS' } });
+      sendJson(res, { ...requests.refuseUncounted('bad-method', 405, ERRORS.method, origin), headers: { Allow: 'POST, OPTIONS' } });
       return;
     }
     const body = await readBody(req, MAX_REQUEST_BYTES);
     if (!body.ok) {
       if (body.reason === 'aborted') return;
-      counters.requests++;
       if (body.reason === 'too-large') {
-        sendJson(res, { ...rejectNow('too-large', 413, ERRORS.tooLarge, origin), headers: { Connection: 'close' } });
+        sendJson(res, { ...requests.refuse('too-large', 413, ERRORS.tooLarge, origin), headers: { Connection: 'close' } });
       } else {
-        sendJson(res, rejectNow('bad-json', 400, ERRORS.notJson, origin));
+        sendJson(res, requests.refuse('bad-json', 400, ERRORS.notJson, origin));
       }
       return;
     }
     const parsed = parseJson(body.text);
     if (!parsed.ok) {
-      counters.requests++;
-      sendJson(res, rejectNow('bad-json', 400, ERRORS.notJson, origin));
+      sendJson(res, requests.refuse('bad-json', 400, ERRORS.notJson, origin));
       return;
     }
-    sendJson(res, await serviceRequest(parsed.value, origin));
+    sendJson(res, await requests.handle(parsed.value, origin));
   }
 
   async function handleRpc(req: IncomingMessage, res: ServerResponse, origin: string): Promise<void> {
@@ -420,7 +222,7 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
     const request = parsed.ok ? parsed.value : undefined;
     if (typeof rpcOptions.allow === 'object' && rpcOptions.allow.apiKeys) {
       const r = isRecord(request) ? request : {};
-      const service = await authenticate(r.user, r.api_key);
+      const service = await requests.authenticate(r.user, r.api_key);
       if (service instanceof Rejection) {
         counters.rpc.forbidden++;
         log.info(`rpc: ${service.reason} from ${origin}`);
@@ -476,19 +278,17 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
       if (!isBinary) text = buffer.toString('utf8');
       const parsed = text === undefined ? { ok: false as const } : parseJson(text);
       if (!parsed.ok) {
-        counters.requests++;
-        send(rejectNow('bad-json', 400, ERRORS.notJson, origin).body);
+        send(requests.refuse('bad-json', 400, ERRORS.notJson, origin).body);
         return;
       }
       if (inFlight >= MAX_IN_FLIGHT_PER_SOCKET) {
-        counters.requests++;
-        const reply = rejectNow('too-many-in-flight', 429, ERRORS.rateLimited, origin);
+        const reply = requests.refuse('too-many-in-flight', 429, ERRORS.rateLimited, origin);
         const id = isRecord(parsed.value) ? parsed.value.id : undefined;
         send(id === undefined ? reply.body : { ...reply.body, id });
         return;
       }
       inFlight++;
-      void serviceRequest(parsed.value, origin).then((reply) => {
+      void requests.handle(parsed.value, origin).then((reply) => {
         inFlight--;
         send(reply.body);
       });
@@ -513,6 +313,7 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
   function close(): void {
     if (closed) return;
     closed = true;
+    requests.close();
     clearInterval(pruneTimer);
     clearInterval(pingTimer);
     for (const ws of wss.clients) ws.close(1001, 'server shutting down');

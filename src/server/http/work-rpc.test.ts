@@ -3,6 +3,7 @@ import { fromMultiplier, toU64Hex, workValue } from '../../pow/work.ts';
 import { difficultyPolicy } from '../../pow/difficulty.ts';
 import { DispatchError, type DispatcherApi, type WorkRequest } from '../types.ts';
 import { formatMultiplier, WorkRpc } from './work-rpc.ts';
+import { findWork } from '../../testkit/work.ts';
 
 const ROOT = '718CC2121C3E641059BC1C2CFC45666C99E8AE922F7A807B7D07B62C995D79E2';
 
@@ -26,10 +27,6 @@ function dispatcher(answer: (r: WorkRequest) => Promise<string>): DispatcherApi 
   };
 }
 
-function solve(hash: string, difficulty: bigint): string {
-  for (let n = 0n; ; n++) if (workValue(hash, n) >= difficulty) return toU64Hex(n);
-}
-
 describe('WorkRpc', () => {
   it('prints multipliers as the node does (15 decimals, relative to base)', () => {
     // The example reply in the node's documentation.
@@ -39,7 +36,7 @@ describe('WorkRpc', () => {
   });
 
   it('work_generate asks the dispatcher for ondemand work at the base by default, with its timeout', async () => {
-    const d = dispatcher(async (r) => solve(r.hash, r.difficulty));
+    const d = dispatcher(async (r) => findWork(r.hash, r.difficulty));
     const rpc = new WorkRpc({ dispatcher: d, policy: difficultyPolicy({ base: 0xff00000000000000n, minDifficulty: 0xf000000000000000n }), timeoutMs: 7_000 });
     const reply = await rpc.handle({ action: 'work_generate', hash: ROOT });
     expect(reply.status).toBe(200);
@@ -72,7 +69,7 @@ describe('WorkRpc', () => {
 
   it('work_validate uses the asked multiplier when given', async () => {
     const rpc = new WorkRpc({ dispatcher: dispatcher(async () => '0'), policy: difficultyPolicy({ base: 0xff00000000000000n }) });
-    const work = solve(ROOT, 0xff00000000000000n);
+    const work = findWork(ROOT, 0xff00000000000000n);
     const value = workValue(ROOT, work);
     const easy = await rpc.handle({ action: 'work_validate', hash: ROOT, work, multiplier: 0.5 });
     expect(easy.body.valid).toBe('1');
