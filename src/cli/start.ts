@@ -10,7 +10,8 @@
  *                  [--abuse-threshold <n>] [--abuse-window <s>] [--abuse-cooldown <s>]
  *                  [--publish-rate <n>] [--publish-burst <n>]
  *
- * The app is rebuilt first when dist/index.html is missing or older than its sources. With
+ * Run from the sources (a dev checkout), the app is rebuilt first when dist/index.html is
+ * missing or older than its sources; an installed package serves the dist/ it shipped. With
  * --broker the page's /config.json points at that broker and the dispatcher logs in there as
  * the server role; the demo then stays off unless --demo is given (an external broker is a real
  * deployment with real volunteers). --dispatcher-only runs just the dispatcher (and feeds)
@@ -40,7 +41,10 @@ function seconds(value: string | undefined, name: string, key: keyof DemoOptions
   return { [key]: Math.round(n * 1000) };
 }
 
+/** The checkout or the installed package: src/cli/ and the built lib/cli/ are both two levels down. */
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** True in a dev checkout (TypeScript through tsx); false in the package `npm run build` made. */
+const FROM_SOURCES = import.meta.url.endsWith('.ts');
 
 const USAGE = `usage: dpow-web start [options]
   --port <n>                 HTTP port (default 8787; 0 = any free port)
@@ -56,10 +60,11 @@ const USAGE = `usage: dpow-web start [options]
                              api_key in each request, like the service API) or off
   --broker <url>             use an external broker (mqtt://, ws://, wss://) instead of the embedded one
   --broker-username <u>      its server-role login
-  --broker-password <p>
+  --broker-password <p>      its password (or DPOW_BROKER_PASSWORD)
   --broker-public-url <url>  the ws:// or wss:// URL the page should use (default --broker)
   --broker-tcp-port <n>      embedded broker: also listen for mqtt:// on this port
-  --dashboard-password <p>   embedded broker: enable the read-only "dashboard" login
+  --dashboard-password <p>   embedded broker: enable the read-only "dashboard" login (or
+                             DPOW_DASHBOARD_PASSWORD)
   --dispatcher-only          only the dispatcher (and feeds), against --broker; no web server
   --feed <spec>              precache feed: qlc-sim, nano-sim, qlc:<ws url>, nano:<ws url> (repeatable)
   --account <address>        account to precache for (repeatable)
@@ -151,6 +156,7 @@ export async function run(argv: string[]): Promise<number> {
   } else if (values['dispatcher-only']) {
     throw new CliError('--dispatcher-only needs --broker (and its server login)');
   }
+  const dashboardPassword = values['dashboard-password'] ?? process.env.DPOW_DASHBOARD_PASSWORD;
   const demoOn = values.demo || (!values['no-demo'] && external === undefined);
   const abuse = {
     threshold: intOption(values['abuse-threshold'], 'abuse-threshold', 20, 1),
@@ -175,7 +181,7 @@ export async function run(argv: string[]): Promise<number> {
   // would appear.
   const log = createLogger({
     verbose: values.verbose,
-    secrets: [external?.password ?? '', values['dashboard-password'] ?? ''],
+    secrets: [external?.password ?? '', dashboardPassword ?? ''],
   });
   if (!['127.0.0.1', 'localhost', '::1'].includes(values.host!)) {
     log.warn(
@@ -227,7 +233,7 @@ export async function run(argv: string[]): Promise<number> {
           brokerTcpPort,
           brokerLimits,
           dispatcherOptions: { abuse },
-          ...(values['dashboard-password'] ? { brokerUsers: { dashboard: { username: 'dashboard', password: values['dashboard-password'] } } } : {}),
+          ...(dashboardPassword ? { brokerUsers: { dashboard: { username: 'dashboard', password: dashboardPassword } } } : {}),
           externalBroker: external,
           demo: demoOn ? demoOptions : false,
           serviceApi: { rpc },
@@ -325,6 +331,10 @@ export function buildIsStale(root = ROOT): boolean {
 }
 
 async function ensureBuilt(log: Logger): Promise<void> {
+  if (!FROM_SOURCES) {
+    if (!existsSync(path.join(ROOT, 'dist', 'index.html'))) throw new CliError(`the package has no built app (${path.join(ROOT, 'dist')})`);
+    return;
+  }
   if (!buildIsStale()) return;
   log.info('building the app (npm run build) …');
   const code = await new Promise<number>((resolve) => {

@@ -81,7 +81,7 @@ describe('dpow-web worker options', () => {
       message: 'Computed …',
       job: { event: 'computed', hash: 'BFEB8AA91D346E6EFBB41D11FD247E48E0BC0DBC183DDEB9F26F3A98AA17522F', workType: 'ondemand', multiplier: 1, ms: 812, backend: 'webgpu' },
     });
-    expect(line).toBe('2026-01-02T03:04:05.006Z computed   ondemand BFEB8AA91D346E6E     ×1.00    812 ms webgpu');
+    expect(line).toBe('2026-01-02T03:04:05.006Z computed   ondemand BFEB8AA91D346E6E    1.000×    812 ms webgpu');
     expect(formatEvent({ at: 0, level: 'warn', kind: 'heartbeat', message: 'Server is back online' })).toBe(
       '1970-01-01T00:00:00.000Z heartbeat  Server is back online',
     );
@@ -118,8 +118,8 @@ describe('dpow-web worker process', () => {
     const result = await waitFor('result', () => pub.results.find((r) => r.payload.startsWith(hash))?.payload, 30_000);
     expect(validateWork(hash, result.split(',')[1], EASY).valid).toBe(true);
     await waitFor('published line', () => out.lines.find((l) => / published +ondemand AAAAAAAAAAAAAAAA /.test(l)), 30_000);
-    expect(out.lines.some((l) => / queued +ondemand AAAAAAAAAAAAAAAA +×/.test(l))).toBe(true);
-    expect(out.lines.some((l) => / computed +ondemand AAAAAAAAAAAAAAAA +×\S+ +\d+ ms wasm$/.test(l))).toBe(true);
+    expect(out.lines.some((l) => / queued +ondemand AAAAAAAAAAAAAAAA +[\d.]+×/.test(l))).toBe(true);
+    expect(out.lines.some((l) => / computed +ondemand AAAAAAAAAAAAAAAA +[\d.]+× +\d+ ms wasm$/.test(l))).toBe(true);
     expect(out.lines.some((l) => / reject +Rejected \(bad-field-count\)/.test(l))).toBe(true);
 
     child.kill('SIGINT');

@@ -2,7 +2,7 @@
  * `dpow-web worker --broker <url> --address <addr> [--work any|precache|ondemand]
  *  [--backend auto|webgpu|wasm] [--threads N] [--intensity F] [--username u --password p]
  *  [--max-multiplier M] [--heartbeat-timeout S] [--job-timeout S] [--queue-limit N]
- *  [--address-prefixes nano,xrb]`
+ *  [--address-prefixes nano,xrb]`   (--help lists them)
  *
  * The headless volunteer worker: the same DpowClient as the page, over the Node engine (Dawn
  * WebGPU or WASM threads). One line per event on stdout: timestamp, event, then for jobs the
@@ -11,7 +11,8 @@
  */
 import { CliError, intOption, parseOptions } from './args.ts';
 import { parseBackend } from './work.ts';
-import { DpowClient, formatMultiplier, resolveBrokerUrl } from '../dpow/client.ts';
+import { DpowClient, resolveBrokerUrl } from '../dpow/client.ts';
+import { formatMultiplier } from '../dpow/format.ts';
 import { checkAddress } from '../dpow/address.ts';
 import type { ClientEvent, ClientSettings, ClientState, WorkChoice } from '../dpow/state.ts';
 import { difficultyPolicy } from '../pow/difficulty.ts';
@@ -19,6 +20,21 @@ import type { BackendChoice } from '../pow/types.ts';
 import { formatHashrate } from '../pow/hashrate.ts';
 
 const WORK_CHOICES: readonly WorkChoice[] = ['any', 'precache', 'ondemand'];
+
+const USAGE = `usage: dpow-web worker --broker <url> --address <payout address> [options]
+  --broker <url>              the broker's ws://, wss:// (or mqtt://) URL
+  -a, --address <addr>        payout address (its checksum is checked first)
+  -w, --work <kind>           any (default), precache or ondemand
+  -b, --backend <name>        auto (default), webgpu or wasm
+  -t, --threads <n>           WASM threads
+  --intensity <f>             GPU share of time in (0, 1]
+  -u, --username <u>          broker login (default client)
+  -p, --password <p>          its password (default client; or DPOW_WORKER_PASSWORD)
+  --max-multiplier <m>        refuse work above this multiplier (default 64)
+  --heartbeat-timeout <s>     seconds without a heartbeat before "server offline" (default 5)
+  --job-timeout <s>           per-job time limit (default 120)
+  --queue-limit <n>           queue bound (default 64)
+  --address-prefixes <list>   accepted payout prefixes (default nano,xrb)`;
 
 function positiveNumber(value: string | undefined, name: string): number | undefined {
   if (value === undefined) return undefined;
@@ -69,7 +85,7 @@ export function parseWorkerOptions(argv: string[]): WorkerOptions {
   return {
     brokerUrl: url.url,
     username: values.username ?? 'client',
-    password: values.password ?? 'client',
+    password: values.password ?? process.env.DPOW_WORKER_PASSWORD ?? 'client',
     address: values.address,
     addressPrefixes: prefixes,
     work,
@@ -118,6 +134,10 @@ export function formatSummary(state: ClientState, uptimeMs: number, hashrate: nu
 }
 
 export async function run(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
   const { maxMultiplier, ...settings } = parseWorkerOptions(argv);
   // One policy for the queue and the engine, so both refuse the same work.
   const policy = difficultyPolicy({ maxMultiplier });

@@ -37,7 +37,6 @@ import { StateFeed } from './state-feed.ts';
 import type { ClientEvent, ClientSettings, ClientState, WorkerClient } from './state.ts';
 import { WorkLoop, type EngineLike } from './work-loop.ts';
 
-export { formatMultiplier } from './event-log.ts';
 export type { EngineLike } from './work-loop.ts';
 export type { ConnectFn, ReconnectPolicy } from './session.ts';
 

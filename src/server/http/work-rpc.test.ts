@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { fromMultiplier, toU64Hex, workValue } from '../../pow/work.ts';
 import { difficultyPolicy } from '../../pow/difficulty.ts';
 import { DispatchError, type DispatcherApi, type WorkRequest } from '../types.ts';
-import { formatMultiplier, WorkRpc } from './work-rpc.ts';
+import { formatRpcMultiplier, WorkRpc } from './work-rpc.ts';
 import { findWork } from '../../testkit/work.ts';
 
 const ROOT = '718CC2121C3E641059BC1C2CFC45666C99E8AE922F7A807B7D07B62C995D79E2';
@@ -30,9 +30,9 @@ function dispatcher(answer: (r: WorkRequest) => Promise<string>): DispatcherApi 
 describe('WorkRpc', () => {
   it('prints multipliers as the node does (15 decimals, relative to base)', () => {
     // The example reply in the node's documentation.
-    expect(formatMultiplier(0xfffffff93c41ec94n, 0xfffffff800000000n)).toBe('1.182623871097636');
-    expect(formatMultiplier(0xfffffff800000000n, 0xfffffff800000000n)).toBe('1.000000000000000');
-    expect(formatMultiplier(0xfffffe0000000000n, 0xfffffff800000000n)).toBe('0.015625000000000');
+    expect(formatRpcMultiplier(0xfffffff93c41ec94n, 0xfffffff800000000n)).toBe('1.182623871097636');
+    expect(formatRpcMultiplier(0xfffffff800000000n, 0xfffffff800000000n)).toBe('1.000000000000000');
+    expect(formatRpcMultiplier(0xfffffe0000000000n, 0xfffffff800000000n)).toBe('0.015625000000000');
   });
 
   it('work_generate asks the dispatcher for ondemand work at the base by default, with its timeout', async () => {
@@ -42,7 +42,7 @@ describe('WorkRpc', () => {
     expect(reply.status).toBe(200);
     expect(d.seen).toEqual([{ hash: ROOT, difficulty: 0xff00000000000000n, workType: 'ondemand', timeoutMs: 7_000 }]);
     const value = workValue(ROOT, reply.body.work as string);
-    expect(reply.body).toEqual({ hash: ROOT, work: reply.body.work, difficulty: toU64Hex(value), multiplier: formatMultiplier(value, 0xff00000000000000n) });
+    expect(reply.body).toEqual({ hash: ROOT, work: reply.body.work, difficulty: toU64Hex(value), multiplier: formatRpcMultiplier(value, 0xff00000000000000n) });
     expect(rpc.counters).toEqual({ requests: 1, actions: { work_generate: 1 }, errors: {} });
   });
 

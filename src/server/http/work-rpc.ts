@@ -39,8 +39,11 @@ export interface WorkRpcCounters {
   errors: Record<string, number>;
 }
 
-/** Multipliers are printed the way nano-work-server prints them: 15 decimals. */
-export function formatMultiplier(value: bigint, base: bigint): string {
+/**
+ * The RPC reply's `multiplier` field as nano-work-server writes it: 15 decimals. A wire format for
+ * RPC clients; what people read on screen is src/dpow/format.ts.
+ */
+export function formatRpcMultiplier(value: bigint, base: bigint): string {
   return toMultiplier(value, base).toFixed(15);
 }
 
@@ -126,7 +129,7 @@ export class WorkRpc {
         hash,
         work: answer.work,
         difficulty: toU64Hex(value),
-        multiplier: formatMultiplier(value, this.policy.base),
+        multiplier: formatRpcMultiplier(value, this.policy.base),
       });
     } catch (err) {
       if (err instanceof DispatchError) {
@@ -156,7 +159,7 @@ export class WorkRpc {
     body.valid_all = value >= this.policy.base ? '1' : '0';
     body.valid_receive = value >= this.policy.min ? '1' : '0';
     body.difficulty = toU64Hex(value);
-    body.multiplier = formatMultiplier(value, this.policy.base);
+    body.multiplier = formatRpcMultiplier(value, this.policy.base);
     return this.done('work_validate', body);
   }
 }
