@@ -33,7 +33,10 @@ let files: string[] = [];
 const children: ChildProcess[] = [];
 
 function npm(args: string[], cwd: string) {
-  const r = spawnSync('npm', args, { cwd, encoding: 'utf8', env: { ...process.env, npm_config_update_notifier: 'false' } });
+  // vitest sets NODE_ENV=test, and a Vite build under it is no production build (no service
+  // worker): npm pack's prepack build must be the one an operator gets.
+  const env = { ...process.env, NODE_ENV: 'production', npm_config_update_notifier: 'false' };
+  const r = spawnSync('npm', args, { cwd, encoding: 'utf8', env });
   if (r.status !== 0) throw new Error(`npm ${args.join(' ')} exited ${r.status}:\n${r.stderr}`);
   return r.stdout;
 }
