@@ -2,7 +2,8 @@
  * The WebGPU backend: runs shaders/nano-pow.wgsl on whatever GPU the runtime offers (the
  * browser's navigator.gpu, or Dawn's GPU object in Node from src/pow-node/gpu.ts).
  *
- * Reads top to bottom: adapter, device, pipeline, buffers, dispatch, readback.
+ * Reads top to bottom like a webgpu-samples program: adapter, device, pipeline, buffers, dispatch,
+ * readback. The buffer layout the host shares with the kernel is src/pow/kernel-layout.ts.
  *   - Dispatches are pipelined: PIPELINE_DEPTH are queued at once, each with its own params,
  *     result and readback buffers, so the GPU has the next dispatch before the host reads the
  *     previous one back (mapAsync), and never waits on the host.
@@ -17,6 +18,7 @@
  *     back to WASM).
  * Found nonces are returned unchecked; the engine validates them with the reference rule.
  */
+import { BINDING, decodeResult, encodeParams, PARAMS_BYTES, RESULT_BYTES, VALUE_BYTES } from './kernel-layout.ts';
 import type { KernelHit, PowBackend, SearchRequest } from './types.ts';
 
 export interface WebGpuAdapterInfo {
@@ -81,10 +83,6 @@ const MAP_READ = 0x0001;
 
 const U64_MASK = (1n << 64n) - 1n;
 const PIPELINE_DEPTH = 2;
-/** Size of the Params uniform (see the shader header for the field offsets). */
-const PARAMS_BYTES = 64;
-/** Size of the SearchResult storage buffer: found (u32), pad, nonce (vec2<u32>). */
-const RESULT_BYTES = 16;
 /** Smallest dispatch, and the first one of a new backend (a slow GPU still answers fast). */
 const MIN_BATCH = 1 << 16;
 /** Nonce offsets within a dispatch are u32 in the shader. */
@@ -93,6 +91,10 @@ const MAX_BATCH = 2 ** 31;
 const MAX_RECOVERIES = 3;
 /** Completed dispatches the throughput estimate spans. */
 const RATE_WINDOW = 4;
+
+/** Measured on llvmpipe; see the shader header for what they mean. */
+const DEFAULT_WORKGROUP_SIZE = 64;
+const DEFAULT_NONCES_PER_INVOCATION = 64;
 
 interface Slot {
   params: GPUBuffer;
@@ -128,6 +130,8 @@ type SearchOutcome =
   | { kind: 'hit'; work: bigint }
   | { kind: 'aborted' }
   | { kind: 'lost'; resumeFrom: bigint };
+
+// ---- adapter ------------------------------------------------------------------------------
 
 function describeAdapter(info: WebGpuAdapterInfo): string {
   // Dawn's OpenGL ES description is the GL version string; its device string names the renderer.
@@ -174,6 +178,137 @@ function levelOf(adapter: GPUAdapter, requested: 'core' | 'compatibility'): 'cor
   if (adapter.features.has('core-features-and-limits')) return 'core';
   return requested;
 }
+
+// ---- device -------------------------------------------------------------------------------
+
+/** Opens a device on the best adapter, compiles the kernel and makes the dispatch slots. */
+async function openDevice(options: WebGpuBackendOptions, log: (msg: string) => void): Promise<DeviceContext> {
+  const picked = await pickAdapter(options.gpu, log);
+  if (!picked) throw new Error('no WebGPU adapter');
+  const { adapter, featureLevel } = picked;
+  const info: WebGpuAdapterInfo = {
+    vendor: adapter.info.vendor ?? '',
+    architecture: adapter.info.architecture ?? '',
+    device: adapter.info.device ?? '',
+    description: adapter.info.description ?? '',
+    isFallbackAdapter: adapter.info.isFallbackAdapter ?? false,
+    featureLevel,
+  };
+  const device = await adapter.requestDevice({ label: 'nano-pow' });
+  const ctxLost = { isLost: false };
+  const lostListeners = new Set<() => void>();
+  void device.lost.then((reason) => {
+    ctxLost.isLost = true;
+    if (reason.reason !== 'destroyed') log(`webgpu: device lost: ${reason.message}`);
+    for (const listener of lostListeners) listener();
+  });
+  device.addEventListener('uncapturederror', (event) => {
+    log(`webgpu: ${(event as GPUUncapturedErrorEvent).error.message}`);
+  });
+
+  const started = performance.now();
+  let compiled: { module: GPUShaderModule; searchPipeline: GPUComputePipeline };
+  try {
+    compiled = await compileKernel(device, options);
+  } catch (err) {
+    device.destroy();
+    throw err;
+  }
+  const compileMs = performance.now() - started;
+  const slots = Array.from({ length: PIPELINE_DEPTH }, () => createSlot(device, compiled.searchPipeline));
+  log(`webgpu: ${describeAdapter(info)}, kernel compiled in ${compileMs.toFixed(0)} ms`);
+
+  return {
+    device,
+    info,
+    ...compiled,
+    valuesPipeline: null,
+    slots,
+    maxPerDimension: Math.max(
+      1,
+      Math.min(
+        Math.floor(options.maxWorkgroupsPerDimension ?? Infinity),
+        device.limits.maxComputeWorkgroupsPerDimension,
+      ),
+    ),
+    compileMs,
+    lostListeners,
+    get isLost() {
+      return ctxLost.isLost;
+    },
+    set isLost(value: boolean) {
+      ctxLost.isLost = value;
+    },
+  };
+}
+
+// ---- pipeline -----------------------------------------------------------------------------
+
+/** Compiles the shader and its search pipeline; rejects with the compiler's messages. */
+async function compileKernel(
+  device: GPUDevice,
+  options: WebGpuBackendOptions,
+): Promise<{ module: GPUShaderModule; searchPipeline: GPUComputePipeline }> {
+  const module = device.createShaderModule({ label: 'nano-pow', code: options.shaderCode });
+  const compilation = await module.getCompilationInfo();
+  const errors = compilation.messages.filter((m) => m.type === 'error');
+  if (errors.length > 0) {
+    throw new Error(`nano-pow.wgsl: ${errors.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join('; ')}`);
+  }
+  const searchPipeline = await device.createComputePipelineAsync({
+    label: 'nano-pow search',
+    layout: 'auto',
+    compute: {
+      module,
+      entryPoint: 'search_main',
+      constants: {
+        WORKGROUP_SIZE: options.workgroupSize ?? DEFAULT_WORKGROUP_SIZE,
+        NONCES_PER_INVOCATION: options.noncesPerInvocation ?? DEFAULT_NONCES_PER_INVOCATION,
+      },
+    },
+  });
+  return { module, searchPipeline };
+}
+
+/** The test-only values_main pipeline, made on first use. */
+function valuesPipeline(ctx: DeviceContext, workgroupSize: number): Promise<GPUComputePipeline> {
+  return ctx.device.createComputePipelineAsync({
+    label: 'nano-pow values',
+    layout: 'auto',
+    compute: { module: ctx.module, entryPoint: 'values_main', constants: { WORKGROUP_SIZE: workgroupSize } },
+  });
+}
+
+// ---- buffers ------------------------------------------------------------------------------
+
+/** One dispatch's params, result and readback buffers (layouts in kernel-layout.ts). */
+function createSlot(device: GPUDevice, pipeline: GPUComputePipeline): Slot {
+  const params = device.createBuffer({ size: PARAMS_BYTES, usage: USAGE_UNIFORM | USAGE_COPY_DST });
+  const result = device.createBuffer({ size: RESULT_BYTES, usage: USAGE_STORAGE | USAGE_COPY_SRC | USAGE_COPY_DST });
+  const readback = device.createBuffer({ size: RESULT_BYTES, usage: USAGE_MAP_READ | USAGE_COPY_DST });
+  const bindGroup = device.createBindGroup({
+    layout: pipeline.getBindGroupLayout(0),
+    entries: [
+      { binding: BINDING.params, resource: { buffer: params } },
+      { binding: BINDING.result, resource: { buffer: result } },
+    ],
+  });
+  return { params, result, readback, bindGroup, idle: Promise.resolve() };
+}
+
+function writeParams(
+  device: GPUDevice,
+  buffer: GPUBuffer,
+  root: Uint8Array,
+  difficulty: bigint,
+  base: bigint,
+  rowWidth: number,
+  count: number,
+): void {
+  device.queue.writeBuffer(buffer, 0, encodeParams(root, difficulty, base, rowWidth, count));
+}
+
+// ---- dispatch and readback ----------------------------------------------------------------
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -234,27 +369,6 @@ class Interrupt {
   release(): void {
     this.detach();
   }
-}
-
-function writeParams(
-  device: GPUDevice,
-  buffer: GPUBuffer,
-  root: Uint8Array,
-  difficulty: bigint,
-  base: bigint,
-  rowWidth: number,
-  count: number,
-): void {
-  const words = new Uint32Array(PARAMS_BYTES / 4);
-  const view = new DataView(root.buffer, root.byteOffset, root.byteLength);
-  for (let i = 0; i < 8; i++) words[i] = view.getUint32(i * 4, true); // offset 0: m1..m4
-  words[8] = Number(difficulty & 0xffffffffn); // offset 32: difficulty (lo, hi)
-  words[9] = Number(difficulty >> 32n);
-  words[10] = Number(base & 0xffffffffn); // offset 40: base nonce (lo, hi)
-  words[11] = Number(base >> 32n);
-  words[12] = rowWidth; // offset 48
-  words[13] = count; // offset 52
-  device.queue.writeBuffer(buffer, 0, words);
 }
 
 class WebGpuBackendImpl implements WebGpuBackend {
@@ -480,9 +594,9 @@ class WebGpuBackendImpl implements WebGpuBackend {
     device.queue.submit([encoder.finish()]);
     const done = slot.readback.mapAsync(MAP_READ).then(
       () => {
-        const words = new Uint32Array(slot.readback.getMappedRange(0, RESULT_BYTES).slice(0));
+        const result = decodeResult(slot.readback.getMappedRange(0, RESULT_BYTES).slice(0));
         slot.readback.unmap();
-        return { found: words[0] !== 0, nonce: (BigInt(words[3]) << 32n) | BigInt(words[2]) };
+        return result;
       },
       (error: unknown) => ({ error }),
     );
@@ -504,15 +618,8 @@ class WebGpuBackendImpl implements WebGpuBackend {
     }
     const ctx = await this.device();
     const { device } = ctx;
-    ctx.valuesPipeline ??= await device.createComputePipelineAsync({
-      layout: 'auto',
-      compute: {
-        module: ctx.module,
-        entryPoint: 'values_main',
-        constants: { WORKGROUP_SIZE: this.workgroupSize },
-      },
-    });
-    const bytes = count * 8;
+    ctx.valuesPipeline ??= await valuesPipeline(ctx, this.workgroupSize);
+    const bytes = count * VALUE_BYTES;
     const params = device.createBuffer({ size: PARAMS_BYTES, usage: USAGE_UNIFORM | USAGE_COPY_DST });
     const values = device.createBuffer({ size: bytes, usage: USAGE_STORAGE | USAGE_COPY_SRC });
     const readback = device.createBuffer({ size: bytes, usage: USAGE_MAP_READ | USAGE_COPY_DST });
@@ -524,8 +631,8 @@ class WebGpuBackendImpl implements WebGpuBackend {
       const bindGroup = device.createBindGroup({
         layout: ctx.valuesPipeline.getBindGroupLayout(0),
         entries: [
-          { binding: 0, resource: { buffer: params } },
-          { binding: 2, resource: { buffer: values } },
+          { binding: BINDING.params, resource: { buffer: params } },
+          { binding: BINDING.values, resource: { buffer: values } },
         ],
       });
       const encoder = device.createCommandEncoder();
@@ -546,103 +653,6 @@ class WebGpuBackendImpl implements WebGpuBackend {
       readback.destroy();
     }
   }
-}
-
-/** Measured on llvmpipe; see the shader header for what they mean. */
-const DEFAULT_WORKGROUP_SIZE = 64;
-const DEFAULT_NONCES_PER_INVOCATION = 64;
-
-async function openDevice(options: WebGpuBackendOptions, log: (msg: string) => void): Promise<DeviceContext> {
-  const picked = await pickAdapter(options.gpu, log);
-  if (!picked) throw new Error('no WebGPU adapter');
-  const { adapter, featureLevel } = picked;
-  const info: WebGpuAdapterInfo = {
-    vendor: adapter.info.vendor ?? '',
-    architecture: adapter.info.architecture ?? '',
-    device: adapter.info.device ?? '',
-    description: adapter.info.description ?? '',
-    isFallbackAdapter: adapter.info.isFallbackAdapter ?? false,
-    featureLevel,
-  };
-  const device = await adapter.requestDevice({ label: 'nano-pow' });
-  const ctxLost = { isLost: false };
-  const lostListeners = new Set<() => void>();
-  void device.lost.then((reason) => {
-    ctxLost.isLost = true;
-    if (reason.reason !== 'destroyed') log(`webgpu: device lost: ${reason.message}`);
-    for (const listener of lostListeners) listener();
-  });
-  device.addEventListener('uncapturederror', (event) => {
-    log(`webgpu: ${(event as GPUUncapturedErrorEvent).error.message}`);
-  });
-
-  const workgroupSize = options.workgroupSize ?? DEFAULT_WORKGROUP_SIZE;
-  const noncesPerInvocation = options.noncesPerInvocation ?? DEFAULT_NONCES_PER_INVOCATION;
-  const started = performance.now();
-  const module = device.createShaderModule({ label: 'nano-pow', code: options.shaderCode });
-  const compilation = await module.getCompilationInfo();
-  const errors = compilation.messages.filter((m) => m.type === 'error');
-  if (errors.length > 0) {
-    device.destroy();
-    throw new Error(`nano-pow.wgsl: ${errors.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join('; ')}`);
-  }
-  let searchPipeline: GPUComputePipeline;
-  try {
-    searchPipeline = await device.createComputePipelineAsync({
-      label: 'nano-pow search',
-      layout: 'auto',
-      compute: {
-        module,
-        entryPoint: 'search_main',
-        constants: { WORKGROUP_SIZE: workgroupSize, NONCES_PER_INVOCATION: noncesPerInvocation },
-      },
-    });
-  } catch (err) {
-    device.destroy();
-    throw err;
-  }
-  const compileMs = performance.now() - started;
-
-  const slots: Slot[] = [];
-  for (let i = 0; i < PIPELINE_DEPTH; i++) {
-    const params = device.createBuffer({ size: PARAMS_BYTES, usage: USAGE_UNIFORM | USAGE_COPY_DST });
-    const result = device.createBuffer({ size: RESULT_BYTES, usage: USAGE_STORAGE | USAGE_COPY_SRC | USAGE_COPY_DST });
-    const readback = device.createBuffer({ size: RESULT_BYTES, usage: USAGE_MAP_READ | USAGE_COPY_DST });
-    const bindGroup = device.createBindGroup({
-      layout: searchPipeline.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: params } },
-        { binding: 1, resource: { buffer: result } },
-      ],
-    });
-    slots.push({ params, result, readback, bindGroup, idle: Promise.resolve() });
-  }
-  log(`webgpu: ${describeAdapter(info)}, kernel compiled in ${compileMs.toFixed(0)} ms`);
-
-  const ctx: DeviceContext = {
-    device,
-    info,
-    module,
-    searchPipeline,
-    valuesPipeline: null,
-    slots,
-    maxPerDimension: Math.max(
-      1,
-      Math.min(
-        Math.floor(options.maxWorkgroupsPerDimension ?? Infinity),
-        device.limits.maxComputeWorkgroupsPerDimension,
-      ),
-    ),
-    compileMs,
-    lostListeners,
-    get isLost() {
-      return ctxLost.isLost;
-    },
-    set isLost(value: boolean) {
-      ctxLost.isLost = value;
-    },
-  };
-  return ctx;
 }
 
 /**
