@@ -1,0 +1,152 @@
+/**
+ * One WASM search thread: the part shared by the browser module worker
+ * (src/pow-browser/wasm-thread.worker.ts) and the Node worker_threads entry
+ * (src/pow-node/wasm-thread.ts). Its messages are ToThread / FromThread (wasm-protocol.ts).
+ *
+ * A chunk is hashed in kernel calls of a few milliseconds each, and the thread yields to its
+ * event loop after every call, so a 'stop' or a new 'search' is seen within one call whatever the
+ * chunk size.
+ */
+import type { FromThread, RootWords, ToThread } from './wasm-protocol.ts';
+
+const U64 = (x: bigint): bigint => BigInt.asUintN(64, x);
+
+/** How often hash counts are posted while searching. */
+const REPORT_MS = 50;
+/** Target time of one kernel call; the thread yields between calls. */
+const SLICE_MS = 4;
+const MIN_STEP = 256;
+const MAX_STEP = 1 << 20;
+
+/** The AssemblyScript kernel's exports (assembly/). */
+interface Kernel {
+  setRoot(m1: bigint, m2: bigint, m3: bigint, m4: bigint): void;
+  /** Index of the first qualifying nonce in start .. start + count - 1, or -1. */
+  search(difficulty: bigint, start: bigint, count: number): number;
+}
+
+interface Job {
+  id: number;
+  words: RootWords;
+  difficulty: bigint;
+  start: bigint;
+  offset: number;
+  stride: number;
+  chunk: number;
+}
+
+export interface ThreadRuntime {
+  /** Feeds one message from the backend. */
+  handle(message: ToThread): void;
+}
+
+/** A macrotask turn that lets queued messages in: setImmediate in Node, a MessageChannel in browsers. */
+function makeYield(): () => Promise<void> {
+  const immediate = (globalThis as { setImmediate?: (callback: () => void) => unknown }).setImmediate;
+  if (typeof immediate === 'function') return () => new Promise((resolve) => immediate(resolve));
+  const channel = new MessageChannel();
+  const waiting: (() => void)[] = [];
+  channel.port1.onmessage = () => waiting.shift()?.();
+  return () =>
+    new Promise((resolve) => {
+      waiting.push(resolve);
+      channel.port2.postMessage(0);
+    });
+}
+
+/** Creates the search loop of one WASM thread; `post` sends messages back to the backend. */
+export function createThreadRuntime(post: (message: FromThread) => void): ThreadRuntime {
+  let kernel: Kernel | null = null;
+  let current: Job | null = null;
+  const yieldTurn = makeYield();
+
+  async function init(module: WebAssembly.Module): Promise<void> {
+    const started = performance.now();
+    const instance = await WebAssembly.instantiate(module, {});
+    const { setRoot, search } = instance.exports as Partial<Kernel>;
+    if (typeof setRoot !== 'function' || typeof search !== 'function') {
+      throw new Error('the kernel module does not export setRoot and search');
+    }
+    kernel = { setRoot, search };
+    post({ type: 'ready', ms: performance.now() - started });
+  }
+
+  // Nonces per kernel call, adapted to take about SLICE_MS: small while V8 still runs the
+  // kernel in its baseline tier (up to 20x slower for the first ~200 ms), larger once optimized.
+  // Kept across jobs. The thread yields after every call, so this bounds how late a stop is seen.
+  let step = MIN_STEP;
+
+  async function run(job: Job, loaded: Kernel): Promise<void> {
+    const stride = BigInt(job.stride);
+    const chunk = BigInt(job.chunk);
+    let index = BigInt(job.offset);
+    let unreported = 0;
+    let reportedAt = performance.now();
+    while (current === job) {
+      const chunkStart = U64(job.start + index * chunk);
+      for (let done = 0; done < job.chunk; ) {
+        if (current !== job) break;
+        const count = Math.min(step, job.chunk - done);
+        const start = U64(chunkStart + BigInt(done));
+        const began = performance.now();
+        // Loaded per call: cheap, and never stale if jobs interleave around a yield.
+        loaded.setRoot(job.words[0], job.words[1], job.words[2], job.words[3]);
+        const hit = loaded.search(job.difficulty, start, count);
+        const now = performance.now();
+        if (hit >= 0) {
+          current = null;
+          post({ type: 'found', job: job.id, nonce: U64(start + BigInt(hit)), count: unreported + hit + 1 });
+          return;
+        }
+        done += count;
+        unreported += count;
+        if (count === step) {
+          const took = now - began;
+          if (took < SLICE_MS / 2 && step < MAX_STEP) step *= 2;
+          else if (took > SLICE_MS * 2 && step > MIN_STEP) step /= 2;
+        }
+        if (now - reportedAt >= REPORT_MS) {
+          post({ type: 'hashes', job: job.id, count: unreported });
+          unreported = 0;
+          reportedAt = now;
+        }
+        await yieldTurn();
+      }
+      index += stride;
+    }
+    if (unreported > 0) post({ type: 'hashes', job: job.id, count: unreported });
+  }
+
+  function fail(error: unknown): void {
+    current = null;
+    post({ type: 'error', message: error instanceof Error ? error.message : String(error) });
+  }
+
+  function handle(message: ToThread): void {
+    switch (message.type) {
+      case 'init':
+        init(message.module).catch(fail);
+        return;
+      case 'search': {
+        if (!kernel) {
+          fail(new Error('search before the kernel was loaded'));
+          return;
+        }
+        const { job: id, words, difficulty, start, offset, stride, chunk } = message;
+        const job: Job = { id, words, difficulty, start, offset, stride, chunk };
+        current = job;
+        run(job, kernel).catch(fail);
+        return;
+      }
+      case 'stop':
+        if (current && current.id === message.job) current = null;
+        return;
+      default: {
+        const unknown: never = message;
+        void unknown;
+      }
+    }
+  }
+
+  return { handle };
+}
