@@ -46,7 +46,7 @@ export async function runBenchmarks(options: {
     options.onRow?.(row);
   };
   if (options.backend !== 'wasm') {
-    const row = await measure(() => createNodeWebGpuBackend(options.log), options.seconds, (b) => b.label);
+    const row = await measure(() => createNodeWebGpuBackend({ log: options.log }), options.seconds, (b) => b.label);
     if (!row) {
       if (options.backend === 'webgpu') throw new Error('WebGPU is not available here (no adapter)');
       options.log?.('webgpu: no adapter; skipped');

@@ -19,6 +19,7 @@
  * Found nonces are returned unchecked; the engine validates them with the reference rule.
  */
 import { BINDING, decodeResult, encodeParams, PARAMS_BYTES, RESULT_BYTES, VALUE_BYTES } from './kernel-layout.ts';
+import { DEFAULT_VARIANT, type KernelSources, type KernelVariant, requireVariant } from './kernel-family.ts';
 import type { KernelHit, PowBackend, SearchRequest } from './types.ts';
 
 export interface WebGpuAdapterInfo {
@@ -33,8 +34,10 @@ export interface WebGpuAdapterInfo {
 export interface WebGpuBackendOptions {
   /** navigator.gpu in a browser, or createNodeGpu() in Node. */
   gpu: GPU;
-  /** The WGSL source of shaders/nano-pow.wgsl. */
-  shaderCode: string;
+  /** The WGSL text of each kernel source (shaders/nano-pow-<carry>.wgsl; see kernel-family.ts). */
+  shaders: KernelSources;
+  /** The variant to run (kernel-family.ts); default DEFAULT_VARIANT until setVariant() says otherwise. */
+  variant?: string;
   /** Share of GPU time to use, in (0, 1]; default 1. */
   intensity?: number;
   /** Aimed-for duration of one dispatch; default 50 ms. */
@@ -50,9 +53,6 @@ export interface WebGpuBackendOptions {
    * (which it never exceeds). Larger dispatches use a 2-D grid.
    */
   maxWorkgroupsPerDimension?: number;
-  /** Kernel tuning (the shader's override constants); defaults are measured on llvmpipe. */
-  workgroupSize?: number;
-  noncesPerInvocation?: number;
 }
 
 export interface WebGpuBackend extends PowBackend {
@@ -60,6 +60,15 @@ export interface WebGpuBackend extends PowBackend {
   readonly adapterInfo: WebGpuAdapterInfo;
   /** Shader module + pipeline creation time of the current device, in ms. */
   readonly compileMs: number;
+  /** The kernel variant searches run with. */
+  readonly variant: KernelVariant;
+  /** Switches the kernel variant for the searches that follow (compiled on first use). */
+  setVariant(name: string): void;
+  /**
+   * Raw hashrate (hashes/s) of `variant` over about `ms` of searching an impossible difficulty,
+   * or null when `signal` stopped it first. Runs between searches like any other search.
+   */
+  measure(variant: string, ms: number, signal?: AbortSignal): Promise<number | null>;
   /** Changes the GPU share in (0, 1] for the dispatches that follow. */
   setIntensity(intensity: number): void;
   /** Tests only: destroys the device as a driver reset would. */
@@ -92,9 +101,9 @@ const MAX_RECOVERIES = 3;
 /** Completed dispatches the throughput estimate spans. */
 const RATE_WINDOW = 4;
 
-/** Measured on llvmpipe; see the shader header for what they mean. */
-const DEFAULT_WORKGROUP_SIZE = 64;
-const DEFAULT_NONCES_PER_INVOCATION = 64;
+const SHADER_STAGE_COMPUTE = 0x4;
+/** The largest workgroup a family member uses. */
+const MAX_WORKGROUP_SIZE = 256;
 
 interface Slot {
   params: GPUBuffer;
@@ -109,9 +118,12 @@ interface Slot {
 interface DeviceContext {
   device: GPUDevice;
   info: WebGpuAdapterInfo;
-  module: GPUShaderModule;
-  searchPipeline: GPUComputePipeline;
-  valuesPipeline: GPUComputePipeline | null;
+  /** One module per kernel source, one search pipeline per variant, made on first use. */
+  modules: Map<string, GPUShaderModule>;
+  searchPipelines: Map<string, GPUComputePipeline>;
+  valuesPipelines: Map<string, GPUComputePipeline>;
+  /** The explicit layout every search pipeline shares, so the slots serve every variant. */
+  searchLayout: GPUPipelineLayout;
   slots: Slot[];
   maxPerDimension: number;
   compileMs: number;
@@ -125,6 +137,28 @@ interface Dispatch {
   nonces: number;
   done: Promise<{ found: boolean; nonce: bigint } | { error: unknown }>;
 }
+
+/** How big one variant's dispatches are. */
+interface Sizing {
+  /** Nonces per dispatch, steered toward targetDispatchMs between min and max. */
+  batch: number;
+  /** Last measured throughput in nonces per ms (sizes the idle gap at intensity < 1). */
+  rate: number;
+  min: number;
+  max: number;
+  /** Dispatches in flight. */
+  depth: number;
+}
+
+/** What one search runs: a variant, its pipeline on the current device, and its sizing. */
+interface Kernel {
+  variant: KernelVariant;
+  pipeline: GPUComputePipeline;
+  sizing: Sizing;
+}
+
+/** The root measure() hashes (any root does: the difficulty is unreachable). */
+const MEASURE_ROOT = Uint8Array.from({ length: 32 }, (_, i) => (i * 37 + 11) & 0xff);
 
 type SearchOutcome =
   | { kind: 'hit'; work: bigint }
@@ -182,7 +216,11 @@ function levelOf(adapter: GPUAdapter, requested: 'core' | 'compatibility'): 'cor
 // ---- device -------------------------------------------------------------------------------
 
 /** Opens a device on the best adapter, compiles the kernel and makes the dispatch slots. */
-async function openDevice(options: WebGpuBackendOptions, log: (msg: string) => void): Promise<DeviceContext> {
+async function openDevice(
+  options: WebGpuBackendOptions,
+  variant: KernelVariant,
+  log: (msg: string) => void,
+): Promise<DeviceContext> {
   const picked = await pickAdapter(options.gpu, log);
   if (!picked) throw new Error('no WebGPU adapter');
   const { adapter, featureLevel } = picked;
@@ -194,7 +232,12 @@ async function openDevice(options: WebGpuBackendOptions, log: (msg: string) => v
     isFallbackAdapter: adapter.info.isFallbackAdapter ?? false,
     featureLevel,
   };
-  const device = await adapter.requestDevice({ label: 'nano-pow' });
+  // Compatibility-mode devices default to 128 invocations per workgroup; the family goes to 256.
+  const workgroupLimit = Math.min(MAX_WORKGROUP_SIZE, adapter.limits.maxComputeWorkgroupSizeX, adapter.limits.maxComputeInvocationsPerWorkgroup);
+  const device = await adapter.requestDevice({
+    label: 'nano-pow',
+    requiredLimits: { maxComputeWorkgroupSizeX: workgroupLimit, maxComputeInvocationsPerWorkgroup: workgroupLimit },
+  });
   const ctxLost = { isLost: false };
   const lostListeners = new Set<() => void>();
   void device.lost.then((reason) => {
@@ -206,24 +249,21 @@ async function openDevice(options: WebGpuBackendOptions, log: (msg: string) => v
     log(`webgpu: ${(event as GPUUncapturedErrorEvent).error.message}`);
   });
 
-  const started = performance.now();
-  let compiled: { module: GPUShaderModule; searchPipeline: GPUComputePipeline };
-  try {
-    compiled = await compileKernel(device, options);
-  } catch (err) {
-    device.destroy();
-    throw err;
-  }
-  const compileMs = performance.now() - started;
-  const slots = Array.from({ length: PIPELINE_DEPTH }, () => createSlot(device, compiled.searchPipeline));
-  log(`webgpu: ${describeAdapter(info)}, kernel compiled in ${compileMs.toFixed(0)} ms`);
-
-  return {
+  const bindGroupLayout = device.createBindGroupLayout({
+    label: 'nano-pow search',
+    entries: [
+      { binding: BINDING.params, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'uniform' } },
+      { binding: BINDING.result, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'storage' } },
+    ],
+  });
+  const ctx: DeviceContext = {
     device,
     info,
-    ...compiled,
-    valuesPipeline: null,
-    slots,
+    modules: new Map(),
+    searchPipelines: new Map(),
+    valuesPipelines: new Map(),
+    searchLayout: device.createPipelineLayout({ bindGroupLayouts: [bindGroupLayout] }),
+    slots: Array.from({ length: PIPELINE_DEPTH }, () => createSlot(device, bindGroupLayout)),
     maxPerDimension: Math.max(
       1,
       Math.min(
@@ -231,7 +271,7 @@ async function openDevice(options: WebGpuBackendOptions, log: (msg: string) => v
         device.limits.maxComputeWorkgroupsPerDimension,
       ),
     ),
-    compileMs,
+    compileMs: 0,
     lostListeners,
     get isLost() {
       return ctxLost.isLost;
@@ -240,54 +280,81 @@ async function openDevice(options: WebGpuBackendOptions, log: (msg: string) => v
       ctxLost.isLost = value;
     },
   };
+  const started = performance.now();
+  try {
+    await searchPipeline(ctx, options.shaders, variant);
+  } catch (err) {
+    device.destroy();
+    throw err;
+  }
+  ctx.compileMs = performance.now() - started;
+  log(`webgpu: ${describeAdapter(info)}, kernel ${variant.name} compiled in ${ctx.compileMs.toFixed(0)} ms`);
+  return ctx;
 }
-
 // ---- pipeline -----------------------------------------------------------------------------
 
-/** Compiles the shader and its search pipeline; rejects with the compiler's messages. */
-async function compileKernel(
-  device: GPUDevice,
-  options: WebGpuBackendOptions,
-): Promise<{ module: GPUShaderModule; searchPipeline: GPUComputePipeline }> {
-  const module = device.createShaderModule({ label: 'nano-pow', code: options.shaderCode });
+/** The shader module of a kernel source; rejects with the compiler's messages. */
+async function shaderModule(ctx: DeviceContext, shaders: KernelSources, source: string): Promise<GPUShaderModule> {
+  const known = ctx.modules.get(source);
+  if (known) return known;
+  const code = shaders[source];
+  if (code === undefined) throw new Error(`no WGSL text for kernel source "${source}"`);
+  const module = ctx.device.createShaderModule({ label: `nano-pow ${source}`, code });
   const compilation = await module.getCompilationInfo();
   const errors = compilation.messages.filter((m) => m.type === 'error');
   if (errors.length > 0) {
-    throw new Error(`nano-pow.wgsl: ${errors.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join('; ')}`);
+    throw new Error(
+      `nano-pow.wgsl: ${errors.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join('; ')} (kernel source ${source})`,
+    );
   }
-  const searchPipeline = await device.createComputePipelineAsync({
-    label: 'nano-pow search',
-    layout: 'auto',
-    compute: {
-      module,
-      entryPoint: 'search_main',
-      constants: {
-        WORKGROUP_SIZE: options.workgroupSize ?? DEFAULT_WORKGROUP_SIZE,
-        NONCES_PER_INVOCATION: options.noncesPerInvocation ?? DEFAULT_NONCES_PER_INVOCATION,
-      },
-    },
-  });
-  return { module, searchPipeline };
+  ctx.modules.set(source, module);
+  return module;
 }
 
-/** The test-only values_main pipeline, made on first use. */
-function valuesPipeline(ctx: DeviceContext, workgroupSize: number): Promise<GPUComputePipeline> {
-  return ctx.device.createComputePipelineAsync({
-    label: 'nano-pow values',
-    layout: 'auto',
-    compute: { module: ctx.module, entryPoint: 'values_main', constants: { WORKGROUP_SIZE: workgroupSize } },
+/** The search pipeline of a variant, compiled on first use. */
+async function searchPipeline(ctx: DeviceContext, shaders: KernelSources, variant: KernelVariant): Promise<GPUComputePipeline> {
+  const known = ctx.searchPipelines.get(variant.name);
+  if (known) return known;
+  const pipeline = await ctx.device.createComputePipelineAsync({
+    label: `nano-pow search ${variant.name}`,
+    layout: ctx.searchLayout,
+    compute: {
+      module: await shaderModule(ctx, shaders, variant.source),
+      entryPoint: 'search_main',
+      constants: { WORKGROUP_SIZE: variant.workgroupSize, NONCES_PER_INVOCATION: variant.noncesPerInvocation },
+    },
   });
+  ctx.searchPipelines.set(variant.name, pipeline);
+  return pipeline;
+}
+
+/** The test-only values_main pipeline of a variant's source, made on first use. */
+async function valuesPipeline(ctx: DeviceContext, shaders: KernelSources, variant: KernelVariant): Promise<GPUComputePipeline> {
+  const key = `${variant.source}/${variant.workgroupSize}`;
+  const known = ctx.valuesPipelines.get(key);
+  if (known) return known;
+  const pipeline = await ctx.device.createComputePipelineAsync({
+    label: `nano-pow values ${variant.source}`,
+    layout: 'auto',
+    compute: {
+      module: await shaderModule(ctx, shaders, variant.source),
+      entryPoint: 'values_main',
+      constants: { WORKGROUP_SIZE: variant.workgroupSize },
+    },
+  });
+  ctx.valuesPipelines.set(key, pipeline);
+  return pipeline;
 }
 
 // ---- buffers ------------------------------------------------------------------------------
 
 /** One dispatch's params, result and readback buffers (layouts in kernel-layout.ts). */
-function createSlot(device: GPUDevice, pipeline: GPUComputePipeline): Slot {
+function createSlot(device: GPUDevice, layout: GPUBindGroupLayout): Slot {
   const params = device.createBuffer({ size: PARAMS_BYTES, usage: USAGE_UNIFORM | USAGE_COPY_DST });
   const result = device.createBuffer({ size: RESULT_BYTES, usage: USAGE_STORAGE | USAGE_COPY_SRC | USAGE_COPY_DST });
   const readback = device.createBuffer({ size: RESULT_BYTES, usage: USAGE_MAP_READ | USAGE_COPY_DST });
   const bindGroup = device.createBindGroup({
-    layout: pipeline.getBindGroupLayout(0),
+    layout,
     entries: [
       { binding: BINDING.params, resource: { buffer: params } },
       { binding: BINDING.result, resource: { buffer: result } },
@@ -376,14 +443,9 @@ class WebGpuBackendImpl implements WebGpuBackend {
   private ctx: DeviceContext;
   private intensity: number;
   private readonly targetMs: number;
-  private readonly workgroupSize: number;
-  private readonly noncesPerInvocation: number;
-  /** Nonces per dispatch, learned from completed dispatches and kept across searches. */
-  private batch: number;
-  /** Last measured throughput in nonces per ms (sizes the idle gap at intensity < 1). */
-  private rate = 1;
-  private readonly minBatch: number;
-  private readonly maxBatch: number;
+  private current: KernelVariant;
+  /** Dispatch sizing per variant, learned from completed dispatches and kept across searches. */
+  private readonly sizings = new Map<string, Sizing>();
   private disposed = false;
   /** Searches and computeValues calls run one after another on the one device. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -392,23 +454,62 @@ class WebGpuBackendImpl implements WebGpuBackend {
     private readonly options: WebGpuBackendOptions,
     private readonly log: (msg: string) => void,
     ctx: DeviceContext,
+    variant: KernelVariant,
   ) {
     this.ctx = ctx;
+    this.current = variant;
     this.intensity = 1;
     this.setIntensity(options.intensity ?? 1);
     this.targetMs = Math.min(Math.max(options.targetDispatchMs ?? 50, 1), 1000);
-    this.workgroupSize = options.workgroupSize ?? DEFAULT_WORKGROUP_SIZE;
-    this.noncesPerInvocation = options.noncesPerInvocation ?? DEFAULT_NONCES_PER_INVOCATION;
-    const perWorkgroup = this.workgroupSize * this.noncesPerInvocation;
-    this.maxBatch = Math.max(Math.min(Math.floor(options.maxDispatchNonces ?? MAX_BATCH), MAX_BATCH), perWorkgroup);
-    this.minBatch = Math.min(MIN_BATCH, this.maxBatch);
-    this.batch = this.minBatch;
   }
 
   static async create(options: WebGpuBackendOptions): Promise<WebGpuBackendImpl> {
     const log = options.log ?? (() => {});
-    const ctx = await openDevice(options, log);
-    return new WebGpuBackendImpl(options, log, ctx);
+    const variant = requireVariant(options.variant ?? DEFAULT_VARIANT);
+    const ctx = await openDevice(options, variant, log);
+    return new WebGpuBackendImpl(options, log, ctx, variant);
+  }
+
+  get variant(): KernelVariant {
+    return this.current;
+  }
+
+  setVariant(name: string): void {
+    this.current = requireVariant(name);
+  }
+
+  /** How big a dispatch of `variant` is, and how fast it last ran. */
+  private sizing(variant: KernelVariant): Sizing {
+    let sizing = this.sizings.get(variant.name);
+    if (!sizing) {
+      const perWorkgroup = variant.workgroupSize * variant.noncesPerInvocation;
+      const fixed = variant.fixedDispatch?.nonces;
+      const max = fixed ?? Math.max(Math.min(Math.floor(this.options.maxDispatchNonces ?? MAX_BATCH), MAX_BATCH), perWorkgroup);
+      const min = fixed ?? Math.min(MIN_BATCH, max);
+      sizing = { batch: min, rate: 1, min, max, depth: variant.fixedDispatch?.depth ?? PIPELINE_DEPTH };
+      this.sizings.set(variant.name, sizing);
+    }
+    return sizing;
+  }
+
+  measure(name: string, ms: number, signal?: AbortSignal): Promise<number | null> {
+    const variant = requireVariant(name);
+    return this.exclusive(async () => {
+      const within = (limit: number) =>
+        AbortSignal.any([AbortSignal.timeout(Math.max(1, Math.round(limit))), ...(signal ? [signal] : [])]);
+      // The first dispatches include the pipeline's compile and the dispatch size settling.
+      await this.runSearch({ root: MEASURE_ROOT, difficulty: U64_MASK, startNonce: 0n, signal: within(Math.min(ms / 4, 250)) }, variant);
+      if (signal?.aborted) return null;
+      const stop = within(ms);
+      let hashes = 0;
+      const started = performance.now();
+      await this.runSearch(
+        { root: MEASURE_ROOT, difficulty: U64_MASK, startNonce: 1n << 40n, signal: stop, onHashes: (n) => (hashes += n) },
+        variant,
+      );
+      if (signal?.aborted) return null;
+      return (hashes * 1000) / (performance.now() - started);
+    });
   }
 
   get label(): string {
@@ -464,7 +565,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
     if (!this.ctx.isLost) return this.ctx;
     this.log('webgpu: device lost; re-creating it');
     try {
-      this.ctx = await openDevice(this.options, this.log);
+      this.ctx = await openDevice(this.options, this.current, this.log);
     } catch (err) {
       throw new DeviceLostError(`the GPU device was lost and could not be re-created: ${(err as Error).message}`, {
         cause: err,
@@ -473,7 +574,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
     return this.ctx;
   }
 
-  private async runSearch(request: SearchRequest): Promise<KernelHit | null> {
+  private async runSearch(request: SearchRequest, variant = this.current): Promise<KernelHit | null> {
     const { root, difficulty, signal } = request;
     if (root.length !== 32) throw new RangeError(`root must be 32 bytes, got ${root.length}`);
     if (difficulty < 0n || difficulty > U64_MASK) throw new RangeError('difficulty must be a u64');
@@ -481,7 +582,8 @@ class WebGpuBackendImpl implements WebGpuBackend {
     for (let recoveries = 0; ; recoveries++) {
       if (signal.aborted) return null;
       const ctx = await this.device();
-      const outcome = await this.searchOn(ctx, request, next);
+      const pipeline = await searchPipeline(ctx, this.options.shaders, variant);
+      const outcome = await this.searchOn(ctx, { variant, pipeline, sizing: this.sizing(variant) }, request, next);
       if (outcome.kind === 'hit') return { work: outcome.work };
       if (outcome.kind === 'aborted') return null;
       if (recoveries >= MAX_RECOVERIES) {
@@ -492,7 +594,8 @@ class WebGpuBackendImpl implements WebGpuBackend {
   }
 
   /** Searches on one device until a hit, an abort or the device's loss. */
-  private async searchOn(ctx: DeviceContext, request: SearchRequest, start: bigint): Promise<SearchOutcome> {
+  private async searchOn(ctx: DeviceContext, kernel: Kernel, request: SearchRequest, start: bigint): Promise<SearchOutcome> {
+    const { sizing } = kernel;
     const { signal } = request;
     const interrupt = new Interrupt(signal, ctx);
     const inflight: Dispatch[] = [];
@@ -505,7 +608,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
     let windowStart = Number.NaN;
     try {
       for (;;) {
-        const depth = this.intensity < 1 ? 1 : PIPELINE_DEPTH;
+        const depth = this.intensity < 1 ? 1 : sizing.depth;
         while (inflight.length < depth) {
           const slot = ctx.slots[slotIndex++ % ctx.slots.length];
           // A slot still finishing a dispatch of an earlier (aborted) search: wait for it.
@@ -513,7 +616,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
           if (ready === 'aborted') return { kind: 'aborted' };
           if (ready === 'lost') return { kind: 'lost', resumeFrom: inflight[0]?.base ?? next };
           if (Number.isNaN(windowStart)) windowStart = performance.now();
-          const dispatch = this.dispatchSearch(ctx, slot, request, next, this.batch);
+          const dispatch = this.dispatchSearch(ctx, kernel, slot, request, next, sizing.batch);
           inflight.push(dispatch);
           next = (next + BigInt(dispatch.nonces)) & U64_MASK;
         }
@@ -535,10 +638,10 @@ class WebGpuBackendImpl implements WebGpuBackend {
         const now = performance.now();
         recent.push({ at: now, nonces: head.nonces });
         if (recent.length > RATE_WINDOW) windowStart = recent.shift()!.at;
-        this.adapt(recent.reduce((n, d) => n + d.nonces, 0) / (now - windowStart));
+        this.adapt(sizing, recent.reduce((n, d) => n + d.nonces, 0) / (now - windowStart));
         if (this.intensity < 1) {
           // Idle so that busy / (busy + idle) = intensity; the idle time is left out of the rate.
-          const busyMs = head.nonces / this.rate;
+          const busyMs = head.nonces / sizing.rate;
           await sleep((busyMs * (1 - this.intensity)) / this.intensity, signal);
           recent.length = 0;
           windowStart = Number.NaN;
@@ -550,13 +653,13 @@ class WebGpuBackendImpl implements WebGpuBackend {
   }
 
   /** Records the measured rate (nonces/ms) and steers the dispatch size toward targetMs. */
-  private adapt(rate: number): void {
+  private adapt(sizing: Sizing, rate: number): void {
     if (!(rate > 0) || !Number.isFinite(rate)) return;
-    this.rate = rate;
+    sizing.rate = rate;
     const ideal = rate * this.targetMs;
     // At most 2x per step: one odd measurement cannot swing the size far.
-    const next = Math.min(Math.max(ideal, this.batch / 2, this.minBatch), this.batch * 2, this.maxBatch);
-    this.batch = Math.round(next);
+    const next = Math.min(Math.max(ideal, sizing.batch / 2, sizing.min), sizing.batch * 2, sizing.max);
+    sizing.batch = Math.round(next);
   }
 
   /**
@@ -564,8 +667,13 @@ class WebGpuBackendImpl implements WebGpuBackend {
    * limit, then rows: rounded down for a search (a dispatch never overshoots the bound it was
    * given by more than one workgroup), up for computeValues (which must cover every nonce).
    */
-  private grid(ctx: DeviceContext, invocations: number, rows: 'down' | 'up'): { x: number; y: number } {
-    const workgroups = Math.max(1, Math.ceil(invocations / this.workgroupSize));
+  private grid(
+    ctx: DeviceContext,
+    workgroupSize: number,
+    invocations: number,
+    rows: 'down' | 'up',
+  ): { x: number; y: number } {
+    const workgroups = Math.max(1, Math.ceil(invocations / workgroupSize));
     const x = Math.min(workgroups, ctx.maxPerDimension);
     const y = Math.max(1, Math.min((rows === 'up' ? Math.ceil : Math.floor)(workgroups / x), ctx.maxPerDimension));
     return { x, y };
@@ -573,20 +681,22 @@ class WebGpuBackendImpl implements WebGpuBackend {
 
   private dispatchSearch(
     ctx: DeviceContext,
+    kernel: Kernel,
     slot: Slot,
     request: SearchRequest,
     base: bigint,
     wanted: number,
   ): Dispatch {
     const { device } = ctx;
-    const { x, y } = this.grid(ctx, Math.ceil(wanted / this.noncesPerInvocation), 'down');
-    const rowWidth = x * this.workgroupSize;
-    const nonces = rowWidth * y * this.noncesPerInvocation;
+    const { workgroupSize, noncesPerInvocation } = kernel.variant;
+    const { x, y } = this.grid(ctx, workgroupSize, Math.ceil(wanted / noncesPerInvocation), 'down');
+    const rowWidth = x * workgroupSize;
+    const nonces = rowWidth * y * noncesPerInvocation;
     writeParams(device, slot.params, request.root, request.difficulty, base, rowWidth, 0);
     const encoder = device.createCommandEncoder();
     encoder.clearBuffer(slot.result);
     const pass = encoder.beginComputePass();
-    pass.setPipeline(ctx.searchPipeline);
+    pass.setPipeline(kernel.pipeline);
     pass.setBindGroup(0, slot.bindGroup);
     pass.dispatchWorkgroups(x, y);
     pass.end();
@@ -618,18 +728,19 @@ class WebGpuBackendImpl implements WebGpuBackend {
     }
     const ctx = await this.device();
     const { device } = ctx;
-    ctx.valuesPipeline ??= await valuesPipeline(ctx, this.workgroupSize);
+    const variant = this.current;
+    const pipeline = await valuesPipeline(ctx, this.options.shaders, variant);
     const bytes = count * VALUE_BYTES;
     const params = device.createBuffer({ size: PARAMS_BYTES, usage: USAGE_UNIFORM | USAGE_COPY_DST });
     const values = device.createBuffer({ size: bytes, usage: USAGE_STORAGE | USAGE_COPY_SRC });
     const readback = device.createBuffer({ size: bytes, usage: USAGE_MAP_READ | USAGE_COPY_DST });
     try {
-      const { x, y } = this.grid(ctx, count, 'up');
-      const rowWidth = x * this.workgroupSize;
+      const { x, y } = this.grid(ctx, variant.workgroupSize, count, 'up');
+      const rowWidth = x * variant.workgroupSize;
       if (rowWidth * y < count) throw new RangeError(`count ${count} does not fit one dispatch on this device`);
       writeParams(device, params, root, 0n, startNonce & U64_MASK, rowWidth, count);
       const bindGroup = device.createBindGroup({
-        layout: ctx.valuesPipeline.getBindGroupLayout(0),
+        layout: pipeline.getBindGroupLayout(0),
         entries: [
           { binding: BINDING.params, resource: { buffer: params } },
           { binding: BINDING.values, resource: { buffer: values } },
@@ -637,7 +748,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
       });
       const encoder = device.createCommandEncoder();
       const pass = encoder.beginComputePass();
-      pass.setPipeline(ctx.valuesPipeline);
+      pass.setPipeline(pipeline);
       pass.setBindGroup(0, bindGroup);
       pass.dispatchWorkgroups(x, y);
       pass.end();
