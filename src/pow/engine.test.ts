@@ -423,3 +423,22 @@ describe('across the Comlink boundary (as the page talks to the engine worker)',
     }
   });
 });
+
+describe('sustained hashrate', () => {
+  it('keeps the rate over computing time, the busy share and the kernel between jobs', async () => {
+    const tuned = referenceBackend({ name: 'webgpu', label: 'tuned gpu' }).backend as PowBackend & {
+      kernel?: { variant: string; calibratedRate: number | null };
+    };
+    Object.assign(tuned, { kernel: { variant: 'plain-n8-w256', calibratedRate: 5e9 } });
+    const engine = makeEngine({ webgpu: async () => tuned });
+    await engine.generate(ROOT, MEDIUM, { backend: 'webgpu' });
+    await new Promise((r) => setTimeout(r, 50)); // idle after the job
+    const status = await engine.status();
+    expect(status.hashrate).toBe(0); // the live rate: nothing runs now
+    expect(status.sustainedHashrate).toBeGreaterThan(0);
+    expect(status.busyShare).toBeGreaterThan(0);
+    expect(status.busyShare).toBeLessThan(1);
+    expect(status.kernel).toBe('plain-n8-w256');
+    expect(status.capacity).toBe(5e9);
+  });
+});

@@ -15,6 +15,7 @@
  * CLI send one). cancel(root) removes queued jobs for that root as well as stopping the running
  * one. Plain TypeScript: no DOM, no Node APIs, so it runs in a browser worker and in Node.
  */
+import { SustainedMeter } from './sustained.ts';
 import {
   DEFAULT_MAX_MULTIPLIER,
   checkDifficulty,
@@ -132,6 +133,9 @@ export class PowEngine implements EngineApi {
 
   private readonly listeners = new Set<(status: EngineStatus) => void>();
   private readonly meter = new RateMeter();
+  private readonly sustained = new SustainedMeter();
+  /** The backend of the job running or last run (for its kernel status). */
+  private lastBackend: PowBackend | null = null;
   private statusTimer: ReturnType<typeof setInterval> | undefined;
   private current: { root: string | null; backend: BackendName | null; label: string } = {
     root: null,
@@ -216,6 +220,7 @@ export class PowEngine implements EngineApi {
       for (const backend of backends) {
         if (signal.aborted) break;
         this.current = { root: null, backend: backend.name, label: backend.label };
+        this.lastBackend = backend;
         results.push(await measureBackend(backend, seconds, { signal, onHashes: (n) => this.countHashes(n) }));
       }
       return results;
@@ -374,6 +379,7 @@ export class PowEngine implements EngineApi {
       if (signal.aborted) throw new PowCancelledError(rootText);
       if (intensity !== undefined) backend.setIntensity?.(intensity);
       this.current = { ...this.current, backend: backend.name, label: backend.label };
+      this.lastBackend = backend;
       const startNonce = randomNonce();
       let hit;
       try {
@@ -428,11 +434,15 @@ export class PowEngine implements EngineApi {
   private countHashes(count: number): void {
     if (!(count > 0)) return;
     this.totalHashes += count;
-    this.meter.add(performance.now(), count);
+    const now = performance.now();
+    this.meter.add(now, count);
+    this.sustained.add(now, count);
   }
 
   private beginBusy(root: string | null): void {
-    this.meter.start(performance.now());
+    const now = performance.now();
+    this.meter.start(now);
+    this.sustained.begin(now);
     this.current = { ...this.current, root };
     this.ensureStatusTimer();
     this.broadcast();
@@ -445,6 +455,7 @@ export class PowEngine implements EngineApi {
   }
 
   private endBusy(): void {
+    this.sustained.end(performance.now());
     this.current = { ...this.current, root: null };
     if (this.queue.length === 0) this.stopStatusTimer();
     this.broadcast();
@@ -457,7 +468,13 @@ export class PowEngine implements EngineApi {
 
   private snapshot(): EngineStatus {
     const busy = this.running !== null;
+    const sustained = this.sustained.read(performance.now());
+    const kernel = this.lastBackend?.kernel ?? null;
     return {
+      sustainedHashrate: sustained.rate,
+      busyShare: sustained.busyShare,
+      kernel: kernel?.variant ?? null,
+      capacity: kernel?.calibratedRate ?? null,
       hashrate: busy ? this.meter.rate(performance.now()) : 0,
       backend: this.current.backend,
       label: this.current.label,

@@ -38,6 +38,8 @@ export interface PowBackend {
   readonly software?: boolean;
   /** WASM worker threads (WASM backends only). */
   readonly threads?: number;
+  /** The kernel variant and its calibrated rate (tuned WebGPU backends only). */
+  readonly kernel?: { readonly variant: string; readonly calibratedRate: number | null };
   /** GPU share of time in (0, 1] (WebGPU backends only). */
   setIntensity?(intensity: number): void;
   /** Resolves with a candidate, or null when the signal aborted the search. */
@@ -74,6 +76,17 @@ export interface EngineStatus {
   totalHashes: number;
   /** Kernel answers that failed the reference check (should stay 0). */
   kernelMismatches: number;
+  /**
+   * Hashes per second of computing time over the last minute: what the device does while it
+   * works, undiluted by the gaps between jobs (a GPU finishes a receive job in milliseconds).
+   */
+  sustainedHashrate: number;
+  /** Share of the last minute spent computing, in [0, 1]. */
+  busyShare: number;
+  /** The WebGPU kernel variant in use (the tuner's choice), or null. */
+  kernel: string | null;
+  /** That variant's calibrated raw rate (hashes/s): the device's tuned capacity; null if untuned. */
+  capacity: number | null;
 }
 
 export interface BenchmarkOptions {
