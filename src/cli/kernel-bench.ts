@@ -91,6 +91,7 @@ export async function runKernelBench(options: {
     for (let round = 0; round < rounds; round++) {
       for (const name of measured) {
         const rate = await inner.measure(name, (options.seconds * 1000) / rounds);
+        options.log?.(`bench: ${name} round ${round + 1}/${rounds}: ${((rate ?? 0) / 1e6).toFixed(2)} MH/s`);
         totals.set(name, totals.get(name)! + (rate ?? 0) / rounds);
       }
     }

@@ -13,7 +13,7 @@ import { CliError, intOption, parseOptions } from './args.ts';
 import { parseBackend } from './work.ts';
 import { DpowClient, formatMultiplier, resolveBrokerUrl } from '../dpow/client.ts';
 import { checkAddress } from '../dpow/address.ts';
-import type { ClientEvent, ClientSettings, ClientState, WorkChoice } from '../dpow/state.ts';
+import { NO_SUSTAINED_RATES, type ClientEvent, type ClientSettings, type ClientState, type WorkChoice } from '../dpow/state.ts';
 import type { BackendChoice } from '../pow/types.ts';
 import { formatHashrate } from '../pow/hashrate.ts';
 
@@ -94,8 +94,21 @@ export function formatDuration(ms: number): string {
   return h ? `${h}h${String(m).padStart(2, '0')}m${String(s % 60).padStart(2, '0')}s` : m ? `${m}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
 }
 
+const RATE_LINE_MS = 60_000;
+
+/** The worker's periodic rate line, or null when nothing was computed in the last minute. */
+export function formatRateLine(state: ClientState): string | null {
+  const sustained = state.sustained ?? NO_SUSTAINED_RATES;
+  if (!(sustained.hashrate > 0)) return null;
+  const capacity = sustained.capacity !== null ? `, tuned capacity ${formatHashrate(sustained.capacity)} (${sustained.kernel})` : '';
+  return `${formatHashrate(sustained.hashrate)} sustained while computing, busy ${Math.round(sustained.busyShare * 100)}% of the last minute${capacity}`;
+}
+
 /** The exit summary: counters, hashrate, uptime. */
 export function formatSummary(state: ClientState, uptimeMs: number, hashrate: number): string {
+  const sustained = state.sustained ?? NO_SUSTAINED_RATES;
+  const capacity =
+    sustained.capacity !== null ? `, tuned capacity ${formatHashrate(sustained.capacity)} (${sustained.kernel})` : '';
   const c = state.counters;
   const rejected = Object.entries(c.rejected)
     .sort(([a], [b]) => a.localeCompare(b))
@@ -107,6 +120,7 @@ export function formatSummary(state: ClientState, uptimeMs: number, hashrate: nu
     `  jobs: received ${c.received}, computed ${c.computed}, published ${c.published}, accepted ${c.accepted}, cancelled ${c.cancelled}, expired ${c.expired}`,
     `  rejected: ${rejected || 'none'}`,
     `  hashrate: ${formatHashrate(hashrate)} while computing${backend}`,
+    `  last minute: ${formatHashrate(sustained.hashrate)} sustained, busy ${Math.round(sustained.busyShare * 100)}%${capacity}`,
   ].join('\n');
 }
 
@@ -142,6 +156,14 @@ export async function run(argv: string[]): Promise<number> {
     }
   });
 
+  // Once a minute while work was done: the sustained rate, the busy share and the tuned capacity
+  // (a GPU finishes most jobs in milliseconds, so a live rate alone would read 0).
+  const rateLines = setInterval(() => {
+    const line = formatRateLine(client.getState());
+    if (line) out(`${new Date().toISOString()} ${'rate'.padEnd(10)} ${line}`);
+  }, RATE_LINE_MS);
+  rateLines.unref();
+
   const stopped = new Promise<string>((resolve) => {
     const onInt = () => onSignal('SIGINT');
     const onTerm = () => onSignal('SIGTERM');
@@ -163,6 +185,7 @@ export async function run(argv: string[]): Promise<number> {
     throw new CliError((err as Error).message);
   }
   const signal = await stopped;
+  clearInterval(rateLines);
   out(`${new Date().toISOString()} ${'stop'.padEnd(10)} ${signal}: stopping`);
   await client.stop();
   const state = client.getState();

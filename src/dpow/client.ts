@@ -35,8 +35,10 @@ import type {
   ClientState,
   ConnectionState,
   JobEventInfo,
+  SustainedRates,
   WorkerClient,
 } from './state.ts';
+import { NO_SUSTAINED_RATES } from './state.ts';
 import { validateWork } from '../pow/work.ts';
 import type { BackendName, EngineApi, EngineStatus, GenerateResult } from '../pow/types.ts';
 import { backoffDelay } from './backoff.ts';
@@ -184,6 +186,7 @@ export class DpowClient implements WorkerClient {
   private events: ClientEvent[] = [];
   private error: string | null = null;
   private hashrate = 0;
+  private sustained: SustainedRates = NO_SUSTAINED_RATES;
   private backend: BackendName | null = null;
   private backendLabel = '';
   private lastClientMessage: ClientMessage | null = null;
@@ -233,6 +236,7 @@ export class DpowClient implements WorkerClient {
             }
           : null,
         hashrate: this.hashrate,
+        sustained: this.sustained,
         backend: this.backend,
         backendLabel: this.backendLabel,
         counters: { ...this.counters, rejected: { ...this.counters.rejected }, expired: this.queue.counters.expired },
@@ -768,6 +772,12 @@ export class DpowClient implements WorkerClient {
   private onEngineStatus(status: EngineStatus): void {
     const changedBackend = status.backend !== null && (status.backend !== this.backend || status.label !== this.backendLabel);
     this.hashrate = status.hashrate;
+    this.sustained = {
+      hashrate: status.sustainedHashrate ?? 0,
+      busyShare: status.busyShare ?? 0,
+      kernel: status.kernel ?? null,
+      capacity: status.capacity ?? null,
+    };
     if (status.backend !== null) {
       this.backend = status.backend;
       this.backendLabel = status.label;
