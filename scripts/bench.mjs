@@ -1,16 +1,20 @@
 #!/usr/bin/env node
-// `npm run bench [-- --seconds N] [-- --only node|chromium]`: hashrate of every backend this
+// `npm run bench [-- --seconds N] [-- --only node|chromium] [-- --no-kernels | --no-backends]`:
+// hashrate of every backend this
 // machine has, in Node (Dawn WebGPU, WASM SIMD/scalar with 1 and N threads; via `dpow-web bench`)
 // and in Chromium (WebGPU on SwiftShader, WebGPU on llvmpipe through ANGLE/OpenGL ES, WASM with
 // 1 and N threads, via the engine lab page bench.html served by `vite preview`; and the scalar and
 // SIMD kernels alone on one page thread, for their ratio in the browser's V8).
-// Prints a table in MH/s and writes every row to bench-results.json.
+// Then the WebGPU kernel family against the naive yardstick (shaders/yardstick.wgsl) on each
+// adapter: Dawn in Node, Chromium SwiftShader and Chromium llvmpipe, with the tuner's choice.
+// Prints the tables in MH/s and writes every row to bench-results.json.
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { chromiumKernelBench } from './chromium-kernel-bench.mjs';
 
 const ROOT_DIR = fileURLToPath(new URL('..', import.meta.url));
 const CHROMIUM = process.env.DPOW_CHROMIUM ?? '/usr/lib/chromium/chromium';
@@ -45,8 +49,11 @@ try {
       only: { type: 'string' },
       threads: { type: 'string' },
       out: { type: 'string', default: 'bench-results.json' },
+      kernels: { type: 'boolean', default: true },
+      backends: { type: 'boolean', default: true },
     },
     strict: true,
+    allowNegative: true,
   }).values;
 } catch (err) {
   usage(err.message.split('\n')[0]);
@@ -211,6 +218,32 @@ async function chromiumKernels(chromium) {
   return rows;
 }
 
+// ---- the WebGPU kernel family against the naive yardstick, per adapter -----------------------
+
+const CHROMIUM_KERNEL_RUNS = [
+  { name: 'chromium-swiftshader', flags: ['--enable-unsafe-webgpu'] },
+  { name: 'chromium-llvmpipe', flags: ['--enable-unsafe-webgpu', '--use-angle=gl-egl', '--use-webgpu-adapter=opengles'] },
+];
+
+/** Node (Dawn): `dpow-web bench --tune --json`, so the tuner calibrates and every variant is measured. */
+async function nodeKernels() {
+  const out = await exec(process.execPath, ['bin/dpow-web.mjs', 'bench', '--tune', '--json', '--seconds', String(seconds)]);
+  const report = JSON.parse(out.trim().split('\n').pop());
+  return { name: 'node-dawn', label: report.label, tuning: report.tuning, rows: report.rows };
+}
+
+function kernelTable(run) {
+  if (run.error) return `${run.name}: FAILED ${run.error}\n`;
+  const lines = [`${run.name}: ${run.label}${run.tuning ? `  (tuned: ${run.tuning.variant})` : ''}`];
+  for (const r of run.rows) {
+    const ops = r.opsPerNonce !== undefined && r.opsPerNonce !== null ? `${r.opsPerNonce} ops/nonce` : '';
+    lines.push(
+      `  ${`${r.variant}${r.tuned ? ' (tuned)' : ''}`.padEnd(24)} ${(r.hashrate / 1e6).toFixed(2).padStart(8)} MH/s ${`${r.ratio.toFixed(2)}x`.padStart(7)}  ${ops}`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
 function table(rows) {
   const lines = [
     `${'runtime'.padEnd(9)} ${'backend'.padEnd(22)} ${'adapter / kernel'.padEnd(44)} ${'threads'.padStart(7)} ${'MH/s'.padStart(8)} ${'compile'.padStart(9)}`,
@@ -225,18 +258,31 @@ function table(rows) {
 
 const rows = [];
 const failures = [];
-if (args.only !== 'chromium') {
+if (args.only !== 'chromium' && args.backends) {
   process.stderr.write(`bench: Node backends, ${seconds} s each\n`);
   await nodeBench().then((r) => rows.push(...r), (err) => failures.push(`node: ${err.message}`));
 }
-if (args.only !== 'node') {
+if (args.only !== 'node' && args.backends) {
   process.stderr.write(`bench: Chromium backends, ${seconds} s each\n`);
   await chromiumBench().then((r) => rows.push(...r), (err) => failures.push(`chromium: ${err.message}`));
 }
+const kernels = [];
+if (args.only !== 'chromium' && args.kernels !== false) {
+  process.stderr.write(`bench: WebGPU kernels vs the yardstick in Node, ${seconds} s each\n`);
+  await nodeKernels().then((r) => kernels.push(r), (err) => failures.push(`node kernels: ${err.message}`));
+}
+if (args.only !== 'node' && args.kernels !== false) {
+  process.stderr.write(`bench: WebGPU kernels vs the yardstick in Chromium, ${seconds} s each\n`);
+  await chromiumKernelBench({ chromiumPath: CHROMIUM, runs: CHROMIUM_KERNEL_RUNS, seconds, flags: QUIET_FLAGS }).then((r) => kernels.push(...r), (err) => failures.push(`chromium kernels: ${err.message}`));
+}
 process.stdout.write(table(rows));
+if (kernels.length > 0) {
+  process.stdout.write('\nWebGPU kernels, raw MH/s and ratio to the naive yardstick (same run, same adapter):\n');
+  for (const run of kernels) process.stdout.write(kernelTable(run));
+}
 writeFileSync(
   `${ROOT_DIR}/${args.out}`,
-  `${JSON.stringify({ at: new Date().toISOString(), seconds, threads, cores: availableParallelism(), rows, failures }, null, 2)}\n`,
+  `${JSON.stringify({ at: new Date().toISOString(), seconds, threads, cores: availableParallelism(), rows, kernels, failures }, null, 2)}\n`,
 );
 process.stderr.write(`bench: wrote ${args.out}\n`);
 for (const f of failures) process.stderr.write(`bench: FAILED ${f}\n`);

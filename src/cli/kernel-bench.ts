@@ -1,25 +1,18 @@
 /**
- * The WebGPU kernel family against the naive yardstick, in one Node process on one Dawn device:
- * every variant's raw rate (impossible difficulty) as a ratio to the yardstick's, measured in
- * interleaved rounds so that load changing on a shared machine hits every row alike, plus the
- * tuner's choice. Used by `dpow-web bench --tune` / `--kernels` and scripts/bench*.mjs.
+ * The WebGPU kernel family against the naive yardstick in Node on one Dawn device
+ * (src/pow/kernel-bench.ts), with the tuner's choice and each source's ops per nonce. Used by
+ * `dpow-web bench --tune` / `--kernels` and scripts/bench*.mjs.
  */
-import { findVariant, KERNEL_VARIANTS, requireVariant, YARDSTICK_VARIANT } from '../pow/kernel-family.ts';
+import { benchKernels, type KernelRate } from '../pow/kernel-bench.ts';
+import { requireVariant } from '../pow/kernel-family.ts';
 import { createTunedBackend, type TuningResult } from '../pow/tuner.ts';
 import { createWebGpuBackend, type WebGpuAdapterInfo } from '../pow/webgpu.ts';
 import { createNodeGpu, loadBenchSources, type NodeGpuBackend } from '../pow-node/gpu.ts';
 import { dawnRuntime, fileTuningStore } from '../pow-node/tuning-store.ts';
 
-export interface KernelBenchRow {
-  variant: string;
-  /** Raw hashes/s over the measured rounds. */
-  hashrate: number;
-  /** hashrate / the yardstick's. */
-  ratio: number;
+export interface KernelBenchRow extends KernelRate {
   /** u32 ALU ops per nonce of the variant's kernel source (kernels/kernel-ops.mjs), if counted. */
   opsPerNonce: number | null;
-  /** The tuner's choice. */
-  tuned: boolean;
 }
 
 export interface KernelBenchReport {
@@ -83,27 +76,15 @@ export async function runKernelBench(options: {
     });
     await tuned.calibrated;
     const tunedVariant = tuned.kernel.variant;
-    const names = [...new Set([...(options.variants ?? KERNEL_VARIANTS.map((v) => v.name)), tunedVariant])];
-    for (const name of names) requireVariant(name);
-    const measured = [...names, YARDSTICK_VARIANT.name];
-    const rounds = options.rounds ?? 3;
-    const totals = new Map(measured.map((name) => [name, 0]));
-    for (let round = 0; round < rounds; round++) {
-      for (const name of measured) {
-        const rate = await inner.measure(name, (options.seconds * 1000) / rounds);
-        options.log?.(`bench: ${name} round ${round + 1}/${rounds}: ${((rate ?? 0) / 1e6).toFixed(2)} MH/s`);
-        totals.set(name, totals.get(name)! + (rate ?? 0) / rounds);
-      }
-    }
+    const rates = await benchKernels(inner, {
+      secondsPerVariant: options.seconds,
+      variants: options.variants,
+      tunedVariant,
+      rounds: options.rounds,
+      log: options.log,
+    });
     const ops = await opsPerSource();
-    const yardstick = totals.get(YARDSTICK_VARIANT.name)!;
-    const rows = measured.map((name) => ({
-      variant: name,
-      hashrate: totals.get(name)!,
-      ratio: totals.get(name)! / yardstick,
-      opsPerNonce: ops.get(findVariant(name)!.source) ?? null,
-      tuned: name === tunedVariant,
-    }));
+    const rows = rates.map((rate) => ({ ...rate, opsPerNonce: ops.get(requireVariant(rate.variant).source) ?? null }));
     return {
       runtime,
       adapter: inner.adapterInfo,
