@@ -135,6 +135,7 @@ test.describe('with the broker and dispatcher', () => {
     expect(answer.work).toMatch(/^[0-9a-f]{16}$/);
     await expect(page.getByTestId('count-published')).toHaveText('1');
     await expect(page.getByTestId('count-accepted')).toHaveText('1');
+    await expect(page.getByTestId('count-address-accepted')).toHaveText('1');
     await expect(page.getByTestId('backend')).not.toHaveText('—');
     // The dispatcher credits the address and says so on client/<address>.
     await expect(page.getByTestId('personal-ondemand')).toHaveText('1');

@@ -37,7 +37,7 @@ export function idleState(): ClientState {
     sustained: NO_SUSTAINED_RATES,
     backend: null,
     backendLabel: '',
-    counters: { received: 0, rejected: {}, computed: 0, published: 0, cancelled: 0, accepted: 0, expired: 0 },
+    counters: { received: 0, rejected: {}, computed: 0, published: 0, cancelled: 0, accepted: 0, addressAccepted: 0, expired: 0 },
     lastClientMessage: null,
     lastStatistics: null,
     events: [],

@@ -25,6 +25,7 @@ import { consoleLogger, type Logger } from '../server/log.ts';
 import { MemoryStore } from '../server/store/memory-store.ts';
 import { openStore, storePath } from '../server/store/open-store.ts';
 import type { DispatcherStore } from '../server/store/store.ts';
+import { difficultyPolicy } from '../pow/difficulty.ts';
 import { isU64Hex } from '../pow/work.ts';
 import type { DemoOptions } from '../server/sim/demo-source.ts';
 import type { RpcAllow } from '../server/http/service-api.ts';
@@ -168,11 +169,13 @@ export async function run(argv: string[]): Promise<number> {
     while (closers.length) await closers.pop()!().catch((err: unknown) => log.warn(`shutdown: ${(err as Error).message}`));
   };
 
+  // One difficulty policy for the dispatcher, the service API and the RPC.
+  const policy = difficultyPolicy();
   let dispatcher: Dispatcher;
   let banner: string;
   try {
     if (values['dispatcher-only']) {
-      dispatcher = new Dispatcher({ brokerUrl: external!.url, username: external!.username, password: external!.password, store, log });
+      dispatcher = new Dispatcher({ brokerUrl: external!.url, username: external!.username, password: external!.password, store, policy, log });
       await dispatcher.start();
       closers.push(() => dispatcher.stop());
       if (demoOn) {
@@ -193,6 +196,7 @@ export async function run(argv: string[]): Promise<number> {
           externalBroker: external,
           demo: demoOn ? demoOptions : false,
           serviceApi: { rpc },
+          policy,
           store,
           log,
         });

@@ -8,12 +8,12 @@
  */
 import { CliError, intOption, parseOptions } from './args.ts';
 import { createNodeEngine } from '../pow-node/engine.ts';
+import { checkDifficulty, difficultyPolicy } from '../pow/difficulty.ts';
 import type { BackendChoice } from '../pow/types.ts';
 import { PowCancelledError } from '../pow/types.ts';
 import {
   PowInputError,
   THRESHOLDS,
-  checkDifficulty,
   fromMultiplier,
   parseDifficulty,
   parseMultiplier,
@@ -63,17 +63,18 @@ export async function run(argv: string[]): Promise<number> {
       : values.difficulty !== undefined
         ? asCliError(() => parseDifficulty(values.difficulty))
         : THRESHOLDS.nanoReceive;
-  // Refuse an absurd difficulty before any GPU or thread is started.
-  asCliError(() => checkDifficulty(difficulty));
+  // Refuse an absurd difficulty before any GPU or thread is started; the engine gets the same policy.
+  const policy = difficultyPolicy();
+  asCliError(() => checkDifficulty(difficulty, policy));
   const backend = parseBackend(values.backend) as BackendChoice;
   const threads = values.threads === undefined ? undefined : intOption(values.threads, 'threads', 1);
   const difficultyHex = toU64Hex(difficulty);
 
-  const engine = await createNodeEngine({ backend, threads, log: (m) => process.stderr.write(`${m}\n`) });
+  const engine = await createNodeEngine({ backend, threads, policy, log: (m) => process.stderr.write(`${m}\n`) });
   const interrupt = () => void engine.cancel(root);
   process.once('SIGINT', interrupt);
   try {
-    const result = await engine.generate(root, difficultyHex, { backend, threads });
+    const result = await engine.generate(root, difficulty, { backend, threads });
     // The engine already checked it; check once more here so exit 0 can never mean unchecked work.
     const check = validateWork(root, result.work, difficulty);
     if (!check.valid) {

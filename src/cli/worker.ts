@@ -14,6 +14,7 @@ import { parseBackend } from './work.ts';
 import { DpowClient, formatMultiplier, resolveBrokerUrl } from '../dpow/client.ts';
 import { checkAddress } from '../dpow/address.ts';
 import { NO_SUSTAINED_RATES, type ClientEvent, type ClientSettings, type ClientState, type WorkChoice } from '../dpow/state.ts';
+import { difficultyPolicy } from '../pow/difficulty.ts';
 import type { BackendChoice } from '../pow/types.ts';
 import { formatHashrate } from '../pow/hashrate.ts';
 
@@ -26,8 +27,14 @@ function positiveNumber(value: string | undefined, name: string): number | undef
   return n;
 }
 
-/** Parses the options into client settings; throws CliError with the reason for anything bad. */
-export function parseWorkerOptions(argv: string[]): ClientSettings {
+/** The client settings plus the difficulty ceiling, from which run() builds the one policy. */
+export interface WorkerOptions extends ClientSettings {
+  /** Work above this multiplier (vs the Nano send threshold) is refused. Default 64. */
+  maxMultiplier?: number;
+}
+
+/** Parses the options; throws CliError with the reason for anything bad. */
+export function parseWorkerOptions(argv: string[]): WorkerOptions {
   const { values, positionals } = parseOptions(
     argv,
     {
@@ -117,7 +124,7 @@ export function formatSummary(state: ClientState, uptimeMs: number, hashrate: nu
   const backend = state.backend ? ` on ${state.backend}${state.backendLabel ? ` (${state.backendLabel})` : ''}` : '';
   return [
     `summary: uptime ${formatDuration(uptimeMs)}`,
-    `  jobs: received ${c.received}, computed ${c.computed}, published ${c.published}, accepted ${c.accepted}, cancelled ${c.cancelled}, expired ${c.expired}`,
+    `  jobs: received ${c.received}, computed ${c.computed}, published ${c.published}, accepted ${c.accepted}, cancelled ${c.cancelled}, expired ${c.expired}, address total ${c.addressAccepted}`,
     `  rejected: ${rejected || 'none'}`,
     `  hashrate: ${formatHashrate(hashrate)} while computing${backend}`,
     `  last minute: ${formatHashrate(sustained.hashrate)} sustained, busy ${Math.round(sustained.busyShare * 100)}%${capacity}`,
@@ -125,7 +132,9 @@ export function formatSummary(state: ClientState, uptimeMs: number, hashrate: nu
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const settings = parseWorkerOptions(argv);
+  const { maxMultiplier, ...settings } = parseWorkerOptions(argv);
+  // One policy for the queue and the engine, so both refuse the same work.
+  const policy = difficultyPolicy({ maxMultiplier });
   const out = (line: string) => process.stdout.write(`${line}\n`);
   const startedAt = Date.now();
 
@@ -133,7 +142,7 @@ export async function run(argv: string[]): Promise<number> {
   const engine = await createNodeEngine({
     backend: settings.backend,
     threads: settings.threads,
-    maxMultiplier: settings.maxMultiplier,
+    policy,
     log: (message) => out(`${new Date().toISOString()} ${'engine'.padEnd(10)} ${message}`),
   });
 
@@ -143,6 +152,7 @@ export async function run(argv: string[]): Promise<number> {
   let lastLabel = '';
   const client = new DpowClient({
     engine,
+    difficultyPolicy: policy,
     log: (event) => {
       if (event.job?.event === 'computed' && event.job.ms !== undefined) computingMs += event.job.ms;
       out(formatEvent(event));

@@ -5,7 +5,7 @@
 import * as Comlink from 'comlink';
 import biased from '../../shaders/nano-pow-biased.wgsl?raw';
 import plain from '../../shaders/nano-pow-plain.wgsl?raw';
-import { installEngineErrorTransfer } from './browser-engine.ts';
+import { installEngineErrorTransfer } from '../pow/engine-errors.ts';
 import { PowEngine } from '../pow/engine.ts';
 import { createTunedBackend } from '../pow/tuner.ts';
 import { createWebGpuBackend } from '../pow/webgpu.ts';

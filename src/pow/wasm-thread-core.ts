@@ -44,7 +44,12 @@ export interface ThreadRuntime {
 function makeYield(): () => Promise<void> {
   const immediate = (globalThis as { setImmediate?: (callback: () => void) => unknown }).setImmediate;
   if (typeof immediate === 'function') return () => new Promise((resolve) => immediate(resolve));
-  const channel = new MessageChannel();
+  // Browsers only (Node takes setImmediate above): typed structurally, as Node's MessagePort type
+  // has no onmessage.
+  const channel = new MessageChannel() as unknown as {
+    port1: { onmessage: (() => void) | null };
+    port2: { postMessage(message: unknown): void };
+  };
   const waiting: (() => void)[] = [];
   channel.port1.onmessage = () => waiting.shift()?.();
   return () =>

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { checkDifficulty, difficultyPolicy } from './difficulty.ts';
 import vectors from '../../test/vectors/nano-work.json' with { type: 'json' };
 import {
   PowInputError,
   THRESHOLDS,
-  checkDifficulty,
   fromMultiplier,
   parseDifficulty,
   parseMultiplier,
@@ -83,6 +83,6 @@ describe('difficulty and multiplier', () => {
     expect(code(() => checkDifficulty(0xffffffffffffffffn))).toBe('difficulty-too-high');
     expect(checkDifficulty(fromMultiplier(64))).toBe(fromMultiplier(64));
     expect(code(() => checkDifficulty(fromMultiplier(65)))).toBe('difficulty-too-high');
-    expect(code(() => checkDifficulty(1n, { min: THRESHOLDS.nanoReceive }))).toBe('difficulty-too-low');
+    expect(code(() => checkDifficulty(1n, difficultyPolicy({ minDifficulty: THRESHOLDS.nanoReceive }), 'request'))).toBe('difficulty-too-low');
   });
 });

@@ -30,9 +30,8 @@ import {
   type Statistics,
   type WorkType,
 } from '../dpow/codec.ts';
+import { checkDifficulty, DEFAULT_POLICY, type DifficultyPolicy } from '../pow/difficulty.ts';
 import {
-  checkDifficulty,
-  DEFAULT_MAX_MULTIPLIER,
   isRootHex,
   PowInputError,
   toU64Hex,
@@ -57,8 +56,8 @@ export interface DispatcherOptions {
   defaultTimeoutMs?: number;
   /** How long a precache job stays pending before it is cancelled. Default 30 minutes. */
   precacheTtlMs?: number;
-  /** Largest difficulty accepted, as a multiplier of the Nano send threshold. Default 64. */
-  maxMultiplier?: number;
+  /** The difficulty bounds (the ceiling applies here); share the service API's. Default DEFAULT_POLICY. */
+  policy?: DifficultyPolicy;
   /** Payout prefixes credited; others get the "account is invalid" reply. Default all four. */
   addressPrefixes?: readonly string[];
   /** How long start() waits for the first broker connection. Default 10 000. */
@@ -180,7 +179,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       statisticsMs: options.statisticsMs ?? 300_000,
       defaultTimeoutMs: options.defaultTimeoutMs ?? 5000,
       precacheTtlMs: options.precacheTtlMs ?? 30 * 60_000,
-      maxMultiplier: options.maxMultiplier ?? DEFAULT_MAX_MULTIPLIER,
+      policy: options.policy ?? DEFAULT_POLICY,
       addressPrefixes: options.addressPrefixes ?? ALL_PREFIXES,
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
       clientId: options.clientId ?? `dpow-dispatcher-${randomBytes(4).toString('hex')}`,
@@ -313,7 +312,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     this.#ensureRunning();
     const { hash, difficulty } = request;
     if (!isRootHex(hash)) throw new PowInputError('bad-root', 'hash must be 64 hex characters');
-    checkDifficulty(difficulty, { maxMultiplier: this.#opts.maxMultiplier });
+    checkDifficulty(difficulty, this.#opts.policy);
     const timeoutMs = Math.min(
       MAX_TIMER_MS,
       Number.isFinite(request.timeoutMs) && request.timeoutMs > 0 ? request.timeoutMs : this.#opts.defaultTimeoutMs,
@@ -381,7 +380,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
   async precache(hash: string, difficulty: bigint, account?: string): Promise<void> {
     this.#ensureRunning();
     if (!isRootHex(hash)) throw new PowInputError('bad-root', 'hash must be 64 hex characters');
-    checkDifficulty(difficulty, { maxMultiplier: this.#opts.maxMultiplier });
+    checkDifficulty(difficulty, this.#opts.policy);
     const key = hash.toLowerCase();
     const stored = await this.#storeCall(() => this.#store.getWork(key));
     if (stored && validateWork(hash, stored.work, difficulty).valid) return;

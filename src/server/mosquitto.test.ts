@@ -20,6 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeAddress } from '../dpow/address.ts';
 import { DpowClient } from '../dpow/client.ts';
 import { createNodeEngine } from '../pow-node/engine.ts';
+import { difficultyPolicy } from '../pow/difficulty.ts';
 import { rootToHex, validateWork } from '../pow/work.ts';
 import { generateApiKey, hashApiKey } from './http/api-keys.ts';
 import { Dispatcher } from './dispatcher.ts';
@@ -244,7 +245,7 @@ describe.skipIf(!installed && !process.env.CI)('deploy/mosquitto on a real mosqu
       precache: 0, ondemand: 0, rateLimit: 0, createdAt: Date.now(),
     });
     const dispatcher = new Dispatcher({ brokerUrl: tcpUrl(), username: 'server', password: secrets.server, store });
-    const api = createServiceApi({ dispatcher, store, minDifficulty: 0xf000000000000000n });
+    const api = createServiceApi({ dispatcher, store, policy: difficultyPolicy({ minDifficulty: 0xf000000000000000n }) });
     const http = createServer((req, res) => void api.handleRequest(req, res).then((ok) => ok || res.writeHead(404).end()));
     http.listen(0, '127.0.0.1');
     await once(http, 'listening');

@@ -12,6 +12,7 @@ import { DpowClient } from '../dpow/client.ts';
 import type { ClientState } from '../dpow/state.ts';
 import { createNodeEngine } from '../pow-node/engine.ts';
 import type { PowEngine } from '../pow/engine.ts';
+import { difficultyPolicy } from '../pow/difficulty.ts';
 import { rootToHex, validateWork } from '../pow/work.ts';
 import { startAppServer, type AppServer } from './http/app-server.ts';
 import type { AcceptedResult } from './dispatcher.ts';
@@ -54,7 +55,7 @@ beforeAll(async () => {
     store,
     staticDir: 'dist',
     brokerUsers: { server: SERVER_LOGIN },
-    serviceApi: { minDifficulty: 0xf000000000000000n },
+    policy: difficultyPolicy({ minDifficulty: 0xf000000000000000n }),
     dispatcherOptions: { statisticsMs: 3_600_000 },
   });
   for (let i = 0; i < WORKERS; i++) {

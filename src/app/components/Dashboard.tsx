@@ -197,11 +197,12 @@ function CountersCard({ state }: { state: ClientState }) {
   const c = state.counters;
   const rejected = Object.entries(c.rejected).filter(([, n]) => n > 0);
   const rejectedTotal = rejected.reduce((sum, [, n]) => sum + n, 0);
-  const items: [string, number, string][] = [
+  const items: [string, number, string, string?][] = [
     ['Received', c.received, 'received'],
     ['Computed', c.computed, 'computed'],
     ['Published', c.published, 'published'],
-    ['Accepted', c.accepted, 'accepted'],
+    ['Accepted', c.accepted, 'accepted', 'Results from this worker that the server credited'],
+    ['Address total', c.addressAccepted, 'address-accepted', 'Credits to your address from every worker paying it, while this session ran'],
     ['Cancelled', c.cancelled, 'cancelled'],
     ['Expired', c.expired, 'expired'],
     ['Rejected', rejectedTotal, 'rejected'],
@@ -210,8 +211,8 @@ function CountersCard({ state }: { state: ClientState }) {
     <section class="card counters" aria-labelledby="counters-title">
       <h2 id="counters-title">This session</h2>
       <dl class="counter-grid">
-        {items.map(([label, n, id]) => (
-          <div key={id}>
+        {items.map(([label, n, id, hint]) => (
+          <div key={id} title={hint}>
             <dt>{label}</dt>
             <dd data-testid={`count-${id}`}>{formatCount(n)}</dd>
           </div>

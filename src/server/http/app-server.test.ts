@@ -9,6 +9,7 @@ import WebSocket from 'ws';
 import { encodeAddress } from '../../dpow/address.ts';
 import { clientCodec, workCodec } from '../../dpow/codec.ts';
 import { parseDeployment } from '../../dpow/deployment.ts';
+import { difficultyPolicy } from '../../pow/difficulty.ts';
 import { toU64Hex, validateWork } from '../../pow/work.ts';
 import { startAppServer, type AppServer } from './app-server.ts';
 import { startBroker } from '../broker.ts';
@@ -137,7 +138,7 @@ describe('startAppServer', () => {
   it('answers a service request with work a worker found', async () => {
     const store = new MemoryStore();
     cleanup.push(() => store.close());
-    const app = await start({ store, serviceApi: { minDifficulty: 0n } });
+    const app = await start({ store, policy: difficultyPolicy({ minDifficulty: 0n }) });
     const { hashApiKey } = await import('./api-keys.ts');
     await store.addService({ user: 'wallet', apiKeyHash: await hashApiKey('key-123'), display: 'W', website: 'w', public: true, precache: 0, ondemand: 0, rateLimit: 0, createdAt: 0 });
     const worker = await mqtt.connectAsync(app.brokerWsUrl, { username: 'client', password: 'client', protocolVersion: 4, reconnectPeriod: 0 });
@@ -166,7 +167,7 @@ describe('startAppServer', () => {
     cleanup.push(() => external.close());
     const app = await start({ externalBroker: { url: external.wsUrl, username: 'srv', password: 'ext-secret' } });
     expect(app.broker).toBeUndefined();
-    const config = await (await fetch(new URL('/config.json', app.url))).json();
+    const config = (await (await fetch(new URL('/config.json', app.url))).json()) as { brokerUrl: string };
     expect(config.brokerUrl).toBe(external.wsUrl);
     expect(app.dispatcher!.connected).toBe(true);
     // No embedded broker behind /mqtt any more.

@@ -13,6 +13,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { DEFAULT_DEPLOYMENT, type DeploymentConfig } from '../../dpow/deployment.ts';
+import { DEFAULT_POLICY, type DifficultyPolicy } from '../../pow/difficulty.ts';
 import { defaultBrokerUsers, startBroker, type Broker, type BrokerUsers } from '../broker.ts';
 import { startDemoSource, type DemoOptions, type DemoSource } from '../sim/demo-source.ts';
 import { Dispatcher, type DispatcherOptions } from '../dispatcher.ts';
@@ -48,7 +49,7 @@ export interface AppServerOptions {
   /** Run the dispatcher. Default true. */
   dispatcher?: boolean;
   /** Overrides for the dispatcher (timeouts, statistics interval, prefixes, …). */
-  dispatcherOptions?: Partial<Omit<DispatcherOptions, 'brokerUrl' | 'username' | 'password' | 'store' | 'log'>>;
+  dispatcherOptions?: Partial<Omit<DispatcherOptions, 'brokerUrl' | 'username' | 'password' | 'store' | 'log' | 'policy'>>;
   /** The demo work source. Default true (needs the dispatcher). */
   demo?: boolean | DemoOptions;
   /** Default: a MemoryStore owned (and closed) by the server. A given store is not closed. */
@@ -56,7 +57,9 @@ export interface AppServerOptions {
   /** Fields of /config.json; brokerUrl and the client login are filled in from the broker. */
   deployment?: Partial<DeploymentConfig>;
   /** The service API and work-server RPC. Default true (needs the dispatcher). */
-  serviceApi?: boolean | Partial<Omit<ServiceApiOptions, 'dispatcher' | 'store' | 'log'>>;
+  serviceApi?: boolean | Partial<Omit<ServiceApiOptions, 'dispatcher' | 'store' | 'log' | 'policy'>>;
+  /** Difficulty bounds, one object for the dispatcher, the service API and the RPC. Default DEFAULT_POLICY. */
+  policy?: DifficultyPolicy;
   log?: Logger;
 }
 
@@ -189,6 +192,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
     configBody = `${JSON.stringify(deployment, null, 2)}\n`;
 
     if (wantDispatcher) {
+      const policy = options.policy ?? DEFAULT_POLICY;
       const demoOn = options.demo !== false && !(typeof options.demo === 'object' && options.demo.enabled === false);
       dispatcher = new Dispatcher({
         // Demo jobs nobody takes should not linger for the default half hour.
@@ -198,12 +202,13 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
         username: dispatcherLogin.username,
         password: dispatcherLogin.password,
         store,
+        policy,
         log,
       });
       await dispatcher.start();
       if (options.serviceApi !== false) {
         const extra = typeof options.serviceApi === 'object' ? options.serviceApi : {};
-        serviceApi = createServiceApi({ ...extra, dispatcher, store, log });
+        serviceApi = createServiceApi({ ...extra, dispatcher, store, policy, log });
       }
       if (demoOn) {
         demo = await startDemoSource(dispatcher, store, typeof options.demo === 'object' ? options.demo : {}, log);

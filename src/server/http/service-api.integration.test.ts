@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { encodeAddress } from '../../dpow/address.ts';
+import { difficultyPolicy } from '../../pow/difficulty.ts';
 import { rootToHex, validateWork, workValue } from '../../pow/work.ts';
 import { defaultBrokerUsers, startBroker, type Broker } from '../broker.ts';
 import { Dispatcher } from '../dispatcher.ts';
@@ -56,7 +57,7 @@ beforeAll(async () => {
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   broker = await startBroker({ users, server });
   dispatcher = new Dispatcher({ brokerUrl: broker.wsUrl, ...users.server, store });
-  api = createServiceApi({ dispatcher, store, minDifficulty: 0xf000000000000000n, rpc: { enabled: true, allow: 'loopback', timeoutMs: 2_000 } });
+  api = createServiceApi({ dispatcher, store, policy: difficultyPolicy({ minDifficulty: 0xf000000000000000n }), rpc: { enabled: true, allow: 'loopback', timeoutMs: 2_000 } });
   await dispatcher.start();
 });
 

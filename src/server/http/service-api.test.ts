@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { encodeAddress } from '../../dpow/address.ts';
+import { difficultyPolicy } from '../../pow/difficulty.ts';
 import { toU64Hex, validateWork, workValue } from '../../pow/work.ts';
 import { MemoryStore } from '../store/memory-store.ts';
 import { createServiceApi, isLoopback, type ServiceApi, type ServiceApiOptions } from './service-api.ts';
@@ -82,7 +83,7 @@ async function start(extra: Partial<ServiceApiOptions> = {}) {
   api = createServiceApi({
     dispatcher,
     store,
-    minDifficulty: MIN,
+    policy: difficultyPolicy({ minDifficulty: MIN }),
     now: () => now,
     log: {
       info: (m) => logs.push(`info ${m}`),
@@ -142,7 +143,7 @@ describe('POST /service/', () => {
   });
 
   it('defaults to the base difficulty and a 5 s timeout, and honours a multiplier', async () => {
-    await start({ base: 0xff00000000000000n, minDifficulty: 0xf000000000000000n });
+    await start({ policy: difficultyPolicy({ base: 0xff00000000000000n, minDifficulty: 0xf000000000000000n }) });
     await service({ hash: ROOT });
     await service({ hash: ROOT, multiplier: '2' });
     await service({ hash: ROOT, multiplier: 0.5 });
@@ -347,7 +348,7 @@ describe('WebSocket /service_ws/', () => {
 
 describe('work-server RPC on POST / and /rpc', () => {
   it('work_generate answers work, its value and a 15-decimal multiplier', async () => {
-    await start({ base: 0xff00000000000000n, minDifficulty: 0xf000000000000000n });
+    await start({ policy: difficultyPolicy({ base: 0xff00000000000000n, minDifficulty: 0xf000000000000000n }) });
     const r = await post('/', { action: 'work_generate', hash: ROOT });
     expect(r.status).toBe(200);
     expect(Object.keys(r.json).sort()).toEqual(['difficulty', 'hash', 'multiplier', 'work']);

@@ -12,18 +12,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { checkAddress } from '../../dpow/address.ts';
-import {
-  DEFAULT_BASE,
-  DEFAULT_MAX_MULTIPLIER,
-  fromMultiplier,
-  isRootHex,
-  isU64Hex,
-  maxDifficulty,
-  parseMultiplier,
-  PowInputError,
-  THRESHOLDS,
-  toU64Hex,
-} from '../../pow/work.ts';
+import { DEFAULT_POLICY, difficultyError, type DifficultyPolicy } from '../../pow/difficulty.ts';
+import { fromMultiplier, isRootHex, isU64Hex, parseMultiplier, PowInputError, toU64Hex } from '../../pow/work.ts';
 import { ApiKeyVerifier } from './api-keys.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { RateLimiter } from './rate-limit.ts';
@@ -39,39 +29,13 @@ export const MAX_IN_FLIGHT_PER_SOCKET = 64;
 export const DEFAULT_TIMEOUT_S = 5;
 export const MAX_TIMEOUT_S = 30;
 
-/** The difficulty range both surfaces accept. */
-export interface DifficultyPolicy {
-  /** Multiplier base and the default difficulty (Nano send threshold unless configured). */
-  base: bigint;
-  /** Lowest difficulty accepted (Nano receive threshold unless configured). */
-  min: bigint;
-  /** Highest difficulty accepted: maxMultiplier x base. */
-  max: bigint;
-  maxMultiplier: number;
-}
-
-export function difficultyPolicy(options: { base?: bigint; minDifficulty?: bigint; maxMultiplier?: number } = {}): DifficultyPolicy {
-  const base = options.base ?? DEFAULT_BASE;
-  const maxMultiplier = options.maxMultiplier ?? DEFAULT_MAX_MULTIPLIER;
-  return {
-    base,
-    min: options.minDifficulty ?? THRESHOLDS.nanoReceive,
-    max: maxDifficulty({ base, maxMultiplier }),
-    maxMultiplier,
-  };
-}
-
 export type RpcAllow = 'loopback' | 'any' | { apiKeys: true };
 
 export interface ServiceApiOptions {
   dispatcher: DispatcherApi;
   store: DispatcherStore;
-  /** Ceiling as a multiple of base. Default 64. */
-  maxMultiplier?: number;
-  /** Multiplier base and default difficulty. Default Nano send threshold fffffff800000000. */
-  base?: bigint;
-  /** Floor. Default Nano receive threshold fffffe0000000000 (tests lower it). */
-  minDifficulty?: bigint;
+  /** Base, floor and ceiling for both surfaces; share the dispatcher's. Default DEFAULT_POLICY. */
+  policy?: DifficultyPolicy;
   /** Work-server RPC on POST / and /rpc. Default: enabled, loopback callers only. */
   rpc?: { enabled: boolean; allow: RpcAllow; timeoutMs?: number };
   log?: Logger;
@@ -222,7 +186,7 @@ const RPC_PATHS = new Set(['/', '/rpc', '/rpc/']);
 export function createServiceApi(options: ServiceApiOptions): ServiceApi {
   const { dispatcher, store } = options;
   const log: Logger = options.log ?? silentLogger;
-  const policy = difficultyPolicy(options);
+  const policy = options.policy ?? DEFAULT_POLICY;
   const rpcOptions = options.rpc ?? { enabled: true, allow: 'loopback' as const };
   const verifier = new ApiKeyVerifier({ now: options.now });
   const limiter = new RateLimiter({ now: options.now });
@@ -297,8 +261,9 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
     } else {
       difficulty = policy.base;
     }
-    if (difficulty > policy.max) return reject('difficulty-too-high', 400, `Difficulty too high. Maximum: ${maxText}`);
-    if (difficulty < policy.min) return reject('difficulty-too-low', 400, ERRORS.tooLow);
+    const refused = difficultyError(difficulty, policy, 'request');
+    if (refused?.code === 'difficulty-too-high') return reject('difficulty-too-high', 400, `Difficulty too high. Maximum: ${maxText}`);
+    if (refused) return reject('difficulty-too-low', 400, ERRORS.tooLow);
     return difficulty;
   }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { fromMultiplier, toU64Hex, workValue } from '../../pow/work.ts';
-import { difficultyPolicy } from './service-api.ts';
+import { difficultyPolicy } from '../../pow/difficulty.ts';
 import { DispatchError, type DispatcherApi, type WorkRequest } from '../types.ts';
 import { formatMultiplier, WorkRpc } from './work-rpc.ts';
 

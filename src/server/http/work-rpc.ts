@@ -5,6 +5,7 @@
  * This module is the protocol only: a parsed JSON body in, `{ status, body }` out. HTTP, body
  * limits and who may call it are decided in service-api.ts.
  */
+import { DEFAULT_POLICY, difficultyError, type DifficultyPolicy } from '../../pow/difficulty.ts';
 import {
   isRootHex,
   isU64Hex,
@@ -16,7 +17,6 @@ import {
   workValue,
 } from '../../pow/work.ts';
 import { DispatchError, type DispatcherApi } from '../types.ts';
-import type { DifficultyPolicy } from './service-api.ts';
 
 export interface RpcReply {
   status: number;
@@ -25,7 +25,8 @@ export interface RpcReply {
 
 export interface WorkRpcOptions {
   dispatcher: DispatcherApi;
-  policy: DifficultyPolicy;
+  /** Base, floor and ceiling; share the service API's. Default DEFAULT_POLICY. */
+  policy?: DifficultyPolicy;
   /** How long work_generate waits for a worker (ms). Default 30 s. */
   timeoutMs?: number;
 }
@@ -51,7 +52,7 @@ export class WorkRpc {
 
   constructor(options: WorkRpcOptions) {
     this.dispatcher = options.dispatcher;
-    this.policy = options.policy;
+    this.policy = options.policy ?? DEFAULT_POLICY;
     this.timeoutMs = options.timeoutMs ?? 30_000;
   }
 
@@ -110,7 +111,7 @@ export class WorkRpc {
     const hash = r.hash;
     const difficulty = this.requestedDifficulty(r);
     if (typeof difficulty !== 'bigint') return difficulty;
-    if (difficulty < this.policy.min || difficulty > this.policy.max) {
+    if (difficultyError(difficulty, this.policy, 'request')) {
       return this.fail('difficulty-out-of-range', 400, 'Difficulty above config limit or below publish threshold');
     }
     try {
