@@ -495,18 +495,41 @@ class WebGpuBackendImpl implements WebGpuBackend {
   measure(name: string, ms: number, signal?: AbortSignal): Promise<number | null> {
     const variant = requireVariant(name);
     return this.exclusive(async () => {
-      const within = (limit: number) =>
-        AbortSignal.any([AbortSignal.timeout(Math.max(1, Math.round(limit))), ...(signal ? [signal] : [])]);
+      // Own controllers and timers, not AbortSignal.timeout/any: Node 20 holds those signals
+      // weakly, and one collected mid-search never fires (the search would run on for ever).
+      const within = (limit: number) => {
+        const controller = new AbortController();
+        const timer = setTimeout(() => controller.abort(), Math.max(1, Math.round(limit)));
+        const onAbort = () => controller.abort();
+        signal?.addEventListener('abort', onAbort, { once: true });
+        if (signal?.aborted) controller.abort();
+        return {
+          signal: controller.signal,
+          release: () => {
+            clearTimeout(timer);
+            signal?.removeEventListener('abort', onAbort);
+          },
+        };
+      };
       // The first dispatches include the pipeline's compile and the dispatch size settling.
-      await this.runSearch({ root: MEASURE_ROOT, difficulty: U64_MASK, startNonce: 0n, signal: within(Math.min(ms / 4, 250)) }, variant);
+      const warmUp = within(Math.min(ms / 4, 250));
+      try {
+        await this.runSearch({ root: MEASURE_ROOT, difficulty: U64_MASK, startNonce: 0n, signal: warmUp.signal }, variant);
+      } finally {
+        warmUp.release();
+      }
       if (signal?.aborted) return null;
       const stop = within(ms);
       let hashes = 0;
       const started = performance.now();
-      await this.runSearch(
-        { root: MEASURE_ROOT, difficulty: U64_MASK, startNonce: 1n << 40n, signal: stop, onHashes: (n) => (hashes += n) },
-        variant,
-      );
+      try {
+        await this.runSearch(
+          { root: MEASURE_ROOT, difficulty: U64_MASK, startNonce: 1n << 40n, signal: stop.signal, onHashes: (n) => (hashes += n) },
+          variant,
+        );
+      } finally {
+        stop.release();
+      }
       if (signal?.aborted) return null;
       return (hashes * 1000) / (performance.now() - started);
     });
