@@ -97,6 +97,32 @@ describe.skipIf(process.env.DPOW_SKIP_GPU === '1')('kernel tuner (Dawn)', () => 
     expect(new Set(measured)).toEqual(new Set(CANDIDATES));
   });
 
+  it('re-tunes after the job when the chosen variant runs far below its calibrated rate', async () => {
+    const saved: { variant: string; rate: number }[] = [];
+    const store: TuningStore = {
+      // A cached rate no adapter here reaches: the next job measures far below it.
+      load: async () => ({ variant: 'plain-n64-w64', rate: 1e15, table: [], at: '2026-01-01T00:00:00Z' }),
+      save: async (_key, result) => void saved.push(result),
+    };
+    const { inner, measured } = await counted();
+    const tuned = await createTunedBackend(inner, {
+      runtime: 'dawn test',
+      store,
+      candidates: CANDIDATES,
+      windowMs: 150,
+      rateCheckMinMs: 1,
+    });
+    expect(tuned.kernel.state).toBe('cached');
+    const root = parseRoot(randomRoot());
+    const hit = await tuned.search({ root, difficulty: EASY, startNonce: 0n, signal: new AbortController().signal });
+    expect(validateWork(root, hit!.work, EASY).valid).toBe(true);
+    await tuned.calibrated;
+    expect(measured).toEqual(CANDIDATES);
+    expect(tuned.kernel.state).toBe('tuned');
+    expect(saved).toHaveLength(1);
+    expect(saved[0].rate).toBeLessThan(1e15);
+  });
+
   it('a forced kernel is used without tuning', async () => {
     const { inner, measured } = await counted();
     const tuned = await createTunedBackend(inner, { runtime: 'dawn test', forced: 'plain-n8-w256', candidates: CANDIDATES });

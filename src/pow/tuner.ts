@@ -52,6 +52,8 @@ export interface TunerOptions {
   windowMs?: number;
   /** A chosen variant measuring below this share of its calibrated rate is re-tuned; default 0.5. */
   retuneBelow?: number;
+  /** Searches shorter than this say nothing about the rate (start-up dominates); default 2000 ms. */
+  rateCheckMinMs?: number;
   log?: (message: string) => void;
 }
 
@@ -78,7 +80,6 @@ export function tuningKey(info: WebGpuAdapterInfo, runtime: string): string {
   });
 }
 
-/** Searches shorter than this say nothing about the rate (start-up dominates). */
 const RATE_CHECK_MIN_MS = 2000;
 
 class Tuner implements TunedWebGpuBackend {
@@ -145,6 +146,11 @@ class Tuner implements TunedWebGpuBackend {
     this.inner.setIntensity(intensity);
   }
 
+  /** Tests and the lab page: loses the device as a driver reset would. */
+  simulateDeviceLoss(): void {
+    this.inner.simulateDeviceLoss();
+  }
+
   dispose(): void {
     this.disposed = true;
     this.measuring?.abort();
@@ -188,7 +194,8 @@ class Tuner implements TunedWebGpuBackend {
   /** Marks the choice for re-tuning when a long full-speed search ran far below its rate. */
   private checkRate(hashes: number, ms: number): void {
     const calibrated = this.status.calibratedRate;
-    if (calibrated === null || ms < RATE_CHECK_MIN_MS || this.status.state === 'calibrating') return;
+    if (calibrated === null || this.status.state === 'calibrating' || this.status.state === 'forced') return;
+    if (ms < (this.options.rateCheckMinMs ?? RATE_CHECK_MIN_MS)) return;
     const rate = (hashes * 1000) / ms;
     if (rate < calibrated * (this.options.retuneBelow ?? 0.5)) {
       this.options.log?.(

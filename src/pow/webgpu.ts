@@ -495,44 +495,50 @@ class WebGpuBackendImpl implements WebGpuBackend {
   measure(name: string, ms: number, signal?: AbortSignal): Promise<number | null> {
     const variant = requireVariant(name);
     return this.exclusive(async () => {
-      // Own controllers and timers, not AbortSignal.timeout/any: Node 20 holds those signals
-      // weakly, and one collected mid-search never fires (the search would run on for ever).
-      const within = (limit: number) => {
-        const controller = new AbortController();
-        const timer = setTimeout(() => controller.abort(), Math.max(1, Math.round(limit)));
-        const onAbort = () => controller.abort();
-        signal?.addEventListener('abort', onAbort, { once: true });
-        if (signal?.aborted) controller.abort();
-        return {
-          signal: controller.signal,
-          release: () => {
-            clearTimeout(timer);
-            signal?.removeEventListener('abort', onAbort);
-          },
-        };
-      };
-      // The first dispatches include the pipeline's compile and the dispatch size settling.
-      const warmUp = within(Math.min(ms / 4, 250));
-      try {
-        await this.runSearch({ root: MEASURE_ROOT, difficulty: U64_MASK, startNonce: 0n, signal: warmUp.signal }, variant);
-      } finally {
-        warmUp.release();
-      }
-      if (signal?.aborted) return null;
-      const stop = within(ms);
-      let hashes = 0;
-      const started = performance.now();
-      try {
-        await this.runSearch(
-          { root: MEASURE_ROOT, difficulty: U64_MASK, startNonce: 1n << 40n, signal: stop.signal, onHashes: (n) => (hashes += n) },
-          variant,
-        );
-      } finally {
-        stop.release();
-      }
-      if (signal?.aborted) return null;
-      return (hashes * 1000) / (performance.now() - started);
+      // The warm-up covers the pipeline's compile and lets the dispatch size settle.
+      if ((await this.hashesFor(variant, Math.min(ms / 4, 250), signal)) === null) return null;
+      const measured = await this.hashesFor(variant, ms, signal);
+      return measured === null ? null : (measured.hashes * 1000) / measured.ms;
     });
+  }
+
+  /**
+   * Searches an impossible difficulty with `variant` until the first completed dispatch after
+   * `ms` (so a slow adapter whose first dispatch takes longer still measures something), or at
+   * most 20 x `ms`. Null when `signal` stopped it. Own controller and timer, not
+   * AbortSignal.timeout/any: Node 20 holds those signals weakly, and one collected mid-search
+   * never fires.
+   */
+  private async hashesFor(variant: KernelVariant, ms: number, signal?: AbortSignal): Promise<{ hashes: number; ms: number } | null> {
+    const stop = new AbortController();
+    const onAbort = () => stop.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal?.aborted) stop.abort();
+    const cap = setTimeout(onAbort, Math.max(1, Math.round(ms * 20)));
+    const started = performance.now();
+    let hashes = 0;
+    let last = started;
+    try {
+      await this.runSearch(
+        {
+          root: MEASURE_ROOT,
+          difficulty: U64_MASK,
+          startNonce: 1n << 40n,
+          signal: stop.signal,
+          onHashes: (count) => {
+            hashes += count;
+            last = performance.now();
+            if (last - started >= ms) stop.abort();
+          },
+        },
+        variant,
+      );
+    } finally {
+      clearTimeout(cap);
+      signal?.removeEventListener('abort', onAbort);
+    }
+    if (signal?.aborted) return null;
+    return { hashes, ms: Math.max(last - started, 1) };
   }
 
   get label(): string {
