@@ -1,6 +1,6 @@
 /**
  * `dpow-web worker --broker <url> --address <addr> [--work any|precache|ondemand]
- *  [--backend auto|webgpu|wasm] [--threads N] [--intensity F] [--username u --password p]
+ *  [--backend auto|webgpu|wasm] [--threads N] [--intensity F] [--kernel NAME] [--username u --password p]
  *  [--max-multiplier M] [--heartbeat-timeout S] [--job-timeout S] [--queue-limit N]
  *  [--address-prefixes nano,xrb]`
  *
@@ -15,6 +15,7 @@ import { DpowClient, formatMultiplier, resolveBrokerUrl } from '../dpow/client.t
 import { checkAddress } from '../dpow/address.ts';
 import { NO_SUSTAINED_RATES, type ClientEvent, type ClientSettings, type ClientState, type WorkChoice } from '../dpow/state.ts';
 import { difficultyPolicy } from '../pow/difficulty.ts';
+import { requireVariant } from '../pow/kernel-family.ts';
 import type { BackendChoice } from '../pow/types.ts';
 import { formatHashrate } from '../pow/hashrate.ts';
 
@@ -31,6 +32,8 @@ function positiveNumber(value: string | undefined, name: string): number | undef
 export interface WorkerOptions extends ClientSettings {
   /** Work above this multiplier (vs the Nano send threshold) is refused. Default 64. */
   maxMultiplier?: number;
+  /** A WebGPU kernel variant to use without tuning (--kernel). */
+  kernel?: string;
 }
 
 /** Parses the options; throws CliError with the reason for anything bad. */
@@ -44,6 +47,7 @@ export function parseWorkerOptions(argv: string[]): WorkerOptions {
       backend: { type: 'string', short: 'b' },
       threads: { type: 'string', short: 't' },
       intensity: { type: 'string' },
+      kernel: { type: 'string', short: 'k' },
       username: { type: 'string', short: 'u' },
       password: { type: 'string', short: 'p' },
       'max-multiplier': { type: 'string' },
@@ -66,7 +70,15 @@ export function parseWorkerOptions(argv: string[]): WorkerOptions {
   if (!WORK_CHOICES.includes(work)) throw new CliError(`--work must be one of ${WORK_CHOICES.join('|')}, got "${values.work}"`);
   const intensity = positiveNumber(values.intensity, 'intensity');
   if (intensity !== undefined && intensity > 1) throw new CliError(`--intensity must be in (0, 1], got "${values.intensity}"`);
+  if (values.kernel !== undefined) {
+    try {
+      requireVariant(values.kernel);
+    } catch (err) {
+      throw new CliError(`--kernel: ${(err as Error).message}`);
+    }
+  }
   return {
+    kernel: values.kernel,
     brokerUrl: url.url,
     username: values.username ?? 'client',
     password: values.password ?? 'client',
@@ -142,6 +154,7 @@ export async function run(argv: string[]): Promise<number> {
   const engine = await createNodeEngine({
     backend: settings.backend,
     threads: settings.threads,
+    kernel: settings.kernel,
     policy,
     log: (message) => out(`${new Date().toISOString()} ${'engine'.padEnd(10)} ${message}`),
   });
