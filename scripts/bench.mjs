@@ -50,6 +50,9 @@ try {
       threads: { type: 'string' },
       out: { type: 'string', default: 'bench-results.json' },
       kernels: { type: 'boolean', default: true },
+      // Kernel variants to measure besides the tuner's candidates (comma-separated names).
+      variants: { type: 'string' },
+      'chromium-run': { type: 'string' },
       backends: { type: 'boolean', default: true },
     },
     strict: true,
@@ -227,16 +230,27 @@ const CHROMIUM_KERNEL_RUNS = [
 
 /** Node (Dawn): `dpow-web bench --tune --json`, so the tuner calibrates and every variant is measured. */
 async function nodeKernels() {
-  const out = await exec(process.execPath, ['bin/dpow-web.mjs', 'bench', '--tune', '--json', '--seconds', String(seconds)]);
+  const out = await exec(process.execPath, [
+    'bin/dpow-web.mjs',
+    'bench',
+    '--tune',
+    '--json',
+    '--seconds',
+    String(seconds),
+    ...(args.variants ? ['--kernels', args.variants] : []),
+  ]);
   const report = JSON.parse(out.trim().split('\n').pop());
   return { name: 'node-dawn', label: report.label, tuning: report.tuning, rows: report.rows };
 }
 
-function kernelTable(run) {
+const sourceOf = (variant) => (variant === 'yardstick' ? 'yardstick' : variant.split('-')[0]);
+
+function kernelTable(run, opsBySource) {
   if (run.error) return `${run.name}: FAILED ${run.error}\n`;
   const lines = [`${run.name}: ${run.label}${run.tuning ? `  (tuned: ${run.tuning.variant})` : ''}`];
   for (const r of run.rows) {
-    const ops = r.opsPerNonce !== undefined && r.opsPerNonce !== null ? `${r.opsPerNonce} ops/nonce` : '';
+    const count = r.opsPerNonce ?? opsBySource.get(sourceOf(r.variant));
+    const ops = count ? `${count} ops/nonce` : '';
     lines.push(
       `  ${`${r.variant}${r.tuned ? ' (tuned)' : ''}`.padEnd(24)} ${(r.hashrate / 1e6).toFixed(2).padStart(8)} MH/s ${`${r.ratio.toFixed(2)}x`.padStart(7)}  ${ops}`,
     );
@@ -273,12 +287,20 @@ if (args.only !== 'chromium' && args.kernels !== false) {
 }
 if (args.only !== 'node' && args.kernels !== false) {
   process.stderr.write(`bench: WebGPU kernels vs the yardstick in Chromium, ${seconds} s each\n`);
-  await chromiumKernelBench({ chromiumPath: CHROMIUM, runs: CHROMIUM_KERNEL_RUNS, seconds, flags: QUIET_FLAGS }).then((r) => kernels.push(...r), (err) => failures.push(`chromium kernels: ${err.message}`));
+  await chromiumKernelBench({
+    chromiumPath: CHROMIUM,
+    runs: CHROMIUM_KERNEL_RUNS.filter((run) => !args['chromium-run'] || run.name === args['chromium-run']),
+    seconds,
+    flags: QUIET_FLAGS,
+    variants: args.variants?.split(','),
+  }).then((r) => kernels.push(...r), (err) => failures.push(`chromium kernels: ${err.message}`));
 }
 process.stdout.write(table(rows));
 if (kernels.length > 0) {
   process.stdout.write('\nWebGPU kernels, raw MH/s and ratio to the naive yardstick (same run, same adapter):\n');
-  for (const run of kernels) process.stdout.write(kernelTable(run));
+  // The op counts are per kernel source; the Node run counted them (kernels/kernel-ops.mjs).
+  const ops = new Map(kernels.flatMap((run) => run.rows ?? []).filter((r) => r.opsPerNonce).map((r) => [sourceOf(r.variant), r.opsPerNonce]));
+  for (const run of kernels) process.stdout.write(kernelTable(run, ops));
 }
 writeFileSync(
   `${ROOT_DIR}/${args.out}`,
@@ -286,4 +308,4 @@ writeFileSync(
 );
 process.stderr.write(`bench: wrote ${args.out}\n`);
 for (const f of failures) process.stderr.write(`bench: FAILED ${f}\n`);
-process.exit(failures.length > 0 || rows.length === 0 ? 1 : 0);
+process.exit(failures.length > 0 || (rows.length === 0 && kernels.length === 0) ? 1 : 0);

@@ -9,7 +9,7 @@ const ROOT_DIR = fileURLToPath(new URL('..', import.meta.url));
  * Chromium: src/lab/kernel-bench.ts bundled with esbuild and served from 127.0.0.1 (a secure
  * context) with the shader texts, in each Chromium WebGPU configuration.
  */
-export async function chromiumKernelBench({ chromiumPath, runs, seconds, flags = [] }) {
+export async function chromiumKernelBench({ chromiumPath, runs, seconds, flags = [], variants }) {
   if (!existsSync(chromiumPath)) throw new Error(`no Chromium at ${chromiumPath} (set DPOW_CHROMIUM)`);
   const { build } = await import('esbuild');
   const bundle = await build({
@@ -23,6 +23,7 @@ export async function chromiumKernelBench({ chromiumPath, runs, seconds, flags =
   const input = {
     shaders: { plain: shader('nano-pow-plain.wgsl'), biased: shader('nano-pow-biased.wgsl'), yardstick: shader('yardstick.wgsl') },
     secondsPerVariant: seconds,
+    variants,
     rounds: 3,
   };
   const html = `<!doctype html><meta charset="utf-8"><title>kernel bench</title><script>window.__kernelBench = ${JSON.stringify(input).replace(/</g, '\\u003c')};</script><script type="module" src="/kernel-bench.js"></script>`;

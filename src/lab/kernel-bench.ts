@@ -13,6 +13,8 @@ interface BenchInput {
   shaders: KernelSources;
   secondsPerVariant: number;
   rounds: number;
+  /** Variants to measure; default the tuner's candidates. */
+  variants?: string[];
   calibrationMs?: number;
 }
 
@@ -33,6 +35,7 @@ async function main(input: BenchInput): Promise<unknown> {
     const rows = await benchKernels(inner, {
       secondsPerVariant: input.secondsPerVariant,
       tunedVariant: tuned.kernel.variant,
+      variants: input.variants,
       rounds: input.rounds,
       log,
     });
