@@ -13,6 +13,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { chromiumKernelBench } from './chromium-kernel-bench.mjs';
 
@@ -295,7 +296,7 @@ if (args.only !== 'node' && args.kernels !== false) {
     variants: args.variants?.split(','),
   }).then((r) => kernels.push(...r), (err) => failures.push(`chromium kernels: ${err.message}`));
 }
-process.stdout.write(table(rows));
+if (rows.length > 0) process.stdout.write(table(rows));
 if (kernels.length > 0) {
   process.stdout.write('\nWebGPU kernels, raw MH/s and ratio to the naive yardstick (same run, same adapter):\n');
   // The op counts are per kernel source; the Node run counted them (kernels/kernel-ops.mjs).
@@ -303,7 +304,7 @@ if (kernels.length > 0) {
   for (const run of kernels) process.stdout.write(kernelTable(run, ops));
 }
 writeFileSync(
-  `${ROOT_DIR}/${args.out}`,
+  resolve(ROOT_DIR, args.out),
   `${JSON.stringify({ at: new Date().toISOString(), seconds, threads, cores: availableParallelism(), rows, kernels, failures }, null, 2)}\n`,
 );
 process.stderr.write(`bench: wrote ${args.out}\n`);
