@@ -52,7 +52,7 @@ describe.skipIf(process.env.DPOW_SKIP_GPU === '1')('kernel tuner (Dawn)', () => 
     const store = fileTuningStore(file);
 
     const first = await counted();
-    const tuned = await createTunedBackend(first.inner, { runtime: 'dawn test', store, candidates: CANDIDATES, windowMs: 150 });
+    const tuned = await createTunedBackend(first.inner, { runtime: 'dawn test', store, candidates: CANDIDATES, windowMs: 150, rounds: 1 });
     expect(tuned.kernel.state).toBe('calibrating');
     await tuned.calibrated;
     expect(first.measured).toEqual(CANDIDATES);
@@ -65,14 +65,14 @@ describe.skipIf(process.env.DPOW_SKIP_GPU === '1')('kernel tuner (Dawn)', () => 
     expect(saved[key].table.map((r: { variant: string }) => r.variant).sort()).toEqual([...CANDIDATES].sort());
 
     const second = await counted();
-    const reused = await createTunedBackend(second.inner, { runtime: 'dawn test', store, candidates: CANDIDATES, windowMs: 150 });
+    const reused = await createTunedBackend(second.inner, { runtime: 'dawn test', store, candidates: CANDIDATES, windowMs: 150, rounds: 1 });
     await reused.calibrated;
     expect(reused.kernel).toEqual({ variant: tuned.kernel.variant, calibratedRate: saved[key].rate, state: 'cached' });
     expect(second.measured).toEqual([]);
     expect(second.inner.variant.name).toBe(tuned.kernel.variant);
 
     const third = await counted();
-    const upgraded = await createTunedBackend(third.inner, { runtime: 'dawn test 2', store, candidates: CANDIDATES, windowMs: 150 });
+    const upgraded = await createTunedBackend(third.inner, { runtime: 'dawn test 2', store, candidates: CANDIDATES, windowMs: 150, rounds: 1 });
     await upgraded.calibrated;
     expect(third.measured).toEqual(CANDIDATES);
     expect(Object.keys(JSON.parse(readFileSync(file, 'utf8')))).toHaveLength(2);
@@ -85,7 +85,7 @@ describe.skipIf(process.env.DPOW_SKIP_GPU === '1')('kernel tuner (Dawn)', () => 
       save: async (key, result) => void saved.set(key, result),
     };
     const { inner, measured } = await counted();
-    const tuned = await createTunedBackend(inner, { runtime: 'dawn test', store, candidates: CANDIDATES, windowMs: 400 });
+    const tuned = await createTunedBackend(inner, { runtime: 'dawn test', store, candidates: CANDIDATES, windowMs: 400, rounds: 1 });
     expect(tuned.kernel.state).toBe('calibrating');
     const root = parseRoot(randomRoot());
     const hit = await tuned.search({ root, difficulty: EASY, startNonce: 0n, signal: new AbortController().signal });
@@ -110,6 +110,7 @@ describe.skipIf(process.env.DPOW_SKIP_GPU === '1')('kernel tuner (Dawn)', () => 
       store,
       candidates: CANDIDATES,
       windowMs: 150,
+      rounds: 2,
       rateCheckMinMs: 1,
     });
     expect(tuned.kernel.state).toBe('cached');
@@ -117,7 +118,7 @@ describe.skipIf(process.env.DPOW_SKIP_GPU === '1')('kernel tuner (Dawn)', () => 
     const hit = await tuned.search({ root, difficulty: EASY, startNonce: 0n, signal: new AbortController().signal });
     expect(validateWork(root, hit!.work, EASY).valid).toBe(true);
     await tuned.calibrated;
-    expect(measured).toEqual(CANDIDATES);
+    expect(measured).toEqual([...CANDIDATES, ...CANDIDATES]); // two interleaved rounds
     expect(tuned.kernel.state).toBe('tuned');
     expect(saved).toHaveLength(1);
     expect(saved[0].rate).toBeLessThan(1e15);

@@ -48,8 +48,13 @@ export interface TunerOptions {
   /** A variant name to use without tuning. */
   forced?: string;
   candidates?: readonly string[];
-  /** Measuring window per candidate; default 300 ms on a GPU, 600 ms on a software adapter. */
+  /** Measuring time per candidate; default 300 ms on a GPU, 600 ms on a software adapter. */
   windowMs?: number;
+  /**
+   * The window is split over this many interleaved rounds (default 2), so a load change on the
+   * machine (a software adapter shares the CPU) hits every candidate alike.
+   */
+  rounds?: number;
   /** A chosen variant measuring below this share of its calibrated rate is re-tuned; default 0.5. */
   retuneBelow?: number;
   /** Searches shorter than this say nothing about the rate (start-up dominates); default 2000 ms. */
@@ -221,31 +226,34 @@ class Tuner implements TunedWebGpuBackend {
     const windowMs = this.options.windowMs ?? (this.inner.software ? 600 : 300);
     const previous = this.status;
     this.status = { ...previous, state: 'calibrating' };
-    const table: { variant: string; rate: number }[] = [];
+    const rounds = Math.max(1, Math.floor(this.options.rounds ?? 2));
+    const sums = new Map<string, number>();
     try {
-      for (const variant of this.candidates) {
-        for (;;) {
-          await this.idle();
-          if (this.disposed) throw new Error('the WebGPU backend was disposed');
-          this.measuring = new AbortController();
-          const rate = await this.inner.measure(variant, windowMs, this.measuring.signal);
-          this.measuring = null;
-          if (rate !== null) {
-            table.push({ variant, rate });
-            break;
+      for (let round = 0; round < rounds; round++) {
+        for (const variant of this.candidates) {
+          for (;;) {
+            await this.idle();
+            if (this.disposed) throw new Error('the WebGPU backend was disposed');
+            this.measuring = new AbortController();
+            const rate = await this.inner.measure(variant, windowMs / rounds, this.measuring.signal);
+            this.measuring = null;
+            if (rate !== null) {
+              sums.set(variant, (sums.get(variant) ?? 0) + rate);
+              break;
+            }
+            // A job interrupted the measurement: measure this variant again once it is done.
           }
-          // A job interrupted the measurement: measure this variant again once it is done.
+          // The best so far serves the jobs that arrive during the rest of the calibration.
+          const [bestVariant, bestSum] = [...sums].reduce((a, b) => (b[1] > a[1] ? b : a));
+          this.inner.setVariant(bestVariant);
+          this.status = { variant: bestVariant, calibratedRate: bestSum / (round + 1), state: 'calibrating' };
         }
-        // The best so far serves the jobs that arrive during the rest of the calibration.
-        const best = table.reduce((a, b) => (b.rate > a.rate ? b : a));
-        if (this.jobs === 0) this.inner.setVariant(best.variant);
-        this.status = { variant: best.variant, calibratedRate: best.rate, state: 'calibrating' };
       }
     } catch (err) {
       this.status = previous;
       throw err;
     }
-    table.sort((a, b) => b.rate - a.rate);
+    const table = [...sums].map(([variant, sum]) => ({ variant, rate: sum / rounds })).sort((a, b) => b.rate - a.rate);
     const result: TuningResult = { variant: table[0].variant, rate: table[0].rate, table, at: new Date().toISOString() };
     await this.idle();
     this.inner.setVariant(result.variant);
