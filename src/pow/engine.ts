@@ -19,6 +19,7 @@
  * browser worker and in Node.
  */
 import { DEFAULT_POLICY, checkDifficulty, type DifficultyPolicy } from './difficulty.ts';
+import { requireVariant } from './kernel-family.ts';
 import { SustainedMeter } from './sustained.ts';
 import {
   PowInputError,
@@ -135,6 +136,8 @@ export class PowEngine implements EngineApi {
   private readonly sustained = new SustainedMeter();
   /** The backend of the job running or last run (for its kernel status). */
   private lastBackend: PowBackend | null = null;
+  /** A kernel variant the user pinned (setKernel), or null for the tuner's choice. */
+  private kernel: string | null = null;
   private statusTimer: ReturnType<typeof setInterval> | undefined;
   private current: { root: string | null; backend: BackendName | null; label: string } = {
     root: null,
@@ -292,12 +295,25 @@ export class PowEngine implements EngineApi {
     const factory = this.options.webgpu;
     if (!factory) return Promise.resolve(null);
     if (!this.webgpu) {
-      this.webgpu = factory().catch((err: unknown) => {
-        this.log(`WebGPU backend unavailable: ${describeError(err)}`);
-        return null;
-      });
+      this.webgpu = factory().then(
+        (backend) => {
+          if (backend && this.kernel !== null) backend.forceKernel?.(this.kernel);
+          return backend;
+        },
+        (err: unknown) => {
+          this.log(`WebGPU backend unavailable: ${describeError(err)}`);
+          return null;
+        },
+      );
     }
     return this.webgpu;
+  }
+
+  async setKernel(variant: string | null): Promise<void> {
+    if (variant !== null) requireVariant(variant);
+    this.kernel = variant;
+    const backend = this.webgpu ? await this.webgpu : null;
+    backend?.forceKernel?.(variant);
   }
 
   /** Forgets a failed WebGPU backend so the next job asks for a fresh device. */

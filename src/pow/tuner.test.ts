@@ -124,6 +124,24 @@ describe.skipIf(process.env.DPOW_SKIP_GPU === '1')('kernel tuner (Dawn)', () => 
     expect(saved[0].rate).toBeLessThan(1e15);
   });
 
+  it('forcing a kernel during calibration stops it; un-forcing returns to the tuner', async () => {
+    const saved: unknown[] = [];
+    const store: TuningStore = { load: async () => null, save: async (_key, result) => void saved.push(result) };
+    const { inner } = await counted();
+    const tuned = await createTunedBackend(inner, { runtime: 'dawn test', store, candidates: CANDIDATES, windowMs: 400, rounds: 1 });
+    expect(tuned.kernel.state).toBe('calibrating');
+    tuned.forceKernel('plain-n8-w256');
+    await tuned.calibrated;
+    expect(tuned.kernel).toEqual({ variant: 'plain-n8-w256', calibratedRate: null, state: 'forced' });
+    expect(inner.variant.name).toBe('plain-n8-w256');
+    expect(saved).toHaveLength(0);
+    tuned.forceKernel(null);
+    await tuned.calibrated;
+    expect(tuned.kernel.state).toBe('tuned');
+    expect(CANDIDATES).toContain(inner.variant.name);
+    expect(() => tuned.forceKernel('nonsense')).toThrow(RangeError);
+  });
+
   it('a forced kernel is used without tuning', async () => {
     const { inner, measured } = await counted();
     const tuned = await createTunedBackend(inner, { runtime: 'dawn test', forced: 'plain-n8-w256', candidates: CANDIDATES });

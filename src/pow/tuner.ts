@@ -68,6 +68,8 @@ export interface TunedWebGpuBackend extends PowBackend {
   readonly kernel: KernelStatus;
   /** Settles when the calibration in progress (if any) is done. */
   readonly calibrated: Promise<void>;
+  /** Pins a variant (stops a calibration in progress); null returns to the tuner's choice. */
+  forceKernel(variant: string | null): void;
   /** Measures every candidate now and stores the result (dpow-web bench --tune). */
   retune(): Promise<TuningResult>;
 }
@@ -126,7 +128,8 @@ class Tuner implements TunedWebGpuBackend {
     this.calibrated = this.calibrate().then(
       () => undefined,
       (err: unknown) => {
-        if (!this.disposed) this.options.log?.(`webgpu: kernel calibration failed: ${(err as Error).message}`);
+        if (this.disposed || this.status.state === 'forced') return; // stopped on purpose
+        this.options.log?.(`webgpu: kernel calibration failed: ${(err as Error).message}`);
       },
     );
   }
@@ -149,6 +152,25 @@ class Tuner implements TunedWebGpuBackend {
 
   setIntensity(intensity: number): void {
     this.inner.setIntensity(intensity);
+  }
+
+  forceKernel(variant: string | null): void {
+    if (variant === null) {
+      if (this.status.state !== 'forced') return;
+      this.status = { variant: this.inner.variant.name, calibratedRate: null, state: 'default' };
+      // Back to the cached choice, or a calibration; `calibrated` settles when that is known/done.
+      const restart: Promise<void> = this.start().then(() => (this.calibrated === restart ? undefined : this.calibrated));
+      this.calibrated = restart;
+      return;
+    }
+    this.inner.setVariant(requireVariant(variant).name);
+    this.measuring?.abort();
+    this.status = { variant, calibratedRate: null, state: 'forced' };
+  }
+
+  /** Read afresh after every await: forceKernel() may have run meanwhile. */
+  private isForced(): boolean {
+    return this.status.state === 'forced';
   }
 
   /** Tests and the lab page: loses the device as a driver reset would. */
@@ -234,9 +256,11 @@ class Tuner implements TunedWebGpuBackend {
           for (;;) {
             await this.idle();
             if (this.disposed) throw new Error('the WebGPU backend was disposed');
+            if (this.isForced()) throw new Error('a kernel was forced');
             this.measuring = new AbortController();
             const rate = await this.inner.measure(variant, windowMs / rounds, this.measuring.signal);
             this.measuring = null;
+            if (this.isForced()) throw new Error('a kernel was forced');
             if (rate !== null) {
               sums.set(variant, (sums.get(variant) ?? 0) + rate);
               break;
@@ -250,12 +274,13 @@ class Tuner implements TunedWebGpuBackend {
         }
       }
     } catch (err) {
-      this.status = previous;
+      if (this.status.state !== 'forced') this.status = previous;
       throw err;
     }
     const table = [...sums].map(([variant, sum]) => ({ variant, rate: sum / rounds })).sort((a, b) => b.rate - a.rate);
     const result: TuningResult = { variant: table[0].variant, rate: table[0].rate, table, at: new Date().toISOString() };
     await this.idle();
+    if (this.isForced()) throw new Error('a kernel was forced');
     this.inner.setVariant(result.variant);
     this.status = { variant: result.variant, calibratedRate: result.rate, state: 'tuned' };
     this.options.log?.(

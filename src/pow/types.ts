@@ -42,6 +42,8 @@ export interface PowBackend {
   readonly kernel?: { readonly variant: string; readonly calibratedRate: number | null };
   /** GPU share of time in (0, 1] (WebGPU backends only). */
   setIntensity?(intensity: number): void;
+  /** Pins a kernel variant (null: back to the tuner's choice). Tuned WebGPU backends only. */
+  forceKernel?(variant: string | null): void;
   /** Resolves with a candidate, or null when the signal aborted the search. */
   search(request: SearchRequest): Promise<KernelHit | null>;
   /** Releases the device / threads. */
@@ -119,6 +121,11 @@ export interface EngineApi {
   /** Subscribes to status updates (hashrate etc.), a few per second while busy. */
   onStatus(callback: (status: EngineStatus) => void): void;
   status(): Promise<EngineStatus>;
+  /**
+   * Pins the WebGPU kernel variant (a setting; kernel-family.ts names them), or null for the
+   * tuner's choice. Rejects with a RangeError for an unknown name.
+   */
+  setKernel(variant: string | null): Promise<void>;
 }
 
 export class PowCancelledError extends Error {
