@@ -443,3 +443,18 @@ describe('sustained hashrate', () => {
     expect(status.capacity).toBe(5e9);
   });
 });
+
+describe('pinned kernel', () => {
+  it('hands a pinned variant to the WebGPU backend, now or when it is created, and refuses unknown names', async () => {
+    const forced: (string | null)[] = [];
+    const gpu = referenceBackend({ name: 'webgpu' }).backend;
+    Object.assign(gpu, { forceKernel: (variant: string | null) => void forced.push(variant) });
+    const engine = makeEngine({ webgpu: async () => gpu });
+    await engine.setKernel('plain-n8-w256'); // before the backend exists
+    await engine.generate(ROOT, MEDIUM, { backend: 'webgpu' });
+    expect(forced).toEqual(['plain-n8-w256']);
+    await engine.setKernel(null);
+    expect(forced).toEqual(['plain-n8-w256', null]);
+    await expect(engine.setKernel('fancy')).rejects.toThrow(RangeError);
+  });
+});
