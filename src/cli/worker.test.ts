@@ -1,30 +1,21 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import mqtt from 'mqtt';
 import { main } from './main.ts';
 import { formatEvent, formatRateLine, formatSummary, parseWorkerOptions } from './worker.ts';
 import { CliError } from './args.ts';
 import { validateWork } from '../pow/work.ts';
 import type { ClientState } from '../dpow/state.ts';
+import { cleanupsAfterEach, closeAfter } from '../testkit/cleanups.ts';
 import { waitFor } from '../testkit/wait.ts';
-import { startWsBroker } from '../testkit/ws-broker.ts';
+import { startPublisher, startWsBroker } from '../testkit/ws-broker.ts';
 
 const ADDRESS = 'nano_1ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4myzudyzq';
 const BIN = fileURLToPath(new URL('../../bin/dpow-web.mjs', import.meta.url));
 const EASY = 'fff0000000000000';
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  vi.restoreAllMocks();
-  for (const fn of cleanups.splice(0).reverse()) await fn();
-});
-
-async function startBroker() {
-  const broker = await startWsBroker();
-  cleanups.push(() => broker.close());
-  return broker.url;
-}
+const cleanups = cleanupsAfterEach();
+afterEach(() => vi.restoreAllMocks());
 
 function collect(child: ChildProcess) {
   const lines: string[] = [];
@@ -90,7 +81,7 @@ describe('dpow-web worker options', () => {
       message: 'Computed …',
       job: { event: 'computed', hash: 'BFEB8AA91D346E6EFBB41D11FD247E48E0BC0DBC183DDEB9F26F3A98AA17522F', workType: 'ondemand', multiplier: 1, ms: 812, backend: 'webgpu' },
     });
-    expect(line).toBe('2026-01-02T03:04:05.006Z computed   ondemand BFEB8AA91D346E6E     ×1.00    812 ms webgpu');
+    expect(line).toBe('2026-01-02T03:04:05.006Z computed   ondemand BFEB8AA91D346E6E    1.000×    812 ms webgpu');
     expect(formatEvent({ at: 0, level: 'warn', kind: 'heartbeat', message: 'Server is back online' })).toBe(
       '1970-01-01T00:00:00.000Z heartbeat  Server is back online',
     );
@@ -110,12 +101,8 @@ describe('dpow-web worker options', () => {
 
 describe('dpow-web worker process', () => {
   it('computes and publishes work, logs one line per job, and prints a summary on SIGINT', async () => {
-    const url = await startBroker();
-    const pub = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0 });
-    cleanups.push(() => pub.endAsync(true));
-    const results: string[] = [];
-    pub.on('message', (_t, p) => results.push(p.toString()));
-    await pub.subscribeAsync('result/#', { qos: 1 });
+    const { url } = closeAfter(cleanups, await startWsBroker());
+    const pub = closeAfter(cleanups, await startPublisher(url));
 
     const child = spawn(process.execPath, [BIN, 'worker', '--broker', url, '--address', ADDRESS, '--backend', 'wasm', '--threads', '1'], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -125,14 +112,14 @@ describe('dpow-web worker process', () => {
     await waitFor('connected line', () => out.lines.find((l) => / connection +Connected to /.test(l)), 30_000);
 
     const hash = 'A'.repeat(32) + 'b'.repeat(32);
-    await pub.publishAsync('heartbeat', '');
-    await pub.publishAsync('work/ondemand', `${hash},${EASY}`);
-    await pub.publishAsync('work/ondemand', 'garbage');
-    const result = await waitFor('result', () => results.find((r) => r.startsWith(hash)), 30_000);
+    await pub.publish('heartbeat', '');
+    await pub.publish('work/ondemand', `${hash},${EASY}`);
+    await pub.publish('work/ondemand', 'garbage');
+    const result = await waitFor('result', () => pub.results.find((r) => r.payload.startsWith(hash))?.payload, 30_000);
     expect(validateWork(hash, result.split(',')[1], EASY).valid).toBe(true);
     await waitFor('published line', () => out.lines.find((l) => / published +ondemand AAAAAAAAAAAAAAAA /.test(l)), 30_000);
-    expect(out.lines.some((l) => / queued +ondemand AAAAAAAAAAAAAAAA +×/.test(l))).toBe(true);
-    expect(out.lines.some((l) => / computed +ondemand AAAAAAAAAAAAAAAA +×\S+ +\d+ ms wasm$/.test(l))).toBe(true);
+    expect(out.lines.some((l) => / queued +ondemand AAAAAAAAAAAAAAAA +[\d.]+×/.test(l))).toBe(true);
+    expect(out.lines.some((l) => / computed +ondemand AAAAAAAAAAAAAAAA +[\d.]+× +\d+ ms wasm$/.test(l))).toBe(true);
     expect(out.lines.some((l) => / reject +Rejected \(bad-field-count\)/.test(l))).toBe(true);
 
     child.kill('SIGINT');

@@ -227,6 +227,9 @@ describe('DpowClient with a real broker and engine', () => {
       expect(rejects.some((e) => e.message.includes(`(${code})`))).toBe(true);
     }
     expect(rejects.every((e) => e.message.length > 20)).toBe(true);
+    // A client/ rejection names the whole topic, address included.
+    const clientRejects = matrix.filter(([topic]) => topic.startsWith('client/')).length;
+    expect(rejects.filter((e) => e.message.includes(`client/${ADDRESS}: `))).toHaveLength(clientRejects);
     expect(s().connection).toBe('online');
     expect(s().counters.published).toBe(1);
   });
@@ -317,6 +320,17 @@ describe('DpowClient with a real broker and engine', () => {
     expect(checkAddress(qlc, ['qlc']).ok).toBe(true);
     await client.start(settings(broker.url, { address: qlc, addressPrefixes: ['qlc'] }));
     expect(connects).toBe(1);
+  });
+
+  it("takes the real server's client/ message, which carries only the counters that exist", async () => {
+    const { pub, s } = await setup();
+    await pub.publish(`client/${ADDRESS}`, `{"ondemand":1,"block_rewarded":"${root(4)}"}`);
+    await waitFor('client message', () => s().lastClientMessage !== null);
+    expect(s().lastClientMessage).toEqual({
+      kind: 'stats',
+      stats: { precache: 0, ondemand: 1, snapshot_precache: 0, snapshot_ondemand: 0, block_rewarded: root(4) },
+    });
+    expect(s().counters.rejected).toEqual({});
   });
 
   it('routes client/ messages by topic segment even when the address contains "work"', async () => {

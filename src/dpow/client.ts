@@ -37,7 +37,6 @@ import { StateFeed } from './state-feed.ts';
 import type { ClientEvent, ClientSettings, ClientState, WorkerClient } from './state.ts';
 import { WorkLoop, type EngineLike } from './work-loop.ts';
 
-export { formatMultiplier } from './event-log.ts';
 export type { EngineLike } from './work-loop.ts';
 export type { ConnectFn, ReconnectPolicy } from './session.ts';
 
@@ -273,7 +272,7 @@ export class DpowClient implements WorkerClient {
       return this.log.reject('bad-topic', `client message for another address (${address.slice(0, 16)}…)`);
     }
     const msg = clientCodec.decode(payload);
-    if (!msg.ok) return this.log.reject(msg.code, `client/: ${msg.reason}`);
+    if (!msg.ok) return this.log.reject(msg.code, `client/${address}: ${msg.reason}`);
     this.lastClientMessage = msg.value;
     if (msg.value.kind === 'error') {
       this.log.add('warn', 'stats', `Server: ${msg.value.error}`);

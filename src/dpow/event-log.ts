@@ -5,6 +5,7 @@
  */
 import type { BackendName } from '../pow/types.ts';
 import type { ClientCounters, ClientEvent, JobEventInfo } from './state.ts';
+import { formatMultiplier } from './format.ts';
 
 export const MAX_EVENTS = 200;
 
@@ -28,11 +29,6 @@ export const freshCounters = (): ClientCounters => ({
 
 /** A block hash cut short for people. */
 export const shortHash = (hash: string): string => `${hash.slice(0, 16)}…`;
-
-export function formatMultiplier(m: number): string {
-  if (!Number.isFinite(m)) return String(m);
-  return m >= 0.01 ? `×${m.toFixed(2)}` : `×${m.toExponential(2)}`;
-}
 
 type Tally = Exclude<keyof ClientCounters, 'rejected' | 'expired'>;
 

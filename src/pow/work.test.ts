@@ -68,6 +68,10 @@ describe('input parsing', () => {
     expect(code(() => fromMultiplier(0))).toBe('bad-multiplier');
     expect(parseMultiplier('1.5')).toBe(1.5);
   });
+  it('gives every positive finite multiplier a difficulty, clamped into the u64 range', () => {
+    for (const m of [1e-308, 1e-320, 5e-324, 1e-12]) expect(fromMultiplier(m)).toBe(0n);
+    for (const m of [1e308, Number.MAX_VALUE, 1e30]) expect(fromMultiplier(m)).toBe(0xffffffffffffffffn);
+  });
 });
 
 describe('difficulty and multiplier', () => {

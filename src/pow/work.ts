@@ -154,13 +154,14 @@ export function fromMultiplier(multiplier: number, base: bigint = DEFAULT_BASE):
       `multiplier must be a positive finite number, got ${String(multiplier)}`,
     );
   }
-  // Scale to keep 2^-30 precision without leaving integer arithmetic.
+  // Scale to keep 2^-30 precision without leaving integer arithmetic. Every positive finite
+  // multiplier has a difficulty: one too small to scale asks for difficulty 0, one whose scaled
+  // form overflows a double asks for the largest difficulty below 2^64.
   const SCALE = 1n << 30n;
-  const scaled = BigInt(Math.round(multiplier * Number(SCALE)));
-  if (scaled === 0n) {
-    throw new PowInputError('bad-multiplier', `multiplier ${multiplier} is too small`);
-  }
-  let span = ((U64 - base) * SCALE) / scaled;
+  const scaledNumber = Math.round(multiplier * Number(SCALE));
+  if (scaledNumber === 0) return 0n;
+  if (!Number.isFinite(scaledNumber)) return U64_MAX;
+  let span = ((U64 - base) * SCALE) / BigInt(scaledNumber);
   if (span < 1n) span = 1n;
   if (span > U64) span = U64;
   return U64 - span;

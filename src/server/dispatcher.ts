@@ -15,6 +15,7 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
+import type { ConnectFn } from '../dpow/session.ts';
 import { ALL_PREFIXES, checkAddress } from '../dpow/address.ts';
 import {
   cancelCodec,
@@ -64,6 +65,8 @@ export interface DispatcherOptions {
   connectTimeoutMs?: number;
   /** MQTT client id. Default dpow-dispatcher-<random>. */
   clientId?: string;
+  /** Opens the broker connection (as the worker's client takes it). Default mqtt.js connect. */
+  connect?: ConnectFn;
   log?: Logger;
 }
 
@@ -157,7 +160,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     storeErrors: 0,
   };
 
-  readonly #opts: Required<Omit<DispatcherOptions, 'log' | 'clientId'>> & { clientId: string };
+  readonly #opts: Required<Omit<DispatcherOptions, 'log' | 'clientId' | 'connect'>> & { clientId: string };
+  readonly #connect: ConnectFn;
   readonly #log: Logger;
   readonly #store: DispatcherStore;
   readonly #jobs = new Map<string, Job>();
@@ -184,6 +188,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
       clientId: options.clientId ?? `dpow-dispatcher-${randomBytes(4).toString('hex')}`,
     };
+    this.#connect = options.connect ?? mqtt.connect;
     this.#log = options.log ?? silentLogger;
     this.#store = options.store;
   }
@@ -209,7 +214,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
   async start(): Promise<void> {
     if (this.#state !== 'new') throw new Error(`dispatcher already ${this.#state}`);
     this.#state = 'starting';
-    const client = mqtt.connect(this.#opts.brokerUrl, {
+    const client = this.#connect(this.#opts.brokerUrl, {
       username: this.#opts.username,
       password: this.#opts.password,
       protocolVersion: 4,

@@ -27,6 +27,8 @@ import { Dispatcher } from './dispatcher.ts';
 import { MemoryStore } from './store/memory-store.ts';
 import { createServiceApi } from './http/service-api.ts';
 import { ReferenceWorker } from '../testkit/reference-worker.ts';
+import { MOSQUITTO_ACL_BEHAVIOUR, observeAcl } from '../testkit/broker-acl.ts';
+import { connectAs } from '../testkit/mqtt.ts';
 
 const MOSQUITTO = '/usr/sbin/mosquitto';
 const DEPLOY = join(import.meta.dirname, '../../deploy/mosquitto');
@@ -73,16 +75,15 @@ let dir: string;
 let broker: ChildProcess | undefined;
 let brokerLog = '';
 let ports: { tcp: number; ws: number };
-const clients: MqttClient[] = [];
+/** Closes every login at the end (the broker is shared by the whole file). */
+const closeAtEnd: (() => unknown)[] = [];
 
 const wsUrl = () => `ws://127.0.0.1:${ports.ws}`;
 const tcpUrl = () => `mqtt://127.0.0.1:${ports.tcp}`;
 
 async function login(user: 'server' | 'client' | 'dashboard', url = wsUrl(), password?: string): Promise<MqttClient> {
   const pass = password ?? (user === 'client' ? 'client' : secrets[user]);
-  const c = await mqtt.connectAsync(url, { username: user, password: pass, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000 });
-  clients.push(c);
-  return c;
+  return connectAs(url, { username: user, password: pass }, closeAtEnd, { connectTimeout: 5000 });
 }
 
 function inbox(c: MqttClient): Array<{ topic: string; payload: string }> {
@@ -123,7 +124,7 @@ describe.skipIf(!installed && !process.env.CI)('deploy/mosquitto on a real mosqu
   });
 
   afterAll(async () => {
-    await Promise.all(clients.map((c) => c.endAsync(true).catch(() => {})));
+    await Promise.allSettled(closeAtEnd.map(async (close) => close()));
     if (broker && broker.exitCode === null) {
       broker.kill('SIGTERM');
       await new Promise((r) => broker!.once('exit', r));
@@ -196,6 +197,11 @@ describe.skipIf(!installed && !process.env.CI)('deploy/mosquitto on a real mosqu
 
     expect(seen.filter((m) => m.payload === 'forged' || m.payload === 'from-dashboard')).toEqual([]);
     expect(otherGot.map((m) => m.payload)).toEqual(['genuine']);
+  });
+
+  it('grants wildcard subscriptions and filters per topic; acknowledges and drops a forbidden QoS 1 publish', async () => {
+    // The same scenario runs on the embedded broker (broker.test.ts) against these observations.
+    expect(await observeAcl((role) => login(role))).toEqual(MOSQUITTO_ACL_BEHAVIOUR);
   });
 
   it('runs a job: dispatcher over TCP, worker over WebSocket, result accepted, cancel and stats delivered', async () => {

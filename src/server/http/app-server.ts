@@ -19,7 +19,7 @@ import { startDemoSource, type DemoOptions, type DemoSource } from '../sim/demo-
 import { Dispatcher, type DispatcherOptions } from '../dispatcher.ts';
 import { type Logger, silentLogger } from '../log.ts';
 import { MemoryStore } from '../store/memory-store.ts';
-import { createServiceApi, type ServiceApi, type ServiceApiOptions } from './service-api.ts';
+import { createServiceApi, isServiceApiRequest, type ServiceApi, type ServiceApiOptions } from './service-api.ts';
 import { createStaticHandler } from './static.ts';
 import type { DispatcherStore } from '../store/store.ts';
 
@@ -79,6 +79,9 @@ export interface AppServer {
   close(): Promise<void>;
 }
 
+/** What the service API's callers get between the port opening and the API being ready. */
+export const STARTING = 'Service starting, try again shortly';
+
 /** Sent on every HTTP response. The CSP lives in index.html (a meta tag), not here. */
 export const SECURITY_HEADERS: Record<string, string> = {
   'X-Content-Type-Options': 'nosniff',
@@ -96,6 +99,9 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
   const serveStatic = createStaticHandler({ root: options.staticDir ?? 'dist' });
 
   let serviceApi: ServiceApi | undefined;
+  // Until the dispatcher is connected and the API made, its callers get a JSON 503 to retry.
+  let apiStarting = wantDispatcher && options.serviceApi !== false;
+  const rpcEnabled = typeof options.serviceApi === 'object' ? (options.serviceApi.rpc?.enabled ?? true) : true;
   let deployment: DeploymentConfig = { ...DEFAULT_DEPLOYMENT };
   let configBody = '';
 
@@ -121,6 +127,13 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
       return;
     }
     if (serviceApi && (await serviceApi.handleRequest(req, res))) return;
+    if (apiStarting && isServiceApiRequest(req, rpcEnabled)) {
+      req.resume();
+      const body = JSON.stringify({ error: STARTING });
+      res.writeHead(503, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), 'Retry-After': '1' });
+      res.end(body);
+      return;
+    }
     if (await serveStatic(req, res)) return;
     res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8' }).end('Method not allowed\n');
   }
@@ -130,6 +143,10 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
     const path = (req.url ?? '').split('?')[0];
     if (broker && (path === wsPath || path === `${wsPath}/`)) return; // the broker's own listener takes it
     if (serviceApi?.handleUpgrade(req, socket, head)) return;
+    if (apiStarting && isServiceApiRequest(req, rpcEnabled, true)) {
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
     socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
   });
 
@@ -147,6 +164,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
   let dispatcher: Dispatcher | undefined;
   let demo: DemoSource | undefined;
   const closeAll = async () => {
+    apiStarting = false;
     demo?.stop();
     serviceApi?.close();
     await dispatcher?.stop().catch(() => {});
@@ -210,6 +228,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
         const extra = typeof options.serviceApi === 'object' ? options.serviceApi : {};
         serviceApi = createServiceApi({ ...extra, dispatcher, store, policy, log });
       }
+      apiStarting = false;
       if (demoOn) {
         demo = await startDemoSource(dispatcher, store, typeof options.demo === 'object' ? options.demo : {}, log);
       }

@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from './memory-store.ts';
 import { SqliteStore } from './sqlite-store.ts';
-import type { DispatcherStore, ServiceRecord } from './store.ts';
+import { KNOWN_BLOCKS_PER_CHAIN, type DispatcherStore, type ServiceRecord } from './store.ts';
 
 const HASH = 'AB'.repeat(32);
 const ADDR = 'nano_1111111111111111111111111111111111111111111111111111hifc8npp';
@@ -84,6 +84,24 @@ describe.each(stores)('%s as the dispatcher sees it', (_name, make) => {
     await store.trackAccount({ account: ADDR, chain: ADDR, frontier: HASH, updatedAt: 2 });
     expect(await store.getTracked(ADDR)).toMatchObject({ frontier: HASH });
     expect(await store.listTracked()).toHaveLength(1);
+  });
+
+  it("remembers each chain's blocks, answering false for one already known", async () => {
+    open();
+    expect(await store.rememberBlock('chain-a', 'aa'.repeat(32))).toBe(true);
+    expect(await store.rememberBlock('chain-a', 'aa'.repeat(32))).toBe(false);
+    expect(await store.rememberBlock('chain-b', 'aa'.repeat(32))).toBe(true); // per chain
+  });
+
+  it('keeps at least the newest KNOWN_BLOCKS_PER_CHAIN blocks of a chain, forgetting older ones', async () => {
+    open();
+    const hash = (n: number) => n.toString(16).padStart(64, '0');
+    const total = KNOWN_BLOCKS_PER_CHAIN + 200;
+    for (let n = 0; n < total; n++) await store.rememberBlock('busy', hash(n));
+    await store.rememberBlock('quiet', hash(0));
+    for (let n = total - KNOWN_BLOCKS_PER_CHAIN; n < total; n += 997) expect(await store.rememberBlock('busy', hash(n)), `block ${n}`).toBe(false);
+    expect(await store.rememberBlock('busy', hash(0))).toBe(true); // the oldest was forgotten
+    expect(await store.rememberBlock('quiet', hash(0))).toBe(false);
   });
 
   it('refuses use after close', async () => {
