@@ -1,5 +1,5 @@
 /**
- * The WebGPU backend: runs shaders/nano-pow.wgsl on whatever GPU the runtime offers (the
+ * The WebGPU backend: runs the kernel family (shaders/nano-pow-*.wgsl) on whatever GPU the runtime offers (the
  * browser's navigator.gpu, or Dawn's GPU object in Node from src/pow-node/gpu.ts).
  *
  * Reads top to bottom like a webgpu-samples program: adapter, device, pipeline, buffers, dispatch,
