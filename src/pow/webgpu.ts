@@ -1,6 +1,7 @@
 /**
- * The WebGPU backend: runs the kernel family (shaders/nano-pow-*.wgsl) on whatever GPU the runtime offers (the
- * browser's navigator.gpu, or Dawn's GPU object in Node from src/pow-node/gpu.ts).
+ * The WebGPU backend: runs the kernel family (shaders/nano-pow-*.wgsl) on whatever GPU the
+ * runtime offers (the browser's navigator.gpu, or Dawn's GPU object in Node from
+ * src/pow-node/gpu.ts).
  *
  * Reads top to bottom like a webgpu-samples program: adapter, device, pipeline, buffers, dispatch,
  * readback. The buffer layout the host shares with the kernel is src/pow/kernel-layout.ts.
