@@ -35,9 +35,11 @@ import { checkDifficulty, DEFAULT_POLICY, type DifficultyPolicy } from '../pow/d
 import {
   isRootHex,
   PowInputError,
+  toMultiplier,
   toU64Hex,
   validateWork,
 } from '../pow/work.ts';
+import { AbuseGuard, type AbuseOptions, type Containment } from './abuse.ts';
 import { type Logger, silentLogger } from './log.ts';
 import type { DispatcherStore, PendingJob } from './store/store.ts';
 import { DispatchError, type DispatcherApi, type WorkAnswer, type WorkRequest } from './types.ts';
@@ -53,6 +55,12 @@ export interface DispatcherOptions {
   heartbeatMs?: number;
   /** Default 300 000 (5 minutes, as the real server). */
   statisticsMs?: number;
+  /**
+   * Between the regular statistics, new statistics go out at most this often, and only when work
+   * was credited since the last ones. Default 10 000. Statistics are retained on the broker, so
+   * a worker that connects gets the latest at once.
+   */
+  statisticsChangeMs?: number;
   /** Used when a request carries no usable timeout. Default 5000. */
   defaultTimeoutMs?: number;
   /** How long a precache job stays pending before it is cancelled. Default 30 minutes. */
@@ -68,10 +76,20 @@ export interface DispatcherOptions {
   /** Opens the broker connection (as the worker's client takes it). Default mqtt.js connect. */
   connect?: ConnectFn;
   log?: Logger;
+  /**
+   * Who published a result: the MQTT client id, when the broker can tell (the embedded one
+   * can; see Broker.publisherOf). Unknown for an external broker: containment is then by address.
+   */
+  resultPublisher?: (topic: string, payload: Buffer) => string | undefined;
+  /** Invalid-result containment (see abuse.ts); thresholds, window and cooldown. */
+  abuse?: Partial<Omit<AbuseOptions, 'now'>>;
 }
 
 /** Every way a result can end; `malformed` results are also counted by codec reason. */
-export type ResultOutcome = 'accepted' | 'invalid-work' | 'duplicate' | 'unknown-hash' | 'malformed';
+export type ResultOutcome = 'accepted' | 'invalid-work' | 'duplicate' | 'unknown-hash' | 'malformed' | 'ignored';
+
+/** Outcomes that count against the source in abuse containment (duplicates are honest races). */
+const INVALID_OUTCOMES: ReadonlySet<ResultOutcome> = new Set(['invalid-work', 'unknown-hash', 'malformed']);
 
 export interface DispatcherCounters {
   results: Record<ResultOutcome, number>;
@@ -85,6 +103,11 @@ export interface DispatcherCounters {
   /** Accepted results whose payout address failed the check (not credited). */
   invalidAddress: number;
   storeErrors: number;
+  /**
+   * By work type: work/ messages published (republishes included), jobs that ended without
+   * work (timed out or expired, cancel sent) and jobs withdrawn (cancel sent).
+   */
+  jobs: Record<WorkType, { published: number; expired: number; cancelled: number }>;
 }
 
 export interface AcceptedResult {
@@ -99,6 +122,8 @@ export interface AcceptedResult {
   addressValid: boolean;
   /** Requests answered by this result. */
   answered: number;
+  /** From the job's creation to this result, in ms. */
+  latencyMs: number;
 }
 
 export interface RejectedResult {
@@ -146,11 +171,17 @@ const RECENT_LIMIT = 10_000;
 /** setTimeout fires at once for delays above 2^31-1 ms; nothing here needs longer than 24 days. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** What is known about who sent a result: the payout address it names, the MQTT client id. */
+interface ResultSource {
+  address?: string;
+  publisher?: string;
+}
+
 type DropReason = 'accepted' | 'timeout' | 'expired' | 'withdrawn';
 
 export class Dispatcher extends EventEmitter<DispatcherEvents> implements DispatcherApi {
   readonly counters: DispatcherCounters = {
-    results: { accepted: 0, 'invalid-work': 0, duplicate: 0, 'unknown-hash': 0, malformed: 0 },
+    results: { accepted: 0, 'invalid-work': 0, duplicate: 0, 'unknown-hash': 0, malformed: 0, ignored: 0 },
     malformed: {},
     published: { work: 0, cancel: 0, heartbeat: 0, statistics: 0, client: 0 },
     requests: { cached: 0, dispatched: 0, shared: 0, answered: 0, timeout: 0, cancelled: 0 },
@@ -158,10 +189,18 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     restored: { republished: 0, expired: 0 },
     invalidAddress: 0,
     storeErrors: 0,
+    jobs: {
+      precache: { published: 0, expired: 0, cancelled: 0 },
+      ondemand: { published: 0, expired: 0, cancelled: 0 },
+    },
   };
 
-  readonly #opts: Required<Omit<DispatcherOptions, 'log' | 'clientId' | 'connect'>> & { clientId: string };
+  /** Invalid results by source and the containments they started (read by /metrics). */
+  readonly abuse: AbuseGuard;
+
+  readonly #opts: Required<Omit<DispatcherOptions, 'log' | 'clientId' | 'connect' | 'resultPublisher' | 'abuse'>> & { clientId: string };
   readonly #connect: ConnectFn;
+  readonly #resultPublisher?: (topic: string, payload: Buffer) => string | undefined;
   readonly #log: Logger;
   readonly #store: DispatcherStore;
   readonly #jobs = new Map<string, Job>();
@@ -169,6 +208,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
   #client?: MqttClient;
   #heartbeat?: NodeJS.Timeout;
   #statistics?: NodeJS.Timeout;
+  #statisticsChange?: NodeJS.Timeout;
+  /** Work was credited since the last statistics went out. */
+  #statisticsDirty = false;
+  /** The last statistics payload published, so an unchanged one is not sent again early. */
+  #lastStatistics?: string;
   #state: 'new' | 'starting' | 'running' | 'stopped' = 'new';
   #connectedOnce = false;
 
@@ -181,6 +225,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       store: options.store,
       heartbeatMs: options.heartbeatMs ?? 1000,
       statisticsMs: options.statisticsMs ?? 300_000,
+      statisticsChangeMs: options.statisticsChangeMs ?? 10_000,
       defaultTimeoutMs: options.defaultTimeoutMs ?? 5000,
       precacheTtlMs: options.precacheTtlMs ?? 30 * 60_000,
       policy: options.policy ?? DEFAULT_POLICY,
@@ -191,6 +236,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     this.#connect = options.connect ?? mqtt.connect;
     this.#log = options.log ?? silentLogger;
     this.#store = options.store;
+    this.#resultPublisher = options.resultPublisher;
+    this.abuse = new AbuseGuard(options.abuse);
   }
 
   /** Jobs waiting for a result, for status displays and tests. */
@@ -288,6 +335,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     this.#heartbeat = setInterval(() => this.#publishHeartbeat(), this.#opts.heartbeatMs);
     this.#publishHeartbeat();
     this.#statistics = setInterval(() => void this.publishStatistics(), this.#opts.statisticsMs);
+    this.#statisticsChange = setInterval(() => {
+      if (this.#statisticsDirty) void this.publishStatistics({ onlyIfChanged: true });
+    }, this.#opts.statisticsChangeMs);
     this.#log.info(`dispatcher: connected to ${this.#opts.brokerUrl} as ${this.#opts.username}`);
   }
 
@@ -300,6 +350,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     this.#state = 'stopped';
     clearInterval(this.#heartbeat);
     clearInterval(this.#statistics);
+    clearInterval(this.#statisticsChange);
     for (const job of this.#jobs.values()) {
       clearTimeout(job.expiry);
       for (const w of job.waiters) {
@@ -449,38 +500,48 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     return stats;
   }
 
-  async publishStatistics(): Promise<void> {
+  /** Publishes the statistics, retained; `onlyIfChanged` skips a payload equal to the last one. */
+  async publishStatistics(options: { onlyIfChanged?: boolean } = {}): Promise<void> {
+    this.#statisticsDirty = false;
     const stats = await this.#storeCall(() => this.buildStatistics());
     if (!stats || this.#state !== 'running') return;
-    this.#publish(topics.statistics, statisticsCodec.encode(stats), 0);
+    const payload = statisticsCodec.encode(stats);
+    if (options.onlyIfChanged && payload === this.#lastStatistics) return;
+    this.#lastStatistics = payload;
+    this.#publish(topics.statistics, payload, 0, true);
     this.counters.published.statistics++;
   }
 
   // ------------------------------------------------------------------ results
 
   #onResult(topic: string, payload: Buffer): void {
+    const publisher = this.#resultPublisher?.(topic, payload);
+    // A contained connection costs one lookup, before anything is parsed.
+    if (publisher !== undefined && this.#ignored(topic, undefined, publisher)) return;
     const parsed = parseTopic(topic);
     if (!parsed.ok || parsed.value.kind !== 'result') {
-      this.#malformed(topic, 'bad-topic', `unexpected topic "${topic}"`);
+      this.#malformed(topic, 'bad-topic', `unexpected topic "${topic}"`, { publisher });
       return;
     }
     const decoded = resultCodec.decode(payload);
     if (!decoded.ok) {
-      this.#malformed(topic, decoded.code, decoded.reason);
+      this.#malformed(topic, decoded.code, decoded.reason, { publisher });
       return;
     }
     const { hash, work, address } = decoded.value;
+    if (publisher === undefined && this.#ignored(topic, address, undefined)) return;
+    const source = { address, publisher };
     const key = hash.toLowerCase();
     const job = this.#jobs.get(key);
     if (!job) {
       const outcome = this.#recent.has(key) ? 'duplicate' : 'unknown-hash';
-      this.#reject(topic, outcome, `${outcome === 'duplicate' ? 'late result' : 'result for a hash not pending'} ${short(hash)} from ${address}`);
+      this.#reject(topic, outcome, `${outcome === 'duplicate' ? 'late result' : 'result for a hash not pending'} ${short(hash)} from ${address}`, source);
       return;
     }
     // The difficulty is the one asked for, never anything the result claims.
     const { valid, value } = validateWork(hash, work, job.difficulty);
     if (!valid) {
-      this.#reject(topic, 'invalid-work', `work ${work} for ${short(hash)} from ${address} is below ${toU64Hex(job.difficulty)} (value ${toU64Hex(value)})`);
+      this.#reject(topic, 'invalid-work', `work ${work} for ${short(hash)} from ${address} is below ${toU64Hex(job.difficulty)} (value ${toU64Hex(value)})`, source);
       return;
     }
 
@@ -508,6 +569,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       address,
       addressValid,
       answered,
+      latencyMs: Math.max(0, Date.now() - job.createdAt),
     };
     this.#log.info(`dispatcher: accepted ${job.workType} ${short(job.hash)} from ${address}${addressValid ? '' : ' (invalid address)'}`);
     void this.#settle(job, accepted, services);
@@ -526,9 +588,13 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       }),
     );
     for (const s of services) await this.#storeCall(() => this.#store.creditService(s, job.workType));
+    this.#statisticsDirty = true;
     const topic = topics.client(accepted.address);
     if (accepted.addressValid) {
-      const record = await this.#storeCall(() => this.#store.creditClient(accepted.address, job.workType, job.hash));
+      // Weighted by the difficulty asked for (never the luck of the value found), for payouts
+      // by difficulty.
+      const weight = toMultiplier(job.difficulty);
+      const record = await this.#storeCall(() => this.#store.creditClient(accepted.address, job.workType, job.hash, weight));
       if (record) {
         const stats = {
           precache: record.precache,
@@ -549,16 +615,45 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     this.emit('accepted', accepted);
   }
 
-  #malformed(topic: string, code: RejectCode, reason: string): void {
+  #malformed(topic: string, code: RejectCode, reason: string, source: ResultSource): void {
     this.counters.malformed[code] = (this.counters.malformed[code] ?? 0) + 1;
-    this.#reject(topic, 'malformed', `${code}: ${reason}`);
+    this.#reject(topic, 'malformed', `${code}: ${reason}`, source);
   }
 
-  #reject(topic: string, outcome: RejectedResult['outcome'], reason: string): void {
+  #reject(topic: string, outcome: RejectedResult['outcome'], reason: string, source: ResultSource = {}): void {
     this.counters.results[outcome]++;
+    const from = source.publisher !== undefined ? ` (client id ${JSON.stringify(source.publisher.slice(0, 64))})` : '';
     const level = outcome === 'duplicate' ? 'info' : 'warn';
-    this.#log[level](`dispatcher: ${outcome} result on ${topic}: ${reason}`);
+    this.#log[level](`dispatcher: ${outcome} result on ${topic}: ${reason}${from}`);
     this.emit('rejected', { outcome, reason, topic });
+    if (INVALID_OUTCOMES.has(outcome)) {
+      const contained = this.abuse.noteInvalid(source.address, source.publisher);
+      if (contained) this.#contain(contained, source.address);
+    }
+  }
+
+  /** True (and counted, quietly) when the result's source is contained. */
+  #ignored(topic: string, address: string | undefined, publisher: string | undefined): boolean {
+    const containment = this.abuse.check(address, publisher);
+    if (!containment) return false;
+    this.counters.results.ignored++;
+    const reason = `${containment.kind} ${JSON.stringify(containment.key.slice(0, 64))} is contained`;
+    // Debug only: a contained flood must not become a log flood.
+    this.#log.debug?.(`dispatcher: ignored result on ${topic}: ${reason}`);
+    this.emit('rejected', { outcome: 'ignored', reason, topic });
+    return true;
+  }
+
+  /** A source just crossed the threshold: log it once and tell the address, if there is one. */
+  #contain(c: Containment, address: string | undefined): void {
+    const seconds = Math.max(1, Math.round((c.until - Date.now()) / 1000));
+    this.#log.warn(
+      `dispatcher: too many invalid results from ${c.kind} ${JSON.stringify(c.key.slice(0, 64))}; its results are ignored for ${seconds} s`,
+    );
+    if (address === undefined) return;
+    const error = `Too many invalid results: results from this ${c.kind} are ignored for ${seconds} s`;
+    this.#publish(topics.client(address), clientCodec.encode({ kind: 'error', error }), 0);
+    this.counters.published.client++;
   }
 
   #remember(key: string): void {
@@ -610,6 +705,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       );
     }
     job.waiters.clear();
+    if (reason === 'withdrawn') this.counters.jobs[job.workType].cancelled++;
+    else if (reason !== 'accepted') this.counters.jobs[job.workType].expired++;
     void this.#storeCall(() => this.#store.removePending(job.key));
     for (const t of job.published) this.#publishCancel(t, job.hash);
     if (reason !== 'accepted') this.#log.debug?.(`dispatcher: ${reason} ${job.workType} ${short(job.hash)}; cancel published`);
@@ -638,6 +735,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       if (this.#jobs.has(key)) continue;
       if (p.expiresAt <= now) {
         this.counters.restored.expired++;
+        this.counters.jobs[p.workType].expired++;
         await this.#storeCall(() => this.#store.removePending(key));
         this.#publishCancel(p.workType, p.hash);
         continue;
@@ -657,6 +755,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     job.published.add(workType);
     this.#publish(topics.work(workType), workCodec.encode({ hash: job.hash, difficulty: job.difficulty }), 0);
     this.counters.published.work++;
+    this.counters.jobs[workType].published++;
   }
 
   #publishCancel(workType: WorkType, hash: string): void {
@@ -671,10 +770,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     this.counters.published.heartbeat++;
   }
 
-  #publish(topic: string, payload: string, qos: 0 | 1): void {
+  #publish(topic: string, payload: string, qos: 0 | 1, retain = false): void {
     const client = this.#client;
     if (!client) return;
-    client.publish(topic, payload, { qos, retain: false }, (err) => {
+    client.publish(topic, payload, { qos, retain }, (err) => {
       if (err) this.#log.warn(`dispatcher: publish on ${topic} failed: ${err.message}`);
     });
   }

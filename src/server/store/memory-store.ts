@@ -42,16 +42,22 @@ export class MemoryStore implements DispatcherStore {
     return c && { ...c };
   }
 
-  async creditClient(address: string, workType: WorkType, hash: string): Promise<ClientRecord> {
+  async creditClient(address: string, workType: WorkType, hash: string, weight = 1): Promise<ClientRecord> {
     this.#open();
+    if (!Number.isFinite(weight) || weight < 0) throw new RangeError(`work weight must be a finite number >= 0, got ${weight}`);
     const c = this.#clients.get(address) ?? {
       address,
       precache: 0,
       ondemand: 0,
       snapshot_precache: 0,
       snapshot_ondemand: 0,
+      weighted_precache: 0,
+      weighted_ondemand: 0,
+      snapshot_weighted_precache: 0,
+      snapshot_weighted_ondemand: 0,
     };
     c[workType] += 1;
+    c[`weighted_${workType}`] = (c[`weighted_${workType}`] ?? 0) + weight;
     c.block_rewarded = hash;
     this.#clients.set(address, c);
     this.#totals[workType] += 1;
@@ -69,8 +75,13 @@ export class MemoryStore implements DispatcherStore {
       const c = this.#clients.get(address);
       if (!c) continue;
       for (const t of workTypes) {
-        if (t === 'precache') c.snapshot_precache = c.precache;
-        else c.snapshot_ondemand = c.ondemand;
+        if (t === 'precache') {
+          c.snapshot_precache = c.precache;
+          c.snapshot_weighted_precache = c.weighted_precache;
+        } else {
+          c.snapshot_ondemand = c.ondemand;
+          c.snapshot_weighted_ondemand = c.weighted_ondemand;
+        }
       }
     }
   }
@@ -82,6 +93,8 @@ export class MemoryStore implements DispatcherStore {
       if (!c) continue;
       if (e.precache !== undefined) c.snapshot_precache = e.precache;
       if (e.ondemand !== undefined) c.snapshot_ondemand = e.ondemand;
+      if (e.weighted_precache !== undefined) c.snapshot_weighted_precache = e.weighted_precache;
+      if (e.weighted_ondemand !== undefined) c.snapshot_weighted_ondemand = e.weighted_ondemand;
     }
   }
 

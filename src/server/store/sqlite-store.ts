@@ -91,6 +91,16 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX chain_blocks_age ON chain_blocks (chain, id);
   `,
+  // 2 -> 3: work weighted by difficulty, for snapshot --weight difficulty. Work credited before
+  // it counts one each.
+  `
+  ALTER TABLE clients ADD COLUMN weighted_precache REAL NOT NULL DEFAULT 0;
+  ALTER TABLE clients ADD COLUMN weighted_ondemand REAL NOT NULL DEFAULT 0;
+  ALTER TABLE clients ADD COLUMN snapshot_weighted_precache REAL NOT NULL DEFAULT 0;
+  ALTER TABLE clients ADD COLUMN snapshot_weighted_ondemand REAL NOT NULL DEFAULT 0;
+  UPDATE clients SET weighted_precache = precache, weighted_ondemand = ondemand,
+    snapshot_weighted_precache = snapshot_precache, snapshot_weighted_ondemand = snapshot_ondemand;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -98,9 +108,9 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
 const WORK_TYPES: readonly WorkType[] = ['precache', 'ondemand'];
 
 /** Column names are interpolated into SQL only from this fixed map, never from input. */
-const COUNTER: Record<WorkType, { count: string; snapshot: string }> = {
-  precache: { count: 'precache', snapshot: 'snapshot_precache' },
-  ondemand: { count: 'ondemand', snapshot: 'snapshot_ondemand' },
+const COUNTER: Record<WorkType, { count: string; snapshot: string; weighted: string; snapshotWeighted: string }> = {
+  precache: { count: 'precache', snapshot: 'snapshot_precache', weighted: 'weighted_precache', snapshotWeighted: 'snapshot_weighted_precache' },
+  ondemand: { count: 'ondemand', snapshot: 'snapshot_ondemand', weighted: 'weighted_ondemand', snapshotWeighted: 'snapshot_weighted_ondemand' },
 };
 
 interface ClientRow {
@@ -110,6 +120,10 @@ interface ClientRow {
   snapshot_precache: number;
   snapshot_ondemand: number;
   block_rewarded: string | null;
+  weighted_precache: number;
+  weighted_ondemand: number;
+  snapshot_weighted_precache: number;
+  snapshot_weighted_ondemand: number;
 }
 interface ServiceRow {
   user: string;
@@ -158,6 +172,10 @@ function toClient(row: ClientRow): ClientRecord {
     ondemand: row.ondemand,
     snapshot_precache: row.snapshot_precache,
     snapshot_ondemand: row.snapshot_ondemand,
+    weighted_precache: row.weighted_precache,
+    weighted_ondemand: row.weighted_ondemand,
+    snapshot_weighted_precache: row.snapshot_weighted_precache,
+    snapshot_weighted_ondemand: row.snapshot_weighted_ondemand,
   };
   if (row.block_rewarded !== null) record.block_rewarded = row.block_rewarded;
   return record;
@@ -268,18 +286,19 @@ export class SqliteStore implements DispatcherStore {
     return row ? toClient(row) : undefined;
   }
 
-  async creditClient(address: string, workType: WorkType, hash: string): Promise<ClientRecord> {
+  async creditClient(address: string, workType: WorkType, hash: string, weight = 1): Promise<ClientRecord> {
     this.check();
     assertWorkType(workType);
-    const column = COUNTER[workType].count;
+    if (!Number.isFinite(weight) || weight < 0) throw new RangeError(`work weight must be a finite number >= 0, got ${weight}`);
+    const { count: column, weighted } = COUNTER[workType];
     const credit = this.db.transaction(() => {
       this.db
         .prepare(
-          `INSERT INTO clients (address, ${column}, block_rewarded, updated_at) VALUES (?, 1, ?, ?)
-           ON CONFLICT (address) DO UPDATE SET ${column} = ${column} + 1,
+          `INSERT INTO clients (address, ${column}, ${weighted}, block_rewarded, updated_at) VALUES (?, 1, ?, ?, ?)
+           ON CONFLICT (address) DO UPDATE SET ${column} = ${column} + 1, ${weighted} = ${weighted} + excluded.${weighted},
              block_rewarded = excluded.block_rewarded, updated_at = excluded.updated_at`,
         )
-        .run(address, hash, this.now());
+        .run(address, weight, hash, this.now());
       this.db.prepare('UPDATE totals SET count = count + 1 WHERE work_type = ?').run(workType);
       return this.db.prepare('SELECT * FROM clients WHERE address = ?').get(address) as ClientRow;
     });
@@ -296,7 +315,9 @@ export class SqliteStore implements DispatcherStore {
     this.check();
     workTypes.forEach(assertWorkType);
     if (addresses.length === 0 || workTypes.length === 0) return;
-    const sets = [...new Set(workTypes)].map((t) => `${COUNTER[t].snapshot} = ${COUNTER[t].count}`).join(', ');
+    const sets = [...new Set(workTypes)]
+      .map((t) => `${COUNTER[t].snapshot} = ${COUNTER[t].count}, ${COUNTER[t].snapshotWeighted} = ${COUNTER[t].weighted}`)
+      .join(', ');
     const stmt = this.db.prepare(`UPDATE clients SET ${sets}, updated_at = ? WHERE address = ?`);
     const now = this.now();
     this.db.transaction(() => {
@@ -309,10 +330,14 @@ export class SqliteStore implements DispatcherStore {
     const now = this.now();
     const stmt = this.db.prepare(
       `UPDATE clients SET snapshot_precache = COALESCE(?, snapshot_precache),
-         snapshot_ondemand = COALESCE(?, snapshot_ondemand), updated_at = ? WHERE address = ?`,
+         snapshot_ondemand = COALESCE(?, snapshot_ondemand),
+         snapshot_weighted_precache = COALESCE(?, snapshot_weighted_precache),
+         snapshot_weighted_ondemand = COALESCE(?, snapshot_weighted_ondemand), updated_at = ? WHERE address = ?`,
     );
     this.db.transaction(() => {
-      for (const e of entries) stmt.run(e.precache ?? null, e.ondemand ?? null, now, e.address);
+      for (const e of entries) {
+        stmt.run(e.precache ?? null, e.ondemand ?? null, e.weighted_precache ?? null, e.weighted_ondemand ?? null, now, e.address);
+      }
     })();
   }
 
