@@ -1,5 +1,5 @@
-// The Blake2b facts both kernel generators fold into their kernels (WGSL: scripts/
-// gen-nano-pow-wgsl.mjs; AssemblyScript: kernels/gen-assembly.mjs), for the Nano work hash: one
+// The Blake2b facts both kernel generators fold into their kernels (WGSL: kernels/
+// gen-wgsl.mjs; AssemblyScript: kernels/gen-assembly.mjs), for the Nano work hash: one
 // 40-byte block, digest 8, no key.
 
 export const U64_MASK = (1n << 64n) - 1n;

@@ -1,16 +1,21 @@
 #!/usr/bin/env node
-// `npm run bench [-- --seconds N] [-- --only node|chromium]`: hashrate of every backend this
+// `npm run bench [-- --seconds N] [-- --only node|chromium] [-- --no-kernels | --no-backends]`:
+// hashrate of every backend this
 // machine has, in Node (Dawn WebGPU, WASM SIMD/scalar with 1 and N threads; via `dpow-web bench`)
 // and in Chromium (WebGPU on SwiftShader, WebGPU on llvmpipe through ANGLE/OpenGL ES, WASM with
 // 1 and N threads, via the engine lab page bench.html served by `vite preview`; and the scalar and
 // SIMD kernels alone on one page thread, for their ratio in the browser's V8).
-// Prints a table in MH/s and writes every row to bench-results.json.
+// Then the WebGPU kernel family against the naive yardstick (shaders/yardstick.wgsl) on each
+// adapter: Dawn in Node, Chromium SwiftShader and Chromium llvmpipe, with the tuner's choice.
+// Prints the tables in MH/s and writes every row to bench-results.json.
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { chromiumKernelBench } from './chromium-kernel-bench.mjs';
 
 const ROOT_DIR = fileURLToPath(new URL('..', import.meta.url));
 const CHROMIUM = process.env.DPOW_CHROMIUM ?? '/usr/lib/chromium/chromium';
@@ -45,8 +50,14 @@ try {
       only: { type: 'string' },
       threads: { type: 'string' },
       out: { type: 'string', default: 'bench-results.json' },
+      kernels: { type: 'boolean', default: true },
+      // Kernel variants to measure besides the tuner's candidates (comma-separated names).
+      variants: { type: 'string' },
+      'chromium-run': { type: 'string' },
+      backends: { type: 'boolean', default: true },
     },
     strict: true,
+    allowNegative: true,
   }).values;
 } catch (err) {
   usage(err.message.split('\n')[0]);
@@ -211,6 +222,43 @@ async function chromiumKernels(chromium) {
   return rows;
 }
 
+// ---- the WebGPU kernel family against the naive yardstick, per adapter -----------------------
+
+const CHROMIUM_KERNEL_RUNS = [
+  { name: 'chromium-swiftshader', flags: ['--enable-unsafe-webgpu'] },
+  { name: 'chromium-llvmpipe', flags: ['--enable-unsafe-webgpu', '--use-angle=gl-egl', '--use-webgpu-adapter=opengles'] },
+];
+
+/** Node (Dawn): `dpow-web bench --tune --json`, so the tuner calibrates and every variant is measured. */
+async function nodeKernels() {
+  const out = await exec(process.execPath, [
+    'bin/dpow-web.mjs',
+    'bench',
+    '--tune',
+    '--json',
+    '--seconds',
+    String(seconds),
+    ...(args.variants ? ['--kernels', args.variants] : []),
+  ]);
+  const report = JSON.parse(out.trim().split('\n').pop());
+  return { name: 'node-dawn', label: report.label, tuning: report.tuning, rows: report.rows };
+}
+
+const sourceOf = (variant) => (variant === 'yardstick' ? 'yardstick' : variant.split('-')[0]);
+
+function kernelTable(run, opsBySource) {
+  if (run.error) return `${run.name}: FAILED ${run.error}\n`;
+  const lines = [`${run.name}: ${run.label}${run.tuning ? `  (tuned: ${run.tuning.variant})` : ''}`];
+  for (const r of run.rows) {
+    const count = r.opsPerNonce ?? opsBySource.get(sourceOf(r.variant));
+    const ops = count ? `${count} ops/nonce` : '';
+    lines.push(
+      `  ${`${r.variant}${r.tuned ? ' (tuned)' : ''}`.padEnd(24)} ${(r.hashrate / 1e6).toFixed(2).padStart(8)} MH/s ${`${r.ratio.toFixed(2)}x`.padStart(7)}  ${ops}`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
 function table(rows) {
   const lines = [
     `${'runtime'.padEnd(9)} ${'backend'.padEnd(22)} ${'adapter / kernel'.padEnd(44)} ${'threads'.padStart(7)} ${'MH/s'.padStart(8)} ${'compile'.padStart(9)}`,
@@ -225,19 +273,40 @@ function table(rows) {
 
 const rows = [];
 const failures = [];
-if (args.only !== 'chromium') {
+if (args.only !== 'chromium' && args.backends) {
   process.stderr.write(`bench: Node backends, ${seconds} s each\n`);
   await nodeBench().then((r) => rows.push(...r), (err) => failures.push(`node: ${err.message}`));
 }
-if (args.only !== 'node') {
+if (args.only !== 'node' && args.backends) {
   process.stderr.write(`bench: Chromium backends, ${seconds} s each\n`);
   await chromiumBench().then((r) => rows.push(...r), (err) => failures.push(`chromium: ${err.message}`));
 }
-process.stdout.write(table(rows));
+const kernels = [];
+if (args.only !== 'chromium' && args.kernels !== false) {
+  process.stderr.write(`bench: WebGPU kernels vs the yardstick in Node, ${seconds} s each\n`);
+  await nodeKernels().then((r) => kernels.push(r), (err) => failures.push(`node kernels: ${err.message}`));
+}
+if (args.only !== 'node' && args.kernels !== false) {
+  process.stderr.write(`bench: WebGPU kernels vs the yardstick in Chromium, ${seconds} s each\n`);
+  await chromiumKernelBench({
+    chromiumPath: CHROMIUM,
+    runs: CHROMIUM_KERNEL_RUNS.filter((run) => !args['chromium-run'] || run.name === args['chromium-run']),
+    seconds,
+    flags: QUIET_FLAGS,
+    variants: args.variants?.split(','),
+  }).then((r) => kernels.push(...r), (err) => failures.push(`chromium kernels: ${err.message}`));
+}
+if (rows.length > 0) process.stdout.write(table(rows));
+if (kernels.length > 0) {
+  process.stdout.write('\nWebGPU kernels, raw MH/s and ratio to the naive yardstick (same run, same adapter):\n');
+  // The op counts are per kernel source; the Node run counted them (kernels/kernel-ops.mjs).
+  const ops = new Map(kernels.flatMap((run) => run.rows ?? []).filter((r) => r.opsPerNonce).map((r) => [sourceOf(r.variant), r.opsPerNonce]));
+  for (const run of kernels) process.stdout.write(kernelTable(run, ops));
+}
 writeFileSync(
-  `${ROOT_DIR}/${args.out}`,
-  `${JSON.stringify({ at: new Date().toISOString(), seconds, threads, cores: availableParallelism(), rows, failures }, null, 2)}\n`,
+  resolve(ROOT_DIR, args.out),
+  `${JSON.stringify({ at: new Date().toISOString(), seconds, threads, cores: availableParallelism(), rows, kernels, failures }, null, 2)}\n`,
 );
 process.stderr.write(`bench: wrote ${args.out}\n`);
 for (const f of failures) process.stderr.write(`bench: FAILED ${f}\n`);
-process.exit(failures.length > 0 || rows.length === 0 ? 1 : 0);
+process.exit(failures.length > 0 || (rows.length === 0 && kernels.length === 0) ? 1 : 0);

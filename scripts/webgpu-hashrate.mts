@@ -3,26 +3,23 @@
  * few seconds and counts hashes.
  *
  *   npx tsx scripts/webgpu-hashrate.mts [--seconds 5] [--backend auto|vulkan|opengles]
- *                                       [--wg 64] [--npi 4] [--target-ms 50] [--shader file.wgsl]
+ *                                       [--kernel biased-n64-w64|yardstick|...] [--target-ms 50]
  *
  * Besides wall-clock MH/s it prints MH per CPU-second of this process: on a software adapter
  * (llvmpipe) the GPU is this process's own threads, so that figure survives other load on a
  * shared machine (multiply by the core count for an idle machine's estimate).
  */
-import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
-import { createNodeGpu, loadShaderCode } from '../src/pow-node/gpu.ts';
+import { createNodeGpu, loadBenchSources } from '../src/pow-node/gpu.ts';
 import { createWebGpuBackend } from '../src/pow/webgpu.ts';
 
 const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '5' },
     backend: { type: 'string', default: 'auto' },
-    wg: { type: 'string' },
-    npi: { type: 'string' },
+    kernel: { type: 'string' },
     'target-ms': { type: 'string' },
-    shader: { type: 'string' },
   },
 });
 const backendName = values.backend as 'auto' | 'vulkan' | 'opengles';
@@ -33,9 +30,8 @@ if (!gpu) {
 }
 const backend = await createWebGpuBackend({
   gpu,
-  shaderCode: values.shader ? readFileSync(values.shader, 'utf8') : loadShaderCode(),
-  workgroupSize: values.wg ? Number(values.wg) : undefined,
-  noncesPerInvocation: values.npi ? Number(values.npi) : undefined,
+  shaders: loadBenchSources(),
+  variant: values.kernel,
   targetDispatchMs: values['target-ms'] ? Number(values['target-ms']) : undefined,
 });
 const root = new Uint8Array(32).map((_, i) => (i * 37 + 11) & 0xff);
@@ -67,8 +63,7 @@ console.log(
   JSON.stringify({
     adapter: backend.label,
     compileMs: Math.round(backend.compileMs),
-    workgroupSize: values.wg ?? 'default',
-    noncesPerInvocation: values.npi ?? 'default',
+    kernel: backend.variant.name,
     seconds: +(ms / 1000).toFixed(2),
     mhs: +(hashes / ms / 1000).toFixed(2),
     mhPerCpuSecond: +(hashes / cpuSeconds / 1e6).toFixed(2),

@@ -9,7 +9,7 @@
 import { batch, computed, signal, type ReadonlySignal } from '@preact/signals';
 import { checkAddress, type AddressCheck } from '../dpow/address.ts';
 import type { DeploymentConfig } from '../dpow/deployment.ts';
-import type { ClientState, WorkerClient } from '../dpow/state.ts';
+import { NO_SUSTAINED_RATES, type ClientState, type WorkerClient } from '../dpow/state.ts';
 import {
   defaultSettings,
   loadSettings,
@@ -34,6 +34,7 @@ export function idleState(): ClientState {
     queue: [],
     current: null,
     hashrate: 0,
+    sustained: NO_SUSTAINED_RATES,
     backend: null,
     backendLabel: '',
     counters: { received: 0, rejected: {}, computed: 0, published: 0, cancelled: 0, accepted: 0, addressAccepted: 0, expired: 0 },

@@ -1,6 +1,8 @@
 /**
- * `dpow-web bench [--backend auto|webgpu|wasm|all] [--seconds N] [--threads N] [--json]`:
- * hashrate per backend in this Node process. WebGPU runs on Dawn (Vulkan or llvmpipe); WASM runs
+ * `dpow-web bench [--backend auto|webgpu|wasm|all] [--seconds N] [--threads N] [--kernel NAME] [--json]`:
+ * hashrate per backend in this Node process. `--tune` (re-)calibrates the WebGPU kernel tuner and
+ * prints every variant against the naive yardstick (kernel-bench.ts); `--kernels all|a,b,...`
+ * measures other variants than the family's candidates. WebGPU runs on Dawn (Vulkan or llvmpipe); WASM runs
  * with 1 thread and with N threads (default: every core), with the SIMD kernel and the scalar one
  * where the runtime has SIMD. 'auto' and 'all' measure everything available.
  */
@@ -11,10 +13,16 @@ import { measureBackend } from '../pow/engine.ts';
 import type { BenchmarkResult, PowBackend } from '../pow/types.ts';
 import { createNodeWebGpuBackend } from '../pow-node/engine.ts';
 import { createNodeWasmBackend } from '../pow-node/wasm-threads.ts';
+import { findVariant, requireVariant } from '../pow/kernel-family.ts';
+import type { KernelStatus } from '../pow/tuner.ts';
+import { formatKernelBench, fullGrid, runKernelBench } from './kernel-bench.ts';
 
 export interface NodeBenchRow extends BenchmarkResult {
   /** 'simd' | 'scalar' for WASM, the adapter for WebGPU. */
   variant: string;
+  /** WebGPU: the kernel variant and its calibrated rate (hashes/s; null while untuned or forced). */
+  kernel?: string;
+  calibratedRate?: number | null;
 }
 
 /** Measures one backend, then releases it (threads, device) before the next one starts. */
@@ -36,6 +44,7 @@ export async function runBenchmarks(options: {
   backend: string;
   seconds: number;
   threads: number;
+  kernel?: string;
   log?: (line: string) => void;
   onRow?: (row: NodeBenchRow) => void;
 }): Promise<NodeBenchRow[]> {
@@ -46,7 +55,18 @@ export async function runBenchmarks(options: {
     options.onRow?.(row);
   };
   if (options.backend !== 'wasm') {
-    const row = await measure(() => createNodeWebGpuBackend(options.log), options.seconds, (b) => b.label);
+    let kernel: KernelStatus | undefined;
+    const row = await measure(
+      async () => {
+        const backend = await createNodeWebGpuBackend({ log: options.log, kernel: options.kernel });
+        await backend?.calibrated; // a first run tunes before it is measured
+        kernel = backend?.kernel;
+        return backend;
+      },
+      options.seconds,
+      (b) => b.label,
+    );
+    if (row && kernel) Object.assign(row, { kernel: kernel.variant, calibratedRate: kernel.calibratedRate });
     if (!row) {
       if (options.backend === 'webgpu') throw new Error('WebGPU is not available here (no adapter)');
       options.log?.('webgpu: no adapter; skipped');
@@ -81,7 +101,10 @@ export function formatRate(hashesPerSecond: number): string {
 
 function formatRow(row: NodeBenchRow): string {
   const name = row.backend === 'webgpu' ? `webgpu (${row.label})` : `wasm ${row.variant} x${row.threads ?? 1}`;
-  return `${name.padEnd(56)} ${formatRate(row.hashrate).padStart(12)}   compile ${row.compileMs.toFixed(0)} ms`;
+  const kernel = row.kernel
+    ? `   kernel ${row.kernel}${row.calibratedRate ? ` (calibrated ${formatRate(row.calibratedRate)})` : ''}`
+    : '';
+  return `${name.padEnd(56)} ${formatRate(row.hashrate).padStart(12)}   compile ${row.compileMs.toFixed(0)} ms${kernel}`;
 }
 
 export function command() {
@@ -89,6 +112,9 @@ export function command() {
     .option('-b, --backend <backend>', 'auto, webgpu, wasm or all (auto and all measure everything available)', 'auto')
     .option('-s, --seconds <s>', 'seconds per measurement', '5')
     .option('-t, --threads <n>', 'WASM threads besides 1 (default: every core)')
+    .option('-k, --kernel <name>', 'the WebGPU kernel variant to use instead of the tuner\'s choice')
+    .option('--tune', 're-run the kernel tuner, then print every variant against the naive yardstick')
+    .option('--kernels <list>', 'measure these variants (comma-separated, or all) against the yardstick')
     .option('--json', 'one JSON line with every row');
 }
 
@@ -96,6 +122,9 @@ interface BenchOptions {
   backend: string;
   seconds: string;
   threads?: string;
+  kernel?: string;
+  tune?: boolean;
+  kernels?: string;
   json?: boolean;
 }
 
@@ -108,7 +137,34 @@ export async function run(argv: string[]): Promise<number> {
   }
   const threads = intOption(values.threads, 'threads', availableParallelism());
   const json = values.json === true;
+  if (values.kernel !== undefined) {
+    try {
+      requireVariant(values.kernel);
+    } catch (err) {
+      throw new CliError(`--kernel: ${(err as Error).message}`);
+    }
+  }
+  if (values.tune || values.kernels !== undefined) {
+    const variants =
+      values.kernels === undefined ? undefined : values.kernels === 'all' ? fullGrid() : values.kernels.split(',').filter(Boolean);
+    for (const name of variants ?? []) {
+      if (!findVariant(name)) throw new CliError(`--kernels: unknown kernel "${name}"`);
+    }
+    const report = await runKernelBench({
+      seconds,
+      variants,
+      retune: values.tune === true,
+      log: (line) => process.stderr.write(`${line}\n`),
+    }).catch((err: Error) => {
+      process.stderr.write(`dpow-web bench: ${err.message}\n`);
+      return null;
+    });
+    if (!report) return 1;
+    process.stdout.write(json ? `${JSON.stringify(report)}\n` : formatKernelBench(report));
+    return 0;
+  }
   const rows = await runBenchmarks({
+    kernel: values.kernel,
     backend,
     seconds,
     threads,

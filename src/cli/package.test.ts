@@ -86,7 +86,7 @@ afterAll(() => {
 
 describe('the packed dpow-web', () => {
   it('ships the built page, server, CLI and kernels, and no TypeScript', () => {
-    for (const f of ['bin/dpow-web.mjs', 'lib/cli/main.js', 'dist/index.html', 'build/wasm/nano-pow-simd.wasm', 'build/wasm/nano-pow-scalar.wasm', 'shaders/nano-pow.wgsl']) {
+    for (const f of ['bin/dpow-web.mjs', 'lib/cli/main.js', 'dist/index.html', 'build/wasm/nano-pow-simd.wasm', 'build/wasm/nano-pow-scalar.wasm', 'shaders/nano-pow-plain.wgsl', 'shaders/nano-pow-biased.wgsl', 'shaders/yardstick.wgsl']) {
       expect(files, f).toContain(f);
     }
     // The Node worker-thread entry the WASM backend spawns is compiled beside its spawner.

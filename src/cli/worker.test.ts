@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { main } from './main.ts';
-import { formatEvent, formatSummary, parseWorkerOptions } from './worker.ts';
+import { formatEvent, formatRateLine, formatSummary, parseWorkerOptions } from './worker.ts';
 import { CliError } from './args.ts';
 import { validateWork } from '../pow/work.ts';
 import type { ClientState } from '../dpow/state.ts';
@@ -131,5 +131,20 @@ describe('dpow-web worker process', () => {
     // The average over the time spent computing, not the idle rate at shutdown.
     expect(all).toMatch(/hashrate: [1-9][\d.]* [kM]?H\/s while computing on wasm/);
     expect(out.stderr()).toBe('');
+  });
+
+  it('prints the sustained rate, busy share and tuned capacity in its rate lines and summary', () => {
+    const state = {
+      counters: { received: 1, rejected: {}, computed: 1, published: 1, cancelled: 0, accepted: 1, expired: 0 },
+      backend: 'webgpu',
+      backendLabel: 'NVIDIA H200',
+      sustained: { hashrate: 3.2e9, busyShare: 0.04, kernel: 'plain-n8-w256', capacity: 3.5e9 },
+    } as unknown as ClientState;
+    const line = 'last minute: 3.20 GH/s sustained, busy 4%, tuned capacity 3.50 GH/s (plain-n8-w256)';
+    expect(formatSummary(state, 1000, 3.1e9)).toContain(line);
+    expect(formatRateLine(state)).toBe(
+      '3.20 GH/s sustained while computing, busy 4% of the last minute, tuned capacity 3.50 GH/s (plain-n8-w256)',
+    );
+    expect(formatRateLine({ ...state, sustained: { ...state.sustained, hashrate: 0 } })).toBeNull();
   });
 });

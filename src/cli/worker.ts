@@ -1,6 +1,6 @@
 /**
  * `dpow-web worker --broker <url> --address <addr> [--work any|precache|ondemand]
- *  [--backend auto|webgpu|wasm] [--threads N] [--intensity F] [--username u --password p]
+ *  [--backend auto|webgpu|wasm] [--threads N] [--intensity F] [--kernel NAME] [--username u --password p]
  *  [--max-multiplier M] [--heartbeat-timeout S] [--job-timeout S] [--queue-limit N]
  *  [--address-prefixes nano,xrb]`   (--help lists them)
  *
@@ -14,8 +14,9 @@ import { parseBackend } from './work.ts';
 import { DpowClient, resolveBrokerUrl } from '../dpow/client.ts';
 import { formatMultiplier } from '../dpow/format.ts';
 import { checkAddress } from '../dpow/address.ts';
-import type { ClientEvent, ClientSettings, ClientState, WorkChoice } from '../dpow/state.ts';
+import { NO_SUSTAINED_RATES, type ClientEvent, type ClientSettings, type ClientState, type WorkChoice } from '../dpow/state.ts';
 import { difficultyPolicy } from '../pow/difficulty.ts';
+import { requireVariant } from '../pow/kernel-family.ts';
 import type { BackendChoice } from '../pow/types.ts';
 import { formatHashrate } from '../pow/hashrate.ts';
 
@@ -36,6 +37,7 @@ export function command() {
     .option('-b, --backend <backend>', 'auto, webgpu or wasm', 'auto')
     .option('-t, --threads <n>', 'WASM threads (default: every core)')
     .option('--intensity <f>', 'share of the device to use, in (0, 1]')
+    .option('-k, --kernel <name>', 'the WebGPU kernel variant to use instead of the tuner\'s choice')
     .option('-u, --username <user>', 'broker login', 'client')
     .option('-p, --password <password>', 'broker password (or $DPOW_WORKER_PASSWORD; client when neither is set)')
     .option('--max-multiplier <m>', 'refuse jobs above this multiplier of the Nano send threshold')
@@ -54,6 +56,7 @@ interface WorkerFlags {
   backend: string;
   threads?: string;
   intensity?: string;
+  kernel?: string;
   username: string;
   password?: string;
   maxMultiplier?: string;
@@ -67,6 +70,8 @@ interface WorkerFlags {
 export interface WorkerOptions extends ClientSettings {
   /** Work above this multiplier (vs the Nano send threshold) is refused. Default 64. */
   maxMultiplier?: number;
+  /** A WebGPU kernel variant to use without tuning (--kernel). */
+  kernel?: string;
 }
 
 /** Parses the options; throws CliError with the reason for anything bad. */
@@ -83,7 +88,15 @@ export function parseWorkerOptions(argv: string[]): WorkerOptions {
   if (!WORK_CHOICES.includes(work)) throw new CliError(`--work must be one of ${WORK_CHOICES.join('|')}, got "${values.work}"`);
   const intensity = positiveNumber(values.intensity, 'intensity');
   if (intensity !== undefined && intensity > 1) throw new CliError(`--intensity must be in (0, 1], got "${values.intensity}"`);
+  if (values.kernel !== undefined) {
+    try {
+      requireVariant(values.kernel);
+    } catch (err) {
+      throw new CliError(`--kernel: ${(err as Error).message}`);
+    }
+  }
   return {
+    kernel: values.kernel,
     brokerUrl: url.url,
     username: values.username,
     password: values.password ?? process.env.DPOW_WORKER_PASSWORD ?? 'client',
@@ -118,8 +131,21 @@ export function formatDuration(ms: number): string {
   return h ? `${h}h${String(m).padStart(2, '0')}m${String(s % 60).padStart(2, '0')}s` : m ? `${m}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
 }
 
+const RATE_LINE_MS = 60_000;
+
+/** The worker's periodic rate line, or null when nothing was computed in the last minute. */
+export function formatRateLine(state: ClientState): string | null {
+  const sustained = state.sustained ?? NO_SUSTAINED_RATES;
+  if (!(sustained.hashrate > 0)) return null;
+  const capacity = sustained.capacity !== null ? `, tuned capacity ${formatHashrate(sustained.capacity)} (${sustained.kernel})` : '';
+  return `${formatHashrate(sustained.hashrate)} sustained while computing, busy ${Math.round(sustained.busyShare * 100)}% of the last minute${capacity}`;
+}
+
 /** The exit summary: counters, hashrate, uptime. */
 export function formatSummary(state: ClientState, uptimeMs: number, hashrate: number): string {
+  const sustained = state.sustained ?? NO_SUSTAINED_RATES;
+  const capacity =
+    sustained.capacity !== null ? `, tuned capacity ${formatHashrate(sustained.capacity)} (${sustained.kernel})` : '';
   const c = state.counters;
   const rejected = Object.entries(c.rejected)
     .sort(([a], [b]) => a.localeCompare(b))
@@ -131,6 +157,7 @@ export function formatSummary(state: ClientState, uptimeMs: number, hashrate: nu
     `  jobs: received ${c.received}, computed ${c.computed}, published ${c.published}, accepted ${c.accepted}, cancelled ${c.cancelled}, expired ${c.expired}, address total ${c.addressAccepted}`,
     `  rejected: ${rejected || 'none'}`,
     `  hashrate: ${formatHashrate(hashrate)} while computing${backend}`,
+    `  last minute: ${formatHashrate(sustained.hashrate)} sustained, busy ${Math.round(sustained.busyShare * 100)}%${capacity}`,
   ].join('\n');
 }
 
@@ -145,6 +172,7 @@ export async function run(argv: string[]): Promise<number> {
   const engine = await createNodeEngine({
     backend: settings.backend,
     threads: settings.threads,
+    kernel: settings.kernel,
     policy,
     log: (message) => out(`${new Date().toISOString()} ${'engine'.padEnd(10)} ${message}`),
   });
@@ -169,6 +197,14 @@ export async function run(argv: string[]): Promise<number> {
     }
   });
 
+  // Once a minute while work was done: the sustained rate, the busy share and the tuned capacity
+  // (a GPU finishes most jobs in milliseconds, so a live rate alone would read 0).
+  const rateLines = setInterval(() => {
+    const line = formatRateLine(client.getState());
+    if (line) out(`${new Date().toISOString()} ${'rate'.padEnd(10)} ${line}`);
+  }, RATE_LINE_MS);
+  rateLines.unref();
+
   const stopped = new Promise<string>((resolve) => {
     const onInt = () => onSignal('SIGINT');
     const onTerm = () => onSignal('SIGTERM');
@@ -190,6 +226,7 @@ export async function run(argv: string[]): Promise<number> {
     throw new CliError((err as Error).message);
   }
   const signal = await stopped;
+  clearInterval(rateLines);
   out(`${new Date().toISOString()} ${'stop'.padEnd(10)} ${signal}: stopping`);
   await client.stop();
   const state = client.getState();

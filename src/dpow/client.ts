@@ -330,6 +330,7 @@ export class DpowClient implements WorkerClient {
       queue: this.loop.queued(),
       current: this.loop.current(),
       hashrate: this.loop.hashrate,
+      sustained: this.loop.sustained,
       backend: this.loop.backend,
       backendLabel: this.loop.backendLabel,
       counters: this.log.counters(this.loop.expiredCount),

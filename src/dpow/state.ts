@@ -86,6 +86,19 @@ export interface JobEventInfo {
   backend?: BackendName;
 }
 
+/** What the engine did over the last minute, and what its device can do. */
+export interface SustainedRates {
+  /** Hashes per second of computing time. */
+  hashrate: number;
+  /** Share of the time spent computing, in [0, 1]. */
+  busyShare: number;
+  /** WebGPU kernel variant, and its calibrated rate (the tuned capacity). */
+  kernel: string | null;
+  capacity: number | null;
+}
+
+export const NO_SUSTAINED_RATES: SustainedRates = { hashrate: 0, busyShare: 0, kernel: null, capacity: null };
+
 export interface ClientState {
   connection: ConnectionState;
   /** ms since the last heartbeat, or null if none yet. */
@@ -94,6 +107,8 @@ export interface ClientState {
   queue: QueuedJob[];
   current: CurrentJob | null;
   hashrate: number;
+  /** The engine's sustained rate, busy share and tuned kernel (see EngineStatus). */
+  sustained: SustainedRates;
   backend: BackendName | null;
   backendLabel: string;
   counters: ClientCounters;

@@ -17,7 +17,7 @@ import type { WorkMessage, WorkType } from './codec.ts';
 import type { EventLog } from './event-log.ts';
 import { shortHash } from './event-log.ts';
 import { WorkQueue, type Job } from './queue.ts';
-import type { ClientSettings, CurrentJob, QueuedJob } from './state.ts';
+import { NO_SUSTAINED_RATES, type ClientSettings, type CurrentJob, type QueuedJob, type SustainedRates } from './state.ts';
 import { withTimeout } from './session.ts';
 
 /** The part of the engine the client uses (the page passes its Comlink proxy, Node a PowEngine). */
@@ -64,6 +64,8 @@ export class WorkLoop {
   /** The engine's latest failure, cleared by its next good result. */
   error: string | null = null;
   hashrate = 0;
+  /** The engine's sustained rate, busy share and tuned kernel. */
+  sustained: SustainedRates = NO_SUSTAINED_RATES;
   backend: BackendName | null = null;
   backendLabel = '';
   private hashrateTimer: ReturnType<typeof setTimeout> | undefined;
@@ -261,6 +263,12 @@ export class WorkLoop {
   private onEngineStatus(status: EngineStatus): void {
     const changedBackend = status.backend !== null && (status.backend !== this.backend || status.label !== this.backendLabel);
     this.hashrate = status.hashrate;
+    this.sustained = {
+      hashrate: status.sustainedHashrate ?? 0,
+      busyShare: status.busyShare ?? 0,
+      kernel: status.kernel ?? null,
+      capacity: status.capacity ?? null,
+    };
     if (status.backend !== null) {
       this.backend = status.backend;
       this.backendLabel = status.label;

@@ -2,7 +2,7 @@
  * The engine lab (bench.html): compute one proof of work or benchmark the backends in this
  * browser, with the same engine worker the app uses. `npm run bench` and e2e/engine.spec.ts drive
  * it through the data-testid hooks. Query parameters preselect the form:
- *   ?backend=auto|webgpu|wasm&threads=N&seconds=N&root=<64 hex>&difficulty=<16 hex>
+ *   ?backend=auto|webgpu|wasm&threads=N&seconds=N&root=<64 hex>&difficulty=<16 hex>&kernel=<variant>
  */
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
@@ -32,6 +32,9 @@ const { engine, onStatus } = createBrowserEngine();
 type Phase = 'idle' | 'running' | 'done' | 'cancelled' | 'error' | 'benchmarking' | 'benchmarked';
 
 const params = new URLSearchParams(location.search);
+// ?kernel=<variant> pins a WebGPU kernel variant instead of the tuner's choice.
+const pinnedKernel = params.get('kernel');
+if (pinnedKernel) void engine.setKernel(pinnedKernel).catch((err: unknown) => console.error(String(err)));
 const BACKENDS: BackendChoice[] = ['auto', 'webgpu', 'wasm'];
 const initialBackend = BACKENDS.find((b) => b === params.get('backend')) ?? 'auto';
 const defaultThreads = Math.max(1, (navigator.hardwareConcurrency || 2) - 1);
@@ -194,6 +197,10 @@ function Lab() {
         <dd data-testid="total-hashes">{status?.totalHashes ?? 0}</dd>
         <dt>Kernel mismatches</dt>
         <dd data-testid="kernel-mismatches">{status?.kernelMismatches ?? 0}</dd>
+        <dt>Kernel</dt>
+        <dd data-testid="kernel">
+          {status?.kernel ? `${status.kernel}${status.capacity ? ` (calibrated ${formatRate(status.capacity)})` : ''}` : '—'}
+        </dd>
       </dl>
       {error && <p class="error" data-testid="error">{error}</p>}
 

@@ -3,10 +3,13 @@
  * and WASM threads (nested module workers), exposed with one Comlink.expose.
  */
 import * as Comlink from 'comlink';
-import shaderCode from '../../shaders/nano-pow.wgsl?raw';
+import biased from '../../shaders/nano-pow-biased.wgsl?raw';
+import plain from '../../shaders/nano-pow-plain.wgsl?raw';
 import { installEngineErrorTransfer } from '../pow/engine-errors.ts';
 import { PowEngine } from '../pow/engine.ts';
+import { createTunedBackend } from '../pow/tuner.ts';
 import { createWebGpuBackend } from '../pow/webgpu.ts';
+import { indexedDbTuningStore } from './tuning-store.ts';
 import { compileKernels, createWasmBackend, type WebWorkerLike } from '../pow/wasm.ts';
 import { kernelUrl } from './wasm-urls.ts';
 
@@ -27,7 +30,12 @@ let kernels: ReturnType<typeof compileKernels> | undefined;
 const gpu = (self.navigator as Navigator & { gpu?: GPU }).gpu;
 
 const engine = new PowEngine({
-  webgpu: gpu ? () => createWebGpuBackend({ gpu, shaderCode, log: info }) : undefined,
+  webgpu: gpu
+    ? async () => {
+        const inner = await createWebGpuBackend({ gpu, shaders: { plain, biased }, log: info });
+        return createTunedBackend(inner, { runtime: self.navigator.userAgent, store: indexedDbTuningStore(), log: info });
+      }
+    : undefined,
   wasm: async (threads) => {
     // A failed compile is not cached: the next job tries again (e.g. after a network blip).
     kernels ??= compileKernels(fetchKernel, info).catch((err: unknown) => {

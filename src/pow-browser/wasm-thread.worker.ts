@@ -1,14 +1,19 @@
 /**
  * A WASM search thread in the browser: a module worker the engine worker spawns once per thread
  * (`new Worker(new URL('./wasm-thread.worker.ts', import.meta.url), { type: 'module' })`).
- * The search loop and its message protocol are in wasm-thread-core.js, shared with Node.
+ * The search loop is src/pow/wasm-thread-core.ts, shared with Node; its messages are
+ * src/pow/wasm-protocol.ts.
  */
-import { createThreadRuntime } from '../pow/wasm-thread-core.js';
+import { asToThread, type FromThread } from '../pow/wasm-protocol.ts';
+import { createThreadRuntime } from '../pow/wasm-thread-core.ts';
 
 const scope = self as unknown as {
-  postMessage(message: unknown): void;
+  postMessage(message: FromThread): void;
   addEventListener(type: 'message', listener: (event: MessageEvent) => void): void;
 };
 
 const runtime = createThreadRuntime((message) => scope.postMessage(message));
-scope.addEventListener('message', (event) => runtime.handle(event.data));
+scope.addEventListener('message', (event) => {
+  const message = asToThread(event.data);
+  if (message) runtime.handle(message);
+});

@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createNodeEngine } from './engine.ts';
-import { createNodeGpu, loadShaderCode } from './gpu.ts';
+import { createNodeGpu, loadKernelSources } from './gpu.ts';
 import { createNodeWasmBackend } from './wasm-threads.ts';
 import { PowEngine } from '../pow/engine.ts';
 import { createWebGpuBackend } from '../pow/webgpu.ts';
@@ -78,7 +78,7 @@ describe('createNodeEngine', () => {
     });
     const logs: string[] = [];
     const e = new PowEngine({
-      webgpu: () => createWebGpuBackend({ gpu: dyingGpu, shaderCode: loadShaderCode(), log: () => undefined }),
+      webgpu: () => createWebGpuBackend({ gpu: dyingGpu, shaders: loadKernelSources(), log: () => undefined }),
       wasm: (threads) => createNodeWasmBackend({ threads }),
       defaultThreads: 2,
       log: (m) => logs.push(m),

@@ -6,9 +6,11 @@
 import { availableParallelism } from 'node:os';
 import type { DifficultyPolicy } from '../pow/difficulty.ts';
 import { PowEngine } from '../pow/engine.ts';
-import type { BackendChoice, PowBackend } from '../pow/types.ts';
+import { createTunedBackend, type TunedWebGpuBackend, type TuningStore } from '../pow/tuner.ts';
+import type { BackendChoice } from '../pow/types.ts';
 import { createWebGpuBackend } from '../pow/webgpu.ts';
-import { createNodeGpu, loadShaderCode } from './gpu.ts';
+import { createNodeGpu, loadKernelSources } from './gpu.ts';
+import { dawnRuntime, fileTuningStore } from './tuning-store.ts';
 import { createNodeWasmBackend } from './wasm-threads.ts';
 
 export interface NodeEngineOptions {
@@ -20,6 +22,8 @@ export interface NodeEngineOptions {
   policy?: DifficultyPolicy;
   /** Prefer the SIMD WASM kernel where the runtime has SIMD (default true). */
   preferSimd?: boolean;
+  /** A WebGPU kernel variant to use without tuning (--kernel). */
+  kernel?: string;
   log?: (message: string) => void;
 }
 
@@ -28,17 +32,35 @@ export function defaultThreadCount(): number {
   return Math.max(1, availableParallelism() - 1);
 }
 
-/** The WebGPU backend on Dawn, or null when this machine has no adapter. */
-export async function createNodeWebGpuBackend(log?: (message: string) => void): Promise<PowBackend | null> {
+export interface NodeWebGpuOptions {
+  log?: (message: string) => void;
+  /** A kernel variant to use without tuning (--kernel). */
+  kernel?: string;
+  /** Where tuning results are cached; default a file under the user's cache directory. */
+  tuningStore?: TuningStore;
+}
+
+/**
+ * The WebGPU backend on Dawn with the kernel tuner (a cached choice, or a calibration in the
+ * background), or null when this machine has no adapter.
+ */
+export async function createNodeWebGpuBackend(options: NodeWebGpuOptions = {}): Promise<TunedWebGpuBackend | null> {
+  const { log } = options;
   const gpu = await createNodeGpu({ log });
   if (!gpu) return null;
-  return createWebGpuBackend({ gpu, shaderCode: loadShaderCode(), log });
+  const inner = await createWebGpuBackend({ gpu, shaders: loadKernelSources(), variant: options.kernel, log });
+  return createTunedBackend(inner, {
+    runtime: dawnRuntime(),
+    store: options.tuningStore ?? fileTuningStore(),
+    forced: options.kernel,
+    log,
+  });
 }
 
 export async function createNodeEngine(options: NodeEngineOptions = {}): Promise<PowEngine> {
   const log = options.log;
   return new PowEngine({
-    webgpu: options.backend === 'wasm' ? undefined : () => createNodeWebGpuBackend(log),
+    webgpu: options.backend === 'wasm' ? undefined : () => createNodeWebGpuBackend({ log, kernel: options.kernel }),
     wasm: (threads) => createNodeWasmBackend({ threads, preferSimd: options.preferSimd }),
     defaultThreads: options.threads ?? defaultThreadCount(),
     defaultBackend: options.backend,

@@ -10,6 +10,7 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { create, globals } from 'webgpu';
+import type { KernelSources } from '../pow/kernel-family.ts';
 
 export type NodeGpuBackend = 'auto' | 'vulkan' | 'opengles';
 
@@ -141,7 +142,14 @@ export async function createNodeGpu(options: NodeGpuOptions = {}): Promise<GPU |
   return tryBackend('opengles', true, log);
 }
 
-/** The WGSL kernel's source, read from shaders/ next to this module's tree. */
-export function loadShaderCode(): string {
-  return readFileSync(new URL('../../shaders/nano-pow.wgsl', import.meta.url), 'utf8');
+const shaderText = (file: string): string => readFileSync(new URL(`../../shaders/${file}`, import.meta.url), 'utf8');
+
+/** The WGSL kernel family's sources (shaders/nano-pow-<carry>.wgsl; see src/pow/kernel-family.ts). */
+export function loadKernelSources(): KernelSources {
+  return { plain: shaderText('nano-pow-plain.wgsl'), biased: shaderText('nano-pow-biased.wgsl') };
+}
+
+/** The family plus the bench's naive yardstick (shaders/yardstick.wgsl). */
+export function loadBenchSources(): KernelSources {
+  return { ...loadKernelSources(), yardstick: shaderText('yardstick.wgsl') };
 }

@@ -1,10 +1,15 @@
 /**
  * The WASM backend under Node: compiles build/wasm/nano-pow-{simd,scalar}.wasm once per process
- * and runs the search threads as worker_threads (src/pow-node/wasm-thread.mjs, plain JS, no loader).
+ * and runs the search threads as worker_threads (src/pow-node/wasm-thread.ts, see startThreadWorker).
  * An idle pool is unref'd, so it never keeps a CLI process alive; a running search holds it.
  */
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { asFromThread } from '../pow/wasm-protocol.ts';
 import { compileKernels, createWasmBackend, type WasmBackend, type WasmKernels, type WasmThread } from '../pow/wasm.ts';
 
 const KERNEL_URLS = {
@@ -12,7 +17,37 @@ const KERNEL_URLS = {
   scalar: new URL('../../build/wasm/nano-pow-scalar.wasm', import.meta.url),
 } as const;
 
-const THREAD_ENTRY = new URL('./wasm-thread.mjs', import.meta.url);
+/**
+ * Run from the TypeScript sources (the CLI registers tsx; tests and scripts run under it), this
+ * module is a .ts file and so is the thread entry. A worker thread does not inherit the parent's
+ * loader, and tsx's `--import` hook skips worker threads, so the worker is a two-line bootstrap
+ * that registers tsx's ESM API and then imports the entry. Compiled to JavaScript (a package
+ * build), this module and its entry are .js files and the worker starts the entry directly.
+ */
+const FROM_SOURCES = new URL(import.meta.url).pathname.endsWith('.ts');
+const THREAD_ENTRY = new URL(FROM_SOURCES ? './wasm-thread.ts' : './wasm-thread.js', import.meta.url);
+
+/** The file URL of tsx's ESM register API (tsx/esm/api), from its package manifest. */
+function tsxRegisterUrl(): string {
+  const manifestPath = createRequire(import.meta.url).resolve('tsx/package.json');
+  const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as {
+    exports: Record<string, { import?: { default?: string } } | string>;
+  };
+  const api = manifest.exports['./esm/api'];
+  const file = typeof api === 'object' ? api.import?.default : undefined;
+  if (!file) throw new Error(`tsx (${manifestPath}) has no ./esm/api export`);
+  return pathToFileURL(join(dirname(manifestPath), file)).href;
+}
+
+let bootstrap: string | undefined;
+
+/** Starts one search thread (src/pow-node/wasm-thread.ts). */
+export function startThreadWorker(name?: string): Worker {
+  if (!FROM_SOURCES) return new Worker(THREAD_ENTRY, { name });
+  bootstrap ??= `import(${JSON.stringify(tsxRegisterUrl())})
+  .then((tsx) => { tsx.register(); return import(${JSON.stringify(THREAD_ENTRY.href)}); });`;
+  return new Worker(bootstrap, { eval: true, name });
+}
 
 let kernels: Promise<WasmKernels> | undefined;
 
@@ -47,7 +82,12 @@ export function nodeThread(worker: Worker): WasmThread {
   worker.on('exit', (code) => fail(new Error(`the thread exited (code ${code})`)));
   return {
     postMessage: (message) => worker.postMessage(message),
-    onMessage: (callback) => worker.on('message', callback),
+    onMessage: (callback) =>
+      worker.on('message', (raw: unknown) => {
+        const message = asFromThread(raw);
+        if (message) callback(message);
+        else fail(new Error(`the thread sent something that is not a thread message: ${String(raw)}`));
+      }),
     onError: (callback) => errorCallbacks.push(callback),
     setActive: (busy) => (busy ? worker.ref() : worker.unref()),
     terminate: () => {
@@ -74,6 +114,6 @@ export async function createNodeWasmBackend(options: NodeWasmOptions): Promise<W
     chunk: options.chunk,
     log: options.log,
     module,
-    spawn: (index) => nodeThread(new Worker(THREAD_ENTRY, { name: `pow-wasm-${index}` })),
+    spawn: (index) => nodeThread(startThreadWorker(`pow-wasm-${index}`)),
   });
 }

@@ -424,3 +424,37 @@ describe('across the Comlink boundary (as the page talks to the engine worker)',
     }
   });
 });
+
+describe('sustained hashrate', () => {
+  it('keeps the rate over computing time, the busy share and the kernel between jobs', async () => {
+    const tuned = referenceBackend({ name: 'webgpu', label: 'tuned gpu' }).backend as PowBackend & {
+      kernel?: { variant: string; calibratedRate: number | null };
+    };
+    Object.assign(tuned, { kernel: { variant: 'plain-n8-w256', calibratedRate: 5e9 } });
+    const engine = makeEngine({ webgpu: async () => tuned });
+    await engine.generate(ROOT, MEDIUM, { backend: 'webgpu' });
+    await new Promise((r) => setTimeout(r, 50)); // idle after the job
+    const status = await engine.status();
+    expect(status.hashrate).toBe(0); // the live rate: nothing runs now
+    expect(status.sustainedHashrate).toBeGreaterThan(0);
+    expect(status.busyShare).toBeGreaterThan(0);
+    expect(status.busyShare).toBeLessThan(1);
+    expect(status.kernel).toBe('plain-n8-w256');
+    expect(status.capacity).toBe(5e9);
+  });
+});
+
+describe('pinned kernel', () => {
+  it('hands a pinned variant to the WebGPU backend, now or when it is created, and refuses unknown names', async () => {
+    const forced: (string | null)[] = [];
+    const gpu = referenceBackend({ name: 'webgpu' }).backend;
+    Object.assign(gpu, { forceKernel: (variant: string | null) => void forced.push(variant) });
+    const engine = makeEngine({ webgpu: async () => gpu });
+    await engine.setKernel('plain-n8-w256'); // before the backend exists
+    await engine.generate(ROOT, MEDIUM, { backend: 'webgpu' });
+    expect(forced).toEqual(['plain-n8-w256']);
+    await engine.setKernel(null);
+    expect(forced).toEqual(['plain-n8-w256', null]);
+    await expect(engine.setKernel('fancy')).rejects.toThrow(RangeError);
+  });
+});

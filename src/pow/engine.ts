@@ -19,6 +19,8 @@
  * browser worker and in Node.
  */
 import { DEFAULT_POLICY, checkDifficulty, type DifficultyPolicy } from './difficulty.ts';
+import { requireVariant } from './kernel-family.ts';
+import { SustainedMeter } from './sustained.ts';
 import {
   PowInputError,
   parseRoot,
@@ -131,6 +133,11 @@ export class PowEngine implements EngineApi {
 
   private readonly listeners = new Set<(status: EngineStatus) => void>();
   private readonly meter = new RateMeter();
+  private readonly sustained = new SustainedMeter();
+  /** The backend of the job running or last run (for its kernel status). */
+  private lastBackend: PowBackend | null = null;
+  /** A kernel variant the user pinned (setKernel), or null for the tuner's choice. */
+  private kernel: string | null = null;
   private statusTimer: ReturnType<typeof setInterval> | undefined;
   private current: { root: string | null; backend: BackendName | null; label: string } = {
     root: null,
@@ -209,6 +216,7 @@ export class PowEngine implements EngineApi {
       for (const backend of backends) {
         if (signal.aborted) break;
         this.current = { root: null, backend: backend.name, label: backend.label };
+        this.lastBackend = backend;
         results.push(await measureBackend(backend, seconds, { signal, onHashes: (n) => this.countHashes(n) }));
       }
       return results;
@@ -287,12 +295,25 @@ export class PowEngine implements EngineApi {
     const factory = this.options.webgpu;
     if (!factory) return Promise.resolve(null);
     if (!this.webgpu) {
-      this.webgpu = factory().catch((err: unknown) => {
-        this.log(`WebGPU backend unavailable: ${describeError(err)}`);
-        return null;
-      });
+      this.webgpu = factory().then(
+        (backend) => {
+          if (backend && this.kernel !== null) backend.forceKernel?.(this.kernel);
+          return backend;
+        },
+        (err: unknown) => {
+          this.log(`WebGPU backend unavailable: ${describeError(err)}`);
+          return null;
+        },
+      );
     }
     return this.webgpu;
+  }
+
+  async setKernel(variant: string | null): Promise<void> {
+    if (variant !== null) requireVariant(variant);
+    this.kernel = variant;
+    const backend = this.webgpu ? await this.webgpu : null;
+    backend?.forceKernel?.(variant);
   }
 
   /** Forgets a failed WebGPU backend so the next job asks for a fresh device. */
@@ -359,6 +380,7 @@ export class PowEngine implements EngineApi {
       if (signal.aborted) throw new PowCancelledError(rootText);
       if (intensity !== undefined) backend.setIntensity?.(intensity);
       this.current = { ...this.current, backend: backend.name, label: backend.label };
+      this.lastBackend = backend;
       const startNonce = randomNonce();
       let hit;
       try {
@@ -413,11 +435,15 @@ export class PowEngine implements EngineApi {
   private countHashes(count: number): void {
     if (!(count > 0)) return;
     this.totalHashes += count;
-    this.meter.add(performance.now(), count);
+    const now = performance.now();
+    this.meter.add(now, count);
+    this.sustained.add(now, count);
   }
 
   private beginBusy(root: string | null): void {
-    this.meter.start(performance.now());
+    const now = performance.now();
+    this.meter.start(now);
+    this.sustained.begin(now);
     this.current = { ...this.current, root };
     this.ensureStatusTimer();
     this.broadcast();
@@ -430,6 +456,7 @@ export class PowEngine implements EngineApi {
   }
 
   private endBusy(): void {
+    this.sustained.end(performance.now());
     this.current = { ...this.current, root: null };
     this.stopStatusTimer();
     this.broadcast();
@@ -442,7 +469,13 @@ export class PowEngine implements EngineApi {
 
   private snapshot(): EngineStatus {
     const busy = this.running !== null;
+    const sustained = this.sustained.read(performance.now());
+    const kernel = this.lastBackend?.kernel ?? null;
     return {
+      sustainedHashrate: sustained.rate,
+      busyShare: sustained.busyShare,
+      kernel: kernel?.variant ?? null,
+      capacity: kernel?.calibratedRate ?? null,
       hashrate: busy ? this.meter.rate(performance.now()) : 0,
       backend: this.current.backend,
       label: this.current.label,

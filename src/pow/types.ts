@@ -38,8 +38,12 @@ export interface PowBackend {
   readonly software?: boolean;
   /** WASM worker threads (WASM backends only). */
   readonly threads?: number;
+  /** The kernel variant and its calibrated rate (tuned WebGPU backends only). */
+  readonly kernel?: { readonly variant: string; readonly calibratedRate: number | null };
   /** GPU share of time in (0, 1] (WebGPU backends only). */
   setIntensity?(intensity: number): void;
+  /** Pins a kernel variant (null: back to the tuner's choice). Tuned WebGPU backends only. */
+  forceKernel?(variant: string | null): void;
   /** Resolves with a candidate, or null when the signal aborted the search. */
   search(request: SearchRequest): Promise<KernelHit | null>;
   /** Releases the device / threads. */
@@ -74,6 +78,17 @@ export interface EngineStatus {
   totalHashes: number;
   /** Kernel answers that failed the reference check (should stay 0). */
   kernelMismatches: number;
+  /**
+   * Hashes per second of computing time over the last minute: what the device does while it
+   * works, undiluted by the gaps between jobs (a GPU finishes a receive job in milliseconds).
+   */
+  sustainedHashrate: number;
+  /** Share of the last minute spent computing, in [0, 1]. */
+  busyShare: number;
+  /** The WebGPU kernel variant in use (the tuner's choice), or null. */
+  kernel: string | null;
+  /** That variant's calibrated raw rate (hashes/s): the device's tuned capacity; null if untuned. */
+  capacity: number | null;
 }
 
 export interface BenchmarkOptions {
@@ -106,6 +121,11 @@ export interface EngineApi {
   /** Subscribes to status updates (hashrate etc.), a few per second while busy. */
   onStatus(callback: (status: EngineStatus) => void): void;
   status(): Promise<EngineStatus>;
+  /**
+   * Pins the WebGPU kernel variant (a setting; kernel-family.ts names them), or null for the
+   * tuner's choice. Rejects with a RangeError for an unknown name.
+   */
+  setKernel(variant: string | null): Promise<void>;
 }
 
 export class PowCancelledError extends Error {

@@ -9,11 +9,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kernelSource, KERNEL_FILES } from '../../kernels/gen-assembly.mjs';
-import { createNodeWasmBackend, loadNodeKernels, nodeThread } from '../pow-node/wasm-threads.ts';
+import { createNodeWasmBackend, loadNodeKernels, nodeThread, startThreadWorker } from '../pow-node/wasm-threads.ts';
 import { createWasmBackend, detectSimd, rootWords, type WasmBackend, type WasmThread } from './wasm.ts';
-import { createThreadRuntime } from './wasm-thread-core.js';
+import { createThreadRuntime } from './wasm-thread-core.ts';
 import { parseRoot, parseWork, validateWork, workValue } from './work.ts';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 
 const EASY = 0xfff0000000000000n; // about 4096 hashes
 const NEVER = 0xffffffffffffffffn; // about 2^64 hashes: only a cancel ends it
@@ -202,9 +202,8 @@ describe('WASM SIMD detection', () => {
 
 /** Records every message the pool sends to and receives from its threads. */
 function recordingSpawn(sent: unknown[][], received: unknown[][]) {
-  const entry = new URL('../pow-node/wasm-thread.mjs', import.meta.url);
   return (index: number): WasmThread => {
-    const thread = nodeThread(new Worker(entry));
+    const thread = nodeThread(startThreadWorker());
     sent[index] = [];
     received[index] = [];
     return {
@@ -365,14 +364,13 @@ describe('Node pool nonce layout', () => {
   it('a thread that dies fails the running search with the reason; the next search gets fresh threads', async () => {
     const kernels = await loadNodeKernels();
     const workers: Worker[] = [];
-    const entry = new URL('../pow-node/wasm-thread.mjs', import.meta.url);
     const logs: string[] = [];
     const backend = await createWasmBackend({
       threads: 2,
       module: kernels,
       log: (m) => logs.push(m),
       spawn: () => {
-        const worker = new Worker(entry);
+        const worker = startThreadWorker();
         workers.push(worker);
         return nodeThread(worker);
       },

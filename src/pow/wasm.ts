@@ -2,7 +2,8 @@
  * The WASM CPU backend: a pool of threads (browser module workers or Node worker_threads), each
  * running the AssemblyScript kernel (assembly/, built to build/wasm/) on its own share of the
  * nonce space. Pure TypeScript: no DOM and no Node APIs; the edges hand in a `spawn` that makes a
- * thread (wasm-thread.worker.ts in the browser, src/pow-node/wasm-thread.mjs in Node).
+ * thread (src/pow-browser/wasm-thread.worker.ts, src/pow-node/wasm-thread.ts); the messages they
+ * exchange are wasm-protocol.ts.
  *
  * Nonce layout: a search starting at S with T threads and chunk size C gives thread i the chunks
  * i, i + T, i + 2T, ...; chunk k is the nonces S + k*C .. S + k*C + C - 1 (mod 2^64). The ranges
@@ -14,11 +15,12 @@
  * between searches and are terminated by dispose().
  */
 import type { KernelHit, PowBackend, SearchRequest } from './types.ts';
+import { asFromThread, type FromThread, type RootWords, type ToThread } from './wasm-protocol.ts';
 
 /** The message port of one thread, as the pool sees it. */
 export interface WasmThread {
-  postMessage(message: unknown): void;
-  onMessage(callback: (message: unknown) => void): void;
+  postMessage(message: ToThread): void;
+  onMessage(callback: (message: FromThread) => void): void;
   terminate(): void;
   /** The thread died (script failed to load, uncaught error, exit). */
   onError?(callback: (error: Error) => void): void;
@@ -117,7 +119,10 @@ export function fromWebWorker(worker: WebWorkerLike): WasmThread {
   return {
     postMessage: (message) => worker.postMessage(message),
     onMessage: (callback) =>
-      worker.addEventListener('message', ((event: { data: unknown }) => callback(event.data)) as (event: never) => void),
+      worker.addEventListener('message', ((event: { data: unknown }) => {
+        const message = asFromThread(event.data);
+        if (message) callback(message);
+      }) as (event: never) => void),
     onError: (callback) => {
       const fail = (event: { message?: string }) =>
         callback(new Error(`WASM thread failed: ${event.message || 'the worker script could not run'}`));
@@ -134,24 +139,12 @@ function isWasmThread(thread: WasmThread | WebWorkerLike): thread is WasmThread 
 }
 
 /** The root as the kernel's message words m1..m4 (little-endian u64s). */
-export function rootWords(root: Uint8Array): [bigint, bigint, bigint, bigint] {
+export function rootWords(root: Uint8Array): RootWords {
   if (!(root instanceof Uint8Array) || root.length !== 32) {
     throw new RangeError(`root must be 32 bytes, got ${root instanceof Uint8Array ? root.length : typeof root}`);
   }
   const view = new DataView(root.buffer, root.byteOffset, 32);
   return [view.getBigUint64(0, true), view.getBigUint64(8, true), view.getBigUint64(16, true), view.getBigUint64(24, true)];
-}
-
-type ThreadMessage =
-  | { type: 'ready'; ms: number }
-  | { type: 'hashes'; job: number; count: number }
-  | { type: 'found'; job: number; nonce: bigint; count: number }
-  | { type: 'error'; message: string };
-
-function asThreadMessage(message: unknown): ThreadMessage | null {
-  if (message === null || typeof message !== 'object') return null;
-  const type = (message as { type?: unknown }).type;
-  return type === 'ready' || type === 'hashes' || type === 'found' || type === 'error' ? (message as ThreadMessage) : null;
 }
 
 interface ActiveSearch {
@@ -223,9 +216,8 @@ export async function createWasmBackend(options: WasmBackendOptions): Promise<Wa
         const thread = isWasmThread(spawned) ? spawned : fromWebWorker(spawned);
         generation.push(thread);
         thread.onError?.((error) => threadFailed(index, error));
-        thread.onMessage((raw) => {
-          const message = asThreadMessage(raw);
-          if (!message || threads !== generation) return;
+        thread.onMessage((message) => {
+          if (threads !== generation) return;
           switch (message.type) {
             case 'ready':
               if (++readyCount === threadCount) onAllReady();
@@ -283,7 +275,7 @@ export async function createWasmBackend(options: WasmBackendOptions): Promise<Wa
   const label = `WASM ${useSimd ? 'SIMD' : 'scalar'} x${threadCount}`;
   options.log?.(`${label} ready in ${Math.round(compileMs)} ms`);
 
-  function run(request: SearchRequest, words: [bigint, bigint, bigint, bigint]): Promise<KernelHit | null> {
+  function run(request: SearchRequest, words: RootWords): Promise<KernelHit | null> {
     const job = nextJob++;
     return new Promise<KernelHit | null>((resolve, reject) => {
       const settle = () => {

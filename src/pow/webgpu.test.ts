@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createNodeGpu, loadShaderCode } from '../pow-node/gpu.ts';
+import { createNodeGpu, loadKernelSources } from '../pow-node/gpu.ts';
 import { createWebGpuBackend, type WebGpuBackend } from './webgpu.ts';
 import { parseRoot, parseWork, validateWork, workValue } from './work.ts';
 
@@ -46,7 +46,7 @@ const never = new AbortController().signal;
 describe.skipIf(process.env.DPOW_SKIP_GPU === '1')('WebGPU kernel (Dawn)', () => {
   let gpu: GPU;
   let backend: WebGpuBackend;
-  const shaderCode = loadShaderCode();
+  const shaders = loadKernelSources();
 
   beforeAll(async () => {
     const found = await createNodeGpu();
@@ -56,7 +56,7 @@ describe.skipIf(process.env.DPOW_SKIP_GPU === '1')('WebGPU kernel (Dawn)', () =>
       );
     }
     gpu = found;
-    backend = await createWebGpuBackend({ gpu, shaderCode });
+    backend = await createWebGpuBackend({ gpu, shaders });
   });
 
   afterAll(() => {
@@ -72,9 +72,10 @@ describe.skipIf(process.env.DPOW_SKIP_GPU === '1')('WebGPU kernel (Dawn)', () =>
   });
 
   it('rejects with the compiler message when the kernel does not compile', async () => {
-    const broken = shaderCode.replace('fn rotr24(x: vec2<u32>) -> vec2<u32> {', 'fn rotr24(x: vec2<u32>) -> vec2<u32> { let oops: u32 = 1.5;');
-    expect(broken).not.toBe(shaderCode);
-    await expect(createWebGpuBackend({ gpu, shaderCode: broken })).rejects.toThrow(/nano-pow\.wgsl: \d+:\d+ /);
+    const source = backend.variant.source;
+    const broken = shaders[source].replace('fn rotr24(x: vec2<u32>) -> vec2<u32> {', 'fn rotr24(x: vec2<u32>) -> vec2<u32> { let oops: u32 = 1.5;');
+    expect(broken).not.toBe(shaders[source]);
+    await expect(createWebGpuBackend({ gpu, shaders: { ...shaders, [source]: broken } })).rejects.toThrow(/nano-pow\.wgsl: \d+:\d+ /);
   });
 
   it('describes its adapter', () => {
@@ -109,7 +110,7 @@ describe.skipIf(process.env.DPOW_SKIP_GPU === '1')('WebGPU kernel (Dawn)', () =>
   });
 
   it('covers every nonce when a dispatch needs a 2-D grid', async () => {
-    const small = await createWebGpuBackend({ gpu, shaderCode, maxWorkgroupsPerDimension: 5 });
+    const small = await createWebGpuBackend({ gpu, shaders, maxWorkgroupsPerDimension: 5 });
     try {
       const root = bytes(55, 32);
       const start = 0xffff_ffff_0000_0000n - 500n;
@@ -166,7 +167,7 @@ describe.skipIf(process.env.DPOW_SKIP_GPU === '1')('WebGPU kernel (Dawn)', () =>
     // most 4 workgroups per dimension makes it a 4 x 4 grid, so the 2-D nonce layout is covered.
     const exact = await createWebGpuBackend({
       gpu,
-      shaderCode,
+      shaders,
       maxDispatchNonces: 65536,
       maxWorkgroupsPerDimension: 4,
     });
@@ -239,7 +240,7 @@ describe.skipIf(process.env.DPOW_SKIP_GPU === '1')('WebGPU kernel (Dawn)', () =>
 
   it('carries on after the device is lost mid-search and still returns valid work', async () => {
     const logs: string[] = [];
-    const lossy = await createWebGpuBackend({ gpu, shaderCode, log: (m) => logs.push(m) });
+    const lossy = await createWebGpuBackend({ gpu, shaders, log: (m) => logs.push(m) });
     try {
       const root = bytes(31, 32);
       const difficulty = 0xfffff00000000000n; // ~2^20 hashes: several dispatches
@@ -282,7 +283,7 @@ describe.skipIf(process.env.DPOW_SKIP_GPU === '1')('WebGPU kernel (Dawn)', () =>
       getPreferredCanvasFormat: () => gpu.getPreferredCanvasFormat(),
       wgslLanguageFeatures: gpu.wgslLanguageFeatures,
     } as GPU;
-    const doomed = await createWebGpuBackend({ gpu: failing, shaderCode });
+    const doomed = await createWebGpuBackend({ gpu: failing, shaders });
     try {
       const search = doomed.search({
         root: bytes(41, 32),
@@ -304,11 +305,11 @@ describe.skipIf(process.env.DPOW_SKIP_GPU === '1')('WebGPU kernel (Dawn)', () =>
     const backendModule = pathToFileURL(fileURLToPath(new URL('./webgpu.ts', import.meta.url))).href;
     writeFileSync(
       script,
-      `import { createNodeGpu, loadShaderCode } from ${JSON.stringify(gpuModule)};
+      `import { createNodeGpu, loadKernelSources } from ${JSON.stringify(gpuModule)};
 import { createWebGpuBackend } from ${JSON.stringify(backendModule)};
 const gpu = await createNodeGpu();
 if (!gpu) process.exit(3);
-const backend = await createWebGpuBackend({ gpu, shaderCode: loadShaderCode() });
+const backend = await createWebGpuBackend({ gpu, shaders: loadKernelSources() });
 const hit = await backend.search({ root: new Uint8Array(32), difficulty: 0xff00000000000000n, startNonce: 0n, signal: new AbortController().signal });
 backend.dispose();
 console.log('found', hit?.work.toString(16));
@@ -327,8 +328,8 @@ console.log('found', hit?.work.toString(16));
   });
 });
 
-describe('nano-pow.wgsl', () => {
-  it('is what kernels/gen-wgsl.mjs generates (edit the generator, not the shader)', async () => {
+describe('shaders/*.wgsl', () => {
+  it('are what kernels/gen-wgsl.mjs generates (edit the generator, not the shaders)', async () => {
     const generator = fileURLToPath(new URL('../../kernels/gen-wgsl.mjs', import.meta.url));
     const result = await new Promise<{ code: number; stderr: string }>((resolve) => {
       execFile(process.execPath, [generator, '--check'], (err, _stdout, stderr) =>

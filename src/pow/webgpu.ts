@@ -1,8 +1,10 @@
 /**
- * The WebGPU backend: runs shaders/nano-pow.wgsl on whatever GPU the runtime offers (the
- * browser's navigator.gpu, or Dawn's GPU object in Node from src/pow-node/gpu.ts).
+ * The WebGPU backend: runs the kernel family (shaders/nano-pow-*.wgsl) on whatever GPU the
+ * runtime offers (the browser's navigator.gpu, or Dawn's GPU object in Node from
+ * src/pow-node/gpu.ts).
  *
- * Reads top to bottom: adapter, device, pipeline, buffers, dispatch, readback.
+ * Reads top to bottom like a webgpu-samples program: adapter, device, pipeline, buffers, dispatch,
+ * readback. The buffer layout the host shares with the kernel is src/pow/kernel-layout.ts.
  *   - Dispatches are pipelined: PIPELINE_DEPTH are queued at once, each with its own params,
  *     result and readback buffers, so the GPU has the next dispatch before the host reads the
  *     previous one back (mapAsync), and never waits on the host.
@@ -17,6 +19,8 @@
  *     back to WASM).
  * Found nonces are returned unchecked; the engine validates them with the reference rule.
  */
+import { BINDING, decodeResult, encodeParams, PARAMS_BYTES, RESULT_BYTES, VALUE_BYTES } from './kernel-layout.ts';
+import { DEFAULT_VARIANT, type KernelSources, type KernelVariant, requireVariant } from './kernel-family.ts';
 import type { KernelHit, PowBackend, SearchRequest } from './types.ts';
 
 export interface WebGpuAdapterInfo {
@@ -31,8 +35,10 @@ export interface WebGpuAdapterInfo {
 export interface WebGpuBackendOptions {
   /** navigator.gpu in a browser, or createNodeGpu() in Node. */
   gpu: GPU;
-  /** The WGSL source of shaders/nano-pow.wgsl. */
-  shaderCode: string;
+  /** The WGSL text of each kernel source (shaders/nano-pow-<carry>.wgsl; see kernel-family.ts). */
+  shaders: KernelSources;
+  /** The variant to run (kernel-family.ts); default DEFAULT_VARIANT until setVariant() says otherwise. */
+  variant?: string;
   /** Share of GPU time to use, in (0, 1]; default 1. */
   intensity?: number;
   /** Aimed-for duration of one dispatch; default 50 ms. */
@@ -48,9 +54,6 @@ export interface WebGpuBackendOptions {
    * (which it never exceeds). Larger dispatches use a 2-D grid.
    */
   maxWorkgroupsPerDimension?: number;
-  /** Kernel tuning (the shader's override constants); defaults are measured on llvmpipe. */
-  workgroupSize?: number;
-  noncesPerInvocation?: number;
 }
 
 export interface WebGpuBackend extends PowBackend {
@@ -58,6 +61,15 @@ export interface WebGpuBackend extends PowBackend {
   readonly adapterInfo: WebGpuAdapterInfo;
   /** Shader module + pipeline creation time of the current device, in ms. */
   readonly compileMs: number;
+  /** The kernel variant searches run with. */
+  readonly variant: KernelVariant;
+  /** Switches the kernel variant for the searches that follow (compiled on first use). */
+  setVariant(name: string): void;
+  /**
+   * Raw hashrate (hashes/s) of `variant` over about `ms` of searching an impossible difficulty,
+   * or null when `signal` stopped it first. Runs between searches like any other search.
+   */
+  measure(variant: string, ms: number, signal?: AbortSignal): Promise<number | null>;
   /** Changes the GPU share in (0, 1] for the dispatches that follow. */
   setIntensity(intensity: number): void;
   /** Tests only: destroys the device as a driver reset would. */
@@ -81,10 +93,6 @@ const MAP_READ = 0x0001;
 
 const U64_MASK = (1n << 64n) - 1n;
 const PIPELINE_DEPTH = 2;
-/** Size of the Params uniform (see the shader header for the field offsets). */
-const PARAMS_BYTES = 64;
-/** Size of the SearchResult storage buffer: found (u32), pad, nonce (vec2<u32>). */
-const RESULT_BYTES = 16;
 /** Smallest dispatch, and the first one of a new backend (a slow GPU still answers fast). */
 const MIN_BATCH = 1 << 16;
 /** Nonce offsets within a dispatch are u32 in the shader. */
@@ -93,6 +101,10 @@ const MAX_BATCH = 2 ** 31;
 const MAX_RECOVERIES = 3;
 /** Completed dispatches the throughput estimate spans. */
 const RATE_WINDOW = 4;
+
+const SHADER_STAGE_COMPUTE = 0x4;
+/** The largest workgroup a family member uses. */
+const MAX_WORKGROUP_SIZE = 256;
 
 interface Slot {
   params: GPUBuffer;
@@ -107,9 +119,12 @@ interface Slot {
 interface DeviceContext {
   device: GPUDevice;
   info: WebGpuAdapterInfo;
-  module: GPUShaderModule;
-  searchPipeline: GPUComputePipeline;
-  valuesPipeline: GPUComputePipeline | null;
+  /** One module per kernel source, one search pipeline per variant, made on first use. */
+  modules: Map<string, GPUShaderModule>;
+  searchPipelines: Map<string, GPUComputePipeline>;
+  valuesPipelines: Map<string, GPUComputePipeline>;
+  /** The explicit layout every search pipeline shares, so the slots serve every variant. */
+  searchLayout: GPUPipelineLayout;
   slots: Slot[];
   maxPerDimension: number;
   compileMs: number;
@@ -124,10 +139,34 @@ interface Dispatch {
   done: Promise<{ found: boolean; nonce: bigint } | { error: unknown }>;
 }
 
+/** How big one variant's dispatches are. */
+interface Sizing {
+  /** Nonces per dispatch, steered toward targetDispatchMs between min and max. */
+  batch: number;
+  /** Last measured throughput in nonces per ms (sizes the idle gap at intensity < 1). */
+  rate: number;
+  min: number;
+  max: number;
+  /** Dispatches in flight. */
+  depth: number;
+}
+
+/** What one search runs: a variant, its pipeline on the current device, and its sizing. */
+interface Kernel {
+  variant: KernelVariant;
+  pipeline: GPUComputePipeline;
+  sizing: Sizing;
+}
+
+/** The root measure() hashes (any root does: the difficulty is unreachable). */
+const MEASURE_ROOT = Uint8Array.from({ length: 32 }, (_, i) => (i * 37 + 11) & 0xff);
+
 type SearchOutcome =
   | { kind: 'hit'; work: bigint }
   | { kind: 'aborted' }
   | { kind: 'lost'; resumeFrom: bigint };
+
+// ---- adapter ------------------------------------------------------------------------------
 
 function describeAdapter(info: WebGpuAdapterInfo): string {
   // Dawn's OpenGL ES description is the GL version string; its device string names the renderer.
@@ -174,6 +213,170 @@ function levelOf(adapter: GPUAdapter, requested: 'core' | 'compatibility'): 'cor
   if (adapter.features.has('core-features-and-limits')) return 'core';
   return requested;
 }
+
+// ---- device -------------------------------------------------------------------------------
+
+/** Opens a device on the best adapter, compiles the kernel and makes the dispatch slots. */
+async function openDevice(
+  options: WebGpuBackendOptions,
+  variant: KernelVariant,
+  log: (msg: string) => void,
+): Promise<DeviceContext> {
+  const picked = await pickAdapter(options.gpu, log);
+  if (!picked) throw new Error('no WebGPU adapter');
+  const { adapter, featureLevel } = picked;
+  const info: WebGpuAdapterInfo = {
+    vendor: adapter.info.vendor ?? '',
+    architecture: adapter.info.architecture ?? '',
+    device: adapter.info.device ?? '',
+    description: adapter.info.description ?? '',
+    isFallbackAdapter: adapter.info.isFallbackAdapter ?? false,
+    featureLevel,
+  };
+  // Compatibility-mode devices default to 128 invocations per workgroup; the family goes to 256.
+  const workgroupLimit = Math.min(MAX_WORKGROUP_SIZE, adapter.limits.maxComputeWorkgroupSizeX, adapter.limits.maxComputeInvocationsPerWorkgroup);
+  const device = await adapter.requestDevice({
+    label: 'nano-pow',
+    requiredLimits: { maxComputeWorkgroupSizeX: workgroupLimit, maxComputeInvocationsPerWorkgroup: workgroupLimit },
+  });
+  const ctxLost = { isLost: false };
+  const lostListeners = new Set<() => void>();
+  void device.lost.then((reason) => {
+    ctxLost.isLost = true;
+    if (reason.reason !== 'destroyed') log(`webgpu: device lost: ${reason.message}`);
+    for (const listener of lostListeners) listener();
+  });
+  device.addEventListener('uncapturederror', (event) => {
+    log(`webgpu: ${(event as GPUUncapturedErrorEvent).error.message}`);
+  });
+
+  const bindGroupLayout = device.createBindGroupLayout({
+    label: 'nano-pow search',
+    entries: [
+      { binding: BINDING.params, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'uniform' } },
+      { binding: BINDING.result, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'storage' } },
+    ],
+  });
+  const ctx: DeviceContext = {
+    device,
+    info,
+    modules: new Map(),
+    searchPipelines: new Map(),
+    valuesPipelines: new Map(),
+    searchLayout: device.createPipelineLayout({ bindGroupLayouts: [bindGroupLayout] }),
+    slots: Array.from({ length: PIPELINE_DEPTH }, () => createSlot(device, bindGroupLayout)),
+    maxPerDimension: Math.max(
+      1,
+      Math.min(
+        Math.floor(options.maxWorkgroupsPerDimension ?? Infinity),
+        device.limits.maxComputeWorkgroupsPerDimension,
+      ),
+    ),
+    compileMs: 0,
+    lostListeners,
+    get isLost() {
+      return ctxLost.isLost;
+    },
+    set isLost(value: boolean) {
+      ctxLost.isLost = value;
+    },
+  };
+  const started = performance.now();
+  try {
+    await searchPipeline(ctx, options.shaders, variant);
+  } catch (err) {
+    device.destroy();
+    throw err;
+  }
+  ctx.compileMs = performance.now() - started;
+  log(`webgpu: ${describeAdapter(info)}, kernel ${variant.name} compiled in ${ctx.compileMs.toFixed(0)} ms`);
+  return ctx;
+}
+// ---- pipeline -----------------------------------------------------------------------------
+
+/** The shader module of a kernel source; rejects with the compiler's messages. */
+async function shaderModule(ctx: DeviceContext, shaders: KernelSources, source: string): Promise<GPUShaderModule> {
+  const known = ctx.modules.get(source);
+  if (known) return known;
+  const code = shaders[source];
+  if (code === undefined) throw new Error(`no WGSL text for kernel source "${source}"`);
+  const module = ctx.device.createShaderModule({ label: `nano-pow ${source}`, code });
+  const compilation = await module.getCompilationInfo();
+  const errors = compilation.messages.filter((m) => m.type === 'error');
+  if (errors.length > 0) {
+    throw new Error(
+      `nano-pow.wgsl: ${errors.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join('; ')} (kernel source ${source})`,
+    );
+  }
+  ctx.modules.set(source, module);
+  return module;
+}
+
+/** The search pipeline of a variant, compiled on first use. */
+async function searchPipeline(ctx: DeviceContext, shaders: KernelSources, variant: KernelVariant): Promise<GPUComputePipeline> {
+  const known = ctx.searchPipelines.get(variant.name);
+  if (known) return known;
+  const pipeline = await ctx.device.createComputePipelineAsync({
+    label: `nano-pow search ${variant.name}`,
+    layout: ctx.searchLayout,
+    compute: {
+      module: await shaderModule(ctx, shaders, variant.source),
+      entryPoint: 'search_main',
+      constants: { WORKGROUP_SIZE: variant.workgroupSize, NONCES_PER_INVOCATION: variant.noncesPerInvocation },
+    },
+  });
+  ctx.searchPipelines.set(variant.name, pipeline);
+  return pipeline;
+}
+
+/** The test-only values_main pipeline of a variant's source, made on first use. */
+async function valuesPipeline(ctx: DeviceContext, shaders: KernelSources, variant: KernelVariant): Promise<GPUComputePipeline> {
+  const key = `${variant.source}/${variant.workgroupSize}`;
+  const known = ctx.valuesPipelines.get(key);
+  if (known) return known;
+  const pipeline = await ctx.device.createComputePipelineAsync({
+    label: `nano-pow values ${variant.source}`,
+    layout: 'auto',
+    compute: {
+      module: await shaderModule(ctx, shaders, variant.source),
+      entryPoint: 'values_main',
+      constants: { WORKGROUP_SIZE: variant.workgroupSize },
+    },
+  });
+  ctx.valuesPipelines.set(key, pipeline);
+  return pipeline;
+}
+
+// ---- buffers ------------------------------------------------------------------------------
+
+/** One dispatch's params, result and readback buffers (layouts in kernel-layout.ts). */
+function createSlot(device: GPUDevice, layout: GPUBindGroupLayout): Slot {
+  const params = device.createBuffer({ size: PARAMS_BYTES, usage: USAGE_UNIFORM | USAGE_COPY_DST });
+  const result = device.createBuffer({ size: RESULT_BYTES, usage: USAGE_STORAGE | USAGE_COPY_SRC | USAGE_COPY_DST });
+  const readback = device.createBuffer({ size: RESULT_BYTES, usage: USAGE_MAP_READ | USAGE_COPY_DST });
+  const bindGroup = device.createBindGroup({
+    layout,
+    entries: [
+      { binding: BINDING.params, resource: { buffer: params } },
+      { binding: BINDING.result, resource: { buffer: result } },
+    ],
+  });
+  return { params, result, readback, bindGroup, idle: Promise.resolve() };
+}
+
+function writeParams(
+  device: GPUDevice,
+  buffer: GPUBuffer,
+  root: Uint8Array,
+  difficulty: bigint,
+  base: bigint,
+  rowWidth: number,
+  count: number,
+): void {
+  device.queue.writeBuffer(buffer, 0, encodeParams(root, difficulty, base, rowWidth, count));
+}
+
+// ---- dispatch and readback ----------------------------------------------------------------
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -236,40 +439,14 @@ class Interrupt {
   }
 }
 
-function writeParams(
-  device: GPUDevice,
-  buffer: GPUBuffer,
-  root: Uint8Array,
-  difficulty: bigint,
-  base: bigint,
-  rowWidth: number,
-  count: number,
-): void {
-  const words = new Uint32Array(PARAMS_BYTES / 4);
-  const view = new DataView(root.buffer, root.byteOffset, root.byteLength);
-  for (let i = 0; i < 8; i++) words[i] = view.getUint32(i * 4, true); // offset 0: m1..m4
-  words[8] = Number(difficulty & 0xffffffffn); // offset 32: difficulty (lo, hi)
-  words[9] = Number(difficulty >> 32n);
-  words[10] = Number(base & 0xffffffffn); // offset 40: base nonce (lo, hi)
-  words[11] = Number(base >> 32n);
-  words[12] = rowWidth; // offset 48
-  words[13] = count; // offset 52
-  device.queue.writeBuffer(buffer, 0, words);
-}
-
 class WebGpuBackendImpl implements WebGpuBackend {
   readonly name = 'webgpu' as const;
   private ctx: DeviceContext;
   private intensity: number;
   private readonly targetMs: number;
-  private readonly workgroupSize: number;
-  private readonly noncesPerInvocation: number;
-  /** Nonces per dispatch, learned from completed dispatches and kept across searches. */
-  private batch: number;
-  /** Last measured throughput in nonces per ms (sizes the idle gap at intensity < 1). */
-  private rate = 1;
-  private readonly minBatch: number;
-  private readonly maxBatch: number;
+  private current: KernelVariant;
+  /** Dispatch sizing per variant, learned from completed dispatches and kept across searches. */
+  private readonly sizings = new Map<string, Sizing>();
   private disposed = false;
   /** Searches and computeValues calls run one after another on the one device. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -278,23 +455,91 @@ class WebGpuBackendImpl implements WebGpuBackend {
     private readonly options: WebGpuBackendOptions,
     private readonly log: (msg: string) => void,
     ctx: DeviceContext,
+    variant: KernelVariant,
   ) {
     this.ctx = ctx;
+    this.current = variant;
     this.intensity = 1;
     this.setIntensity(options.intensity ?? 1);
     this.targetMs = Math.min(Math.max(options.targetDispatchMs ?? 50, 1), 1000);
-    this.workgroupSize = options.workgroupSize ?? DEFAULT_WORKGROUP_SIZE;
-    this.noncesPerInvocation = options.noncesPerInvocation ?? DEFAULT_NONCES_PER_INVOCATION;
-    const perWorkgroup = this.workgroupSize * this.noncesPerInvocation;
-    this.maxBatch = Math.max(Math.min(Math.floor(options.maxDispatchNonces ?? MAX_BATCH), MAX_BATCH), perWorkgroup);
-    this.minBatch = Math.min(MIN_BATCH, this.maxBatch);
-    this.batch = this.minBatch;
   }
 
   static async create(options: WebGpuBackendOptions): Promise<WebGpuBackendImpl> {
     const log = options.log ?? (() => {});
-    const ctx = await openDevice(options, log);
-    return new WebGpuBackendImpl(options, log, ctx);
+    const variant = requireVariant(options.variant ?? DEFAULT_VARIANT);
+    const ctx = await openDevice(options, variant, log);
+    return new WebGpuBackendImpl(options, log, ctx, variant);
+  }
+
+  get variant(): KernelVariant {
+    return this.current;
+  }
+
+  setVariant(name: string): void {
+    this.current = requireVariant(name);
+  }
+
+  /** How big a dispatch of `variant` is, and how fast it last ran. */
+  private sizing(variant: KernelVariant): Sizing {
+    let sizing = this.sizings.get(variant.name);
+    if (!sizing) {
+      const perWorkgroup = variant.workgroupSize * variant.noncesPerInvocation;
+      const fixed = variant.fixedDispatch?.nonces;
+      const max = fixed ?? Math.max(Math.min(Math.floor(this.options.maxDispatchNonces ?? MAX_BATCH), MAX_BATCH), perWorkgroup);
+      const min = fixed ?? Math.min(MIN_BATCH, max);
+      sizing = { batch: min, rate: 1, min, max, depth: variant.fixedDispatch?.depth ?? PIPELINE_DEPTH };
+      this.sizings.set(variant.name, sizing);
+    }
+    return sizing;
+  }
+
+  measure(name: string, ms: number, signal?: AbortSignal): Promise<number | null> {
+    const variant = requireVariant(name);
+    return this.exclusive(async () => {
+      // The warm-up covers the pipeline's compile and lets the dispatch size settle.
+      if ((await this.hashesFor(variant, Math.min(ms / 4, 250), signal)) === null) return null;
+      const measured = await this.hashesFor(variant, ms, signal);
+      return measured === null ? null : (measured.hashes * 1000) / measured.ms;
+    });
+  }
+
+  /**
+   * Searches an impossible difficulty with `variant` until the first completed dispatch after
+   * `ms` (so a slow adapter whose first dispatch takes longer still measures something), or at
+   * most 20 x `ms`. Null when `signal` stopped it. Own controller and timer, not
+   * AbortSignal.timeout/any: Node 20 holds those signals weakly, and one collected mid-search
+   * never fires.
+   */
+  private async hashesFor(variant: KernelVariant, ms: number, signal?: AbortSignal): Promise<{ hashes: number; ms: number } | null> {
+    const stop = new AbortController();
+    const onAbort = () => stop.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal?.aborted) stop.abort();
+    const cap = setTimeout(onAbort, Math.max(1, Math.round(ms * 20)));
+    const started = performance.now();
+    let hashes = 0;
+    let last = started;
+    try {
+      await this.runSearch(
+        {
+          root: MEASURE_ROOT,
+          difficulty: U64_MASK,
+          startNonce: 1n << 40n,
+          signal: stop.signal,
+          onHashes: (count) => {
+            hashes += count;
+            last = performance.now();
+            if (last - started >= ms) stop.abort();
+          },
+        },
+        variant,
+      );
+    } finally {
+      clearTimeout(cap);
+      signal?.removeEventListener('abort', onAbort);
+    }
+    if (signal?.aborted) return null;
+    return { hashes, ms: Math.max(last - started, 1) };
   }
 
   get label(): string {
@@ -350,7 +595,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
     if (!this.ctx.isLost) return this.ctx;
     this.log('webgpu: device lost; re-creating it');
     try {
-      this.ctx = await openDevice(this.options, this.log);
+      this.ctx = await openDevice(this.options, this.current, this.log);
     } catch (err) {
       throw new DeviceLostError(`the GPU device was lost and could not be re-created: ${(err as Error).message}`, {
         cause: err,
@@ -359,7 +604,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
     return this.ctx;
   }
 
-  private async runSearch(request: SearchRequest): Promise<KernelHit | null> {
+  private async runSearch(request: SearchRequest, variant = this.current): Promise<KernelHit | null> {
     const { root, difficulty, signal } = request;
     if (root.length !== 32) throw new RangeError(`root must be 32 bytes, got ${root.length}`);
     if (difficulty < 0n || difficulty > U64_MASK) throw new RangeError('difficulty must be a u64');
@@ -367,7 +612,8 @@ class WebGpuBackendImpl implements WebGpuBackend {
     for (let recoveries = 0; ; recoveries++) {
       if (signal.aborted) return null;
       const ctx = await this.device();
-      const outcome = await this.searchOn(ctx, request, next);
+      const pipeline = await searchPipeline(ctx, this.options.shaders, variant);
+      const outcome = await this.searchOn(ctx, { variant, pipeline, sizing: this.sizing(variant) }, request, next);
       if (outcome.kind === 'hit') return { work: outcome.work };
       if (outcome.kind === 'aborted') return null;
       if (recoveries >= MAX_RECOVERIES) {
@@ -378,7 +624,8 @@ class WebGpuBackendImpl implements WebGpuBackend {
   }
 
   /** Searches on one device until a hit, an abort or the device's loss. */
-  private async searchOn(ctx: DeviceContext, request: SearchRequest, start: bigint): Promise<SearchOutcome> {
+  private async searchOn(ctx: DeviceContext, kernel: Kernel, request: SearchRequest, start: bigint): Promise<SearchOutcome> {
+    const { sizing } = kernel;
     const { signal } = request;
     const interrupt = new Interrupt(signal, ctx);
     const inflight: Dispatch[] = [];
@@ -391,7 +638,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
     let windowStart = Number.NaN;
     try {
       for (;;) {
-        const depth = this.intensity < 1 ? 1 : PIPELINE_DEPTH;
+        const depth = this.intensity < 1 ? 1 : sizing.depth;
         while (inflight.length < depth) {
           const slot = ctx.slots[slotIndex++ % ctx.slots.length];
           // A slot still finishing a dispatch of an earlier (aborted) search: wait for it.
@@ -399,7 +646,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
           if (ready === 'aborted') return { kind: 'aborted' };
           if (ready === 'lost') return { kind: 'lost', resumeFrom: inflight[0]?.base ?? next };
           if (Number.isNaN(windowStart)) windowStart = performance.now();
-          const dispatch = this.dispatchSearch(ctx, slot, request, next, this.batch);
+          const dispatch = this.dispatchSearch(ctx, kernel, slot, request, next, sizing.batch);
           inflight.push(dispatch);
           next = (next + BigInt(dispatch.nonces)) & U64_MASK;
         }
@@ -421,10 +668,10 @@ class WebGpuBackendImpl implements WebGpuBackend {
         const now = performance.now();
         recent.push({ at: now, nonces: head.nonces });
         if (recent.length > RATE_WINDOW) windowStart = recent.shift()!.at;
-        this.adapt(recent.reduce((n, d) => n + d.nonces, 0) / (now - windowStart));
+        this.adapt(sizing, recent.reduce((n, d) => n + d.nonces, 0) / (now - windowStart));
         if (this.intensity < 1) {
           // Idle so that busy / (busy + idle) = intensity; the idle time is left out of the rate.
-          const busyMs = head.nonces / this.rate;
+          const busyMs = head.nonces / sizing.rate;
           await sleep((busyMs * (1 - this.intensity)) / this.intensity, signal);
           recent.length = 0;
           windowStart = Number.NaN;
@@ -436,13 +683,13 @@ class WebGpuBackendImpl implements WebGpuBackend {
   }
 
   /** Records the measured rate (nonces/ms) and steers the dispatch size toward targetMs. */
-  private adapt(rate: number): void {
+  private adapt(sizing: Sizing, rate: number): void {
     if (!(rate > 0) || !Number.isFinite(rate)) return;
-    this.rate = rate;
+    sizing.rate = rate;
     const ideal = rate * this.targetMs;
     // At most 2x per step: one odd measurement cannot swing the size far.
-    const next = Math.min(Math.max(ideal, this.batch / 2, this.minBatch), this.batch * 2, this.maxBatch);
-    this.batch = Math.round(next);
+    const next = Math.min(Math.max(ideal, sizing.batch / 2, sizing.min), sizing.batch * 2, sizing.max);
+    sizing.batch = Math.round(next);
   }
 
   /**
@@ -450,8 +697,13 @@ class WebGpuBackendImpl implements WebGpuBackend {
    * limit, then rows: rounded down for a search (a dispatch never overshoots the bound it was
    * given by more than one workgroup), up for computeValues (which must cover every nonce).
    */
-  private grid(ctx: DeviceContext, invocations: number, rows: 'down' | 'up'): { x: number; y: number } {
-    const workgroups = Math.max(1, Math.ceil(invocations / this.workgroupSize));
+  private grid(
+    ctx: DeviceContext,
+    workgroupSize: number,
+    invocations: number,
+    rows: 'down' | 'up',
+  ): { x: number; y: number } {
+    const workgroups = Math.max(1, Math.ceil(invocations / workgroupSize));
     const x = Math.min(workgroups, ctx.maxPerDimension);
     const y = Math.max(1, Math.min((rows === 'up' ? Math.ceil : Math.floor)(workgroups / x), ctx.maxPerDimension));
     return { x, y };
@@ -459,20 +711,22 @@ class WebGpuBackendImpl implements WebGpuBackend {
 
   private dispatchSearch(
     ctx: DeviceContext,
+    kernel: Kernel,
     slot: Slot,
     request: SearchRequest,
     base: bigint,
     wanted: number,
   ): Dispatch {
     const { device } = ctx;
-    const { x, y } = this.grid(ctx, Math.ceil(wanted / this.noncesPerInvocation), 'down');
-    const rowWidth = x * this.workgroupSize;
-    const nonces = rowWidth * y * this.noncesPerInvocation;
+    const { workgroupSize, noncesPerInvocation } = kernel.variant;
+    const { x, y } = this.grid(ctx, workgroupSize, Math.ceil(wanted / noncesPerInvocation), 'down');
+    const rowWidth = x * workgroupSize;
+    const nonces = rowWidth * y * noncesPerInvocation;
     writeParams(device, slot.params, request.root, request.difficulty, base, rowWidth, 0);
     const encoder = device.createCommandEncoder();
     encoder.clearBuffer(slot.result);
     const pass = encoder.beginComputePass();
-    pass.setPipeline(ctx.searchPipeline);
+    pass.setPipeline(kernel.pipeline);
     pass.setBindGroup(0, slot.bindGroup);
     pass.dispatchWorkgroups(x, y);
     pass.end();
@@ -480,9 +734,9 @@ class WebGpuBackendImpl implements WebGpuBackend {
     device.queue.submit([encoder.finish()]);
     const done = slot.readback.mapAsync(MAP_READ).then(
       () => {
-        const words = new Uint32Array(slot.readback.getMappedRange(0, RESULT_BYTES).slice(0));
+        const result = decodeResult(slot.readback.getMappedRange(0, RESULT_BYTES).slice(0));
         slot.readback.unmap();
-        return { found: words[0] !== 0, nonce: (BigInt(words[3]) << 32n) | BigInt(words[2]) };
+        return result;
       },
       (error: unknown) => ({ error }),
     );
@@ -504,33 +758,27 @@ class WebGpuBackendImpl implements WebGpuBackend {
     }
     const ctx = await this.device();
     const { device } = ctx;
-    ctx.valuesPipeline ??= await device.createComputePipelineAsync({
-      layout: 'auto',
-      compute: {
-        module: ctx.module,
-        entryPoint: 'values_main',
-        constants: { WORKGROUP_SIZE: this.workgroupSize },
-      },
-    });
-    const bytes = count * 8;
+    const variant = this.current;
+    const pipeline = await valuesPipeline(ctx, this.options.shaders, variant);
+    const bytes = count * VALUE_BYTES;
     const params = device.createBuffer({ size: PARAMS_BYTES, usage: USAGE_UNIFORM | USAGE_COPY_DST });
     const values = device.createBuffer({ size: bytes, usage: USAGE_STORAGE | USAGE_COPY_SRC });
     const readback = device.createBuffer({ size: bytes, usage: USAGE_MAP_READ | USAGE_COPY_DST });
     try {
-      const { x, y } = this.grid(ctx, count, 'up');
-      const rowWidth = x * this.workgroupSize;
+      const { x, y } = this.grid(ctx, variant.workgroupSize, count, 'up');
+      const rowWidth = x * variant.workgroupSize;
       if (rowWidth * y < count) throw new RangeError(`count ${count} does not fit one dispatch on this device`);
       writeParams(device, params, root, 0n, startNonce & U64_MASK, rowWidth, count);
       const bindGroup = device.createBindGroup({
-        layout: ctx.valuesPipeline.getBindGroupLayout(0),
+        layout: pipeline.getBindGroupLayout(0),
         entries: [
-          { binding: 0, resource: { buffer: params } },
-          { binding: 2, resource: { buffer: values } },
+          { binding: BINDING.params, resource: { buffer: params } },
+          { binding: BINDING.values, resource: { buffer: values } },
         ],
       });
       const encoder = device.createCommandEncoder();
       const pass = encoder.beginComputePass();
-      pass.setPipeline(ctx.valuesPipeline);
+      pass.setPipeline(pipeline);
       pass.setBindGroup(0, bindGroup);
       pass.dispatchWorkgroups(x, y);
       pass.end();
@@ -546,103 +794,6 @@ class WebGpuBackendImpl implements WebGpuBackend {
       readback.destroy();
     }
   }
-}
-
-/** Measured on llvmpipe; see the shader header for what they mean. */
-const DEFAULT_WORKGROUP_SIZE = 64;
-const DEFAULT_NONCES_PER_INVOCATION = 64;
-
-async function openDevice(options: WebGpuBackendOptions, log: (msg: string) => void): Promise<DeviceContext> {
-  const picked = await pickAdapter(options.gpu, log);
-  if (!picked) throw new Error('no WebGPU adapter');
-  const { adapter, featureLevel } = picked;
-  const info: WebGpuAdapterInfo = {
-    vendor: adapter.info.vendor ?? '',
-    architecture: adapter.info.architecture ?? '',
-    device: adapter.info.device ?? '',
-    description: adapter.info.description ?? '',
-    isFallbackAdapter: adapter.info.isFallbackAdapter ?? false,
-    featureLevel,
-  };
-  const device = await adapter.requestDevice({ label: 'nano-pow' });
-  const ctxLost = { isLost: false };
-  const lostListeners = new Set<() => void>();
-  void device.lost.then((reason) => {
-    ctxLost.isLost = true;
-    if (reason.reason !== 'destroyed') log(`webgpu: device lost: ${reason.message}`);
-    for (const listener of lostListeners) listener();
-  });
-  device.addEventListener('uncapturederror', (event) => {
-    log(`webgpu: ${(event as GPUUncapturedErrorEvent).error.message}`);
-  });
-
-  const workgroupSize = options.workgroupSize ?? DEFAULT_WORKGROUP_SIZE;
-  const noncesPerInvocation = options.noncesPerInvocation ?? DEFAULT_NONCES_PER_INVOCATION;
-  const started = performance.now();
-  const module = device.createShaderModule({ label: 'nano-pow', code: options.shaderCode });
-  const compilation = await module.getCompilationInfo();
-  const errors = compilation.messages.filter((m) => m.type === 'error');
-  if (errors.length > 0) {
-    device.destroy();
-    throw new Error(`nano-pow.wgsl: ${errors.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join('; ')}`);
-  }
-  let searchPipeline: GPUComputePipeline;
-  try {
-    searchPipeline = await device.createComputePipelineAsync({
-      label: 'nano-pow search',
-      layout: 'auto',
-      compute: {
-        module,
-        entryPoint: 'search_main',
-        constants: { WORKGROUP_SIZE: workgroupSize, NONCES_PER_INVOCATION: noncesPerInvocation },
-      },
-    });
-  } catch (err) {
-    device.destroy();
-    throw err;
-  }
-  const compileMs = performance.now() - started;
-
-  const slots: Slot[] = [];
-  for (let i = 0; i < PIPELINE_DEPTH; i++) {
-    const params = device.createBuffer({ size: PARAMS_BYTES, usage: USAGE_UNIFORM | USAGE_COPY_DST });
-    const result = device.createBuffer({ size: RESULT_BYTES, usage: USAGE_STORAGE | USAGE_COPY_SRC | USAGE_COPY_DST });
-    const readback = device.createBuffer({ size: RESULT_BYTES, usage: USAGE_MAP_READ | USAGE_COPY_DST });
-    const bindGroup = device.createBindGroup({
-      layout: searchPipeline.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: params } },
-        { binding: 1, resource: { buffer: result } },
-      ],
-    });
-    slots.push({ params, result, readback, bindGroup, idle: Promise.resolve() });
-  }
-  log(`webgpu: ${describeAdapter(info)}, kernel compiled in ${compileMs.toFixed(0)} ms`);
-
-  const ctx: DeviceContext = {
-    device,
-    info,
-    module,
-    searchPipeline,
-    valuesPipeline: null,
-    slots,
-    maxPerDimension: Math.max(
-      1,
-      Math.min(
-        Math.floor(options.maxWorkgroupsPerDimension ?? Infinity),
-        device.limits.maxComputeWorkgroupsPerDimension,
-      ),
-    ),
-    compileMs,
-    lostListeners,
-    get isLost() {
-      return ctxLost.isLost;
-    },
-    set isLost(value: boolean) {
-      ctxLost.isLost = value;
-    },
-  };
-  return ctx;
 }
 
 /**

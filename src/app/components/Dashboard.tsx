@@ -43,6 +43,12 @@ function WorkerCard({ app }: { app: AppController }) {
         </span>
         <span class="muted">{workingAverage(app.history.value)}</span>
       </div>
+      <p class="muted" data-testid="sustained">
+        {s.sustained.hashrate > 0
+          ? `${formatHashrate(s.sustained.hashrate)} sustained while computing · busy ${Math.round(s.sustained.busyShare * 100)}% of the last minute`
+          : 'No work computed in the last minute'}
+        {s.sustained.capacity !== null ? ` · capacity ${formatHashrate(s.sustained.capacity)}` : ''}
+      </p>
       <HashrateChart samples={app.history.value} />
       <dl class="facts">
         <div>
@@ -63,6 +69,14 @@ function WorkerCard({ app }: { app: AppController }) {
           <dt>Adapter</dt>
           <dd data-testid="adapter" class="truncate" title={s.backendLabel}>
             {s.backendLabel || '—'}
+          </dd>
+        </div>
+        <div>
+          <dt>Kernel</dt>
+          <dd data-testid="kernel" class="truncate">
+            {s.sustained.kernel
+              ? `${s.sustained.kernel}${s.sustained.capacity !== null ? ` · ${formatHashrate(s.sustained.capacity)} calibrated` : ''}`
+              : '—'}
           </dd>
         </div>
         <div>

@@ -1,22 +1,15 @@
-// One WASM search thread: the part shared by the browser module worker (wasm-thread.worker.ts)
-// and the Node worker_threads entry (src/pow-node/wasm-thread.mjs). Plain JavaScript on purpose, so a
-// Node worker runs it without a TypeScript loader; types are in wasm-thread-core.d.ts.
-//
-// Protocol (the other end is src/pow/wasm.ts):
-//   in   { type: 'init', module }                          instantiate the kernel module
-//        { type: 'search', job, words, difficulty, start, offset, stride, chunk }
-//        { type: 'stop', job }
-//   out  { type: 'ready', ms }   { type: 'hashes', job, count }
-//        { type: 'found', job, nonce, count }               then the thread idles
-//        { type: 'error', message }
-//
-// A search walks chunk indices offset, offset + stride, offset + 2 * stride, ...; chunk k covers
-// nonces start + k * chunk .. + chunk - 1 (mod 2^64). With offset = thread index and stride =
-// thread count the threads search disjoint ranges. A chunk is hashed in kernel calls of a few
-// milliseconds each, and the thread yields to its event loop after every call, so a 'stop' or a
-// new 'search' is seen within one call whatever the chunk size.
+/**
+ * One WASM search thread: the part shared by the browser module worker
+ * (src/pow-browser/wasm-thread.worker.ts) and the Node worker_threads entry
+ * (src/pow-node/wasm-thread.ts). Its messages are ToThread / FromThread (wasm-protocol.ts).
+ *
+ * A chunk is hashed in kernel calls of a few milliseconds each, and the thread yields to its
+ * event loop after every call, so a 'stop' or a new 'search' is seen within one call whatever the
+ * chunk size.
+ */
+import type { FromThread, RootWords, ToThread } from './wasm-protocol.ts';
 
-const U64 = (x) => BigInt.asUintN(64, x);
+const U64 = (x: bigint): bigint => BigInt.asUintN(64, x);
 
 /** How often hash counts are posted while searching. */
 const REPORT_MS = 50;
@@ -25,11 +18,39 @@ const SLICE_MS = 4;
 const MIN_STEP = 256;
 const MAX_STEP = 1 << 20;
 
+/** The AssemblyScript kernel's exports (assembly/). */
+interface Kernel {
+  setRoot(m1: bigint, m2: bigint, m3: bigint, m4: bigint): void;
+  /** Index of the first qualifying nonce in start .. start + count - 1, or -1. */
+  search(difficulty: bigint, start: bigint, count: number): number;
+}
+
+interface Job {
+  id: number;
+  words: RootWords;
+  difficulty: bigint;
+  start: bigint;
+  offset: number;
+  stride: number;
+  chunk: number;
+}
+
+export interface ThreadRuntime {
+  /** Feeds one message from the backend. */
+  handle(message: ToThread): void;
+}
+
 /** A macrotask turn that lets queued messages in: setImmediate in Node, a MessageChannel in browsers. */
-function makeYield() {
-  if (typeof setImmediate === 'function') return () => new Promise((resolve) => setImmediate(resolve));
-  const channel = new MessageChannel();
-  const waiting = [];
+function makeYield(): () => Promise<void> {
+  const immediate = (globalThis as { setImmediate?: (callback: () => void) => unknown }).setImmediate;
+  if (typeof immediate === 'function') return () => new Promise((resolve) => immediate(resolve));
+  // Browsers only (Node takes setImmediate above): typed structurally, as Node's MessagePort type
+  // has no onmessage.
+  const channel = new MessageChannel() as unknown as {
+    port1: { onmessage: (() => void) | null };
+    port2: { postMessage(message: unknown): void };
+  };
+  const waiting: (() => void)[] = [];
   channel.port1.onmessage = () => waiting.shift()?.();
   return () =>
     new Promise((resolve) => {
@@ -38,19 +59,16 @@ function makeYield() {
     });
 }
 
-/**
- * @param {(message: unknown) => void} post sends a message to the backend
- * @returns {{ handle(message: unknown): void }}
- */
-export function createThreadRuntime(post) {
-  let kernel = null;
-  let current = null;
+/** Creates the search loop of one WASM thread; `post` sends messages back to the backend. */
+export function createThreadRuntime(post: (message: FromThread) => void): ThreadRuntime {
+  let kernel: Kernel | null = null;
+  let current: Job | null = null;
   const yieldTurn = makeYield();
 
-  async function init(module) {
+  async function init(module: WebAssembly.Module): Promise<void> {
     const started = performance.now();
     const instance = await WebAssembly.instantiate(module, {});
-    const { setRoot, search } = instance.exports;
+    const { setRoot, search } = instance.exports as Partial<Kernel>;
     if (typeof setRoot !== 'function' || typeof search !== 'function') {
       throw new Error('the kernel module does not export setRoot and search');
     }
@@ -63,7 +81,7 @@ export function createThreadRuntime(post) {
   // Kept across jobs. The thread yields after every call, so this bounds how late a stop is seen.
   let step = MIN_STEP;
 
-  async function run(job) {
+  async function run(job: Job, loaded: Kernel): Promise<void> {
     const stride = BigInt(job.stride);
     const chunk = BigInt(job.chunk);
     let index = BigInt(job.offset);
@@ -77,8 +95,8 @@ export function createThreadRuntime(post) {
         const start = U64(chunkStart + BigInt(done));
         const began = performance.now();
         // Loaded per call: cheap, and never stale if jobs interleave around a yield.
-        kernel.setRoot(job.words[0], job.words[1], job.words[2], job.words[3]);
-        const hit = kernel.search(job.difficulty, start, count);
+        loaded.setRoot(job.words[0], job.words[1], job.words[2], job.words[3]);
+        const hit = loaded.search(job.difficulty, start, count);
         const now = performance.now();
         if (hit >= 0) {
           current = null;
@@ -104,13 +122,12 @@ export function createThreadRuntime(post) {
     if (unreported > 0) post({ type: 'hashes', job: job.id, count: unreported });
   }
 
-  function fail(error) {
+  function fail(error: unknown): void {
     current = null;
     post({ type: 'error', message: error instanceof Error ? error.message : String(error) });
   }
 
-  function handle(message) {
-    if (message === null || typeof message !== 'object') return;
+  function handle(message: ToThread): void {
     switch (message.type) {
       case 'init':
         init(message.module).catch(fail);
@@ -120,24 +137,19 @@ export function createThreadRuntime(post) {
           fail(new Error('search before the kernel was loaded'));
           return;
         }
-        const job = {
-          id: message.job,
-          words: message.words,
-          difficulty: message.difficulty,
-          start: message.start,
-          offset: message.offset,
-          stride: message.stride,
-          chunk: message.chunk,
-        };
+        const { job: id, words, difficulty, start, offset, stride, chunk } = message;
+        const job: Job = { id, words, difficulty, start, offset, stride, chunk };
         current = job;
-        run(job).catch(fail);
+        run(job, kernel).catch(fail);
         return;
       }
       case 'stop':
         if (current && current.id === message.job) current = null;
         return;
-      default:
-        return;
+      default: {
+        const unknown: never = message;
+        void unknown;
+      }
     }
   }
 
