@@ -8,6 +8,8 @@
  *   hash as it arrived is kept beside the key and returned.
  * - Credit operations (counter + rewarded block + global total) run in one transaction: a crash
  *   between them cannot leave a client credited without the total, or the reverse.
+ * - `acceptResult` is one IMMEDIATE transaction (claim, work, credits, pending removed), so two
+ *   processes on one file cannot both win a hash, and a crash leaves all of it or none.
  */
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
@@ -15,6 +17,7 @@ import { dirname } from 'node:path';
 import type { WorkType } from '../../dpow/codec.ts';
 import { toU64Hex } from '../../pow/work.ts';
 import type {
+  AcceptOutcome,
   ClientRecord,
   DispatcherStore,
   PendingJob,
@@ -247,6 +250,37 @@ export class SqliteStore implements DispatcherStore {
     if (this.closed) throw new Error('store is closed');
   }
 
+  // ------------------------------------------------------------------ accept
+
+  async acceptResult(
+    hash: string,
+    work: string,
+    value: bigint,
+    workType: WorkType,
+    address: string | undefined,
+    services: readonly string[],
+  ): Promise<AcceptOutcome> {
+    this.check();
+    assertWorkType(workType);
+    const key = hash.toLowerCase();
+    const column = COUNTER[workType].count;
+    const accept = this.db.transaction((): AcceptOutcome => {
+      const removed = this.db.prepare('DELETE FROM pending WHERE hash_key = ?').run(key).changes > 0;
+      if (!removed) {
+        const stored = this.db.prepare('SELECT * FROM work WHERE hash_key = ?').get(key) as WorkRow | undefined;
+        if (stored) return { won: false, work: toWork(stored) };
+      }
+      const now = this.now();
+      const record: StoredWork = { hash, work, difficulty: value, workType, createdAt: now, ...(address ? { address } : {}) };
+      this.#saveWork(record);
+      const credit = this.db.prepare(`UPDATE services SET ${column} = ${column} + 1 WHERE user = ?`);
+      for (const user of services) credit.run(user);
+      if (!address) return { won: true, work: record };
+      return { won: true, work: record, client: toClient(this.#creditClient(address, workType, hash)) };
+    });
+    return accept.immediate();
+  }
+
   // ------------------------------------------------------------------ clients
 
   async getClient(address: string): Promise<ClientRecord | undefined> {
@@ -258,19 +292,21 @@ export class SqliteStore implements DispatcherStore {
   async creditClient(address: string, workType: WorkType, hash: string): Promise<ClientRecord> {
     this.check();
     assertWorkType(workType);
+    return toClient(this.db.transaction(() => this.#creditClient(address, workType, hash))());
+  }
+
+  /** The counter, the rewarded block and the total; the caller holds the transaction. */
+  #creditClient(address: string, workType: WorkType, hash: string): ClientRow {
     const column = COUNTER[workType].count;
-    const credit = this.db.transaction(() => {
-      this.db
-        .prepare(
-          `INSERT INTO clients (address, ${column}, block_rewarded, updated_at) VALUES (?, 1, ?, ?)
-           ON CONFLICT (address) DO UPDATE SET ${column} = ${column} + 1,
-             block_rewarded = excluded.block_rewarded, updated_at = excluded.updated_at`,
-        )
-        .run(address, hash, this.now());
-      this.db.prepare('UPDATE totals SET count = count + 1 WHERE work_type = ?').run(workType);
-      return this.db.prepare('SELECT * FROM clients WHERE address = ?').get(address) as ClientRow;
-    });
-    return toClient(credit());
+    this.db
+      .prepare(
+        `INSERT INTO clients (address, ${column}, block_rewarded, updated_at) VALUES (?, 1, ?, ?)
+         ON CONFLICT (address) DO UPDATE SET ${column} = ${column} + 1,
+           block_rewarded = excluded.block_rewarded, updated_at = excluded.updated_at`,
+      )
+      .run(address, hash, this.now());
+    this.db.prepare('UPDATE totals SET count = count + 1 WHERE work_type = ?').run(workType);
+    return this.db.prepare('SELECT * FROM clients WHERE address = ?').get(address) as ClientRow;
   }
 
   async listClients(): Promise<ClientRecord[]> {
@@ -348,6 +384,10 @@ export class SqliteStore implements DispatcherStore {
   async saveWork(work: StoredWork): Promise<void> {
     this.check();
     assertWorkType(work.workType);
+    this.#saveWork(work);
+  }
+
+  #saveWork(work: StoredWork): void {
     this.db
       .prepare(
         `INSERT INTO work (hash_key, hash, work, difficulty, work_type, address, created_at)
@@ -393,6 +433,12 @@ export class SqliteStore implements DispatcherStore {
         job.createdAt,
         job.account ?? null,
       );
+  }
+
+  async getPending(hash: string): Promise<PendingJob | undefined> {
+    this.check();
+    const row = this.db.prepare('SELECT * FROM pending WHERE hash_key = ?').get(hash.toLowerCase()) as PendingRow | undefined;
+    return row ? toPending(row) : undefined;
   }
 
   async removePending(hash: string): Promise<void> {
