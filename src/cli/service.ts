@@ -7,12 +7,13 @@
  *   service remove <user>
  *   service rekey <user> [--json]       (a new key; the old one stops working at once)
  *
- * All take `--data <dir>` (default `.data`): the same store `dpow-web start` uses.
+ * All take `--data <dir>` (default `.data`) or `--store redis://host:port/db`: the same store
+ * `dpow-web start` uses.
  * Exit 2 with one line on stderr for bad input (unknown user, duplicate user, missing --display).
  */
 import { CliError, intOption, parseOptions } from './args.ts';
 import { generateApiKey, hashApiKey } from '../server/http/api-keys.ts';
-import { openStore } from '../server/store/open-store.ts';
+import { openCliStore, STORE_OPTIONS } from './store-option.ts';
 import type { DispatcherStore, ServiceRecord } from '../server/store/store.ts';
 
 const USER = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -22,7 +23,7 @@ const USAGE = `usage:
   dpow-web service list [--json]
   dpow-web service remove <user>
   dpow-web service rekey <user> [--json]
-options: --data <dir> (default .data)`;
+options: --data <dir> (SQLite, default .data) or --store redis://host:port/db`;
 
 function out(line: string): void {
   process.stdout.write(`${line}\n`);
@@ -43,13 +44,8 @@ function oneLine(value: string, name: string, max: number): string {
   return v;
 }
 
-async function withStore<T>(dataDir: string, fn: (store: DispatcherStore) => Promise<T>): Promise<T> {
-  let store: DispatcherStore;
-  try {
-    store = await openStore(dataDir);
-  } catch (err) {
-    throw new CliError(`cannot open the store in "${dataDir}": ${(err as Error).message.split('\n')[0]}`);
-  }
+async function withStore<T>(where: { data?: string; store?: string }, fn: (store: DispatcherStore) => Promise<T>): Promise<T> {
+  const store = await openCliStore(where);
   try {
     return await fn(store);
   } finally {
@@ -68,7 +64,7 @@ function printKey(user: string, key: string, json: boolean, verb: string): void 
 
 async function add(argv: string[]): Promise<number> {
   const { values, positionals } = parseOptions(argv, {
-    data: { type: 'string', default: '.data' },
+    ...STORE_OPTIONS,
     display: { type: 'string' },
     website: { type: 'string', default: '' },
     private: { type: 'boolean', default: false },
@@ -80,7 +76,7 @@ async function add(argv: string[]): Promise<number> {
   const display = oneLine(values.display, 'display', 100);
   const website = oneLine(values.website ?? '', 'website', 200);
   const rateLimit = intOption(values.rate, 'rate', 0, 0);
-  return withStore(values.data!, async (store) => {
+  return withStore(values, async (store) => {
     if (await store.getService(user)) throw new CliError(`service "${user}" already exists (remove it first, or use rekey)`);
     const key = generateApiKey();
     const record: ServiceRecord = {
@@ -102,11 +98,11 @@ async function add(argv: string[]): Promise<number> {
 
 async function list(argv: string[]): Promise<number> {
   const { values, positionals } = parseOptions(argv, {
-    data: { type: 'string', default: '.data' },
+    ...STORE_OPTIONS,
     json: { type: 'boolean', default: false },
   });
   if (positionals.length !== 0) throw new CliError('service list takes no arguments');
-  return withStore(values.data!, async (store) => {
+  return withStore(values, async (store) => {
     const services = await store.listServices();
     const rows = services.map((s) => ({
       user: s.user,
@@ -144,9 +140,9 @@ async function list(argv: string[]): Promise<number> {
 }
 
 async function remove(argv: string[]): Promise<number> {
-  const { values, positionals } = parseOptions(argv, { data: { type: 'string', default: '.data' } });
+  const { values, positionals } = parseOptions(argv, { ...STORE_OPTIONS });
   const user = oneUser(positionals, 'remove');
-  return withStore(values.data!, async (store) => {
+  return withStore(values, async (store) => {
     if (!(await store.removeService(user))) throw new CliError(`no service "${user}"`);
     out(`Removed service "${user}"; its key no longer works.`);
     return 0;
@@ -155,11 +151,11 @@ async function remove(argv: string[]): Promise<number> {
 
 async function rekey(argv: string[]): Promise<number> {
   const { values, positionals } = parseOptions(argv, {
-    data: { type: 'string', default: '.data' },
+    ...STORE_OPTIONS,
     json: { type: 'boolean', default: false },
   });
   const user = oneUser(positionals, 'rekey');
-  return withStore(values.data!, async (store) => {
+  return withStore(values, async (store) => {
     const existing = await store.getService(user);
     if (!existing) throw new CliError(`no service "${user}"`);
     const key = generateApiKey();

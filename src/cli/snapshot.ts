@@ -1,7 +1,7 @@
 /**
  * `dpow-web snapshot`: records the payout snapshot and prints each client's share.
  *
- *   dpow-web snapshot [--data <dir>] [--min-precache N] [--min-ondemand N] [--prefixes nano,xrb]
+ *   dpow-web snapshot [--data <dir> | --store <redis url>] [--min-precache N] [--min-ondemand N] [--prefixes nano,xrb]
  *                     [--dry-run] [--json]
  *
  * A client's share is proportional to its work since the last snapshot:
@@ -14,7 +14,7 @@
  */
 import { ALL_PREFIXES, checkAddress } from '../dpow/address.ts';
 import type { WorkType } from '../dpow/codec.ts';
-import { openStore } from '../server/store/open-store.ts';
+import { openCliStore, STORE_OPTIONS } from './store-option.ts';
 import type { ClientRecord, SnapshotEntry, SnapshotShare } from '../server/store/store.ts';
 import { CliError, intOption, parseOptions } from './args.ts';
 
@@ -95,7 +95,7 @@ export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseOptions(
     argv,
     {
-      data: { type: 'string', default: '.data' },
+      ...STORE_OPTIONS,
       'min-precache': { type: 'string' },
       'min-ondemand': { type: 'string' },
       prefixes: { type: 'string' },
@@ -108,7 +108,7 @@ export async function run(argv: string[]): Promise<number> {
   void positionals;
   if (values.help) {
     process.stdout.write(
-      'usage: dpow-web snapshot [--data <dir>] [--min-precache N] [--min-ondemand N] [--prefixes nano,xrb] [--dry-run] [--json]\n',
+      'usage: dpow-web snapshot [--data <dir> | --store redis://host:port/db] [--min-precache N] [--min-ondemand N] [--prefixes nano,xrb] [--dry-run] [--json]\n',
     );
     return 0;
   }
@@ -122,12 +122,7 @@ export async function run(argv: string[]): Promise<number> {
     if (list.length === 0 || unknown.length) throw new CliError(`--prefixes must list some of ${ALL_PREFIXES.join(', ')}`);
     rules.prefixes = list;
   }
-  let store;
-  try {
-    store = await openStore(values.data as string);
-  } catch (err) {
-    throw new CliError(`cannot open the store in "${values.data}": ${(err as Error).message.split('\n')[0]}`);
-  }
+  const store = await openCliStore(values);
   try {
     const plan = planSnapshot(await store.listClients(), rules);
     const record = !values['dry-run'] && plan.paid.length > 0 && plan.shares.length > 0;

@@ -3,7 +3,7 @@
  * (WebSocket on /mqtt), the dispatcher, the service API and, unless told otherwise, the demo
  * work source, with state in SQLite under --data.
  *
- *   dpow-web start [--port 8787] [--host 127.0.0.1] [--data .data | --memory] [--no-demo]
+ *   dpow-web start [--port 8787] [--host 127.0.0.1] [--data .data | --store redis://… | --memory] [--no-demo]
  *                  [--broker <url> --broker-username <u> --broker-password <p> [--broker-public-url <ws url>]]
  *                  [--dispatcher-only] [--feed qlc-sim|nano-sim|qlc:<ws>|nano:<ws>]... [--account <addr>]...
  *                  [--broker-tcp-port <port>] [--demo-difficulty <16 hex>] [--no-build] [--verbose]
@@ -23,7 +23,8 @@ import { startAppServer, type AppServer } from '../server/http/app-server.ts';
 import { Dispatcher } from '../server/dispatcher.ts';
 import { consoleLogger, type Logger } from '../server/log.ts';
 import { MemoryStore } from '../server/store/memory-store.ts';
-import { openStore, storePath } from '../server/store/open-store.ts';
+import { describeStore } from '../server/store/open-store.ts';
+import { openCliStore, STORE_OPTIONS, STORE_USAGE } from './store-option.ts';
 import type { DispatcherStore } from '../server/store/store.ts';
 import { isU64Hex } from '../pow/work.ts';
 import type { DemoOptions } from '../server/sim/demo-source.ts';
@@ -42,7 +43,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 const USAGE = `usage: dpow-web start [options]
   --port <n>                 HTTP port (default 8787; 0 = any free port)
   --host <addr>              interface to bind (default 127.0.0.1)
-  --data <dir>               SQLite state directory (default .data)
+${STORE_USAGE}
   --memory                   keep state in memory only (lost on exit)
   --no-demo                  no demo jobs
   --demo                     demo jobs even with --broker
@@ -58,6 +59,8 @@ const USAGE = `usage: dpow-web start [options]
   --broker-tcp-port <n>      embedded broker: also listen for mqtt:// on this port
   --dashboard-password <p>   embedded broker: enable the read-only "dashboard" login
   --dispatcher-only          only the dispatcher (and feeds), against --broker; no web server
+  --shared-results <group>   subscribe to results as $share/<group>/result/+ (Mosquitto 2, EMQX):
+                             each result goes to one dispatcher of the group (use with --store)
   --feed <spec>              precache feed: qlc-sim, nano-sim, qlc:<ws url>, nano:<ws url> (repeatable)
   --account <address>        account to precache for (repeatable)
   --nano-difficulty <hex>    difficulty of Nano precache jobs (default fffffff800000000, the send
@@ -72,7 +75,8 @@ export async function run(argv: string[]): Promise<number> {
     {
       port: { type: 'string' },
       host: { type: 'string', default: '127.0.0.1' },
-      data: { type: 'string', default: '.data' },
+      ...STORE_OPTIONS,
+      'shared-results': { type: 'string' },
       memory: { type: 'boolean', default: false },
       'no-demo': { type: 'boolean', default: false },
       demo: { type: 'boolean', default: false },
@@ -152,16 +156,13 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (!values['dispatcher-only'] && !values['no-build']) await ensureBuilt(log);
 
-  let store: DispatcherStore;
-  if (values.memory) {
-    store = new MemoryStore();
-  } else {
-    try {
-      store = await openStore(values.data!);
-    } catch (err) {
-      throw new CliError(`cannot open the store in "${values.data}": ${(err as Error).message.split('\n')[0]}`);
-    }
+  if (values.memory && values.store !== undefined) throw new CliError('--memory and --store contradict each other');
+  const sharedGroup = values['shared-results'];
+  if (sharedGroup !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(sharedGroup)) {
+    throw new CliError('--shared-results must be a group name of letters, digits, "_" or "-"');
   }
+  if (sharedGroup !== undefined && external === undefined) throw new CliError('--shared-results needs --broker (aedes has no shared subscriptions)');
+  const store: DispatcherStore = values.memory ? new MemoryStore() : await openCliStore(values);
 
   const closers: Array<() => Promise<unknown>> = [() => store.close()];
   const closeAll = async () => {
@@ -172,7 +173,14 @@ export async function run(argv: string[]): Promise<number> {
   let banner: string;
   try {
     if (values['dispatcher-only']) {
-      dispatcher = new Dispatcher({ brokerUrl: external!.url, username: external!.username, password: external!.password, store, log });
+      dispatcher = new Dispatcher({
+        brokerUrl: external!.url,
+        username: external!.username,
+        password: external!.password,
+        store,
+        log,
+        ...(sharedGroup ? { sharedGroup } : {}),
+      });
       await dispatcher.start();
       closers.push(() => dispatcher.stop());
       if (demoOn) {
@@ -193,6 +201,7 @@ export async function run(argv: string[]): Promise<number> {
           externalBroker: external,
           demo: demoOn ? demoOptions : false,
           serviceApi: { rpc },
+          ...(sharedGroup ? { dispatcherOptions: { sharedGroup } } : {}),
           store,
           log,
         });
@@ -222,7 +231,7 @@ export async function run(argv: string[]): Promise<number> {
 
   process.stdout.write(`${banner}\n`);
   process.stdout.write(
-    `  state: ${values.memory ? 'in memory (lost on exit)' : storePath(values.data!)}; demo: ${demoOn ? 'on' : 'off'}; press Ctrl-C to stop\n`,
+    `  state: ${values.memory ? 'in memory (lost on exit)' : describeStore({ dataDir: values.data!, url: values.store })}; demo: ${demoOn ? 'on' : 'off'}; press Ctrl-C to stop\n`,
   );
 
   return await new Promise<number>((resolve) => {

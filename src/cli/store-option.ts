@@ -1,0 +1,25 @@
+/**
+ * `--data <dir>` (SQLite, the default) and `--store redis://host:port/db` for every command that
+ * shares the dispatcher's state (`start`, `service`, `snapshot`): one definition, one error.
+ */
+import { CliError } from './args.ts';
+import { describeStore, isStoreUrl, openStore } from '../server/store/open-store.ts';
+import type { DispatcherStore } from '../server/store/store.ts';
+
+export const STORE_OPTIONS = {
+  data: { type: 'string', default: '.data' },
+  store: { type: 'string' },
+} as const;
+
+export const STORE_USAGE = `  --data <dir>               SQLite state directory (default .data)
+  --store <url>              shared state in Redis instead: redis://host:port/db`;
+
+export async function openCliStore(values: { data?: string; store?: string }): Promise<DispatcherStore> {
+  const choice = { dataDir: values.data ?? '.data', ...(values.store !== undefined ? { url: values.store } : {}) };
+  if (choice.url !== undefined && !isStoreUrl(choice.url)) throw new CliError(`--store must be redis://host:port/db, got "${choice.url}"`);
+  try {
+    return await openStore(choice);
+  } catch (err) {
+    throw new CliError(`cannot open the store ${describeStore(choice)}: ${(err as Error).message.split('\n')[0]}`);
+  }
+}
