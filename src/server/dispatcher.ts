@@ -481,10 +481,16 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
         return { hash, work: stored.work, value: toU64Hex(value), cached: true };
       }
     }
+    // On a shared store another dispatcher may have published this hash already: share its job.
+    const elsewhere = this.#cluster && !this.#jobs.has(key) ? await this.#storeCall(() => this.#store.getPending(key)) : undefined;
     this.#ensureRunning();
 
     const now = Date.now();
     let job = this.#jobs.get(key);
+    if (!job && elsewhere && elsewhere.expiresAt > now) {
+      job = this.#newJob(elsewhere.hash, elsewhere.difficulty, elsewhere.workType, elsewhere.expiresAt, elsewhere.account, elsewhere.createdAt);
+      job.published.add(elsewhere.workType);
+    }
     if (!job) {
       job = this.#newJob(hash, difficulty, 'ondemand', now + timeoutMs, request.account);
       this.counters.requests.dispatched++;
@@ -865,11 +871,31 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       );
     }
     job.waiters.clear();
-    // An accepted job's pending record went with the accept; 'answered' was cancelled by the winner.
-    if (reason !== 'accepted' && reason !== 'answered') void this.#storeCall(() => this.#store.removePending(job.key));
-    if (reason !== 'answered') for (const t of job.published) this.#publishCancel(t, job.hash);
+    if (reason === 'accepted') {
+      // The pending record went with the accept.
+      for (const t of job.published) this.#publishCancel(t, job.hash);
+    } else if (reason === 'answered') {
+      // The winner removed the pending record and cancelled.
+    } else if (this.#cluster && reason !== 'withdrawn') {
+      void this.#releaseShared(job);
+    } else {
+      void this.#storeCall(() => this.#store.removePending(job.key));
+      for (const t of job.published) this.#publishCancel(t, job.hash);
+    }
     if (reason !== 'accepted' && reason !== 'answered') this.#log.debug?.(`dispatcher: ${reason} ${job.workType} ${short(job.hash)}; cancel published`);
     return true;
+  }
+
+  /**
+   * A shared job that timed out or expired here: other dispatchers may still wait for it (each
+   * requester pushes the stored expiry out to its own deadline). Only when the stored expiry has
+   * passed is the record removed and the cancel published.
+   */
+  async #releaseShared(job: Job): Promise<void> {
+    const stored = await this.#storeCall(() => this.#store.getPending(job.key));
+    if (!stored || stored.expiresAt > Date.now() + 50) return;
+    await this.#storeCall(() => this.#store.removePending(job.key));
+    for (const t of new Set([...job.published, stored.workType])) this.#publishCancel(t, job.hash);
   }
 
   #savePending(job: Job): void {

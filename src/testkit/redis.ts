@@ -1,7 +1,7 @@
 /**
  * Test helper, never imported by the product: Debian's redis-server on a free loopback port,
- * with no persistence and its own temporary directory. One per test file; stop() and start()
- * again (same port) stand for an outage.
+ * with its own temporary directory and no persistence unless asked (an append-only file). One
+ * per test file; stop() and start() again (same port) stand for an outage.
  *
  * Skipped with a message only when redis-server is not installed AND this is not CI (.ci/run
  * installs it); under CI a missing binary fails.
@@ -28,6 +28,8 @@ export class RedisServer {
   private constructor(
     readonly port: number,
     readonly dir: string,
+    /** With an append-only file, what was written survives stop() and start(). */
+    readonly persist: boolean,
   ) {}
 
   /** redis://127.0.0.1:<port>/<db> */
@@ -35,8 +37,8 @@ export class RedisServer {
     return `redis://127.0.0.1:${this.port}/${db}`;
   }
 
-  static async start(): Promise<RedisServer> {
-    const server = new RedisServer(await freePort(), mkdtempSync(join(tmpdir(), 'dpow-redis-')));
+  static async start(options: { persist?: boolean } = {}): Promise<RedisServer> {
+    const server = new RedisServer(await freePort(), mkdtempSync(join(tmpdir(), 'dpow-redis-')), options.persist ?? false);
     await server.start();
     return server;
   }
@@ -48,7 +50,7 @@ export class RedisServer {
   /** Starts (again) on the same port; resolves once it accepts connections. */
   async start(): Promise<void> {
     if (this.running) return;
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir];
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', this.persist ? 'yes' : 'no', '--dir', this.dir];
     const child = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.#process = child;
     child.stdout!.on('data', (d) => (this.#log += d));
@@ -60,7 +62,7 @@ export class RedisServer {
     }
   }
 
-  /** Stops the server (SIGTERM; with nothing to save it exits at once); the data is gone. */
+  /** Stops the server (SIGTERM); without `persist` the data is gone. */
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     const child = this.#process;
     if (!child || !this.running) return;
