@@ -216,11 +216,29 @@ export async function run(argv: string[]): Promise<number> {
       banner = `dpow-web is running at ${app.url}  (broker ${app.brokerWsUrl}${tcp})`;
     }
 
-    for (const spec of feeds) {
+    if (feeds.length) {
       const { startPrecacheFeed } = await import('../server/feeds/precache.ts');
-      const feed = await startPrecacheFeed(spec, { dispatcher, store, accounts: values.account as string[], ...policyOptions, log });
-      closers.push(() => feed.close());
-      log.info(`precache feed: ${feed.description}`);
+      const running: Array<{ close(): Promise<unknown> | unknown }> = [];
+      const openFeeds = async () => {
+        for (const spec of feeds) {
+          const feed = await startPrecacheFeed(spec, { dispatcher, store, accounts: values.account as string[], ...policyOptions, log });
+          running.push(feed);
+          log.info(`precache feed: ${feed.description}`);
+        }
+      };
+      const closeFeeds = async () => {
+        while (running.length) await running.pop()!.close();
+      };
+      closers.push(closeFeeds);
+      // On a shared store the feeds are a singleton: they follow the elected dispatcher.
+      if (store.cluster) {
+        dispatcher.on('leadership', (leader) => {
+          void (leader ? openFeeds() : closeFeeds()).catch((err: Error) => log.warn(`precache feed: ${err.message}`));
+        });
+        if (dispatcher.leadership.leader) await openFeeds();
+      } else {
+        await openFeeds();
+      }
     }
   } catch (err) {
     await closeAll();
