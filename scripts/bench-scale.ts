@@ -52,7 +52,7 @@ const say = (line: string) => process.stdout.write(`${line}\n`);
 type Counters = { results: Record<string, number>; published: { work: number } };
 interface DispatcherChild {
   child: ChildProcess;
-  ask(): Promise<{ counters: Counters; rssBytes: number; heapBytes: number }>;
+  ask(): Promise<{ counters: Counters; rssBytes: number; heapBytes: number; cpuMs: number }>;
   precache(jobs: Array<[string, string]>): void;
   stop(): Promise<void>;
 }
@@ -73,7 +73,7 @@ function once<T>(child: ChildProcess, pick: (m: Record<string, unknown>) => T | 
 
 async function startDispatcher(broker: Mosquitto, store: string, group?: string): Promise<DispatcherChild> {
   const child = fork(join(here, 'bench-scale/dispatcher.ts'), [broker.tcpUrl, broker.secrets.server, store, ...(group ? [group] : [])], {
-    execArgv: ['--import', 'tsx'],
+    execArgv: ['--import', 'tsx', ...(process.env.DPOW_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.DPOW_BENCH_PROFILE}`] : [])],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   await once(child, (m) => (m.ready ? true : undefined));
@@ -200,7 +200,8 @@ async function ceiling(broker: Mosquitto, redis: RedisServer) {
       await sleep(100);
     }
     await sleep(500);
-    const base = checked((await d.ask()).counters);
+    const start = await d.ask();
+    const base = checked(start.counters);
     const publishers = await Promise.all(
       [0, 1, 2, 3].map(() => mqtt.connectAsync(broker.tcpUrl, { username: 'client', password: 'client', protocolVersion: 4 })),
     );
@@ -238,6 +239,8 @@ async function ceiling(broker: Mosquitto, redis: RedisServer) {
       invalid: counters!.results['invalid-work'],
       publishS: Math.round(publishedS * 100) / 100,
       verifiedPerS: Math.round(done / elapsedS),
+      // Load-independent: results per second of the dispatcher's own CPU time (user + system).
+      verifiedPerCpuS: Math.round(done / ((mem.cpuMs - start.cpuMs) / 1000)),
       rssMiB: mib(mem.rssBytes),
     };
     say(`ceiling ${JSON.stringify(row)}`);

@@ -25,7 +25,8 @@ process.on('message', (message: { cmd: string; jobs?: Array<[string, string]> })
     for (const [hash, difficulty] of message.jobs!) void dispatcher.precache(hash, BigInt(`0x${difficulty}`)).catch(() => {});
   } else if (message.cmd === 'counters') {
     const mem = process.memoryUsage();
-    process.send!({ counters: dispatcher.counters, rssBytes: mem.rss, heapBytes: mem.heapUsed });
+    const cpu = process.cpuUsage();
+    process.send!({ counters: dispatcher.counters, rssBytes: mem.rss, heapBytes: mem.heapUsed, cpuMs: (cpu.user + cpu.system) / 1000 });
   } else if (message.cmd === 'stop') {
     void dispatcher.stop().then(() => store.close()).then(() => process.exit(0));
   }

@@ -124,6 +124,8 @@ return 0
 
 const sha1 = (script: string) => createHash('sha1').update(script).digest('hex');
 
+const SCRIPTS = [ACCEPT, CREDIT, CREDIT_SERVICE, SNAPSHOT, HOLD_LEASE, RELEASE_LEASE];
+
 /** HGETALL inside a script answers a flat list of field, value, field, value… */
 function pairs(list: unknown): Record<string, string> {
   const out: Record<string, string> = {};
@@ -208,6 +210,9 @@ function connectClient(url: string, options: RedisStoreOptions) {
   client.on('ready', () => {
     if (!up) options.onConnectionChange?.(true);
     up = true;
+    // Loaded up front (and again after a reconnect: a restarted server forgot them), so a burst
+    // of first calls does not each take the NOSCRIPT detour.
+    for (const script of SCRIPTS) client.scriptLoad(script).catch(() => {});
   });
   client.on('error', (err: Error) => {
     if (up) options.onConnectionChange?.(false, err.message);
