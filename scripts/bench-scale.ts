@@ -11,7 +11,7 @@
  * 2. Dispatcher ceiling: one dispatcher, SQLite then Redis, fed precomputed invalid and valid
  *    results (one each per pending job) as fast as the broker takes them: verified results/s.
  *
- * Options: --workers 1000 --procs 4 --jobs-per-s 20 --seconds 15 --min-delay 300 --mean-delay 700
+ * Options: --workers 1000 --procs 4 --jobs-per-s 5 --seconds 20 --min-delay 1000 --mean-delay 2000
  *          --ceiling-jobs 10000 --only scale|ceiling --json <file>
  */
 import { fork, type ChildProcess } from 'node:child_process';
@@ -29,10 +29,10 @@ const { values } = parseArgs({
   options: {
     workers: { type: 'string', default: '1000' },
     procs: { type: 'string', default: '4' },
-    'jobs-per-s': { type: 'string', default: '20' },
-    seconds: { type: 'string', default: '15' },
-    'min-delay': { type: 'string', default: '300' },
-    'mean-delay': { type: 'string', default: '700' },
+    'jobs-per-s': { type: 'string', default: '5' },
+    seconds: { type: 'string', default: '20' },
+    'min-delay': { type: 'string', default: '1000' },
+    'mean-delay': { type: 'string', default: '2000' },
     'ceiling-jobs': { type: 'string', default: '10000' },
     only: { type: 'string' },
     json: { type: 'string' },
@@ -134,6 +134,7 @@ async function scale(broker: Mosquitto, redis: RedisServer) {
       }),
     );
   await report(); // reset
+  let published = 0;
 
   const results = [];
   for (const [index, run] of runs.entries()) {
@@ -142,6 +143,7 @@ async function scale(broker: Mosquitto, redis: RedisServer) {
     for (let i = 0; i < run.dispatchers; i++) dispatchers.push(await startDispatcher(broker, store, run.group));
     await sleep(2500); // lease settled, subscriptions in place
     const before = await Promise.all(dispatchers.map((d) => d.ask()));
+    const publishedBefore = published;
     const jobs = table.slice(index * jobsPerRun, (index + 1) * jobsPerRun);
     say(`${run.name}: ${jobs.length} jobs at ${JOBS_PER_S}/s to ${WORKERS} workers …`);
     const t0 = performance.now();
@@ -150,10 +152,11 @@ async function scale(broker: Mosquitto, redis: RedisServer) {
       const due = t0 + ((i + 1) * 1000) / JOBS_PER_S;
       await sleep(Math.max(0, due - performance.now()));
     }
-    await sleep(Number(values['min-delay']) + 8 * Number(values['mean-delay']) + 1000); // the tail of late results
+    await sleep(Number(values['min-delay']) + 4 * Number(values['mean-delay']) + 1000); // the tail of late results
     const elapsedS = (performance.now() - t0) / 1000;
     const after = await Promise.all(dispatchers.map((d) => d.ask()));
     const reports = await report();
+    published = reports.reduce((n, r) => n + r.published, 0);
     const latencies = reports.flatMap((r) => r.latenciesMs).sort((a, b) => a - b);
     const perDispatcher = after.map((a, i) => ({
       checked: checked(a.counters) - checked(before[i].counters),
@@ -167,7 +170,7 @@ async function scale(broker: Mosquitto, redis: RedisServer) {
       connectionsHeld: reports.reduce((n, r) => n + r.connected, 0),
       jobs: jobs.length,
       accepted: perDispatcher.reduce((n, d) => n + d.accepted, 0),
-      resultsPublished: reports.reduce((n, r) => n + r.published, 0),
+      resultsPublished: published - publishedBefore,
       resultsChecked: perDispatcher.reduce((n, d) => n + d.checked, 0),
       resultsCheckedPerS: Math.round(perDispatcher.reduce((n, d) => n + d.checked, 0) / elapsedS),
       p50Ms: Math.round(percentile(latencies, 50)),
