@@ -19,6 +19,9 @@ const PORT = Number(process.env.DPOW_E2E_PORT ?? 4173);
 
 export default defineConfig({
   testDir: 'e2e',
+  // The specs' own tsconfig. Without it Playwright loads the specs with settings that make
+  // `import mqtt from 'mqtt'` fail ("does not provide an export named 'default'"), and no test runs.
+  tsconfig: './tsconfig.browser-tests.json',
   timeout: 120_000,
   expect: { timeout: 30_000 },
   fullyParallel: false,

@@ -103,8 +103,11 @@ test.describe('without the broker', () => {
     await expect(page.locator('html')).toHaveAttribute('data-theme', 'dark');
     await page.reload();
     await expect(page.locator('html')).toHaveAttribute('data-theme', 'dark');
+    // The palette follows the choice (each colour is one light-dark() pair in styles.css).
+    await expect(page.locator('body')).toHaveCSS('background-color', 'rgb(13, 17, 23)');
     await page.getByRole('button', { name: /Switch to light theme/ }).click();
     await expect(page.locator('html')).toHaveAttribute('data-theme', 'light');
+    await expect(page.locator('body')).toHaveCSS('background-color', 'rgb(244, 246, 249)');
   });
 });
 
@@ -135,6 +138,7 @@ test.describe('with the broker and dispatcher', () => {
     expect(answer.work).toMatch(/^[0-9a-f]{16}$/);
     await expect(page.getByTestId('count-published')).toHaveText('1');
     await expect(page.getByTestId('count-accepted')).toHaveText('1');
+    await expect(page.getByTestId('count-address-accepted')).toHaveText('1');
     await expect(page.getByTestId('backend')).not.toHaveText('—');
     // The dispatcher credits the address and says so on client/<address>.
     await expect(page.getByTestId('personal-ondemand')).toHaveText('1');

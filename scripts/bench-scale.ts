@@ -50,9 +50,15 @@ const tmp = mkdtempSync(join(tmpdir(), 'dpow-bench-scale-'));
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
 type Counters = { results: Record<string, number>; published: { work: number } };
+interface DispatcherReading {
+  counters: Counters;
+  rssBytes: number;
+  heapBytes: number;
+  cpuMs: number;
+}
 interface DispatcherChild {
   child: ChildProcess;
-  ask(): Promise<{ counters: Counters; rssBytes: number; heapBytes: number; cpuMs: number }>;
+  ask(): Promise<DispatcherReading>;
   precache(jobs: Array<[string, string]>): void;
   stop(): Promise<void>;
 }
@@ -80,7 +86,7 @@ async function startDispatcher(broker: Mosquitto, store: string, group?: string)
   return {
     child,
     ask: () => {
-      const reply = once(child, (m) => (m.counters ? (m as never) : undefined));
+      const reply = once(child, (m) => (m.counters ? (m as unknown as DispatcherReading) : undefined));
       child.send({ cmd: 'counters' });
       return reply;
     },

@@ -36,7 +36,7 @@ export function idleState(): ClientState {
     hashrate: 0,
     backend: null,
     backendLabel: '',
-    counters: { received: 0, rejected: {}, computed: 0, published: 0, cancelled: 0, accepted: 0, expired: 0 },
+    counters: { received: 0, rejected: {}, computed: 0, published: 0, cancelled: 0, accepted: 0, addressAccepted: 0, expired: 0 },
     lastClientMessage: null,
     lastStatistics: null,
     events: [],

@@ -1,6 +1,7 @@
 /** Number and time formatting for the view. */
 
 export { formatHashrate } from '../pow/hashrate.ts';
+export { formatMultiplier } from '../dpow/format.ts';
 
 /** "850 ms", "4.2 s", "3 min 20 s", "2 h 5 min". */
 export function formatDuration(ms: number): string {
@@ -25,11 +26,6 @@ export function shortAddress(address: string): string {
   const sep = address.indexOf('_');
   if (sep < 0 || address.length < sep + 16) return address;
   return `${address.slice(0, sep + 7)}…${address.slice(-5)}`;
-}
-
-export function formatMultiplier(multiplier: number): string {
-  if (!Number.isFinite(multiplier)) return '—';
-  return `${multiplier >= 10 ? multiplier.toFixed(1) : multiplier.toFixed(multiplier < 0.01 ? 5 : 3)}×`;
 }
 
 export function formatCount(n: number): string {

@@ -6,19 +6,13 @@ import type { DeploymentConfig } from '../dpow/deployment.ts';
 import type { ClientSettings, WorkChoice } from '../dpow/state.ts';
 import type { BackendChoice } from '../pow/types.ts';
 
-/** What the settings form edits. The broker URL may be relative ("/mqtt") until start. */
-export interface AppSettings {
-  brokerUrl: string;
-  username: string;
-  password: string;
-  address: string;
-  work: WorkChoice;
-  backend: BackendChoice;
-  /** GPU share of time in (0, 1]. */
-  intensity: number;
-  /** WASM threads, at least 1. */
-  threads: number;
-}
+/**
+ * What the settings form edits: the client's settings the volunteer chooses, with threads and
+ * intensity always set. The broker URL may be relative ("/mqtt") until start.
+ */
+export interface AppSettings
+  extends Pick<ClientSettings, 'brokerUrl' | 'username' | 'password' | 'address' | 'work' | 'backend'>,
+    Required<Pick<ClientSettings, 'intensity' | 'threads'>> {}
 
 /** How the page was opened: kiosk mode and autostart come only from the URL. */
 export interface LaunchOptions {
@@ -186,14 +180,8 @@ export function toClientSettings(
   pageUrl: string,
 ): ClientSettings {
   return {
+    ...settings,
     brokerUrl: resolveBrokerUrl(settings.brokerUrl, pageUrl) ?? settings.brokerUrl,
-    username: settings.username,
-    password: settings.password,
-    address: settings.address,
-    work: settings.work,
-    backend: settings.backend,
-    threads: settings.threads,
-    intensity: settings.intensity,
     addressPrefixes: config.addressPrefixes,
   };
 }

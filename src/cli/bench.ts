@@ -5,7 +5,7 @@
  * where the runtime has SIMD. 'auto' and 'all' measure everything available.
  */
 import { availableParallelism } from 'node:os';
-import { CliError, intOption, parseOptions } from './args.ts';
+import { CliError, defineCommand, intOption, parseCommand } from './args.ts';
 import { parseBackend } from './work.ts';
 import { measureBackend } from '../pow/engine.ts';
 import type { BenchmarkResult, PowBackend } from '../pow/types.ts';
@@ -84,16 +84,25 @@ function formatRow(row: NodeBenchRow): string {
   return `${name.padEnd(56)} ${formatRate(row.hashrate).padStart(12)}   compile ${row.compileMs.toFixed(0)} ms`;
 }
 
+export function command() {
+  return defineCommand('bench')
+    .option('-b, --backend <backend>', 'auto, webgpu, wasm or all (auto and all measure everything available)', 'auto')
+    .option('-s, --seconds <s>', 'seconds per measurement', '5')
+    .option('-t, --threads <n>', 'WASM threads besides 1 (default: every core)')
+    .option('--json', 'one JSON line with every row');
+}
+
+interface BenchOptions {
+  backend: string;
+  seconds: string;
+  threads?: string;
+  json?: boolean;
+}
+
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseOptions(argv, {
-    backend: { type: 'string', short: 'b' },
-    seconds: { type: 'string', short: 's' },
-    threads: { type: 'string', short: 't' },
-    json: { type: 'boolean' },
-  });
-  if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}"`);
+  const { options: values } = parseCommand<BenchOptions>(command(), argv);
   const backend = parseBackend(values.backend, ['auto', 'webgpu', 'wasm', 'all']);
-  const seconds = values.seconds === undefined ? 5 : Number(values.seconds);
+  const seconds = values.seconds.trim() === '' ? NaN : Number(values.seconds);
   if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 3600) {
     throw new CliError(`--seconds must be a number in (0, 3600], got "${values.seconds}"`);
   }

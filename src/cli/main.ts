@@ -1,23 +1,22 @@
 /**
  * `dpow-web <command>`: each command lives in its own module and is loaded on demand, so
- * `dpow-web work` never pays for the dispatcher's imports.
+ * `dpow-web work` never pays for the dispatcher's imports. Each module's commander definition
+ * parses its options and prints its `--help`.
  */
-import { CliError } from './args.ts';
+import { CliError, COMMAND_SUMMARIES, HelpShown, type CommandName } from './args.ts';
 
-type Command = { summary: string; load: () => Promise<{ run(argv: string[]): Promise<number> }> };
-
-const COMMANDS: Record<string, Command> = {
-  start: { summary: 'run the broker, dispatcher and app on 127.0.0.1', load: () => import('./start.ts') },
-  work: { summary: 'compute one proof of work', load: () => import('./work.ts') },
-  bench: { summary: 'measure hashrate per backend', load: () => import('./bench.ts') },
-  worker: { summary: 'headless DPoW worker', load: () => import('./worker.ts') },
-  service: { summary: 'manage on-demand services (add|list|remove)', load: () => import('./service.ts') },
-  snapshot: { summary: 'record the payout snapshot', load: () => import('./snapshot.ts') },
+const COMMANDS: Record<CommandName, () => Promise<{ run(argv: string[]): Promise<number> }>> = {
+  start: () => import('./start.ts'),
+  work: () => import('./work.ts'),
+  bench: () => import('./bench.ts'),
+  worker: () => import('./worker.ts'),
+  service: () => import('./service.ts'),
+  snapshot: () => import('./snapshot.ts'),
 };
 
 export function usage(): string {
-  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(9)} ${c.summary}`);
-  return `usage: dpow-web <command> [options]\n\ncommands:\n${lines.join('\n')}\n`;
+  const lines = Object.entries(COMMAND_SUMMARIES).map(([name, summary]) => `  ${name.padEnd(9)} ${summary}`);
+  return `usage: dpow-web <command> [options]\n\ncommands:\n${lines.join('\n')}\n\n'dpow-web <command> --help' describes a command's options.\n`;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -26,14 +25,15 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(usage());
     return name ? 0 : 2;
   }
-  const command = COMMANDS[name];
-  if (!command) {
+  const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name as CommandName] : undefined;
+  if (!load) {
     process.stderr.write(`dpow-web: unknown command "${name}"\n${usage()}`);
     return 2;
   }
   try {
-    return await (await command.load()).run(rest);
+    return await (await load()).run(rest);
   } catch (err) {
+    if (err instanceof HelpShown) return 0;
     if (err instanceof CliError) {
       process.stderr.write(`dpow-web ${name}: ${err.message}\n`);
       return 2;

@@ -11,27 +11,19 @@
  * `dpow-web start` uses.
  * Exit 2 with one line on stderr for bad input (unknown user, duplicate user, missing --display).
  */
-import { CliError, intOption, parseOptions } from './args.ts';
+import type { Command } from 'commander';
+import { CliError, defineCommand, defineSubcommand, intOption, parseCommandAsync } from './args.ts';
 import { generateApiKey, hashApiKey } from '../server/http/api-keys.ts';
-import { openCliStore, STORE_OPTIONS } from './store-option.ts';
+import { openCliStore, STORE_OPTION } from './store-option.ts';
 import type { DispatcherStore, ServiceRecord } from '../server/store/store.ts';
 
 const USER = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-
-const USAGE = `usage:
-  dpow-web service add <user> --display "Name" [--website example.org] [--private] [--rate N] [--json]
-  dpow-web service list [--json]
-  dpow-web service remove <user>
-  dpow-web service rekey <user> [--json]
-options: --data <dir> (SQLite, default .data) or --store redis://host:port/db`;
 
 function out(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
-function oneUser(positionals: string[], verb: string): string {
-  if (positionals.length !== 1) throw new CliError(`service ${verb} needs exactly one <user>`);
-  const user = positionals[0];
+function checkUser(user: string): string {
   if (!USER.test(user)) {
     throw new CliError(`user "${user.slice(0, 70)}" must be 1-64 characters of letters, digits, "_", "." or "-"`);
   }
@@ -44,7 +36,7 @@ function oneLine(value: string, name: string, max: number): string {
   return v;
 }
 
-async function withStore<T>(where: { data?: string; store?: string }, fn: (store: DispatcherStore) => Promise<T>): Promise<T> {
+async function withStore<T>(where: { data: string; store?: string }, fn: (store: DispatcherStore) => Promise<T>): Promise<T> {
   const store = await openCliStore(where);
   try {
     return await fn(store);
@@ -62,16 +54,18 @@ function printKey(user: string, key: string, json: boolean, verb: string): void 
   out(`API key (shown only this once; it is stored hashed and cannot be recovered): ${key}`);
 }
 
-async function add(argv: string[]): Promise<number> {
-  const { values, positionals } = parseOptions(argv, {
-    ...STORE_OPTIONS,
-    display: { type: 'string' },
-    website: { type: 'string', default: '' },
-    private: { type: 'boolean', default: false },
-    rate: { type: 'string' },
-    json: { type: 'boolean', default: false },
-  });
-  const user = oneUser(positionals, 'add');
+interface AddOptions {
+  data: string;
+  store?: string;
+  display?: string;
+  website: string;
+  private?: boolean;
+  rate?: string;
+  json?: boolean;
+}
+
+async function add(userArg: string, values: AddOptions): Promise<number> {
+  const user = checkUser(userArg);
   if (values.display === undefined || values.display.trim() === '') throw new CliError('service add needs --display "Name"');
   const display = oneLine(values.display, 'display', 100);
   const website = oneLine(values.website ?? '', 'website', 200);
@@ -91,17 +85,12 @@ async function add(argv: string[]): Promise<number> {
       createdAt: Date.now(),
     };
     await store.addService(record);
-    printKey(user, key, values.json!, 'Added');
+    printKey(user, key, values.json === true, 'Added');
     return 0;
   });
 }
 
-async function list(argv: string[]): Promise<number> {
-  const { values, positionals } = parseOptions(argv, {
-    ...STORE_OPTIONS,
-    json: { type: 'boolean', default: false },
-  });
-  if (positionals.length !== 0) throw new CliError('service list takes no arguments');
+async function list(values: { data: string; store?: string; json?: boolean }): Promise<number> {
   return withStore(values, async (store) => {
     const services = await store.listServices();
     const rows = services.map((s) => ({
@@ -139,9 +128,8 @@ async function list(argv: string[]): Promise<number> {
   });
 }
 
-async function remove(argv: string[]): Promise<number> {
-  const { values, positionals } = parseOptions(argv, { ...STORE_OPTIONS });
-  const user = oneUser(positionals, 'remove');
+async function remove(userArg: string, values: { data: string; store?: string }): Promise<number> {
+  const user = checkUser(userArg);
   return withStore(values, async (store) => {
     if (!(await store.removeService(user))) throw new CliError(`no service "${user}"`);
     out(`Removed service "${user}"; its key no longer works.`);
@@ -149,39 +137,58 @@ async function remove(argv: string[]): Promise<number> {
   });
 }
 
-async function rekey(argv: string[]): Promise<number> {
-  const { values, positionals } = parseOptions(argv, {
-    ...STORE_OPTIONS,
-    json: { type: 'boolean', default: false },
-  });
-  const user = oneUser(positionals, 'rekey');
+async function rekey(userArg: string, values: { data: string; store?: string; json?: boolean }): Promise<number> {
+  const user = checkUser(userArg);
   return withStore(values, async (store) => {
     const existing = await store.getService(user);
     if (!existing) throw new CliError(`no service "${user}"`);
     const key = generateApiKey();
     await store.addService({ ...existing, apiKeyHash: await hashApiKey(key) });
-    printKey(user, key, values.json!, 'New key for');
+    printKey(user, key, values.json === true, 'New key for');
     return 0;
   });
 }
 
+const DATA = ['--data <dir>', 'the state directory dpow-web start uses', '.data'] as const;
+
+/** `service` and its four subcommands; each action reports its exit code through `done`. */
+export function command(done: (code: number) => void = () => {}): Command {
+  const service = defineCommand('service');
+  defineSubcommand(service, 'add', 'register a service and print its new API key (shown once)')
+    .argument('<user>', 'the service login: 1-64 letters, digits, "_", "." or "-"')
+    .option('--display <name>', 'name shown in statistics (required)')
+    .option('--website <site>', 'website shown in statistics', '')
+    .option('--private', 'count it in the private total, not by name')
+    .option('--rate <n>', 'requests per minute allowed (0 = unlimited)')
+    .option('--json', 'print {user, api_key} as JSON')
+    .option(...DATA)
+    .option(...STORE_OPTION)
+    .action(async (user: string, options: AddOptions) => done(await add(user, options)));
+  defineSubcommand(service, 'list', 'list services with their counters')
+    .option('--json', 'one JSON line')
+    .option(...DATA)
+    .option(...STORE_OPTION)
+    .action(async (options: { data: string; store?: string; json?: boolean }) => done(await list(options)));
+  defineSubcommand(service, 'remove', 'remove a service; its key stops working at once')
+    .argument('<user>')
+    .option(...DATA)
+    .option(...STORE_OPTION)
+    .action(async (user: string, options: { data: string; store?: string }) => done(await remove(user, options)));
+  defineSubcommand(service, 'rekey', 'give a service a new API key; the old one stops working at once')
+    .argument('<user>')
+    .option('--json', 'print {user, api_key} as JSON')
+    .option(...DATA)
+    .option(...STORE_OPTION)
+    .action(async (user: string, options: { data: string; store?: string; json?: boolean }) => done(await rekey(user, options)));
+  return service;
+}
+
 export async function run(argv: string[]): Promise<number> {
-  const [verb, ...rest] = argv;
-  switch (verb) {
-    case 'add':
-      return add(rest);
-    case 'list':
-      return list(rest);
-    case 'remove':
-      return remove(rest);
-    case 'rekey':
-      return rekey(rest);
-    case undefined:
-    case '--help':
-    case '-h':
-      out(USAGE);
-      return verb === undefined ? 2 : 0;
-    default:
-      throw new CliError(`unknown subcommand "${verb}" (add, list, remove, rekey)`);
+  if (argv.length === 0) {
+    command().outputHelp();
+    return 2;
   }
+  let code = 0;
+  await parseCommandAsync(command((c) => (code = c)), argv);
+  return code;
 }

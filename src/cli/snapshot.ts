@@ -1,7 +1,7 @@
 /**
  * `dpow-web snapshot`: records the payout snapshot and prints each client's share.
  *
- *   dpow-web snapshot [--data <dir> | --store <redis url>] [--min-precache N] [--min-ondemand N] [--prefixes nano,xrb]
+ *   dpow-web snapshot [--data <dir>] [--min-precache N] [--min-ondemand N] [--prefixes nano,xrb]
  *                     [--dry-run] [--json]
  *
  * A client's share is proportional to its work since the last snapshot:
@@ -14,9 +14,9 @@
  */
 import { ALL_PREFIXES, checkAddress } from '../dpow/address.ts';
 import type { WorkType } from '../dpow/codec.ts';
-import { openCliStore, STORE_OPTIONS } from './store-option.ts';
+import { openCliStore, STORE_OPTION } from './store-option.ts';
 import type { ClientRecord, SnapshotEntry, SnapshotShare } from '../server/store/store.ts';
-import { CliError, intOption, parseOptions } from './args.ts';
+import { CliError, defineCommand, intOption, parseCommand } from './args.ts';
 
 export interface SnapshotRules {
   minPrecache: number;
@@ -91,30 +91,32 @@ function print(plan: SnapshotPlan, recorded: boolean, dryRun: boolean): void {
   w(recorded ? 'snapshot recorded' : dryRun ? 'dry run: nothing recorded' : 'nothing to pay yet: nothing recorded');
 }
 
+export function command() {
+  return defineCommand('snapshot')
+    .option('--data <dir>', 'the state directory dpow-web start uses', '.data')
+    .option(...STORE_OPTION)
+    .option('--min-precache <n>', 'pay precache only when at least this many new units came in', '1')
+    .option('--min-ondemand <n>', 'pay ondemand only when at least this many new units came in', '1')
+    .option('--prefixes <list>', 'address prefixes that may be paid, comma-separated (default: all known)')
+    .option('--dry-run', 'print the shares without recording them')
+    .option('--json', 'one JSON line instead of the table');
+}
+
+interface SnapshotOptions {
+  data: string;
+  store?: string;
+  minPrecache: string;
+  minOndemand: string;
+  prefixes?: string;
+  dryRun?: boolean;
+  json?: boolean;
+}
+
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseOptions(
-    argv,
-    {
-      ...STORE_OPTIONS,
-      'min-precache': { type: 'string' },
-      'min-ondemand': { type: 'string' },
-      prefixes: { type: 'string' },
-      'dry-run': { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    false,
-  );
-  void positionals;
-  if (values.help) {
-    process.stdout.write(
-      'usage: dpow-web snapshot [--data <dir> | --store redis://host:port/db] [--min-precache N] [--min-ondemand N] [--prefixes nano,xrb] [--dry-run] [--json]\n',
-    );
-    return 0;
-  }
+  const { options: values } = parseCommand<SnapshotOptions>(command(), argv);
   const rules: SnapshotRules = {
-    minPrecache: intOption(values['min-precache'], 'min-precache', 1, 0),
-    minOndemand: intOption(values['min-ondemand'], 'min-ondemand', 1, 0),
+    minPrecache: intOption(values.minPrecache, 'min-precache', 1, 0),
+    minOndemand: intOption(values.minOndemand, 'min-ondemand', 1, 0),
   };
   if (values.prefixes !== undefined) {
     const list = values.prefixes.split(',').map((p) => p.trim()).filter(Boolean);
@@ -125,7 +127,7 @@ export async function run(argv: string[]): Promise<number> {
   const store = await openCliStore(values);
   try {
     const plan = planSnapshot(await store.listClients(), rules);
-    const record = !values['dry-run'] && plan.paid.length > 0 && plan.shares.length > 0;
+    const record = !values.dryRun && plan.paid.length > 0 && plan.shares.length > 0;
     // Recorded as the counters the shares came from: work credited meanwhile (the dispatcher may be
     // running on the same file) stays unpaid-but-counted for the next snapshot.
     if (record) await store.recordSnapshot(plan.entries);
@@ -133,7 +135,7 @@ export async function run(argv: string[]): Promise<number> {
       const { entries: _entries, ...shown } = plan;
       process.stdout.write(`${JSON.stringify({ recorded: record, takenAt: new Date().toISOString(), ...shown })}\n`);
     } else {
-      print(plan, record, values['dry-run'] as boolean);
+      print(plan, record, values.dryRun as boolean);
     }
     return 0;
   } finally {

@@ -4,13 +4,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import mqtt from 'mqtt';
+import { cleanupsAfterEach } from '../testkit/cleanups.ts';
+import { connectAs } from '../testkit/mqtt.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BIN = path.join(ROOT, 'bin', 'dpow-web.mjs');
 
 const children: ChildProcess[] = [];
 const dirs: string[] = [];
+const cleanups = cleanupsAfterEach();
 afterEach(() => {
   for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
@@ -49,24 +51,14 @@ describe('dpow-web start', () => {
 
     const config = (await (await fetch(new URL('/config.json', url))).json()) as Record<string, string>;
     expect(config).toMatchObject({ brokerUrl: '/mqtt', username: 'client', password: 'client' });
-    const worker = await mqtt.connectAsync(new URL(config.brokerUrl, url.replace('http', 'ws')).href, {
-      username: config.username,
-      password: config.password,
-      protocolVersion: 4,
-      reconnectPeriod: 0,
-    });
+    const worker = await connectAs(new URL(config.brokerUrl, url.replace('http', 'ws')).href, { username: config.username, password: config.password }, cleanups);
     const beat = new Promise<string>((resolve) => worker.on('message', (topic) => resolve(topic)));
     await worker.subscribeAsync('heartbeat');
     expect(await beat).toBe('heartbeat');
     await worker.endAsync(true);
 
     // The read-only dashboard login sees everything.
-    const dashboard = await mqtt.connectAsync(url.replace('http', 'ws') + 'mqtt', {
-      username: 'dashboard',
-      password: 'dash-pw',
-      protocolVersion: 4,
-      reconnectPeriod: 0,
-    });
+    const dashboard = await connectAs(url.replace('http', 'ws') + 'mqtt', { username: 'dashboard', password: 'dash-pw' }, cleanups);
     const any = new Promise<string>((resolve) => dashboard.on('message', (topic) => resolve(topic)));
     await dashboard.subscribeAsync('#');
     expect(await any).toBe('heartbeat');
@@ -89,7 +81,7 @@ describe('dpow-web start', () => {
     expect(rpc.headers.get('content-type') ?? '').not.toMatch(/json/);
     await rpc.arrayBuffer();
     // Demo precache jobs every 200 ms, no ondemand ones.
-    const worker = await mqtt.connectAsync(url.replace('http', 'ws') + 'mqtt', { username: 'client', password: 'client', protocolVersion: 4, reconnectPeriod: 0 });
+    const worker = await connectAs(url.replace('http', 'ws') + 'mqtt', 'client', cleanups);
     const seen: string[] = [];
     worker.on('message', (topic) => seen.push(topic));
     await worker.subscribeAsync('work/#');
@@ -104,7 +96,7 @@ describe('dpow-web start', () => {
   it('--nano-difficulty sets the difficulty of Nano precache jobs from a feed', async () => {
     const run = startCli(['--port', '0', '--no-build', '--memory', '--no-demo', '--feed', 'nano-sim', '--nano-difficulty', 'fff8000000000000']);
     const url = await run.banner;
-    const worker = await mqtt.connectAsync(url.replace('http', 'ws') + 'mqtt', { username: 'client', password: 'client', protocolVersion: 4, reconnectPeriod: 0 });
+    const worker = await connectAs(url.replace('http', 'ws') + 'mqtt', 'client', cleanups);
     const job = new Promise<string>((resolve) => worker.on('message', (_topic, payload) => resolve(String(payload))));
     await worker.subscribeAsync('work/precache');
     expect((await job).split(',')[1]).toBe('fff8000000000000');
@@ -113,8 +105,34 @@ describe('dpow-web start', () => {
     expect(await run.exited).toBe(0);
   }, 30_000);
 
+  it('--qlc-difficulty sets the difficulty of QLC precache jobs from a feed', async () => {
+    const run = startCli(['--port', '0', '--no-build', '--memory', '--no-demo', '--feed', 'qlc-sim', '--qlc-difficulty', 'ffe0000000000000']);
+    const url = await run.banner;
+    const worker = await connectAs(url.replace('http', 'ws') + 'mqtt', 'client', cleanups);
+    const job = new Promise<string>((resolve) => worker.on('message', (_topic, payload) => resolve(String(payload))));
+    await worker.subscribeAsync('work/precache');
+    expect((await job).split(',')[1]).toBe('ffe0000000000000');
+    await worker.endAsync(true);
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toBe(0);
+  }, 30_000);
+
+  it('--dashboard-user names the monitoring login (the original ACL calls it dpowinterface)', async () => {
+    const run = startCli(['--port', '0', '--no-build', '--memory', '--no-demo', '--dashboard-user', 'dpowinterface', '--dashboard-password', 'dash-pw']);
+    const url = await run.banner;
+    const login = (username: string) => connectAs(url.replace('http', 'ws') + 'mqtt', { username, password: 'dash-pw' }, cleanups);
+    const monitor = await login('dpowinterface');
+    const any = new Promise<string>((resolve) => monitor.on('message', (topic) => resolve(topic)));
+    await monitor.subscribeAsync('#');
+    expect(await any).toBe('heartbeat');
+    await monitor.endAsync(true);
+    await expect(login('dashboard')).rejects.toThrow();
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toBe(0);
+  });
+
   it('refuses contradictory or incomplete options with exit 2', async () => {
-    for (const args of [['--dispatcher-only'], ['--broker', 'ws://127.0.0.1:1/mqtt'], ['--port', 'abc'], ['--demo', '--no-demo'], ['--feed', 'bogus'], ['--rpc', 'bogus'], ['--demo-precache-every', '-1'], ['--demo-ondemand-every', 'x'], ['--nano-difficulty', 'fffff']]) {
+    for (const args of [['--dispatcher-only'], ['--broker', 'ws://127.0.0.1:1/mqtt'], ['--port', 'abc'], ['--demo', '--no-demo'], ['--feed', 'bogus'], ['--rpc', 'bogus'], ['--demo-precache-every', '-1'], ['--demo-ondemand-every', 'x'], ['--nano-difficulty', 'fffff'], ['--qlc-difficulty', 'x'], ['--dashboard-user', 'dpowinterface'], ['--dashboard-user', 'client', '--dashboard-password', 'x']]) {
       const run = startCli([...args, '--no-build', '--memory']);
       run.banner.catch(() => {});
       expect(await run.exited, args.join(' ')).toBe(2);

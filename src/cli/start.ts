@@ -3,12 +3,10 @@
  * (WebSocket on /mqtt), the dispatcher, the service API and, unless told otherwise, the demo
  * work source, with state in SQLite under --data.
  *
- *   dpow-web start [--port 8787] [--host 127.0.0.1] [--data .data | --store redis://… | --memory] [--no-demo]
- *                  [--broker <url> --broker-username <u> --broker-password <p> [--broker-public-url <ws url>]]
- *                  [--dispatcher-only] [--feed qlc-sim|nano-sim|qlc:<ws>|nano:<ws>]... [--account <addr>]...
- *                  [--broker-tcp-port <port>] [--demo-difficulty <16 hex>] [--no-build] [--verbose]
+ *   dpow-web start [options]      (`dpow-web start --help` lists them, from command() below)
  *
- * The app is rebuilt first when dist/index.html is missing or older than its sources. With
+ * Run from the sources (a dev checkout), the app is rebuilt first when dist/index.html is
+ * missing or older than its sources; an installed package serves the dist/ it shipped. With
  * --broker the page's /config.json points at that broker and the dispatcher logs in there as
  * the server role; the demo then stays off unless --demo is given (an external broker is a real
  * deployment with real volunteers). --dispatcher-only runs just the dispatcher (and feeds)
@@ -18,14 +16,15 @@ import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CliError, intOption, parseOptions } from './args.ts';
+import { CliError, collect, defineCommand, intOption, parseCommand } from './args.ts';
 import { startAppServer, type AppServer } from '../server/http/app-server.ts';
 import { Dispatcher } from '../server/dispatcher.ts';
 import { consoleLogger, type Logger } from '../server/log.ts';
 import { MemoryStore } from '../server/store/memory-store.ts';
 import { describeStore } from '../server/store/open-store.ts';
-import { openCliStore, STORE_OPTIONS, STORE_USAGE } from './store-option.ts';
+import { openCliStore, STORE_OPTION } from './store-option.ts';
 import type { DispatcherStore } from '../server/store/store.ts';
+import { difficultyPolicy } from '../pow/difficulty.ts';
 import { isU64Hex } from '../pow/work.ts';
 import type { DemoOptions } from '../server/sim/demo-source.ts';
 import type { RpcAllow } from '../server/http/service-api.ts';
@@ -38,126 +37,147 @@ function seconds(value: string | undefined, name: string, key: keyof DemoOptions
   return { [key]: Math.round(n * 1000) };
 }
 
+/** The checkout or the installed package: src/cli/ and the built lib/cli/ are both two levels down. */
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** True in a dev checkout (TypeScript through tsx); false in the package `npm run build` made. */
+const FROM_SOURCES = import.meta.url.endsWith('.ts');
 
-const USAGE = `usage: dpow-web start [options]
-  --port <n>                 HTTP port (default 8787; 0 = any free port)
-  --host <addr>              interface to bind (default 127.0.0.1)
-${STORE_USAGE}
-  --memory                   keep state in memory only (lost on exit)
-  --no-demo                  no demo jobs
-  --demo                     demo jobs even with --broker
-  --demo-difficulty <hex>    difficulty of demo jobs (default fffff00000000000)
-  --demo-precache-every <s>  seconds between demo precache jobs (default 5; 0 = none)
-  --demo-ondemand-every <s>  seconds between demo ondemand requests (default 15; 0 = none)
-  --rpc <mode>               work-server RPC on POST /: loopback (default), any, keys (user and
-                             api_key in each request, like the service API) or off
-  --broker <url>             use an external broker (mqtt://, ws://, wss://) instead of the embedded one
-  --broker-username <u>      its server-role login
-  --broker-password <p>
-  --broker-public-url <url>  the ws:// or wss:// URL the page should use (default --broker)
-  --broker-tcp-port <n>      embedded broker: also listen for mqtt:// on this port
-  --dashboard-password <p>   embedded broker: enable the read-only "dashboard" login
-  --dispatcher-only          only the dispatcher (and feeds), against --broker; no web server
-  --shared-results <group>   subscribe to results as $share/<group>/result/+ (Mosquitto 2, EMQX):
-                             each result goes to one dispatcher of the group (use with --store)
-  --feed <spec>              precache feed: qlc-sim, nano-sim, qlc:<ws url>, nano:<ws url> (repeatable)
-  --account <address>        account to precache for (repeatable)
-  --nano-difficulty <hex>    difficulty of Nano precache jobs (default fffffff800000000, the send
-                             threshold, since an account's next block may be a send)
-  --qlc-open-blocks          also precache a QLC recipient's open block from a send's link
-  --no-build                 serve dist/ as it is
-  --verbose                  debug logging`;
+export function command() {
+  return defineCommand('start')
+    .option('--port <n>', 'HTTP port (0 = any free port)', '8787')
+    .option('--host <addr>', 'interface to bind', '127.0.0.1')
+    .option('--data <dir>', 'SQLite state directory', '.data')
+    .option(...STORE_OPTION)
+    .option('--memory', 'keep state in memory only (lost on exit)')
+    .option('--no-demo', 'no demo jobs')
+    .option('--demo', 'demo jobs even with --broker')
+    .option('--demo-difficulty <hex>', 'difficulty of demo jobs (default fffff00000000000)')
+    .option('--demo-precache-every <s>', 'seconds between demo precache jobs (default 5; 0 = none)')
+    .option('--demo-ondemand-every <s>', 'seconds between demo ondemand requests (default 15; 0 = none)')
+    .option('--rpc <mode>', 'work-server RPC on POST /: loopback, any, keys (user and api_key in each request) or off', 'loopback')
+    .option('--broker <url>', 'use an external broker (mqtt://, ws://, wss://) instead of the embedded one')
+    .option('--broker-username <u>', "its server-role login")
+    .option('--broker-password <p>', 'its password (or DPOW_BROKER_PASSWORD, which ps does not show)')
+    .option('--broker-public-url <url>', 'the ws:// or wss:// URL the page should use (default --broker)')
+    .option('--broker-tcp-port <n>', 'embedded broker: also listen for mqtt:// on this port')
+    .option('--dashboard-password <p>', 'embedded broker: enable the read-only monitoring login (or DPOW_DASHBOARD_PASSWORD)')
+    .option('--dashboard-user <name>', 'its user name (default dashboard; the original DPoW ACL says dpowinterface)')
+    .option('--dispatcher-only', 'only the dispatcher (and feeds), against --broker; no web server')
+    .option('--shared-results <group>', 'take results as $share/<group>/result/+ (Mosquitto 2, EMQX), so each goes to one dispatcher of the group')
+    .option('--feed <spec>', 'precache feed: qlc-sim, nano-sim, qlc:<ws url>, nano:<ws url> (repeatable)', collect, [])
+    .option('--account <address>', 'account to precache for (repeatable)', collect, [])
+    .option('--nano-difficulty <hex>', "difficulty of Nano precache jobs (default fffffff800000000, the send threshold, since an account's next block may be a send)")
+    .option('--qlc-difficulty <hex>', "difficulty of QLC precache jobs (default fffffe0000000000, mainnet's threshold; QLC testnet needs far less)")
+    .option('--qlc-open-blocks', "also precache a QLC recipient's open block from a send's link")
+    .option('--no-build', 'serve dist/ as it is')
+    .option('--verbose', 'debug logging');
+}
+
+interface StartOptions {
+  port: string;
+  host: string;
+  data: string;
+  store?: string;
+  sharedResults?: string;
+  memory?: boolean;
+  /** true for --demo, false for --no-demo, undefined for neither. */
+  demo?: boolean;
+  demoDifficulty?: string;
+  demoPrecacheEvery?: string;
+  demoOndemandEvery?: string;
+  rpc: string;
+  broker?: string;
+  brokerUsername?: string;
+  brokerPassword?: string;
+  brokerPublicUrl?: string;
+  brokerTcpPort?: string;
+  dashboardPassword?: string;
+  dashboardUser?: string;
+  dispatcherOnly?: boolean;
+  feed: string[];
+  account: string[];
+  nanoDifficulty?: string;
+  qlcDifficulty?: string;
+  qlcOpenBlocks?: boolean;
+  build: boolean;
+  verbose?: boolean;
+}
 
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseOptions(
-    argv,
-    {
-      port: { type: 'string' },
-      host: { type: 'string', default: '127.0.0.1' },
-      ...STORE_OPTIONS,
-      'shared-results': { type: 'string' },
-      memory: { type: 'boolean', default: false },
-      'no-demo': { type: 'boolean', default: false },
-      demo: { type: 'boolean', default: false },
-      'demo-difficulty': { type: 'string' },
-      'demo-precache-every': { type: 'string' },
-      'demo-ondemand-every': { type: 'string' },
-      rpc: { type: 'string', default: 'loopback' },
-      broker: { type: 'string' },
-      'broker-username': { type: 'string' },
-      'broker-password': { type: 'string' },
-      'broker-public-url': { type: 'string' },
-      'broker-tcp-port': { type: 'string' },
-      'dashboard-password': { type: 'string' },
-      'dispatcher-only': { type: 'boolean', default: false },
-      feed: { type: 'string', multiple: true, default: [] },
-      account: { type: 'string', multiple: true, default: [] },
-      'nano-difficulty': { type: 'string' },
-      'qlc-open-blocks': { type: 'boolean', default: false },
-      'no-build': { type: 'boolean', default: false },
-      verbose: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    false,
-  );
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
+  const definition = command();
+  // --demo and --no-demo set one value (the last wins); giving both is a contradiction.
+  const demoFlags = new Set<string>();
+  definition.on('option:demo', () => demoFlags.add('demo'));
+  definition.on('option:no-demo', () => demoFlags.add('no-demo'));
+  const { options: values } = parseCommand<StartOptions>(definition, argv);
+  if (demoFlags.size === 2) throw new CliError('--demo and --no-demo contradict each other');
   const port = intOption(values.port, 'port', 8787, 0);
   if (port > 65535) throw new CliError('--port must be at most 65535');
-  const brokerTcpPort = values['broker-tcp-port'] === undefined ? undefined : intOption(values['broker-tcp-port'], 'broker-tcp-port', 0, 0);
-  if (values['no-demo'] && values.demo) throw new CliError('--demo and --no-demo contradict each other');
-  const demoDifficulty = values['demo-difficulty'];
+  const brokerTcpPort = values.brokerTcpPort === undefined ? undefined : intOption(values.brokerTcpPort, 'broker-tcp-port', 0, 0);
+  const demoDifficulty = values.demoDifficulty;
   if (demoDifficulty !== undefined && !isU64Hex(demoDifficulty)) throw new CliError('--demo-difficulty must be 16 hex digits');
   const demoOptions: DemoOptions = {
     ...(demoDifficulty !== undefined ? { difficulty: demoDifficulty } : {}),
-    ...seconds(values['demo-precache-every'], 'demo-precache-every', 'precacheEveryMs'),
-    ...seconds(values['demo-ondemand-every'], 'demo-ondemand-every', 'ondemandEveryMs'),
+    ...seconds(values.demoPrecacheEvery, 'demo-precache-every', 'precacheEveryMs'),
+    ...seconds(values.demoOndemandEvery, 'demo-ondemand-every', 'ondemandEveryMs'),
   };
+  const dashboardUser = values.dashboardUser ?? 'dashboard';
+  if (values.dashboardUser !== undefined && (values.dashboardPassword ?? process.env.DPOW_DASHBOARD_PASSWORD) === undefined) {
+    throw new CliError('--dashboard-user needs --dashboard-password');
+  }
+  if (dashboardUser === '' || dashboardUser === 'client' || dashboardUser === 'server') {
+    throw new CliError(`--dashboard-user must be a name other than client and server, got "${dashboardUser}"`);
+  }
   const rpcModes: Record<string, RpcAllow | null> = { loopback: 'loopback', any: 'any', keys: { apiKeys: true }, off: null };
-  if (!(values.rpc! in rpcModes)) throw new CliError(`--rpc must be loopback, any, keys or off, got "${values.rpc}"`);
-  const rpcAllow = rpcModes[values.rpc!];
+  if (!(values.rpc in rpcModes)) throw new CliError(`--rpc must be loopback, any, keys or off, got "${values.rpc}"`);
+  const rpcAllow = rpcModes[values.rpc];
   const rpc = rpcAllow === null ? { enabled: false, allow: 'loopback' as const } : { enabled: true, allow: rpcAllow };
 
   let external: { url: string; username: string; password: string; publicUrl?: string } | undefined;
   if (values.broker !== undefined) {
     if (!/^(mqtts?|wss?):\/\//.test(values.broker)) throw new CliError('--broker must be an mqtt://, mqtts://, ws:// or wss:// URL');
-    const username = values['broker-username'];
-    const password = values['broker-password'] ?? process.env.DPOW_BROKER_PASSWORD;
+    const username = values.brokerUsername;
+    const password = values.brokerPassword ?? process.env.DPOW_BROKER_PASSWORD;
     if (!username || password === undefined) {
       throw new CliError('--broker needs --broker-username and --broker-password (or DPOW_BROKER_PASSWORD)');
     }
-    const publicUrl = values['broker-public-url'];
+    const publicUrl = values.brokerPublicUrl;
     if (publicUrl !== undefined && !/^wss?:\/\//.test(publicUrl)) throw new CliError('--broker-public-url must be a ws:// or wss:// URL');
-    if (publicUrl === undefined && !values['dispatcher-only'] && !/^wss?:\/\//.test(values.broker)) {
+    if (publicUrl === undefined && !values.dispatcherOnly && !/^wss?:\/\//.test(values.broker)) {
       throw new CliError('the page needs a WebSocket broker URL: give --broker-public-url ws(s)://…');
     }
     external = { url: values.broker, username, password, ...(publicUrl ? { publicUrl } : {}) };
-  } else if (values['dispatcher-only']) {
+  } else if (values.dispatcherOnly) {
     throw new CliError('--dispatcher-only needs --broker (and its server login)');
   }
-  const demoOn = values.demo || (!values['no-demo'] && external === undefined);
-  const feeds = await parseFeeds(values.feed as string[]);
-  const nanoDifficulty = values['nano-difficulty'];
-  if (nanoDifficulty !== undefined && !isU64Hex(nanoDifficulty)) throw new CliError('--nano-difficulty must be 16 hex digits');
+  const dashboardPassword = values.dashboardPassword ?? process.env.DPOW_DASHBOARD_PASSWORD;
+  const demoOn = values.demo === true || (values.demo !== false && external === undefined);
+  const feeds = await parseFeeds(values.feed);
+  const chainDifficulty = (name: 'nano-difficulty' | 'qlc-difficulty'): bigint | undefined => {
+    const text = name === 'nano-difficulty' ? values.nanoDifficulty : values.qlcDifficulty;
+    if (text === undefined) return undefined;
+    if (!isU64Hex(text)) throw new CliError(`--${name} must be 16 hex digits`);
+    return BigInt(`0x${text}`);
+  };
+  const nanoDifficulty = chainDifficulty('nano-difficulty');
+  const qlcDifficulty = chainDifficulty('qlc-difficulty');
   const policyOptions = {
-    ...(nanoDifficulty !== undefined ? { nanoDifficulty: BigInt(`0x${nanoDifficulty}`) } : {}),
-    qlcOpenBlocks: values['qlc-open-blocks'],
+    ...(nanoDifficulty !== undefined ? { nanoDifficulty } : {}),
+    ...(qlcDifficulty !== undefined ? { qlcDifficulty } : {}),
+    qlcOpenBlocks: values.qlcOpenBlocks,
   };
 
   const log = consoleLogger(values.verbose);
-  if (!['127.0.0.1', 'localhost', '::1'].includes(values.host!)) {
+  if (!['127.0.0.1', 'localhost', '::1'].includes(values.host)) {
     log.warn(
       `binding ${values.host}: browsers allow WebGPU and service workers only on https:// or localhost, ` +
         'so serve other machines through a TLS proxy (and wss:// for the broker)',
     );
   }
-  if (!values['dispatcher-only'] && !values['no-build']) await ensureBuilt(log);
+  if (!values.dispatcherOnly && values.build) await ensureBuilt(log);
 
   if (values.memory && values.store !== undefined) throw new CliError('--memory and --store contradict each other');
-  const sharedGroup = values['shared-results'];
+  const sharedGroup = values.sharedResults;
   if (sharedGroup !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(sharedGroup)) {
     throw new CliError('--shared-results must be a group name of letters, digits, "_" or "-"');
   }
@@ -169,15 +189,18 @@ export async function run(argv: string[]): Promise<number> {
     while (closers.length) await closers.pop()!().catch((err: unknown) => log.warn(`shutdown: ${(err as Error).message}`));
   };
 
+  // One difficulty policy for the dispatcher, the service API and the RPC.
+  const policy = difficultyPolicy();
   let dispatcher: Dispatcher;
   let banner: string;
   try {
-    if (values['dispatcher-only']) {
+    if (values.dispatcherOnly) {
       dispatcher = new Dispatcher({
         brokerUrl: external!.url,
         username: external!.username,
         password: external!.password,
         store,
+        policy,
         log,
         ...(sharedGroup ? { sharedGroup } : {}),
       });
@@ -197,11 +220,12 @@ export async function run(argv: string[]): Promise<number> {
           port,
           staticDir: path.join(ROOT, 'dist'),
           brokerTcpPort,
-          ...(values['dashboard-password'] ? { brokerUsers: { dashboard: { username: 'dashboard', password: values['dashboard-password'] } } } : {}),
+          ...(dashboardPassword ? { brokerUsers: { dashboard: { username: dashboardUser, password: dashboardPassword } } } : {}),
           externalBroker: external,
           demo: demoOn ? demoOptions : false,
           serviceApi: { rpc },
           ...(sharedGroup ? { dispatcherOptions: { sharedGroup } } : {}),
+          policy,
           store,
           log,
         });
@@ -221,7 +245,7 @@ export async function run(argv: string[]): Promise<number> {
       const running: Array<{ close(): Promise<unknown> | unknown }> = [];
       const openFeeds = async () => {
         for (const spec of feeds) {
-          const feed = await startPrecacheFeed(spec, { dispatcher, store, accounts: values.account as string[], ...policyOptions, log });
+          const feed = await startPrecacheFeed(spec, { dispatcher, store, accounts: values.account, ...policyOptions, log });
           running.push(feed);
           log.info(`precache feed: ${feed.description}`);
         }
@@ -249,7 +273,7 @@ export async function run(argv: string[]): Promise<number> {
 
   process.stdout.write(`${banner}\n`);
   process.stdout.write(
-    `  state: ${values.memory ? 'in memory (lost on exit)' : describeStore({ dataDir: values.data!, url: values.store })}; demo: ${demoOn ? 'on' : 'off'}; press Ctrl-C to stop\n`,
+    `  state: ${values.memory ? 'in memory (lost on exit)' : describeStore({ dataDir: values.data, url: values.store })}; demo: ${demoOn ? 'on' : 'off'}; press Ctrl-C to stop\n`,
   );
 
   return await new Promise<number>((resolve) => {
@@ -311,6 +335,10 @@ export function buildIsStale(root = ROOT): boolean {
 }
 
 async function ensureBuilt(log: Logger): Promise<void> {
+  if (!FROM_SOURCES) {
+    if (!existsSync(path.join(ROOT, 'dist', 'index.html'))) throw new CliError(`the package has no built app (${path.join(ROOT, 'dist')})`);
+    return;
+  }
   if (!buildIsStale()) return;
   log.info('building the app (npm run build) …');
   const code = await new Promise<number>((resolve) => {

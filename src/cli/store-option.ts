@@ -6,13 +6,8 @@ import { CliError } from './args.ts';
 import { describeStore, isStoreUrl, openStore } from '../server/store/open-store.ts';
 import type { DispatcherStore } from '../server/store/store.ts';
 
-export const STORE_OPTIONS = {
-  data: { type: 'string', default: '.data' },
-  store: { type: 'string' },
-} as const;
-
-export const STORE_USAGE = `  --data <dir>               SQLite state directory (default .data)
-  --store <url>              shared state in Redis instead: redis://host:port/db`;
+/** The commander option, spread into `.option(...)`. */
+export const STORE_OPTION = ['--store <url>', 'shared state in Redis instead of SQLite under --data: redis://host:port/db'] as const;
 
 export async function openCliStore(values: { data?: string; store?: string }): Promise<DispatcherStore> {
   const choice = { dataDir: values.data ?? '.data', ...(values.store !== undefined ? { url: values.store } : {}) };

@@ -46,7 +46,8 @@ describe('dpow-web work', () => {
     [['work', ROOT, '--difficulty', 'fff0000000000000', '--multiplier', '1'], /either --difficulty or --multiplier/],
     [['work', ROOT, '--backend', 'cuda'], /--backend must be one of auto\|webgpu\|wasm/],
     [['work', ROOT, '--threads', '0'], /--threads must be an integer >= 1/],
-    [['work'], /expected exactly one <root>/],
+    [['work'], /Missing required argument 'root'/],
+    [['work', ROOT, ROOT], /Too many arguments/],
     [['bench', '--seconds', 'soon'], /--seconds must be a number/],
   ])('refuses bad input %j with one line on stderr and exit 2', (args, reason) => {
     const r = cli(...args);

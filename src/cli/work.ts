@@ -6,14 +6,14 @@
  * Exit 0 only for work that passed the reference check; 2 for bad input (one line on stderr);
  * 1 when the search itself failed (e.g. --backend webgpu with no adapter); 130 on Ctrl-C.
  */
-import { CliError, intOption, parseOptions } from './args.ts';
+import { CliError, defineCommand, intOption, parseCommand } from './args.ts';
 import { createNodeEngine } from '../pow-node/engine.ts';
+import { checkDifficulty, difficultyPolicy } from '../pow/difficulty.ts';
 import type { BackendChoice } from '../pow/types.ts';
 import { PowCancelledError } from '../pow/types.ts';
 import {
   PowInputError,
   THRESHOLDS,
-  checkDifficulty,
   fromMultiplier,
   parseDifficulty,
   parseMultiplier,
@@ -42,17 +42,26 @@ function asCliError<T>(fn: () => T): T {
   }
 }
 
+export function command() {
+  return defineCommand('work')
+    .argument('<root>', "64 hex: the previous block's hash, or an open block's account public key")
+    .option('-d, --difficulty <hex>', 'threshold as 16 hex digits (default fffffe0000000000, the Nano receive threshold)')
+    .option('-m, --multiplier <m>', 'threshold as a multiple of the Nano send threshold')
+    .option('-b, --backend <backend>', 'auto, webgpu or wasm', 'auto')
+    .option('-t, --threads <n>', 'WASM threads (default: every core)')
+    .addHelpText('after', '\nPrints one JSON line {hash, work, difficulty, value, backend, hashes, ms}; exit 0 only for work\nthat passed the reference check, 2 for bad input, 1 when the search failed.');
+}
+
+interface WorkOptions {
+  difficulty?: string;
+  multiplier?: string;
+  backend: string;
+  threads?: string;
+}
+
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseOptions(argv, {
-    difficulty: { type: 'string', short: 'd' },
-    multiplier: { type: 'string', short: 'm' },
-    backend: { type: 'string', short: 'b' },
-    threads: { type: 'string', short: 't' },
-  });
-  if (positionals.length !== 1) {
-    throw new CliError(`expected exactly one <root> (64 hex characters), got ${positionals.length} arguments`);
-  }
-  const root = positionals[0];
+  const { options: values, args } = parseCommand<WorkOptions>(command(), argv);
+  const root = args[0];
   asCliError(() => parseRoot(root));
   if (values.difficulty !== undefined && values.multiplier !== undefined) {
     throw new CliError('give either --difficulty or --multiplier, not both');
@@ -63,17 +72,18 @@ export async function run(argv: string[]): Promise<number> {
       : values.difficulty !== undefined
         ? asCliError(() => parseDifficulty(values.difficulty))
         : THRESHOLDS.nanoReceive;
-  // Refuse an absurd difficulty before any GPU or thread is started.
-  asCliError(() => checkDifficulty(difficulty));
+  // Refuse an absurd difficulty before any GPU or thread is started; the engine gets the same policy.
+  const policy = difficultyPolicy();
+  asCliError(() => checkDifficulty(difficulty, policy));
   const backend = parseBackend(values.backend) as BackendChoice;
   const threads = values.threads === undefined ? undefined : intOption(values.threads, 'threads', 1);
   const difficultyHex = toU64Hex(difficulty);
 
-  const engine = await createNodeEngine({ backend, threads, log: (m) => process.stderr.write(`${m}\n`) });
+  const engine = await createNodeEngine({ backend, threads, policy, log: (m) => process.stderr.write(`${m}\n`) });
   const interrupt = () => void engine.cancel(root);
   process.once('SIGINT', interrupt);
   try {
-    const result = await engine.generate(root, difficultyHex, { backend, threads });
+    const result = await engine.generate(root, difficulty, { backend, threads });
     // The engine already checked it; check once more here so exit 0 can never mean unchecked work.
     const check = validateWork(root, result.work, difficulty);
     if (!check.valid) {

@@ -1,47 +1,21 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Aedes } from 'aedes';
-import { WebSocketServer, createWebSocketStream } from 'ws';
-import mqtt from 'mqtt';
 import { main } from './main.ts';
 import { formatEvent, formatSummary, parseWorkerOptions } from './worker.ts';
 import { CliError } from './args.ts';
 import { validateWork } from '../pow/work.ts';
 import type { ClientState } from '../dpow/state.ts';
+import { cleanupsAfterEach, closeAfter } from '../testkit/cleanups.ts';
+import { waitFor } from '../testkit/wait.ts';
+import { startPublisher, startWsBroker } from '../testkit/ws-broker.ts';
 
 const ADDRESS = 'nano_1ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4myzudyzq';
 const BIN = fileURLToPath(new URL('../../bin/dpow-web.mjs', import.meta.url));
 const EASY = 'fff0000000000000';
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  vi.restoreAllMocks();
-  for (const fn of cleanups.splice(0).reverse()) await fn();
-});
-
-async function startBroker() {
-  const aedes = await Aedes.createBroker();
-  const server = http.createServer();
-  const wss = new WebSocketServer({ server });
-  wss.on('connection', (socket) => {
-    const stream = createWebSocketStream(socket);
-    stream.on('error', () => stream.destroy());
-    aedes.handle(stream as never);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  cleanups.push(async () => {
-    for (const ws of wss.clients) ws.terminate();
-    wss.close();
-    server.closeAllConnections();
-    await new Promise<void>((r) => server.close(() => r()));
-    await new Promise<void>((r) => aedes.close(() => r()));
-  });
-  return url;
-}
+const cleanups = cleanupsAfterEach();
+afterEach(() => vi.restoreAllMocks());
 
 function collect(child: ChildProcess) {
   const lines: string[] = [];
@@ -56,16 +30,6 @@ function collect(child: ChildProcess) {
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return { lines, stderr: () => stderr, exit, rest: () => buf };
-}
-
-async function waitFor<T>(what: string, probe: () => T | undefined | null | false, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 describe('dpow-web worker options', () => {
@@ -117,18 +81,19 @@ describe('dpow-web worker options', () => {
       message: 'Computed …',
       job: { event: 'computed', hash: 'BFEB8AA91D346E6EFBB41D11FD247E48E0BC0DBC183DDEB9F26F3A98AA17522F', workType: 'ondemand', multiplier: 1, ms: 812, backend: 'webgpu' },
     });
-    expect(line).toBe('2026-01-02T03:04:05.006Z computed   ondemand BFEB8AA91D346E6E     ×1.00    812 ms webgpu');
+    expect(line).toBe('2026-01-02T03:04:05.006Z computed   ondemand BFEB8AA91D346E6E    1.000×    812 ms webgpu');
     expect(formatEvent({ at: 0, level: 'warn', kind: 'heartbeat', message: 'Server is back online' })).toBe(
       '1970-01-01T00:00:00.000Z heartbeat  Server is back online',
     );
     const state = {
-      counters: { received: 5, rejected: { 'bad-hash': 2, duplicate: 1 }, computed: 3, published: 3, cancelled: 1, accepted: 2, expired: 0 },
+      counters: { received: 5, rejected: { 'bad-hash': 2, duplicate: 1 }, computed: 3, published: 3, cancelled: 1, accepted: 2, addressAccepted: 5, expired: 0 },
       backend: 'wasm',
       backendLabel: 'WASM SIMD x1',
     } as unknown as ClientState;
     const summary = formatSummary(state, 3_723_000, 6_900_000);
     expect(summary).toContain('uptime 1h02m03s');
     expect(summary).toContain('received 5, computed 3, published 3, accepted 2, cancelled 1, expired 0');
+    expect(summary).toContain('expired 0, address total 5');
     expect(summary).toContain('rejected: bad-hash 2, duplicate 1');
     expect(summary).toContain('hashrate: 6.90 MH/s while computing on wasm (WASM SIMD x1)');
   });
@@ -136,29 +101,25 @@ describe('dpow-web worker options', () => {
 
 describe('dpow-web worker process', () => {
   it('computes and publishes work, logs one line per job, and prints a summary on SIGINT', async () => {
-    const url = await startBroker();
-    const pub = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0 });
-    cleanups.push(() => pub.endAsync(true));
-    const results: string[] = [];
-    pub.on('message', (_t, p) => results.push(p.toString()));
-    await pub.subscribeAsync('result/#', { qos: 1 });
+    const { url } = closeAfter(cleanups, await startWsBroker());
+    const pub = closeAfter(cleanups, await startPublisher(url));
 
     const child = spawn(process.execPath, [BIN, 'worker', '--broker', url, '--address', ADDRESS, '--backend', 'wasm', '--threads', '1'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     cleanups.push(() => child.exitCode === null && child.kill('SIGKILL'));
     const out = collect(child);
-    await waitFor('connected line', () => out.lines.find((l) => / connection +Connected to /.test(l)));
+    await waitFor('connected line', () => out.lines.find((l) => / connection +Connected to /.test(l)), 30_000);
 
     const hash = 'A'.repeat(32) + 'b'.repeat(32);
-    await pub.publishAsync('heartbeat', '');
-    await pub.publishAsync('work/ondemand', `${hash},${EASY}`);
-    await pub.publishAsync('work/ondemand', 'garbage');
-    const result = await waitFor('result', () => results.find((r) => r.startsWith(hash)));
+    await pub.publish('heartbeat', '');
+    await pub.publish('work/ondemand', `${hash},${EASY}`);
+    await pub.publish('work/ondemand', 'garbage');
+    const result = await waitFor('result', () => pub.results.find((r) => r.payload.startsWith(hash))?.payload, 30_000);
     expect(validateWork(hash, result.split(',')[1], EASY).valid).toBe(true);
-    await waitFor('published line', () => out.lines.find((l) => / published +ondemand AAAAAAAAAAAAAAAA /.test(l)));
-    expect(out.lines.some((l) => / queued +ondemand AAAAAAAAAAAAAAAA +×/.test(l))).toBe(true);
-    expect(out.lines.some((l) => / computed +ondemand AAAAAAAAAAAAAAAA +×\S+ +\d+ ms wasm$/.test(l))).toBe(true);
+    await waitFor('published line', () => out.lines.find((l) => / published +ondemand AAAAAAAAAAAAAAAA /.test(l)), 30_000);
+    expect(out.lines.some((l) => / queued +ondemand AAAAAAAAAAAAAAAA +[\d.]+×/.test(l))).toBe(true);
+    expect(out.lines.some((l) => / computed +ondemand AAAAAAAAAAAAAAAA +[\d.]+× +\d+ ms wasm$/.test(l))).toBe(true);
     expect(out.lines.some((l) => / reject +Rejected \(bad-field-count\)/.test(l))).toBe(true);
 
     child.kill('SIGINT');

@@ -2,18 +2,20 @@
  * `dpow-web worker --broker <url> --address <addr> [--work any|precache|ondemand]
  *  [--backend auto|webgpu|wasm] [--threads N] [--intensity F] [--username u --password p]
  *  [--max-multiplier M] [--heartbeat-timeout S] [--job-timeout S] [--queue-limit N]
- *  [--address-prefixes nano,xrb]`
+ *  [--address-prefixes nano,xrb]`   (--help lists them)
  *
  * The headless volunteer worker: the same DpowClient as the page, over the Node engine (Dawn
  * WebGPU or WASM threads). One line per event on stdout: timestamp, event, then for jobs the
  * type, short hash, multiplier, search time and backend. Ctrl-C (or SIGTERM) stops the client,
  * prints a summary and exits 0. A bad option or payout address exits 2 with the reason.
  */
-import { CliError, intOption, parseOptions } from './args.ts';
+import { CliError, defineCommand, intOption, parseCommand } from './args.ts';
 import { parseBackend } from './work.ts';
-import { DpowClient, formatMultiplier, resolveBrokerUrl } from '../dpow/client.ts';
+import { DpowClient, resolveBrokerUrl } from '../dpow/client.ts';
+import { formatMultiplier } from '../dpow/format.ts';
 import { checkAddress } from '../dpow/address.ts';
 import type { ClientEvent, ClientSettings, ClientState, WorkChoice } from '../dpow/state.ts';
+import { difficultyPolicy } from '../pow/difficulty.ts';
 import type { BackendChoice } from '../pow/types.ts';
 import { formatHashrate } from '../pow/hashrate.ts';
 
@@ -26,53 +28,75 @@ function positiveNumber(value: string | undefined, name: string): number | undef
   return n;
 }
 
-/** Parses the options into client settings; throws CliError with the reason for anything bad. */
-export function parseWorkerOptions(argv: string[]): ClientSettings {
-  const { values, positionals } = parseOptions(
-    argv,
-    {
-      broker: { type: 'string' },
-      address: { type: 'string', short: 'a' },
-      work: { type: 'string', short: 'w' },
-      backend: { type: 'string', short: 'b' },
-      threads: { type: 'string', short: 't' },
-      intensity: { type: 'string' },
-      username: { type: 'string', short: 'u' },
-      password: { type: 'string', short: 'p' },
-      'max-multiplier': { type: 'string' },
-      'heartbeat-timeout': { type: 'string' },
-      'job-timeout': { type: 'string' },
-      'queue-limit': { type: 'string' },
-      'address-prefixes': { type: 'string' },
-    },
-    false,
-  );
-  if (positionals.length) throw new CliError(`unexpected argument "${positionals[0]}"`);
+export function command() {
+  return defineCommand('worker')
+    .option('--broker <url>', 'the DPoW broker: ws://host:port/path, wss://… or mqtt://… (required)')
+    .option('-a, --address <address>', 'payout address, checksum checked (required)')
+    .option('-w, --work <choice>', 'any, precache or ondemand', 'any')
+    .option('-b, --backend <backend>', 'auto, webgpu or wasm', 'auto')
+    .option('-t, --threads <n>', 'WASM threads (default: every core)')
+    .option('--intensity <f>', 'share of the device to use, in (0, 1]')
+    .option('-u, --username <user>', 'broker login', 'client')
+    .option('-p, --password <password>', 'broker password (or $DPOW_WORKER_PASSWORD; client when neither is set)')
+    .option('--max-multiplier <m>', 'refuse jobs above this multiplier of the Nano send threshold')
+    .option('--heartbeat-timeout <s>', 'seconds without a heartbeat before the server counts as offline')
+    .option('--job-timeout <s>', 'seconds a job may run before it is given up')
+    .option('--queue-limit <n>', 'jobs kept waiting at most')
+    .option('--address-prefixes <list>', 'accepted address prefixes, comma-separated', 'nano,xrb')
+    .addHelpText('after', '\nOne line per event on stdout; Ctrl-C or SIGTERM prints a summary and exits 0.');
+}
+
+/** The options as commander parses them (strings until checked below). */
+interface WorkerFlags {
+  broker?: string;
+  address?: string;
+  work: string;
+  backend: string;
+  threads?: string;
+  intensity?: string;
+  username: string;
+  password?: string;
+  maxMultiplier?: string;
+  heartbeatTimeout?: string;
+  jobTimeout?: string;
+  queueLimit?: string;
+  addressPrefixes: string;
+}
+
+/** The client settings plus the difficulty ceiling, from which run() builds the one policy. */
+export interface WorkerOptions extends ClientSettings {
+  /** Work above this multiplier (vs the Nano send threshold) is refused. Default 64. */
+  maxMultiplier?: number;
+}
+
+/** Parses the options; throws CliError with the reason for anything bad. */
+export function parseWorkerOptions(argv: string[]): WorkerOptions {
+  const { options: values } = parseCommand<WorkerFlags>(command(), argv);
   if (!values.broker) throw new CliError('--broker <ws://host:port/path | wss://… | mqtt://…> is required');
   const url = resolveBrokerUrl(values.broker);
   if (!url.ok) throw new CliError(`--broker: ${url.reason}`);
   if (!values.address) throw new CliError('--address <payout address> is required');
-  const prefixes = values['address-prefixes']?.split(',').map((p) => p.trim().replace(/_$/, '')).filter(Boolean) ?? ['nano', 'xrb'];
+  const prefixes = values.addressPrefixes.split(',').map((p) => p.trim().replace(/_$/, '')).filter(Boolean);
   const address = checkAddress(values.address, prefixes);
   if (!address.ok) throw new CliError(`--address: ${address.reason}`);
-  const work = (values.work ?? 'any') as WorkChoice;
+  const work = values.work as WorkChoice;
   if (!WORK_CHOICES.includes(work)) throw new CliError(`--work must be one of ${WORK_CHOICES.join('|')}, got "${values.work}"`);
   const intensity = positiveNumber(values.intensity, 'intensity');
   if (intensity !== undefined && intensity > 1) throw new CliError(`--intensity must be in (0, 1], got "${values.intensity}"`);
   return {
     brokerUrl: url.url,
-    username: values.username ?? 'client',
-    password: values.password ?? 'client',
+    username: values.username,
+    password: values.password ?? process.env.DPOW_WORKER_PASSWORD ?? 'client',
     address: values.address,
     addressPrefixes: prefixes,
     work,
     backend: parseBackend(values.backend) as BackendChoice,
     threads: values.threads === undefined ? undefined : intOption(values.threads, 'threads', 1),
     intensity,
-    maxMultiplier: positiveNumber(values['max-multiplier'], 'max-multiplier'),
-    heartbeatTimeoutS: positiveNumber(values['heartbeat-timeout'], 'heartbeat-timeout'),
-    jobTimeoutS: positiveNumber(values['job-timeout'], 'job-timeout'),
-    queueLimit: values['queue-limit'] === undefined ? undefined : intOption(values['queue-limit'], 'queue-limit', 1),
+    maxMultiplier: positiveNumber(values.maxMultiplier, 'max-multiplier'),
+    heartbeatTimeoutS: positiveNumber(values.heartbeatTimeout, 'heartbeat-timeout'),
+    jobTimeoutS: positiveNumber(values.jobTimeout, 'job-timeout'),
+    queueLimit: values.queueLimit === undefined ? undefined : intOption(values.queueLimit, 'queue-limit', 1),
   };
 }
 
@@ -104,14 +128,16 @@ export function formatSummary(state: ClientState, uptimeMs: number, hashrate: nu
   const backend = state.backend ? ` on ${state.backend}${state.backendLabel ? ` (${state.backendLabel})` : ''}` : '';
   return [
     `summary: uptime ${formatDuration(uptimeMs)}`,
-    `  jobs: received ${c.received}, computed ${c.computed}, published ${c.published}, accepted ${c.accepted}, cancelled ${c.cancelled}, expired ${c.expired}`,
+    `  jobs: received ${c.received}, computed ${c.computed}, published ${c.published}, accepted ${c.accepted}, cancelled ${c.cancelled}, expired ${c.expired}, address total ${c.addressAccepted}`,
     `  rejected: ${rejected || 'none'}`,
     `  hashrate: ${formatHashrate(hashrate)} while computing${backend}`,
   ].join('\n');
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const settings = parseWorkerOptions(argv);
+  const { maxMultiplier, ...settings } = parseWorkerOptions(argv);
+  // One policy for the queue and the engine, so both refuse the same work.
+  const policy = difficultyPolicy({ maxMultiplier });
   const out = (line: string) => process.stdout.write(`${line}\n`);
   const startedAt = Date.now();
 
@@ -119,7 +145,7 @@ export async function run(argv: string[]): Promise<number> {
   const engine = await createNodeEngine({
     backend: settings.backend,
     threads: settings.threads,
-    maxMultiplier: settings.maxMultiplier,
+    policy,
     log: (message) => out(`${new Date().toISOString()} ${'engine'.padEnd(10)} ${message}`),
   });
 
@@ -129,6 +155,7 @@ export async function run(argv: string[]): Promise<number> {
   let lastLabel = '';
   const client = new DpowClient({
     engine,
+    difficultyPolicy: policy,
     log: (event) => {
       if (event.job?.event === 'computed' && event.job.ms !== undefined) computingMs += event.job.ms;
       out(formatEvent(event));

@@ -2,19 +2,20 @@
  * The worker client against a real in-process MQTT broker (aedes over WebSocket on 127.0.0.1),
  * a real mqtt.js publisher playing the dispatcher, and a real PoW engine.
  */
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
-import { Aedes } from 'aedes';
-import { WebSocketServer, createWebSocketStream } from 'ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import mqtt from 'mqtt';
-import type { MqttClient } from 'mqtt';
 import { DpowClient, type ConnectFn, type EngineLike } from './client.ts';
 import { checkAddress } from './address.ts';
 import type { ClientSettings, ClientState } from './state.ts';
 import { validateWork } from '../pow/work.ts';
 import { createNodeEngine } from '../pow-node/engine.ts';
 import type { PowEngine } from '../pow/engine.ts';
+import { cleanupsAfterEach } from '../testkit/cleanups.ts';
+import { waitFor } from '../testkit/wait.ts';
+import { startPublisher, startWsBroker as startBroker } from '../testkit/ws-broker.ts';
+import { randomRoot } from '../testkit/work.ts';
+import { Dispatcher } from '../server/dispatcher.ts';
+import { MemoryStore } from '../server/store/memory-store.ts';
 
 const ADDRESS = 'nano_1ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4myzudyzq';
 /** Contains "work": a worker that routes by substring would take its client/ messages for work. */
@@ -23,70 +24,6 @@ const EASY = 'fff0000000000000'; // ~4096 hashes
 const HARD = 'fffffff800000000'; // the Nano send threshold: minutes on one thread, so it is cancelled first
 
 const root = (n: number, c = 'a') => n.toString(16).padStart(4, '0').toUpperCase() + c.repeat(60);
-
-// ---------------------------------------------------------------- broker
-
-interface TestBroker {
-  url: string;
-  port: number;
-  connections: () => number;
-  close(): Promise<void>;
-}
-
-async function startBroker(port = 0): Promise<TestBroker> {
-  const aedes = await Aedes.createBroker();
-  let connections = 0;
-  aedes.on('client', () => connections++);
-  const server = http.createServer();
-  const wss = new WebSocketServer({ server });
-  wss.on('connection', (socket) => {
-    const stream = createWebSocketStream(socket);
-    stream.on('error', () => stream.destroy());
-    aedes.handle(stream as never);
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve());
-  });
-  const actual = (server.address() as AddressInfo).port;
-  return {
-    url: `ws://127.0.0.1:${actual}`,
-    port: actual,
-    connections: () => connections,
-    async close() {
-      for (const ws of wss.clients) ws.terminate();
-      wss.close();
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await new Promise<void>((resolve) => aedes.close(() => resolve()));
-    },
-  };
-}
-
-/** Plays the dispatcher: publishes work, cancels, heartbeats; records results. */
-async function startPublisher(url: string) {
-  const client: MqttClient = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0 });
-  const results: { topic: string; payload: string }[] = [];
-  client.on('message', (topic, payload) => results.push({ topic, payload: payload.toString() }));
-  await client.subscribeAsync('result/#', { qos: 1 });
-  return {
-    results,
-    publish: (topic: string, payload: string | Buffer) => client.publishAsync(topic, payload, { qos: 1 }),
-    close: () => client.endAsync(true),
-  };
-}
-
-// ---------------------------------------------------------------- helpers
-
-async function waitFor<T>(what: string, probe: () => T | undefined | null | false, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 15));
-  }
-}
 
 function settings(url: string, extra: Partial<ClientSettings> = {}): ClientSettings {
   return { brokerUrl: url, username: 'client', password: 'client', address: ADDRESS, work: 'any', backend: 'wasm', threads: 1, ...extra };
@@ -98,10 +35,7 @@ beforeAll(async () => {
 });
 afterAll(() => engine?.dispose());
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn().catch(() => undefined);
-});
+const cleanups = cleanupsAfterEach();
 
 async function setup(extra: Partial<ClientSettings> = {}, opts: { engine?: EngineLike; connect?: ConnectFn } = {}) {
   const broker = await startBroker();
@@ -243,18 +177,6 @@ describe('DpowClient with a real broker and engine', () => {
     expect(s().events.some((e) => e.job?.event === 'dropped' && e.job.hash === root(2, '4'))).toBe(true);
   });
 
-  it('shows the server offline after the heartbeat timeout, and back online on the next heartbeat', async () => {
-    const { pub, s } = await setup({ heartbeatTimeoutS: 0.5 });
-    await waitFor('server-offline', () => s().connection === 'server-offline', 5000);
-    const offline = s().events.find((e) => e.kind === 'heartbeat');
-    expect(offline?.message).toMatch(/^Server appears to be offline\.\.\. \d+ seconds since last heartbeat$/);
-    expect(s().heartbeatAgeMs).toBeGreaterThan(500);
-    await pub.publish('heartbeat', '');
-    await waitFor('online again', () => s().connection === 'online');
-    expect(s().events[0].message).toBe('Server is back online');
-    expect(s().heartbeatAgeMs).toBeLessThan(500);
-  });
-
   it('holds results while the server is offline, drops those cancelled meanwhile, sends the rest when it is back', async () => {
     const { pub, s } = await setup({ heartbeatTimeoutS: 0.4 });
     await waitFor('server-offline', () => s().connection === 'server-offline', 5000);
@@ -305,6 +227,9 @@ describe('DpowClient with a real broker and engine', () => {
       expect(rejects.some((e) => e.message.includes(`(${code})`))).toBe(true);
     }
     expect(rejects.every((e) => e.message.length > 20)).toBe(true);
+    // A client/ rejection names the whole topic, address included.
+    const clientRejects = matrix.filter(([topic]) => topic.startsWith('client/')).length;
+    expect(rejects.filter((e) => e.message.includes(`client/${ADDRESS}: `))).toHaveLength(clientRejects);
     expect(s().connection).toBe('online');
     expect(s().counters.published).toBe(1);
   });
@@ -373,45 +298,6 @@ describe('DpowClient with a real broker and engine', () => {
     expect(pub.results).toEqual([]);
   });
 
-  it('keeps retrying with growing, capped delays until the broker comes up', async () => {
-    const probe = await startBroker();
-    const port = probe.port;
-    await probe.close(); // nothing listens there now
-    const client = new DpowClient({ engine, reconnect: { initialMs: 100, maxMs: 400 }, random: () => 0.999 });
-    cleanups.push(() => client.stop());
-    await client.start(settings(`ws://127.0.0.1:${port}`));
-    expect(client.getState().connection).toBe('reconnecting');
-    await waitFor('four retries', () => client.getState().events.filter((e) => e.message.startsWith('Cannot reach')).length >= 4);
-    const delays = client
-      .getState()
-      .events.filter((e) => e.message.startsWith('Cannot reach'))
-      .map((e) => /retrying in ([\d.]+) s/.exec(e.message)?.[1])
-      .reverse()
-      .slice(0, 4);
-    expect(delays).toEqual(['0.1', '0.2', '0.4', '0.4']);
-    expect(client.getState().events[0].message).toMatch(/ECONNREFUSED/);
-    const broker = await startBroker(port);
-    cleanups.push(() => broker.close());
-    await waitFor('online', () => client.getState().connection === 'online');
-    expect(client.getState().error).toBeNull();
-  });
-
-  it('retries at once on reconnectNow instead of waiting out the backoff', async () => {
-    const probe = await startBroker();
-    const port = probe.port;
-    await probe.close();
-    const client = new DpowClient({ engine, reconnect: { initialMs: 60_000, maxMs: 120_000 } });
-    cleanups.push(() => client.stop());
-    await client.start(settings(`ws://127.0.0.1:${port}`));
-    expect(client.getState().connection).toBe('reconnecting');
-    const broker = await startBroker(port);
-    cleanups.push(() => broker.close());
-    client.reconnectNow();
-    await waitFor('online', () => client.getState().connection === 'online', 5000);
-    client.reconnectNow(); // nothing pending: no effect
-    expect(client.getState().connection).toBe('online');
-  });
-
   it('refuses an invalid payout address before connecting', async () => {
     let connects = 0;
     const connect: ConnectFn = (url, o) => {
@@ -436,6 +322,17 @@ describe('DpowClient with a real broker and engine', () => {
     expect(connects).toBe(1);
   });
 
+  it("takes the real server's client/ message, which carries only the counters that exist", async () => {
+    const { pub, s } = await setup();
+    await pub.publish(`client/${ADDRESS}`, `{"ondemand":1,"block_rewarded":"${root(4)}"}`);
+    await waitFor('client message', () => s().lastClientMessage !== null);
+    expect(s().lastClientMessage).toEqual({
+      kind: 'stats',
+      stats: { precache: 0, ondemand: 1, snapshot_precache: 0, snapshot_ondemand: 0, block_rewarded: root(4) },
+    });
+    expect(s().counters.rejected).toEqual({});
+  });
+
   it('routes client/ messages by topic segment even when the address contains "work"', async () => {
     expect(WORK_ADDRESS).toContain('work');
     expect(checkAddress(WORK_ADDRESS).ok).toBe(true);
@@ -448,7 +345,9 @@ describe('DpowClient with a real broker and engine', () => {
     await pub.publish(`client/${WORK_ADDRESS}`, JSON.stringify({ ...stats, ondemand: 3 })); // no increase
     await pub.publish(`client/${WORK_ADDRESS}`, JSON.stringify({ error: `Work accepted but account ${WORK_ADDRESS} is invalid` }));
     await waitFor('error message', () => s().lastClientMessage?.kind === 'error');
-    expect(s().counters.accepted).toBe(2);
+    // Two notices raised the address's total; neither names a result this worker published.
+    expect(s().counters.addressAccepted).toBe(2);
+    expect(s().counters.accepted).toBe(0);
     expect(s().counters.received).toBe(0);
     expect(s().counters.rejected).toEqual({});
     // Only ondemand was chosen: precache work never arrives.
@@ -480,4 +379,34 @@ describe('DpowClient with a real broker and engine', () => {
     await pub.publish('work/ondemand', `${root(2, '7')},${EASY}`);
     await waitFor('result after restart', () => resultFor(pub.results, root(2, '7')));
   });
+
+  it('counts as accepted only its own credited results; the address total counts every notice for the address', async () => {
+    // Two tabs paying one address, against the real dispatcher: one takes ondemand work only,
+    // the other precache only, so each result is published by exactly one of them.
+    const broker = await startBroker();
+    cleanups.push(() => broker.close());
+    const dispatcher = new Dispatcher({ brokerUrl: broker.url, username: 'server', password: 'server', store: new MemoryStore() });
+    await dispatcher.start();
+    cleanups.push(() => dispatcher.stop());
+    const tabs: DpowClient[] = [];
+    for (const work of ['ondemand', 'precache'] as const) {
+      const tabEngine = await createNodeEngine({ backend: 'wasm', threads: 1, log: () => undefined });
+      cleanups.push(async () => tabEngine.dispose());
+      const tab = new DpowClient({ engine: tabEngine });
+      cleanups.push(() => tab.stop());
+      await tab.start(settings(broker.url, { work }));
+      tabs.push(tab);
+    }
+    await waitFor('both tabs hear the dispatcher', () => tabs.every((t) => t.getState().lastHeartbeatAt !== null));
+    const [ondemandTab, precacheTab] = tabs.map((t) => () => t.getState());
+
+    const answer = await dispatcher.requestWork({ hash: randomRoot(), difficulty: BigInt(`0x${EASY}`), workType: 'ondemand', timeoutMs: 20_000 });
+    expect(answer.work).toMatch(/^[0-9a-f]{16}$/);
+    for (let i = 0; i < 3; i++) await dispatcher.precache(randomRoot(), BigInt(`0x${EASY}`));
+    await waitFor('four notices on both tabs', () => tabs.every((t) => t.getState().counters.addressAccepted === 4), 20_000);
+
+    expect(ondemandTab().counters).toMatchObject({ published: 1, accepted: 1, addressAccepted: 4 });
+    expect(precacheTab().counters).toMatchObject({ published: 3, accepted: 3, addressAccepted: 4 });
+  });
 });
+

@@ -32,6 +32,25 @@ describe('work codec', () => {
   ])('rejects %j with %s', (payload, code) => {
     expect(workCodec.decode(payload)).toMatchObject({ ok: false, code });
   });
+  it.each([
+    ['a UTF-8 byte-order mark before the hash', [0xef, 0xbb, 0xbf], [], 'bad-hash'],
+    ['a trailing newline', [], [0x0a], 'bad-difficulty'],
+    ['a leading space', [0x20], [], 'bad-hash'],
+    ['a trailing NUL', [], [0x00], 'bad-difficulty'],
+  ])('refuses %s: nothing outside the grammar is stripped', (_what, before, after, code) => {
+    const bytes = new Uint8Array([...before, ...enc(`${HASH},ffffffc000000000`), ...after]);
+    const d = workCodec.decode(bytes);
+    expect(d).toMatchObject({ ok: false, code });
+    // The reason shows the invisible byte so a log reader can see why.
+    if (!d.ok) expect(d.reason).toMatch(/\\u\{[0-9a-f]+\}/);
+  });
+  it('refuses a byte-order mark in every CSV payload and in JSON ones', () => {
+    const bom = (text: string) => new Uint8Array([0xef, 0xbb, 0xbf, ...enc(text)]);
+    expect(cancelCodec.decode(bom(HASH))).toMatchObject({ ok: false, code: 'bad-hash' });
+    expect(resultCodec.decode(bom(`${HASH},3108a2891093ce9e,${ADDR}`))).toMatchObject({ ok: false, code: 'bad-hash' });
+    expect(resultCodec.decode(enc(`${HASH},3108a2891093ce9e,${ADDR}\u00a0`))).toMatchObject({ ok: false, code: 'bad-address' });
+    expect(clientCodec.decode(bom('{"ondemand":1}'))).toMatchObject({ ok: false, code: 'bad-json' });
+  });
   it('rejects bytes that are not UTF-8', () => {
     expect(workCodec.decode(new Uint8Array([0xff, 0xfe]))).toMatchObject({ ok: false, code: 'bad-encoding' });
   });
@@ -65,6 +84,28 @@ describe('cancel, client and statistics codecs', () => {
     expect(clientCodec.decode(JSON.stringify(err))).toEqual({ ok: true, value: { kind: 'error', error: err.error } });
     expect(clientCodec.decode('{')).toMatchObject({ ok: false, code: 'bad-json' });
     expect(clientCodec.decode('{"precache":-1}')).toMatchObject({ ok: false, code: 'bad-shape' });
+  });
+  it("decodes the real server's message, which holds only the counters that exist", () => {
+    // What the original DPoW server sends a new volunteer: no precache, no snapshots yet.
+    expect(clientCodec.decode(`{"ondemand":1,"block_rewarded":"${HASH}"}`)).toEqual({
+      ok: true,
+      value: { kind: 'stats', stats: { precache: 0, ondemand: 1, snapshot_precache: 0, snapshot_ondemand: 0, block_rewarded: HASH } },
+    });
+    expect(clientCodec.decode('{}')).toEqual({
+      ok: true,
+      value: { kind: 'stats', stats: { precache: 0, ondemand: 0, snapshot_precache: 0, snapshot_ondemand: 0 } },
+    });
+  });
+  it.each([
+    ['{"ondemand":"1"}', 'ondemand'],
+    ['{"precache":1.5}', 'precache'],
+    ['{"ondemand":1,"snapshot_precache":null}', 'snapshot_precache'],
+    ['{"snapshot_ondemand":true}', 'snapshot_ondemand'],
+    ['{"ondemand":1,"block_rewarded":42}', 'block_rewarded'],
+  ])('still refuses a counter of the wrong type: %s', (payload, field) => {
+    const d = clientCodec.decode(payload);
+    expect(d).toMatchObject({ ok: false, code: 'bad-shape' });
+    if (!d.ok) expect(d.reason).toContain(`"${field}"`);
   });
   it('decodes statistics of the spec shape', () => {
     const s = {

@@ -75,7 +75,9 @@ function asText(payload: Uint8Array | string): Decoded<string> {
     return reject('bad-encoding', `payload of ${payload.byteLength} bytes is too large`);
   }
   try {
-    return { ok: true, value: new TextDecoder('utf-8', { fatal: true }).decode(payload) };
+    // ignoreBOM keeps a byte-order mark in the text, where the field checks refuse it: a payload
+    // is answered only if every byte of it is in the message grammar.
+    return { ok: true, value: new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(payload) };
   } catch {
     return reject('bad-encoding', 'payload is not valid UTF-8');
   }
@@ -84,7 +86,7 @@ function asText(payload: Uint8Array | string): Decoded<string> {
 function fields(payload: Uint8Array | string, count: number, what: string): Decoded<string[]> {
   const text = asText(payload);
   if (!text.ok) return text;
-  const parts = text.value.trim().split(',');
+  const parts = text.value.split(',');
   if (parts.length !== count) {
     return reject(
       'bad-field-count',
@@ -94,8 +96,10 @@ function fields(payload: Uint8Array | string, count: number, what: string): Deco
   return { ok: true, value: parts };
 }
 
-const shortHash = (h: string) => (h.length > 16 ? `${h.slice(0, 16)}…` : h);
-const clip = (s: string) => String(s).slice(0, 20);
+/** Shows bytes outside printable ASCII as \u{…}, so a log line says why a field was refused. */
+const visible = (s: string) => s.replace(/[^\x21-\x7e]/gu, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
+const shortHash = (h: string) => visible(h.slice(0, 16)) + (h.length > 16 ? '…' : '');
+const clip = (s: string) => visible(String(s).slice(0, 20));
 
 // ---------------------------------------------------------------- work/<type>: hash,difficulty
 
@@ -148,8 +152,9 @@ export const resultCodec = {
     const [hash, work, address] = f.value;
     if (!isRootHex(hash)) return reject('bad-hash', `result hash "${shortHash(hash)}" is not 64 hex characters`);
     if (!isU64Hex(work)) return reject('bad-work', `result work "${clip(work)}" is not 16 hex characters`);
-    if (address === '' || address.length > 128 || /[\s/#+]/.test(address)) {
-      return reject('bad-address', 'result address is empty or not usable as a topic');
+    // Lenient about the checksum (see above), never about the alphabet: <prefix>_<base32>.
+    if (!/^[0-9A-Za-z_]{1,128}$/.test(address)) {
+      return reject('bad-address', `result address "${clip(address)}" is empty or has characters outside an address`);
     }
     if (options.checkAddressChecksum) {
       const check = checkAddress(address);
@@ -225,18 +230,18 @@ export const clientCodec = {
     const v = parsed.value;
     if (!isRecord(v)) return reject('bad-shape', 'client message must be a JSON object');
     if (typeof v.error === 'string') return { ok: true, value: { kind: 'error', error: v.error } };
+    // The original server sends only the counters that exist for an address (a new volunteer
+    // gets {"ondemand":1,"block_rewarded":…}; snapshots only after a payout): absent means 0.
+    const stats: ClientStats = { precache: 0, ondemand: 0, snapshot_precache: 0, snapshot_ondemand: 0 };
     for (const key of ['precache', 'ondemand', 'snapshot_precache', 'snapshot_ondemand'] as const) {
-      if (!isCount(v[key])) return reject('bad-shape', `client message field "${key}" must be a count`);
+      const count = v[key];
+      if (count === undefined) continue;
+      if (!isCount(count)) return reject('bad-shape', `client message field "${key}" must be a count`);
+      stats[key] = count;
     }
     if (v.block_rewarded !== undefined && !isRootHex(v.block_rewarded)) {
       return reject('bad-shape', 'client message field "block_rewarded" must be a block hash');
     }
-    const stats: ClientStats = {
-      precache: v.precache as number,
-      ondemand: v.ondemand as number,
-      snapshot_precache: v.snapshot_precache as number,
-      snapshot_ondemand: v.snapshot_ondemand as number,
-    };
     if (typeof v.block_rewarded === 'string') stats.block_rewarded = v.block_rewarded;
     return { ok: true, value: { kind: 'stats', stats } };
   },

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { WorkQueue, type Job } from './queue.ts';
+import { difficultyPolicy } from '../pow/difficulty.ts';
 import { THRESHOLDS, fromMultiplier } from '../pow/work.ts';
 
 const hash = (n: number, c = 'a') => n.toString(16).padStart(4, '0') + c.repeat(60);
@@ -206,7 +207,7 @@ describe('WorkQueue expiry', () => {
 
 describe('WorkQueue ceiling', () => {
   it('refuses work above the maximum multiplier with difficulty-too-high', () => {
-    const q = new WorkQueue({ maxMultiplier: 8 });
+    const q = new WorkQueue({ policy: difficultyPolicy({ maxMultiplier: 8 }) });
     expect(q.add(hash(1), 0xffffffffffffffffn, 'ondemand')).toMatchObject({ ok: false, code: 'difficulty-too-high' });
     expect(q.add(hash(2), fromMultiplier(16), 'ondemand')).toMatchObject({ ok: false, code: 'difficulty-too-high' });
     expect(q.add(hash(3), fromMultiplier(8), 'ondemand')).toMatchObject({ ok: true });
@@ -217,5 +218,83 @@ describe('WorkQueue ceiling', () => {
     const q = new WorkQueue();
     expect(q.add(hash(1), fromMultiplier(64), 'ondemand').ok).toBe(true);
     expect(q.add(hash(2), fromMultiplier(65), 'ondemand').ok).toBe(false);
+  });
+});
+
+describe('WorkQueue owns each job\'s life', () => {
+  it('moves a job queued -> computing -> done', () => {
+    const c = clock();
+    const q = new WorkQueue({ now: c.now });
+    const added = q.add(hash(1), LOW, 'ondemand');
+    expect(added.ok && added.job.state).toBe('queued');
+    c.advance(5);
+    const { job } = q.next();
+    expect(job).toMatchObject({ state: 'computing', startedAt: 1_005 });
+    expect(q.computing).toBe(job);
+    q.finish(job!);
+    expect(job!.state).toBe('done');
+    expect(q.computing).toBeNull();
+  });
+
+  it('cancels a job in flight at once: it leaves flight and a late finish does not revive it', () => {
+    const q = new WorkQueue();
+    q.add(hash(1), LOW, 'ondemand');
+    const { job } = q.next();
+    expect(q.cancel(hash(1)).inFlight).toBe(job);
+    expect(job!.state).toBe('cancelled');
+    expect(q.computing).toBeNull();
+    q.finish(job!);
+    expect(job!.state).toBe('cancelled');
+    expect(q.add(hash(1), LOW, 'ondemand')).toMatchObject({ code: 'duplicate' });
+  });
+
+  it('sends a precache job in flight back to the head of its lane when ondemand work arrives', () => {
+    const q = new WorkQueue();
+    q.add(hash(1), LOW, 'precache');
+    q.add(hash(2), LOW, 'precache');
+    const { job } = q.next();
+    const added = q.add(hash(3), LOW, 'ondemand');
+    expect(added).toMatchObject({ ok: true, preempted: { hash: hash(1), state: 'queued' } });
+    expect(q.computing).toBeNull();
+    expect(q.snapshot().map((j) => j.hash)).toEqual([hash(3), hash(1), hash(2)]);
+    // Found just as it was preempted: the work is still good, and the job is done, not queued.
+    q.finish(job!);
+    expect(job!.state).toBe('done');
+    expect(q.snapshot().map((j) => j.hash)).toEqual([hash(3), hash(2)]);
+  });
+
+  it('does not preempt ondemand work, and precache work preempts nothing', () => {
+    const q = new WorkQueue();
+    q.add(hash(1), LOW, 'ondemand');
+    q.next();
+    expect(q.add(hash(2), LOW, 'ondemand')).not.toHaveProperty('preempted');
+    const r = new WorkQueue();
+    r.add(hash(1), LOW, 'precache');
+    r.next();
+    expect(r.add(hash(2), LOW, 'precache')).not.toHaveProperty('preempted');
+  });
+
+  it('expires a job in flight past its limit, counted once', () => {
+    const c = clock();
+    const q = new WorkQueue({ jobTimeoutMs: 1_000, now: c.now });
+    q.add(hash(1), LOW, 'ondemand');
+    const { job } = q.next();
+    expect(q.expireInFlight()).toEqual([]);
+    c.advance(1_000);
+    expect(q.expireInFlight()).toEqual([job]);
+    expect(q.expireInFlight()).toEqual([]);
+    expect(job!.state).toBe('expired');
+    expect(q.counters.expired).toBe(1);
+  });
+
+  it('drops queued and in-flight jobs when the worker stops', () => {
+    const q = new WorkQueue();
+    q.add(hash(1), LOW, 'ondemand');
+    q.add(hash(2), LOW, 'ondemand');
+    const { job } = q.next();
+    const [queued] = q.clear();
+    expect(q.abandon()).toEqual([job]);
+    expect([job!.state, queued.state]).toEqual(['dropped', 'dropped']);
+    expect(q.computing).toBeNull();
   });
 });

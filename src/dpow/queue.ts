@@ -12,17 +12,31 @@
  *   refused ('queue-full'), and a new ondemand job drops the oldest ondemand job: of two
  *   on-demand requests the older is the one whose service is most likely to have timed out or
  *   been served by another worker already.
- * - Expiry: a job is worth doing for `jobTimeoutMs` after it arrived; expired jobs are skipped.
- * - Ceiling: work above `maxMultiplier` (vs the Nano send threshold) is refused
- *   ('difficulty-too-high'), so one absurd message cannot occupy the device forever.
+ * - Expiry: a job is worth doing for `jobTimeoutMs` after it arrived; expired jobs are skipped,
+ *   and one in flight past its limit is given up (expireInFlight).
+ * - Preemption: ondemand work arriving while a precache job is in flight sends that job back to
+ *   the head of its lane (AddResult.preempted): the caller stops its search, nothing else.
+ * - Lifecycle: the queue is the one owner of each job's state (Job.state): queued -> computing
+ *   -> done, or cancelled / expired / dropped at any point, or back to queued when preempted. The
+ *   work loop reads the state when a search ends; it never keeps a copy of its own.
+ * - Ceiling: work above the difficulty policy's ceiling (pow/difficulty.ts, shared with the
+ *   engine) is refused ('difficulty-too-high'), so one absurd message cannot occupy the device
+ *   forever.
  *
  * Pure and synchronous; the clock is injected.
  */
-import { checkDifficulty, DEFAULT_MAX_MULTIPLIER, PowInputError, toMultiplier, toU64Hex } from '../pow/work.ts';
+import { DEFAULT_POLICY, difficultyError, type DifficultyPolicy } from '../pow/difficulty.ts';
+import { toMultiplier, toU64Hex } from '../pow/work.ts';
 import type { WorkType } from './codec.ts';
 import type { QueuedJob } from './state.ts';
 
+/** Where a job is in its life. Only the queue changes it. */
+export type JobState = 'queued' | 'computing' | 'done' | 'cancelled' | 'expired' | 'dropped';
+
 export interface Job extends QueuedJob {
+  state: JobState;
+  /** When its current search started (state 'computing'). */
+  startedAt?: number;
   /** The difficulty as a number (QueuedJob.difficulty is its 16-hex-digit text). */
   target: bigint;
   /** Multiplier vs the Nano send threshold, for people. */
@@ -36,8 +50,8 @@ export interface QueueOptions {
   limit?: number;
   /** Per-job time limit from arrival, ms (default 120 000). */
   jobTimeoutMs?: number;
-  /** Largest multiplier accepted vs the Nano send threshold (default 64). */
-  maxMultiplier?: number;
+  /** The difficulty bounds; share the engine's. Default DEFAULT_POLICY (64x the send threshold). */
+  policy?: DifficultyPolicy;
   /** How many finished hashes are remembered for dedupe (default 1024). */
   remember?: number;
   now?: () => number;
@@ -53,13 +67,15 @@ export type AddResult =
       updated: boolean;
       /** A job dropped to make room for this one. */
       dropped?: Job;
+      /** A precache job in flight that this ondemand job sent back to the queue: stop its search. */
+      preempted?: Job;
     }
   | { ok: false; code: RefuseCode; reason: string };
 
 export interface CancelOutcome {
   /** The job was queued and is now gone. */
   queued: Job | null;
-  /** The job is in flight: the caller must stop the search. */
+  /** The job was in flight and is now cancelled: the caller must stop the search. */
   inFlight: Job | null;
 }
 
@@ -80,7 +96,7 @@ const short = (hash: string) => `${hash.slice(0, 12)}…`;
 export class WorkQueue {
   readonly limit: number;
   readonly jobTimeoutMs: number;
-  readonly maxMultiplier: number;
+  readonly policy: DifficultyPolicy;
   readonly counters: QueueCounters = { dropped: 0, expired: 0 };
 
   private readonly rememberLimit: number;
@@ -93,7 +109,7 @@ export class WorkQueue {
   constructor(options: QueueOptions = {}) {
     this.limit = Math.max(1, Math.floor(options.limit ?? DEFAULT_QUEUE_LIMIT));
     this.jobTimeoutMs = options.jobTimeoutMs ?? DEFAULT_JOB_TIMEOUT_MS;
-    this.maxMultiplier = options.maxMultiplier ?? DEFAULT_MAX_MULTIPLIER;
+    this.policy = options.policy ?? DEFAULT_POLICY;
     this.rememberLimit = Math.max(0, Math.floor(options.remember ?? DEFAULT_REMEMBER));
     this.now = options.now ?? Date.now;
   }
@@ -105,12 +121,8 @@ export class WorkQueue {
 
   /** Offers a work message; `hash` is kept exactly as given (it is echoed in the result). */
   add(hash: string, difficulty: bigint, workType: WorkType): AddResult {
-    try {
-      checkDifficulty(difficulty, { maxMultiplier: this.maxMultiplier });
-    } catch (err) {
-      if (err instanceof PowInputError) return { ok: false, code: 'difficulty-too-high', reason: err.message };
-      throw err;
-    }
+    const refused = difficultyError(difficulty, this.policy);
+    if (refused) return { ok: false, code: 'difficulty-too-high', reason: refused.message };
     const k = key(hash);
 
     const running = this.inFlight.get(k);
@@ -136,7 +148,7 @@ export class WorkQueue {
         job.workType = 'ondemand';
         this.lanes.ondemand.push(job);
       }
-      return { ok: true, job, updated: true };
+      return this.withPreemption({ ok: true, job, updated: true });
     }
 
     let dropped: Job | undefined;
@@ -154,11 +166,13 @@ export class WorkQueue {
           reason: `queue is full of ondemand work (${this.limit}); precache ${short(hash)} refused`,
         };
       }
+      if (dropped) dropped.state = 'dropped';
       this.counters.dropped++;
     }
 
     const receivedAt = this.now();
     const job: Job = {
+      state: 'queued',
       hash,
       difficulty: '',
       target: 0n,
@@ -169,7 +183,12 @@ export class WorkQueue {
     };
     this.setTarget(job, difficulty);
     this.lanes[workType].push(job);
-    return dropped ? { ok: true, job, updated: false, dropped } : { ok: true, job, updated: false };
+    return this.withPreemption(dropped ? { ok: true, job, updated: false, dropped } : { ok: true, job, updated: false });
+  }
+
+  /** The job being computed (the first, if a caller runs several), or null. */
+  get computing(): Job | null {
+    return this.inFlight.values().next().value ?? null;
   }
 
   /**
@@ -179,7 +198,11 @@ export class WorkQueue {
   next(): { job: Job | null; expired: Job[] } {
     const expired = this.expire();
     const job = this.lanes.ondemand.shift() ?? this.lanes.precache.shift() ?? null;
-    if (job) this.inFlight.set(key(job.hash), job);
+    if (job) {
+      job.state = 'computing';
+      job.startedAt = this.now();
+      this.inFlight.set(key(job.hash), job);
+    }
     return { job, expired };
   }
 
@@ -192,7 +215,18 @@ export class WorkQueue {
         if (lane[i].expiresAt <= now) out.unshift(...lane.splice(i, 1));
       }
     }
-    for (const job of out) this.remember(job);
+    for (const job of out) {
+      job.state = 'expired';
+      this.remember(job);
+    }
+    this.counters.expired += out.length;
+    return out;
+  }
+
+  /** Gives up in-flight jobs whose time limit has passed (stop their searches), counted. */
+  expireInFlight(): Job[] {
+    const out = [...this.inFlight.values()].filter((job) => this.isExpired(job));
+    for (const job of out) this.settle(job, 'expired');
     this.counters.expired += out.length;
     return out;
   }
@@ -202,16 +236,20 @@ export class WorkQueue {
     return job.expiresAt <= this.now();
   }
 
-  /** Counts an in-flight job that was stopped because its time ran out (then call finish). */
-  countExpired(): void {
-    this.counters.expired++;
+  /**
+   * A search ended with work for this job: it is done, wherever it was (in flight, or sent back to
+   * the queue by preemption just as it was found). Remembered for dedupe.
+   */
+  finish(job: Job): void {
+    if (job.state !== 'computing' && job.state !== 'queued') return; // ended otherwise already
+    this.removeQueued(job);
+    this.settle(job, 'done');
   }
 
-  /** An in-flight job ended (found, cancelled, expired or failed): remember it for dedupe. */
-  finish(job: Job): void {
-    const k = key(job.hash);
-    if (this.inFlight.get(k) === job) this.inFlight.delete(k);
-    this.remember(job);
+  /** A search ended without work (the engine failed): the job is dropped and remembered. */
+  fail(job: Job): void {
+    this.removeQueued(job);
+    this.settle(job, 'dropped');
   }
 
   /**
@@ -222,7 +260,11 @@ export class WorkQueue {
   requeue(job: Job): void {
     const k = key(job.hash);
     if (this.inFlight.get(k) === job) this.inFlight.delete(k);
-    if (this.findQueued(k) || this.finished.has(k)) return;
+    if (this.findQueued(k) || this.finished.has(k)) {
+      if (job.state === 'computing') job.state = 'dropped'; // superseded or cancelled meanwhile
+      return;
+    }
+    job.state = 'queued';
     this.lanes[job.workType].unshift(job);
   }
 
@@ -232,11 +274,11 @@ export class WorkQueue {
     const queued = this.findQueued(k);
     if (queued) {
       queued.lane.splice(queued.lane.indexOf(queued.job), 1);
+      queued.job.state = 'cancelled';
       this.remember(queued.job);
     }
     const inFlight = this.inFlight.get(k) ?? null;
-    // Remembered now, so a preempted search that ends after this cancel is not requeued.
-    if (inFlight) this.remember(inFlight);
+    if (inFlight) this.settle(inFlight, 'cancelled');
     return { queued: queued?.job ?? null, inFlight };
   }
 
@@ -260,7 +302,38 @@ export class WorkQueue {
     const all = [...this.lanes.ondemand, ...this.lanes.precache];
     this.lanes.ondemand.length = 0;
     this.lanes.precache.length = 0;
+    for (const job of all) job.state = 'dropped';
     return all;
+  }
+
+  /** Drops the jobs in flight (the worker is stopping); returns them so their searches stop. */
+  abandon(): Job[] {
+    const all = [...this.inFlight.values()];
+    for (const job of all) this.settle(job, 'dropped');
+    return all;
+  }
+
+  /** Ondemand work sends a precache search in flight back to the head of its lane. */
+  private withPreemption(added: AddResult & { ok: true }): AddResult {
+    if (added.job.workType !== 'ondemand') return added;
+    const running = [...this.inFlight.values()].find((j) => j.workType === 'precache');
+    if (!running) return added;
+    this.requeue(running);
+    return { ...added, preempted: running };
+  }
+
+  /** An in-flight job leaves flight in its final state, remembered for dedupe. */
+  private settle(job: Job, state: JobState): void {
+    const k = key(job.hash);
+    if (this.inFlight.get(k) === job) this.inFlight.delete(k);
+    job.state = state;
+    this.remember(job);
+  }
+
+  private removeQueued(job: Job): void {
+    const lane = this.lanes[job.workType];
+    const i = lane.indexOf(job);
+    if (i >= 0) lane.splice(i, 1);
   }
 
   private setTarget(job: Job, difficulty: bigint): void {

@@ -20,8 +20,6 @@ export interface ClientSettings {
   threads?: number;
   /** GPU share of time in (0, 1]. */
   intensity?: number;
-  /** Work above this multiplier (vs the Nano send threshold) is refused. Default 64. */
-  maxMultiplier?: number;
   /** Seconds without a heartbeat before the server is shown as offline. Default 5. */
   heartbeatTimeoutS?: number;
   /** Queue size bound; when full the oldest precache job is dropped. Default 64. */
@@ -54,8 +52,16 @@ export interface ClientCounters {
   computed: number;
   published: number;
   cancelled: number;
-  /** Results the dispatcher confirmed on client/<address>. */
+  /**
+   * This worker's own results that the dispatcher credited: a client/<address> notice whose
+   * block_rewarded is a hash this worker published (and the broker acknowledged).
+   */
   accepted: number;
+  /**
+   * Every credit to the payout address while this session ran (notices that raised its total),
+   * whichever tab or machine earned it.
+   */
+  addressAccepted: number;
   expired: number;
 }
 

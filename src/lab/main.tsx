@@ -103,7 +103,8 @@ function Lab() {
     setError('');
     setFound(null);
     try {
-      const result = await engine.generate(job.root, job.difficulty, {
+      // The page parses the text once; the engine takes the number (a bigint crosses Comlink).
+      const result = await engine.generate(job.root, parseDifficulty(job.difficulty), {
         backend,
         threads: threadsValid ? threadCount : undefined,
       });

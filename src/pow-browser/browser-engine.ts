@@ -4,41 +4,8 @@
  * and the GPU device live and die with that worker. No DOM here: only Worker.
  */
 import * as Comlink from 'comlink';
-import { PowCancelledError, type EngineApi, type EngineStatus } from '../pow/types.ts';
-import { PowInputError, type PowErrorCode } from '../pow/work.ts';
-
-/**
- * Comlink sends a thrown Error as {name, message, stack} and rebuilds a plain Error. This keeps
- * the engine's typed errors typed across the boundary (PowCancelledError.root, PowInputError.code)
- * so the page can use instanceof. Installed on both sides: the worker imports it too.
- */
-export function installEngineErrorTransfer(): void {
-  const original = Comlink.transferHandlers.get('throw');
-  if (!original || (original as { engineErrors?: boolean }).engineErrors) return;
-  type Wire = { isError: boolean; value: { name?: string; message?: string; code?: string; root?: string } };
-  const handler: Comlink.TransferHandler<unknown, unknown> & { engineErrors: true } = {
-    engineErrors: true,
-    canHandle: (value): value is unknown => original.canHandle(value),
-    serialize(thrown) {
-      const [wire, transfer] = original.serialize(thrown) as [Wire, Transferable[]];
-      const error = (thrown as { value?: unknown }).value;
-      if (wire.isError && error instanceof PowCancelledError) wire.value.root = error.root;
-      if (wire.isError && error instanceof PowInputError) wire.value.code = error.code;
-      return [wire, transfer];
-    },
-    deserialize(serialized) {
-      const wire = serialized as Wire;
-      if (wire.isError && wire.value.name === 'PowCancelledError' && typeof wire.value.root === 'string') {
-        throw new PowCancelledError(wire.value.root);
-      }
-      if (wire.isError && wire.value.name === 'PowInputError' && typeof wire.value.code === 'string') {
-        throw new PowInputError(wire.value.code as PowErrorCode, wire.value.message ?? '');
-      }
-      return original.deserialize(serialized);
-    },
-  };
-  Comlink.transferHandlers.set('throw', handler);
-}
+import { installEngineErrorTransfer } from '../pow/engine-errors.ts';
+import type { EngineApi, EngineStatus } from '../pow/types.ts';
 
 /** The worker's surface: EngineApi plus the test hook the lab page uses. */
 export interface BrowserEngineApi extends EngineApi {

@@ -4,7 +4,7 @@
  */
 import * as Comlink from 'comlink';
 import shaderCode from '../../shaders/nano-pow.wgsl?raw';
-import { installEngineErrorTransfer } from './browser-engine.ts';
+import { installEngineErrorTransfer } from '../pow/engine-errors.ts';
 import { PowEngine } from '../pow/engine.ts';
 import { createWebGpuBackend } from '../pow/webgpu.ts';
 import { compileKernels, createWasmBackend, type WebWorkerLike } from '../pow/wasm.ts';

@@ -21,7 +21,7 @@ afterEach(() => {
 describe('createNodeEngine', () => {
   it('finds validated work on WASM threads', async () => {
     engine = await createNodeEngine({ backend: 'wasm', threads: 2, log: () => undefined });
-    const result = await engine.generate(ROOT, 'fff0000000000000');
+    const result = await engine.generate(ROOT, 0xfff0000000000000n);
     expect(result.backend).toBe('wasm');
     expect(validateWork(ROOT, result.work, 'fff0000000000000').valid).toBe(true);
     expect((await engine.status()).label).toMatch(/WASM/);
@@ -29,7 +29,7 @@ describe('createNodeEngine', () => {
 
   it("'auto' finds validated work on Dawn WebGPU", async () => {
     engine = await createNodeEngine({ log: () => undefined });
-    const result = await engine.generate(ROOT, 'ffff000000000000');
+    const result = await engine.generate(ROOT, 0xffff000000000000n);
     expect(result.backend).toBe('webgpu');
     expect(validateWork(ROOT, result.work, 'ffff000000000000').valid).toBe(true);
   });
@@ -38,7 +38,7 @@ describe('createNodeEngine', () => {
     engine = await createNodeEngine({ threads: 1, log: () => undefined });
     const e = engine;
     // 2^22 hashes expected: long enough for the loss to land while the GPU is searching.
-    const difficulty = 'fffffc0000000000';
+    const difficulty = 0xfffffc0000000000n;
     const job = e.generate(ROOT, difficulty);
     await vi.waitUntil(async () => {
       const s = await e.status();
@@ -84,7 +84,7 @@ describe('createNodeEngine', () => {
       log: (m) => logs.push(m),
     });
     engine = e;
-    const difficulty = 'fffffc0000000000'; // 2^22 hashes expected
+    const difficulty = 0xfffffc0000000000n; // 2^22 hashes expected
     for (let attempt = 0; attempt < 3; attempt++) {
       adapterGone = false;
       const root = ROOT.slice(0, 60) + attempt.toString(16).padStart(4, '0');

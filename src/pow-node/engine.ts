@@ -4,6 +4,7 @@
  * headless worker. Dispose the engine when done so no device or thread keeps the process alive.
  */
 import { availableParallelism } from 'node:os';
+import type { DifficultyPolicy } from '../pow/difficulty.ts';
 import { PowEngine } from '../pow/engine.ts';
 import type { BackendChoice, PowBackend } from '../pow/types.ts';
 import { createWebGpuBackend } from '../pow/webgpu.ts';
@@ -15,8 +16,8 @@ export interface NodeEngineOptions {
   backend?: BackendChoice;
   /** WASM threads; default os.availableParallelism() - 1, at least 1. */
   threads?: number;
-  /** Largest multiplier vs the Nano send threshold. Default 64. */
-  maxMultiplier?: number;
+  /** The difficulty bounds; share the client queue's. Default DEFAULT_POLICY. */
+  policy?: DifficultyPolicy;
   /** Prefer the SIMD WASM kernel where the runtime has SIMD (default true). */
   preferSimd?: boolean;
   log?: (message: string) => void;
@@ -41,7 +42,7 @@ export async function createNodeEngine(options: NodeEngineOptions = {}): Promise
     wasm: (threads) => createNodeWasmBackend({ threads, preferSimd: options.preferSimd }),
     defaultThreads: options.threads ?? defaultThreadCount(),
     defaultBackend: options.backend,
-    maxMultiplier: options.maxMultiplier,
+    policy: options.policy,
     log,
   });
 }

@@ -1,18 +1,19 @@
 /**
  * Scheduler tests. The backends here are test-only: they search with the reference rule in small
  * chunks (or misbehave on purpose) so the engine's own behaviour can be pinned down: validation of
- * every kernel answer, WebGPU -> WASM fallback mid-job, cancel, queueing and the hashrate.
+ * every kernel answer, WebGPU -> WASM fallback mid-job, cancel, one job at a time and the hashrate.
  * The real kernels are covered by webgpu/wasm tests and the browser end-to-end tests.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { PowEngine, measureBackend } from './engine.ts';
 import { PowCancelledError, type BackendName, type EngineStatus, type PowBackend, type SearchRequest } from './types.ts';
+import { difficultyPolicy } from './difficulty.ts';
 import { PowInputError, validateWork, workValue } from './work.ts';
 
 const ROOT = '718CC2121C3E641059BC1C2CFC45666C99E8AE922F7A807B7D07B62C995D79E2';
-const EASY = 'ff00000000000000'; // ~256 hashes
-const MEDIUM = 'fff0000000000000'; // ~4096 hashes
-const UNREACHABLE = 'ffffffff00000000'; // 2^32 hashes: never finishes in a test
+const EASY = 0xff00000000000000n; // ~256 hashes
+const MEDIUM = 0xfff0000000000000n; // ~4096 hashes
+const UNREACHABLE = 0xffffffff00000000n; // 2^32 hashes: never finishes in a test
 const U64_MAX = (1n << 64n) - 1n;
 
 interface RefOptions {
@@ -116,12 +117,14 @@ describe('PowEngine.generate', () => {
   it.each([
     ['bad-root', 'xyz', EASY],
     ['bad-root', ROOT.slice(1), EASY],
-    ['bad-difficulty', ROOT, 'fff'],
-    ['bad-difficulty', ROOT, 'gggggggggggggggg'],
-    ['difficulty-too-high', ROOT, 'ffffffffffffffff'],
+    // Text is not a difficulty: a caller across the worker boundary must send the bigint.
+    ['bad-difficulty', ROOT, 'fff0000000000000'],
+    ['bad-difficulty', ROOT, -1n],
+    ['bad-difficulty', ROOT, 1n << 64n],
+    ['difficulty-too-high', ROOT, 0xffffffffffffffffn],
   ])('refuses bad input with a specific code (%s)', async (code, root, difficulty) => {
     const engine = makeEngine();
-    const err = await engine.generate(root, difficulty).catch((e: unknown) => e);
+    const err = await engine.generate(root, difficulty as bigint).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(PowInputError);
     expect((err as PowInputError).code).toBe(code);
   });
@@ -135,10 +138,10 @@ describe('PowEngine.generate', () => {
   });
 
   it('applies the configured max multiplier', async () => {
-    const engine = makeEngine({ maxMultiplier: 1 });
+    const engine = makeEngine({ policy: difficultyPolicy({ maxMultiplier: 1 }) });
     // 2x the send threshold is above a 1x ceiling; the send threshold itself is allowed.
-    await expect(engine.generate(ROOT, 'fffffffc00000000')).rejects.toMatchObject({ code: 'difficulty-too-high' });
-    const ok = makeEngine({ maxMultiplier: 1 });
+    await expect(engine.generate(ROOT, 0xfffffffc00000000n)).rejects.toMatchObject({ code: 'difficulty-too-high' });
+    const ok = makeEngine({ policy: difficultyPolicy({ maxMultiplier: 1 }) });
     await expect(ok.generate(ROOT, EASY)).resolves.toMatchObject({ backend: 'wasm' });
   });
 
@@ -294,7 +297,7 @@ describe('backend choice', () => {
   });
 });
 
-describe('cancel and queueing', () => {
+describe('cancel, one job at a time', () => {
   it('cancel(root) stops the running search (case-insensitive) and its generate rejects', async () => {
     const engine = makeEngine();
     const job = engine.generate(ROOT, UNREACHABLE);
@@ -307,30 +310,28 @@ describe('cancel and queueing', () => {
     expect((await engine.status()).root).toBeNull();
   });
 
-  it('queues a second job until the first is done, and cancel removes queued jobs', async () => {
+  it('computes exactly what it is given: a second job while one runs is refused, not queued', async () => {
     const engine = makeEngine();
     const other = 'A'.repeat(64);
     const first = engine.generate(ROOT, UNREACHABLE);
-    const second = engine.generate(other, EASY);
-    const third = engine.generate('B'.repeat(64), EASY);
     await vi.waitUntil(async () => (await engine.status()).totalHashes > 0);
+    await expect(engine.generate(other, EASY)).rejects.toThrow(/busy with work for 718CC2121C3E6410/);
+    await expect(engine.benchmark({ seconds: 0.1 })).rejects.toThrow(/busy/);
     expect((await engine.status()).root).toBe(ROOT);
-    expect(await engine.cancel('b'.repeat(64))).toBe(true);
-    await expect(third).rejects.toBeInstanceOf(PowCancelledError);
-    await engine.cancel(ROOT);
+    expect(await engine.cancel('b'.repeat(64))).toBe(false);
+    expect(await engine.cancel(ROOT)).toBe(true);
     await expect(first).rejects.toBeInstanceOf(PowCancelledError);
-    const done = await second;
+    // Free again once the cancelled search has ended.
+    const done = await engine.generate(other, EASY);
     expect(validateWork(other, done.work, EASY).valid).toBe(true);
   });
 
-  it('dispose rejects pending jobs and releases the backends', async () => {
+  it('dispose stops the running job and releases the backends', async () => {
     const gpu = referenceBackend({ name: 'webgpu' });
     const engine = new PowEngine({ webgpu: async () => gpu.backend, wasm: async () => referenceBackend().backend, defaultThreads: 1 });
     const running = engine.generate(ROOT, UNREACHABLE);
-    const queued = engine.generate(ROOT, EASY);
     await vi.waitUntil(async () => (await engine.status()).totalHashes > 0);
     engine.dispose();
-    await expect(queued).rejects.toThrow(/disposed/);
     await expect(running).rejects.toBeInstanceOf(PowCancelledError);
     await new Promise((r) => setTimeout(r, 0));
     expect(gpu.disposed).toBe(1);
@@ -394,7 +395,7 @@ describe('benchmark', () => {
 describe('across the Comlink boundary (as the page talks to the engine worker)', () => {
   it('keeps results and typed errors intact, and delivers proxied status callbacks', async () => {
     const Comlink = await import('comlink');
-    const { installEngineErrorTransfer } = await import('../pow-browser/browser-engine.ts');
+    const { installEngineErrorTransfer } = await import('./engine-errors.ts');
     installEngineErrorTransfer();
     const { port1, port2 } = new MessageChannel();
     const engine = makeEngine({ statusPerSecond: 20 });
@@ -404,7 +405,7 @@ describe('across the Comlink boundary (as the page talks to the engine worker)',
       const result = await remote.generate(ROOT, EASY, { backend: 'wasm' });
       expect(validateWork(ROOT, result.work, EASY).valid).toBe(true);
 
-      const bad = await remote.generate(ROOT, 'ffffffffffffffff').catch((e: unknown) => e);
+      const bad = await remote.generate(ROOT, 0xffffffffffffffffn).catch((e: unknown) => e);
       expect(bad).toBeInstanceOf(PowInputError);
       expect((bad as PowInputError).code).toBe('difficulty-too-high');
 

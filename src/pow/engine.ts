@@ -2,7 +2,7 @@
  * The PoW engine: one object that turns (root, difficulty) into validated work.
  *
  * Backends only search (types.ts PowBackend). The engine owns everything around them:
- *  - input checks with the reference rule (parse*, checkDifficulty with a max multiplier),
+ *  - input checks with the reference rule (parse*) and the difficulty policy's ceiling,
  *  - backend choice ('auto' = WebGPU when a hardware adapter exists, else WASM: a software
  *    fallback adapter such as SwiftShader is slower than the CPU threads) and lazy creation,
  *  - a random 64-bit start nonce per search,
@@ -10,15 +10,17 @@
  *  - falling back from WebGPU to WASM mid-job when the GPU fails (device lost, driver error),
  *  - cancel by root, and a smoothed hashrate pushed to status listeners.
  *
- * One search runs at a time. Further generate()/benchmark() calls queue in FIFO order (the DPoW
- * client has its own priority queue and only ever sends one job at a time; the lab page and the
- * CLI send one). cancel(root) removes queued jobs for that root as well as stopping the running
- * one. Plain TypeScript: no DOM, no Node APIs, so it runs in a browser worker and in Node.
+ * The engine computes exactly what it is given, one search at a time, and keeps no queue: which
+ * job runs next, and whether a job is still wanted, is its caller's business (the DPoW work loop
+ * owns each job's life; the lab page and the CLI send one job). A generate() or benchmark() while
+ * a search runs is refused; cancel(root) stops the running search, whose generate() then rejects
+ * with a PowCancelledError. The difficulty is a bigint all the way to the backend (bigints cross
+ * Comlink / postMessage as they are). Plain TypeScript: no DOM, no Node APIs, so it runs in a
+ * browser worker and in Node.
  */
+import { DEFAULT_POLICY, checkDifficulty, type DifficultyPolicy } from './difficulty.ts';
 import {
-  DEFAULT_MAX_MULTIPLIER,
-  checkDifficulty,
-  parseDifficulty,
+  PowInputError,
   parseRoot,
   toU64Hex,
   validateWork,
@@ -45,8 +47,8 @@ export interface EngineOptions {
   defaultThreads: number;
   /** Backend when a request does not name one. Default 'auto'. */
   defaultBackend?: BackendChoice;
-  /** Largest multiplier (vs the Nano send threshold) accepted. Default 64. */
-  maxMultiplier?: number;
+  /** The difficulty bounds; share the client queue's. Default DEFAULT_POLICY (64x send threshold). */
+  policy?: DifficultyPolicy;
   /** Status pushes per second while busy. Default 4. */
   statusPerSecond?: number;
   /** Where operational messages go (fallbacks, backend failures). Default console.warn. */
@@ -108,26 +110,23 @@ class RateMeter {
   }
 }
 
-interface Job {
+/** The one search in progress. */
+interface Running {
   /** Upper-case root for generate jobs (cancel matches on it); null for benchmarks. */
   root: string | null;
   controller: AbortController;
-  run: (signal: AbortSignal) => Promise<unknown>;
-  resolve: (value: unknown) => void;
-  reject: (reason: unknown) => void;
 }
 
 export class PowEngine implements EngineApi {
   private readonly options: EngineOptions;
   private readonly log: (message: string) => void;
-  private readonly maxMultiplier: number;
+  private readonly policy: DifficultyPolicy;
 
   /** undefined = not tried yet; null = no adapter (cached so 'auto' does not ask every job). */
   private webgpu: Promise<PowBackend | null> | undefined;
   private wasmBackend: { threads: number; backend: Promise<PowBackend> } | undefined;
 
-  private readonly queue: Job[] = [];
-  private running: Job | null = null;
+  private running: Running | null = null;
   private disposed = false;
 
   private readonly listeners = new Set<(status: EngineStatus) => void>();
@@ -144,17 +143,20 @@ export class PowEngine implements EngineApi {
   constructor(options: EngineOptions) {
     this.options = options;
     this.log = options.log ?? ((message) => console.warn(`[pow-engine] ${message}`));
-    this.maxMultiplier = options.maxMultiplier ?? DEFAULT_MAX_MULTIPLIER;
+    this.policy = options.policy ?? DEFAULT_POLICY;
   }
 
   // ---- EngineApi -------------------------------------------------------------------------------
 
-  generate(root: string, difficulty: string, options: GenerateOptions = {}): Promise<GenerateResult> {
+  generate(root: string, difficulty: bigint, options: GenerateOptions = {}): Promise<GenerateResult> {
     let rootBytes: Uint8Array;
     let target: bigint;
     try {
       rootBytes = parseRoot(root);
-      target = checkDifficulty(parseDifficulty(difficulty), { maxMultiplier: this.maxMultiplier });
+      if (typeof difficulty !== 'bigint' || difficulty < 0n || difficulty > U64_MAX) {
+        throw new PowInputError('bad-difficulty', `difficulty must be a 64-bit unsigned bigint, got ${String(difficulty)}`);
+      }
+      target = checkDifficulty(difficulty, this.policy);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -169,27 +171,18 @@ export class PowEngine implements EngineApi {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.enqueue(root.toUpperCase(), (signal) =>
+    return this.run(root.toUpperCase(), (signal) =>
       this.runGenerate(root, rootBytes, target, choice, threads, intensity, signal),
-    ) as Promise<GenerateResult>;
+    );
   }
 
+  /** Stops the running search if it is for this root (any case); true when one was stopped. */
   async cancel(root: string): Promise<boolean> {
     const key = typeof root === 'string' ? root.toUpperCase() : '';
-    let found = false;
-    for (let i = this.queue.length - 1; i >= 0; i--) {
-      const job = this.queue[i];
-      if (job.root === key) {
-        this.queue.splice(i, 1);
-        job.reject(new PowCancelledError(root));
-        found = true;
-      }
-    }
-    if (this.running && this.running.root === key && !this.running.controller.signal.aborted) {
-      this.running.controller.abort();
-      found = true;
-    }
-    return found;
+    const running = this.running;
+    if (!running || running.root !== key || running.controller.signal.aborted) return false;
+    running.controller.abort();
+    return true;
   }
 
   benchmark(options: BenchmarkOptions = {}): Promise<BenchmarkResult[]> {
@@ -204,7 +197,7 @@ export class PowEngine implements EngineApi {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.enqueue(null, async (signal) => {
+    return this.run(null, async (signal) => {
       const backends: PowBackend[] = [];
       if (choice !== 'wasm') {
         const gpu = await this.getWebGpu();
@@ -219,7 +212,7 @@ export class PowEngine implements EngineApi {
         results.push(await measureBackend(backend, seconds, { signal, onHashes: (n) => this.countHashes(n) }));
       }
       return results;
-    }) as Promise<BenchmarkResult[]>;
+    });
   }
 
   onStatus(callback: (status: EngineStatus) => void): void {
@@ -247,7 +240,6 @@ export class PowEngine implements EngineApi {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    for (const job of this.queue.splice(0)) job.reject(new Error('engine disposed'));
     this.running?.controller.abort();
     this.stopStatusTimer();
     this.listeners.clear();
@@ -257,30 +249,23 @@ export class PowEngine implements EngineApi {
     this.wasmBackend = undefined;
   }
 
-  // ---- the job queue ---------------------------------------------------------------------------
+  // ---- the one search ----------------------------------------------------------------------
 
-  private enqueue(root: string | null, run: Job['run']): Promise<unknown> {
-    if (this.disposed) return Promise.reject(new Error('engine disposed'));
-    return new Promise((resolve, reject) => {
-      this.queue.push({ root, controller: new AbortController(), run, resolve, reject });
-      void this.pump();
-    });
-  }
-
-  private async pump(): Promise<void> {
-    if (this.running || this.disposed) return;
-    const job = this.queue.shift();
-    if (!job) return;
-    this.running = job;
-    this.beginBusy(job.root);
+  /** Runs one search now, or refuses: the engine never holds work back for later. */
+  private async run<T>(root: string | null, search: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    if (this.disposed) throw new Error('engine disposed');
+    if (this.running) {
+      const what = this.running.root ? `work for ${this.running.root.slice(0, 16)}…` : 'a benchmark';
+      throw new Error(`the engine is busy with ${what}: cancel it or wait for it to end`);
+    }
+    const running: Running = { root, controller: new AbortController() };
+    this.running = running;
+    this.beginBusy(root);
     try {
-      job.resolve(await job.run(job.controller.signal));
-    } catch (err) {
-      job.reject(err);
+      return await search(running.controller.signal);
     } finally {
       this.running = null;
       this.endBusy();
-      void this.pump();
     }
   }
 
@@ -446,7 +431,7 @@ export class PowEngine implements EngineApi {
 
   private endBusy(): void {
     this.current = { ...this.current, root: null };
-    if (this.queue.length === 0) this.stopStatusTimer();
+    this.stopStatusTimer();
     this.broadcast();
   }
 

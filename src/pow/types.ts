@@ -95,7 +95,11 @@ export interface BenchmarkResult {
 
 /** The Comlink surface of the engine worker (one expose, one wrap). */
 export interface EngineApi {
-  generate(root: string, difficulty: string, options?: GenerateOptions): Promise<GenerateResult>;
+  /**
+   * Searches for work on `root` (64 hex digits) at `difficulty` (a u64 bigint: it crosses
+   * Comlink as it is). One search at a time: a call while one runs is refused.
+   */
+  generate(root: string, difficulty: bigint, options?: GenerateOptions): Promise<GenerateResult>;
   /** Stops the search for this root; its generate() rejects with a PowCancelledError. */
   cancel(root: string): Promise<boolean>;
   benchmark(options?: BenchmarkOptions): Promise<BenchmarkResult[]>;

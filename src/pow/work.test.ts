@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { checkDifficulty, difficultyPolicy } from './difficulty.ts';
 import vectors from '../../test/vectors/nano-work.json' with { type: 'json' };
 import {
   PowInputError,
   THRESHOLDS,
-  checkDifficulty,
   fromMultiplier,
   parseDifficulty,
   parseMultiplier,
@@ -68,6 +68,10 @@ describe('input parsing', () => {
     expect(code(() => fromMultiplier(0))).toBe('bad-multiplier');
     expect(parseMultiplier('1.5')).toBe(1.5);
   });
+  it('gives every positive finite multiplier a difficulty, clamped into the u64 range', () => {
+    for (const m of [1e-308, 1e-320, 5e-324, 1e-12]) expect(fromMultiplier(m)).toBe(0n);
+    for (const m of [1e308, Number.MAX_VALUE, 1e30]) expect(fromMultiplier(m)).toBe(0xffffffffffffffffn);
+  });
 });
 
 describe('difficulty and multiplier', () => {
@@ -83,6 +87,6 @@ describe('difficulty and multiplier', () => {
     expect(code(() => checkDifficulty(0xffffffffffffffffn))).toBe('difficulty-too-high');
     expect(checkDifficulty(fromMultiplier(64))).toBe(fromMultiplier(64));
     expect(code(() => checkDifficulty(fromMultiplier(65)))).toBe('difficulty-too-high');
-    expect(code(() => checkDifficulty(1n, { min: THRESHOLDS.nanoReceive }))).toBe('difficulty-too-low');
+    expect(code(() => checkDifficulty(1n, difficultyPolicy({ minDifficulty: THRESHOLDS.nanoReceive }), 'request'))).toBe('difficulty-too-low');
   });
 });

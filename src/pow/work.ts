@@ -7,7 +7,7 @@
  * A work string is 16 hex digits, the big-endian form of the u64, so its bytes are reversed
  * before hashing. Everything here is pure: no DOM, no Node APIs. The kernels (WGSL, WASM) must
  * agree with `workValue`; every work they find is checked by `validateWork` before it leaves the
- * engine.
+ * engine. Which difficulties are accepted at all (ceiling, floor) is policy: difficulty.ts.
  */
 import { blake2b } from '@noble/hashes/blake2.js';
 
@@ -24,8 +24,6 @@ export const THRESHOLDS = {
 
 /** The base a multiplier is relative to, unless the caller names another. */
 export const DEFAULT_BASE = THRESHOLDS.nanoSend;
-/** Default ceiling: 64x the Nano send threshold. */
-export const DEFAULT_MAX_MULTIPLIER = 64;
 
 const U64 = 1n << 64n;
 const U64_MAX = U64 - 1n;
@@ -156,13 +154,14 @@ export function fromMultiplier(multiplier: number, base: bigint = DEFAULT_BASE):
       `multiplier must be a positive finite number, got ${String(multiplier)}`,
     );
   }
-  // Scale to keep 2^-30 precision without leaving integer arithmetic.
+  // Scale to keep 2^-30 precision without leaving integer arithmetic. Every positive finite
+  // multiplier has a difficulty: one too small to scale asks for difficulty 0, one whose scaled
+  // form overflows a double asks for the largest difficulty below 2^64.
   const SCALE = 1n << 30n;
-  const scaled = BigInt(Math.round(multiplier * Number(SCALE)));
-  if (scaled === 0n) {
-    throw new PowInputError('bad-multiplier', `multiplier ${multiplier} is too small`);
-  }
-  let span = ((U64 - base) * SCALE) / scaled;
+  const scaledNumber = Math.round(multiplier * Number(SCALE));
+  if (scaledNumber === 0) return 0n;
+  if (!Number.isFinite(scaledNumber)) return U64_MAX;
+  let span = ((U64 - base) * SCALE) / BigInt(scaledNumber);
   if (span < 1n) span = 1n;
   if (span > U64) span = U64;
   return U64 - span;
@@ -178,42 +177,6 @@ export function parseMultiplier(input: unknown): number {
     );
   }
   return m;
-}
-
-export interface DifficultyBounds {
-  /** Multiplier base; the ceiling is maxMultiplier x base. */
-  base?: bigint;
-  /** Largest multiplier accepted (relative to base). Default 64. */
-  maxMultiplier?: number;
-  /** Smallest difficulty accepted. Default 0 (anything). */
-  min?: bigint;
-}
-
-/** The largest difficulty allowed under these bounds. */
-export function maxDifficulty(bounds: DifficultyBounds = {}): bigint {
-  return fromMultiplier(bounds.maxMultiplier ?? DEFAULT_MAX_MULTIPLIER, bounds.base ?? DEFAULT_BASE);
-}
-
-/**
- * Checks a difficulty against configured bounds, so an absurd request (ffffffffffffffff would
- * take ~2^64 hashes) is refused with a reason instead of occupying a GPU forever.
- */
-export function checkDifficulty(difficulty: bigint, bounds: DifficultyBounds = {}): bigint {
-  const ceiling = maxDifficulty(bounds);
-  if (difficulty > ceiling) {
-    const max = bounds.maxMultiplier ?? DEFAULT_MAX_MULTIPLIER;
-    throw new PowInputError(
-      'difficulty-too-high',
-      `difficulty ${toU64Hex(difficulty)} is above the maximum ${toU64Hex(ceiling)} (${max}x base)`,
-    );
-  }
-  if (bounds.min !== undefined && difficulty < bounds.min) {
-    throw new PowInputError(
-      'difficulty-too-low',
-      `difficulty ${toU64Hex(difficulty)} is below the minimum ${toU64Hex(bounds.min)}`,
-    );
-  }
-  return difficulty;
 }
 
 /** Expected number of hashes to find work at this difficulty: 2^64 / (2^64 - difficulty). */

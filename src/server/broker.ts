@@ -7,9 +7,15 @@
  *   client    publishes only result/<type>; reads heartbeat, statistics, work/, cancel/, client/
  *   dashboard reads everything, publishes nothing
  *
- * A refused publish is counted, logged with the user and topic, and never reaches a subscriber:
- * aedes closes the publishing connection (MQTT-3.3.5-2 allows no error reply in 3.1.1). A
- * refused subscription gets the 0x80 failure code in SUBACK and the connection stays up.
+ * As Mosquitto does with the original ACL (measured, see src/testkit/broker-acl.ts):
+ * - a refused publish is counted, logged with the user and topic, acknowledged (PUBACK at QoS 1)
+ *   and dropped: it never reaches a subscriber, and the publisher stays connected (a payload
+ *   over MAX_PAYLOAD_BYTES still closes the connection);
+ * - a subscription is granted when it can deliver at least one topic the role may read, and
+ *   every message is then checked against the role's read ACL by its own topic (a worker's `#`
+ *   gets work, cancels, stats and heartbeats, never results). A subscription that can deliver
+ *   nothing readable (a worker's `result/#`) gets the 0x80 failure code in SUBACK, where
+ *   Mosquitto grants it and delivers nothing; the connection stays up either way.
  * WebSocket clients reach it on `wsPath` of a given http.Server (one origin with the app) or on
  * its own server; an optional plain TCP listener serves mqtt:// clients. Everything binds
  * 127.0.0.1 unless told otherwise.
@@ -121,23 +127,23 @@ export function topicMatches(filter: string, topic: string): boolean {
   return f.length === t.length;
 }
 
-/**
- * True when every topic `filter` can match is also matched by `allowed`, so a subscription to
- * `filter` can never deliver a topic outside `allowed` (e.g. `#` is not covered by `work/#`).
- */
-export function filterCovered(allowed: string, filter: string): boolean {
-  const a = allowed.split('/');
-  const f = filter.split('/');
-  if (filter.startsWith('$') && (a[0] === '#' || a[0] === '+')) return false;
-  for (let i = 0; i < f.length; i++) {
-    if (a[i] === '#') return true;
-    if (i >= a.length) return false;
-    if (f[i] === '#') return false;
-    if (a[i] === '+') continue;
-    if (f[i] === '+' || a[i] !== f[i]) return false;
+/** True when some concrete topic matches both filters (a subscription could deliver it). */
+export function filtersOverlap(a: string, b: string): boolean {
+  const x = a.split('/');
+  const y = b.split('/');
+  // A wildcard first level never matches a `$` topic (MQTT-4.7.2-1).
+  const dollar = (p: string[], q: string[]) => p[0].startsWith('$') && (q[0] === '#' || q[0] === '+');
+  if (dollar(x, y) || dollar(y, x)) return false;
+  for (let i = 0; i < Math.max(x.length, y.length); i++) {
+    if (x[i] === '#' || y[i] === '#') return true;
+    if (i >= x.length || i >= y.length) {
+      // `p/#` also matches `p`: the longer one may end in `#` right after the shorter one.
+      const longer = x.length > y.length ? x : y;
+      return longer.length === i + 1 && longer[i] === '#';
+    }
+    if (x[i] !== '+' && y[i] !== '+' && x[i] !== y[i]) return false;
   }
-  // `x/#` also matches `x`; a filter ending before `allowed` is covered only by a trailing `#`.
-  return a.length === f.length || (a.length === f.length + 1 && a[f.length] === '#');
+  return true;
 }
 
 // ------------------------------------------------------------------ credentials
@@ -151,6 +157,12 @@ function sameSecret(given: Buffer | undefined, expected: string): boolean {
   if (!given) return false;
   return timingSafeEqual(digest(given), digest(expected));
 }
+
+/**
+ * Where a refused publish goes: a `$` topic, which no wildcard matches and no role may read, so
+ * the message is acknowledged as Mosquitto does and reaches nobody.
+ */
+const REFUSED_TOPIC = '$dpow/refused';
 
 const ROLE = Symbol('dpow-role');
 const USER = Symbol('dpow-user');
@@ -217,7 +229,9 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       const allowed = role !== undefined && ROLE_ACL[role].publish.some((f) => topicMatches(f, packet.topic));
       if (!allowed) {
         refuse('publish', tagged, packet.topic);
-        return done(new Error(`not authorized to publish on ${packet.topic}`));
+        packet.topic = REFUSED_TOPIC;
+        packet.retain = false;
+        return done(null);
       }
       const size = packet.payload?.length ?? 0;
       if (size > MAX_PAYLOAD_BYTES) {
@@ -230,12 +244,18 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     },
     authorizeSubscribe(client, sub, done) {
       const role = (client as TaggedClient)[ROLE];
-      const allowed = role !== undefined && ROLE_ACL[role].read.some((a) => filterCovered(a, sub.topic));
+      const allowed = role !== undefined && ROLE_ACL[role].read.some((a) => filtersOverlap(a, sub.topic));
       if (!allowed) {
         refuse('subscribe', client as TaggedClient, sub.topic);
         return done(null, null);
       }
       done(null, sub);
+    },
+    // Per message: a granted wildcard delivers only the topics the subscriber's role may read.
+    authorizeForward(client, packet) {
+      const role = (client as TaggedClient)[ROLE];
+      if (role === undefined || !ROLE_ACL[role].read.some((a) => topicMatches(a, packet.topic))) return null;
+      return packet;
     },
   };
   const aedes = await Aedes.createBroker(aedesOptions);

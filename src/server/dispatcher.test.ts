@@ -1,58 +1,25 @@
 import { randomBytes } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import mqtt, { type MqttClient } from 'mqtt';
 import { encodeAddress } from '../dpow/address.ts';
 import { clientCodec, statisticsCodec, workCodec } from '../dpow/codec.ts';
-import { toU64Hex, validateWork, workValue } from '../pow/work.ts';
-import { startBroker, type Broker, type BrokerUsers } from './broker.ts';
+import { toU64Hex, workValue } from '../pow/work.ts';
+import { startBroker, type Broker } from './broker.ts';
 import { Dispatcher, type AcceptedResult, type DispatcherOptions } from './dispatcher.ts';
 import { MemoryStore } from './store/memory-store.ts';
 import { DispatchError } from './types.ts';
 import { breakChecksum } from '../testkit/address.ts';
+import { cleanupsAfterEach, closeAfter } from '../testkit/cleanups.ts';
+import { connectAs, TEST_USERS } from '../testkit/mqtt.ts';
+import { sleep, waitFor } from '../testkit/wait.ts';
+import { findBadWork, findWork, randomRoot } from '../testkit/work.ts';
 
 const EASY = 0xff00000000000000n; // ~256 hashes
-const USERS: BrokerUsers = {
-  server: { username: 'server', password: 'server-secret' },
-  client: { username: 'client', password: 'client' },
-  dashboard: { username: 'dash', password: 'dash' },
-};
+const USERS = TEST_USERS;
 
-const cleanup: Array<() => Promise<unknown> | unknown> = [];
-afterEach(async () => {
-  while (cleanup.length) await cleanup.pop()!();
-});
+const cleanup = cleanupsAfterEach();
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function waitFor(check: () => boolean, ms = 5000, what = 'condition'): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
-const randomRoot = () => randomBytes(32).toString('hex').toUpperCase();
 const randomAddress = () => encodeAddress(randomBytes(32));
-
-/** Real work under the reference rule, found by counting up from a random nonce. */
-function findWork(root: string, difficulty: bigint): string {
-  let nonce = randomBytes(8).readBigUInt64BE();
-  for (;;) {
-    const work = toU64Hex(nonce);
-    if (validateWork(root, work, difficulty).valid) return work;
-    nonce = (nonce + 1n) & 0xffffffffffffffffn;
-  }
-}
-
-/** A work string that does NOT reach the difficulty. */
-function findBadWork(root: string, difficulty: bigint): string {
-  let nonce = randomBytes(8).readBigUInt64BE();
-  for (;;) {
-    const work = toU64Hex(nonce);
-    if (workValue(root, work) < difficulty) return work;
-    nonce = (nonce + 1n) & 0xffffffffffffffffn;
-  }
-}
 
 interface Seen {
   topic: string;
@@ -71,20 +38,13 @@ interface Harness {
   startDispatcher(options?: Partial<DispatcherOptions>): Promise<Dispatcher>;
 }
 
-async function connect(url: string, username: string, password: string): Promise<MqttClient> {
-  const c = await mqtt.connectAsync(url, { username, password, protocolVersion: 4, reconnectPeriod: 0 });
-  cleanup.push(() => c.endAsync(true));
-  return c;
-}
-
 async function harness(options: Partial<DispatcherOptions> = {}, store = new MemoryStore()): Promise<Harness> {
-  const broker = await startBroker({ users: USERS, tcpPort: 0 });
-  cleanup.push(() => broker.close());
-  const dash = await connect(broker.tcpUrl!, 'dash', 'dash');
+  const broker = closeAfter(cleanup, await startBroker({ users: USERS, tcpPort: 0 }));
+  const dash = await connectAs(broker.tcpUrl!, 'dashboard', cleanup);
   const seen: Seen[] = [];
   dash.on('message', (topic, payload) => seen.push({ topic, payload: payload.toString() }));
   await dash.subscribeAsync('#');
-  const worker = await connect(broker.wsUrl, 'client', 'client');
+  const worker = await connectAs(broker.wsUrl, 'client', cleanup);
   const accepted: AcceptedResult[] = [];
   const h: Harness = {
     broker,
@@ -117,7 +77,7 @@ async function harness(options: Partial<DispatcherOptions> = {}, store = new Mem
 describe('Dispatcher clocks', () => {
   it('publishes an empty heartbeat about every second', async () => {
     const h = await harness();
-    await waitFor(() => h.on('heartbeat').length >= 3, 5000, 'three heartbeats');
+    await waitFor('three heartbeats', () => h.on('heartbeat').length >= 3, 5000);
     expect(h.on('heartbeat').every((m) => m.payload === '')).toBe(true);
   });
 
@@ -132,7 +92,7 @@ describe('Dispatcher clocks', () => {
     await store.creditClient(a, 'precache', randomRoot());
     await store.creditClient(a, 'ondemand', randomRoot());
     const h = await harness({}, store);
-    await waitFor(() => h.on('statistics').length >= 1);
+    await waitFor('statistics', () => h.on('statistics').length >= 1);
     const decoded = statisticsCodec.decode(h.on('statistics')[0].payload);
     expect(decoded.ok && decoded.value).toEqual({
       services: {
@@ -151,7 +111,7 @@ describe('Dispatcher ondemand', () => {
     const address = randomAddress();
     await h.store.addService({ user: 'svc', apiKeyHash: 'x', display: 'Svc', website: 'svc', public: true, precache: 0, ondemand: 0, rateLimit: 0, createdAt: 0 });
     const answer = h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 5000, service: 'svc' });
-    await waitFor(() => h.on('work/ondemand').length === 1);
+    await waitFor('the ondemand job', () => h.on('work/ondemand').length === 1);
     const job = workCodec.decode(h.on('work/ondemand')[0].payload);
     expect(job.ok && job.value).toEqual({ hash: root, difficulty: EASY });
 
@@ -161,7 +121,7 @@ describe('Dispatcher ondemand', () => {
     const got = await answer;
     expect(got).toEqual({ hash: root, work, value: toU64Hex(workValue(root, work)), cached: false });
 
-    await waitFor(() => h.on(`client/${address}`).length === 1 && h.on('cancel/ondemand').length === 1);
+    await waitFor('the credit notice and the cancel', () => h.on(`client/${address}`).length === 1 && h.on('cancel/ondemand').length === 1);
     expect(h.on('cancel/ondemand')[0].payload).toBe(root);
     const notice = clientCodec.decode(h.on(`client/${address}`)[0].payload);
     expect(notice.ok && notice.value).toEqual({
@@ -185,7 +145,7 @@ describe('Dispatcher ondemand', () => {
     const root = randomRoot();
     const address = randomAddress();
     const answer = h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 10_000 });
-    await waitFor(() => h.on('work/ondemand').length === 1);
+    await waitFor('the ondemand job', () => h.on('work/ondemand').length === 1);
 
     const malformed: Array<[string, string]> = [
       ['bad-field-count', `${root},0000000000000000`],
@@ -200,26 +160,26 @@ describe('Dispatcher ondemand', () => {
     await h.worker.publishAsync('result/ondemand', Buffer.from([0xff, 0xfe, 0x00]));
     await h.worker.publishAsync('result/precache', `${randomRoot()},${findWork(root, EASY)},${address}`); // unknown hash
     await h.worker.publishAsync('result/ondemand', `${root},${findBadWork(root, EASY)},${address}`); // invalid work
-    await waitFor(() => h.dispatcher.counters.results['invalid-work'] === 1, 5000, 'invalid work');
+    await waitFor('invalid work', () => h.dispatcher.counters.results['invalid-work'] === 1, 5000);
 
     const work = findWork(root, EASY);
     await h.worker.publishAsync('result/ondemand', `${root},${work},${address}`);
     await expect(answer).resolves.toMatchObject({ work });
     const other = findWork(root, EASY);
     await h.worker.publishAsync('result/ondemand', `${root},${other},${randomAddress()}`); // late duplicate
-    await waitFor(() => h.dispatcher.counters.results.duplicate === 1, 5000, 'duplicate');
+    await waitFor('duplicate', () => h.dispatcher.counters.results.duplicate === 1, 5000);
 
     const c = h.dispatcher.counters;
     expect(c.results).toEqual({ accepted: 1, 'invalid-work': 1, duplicate: 1, 'unknown-hash': 1, malformed: malformed.length + 1 });
     expect(c.malformed).toEqual({ 'bad-field-count': 2, 'bad-hash': 2, 'bad-work': 2, 'bad-address': 1, 'bad-encoding': 1 });
     // Only the first valid result was credited.
-    await waitFor(() => h.on(`client/${address}`).length === 1);
+    await waitFor('the credit notice', () => h.on(`client/${address}`).length === 1);
     expect((await h.store.listClients()).map((x) => x.address)).toEqual([address]);
 
     // Still working after all that.
     const root2 = randomRoot();
     const next = h.dispatcher.requestWork({ hash: root2, difficulty: EASY, workType: 'ondemand', timeoutMs: 5000 });
-    await waitFor(() => h.on('work/ondemand').length === 2);
+    await waitFor('the job published again', () => h.on('work/ondemand').length === 2);
     await h.worker.publishAsync('result/ondemand', `${root2},${findWork(root2, EASY)},${address}`);
     await expect(next).resolves.toMatchObject({ hash: root2, cached: false });
   });
@@ -230,11 +190,11 @@ describe('Dispatcher ondemand', () => {
     const good = randomAddress();
     const typo = breakChecksum(good);
     const answer = h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 5000 });
-    await waitFor(() => h.on('work/ondemand').length === 1);
+    await waitFor('the ondemand job', () => h.on('work/ondemand').length === 1);
     const work = findWork(root, EASY);
     await h.worker.publishAsync('result/ondemand', `${root},${work},${typo}`);
     await expect(answer).resolves.toMatchObject({ work });
-    await waitFor(() => h.on(`client/${typo}`).length === 1);
+    await waitFor('the invalid-account notice', () => h.on(`client/${typo}`).length === 1);
     expect(JSON.parse(h.on(`client/${typo}`)[0].payload)).toEqual({ error: `Work accepted but account ${typo} is invalid` });
     expect(await h.store.listClients()).toEqual([]);
     expect(h.dispatcher.counters.invalidAddress).toBe(1);
@@ -247,11 +207,11 @@ describe('Dispatcher ondemand', () => {
     const HARDER = 0xfff0000000000000n;
     const first = h.dispatcher.requestWork({ hash: root.toLowerCase(), difficulty: EASY, workType: 'ondemand', timeoutMs: 10_000 });
     const second = h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 10_000 });
-    await waitFor(() => h.on('work/ondemand').length === 1);
+    await waitFor('the ondemand job', () => h.on('work/ondemand').length === 1);
     await sleep(50);
     expect(h.on('work/ondemand')).toHaveLength(1);
     const third = h.dispatcher.requestWork({ hash: root, difficulty: HARDER, workType: 'ondemand', timeoutMs: 10_000 });
-    await waitFor(() => h.on('work/ondemand').length === 2);
+    await waitFor('the job published again', () => h.on('work/ondemand').length === 2);
     expect(h.on('work/ondemand')[1].payload).toBe(`${root.toLowerCase()},fff0000000000000`);
 
     // Work good enough for the first difficulty only is not good enough any more.
@@ -260,7 +220,7 @@ describe('Dispatcher ondemand', () => {
     while (workValue(root, weak) >= HARDER);
     const address = randomAddress();
     await h.worker.publishAsync('result/ondemand', `${root},${weak},${address}`);
-    await waitFor(() => h.dispatcher.counters.results['invalid-work'] === 1);
+    await waitFor('the invalid-work count', () => h.dispatcher.counters.results['invalid-work'] === 1);
 
     const work = findWork(root, HARDER);
     await h.worker.publishAsync('result/ondemand', `${root},${work},${address}`);
@@ -268,7 +228,7 @@ describe('Dispatcher ondemand', () => {
     expect(answers.map((a) => a.hash)).toEqual([root.toLowerCase(), root, root]);
     expect(answers.every((a) => a.work === work)).toBe(true);
     expect(h.dispatcher.counters.requests).toMatchObject({ dispatched: 1, shared: 2, answered: 3 });
-    await waitFor(() => h.on(`client/${address}`).length === 1);
+    await waitFor('the credit notice', () => h.on(`client/${address}`).length === 1);
     expect((await h.store.getClient(address))?.ondemand).toBe(1);
   });
 
@@ -280,12 +240,12 @@ describe('Dispatcher ondemand', () => {
     expect(err).toBeInstanceOf(DispatchError);
     expect((err as DispatchError).code).toBe('timeout');
     expect(Date.now() - started).toBeGreaterThanOrEqual(250);
-    await waitFor(() => h.on('cancel/ondemand').length === 1);
+    await waitFor('the ondemand cancel', () => h.on('cancel/ondemand').length === 1);
     expect(h.on('cancel/ondemand')[0].payload).toBe(root);
     expect(await h.store.listPending()).toEqual([]);
     // A result after the timeout is not for a pending hash.
     await h.worker.publishAsync('result/ondemand', `${root},${findWork(root, EASY)},${randomAddress()}`);
-    await waitFor(() => h.dispatcher.counters.results['unknown-hash'] === 1);
+    await waitFor('the unknown-hash count', () => h.dispatcher.counters.results['unknown-hash'] === 1);
   });
 });
 
@@ -295,14 +255,14 @@ describe('Dispatcher precache', () => {
     const root = randomRoot();
     await h.dispatcher.precache(root, EASY);
     await h.dispatcher.precache(root.toLowerCase(), EASY);
-    await waitFor(() => h.on('work/precache').length === 1);
+    await waitFor('the precache job', () => h.on('work/precache').length === 1);
     await sleep(50);
     expect(h.on('work/precache')).toHaveLength(1);
     expect((await h.store.listPending()).map((p) => p.workType)).toEqual(['precache']);
     const address = randomAddress();
     // A worker claiming it was ondemand work still gets precache credit.
     await h.worker.publishAsync('result/ondemand', `${root},${findWork(root, EASY)},${address}`);
-    await waitFor(() => h.on('cancel/precache').length === 1 && h.on(`client/${address}`).length === 1);
+    await waitFor('the cancel and the credit notice', () => h.on('cancel/precache').length === 1 && h.on(`client/${address}`).length === 1);
     expect(h.on('cancel/ondemand')).toEqual([]);
     expect(await h.store.getClient(address)).toMatchObject({ precache: 1, ondemand: 0 });
     expect(await h.store.getTotals()).toEqual({ precache: 1, ondemand: 0 });
@@ -315,7 +275,7 @@ describe('Dispatcher precache', () => {
     const h = await harness({ precacheTtlMs: 200 });
     const root = randomRoot();
     await h.dispatcher.precache(root, EASY);
-    await waitFor(() => h.on('cancel/precache').length === 1);
+    await waitFor('the precache cancel', () => h.on('cancel/precache').length === 1);
     expect(h.on('cancel/precache')[0].payload).toBe(root);
     expect(h.dispatcher.counters.precache.expired).toBe(1);
     expect(await h.store.listPending()).toEqual([]);
@@ -326,16 +286,16 @@ describe('Dispatcher precache', () => {
     const pre = randomRoot();
     await h.dispatcher.precache(pre, EASY);
     expect(await h.dispatcher.withdraw(pre.toLowerCase())).toBe(true);
-    await waitFor(() => h.on('cancel/precache').length === 1);
+    await waitFor('the precache cancel', () => h.on('cancel/precache').length === 1);
     expect(h.on('cancel/precache')[0].payload).toBe(pre);
     expect(await h.dispatcher.withdraw(pre)).toBe(false);
 
     const od = randomRoot();
     const waiting = h.dispatcher.requestWork({ hash: od, difficulty: EASY, workType: 'ondemand', timeoutMs: 10_000 });
-    await waitFor(() => h.on('work/ondemand').length === 1);
+    await waitFor('the ondemand job', () => h.on('work/ondemand').length === 1);
     expect(await h.dispatcher.withdraw(od)).toBe(true);
     await expect(waiting).rejects.toMatchObject({ code: 'cancelled' });
-    await waitFor(() => h.on('cancel/ondemand').length === 1);
+    await waitFor('the ondemand cancel', () => h.on('cancel/ondemand').length === 1);
   });
 
   it('tracks a valid account once, as nano_, and tells its listeners', async () => {
@@ -358,12 +318,12 @@ describe('Dispatcher precache', () => {
     const root = randomRoot();
     await h.dispatcher.precache(root, EASY);
     const answer = h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 5000 });
-    await waitFor(() => h.on('work/ondemand').length === 1);
+    await waitFor('the ondemand job', () => h.on('work/ondemand').length === 1);
     const address = randomAddress();
     await h.worker.publishAsync('result/precache', `${root},${findWork(root, EASY)},${address}`);
     await expect(answer).resolves.toMatchObject({ cached: false });
     // Workers that got it on either topic are told to stop.
-    await waitFor(() => h.on('cancel/precache').length === 1 && h.on('cancel/ondemand').length === 1);
+    await waitFor('both cancels', () => h.on('cancel/precache').length === 1 && h.on('cancel/ondemand').length === 1);
   });
 });
 
@@ -378,7 +338,7 @@ describe('Dispatcher restart', () => {
     await store.savePending({ hash: liveOd, difficulty: EASY, workType: 'ondemand', expiresAt: now + 60_000, createdAt: now });
     await store.savePending({ hash: stale, difficulty: EASY, workType: 'precache', expiresAt: now - 1, createdAt: now - 100_000 });
     const h = await harness({}, store);
-    await waitFor(() => h.on('work/precache').length === 1 && h.on('work/ondemand').length === 1 && h.on('cancel/precache').length === 1);
+    await waitFor('the ondemand job and the precache cancel', () => h.on('work/precache').length === 1 && h.on('work/ondemand').length === 1 && h.on('cancel/precache').length === 1);
     expect(h.on('work/precache')[0].payload).toBe(`${live},${toU64Hex(EASY)}`);
     expect(h.on('work/ondemand')[0].payload).toBe(`${liveOd},${toU64Hex(EASY)}`);
     expect(h.on('cancel/precache')[0].payload).toBe(stale);
@@ -388,7 +348,7 @@ describe('Dispatcher restart', () => {
     // The restored job is live: a result for it is accepted.
     const address = randomAddress();
     await h.worker.publishAsync('result/precache', `${live},${findWork(live, EASY)},${address}`);
-    await waitFor(() => h.accepted.length === 1);
+    await waitFor('the accepted result', () => h.accepted.length === 1);
     expect(h.accepted[0]).toMatchObject({ hash: live, workType: 'precache', addressValid: true });
   });
 
@@ -397,12 +357,12 @@ describe('Dispatcher restart', () => {
     const h = await harness({}, store);
     const root = randomRoot();
     await h.dispatcher.precache(root, EASY);
-    await waitFor(() => h.on('work/precache').length === 1);
+    await waitFor('the precache job', () => h.on('work/precache').length === 1);
     await h.dispatcher.stop();
     expect((await store.listPending()).map((p) => p.hash)).toEqual([root]);
     await expect(h.dispatcher.precache(randomRoot(), EASY)).rejects.toMatchObject({ code: 'shutting-down' });
     await h.startDispatcher();
-    await waitFor(() => h.on('work/precache').length === 2);
+    await waitFor('the precache job published again', () => h.on('work/precache').length === 2);
     expect(h.on('work/precache').at(-1)!.payload).toBe(`${root},${toU64Hex(EASY)}`);
   });
 });
@@ -423,25 +383,25 @@ describe('Dispatcher resilience', () => {
     let answered = false;
     const answer = h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 20_000 });
     void answer.then(() => (answered = true));
-    await waitFor(() => h.on('work/ondemand').length === 1);
+    await waitFor('the ondemand job', () => h.on('work/ondemand').length === 1);
     const work = findWork(root, EASY);
     await h.worker.publishAsync('result/ondemand', `${root},${work},${address}`);
-    await waitFor(() => h.dispatcher.counters.storeErrors >= 3, 5000, 'retries against the failing store');
+    await waitFor('retries against the failing store', () => h.dispatcher.counters.storeErrors >= 3, 5000);
     expect(answered).toBe(false);
     expect(h.dispatcher.counters.deferred.held).toBe(1);
     expect(h.dispatcher.counters.results.accepted).toBe(0);
     expect(h.on(`client/${address}`)).toHaveLength(0);
     // A second copy of the result while the first is held is a duplicate, not a second claim.
     await h.worker.publishAsync('result/ondemand', `${root},${work},${address}`);
-    await waitFor(() => h.dispatcher.counters.results.duplicate === 1);
+    await waitFor('the duplicate', () => h.dispatcher.counters.results.duplicate === 1);
 
     flaky.down = false;
     await expect(answer).resolves.toMatchObject({ work, cached: false });
-    await waitFor(() => h.on(`client/${address}`).length === 1, 5000, 'the client notice');
+    await waitFor('the client notice', () => h.on(`client/${address}`).length === 1, 5000);
     expect(h.dispatcher.counters.deferred).toMatchObject({ held: 0, total: 1 });
     expect(await flaky.getClient(address)).toMatchObject({ ondemand: 1 });
     expect(await flaky.getTotals()).toEqual({ precache: 0, ondemand: 1 });
-    await waitFor(() => h.on('cancel/ondemand').length === 1, 5000, 'the cancel');
+    await waitFor('the cancel', () => h.on('cancel/ondemand').length === 1, 5000);
   });
 
   it('reconnects after the broker restarts and republishes what is still pending', async () => {
@@ -454,16 +414,48 @@ describe('Dispatcher resilience', () => {
     const root = randomRoot();
     await d.precache(root, EASY);
     await first.close();
-    await waitFor(() => !d.connected, 5000, 'the disconnect');
+    await waitFor('the disconnect', () => !d.connected, 5000);
 
-    const second = await startBroker({ users: USERS, tcpPort: port });
-    cleanup.push(() => second.close());
-    const dash = await connect(second.tcpUrl!, 'dash', 'dash');
+    const second = closeAfter(cleanup, await startBroker({ users: USERS, tcpPort: port }));
+    const dash = await connectAs(second.tcpUrl!, 'dashboard', cleanup);
     const seen: Seen[] = [];
     dash.on('message', (topic, payload) => seen.push({ topic, payload: payload.toString() }));
     await dash.subscribeAsync('#');
-    await waitFor(() => seen.some((m) => m.topic === 'work/precache'), 10_000, 'the republished job');
+    await waitFor('the republished job', () => seen.some((m) => m.topic === 'work/precache'), 10_000);
     expect(seen.find((m) => m.topic === 'work/precache')!.payload).toBe(`${root},${toU64Hex(EASY)}`);
-    await waitFor(() => seen.some((m) => m.topic === 'heartbeat'), 5000, 'heartbeats again');
+    await waitFor('heartbeats again', () => seen.some((m) => m.topic === 'heartbeat'), 5000);
+  });
+});
+
+describe('Dispatcher broker connection', () => {
+  it('opens it through the injected connect, and start() fails with the reason a refusal gives', async () => {
+    const broker = closeAfter(cleanup, await startBroker({ users: USERS, tcpPort: 0 }));
+    const opened: Array<{ url: string; username?: string; clientId?: string; protocolVersion?: number }> = [];
+    const d = new Dispatcher({
+      brokerUrl: broker.tcpUrl!,
+      username: 'server',
+      password: 'server-secret',
+      store: new MemoryStore(),
+      clientId: 'dispatcher-under-test',
+      connect: (url, options) => {
+        opened.push({ url, username: options.username, clientId: options.clientId, protocolVersion: options.protocolVersion });
+        return mqtt.connect(url, options);
+      },
+    });
+    await d.start();
+    cleanup.push(() => d.stop());
+    expect(opened).toEqual([{ url: broker.tcpUrl, username: 'server', clientId: 'dispatcher-under-test', protocolVersion: 4 }]);
+    expect(d.connected).toBe(true);
+
+    // A connection the broker refuses (here: the connect function sends a wrong password).
+    const refused = new Dispatcher({
+      brokerUrl: broker.tcpUrl!,
+      username: 'server',
+      password: 'server-secret',
+      store: new MemoryStore(),
+      connect: (url, options) => mqtt.connect(url, { ...options, password: 'wrong' }),
+    });
+    await expect(refused.start()).rejects.toThrow(/^cannot connect to mqtt:\/\/.*: (Bad username or password|Not authorized)/);
+    expect(refused.connected).toBe(false);
   });
 });

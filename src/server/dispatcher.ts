@@ -15,6 +15,7 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
+import type { ConnectFn } from '../dpow/session.ts';
 import { ALL_PREFIXES, checkAddress } from '../dpow/address.ts';
 import {
   cancelCodec,
@@ -30,9 +31,8 @@ import {
   type Statistics,
   type WorkType,
 } from '../dpow/codec.ts';
+import { checkDifficulty, DEFAULT_POLICY, type DifficultyPolicy } from '../pow/difficulty.ts';
 import {
-  checkDifficulty,
-  DEFAULT_MAX_MULTIPLIER,
   isRootHex,
   PowInputError,
   toU64Hex,
@@ -57,8 +57,8 @@ export interface DispatcherOptions {
   defaultTimeoutMs?: number;
   /** How long a precache job stays pending before it is cancelled. Default 30 minutes. */
   precacheTtlMs?: number;
-  /** Largest difficulty accepted, as a multiplier of the Nano send threshold. Default 64. */
-  maxMultiplier?: number;
+  /** The difficulty bounds (the ceiling applies here); share the service API's. Default DEFAULT_POLICY. */
+  policy?: DifficultyPolicy;
   /** Payout prefixes credited; others get the "account is invalid" reply. Default all four. */
   addressPrefixes?: readonly string[];
   /** How long start() waits for the first broker connection. Default 10 000. */
@@ -75,6 +75,8 @@ export interface DispatcherOptions {
   leaseMs?: number;
   /** First wait before a result the store could not take is tried again; doubles up to 5 s. Default 250. */
   retryMs?: number;
+  /** Opens the broker connection (as the worker's client takes it). Default mqtt.js connect. */
+  connect?: ConnectFn;
   log?: Logger;
 }
 
@@ -201,7 +203,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     leases: 0,
   };
 
-  readonly #opts: Required<Omit<DispatcherOptions, 'log' | 'clientId' | 'sharedGroup'>> & { clientId: string; sharedGroup?: string };
+  readonly #opts: Required<Omit<DispatcherOptions, 'log' | 'clientId' | 'connect' | 'sharedGroup'>> & { clientId: string; sharedGroup?: string };
+  readonly #connect: ConnectFn;
   readonly #log: Logger;
   readonly #store: DispatcherStore;
   readonly #jobs = new Map<string, Job>();
@@ -235,7 +238,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       statisticsMs: options.statisticsMs ?? 300_000,
       defaultTimeoutMs: options.defaultTimeoutMs ?? 5000,
       precacheTtlMs: options.precacheTtlMs ?? 30 * 60_000,
-      maxMultiplier: options.maxMultiplier ?? DEFAULT_MAX_MULTIPLIER,
+      policy: options.policy ?? DEFAULT_POLICY,
       addressPrefixes: options.addressPrefixes ?? ALL_PREFIXES,
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
       clientId: options.clientId ?? `dpow-dispatcher-${randomBytes(4).toString('hex')}`,
@@ -243,6 +246,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       leaseMs: options.leaseMs ?? 2000,
       retryMs: options.retryMs ?? 250,
     };
+    this.#connect = options.connect ?? mqtt.connect;
     this.#log = options.log ?? silentLogger;
     this.#store = options.store;
     this.#cluster = options.store.cluster;
@@ -281,7 +285,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
   async start(): Promise<void> {
     if (this.#state !== 'new') throw new Error(`dispatcher already ${this.#state}`);
     this.#state = 'starting';
-    const client = mqtt.connect(this.#opts.brokerUrl, {
+    const client = this.#connect(this.#opts.brokerUrl, {
       username: this.#opts.username,
       password: this.#opts.password,
       protocolVersion: 4,
@@ -464,7 +468,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     this.#ensureRunning();
     const { hash, difficulty } = request;
     if (!isRootHex(hash)) throw new PowInputError('bad-root', 'hash must be 64 hex characters');
-    checkDifficulty(difficulty, { maxMultiplier: this.#opts.maxMultiplier });
+    checkDifficulty(difficulty, this.#opts.policy);
     const timeoutMs = Math.min(
       MAX_TIMER_MS,
       Number.isFinite(request.timeoutMs) && request.timeoutMs > 0 ? request.timeoutMs : this.#opts.defaultTimeoutMs,
@@ -538,7 +542,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
   async precache(hash: string, difficulty: bigint, account?: string): Promise<void> {
     this.#ensureRunning();
     if (!isRootHex(hash)) throw new PowInputError('bad-root', 'hash must be 64 hex characters');
-    checkDifficulty(difficulty, { maxMultiplier: this.#opts.maxMultiplier });
+    checkDifficulty(difficulty, this.#opts.policy);
     const key = hash.toLowerCase();
     const stored = await this.#storeCall(() => this.#store.getWork(key));
     if (stored && validateWork(hash, stored.work, difficulty).valid) return;

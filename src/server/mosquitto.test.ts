@@ -20,12 +20,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeAddress } from '../dpow/address.ts';
 import { DpowClient } from '../dpow/client.ts';
 import { createNodeEngine } from '../pow-node/engine.ts';
+import { difficultyPolicy } from '../pow/difficulty.ts';
 import { rootToHex, validateWork } from '../pow/work.ts';
 import { generateApiKey, hashApiKey } from './http/api-keys.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { MemoryStore } from './store/memory-store.ts';
 import { createServiceApi } from './http/service-api.ts';
 import { ReferenceWorker } from '../testkit/reference-worker.ts';
+import { MOSQUITTO_ACL_BEHAVIOUR, observeAcl } from '../testkit/broker-acl.ts';
+import { connectAs } from '../testkit/mqtt.ts';
 
 const MOSQUITTO = '/usr/sbin/mosquitto';
 const DEPLOY = join(import.meta.dirname, '../../deploy/mosquitto');
@@ -72,16 +75,15 @@ let dir: string;
 let broker: ChildProcess | undefined;
 let brokerLog = '';
 let ports: { tcp: number; ws: number };
-const clients: MqttClient[] = [];
+/** Closes every login at the end (the broker is shared by the whole file). */
+const closeAtEnd: (() => unknown)[] = [];
 
 const wsUrl = () => `ws://127.0.0.1:${ports.ws}`;
 const tcpUrl = () => `mqtt://127.0.0.1:${ports.tcp}`;
 
 async function login(user: 'server' | 'client' | 'dashboard', url = wsUrl(), password?: string): Promise<MqttClient> {
   const pass = password ?? (user === 'client' ? 'client' : secrets[user]);
-  const c = await mqtt.connectAsync(url, { username: user, password: pass, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000 });
-  clients.push(c);
-  return c;
+  return connectAs(url, { username: user, password: pass }, closeAtEnd, { connectTimeout: 5000 });
 }
 
 function inbox(c: MqttClient): Array<{ topic: string; payload: string }> {
@@ -122,7 +124,7 @@ describe.skipIf(!installed && !process.env.CI)('deploy/mosquitto on a real mosqu
   });
 
   afterAll(async () => {
-    await Promise.all(clients.map((c) => c.endAsync(true).catch(() => {})));
+    await Promise.allSettled(closeAtEnd.map(async (close) => close()));
     if (broker && broker.exitCode === null) {
       broker.kill('SIGTERM');
       await new Promise((r) => broker!.once('exit', r));
@@ -197,6 +199,11 @@ describe.skipIf(!installed && !process.env.CI)('deploy/mosquitto on a real mosqu
     expect(otherGot.map((m) => m.payload)).toEqual(['genuine']);
   });
 
+  it('grants wildcard subscriptions and filters per topic; acknowledges and drops a forbidden QoS 1 publish', async () => {
+    // The same scenario runs on the embedded broker (broker.test.ts) against these observations.
+    expect(await observeAcl((role) => login(role))).toEqual(MOSQUITTO_ACL_BEHAVIOUR);
+  });
+
   it('runs a job: dispatcher over TCP, worker over WebSocket, result accepted, cancel and stats delivered', async () => {
     const store = new MemoryStore();
     const dispatcher = new Dispatcher({ brokerUrl: tcpUrl(), username: 'server', password: secrets.server, store });
@@ -244,7 +251,7 @@ describe.skipIf(!installed && !process.env.CI)('deploy/mosquitto on a real mosqu
       precache: 0, ondemand: 0, rateLimit: 0, createdAt: Date.now(),
     });
     const dispatcher = new Dispatcher({ brokerUrl: tcpUrl(), username: 'server', password: secrets.server, store });
-    const api = createServiceApi({ dispatcher, store, minDifficulty: 0xf000000000000000n });
+    const api = createServiceApi({ dispatcher, store, policy: difficultyPolicy({ minDifficulty: 0xf000000000000000n }) });
     const http = createServer((req, res) => void api.handleRequest(req, res).then((ok) => ok || res.writeHead(404).end()));
     http.listen(0, '127.0.0.1');
     await once(http, 'listening');

@@ -12,12 +12,16 @@ import { DpowClient } from '../dpow/client.ts';
 import type { ClientState } from '../dpow/state.ts';
 import { createNodeEngine } from '../pow-node/engine.ts';
 import type { PowEngine } from '../pow/engine.ts';
+import { difficultyPolicy } from '../pow/difficulty.ts';
 import { rootToHex, validateWork } from '../pow/work.ts';
 import { startAppServer, type AppServer } from './http/app-server.ts';
 import type { AcceptedResult } from './dispatcher.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { MemoryStore } from './store/memory-store.ts';
 import { addTestService } from '../testkit/services.ts';
+import { cleanupsAfterEach } from '../testkit/cleanups.ts';
+import { connectAs } from '../testkit/mqtt.ts';
+import { waitFor } from '../testkit/wait.ts';
 
 const WORKERS = 3;
 const EASY = 0xfff0000000000000n; // ~4096 hashes
@@ -28,20 +32,8 @@ let app: AppServer;
 let store: MemoryStore;
 let apiKey: string;
 const engines: PowEngine[] = [];
+const cleanups = cleanupsAfterEach();
 const workers: { client: DpowClient; address: string }[] = [];
-
-function until<T>(what: string, check: () => T | undefined | false, timeoutMs = 30_000): Promise<T> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const tick = () => {
-      const value = check();
-      if (value) return resolve(value);
-      if (Date.now() - started > timeoutMs) return reject(new Error(`timed out waiting for ${what}`));
-      setTimeout(tick, 25);
-    };
-    tick();
-  });
-}
 
 const state = (i: number): ClientState => workers[i].client.getState();
 
@@ -54,7 +46,7 @@ beforeAll(async () => {
     store,
     staticDir: 'dist',
     brokerUsers: { server: SERVER_LOGIN },
-    serviceApi: { minDifficulty: 0xf000000000000000n },
+    policy: difficultyPolicy({ minDifficulty: 0xf000000000000000n }),
     dispatcherOptions: { statisticsMs: 3_600_000 },
   });
   for (let i = 0; i < WORKERS; i++) {
@@ -74,7 +66,7 @@ beforeAll(async () => {
     });
     workers.push({ client, address });
   }
-  await until('every worker online', () => workers.every((w) => w.client.getState().connection === 'online'));
+  await waitFor('every worker online', () => workers.every((w) => w.client.getState().connection === 'online'), 30_000);
 });
 
 afterAll(async () => {
@@ -106,7 +98,7 @@ describe('dispatcher + embedded broker + headless workers', () => {
     roots.forEach((root, i) =>
       ws.send(JSON.stringify({ id: `r${i}`, user: 'wallet', api_key: apiKey, hash: root, difficulty: 'fff0000000000000', timeout: 20 })),
     );
-    await until('both WebSocket replies', () => replies.size === 2);
+    await waitFor('both WebSocket replies', () => replies.size === 2, 30_000);
     ws.close();
     roots.forEach((root, i) => {
       const reply = replies.get(`r${i}`)!;
@@ -126,22 +118,16 @@ describe('dispatcher + embedded broker + headless workers', () => {
     );
     const cancelledBefore = workers.map((_, i) => state(i).counters.cancelled);
     await app.dispatcher!.precache(hash, 0xfffffff800000000n);
-    await until('every worker computing the job', () => workers.every((_, i) => state(i).current?.hash === hash));
+    await waitFor('every worker computing the job', () => workers.every((_, i) => state(i).current?.hash === hash), 30_000);
 
     const winner = encodeAddress(randomBytes(32));
-    const { default: mqtt } = await import('mqtt');
-    const rival = await mqtt.connectAsync(app.brokerWsUrl, {
-      username: 'client',
-      password: 'client',
-      protocolVersion: 4,
-      reconnectPeriod: 0,
-    });
+    const rival = await connectAs(app.brokerWsUrl, 'client', cleanups);
     await rival.publishAsync('result/precache', `${hash},${vector.work},${winner}`, { qos: 1 });
     await rival.endAsync();
 
     const result = await accepted;
     expect(result.address).toBe(winner);
-    await until('every worker cancelled', () => workers.every((_, i) => state(i).counters.cancelled === cancelledBefore[i] + 1));
+    await waitFor('every worker cancelled', () => workers.every((_, i) => state(i).counters.cancelled === cancelledBefore[i] + 1), 30_000);
     for (let i = 0; i < WORKERS; i++) {
       expect(state(i).current?.hash).not.toBe(hash);
       expect(state(i).hashrate).toBeLessThan(1e9);
@@ -152,12 +138,12 @@ describe('dispatcher + embedded broker + headless workers', () => {
 
   it('shows every worker the server offline when heartbeats stop, and online when they return', async () => {
     await app.dispatcher!.stop();
-    await until('every worker sees the server offline', () => workers.every((_, i) => state(i).connection === 'server-offline'), 15_000);
+    await waitFor('every worker sees the server offline', () => workers.every((_, i) => state(i).connection === 'server-offline'), 15_000);
     // A restarted dispatcher on the same broker and store.
     const restarted = new Dispatcher({ brokerUrl: app.brokerWsUrl, ...SERVER_LOGIN, store });
     await restarted.start();
     try {
-      await until('every worker back online', () => workers.every((_, i) => state(i).connection === 'online'), 15_000);
+      await waitFor('every worker back online', () => workers.every((_, i) => state(i).connection === 'online'), 15_000);
       // and the loop still works afterwards
       const hash = newRoot();
       const answer = await restarted.requestWork({ hash, difficulty: EASY, workType: 'ondemand', timeoutMs: 20_000 });

@@ -12,3 +12,12 @@ export function cleanupsAfterEach(): (() => unknown)[] {
   });
   return cleanups;
 }
+
+/**
+ * Puts `resource.close()` on `cleanups` and hands the resource back, so opening and closing it
+ * stay one line: `const sim = closeAfter(cleanups, await startQlcSim())`.
+ */
+export function closeAfter<T extends { close(): unknown }>(cleanups: (() => unknown)[], resource: T): T {
+  cleanups.push(() => resource.close());
+  return resource;
+}

@@ -4,7 +4,8 @@ import { useState } from 'preact/hooks';
 import type { AppController } from '../controller.ts';
 import { applyTheme, effectiveTheme, theme } from '../theme.ts';
 import { Banners } from './Banners.tsx';
-import { ConnectionPill, Dashboard } from './Dashboard.tsx';
+import { Dashboard } from './Dashboard.tsx';
+import { ConnectionPill } from './WorkerStatus.tsx';
 import { Kiosk } from './Kiosk.tsx';
 import { SettingsForm } from './SettingsForm.tsx';
 

@@ -1,48 +1,11 @@
 /** The live dashboard: worker status, current job, counters, personal and network stats, log. */
 import type { AppController } from '../controller.ts';
-import type { ClientState, ConnectionState } from '../../dpow/state.ts';
-import { expectedHashes, parseDifficulty } from '../../pow/work.ts';
+import type { ClientState } from '../../dpow/state.ts';
 import { formatCount, formatDuration, formatHashrate, formatMultiplier, shortAddress, shortHash } from '../format.ts';
 import { HashrateChart } from './HashrateChart.tsx';
 import { EventLog } from './EventLog.tsx';
 import { NetworkStats, PersonalStats } from './Stats.tsx';
-
-export const CONNECTION_LABELS: Record<ConnectionState, string> = {
-  idle: 'Not started',
-  connecting: 'Connecting…',
-  online: 'Online',
-  'server-offline': 'Server offline',
-  reconnecting: 'Reconnecting…',
-  stopped: 'Stopped',
-};
-
-export const BACKEND_NAMES = { webgpu: 'GPU (WebGPU)', wasm: 'CPU (WebAssembly)' } as const;
-
-/** Expected time for a difficulty at the current hashrate, or null when unknown. */
-export function expectedMs(difficulty: string, hashrate: number): number | null {
-  if (hashrate <= 0) return null;
-  try {
-    return (expectedHashes(parseDifficulty(difficulty)) / hashrate) * 1000;
-  } catch {
-    return null;
-  }
-}
-
-export function ConnectionPill({ state, wanted }: { state: ClientState; wanted: boolean }) {
-  const c = wanted || state.connection !== 'stopped' ? state.connection : 'stopped';
-  return (
-    <span class={`pill pill-${c}`} data-testid="connection-state">
-      <span class="dot" aria-hidden="true" />
-      {CONNECTION_LABELS[c]}
-    </span>
-  );
-}
-
-/** Mean of the samples taken while hashing: what this device does when it has work. */
-export function workingAverageRate(samples: number[]): number | null {
-  const busy = samples.filter((v) => v > 0);
-  return busy.length === 0 ? null : busy.reduce((a, b) => a + b, 0) / busy.length;
-}
+import { BACKEND_NAMES, ConnectionPill, expectedMs, workingAverageRate } from './WorkerStatus.tsx';
 
 function workingAverage(samples: number[]): string {
   const rate = workingAverageRate(samples);
@@ -183,11 +146,12 @@ function CountersCard({ state }: { state: ClientState }) {
   const c = state.counters;
   const rejected = Object.entries(c.rejected).filter(([, n]) => n > 0);
   const rejectedTotal = rejected.reduce((sum, [, n]) => sum + n, 0);
-  const items: [string, number, string][] = [
+  const items: [string, number, string, string?][] = [
     ['Received', c.received, 'received'],
     ['Computed', c.computed, 'computed'],
     ['Published', c.published, 'published'],
-    ['Accepted', c.accepted, 'accepted'],
+    ['Accepted', c.accepted, 'accepted', 'Results from this worker that the server credited'],
+    ['Address total', c.addressAccepted, 'address-accepted', 'Credits to your address from every worker paying it, while this session ran'],
     ['Cancelled', c.cancelled, 'cancelled'],
     ['Expired', c.expired, 'expired'],
     ['Rejected', rejectedTotal, 'rejected'],
@@ -196,8 +160,8 @@ function CountersCard({ state }: { state: ClientState }) {
     <section class="card counters" aria-labelledby="counters-title">
       <h2 id="counters-title">This session</h2>
       <dl class="counter-grid">
-        {items.map(([label, n, id]) => (
-          <div key={id}>
+        {items.map(([label, n, id, hint]) => (
+          <div key={id} title={hint}>
             <dt>{label}</dt>
             <dd data-testid={`count-${id}`}>{formatCount(n)}</dd>
           </div>

@@ -4,7 +4,7 @@
  */
 import type { AppController } from '../controller.ts';
 import { formatCount, formatDuration, formatHashrate, formatMultiplier, shortAddress, shortHash } from '../format.ts';
-import { BACKEND_NAMES, CONNECTION_LABELS, expectedMs, workingAverageRate } from './Dashboard.tsx';
+import { BACKEND_NAMES, CONNECTION_LABELS, expectedMs, workingAverageRate } from './WorkerStatus.tsx';
 import { HashrateChart } from './HashrateChart.tsx';
 
 export function Kiosk({ app, wakeLock }: { app: AppController; wakeLock: boolean }) {

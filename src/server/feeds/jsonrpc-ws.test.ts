@@ -11,32 +11,23 @@ import {
   type Subscription,
 } from './jsonrpc-ws.ts';
 import { qlcSubscriptionId, startQlcSim, type QlcSim } from '../sim/qlc-sim.ts';
-import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
+import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
+import { quietLogger as quiet } from '../../testkit/log.ts';
+import { openRawSocket } from '../../testkit/raw-socket.ts';
+import { waitFor } from '../../testkit/wait.ts';
 import { breakChecksum } from '../../testkit/address.ts';
 
-const quiet = { warn: () => {}, info: () => {} };
 const ADDRESS = encodeAddress('3a'.repeat(32), 'qlc');
 const BAD_CHECKSUM = breakChecksum(ADDRESS);
 
 const cleanups = cleanupsAfterEach();
 
 async function sim(options: Parameters<typeof startQlcSim>[0] = {}): Promise<QlcSim> {
-  const s = await startQlcSim(options);
-  cleanups.push(() => s.close());
-  return s;
+  return closeAfter(cleanups, await startQlcSim(options));
 }
 function client(url: string, options: ConstructorParameters<typeof JsonRpcWsClient>[1] = {}): JsonRpcWsClient {
-  const c = new JsonRpcWsClient(url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100, ...options });
-  cleanups.push(() => c.close());
-  return c;
+  return closeAfter(cleanups, new JsonRpcWsClient(url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100, ...options }));
 }
-const until = async (check: () => boolean, ms = 5000) => {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
 const nextNotification = (sub: Subscription) =>
   new Promise<unknown>((resolve) => {
     let done = false;
@@ -81,7 +72,7 @@ describe('JsonRpcWsClient against the go-qlc test node', () => {
     p.listen((r) => seenP.push(r));
     s.emitRaw('ledger', 'newBlock', { n: 1 });
     s.emitRaw('pov', 'newBlock', { n: 2 });
-    await until(() => seenA.length === 1 && seenP.length === 1);
+    await waitFor('one notification on each subscription', () => seenA.length === 1 && seenP.length === 1);
     expect(seenA).toEqual([{ n: 1 }]);
     expect(seenP).toEqual([{ n: 2 }]);
     expect(b.notifications).toBe(0);
@@ -100,7 +91,7 @@ describe('JsonRpcWsClient against the go-qlc test node', () => {
     await c.connect();
     const sub = await c.subscribe('ledger', 'newBlock');
     s.emitRaw('ledger', 'newBlock', { early: true });
-    await until(() => sub.notifications === 1);
+    await waitFor('the early notification', () => sub.notifications === 1);
     expect(await nextNotification(sub)).toEqual({ early: true });
   });
 
@@ -150,15 +141,10 @@ describe('JsonRpcWsClient against the go-qlc test node', () => {
 
   it('requests without "jsonrpc" are answered and ids are echoed as given', async () => {
     const s = await sim();
-    const { WebSocket } = await import('ws');
-    const ws = new WebSocket(s.url);
-    cleanups.push(() => ws.terminate());
-    await new Promise((r) => ws.once('open', r));
-    const replies: unknown[] = [];
-    ws.on('message', (d) => replies.push(JSON.parse(d.toString())));
+    const { ws, replies } = await openRawSocket(s.url, cleanups);
     ws.send(JSON.stringify({ id: 'abc', method: 'ledger_subscribe', params: ['newBlock'] }));
     ws.send(JSON.stringify({ id: { x: 1 }, method: 'ledger_foo' }));
-    await until(() => replies.length === 2);
+    await waitFor('both replies', () => replies.length === 2);
     const byId = (id: unknown) => replies.find((r) => JSON.stringify((r as { id: unknown }).id) === JSON.stringify(id));
     expect(byId('abc')).toMatchObject({ jsonrpc: '2.0', result: expect.stringMatching(/^0x[0-9a-f]+$/) });
     expect(byId({ x: 1 })).toMatchObject({ error: { code: -32601 } });
@@ -181,14 +167,14 @@ describe('JsonRpcWsClient against the go-qlc test node', () => {
     c.sendRaw('{not json');
     await disconnected;
     // The node answered -32700 with id null before closing: it answers no call, so it is an event.
-    await until(() => serverErrors.length === 1);
+    await waitFor('the server error', () => serverErrors.length === 1);
     expect(serverErrors[0]).toMatchObject({ code: -32700, kind: 'parse', message: expect.stringContaining('invalid character') });
-    await until(() => resubscribed.length === 1);
+    await waitFor('the re-subscription', () => resubscribed.length === 1);
     expect(resubscribed[0][0]).toBe(firstId);
     expect(sub.id).not.toBe(firstId);
     expect(s.subscriptions()).toEqual([{ id: sub.id, ns: 'ledger', name: 'newAccountBlock', address: ADDRESS }]);
     s.emitRaw('ledger', 'newAccountBlock', { after: 'reconnect' });
-    await until(() => seen.length === 1);
+    await waitFor('the message', () => seen.length === 1);
     expect(seen).toEqual([{ after: 'reconnect' }]);
     expect(s.connections()).toBe(1);
   });
@@ -269,7 +255,7 @@ describe('JsonRpcWsClient against a misbehaving server', () => {
     const c = client(server.url);
     await c.connect();
     const subs = await Promise.all(Array.from({ length: 20 }, () => c.subscribe('ledger', 'newBlock')));
-    await until(() => subs.every((s) => s.notifications === 1), 3000);
+    await waitFor('a first notification on every subscription', () => subs.every((s) => s.notifications === 1), 3000);
     const firsts = await Promise.all(subs.map((s) => nextNotification(s)));
     expect(firsts).toEqual(subs.map((s) => ({ first: s.id })));
     expect(c.stats.unknownSubscription).toBe(0);

@@ -14,9 +14,9 @@
  * logged; they never throw out of the socket handler.
  */
 import { EventEmitter } from 'node:events';
-import WebSocket from 'ws';
-import { backoffDelay } from '../../dpow/backoff.ts';
-import type { Logger as ServerLogger } from '../log.ts';
+import { consoleFeedLogger, ReconnectingWs, type ConnectionTuning, type Logger } from './reconnecting-ws.ts';
+
+export type { Logger } from './reconnecting-ws.ts';
 
 // ------------------------------------------------------------------ errors
 
@@ -139,22 +139,12 @@ export class Subscription extends EventEmitter<{ ended: [reason: string]; resubs
 
 // ------------------------------------------------------------------ client
 
-/** What the feeds log: warnings, and progress if wanted. Any server Logger (log.ts) fits. */
-export type Logger = Pick<ServerLogger, 'warn'> & Partial<Pick<ServerLogger, 'info'>>;
-
-export interface JsonRpcWsOptions {
+/** Reconnect and ping tuning as in reconnecting-ws.ts; pings are WebSocket ping frames. */
+export interface JsonRpcWsOptions extends ConnectionTuning {
   /** Default per-call timeout. */
   timeoutMs?: number;
-  /** First reconnect delay; doubles per failed attempt up to `maxReconnectDelayMs`. */
-  reconnectDelayMs?: number;
-  maxReconnectDelayMs?: number;
-  /** WebSocket ping interval for liveness (0 = off). A missing pong closes and reconnects. */
-  pingIntervalMs?: number;
   /** Largest frame accepted. */
   maxPayloadBytes?: number;
-  logger?: Logger;
-  /** Jitter source, [0, 1). */
-  random?: () => number;
 }
 
 interface PendingCall {
@@ -189,40 +179,40 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
     unknownSubscription: 0,
   };
 
-  #ws: WebSocket | undefined;
-  #connected = false;
-  #closed = false;
+  readonly #socket: ReconnectingWs;
+  readonly #logger: Logger;
+  readonly #timeoutMs: number;
   #nextId = 1;
   #calls = new Map<number, PendingCall>();
   #subs = new Set<Subscription>();
   #byId = new Map<string, Subscription>();
-  #attempt = 0;
-  #reconnectTimer: NodeJS.Timeout | undefined;
-  #pingTimer: NodeJS.Timeout | undefined;
-  #awaitingPong = false;
-  #waiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
   /** Settles the promise of a subscribe() whose first server reply has not come yet. */
   #firstResult = new WeakMap<Subscription, (err?: Error) => void>();
-  readonly #opts: Required<Omit<JsonRpcWsOptions, 'logger'>> & { logger: Logger };
 
   constructor(
     readonly url: string,
     options: JsonRpcWsOptions = {},
   ) {
     super();
-    this.#opts = {
-      timeoutMs: options.timeoutMs ?? 10_000,
-      reconnectDelayMs: options.reconnectDelayMs ?? 500,
-      maxReconnectDelayMs: options.maxReconnectDelayMs ?? 60_000,
-      pingIntervalMs: options.pingIntervalMs ?? 30_000,
-      maxPayloadBytes: options.maxPayloadBytes ?? 16 * 1024 * 1024,
-      random: options.random ?? Math.random,
-      logger: options.logger ?? { warn: (m) => console.warn(m), info: (m) => console.info(m) },
-    };
+    const { timeoutMs, ...tuning } = options;
+    this.#timeoutMs = timeoutMs ?? 10_000;
+    this.#logger = options.logger ?? consoleFeedLogger;
+    this.#socket = new ReconnectingWs(url, {
+      ...tuning,
+      name: 'json-rpc',
+      ping: 'frame',
+      closeWith: 'graceful',
+      closedError: (message) => new JsonRpcConnectionError(message),
+      logger: this.#logger,
+    });
+    this.#socket.on('open', () => this.#onOpen());
+    this.#socket.on('json', (msg, text) => this.#onFrame(msg, text));
+    this.#socket.on('not-json', (text) => this.#malformed('not-json', text.slice(0, 80)));
+    this.#socket.on('close', (code, reason, wasOpen) => this.#onClose(code, reason, wasOpen));
   }
 
   get connected(): boolean {
-    return this.#connected;
+    return this.#socket.connected;
   }
 
   /** Live subscriptions (including ones waiting for a connection). */
@@ -232,64 +222,17 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
 
   /** Starts connecting (retrying with backoff) and resolves once connected. */
   connect(): Promise<void> {
-    if (this.#closed) return Promise.reject(new JsonRpcConnectionError('client is closed'));
-    if (this.#connected) return Promise.resolve();
-    const ready = this.#whenConnected();
-    if (!this.#ws && !this.#reconnectTimer) this.#open();
-    return ready;
+    return this.#socket.connect();
   }
 
-  #whenConnected(): Promise<void> {
-    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
-  }
-
-  #open(): void {
-    this.#reconnectTimer = undefined;
-    if (this.#closed) return;
-    const ws = new WebSocket(this.url, { maxPayload: this.#opts.maxPayloadBytes, handshakeTimeout: 10_000 });
-    this.#ws = ws;
-    ws.on('open', () => this.#onOpen(ws));
-    ws.on('message', (data, isBinary) => this.#onFrame(data, isBinary));
-    ws.on('pong', () => {
-      this.#awaitingPong = false;
-    });
-    ws.on('error', (err) => this.#opts.logger.warn(`json-rpc ${this.url}: ${err.message}`));
-    ws.on('close', (code, reason) => this.#onClose(ws, code, reason.toString()));
-  }
-
-  #onOpen(ws: WebSocket): void {
-    if (ws !== this.#ws) return;
-    this.#connected = true;
-    this.#attempt = 0;
+  #onOpen(): void {
     this.stats.connects++;
-    this.#startPing(ws);
     this.emit('connect');
-    for (const w of this.#waiters.splice(0)) w.resolve();
     // Subscriptions made on an earlier connection (or while disconnected) are made again here.
     for (const sub of this.#subs) if (sub.active) void this.#subscribeOnServer(sub);
   }
 
-  #startPing(ws: WebSocket): void {
-    if (this.#opts.pingIntervalMs <= 0) return;
-    this.#awaitingPong = false;
-    this.#pingTimer = setInterval(() => {
-      if (this.#awaitingPong) {
-        this.#opts.logger.warn(`json-rpc ${this.url}: no pong within ${this.#opts.pingIntervalMs} ms, reconnecting`);
-        ws.terminate();
-        return;
-      }
-      this.#awaitingPong = true;
-      ws.ping();
-    }, this.#opts.pingIntervalMs);
-    this.#pingTimer.unref();
-  }
-
-  #onClose(ws: WebSocket, code: number, reason: string): void {
-    if (ws !== this.#ws) return;
-    this.#ws = undefined;
-    clearInterval(this.#pingTimer);
-    const wasConnected = this.#connected;
-    this.#connected = false;
+  #onClose(code: number, reason: string, wasOpen: boolean): void {
     for (const [id, call] of this.#calls) {
       clearTimeout(call.timer);
       call.reject(new JsonRpcConnectionError(`${call.method}: connection closed before the reply`));
@@ -298,31 +241,19 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
     // The server dropped every subscription with the connection; the ids mean nothing now.
     // (`sub.id` keeps the old id until the new one arrives, for the 'resubscribed' event.)
     this.#byId.clear();
-    if (wasConnected) {
+    if (wasOpen) {
       this.stats.disconnects++;
       this.emit('disconnect', code, reason);
     }
-    if (this.#closed) return;
-    const delay = backoffDelay(this.#attempt++, this.#opts.reconnectDelayMs, this.#opts.maxReconnectDelayMs, this.#opts.random);
-    this.#opts.logger.info?.(`json-rpc ${this.url}: disconnected (${code}), reconnecting in ${delay} ms`);
-    this.#reconnectTimer = setTimeout(() => this.#open(), delay);
   }
 
   #malformed(reason: MalformedReason, detail: string): void {
     this.stats.malformed[reason] = (this.stats.malformed[reason] ?? 0) + 1;
-    this.#opts.logger.warn(`json-rpc ${this.url}: dropped frame (${reason}): ${detail}`);
+    this.#logger.warn(`json-rpc ${this.url}: dropped frame (${reason}): ${detail}`);
     this.emit('malformed', reason, detail);
   }
 
-  #onFrame(data: WebSocket.RawData, _isBinary: boolean): void {
-    const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
-    let msg: unknown;
-    try {
-      msg = JSON.parse(text);
-    } catch {
-      this.#malformed('not-json', text.slice(0, 80));
-      return;
-    }
+  #onFrame(msg: unknown, text: string): void {
     if (Array.isArray(msg)) {
       // We never send batches, so a batch reply answers nothing of ours.
       this.#malformed('batch', `array of ${msg.length}`);
@@ -410,19 +341,18 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
     params: unknown[] = [],
     options: { timeoutMs?: number; onResult?: (result: unknown) => void } = {},
   ): Promise<T> {
-    const ws = this.#ws;
-    if (!this.#connected || !ws) return Promise.reject(new JsonRpcConnectionError(`${method}: not connected`));
+    if (!this.#socket.connected) return Promise.reject(new JsonRpcConnectionError(`${method}: not connected`));
     const id = this.#nextId++;
-    const timeoutMs = options.timeoutMs ?? this.#opts.timeoutMs;
+    const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#calls.delete(id);
         reject(new JsonRpcTimeoutError(method, timeoutMs));
       }, timeoutMs);
       this.#calls.set(id, { method, resolve: resolve as (v: unknown) => void, reject, timer, onResult: options.onResult });
-      ws.send(JSON.stringify({ jsonrpc: '2.0', id, method, params }), (err) => {
-        if (err) this.#settle(id, undefined, new JsonRpcConnectionError(`${method}: ${err.message}`));
-      });
+      this.#socket.send(JSON.stringify({ jsonrpc: '2.0', id, method, params }), (err) =>
+        this.#settle(id, undefined, new JsonRpcConnectionError(`${method}: ${err.message}`)),
+      );
     });
   }
 
@@ -432,7 +362,7 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
    * drops first, the subscription waits and is made on the next connection.
    */
   subscribe(ns: string, name: string, ...args: unknown[]): Promise<Subscription> {
-    if (this.#closed) return Promise.reject(new JsonRpcConnectionError('client is closed'));
+    if (this.#socket.closed) return Promise.reject(new JsonRpcConnectionError('client is closed'));
     const sub = new Subscription(this, ns, name, args);
     this.#subs.add(sub);
     return new Promise<Subscription>((resolve, reject) => {
@@ -441,8 +371,8 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
         else resolve(sub);
       };
       this.#firstResult.set(sub, onFirst);
-      if (this.#connected) void this.#subscribeOnServer(sub);
-      else if (!this.#ws && !this.#reconnectTimer) this.#open();
+      if (this.#socket.connected) void this.#subscribeOnServer(sub);
+      else this.#socket.start();
     });
   }
 
@@ -466,7 +396,7 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
         // A re-subscribe the node never answered: it is wedged. A fresh connection subscribes
         // everything again (and ends whatever this one half-made).
         this.emit('resubscribe-failed', sub, err);
-        this.#ws?.terminate();
+        this.#socket.terminate();
         return;
       }
       if (err instanceof JsonRpcError || err instanceof JsonRpcTimeoutError) {
@@ -528,44 +458,30 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
       this.#firstResult.delete(sub);
       first(new JsonRpcConnectionError('unsubscribed before the subscription was made'));
     }
-    if (!live || !this.#connected) return false;
+    if (!live || !this.#socket.connected) return false;
     return (await this.call<boolean>(`${sub.ns}_unsubscribe`, [id])) === true;
   }
 
   /** Sends one frame exactly as given (diagnostics; tests of a node's reaction to bad input). */
   sendRaw(text: string): void {
-    if (!this.#connected || !this.#ws) throw new JsonRpcConnectionError('not connected');
-    this.#ws.send(text);
+    if (!this.#socket.send(text)) throw new JsonRpcConnectionError('not connected');
   }
 
   /** Closes the socket without stopping the client: it reconnects as after any drop. */
   dropConnection(): void {
-    this.#ws?.terminate();
+    this.#socket.terminate();
   }
 
   /** Stops for good: no reconnect, pending calls and waiting subscriptions reject. */
   async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    clearTimeout(this.#reconnectTimer);
-    clearInterval(this.#pingTimer);
-    for (const w of this.#waiters.splice(0)) w.reject(new JsonRpcConnectionError('client closed'));
+    if (this.#socket.closed) return;
+    const closing = this.#socket.close();
     for (const sub of [...this.#subs]) {
       this.#drop(sub, 'client closed');
       const first = this.#firstResult.get(sub);
       this.#firstResult.delete(sub);
       first?.(new JsonRpcConnectionError('client closed'));
     }
-    const ws = this.#ws;
-    if (!ws) return;
-    await new Promise<void>((resolve) => {
-      ws.once('close', () => resolve());
-      if (ws.readyState === WebSocket.CONNECTING) ws.terminate();
-      else ws.close(1000, 'client closing');
-      setTimeout(() => {
-        ws.terminate();
-        resolve();
-      }, 2000).unref();
-    });
+    await closing;
   }
 }

@@ -2,10 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { encodeAddress } from '../../dpow/address.ts';
 import { NanoFeed, type NanoConfirmation } from './nano-feed.ts';
 import { nanoConfirmation, startNanoSim, type NanoSim } from '../sim/nano-sim.ts';
-import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
+import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
+import { quietLogger as quiet } from '../../testkit/log.ts';
+import { openRawSocket } from '../../testkit/raw-socket.ts';
+import { waitFor } from '../../testkit/wait.ts';
 import { breakChecksum } from '../../testkit/address.ts';
 
-const quiet = { warn: () => {}, info: () => {} };
 const A = encodeAddress('11'.repeat(32), 'nano');
 const B = encodeAddress('22'.repeat(32), 'nano');
 const C = encodeAddress('33'.repeat(32), 'nano');
@@ -15,22 +17,11 @@ const H2 = 'CD'.repeat(32);
 
 const cleanups = cleanupsAfterEach();
 async function sim(options: Parameters<typeof startNanoSim>[0] = {}): Promise<NanoSim> {
-  const s = await startNanoSim(options);
-  cleanups.push(() => s.close());
-  return s;
+  return closeAfter(cleanups, await startNanoSim(options));
 }
 function feed(url: string, options: ConstructorParameters<typeof NanoFeed>[1] = {}): NanoFeed {
-  const f = new NanoFeed(url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100, pingIntervalMs: 0, replyTimeoutMs: 300, ...options });
-  cleanups.push(() => f.close());
-  return f;
+  return closeAfter(cleanups, new NanoFeed(url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100, pingIntervalMs: 0, replyTimeoutMs: 300, ...options }));
 }
-const until = async (check: () => boolean, ms = 5000) => {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
 const block = (account: string, previous: string, subtype = 'receive', dest?: string) =>
   nanoConfirmation(
     { account, previous, representative: account, balance: '1', link: '00'.repeat(32), ...(dest ? { link_as_account: dest } : {}), work: '0123456789abcdef', subtype },
@@ -49,7 +40,7 @@ describe('NanoFeed against the Nano test node', () => {
     f.on('confirmation', (c) => got.push(c));
     expect(s.confirm(block(A, H1))).toBe(1);
     expect(s.confirm(block(B, H1))).toBe(0);
-    await until(() => got.length === 1);
+    await waitFor('the confirmation', () => got.length === 1);
     expect(got[0]).toMatchObject({ account: A, hash: H2, confirmationType: 'active_quorum', block: { previous: H1, subtype: 'receive' } });
   });
 
@@ -83,7 +74,7 @@ describe('NanoFeed against the Nano test node', () => {
     await disconnected;
     expect(f.stats.livenessFailures).toBe(1);
     s.setSilent(false);
-    await until(() => f.subscribed);
+    await waitFor('the subscribe ack', () => f.subscribed);
     expect(f.stats.connects).toBe(2);
   });
 
@@ -91,27 +82,27 @@ describe('NanoFeed against the Nano test node', () => {
     const s = await sim();
     const f = feed(s.url, { accounts: [A] });
     await f.connect();
-    await until(() => f.subscribed);
+    await waitFor('the subscribe ack', () => f.subscribed);
     await f.addAccounts([C]);
     s.dropConnections();
-    await until(() => f.stats.subscribes === 2);
+    await waitFor('the second subscribe', () => f.stats.subscribes === 2);
     const subscribes = s.received.filter((r) => (r as { action?: string }).action === 'subscribe');
     expect(subscribes.at(-1)).toEqual({ action: 'subscribe', topic: 'confirmation', ack: true, options: { accounts: [A, C] } });
     const got: NanoConfirmation[] = [];
     f.on('confirmation', (c) => got.push(c));
     s.confirm(block(C, H2));
-    await until(() => got.length === 1);
+    await waitFor('the confirmation', () => got.length === 1);
   });
 
   it('matches sends to a tracked destination, as the node does', async () => {
     const s = await sim();
     const f = feed(s.url, { accounts: [B] });
     await f.connect();
-    await until(() => f.subscribed);
+    await waitFor('the subscribe ack', () => f.subscribed);
     const got: NanoConfirmation[] = [];
     f.on('confirmation', (c) => got.push(c));
     expect(s.confirm(block(A, H1, 'send', B))).toBe(1);
-    await until(() => got.length === 1);
+    await waitFor('the confirmation', () => got.length === 1);
     expect(got[0].account).toBe(A);
   });
 
@@ -119,7 +110,7 @@ describe('NanoFeed against the Nano test node', () => {
     const s = await sim();
     const f = feed(s.url, { accounts: [A] });
     await f.connect();
-    await until(() => f.subscribed);
+    await waitFor('the subscribe ack', () => f.subscribed);
     const good = block(A, H1);
     const frame = (message: unknown, time: unknown = '1') => JSON.stringify({ topic: 'confirmation', time, message });
     s.sendRaw('garbage');
@@ -134,7 +125,7 @@ describe('NanoFeed against the Nano test node', () => {
     const got: NanoConfirmation[] = [];
     f.on('confirmation', (c) => got.push(c));
     s.confirm(good);
-    await until(() => got.length === 1);
+    await waitFor('the confirmation', () => got.length === 1);
     expect(f.stats.rejected).toEqual({ 'not-json': 1, 'not-an-object': 1, 'bad-hash': 1, 'not-a-string': 3, 'bad-account': 1, 'bad-shape': 1, unexpected: 1 });
     expect(f.connected).toBe(true);
   });
@@ -143,17 +134,12 @@ describe('NanoFeed against the Nano test node', () => {
 describe('the Nano test node', () => {
   it('stops reading a session after bad JSON, as the node does', async () => {
     const s = await sim();
-    const { WebSocket } = await import('ws');
-    const ws = new WebSocket(s.url);
-    cleanups.push(() => ws.terminate());
-    await new Promise((r) => ws.once('open', r));
-    const replies: unknown[] = [];
-    ws.on('message', (d) => replies.push(JSON.parse(d.toString())));
+    const { ws, replies } = await openRawSocket(s.url, cleanups);
     ws.send(JSON.stringify({ action: 'ping' }));
-    await until(() => replies.length === 1);
+    await waitFor('the pong', () => replies.length === 1);
     ws.send('{oops');
     ws.send(JSON.stringify({ action: 'ping' }));
-    await until(() => s.received.length === 3);
+    await waitFor('all three frames at the node', () => s.received.length === 3);
     await new Promise((r) => setTimeout(r, 50));
     expect(replies).toHaveLength(1);
     expect(s.sessions()[0].deaf).toBe(true);

@@ -13,10 +13,8 @@
  * feed reconnects with backoff and subscribes again with the whole account set.
  */
 import { EventEmitter } from 'node:events';
-import WebSocket from 'ws';
 import { checkAddress, NANO_PREFIXES } from '../../dpow/address.ts';
-import { backoffDelay } from '../../dpow/backoff.ts';
-import type { Logger } from './jsonrpc-ws.ts';
+import { consoleFeedLogger, ReconnectingWs, type ConnectionTuning, type Logger } from './reconnecting-ws.ts';
 
 export interface NanoStateBlock {
   type: string;
@@ -86,16 +84,11 @@ export function validateNanoConfirmation(frame: Record<string, unknown>): NanoCh
   };
 }
 
-export interface NanoFeedOptions {
+/** Reconnect and ping tuning as in reconnecting-ws.ts; pings are the node's {"action":"ping"}. */
+export interface NanoFeedOptions extends ConnectionTuning {
   accounts?: string[];
-  /** How often to ping; 0 disables. */
-  pingIntervalMs?: number;
   /** How long to wait for a pong or an ack before giving up on the connection. */
   replyTimeoutMs?: number;
-  reconnectDelayMs?: number;
-  maxReconnectDelayMs?: number;
-  logger?: Logger;
-  random?: () => number;
 }
 
 export interface NanoFeedEvents {
@@ -118,36 +111,43 @@ export class NanoFeed extends EventEmitter<NanoFeedEvents> {
     rejected: {} as Partial<Record<NanoRejectCode, number>>,
   };
   readonly #accounts = new Set<string>();
-  readonly #opts: Required<Omit<NanoFeedOptions, 'accounts' | 'logger'>> & { logger: Logger };
-  #ws: WebSocket | undefined;
-  #connected = false;
+  readonly #logger: Logger;
+  readonly #socket: ReconnectingWs;
   #subscribed = false;
-  #closed = false;
-  #attempt = 0;
-  #reconnectTimer: NodeJS.Timeout | undefined;
-  #pingTimer: NodeJS.Timeout | undefined;
-  /** Replies we wait for, oldest first: the node answers in order on one session. */
-  #awaiting: { ack: string; timer: NodeJS.Timeout; done: (ok: boolean) => void }[] = [];
-  #waiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
 
   constructor(
     readonly url: string,
     options: NanoFeedOptions = {},
   ) {
     super();
-    for (const a of options.accounts ?? []) this.#accounts.add(a);
-    this.#opts = {
-      pingIntervalMs: options.pingIntervalMs ?? 30_000,
-      replyTimeoutMs: options.replyTimeoutMs ?? 10_000,
-      reconnectDelayMs: options.reconnectDelayMs ?? 500,
-      maxReconnectDelayMs: options.maxReconnectDelayMs ?? 60_000,
-      random: options.random ?? Math.random,
-      logger: options.logger ?? { warn: (m) => console.warn(m), info: (m) => console.info(m) },
-    };
+    const { accounts, ...tuning } = options;
+    for (const a of accounts ?? []) this.#accounts.add(a);
+    this.#logger = options.logger ?? consoleFeedLogger;
+    this.#socket = new ReconnectingWs(url, {
+      ...tuning,
+      name: 'nano feed',
+      maxPayloadBytes: 4 * 1024 * 1024,
+      // The node's own ping ({"action":"ping"} -> {"ack":"pong"}): it proves the session is read.
+      ping: () => void this.ping(),
+      closeWith: 'terminate',
+      logger: this.#logger,
+    });
+    this.#socket.on('open', () => {
+      this.stats.connects++;
+      this.emit('connect');
+      if (this.#accounts.size > 0) this.#subscribe();
+    });
+    this.#socket.on('json', (frame, text) => this.#onFrame(frame, text));
+    this.#socket.on('not-json', (text) => this.#reject('not-json', text.slice(0, 80)));
+    this.#socket.on('unresponsive', () => this.stats.livenessFailures++);
+    this.#socket.on('close', (code, _reason, wasOpen) => {
+      this.#subscribed = false;
+      if (wasOpen) this.emit('disconnect', code);
+    });
   }
 
   get connected(): boolean {
-    return this.#connected;
+    return this.#socket.connected;
   }
   get subscribed(): boolean {
     return this.#subscribed;
@@ -158,69 +158,13 @@ export class NanoFeed extends EventEmitter<NanoFeedEvents> {
 
   /** Starts connecting (retrying) and resolves once connected. */
   connect(): Promise<void> {
-    if (this.#closed) return Promise.reject(new Error('nano feed is closed'));
-    if (this.#connected) return Promise.resolve();
-    const ready = new Promise<void>((resolve, reject) => this.#waiters.push({ resolve, reject }));
-    if (!this.#ws && !this.#reconnectTimer) this.#open();
-    return ready;
+    return this.#socket.connect();
   }
 
-  #open(): void {
-    this.#reconnectTimer = undefined;
-    if (this.#closed) return;
-    const ws = new WebSocket(this.url, { handshakeTimeout: 10_000, maxPayload: 4 * 1024 * 1024 });
-    this.#ws = ws;
-    ws.on('open', () => {
-      if (ws !== this.#ws) return;
-      this.#connected = true;
-      this.#attempt = 0;
-      this.stats.connects++;
-      this.emit('connect');
-      for (const w of this.#waiters.splice(0)) w.resolve();
-      if (this.#accounts.size > 0) this.#subscribe();
-      this.#startPing();
-    });
-    ws.on('message', (data) => this.#onFrame(data.toString()));
-    ws.on('error', (err) => this.#opts.logger.warn(`nano feed ${this.url}: ${err.message}`));
-    ws.on('close', (code) => {
-      if (ws !== this.#ws) return;
-      this.#ws = undefined;
-      clearInterval(this.#pingTimer);
-      for (const a of this.#awaiting.splice(0)) {
-        clearTimeout(a.timer);
-        a.done(false);
-      }
-      const was = this.#connected;
-      this.#connected = false;
-      this.#subscribed = false;
-      if (was) this.emit('disconnect', code);
-      if (this.#closed) return;
-      const delay = backoffDelay(this.#attempt++, this.#opts.reconnectDelayMs, this.#opts.maxReconnectDelayMs, this.#opts.random);
-      this.#opts.logger.info?.(`nano feed ${this.url}: disconnected (${code}), reconnecting in ${delay} ms`);
-      this.#reconnectTimer = setTimeout(() => this.#open(), delay);
-    });
-  }
-
+  /** Sends one request; with `ack`, resolves true once the node acknowledges it (false if not). */
   #send(msg: unknown, ack?: string): Promise<boolean> {
-    const ws = this.#ws;
-    if (!ws || !this.#connected) return Promise.resolve(false);
-    ws.send(JSON.stringify(msg));
-    if (!ack) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const entry = {
-        ack,
-        done: resolve,
-        timer: setTimeout(() => {
-          // No ack: the node stopped reading this session (or is wedged). Start over.
-          this.stats.livenessFailures++;
-          this.#opts.logger.warn(`nano feed ${this.url}: no "${ack}" reply within ${this.#opts.replyTimeoutMs} ms, reconnecting`);
-          this.#awaiting = this.#awaiting.filter((a) => a !== entry);
-          resolve(false);
-          ws.terminate();
-        }, this.#opts.replyTimeoutMs),
-      };
-      this.#awaiting.push(entry);
-    });
+    if (!this.#socket.send(JSON.stringify(msg))) return Promise.resolve(false);
+    return ack ? this.#socket.expectReply(ack) : Promise.resolve(true);
   }
 
   #subscribe(): void {
@@ -236,12 +180,6 @@ export class NanoFeed extends EventEmitter<NanoFeedEvents> {
     });
   }
 
-  #startPing(): void {
-    if (this.#opts.pingIntervalMs <= 0) return;
-    this.#pingTimer = setInterval(() => void this.ping(), this.#opts.pingIntervalMs);
-    this.#pingTimer.unref();
-  }
-
   /** Sends a ping; resolves true on pong, false on timeout (which also reconnects). */
   ping(): Promise<boolean> {
     return this.#send({ action: 'ping' }, 'pong');
@@ -249,25 +187,15 @@ export class NanoFeed extends EventEmitter<NanoFeedEvents> {
 
   #reject(code: NanoRejectCode, reason: string): void {
     this.stats.rejected[code] = (this.stats.rejected[code] ?? 0) + 1;
-    this.#opts.logger.warn(`nano feed: dropped message (${code}): ${reason}`);
+    this.#logger.warn(`nano feed: dropped message (${code}): ${reason}`);
     this.emit('rejected', code, reason);
   }
 
-  #onFrame(text: string): void {
-    let frame: unknown;
-    try {
-      frame = JSON.parse(text);
-    } catch {
-      return this.#reject('not-json', text.slice(0, 80));
-    }
+  #onFrame(frame: unknown, text: string): void {
     if (!isRecord(frame)) return this.#reject('not-an-object', text.slice(0, 80));
     if (typeof frame.ack === 'string') {
-      const i = this.#awaiting.findIndex((a) => a.ack === frame.ack);
-      if (i < 0) return this.#reject('unexpected', `ack "${frame.ack.slice(0, 20)}" nobody waited for`);
-      const [entry] = this.#awaiting.splice(i, 1);
-      clearTimeout(entry.timer);
-      if (entry.ack === 'pong') this.stats.pongs++;
-      entry.done(true);
+      if (!this.#socket.reply(frame.ack)) return this.#reject('unexpected', `ack "${frame.ack.slice(0, 20)}" nobody waited for`);
+      if (frame.ack === 'pong') this.stats.pongs++;
       return;
     }
     if (frame.topic === 'confirmation') {
@@ -295,8 +223,8 @@ export class NanoFeed extends EventEmitter<NanoFeedEvents> {
         added.push(a);
       }
     }
-    if (added.length > 0 && this.#connected) {
-      if (!this.#subscribed && this.#awaiting.every((w) => w.ack !== 'subscribe')) this.#subscribe();
+    if (added.length > 0 && this.#socket.connected) {
+      if (!this.#subscribed && !this.#socket.awaiting('subscribe')) this.#subscribe();
       else if (this.#subscribed) {
         const ok = await this.#send(
           { action: 'update', topic: 'confirmation', ack: true, options: { accounts_add: added } },
@@ -327,19 +255,10 @@ export class NanoFeed extends EventEmitter<NanoFeedEvents> {
 
   /** Closes the session as if the network dropped it; the feed reconnects. */
   dropConnection(): void {
-    this.#ws?.terminate();
+    this.#socket.terminate();
   }
 
-  async close(): Promise<void> {
-    this.#closed = true;
-    clearTimeout(this.#reconnectTimer);
-    clearInterval(this.#pingTimer);
-    for (const w of this.#waiters.splice(0)) w.reject(new Error('nano feed closed'));
-    const ws = this.#ws;
-    if (!ws) return;
-    await new Promise<void>((resolve) => {
-      ws.once('close', () => resolve());
-      ws.terminate();
-    });
+  close(): Promise<void> {
+    return this.#socket.close();
   }
 }

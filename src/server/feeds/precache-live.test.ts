@@ -7,11 +7,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { describe, expect, it } from 'vitest';
 import { encodeAddress } from '../../dpow/address.ts';
-import { toU64Hex, validateWork } from '../../pow/work.ts';
-import { startBroker, type Broker, type BrokerUsers } from '../broker.ts';
+import { toU64Hex } from '../../pow/work.ts';
+import { startBroker, type Broker } from '../broker.ts';
 import { Dispatcher } from '../dispatcher.ts';
 import { NanoFeed } from './nano-feed.ts';
 import { nanoConfirmation, startNanoSim } from '../sim/nano-sim.ts';
@@ -19,38 +19,19 @@ import { parseFeedSpec, PrecachePolicy, startPrecacheFeed } from './precache.ts'
 import { QlcFeed, type QlcBlock } from './qlc-feed.ts';
 import { startQlcSim } from '../sim/qlc-sim.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
-import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
+import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
+import { quietLogger as quiet } from '../../testkit/log.ts';
+import { connectAs, TEST_USERS as USERS } from '../../testkit/mqtt.ts';
+import { waitFor } from '../../testkit/wait.ts';
+import { findWork } from '../../testkit/work.ts';
 
 const EASY = 0xff00000000000000n; // ~256 hashes: real work, found instantly
-const USERS: BrokerUsers = {
-  server: { username: 'server', password: 'server-secret' },
-  client: { username: 'client', password: 'client' },
-  dashboard: { username: 'dash', password: 'dash' },
-};
-const quiet = { warn: () => {}, info: () => {}, error: () => {} };
 const TOKEN = 'a7e8fa30c063e96a489a47bc43909505bd86735da4a109dca28be936118a8582';
 const QLC = encodeAddress(randomBytes(32), 'qlc');
 const NANO = encodeAddress(randomBytes(32), 'nano');
 const hex = () => randomBytes(32).toString('hex');
 
 const cleanups = cleanupsAfterEach();
-const until = async (check: () => boolean, ms = 8000, what = 'condition') => {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};
-
-function findWork(root: string, difficulty: bigint): string {
-  let nonce = randomBytes(8).readBigUInt64BE();
-  for (;;) {
-    const work = toU64Hex(nonce);
-    if (validateWork(root, work, difficulty).valid) return work;
-    nonce = (nonce + 1n) & 0xffffffffffffffffn;
-  }
-}
-
 interface World {
   broker: Broker;
   seen: { topic: string; payload: string }[];
@@ -62,15 +43,12 @@ interface World {
 async function world(): Promise<World> {
   const dir = mkdtempSync(join(tmpdir(), 'dpow-precache-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const broker = await startBroker({ users: USERS, tcpPort: 0 });
-  cleanups.push(() => broker.close());
-  const dash = await mqtt.connectAsync(broker.tcpUrl!, { username: 'dash', password: 'dash', protocolVersion: 4, reconnectPeriod: 0 });
-  cleanups.push(() => dash.endAsync(true));
+  const broker = closeAfter(cleanups, await startBroker({ users: USERS, tcpPort: 0 }));
+  const dash = await connectAs(broker.tcpUrl!, 'dashboard', cleanups);
   const seen: World['seen'] = [];
   dash.on('message', (topic, payload) => seen.push({ topic, payload: payload.toString() }));
   await dash.subscribeAsync(['work/#', 'cancel/#', 'client/#']);
-  const worker = await mqtt.connectAsync(broker.tcpUrl!, { username: 'client', password: 'client', protocolVersion: 4, reconnectPeriod: 0 });
-  cleanups.push(() => worker.endAsync(true));
+  const worker = await connectAs(broker.tcpUrl!, 'client', cleanups);
   return { broker, seen, on: (t) => seen.filter((m) => m.topic === t).map((m) => m.payload), worker, dir };
 }
 
@@ -81,39 +59,41 @@ async function dispatcher(w: World, store: SqliteStore, precacheTtlMs = 60_000):
   return d;
 }
 
+/** A world with its SQLite store and a dispatcher on it. */
+async function running(): Promise<{ w: World; store: SqliteStore; d: Dispatcher }> {
+  const w = await world();
+  const store = closeAfter(cleanups, new SqliteStore(join(w.dir, 'dpow.sqlite')));
+  return { w, store, d: await dispatcher(w, store) };
+}
+
 describe('precache from a go-qlc node, end to end', () => {
   it('new block => work/precache; frontier move => cancel/precache; replays ignored; reconnect => new subscription', async () => {
-    const w = await world();
-    const store = new SqliteStore(join(w.dir, 'dpow.sqlite'));
-    cleanups.push(() => store.close());
-    const d = await dispatcher(w, store);
-    const sim = await startQlcSim();
-    cleanups.push(() => sim.close());
-    const feed = new QlcFeed(sim.url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100 });
-    cleanups.push(() => feed.close());
+    const { w, store, d } = await running();
+    const sim = closeAfter(cleanups, await startQlcSim());
+    const feed = closeAfter(cleanups, new QlcFeed(sim.url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100 }));
     const policy = new PrecachePolicy({ dispatcher: d, store, accounts: [QLC], qlcDifficulty: EASY, refreshMs: 0, log: quiet });
     cleanups.push(() => policy.stop());
     await policy.start();
     policy.attachQlc(feed);
-    await until(() => sim.subscriptions().length === 1, 5000, 'newAccountBlock subscription');
+    await waitFor('newAccountBlock subscription', () => sim.subscriptions().length === 1, 5000);
     const firstSub = sim.subscriptions()[0];
     expect(firstSub).toMatchObject({ ns: 'ledger', name: 'newAccountBlock', address: QLC });
 
     const block = (previous: string, hash: string): QlcBlock => ({ type: 'State', token: TOKEN, address: QLC, previous, link: hex(), hash, balance: '100' });
     const [h1, h2, h3] = [hex(), hex(), hex()];
     sim.emitBlock(block(hex(), h1));
-    await until(() => w.on('work/precache').length === 1, 5000, 'first work/precache');
+    await waitFor('first work/precache', () => w.on('work/precache').length === 1, 5000);
     expect(w.on('work/precache')).toEqual([`${h1},${toU64Hex(EASY)}`]);
 
     sim.emitBlock(block(h1, h2));
-    await until(() => w.on('work/precache').length === 2 && w.on('cancel/precache').length === 1, 5000, 'frontier move');
+    await waitFor('frontier move', () => w.on('work/precache').length === 2 && w.on('cancel/precache').length === 1, 5000);
     expect(w.on('cancel/precache')).toEqual([h1]);
     expect(w.on('work/precache')[1]).toBe(`${h2},${toU64Hex(EASY)}`);
     expect(d.pending.map((j) => j.hash)).toEqual([h2]);
 
     // The node re-syncs and repeats both blocks: nothing new is published.
     expect(sim.replay()).toBe(2);
-    await until(() => policy.stats.skipped.duplicate + policy.stats.skipped.stale === 2, 5000, 'replays handled');
+    await waitFor('replays handled', () => policy.stats.skipped.duplicate + policy.stats.skipped.stale === 2, 5000);
     await policy.idle();
     expect(w.on('work/precache')).toHaveLength(2);
     expect(w.on('cancel/precache')).toHaveLength(1);
@@ -121,16 +101,17 @@ describe('precache from a go-qlc node, end to end', () => {
     // The node drops the connection: the feed reconnects, subscribes again (a new id), and the
     // next block still reaches the workers.
     sim.dropConnections();
-    await until(() => sim.subscriptions().length === 1 && sim.subscriptions()[0].id !== firstSub.id, 5000, 're-subscription');
+    await waitFor('re-subscription', () => sim.subscriptions().length === 1 && sim.subscriptions()[0].id !== firstSub.id, 5000);
     sim.emitBlock(block(h2, h3));
-    await until(() => w.on('work/precache').length === 3, 5000, 'work after reconnect');
+    // The cancel of h2 and the job for h3 may reach the dashboard in either order.
+    await waitFor('work after reconnect', () => w.on('work/precache').length === 3 && w.on('cancel/precache').length === 2, 5000);
     expect(w.on('cancel/precache')).toEqual([h1, h2]);
     expect((await store.getTracked(`${QLC}:${TOKEN}`))?.frontier).toBe(h3);
 
     // A worker answers the precache: the work is stored and the client credited.
     const address = encodeAddress(randomBytes(32), 'nano');
     await w.worker.publishAsync('result/precache', `${h3},${findWork(h3, EASY)},${address}`);
-    await until(() => w.on(`client/${address}`).length === 1, 5000, 'credit');
+    await waitFor('credit', () => w.on(`client/${address}`).length === 1, 5000);
     expect((await store.getClient(address))?.precache).toBe(1);
     expect((await store.getWork(h3))?.hash.toLowerCase()).toBe(h3);
   });
@@ -138,40 +119,35 @@ describe('precache from a go-qlc node, end to end', () => {
 
 describe('precache from a Nano node, end to end', () => {
   it('confirmations of tracked accounts become precache jobs; reconnect subscribes again', async () => {
-    const w = await world();
-    const store = new SqliteStore(join(w.dir, 'dpow.sqlite'));
-    cleanups.push(() => store.close());
-    const d = await dispatcher(w, store);
-    const sim = await startNanoSim();
-    cleanups.push(() => sim.close());
-    const feed = new NanoFeed(sim.url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100, pingIntervalMs: 0 });
-    cleanups.push(() => feed.close());
+    const { w, store, d } = await running();
+    const sim = closeAfter(cleanups, await startNanoSim());
+    const feed = closeAfter(cleanups, new NanoFeed(sim.url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100, pingIntervalMs: 0 }));
     const policy = new PrecachePolicy({ dispatcher: d, store, accounts: [NANO], nanoDifficulty: EASY, refreshMs: 0, log: quiet });
     cleanups.push(() => policy.stop());
     await policy.start();
     policy.attachNano(feed);
     await feed.connect();
-    await until(() => feed.subscribed, 5000, 'subscribed');
+    await waitFor('subscribed', () => feed.subscribed, 5000);
     expect(sim.sessions()[0].accounts).toEqual([NANO]);
 
     const h1 = hex().toUpperCase();
     const conf = (previous: string, hash: string) =>
       nanoConfirmation({ account: NANO, previous, representative: NANO, balance: '5', link: '0'.repeat(64), subtype: 'receive' }, hash);
     sim.confirm(conf(hex().toUpperCase(), h1));
-    await until(() => w.on('work/precache').length === 1, 5000, 'work/precache');
+    await waitFor('work/precache', () => w.on('work/precache').length === 1, 5000);
     expect(w.on('work/precache')).toEqual([`${h1},${toU64Hex(EASY)}`]);
 
     // A service request tracks another account: the feed's filter grows.
     const other = encodeAddress(randomBytes(32), 'nano');
     await policy.track(other);
-    await until(() => sim.sessions()[0].accounts.includes(other), 5000, 'filter update');
+    await waitFor('filter update', () => sim.sessions()[0].accounts.includes(other), 5000);
 
     sim.dropConnections();
-    await until(() => feed.stats.subscribes === 2, 5000, 'subscribe again');
+    await waitFor('subscribe again', () => feed.stats.subscribes === 2, 5000);
     expect(sim.sessions()[0].accounts).toEqual([NANO, other]);
     const h2 = hex().toUpperCase();
     sim.confirm(conf(h1, h2));
-    await until(() => w.on('cancel/precache').length === 1 && w.on('work/precache').length === 2, 5000, 'frontier move');
+    await waitFor('frontier move', () => w.on('cancel/precache').length === 1 && w.on('work/precache').length === 2, 5000);
     expect(w.on('cancel/precache')[0].toLowerCase()).toBe(h1.toLowerCase());
   });
 });
@@ -187,14 +163,14 @@ describe('dispatcher restart on the SQLite store', () => {
 
     await first.precache(done, EASY);
     await first.precache(inflight, EASY);
-    await until(() => w.on('work/precache').length === 2, 5000, 'two jobs');
+    await waitFor('two jobs', () => w.on('work/precache').length === 2, 5000);
     await w.worker.publishAsync('result/precache', `${done},${findWork(done, EASY)},${address}`);
-    await until(() => w.on(`client/${address}`).length === 1, 5000, 'credit');
+    await waitFor('credit', () => w.on(`client/${address}`).length === 1, 5000);
 
     // An on-demand request still waiting when the dispatcher stops: its caller is told so.
     const request = first.requestWork({ hash: asked, difficulty: 0xfffffff800000000n, workType: 'ondemand', timeoutMs: 30_000 });
     const outcome = request.catch((e: { code?: string }) => e.code);
-    await until(() => w.on('work/ondemand').length === 1, 5000, 'ondemand job');
+    await waitFor('ondemand job', () => w.on('work/ondemand').length === 1, 5000);
     await first.stop();
     expect(await outcome).toBe('shutting-down');
     // A job that expired while the dispatcher was down.
@@ -209,17 +185,17 @@ describe('dispatcher restart on the SQLite store', () => {
 
     const before = w.on('work/precache').length;
     const second = await dispatcher(w, store);
-    await until(() => w.on('work/precache').length === before + 1 && w.on('cancel/precache').includes(expired), 5000, 'restore');
+    await waitFor('restore', () => w.on('work/precache').length === before + 1 && w.on('cancel/precache').includes(expired), 5000);
     expect(w.on('work/precache').at(-1)).toBe(`${inflight},${toU64Hex(EASY)}`);
     // The unexpired on-demand job is in flight again too (its work will be stored for a retry).
-    await until(() => w.on('work/ondemand').length === 2, 5000, 'ondemand republished');
+    await waitFor('ondemand republished', () => w.on('work/ondemand').length === 2, 5000);
     expect(w.on('work/ondemand')[1]).toBe(`${asked},fffffff800000000`);
     expect(second.pending.map((j) => j.hash).sort()).toEqual([inflight, asked].sort());
     expect((await store.listPending()).map((j) => j.hash).sort()).toEqual([inflight, asked].sort());
 
     // The republished job is still worth a credit after the restart.
     await w.worker.publishAsync('result/precache', `${inflight},${findWork(inflight, EASY)},${address}`);
-    await until(() => w.on(`client/${address}`).length === 2, 5000, 'second credit');
+    await waitFor('second credit', () => w.on(`client/${address}`).length === 2, 5000);
     expect((await store.getClient(address))?.precache).toBe(2);
   });
 });
@@ -234,15 +210,11 @@ describe('startPrecacheFeed (what `dpow-web start --feed` runs)', () => {
   });
 
   it.each(['qlc-sim', 'nano-sim'] as const)('%s demo: made-up chains keep workers busy with precache and cancels', async (kind) => {
-    const w = await world();
-    const store = new SqliteStore(join(w.dir, 'dpow.sqlite'));
-    cleanups.push(() => store.close());
-    const d = await dispatcher(w, store);
-    const feed = await startPrecacheFeed({ kind }, { dispatcher: d, store, demoIntervalMs: 40, qlcDifficulty: EASY, nanoDifficulty: EASY, refreshMs: 0, log: quiet });
-    cleanups.push(() => feed.close());
+    const { w, store, d } = await running();
+    const feed = closeAfter(cleanups, await startPrecacheFeed({ kind }, { dispatcher: d, store, demoIntervalMs: 40, qlcDifficulty: EASY, nanoDifficulty: EASY, refreshMs: 0, log: quiet }));
     expect(feed.simUrl).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/);
     expect(feed.policy.accounts.length).toBeGreaterThanOrEqual(2);
-    await until(() => w.on('work/precache').length >= 4 && w.on('cancel/precache').length >= 1, 8000, 'demo precache traffic');
+    await waitFor('demo precache traffic', () => w.on('work/precache').length >= 4 && w.on('cancel/precache').length >= 1, 8000);
     for (const payload of w.on('work/precache')) expect(payload).toMatch(new RegExp(`^[0-9a-fA-F]{64},${toU64Hex(EASY)}$`));
     // Made-up demo chains are not written to the store.
     expect(await store.listTracked()).toEqual([]);

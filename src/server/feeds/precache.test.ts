@@ -7,6 +7,7 @@ import type { NanoConfirmation } from './nano-feed.ts';
 import { PrecachePolicy } from './precache.ts';
 import { qlcChainKey, ZERO_HASH, type QlcBlock } from './qlc-feed.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
+import { MemoryStore } from '../store/memory-store.ts';
 import type { DispatcherStore } from '../store/store.ts';
 import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
 import { breakChecksum } from '../../testkit/address.ts';
@@ -194,6 +195,42 @@ describe('PrecachePolicy (recording dispatcher)', () => {
     const again = await setup({}, store);
     await again.policy.onNanoConfirmation(nanoBlock(NANO, 'aa'.repeat(32), h));
     expect(again.dispatcher.calls).toEqual([]);
+  });
+
+  it.each([
+    ['memory', () => new MemoryStore()],
+    ['sqlite', () => new SqliteStore(':memory:')],
+  ])('ignores replays of old blocks after a restart on the same %s store', async (_kind, makeStore) => {
+    // Real nodes repeat old blocks: Nano during a confirmation-height upgrade, go-qlc when it
+    // re-processes a block. A restarted dispatcher must not move the frontier back for them.
+    const store = makeStore();
+    cleanups.push(() => store.close());
+    const first = await setup({ accounts: [NANO, QLC] }, store);
+    const [h0, h1, h2, h3] = [hex(), hex(), hex(), hex()];
+    await first.policy.onNanoConfirmation(nanoBlock(NANO, h0, h1));
+    await first.policy.onNanoConfirmation(nanoBlock(NANO, h1, h2));
+    await first.policy.onNanoConfirmation(nanoBlock(NANO, h2, h3));
+    const [q1, q2] = [hex(), hex()];
+    await first.policy.onQlcBlock(qlcBlock(QLC, ZERO_HASH, q1));
+    await first.policy.onQlcBlock(qlcBlock(QLC, q1, q2));
+    await first.policy.stop();
+
+    const again = await setup({ accounts: [NANO, QLC] }, store);
+    await again.policy.onNanoConfirmation(nanoBlock(NANO, h0, h1)); // an old block, seen before
+    await again.policy.onNanoConfirmation(nanoBlock(NANO, h1, h2)); // and the one after it
+    await again.policy.onNanoConfirmation(nanoBlock(NANO, h2, h3)); // the frontier itself
+    await again.policy.onQlcBlock(qlcBlock(QLC, ZERO_HASH, q1));
+    expect(again.dispatcher.calls).toEqual([]);
+    expect(again.policy.frontier(NANO)).toBe(h3);
+    expect(again.policy.frontier(qlcChainKey(QLC, TOKEN))).toBe(q2);
+    expect(await store.getTracked(NANO)).toMatchObject({ frontier: h3 });
+    // A block the first run only knew as a `previous` is old news too.
+    await again.policy.onNanoConfirmation(nanoBlock(NANO, hex(), h0));
+    expect(again.dispatcher.calls).toEqual([]);
+    // And the chain still moves forward.
+    const h4 = hex();
+    await again.policy.onNanoConfirmation(nanoBlock(NANO, h3, h4));
+    expect(again.dispatcher.calls).toEqual([`withdraw ${h3}`, `precache ${h4.toUpperCase()} ${THRESHOLDS.nanoSend.toString(16)} ${NANO}`]);
   });
 
   it('with persist off, writes nothing to the store', async () => {

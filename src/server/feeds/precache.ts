@@ -12,8 +12,9 @@
  * Duplicates are normal: nodes replay blocks when they re-sync and a reconnect can deliver a
  * block twice. A block is dropped when its hash is the chain's current frontier, was seen
  * recently, or is the `previous` of a block already seen (an older block arriving late).
- * Frontiers are kept in the store, so a restart neither re-precaches the same frontier nor
- * forgets which job to withdraw.
+ * Frontiers and each chain's known blocks (`rememberBlock`) are kept in the store, so a restart
+ * neither re-precaches the same frontier, nor forgets which job to withdraw, nor lets a replayed
+ * old block move the frontier back.
  *
  * Tracked accounts come from configuration, from the dispatcher as it tracks them for service
  * requests (`onTracked`, at once), from `track()`, and from the store (`listTracked`, re-read every
@@ -315,8 +316,14 @@ export class PrecachePolicy extends EventEmitter<PrecacheEvents> {
     const frontier = this.#frontiers.get(chain);
     if (frontier === hash || this.#seen.has(`${chain}/${hash}`)) return this.#skip('duplicate', hashIn);
     if (this.#superseded.has(`${chain}/${hash}`)) return this.#skip('stale', hashIn);
+    // The sets above forget on restart; the store remembers each chain's blocks, so a node
+    // replaying old confirmations never moves a restarted dispatcher's frontier back.
+    if (this.#opts.persist && !(await this.#store.rememberBlock(chain, hash))) return this.#skip('stale', hashIn);
     this.#seen.add(`${chain}/${hash}`);
-    if (previous !== ZERO_HASH) this.#superseded.add(`${chain}/${previous}`);
+    if (previous !== ZERO_HASH) {
+      this.#superseded.add(`${chain}/${previous}`);
+      if (this.#opts.persist) await this.#store.rememberBlock(chain, previous);
+    }
 
     this.#frontiers.set(chain, hash);
     if (this.#opts.persist) await this.#store.trackAccount({ account, chain, frontier: hash, updatedAt: Date.now() });

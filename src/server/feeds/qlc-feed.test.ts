@@ -10,10 +10,11 @@ import {
   type QlcPovHeader,
 } from './qlc-feed.ts';
 import { startQlcSim, type QlcSim } from '../sim/qlc-sim.ts';
-import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
+import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
+import { quietLogger as quiet } from '../../testkit/log.ts';
+import { waitFor } from '../../testkit/wait.ts';
 import { breakChecksum } from '../../testkit/address.ts';
 
-const quiet = { warn: () => {}, info: () => {} };
 const TOKEN = 'a7e8fa30c063e96a489a47bc43909505bd86735da4a109dca28be936118a8582';
 const A = encodeAddress('41'.repeat(32), 'qlc');
 const B = encodeAddress('42'.repeat(32), 'qlc');
@@ -35,20 +36,11 @@ const block = (address: string, extra: Partial<QlcBlock> = {}): QlcBlock => ({
 
 const cleanups = cleanupsAfterEach();
 async function setup(): Promise<{ sim: QlcSim; feed: QlcFeed }> {
-  const sim = await startQlcSim();
-  cleanups.push(() => sim.close());
-  const feed = new QlcFeed(sim.url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100 });
-  cleanups.push(() => feed.close());
+  const sim = closeAfter(cleanups, await startQlcSim());
+  const feed = closeAfter(cleanups, new QlcFeed(sim.url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100 }));
   await feed.connect();
   return { sim, feed };
 }
-const until = async (check: () => boolean, ms = 5000) => {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
 
 describe('validateQlcBlock', () => {
   it('accepts the documented newBlock shape and computes nothing', () => {
@@ -106,7 +98,7 @@ describe('QlcFeed against the go-qlc test node', () => {
     sim.emitPending(B, pending);
     const povHash = hex();
     sim.emitPovBlock({ hash: povHash, previous: hex(), height: 78 });
-    await until(() => blocks.length === 3 && pendings.length === 1 && balances.length === 1 && pov.length === 1);
+    await waitFor('every kind of notification', () => blocks.length === 3 && pendings.length === 1 && balances.length === 1 && pov.length === 1);
     expect(blocks.map(([b, s]) => `${b.address === A ? 'A' : 'B'}:${s}`).sort()).toEqual(['A:newAccountBlock', 'A:newBlock', 'B:newBlock']);
     expect(blocks.find(([, s]) => s === 'newAccountBlock')![0]).toEqual(ba);
     expect(pendings).toEqual([[B, pending]]);
@@ -125,7 +117,7 @@ describe('QlcFeed against the go-qlc test node', () => {
     const { hash: _omit, ...noHash } = block(A);
     sim.emitRaw('ledger', 'newBlock', noHash);
     sim.emitBlock(block(A));
-    await until(() => blocks.length === 2);
+    await waitFor('two blocks', () => blocks.length === 2);
     expect(feed.stats.rejected).toEqual({ 'bad-type': 1, 'bad-address': 1, 'not-an-object': 1 });
     expect(feed.stats.blocksWithoutHash).toBe(1);
   });
@@ -148,17 +140,15 @@ describe('QlcFeed against the go-qlc test node', () => {
     await feed.subscribeAccountBlocks(A);
     sim.emitBlock(block(A));
     expect(sim.replay(1)).toBe(1);
-    await until(() => blocks.length === 2);
+    await waitFor('two blocks', () => blocks.length === 2);
     expect(blocks[0]).toEqual(blocks[1]);
   });
 });
 
 describe('qlc-sim event buffers', () => {
   it('drops the tail of a burst bigger than a subscription’s buffer, as a busy node does', async () => {
-    const sim = await startQlcSim({ bufferLimit: 5 });
-    cleanups.push(() => sim.close());
-    const feed = new QlcFeed(sim.url, { logger: quiet });
-    cleanups.push(() => feed.close());
+    const sim = closeAfter(cleanups, await startQlcSim({ bufferLimit: 5 }));
+    const feed = closeAfter(cleanups, new QlcFeed(sim.url, { logger: quiet }));
     await feed.connect();
     const blocks: QlcBlock[] = [];
     feed.on('block', (b) => blocks.push(b));
@@ -167,22 +157,20 @@ describe('qlc-sim event buffers', () => {
     const queued = burst.map((b) => sim.emitBlock(b));
     expect(queued).toEqual([1, 1, 1, 1, 1, 0, 0, 0]);
     expect(sim.dropped()).toBe(3);
-    await until(() => blocks.length === 5);
+    await waitFor('five blocks', () => blocks.length === 5);
     expect(blocks).toEqual(burst.slice(0, 5));
   });
 });
 
 describe('qlc-sim demo mode', () => {
   it('makes chained blocks: each block’s previous is its chain’s last hash', async () => {
-    const sim = await startQlcSim({ demo: { accounts: 3, intervalMs: 30 } });
-    cleanups.push(() => sim.close());
-    const feed = new QlcFeed(sim.url, { logger: quiet });
-    cleanups.push(() => feed.close());
+    const sim = closeAfter(cleanups, await startQlcSim({ demo: { accounts: 3, intervalMs: 30 } }));
+    const feed = closeAfter(cleanups, new QlcFeed(sim.url, { logger: quiet }));
     await feed.connect();
     const blocks: QlcBlock[] = [];
     feed.on('block', (b) => blocks.push(b));
     await feed.subscribeNewBlocks();
-    await until(() => blocks.length >= 8);
+    await waitFor('eight blocks', () => blocks.length >= 8);
     const last = new Map<string, string>();
     let linked = 0;
     for (const b of blocks) {

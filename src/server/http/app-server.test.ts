@@ -3,16 +3,20 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import mqtt from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { encodeAddress } from '../../dpow/address.ts';
 import { clientCodec, workCodec } from '../../dpow/codec.ts';
 import { parseDeployment } from '../../dpow/deployment.ts';
+import { difficultyPolicy } from '../../pow/difficulty.ts';
 import { toU64Hex, validateWork } from '../../pow/work.ts';
 import { startAppServer, type AppServer } from './app-server.ts';
 import { startBroker } from '../broker.ts';
 import { MemoryStore } from '../store/memory-store.ts';
+import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
+import { connectAs } from '../../testkit/mqtt.ts';
+import { waitFor } from '../../testkit/wait.ts';
+import { findWork } from '../../testkit/work.ts';
 
 let dist: string;
 beforeAll(() => {
@@ -23,33 +27,10 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(dist, { recursive: true, force: true }));
 
-const cleanup: Array<() => Promise<unknown> | unknown> = [];
-afterEach(async () => {
-  while (cleanup.length) await cleanup.pop()!();
-});
+const cleanup = cleanupsAfterEach();
 
 async function start(options: Parameters<typeof startAppServer>[0] = {}): Promise<AppServer> {
-  const app = await startAppServer({ port: 0, staticDir: dist, demo: false, ...options });
-  cleanup.push(() => app.close());
-  return app;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function waitFor(check: () => boolean, ms = 8000, what = 'condition'): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
-function findWork(root: string, difficulty: bigint): string {
-  let nonce = randomBytes(8).readBigUInt64BE();
-  for (;;) {
-    const work = toU64Hex(nonce);
-    if (validateWork(root, work, difficulty).valid) return work;
-    nonce = (nonce + 1n) & 0xffffffffffffffffn;
-  }
+  return closeAfter(cleanup, await startAppServer({ port: 0, staticDir: dist, demo: false, ...options }));
 }
 
 describe('startAppServer', () => {
@@ -82,35 +63,25 @@ describe('startAppServer', () => {
   it('lets a worker with the /config.json login take a job and get credited, all through one port', async () => {
     const app = await start({ demo: { precacheEveryMs: 100, ondemandEveryMs: 0, difficulty: 'ff00000000000000' } });
     const config = parseDeployment(await (await fetch(new URL('/config.json', app.url))).json());
-    const worker = await mqtt.connectAsync(new URL(config.brokerUrl, app.brokerWsUrl).href, {
-      username: config.username,
-      password: config.password,
-      protocolVersion: 4,
-      reconnectPeriod: 0,
-    });
-    cleanup.push(() => worker.endAsync(true));
+    const worker = await connectAs(new URL(config.brokerUrl, app.brokerWsUrl).href, { username: config.username, password: config.password }, cleanup);
     const seen: Array<{ topic: string; payload: string }> = [];
     worker.on('message', (topic, payload) => seen.push({ topic, payload: payload.toString() }));
     const address = encodeAddress(randomBytes(32));
     await worker.subscribeAsync(['heartbeat', 'work/#', 'cancel/#', `client/${address}`]);
-    await waitFor(() => seen.some((m) => m.topic === 'work/precache'), 8000, 'a demo job');
+    await waitFor('a demo job', () => seen.some((m) => m.topic === 'work/precache'), 8000);
     const job = workCodec.decode(seen.find((m) => m.topic === 'work/precache')!.payload);
     if (!job.ok) throw new Error(job.reason);
     const work = findWork(job.value.hash, job.value.difficulty);
     await worker.publishAsync('result/precache', `${job.value.hash},${work},${address}`);
-    await waitFor(
-      () => seen.some((m) => m.topic === `client/${address}`) && seen.some((m) => m.topic === 'cancel/precache' && m.payload === job.value.hash),
-      8000,
-      'the credit notice and the cancel',
-    );
+    await waitFor('the credit notice and the cancel', () => seen.some((m) => m.topic === `client/${address}`) && seen.some((m) => m.topic === 'cancel/precache' && m.payload === job.value.hash), 8000);
     const notice = clientCodec.decode(seen.find((m) => m.topic === `client/${address}`)!.payload);
     expect(notice.ok && notice.value).toMatchObject({ kind: 'stats', stats: { precache: 1, block_rewarded: job.value.hash } });
-    await waitFor(() => seen.some((m) => m.topic === 'heartbeat'), 3000, 'a heartbeat');
+    await waitFor('a heartbeat', () => seen.some((m) => m.topic === 'heartbeat'), 3000);
     expect(app.demo!.counters.precache).toBeGreaterThan(0);
 
     // The public client login cannot forge jobs.
     worker.publish('work/ondemand', `${'AB'.repeat(32)},ff00000000000000`);
-    await waitFor(() => app.broker!.counters.refusedPublish === 1, 5000, 'the refusal');
+    await waitFor('the refusal', () => app.broker!.counters.refusedPublish === 1, 5000);
   });
 
   it('routes the service API and its WebSocket, and refuses unknown upgrades', async () => {
@@ -135,13 +106,11 @@ describe('startAppServer', () => {
   });
 
   it('answers a service request with work a worker found', async () => {
-    const store = new MemoryStore();
-    cleanup.push(() => store.close());
-    const app = await start({ store, serviceApi: { minDifficulty: 0n } });
+    const store = closeAfter(cleanup, new MemoryStore());
+    const app = await start({ store, policy: difficultyPolicy({ minDifficulty: 0n }) });
     const { hashApiKey } = await import('./api-keys.ts');
     await store.addService({ user: 'wallet', apiKeyHash: await hashApiKey('key-123'), display: 'W', website: 'w', public: true, precache: 0, ondemand: 0, rateLimit: 0, createdAt: 0 });
-    const worker = await mqtt.connectAsync(app.brokerWsUrl, { username: 'client', password: 'client', protocolVersion: 4, reconnectPeriod: 0 });
-    cleanup.push(() => worker.endAsync(true));
+    const worker = await connectAs(app.brokerWsUrl, 'client', cleanup);
     const address = encodeAddress(randomBytes(32));
     worker.on('message', (_topic, payload) => {
       const job = workCodec.decode(payload);
@@ -156,7 +125,7 @@ describe('startAppServer', () => {
     const body = (await res.json()) as { work?: string; hash?: string };
     expect(body.hash).toBe(hash);
     expect(validateWork(hash, body.work!, 0xff00000000000000n).valid).toBe(true);
-    await waitFor(() => app.dispatcher!.counters.results.accepted === 1);
+    await waitFor('the accepted result', () => app.dispatcher!.counters.results.accepted === 1);
   });
 
   it('points the page and the dispatcher at an external broker', async () => {
@@ -166,7 +135,7 @@ describe('startAppServer', () => {
     cleanup.push(() => external.close());
     const app = await start({ externalBroker: { url: external.wsUrl, username: 'srv', password: 'ext-secret' } });
     expect(app.broker).toBeUndefined();
-    const config = await (await fetch(new URL('/config.json', app.url))).json();
+    const config = (await (await fetch(new URL('/config.json', app.url))).json()) as { brokerUrl: string };
     expect(config.brokerUrl).toBe(external.wsUrl);
     expect(app.dispatcher!.connected).toBe(true);
     // No embedded broker behind /mqtt any more.
@@ -181,8 +150,7 @@ describe('startAppServer', () => {
   });
 
   it('fails to start against a broker it cannot use, with the reason', async () => {
-    const external = await startBroker({ users: { server: { username: 'srv', password: 'right' }, client: { username: 'client', password: 'client' } } });
-    cleanup.push(() => external.close());
+    const external = closeAfter(cleanup, await startBroker({ users: { server: { username: 'srv', password: 'right' }, client: { username: 'client', password: 'client' } } }));
     const attempt = (url: string, password: string) =>
       startAppServer({ port: 0, staticDir: dist, demo: false, externalBroker: { url, username: 'srv', password } });
     await expect(attempt(external.wsUrl, 'wrong')).rejects.toThrow(/Bad username or password|Not authorized/);

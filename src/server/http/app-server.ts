@@ -13,12 +13,13 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { DEFAULT_DEPLOYMENT, type DeploymentConfig } from '../../dpow/deployment.ts';
+import { DEFAULT_POLICY, type DifficultyPolicy } from '../../pow/difficulty.ts';
 import { defaultBrokerUsers, startBroker, type Broker, type BrokerUsers } from '../broker.ts';
 import { startDemoSource, type DemoOptions, type DemoSource } from '../sim/demo-source.ts';
 import { Dispatcher, type DispatcherOptions } from '../dispatcher.ts';
 import { type Logger, silentLogger } from '../log.ts';
 import { MemoryStore } from '../store/memory-store.ts';
-import { createServiceApi, type ServiceApi, type ServiceApiOptions } from './service-api.ts';
+import { createServiceApi, isServiceApiRequest, type ServiceApi, type ServiceApiOptions } from './service-api.ts';
 import { createStaticHandler } from './static.ts';
 import type { DispatcherStore } from '../store/store.ts';
 
@@ -48,7 +49,7 @@ export interface AppServerOptions {
   /** Run the dispatcher. Default true. */
   dispatcher?: boolean;
   /** Overrides for the dispatcher (timeouts, statistics interval, prefixes, …). */
-  dispatcherOptions?: Partial<Omit<DispatcherOptions, 'brokerUrl' | 'username' | 'password' | 'store' | 'log'>>;
+  dispatcherOptions?: Partial<Omit<DispatcherOptions, 'brokerUrl' | 'username' | 'password' | 'store' | 'log' | 'policy'>>;
   /** The demo work source. Default true (needs the dispatcher). */
   demo?: boolean | DemoOptions;
   /** Default: a MemoryStore owned (and closed) by the server. A given store is not closed. */
@@ -56,7 +57,9 @@ export interface AppServerOptions {
   /** Fields of /config.json; brokerUrl and the client login are filled in from the broker. */
   deployment?: Partial<DeploymentConfig>;
   /** The service API and work-server RPC. Default true (needs the dispatcher). */
-  serviceApi?: boolean | Partial<Omit<ServiceApiOptions, 'dispatcher' | 'store' | 'log'>>;
+  serviceApi?: boolean | Partial<Omit<ServiceApiOptions, 'dispatcher' | 'store' | 'log' | 'policy'>>;
+  /** Difficulty bounds, one object for the dispatcher, the service API and the RPC. Default DEFAULT_POLICY. */
+  policy?: DifficultyPolicy;
   log?: Logger;
 }
 
@@ -76,6 +79,9 @@ export interface AppServer {
   close(): Promise<void>;
 }
 
+/** What the service API's callers get between the port opening and the API being ready. */
+export const STARTING = 'Service starting, try again shortly';
+
 /** Sent on every HTTP response. The CSP lives in index.html (a meta tag), not here. */
 export const SECURITY_HEADERS: Record<string, string> = {
   'X-Content-Type-Options': 'nosniff',
@@ -93,6 +99,9 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
   const serveStatic = createStaticHandler({ root: options.staticDir ?? 'dist' });
 
   let serviceApi: ServiceApi | undefined;
+  // Until the dispatcher is connected and the API made, its callers get a JSON 503 to retry.
+  let apiStarting = wantDispatcher && options.serviceApi !== false;
+  const rpcEnabled = typeof options.serviceApi === 'object' ? (options.serviceApi.rpc?.enabled ?? true) : true;
   let deployment: DeploymentConfig = { ...DEFAULT_DEPLOYMENT };
   let configBody = '';
 
@@ -118,6 +127,13 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
       return;
     }
     if (serviceApi && (await serviceApi.handleRequest(req, res))) return;
+    if (apiStarting && isServiceApiRequest(req, rpcEnabled)) {
+      req.resume();
+      const body = JSON.stringify({ error: STARTING });
+      res.writeHead(503, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), 'Retry-After': '1' });
+      res.end(body);
+      return;
+    }
     if (await serveStatic(req, res)) return;
     res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8' }).end('Method not allowed\n');
   }
@@ -127,6 +143,10 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
     const path = (req.url ?? '').split('?')[0];
     if (broker && (path === wsPath || path === `${wsPath}/`)) return; // the broker's own listener takes it
     if (serviceApi?.handleUpgrade(req, socket, head)) return;
+    if (apiStarting && isServiceApiRequest(req, rpcEnabled, true)) {
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
     socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
   });
 
@@ -144,6 +164,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
   let dispatcher: Dispatcher | undefined;
   let demo: DemoSource | undefined;
   const closeAll = async () => {
+    apiStarting = false;
     demo?.stop();
     serviceApi?.close();
     await dispatcher?.stop().catch(() => {});
@@ -189,6 +210,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
     configBody = `${JSON.stringify(deployment, null, 2)}\n`;
 
     if (wantDispatcher) {
+      const policy = options.policy ?? DEFAULT_POLICY;
       const demoOn = options.demo !== false && !(typeof options.demo === 'object' && options.demo.enabled === false);
       dispatcher = new Dispatcher({
         // Demo jobs nobody takes should not linger for the default half hour.
@@ -198,13 +220,15 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
         username: dispatcherLogin.username,
         password: dispatcherLogin.password,
         store,
+        policy,
         log,
       });
       await dispatcher.start();
       if (options.serviceApi !== false) {
         const extra = typeof options.serviceApi === 'object' ? options.serviceApi : {};
-        serviceApi = createServiceApi({ ...extra, dispatcher, store, log });
+        serviceApi = createServiceApi({ ...extra, dispatcher, store, policy, log });
       }
+      apiStarting = false;
       if (demoOn) {
         demo = await startDemoSource(dispatcher, store, typeof options.demo === 'object' ? options.demo : {}, log);
       }

@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { encodeAddress } from '../../dpow/address.ts';
+import { difficultyPolicy } from '../../pow/difficulty.ts';
 import { rootToHex, validateWork, workValue } from '../../pow/work.ts';
 import { defaultBrokerUsers, startBroker, type Broker } from '../broker.ts';
 import { Dispatcher } from '../dispatcher.ts';
@@ -56,7 +57,7 @@ beforeAll(async () => {
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   broker = await startBroker({ users, server });
   dispatcher = new Dispatcher({ brokerUrl: broker.wsUrl, ...users.server, store });
-  api = createServiceApi({ dispatcher, store, minDifficulty: 0xf000000000000000n, rpc: { enabled: true, allow: 'loopback', timeoutMs: 2_000 } });
+  api = createServiceApi({ dispatcher, store, policy: difficultyPolicy({ minDifficulty: 0xf000000000000000n }), rpc: { enabled: true, allow: 'loopback', timeoutMs: 2_000 } });
   await dispatcher.start();
 });
 
@@ -120,6 +121,41 @@ describe('service API with the real dispatcher, broker and a worker', () => {
     expect(v.json).toMatchObject({ valid: '1', difficulty: g.json.difficulty, multiplier: g.json.multiplier });
   });
 
+  it('work RPC: benchmark runs its jobs on the network, status is idle afterwards', async () => {
+    if (!worker) await startWorker();
+    const before = worker!.results.length;
+    const b = await post('/', { action: 'benchmark', count: '3', difficulty: EASY });
+    expect(b.status).toBe(200);
+    expect(b.json).toMatchObject({ count: '3', difficulty: EASY, hint: 'Times in milliseconds' });
+    // The volunteer computed each of them.
+    expect(worker!.results.length - before).toBe(3);
+    expect((await post('/', { action: 'status' })).json).toEqual({ generating: '0', queue_size: '0' });
+  });
+
+  it("a Nano node's work_peers round: work_generate with difficulty and account, then work_cancel to the losers", async () => {
+    // nano/node/distributed_work.cpp: the node POSTs the same work_generate to every peer at
+    // once (upper-case root, hex difficulty, the block's account), takes the first reply whose
+    // work meets the difficulty, and sends work_cancel to every other peer.
+    if (!worker) await startWorker();
+    const account = encodeAddress(randomBytes(32));
+    const won = newRoot().toUpperCase();
+    const g = await post('/', { action: 'work_generate', hash: won, difficulty: EASY, account });
+    expect(g.status).toBe(200);
+    expect(g.json).toMatchObject({ hash: won });
+    expect(workValue(won, g.json.work as string) >= BigInt(`0x${EASY}`)).toBe(true);
+
+    // Another peer wins the next round while the volunteers are still searching: dpow-web is a
+    // loser, gets work_cancel, and its waiting work_generate ends as the node expects.
+    const lost = newRoot().toUpperCase();
+    const hard = 'ffffffc000000000';
+    const waiting = post('/', { action: 'work_generate', hash: lost, difficulty: hard, account });
+    await expect.poll(() => dispatcher.pending.some((p) => p.hash === lost)).toBe(true);
+    expect(await post('/', { action: 'work_cancel', hash: lost })).toEqual({ status: 200, json: {} });
+    expect(await waiting).toEqual({ status: 200, json: { error: 'Cancelled' } });
+    await expect.poll(() => worker!.cancels).toContain(lost);
+    expect(dispatcher.pending.some((p) => p.hash === lost)).toBe(false);
+  });
+
   it('without workers: a service request times out, and work_cancel cancels a waiting work_generate', async () => {
     await worker?.stop();
     worker = undefined;
@@ -130,8 +166,8 @@ describe('service API with the real dispatcher, broker and a worker', () => {
     const waiting = post('/rpc', { action: 'work_generate', hash: root, difficulty: EASY });
     await expect.poll(() => dispatcher.pending.some((p) => p.hash === root)).toBe(true);
     expect((await post('/', { action: 'work_cancel', hash: root })).json).toEqual({});
-    expect(await waiting).toEqual({ status: 409, json: { error: 'Cancelled' } });
+    expect(await waiting).toEqual({ status: 200, json: { error: 'Cancelled' } });
     expect(api.counters.errors).toMatchObject({ timeout: 1, 'bad-json': 1 });
-    expect(api.counters.rpc.errors).toMatchObject({ cancelled: 1 });
+    expect(api.counters.rpc.errors).toMatchObject({ cancelled: 2 });
   });
 });

@@ -1,34 +1,30 @@
 /**
- * The on-demand service API and the work-server RPC, on the app server's one http.Server.
+ * The transport of the on-demand service API and the work-server RPC, on the app server's one
+ * http.Server: paths, body limits, JSON framing, status codes, sockets. What a request means is
+ * decided elsewhere: service-request.ts (one service request to one reply) and work-rpc.ts.
  *
  *   POST /service/      one JSON request per POST (body <= 16 KiB; Content-Type not trusted)
  *   WS   /service_ws/   one JSON request per text frame, replies carry the request's `id`
  *   POST / and /rpc     work-server RPC (work_generate, work_cancel, work_validate), see work-rpc.ts
  *
- * Every rejection is a reply with a fixed `error` text, counted by reason and logged; nothing a
- * client sends can throw out of here. Status codes and texts are listed in docs/service-api.md.
+ * Nothing a client sends can throw out of here. Status codes and texts are listed in
+ * docs/service-api.md.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
-import { checkAddress } from '../../dpow/address.ts';
-import {
-  DEFAULT_BASE,
-  DEFAULT_MAX_MULTIPLIER,
-  fromMultiplier,
-  isRootHex,
-  isU64Hex,
-  maxDifficulty,
-  parseMultiplier,
-  PowInputError,
-  THRESHOLDS,
-  toU64Hex,
-} from '../../pow/work.ts';
-import { ApiKeyVerifier } from './api-keys.ts';
+import { DEFAULT_POLICY, type DifficultyPolicy } from '../../pow/difficulty.ts';
 import { silentLogger, type Logger } from '../log.ts';
-import { RateLimiter } from './rate-limit.ts';
-import type { DispatcherStore, ServiceRecord } from '../store/store.ts';
-import { DispatchError, type DispatcherApi } from '../types.ts';
+import type { DispatcherStore } from '../store/store.ts';
+import type { DispatcherApi } from '../types.ts';
+import {
+  ERRORS,
+  isRecord,
+  Rejection,
+  ServiceRequestHandler,
+  type Reply,
+  type RequestCounters,
+} from './service-request.ts';
 import { WorkRpc, type WorkRpcCounters } from './work-rpc.ts';
 
 /** Largest request body (HTTP) or frame (WebSocket) accepted. */
@@ -36,42 +32,13 @@ export const MAX_REQUEST_BYTES = 16 * 1024;
 /** Requests one WebSocket may have waiting for work at once. */
 export const MAX_IN_FLIGHT_PER_SOCKET = 64;
 
-export const DEFAULT_TIMEOUT_S = 5;
-export const MAX_TIMEOUT_S = 30;
-
-/** The difficulty range both surfaces accept. */
-export interface DifficultyPolicy {
-  /** Multiplier base and the default difficulty (Nano send threshold unless configured). */
-  base: bigint;
-  /** Lowest difficulty accepted (Nano receive threshold unless configured). */
-  min: bigint;
-  /** Highest difficulty accepted: maxMultiplier x base. */
-  max: bigint;
-  maxMultiplier: number;
-}
-
-export function difficultyPolicy(options: { base?: bigint; minDifficulty?: bigint; maxMultiplier?: number } = {}): DifficultyPolicy {
-  const base = options.base ?? DEFAULT_BASE;
-  const maxMultiplier = options.maxMultiplier ?? DEFAULT_MAX_MULTIPLIER;
-  return {
-    base,
-    min: options.minDifficulty ?? THRESHOLDS.nanoReceive,
-    max: maxDifficulty({ base, maxMultiplier }),
-    maxMultiplier,
-  };
-}
-
 export type RpcAllow = 'loopback' | 'any' | { apiKeys: true };
 
 export interface ServiceApiOptions {
   dispatcher: DispatcherApi;
   store: DispatcherStore;
-  /** Ceiling as a multiple of base. Default 64. */
-  maxMultiplier?: number;
-  /** Multiplier base and default difficulty. Default Nano send threshold fffffff800000000. */
-  base?: bigint;
-  /** Floor. Default Nano receive threshold fffffe0000000000 (tests lower it). */
-  minDifficulty?: bigint;
+  /** Base, floor and ceiling for both surfaces; share the dispatcher's. Default DEFAULT_POLICY. */
+  policy?: DifficultyPolicy;
   /** Work-server RPC on POST / and /rpc. Default: enabled, loopback callers only. */
   rpc?: { enabled: boolean; allow: RpcAllow; timeoutMs?: number };
   log?: Logger;
@@ -79,15 +46,11 @@ export interface ServiceApiOptions {
   now?: () => number;
   /** WebSocket ping period; a socket that missed the previous pong is closed. Default 30 s. */
   wsPingMs?: number;
+  /** How long a POST body may take to arrive before a 408. Default 10 s. */
+  bodyTimeoutMs?: number;
 }
 
-export interface ServiceCounters {
-  /** Requests received (HTTP and WebSocket). */
-  requests: number;
-  /** Requests answered with work. */
-  work: number;
-  /** Rejections and failures by reason (bad-json, invalid-credentials, timeout, ...). */
-  errors: Record<string, number>;
+export interface ServiceCounters extends RequestCounters {
   websockets: { open: number; total: number };
   rpc: WorkRpcCounters & { forbidden: number };
 }
@@ -98,46 +61,6 @@ export interface ServiceApi {
   close(): void;
   readonly counters: ServiceCounters;
 }
-
-/** One reply: the HTTP status (ignored on WebSocket) and the JSON body. */
-interface Reply {
-  status: number;
-  body: Record<string, unknown>;
-  headers?: Record<string, string>;
-}
-
-class Rejection {
-  constructor(
-    readonly reason: string,
-    readonly status: number,
-    readonly body: Record<string, unknown>,
-    readonly detail = '',
-    readonly headers?: Record<string, string>,
-  ) {}
-}
-
-const reject = (reason: string, status: number, error: string, detail = '') =>
-  new Rejection(reason, status, { error }, detail);
-
-export const ERRORS = {
-  missing: 'Incorrect submission. Required information: user, api_key, hash',
-  credentials: 'Invalid credentials',
-  hash: 'Invalid hash',
-  account: 'Invalid account',
-  difficulty: 'Invalid difficulty',
-  tooLow: 'Difficulty too low',
-  multiplier: 'Multiplier must be a float',
-  timeout: 'Timeout must be an integer between 1 and 30',
-  notJson: 'Bad request (not json)',
-  tooLarge: 'Bad request (too large)',
-  rateLimited: 'Rate limit exceeded',
-  noWork: 'Timeout reached without work',
-  cancelled: 'Cancelled',
-  shuttingDown: 'Service shutting down',
-  internal: 'Internal error',
-  forbidden: 'Forbidden',
-  method: 'Method not allowed',
-} as const;
 
 const LOOPBACK_V4 = /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/;
 
@@ -159,40 +82,54 @@ function parseJson(text: string): { ok: true; value: unknown } | { ok: false } {
   }
 }
 
-const isRecord = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
+/** The text of strict UTF-8 bytes, or undefined if they are not UTF-8. */
+function decodeUtf8(bytes: Uint8Array): string | undefined {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
 
-const present = (v: unknown) => v !== undefined && v !== null && v !== '';
+type BodyResult = { ok: true; text: string } | { ok: false; reason: 'too-large' | 'aborted' | 'bad-encoding' | 'body-timeout' };
 
-type BodyResult = { ok: true; text: string } | { ok: false; reason: 'too-large' | 'aborted' | 'bad-encoding' };
+/** How long a request body may take to arrive, by default. */
+export const DEFAULT_BODY_TIMEOUT_MS = 10_000;
 
 /**
  * Reads a request body up to `limit` bytes. Past it, the answer is given at once (413 with
- * `Connection: close`) and the rest is never buffered, so a huge upload costs no memory.
+ * `Connection: close`) and the rest is never buffered, so a huge upload costs no memory. A body
+ * not complete within `timeoutMs` is given up (408), so a caller that sends half a body cannot
+ * hold a socket for Node's default five minutes.
  */
-function readBody(req: IncomingMessage, limit: number): Promise<BodyResult> {
+function readBody(req: IncomingMessage, limit: number, timeoutMs: number): Promise<BodyResult> {
   return new Promise((resolve) => {
     let chunks: Buffer[] = [];
     let size = 0;
+    const timer = setTimeout(() => {
+      chunks = [];
+      resolve({ ok: false, reason: 'body-timeout' });
+    }, timeoutMs);
+    const settle = (result: BodyResult) => {
+      clearTimeout(timer);
+      resolve(result);
+    };
     req.on('data', (chunk: Buffer) => {
       if (size > limit) return; // already answered; the rest is dropped as it arrives
       size += chunk.length;
       if (size <= limit) chunks.push(chunk);
       else {
         chunks = [];
-        resolve({ ok: false, reason: 'too-large' });
+        settle({ ok: false, reason: 'too-large' });
       }
     });
     req.on('end', () => {
-      if (size > limit) return resolve({ ok: false, reason: 'too-large' });
-      try {
-        resolve({ ok: true, text: new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks)) });
-      } catch {
-        resolve({ ok: false, reason: 'bad-encoding' });
-      }
+      if (size > limit) return settle({ ok: false, reason: 'too-large' });
+      const text = decodeUtf8(Buffer.concat(chunks));
+      settle(text === undefined ? { ok: false, reason: 'bad-encoding' } : { ok: true, text });
     });
-    req.on('error', () => resolve({ ok: false, reason: 'aborted' }));
-    req.on('aborted', () => resolve({ ok: false, reason: 'aborted' }));
+    req.on('error', () => settle({ ok: false, reason: 'aborted' }));
+    req.on('aborted', () => settle({ ok: false, reason: 'aborted' }));
   });
 }
 
@@ -219,16 +156,28 @@ const SERVICE_PATHS = new Set(['/service', '/service/']);
 const SERVICE_WS_PATHS = new Set(['/service_ws', '/service_ws/']);
 const RPC_PATHS = new Set(['/', '/rpc', '/rpc/']);
 
+/**
+ * Whether the service API answers this request (an upgrade when `upgrade` is set): the app
+ * server asks while the API is not ready yet, to answer a JSON 503 instead of its own 405.
+ */
+export function isServiceApiRequest(req: IncomingMessage, rpcEnabled: boolean, upgrade = false): boolean {
+  const path = pathOf(req);
+  if (upgrade) return SERVICE_WS_PATHS.has(path);
+  return SERVICE_PATHS.has(path) || (rpcEnabled && RPC_PATHS.has(path) && req.method === 'POST');
+}
+
 export function createServiceApi(options: ServiceApiOptions): ServiceApi {
   const { dispatcher, store } = options;
   const log: Logger = options.log ?? silentLogger;
-  const policy = difficultyPolicy(options);
+  const policy = options.policy ?? DEFAULT_POLICY;
   const rpcOptions = options.rpc ?? { enabled: true, allow: 'loopback' as const };
-  const verifier = new ApiKeyVerifier({ now: options.now });
-  const limiter = new RateLimiter({ now: options.now });
+  const requests = new ServiceRequestHandler({ dispatcher, store, policy, log, now: options.now });
   const rpc = new WorkRpc({ dispatcher, policy, timeoutMs: rpcOptions.timeoutMs });
-  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_REQUEST_BYTES });
-  const pruneTimer = setInterval(() => limiter.prune(), 60_000);
+  const bodyTimeoutMs = options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS;
+  // ws would close a text frame that is not UTF-8 with 1007; the docs promise an answer and an
+  // open socket, so frames are decoded (strictly) here instead.
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_REQUEST_BYTES, skipUTF8Validation: true });
+  const pruneTimer = setInterval(() => requests.prune(), 60_000);
   pruneTimer.unref();
   // Sockets that stop answering pings (a vanished client, a silently dropped proxy connection)
   // are closed, so they do not hold memory forever.
@@ -246,137 +195,10 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
   pingTimer.unref();
   let closed = false;
 
-  const counters: ServiceCounters = {
-    requests: 0,
-    work: 0,
-    errors: {},
+  const counters: ServiceCounters = Object.assign(requests.counters, {
     websockets: { open: 0, total: 0 },
     rpc: Object.assign(rpc.counters, { forbidden: 0 }),
-  };
-
-  function count(reason: string): void {
-    counters.errors[reason] = (counters.errors[reason] ?? 0) + 1;
-  }
-
-  const maxText = `${toU64Hex(policy.max)} (multiplier ${policy.maxMultiplier})`;
-
-  /** Looks the service up and checks its key; the Rejection says why not. */
-  async function authenticate(user: unknown, apiKey: unknown): Promise<ServiceRecord | Rejection> {
-    if (typeof user !== 'string' || typeof apiKey !== 'string' || user === '' || apiKey === '') {
-      return reject('missing-fields', 400, ERRORS.missing);
-    }
-    const service = await store.getService(user);
-    if (!service || !(await verifier.verify(user, apiKey, service.apiKeyHash))) {
-      // JSON-quoted: a user name from the request must not be able to forge log lines.
-      return reject('invalid-credentials', 401, ERRORS.credentials, `user ${JSON.stringify(user.slice(0, 64))}`);
-    }
-    const rate = limiter.take(service.user, service.rateLimit);
-    if (!rate.ok) {
-      const seconds = String(Math.max(1, Math.ceil(rate.retryAfterMs / 1000)));
-      return new Rejection('rate-limited', 429, { error: ERRORS.rateLimited }, `user ${JSON.stringify(user)}`, { 'Retry-After': seconds });
-    }
-    return service;
-  }
-
-  /** The difficulty a service request asks for: `difficulty` wins over `multiplier`. */
-  function serviceDifficulty(r: Record<string, unknown>): bigint | Rejection {
-    let difficulty: bigint;
-    if (present(r.difficulty)) {
-      if (!isU64Hex(r.difficulty)) return reject('bad-difficulty', 400, ERRORS.difficulty);
-      difficulty = BigInt(`0x${r.difficulty}`);
-    } else if (present(r.multiplier)) {
-      let m: number;
-      try {
-        m = parseMultiplier(r.multiplier);
-      } catch (err) {
-        if (err instanceof PowInputError) return reject('bad-multiplier', 400, ERRORS.multiplier);
-        throw err;
-      }
-      if (m > policy.maxMultiplier) return reject('difficulty-too-high', 400, `Difficulty too high. Maximum: ${maxText}`);
-      difficulty = fromMultiplier(m, policy.base);
-    } else {
-      difficulty = policy.base;
-    }
-    if (difficulty > policy.max) return reject('difficulty-too-high', 400, `Difficulty too high. Maximum: ${maxText}`);
-    if (difficulty < policy.min) return reject('difficulty-too-low', 400, ERRORS.tooLow);
-    return difficulty;
-  }
-
-  function parseTimeout(value: unknown): number | Rejection {
-    if (!present(value)) return DEFAULT_TIMEOUT_S;
-    const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_TIMEOUT_S) {
-      return reject('bad-timeout', 400, ERRORS.timeout);
-    }
-    return n;
-  }
-
-  /** One service request, already parsed, to one reply. Never throws. */
-  async function serviceRequest(parsed: unknown, origin: string): Promise<Reply> {
-    counters.requests++;
-    let id: unknown;
-    const withId = (body: Record<string, unknown>) => (id === undefined ? body : { ...body, id });
-    try {
-      if (closed) throw reject('shutting-down', 503, ERRORS.shuttingDown);
-      if (!isRecord(parsed)) throw reject('missing-fields', 400, ERRORS.missing);
-      const r = parsed;
-      id = r.id;
-      if (!present(r.user) || !present(r.api_key) || !present(r.hash)) throw reject('missing-fields', 400, ERRORS.missing);
-      const service = await authenticate(r.user, r.api_key);
-      if (service instanceof Rejection) throw service;
-      if (!isRootHex(r.hash)) throw reject('bad-hash', 400, ERRORS.hash);
-      const hash = r.hash;
-      let account: string | undefined;
-      if (present(r.account)) {
-        const check = checkAddress(r.account);
-        if (!check.ok) throw reject('bad-account', 400, ERRORS.account, check.reason);
-        account = r.account as string;
-      }
-      const timeout = parseTimeout(r.timeout);
-      if (timeout instanceof Rejection) throw timeout;
-      const difficulty = serviceDifficulty(r);
-      if (difficulty instanceof Rejection) throw difficulty;
-
-      const answer = await dispatcher.requestWork({
-        hash,
-        difficulty,
-        workType: 'ondemand',
-        timeoutMs: timeout * 1000,
-        service: service.user,
-        // The dispatcher tracks this account for precache (DispatcherApi contract).
-        account,
-      });
-      counters.work++;
-      return { status: 200, body: withId({ work: answer.work, hash }) };
-    } catch (err) {
-      let rejection: Rejection;
-      if (err instanceof Rejection) rejection = err;
-      else if (err instanceof DispatchError && err.code === 'timeout') {
-        rejection = new Rejection('timeout', 504, { error: ERRORS.noWork, timeout: true });
-      } else if (err instanceof DispatchError && err.code === 'cancelled') {
-        rejection = reject('cancelled', 409, ERRORS.cancelled);
-      } else if (err instanceof DispatchError) {
-        rejection = reject('shutting-down', 503, ERRORS.shuttingDown);
-      } else if (err instanceof PowInputError && err.code === 'difficulty-too-high') {
-        // The dispatcher's own ceiling is lower than this API's (configured apart).
-        rejection = reject('difficulty-too-high', 400, `Difficulty too high. Maximum: ${maxText}`, err.message);
-      } else {
-        rejection = reject('internal', 500, ERRORS.internal, String(err));
-        log.error(`service: request from ${origin} failed: ${err instanceof Error ? err.stack : String(err)}`);
-      }
-      count(rejection.reason);
-      if (rejection.reason !== 'internal') {
-        log.info(`service: ${rejection.reason} from ${origin}${rejection.detail ? `: ${rejection.detail}` : ''}`);
-      }
-      return { status: rejection.status, body: withId(rejection.body), headers: rejection.headers };
-    }
-  }
-
-  function rejectNow(reason: string, status: number, error: string, origin: string): Reply {
-    count(reason);
-    log.info(`service: ${reason} from ${origin}`);
-    return { status, body: { error } };
-  }
+  });
 
   async function handleService(req: IncomingMessage, res: ServerResponse, origin: string): Promise<void> {
     if (req.method === 'OPTIONS') {
@@ -390,27 +212,27 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
       return;
     }
     if (req.method !== 'POST') {
-      sendJson(res, { ...rejectNow('bad-method', 405, ERRORS.method, origin), headers: { Allow: 'POST, OPTIONS' } });
+      sendJson(res, { ...requests.refuseUncounted('bad-method', 405, ERRORS.method, origin), headers: { Allow: 'POST, OPTIONS' } });
       return;
     }
-    const body = await readBody(req, MAX_REQUEST_BYTES);
+    const body = await readBody(req, MAX_REQUEST_BYTES, bodyTimeoutMs);
     if (!body.ok) {
       if (body.reason === 'aborted') return;
-      counters.requests++;
-      if (body.reason === 'too-large') {
-        sendJson(res, { ...rejectNow('too-large', 413, ERRORS.tooLarge, origin), headers: { Connection: 'close' } });
+      if (body.reason === 'body-timeout') {
+        sendJson(res, { ...requests.refuse('body-timeout', 408, ERRORS.bodyTimeout, origin), headers: { Connection: 'close' } });
+      } else if (body.reason === 'too-large') {
+        sendJson(res, { ...requests.refuse('too-large', 413, ERRORS.tooLarge, origin), headers: { Connection: 'close' } });
       } else {
-        sendJson(res, rejectNow('bad-json', 400, ERRORS.notJson, origin));
+        sendJson(res, requests.refuse('bad-json', 400, ERRORS.notJson, origin));
       }
       return;
     }
     const parsed = parseJson(body.text);
     if (!parsed.ok) {
-      counters.requests++;
-      sendJson(res, rejectNow('bad-json', 400, ERRORS.notJson, origin));
+      sendJson(res, requests.refuse('bad-json', 400, ERRORS.notJson, origin));
       return;
     }
-    sendJson(res, await serviceRequest(parsed.value, origin));
+    sendJson(res, await requests.handle(parsed.value, origin));
   }
 
   async function handleRpc(req: IncomingMessage, res: ServerResponse, origin: string): Promise<void> {
@@ -423,11 +245,16 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
       req.resume();
       return forbid(isProxied(req) ? 'forwarded by a proxy' : 'not loopback');
     }
-    const body = await readBody(req, MAX_REQUEST_BYTES);
+    const body = await readBody(req, MAX_REQUEST_BYTES, bodyTimeoutMs);
     if (!body.ok) {
       if (body.reason === 'aborted') return;
-      const too = body.reason === 'too-large';
       rpc.counters.requests++;
+      if (body.reason === 'body-timeout') {
+        rpc.counters.errors['body-timeout'] = (rpc.counters.errors['body-timeout'] ?? 0) + 1;
+        sendJson(res, { status: 408, body: { error: ERRORS.bodyTimeout }, headers: { Connection: 'close' } });
+        return;
+      }
+      const too = body.reason === 'too-large';
       rpc.counters.errors[too ? 'too-large' : 'bad-json'] = (rpc.counters.errors[too ? 'too-large' : 'bad-json'] ?? 0) + 1;
       sendJson(res, { status: too ? 413 : 400, body: { error: too ? 'Request too large' : 'Unable to parse JSON' }, headers: too ? { Connection: 'close' } : undefined });
       return;
@@ -436,7 +263,7 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
     const request = parsed.ok ? parsed.value : undefined;
     if (typeof rpcOptions.allow === 'object' && rpcOptions.allow.apiKeys) {
       const r = isRecord(request) ? request : {};
-      const service = await authenticate(r.user, r.api_key);
+      const service = await requests.authenticate(r.user, r.api_key);
       if (service instanceof Rejection) {
         counters.rpc.forbidden++;
         log.info(`rpc: ${service.reason} from ${origin}`);
@@ -488,23 +315,20 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
     };
     ws.on('message', (data: RawData, isBinary: boolean) => {
       const buffer = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
-      let text: string | undefined;
-      if (!isBinary) text = buffer.toString('utf8');
+      const text = isBinary ? undefined : decodeUtf8(buffer);
       const parsed = text === undefined ? { ok: false as const } : parseJson(text);
       if (!parsed.ok) {
-        counters.requests++;
-        send(rejectNow('bad-json', 400, ERRORS.notJson, origin).body);
+        send(requests.refuse('bad-json', 400, ERRORS.notJson, origin).body);
         return;
       }
       if (inFlight >= MAX_IN_FLIGHT_PER_SOCKET) {
-        counters.requests++;
-        const reply = rejectNow('too-many-in-flight', 429, ERRORS.rateLimited, origin);
+        const reply = requests.refuse('too-many-in-flight', 429, ERRORS.rateLimited, origin);
         const id = isRecord(parsed.value) ? parsed.value.id : undefined;
         send(id === undefined ? reply.body : { ...reply.body, id });
         return;
       }
       inFlight++;
-      void serviceRequest(parsed.value, origin).then((reply) => {
+      void requests.handle(parsed.value, origin).then((reply) => {
         inFlight--;
         send(reply.body);
       });
@@ -529,6 +353,7 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
   function close(): void {
     if (closed) return;
     closed = true;
+    requests.close();
     clearInterval(pruneTimer);
     clearInterval(pingTimer);
     for (const ws of wss.clients) ws.close(1001, 'server shutting down');

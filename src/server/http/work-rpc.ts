@@ -1,10 +1,12 @@
 /**
  * The work-server RPC that Nano nodes (`work_peers`) and wallets speak, answered by the DPoW
- * workers: `work_generate`, `work_cancel`, `work_validate` as in nano-work-server.
+ * workers: `work_generate`, `work_cancel`, `work_validate`, `status` and `benchmark` as in
+ * nano-work-server. Differences from it are listed in docs/service-api.md.
  *
  * This module is the protocol only: a parsed JSON body in, `{ status, body }` out. HTTP, body
  * limits and who may call it are decided in service-api.ts.
  */
+import { DEFAULT_POLICY, difficultyError, type DifficultyPolicy } from '../../pow/difficulty.ts';
 import {
   isRootHex,
   isU64Hex,
@@ -15,8 +17,8 @@ import {
   fromMultiplier,
   workValue,
 } from '../../pow/work.ts';
+import { randomBytes } from 'node:crypto';
 import { DispatchError, type DispatcherApi } from '../types.ts';
-import type { DifficultyPolicy } from './service-api.ts';
 
 export interface RpcReply {
   status: number;
@@ -25,7 +27,8 @@ export interface RpcReply {
 
 export interface WorkRpcOptions {
   dispatcher: DispatcherApi;
-  policy: DifficultyPolicy;
+  /** Base, floor and ceiling; share the service API's. Default DEFAULT_POLICY. */
+  policy?: DifficultyPolicy;
   /** How long work_generate waits for a worker (ms). Default 30 s. */
   timeoutMs?: number;
 }
@@ -38,8 +41,17 @@ export interface WorkRpcCounters {
   errors: Record<string, number>;
 }
 
-/** Multipliers are printed the way nano-work-server prints them: 15 decimals. */
-export function formatMultiplier(value: bigint, base: bigint): string {
+/** A multiplier written as text: digits, an optional fraction and an optional exponent. */
+const DECIMAL = /^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$/;
+
+/** Most work_generate runs one benchmark may ask of the volunteers. */
+export const MAX_BENCHMARK_COUNT = 100;
+
+/**
+ * The RPC reply's `multiplier` field as nano-work-server writes it: 15 decimals. A wire format for
+ * RPC clients; what people read on screen is src/dpow/format.ts.
+ */
+export function formatRpcMultiplier(value: bigint, base: bigint): string {
   return toMultiplier(value, base).toFixed(15);
 }
 
@@ -48,10 +60,12 @@ export class WorkRpc {
   private readonly dispatcher: DispatcherApi;
   private readonly policy: DifficultyPolicy;
   private readonly timeoutMs: number;
+  /** work_generate requests (benchmark runs included) waiting for the network now. */
+  private generating = 0;
 
   constructor(options: WorkRpcOptions) {
     this.dispatcher = options.dispatcher;
-    this.policy = options.policy;
+    this.policy = options.policy ?? DEFAULT_POLICY;
     this.timeoutMs = options.timeoutMs ?? 30_000;
   }
 
@@ -79,6 +93,10 @@ export class WorkRpc {
         return this.cancel(r);
       case 'work_validate':
         return this.validate(r);
+      case 'status':
+        return this.status();
+      case 'benchmark':
+        return this.benchmark(r);
       default:
         return this.fail('unknown-action', 400, 'Unknown command');
     }
@@ -95,6 +113,11 @@ export class WorkRpc {
       difficulty = BigInt(`0x${r.difficulty}`);
     }
     if (r.multiplier !== undefined) {
+      // As the node reads it: a number, or a string that is exactly a decimal number (no
+      // padding, no hex, no "Infinity").
+      if (typeof r.multiplier === 'string' && !DECIMAL.test(r.multiplier)) {
+        return this.fail('bad-multiplier', 400, 'Bad multiplier');
+      }
       try {
         difficulty = fromMultiplier(parseMultiplier(r.multiplier), this.policy.base);
       } catch (err) {
@@ -105,36 +128,84 @@ export class WorkRpc {
     return difficulty;
   }
 
+  /** The requested difficulty, if it is one this server may ask of its volunteers. */
+  private boundedDifficulty(r: Record<string, unknown>): bigint | RpcReply {
+    const difficulty = this.requestedDifficulty(r);
+    if (typeof difficulty !== 'bigint') return difficulty;
+    if (difficultyError(difficulty, this.policy, 'request')) {
+      return this.fail('difficulty-out-of-range', 400, 'Difficulty above config limit or below publish threshold');
+    }
+    return difficulty;
+  }
+
   private async generate(r: Record<string, unknown>): Promise<RpcReply> {
     if (!isRootHex(r.hash)) return this.fail('bad-hash', 400, 'Invalid block hash');
     const hash = r.hash;
-    const difficulty = this.requestedDifficulty(r);
+    const difficulty = this.boundedDifficulty(r);
     if (typeof difficulty !== 'bigint') return difficulty;
-    if (difficulty < this.policy.min || difficulty > this.policy.max) {
-      return this.fail('difficulty-out-of-range', 400, 'Difficulty above config limit or below publish threshold');
-    }
+    const found = await this.work(hash, difficulty);
+    if ('status' in found) return found;
+    return this.done('work_generate', {
+      hash,
+      work: found.work,
+      difficulty: toU64Hex(found.value),
+      multiplier: formatRpcMultiplier(found.value, this.policy.base),
+    });
+  }
+
+  /** One job on the network (volunteers, through the dispatcher), counted while it waits. */
+  private async work(hash: string, difficulty: bigint): Promise<{ work: string; value: bigint } | RpcReply> {
+    this.generating++;
     try {
-      const answer = await this.dispatcher.requestWork({
-        hash,
-        difficulty,
-        workType: 'ondemand',
-        timeoutMs: this.timeoutMs,
-      });
-      const value = BigInt(`0x${answer.value}`);
-      return this.done('work_generate', {
-        hash,
-        work: answer.work,
-        difficulty: toU64Hex(value),
-        multiplier: formatMultiplier(value, this.policy.base),
-      });
+      const answer = await this.dispatcher.requestWork({ hash, difficulty, workType: 'ondemand', timeoutMs: this.timeoutMs });
+      return { work: answer.work, value: BigInt(`0x${answer.value}`) };
     } catch (err) {
       if (err instanceof DispatchError) {
-        if (err.code === 'cancelled') return this.fail('cancelled', 409, 'Cancelled');
+        // HTTP 200, as nano-work-server and every Nano node RPC error: callers such as
+        // nano-wallet-js drop the error text of any other status.
+        if (err.code === 'cancelled') return this.fail('cancelled', 200, 'Cancelled');
         if (err.code === 'timeout') return this.fail('timeout', 504, 'Timeout reached without work');
         return this.fail('shutting-down', 503, 'Shutting down');
       }
       throw err;
+    } finally {
+      this.generating--;
     }
+  }
+
+  /**
+   * nano-work-server's status. Volunteers work on every waiting request at once, so
+   * `queue_size` counts all the requests waiting for the network, not those behind a busy one.
+   */
+  private status(): RpcReply {
+    return this.done('status', { generating: this.generating > 0 ? '1' : '0', queue_size: String(this.generating) });
+  }
+
+  /**
+   * `count` work_generate runs for random roots, one after another, on the network: what a
+   * caller of this server would see, volunteers and broker included. Times in milliseconds.
+   */
+  private async benchmark(r: Record<string, unknown>): Promise<RpcReply> {
+    const count = typeof r.count === 'string' && /^[0-9]{1,4}$/.test(r.count) ? Number(r.count) : r.count;
+    if (typeof count !== 'number' || !Number.isInteger(count) || count < 1 || count > MAX_BENCHMARK_COUNT) {
+      return this.fail('bad-count', 400, `Bad count: an integer from 1 to ${MAX_BENCHMARK_COUNT}`);
+    }
+    const difficulty = this.boundedDifficulty(r);
+    if (typeof difficulty !== 'bigint') return difficulty;
+    const started = performance.now();
+    for (let i = 0; i < count; i++) {
+      const found = await this.work(randomBytes(32).toString('hex').toUpperCase(), difficulty);
+      if ('status' in found) return found;
+    }
+    const duration = performance.now() - started;
+    return this.done('benchmark', {
+      average: String(Math.round(duration / count)),
+      count: String(count),
+      difficulty: toU64Hex(difficulty),
+      duration: String(Math.round(duration)),
+      hint: 'Times in milliseconds',
+      multiplier: formatRpcMultiplier(difficulty, this.policy.base),
+    });
   }
 
   private async cancel(r: Record<string, unknown>): Promise<RpcReply> {
@@ -155,7 +226,7 @@ export class WorkRpc {
     body.valid_all = value >= this.policy.base ? '1' : '0';
     body.valid_receive = value >= this.policy.min ? '1' : '0';
     body.difficulty = toU64Hex(value);
-    body.multiplier = formatMultiplier(value, this.policy.base);
+    body.multiplier = formatRpcMultiplier(value, this.policy.base);
     return this.done('work_validate', body);
   }
 }

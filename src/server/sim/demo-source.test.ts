@@ -1,37 +1,25 @@
 import { randomBytes } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
-import mqtt from 'mqtt';
+import { describe, expect, it } from 'vitest';
 import { encodeAddress } from '../../dpow/address.ts';
 import { statisticsCodec, workCodec } from '../../dpow/codec.ts';
-import { toU64Hex, validateWork } from '../../pow/work.ts';
 import { startBroker } from '../broker.ts';
 import { DEMO_DEFAULTS, startDemoSource } from './demo-source.ts';
 import { Dispatcher } from '../dispatcher.ts';
 import { MemoryStore } from '../store/memory-store.ts';
+import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
+import { connectAs } from '../../testkit/mqtt.ts';
+import { sleep, waitFor } from '../../testkit/wait.ts';
+import { findWork } from '../../testkit/work.ts';
 
-const cleanup: Array<() => Promise<unknown> | unknown> = [];
-afterEach(async () => {
-  while (cleanup.length) await cleanup.pop()!();
-});
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function waitFor(check: () => boolean, ms = 8000, what = 'condition'): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
+const cleanup = cleanupsAfterEach();
 async function setup() {
   const users = { server: { username: 's', password: 'sp' }, client: { username: 'client', password: 'client' } };
-  const broker = await startBroker({ users });
-  cleanup.push(() => broker.close());
+  const broker = closeAfter(cleanup, await startBroker({ users }));
   const store = new MemoryStore();
   const dispatcher = new Dispatcher({ brokerUrl: broker.wsUrl, username: 's', password: 'sp', store, statisticsMs: 200 });
   await dispatcher.start();
   cleanup.push(() => dispatcher.stop());
-  const worker = await mqtt.connectAsync(broker.wsUrl, { username: 'client', password: 'client', protocolVersion: 4, reconnectPeriod: 0 });
-  cleanup.push(() => worker.endAsync(true));
+  const worker = await connectAs(broker.wsUrl, 'client', cleanup);
   const seen: Array<{ topic: string; payload: string }> = [];
   worker.on('message', (topic, payload) => seen.push({ topic, payload: payload.toString() }));
   await worker.subscribeAsync(['work/#', 'statistics']);
@@ -56,17 +44,16 @@ describe('demo work source', () => {
       if (topic !== 'work/ondemand') return;
       const job = workCodec.decode(payload);
       if (!job.ok) return;
-      let n = 0n;
-      while (!validateWork(job.value.hash, toU64Hex(n), job.value.difficulty).valid) n++;
-      worker.publish('result/ondemand', `${job.value.hash},${toU64Hex(n)},${address}`);
+      worker.publish('result/ondemand', `${job.value.hash},${findWork(job.value.hash, job.value.difficulty)},${address}`);
     });
-    await waitFor(() => demo.counters.answered >= 1 && seen.filter((m) => m.topic === 'work/precache').length >= 2, 8000, 'demo jobs');
+    await waitFor('demo jobs', () => demo.counters.answered >= 1 && seen.filter((m) => m.topic === 'work/precache').length >= 2, 8000);
     const jobs = seen.filter((m) => m.topic.startsWith('work/')).map((m) => workCodec.decode(m.payload));
     expect(jobs.every((j) => j.ok && j.value.difficulty === 0xff00000000000000n)).toBe(true);
     const roots = new Set(jobs.map((j) => (j.ok ? j.value.hash : '')));
     expect(roots.size).toBe(jobs.length); // fresh random roots
 
     await waitFor(
+      'statistics listing the demo service',
       () =>
         seen.some((m) => {
           if (m.topic !== 'statistics') return false;
@@ -74,7 +61,6 @@ describe('demo work source', () => {
           return s.ok && s.value.services.public.some((p) => p.display === 'dpow-web demo' && p.ondemand >= 1);
         }),
       5000,
-      'statistics listing the demo service',
     );
   });
 
@@ -86,7 +72,7 @@ describe('demo work source', () => {
     off.stop();
 
     const on = await startDemoSource(dispatcher, store, { precacheEveryMs: 50, ondemandEveryMs: 0, ondemandTimeoutMs: 100 });
-    await waitFor(() => seen.some((m) => m.topic === 'work/precache'));
+    await waitFor('a precache job', () => seen.some((m) => m.topic === 'work/precache'));
     on.stop();
     await sleep(100);
     const count = seen.filter((m) => m.topic.startsWith('work/')).length;

@@ -19,6 +19,7 @@ import type {
   StoredWork,
   TrackedAccount,
 } from './store.ts';
+import { KNOWN_BLOCKS_PER_CHAIN } from './store.ts';
 
 export class MemoryStore implements DispatcherStore {
   readonly #clients = new Map<string, ClientRecord>();
@@ -26,6 +27,8 @@ export class MemoryStore implements DispatcherStore {
   readonly #work = new Map<string, StoredWork>();
   readonly #pending = new Map<string, PendingJob>();
   readonly #tracked = new Map<string, TrackedAccount>();
+  /** Chain -> its known block hashes, oldest first (a Set keeps insertion order). */
+  readonly #blocks = new Map<string, Set<string>>();
   readonly #totals = { precache: 0, ondemand: 0 };
   #closed = false;
 
@@ -196,6 +199,16 @@ export class MemoryStore implements DispatcherStore {
   async listTracked(): Promise<TrackedAccount[]> {
     this.#open();
     return [...this.#tracked.values()].map((t) => ({ ...t }));
+  }
+
+  async rememberBlock(chain: string, hash: string): Promise<boolean> {
+    this.#open();
+    let known = this.#blocks.get(chain);
+    if (!known) this.#blocks.set(chain, (known = new Set()));
+    if (known.has(hash)) return false;
+    known.add(hash);
+    if (known.size > KNOWN_BLOCKS_PER_CHAIN) known.delete(known.values().next().value as string);
+    return true;
   }
 
   // ------------------------------------------------------------ totals

@@ -11,6 +11,7 @@
  *   pending            hash  <hash lower> -> the job as JSON (difficulty as 16 hex)
  *   tracked:<chain>    hash  account, frontier, updated_at;  tracked: set of chains
  *   totals             hash  precache, ondemand (credited work)
+ *   blocks:<chain>     sorted set: the chain's newest KNOWN_BLOCKS_PER_CHAIN block hashes
  *   lease:<name>       string "<holder> <token>" with a PX expiry;  lease:<name>:token: the last token
  *   channel <prefix>accepted: acceptances, as JSON, for the other dispatchers
  *
@@ -24,17 +25,18 @@ import { createHash } from 'node:crypto';
 import { createClient } from 'redis';
 import type { WorkType } from '../../dpow/codec.ts';
 import { toU64Hex } from '../../pow/work.ts';
-import type {
-  Acceptance,
-  AcceptOutcome,
-  ClientRecord,
-  ClusterLink,
-  DispatcherStore,
-  PendingJob,
-  ServiceRecord,
-  SnapshotEntry,
-  StoredWork,
-  TrackedAccount,
+import {
+  KNOWN_BLOCKS_PER_CHAIN,
+  type Acceptance,
+  type AcceptOutcome,
+  type ClientRecord,
+  type ClusterLink,
+  type DispatcherStore,
+  type PendingJob,
+  type ServiceRecord,
+  type SnapshotEntry,
+  type StoredWork,
+  type TrackedAccount,
 } from './store.ts';
 
 
@@ -122,9 +124,21 @@ if current and string.match(current, '^(%S+) ') == ARGV[1] then redis.call('DEL'
 return 0
 `;
 
+/**
+ * KEYS: blocks:<chain> (sorted set, score = arrival), blocks:<chain>:seq. ARGV: hash, how many to keep.
+ * 1 when the block is new to the chain, 0 when already known; the oldest beyond the limit go.
+ */
+const REMEMBER_BLOCK = `
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[2]), ARGV[1])
+local keep = tonumber(ARGV[2])
+if redis.call('ZCARD', KEYS[1]) > keep then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(keep + 1)) end
+return 1
+`;
+
 const sha1 = (script: string) => createHash('sha1').update(script).digest('hex');
 
-const SCRIPTS = [ACCEPT, CREDIT, CREDIT_SERVICE, SNAPSHOT, HOLD_LEASE, RELEASE_LEASE];
+const SCRIPTS = [ACCEPT, CREDIT, CREDIT_SERVICE, SNAPSHOT, HOLD_LEASE, RELEASE_LEASE, REMEMBER_BLOCK];
 
 /** HGETALL inside a script answers a flat list of field, value, field, value… */
 function pairs(list: unknown): Record<string, string> {
@@ -486,6 +500,11 @@ export class RedisStore implements DispatcherStore {
     const chains = (await this.#client.sMembers(this.#key('tracked'))).sort();
     const records = await Promise.all(chains.map((c) => this.#client.hGetAll(this.#key('tracked', c))));
     return chains.map((c, i) => this.#toTracked(c, records[i]));
+  }
+
+  async rememberBlock(chain: string, hash: string): Promise<boolean> {
+    const added = await this.#run(REMEMBER_BLOCK, [this.#key('blocks', chain), this.#key('blocks', chain, 'seq')], [hash, String(KNOWN_BLOCKS_PER_CHAIN)]);
+    return Number(added) === 1;
   }
 
   #toTracked(chain: string, h: Record<string, string>): TrackedAccount {

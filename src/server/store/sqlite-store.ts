@@ -27,6 +27,7 @@ import type {
   StoredWork,
   TrackedAccount,
 } from './store.ts';
+import { KNOWN_BLOCKS_PER_CHAIN } from './store.ts';
 
 /** Each entry upgrades the schema by one version. Never edit a released entry: append. */
 const MIGRATIONS: readonly string[] = [
@@ -83,6 +84,16 @@ const MIGRATIONS: readonly string[] = [
     count INTEGER NOT NULL
   );
   INSERT INTO totals (work_type, count) VALUES ('precache', 0), ('ondemand', 0);
+  `,
+  // 1 -> 2: the precache feed's memory of each chain's blocks, so replays survive a restart.
+  `
+  CREATE TABLE chain_blocks (
+    id INTEGER PRIMARY KEY,
+    chain TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    UNIQUE (chain, hash)
+  );
+  CREATE INDEX chain_blocks_age ON chain_blocks (chain, id);
   `,
 ];
 
@@ -209,6 +220,8 @@ export class SqliteStore implements DispatcherStore {
   readonly db: Database.Database;
   private readonly now: () => number;
   private closed = false;
+  /** New chain_blocks rows since the last trim (see rememberBlock). */
+  private blocksSinceTrim = 0;
 
   /** Opens (creating if needed) the database at `path`; `':memory:'` gives a throwaway store. */
   constructor(readonly path: string, options: SqliteStoreOptions = {}) {
@@ -527,6 +540,22 @@ export class SqliteStore implements DispatcherStore {
   async listTracked(): Promise<TrackedAccount[]> {
     this.check();
     return (this.#sql('SELECT * FROM tracked ORDER BY chain').all() as TrackedRow[]).map(toTracked);
+  }
+
+  async rememberBlock(chain: string, hash: string): Promise<boolean> {
+    this.check();
+    const added = this.db.prepare('INSERT OR IGNORE INTO chain_blocks (chain, hash) VALUES (?, ?)').run(chain, hash).changes > 0;
+    // Trimming costs an index walk of KNOWN_BLOCKS_PER_CHAIN rows: do it once every 100 new blocks.
+    if (added && ++this.blocksSinceTrim >= 100) {
+      this.blocksSinceTrim = 0;
+      this.db
+        .prepare(
+          `DELETE FROM chain_blocks WHERE chain = ? AND id <= (
+             SELECT id FROM chain_blocks WHERE chain = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`,
+        )
+        .run(chain, chain, KNOWN_BLOCKS_PER_CHAIN);
+    }
+    return added;
   }
 
   // ------------------------------------------------------------------ totals

@@ -4,7 +4,7 @@
  * dispatcher changes. Test-only: imported by *.test.ts files, never by the product.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { DispatcherStore, ServiceRecord } from './store.ts';
+import { KNOWN_BLOCKS_PER_CHAIN, type DispatcherStore, type ServiceRecord } from './store.ts';
 
 const HASH = 'AB'.repeat(32);
 const ADDR = 'nano_1111111111111111111111111111111111111111111111111111hifc8npp';
@@ -100,6 +100,24 @@ export function describeDispatcherStore(name: string, make: () => DispatcherStor
       expect(await store.getTracked(ADDR)).toEqual({ account: ADDR, chain: ADDR, frontier: HASH, updatedAt: 3 });
       expect(await store.getTracked(ADDR_B)).toBeUndefined();
       expect(await store.listTracked()).toHaveLength(1);
+    });
+
+    it("remembers each chain's blocks, answering false for one already known", async () => {
+      await open();
+      expect(await store.rememberBlock('chain-a', 'aa'.repeat(32))).toBe(true);
+      expect(await store.rememberBlock('chain-a', 'aa'.repeat(32))).toBe(false);
+      expect(await store.rememberBlock('chain-b', 'aa'.repeat(32))).toBe(true); // per chain
+    });
+
+    it('keeps at least the newest KNOWN_BLOCKS_PER_CHAIN blocks of a chain, forgetting older ones', { timeout: 30_000 }, async () => {
+      await open();
+      const hash = (n: number) => n.toString(16).padStart(64, '0');
+      const total = KNOWN_BLOCKS_PER_CHAIN + 200;
+      for (let n = 0; n < total; n++) await store.rememberBlock('busy', hash(n));
+      await store.rememberBlock('quiet', hash(0));
+      for (let n = total - KNOWN_BLOCKS_PER_CHAIN; n < total; n += 997) expect(await store.rememberBlock('busy', hash(n)), `block ${n}`).toBe(false);
+      expect(await store.rememberBlock('busy', hash(0))).toBe(true); // the oldest was forgotten
+      expect(await store.rememberBlock('quiet', hash(0))).toBe(false);
     });
 
     it('accepts a result all at once: work stored, client and services credited, pending removed', async () => {

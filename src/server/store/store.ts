@@ -103,6 +103,12 @@ export interface ClusterLink {
   releaseLease(name: string, holder: string): Promise<void>;
 }
 
+/**
+ * Block hashes a store keeps per chain for `rememberBlock`, at least; older ones may be
+ * forgotten, so a replay from further back than this many blocks of one chain is not caught.
+ */
+export const KNOWN_BLOCKS_PER_CHAIN = 10_000;
+
 export interface DispatcherStore {
   /**
    * Present when several dispatchers may share this store (Redis): results for jobs another
@@ -127,7 +133,6 @@ export interface DispatcherStore {
     address: string | undefined,
     services: readonly string[],
   ): Promise<AcceptOutcome>;
-
 
   // clients
   getClient(address: string): Promise<ClientRecord | undefined>;
@@ -163,6 +168,13 @@ export interface DispatcherStore {
   trackAccount(account: TrackedAccount): Promise<void>;
   getTracked(chain: string): Promise<TrackedAccount | undefined>;
   listTracked(): Promise<TrackedAccount[]>;
+  /**
+   * Records block `hash` (lowercase hex) as part of `chain`'s history: a block seen, or the
+   * `previous` of one. True when it was not known yet; false for a block already known, so a
+   * replayed old block is recognised after a restart and by every dispatcher sharing the store.
+   * Keeps at least the newest KNOWN_BLOCKS_PER_CHAIN hashes of each chain.
+   */
+  rememberBlock(chain: string, hash: string): Promise<boolean>;
 
   // global counters
   getTotals(): Promise<{ precache: number; ondemand: number }>;

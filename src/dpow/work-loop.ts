@@ -1,0 +1,282 @@
+/**
+ * The work loop: queue -> engine -> validate -> result. It is the only part of the client that
+ * talks to the engine, and it runs one search at a time. Each job's state belongs to the queue
+ * (queue.ts); the loop turns every change of that state into at most one engine call, in the
+ * same step:
+ *  - cancel: queue.cancel() says the job in flight is cancelled -> engine.cancel(hash);
+ *  - expiry: queue.expireInFlight() says it ran out of time -> engine.cancel(hash);
+ *  - preemption: queue.add() of ondemand work sends a precache job back -> engine.cancel(hash).
+ * When a search ends, the job's state says what to do with its outcome: only a job still wanted
+ * (computing, or preempted just as it was found) can produce a result, and only after the
+ * reference rule agrees with this message's own difficulty.
+ */
+import { DEFAULT_POLICY, type DifficultyPolicy } from '../pow/difficulty.ts';
+import { validateWork } from '../pow/work.ts';
+import type { BackendName, EngineApi, EngineStatus, GenerateResult } from '../pow/types.ts';
+import type { WorkMessage, WorkType } from './codec.ts';
+import type { EventLog } from './event-log.ts';
+import { shortHash } from './event-log.ts';
+import { WorkQueue, type Job } from './queue.ts';
+import type { ClientSettings, CurrentJob, QueuedJob } from './state.ts';
+import { withTimeout } from './session.ts';
+
+/** The part of the engine the client uses (the page passes its Comlink proxy, Node a PowEngine). */
+export type EngineLike = Pick<EngineApi, 'generate' | 'cancel' | 'onStatus'>;
+
+export const DEFAULT_JOB_TIMEOUT_S = 120;
+/** Hashrate-driven state pushes at most this often. */
+const HASHRATE_NOTIFY_MS = 250;
+
+export type WorkLoopSettings = Pick<
+  ClientSettings,
+  'backend' | 'threads' | 'intensity' | 'queueLimit' | 'jobTimeoutS'
+>;
+
+export interface WorkLoopOptions {
+  engine: EngineLike;
+  log: EventLog;
+  now: () => number;
+  /** Expiry check period. */
+  tickMs: number;
+  /** The bounds work messages are checked against; share the engine's. Default DEFAULT_POLICY. */
+  difficultyPolicy?: DifficultyPolicy;
+  /** A result that passed the reference check, ready to publish. */
+  onResult: (job: Job, work: string) => void;
+  onChange: () => void;
+}
+
+/** The engine's one search: the job it was given, and a promise that ends when the engine is free. */
+interface Search {
+  job: Job;
+  ended: Promise<void>;
+}
+
+export class WorkLoop {
+  private readonly o: WorkLoopOptions;
+  private settings: WorkLoopSettings | null = null;
+  private queue = new WorkQueue();
+  private running = false;
+  /** Bumped on every start/stop so a search from an old session does nothing when it ends. */
+  private generation = 0;
+  private search: Search | null = null;
+  private expiryTimer: ReturnType<typeof setInterval> | undefined;
+
+  /** The engine's latest failure, cleared by its next good result. */
+  error: string | null = null;
+  hashrate = 0;
+  backend: BackendName | null = null;
+  backendLabel = '';
+  private hashrateTimer: ReturnType<typeof setTimeout> | undefined;
+  private lastHashrateNotify = 0;
+
+  constructor(options: WorkLoopOptions) {
+    this.o = options;
+    try {
+      this.o.engine.onStatus((status) => this.onEngineStatus(status));
+    } catch (err) {
+      this.o.log.add('warn', 'engine', `Engine status is unavailable: ${(err as Error).message}`);
+    }
+  }
+
+  start(settings: WorkLoopSettings): void {
+    this.settings = settings;
+    this.generation++;
+    this.queue = new WorkQueue({
+      limit: settings.queueLimit,
+      jobTimeoutMs: (settings.jobTimeoutS ?? DEFAULT_JOB_TIMEOUT_S) * 1000,
+      policy: this.o.difficultyPolicy ?? DEFAULT_POLICY,
+      now: this.o.now,
+    });
+    this.error = null;
+    this.running = true;
+    this.expiryTimer = setInterval(() => this.expire(), this.o.tickMs);
+  }
+
+  /** Drops the queue and stops the search in flight; resolves once the engine is free (5 s at most). */
+  async stop(): Promise<{ dropped: number }> {
+    if (!this.running) return { dropped: 0 };
+    this.running = false;
+    this.generation++;
+    clearInterval(this.expiryTimer);
+    clearTimeout(this.hashrateTimer);
+    this.hashrateTimer = undefined;
+    const dropped = this.queue.clear().length;
+    for (const job of this.queue.abandon()) this.stopSearch(job);
+    const search = this.search;
+    if (search) await withTimeout(search.ended, 5000);
+    this.o.onChange();
+    return { dropped };
+  }
+
+  /** The job being computed, for views. */
+  current(): CurrentJob | null {
+    const job = this.queue.computing;
+    if (!job) return null;
+    const { hash, difficulty, workType, receivedAt, multiplier } = job;
+    return { hash, difficulty, workType, receivedAt, startedAt: job.startedAt ?? receivedAt, multiplier };
+  }
+
+  queued(): QueuedJob[] {
+    return this.queue.snapshot();
+  }
+
+  get expiredCount(): number {
+    return this.queue.counters.expired;
+  }
+
+  /** A decoded work message. */
+  offer(workType: WorkType, work: WorkMessage): void {
+    const { log } = this.o;
+    const added = this.queue.add(work.hash, work.difficulty, workType);
+    if (!added.ok) {
+      if (added.code === 'duplicate') log.reject('duplicate', added.reason, 'info');
+      else log.reject(added.code, `work/${workType}: ${added.reason}`);
+      return;
+    }
+    if (added.dropped) {
+      log.bump('queue-overflow');
+      log.job('warn', 'reject', 'dropped', added.dropped, 'to make room: the queue is full');
+    }
+    log.job('info', 'job', added.updated ? 'updated' : 'queued', added.job);
+    // Ondemand work has a service waiting on it: the queue sent the precache job back.
+    if (added.preempted) {
+      log.job('info', 'job', 'preempted', added.preempted, 'by ondemand work: back in the queue');
+      this.stopSearch(added.preempted);
+    }
+    this.pump();
+  }
+
+  /** A cancel for `hash`: a queued job is dropped, the one in flight is stopped. */
+  cancel(hash: string): void {
+    const { log } = this.o;
+    const out = this.queue.cancel(hash);
+    if (out.queued) {
+      log.count('cancelled');
+      log.job('info', 'cancel', 'cancelled', out.queued, 'while queued');
+    }
+    if (out.inFlight) {
+      log.count('cancelled');
+      log.job('info', 'cancel', 'cancelled', out.inFlight, 'while computing');
+      this.stopSearch(out.inFlight);
+    }
+  }
+
+  /** Gives up jobs past their time limit, queued or in flight. */
+  expire(): void {
+    if (!this.running) return;
+    const { log } = this.o;
+    for (const job of this.queue.expire()) log.job('warn', 'job', 'expired', job, 'before it started');
+    for (const job of this.queue.expireInFlight()) {
+      log.job('warn', 'job', 'expired', job, 'while computing: time limit reached');
+      this.stopSearch(job);
+    }
+    this.o.onChange();
+  }
+
+  // ---------------------------------------------------------------- the engine's one search
+
+  private stopSearch(job: Job): void {
+    if (this.search?.job === job) void this.o.engine.cancel(job.hash).catch(() => false);
+  }
+
+  /** Starts the next queued job if the engine is free. */
+  private pump(): void {
+    if (!this.running || this.search) return;
+    const { log } = this.o;
+    const { job, expired } = this.queue.next();
+    for (const e of expired) log.job('warn', 'job', 'expired', e, 'before it started');
+    if (!job) {
+      this.o.onChange();
+      return;
+    }
+    const s = this.settings!;
+    const generation = this.generation;
+    const search: Search = { job, ended: Promise.resolve() };
+    this.search = search;
+    search.ended = this.o.engine
+      .generate(job.hash, job.target, { backend: s.backend, threads: s.threads, intensity: s.intensity })
+      .then(
+        (result) => this.onFound(job, result, generation),
+        (err) => this.onFailed(job, err, generation),
+      )
+      .catch((err) => log.reject('internal-error', `Work loop: ${(err as Error).message}`, 'error'))
+      .finally(() => {
+        if (this.search === search) this.search = null;
+        this.o.onChange();
+        // The engine is free: the next job may start, in this session or in one started since
+        // (a search that outlived stop()'s wait holds the next session's first job until now).
+        this.pump();
+      });
+    this.o.onChange();
+  }
+
+  private onFound(job: Job, result: GenerateResult, generation: number): void {
+    // Cancelled, expired or dropped while the engine worked: its outcome was settled then.
+    if (generation !== this.generation || (job.state !== 'computing' && job.state !== 'queued')) return;
+    const { log } = this.o;
+    const ms = Math.round(this.o.now() - (job.startedAt ?? job.receivedAt));
+    // Never trust the engine's word alone: check against this message's own difficulty.
+    let valid = false;
+    try {
+      valid = validateWork(job.hash, result.work, job.target).valid;
+    } catch {
+      valid = false;
+    }
+    if (!valid) {
+      this.queue.fail(job);
+      log.reject(
+        'work-mismatch',
+        `Engine returned work "${String(result.work).slice(0, 20)}" for ${shortHash(job.hash)} that does not meet ${job.difficulty}; not published`,
+        'error',
+      );
+      return;
+    }
+    this.queue.finish(job);
+    log.count('computed');
+    if (this.error) this.error = null;
+    log.job('info', 'job', 'computed', job, undefined, { ms, backend: result.backend });
+    this.o.onResult(job, result.work);
+  }
+
+  private onFailed(job: Job, err: unknown, generation: number): void {
+    // Stopped on purpose (cancelled, expired, preempted, dropped): nothing left to do.
+    if (generation !== this.generation || job.state !== 'computing') return;
+    const { log } = this.o;
+    if (err instanceof Error && err.name === 'PowCancelledError') {
+      // Someone else stopped the engine: the job ends as cancelled.
+      this.queue.cancel(job.hash);
+      log.count('cancelled');
+      log.job('info', 'cancel', 'cancelled', job, 'while computing');
+      return;
+    }
+    this.queue.fail(job);
+    const message = err instanceof Error ? err.message : String(err);
+    const code = (err as { code?: unknown })?.code;
+    this.error = `Engine: ${message}`;
+    log.reject(typeof code === 'string' ? code : 'engine-error', `Engine failed on ${shortHash(job.hash)}: ${message}`, 'error');
+  }
+
+  // ---------------------------------------------------------------- engine status
+
+  private onEngineStatus(status: EngineStatus): void {
+    const changedBackend = status.backend !== null && (status.backend !== this.backend || status.label !== this.backendLabel);
+    this.hashrate = status.hashrate;
+    if (status.backend !== null) {
+      this.backend = status.backend;
+      this.backendLabel = status.label;
+    }
+    if (changedBackend) return this.o.onChange();
+    // Hashrate alone: a few pushes a second at most.
+    const wait = this.lastHashrateNotify + HASHRATE_NOTIFY_MS - this.o.now();
+    if (wait <= 0) {
+      this.lastHashrateNotify = this.o.now();
+      this.o.onChange();
+    } else if (this.hashrateTimer === undefined) {
+      this.hashrateTimer = setTimeout(() => {
+        this.hashrateTimer = undefined;
+        this.lastHashrateNotify = this.o.now();
+        this.o.onChange();
+      }, wait);
+    }
+  }
+}

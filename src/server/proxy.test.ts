@@ -1,0 +1,173 @@
+/**
+ * The shipped reverse-proxy config (deploy/nginx/dpow-web.conf) on Debian's real nginx, run
+ * unprivileged-style on loopback with a self-signed certificate made by openssl, in front of a
+ * real dpow-web app server: the page and /config.json over https, MQTT over wss:// through
+ * /mqtt, http:// redirected, and the loopback-only work RPC refused to proxied callers.
+ *
+ * Skipped with a message only when nginx is not installed AND this is not CI (.ci/run installs
+ * Debian's `nginx`); under CI a missing binary fails. DPOW_NGINX names another binary.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAppServer, type AppServer } from './http/app-server.ts';
+import { canConnect, freePort } from '../testkit/net.ts';
+
+const NGINX = process.env.DPOW_NGINX ?? '/usr/sbin/nginx';
+const CONF = join(import.meta.dirname, '../../deploy/nginx/dpow-web.conf');
+const installed = existsSync(NGINX) && spawnSync('openssl', ['version']).status === 0;
+if (!installed && !process.env.CI) console.warn(`proxy.test.ts: skipped, ${NGINX} or openssl is not installed (apt-get install nginx)`);
+
+/** The shipped site with test ports and certificate; every substitution must find its line. */
+function siteForTest(template: string, t: { upstream: number; https: number; http: number; cert: string; key: string }): string {
+  const swaps: Array<[RegExp, string]> = [
+    [/^(\s*)server 127\.0\.0\.1:8787;$/m, `$1server 127.0.0.1:${t.upstream};`],
+    [/^(\s*)listen 80;$/m, `$1listen 127.0.0.1:${t.http};`],
+    [/^(\s*)listen 443 ssl;$/m, `$1listen 127.0.0.1:${t.https} ssl;`],
+    [/^\s*listen \[::\]:80;\n/m, ''],
+    [/^\s*listen \[::\]:443 ssl;\n/m, ''],
+    [/^(\s*)ssl_certificate\s+\S+;$/m, `$1ssl_certificate ${t.cert};`],
+    [/^(\s*)ssl_certificate_key\s+\S+;$/m, `$1ssl_certificate_key ${t.key};`],
+  ];
+  let out = template;
+  for (const [pattern, replacement] of swaps) {
+    if (!pattern.test(out)) throw new Error(`deploy/nginx/dpow-web.conf has no line matching ${pattern}`);
+    out = out.replace(pattern, replacement);
+  }
+  return out;
+}
+
+/** An https request that trusts only the test certificate. */
+function httpsRequest(url: string, ca: string, init: { method?: string; body?: string } = {}) {
+  return new Promise<{ status: number; headers: Record<string, unknown>; body: string }>((resolve, reject) => {
+    const req = request(url, { method: init.method ?? 'GET', ca }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    req.on('error', reject);
+    req.end(init.body);
+  });
+}
+
+let dir: string;
+let app: AppServer;
+let nginx: ChildProcess | undefined;
+let nginxLog = '';
+let ca: string;
+let ports: { https: number; http: number };
+
+describe.skipIf(!installed && !process.env.CI)('deploy/nginx in front of dpow-web on a real nginx', () => {
+  beforeAll(async () => {
+    expect(existsSync(NGINX), `${NGINX} is required under CI (apt-get install nginx)`).toBe(true);
+    dir = mkdtempSync(join(tmpdir(), 'dpow-nginx-'));
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    const made = spawnSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
+        '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert],
+      { encoding: 'utf8' },
+    );
+    expect(made.status, made.stderr).toBe(0);
+    ca = readFileSync(cert, 'utf8');
+
+    const site = join(dir, 'site');
+    mkdirSync(site);
+    writeFileSync(join(site, 'index.html'), '<!doctype html><title>dpow-web behind nginx</title>\n');
+    app = await startAppServer({ port: 0, staticDir: site, demo: false });
+    ports = { https: await freePort(), http: await freePort() };
+    const upstream = Number(new URL(app.url).port);
+    writeFileSync(join(dir, 'dpow-web.conf'), siteForTest(readFileSync(CONF, 'utf8'), { upstream, ...ports, cert, key }));
+    // The host's nginx.conf minus everything that needs root's paths: the site included as shipped.
+    const temp = (name: string) => `${name}_temp_path ${join(dir, name)};`;
+    writeFileSync(
+      join(dir, 'nginx.conf'),
+      [
+        'daemon off;',
+        'worker_processes 1;',
+        `pid ${join(dir, 'nginx.pid')};`,
+        `error_log ${join(dir, 'error.log')} notice;`,
+        // As root, nginx would switch its workers to a system user that cannot read the temp folder.
+        ...(process.getuid?.() === 0 ? ['user root root;'] : []),
+        'events { worker_connections 64; }',
+        'http {',
+        '  access_log off;',
+        `  ${['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map(temp).join('\n  ')}`,
+        `  include ${join(dir, 'dpow-web.conf')};`,
+        '}',
+        '',
+      ].join('\n'),
+    );
+    nginx = spawn(NGINX, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    nginx.stdout!.on('data', (d) => (nginxLog += d));
+    nginx.stderr!.on('data', (d) => (nginxLog += d));
+    const deadline = Date.now() + 10_000;
+    while (!((await canConnect('127.0.0.1', ports.https)) && (await canConnect('127.0.0.1', ports.http)))) {
+      if (nginx.exitCode !== null || Date.now() > deadline) {
+        const log = existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : '';
+        throw new Error(`nginx did not start:\n${nginxLog}\n${log}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+
+  afterAll(async () => {
+    if (nginx && nginx.exitCode === null) {
+      nginx.kill('SIGQUIT');
+      await new Promise((r) => nginx!.once('exit', r));
+    }
+    await app?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('serves the page and /config.json over https, and redirects http:// to it', async () => {
+    const base = `https://127.0.0.1:${ports.https}`;
+    const page = await httpsRequest(`${base}/`, ca);
+    expect(page.status).toBe(200);
+    expect(page.body).toContain('<title>dpow-web behind nginx</title>');
+    expect(page.headers['strict-transport-security']).toMatch(/max-age=\d+/);
+    const config = await httpsRequest(`${base}/config.json`, ca);
+    expect(JSON.parse(config.body)).toMatchObject({ brokerUrl: '/mqtt', username: 'client' });
+
+    const plain = await fetch(`http://127.0.0.1:${ports.http}/config.json`, { redirect: 'manual' });
+    expect(plain.status).toBe(301);
+    expect(plain.headers.get('location')).toBe(`https://127.0.0.1/config.json`);
+  });
+
+  it('carries MQTT over wss:// through /mqtt, both ways', async () => {
+    const worker = await mqtt.connectAsync(`wss://127.0.0.1:${ports.https}/mqtt`, {
+      username: 'client',
+      password: 'client',
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      connectTimeout: 10_000,
+      ca,
+    });
+    try {
+      // The dispatcher's heartbeat comes back through the proxy once the subscription is in.
+      const beat = new Promise<string>((resolve) => worker.on('message', (topic) => resolve(topic)));
+      await worker.subscribeAsync('heartbeat', { qos: 0 });
+      expect(await beat).toBe('heartbeat');
+      // And a publish goes out: the broker acknowledges a QoS 1 result (its content is the
+      // dispatcher's business, tested elsewhere).
+      await worker.publishAsync('result/precache', 'x', { qos: 1 });
+    } finally {
+      await worker.endAsync(true);
+    }
+  });
+
+  it('passes the proxy headers, so the loopback-only work RPC refuses callers from outside', async () => {
+    const body = JSON.stringify({ action: 'work_validate', hash: '718CC2121C3E641059BC1C2CFC45666C99E8AE922F7A807B7D07B62C995D79E2', work: '2b3d689bbcb21dca' });
+    const proxied = await httpsRequest(`https://127.0.0.1:${ports.https}/`, ca, { method: 'POST', body });
+    expect(proxied.status).toBe(403);
+    // The same request straight to dpow-web on loopback is answered.
+    const direct = await fetch(app.url, { method: 'POST', body });
+    expect(await direct.json()).toMatchObject({ valid_all: '1' });
+  });
+});
