@@ -132,7 +132,8 @@ describe.skipIf(skipWithoutRedis('dispatcher-redis.test.ts'))('Dispatcher on a r
     const [answerA, answerB] = await Promise.all([atA, atB]);
     expect(answerA.work).toBe(answerB.work);
     expect(a.d.counters.results.accepted + b.d.counters.results.accepted).toBe(1);
-    expect(a.d.counters.results.duplicate + b.d.counters.results.duplicate).toBe(1);
+    // The other dispatcher's copy of the result loses the claim (it may be answered first, by pub/sub).
+    await waitFor('the losing claim', () => a.d.counters.results.duplicate + b.d.counters.results.duplicate === 1);
     expect(await a.store.getClient(address)).toMatchObject({ ondemand: 1 });
     await waitFor('one client notice', () => h.on(`client/${address}`).length === 1);
 
