@@ -144,6 +144,11 @@ describe.skipIf(skip)('two dispatchers on Redis and mosquitto, one killed', () =
     expect(Math.max(...gaps)).toBeLessThan(DEFAULT_HEARTBEAT_TIMEOUT_S * 1000);
     expect(beats.at(-1)!).toBeGreaterThan(killedAt);
     for (const w of workers) expect(w.output).not.toMatch(/offline/i);
+    const tally = (f: (o: Outcome) => boolean) => outcomes.filter(f).length;
+    console.info(
+      `failover: ${outcomes.length} requests, ${tally((o) => !!o.work)} answered, ${tally((o) => o.status === 504)} timed out, ` +
+        `${tally((o) => o.status === 'connection')} cut off at the kill; longest heartbeat gap ${Math.max(...gaps)} ms`,
+    );
 
     // Credits: every answered hash is stored; the credits add up to the accepted works.
     const store = await RedisStore.open(url);
