@@ -65,6 +65,9 @@ test.describe('the demo source', () => {
 
   test('a volunteer opens the URL, enters an address, presses Start and gets credited for WebGPU work', async ({ page }) => {
     await volunteer(page, started!.url, 'webgpu');
+    // The Network table fills as soon as the page is online: the latest statistics are retained
+    // (the demo dispatcher's own clock would publish them again only after 30 s).
+    await expect(page.getByTestId('network-precache')).toBeVisible({ timeout: 5_000 });
     // Demo jobs (one precache every 5 s, one ondemand every 15 s) are computed and accepted.
     await expect(page.getByTestId('backend')).toHaveText(/WebGPU/, { timeout: 60_000 });
     await expect(page.getByTestId('count-accepted')).not.toHaveText('0', { timeout: 60_000 });

@@ -54,6 +54,31 @@ describe('planSnapshot', () => {
   });
 });
 
+describe('planSnapshot --weight difficulty', () => {
+  it('records the weighted sums beside the counters, whichever weight paid', () => {
+    const weighted = (address: string, precache: number, w: number, sp = 0, sw = 0): ClientRecord => ({
+      ...client(address, precache, 0, sp),
+      weighted_precache: w,
+      weighted_ondemand: 0,
+      snapshot_weighted_precache: sw,
+      snapshot_weighted_ondemand: 0,
+    });
+    const clients = [weighted(A, 4, 10, 2, 4), weighted(B, 1, 0.125)];
+    const byWork = planSnapshot(clients, { minPrecache: 1, minOndemand: 1 });
+    expect(byWork.shares.map((s) => s.share)).toEqual([2 / 3, 1 / 3]);
+    expect(byWork.entries).toEqual([
+      { address: A, precache: 4, weighted_precache: 10 },
+      { address: B, precache: 1, weighted_precache: 0.125 },
+    ]);
+    const byDifficulty = planSnapshot(clients, { minPrecache: 1, minOndemand: 1, weight: 'difficulty' });
+    expect(byDifficulty.shares).toEqual([
+      { address: A, precache: 2, ondemand: 0, weighted: 6, share: 6 / 6.125 },
+      { address: B, precache: 1, ondemand: 0, weighted: 0.125, share: 0.125 / 6.125 },
+    ]);
+    expect(byDifficulty.entries).toEqual(byWork.entries);
+  });
+});
+
 describe('dpow-web snapshot', () => {
   let dir: string;
   let stdout: string[];
@@ -126,6 +151,36 @@ describe('dpow-web snapshot', () => {
     expect((await clients())[A]).toMatchObject({ precache: 3, snapshot_precache: 2 });
     expect(await cli('--json')).toBe(0);
     expect(JSON.parse(stdout.join('')).shares).toEqual([{ address: A, precache: 1, ondemand: 0, share: 1 }]);
+  });
+
+  it('--weight difficulty pays each work by its multiplier; the default stays one work, one share', async () => {
+    const store = await openStore(dir);
+    // A: two 1x precache works. B: one 8x ondemand work (the dispatcher passes the multiplier).
+    await store.creditClient(A, 'precache', 'a1'.repeat(32), 1);
+    await store.creditClient(A, 'precache', 'a2'.repeat(32), 1);
+    await store.creditClient(B, 'ondemand', 'b1'.repeat(32), 8);
+    await store.close();
+
+    expect(await cli('--dry-run', '--json')).toBe(0);
+    expect(JSON.parse(stdout.join('')).shares.map((s: { share: number }) => s.share)).toEqual([2 / 3, 1 / 3]);
+
+    stdout = [];
+    expect(await cli('--weight', 'difficulty', '--json')).toBe(0);
+    const weighted = JSON.parse(stdout.join(''));
+    expect(weighted.shares).toEqual([
+      { address: B, precache: 0, ondemand: 1, weighted: 8, share: 0.8 },
+      { address: A, precache: 2, ondemand: 0, weighted: 2, share: 0.2 },
+    ]);
+    expect((await clients())[B]).toMatchObject({ snapshot_ondemand: 1, snapshot_weighted_ondemand: 8 });
+
+    // Paid: a later payout, by either weight, counts only the new work.
+    const again = await openStore(dir);
+    await again.creditClient(A, 'ondemand', 'a3'.repeat(32), 0.5);
+    await again.close();
+    stdout = [];
+    expect(await cli('--weight', 'difficulty', '--json')).toBe(0);
+    expect(JSON.parse(stdout.join('')).shares).toEqual([{ address: A, precache: 0, ondemand: 1, weighted: 0.5, share: 1 }]);
+    expect(await cli('--weight', 'luck')).toBe(2);
   });
 
   it('says when there is nothing to pay', async () => {

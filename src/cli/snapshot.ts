@@ -2,10 +2,13 @@
  * `dpow-web snapshot`: records the payout snapshot and prints each client's share.
  *
  *   dpow-web snapshot [--data <dir>] [--min-precache N] [--min-ondemand N] [--prefixes nano,xrb]
- *                     [--dry-run] [--json]
+ *                     [--weight work|difficulty] [--dry-run] [--json]
  *
  * A client's share is proportional to its work since the last snapshot:
  *   (precache - snapshot_precache) + (ondemand - snapshot_ondemand)
+ * or, with `--weight difficulty` (as BoomPow pays), to the same works each weighted by the
+ * difficulty that was asked for, as a multiplier of the Nano send threshold: one 8x ondemand work
+ * earns as much as eight 1x works. The minimums below count works either way.
  * Rules kept from the old server: addresses that fail the checksum (or have another coin's
  * prefix) are skipped, never paid; and a work type is paid, and snapshotted, only when at least
  * `--min-<type>` new units of it came in since the last snapshot across all payable clients, so
@@ -18,10 +21,14 @@ import { openCliStore, STORE_OPTION } from './store-option.ts';
 import type { ClientRecord, SnapshotEntry, SnapshotShare } from '../server/store/store.ts';
 import { CliError, defineCommand, intOption, parseCommand } from './args.ts';
 
+export type SnapshotWeight = 'work' | 'difficulty';
+
 export interface SnapshotRules {
   minPrecache: number;
   minOndemand: number;
   prefixes?: readonly string[];
+  /** One work, one share (default), or each work weighted by its difficulty multiplier. */
+  weight?: SnapshotWeight;
 }
 
 export interface SnapshotPlan {
@@ -38,7 +45,8 @@ export interface SnapshotPlan {
 /** Pure: what a snapshot of these clients pays under these rules. */
 export function planSnapshot(clients: ClientRecord[], rules: SnapshotRules): SnapshotPlan {
   const prefixes = rules.prefixes ?? ALL_PREFIXES;
-  const payable: { address: string; precache: number; ondemand: number; record: ClientRecord }[] = [];
+  const byDifficulty = rules.weight === 'difficulty';
+  const payable: { address: string; precache: number; ondemand: number; weighted: Record<WorkType, number>; record: ClientRecord }[] = [];
   const skipped: SnapshotPlan['skipped'] = [];
   for (const c of clients) {
     const precache = Math.max(0, c.precache - c.snapshot_precache);
@@ -49,7 +57,12 @@ export function planSnapshot(clients: ClientRecord[], rules: SnapshotRules): Sna
       skipped.push({ address: c.address, reason: check.reason });
       continue;
     }
-    payable.push({ address: c.address, precache, ondemand, record: c });
+    // A store without weighted sums (or a client credited before they existed) counts one each.
+    const weighted = {
+      precache: Math.max(0, (c.weighted_precache ?? c.precache) - (c.snapshot_weighted_precache ?? c.snapshot_precache)),
+      ondemand: Math.max(0, (c.weighted_ondemand ?? c.ondemand) - (c.snapshot_weighted_ondemand ?? c.snapshot_ondemand)),
+    };
+    payable.push({ address: c.address, precache, ondemand, weighted, record: c });
   }
   const newWork = {
     precache: payable.reduce((n, c) => n + c.precache, 0),
@@ -58,8 +71,9 @@ export function planSnapshot(clients: ClientRecord[], rules: SnapshotRules): Sna
   const paid: WorkType[] = [];
   if (newWork.precache > 0 && newWork.precache >= rules.minPrecache) paid.push('precache');
   if (newWork.ondemand > 0 && newWork.ondemand >= rules.minOndemand) paid.push('ondemand');
-  const counted = (c: { precache: number; ondemand: number }) =>
-    (paid.includes('precache') ? c.precache : 0) + (paid.includes('ondemand') ? c.ondemand : 0);
+  const amount = (c: (typeof payable)[number], t: WorkType) => (byDifficulty ? c.weighted[t] : c[t]);
+  const counted = (c: (typeof payable)[number]) =>
+    (paid.includes('precache') ? amount(c, 'precache') : 0) + (paid.includes('ondemand') ? amount(c, 'ondemand') : 0);
   const total = payable.reduce((n, c) => n + counted(c), 0);
   const shares: SnapshotShare[] = payable
     .filter((c) => counted(c) > 0)
@@ -67,6 +81,7 @@ export function planSnapshot(clients: ClientRecord[], rules: SnapshotRules): Sna
       address: c.address,
       precache: paid.includes('precache') ? c.precache : 0,
       ondemand: paid.includes('ondemand') ? c.ondemand : 0,
+      ...(byDifficulty ? { weighted: counted(c) } : {}),
       share: counted(c) / total,
     }))
     .sort((a, b) => b.share - a.share || a.address.localeCompare(b.address));
@@ -76,6 +91,10 @@ export function planSnapshot(clients: ClientRecord[], rules: SnapshotRules): Sna
       address: c.address,
       ...(paid.includes('precache') ? { precache: c.record.precache } : {}),
       ...(paid.includes('ondemand') ? { ondemand: c.record.ondemand } : {}),
+      // The weighted sums move with the counters whichever weight paid, so switching the weight
+      // between payouts never pays a work twice.
+      ...(paid.includes('precache') && c.record.weighted_precache !== undefined ? { weighted_precache: c.record.weighted_precache } : {}),
+      ...(paid.includes('ondemand') && c.record.weighted_ondemand !== undefined ? { weighted_ondemand: c.record.weighted_ondemand } : {}),
     }));
   return { paid, entries, newWork, shares, skipped };
 }
@@ -85,7 +104,8 @@ function print(plan: SnapshotPlan, recorded: boolean, dryRun: boolean): void {
   const types = plan.paid.length ? plan.paid.join(' + ') : 'nothing';
   w(`new work since the last snapshot: precache ${plan.newWork.precache}, ondemand ${plan.newWork.ondemand}; paying ${types}`);
   for (const s of plan.shares) {
-    w(`${(s.share * 100).toFixed(4).padStart(9)}%  ${s.address}  precache ${s.precache}  ondemand ${s.ondemand}`);
+    const weighted = s.weighted !== undefined ? `  weighted ${s.weighted.toFixed(3)}` : '';
+    w(`${(s.share * 100).toFixed(4).padStart(9)}%  ${s.address}  precache ${s.precache}  ondemand ${s.ondemand}${weighted}`);
   }
   for (const s of plan.skipped) w(`skipped  ${s.address.slice(0, 80)}: ${s.reason}`);
   w(recorded ? 'snapshot recorded' : dryRun ? 'dry run: nothing recorded' : 'nothing to pay yet: nothing recorded');
@@ -98,6 +118,7 @@ export function command() {
     .option('--min-precache <n>', 'pay precache only when at least this many new units came in', '1')
     .option('--min-ondemand <n>', 'pay ondemand only when at least this many new units came in', '1')
     .option('--prefixes <list>', 'address prefixes that may be paid, comma-separated (default: all known)')
+    .option('--weight <rule>', 'work (one work, one share) or difficulty (each work weighs its multiplier)', 'work')
     .option('--dry-run', 'print the shares without recording them')
     .option('--json', 'one JSON line instead of the table');
 }
@@ -108,15 +129,20 @@ interface SnapshotOptions {
   minPrecache: string;
   minOndemand: string;
   prefixes?: string;
+  weight: string;
   dryRun?: boolean;
   json?: boolean;
 }
 
 export async function run(argv: string[]): Promise<number> {
   const { options: values } = parseCommand<SnapshotOptions>(command(), argv);
+  if (values.weight !== 'work' && values.weight !== 'difficulty') {
+    throw new CliError(`--weight must be work or difficulty, got "${values.weight}"`);
+  }
   const rules: SnapshotRules = {
     minPrecache: intOption(values.minPrecache, 'min-precache', 1, 0),
     minOndemand: intOption(values.minOndemand, 'min-ondemand', 1, 0),
+    weight: values.weight,
   };
   if (values.prefixes !== undefined) {
     const list = values.prefixes.split(',').map((p) => p.trim()).filter(Boolean);

@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { CliError, collect, defineCommand, intOption, parseCommand } from './args.ts';
 import { startAppServer, type AppServer } from '../server/http/app-server.ts';
 import { Dispatcher } from '../server/dispatcher.ts';
-import { consoleLogger, type Logger } from '../server/log.ts';
+import { createLogger, type Logger } from '../server/log.ts';
 import { MemoryStore } from '../server/store/memory-store.ts';
 import { describeStore } from '../server/store/open-store.ts';
 import { openCliStore, STORE_OPTION } from './store-option.ts';
@@ -69,8 +69,14 @@ export function command() {
     .option('--nano-difficulty <hex>', "difficulty of Nano precache jobs (default fffffff800000000, the send threshold, since an account's next block may be a send)")
     .option('--qlc-difficulty <hex>', "difficulty of QLC precache jobs (default fffffe0000000000, mainnet's threshold; QLC testnet needs far less)")
     .option('--qlc-open-blocks', "also precache a QLC recipient's open block from a send's link")
+    .option('--abuse-threshold <n>', 'invalid results from one connection (or, behind --broker, one payout address) within --abuse-window that get it ignored (default 20)')
+    .option('--abuse-window <s>', 'seconds over which invalid results are counted (default 60)')
+    .option('--abuse-cooldown <s>', 'seconds a contained source is then ignored (default 600)')
+    .option('--publish-rate <n>', 'embedded broker: publishes per second per worker connection before it is closed (default 20)')
+    .option('--publish-burst <n>', 'embedded broker: publishes allowed at once above the rate (default 100)')
     .option('--no-build', 'serve dist/ as it is')
-    .option('--verbose', 'debug logging');
+    .option('--verbose', 'debug logging (logs are JSON lines unless stderr is a terminal)')
+    .addHelpText('after', '\nGET /metrics (Prometheus), /healthz and /readyz are served beside the app; /metrics follows --rpc.');
 }
 
 interface StartOptions {
@@ -99,6 +105,11 @@ interface StartOptions {
   nanoDifficulty?: string;
   qlcDifficulty?: string;
   qlcOpenBlocks?: boolean;
+  abuseThreshold?: string;
+  abuseWindow?: string;
+  abuseCooldown?: string;
+  publishRate?: string;
+  publishBurst?: string;
   build: boolean;
   verbose?: boolean;
 }
@@ -161,13 +172,29 @@ export async function run(argv: string[]): Promise<number> {
   };
   const nanoDifficulty = chainDifficulty('nano-difficulty');
   const qlcDifficulty = chainDifficulty('qlc-difficulty');
+  const abuse = {
+    threshold: intOption(values.abuseThreshold, 'abuse-threshold', 20, 1),
+    windowMs: intOption(values.abuseWindow, 'abuse-window', 60, 1) * 1000,
+    cooldownMs: intOption(values.abuseCooldown, 'abuse-cooldown', 600, 0) * 1000,
+  };
+  const brokerLimits = {
+    publishRate: {
+      perSecond: intOption(values.publishRate, 'publish-rate', 20, 1),
+      burst: intOption(values.publishBurst, 'publish-burst', 100, 1),
+    },
+  };
   const policyOptions = {
     ...(nanoDifficulty !== undefined ? { nanoDifficulty } : {}),
     ...(qlcDifficulty !== undefined ? { qlcDifficulty } : {}),
     qlcOpenBlocks: values.qlcOpenBlocks,
   };
 
-  const log = consoleLogger(values.verbose);
+  // JSON lines when stderr is not a terminal; the passwords given here are masked wherever they
+  // would appear.
+  const log = createLogger({
+    verbose: values.verbose,
+    secrets: [external?.password ?? '', dashboardPassword ?? ''],
+  });
   if (!['127.0.0.1', 'localhost', '::1'].includes(values.host)) {
     log.warn(
       `binding ${values.host}: browsers allow WebGPU and service workers only on https:// or localhost, ` +
@@ -192,6 +219,7 @@ export async function run(argv: string[]): Promise<number> {
   // One difficulty policy for the dispatcher, the service API and the RPC.
   const policy = difficultyPolicy();
   let dispatcher: Dispatcher;
+  let app: AppServer | undefined;
   let banner: string;
   try {
     if (values.dispatcherOnly) {
@@ -202,6 +230,7 @@ export async function run(argv: string[]): Promise<number> {
         store,
         policy,
         log,
+        abuse,
         ...(sharedGroup ? { sharedGroup } : {}),
       });
       await dispatcher.start();
@@ -213,13 +242,15 @@ export async function run(argv: string[]): Promise<number> {
       }
       banner = `dpow-web dispatcher is running against ${external!.url}`;
     } else {
-      let app: AppServer;
+      let started: AppServer;
       try {
-        app = await startAppServer({
+        started = await startAppServer({
           host: values.host,
           port,
           staticDir: path.join(ROOT, 'dist'),
           brokerTcpPort,
+          brokerLimits,
+          dispatcherOptions: { abuse },
           ...(dashboardPassword ? { brokerUsers: { dashboard: { username: dashboardUser, password: dashboardPassword } } } : {}),
           externalBroker: external,
           demo: demoOn ? demoOptions : false,
@@ -234,10 +265,11 @@ export async function run(argv: string[]): Promise<number> {
         if (e.code === 'EADDRINUSE') throw new CliError(`port ${port} on ${values.host} is already in use (try --port)`);
         throw err;
       }
-      closers.push(() => app.close());
-      dispatcher = app.dispatcher!;
-      const tcp = app.broker?.tcpUrl ? `, ${app.broker.tcpUrl}` : '';
-      banner = `dpow-web is running at ${app.url}  (broker ${app.brokerWsUrl}${tcp})`;
+      app = started;
+      closers.push(() => started.close());
+      dispatcher = started.dispatcher!;
+      const tcp = started.broker?.tcpUrl ? `, ${started.broker.tcpUrl}` : '';
+      banner = `dpow-web is running at ${started.url}  (broker ${started.brokerWsUrl}${tcp})`;
     }
 
     if (feeds.length) {
@@ -247,6 +279,8 @@ export async function run(argv: string[]): Promise<number> {
         for (const spec of feeds) {
           const feed = await startPrecacheFeed(spec, { dispatcher, store, accounts: values.account, ...policyOptions, log });
           running.push(feed);
+          // A feed taken over again after a lost lease is a new feed for the metrics too.
+          app?.metrics.addFeed(feed);
           log.info(`precache feed: ${feed.description}`);
         }
       };

@@ -175,15 +175,28 @@ describe('embedded broker roles', () => {
     await waitFor('the refusal', () => b.counters.refusedByTopic['server:result/precache'] === 1);
   });
 
-  it('never retains a message', async () => {
+  it('retains nothing but the latest statistics, which a new subscriber gets at once', async () => {
     const b = await broker();
     const server = await connectAs(b.tcpUrl!, 'server', cleanup);
-    await server.publishAsync('statistics', '{}', { retain: true, qos: 1 });
+    await server.publishAsync('statistics', '{"old":1}', { retain: true, qos: 1 });
+    await server.publishAsync('statistics', '{"new":2}', { retain: true, qos: 1 });
+    await server.publishAsync('heartbeat', '', { retain: true, qos: 1 });
+    await server.publishAsync('work/precache', `${'AB'.repeat(32)},fffffff800000000`, { retain: true, qos: 1 });
     const client = await connectAs(b.wsUrl, 'client', cleanup);
     const seen = collect(client);
-    await client.subscribeAsync('statistics');
+    await client.subscribeAsync(['statistics', 'heartbeat', 'work/#']);
+    await waitFor('the retained statistics', () => seen.length > 0);
     await sleep(100);
-    expect(seen).toEqual([]);
+    expect(seen).toEqual([{ topic: 'statistics', payload: '{"new":2}' }]);
+    // A worker cannot plant statistics (the ACL refuses it) nor retain a result.
+    const other = await connectAs(b.tcpUrl!, 'client', cleanup);
+    await other.publishAsync('result/precache', `${'CD'.repeat(32)},0000000000000000,nano_x`, { retain: true, qos: 1 });
+    const late = await connectAs(b.wsUrl, 'dashboard', cleanup);
+    const lateSeen = collect(late);
+    await late.subscribeAsync('#');
+    await waitFor('the retained statistics', () => lateSeen.length > 0);
+    await sleep(100);
+    expect(lateSeen.filter((m) => !m.topic.startsWith('$'))).toEqual([{ topic: 'statistics', payload: '{"new":2}' }]);
   });
 
   it('serves WebSocket clients on a path of a shared http server and leaves other paths alone', async () => {

@@ -82,6 +82,10 @@ export interface BrokerCounters {
   refusedSubscribe: number;
   /** Refusals by "<role>:<topic>" for the logs and tests. */
   refusedByTopic: Record<string, number>;
+  /** Publishes refused (and their connections closed) for going over the per-connection rate. */
+  refusedRate: number;
+  /** Publishes refused for a payload over maxPayloadBytes. */
+  refusedSize: number;
 }
 
 export interface BrokerOptions {
@@ -96,6 +100,16 @@ export interface BrokerOptions {
   wsPath?: string;
   /** Without `server`: own WebSocket server on this port (0 = ephemeral, the default). */
   wsPort?: number;
+  /**
+   * Publishes per second each worker or dashboard connection may make, sustained; `burst` more
+   * may come at once. Over it the connection is closed (MQTT 3.1.1 has no way to refuse a single
+   * publish). The server role is not limited. Default 20/s, burst 100.
+   */
+  publishRate?: { perSecond: number; burst: number };
+  /** Largest payload accepted from anyone. Default MAX_PAYLOAD_BYTES (64 KiB). */
+  maxPayloadBytes?: number;
+  /** Clock for the publish rate (tests). */
+  now?: () => number;
   log?: Logger;
 }
 
@@ -106,6 +120,13 @@ export interface Broker {
   /** mqtt://host:port when a TCP listener was asked for. */
   tcpUrl?: string;
   counters: BrokerCounters;
+  /**
+   * The MQTT client id that published this result (topic and payload as delivered), for the
+   * dispatcher's per-connection containment. Each publish answers once; undefined when unknown.
+   */
+  publisherOf(topic: string, payload: Buffer | string): string | undefined;
+  /** Connections logged in now, by role (read by /metrics). */
+  connectedByRole(): Record<BrokerRole, number>;
   /** Handles an upgrade for `wsPath`; false (socket untouched) for any other path. */
   handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): boolean;
   close(): Promise<void>;
@@ -166,7 +187,14 @@ const REFUSED_TOPIC = '$dpow/refused';
 
 const ROLE = Symbol('dpow-role');
 const USER = Symbol('dpow-user');
-type TaggedClient = Client & { [ROLE]?: BrokerRole; [USER]?: string };
+const BUCKET = Symbol('dpow-publish-bucket');
+type TaggedClient = Client & { [ROLE]?: BrokerRole; [USER]?: string; [BUCKET]?: { tokens: number; at: number } };
+
+/** Result publishes remembered for publisherOf; the dispatcher asks within milliseconds. */
+const PUBLISHERS_KEPT = 10_000;
+
+const publishKey = (topic: string, payload: Buffer | string) =>
+  `${topic}\n${typeof payload === 'string' ? payload : payload.toString('latin1')}`;
 
 // ------------------------------------------------------------------ broker
 
@@ -180,6 +208,44 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     refusedPublish: 0,
     refusedSubscribe: 0,
     refusedByTopic: {},
+    refusedRate: 0,
+    refusedSize: 0,
+  };
+  const now = options.now ?? Date.now;
+  const rate = options.publishRate ?? { perSecond: 20, burst: 100 };
+  const maxPayload = options.maxPayloadBytes ?? MAX_PAYLOAD_BYTES;
+  /** True when the connection may publish once more (a token bucket per connection). */
+  const withinRate = (client: TaggedClient): boolean => {
+    const t = now();
+    const b = (client[BUCKET] ??= { tokens: rate.burst, at: t });
+    b.tokens = Math.min(rate.burst, b.tokens + ((t - b.at) / 1000) * rate.perSecond);
+    b.at = t;
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  };
+  // Who published each recent result, oldest first; a key may hold several ids in order.
+  const publishers = new Map<string, string[]>();
+  let publishersHeld = 0;
+  const rememberPublisher = (topic: string, payload: Buffer | string, id: string) => {
+    const key = publishKey(topic, payload);
+    const ids = publishers.get(key);
+    if (ids) ids.push(id);
+    else publishers.set(key, [id]);
+    if (++publishersHeld > PUBLISHERS_KEPT) {
+      const [oldest, list] = publishers.entries().next().value!;
+      publishersHeld -= list.length;
+      publishers.delete(oldest);
+    }
+  };
+  const publisherOf = (topic: string, payload: Buffer | string): string | undefined => {
+    const key = publishKey(topic, payload);
+    const ids = publishers.get(key);
+    if (!ids) return undefined;
+    const id = ids.shift();
+    publishersHeld--;
+    if (ids.length === 0) publishers.delete(key);
+    return id;
   };
   const logins: Array<{ role: BrokerRole; creds: Credentials }> = [];
   for (const role of ['server', 'client', 'dashboard'] as const) {
@@ -234,12 +300,21 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         return done(null);
       }
       const size = packet.payload?.length ?? 0;
-      if (size > MAX_PAYLOAD_BYTES) {
+      if (size > maxPayload) {
+        counters.refusedSize++;
         refuse('publish', tagged, packet.topic);
         return done(new Error(`payload of ${size} bytes is too large`));
       }
-      // DPoW retains nothing; a retained message would replay stale jobs or results.
+      if (role !== 'server' && !withinRate(tagged!)) {
+        counters.refusedRate++;
+        refuse('publish', tagged, packet.topic);
+        return done(new Error(`more than ${rate.perSecond} publishes per second`));
+      }
+      // aedes keeps nothing: a retained job or result would replay stale work. The latest
+      // statistics are kept here instead and handed to each new subscriber (see 'subscribe').
       packet.retain = false;
+      if (role === 'server' && packet.topic === 'statistics') lastStatistics = Buffer.from(packet.payload);
+      if (role !== 'server' && packet.topic.startsWith('result/')) rememberPublisher(packet.topic, packet.payload, tagged!.id);
       done(null);
     },
     authorizeSubscribe(client, sub, done) {
@@ -258,7 +333,17 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       return packet;
     },
   };
+  /** The server's latest statistics, given to every subscriber at once as a retained message. */
+  let lastStatistics: Buffer | undefined;
   const aedes = await Aedes.createBroker(aedesOptions);
+  // MQTT retain for one topic, done here rather than by aedes' retained store: a retained
+  // publish followed closely by another packet on the same connection was not delivered to
+  // live subscribers (aedes 1.2), and heartbeats follow statistics every second.
+  aedes.on('subscribe', (subs, client) => {
+    if (!lastStatistics || !client) return;
+    if (!subs.some((s) => (s.qos as number) !== 128 && topicMatches(s.topic, 'statistics'))) return;
+    client.publish({ cmd: 'publish', topic: 'statistics', payload: lastStatistics, qos: 0, retain: true, dup: false }, () => {});
+  });
   aedes.on('client', () => counters.connections++);
   aedes.on('clientError', (client, err) => log.debug?.(`broker: client ${client?.id ?? '?'}: ${err.message}`));
   aedes.on('connectionError', (client, err) => log.debug?.(`broker: connection ${client?.id ?? '?'}: ${err.message}`));
@@ -316,6 +401,15 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     wsUrl,
     tcpUrl,
     counters,
+    publisherOf,
+    connectedByRole() {
+      const n: Record<BrokerRole, number> = { server: 0, client: 0, dashboard: 0 };
+      for (const c of Object.values((aedes as unknown as { clients: Record<string, TaggedClient> }).clients)) {
+        const role = c[ROLE];
+        if (role) n[role]++;
+      }
+      return n;
+    },
     handleUpgrade,
     async close() {
       if (closed) return;

@@ -35,9 +35,11 @@ import { checkDifficulty, DEFAULT_POLICY, type DifficultyPolicy } from '../pow/d
 import {
   isRootHex,
   PowInputError,
+  toMultiplier,
   toU64Hex,
   validateWork,
 } from '../pow/work.ts';
+import { AbuseGuard, type AbuseOptions, type Containment } from './abuse.ts';
 import { type Logger, silentLogger } from './log.ts';
 import type { Acceptance, AcceptOutcome, ClusterLink, DispatcherStore, PendingJob, StoredWork } from './store/store.ts';
 import { DispatchError, type DispatcherApi, type WorkAnswer, type WorkRequest } from './types.ts';
@@ -53,6 +55,12 @@ export interface DispatcherOptions {
   heartbeatMs?: number;
   /** Default 300 000 (5 minutes, as the real server). */
   statisticsMs?: number;
+  /**
+   * Between the regular statistics, new statistics go out at most this often, and only when work
+   * was credited since the last ones. Default 10 000. Statistics are retained on the broker, so
+   * a worker that connects gets the latest at once.
+   */
+  statisticsChangeMs?: number;
   /** Used when a request carries no usable timeout. Default 5000. */
   defaultTimeoutMs?: number;
   /** How long a precache job stays pending before it is cancelled. Default 30 minutes. */
@@ -78,10 +86,20 @@ export interface DispatcherOptions {
   /** Opens the broker connection (as the worker's client takes it). Default mqtt.js connect. */
   connect?: ConnectFn;
   log?: Logger;
+  /**
+   * Who published a result: the MQTT client id, when the broker can tell (the embedded one
+   * can; see Broker.publisherOf). Unknown for an external broker: containment is then by address.
+   */
+  resultPublisher?: (topic: string, payload: Buffer) => string | undefined;
+  /** Invalid-result containment (see abuse.ts); thresholds, window and cooldown. */
+  abuse?: Partial<Omit<AbuseOptions, 'now'>>;
 }
 
 /** Every way a result can end; `malformed` results are also counted by codec reason. */
-export type ResultOutcome = 'accepted' | 'invalid-work' | 'duplicate' | 'unknown-hash' | 'malformed';
+export type ResultOutcome = 'accepted' | 'invalid-work' | 'duplicate' | 'unknown-hash' | 'malformed' | 'ignored';
+
+/** Outcomes that count against the source in abuse containment (duplicates are honest races). */
+const INVALID_OUTCOMES: ReadonlySet<ResultOutcome> = new Set(['invalid-work', 'unknown-hash', 'malformed']);
 
 export interface DispatcherCounters {
   results: Record<ResultOutcome, number>;
@@ -102,6 +120,11 @@ export interface DispatcherCounters {
   deferred: { total: number; held: number; retried: number };
   /** Times this dispatcher took the singleton lease (heartbeat, statistics, expiry). */
   leases: number;
+  /**
+   * By work type: work/ messages published (republishes included), jobs that ended without
+   * work (timed out or expired, cancel sent) and jobs withdrawn (cancel sent).
+   */
+  jobs: Record<WorkType, { published: number; expired: number; cancelled: number }>;
 }
 
 export interface AcceptedResult {
@@ -116,6 +139,8 @@ export interface AcceptedResult {
   addressValid: boolean;
   /** Requests answered by this result. */
   answered: number;
+  /** From the job's creation to this result, in ms. */
+  latencyMs: number;
 }
 
 export interface RejectedResult {
@@ -157,6 +182,9 @@ interface Claim {
   job?: Job;
   /** Set once it has been held for a retry. */
   held?: boolean;
+  source: ResultSource;
+  /** When its job was created (for the accept latency). */
+  createdAt?: number;
 }
 
 interface Job {
@@ -181,6 +209,12 @@ const RECENT_LIMIT = 10_000;
 /** setTimeout fires at once for delays above 2^31-1 ms; nothing here needs longer than 24 days. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** What is known about who sent a result: the payout address it names, the MQTT client id. */
+interface ResultSource {
+  address?: string;
+  publisher?: string;
+}
+
 /** 'answered': accepted here or by another dispatcher; workers were or will be told by the winner. */
 type DropReason = 'accepted' | 'answered' | 'timeout' | 'expired' | 'withdrawn';
 
@@ -191,7 +225,7 @@ const MAX_DEFERRED = 100_000;
 
 export class Dispatcher extends EventEmitter<DispatcherEvents> implements DispatcherApi {
   readonly counters: DispatcherCounters = {
-    results: { accepted: 0, 'invalid-work': 0, duplicate: 0, 'unknown-hash': 0, malformed: 0 },
+    results: { accepted: 0, 'invalid-work': 0, duplicate: 0, 'unknown-hash': 0, malformed: 0, ignored: 0 },
     malformed: {},
     published: { work: 0, cancel: 0, heartbeat: 0, statistics: 0, client: 0 },
     requests: { cached: 0, dispatched: 0, shared: 0, answered: 0, timeout: 0, cancelled: 0 },
@@ -201,10 +235,21 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     storeErrors: 0,
     deferred: { total: 0, held: 0, retried: 0 },
     leases: 0,
+    jobs: {
+      precache: { published: 0, expired: 0, cancelled: 0 },
+      ondemand: { published: 0, expired: 0, cancelled: 0 },
+    },
   };
 
-  readonly #opts: Required<Omit<DispatcherOptions, 'log' | 'clientId' | 'connect' | 'sharedGroup'>> & { clientId: string; sharedGroup?: string };
+  /** Invalid results by source and the containments they started (read by /metrics). */
+  readonly abuse: AbuseGuard;
+
+  readonly #opts: Required<Omit<DispatcherOptions, 'log' | 'clientId' | 'connect' | 'resultPublisher' | 'abuse' | 'sharedGroup'>> & {
+    clientId: string;
+    sharedGroup?: string;
+  };
   readonly #connect: ConnectFn;
+  readonly #resultPublisher?: (topic: string, payload: Buffer) => string | undefined;
   readonly #log: Logger;
   readonly #store: DispatcherStore;
   readonly #jobs = new Map<string, Job>();
@@ -224,6 +269,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
   #heartbeat?: NodeJS.Timeout;
   #statistics?: NodeJS.Timeout;
   #sweep?: NodeJS.Timeout;
+  #statisticsChange?: NodeJS.Timeout;
+  /** Work was credited since the last statistics went out. */
+  #statisticsDirty = false;
+  /** The last statistics payload published, so an unchanged one is not sent again early. */
+  #lastStatistics?: string;
   #state: 'new' | 'starting' | 'running' | 'stopped' = 'new';
   #connectedOnce = false;
 
@@ -236,6 +286,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       store: options.store,
       heartbeatMs: options.heartbeatMs ?? 1000,
       statisticsMs: options.statisticsMs ?? 300_000,
+      statisticsChangeMs: options.statisticsChangeMs ?? 10_000,
       defaultTimeoutMs: options.defaultTimeoutMs ?? 5000,
       precacheTtlMs: options.precacheTtlMs ?? 30 * 60_000,
       policy: options.policy ?? DEFAULT_POLICY,
@@ -251,6 +302,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     this.#store = options.store;
     this.#cluster = options.store.cluster;
     this.#retryDelay = this.#opts.retryMs;
+    this.#resultPublisher = options.resultPublisher;
+    this.abuse = new AbuseGuard(options.abuse);
   }
 
   /**
@@ -373,6 +426,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     this.#heartbeat = setInterval(() => this.#publishHeartbeat(), this.#opts.heartbeatMs);
     this.#publishHeartbeat();
     this.#statistics = setInterval(() => void this.publishStatistics(), this.#opts.statisticsMs);
+    this.#statisticsChange = setInterval(() => {
+      if (this.#statisticsDirty) void this.publishStatistics({ onlyIfChanged: true });
+    }, this.#opts.statisticsChangeMs);
     if (this.#cluster) this.#sweep = setInterval(() => void this.#expireStored(), Math.min(this.#opts.leaseMs, 2000));
     this.emit('leadership', true);
   }
@@ -380,8 +436,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
   #dropSingletons(): void {
     clearInterval(this.#heartbeat);
     clearInterval(this.#statistics);
+    clearInterval(this.#statisticsChange);
     clearInterval(this.#sweep);
-    this.#heartbeat = this.#statistics = this.#sweep = undefined;
+    this.#heartbeat = this.#statistics = this.#statisticsChange = this.#sweep = undefined;
     this.emit('leadership', false);
   }
 
@@ -451,6 +508,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       if (this.#leaseToken !== undefined) await this.#cluster.releaseLease(SINGLETON_LEASE, this.#opts.clientId).catch(() => {});
       await this.#unsubscribeAcceptances?.().catch(() => {});
     }
+    clearInterval(this.#statisticsChange);
     for (const job of this.#jobs.values()) {
       clearTimeout(job.expiry);
       for (const w of job.waiters) {
@@ -606,42 +664,53 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     return stats;
   }
 
-  async publishStatistics(): Promise<void> {
+  /** Publishes the statistics, retained; `onlyIfChanged` skips a payload equal to the last one. */
+  async publishStatistics(options: { onlyIfChanged?: boolean } = {}): Promise<void> {
+    this.#statisticsDirty = false;
     const stats = await this.#storeCall(() => this.buildStatistics());
     if (!stats || this.#state !== 'running') return;
-    this.#publish(topics.statistics, statisticsCodec.encode(stats), 0);
+    const payload = statisticsCodec.encode(stats);
+    if (options.onlyIfChanged && payload === this.#lastStatistics) return;
+    this.#lastStatistics = payload;
+    this.#publish(topics.statistics, payload, 0, true);
     this.counters.published.statistics++;
   }
 
   // ------------------------------------------------------------------ results
 
   #onResult(topic: string, payload: Buffer): void {
+    const publisher = this.#resultPublisher?.(topic, payload);
+    // A contained connection costs one lookup, before anything is parsed.
+    if (publisher !== undefined && this.#ignored(topic, undefined, publisher)) return;
     const parsed = parseTopic(topic);
     if (!parsed.ok || parsed.value.kind !== 'result') {
-      this.#malformed(topic, 'bad-topic', `unexpected topic "${topic}"`);
+      this.#malformed(topic, 'bad-topic', `unexpected topic "${topic}"`, { publisher });
       return;
     }
     const decoded = resultCodec.decode(payload);
     if (!decoded.ok) {
-      this.#malformed(topic, decoded.code, decoded.reason);
+      this.#malformed(topic, decoded.code, decoded.reason, { publisher });
       return;
     }
     const { hash, work, address } = decoded.value;
+    if (publisher === undefined && this.#ignored(topic, address, undefined)) return;
+    const source = { address, publisher };
     const key = hash.toLowerCase();
     const job = this.#jobs.get(key);
     if (this.#claiming.has(key) || (!job && this.#recent.has(key))) {
-      this.#reject(topic, 'duplicate', `late result ${short(hash)} from ${address}`);
+      this.#reject(topic, 'duplicate', `late result ${short(hash)} from ${address}`, source);
       return;
     }
     if (!job && !this.#cluster) {
-      this.#reject(topic, 'unknown-hash', `result for a hash not pending ${short(hash)} from ${address}`);
+      this.#reject(topic, 'unknown-hash', `result for a hash not pending ${short(hash)} from ${address}`, source);
       return;
     }
     // On a shared store a job may be another dispatcher's: its pending record gives the
     // difficulty. Either way the difficulty is the one asked for, never anything the result claims.
-    const claim: Claim = { topic, key, hash: job?.hash ?? hash, work, address, workType: job?.workType ?? parsed.value.workType };
+    const claim: Claim = { topic, key, hash: job?.hash ?? hash, work, address, source, workType: job?.workType ?? parsed.value.workType };
     if (job) {
       claim.difficulty = job.difficulty;
+      claim.createdAt = job.createdAt;
       claim.job = job;
     }
     this.#claiming.add(key);
@@ -661,24 +730,32 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
         const pending = await this.#store.getPending(claim.key);
         if (!pending) {
           this.#claiming.delete(claim.key);
-          this.#reject(claim.topic, 'unknown-hash', `result for a hash not pending ${short(claim.hash)} from ${claim.address}`);
+          this.#reject(claim.topic, 'unknown-hash', `result for a hash not pending ${short(claim.hash)} from ${claim.address}`, claim.source);
           return;
         }
         claim.hash = pending.hash;
         claim.difficulty = pending.difficulty;
         claim.workType = pending.workType;
+        claim.createdAt = pending.createdAt;
       }
       const check = validateWork(claim.hash, claim.work, claim.difficulty);
       value = check.value;
       if (!check.valid) {
         this.#claiming.delete(claim.key);
-        this.#reject(claim.topic, 'invalid-work', `work ${claim.work} for ${short(claim.hash)} from ${claim.address} is below ${toU64Hex(claim.difficulty)} (value ${toU64Hex(value)})`);
+        this.#reject(
+          claim.topic,
+          'invalid-work',
+          `work ${claim.work} for ${short(claim.hash)} from ${claim.address} is below ${toU64Hex(claim.difficulty)} (value ${toU64Hex(value)})`,
+          claim.source,
+        );
         return;
       }
       const addressValid = checkAddress(claim.address, this.#opts.addressPrefixes).ok;
       const job = this.#liveJob(claim);
       const services = job ? [...job.waiters].map((w) => w.service).filter((s): s is string => !!s) : [];
-      outcome = await this.#store.acceptResult(claim.hash, claim.work, value, claim.workType, addressValid ? claim.address : undefined, services);
+      // Weighted by the difficulty asked for (never the luck of the value found), for payouts by difficulty.
+      const weight = toMultiplier(claim.difficulty);
+      outcome = await this.#store.acceptResult(claim.hash, claim.work, value, claim.workType, addressValid ? claim.address : undefined, services, weight);
     } catch (err) {
       this.#defer(claim, err as Error);
       return;
@@ -711,8 +788,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       address: claim.address,
       addressValid,
       answered,
+      latencyMs: Math.max(0, Date.now() - (claim.createdAt ?? Date.now())),
     };
     this.#log.info(`dispatcher: accepted ${claim.workType} ${short(claim.hash)} from ${claim.address}${addressValid ? '' : ' (invalid address)'}`);
+    this.#statisticsDirty = true;
     const topic = topics.client(claim.address);
     if (outcome.client) {
       const record = outcome.client;
@@ -739,7 +818,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
 
   /** Another result (here or at another dispatcher) won: waiters here get that work. */
   #lost(claim: Claim, winner: StoredWork | undefined): void {
-    this.#reject(claim.topic, 'duplicate', `result ${short(claim.hash)} from ${claim.address} lost the claim to an earlier one`);
+    this.#reject(claim.topic, 'duplicate', `result ${short(claim.hash)} from ${claim.address} lost the claim to an earlier one`, claim.source);
     const job = this.#liveJob(claim);
     if (job && winner) this.#settleElsewhere(job, winner.work);
   }
@@ -760,6 +839,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     this.#answer(job, work, value);
     this.#drop(job, 'answered');
     for (const s of services) void this.#storeCall(() => this.#store.creditService(s, job.workType));
+    if (services.length) this.#statisticsDirty = true;
   }
 
   #answer(job: Job, work: string, value: bigint): number {
@@ -779,7 +859,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     if (this.#deferred.length >= MAX_DEFERRED) {
       this.#claiming.delete(claim.key);
       this.#log.error(`dispatcher: store unavailable and ${MAX_DEFERRED} results already held; refused ${short(claim.hash)} from ${claim.address}`);
-      this.#reject(claim.topic, 'malformed', `store-unavailable: ${err.message}`);
+      this.#reject(claim.topic, 'malformed', `store-unavailable: ${err.message}`, claim.source);
       return;
     }
     this.#deferred.push(claim);
@@ -814,16 +894,45 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     }
   }
 
-  #malformed(topic: string, code: RejectCode, reason: string): void {
+  #malformed(topic: string, code: RejectCode, reason: string, source: ResultSource): void {
     this.counters.malformed[code] = (this.counters.malformed[code] ?? 0) + 1;
-    this.#reject(topic, 'malformed', `${code}: ${reason}`);
+    this.#reject(topic, 'malformed', `${code}: ${reason}`, source);
   }
 
-  #reject(topic: string, outcome: RejectedResult['outcome'], reason: string): void {
+  #reject(topic: string, outcome: RejectedResult['outcome'], reason: string, source: ResultSource = {}): void {
     this.counters.results[outcome]++;
+    const from = source.publisher !== undefined ? ` (client id ${JSON.stringify(source.publisher.slice(0, 64))})` : '';
     const level = outcome === 'duplicate' ? 'info' : 'warn';
-    this.#log[level](`dispatcher: ${outcome} result on ${topic}: ${reason}`);
+    this.#log[level](`dispatcher: ${outcome} result on ${topic}: ${reason}${from}`);
     this.emit('rejected', { outcome, reason, topic });
+    if (INVALID_OUTCOMES.has(outcome)) {
+      const contained = this.abuse.noteInvalid(source.address, source.publisher);
+      if (contained) this.#contain(contained, source.address);
+    }
+  }
+
+  /** True (and counted, quietly) when the result's source is contained. */
+  #ignored(topic: string, address: string | undefined, publisher: string | undefined): boolean {
+    const containment = this.abuse.check(address, publisher);
+    if (!containment) return false;
+    this.counters.results.ignored++;
+    const reason = `${containment.kind} ${JSON.stringify(containment.key.slice(0, 64))} is contained`;
+    // Debug only: a contained flood must not become a log flood.
+    this.#log.debug?.(`dispatcher: ignored result on ${topic}: ${reason}`);
+    this.emit('rejected', { outcome: 'ignored', reason, topic });
+    return true;
+  }
+
+  /** A source just crossed the threshold: log it once and tell the address, if there is one. */
+  #contain(c: Containment, address: string | undefined): void {
+    const seconds = Math.max(1, Math.round((c.until - Date.now()) / 1000));
+    this.#log.warn(
+      `dispatcher: too many invalid results from ${c.kind} ${JSON.stringify(c.key.slice(0, 64))}; its results are ignored for ${seconds} s`,
+    );
+    if (address === undefined) return;
+    const error = `Too many invalid results: results from this ${c.kind} are ignored for ${seconds} s`;
+    this.#publish(topics.client(address), clientCodec.encode({ kind: 'error', error }), 0);
+    this.counters.published.client++;
   }
 
   #remember(key: string): void {
@@ -875,6 +984,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       );
     }
     job.waiters.clear();
+    if (reason === 'withdrawn') this.counters.jobs[job.workType].cancelled++;
+    else if (reason !== 'accepted' && reason !== 'answered') this.counters.jobs[job.workType].expired++;
     if (reason === 'accepted') {
       // The pending record went with the accept.
       for (const t of job.published) this.#publishCancel(t, job.hash);
@@ -924,6 +1035,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       if (this.#jobs.has(key)) continue;
       if (p.expiresAt <= now) {
         this.counters.restored.expired++;
+        this.counters.jobs[p.workType].expired++;
         await this.#storeCall(() => this.#store.removePending(key));
         this.#publishCancel(p.workType, p.hash);
         continue;
@@ -943,6 +1055,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     job.published.add(workType);
     this.#publish(topics.work(workType), workCodec.encode({ hash: job.hash, difficulty: job.difficulty }), 0);
     this.counters.published.work++;
+    this.counters.jobs[workType].published++;
   }
 
   #publishCancel(workType: WorkType, hash: string): void {
@@ -957,10 +1070,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     this.counters.published.heartbeat++;
   }
 
-  #publish(topic: string, payload: string, qos: 0 | 1): void {
+  #publish(topic: string, payload: string, qos: 0 | 1, retain = false): void {
     const client = this.#client;
     if (!client) return;
-    client.publish(topic, payload, { qos, retain: false }, (err) => {
+    client.publish(topic, payload, { qos, retain }, (err) => {
       if (err) this.#log.warn(`dispatcher: publish on ${topic} failed: ${err.message}`);
     });
   }

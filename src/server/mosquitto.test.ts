@@ -173,6 +173,38 @@ describe.skipIf(skip)('deploy/mosquitto on a real mosquitto', () => {
     }
   });
 
+  it('retains the statistics for a late subscriber, and contains a flooding payout address (publisher unknown here)', async () => {
+    const store = new MemoryStore();
+    await store.creditClient(encodeAddress(randomBytes(32)), 'precache', rootToHex(randomBytes(32)));
+    const dispatcher = new Dispatcher({ brokerUrl: tcpUrl(), username: 'server', password: secrets.server, store, abuse: { threshold: 3 } });
+    try {
+      await dispatcher.start();
+      await expect.poll(() => dispatcher.counters.published.statistics).toBe(1);
+      const late = await login('client');
+      const stats = inbox(late);
+      await late.subscribeAsync('statistics');
+      await expect.poll(() => stats.length).toBe(1);
+      expect(JSON.parse(stats[0].payload).work).toEqual({ precache: 1, ondemand: 0 });
+
+      const flooderAddress = encodeAddress(randomBytes(32));
+      const flooder = await login('client', tcpUrl());
+      const told = inbox(flooder);
+      await flooder.subscribeAsync(`client/${flooderAddress}`, { qos: 1 });
+      for (let i = 0; i < 5; i++) {
+        await flooder.publishAsync('result/precache', `${rootToHex(randomBytes(32))},0000000000000000,${flooderAddress}`, { qos: 1 });
+      }
+      await expect.poll(() => dispatcher.counters.results['unknown-hash'] + dispatcher.counters.results.ignored).toBe(5);
+      expect(dispatcher.counters.results).toMatchObject({ 'unknown-hash': 3, ignored: 2 });
+      expect(dispatcher.abuse.counters.contained).toEqual({ address: 1, connection: 0 });
+      await expect.poll(() => told.map((m) => JSON.parse(m.payload).error)).toEqual([
+        expect.stringMatching(/^Too many invalid results: results from this address are ignored for \d+ s$/),
+      ]);
+    } finally {
+      await dispatcher.stop();
+      await store.close();
+    }
+  });
+
   it('answers a service request through a real volunteer worker (DpowClient + WASM engine) on mosquitto', async () => {
     const store = new MemoryStore();
     const key = generateApiKey();

@@ -70,7 +70,7 @@ export function NetworkStats({ statistics }: { statistics: Statistics | null }) 
     <section class="card network" aria-labelledby="network-title" data-testid="network-stats">
       <h2 id="network-title">Network</h2>
       {!statistics ? (
-        <p class="empty">The server publishes network statistics every few minutes.</p>
+        <p class="empty">No network statistics from the server yet (they arrive as soon as it is reached).</p>
       ) : (
         <div class="table-wrap">
           <table>

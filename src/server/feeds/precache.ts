@@ -389,6 +389,8 @@ export interface PrecacheFeed {
   description: string;
   /** The built-in test node's URL when the spec is a *-sim. */
   simUrl?: string;
+  /** True while the node's WebSocket is connected (read by /metrics). */
+  readonly connected: boolean;
   close(): Promise<void>;
 }
 
@@ -435,17 +437,20 @@ export async function startPrecacheFeed(spec: FeedSpec, options: StartPrecacheOp
     log,
   });
   await policy.start();
+  let source: { readonly connected: boolean };
   if (coin === 'qlc') {
     const { QlcFeed } = await import('./qlc-feed.ts');
     const feed = new QlcFeed(url, { logger: log });
     closers.unshift(() => feed.close());
     policy.attachQlc(feed);
+    source = feed.client;
     void feed.connect();
   } else {
     const { NanoFeed } = await import('./nano-feed.ts');
     const feed = new NanoFeed(url, { logger: log });
     closers.unshift(() => feed.close());
     policy.attachNano(feed);
+    source = feed;
     void feed.connect();
   }
   log.info(`precache: ${coin} feed on ${url}, tracking ${policy.accounts.length} account(s)`);
@@ -453,6 +458,9 @@ export async function startPrecacheFeed(spec: FeedSpec, options: StartPrecacheOp
     policy,
     description: `${spec.kind} ${url}`,
     ...(simUrl ? { simUrl } : {}),
+    get connected() {
+      return source.connected;
+    },
     close: async () => {
       await policy.stop();
       for (const close of closers) await close().catch(() => {});

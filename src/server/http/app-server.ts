@@ -4,6 +4,7 @@
  *   GET  /config.json      the page's DeploymentConfig, generated from these options
  *   WS   /mqtt             the embedded broker (unless an external broker is named)
  *   POST /service/, WS /service_ws/, POST / and /rpc   the service API and work-server RPC
+ *   GET  /metrics, /healthz, /readyz   for the operator (metrics.ts)
  *   GET  anything else     the built app from `dist/` (static.ts)
  *
  * plus the dispatcher (connected to the broker as the `server` user) and, by default, the demo
@@ -14,12 +15,13 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { DEFAULT_DEPLOYMENT, type DeploymentConfig } from '../../dpow/deployment.ts';
 import { DEFAULT_POLICY, type DifficultyPolicy } from '../../pow/difficulty.ts';
-import { defaultBrokerUsers, startBroker, type Broker, type BrokerUsers } from '../broker.ts';
+import { defaultBrokerUsers, startBroker, type Broker, type BrokerOptions, type BrokerUsers } from '../broker.ts';
 import { startDemoSource, type DemoOptions, type DemoSource } from '../sim/demo-source.ts';
 import { Dispatcher, type DispatcherOptions } from '../dispatcher.ts';
 import { type Logger, silentLogger } from '../log.ts';
 import { MemoryStore } from '../store/memory-store.ts';
-import { createServiceApi, isServiceApiRequest, type ServiceApi, type ServiceApiOptions } from './service-api.ts';
+import { createServiceApi, isServiceApiRequest, type RpcAllow, type ServiceApi, type ServiceApiOptions } from './service-api.ts';
+import { createServerMetrics, type ServerMetrics } from './metrics.ts';
 import { createStaticHandler } from './static.ts';
 import type { DispatcherStore } from '../store/store.ts';
 
@@ -44,6 +46,8 @@ export interface AppServerOptions {
   brokerUsers?: Partial<BrokerUsers>;
   /** Also open a plain MQTT TCP listener for the embedded broker on this port (0 = any). */
   brokerTcpPort?: number;
+  /** Per-connection publish rate and payload cap of the embedded broker. */
+  brokerLimits?: Pick<BrokerOptions, 'publishRate' | 'maxPayloadBytes'>;
   /** Use this broker instead of the embedded one. */
   externalBroker?: ExternalBroker;
   /** Run the dispatcher. Default true. */
@@ -60,6 +64,8 @@ export interface AppServerOptions {
   serviceApi?: boolean | Partial<Omit<ServiceApiOptions, 'dispatcher' | 'store' | 'log' | 'policy'>>;
   /** Difficulty bounds, one object for the dispatcher, the service API and the RPC. Default DEFAULT_POLICY. */
   policy?: DifficultyPolicy;
+  /** Who may read GET /metrics. Default: the RPC's rule (loopback unless set; off when the RPC is off). */
+  metrics?: RpcAllow | false;
   log?: Logger;
 }
 
@@ -76,6 +82,8 @@ export interface AppServer {
   dispatcher?: Dispatcher;
   serviceApi?: ServiceApi;
   demo?: DemoSource;
+  /** /metrics, /healthz and /readyz; feeds started later report through addFeed. */
+  metrics: ServerMetrics;
   close(): Promise<void>;
 }
 
@@ -102,6 +110,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
   // Until the dispatcher is connected and the API made, its callers get a JSON 503 to retry.
   let apiStarting = wantDispatcher && options.serviceApi !== false;
   const rpcEnabled = typeof options.serviceApi === 'object' ? (options.serviceApi.rpc?.enabled ?? true) : true;
+  let metrics: ServerMetrics | undefined;
   let deployment: DeploymentConfig = { ...DEFAULT_DEPLOYMENT };
   let configBody = '';
 
@@ -126,6 +135,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
       res.end(req.method === 'HEAD' ? undefined : configBody);
       return;
     }
+    if (metrics && (await metrics.handleRequest(req, res))) return;
     if (serviceApi && (await serviceApi.handleRequest(req, res))) return;
     if (apiStarting && isServiceApiRequest(req, rpcEnabled)) {
       req.resume();
@@ -166,6 +176,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
   const closeAll = async () => {
     apiStarting = false;
     demo?.stop();
+    metrics?.close();
     serviceApi?.close();
     await dispatcher?.stop().catch(() => {});
     await broker?.close().catch(() => {});
@@ -193,7 +204,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
       };
     } else {
       const users = defaultBrokerUsers(options.brokerUsers);
-      broker = await startBroker({ users, server, wsPath, host, tcpPort: options.brokerTcpPort, log });
+      broker = await startBroker({ ...options.brokerLimits, users, server, wsPath, host, tcpPort: options.brokerTcpPort, log });
       dispatcherLogin = { url: broker.wsUrl, username: users.server.username, password: users.server.password };
       pageBrokerUrl = wsPath;
       brokerWsUrl = `${origin.replace(/^http/, 'ws')}${wsPath}`;
@@ -222,6 +233,8 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
         store,
         policy,
         log,
+        // The embedded broker knows who published each result: containment by connection.
+        ...(broker ? { resultPublisher: broker.publisherOf } : {}),
       });
       await dispatcher.start();
       if (options.serviceApi !== false) {
@@ -234,6 +247,10 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
       }
     }
 
+    const rpc = typeof options.serviceApi === 'object' ? options.serviceApi.rpc : undefined;
+    const access = options.metrics ?? (rpc === undefined ? 'loopback' : rpc.enabled ? rpc.allow : false);
+    metrics = createServerMetrics({ store, dispatcher, broker, serviceApi, access, log });
+
     return {
       url: `${origin}/`,
       brokerWsUrl,
@@ -244,6 +261,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
       dispatcher,
       serviceApi,
       demo,
+      metrics,
       close: closeAll,
     };
   } catch (err) {

@@ -70,7 +70,7 @@ export function isLoopback(address: string | undefined): boolean {
 }
 
 /** A reverse proxy on loopback makes every caller look local; these headers give it away. */
-function isProxied(req: IncomingMessage): boolean {
+export function isProxied(req: IncomingMessage): boolean {
   return ['forwarded', 'x-forwarded-for', 'x-real-ip'].some((h) => req.headers[h] !== undefined);
 }
 

@@ -47,7 +47,7 @@ describe('ServiceRequestHandler', () => {
     expect(dispatcher.requests).toEqual([
       { hash: ROOT, difficulty: 0xff00000000000000n, workType: 'ondemand', timeoutMs: 7_000, service: 'wallet', account },
     ]);
-    expect(handler.counters).toEqual({ requests: 1, work: 1, errors: {} });
+    expect(handler.counters).toEqual({ requests: 1, work: 1, errors: {}, byService: { wallet: { work: 1 } } });
   });
 
   it('checks the key before the other fields, and the fields before the dispatcher', async () => {
@@ -87,7 +87,7 @@ describe('ServiceRequestHandler', () => {
     const { handler } = await setup();
     expect(handler.refuse('bad-json', 400, 'Bad request (not json)', 'x')).toEqual({ status: 400, body: { error: 'Bad request (not json)' } });
     handler.refuseUncounted('bad-method', 405, 'Method not allowed', 'x');
-    expect(handler.counters).toEqual({ requests: 1, work: 0, errors: { 'bad-json': 1, 'bad-method': 1 } });
+    expect(handler.counters).toEqual({ requests: 1, work: 0, errors: { 'bad-json': 1, 'bad-method': 1 }, byService: { '-': { 'bad-json': 1, 'bad-method': 1 } } });
   });
 });
 

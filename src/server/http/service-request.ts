@@ -167,10 +167,18 @@ export interface RequestCounters {
   work: number;
   /** Rejections and failures by reason (bad-json, invalid-credentials, timeout, ...). */
   errors: Record<string, number>;
+  /**
+   * Requests by service user and outcome (`work` or the rejection reason). Requests that never
+   * authenticated are under UNAUTHENTICATED: user names from a request must not become metric
+   * labels an attacker can multiply.
+   */
+  byService: Record<string, Record<string, number>>;
 }
 
+export const UNAUTHENTICATED = '-';
+
 export class ServiceRequestHandler {
-  readonly counters: RequestCounters = { requests: 0, work: 0, errors: {} };
+  readonly counters: RequestCounters = { requests: 0, work: 0, errors: {}, byService: {} };
   readonly #dispatcher: DispatcherApi;
   readonly #store: DispatcherStore;
   readonly #policy: DifficultyPolicy;
@@ -220,6 +228,7 @@ export class ServiceRequestHandler {
   async handle(parsed: unknown, origin: string): Promise<Reply> {
     this.counters.requests++;
     let id: unknown;
+    let user: string | undefined;
     const withId = (body: Record<string, unknown>) => (id === undefined ? body : { ...body, id });
     try {
       if (this.#closed) throw reject('shutting-down', 503, ERRORS.shuttingDown);
@@ -229,6 +238,7 @@ export class ServiceRequestHandler {
       if (login instanceof Rejection) throw login;
       const service = await this.authenticate(login.user, login.apiKey);
       if (service instanceof Rejection) throw service;
+      user = service.user;
       const work = validateServiceWork(parsed, this.#policy);
       if (work instanceof Rejection) throw work;
 
@@ -242,10 +252,12 @@ export class ServiceRequestHandler {
         account: work.account,
       });
       this.counters.work++;
+      this.#countService(user, 'work');
       return { status: 200, body: withId({ work: answer.work, hash: work.hash }) };
     } catch (err) {
       const rejection = this.#rejectionFor(err, origin);
       this.#count(rejection.reason);
+      this.#countService(user, rejection.reason);
       if (rejection.reason !== 'internal') {
         this.#log.info(`service: ${rejection.reason} from ${origin}${rejection.detail ? `: ${rejection.detail}` : ''}`);
       }
@@ -265,6 +277,7 @@ export class ServiceRequestHandler {
   /** As refuse(), for what never was a request (a wrong HTTP method). */
   refuseUncounted(reason: string, status: number, error: string, origin: string): Reply {
     this.#count(reason);
+    this.#countService(undefined, reason);
     this.#log.info(`service: ${reason} from ${origin}`);
     return { status, body: { error } };
   }
@@ -286,5 +299,10 @@ export class ServiceRequestHandler {
 
   #count(reason: string): void {
     this.counters.errors[reason] = (this.counters.errors[reason] ?? 0) + 1;
+  }
+
+  #countService(user: string | undefined, outcome: string): void {
+    const row = (this.counters.byService[user ?? UNAUTHENTICATED] ??= {});
+    row[outcome] = (row[outcome] ?? 0) + 1;
   }
 }

@@ -45,8 +45,10 @@ export class MemoryStore implements DispatcherStore {
     workType: WorkType,
     address: string | undefined,
     services: readonly string[],
+    weight = 1,
   ): Promise<AcceptOutcome> {
     this.#open();
+    if (!Number.isFinite(weight) || weight < 0) throw new RangeError(`work weight must be a finite number >= 0, got ${weight}`);
     const key = hash.toLowerCase();
     const stored = this.#work.get(key);
     if (!this.#pending.delete(key) && stored) return { won: false, work: { ...stored } };
@@ -57,7 +59,7 @@ export class MemoryStore implements DispatcherStore {
       if (s) s[workType] += 1;
     }
     // The totals count credited work (the credit adds to them), as creditClient does.
-    const client = address ? this.#credit(address, workType, hash) : undefined;
+    const client = address ? this.#credit(address, workType, hash, weight) : undefined;
     return { won: true, work: { ...record }, ...(client ? { client } : {}) };
   }
 
@@ -69,20 +71,26 @@ export class MemoryStore implements DispatcherStore {
     return c && { ...c };
   }
 
-  async creditClient(address: string, workType: WorkType, hash: string): Promise<ClientRecord> {
+  async creditClient(address: string, workType: WorkType, hash: string, weight = 1): Promise<ClientRecord> {
     this.#open();
-    return this.#credit(address, workType, hash);
+    return this.#credit(address, workType, hash, weight);
   }
 
-  #credit(address: string, workType: WorkType, hash: string): ClientRecord {
+  #credit(address: string, workType: WorkType, hash: string, weight: number): ClientRecord {
+    if (!Number.isFinite(weight) || weight < 0) throw new RangeError(`work weight must be a finite number >= 0, got ${weight}`);
     const c = this.#clients.get(address) ?? {
       address,
       precache: 0,
       ondemand: 0,
       snapshot_precache: 0,
       snapshot_ondemand: 0,
+      weighted_precache: 0,
+      weighted_ondemand: 0,
+      snapshot_weighted_precache: 0,
+      snapshot_weighted_ondemand: 0,
     };
     c[workType] += 1;
+    c[`weighted_${workType}`] = (c[`weighted_${workType}`] ?? 0) + weight;
     c.block_rewarded = hash;
     this.#clients.set(address, c);
     this.#totals[workType] += 1;
@@ -100,8 +108,13 @@ export class MemoryStore implements DispatcherStore {
       const c = this.#clients.get(address);
       if (!c) continue;
       for (const t of workTypes) {
-        if (t === 'precache') c.snapshot_precache = c.precache;
-        else c.snapshot_ondemand = c.ondemand;
+        if (t === 'precache') {
+          c.snapshot_precache = c.precache;
+          c.snapshot_weighted_precache = c.weighted_precache;
+        } else {
+          c.snapshot_ondemand = c.ondemand;
+          c.snapshot_weighted_ondemand = c.weighted_ondemand;
+        }
       }
     }
   }
@@ -113,6 +126,8 @@ export class MemoryStore implements DispatcherStore {
       if (!c) continue;
       if (e.precache !== undefined) c.snapshot_precache = e.precache;
       if (e.ondemand !== undefined) c.snapshot_ondemand = e.ondemand;
+      if (e.weighted_precache !== undefined) c.snapshot_weighted_precache = e.weighted_precache;
+      if (e.weighted_ondemand !== undefined) c.snapshot_weighted_ondemand = e.weighted_ondemand;
     }
   }
 

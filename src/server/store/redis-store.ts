@@ -3,7 +3,7 @@
  * `--store redis://host:port/db`.
  *
  * Keys (all under a prefix, default `dpow:`):
- *   client:<address>   hash  precache, ondemand, snapshot_precache, snapshot_ondemand, block_rewarded
+ *   client:<address>   hash  precache, ondemand, weighted_<type>, snapshot_<type>, snapshot_weighted_<type>, block_rewarded
  *   clients            set   every credited address
  *   service:<user>     hash  api_key_hash (never the key), display, website, public, counters, rate_limit, created_at
  *   services           set   every service user
@@ -48,7 +48,7 @@ function assertWorkType(workType: WorkType): void {
 
 /**
  * KEYS: pending, work:<key>, totals, clients, client:<address>, service:<user>...
- * ARGV: key, hash, work, value hex, work type, address ('' = none), created_at
+ * ARGV: key, hash, work, value hex, work type, address ('' = none), created_at, weight
  * Returns {1, client fields} when won, {0, stored work fields} when lost.
  */
 const ACCEPT = `
@@ -65,15 +65,17 @@ if ARGV[6] == '' then return {1, {}} end
 redis.call('HSET', KEYS[2], 'address', ARGV[6])
 redis.call('SADD', KEYS[4], ARGV[6])
 redis.call('HINCRBY', KEYS[5], ARGV[5], 1)
+redis.call('HINCRBYFLOAT', KEYS[5], 'weighted_' .. ARGV[5], ARGV[8])
 redis.call('HSET', KEYS[5], 'block_rewarded', ARGV[2])
 redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
 return {1, redis.call('HGETALL', KEYS[5])}
 `;
 
-/** KEYS: totals, clients, client:<address>. ARGV: address, work type, hash. */
+/** KEYS: totals, clients, client:<address>. ARGV: address, work type, hash, weight. */
 const CREDIT = `
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
+redis.call('HINCRBYFLOAT', KEYS[3], 'weighted_' .. ARGV[2], ARGV[4])
 redis.call('HSET', KEYS[3], 'block_rewarded', ARGV[3])
 redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
 return redis.call('HGETALL', KEYS[3])
@@ -91,6 +93,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if ARGV[1] == 'copy' then
   for i = 2, #ARGV do
     redis.call('HSET', KEYS[1], 'snapshot_' .. ARGV[i], redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+    redis.call('HSET', KEYS[1], 'snapshot_weighted_' .. ARGV[i], redis.call('HGET', KEYS[1], 'weighted_' .. ARGV[i]) or '0')
   end
 else
   for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
@@ -148,15 +151,23 @@ function pairs(list: unknown): Record<string, string> {
   return out;
 }
 
-const int = (v: string | undefined) => (v === undefined ? 0 : Number(v));
+const num = (v: string | undefined) => (v === undefined ? 0 : Number(v));
+
+function assertWeight(weight: number): void {
+  if (!Number.isFinite(weight) || weight < 0) throw new RangeError(`work weight must be a finite number >= 0, got ${weight}`);
+}
 
 function toClient(address: string, h: Record<string, string>): ClientRecord {
   const record: ClientRecord = {
     address,
-    precache: int(h.precache),
-    ondemand: int(h.ondemand),
-    snapshot_precache: int(h.snapshot_precache),
-    snapshot_ondemand: int(h.snapshot_ondemand),
+    precache: num(h.precache),
+    ondemand: num(h.ondemand),
+    snapshot_precache: num(h.snapshot_precache),
+    snapshot_ondemand: num(h.snapshot_ondemand),
+    weighted_precache: num(h.weighted_precache),
+    weighted_ondemand: num(h.weighted_ondemand),
+    snapshot_weighted_precache: num(h.snapshot_weighted_precache),
+    snapshot_weighted_ondemand: num(h.snapshot_weighted_ondemand),
   };
   if (h.block_rewarded) record.block_rewarded = h.block_rewarded;
   return record;
@@ -169,10 +180,10 @@ function toService(user: string, h: Record<string, string>): ServiceRecord {
     display: h.display,
     website: h.website,
     public: h.public === '1',
-    precache: int(h.precache),
-    ondemand: int(h.ondemand),
-    rateLimit: int(h.rate_limit),
-    createdAt: int(h.created_at),
+    precache: num(h.precache),
+    ondemand: num(h.ondemand),
+    rateLimit: num(h.rate_limit),
+    createdAt: num(h.created_at),
   };
 }
 
@@ -182,7 +193,7 @@ function toWork(h: Record<string, string>): StoredWork {
     work: h.work,
     difficulty: BigInt(`0x${h.difficulty}`),
     workType: h.work_type as WorkType,
-    createdAt: int(h.created_at),
+    createdAt: num(h.created_at),
   };
   if (h.address) work.address = h.address;
   return work;
@@ -311,8 +322,10 @@ export class RedisStore implements DispatcherStore {
     workType: WorkType,
     address: string | undefined,
     services: readonly string[],
+    weight = 1,
   ): Promise<AcceptOutcome> {
     assertWorkType(workType);
+    assertWeight(weight);
     const key = hash.toLowerCase();
     const createdAt = Date.now();
     const keys = [
@@ -323,7 +336,7 @@ export class RedisStore implements DispatcherStore {
       this.#key('client', address ?? ''),
       ...[...new Set(services)].map((s) => this.#key('service', s)),
     ];
-    const reply = (await this.#run(ACCEPT, keys, [key, hash, work, toU64Hex(value), workType, address ?? '', String(createdAt)])) as [number, unknown];
+    const reply = (await this.#run(ACCEPT, keys, [key, hash, work, toU64Hex(value), workType, address ?? '', String(createdAt), String(weight)])) as [number, unknown];
     if (reply[0] === 0) return { won: false, work: toWork(pairs(reply[1])) };
     const record: StoredWork = { hash, work, difficulty: value, workType, createdAt, ...(address ? { address } : {}) };
     return address ? { won: true, work: record, client: toClient(address, pairs(reply[1])) } : { won: true, work: record };
@@ -337,9 +350,10 @@ export class RedisStore implements DispatcherStore {
     return Object.keys(h).length ? toClient(address, h) : undefined;
   }
 
-  async creditClient(address: string, workType: WorkType, hash: string): Promise<ClientRecord> {
+  async creditClient(address: string, workType: WorkType, hash: string, weight = 1): Promise<ClientRecord> {
     assertWorkType(workType);
-    const reply = await this.#run(CREDIT, [this.#key('totals'), this.#key('clients'), this.#key('client', address)], [address, workType, hash]);
+    assertWeight(weight);
+    const reply = await this.#run(CREDIT, [this.#key('totals'), this.#key('clients'), this.#key('client', address)], [address, workType, hash, String(weight)]);
     return toClient(address, pairs(reply));
   }
 
@@ -363,6 +377,8 @@ export class RedisStore implements DispatcherStore {
         const fields: string[] = [];
         if (e.precache !== undefined) fields.push('snapshot_precache', String(e.precache));
         if (e.ondemand !== undefined) fields.push('snapshot_ondemand', String(e.ondemand));
+        if (e.weighted_precache !== undefined) fields.push('snapshot_weighted_precache', String(e.weighted_precache));
+        if (e.weighted_ondemand !== undefined) fields.push('snapshot_weighted_ondemand', String(e.weighted_ondemand));
         return fields.length ? this.#run(SNAPSHOT, [this.#key('client', e.address)], fields) : undefined;
       }),
     );
@@ -508,7 +524,7 @@ export class RedisStore implements DispatcherStore {
   }
 
   #toTracked(chain: string, h: Record<string, string>): TrackedAccount {
-    const tracked: TrackedAccount = { account: h.account, chain, updatedAt: int(h.updated_at) };
+    const tracked: TrackedAccount = { account: h.account, chain, updatedAt: num(h.updated_at) };
     if (h.frontier) tracked.frontier = h.frontier;
     return tracked;
   }
@@ -518,7 +534,7 @@ export class RedisStore implements DispatcherStore {
   async getTotals(): Promise<{ precache: number; ondemand: number }> {
     this.#check();
     const h = await this.#client.hGetAll(this.#key('totals'));
-    return { precache: int(h.precache), ondemand: int(h.ondemand) };
+    return { precache: num(h.precache), ondemand: num(h.ondemand) };
   }
 
   // ------------------------------------------------------------------ cluster

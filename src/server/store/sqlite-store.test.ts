@@ -80,6 +80,30 @@ describe('SqliteStore', () => {
     await store.close();
   });
 
+  it('upgrades a version 2 file: work credited before weights counts one each', async () => {
+    const store = open();
+    await store.close();
+    const raw = new Database(path);
+    for (const c of ['weighted_precache', 'weighted_ondemand', 'snapshot_weighted_precache', 'snapshot_weighted_ondemand']) {
+      raw.exec(`ALTER TABLE clients DROP COLUMN ${c}`);
+    }
+    raw.prepare('INSERT INTO clients (address, precache, ondemand, snapshot_precache, snapshot_ondemand, updated_at) VALUES (?, 5, 3, 2, 1, 0)').run(ADDR_A);
+    raw.pragma('user_version = 2');
+    raw.close();
+    const upgraded = open();
+    expect(upgraded.schemaVersion).toBe(SCHEMA_VERSION);
+    expect(await upgraded.getClient(ADDR_A)).toMatchObject({
+      weighted_precache: 5,
+      weighted_ondemand: 3,
+      snapshot_weighted_precache: 2,
+      snapshot_weighted_ondemand: 1,
+    });
+    const credited = await upgraded.creditClient(ADDR_A, 'ondemand', HASH_1, 8);
+    expect(credited).toMatchObject({ ondemand: 4, weighted_ondemand: 11 });
+    await expect(upgraded.creditClient(ADDR_A, 'ondemand', HASH_1, Number.NaN)).rejects.toThrow(/weight/);
+    await upgraded.close();
+  });
+
   it('refuses a file written by a newer schema', async () => {
     const store = open();
     await store.close();
@@ -99,6 +123,10 @@ describe('SqliteStore', () => {
       ondemand: 0,
       snapshot_precache: 0,
       snapshot_ondemand: 0,
+      weighted_precache: 1,
+      weighted_ondemand: 0,
+      snapshot_weighted_precache: 0,
+      snapshot_weighted_ondemand: 0,
       block_rewarded: HASH_1,
     });
     await store.creditClient(ADDR_A, 'ondemand', HASH_2);
@@ -237,6 +265,10 @@ describe('SqliteStore', () => {
       ondemand: 1,
       snapshot_precache: 1,
       snapshot_ondemand: 0,
+      weighted_precache: 2,
+      weighted_ondemand: 1,
+      snapshot_weighted_precache: 1,
+      snapshot_weighted_ondemand: 0,
       block_rewarded: HASH_2,
     });
     expect(await store.getTotals()).toEqual({ precache: 2, ondemand: 1 });

@@ -95,6 +95,16 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX chain_blocks_age ON chain_blocks (chain, id);
   `,
+  // 2 -> 3: work weighted by difficulty, for snapshot --weight difficulty. Work credited before
+  // it counts one each.
+  `
+  ALTER TABLE clients ADD COLUMN weighted_precache REAL NOT NULL DEFAULT 0;
+  ALTER TABLE clients ADD COLUMN weighted_ondemand REAL NOT NULL DEFAULT 0;
+  ALTER TABLE clients ADD COLUMN snapshot_weighted_precache REAL NOT NULL DEFAULT 0;
+  ALTER TABLE clients ADD COLUMN snapshot_weighted_ondemand REAL NOT NULL DEFAULT 0;
+  UPDATE clients SET weighted_precache = precache, weighted_ondemand = ondemand,
+    snapshot_weighted_precache = snapshot_precache, snapshot_weighted_ondemand = snapshot_ondemand;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -102,9 +112,9 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
 const WORK_TYPES: readonly WorkType[] = ['precache', 'ondemand'];
 
 /** Column names are interpolated into SQL only from this fixed map, never from input. */
-const COUNTER: Record<WorkType, { count: string; snapshot: string }> = {
-  precache: { count: 'precache', snapshot: 'snapshot_precache' },
-  ondemand: { count: 'ondemand', snapshot: 'snapshot_ondemand' },
+const COUNTER: Record<WorkType, { count: string; snapshot: string; weighted: string; snapshotWeighted: string }> = {
+  precache: { count: 'precache', snapshot: 'snapshot_precache', weighted: 'weighted_precache', snapshotWeighted: 'snapshot_weighted_precache' },
+  ondemand: { count: 'ondemand', snapshot: 'snapshot_ondemand', weighted: 'weighted_ondemand', snapshotWeighted: 'snapshot_weighted_ondemand' },
 };
 
 interface ClientRow {
@@ -114,6 +124,10 @@ interface ClientRow {
   snapshot_precache: number;
   snapshot_ondemand: number;
   block_rewarded: string | null;
+  weighted_precache: number;
+  weighted_ondemand: number;
+  snapshot_weighted_precache: number;
+  snapshot_weighted_ondemand: number;
 }
 interface ServiceRow {
   user: string;
@@ -162,6 +176,10 @@ function toClient(row: ClientRow): ClientRecord {
     ondemand: row.ondemand,
     snapshot_precache: row.snapshot_precache,
     snapshot_ondemand: row.snapshot_ondemand,
+    weighted_precache: row.weighted_precache,
+    weighted_ondemand: row.weighted_ondemand,
+    snapshot_weighted_precache: row.snapshot_weighted_precache,
+    snapshot_weighted_ondemand: row.snapshot_weighted_ondemand,
   };
   if (row.block_rewarded !== null) record.block_rewarded = row.block_rewarded;
   return record;
@@ -290,11 +308,13 @@ export class SqliteStore implements DispatcherStore {
     workType: WorkType,
     address: string | undefined,
     services: readonly string[],
+    weight = 1,
   ): Promise<AcceptOutcome> {
     this.check();
     assertWorkType(workType);
+    if (!Number.isFinite(weight) || weight < 0) throw new RangeError(`work weight must be a finite number >= 0, got ${weight}`);
     return new Promise<AcceptOutcome>((resolve, reject) => {
-      this.#accepts.push({ args: [hash, work, value, workType, address, services], resolve, reject });
+      this.#accepts.push({ args: [hash, work, value, workType, address, services, weight], resolve, reject });
       if (this.#accepts.length === 1) setImmediate(() => this.#commitAccepts());
     });
   }
@@ -339,6 +359,7 @@ export class SqliteStore implements DispatcherStore {
     workType: WorkType,
     address: string | undefined,
     services: readonly string[],
+    weight = 1,
   ): AcceptOutcome {
     const key = hash.toLowerCase();
     const column = COUNTER[workType].count;
@@ -352,7 +373,7 @@ export class SqliteStore implements DispatcherStore {
     const credit = this.#sql(`UPDATE services SET ${column} = ${column} + 1 WHERE user = ?`);
     for (const user of services) credit.run(user);
     if (!address) return { won: true, work: record };
-    return { won: true, work: record, client: toClient(this.#creditClient(address, workType, hash)) };
+    return { won: true, work: record, client: toClient(this.#creditClient(address, workType, hash, weight)) };
   }
 
   // ------------------------------------------------------------------ clients
@@ -363,20 +384,21 @@ export class SqliteStore implements DispatcherStore {
     return row ? toClient(row) : undefined;
   }
 
-  async creditClient(address: string, workType: WorkType, hash: string): Promise<ClientRecord> {
+  async creditClient(address: string, workType: WorkType, hash: string, weight = 1): Promise<ClientRecord> {
     this.check();
     assertWorkType(workType);
-    return toClient(this.db.transaction(() => this.#creditClient(address, workType, hash))());
+    if (!Number.isFinite(weight) || weight < 0) throw new RangeError(`work weight must be a finite number >= 0, got ${weight}`);
+    return toClient(this.db.transaction(() => this.#creditClient(address, workType, hash, weight))());
   }
 
-  /** The counter, the rewarded block and the total; the caller holds the transaction. */
-  #creditClient(address: string, workType: WorkType, hash: string): ClientRow {
-    const column = COUNTER[workType].count;
+  /** The counter, the weighted sum, the rewarded block and the total; the caller holds the transaction. */
+  #creditClient(address: string, workType: WorkType, hash: string, weight: number): ClientRow {
+    const { count: column, weighted } = COUNTER[workType];
     this.#sql(
-      `INSERT INTO clients (address, ${column}, block_rewarded, updated_at) VALUES (?, 1, ?, ?)
-       ON CONFLICT (address) DO UPDATE SET ${column} = ${column} + 1,
+      `INSERT INTO clients (address, ${column}, ${weighted}, block_rewarded, updated_at) VALUES (?, 1, ?, ?, ?)
+       ON CONFLICT (address) DO UPDATE SET ${column} = ${column} + 1, ${weighted} = ${weighted} + excluded.${weighted},
          block_rewarded = excluded.block_rewarded, updated_at = excluded.updated_at`,
-    ).run(address, hash, this.now());
+    ).run(address, weight, hash, this.now());
     this.#sql('UPDATE totals SET count = count + 1 WHERE work_type = ?').run(workType);
     return this.#sql('SELECT * FROM clients WHERE address = ?').get(address) as ClientRow;
   }
@@ -391,7 +413,9 @@ export class SqliteStore implements DispatcherStore {
     this.check();
     workTypes.forEach(assertWorkType);
     if (addresses.length === 0 || workTypes.length === 0) return;
-    const sets = [...new Set(workTypes)].map((t) => `${COUNTER[t].snapshot} = ${COUNTER[t].count}`).join(', ');
+    const sets = [...new Set(workTypes)]
+      .map((t) => `${COUNTER[t].snapshot} = ${COUNTER[t].count}, ${COUNTER[t].snapshotWeighted} = ${COUNTER[t].weighted}`)
+      .join(', ');
     const stmt = this.#sql(`UPDATE clients SET ${sets}, updated_at = ? WHERE address = ?`);
     const now = this.now();
     this.db.transaction(() => {
@@ -404,10 +428,14 @@ export class SqliteStore implements DispatcherStore {
     const now = this.now();
     const stmt = this.#sql(
       `UPDATE clients SET snapshot_precache = COALESCE(?, snapshot_precache),
-       snapshot_ondemand = COALESCE(?, snapshot_ondemand), updated_at = ? WHERE address = ?`,
+       snapshot_ondemand = COALESCE(?, snapshot_ondemand),
+       snapshot_weighted_precache = COALESCE(?, snapshot_weighted_precache),
+       snapshot_weighted_ondemand = COALESCE(?, snapshot_weighted_ondemand), updated_at = ? WHERE address = ?`,
     );
     this.db.transaction(() => {
-      for (const e of entries) stmt.run(e.precache ?? null, e.ondemand ?? null, now, e.address);
+      for (const e of entries) {
+        stmt.run(e.precache ?? null, e.ondemand ?? null, e.weighted_precache ?? null, e.weighted_ondemand ?? null, now, e.address);
+      }
     })();
   }
 

@@ -135,6 +135,16 @@ export function describeDispatcherStore(name: string, make: () => DispatcherStor
       expect(await store.getTotals()).toEqual({ precache: 0, ondemand: 1 });
     });
 
+    it('adds the weight of an accepted work to the weighted sum, which a snapshot copies', async () => {
+      await open();
+      await store.acceptResult('11'.repeat(32), '00000000000000ff', VALUE, 'ondemand', ADDR, [], 2.5);
+      await store.acceptResult('22'.repeat(32), '00000000000000ff', VALUE, 'ondemand', ADDR, [], 0.125);
+      expect(await store.getClient(ADDR)).toMatchObject({ ondemand: 2, weighted_ondemand: 2.625 });
+      await store.snapshotClients([ADDR], ['ondemand']);
+      expect(await store.getClient(ADDR)).toMatchObject({ snapshot_ondemand: 2, snapshot_weighted_ondemand: 2.625 });
+      await expect(store.acceptResult('33'.repeat(32), '00000000000000ff', VALUE, 'ondemand', ADDR, [], -1)).rejects.toThrow(/weight/);
+    });
+
     it('loses every later claim for an accepted hash, handing back the work that won', async () => {
       await open();
       await store.savePending(pendingJob());

@@ -52,12 +52,24 @@ export interface TrackedAccount {
 
 export interface ClientRecord extends ClientStats {
   address: string;
+  /**
+   * Work weighted by difficulty: the sum, over every credited work of the type, of its requested
+   * difficulty as a multiplier of the Nano send threshold (a receive-threshold work adds 0.125).
+   * `snapshot weighted` are their values at the last payout. For `dpow-web snapshot --weight
+   * difficulty`; a store without them pays one work, one share.
+   */
+  weighted_precache?: number;
+  weighted_ondemand?: number;
+  snapshot_weighted_precache?: number;
+  snapshot_weighted_ondemand?: number;
 }
 
 export interface SnapshotShare {
   address: string;
   precache: number;
   ondemand: number;
+  /** With --weight difficulty: the paid works' summed multipliers the share came from. */
+  weighted?: number;
   share: number;
 }
 
@@ -65,6 +77,9 @@ export interface SnapshotEntry {
   address: string;
   precache?: number;
   ondemand?: number;
+  /** The weighted sums the payout was computed from (set beside the counters they go with). */
+  weighted_precache?: number;
+  weighted_ondemand?: number;
 }
 
 /**
@@ -118,8 +133,8 @@ export interface DispatcherStore {
 
   /**
    * Accepts a valid result, all at once: claims the hash, stores the work (`value` as its
-   * difficulty), credits `address` (when given) and every service in `services` for `workType`,
-   * adds one to the total, and removes the pending job.
+   * difficulty), credits `address` (when given, as creditClient with `weight`) and every service
+   * in `services` for `workType`, adds one to the total, and removes the pending job.
    *
    * The claim is won while the hash has a pending job (which this call removes), or when it has
    * neither a pending job nor stored work (a pending record that never reached the store). Any
@@ -132,14 +147,19 @@ export interface DispatcherStore {
     workType: WorkType,
     address: string | undefined,
     services: readonly string[],
+    /** Added to the client's weighted sum (the work's difficulty as a multiplier). Default 1. */
+    weight?: number,
   ): Promise<AcceptOutcome>;
 
   // clients
   getClient(address: string): Promise<ClientRecord | undefined>;
-  /** Adds one to the client's counter for `workType` and records the rewarded block. */
-  creditClient(address: string, workType: WorkType, hash: string): Promise<ClientRecord>;
+  /**
+   * Adds one to the client's counter for `workType`, `weight` (default 1: the work's difficulty
+   * as a multiplier) to its weighted sum, and records the rewarded block.
+   */
+  creditClient(address: string, workType: WorkType, hash: string, weight?: number): Promise<ClientRecord>;
   listClients(): Promise<ClientRecord[]>;
-  /** Copies counters into snapshot_* for the given addresses. */
+  /** Copies counters (and weighted sums) into snapshot_* for the given addresses. */
   snapshotClients(addresses: string[], workTypes: WorkType[]): Promise<void>;
   /**
    * Sets snapshot_<type> to the counter values a payout was computed from (not the counters at

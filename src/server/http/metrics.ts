@@ -1,0 +1,273 @@
+/**
+ * The operator's view of a running server, on the app server's one http.Server:
+ *
+ *   GET /metrics   Prometheus text format (prom-client), behind the same access rule as the RPC
+ *   GET /healthz   200 while the process serves HTTP
+ *   GET /readyz    200 when the broker is connected and the store answers; 503 with the reason
+ *
+ * Almost every number is read at scrape time from the counters the dispatcher, broker, service
+ * API and feeds already keep, so nothing is counted twice and nothing here can drift from them.
+ * The one exception is accept latency, a histogram fed from the dispatcher's `accepted` event.
+ * Each server has its own Registry (several servers in one process, as tests run, never collide).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { WORK_TYPES } from '../../dpow/codec.ts';
+import type { Broker } from '../broker.ts';
+import type { AcceptedResult, Dispatcher } from '../dispatcher.ts';
+import type { PrecacheFeed } from '../feeds/precache.ts';
+import { silentLogger, type Logger } from '../log.ts';
+import type { DispatcherStore } from '../store/store.ts';
+import { ApiKeyVerifier } from './api-keys.ts';
+import { isLoopback, isProxied, type RpcAllow, type ServiceApi } from './service-api.ts';
+
+export interface ServerMetricsOptions {
+  store: DispatcherStore;
+  dispatcher?: Dispatcher;
+  broker?: Broker;
+  serviceApi?: ServiceApi;
+  /** Who may read /metrics: as `--rpc` (loopback, any, or service keys by HTTP Basic auth); false = off. */
+  access: RpcAllow | false;
+  /** How long /readyz waits for the store. Default 2000 ms. */
+  storeTimeoutMs?: number;
+  log?: Logger;
+}
+
+export interface ServerMetrics {
+  readonly registry: Registry;
+  /** Reports a precache feed's state and counters under `feed="<description>"`. */
+  addFeed(feed: PrecacheFeed): void;
+  /** Answers /metrics, /healthz and /readyz; false for any other path. */
+  handleRequest(req: IncomingMessage, res: ServerResponse): Promise<boolean>;
+  /** Why the server is not ready, or undefined when it is. */
+  notReady(): Promise<string | undefined>;
+  close(): void;
+}
+
+/** Accept latency buckets, seconds: ondemand answers in well under a second to a minute; precache waits up to its TTL. */
+const LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800];
+
+/** A Counter whose value is read from elsewhere at scrape time. */
+function readCounter<L extends string>(
+  registry: Registry,
+  name: string,
+  help: string,
+  labelNames: readonly L[],
+  read: () => Array<[Partial<Record<L, string>>, number]>,
+): void {
+  new Counter<L>({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [labels, value] of read()) this.inc(labels, value);
+    },
+  });
+}
+
+function readGauge<L extends string>(
+  registry: Registry,
+  name: string,
+  help: string,
+  labelNames: readonly L[],
+  read: () => Array<[Partial<Record<L, string>>, number]> | Promise<Array<[Partial<Record<L, string>>, number]>>,
+): void {
+  new Gauge<L>({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const [labels, value] of await read()) this.set(labels, value);
+    },
+  });
+}
+
+const entries = <K extends string>(record: Partial<Record<K, number>>): Array<[K, number]> =>
+  Object.entries(record) as Array<[K, number]>;
+
+export function createServerMetrics(options: ServerMetricsOptions): ServerMetrics {
+  const { store, dispatcher, broker, serviceApi } = options;
+  const log = options.log ?? silentLogger;
+  const registry = new Registry();
+  const feeds: PrecacheFeed[] = [];
+  const closers: Array<() => void> = [];
+  collectDefaultMetrics({ register: registry });
+
+  if (dispatcher) {
+    const c = dispatcher.counters;
+    readCounter(registry, 'dpow_results_total', 'Results received from workers, by outcome', ['outcome'], () =>
+      entries(c.results).map(([outcome, n]) => [{ outcome }, n]),
+    );
+    readCounter(registry, 'dpow_malformed_results_total', 'Malformed results, by codec reason', ['reason'], () =>
+      entries(c.malformed).map(([reason, n]) => [{ reason }, n]),
+    );
+    const byType = (field: 'published' | 'expired' | 'cancelled') => () =>
+      WORK_TYPES.map((type): [{ type: string }, number] => [{ type }, c.jobs[type][field]]);
+    readCounter(registry, 'dpow_jobs_published_total', 'work/<type> messages published (republishes included)', ['type'], byType('published'));
+    readCounter(registry, 'dpow_jobs_expired_total', 'Jobs that timed out or expired without work (cancel published)', ['type'], byType('expired'));
+    readCounter(registry, 'dpow_jobs_cancelled_total', 'Jobs withdrawn before work came (cancel published)', ['type'], byType('cancelled'));
+    readGauge(registry, 'dpow_jobs_pending', 'Jobs waiting for a result', ['type'], () => {
+      const n: Record<string, number> = { precache: 0, ondemand: 0 };
+      for (const j of dispatcher.pending) n[j.workType]++;
+      return Object.entries(n).map(([type, v]) => [{ type }, v]);
+    });
+    readCounter(registry, 'dpow_store_errors_total', 'Store calls that failed', [], () => [[{}, c.storeErrors]]);
+    readCounter(registry, 'dpow_invalid_address_total', 'Accepted work whose payout address failed the check (not credited)', [], () => [[{}, c.invalidAddress]]);
+    readGauge(registry, 'dpow_broker_connected', '1 while the dispatcher is connected to the broker', [], () => [[{}, dispatcher.connected ? 1 : 0]]);
+
+    const a = dispatcher.abuse.counters;
+    const bySource = (record: Record<string, number>) => () => entries(record).map(([source, n]): [{ source: string }, number] => [{ source }, n]);
+    readCounter(registry, 'dpow_abuse_invalid_results_total', 'Invalid results counted against a source (address or connection)', ['source'], bySource(a.invalid));
+    readCounter(registry, 'dpow_abuse_containments_total', 'Sources contained for sending too many invalid results', ['source'], bySource(a.contained));
+    readCounter(registry, 'dpow_abuse_ignored_results_total', 'Results ignored because their source was contained', ['source'], bySource(a.ignored));
+    readGauge(registry, 'dpow_abuse_contained', 'Sources contained right now', ['source'], () =>
+      (['address', 'connection'] as const).map((source) => [{ source }, dispatcher.abuse.containedNow(source)]),
+    );
+
+    const latency = new Histogram({
+      name: 'dpow_accept_latency_seconds',
+      help: 'From a job being created to its accepted result',
+      labelNames: ['type'],
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    });
+    const onAccepted = (r: AcceptedResult) => latency.observe({ type: r.workType }, r.latencyMs / 1000);
+    dispatcher.on('accepted', onAccepted);
+    closers.push(() => dispatcher.off('accepted', onAccepted));
+  }
+
+  if (broker) {
+    const b = broker.counters;
+    readGauge(registry, 'dpow_mqtt_connections', 'Connections logged in to the embedded broker, by role', ['role'], () =>
+      entries(broker.connectedByRole()).map(([role, n]) => [{ role }, n]),
+    );
+    readGauge(registry, 'dpow_workers_connected', 'Worker connections (client role) on the embedded broker', [], () => [[{}, broker.connectedByRole().client]]);
+    readCounter(registry, 'dpow_mqtt_refused_total', 'What the embedded broker refused, by reason', ['reason'], () => [
+      [{ reason: 'login' }, b.refusedLogins],
+      [{ reason: 'publish-acl' }, b.refusedPublish - b.refusedRate - b.refusedSize],
+      [{ reason: 'publish-rate' }, b.refusedRate],
+      [{ reason: 'publish-size' }, b.refusedSize],
+      [{ reason: 'subscribe' }, b.refusedSubscribe],
+    ]);
+  }
+
+  if (serviceApi) {
+    const s = serviceApi.counters;
+    readCounter(registry, 'dpow_service_requests_total', 'Service API requests, by service user and outcome (work or the rejection reason)', ['service', 'outcome'], () =>
+      Object.entries(s.byService).flatMap(([service, row]) => entries(row).map(([outcome, n]): [{ service: string; outcome: string }, number] => [{ service, outcome }, n])),
+    );
+    readGauge(registry, 'dpow_service_websockets', 'Open service WebSockets', [], () => [[{}, s.websockets.open]]);
+    readCounter(registry, 'dpow_rpc_requests_total', 'Work-server RPC requests, by outcome (the action, or the error)', ['outcome'], () => [
+      ...entries(s.rpc.actions).map(([outcome, n]): [{ outcome: string }, number] => [{ outcome }, n]),
+      ...entries(s.rpc.errors).map(([outcome, n]): [{ outcome: string }, number] => [{ outcome: `error:${outcome}` }, n]),
+      [{ outcome: 'forbidden' }, s.rpc.forbidden],
+    ]);
+  }
+
+  readGauge(registry, 'dpow_feed_connected', '1 while a precache feed is connected to its node', ['feed'], () =>
+    feeds.map((f) => [{ feed: f.description }, f.connected ? 1 : 0]),
+  );
+  readCounter(registry, 'dpow_precache_events_total', 'Precache feed events, by feed and event', ['feed', 'event'], () =>
+    feeds.flatMap((f) => {
+      const st = f.policy.stats;
+      const rows: Array<[{ feed: string; event: string }, number]> = [
+        [{ feed: f.description, event: 'precached' }, st.precached],
+        [{ feed: f.description, event: 'withdrawn' }, st.withdrawn],
+        [{ feed: f.description, event: 'opens' }, st.opens],
+        [{ feed: f.description, event: 'errors' }, st.errors],
+      ];
+      for (const [reason, n] of entries(st.skipped)) rows.push([{ feed: f.description, event: `skipped:${reason}` }, n]);
+      return rows;
+    }),
+  );
+
+  const access = options.access;
+  const verifier = new ApiKeyVerifier();
+  const storeTimeoutMs = options.storeTimeoutMs ?? 2000;
+
+  /** True when the caller may read /metrics; answers 403/401 itself otherwise. */
+  async function allowed(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const deny = (status: number, why: string, headers: Record<string, string> = {}) => {
+      log.info(`metrics: refused for ${req.socket.remoteAddress ?? '?'} (${why})`);
+      res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', ...headers }).end(status === 401 ? 'Unauthorized\n' : 'Forbidden\n');
+      return false;
+    };
+    if (access === 'any') return true;
+    if (access === 'loopback') {
+      if (isProxied(req)) return deny(403, 'forwarded by a proxy');
+      return isLoopback(req.socket.remoteAddress) ? true : deny(403, 'not loopback');
+    }
+    // Service keys, as HTTP Basic credentials (Prometheus' basic_auth): user = service, password = key.
+    const challenge = { 'WWW-Authenticate': 'Basic realm="dpow-web metrics"' };
+    const m = /^Basic\s+([A-Za-z0-9+/=]+)$/.exec(req.headers.authorization ?? '');
+    if (!m) return deny(401, 'no credentials', challenge);
+    const text = Buffer.from(m[1], 'base64').toString('utf8');
+    const colon = text.indexOf(':');
+    const user = colon < 0 ? '' : text.slice(0, colon);
+    const key = colon < 0 ? '' : text.slice(colon + 1);
+    const service = user && key ? await store.getService(user).catch(() => undefined) : undefined;
+    if (!service || !(await verifier.verify(user, key, service.apiKeyHash))) return deny(401, 'invalid credentials', challenge);
+    return true;
+  }
+
+  async function notReady(): Promise<string | undefined> {
+    if (dispatcher && !dispatcher.connected) return 'the dispatcher is not connected to the broker';
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        store.getTotals(),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer within ${storeTimeoutMs} ms`)), storeTimeoutMs);
+        }),
+      ]);
+    } catch (err) {
+      return `the store does not answer: ${(err as Error).message}`;
+    } finally {
+      clearTimeout(timer);
+    }
+    return undefined;
+  }
+
+  function json(res: ServerResponse, status: number, body: Record<string, unknown>, head: boolean): void {
+    const text = `${JSON.stringify(body)}\n`;
+    res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store', 'Content-Length': Buffer.byteLength(text) });
+    res.end(head ? undefined : text);
+  }
+
+  async function handleRequest(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+    const head = req.method === 'HEAD';
+    if (path === '/healthz') {
+      json(res, 200, { status: 'ok' }, head);
+      return true;
+    }
+    if (path === '/readyz') {
+      const reason = await notReady();
+      json(res, reason ? 503 : 200, reason ? { status: 'unavailable', reason } : { status: 'ready' }, head);
+      return true;
+    }
+    if (path === '/metrics' && access !== false) {
+      if (!(await allowed(req, res))) return true;
+      const body = await registry.metrics();
+      res.writeHead(200, { 'Content-Type': registry.contentType, 'Cache-Control': 'no-store' });
+      res.end(head ? undefined : body);
+      return true;
+    }
+    return false;
+  }
+
+  return {
+    registry,
+    addFeed: (feed) => void feeds.push(feed),
+    handleRequest,
+    notReady,
+    close() {
+      while (closers.length) closers.pop()!();
+    },
+  };
+}
