@@ -7,13 +7,14 @@
  *   service remove <user>
  *   service rekey <user> [--json]       (a new key; the old one stops working at once)
  *
- * All take `--data <dir>` (default `.data`): the same store `dpow-web start` uses.
+ * All take `--data <dir>` (default `.data`) or `--store redis://host:port/db`: the same store
+ * `dpow-web start` uses.
  * Exit 2 with one line on stderr for bad input (unknown user, duplicate user, missing --display).
  */
 import type { Command } from 'commander';
 import { CliError, defineCommand, defineSubcommand, intOption, parseCommandAsync } from './args.ts';
 import { generateApiKey, hashApiKey } from '../server/http/api-keys.ts';
-import { openStore } from '../server/store/open-store.ts';
+import { openCliStore, STORE_OPTION } from './store-option.ts';
 import type { DispatcherStore, ServiceRecord } from '../server/store/store.ts';
 
 const USER = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -35,13 +36,8 @@ function oneLine(value: string, name: string, max: number): string {
   return v;
 }
 
-async function withStore<T>(dataDir: string, fn: (store: DispatcherStore) => Promise<T>): Promise<T> {
-  let store: DispatcherStore;
-  try {
-    store = await openStore(dataDir);
-  } catch (err) {
-    throw new CliError(`cannot open the store in "${dataDir}": ${(err as Error).message.split('\n')[0]}`);
-  }
+async function withStore<T>(where: { data: string; store?: string }, fn: (store: DispatcherStore) => Promise<T>): Promise<T> {
+  const store = await openCliStore(where);
   try {
     return await fn(store);
   } finally {
@@ -60,6 +56,7 @@ function printKey(user: string, key: string, json: boolean, verb: string): void 
 
 interface AddOptions {
   data: string;
+  store?: string;
   display?: string;
   website: string;
   private?: boolean;
@@ -73,7 +70,7 @@ async function add(userArg: string, values: AddOptions): Promise<number> {
   const display = oneLine(values.display, 'display', 100);
   const website = oneLine(values.website ?? '', 'website', 200);
   const rateLimit = intOption(values.rate, 'rate', 0, 0);
-  return withStore(values.data!, async (store) => {
+  return withStore(values, async (store) => {
     if (await store.getService(user)) throw new CliError(`service "${user}" already exists (remove it first, or use rekey)`);
     const key = generateApiKey();
     const record: ServiceRecord = {
@@ -93,8 +90,8 @@ async function add(userArg: string, values: AddOptions): Promise<number> {
   });
 }
 
-async function list(values: { data: string; json?: boolean }): Promise<number> {
-  return withStore(values.data, async (store) => {
+async function list(values: { data: string; store?: string; json?: boolean }): Promise<number> {
+  return withStore(values, async (store) => {
     const services = await store.listServices();
     const rows = services.map((s) => ({
       user: s.user,
@@ -131,18 +128,18 @@ async function list(values: { data: string; json?: boolean }): Promise<number> {
   });
 }
 
-async function remove(userArg: string, values: { data: string }): Promise<number> {
+async function remove(userArg: string, values: { data: string; store?: string }): Promise<number> {
   const user = checkUser(userArg);
-  return withStore(values.data, async (store) => {
+  return withStore(values, async (store) => {
     if (!(await store.removeService(user))) throw new CliError(`no service "${user}"`);
     out(`Removed service "${user}"; its key no longer works.`);
     return 0;
   });
 }
 
-async function rekey(userArg: string, values: { data: string; json?: boolean }): Promise<number> {
+async function rekey(userArg: string, values: { data: string; store?: string; json?: boolean }): Promise<number> {
   const user = checkUser(userArg);
-  return withStore(values.data, async (store) => {
+  return withStore(values, async (store) => {
     const existing = await store.getService(user);
     if (!existing) throw new CliError(`no service "${user}"`);
     const key = generateApiKey();
@@ -165,20 +162,24 @@ export function command(done: (code: number) => void = () => {}): Command {
     .option('--rate <n>', 'requests per minute allowed (0 = unlimited)')
     .option('--json', 'print {user, api_key} as JSON')
     .option(...DATA)
+    .option(...STORE_OPTION)
     .action(async (user: string, options: AddOptions) => done(await add(user, options)));
   defineSubcommand(service, 'list', 'list services with their counters')
     .option('--json', 'one JSON line')
     .option(...DATA)
-    .action(async (options: { data: string; json?: boolean }) => done(await list(options)));
+    .option(...STORE_OPTION)
+    .action(async (options: { data: string; store?: string; json?: boolean }) => done(await list(options)));
   defineSubcommand(service, 'remove', 'remove a service; its key stops working at once')
     .argument('<user>')
     .option(...DATA)
-    .action(async (user: string, options: { data: string }) => done(await remove(user, options)));
+    .option(...STORE_OPTION)
+    .action(async (user: string, options: { data: string; store?: string }) => done(await remove(user, options)));
   defineSubcommand(service, 'rekey', 'give a service a new API key; the old one stops working at once')
     .argument('<user>')
     .option('--json', 'print {user, api_key} as JSON')
     .option(...DATA)
-    .action(async (user: string, options: { data: string; json?: boolean }) => done(await rekey(user, options)));
+    .option(...STORE_OPTION)
+    .action(async (user: string, options: { data: string; store?: string; json?: boolean }) => done(await rekey(user, options)));
   return service;
 }
 

@@ -17,7 +17,7 @@
  */
 import { ALL_PREFIXES, checkAddress } from '../dpow/address.ts';
 import type { WorkType } from '../dpow/codec.ts';
-import { openStore } from '../server/store/open-store.ts';
+import { openCliStore, STORE_OPTION } from './store-option.ts';
 import type { ClientRecord, SnapshotEntry, SnapshotShare } from '../server/store/store.ts';
 import { CliError, defineCommand, intOption, parseCommand } from './args.ts';
 
@@ -114,6 +114,7 @@ function print(plan: SnapshotPlan, recorded: boolean, dryRun: boolean): void {
 export function command() {
   return defineCommand('snapshot')
     .option('--data <dir>', 'the state directory dpow-web start uses', '.data')
+    .option(...STORE_OPTION)
     .option('--min-precache <n>', 'pay precache only when at least this many new units came in', '1')
     .option('--min-ondemand <n>', 'pay ondemand only when at least this many new units came in', '1')
     .option('--prefixes <list>', 'address prefixes that may be paid, comma-separated (default: all known)')
@@ -124,6 +125,7 @@ export function command() {
 
 interface SnapshotOptions {
   data: string;
+  store?: string;
   minPrecache: string;
   minOndemand: string;
   prefixes?: string;
@@ -148,12 +150,7 @@ export async function run(argv: string[]): Promise<number> {
     if (list.length === 0 || unknown.length) throw new CliError(`--prefixes must list some of ${ALL_PREFIXES.join(', ')}`);
     rules.prefixes = list;
   }
-  let store;
-  try {
-    store = await openStore(values.data as string);
-  } catch (err) {
-    throw new CliError(`cannot open the store in "${values.data}": ${(err as Error).message.split('\n')[0]}`);
-  }
+  const store = await openCliStore(values);
   try {
     const plan = planSnapshot(await store.listClients(), rules);
     const record = !values.dryRun && plan.paid.length > 0 && plan.shares.length > 0;

@@ -21,7 +21,8 @@ import { startAppServer, type AppServer } from '../server/http/app-server.ts';
 import { Dispatcher } from '../server/dispatcher.ts';
 import { createLogger, type Logger } from '../server/log.ts';
 import { MemoryStore } from '../server/store/memory-store.ts';
-import { openStore, storePath } from '../server/store/open-store.ts';
+import { describeStore } from '../server/store/open-store.ts';
+import { openCliStore, STORE_OPTION } from './store-option.ts';
 import type { DispatcherStore } from '../server/store/store.ts';
 import { difficultyPolicy } from '../pow/difficulty.ts';
 import { isU64Hex } from '../pow/work.ts';
@@ -46,6 +47,7 @@ export function command() {
     .option('--port <n>', 'HTTP port (0 = any free port)', '8787')
     .option('--host <addr>', 'interface to bind', '127.0.0.1')
     .option('--data <dir>', 'SQLite state directory', '.data')
+    .option(...STORE_OPTION)
     .option('--memory', 'keep state in memory only (lost on exit)')
     .option('--no-demo', 'no demo jobs')
     .option('--demo', 'demo jobs even with --broker')
@@ -61,6 +63,7 @@ export function command() {
     .option('--dashboard-password <p>', 'embedded broker: enable the read-only monitoring login (or DPOW_DASHBOARD_PASSWORD)')
     .option('--dashboard-user <name>', 'its user name (default dashboard; the original DPoW ACL says dpowinterface)')
     .option('--dispatcher-only', 'only the dispatcher (and feeds), against --broker; no web server')
+    .option('--shared-results <group>', 'take results as $share/<group>/result/+ (Mosquitto 2, EMQX), so each goes to one dispatcher of the group')
     .option('--feed <spec>', 'precache feed: qlc-sim, nano-sim, qlc:<ws url>, nano:<ws url> (repeatable)', collect, [])
     .option('--account <address>', 'account to precache for (repeatable)', collect, [])
     .option('--nano-difficulty <hex>', "difficulty of Nano precache jobs (default fffffff800000000, the send threshold, since an account's next block may be a send)")
@@ -80,6 +83,8 @@ interface StartOptions {
   port: string;
   host: string;
   data: string;
+  store?: string;
+  sharedResults?: string;
   memory?: boolean;
   /** true for --demo, false for --no-demo, undefined for neither. */
   demo?: boolean;
@@ -198,16 +203,13 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (!values.dispatcherOnly && values.build) await ensureBuilt(log);
 
-  let store: DispatcherStore;
-  if (values.memory) {
-    store = new MemoryStore();
-  } else {
-    try {
-      store = await openStore(values.data);
-    } catch (err) {
-      throw new CliError(`cannot open the store in "${values.data}": ${(err as Error).message.split('\n')[0]}`);
-    }
+  if (values.memory && values.store !== undefined) throw new CliError('--memory and --store contradict each other');
+  const sharedGroup = values.sharedResults;
+  if (sharedGroup !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(sharedGroup)) {
+    throw new CliError('--shared-results must be a group name of letters, digits, "_" or "-"');
   }
+  if (sharedGroup !== undefined && external === undefined) throw new CliError('--shared-results needs --broker (aedes has no shared subscriptions)');
+  const store: DispatcherStore = values.memory ? new MemoryStore() : await openCliStore(values);
 
   const closers: Array<() => Promise<unknown>> = [() => store.close()];
   const closeAll = async () => {
@@ -221,7 +223,16 @@ export async function run(argv: string[]): Promise<number> {
   let banner: string;
   try {
     if (values.dispatcherOnly) {
-      dispatcher = new Dispatcher({ brokerUrl: external!.url, username: external!.username, password: external!.password, store, policy, log, abuse });
+      dispatcher = new Dispatcher({
+        brokerUrl: external!.url,
+        username: external!.username,
+        password: external!.password,
+        store,
+        policy,
+        log,
+        abuse,
+        ...(sharedGroup ? { sharedGroup } : {}),
+      });
       await dispatcher.start();
       closers.push(() => dispatcher.stop());
       if (demoOn) {
@@ -244,6 +255,7 @@ export async function run(argv: string[]): Promise<number> {
           externalBroker: external,
           demo: demoOn ? demoOptions : false,
           serviceApi: { rpc },
+          ...(sharedGroup ? { dispatcherOptions: { sharedGroup } } : {}),
           policy,
           store,
           log,
@@ -260,12 +272,31 @@ export async function run(argv: string[]): Promise<number> {
       banner = `dpow-web is running at ${started.url}  (broker ${started.brokerWsUrl}${tcp})`;
     }
 
-    for (const spec of feeds) {
+    if (feeds.length) {
       const { startPrecacheFeed } = await import('../server/feeds/precache.ts');
-      const feed = await startPrecacheFeed(spec, { dispatcher, store, accounts: values.account, ...policyOptions, log });
-      closers.push(() => feed.close());
-      app?.metrics.addFeed(feed);
-      log.info(`precache feed: ${feed.description}`);
+      const running: Array<{ close(): Promise<unknown> | unknown }> = [];
+      const openFeeds = async () => {
+        for (const spec of feeds) {
+          const feed = await startPrecacheFeed(spec, { dispatcher, store, accounts: values.account, ...policyOptions, log });
+          running.push(feed);
+          // A feed taken over again after a lost lease is a new feed for the metrics too.
+          app?.metrics.addFeed(feed);
+          log.info(`precache feed: ${feed.description}`);
+        }
+      };
+      const closeFeeds = async () => {
+        while (running.length) await running.pop()!.close();
+      };
+      closers.push(closeFeeds);
+      // On a shared store the feeds are a singleton: they follow the elected dispatcher.
+      if (store.cluster) {
+        dispatcher.on('leadership', (leader) => {
+          void (leader ? openFeeds() : closeFeeds()).catch((err: Error) => log.warn(`precache feed: ${err.message}`));
+        });
+        if (dispatcher.leadership.leader) await openFeeds();
+      } else {
+        await openFeeds();
+      }
     }
   } catch (err) {
     await closeAll();
@@ -276,7 +307,7 @@ export async function run(argv: string[]): Promise<number> {
 
   process.stdout.write(`${banner}\n`);
   process.stdout.write(
-    `  state: ${values.memory ? 'in memory (lost on exit)' : storePath(values.data)}; demo: ${demoOn ? 'on' : 'off'}; press Ctrl-C to stop\n`,
+    `  state: ${values.memory ? 'in memory (lost on exit)' : describeStore({ dataDir: values.data, url: values.store })}; demo: ${demoOn ? 'on' : 'off'}; press Ctrl-C to stop\n`,
   );
 
   return await new Promise<number>((resolve) => {

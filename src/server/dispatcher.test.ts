@@ -368,28 +368,40 @@ describe('Dispatcher restart', () => {
 });
 
 describe('Dispatcher resilience', () => {
-  it('answers and keeps running when the store fails', async () => {
-    class FailingStore extends MemoryStore {
-      override async saveWork(): Promise<void> {
-        throw new Error('disk full');
-      }
-      override async creditClient(): Promise<never> {
-        throw new Error('disk full');
+  it('holds a valid result while the store fails: no answer, no credit, until the store takes it', async () => {
+    class FlakyStore extends MemoryStore {
+      down = true;
+      override async acceptResult(...args: Parameters<MemoryStore['acceptResult']>) {
+        if (this.down) throw new Error('connection refused');
+        return super.acceptResult(...args);
       }
     }
-    const failing = new FailingStore();
-    const h = await harness({}, failing);
+    const flaky = new FlakyStore();
+    const h = await harness({ retryMs: 20 }, flaky);
     const root = randomRoot();
-    const answer = h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 5000 });
+    const address = randomAddress();
+    let answered = false;
+    const answer = h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 20_000 });
+    void answer.then(() => (answered = true));
     await waitFor('the ondemand job', () => h.on('work/ondemand').length === 1);
-    await h.worker.publishAsync('result/ondemand', `${root},${findWork(root, EASY)},${randomAddress()}`);
-    await expect(answer).resolves.toMatchObject({ cached: false });
-    await waitFor('two store errors', () => h.dispatcher.counters.storeErrors === 2, 5000);
+    const work = findWork(root, EASY);
+    await h.worker.publishAsync('result/ondemand', `${root},${work},${address}`);
+    await waitFor('retries against the failing store', () => h.dispatcher.counters.storeErrors >= 3, 5000);
+    expect(answered).toBe(false);
+    expect(h.dispatcher.counters.deferred.held).toBe(1);
+    expect(h.dispatcher.counters.results.accepted).toBe(0);
+    expect(h.on(`client/${address}`)).toHaveLength(0);
+    // A second copy of the result while the first is held is a duplicate, not a second claim.
+    await h.worker.publishAsync('result/ondemand', `${root},${work},${address}`);
+    await waitFor('the duplicate', () => h.dispatcher.counters.results.duplicate === 1);
+
+    flaky.down = false;
+    await expect(answer).resolves.toMatchObject({ work, cached: false });
+    await waitFor('the client notice', () => h.on(`client/${address}`).length === 1, 5000);
+    expect(h.dispatcher.counters.deferred).toMatchObject({ held: 0, total: 1 });
+    expect(await flaky.getClient(address)).toMatchObject({ ondemand: 1 });
+    expect(await flaky.getTotals()).toEqual({ precache: 0, ondemand: 1 });
     await waitFor('the cancel', () => h.on('cancel/ondemand').length === 1, 5000);
-    // Next job still flows.
-    const root2 = randomRoot();
-    await h.dispatcher.precache(root2, EASY);
-    await waitFor('the precache job', () => h.on('work/precache').length === 1);
   });
 
   it('reconnects after the broker restarts and republishes what is still pending', async () => {

@@ -41,7 +41,7 @@ import {
 } from '../pow/work.ts';
 import { AbuseGuard, type AbuseOptions, type Containment } from './abuse.ts';
 import { type Logger, silentLogger } from './log.ts';
-import type { DispatcherStore, PendingJob } from './store/store.ts';
+import type { Acceptance, AcceptOutcome, ClusterLink, DispatcherStore, PendingJob, StoredWork } from './store/store.ts';
 import { DispatchError, type DispatcherApi, type WorkAnswer, type WorkRequest } from './types.ts';
 
 export interface DispatcherOptions {
@@ -73,6 +73,16 @@ export interface DispatcherOptions {
   connectTimeoutMs?: number;
   /** MQTT client id. Default dpow-dispatcher-<random>. */
   clientId?: string;
+  /**
+   * Subscribe to results as `$share/<group>/result/+` so the broker hands each result to one
+   * dispatcher of the group (Mosquitto 2, EMQX; not aedes). Default: every dispatcher sees every
+   * result and the store's claim decides.
+   */
+  sharedGroup?: string;
+  /** Singleton lease length on a shared store; another dispatcher takes over within it. Default 2000. */
+  leaseMs?: number;
+  /** First wait before a result the store could not take is tried again; doubles up to 5 s. Default 250. */
+  retryMs?: number;
   /** Opens the broker connection (as the worker's client takes it). Default mqtt.js connect. */
   connect?: ConnectFn;
   log?: Logger;
@@ -103,6 +113,13 @@ export interface DispatcherCounters {
   /** Accepted results whose payout address failed the check (not credited). */
   invalidAddress: number;
   storeErrors: number;
+  /**
+   * Valid results the store could not take (it was unreachable): held, not answered or credited,
+   * and tried again until the store answers. `held` is how many wait now.
+   */
+  deferred: { total: number; held: number; retried: number };
+  /** Times this dispatcher took the singleton lease (heartbeat, statistics, expiry). */
+  leases: number;
   /**
    * By work type: work/ messages published (republishes included), jobs that ended without
    * work (timed out or expired, cancel sent) and jobs withdrawn (cancel sent).
@@ -139,6 +156,8 @@ export interface DispatcherEvents {
   rejected: [result: RejectedResult];
   /** An account newly tracked for precache (normalised: xrb_ as nano_). */
   tracked: [account: string];
+  /** This dispatcher took (true) or lost (false) the singletons. */
+  leadership: [leader: boolean];
 }
 
 interface Waiter {
@@ -147,6 +166,25 @@ interface Waiter {
   timer: NodeJS.Timeout;
   resolve(answer: WorkAnswer): void;
   reject(err: DispatchError): void;
+}
+
+/** A valid result on its way into the store (or held there until the store answers again). */
+interface Claim {
+  topic: string;
+  key: string;
+  hash: string;
+  work: string;
+  /** Unknown while a result for another dispatcher's job waits for its pending record. */
+  difficulty?: bigint;
+  workType: WorkType;
+  address: string;
+  /** The local job it answers, if this dispatcher published it. */
+  job?: Job;
+  /** Set once it has been held for a retry. */
+  held?: boolean;
+  source: ResultSource;
+  /** When its job was created (for the accept latency). */
+  createdAt?: number;
 }
 
 interface Job {
@@ -177,7 +215,13 @@ interface ResultSource {
   publisher?: string;
 }
 
-type DropReason = 'accepted' | 'timeout' | 'expired' | 'withdrawn';
+/** 'answered': accepted here or by another dispatcher; workers were or will be told by the winner. */
+type DropReason = 'accepted' | 'answered' | 'timeout' | 'expired' | 'withdrawn';
+
+const SINGLETON_LEASE = 'singletons';
+const MAX_RETRY_MS = 5000;
+/** Held results beyond this are refused (logged and counted): memory is finite. */
+const MAX_DEFERRED = 100_000;
 
 export class Dispatcher extends EventEmitter<DispatcherEvents> implements DispatcherApi {
   readonly counters: DispatcherCounters = {
@@ -189,6 +233,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     restored: { republished: 0, expired: 0 },
     invalidAddress: 0,
     storeErrors: 0,
+    deferred: { total: 0, held: 0, retried: 0 },
+    leases: 0,
     jobs: {
       precache: { published: 0, expired: 0, cancelled: 0 },
       ondemand: { published: 0, expired: 0, cancelled: 0 },
@@ -198,16 +244,31 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
   /** Invalid results by source and the containments they started (read by /metrics). */
   readonly abuse: AbuseGuard;
 
-  readonly #opts: Required<Omit<DispatcherOptions, 'log' | 'clientId' | 'connect' | 'resultPublisher' | 'abuse'>> & { clientId: string };
+  readonly #opts: Required<Omit<DispatcherOptions, 'log' | 'clientId' | 'connect' | 'resultPublisher' | 'abuse' | 'sharedGroup'>> & {
+    clientId: string;
+    sharedGroup?: string;
+  };
   readonly #connect: ConnectFn;
   readonly #resultPublisher?: (topic: string, payload: Buffer) => string | undefined;
   readonly #log: Logger;
   readonly #store: DispatcherStore;
   readonly #jobs = new Map<string, Job>();
   readonly #recent = new Map<string, number>();
+  /** Hashes whose claim is in flight here, so a second result for one does not race the first. */
+  readonly #claiming = new Set<string>();
+  readonly #deferred: Claim[] = [];
+  #retryTimer?: NodeJS.Timeout;
+  #retryDelay = 0;
+  readonly #cluster?: ClusterLink;
+  #unsubscribeAcceptances?: () => Promise<void>;
+  #leaseTimer?: NodeJS.Timeout;
+  /** The fencing token while this dispatcher holds the singleton lease. */
+  #leaseToken?: number;
+  #leaseUntil = 0;
   #client?: MqttClient;
   #heartbeat?: NodeJS.Timeout;
   #statistics?: NodeJS.Timeout;
+  #sweep?: NodeJS.Timeout;
   #statisticsChange?: NodeJS.Timeout;
   /** Work was credited since the last statistics went out. */
   #statisticsDirty = false;
@@ -232,12 +293,28 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       addressPrefixes: options.addressPrefixes ?? ALL_PREFIXES,
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
       clientId: options.clientId ?? `dpow-dispatcher-${randomBytes(4).toString('hex')}`,
+      ...(options.sharedGroup ? { sharedGroup: options.sharedGroup } : {}),
+      leaseMs: options.leaseMs ?? 2000,
+      retryMs: options.retryMs ?? 250,
     };
     this.#connect = options.connect ?? mqtt.connect;
     this.#log = options.log ?? silentLogger;
     this.#store = options.store;
+    this.#cluster = options.store.cluster;
+    this.#retryDelay = this.#opts.retryMs;
     this.#resultPublisher = options.resultPublisher;
     this.abuse = new AbuseGuard(options.abuse);
+  }
+
+  /**
+   * Whether this dispatcher runs the singletons (heartbeat, statistics, precache feeds, expiry
+   * of other dispatchers' jobs). Always true on a store of its own; on a shared store, while it
+   * holds the lease. `token` is the lease's fencing token.
+   */
+  get leadership(): { leader: boolean; token?: number } {
+    if (!this.#cluster) return { leader: this.#state === 'running' };
+    const leader = this.#leaseToken !== undefined && Date.now() < this.#leaseUntil;
+    return leader ? { leader, token: this.#leaseToken } : { leader };
   }
 
   /** Jobs waiting for a result, for status displays and tests. */
@@ -321,16 +398,30 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       if (!this.#connectedOnce) return;
       this.#log.info('dispatcher: reconnected to the broker; republishing pending jobs');
       for (const job of this.#jobs.values()) this.#publishWork(job, job.workType);
-      void this.publishStatistics();
+      if (this.leadership.leader) void this.publishStatistics();
     });
     client.on('offline', () => this.#log.warn('dispatcher: broker connection lost, retrying'));
     client.on('error', (err) => this.#log.warn(`dispatcher: broker: ${err.message}`));
 
-    await client.subscribeAsync(WORK_TYPES.map((t) => topics.result(t)), { qos: 1 });
+    const resultTopics = WORK_TYPES.map((t) => topics.result(t));
+    const group = this.#opts.sharedGroup;
+    await client.subscribeAsync(group ? resultTopics.map((t) => `$share/${group}/${t}`) : resultTopics, { qos: 1 });
     this.#connectedOnce = true;
     if (this.#state !== 'starting') return; // stopped while connecting
+    if (this.#cluster) this.#unsubscribeAcceptances = await this.#cluster.onAcceptance((a) => this.#onAcceptance(a));
     this.#state = 'running';
+    if (this.#cluster) await this.#holdLease();
+    else await this.#takeSingletons();
+    this.#log.info(`dispatcher: connected to ${this.#opts.brokerUrl} as ${this.#opts.username}`);
+  }
+
+  // ------------------------------------------------------------------ singletons
+
+  /** Restores stored jobs, publishes statistics and starts the heartbeat and statistics clocks. */
+  async #takeSingletons(): Promise<void> {
+    this.counters.leases++;
     await this.#restore();
+    if (this.#state !== 'running') return;
     await this.publishStatistics();
     this.#heartbeat = setInterval(() => this.#publishHeartbeat(), this.#opts.heartbeatMs);
     this.#publishHeartbeat();
@@ -338,7 +429,64 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     this.#statisticsChange = setInterval(() => {
       if (this.#statisticsDirty) void this.publishStatistics({ onlyIfChanged: true });
     }, this.#opts.statisticsChangeMs);
-    this.#log.info(`dispatcher: connected to ${this.#opts.brokerUrl} as ${this.#opts.username}`);
+    if (this.#cluster) this.#sweep = setInterval(() => void this.#expireStored(), Math.min(this.#opts.leaseMs, 2000));
+    this.emit('leadership', true);
+  }
+
+  #dropSingletons(): void {
+    clearInterval(this.#heartbeat);
+    clearInterval(this.#statistics);
+    clearInterval(this.#statisticsChange);
+    clearInterval(this.#sweep);
+    this.#heartbeat = this.#statistics = this.#statisticsChange = this.#sweep = undefined;
+    this.emit('leadership', false);
+  }
+
+  /**
+   * Takes or renews the singleton lease, every quarter of its length. The lease counts as held
+   * until `leaseMs` after the request was sent, minus a margin, so this dispatcher stops before
+   * another can take over; a new holder gets a larger fencing token.
+   */
+  async #holdLease(): Promise<void> {
+    clearTimeout(this.#leaseTimer);
+    if (this.#state !== 'running') return;
+    const asked = Date.now();
+    let token: number | undefined;
+    try {
+      token = await this.#cluster!.holdLease(SINGLETON_LEASE, this.#opts.clientId, this.#opts.leaseMs);
+    } catch (err) {
+      this.counters.storeErrors++;
+      this.#log.warn(`dispatcher: lease: ${(err as Error).message}`);
+    }
+    if (this.#state !== 'running') return;
+    const held = this.#leaseToken !== undefined;
+    if (token !== undefined) {
+      this.#leaseUntil = asked + this.#opts.leaseMs - Math.min(250, this.#opts.leaseMs / 4);
+      if (!held || token !== this.#leaseToken) {
+        if (held) this.#dropSingletons();
+        this.#leaseToken = token;
+        this.#log.info(`dispatcher: ${this.#opts.clientId} runs the singletons (lease token ${token})`);
+        await this.#takeSingletons();
+      }
+    } else if (held && Date.now() >= this.#leaseUntil) {
+      this.#log.warn(`dispatcher: ${this.#opts.clientId} lost the singleton lease (token ${this.#leaseToken})`);
+      this.#leaseToken = undefined;
+      this.#dropSingletons();
+    }
+    if (this.#state === 'running') this.#leaseTimer = setTimeout(() => void this.#holdLease(), this.#opts.leaseMs / 4);
+  }
+
+  /** The elected dispatcher cancels stored jobs past their expiry, whoever published them. */
+  async #expireStored(): Promise<void> {
+    if (!this.leadership.leader) return;
+    const stored = await this.#storeCall(() => this.#store.listPending());
+    const now = Date.now();
+    for (const p of stored ?? []) {
+      if (p.expiresAt > now || this.#jobs.has(p.hash.toLowerCase())) continue;
+      await this.#storeCall(() => this.#store.removePending(p.hash));
+      if (p.workType === 'precache') this.counters.precache.expired++;
+      this.#publishCancel(p.workType, p.hash);
+    }
   }
 
   /**
@@ -350,6 +498,16 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     this.#state = 'stopped';
     clearInterval(this.#heartbeat);
     clearInterval(this.#statistics);
+    clearInterval(this.#sweep);
+    clearTimeout(this.#leaseTimer);
+    clearTimeout(this.#retryTimer);
+    if (this.#deferred.length) {
+      this.#log.error(`dispatcher: stopping with ${this.#deferred.length} valid results the store never took (not answered, not credited)`);
+    }
+    if (this.#cluster) {
+      if (this.#leaseToken !== undefined) await this.#cluster.releaseLease(SINGLETON_LEASE, this.#opts.clientId).catch(() => {});
+      await this.#unsubscribeAcceptances?.().catch(() => {});
+    }
     clearInterval(this.#statisticsChange);
     for (const job of this.#jobs.values()) {
       clearTimeout(job.expiry);
@@ -385,10 +543,16 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
         return { hash, work: stored.work, value: toU64Hex(value), cached: true };
       }
     }
+    // On a shared store another dispatcher may have published this hash already: share its job.
+    const elsewhere = this.#cluster && !this.#jobs.has(key) ? await this.#storeCall(() => this.#store.getPending(key)) : undefined;
     this.#ensureRunning();
 
     const now = Date.now();
     let job = this.#jobs.get(key);
+    if (!job && elsewhere && elsewhere.expiresAt > now) {
+      job = this.#newJob(elsewhere.hash, elsewhere.difficulty, elsewhere.workType, elsewhere.expiresAt, elsewhere.account, elsewhere.createdAt);
+      job.published.add(elsewhere.workType);
+    }
     if (!job) {
       job = this.#newJob(hash, difficulty, 'ondemand', now + timeoutMs, request.account);
       this.counters.requests.dispatched++;
@@ -533,86 +697,201 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     const source = { address, publisher };
     const key = hash.toLowerCase();
     const job = this.#jobs.get(key);
-    if (!job) {
-      const outcome = this.#recent.has(key) ? 'duplicate' : 'unknown-hash';
-      this.#reject(topic, outcome, `${outcome === 'duplicate' ? 'late result' : 'result for a hash not pending'} ${short(hash)} from ${address}`, source);
+    if (this.#claiming.has(key) || (!job && this.#recent.has(key))) {
+      this.#reject(topic, 'duplicate', `late result ${short(hash)} from ${address}`, source);
       return;
     }
-    // The difficulty is the one asked for, never anything the result claims.
-    const { valid, value } = validateWork(hash, work, job.difficulty);
-    if (!valid) {
-      this.#reject(topic, 'invalid-work', `work ${work} for ${short(hash)} from ${address} is below ${toU64Hex(job.difficulty)} (value ${toU64Hex(value)})`, source);
+    if (!job && !this.#cluster) {
+      this.#reject(topic, 'unknown-hash', `result for a hash not pending ${short(hash)} from ${address}`, source);
       return;
     }
+    // On a shared store a job may be another dispatcher's: its pending record gives the
+    // difficulty. Either way the difficulty is the one asked for, never anything the result claims.
+    const claim: Claim = { topic, key, hash: job?.hash ?? hash, work, address, source, workType: job?.workType ?? parsed.value.workType };
+    if (job) {
+      claim.difficulty = job.difficulty;
+      claim.createdAt = job.createdAt;
+      claim.job = job;
+    }
+    this.#claiming.add(key);
+    void this.#accept(claim);
+  }
 
-    // First valid result wins: everything up to #drop is synchronous, so no second result for
-    // this hash can get past the lookup above.
+  /**
+   * Checks a result and asks the store to accept it. Only a won claim answers and credits; a lost
+   * one is a duplicate (its waiters here get the work that won). A store that does not answer
+   * holds the result for a retry: nothing is answered or credited until the store has it.
+   */
+  async #accept(claim: Claim): Promise<void> {
+    let outcome: AcceptOutcome;
+    let value: bigint;
+    try {
+      if (claim.difficulty === undefined) {
+        const pending = await this.#store.getPending(claim.key);
+        if (!pending) {
+          this.#claiming.delete(claim.key);
+          this.#reject(claim.topic, 'unknown-hash', `result for a hash not pending ${short(claim.hash)} from ${claim.address}`, claim.source);
+          return;
+        }
+        claim.hash = pending.hash;
+        claim.difficulty = pending.difficulty;
+        claim.workType = pending.workType;
+        claim.createdAt = pending.createdAt;
+      }
+      const check = validateWork(claim.hash, claim.work, claim.difficulty);
+      value = check.value;
+      if (!check.valid) {
+        this.#claiming.delete(claim.key);
+        this.#reject(
+          claim.topic,
+          'invalid-work',
+          `work ${claim.work} for ${short(claim.hash)} from ${claim.address} is below ${toU64Hex(claim.difficulty)} (value ${toU64Hex(value)})`,
+          claim.source,
+        );
+        return;
+      }
+      const addressValid = checkAddress(claim.address, this.#opts.addressPrefixes).ok;
+      const job = this.#liveJob(claim);
+      const services = job ? [...job.waiters].map((w) => w.service).filter((s): s is string => !!s) : [];
+      // Weighted by the difficulty asked for (never the luck of the value found), for payouts by difficulty.
+      const weight = toMultiplier(claim.difficulty);
+      outcome = await this.#store.acceptResult(claim.hash, claim.work, value, claim.workType, addressValid ? claim.address : undefined, services, weight);
+    } catch (err) {
+      this.#defer(claim, err as Error);
+      return;
+    }
+    this.#claiming.delete(claim.key);
+    this.#remember(claim.key);
+    if (outcome.won) this.#won(claim, value, outcome);
+    else this.#lost(claim, outcome.work);
+  }
+
+  /** The claim's job if it is still this dispatcher's live job for the hash. */
+  #liveJob(claim: Claim): Job | undefined {
+    const job = claim.job ?? this.#jobs.get(claim.key);
+    return job && this.#jobs.get(claim.key) === job ? job : undefined;
+  }
+
+  #won(claim: Claim, value: bigint, outcome: Extract<AcceptOutcome, { won: true }>): void {
+    const job = this.#liveJob(claim);
+    const answered = job ? this.#answer(job, claim.work, value) : 0;
+    if (job) this.#drop(job, 'accepted');
+    else this.#publishCancel(claim.workType, claim.hash);
+    this.counters.results.accepted++;
+    const addressValid = outcome.client !== undefined;
+    const accepted: AcceptedResult = {
+      hash: claim.hash,
+      work: claim.work,
+      value: toU64Hex(value),
+      difficulty: toU64Hex(claim.difficulty!),
+      workType: claim.workType,
+      address: claim.address,
+      addressValid,
+      answered,
+      latencyMs: Math.max(0, Date.now() - (claim.createdAt ?? Date.now())),
+    };
+    this.#log.info(`dispatcher: accepted ${claim.workType} ${short(claim.hash)} from ${claim.address}${addressValid ? '' : ' (invalid address)'}`);
+    this.#statisticsDirty = true;
+    const topic = topics.client(claim.address);
+    if (outcome.client) {
+      const record = outcome.client;
+      const stats = {
+        precache: record.precache,
+        ondemand: record.ondemand,
+        snapshot_precache: record.snapshot_precache,
+        snapshot_ondemand: record.snapshot_ondemand,
+        ...(record.block_rewarded ? { block_rewarded: record.block_rewarded } : {}),
+      };
+      this.#publish(topic, clientCodec.encode({ kind: 'stats', stats }), 0);
+    } else {
+      this.counters.invalidAddress++;
+      const error = `Work accepted but account ${claim.address} is invalid`;
+      this.#publish(topic, clientCodec.encode({ kind: 'error', error }), 0);
+    }
+    this.counters.published.client++;
+    if (this.#cluster) {
+      const acceptance: Acceptance = { hash: claim.hash, work: claim.work, value: toU64Hex(value), workType: claim.workType };
+      void this.#storeCall(() => this.#cluster!.publishAcceptance(acceptance));
+    }
+    this.emit('accepted', accepted);
+  }
+
+  /** Another result (here or at another dispatcher) won: waiters here get that work. */
+  #lost(claim: Claim, winner: StoredWork | undefined): void {
+    this.#reject(claim.topic, 'duplicate', `result ${short(claim.hash)} from ${claim.address} lost the claim to an earlier one`, claim.source);
+    const job = this.#liveJob(claim);
+    if (job && winner) this.#settleElsewhere(job, winner.work);
+  }
+
+  /** A result accepted by another dispatcher, heard on the shared store's channel. */
+  #onAcceptance(acceptance: Acceptance): void {
+    const key = acceptance.hash.toLowerCase();
+    this.#remember(key);
+    const job = this.#jobs.get(key);
+    if (job) this.#settleElsewhere(job, acceptance.work);
+  }
+
+  /** Answers a job's waiters with work another result won with, and credits their services. */
+  #settleElsewhere(job: Job, work: string): void {
+    const { valid, value } = validateWork(job.hash, work, job.difficulty);
+    if (!valid) return; // won at a lower difficulty than asked here: keep waiting
+    const services = [...job.waiters].map((w) => w.service).filter((s): s is string => !!s);
+    this.#answer(job, work, value);
+    this.#drop(job, 'answered');
+    for (const s of services) void this.#storeCall(() => this.#store.creditService(s, job.workType));
+    if (services.length) this.#statisticsDirty = true;
+  }
+
+  #answer(job: Job, work: string, value: bigint): number {
     const answered = job.waiters.size;
     for (const w of job.waiters) {
       clearTimeout(w.timer);
       w.resolve({ hash: w.hash, work, value: toU64Hex(value), cached: false });
     }
-    this.counters.requests.answered += answered;
-    const services = [...job.waiters].map((w) => w.service).filter((s): s is string => !!s);
     job.waiters.clear();
-    this.#drop(job, 'accepted');
-    this.#remember(key);
-    this.counters.results.accepted++;
-
-    const addressValid = checkAddress(address, this.#opts.addressPrefixes).ok;
-    const accepted: AcceptedResult = {
-      hash: job.hash,
-      work,
-      value: toU64Hex(value),
-      difficulty: toU64Hex(job.difficulty),
-      workType: job.workType,
-      address,
-      addressValid,
-      answered,
-      latencyMs: Math.max(0, Date.now() - job.createdAt),
-    };
-    this.#log.info(`dispatcher: accepted ${job.workType} ${short(job.hash)} from ${address}${addressValid ? '' : ' (invalid address)'}`);
-    void this.#settle(job, accepted, services);
+    this.counters.requests.answered += answered;
+    return answered;
   }
 
-  /** Store writes and the client notice after acceptance; failures are logged, never thrown. */
-  async #settle(job: Job, accepted: AcceptedResult, services: string[]): Promise<void> {
-    await this.#storeCall(() =>
-      this.#store.saveWork({
-        hash: job.hash,
-        work: accepted.work,
-        difficulty: BigInt(`0x${accepted.value}`),
-        workType: job.workType,
-        address: accepted.address,
-        createdAt: Date.now(),
-      }),
-    );
-    for (const s of services) await this.#storeCall(() => this.#store.creditService(s, job.workType));
-    this.#statisticsDirty = true;
-    const topic = topics.client(accepted.address);
-    if (accepted.addressValid) {
-      // Weighted by the difficulty asked for (never the luck of the value found), for payouts
-      // by difficulty.
-      const weight = toMultiplier(job.difficulty);
-      const record = await this.#storeCall(() => this.#store.creditClient(accepted.address, job.workType, job.hash, weight));
-      if (record) {
-        const stats = {
-          precache: record.precache,
-          ondemand: record.ondemand,
-          snapshot_precache: record.snapshot_precache,
-          snapshot_ondemand: record.snapshot_ondemand,
-          ...(record.block_rewarded ? { block_rewarded: record.block_rewarded } : {}),
-        };
-        this.#publish(topic, clientCodec.encode({ kind: 'stats', stats }), 0);
-        this.counters.published.client++;
-      }
-    } else {
-      this.counters.invalidAddress++;
-      const error = `Work accepted but account ${accepted.address} is invalid`;
-      this.#publish(topic, clientCodec.encode({ kind: 'error', error }), 0);
-      this.counters.published.client++;
+  /** Holds a result the store could not take and tries again, backing off up to 5 s. */
+  #defer(claim: Claim, err: Error): void {
+    this.counters.storeErrors++;
+    if (this.#deferred.length >= MAX_DEFERRED) {
+      this.#claiming.delete(claim.key);
+      this.#log.error(`dispatcher: store unavailable and ${MAX_DEFERRED} results already held; refused ${short(claim.hash)} from ${claim.address}`);
+      this.#reject(claim.topic, 'malformed', `store-unavailable: ${err.message}`, claim.source);
+      return;
     }
-    this.emit('accepted', accepted);
+    this.#deferred.push(claim);
+    this.counters.deferred.held = this.#deferred.length;
+    if (!claim.held) {
+      claim.held = true;
+      this.counters.deferred.total++;
+      this.#log.error(`dispatcher: store: ${err.message}; holding result ${short(claim.hash)} from ${claim.address} (${this.#deferred.length} held), not answered until the store takes it`);
+    } else if (this.#deferred.length === 1) {
+      this.#log.warn(`dispatcher: store still failing (${err.message}); retrying in ${this.#retryDelay} ms`);
+    }
+    if (!this.#retryTimer && this.#state !== 'stopped') {
+      this.#retryTimer = setTimeout(() => void this.#retryDeferred(), this.#retryDelay);
+    }
+  }
+
+  async #retryDeferred(): Promise<void> {
+    this.#retryTimer = undefined;
+    const batch = this.#deferred.splice(0);
+    this.counters.deferred.held = 0;
+    const before = this.counters.storeErrors;
+    for (const claim of batch) {
+      this.counters.deferred.retried++;
+      await this.#accept(claim);
+    }
+    // Still failing: wait longer before the next round; answered: back to the first delay.
+    this.#retryDelay = this.counters.storeErrors > before ? Math.min(MAX_RETRY_MS, this.#retryDelay * 2) : this.#opts.retryMs;
+    if (this.#deferred.length && !this.#retryTimer && this.#state !== 'stopped') {
+      this.#retryTimer = setTimeout(() => void this.#retryDeferred(), this.#retryDelay);
+    } else if (!this.#deferred.length && batch.length) {
+      this.#log.info(`dispatcher: store answers again; ${batch.length} held results settled`);
+    }
   }
 
   #malformed(topic: string, code: RejectCode, reason: string, source: ResultSource): void {
@@ -706,11 +985,32 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     }
     job.waiters.clear();
     if (reason === 'withdrawn') this.counters.jobs[job.workType].cancelled++;
-    else if (reason !== 'accepted') this.counters.jobs[job.workType].expired++;
-    void this.#storeCall(() => this.#store.removePending(job.key));
-    for (const t of job.published) this.#publishCancel(t, job.hash);
-    if (reason !== 'accepted') this.#log.debug?.(`dispatcher: ${reason} ${job.workType} ${short(job.hash)}; cancel published`);
+    else if (reason !== 'accepted' && reason !== 'answered') this.counters.jobs[job.workType].expired++;
+    if (reason === 'accepted') {
+      // The pending record went with the accept.
+      for (const t of job.published) this.#publishCancel(t, job.hash);
+    } else if (reason === 'answered') {
+      // The winner removed the pending record and cancelled.
+    } else if (this.#cluster && reason !== 'withdrawn') {
+      void this.#releaseShared(job);
+    } else {
+      void this.#storeCall(() => this.#store.removePending(job.key));
+      for (const t of job.published) this.#publishCancel(t, job.hash);
+    }
+    if (reason !== 'accepted' && reason !== 'answered') this.#log.debug?.(`dispatcher: ${reason} ${job.workType} ${short(job.hash)}; cancel published`);
     return true;
+  }
+
+  /**
+   * A shared job that timed out or expired here: other dispatchers may still wait for it (each
+   * requester pushes the stored expiry out to its own deadline). Only when the stored expiry has
+   * passed is the record removed and the cancel published.
+   */
+  async #releaseShared(job: Job): Promise<void> {
+    const stored = await this.#storeCall(() => this.#store.getPending(job.key));
+    if (!stored || stored.expiresAt > Date.now() + 50) return;
+    await this.#storeCall(() => this.#store.removePending(job.key));
+    for (const t of new Set([...job.published, stored.workType])) this.#publishCancel(t, job.hash);
   }
 
   #savePending(job: Job): void {
@@ -765,7 +1065,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
   }
 
   #publishHeartbeat(): void {
-    if (!this.#client?.connected) return;
+    if (!this.#client?.connected || !this.leadership.leader) return;
     this.#publish(topics.heartbeat, heartbeatCodec.encode(), 0);
     this.counters.published.heartbeat++;
   }

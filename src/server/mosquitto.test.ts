@@ -7,14 +7,11 @@
  * Skipped with a message only when mosquitto is not installed AND this is not CI (.ci/run
  * installs it); under CI a missing binary fails.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect as netConnect, createServer as netServer, type AddressInfo } from 'node:net';
-import { networkInterfaces, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeAddress } from '../dpow/address.ts';
@@ -29,52 +26,13 @@ import { createServiceApi } from './http/service-api.ts';
 import { ReferenceWorker } from '../testkit/reference-worker.ts';
 import { MOSQUITTO_ACL_BEHAVIOUR, observeAcl } from '../testkit/broker-acl.ts';
 import { connectAs } from '../testkit/mqtt.ts';
+import { MOSQUITTO, Mosquitto, mosquittoInstalled, skipWithoutMosquitto } from '../testkit/mosquitto.ts';
+import { canConnect } from '../testkit/net.ts';
 
-const MOSQUITTO = '/usr/sbin/mosquitto';
-const DEPLOY = join(import.meta.dirname, '../../deploy/mosquitto');
-const installed = existsSync(MOSQUITTO) && spawnSync('sh', ['-c', 'command -v mosquitto_passwd']).status === 0;
-if (!installed && !process.env.CI) {
-  console.warn(`mosquitto.test.ts: skipped, ${MOSQUITTO} or mosquitto_passwd is not installed (apt-get install mosquitto)`);
-}
-
-async function freePort(): Promise<number> {
-  const s = netServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
-
-function canConnect(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = netConnect({ host, port });
-    socket.once('connect', () => (socket.destroy(), resolve(true)));
-    socket.once('error', () => resolve(false));
-    socket.setTimeout(1000, () => (socket.destroy(), resolve(false)));
-  });
-}
-
-/** The shipped config with test ports and files; every substitution must find its line. */
-function configForTest(template: string, files: { passwords: string; acl: string }, ports: { tcp: number; ws: number }): string {
-  const swaps: Array<[RegExp, string]> = [
-    [/^password_file .*$/m, `password_file ${files.passwords}`],
-    [/^acl_file .*$/m, `acl_file ${files.acl}`],
-    [/^listener 1883 127\.0\.0\.1$/m, `listener ${ports.tcp} 127.0.0.1`],
-    [/^listener 9001 lo$/m, `listener ${ports.ws} lo`],
-  ];
-  let out = template;
-  for (const [pattern, line] of swaps) {
-    if (!pattern.test(out)) throw new Error(`deploy/mosquitto/mosquitto.conf has no line matching ${pattern}`);
-    out = out.replace(pattern, line);
-  }
-  return out;
-}
-
-const secrets = { server: randomBytes(12).toString('hex'), dashboard: randomBytes(12).toString('hex') };
-let dir: string;
-let broker: ChildProcess | undefined;
-let brokerLog = '';
-let ports: { tcp: number; ws: number };
+const skip = skipWithoutMosquitto('mosquitto.test.ts');
+let broker: Mosquitto;
+let secrets: Mosquitto['secrets'];
+let ports: Mosquitto['ports'];
 /** Closes every login at the end (the broker is shared by the whole file). */
 const closeAtEnd: (() => unknown)[] = [];
 
@@ -92,44 +50,16 @@ function inbox(c: MqttClient): Array<{ topic: string; payload: string }> {
   return got;
 }
 
-describe.skipIf(!installed && !process.env.CI)('deploy/mosquitto on a real mosquitto', () => {
+describe.skipIf(skip)('deploy/mosquitto on a real mosquitto', () => {
   beforeAll(async () => {
-    expect(existsSync(MOSQUITTO), `${MOSQUITTO} is required under CI`).toBe(true);
-    dir = mkdtempSync(join(tmpdir(), 'dpow-mosquitto-'));
-    // mosquitto drops root privileges to its own user before reading these files.
-    chmodSync(dir, 0o755);
-    const passwords = join(dir, 'passwords');
-    const made = spawnSync('sh', [join(DEPLOY, 'make-passwords.sh'), passwords], {
-      env: { ...process.env, SERVER_PASSWORD: secrets.server, DASHBOARD_PASSWORD: secrets.dashboard },
-      encoding: 'utf8',
-    });
-    expect(made.status, made.stderr).toBe(0);
-    chmodSync(passwords, 0o644);
-    const acl = join(dir, 'acl');
-    copyFileSync(join(DEPLOY, 'acl'), acl);
-    chmodSync(acl, 0o644);
-    ports = { tcp: await freePort(), ws: await freePort() };
-    const conf = join(dir, 'mosquitto.conf');
-    writeFileSync(conf, configForTest(readFileSync(join(DEPLOY, 'mosquitto.conf'), 'utf8'), { passwords, acl }, ports));
-    chmodSync(conf, 0o644);
-
-    broker = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
-    broker.stdout!.on('data', (d) => (brokerLog += d));
-    broker.stderr!.on('data', (d) => (brokerLog += d));
-    const deadline = Date.now() + 10_000;
-    while (!((await canConnect('127.0.0.1', ports.tcp)) && (await canConnect('127.0.0.1', ports.ws)))) {
-      if (broker.exitCode !== null || Date.now() > deadline) throw new Error(`mosquitto did not start:\n${brokerLog}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    expect(mosquittoInstalled, `${MOSQUITTO} and mosquitto_passwd are required under CI`).toBe(true);
+    broker = await Mosquitto.start();
+    ({ secrets, ports } = broker);
   });
 
   afterAll(async () => {
     await Promise.allSettled(closeAtEnd.map(async (close) => close()));
-    if (broker && broker.exitCode === null) {
-      broker.kill('SIGTERM');
-      await new Promise((r) => broker!.once('exit', r));
-    }
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await broker?.close();
   });
 
   it('listens on loopback only', async () => {

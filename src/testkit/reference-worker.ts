@@ -27,7 +27,7 @@ export class ReferenceWorker {
   private readonly active = new Set<string>();
   private constructor(
     readonly client: MqttClient,
-    private readonly options: ReferenceWorkerOptions,
+    readonly options: ReferenceWorkerOptions,
   ) {}
 
   static async start(options: ReferenceWorkerOptions): Promise<ReferenceWorker> {
@@ -76,7 +76,11 @@ export class ReferenceWorker {
           const work = toU64Hex(nonce);
           this.active.delete(key);
           this.results.push({ hash, work, workType });
-          await this.client.publishAsync(topics.result(workType), resultCodec.encode({ hash, work, address: this.options.address }), { qos: 1 });
+          await this.client
+            .publishAsync(topics.result(workType), resultCodec.encode({ hash, work, address: this.options.address }), { qos: 1 })
+            .catch((err: unknown) => {
+              if (!this.stopped) throw err; // a publish cut off by stop() is no failure
+            });
           return;
         }
       }
@@ -84,7 +88,10 @@ export class ReferenceWorker {
     }
   }
 
+  private stopped = false;
+
   async stop(): Promise<void> {
+    this.stopped = true;
     this.active.clear();
     await this.client.endAsync(true);
   }

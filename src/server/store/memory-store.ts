@@ -5,10 +5,12 @@
  * - hashes are looked up case-insensitively (records keep the hash as it was saved);
  * - `creditClient` adds one to the global total for the work's type (as the SQLite store does:
  *   the totals count credited work);
- * - records handed out are copies, so a caller cannot change the store by mutating them.
+ * - records handed out are copies, so a caller cannot change the store by mutating them;
+ * - `acceptResult` runs without an await inside, so no other call interleaves with it.
  */
 import type { WorkType } from '../../dpow/codec.ts';
 import type {
+  AcceptOutcome,
   ClientRecord,
   DispatcherStore,
   PendingJob,
@@ -34,6 +36,33 @@ export class MemoryStore implements DispatcherStore {
     if (this.#closed) throw new Error('store is closed');
   }
 
+  // ------------------------------------------------------------ accept
+
+  async acceptResult(
+    hash: string,
+    work: string,
+    value: bigint,
+    workType: WorkType,
+    address: string | undefined,
+    services: readonly string[],
+    weight = 1,
+  ): Promise<AcceptOutcome> {
+    this.#open();
+    if (!Number.isFinite(weight) || weight < 0) throw new RangeError(`work weight must be a finite number >= 0, got ${weight}`);
+    const key = hash.toLowerCase();
+    const stored = this.#work.get(key);
+    if (!this.#pending.delete(key) && stored) return { won: false, work: { ...stored } };
+    const record: StoredWork = { hash, work, difficulty: value, workType, createdAt: Date.now(), ...(address ? { address } : {}) };
+    this.#work.set(key, record);
+    for (const user of services) {
+      const s = this.#services.get(user);
+      if (s) s[workType] += 1;
+    }
+    // The totals count credited work (the credit adds to them), as creditClient does.
+    const client = address ? this.#credit(address, workType, hash, weight) : undefined;
+    return { won: true, work: { ...record }, ...(client ? { client } : {}) };
+  }
+
   // ------------------------------------------------------------ clients
 
   async getClient(address: string): Promise<ClientRecord | undefined> {
@@ -44,6 +73,10 @@ export class MemoryStore implements DispatcherStore {
 
   async creditClient(address: string, workType: WorkType, hash: string, weight = 1): Promise<ClientRecord> {
     this.#open();
+    return this.#credit(address, workType, hash, weight);
+  }
+
+  #credit(address: string, workType: WorkType, hash: string, weight: number): ClientRecord {
     if (!Number.isFinite(weight) || weight < 0) throw new RangeError(`work weight must be a finite number >= 0, got ${weight}`);
     const c = this.#clients.get(address) ?? {
       address,
@@ -143,6 +176,12 @@ export class MemoryStore implements DispatcherStore {
   async savePending(job: PendingJob): Promise<void> {
     this.#open();
     this.#pending.set(job.hash.toLowerCase(), { ...job });
+  }
+
+  async getPending(hash: string): Promise<PendingJob | undefined> {
+    this.#open();
+    const j = this.#pending.get(hash.toLowerCase());
+    return j && { ...j };
   }
 
   async removePending(hash: string): Promise<void> {

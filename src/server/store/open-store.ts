@@ -1,7 +1,8 @@
 /**
- * Opens the dispatcher's default store: SQLite at `<dataDir>/dpow.sqlite` (the directory is
- * created if needed). Commands that share the dispatcher's state (`start`, `service`,
- * `snapshot`) all open it through here so they agree on the file.
+ * Opens the dispatcher's store. The embedded default is SQLite at `<dataDir>/dpow.sqlite` (the
+ * directory is created if needed); `--store redis://host:port/db` picks the Redis store that
+ * several dispatchers share. Commands that share the dispatcher's state (`start`, `service`,
+ * `snapshot`) all open it through here so they agree on where it is.
  */
 import { join } from 'node:path';
 import { SqliteStore } from './sqlite-store.ts';
@@ -13,6 +14,29 @@ export function storePath(dataDir: string): string {
   return join(dataDir, STORE_FILE);
 }
 
-export async function openStore(dataDir: string): Promise<DispatcherStore> {
+/** True for a `--store` value this build can open (redis:// or rediss:// with an optional /db). */
+export function isStoreUrl(spec: string): boolean {
+  return /^rediss?:\/\/[^/\s]+(\/\d+)?$/.test(spec);
+}
+
+export interface StoreChoice {
+  /** Directory for the SQLite default. */
+  dataDir: string;
+  /** redis://host:port/db, when given: it wins over dataDir. */
+  url?: string;
+}
+
+/** Where the state lives, in words, for banners and errors. */
+export function describeStore(choice: StoreChoice): string {
+  return choice.url ?? storePath(choice.dataDir);
+}
+
+export async function openStore(choice: string | StoreChoice): Promise<DispatcherStore> {
+  const { dataDir, url } = typeof choice === 'string' ? { dataDir: choice, url: undefined } : choice;
+  if (url !== undefined) {
+    if (!isStoreUrl(url)) throw new Error(`--store must be redis://host:port/db, got "${url}"`);
+    const { RedisStore } = await import('./redis-store.ts');
+    return RedisStore.open(url);
+  }
   return new SqliteStore(storePath(dataDir));
 }

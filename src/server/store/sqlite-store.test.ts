@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SCHEMA_VERSION, SqliteStore } from './sqlite-store.ts';
+import { describeDispatcherStore } from './store-suite.ts';
 import type { ServiceRecord } from './store.ts';
 
 const ADDR_A = 'nano_1111111111111111111111111111111111111111111111111111hifc8npp';
@@ -35,7 +36,43 @@ const service = (user: string, extra: Partial<ServiceRecord> = {}): ServiceRecor
   ...extra,
 });
 
+describeDispatcherStore('SqliteStore', () => new SqliteStore(':memory:'));
+
 describe('SqliteStore', () => {
+  it('gives a hash to one of two handles on one file (two processes), whichever order they claim in', async () => {
+    const a = open();
+    const b = open();
+    try {
+      await a.savePending({ hash: HASH_1, difficulty: HIGH, workType: 'precache', expiresAt: 9, createdAt: 1 });
+      const [first, second] = await Promise.all([
+        b.acceptResult(HASH_1, '00000000000000aa', HIGH, 'precache', ADDR_B, []),
+        a.acceptResult(HASH_1, '00000000000000bb', HIGH, 'precache', ADDR_A, []),
+      ]);
+      expect([first.won, second.won]).toEqual([true, false]);
+      expect(second).toMatchObject({ won: false, work: { work: '00000000000000aa', address: ADDR_B } });
+      expect(await a.getTotals()).toEqual({ precache: 1, ondemand: 0 });
+      expect(await a.getClient(ADDR_A)).toBeUndefined();
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('rolls an accept back whole when any part fails', async () => {
+    const store = open();
+    try {
+      await store.savePending({ hash: HASH_1, difficulty: HIGH, workType: 'precache', expiresAt: 9, createdAt: 1 });
+      // A trigger makes the last write of the transaction (the total) fail.
+      store.db.exec(`CREATE TRIGGER fail_total BEFORE UPDATE ON totals BEGIN SELECT RAISE(ABORT, 'disk full'); END`);
+      await expect(store.acceptResult(HASH_1, '00000000000000aa', HIGH, 'precache', ADDR_A, [])).rejects.toThrow(/disk full/);
+      expect(await store.getPending(HASH_1)).toBeDefined();
+      expect(await store.getWork(HASH_1)).toBeUndefined();
+      expect(await store.getClient(ADDR_A)).toBeUndefined();
+    } finally {
+      await store.close();
+    }
+  });
+
   it('creates the file in WAL mode at the current schema version', async () => {
     const store = open();
     expect(store.schemaVersion).toBe(SCHEMA_VERSION);

@@ -83,12 +83,74 @@ export interface SnapshotEntry {
 }
 
 /**
+ * What `acceptResult` did. Exactly one caller wins each claim: the winner's work is stored and
+ * credited; a loser gets the work that won, so it can answer its own waiters with the same work.
+ */
+export type AcceptOutcome =
+  | { won: true; work: StoredWork; /** The credited client, when an address was credited. */ client?: ClientRecord }
+  | { won: false; work?: StoredWork };
+
+/** An accepted result as it is broadcast to the other dispatchers sharing a store. */
+export interface Acceptance {
+  hash: string;
+  work: string;
+  /** Work value, 16 hex. */
+  value: string;
+  workType: WorkType;
+}
+
+/**
+ * What several dispatchers on one store need besides the data: acceptances broadcast to all
+ * (so a request waiting at A is answered when B accepts), and a lease for the singletons
+ * (heartbeat, statistics, precache feeds, job expiry) with a fencing token.
+ */
+export interface ClusterLink {
+  publishAcceptance(acceptance: Acceptance): Promise<void>;
+  /** Resolves once subscribed; the returned function unsubscribes. */
+  onAcceptance(listener: (acceptance: Acceptance) => void): Promise<() => Promise<void>>;
+  /**
+   * Takes the lease `name` for `holder` or extends it if `holder` has it, for `ttlMs`. Returns
+   * the fencing token (it grows with every new holder) while held, undefined while another
+   * holder has it.
+   */
+  holdLease(name: string, holder: string, ttlMs: number): Promise<number | undefined>;
+  /** Gives the lease up if `holder` has it, so another dispatcher takes over at once. */
+  releaseLease(name: string, holder: string): Promise<void>;
+}
+
+/**
  * Block hashes a store keeps per chain for `rememberBlock`, at least; older ones may be
  * forgotten, so a replay from further back than this many blocks of one chain is not caught.
  */
 export const KNOWN_BLOCKS_PER_CHAIN = 10_000;
 
 export interface DispatcherStore {
+  /**
+   * Present when several dispatchers may share this store (Redis): results for jobs another
+   * dispatcher published are looked up here, acceptances are broadcast, singletons are leased.
+   */
+  readonly cluster?: ClusterLink;
+
+  /**
+   * Accepts a valid result, all at once: claims the hash, stores the work (`value` as its
+   * difficulty), credits `address` (when given, as creditClient with `weight`) and every service
+   * in `services` for `workType`, adds one to the total, and removes the pending job.
+   *
+   * The claim is won while the hash has a pending job (which this call removes), or when it has
+   * neither a pending job nor stored work (a pending record that never reached the store). Any
+   * other caller loses and nothing is written: a result for a hash already accepted is a duplicate.
+   */
+  acceptResult(
+    hash: string,
+    work: string,
+    value: bigint,
+    workType: WorkType,
+    address: string | undefined,
+    services: readonly string[],
+    /** Added to the client's weighted sum (the work's difficulty as a multiplier). Default 1. */
+    weight?: number,
+  ): Promise<AcceptOutcome>;
+
   // clients
   getClient(address: string): Promise<ClientRecord | undefined>;
   /**
@@ -117,6 +179,7 @@ export interface DispatcherStore {
   saveWork(work: StoredWork): Promise<void>;
   getWork(hash: string): Promise<StoredWork | undefined>;
   savePending(job: PendingJob): Promise<void>;
+  getPending(hash: string): Promise<PendingJob | undefined>;
   removePending(hash: string): Promise<void>;
   listPending(): Promise<PendingJob[]>;
 

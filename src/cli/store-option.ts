@@ -1,0 +1,20 @@
+/**
+ * `--data <dir>` (SQLite, the default) and `--store redis://host:port/db` for every command that
+ * shares the dispatcher's state (`start`, `service`, `snapshot`): one definition, one error.
+ */
+import { CliError } from './args.ts';
+import { describeStore, isStoreUrl, openStore } from '../server/store/open-store.ts';
+import type { DispatcherStore } from '../server/store/store.ts';
+
+/** The commander option, spread into `.option(...)`. */
+export const STORE_OPTION = ['--store <url>', 'shared state in Redis instead of SQLite under --data: redis://host:port/db'] as const;
+
+export async function openCliStore(values: { data?: string; store?: string }): Promise<DispatcherStore> {
+  const choice = { dataDir: values.data ?? '.data', ...(values.store !== undefined ? { url: values.store } : {}) };
+  if (choice.url !== undefined && !isStoreUrl(choice.url)) throw new CliError(`--store must be redis://host:port/db, got "${choice.url}"`);
+  try {
+    return await openStore(choice);
+  } catch (err) {
+    throw new CliError(`cannot open the store ${describeStore(choice)}: ${(err as Error).message.split('\n')[0]}`);
+  }
+}

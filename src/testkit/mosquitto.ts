@@ -1,0 +1,104 @@
+/**
+ * Test helper, never imported by the product: Debian's mosquitto running the shipped deployment
+ * (deploy/mosquitto: the config with test ports and files, passwords made by make-passwords.sh,
+ * the ACL as shipped), on free loopback ports.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { canConnect, freePort } from './net.ts';
+
+export const MOSQUITTO = '/usr/sbin/mosquitto';
+export const DEPLOY_MOSQUITTO = join(import.meta.dirname, '../../deploy/mosquitto');
+export const mosquittoInstalled = existsSync(MOSQUITTO) && spawnSync('sh', ['-c', 'command -v mosquitto_passwd']).status === 0;
+
+/** True when the mosquitto tests should be skipped here (not installed, not CI); says so once. */
+export function skipWithoutMosquitto(file: string): boolean {
+  if (mosquittoInstalled || process.env.CI) return false;
+  console.warn(`${file}: skipped, ${MOSQUITTO} or mosquitto_passwd is not installed (apt-get install mosquitto)`);
+  return true;
+}
+
+/** The shipped config with test ports and files; every substitution must find its line. */
+export function configForTest(
+  template: string,
+  files: { passwords: string; acl: string },
+  ports: { tcp: number; ws: number },
+  extra = '',
+): string {
+  const swaps: Array<[RegExp, string]> = [
+    [/^password_file .*$/m, `password_file ${files.passwords}`],
+    [/^acl_file .*$/m, `acl_file ${files.acl}`],
+    [/^listener 1883 127\.0\.0\.1$/m, `listener ${ports.tcp} 127.0.0.1`],
+    [/^listener 9001 lo$/m, `listener ${ports.ws} lo`],
+  ];
+  let out = template;
+  for (const [pattern, line] of swaps) {
+    if (!pattern.test(out)) throw new Error(`deploy/mosquitto/mosquitto.conf has no line matching ${pattern}`);
+    out = out.replace(pattern, line);
+  }
+  // Global options must come before the first listener.
+  return extra ? out.replace(/^listener /m, `${extra}\nlistener `) : out;
+}
+
+export class Mosquitto {
+  log = '';
+  private constructor(
+    readonly process: ChildProcess,
+    readonly dir: string,
+    readonly ports: { tcp: number; ws: number },
+    readonly secrets: { server: string; dashboard: string },
+  ) {
+    process.stdout!.on('data', (d) => (this.log += d));
+    process.stderr!.on('data', (d) => (this.log += d));
+  }
+
+  get tcpUrl(): string {
+    return `mqtt://127.0.0.1:${this.ports.tcp}`;
+  }
+
+  get wsUrl(): string {
+    return `ws://127.0.0.1:${this.ports.ws}`;
+  }
+
+  /** Starts the shipped deployment; `extraConfig` lines (global options) go before the listeners. */
+  static async start(options: { extraConfig?: string } = {}): Promise<Mosquitto> {
+    const secrets = { server: randomBytes(12).toString('hex'), dashboard: randomBytes(12).toString('hex') };
+    const dir = mkdtempSync(join(tmpdir(), 'dpow-mosquitto-'));
+    // mosquitto drops root privileges to its own user before reading these files.
+    chmodSync(dir, 0o755);
+    const passwords = join(dir, 'passwords');
+    const made = spawnSync('sh', [join(DEPLOY_MOSQUITTO, 'make-passwords.sh'), passwords], {
+      env: { ...process.env, SERVER_PASSWORD: secrets.server, DASHBOARD_PASSWORD: secrets.dashboard },
+      encoding: 'utf8',
+    });
+    if (made.status !== 0) throw new Error(`make-passwords.sh failed: ${made.stderr}`);
+    chmodSync(passwords, 0o644);
+    const acl = join(dir, 'acl');
+    copyFileSync(join(DEPLOY_MOSQUITTO, 'acl'), acl);
+    chmodSync(acl, 0o644);
+    const ports = { tcp: await freePort(), ws: await freePort() };
+    const conf = join(dir, 'mosquitto.conf');
+    writeFileSync(conf, configForTest(readFileSync(join(DEPLOY_MOSQUITTO, 'mosquitto.conf'), 'utf8'), { passwords, acl }, ports, options.extraConfig));
+    chmodSync(conf, 0o644);
+    const child = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const broker = new Mosquitto(child, dir, ports, secrets);
+    const deadline = Date.now() + 10_000;
+    while (!((await canConnect('127.0.0.1', ports.tcp)) && (await canConnect('127.0.0.1', ports.ws)))) {
+      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`mosquitto did not start:\n${broker.log}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return broker;
+  }
+
+  async close(): Promise<void> {
+    if (this.process.exitCode === null && this.process.signalCode === null) {
+      const exited = new Promise((r) => this.process.once('exit', r));
+      this.process.kill('SIGTERM');
+      await exited;
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}

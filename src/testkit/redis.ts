@@ -1,0 +1,79 @@
+/**
+ * Test helper, never imported by the product: Debian's redis-server on a free loopback port,
+ * with its own temporary directory and no persistence unless asked (an append-only file). One
+ * per test file; stop() and start() again (same port) stand for an outage.
+ *
+ * Skipped with a message only when redis-server is not installed AND this is not CI (.ci/run
+ * installs it); under CI a missing binary fails.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { canConnect, freePort } from './net.ts';
+
+export const REDIS_SERVER = 'redis-server';
+export const redisInstalled = spawnSync('sh', ['-c', `command -v ${REDIS_SERVER}`]).status === 0;
+
+/** True when the Redis tests should be skipped here (not installed, not CI); says so once. */
+export function skipWithoutRedis(file: string): boolean {
+  if (redisInstalled || process.env.CI) return false;
+  console.warn(`${file}: skipped, ${REDIS_SERVER} is not installed (apt-get install redis-server)`);
+  return true;
+}
+
+export class RedisServer {
+  #process?: ChildProcess;
+  #log = '';
+  private constructor(
+    readonly port: number,
+    readonly dir: string,
+    /** With an append-only file, what was written survives stop() and start(). */
+    readonly persist: boolean,
+  ) {}
+
+  /** redis://127.0.0.1:<port>/<db> */
+  url(db = 0): string {
+    return `redis://127.0.0.1:${this.port}/${db}`;
+  }
+
+  static async start(options: { persist?: boolean } = {}): Promise<RedisServer> {
+    const server = new RedisServer(await freePort(), mkdtempSync(join(tmpdir(), 'dpow-redis-')), options.persist ?? false);
+    await server.start();
+    return server;
+  }
+
+  get running(): boolean {
+    return this.#process !== undefined && this.#process.exitCode === null && this.#process.signalCode === null;
+  }
+
+  /** Starts (again) on the same port; resolves once it accepts connections. */
+  async start(): Promise<void> {
+    if (this.running) return;
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', this.persist ? 'yes' : 'no', '--dir', this.dir];
+    const child = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.#process = child;
+    child.stdout!.on('data', (d) => (this.#log += d));
+    child.stderr!.on('data', (d) => (this.#log += d));
+    const deadline = Date.now() + 10_000;
+    while (!(await canConnect('127.0.0.1', this.port))) {
+      if (!this.running || Date.now() > deadline) throw new Error(`redis-server did not start on ${this.port}:\n${this.#log}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Stops the server (SIGTERM); without `persist` the data is gone. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const child = this.#process;
+    if (!child || !this.running) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill(signal);
+    await exited;
+  }
+
+  /** Stops the server for good and removes its directory. */
+  async close(): Promise<void> {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
