@@ -3,7 +3,7 @@
  * this state. The client (client.ts) owns it; views subscribe and send commands only.
  */
 import type { ClientMessage, Statistics, WorkType } from './codec.ts';
-import type { BackendChoice, BackendName } from '../pow/types.ts';
+import type { BackendChoice, BackendName, KernelState } from '../pow/types.ts';
 
 export type WorkChoice = 'any' | WorkType;
 
@@ -95,9 +95,11 @@ export interface SustainedRates {
   /** WebGPU kernel variant, and its calibrated rate (the tuned capacity). */
   kernel: string | null;
   capacity: number | null;
+  /** What the kernel tuner is doing (calibrating, cached, tuned, forced, default), or null. */
+  kernelState: KernelState | null;
 }
 
-export const NO_SUSTAINED_RATES: SustainedRates = { hashrate: 0, busyShare: 0, kernel: null, capacity: null };
+export const NO_SUSTAINED_RATES: SustainedRates = { hashrate: 0, busyShare: 0, kernel: null, capacity: null, kernelState: null };
 
 export interface ClientState {
   connection: ConnectionState;

@@ -268,6 +268,7 @@ export class WorkLoop {
       busyShare: status.busyShare ?? 0,
       kernel: status.kernel ?? null,
       capacity: status.capacity ?? null,
+      kernelState: status.kernelState ?? null,
     };
     if (status.backend !== null) {
       this.backend = status.backend;

@@ -61,6 +61,8 @@ interface Found extends GenerateResult {
   difficulty: string;
   /** The page's own reference check of the returned work. */
   verified: boolean;
+  /** The kernel tuner's state when the result came back (a job during calibration: 'calibrating'). */
+  kernelState: string | null;
 }
 
 function Lab() {
@@ -111,8 +113,9 @@ function Lab() {
         backend,
         threads: threadsValid ? threadCount : undefined,
       });
+      const { kernelState } = await engine.status();
       const verified = validateWork(job.root, result.work, job.difficulty).valid;
-      setFound({ ...result, ...job, verified });
+      setFound({ ...result, ...job, verified, kernelState });
       setPhase(verified ? 'done' : 'error');
       if (!verified) setError(`engine returned ${result.work}, which fails the reference check`);
     } catch (err) {
@@ -198,9 +201,11 @@ function Lab() {
         <dt>Kernel mismatches</dt>
         <dd data-testid="kernel-mismatches">{status?.kernelMismatches ?? 0}</dd>
         <dt>Kernel</dt>
-        <dd data-testid="kernel">
+        <dd data-testid="kernel" data-variant={status?.kernel ?? ''} data-capacity={String(status?.capacity ?? '')}>
           {status?.kernel ? `${status.kernel}${status.capacity ? ` (calibrated ${formatRate(status.capacity)})` : ''}` : '—'}
         </dd>
+        <dt>Kernel tuner</dt>
+        <dd data-testid="kernel-state">{status?.kernelState ?? '—'}</dd>
       </dl>
       {error && <p class="error" data-testid="error">{error}</p>}
 
@@ -218,6 +223,8 @@ function Lab() {
             <dd data-testid="result-backend">{found.backend}</dd>
             <dt>Hashes</dt>
             <dd data-testid="hashes">{found.hashes}</dd>
+            <dt>Kernel tuner then</dt>
+            <dd data-testid="result-kernel-state">{found.kernelState ?? '—'}</dd>
             <dt>Time</dt>
             <dd data-testid="ms" data-ms={String(found.ms)}>{(found.ms / 1000).toFixed(2)} s</dd>
             <dt>Root</dt>

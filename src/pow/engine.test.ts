@@ -427,10 +427,8 @@ describe('across the Comlink boundary (as the page talks to the engine worker)',
 
 describe('sustained hashrate', () => {
   it('keeps the rate over computing time, the busy share and the kernel between jobs', async () => {
-    const tuned = referenceBackend({ name: 'webgpu', label: 'tuned gpu' }).backend as PowBackend & {
-      kernel?: { variant: string; calibratedRate: number | null };
-    };
-    Object.assign(tuned, { kernel: { variant: 'plain-n8-w256', calibratedRate: 5e9 } });
+    const tuned = referenceBackend({ name: 'webgpu', label: 'tuned gpu' }).backend;
+    Object.assign(tuned, { kernel: { variant: 'plain-n8-w256', calibratedRate: 5e9, state: 'tuned' } });
     const engine = makeEngine({ webgpu: async () => tuned });
     await engine.generate(ROOT, MEDIUM, { backend: 'webgpu' });
     await new Promise((r) => setTimeout(r, 50)); // idle after the job
@@ -441,6 +439,27 @@ describe('sustained hashrate', () => {
     expect(status.busyShare).toBeLessThan(1);
     expect(status.kernel).toBe('plain-n8-w256');
     expect(status.capacity).toBe(5e9);
+    expect(status.kernelState).toBe('tuned');
+  });
+
+  it("pushes the tuner's state when it changes between jobs (calibration ends after the job)", async () => {
+    const changed = new Set<() => void>();
+    const tuned = referenceBackend({ name: 'webgpu', label: 'tuned gpu' }).backend;
+    Object.assign(tuned, {
+      kernel: { variant: 'biased-n64-w64', calibratedRate: 2e6, state: 'calibrating' },
+      onKernelChange: (listener: () => void) => void changed.add(listener),
+    });
+    const engine = makeEngine({ webgpu: async () => tuned });
+    const seen: EngineStatus[] = [];
+    engine.onStatus((s) => void seen.push(s));
+    await engine.generate(ROOT, EASY, { backend: 'webgpu' });
+    expect(changed.size).toBe(1);
+    expect((await engine.status()).kernelState).toBe('calibrating');
+    const before = seen.length;
+    Object.assign(tuned, { kernel: { variant: 'plain-n64-w64', calibratedRate: 3e6, state: 'tuned' } });
+    for (const listener of changed) listener();
+    expect(seen.length).toBe(before + 1);
+    expect(seen.at(-1)).toMatchObject({ kernel: 'plain-n64-w64', capacity: 3e6, kernelState: 'tuned', root: null });
   });
 });
 

@@ -298,6 +298,10 @@ export class PowEngine implements EngineApi {
       this.webgpu = factory().then(
         (backend) => {
           if (backend && this.kernel !== null) backend.forceKernel?.(this.kernel);
+          // The tuner finishes calibrating between jobs: listeners hear of it without a job.
+          backend?.onKernelChange?.(() => {
+            if (this.lastBackend === backend) this.broadcast();
+          });
           return backend;
         },
         (err: unknown) => {
@@ -476,6 +480,7 @@ export class PowEngine implements EngineApi {
       busyShare: sustained.busyShare,
       kernel: kernel?.variant ?? null,
       capacity: kernel?.calibratedRate ?? null,
+      kernelState: kernel?.state ?? null,
       hashrate: busy ? this.meter.rate(performance.now()) : 0,
       backend: this.current.backend,
       label: this.current.label,

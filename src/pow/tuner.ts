@@ -13,7 +13,7 @@
  *   - `forced` pins a variant (--kernel, a setting) and skips tuning.
  */
 import { KERNEL_FAMILY_VERSION, KERNEL_VARIANTS, requireVariant } from './kernel-family.ts';
-import type { KernelHit, PowBackend, SearchRequest } from './types.ts';
+import type { KernelHit, KernelStatus, PowBackend, SearchRequest } from './types.ts';
 import type { WebGpuAdapterInfo, WebGpuBackend } from './webgpu.ts';
 
 export interface TuningResult {
@@ -33,13 +33,7 @@ export interface TuningStore {
   save(key: string, result: TuningResult): Promise<void>;
 }
 
-/** What the page and `dpow-web bench` show about the kernel in use. */
-export interface KernelStatus {
-  variant: string;
-  /** Calibrated rate of that variant (hashes/s), or null while untuned or forced. */
-  calibratedRate: number | null;
-  state: 'cached' | 'calibrating' | 'tuned' | 'forced' | 'default';
-}
+export type { KernelStatus } from './types.ts';
 
 export interface TunerOptions {
   /** The runtime the adapter is reached through: the browser's user agent, or "dawn <version>". */
@@ -66,6 +60,7 @@ export interface TunedWebGpuBackend extends PowBackend {
   readonly name: 'webgpu';
   readonly inner: WebGpuBackend;
   readonly kernel: KernelStatus;
+  onKernelChange(listener: () => void): void;
   /** Settles when the calibration in progress (if any) is done. */
   readonly calibrated: Promise<void>;
   /** Pins a variant (stops a calibration in progress); null returns to the tuner's choice. */
@@ -91,7 +86,8 @@ const RATE_CHECK_MIN_MS = 2000;
 
 class Tuner implements TunedWebGpuBackend {
   readonly name = 'webgpu' as const;
-  private status: KernelStatus;
+  private current!: KernelStatus;
+  private readonly listeners = new Set<() => void>();
   private jobs = 0;
   private resumeCalibration: (() => void) | null = null;
   private measuring: AbortController | null = null;
@@ -113,6 +109,28 @@ class Tuner implements TunedWebGpuBackend {
     } else {
       this.status = { variant: inner.variant.name, calibratedRate: null, state: 'default' };
     }
+  }
+
+  /** The kernel status; every change is told to the onKernelChange listeners. */
+  private get status(): KernelStatus {
+    return this.current;
+  }
+
+  private set status(next: KernelStatus) {
+    const before = this.current;
+    this.current = next;
+    if (before && before.variant === next.variant && before.calibratedRate === next.calibratedRate && before.state === next.state) return;
+    for (const listener of this.listeners) {
+      try {
+        listener();
+      } catch (err) {
+        this.options.log?.(`webgpu: a kernel status listener threw: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  onKernelChange(listener: () => void): void {
+    this.listeners.add(listener);
   }
 
   /** Loads a cached choice, or starts calibrating in the background. */
@@ -180,6 +198,7 @@ class Tuner implements TunedWebGpuBackend {
 
   dispose(): void {
     this.disposed = true;
+    this.listeners.clear();
     this.measuring?.abort();
     this.inner.dispose();
   }

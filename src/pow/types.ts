@@ -20,6 +20,21 @@ export interface SearchRequest {
   onHashes?: (count: number) => void;
 }
 
+/**
+ * What the kernel tuner (tuner.ts) is doing: 'calibrating' (measuring the candidates; jobs still
+ * run at once on the best so far), 'cached' (a stored choice for this adapter, no measuring),
+ * 'tuned' (measured in this run), 'forced' (a setting or --kernel pins it), 'default' (none yet).
+ */
+export type KernelState = 'cached' | 'calibrating' | 'tuned' | 'forced' | 'default';
+
+/** The WebGPU kernel variant in use, as the page and `dpow-web bench` show it. */
+export interface KernelStatus {
+  variant: string;
+  /** Calibrated rate of that variant (hashes/s), or null while untuned or forced. */
+  calibratedRate: number | null;
+  state: KernelState;
+}
+
 /** A candidate a kernel reported. Unchecked: the engine validates it before anyone sees it. */
 export interface KernelHit {
   work: bigint;
@@ -38,8 +53,10 @@ export interface PowBackend {
   readonly software?: boolean;
   /** WASM worker threads (WASM backends only). */
   readonly threads?: number;
-  /** The kernel variant and its calibrated rate (tuned WebGPU backends only). */
-  readonly kernel?: { readonly variant: string; readonly calibratedRate: number | null };
+  /** The kernel variant, its calibrated rate and the tuner's state (tuned WebGPU backends only). */
+  readonly kernel?: Readonly<KernelStatus>;
+  /** Calls `listener` whenever `kernel` changes, also between jobs (tuned WebGPU backends only). */
+  onKernelChange?(listener: () => void): void;
   /** GPU share of time in (0, 1] (WebGPU backends only). */
   setIntensity?(intensity: number): void;
   /** Pins a kernel variant (null: back to the tuner's choice). Tuned WebGPU backends only. */
@@ -89,6 +106,8 @@ export interface EngineStatus {
   kernel: string | null;
   /** That variant's calibrated raw rate (hashes/s): the device's tuned capacity; null if untuned. */
   capacity: number | null;
+  /** What the tuner is doing about that variant (calibrating, cached, ...), or null. */
+  kernelState: KernelState | null;
 }
 
 export interface BenchmarkOptions {
