@@ -6,6 +6,7 @@ import { expect, test, type Page } from '@playwright/test';
 import { encodeAddress } from '../src/dpow/address.ts';
 import { EXPLORER, randomAddress, randomHash, startStack, type Stack } from './stack.ts';
 import { breakChecksum } from '../src/testkit/address.ts';
+import { KERNEL_VARIANTS } from '../src/pow/kernel-family.ts';
 
 const GOOD = encodeAddress('3'.repeat(64));
 /** One character changed in the checksum part: right length and alphabet, wrong checksum. */
@@ -42,13 +43,28 @@ test.describe('without the broker', () => {
 
   test('every control has a label and the form works from the keyboard', async ({ page }) => {
     await page.goto('/');
-    for (const label of ['Payout address', 'Compute on', 'CPU threads', 'GPU intensity']) {
+    for (const label of ['Payout address', 'Compute on', 'CPU threads', 'GPU intensity', 'GPU kernel']) {
       await expect(page.getByLabel(label, { exact: false }).first()).toBeVisible();
     }
     await page.getByLabel('Payout address').focus();
     await page.keyboard.type(GOOD);
     await page.keyboard.press('Tab'); // to the first work-type radio
     await page.keyboard.press('ArrowRight');
+    await expect(page.getByRole('radio', { name: 'On demand' })).toBeChecked();
+  });
+
+  test('a stored kernel this version does not have is named in a notice and falls back to Automatic', async ({ page }) => {
+    await page.goto('/');
+    await page.evaluate(() =>
+      localStorage.setItem('dpow-web.settings.v1', JSON.stringify({ address: '', work: 'ondemand', kernel: 'plain-n4096-w1' })),
+    );
+    await page.reload();
+    await expect(page.getByTestId('settings-notice')).toContainText(
+      'Kernel setting "plain-n4096-w1" is not a kernel this version has',
+    );
+    await expect(page.getByTestId('settings-notice')).toContainText('using Automatic (tuned) instead');
+    await expect(page.getByLabel('GPU kernel')).toHaveValue('auto');
+    // The rest of the stored settings still apply.
     await expect(page.getByRole('radio', { name: 'On demand' })).toBeChecked();
   });
 
@@ -168,6 +184,36 @@ test.describe('with the broker and dispatcher', () => {
     const hash = randomHash();
     await stack.requestWork(hash, 'precache');
     await expect(page.getByTestId('count-published')).toHaveText('1');
+    await page.getByTestId('stop').click();
+  });
+
+  test('a kernel forced in Settings is what the backend card shows, with state forced; Automatic hands back to the tuner', async ({ page }) => {
+    await page.goto(stack.url);
+    await page.getByLabel('Compute on').selectOption('webgpu'); // SwiftShader here
+    const choices = await page.getByLabel('GPU kernel').locator('option').allTextContents();
+    expect(choices).toEqual(['Automatic (tuned)', ...KERNEL_VARIANTS.map((v) => v.name)]);
+    await page.getByLabel('GPU kernel').selectOption('plain-n8-w256');
+    await onboard(page, randomAddress());
+    await stack.requestWork();
+    await expect(page.getByTestId('count-published')).toHaveText('1');
+    const kernel = page.getByTestId('kernel');
+    await expect(kernel).toHaveAttribute('data-state', 'forced');
+    await expect(kernel).toHaveAttribute('data-variant', 'plain-n8-w256');
+    await expect(kernel).toHaveText('plain-n8-w256 · forced');
+    await expect(page.getByTestId('backend')).toHaveText('GPU (WebGPU)');
+
+    await page.getByTestId('settings-toggle').click();
+    await expect(page.getByLabel('GPU kernel')).toHaveValue('plain-n8-w256'); // persisted with the rest
+    await page.getByLabel('GPU kernel').selectOption('auto');
+    await page.getByRole('button', { name: 'Apply and restart' }).click();
+    // The new session (its counters start from zero) is online: the old one's Online does not count.
+    await expect(page.getByTestId('count-published')).toHaveText('0');
+    await expect(page.getByTestId('connection-state').first()).toHaveText('Online');
+    await stack.requestWork();
+    await expect(page.getByTestId('count-published')).toHaveText('1');
+    // A fresh browser profile: the tuner calibrates (work went on meanwhile), then says tuned.
+    await expect(kernel).toHaveAttribute('data-state', /^(calibrating|tuned)$/);
+    await expect(kernel).toHaveText(/ · (calibrating…|[\d.]+ [kMG]?H\/s calibrated · tuned)$/);
     await page.getByTestId('stop').click();
   });
 

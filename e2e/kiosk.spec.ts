@@ -55,6 +55,7 @@ test('between jobs the kiosk shows the rate while working, not a bare 0 H/s', as
   await page.goto(`${stack.url}?kiosk=1&autostart=1&backend=cpu&threads=1&work=precache&address=${randomAddress()}`);
   const kiosk = page.getByTestId('kiosk');
   await expect(kiosk.getByTestId('connection-state')).toHaveText('Online');
+  await expect(kiosk.getByTestId('kiosk-sustained')).toHaveText('No work computed in the last minute');
   // A job at the Nano send threshold runs for minutes on one thread: long enough to be sampled.
   const hash = randomHash();
   await stack.app.dispatcher!.precache(hash, 0xfffffff800000000n);
@@ -66,6 +67,10 @@ test('between jobs the kiosk shows the rate while working, not a bare 0 H/s', as
   await expect(kiosk.getByTestId('kiosk-job')).toHaveText('Waiting for work from the server');
   await expect(kiosk).toContainText('average while working');
   await expect(kiosk.getByTestId('hashrate')).toHaveText(/^[1-9][\d.]* [kM]?H\/s$/);
+  // The rate over computing time and the share of the last minute spent computing stay up too.
+  await expect(kiosk.getByTestId('kiosk-sustained')).toHaveText(
+    /^[1-9][\d.]* [kM]?H\/s sustained while computing · busy ([1-9]\d?|100)% of the last minute$/,
+  );
 });
 
 test('kiosk with a bad address in the URL says so instead of starting', async ({ page }) => {

@@ -54,6 +54,8 @@ function memoryStorage() {
 function make(pageUrl = 'https://dpow.example/', storage = memoryStorage()) {
   const client = new RecordingClient();
   let created = 0;
+  /** The engine's setKernel calls, each with how many client starts came before it. */
+  const kernels: { variant: string | null; afterStarts: number }[] = [];
   const app = new AppController({
     config: DEFAULT_DEPLOYMENT,
     pageUrl,
@@ -63,8 +65,9 @@ function make(pageUrl = 'https://dpow.example/', storage = memoryStorage()) {
       created++;
       return client;
     },
+    setKernel: async (variant) => void kernels.push({ variant, afterStarts: client.starts.length }),
   });
-  return { app, client, storage, created: () => created };
+  return { app, client, storage, created: () => created, kernels };
 }
 
 describe('AppController', () => {
@@ -148,6 +151,46 @@ describe('AppController', () => {
     await second.app.start();
     await second.app.stop();
     expect(make('https://dpow.example/', storage).app.shouldResume()).toBe(false);
+  });
+
+  it('pins the kernel setting in the engine before every start, Automatic as null', async () => {
+    const { app, client, kernels, storage } = make();
+    app.edit({ address: ADDRESS });
+    await app.start();
+    expect(kernels).toEqual([{ variant: null, afterStarts: 0 }]);
+    await app.apply({ ...app.settings.value, kernel: 'plain-n8-w256' });
+    expect(client.stops).toBe(1);
+    expect(kernels.at(-1)).toEqual({ variant: 'plain-n8-w256', afterStarts: 1 });
+    expect(JSON.parse(storage.data.get(STORAGE_KEY)!).kernel).toBe('plain-n8-w256');
+    // Persisted: the next page load starts with it.
+    const next = make('https://dpow.example/', storage);
+    expect(next.app.settings.value.kernel).toBe('plain-n8-w256');
+    expect(next.app.settingsNotices.value).toEqual([]);
+    await next.app.start();
+    expect(next.kernels).toEqual([{ variant: 'plain-n8-w256', afterStarts: 0 }]);
+  });
+
+  it('an unknown stored kernel says so, falls back to Automatic and still starts', async () => {
+    const storage = memoryStorage();
+    storage.setItem(STORAGE_KEY, JSON.stringify({ address: ADDRESS, work: 'ondemand', kernel: 'plain-n999-w7' }));
+    const { app, client, kernels } = make('https://dpow.example/', storage);
+    expect(app.settings.value).toMatchObject({ address: ADDRESS, work: 'ondemand', kernel: null });
+    expect(app.settingsNotices.value).toHaveLength(1);
+    expect(app.settingsNotices.value[0]).toContain('"plain-n999-w7"');
+    expect(app.settingsNotices.value[0]).toContain('Automatic (tuned)');
+    expect(await app.start()).toBe(true);
+    expect(kernels).toEqual([{ variant: null, afterStarts: 0 }]);
+    expect(client.starts).toHaveLength(1);
+    // Saving the settings replaces the bad entry and clears the notice.
+    await app.apply(app.settings.value);
+    expect(app.settingsNotices.value).toEqual([]);
+    expect(JSON.parse(storage.data.get(STORAGE_KEY)!).kernel).toBeNull();
+  });
+
+  it('a share link with an unknown kernel says so too', () => {
+    const { app } = make(`https://dpow.example/?address=${ADDRESS}&kernel=fastest`);
+    expect(app.settings.value.kernel).toBeNull();
+    expect(app.settingsNotices.value).toEqual([expect.stringMatching(/^Link: Kernel setting "fastest" is not a kernel/)]);
   });
 
   it('takes settings and kiosk options from the URL', () => {

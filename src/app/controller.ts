@@ -54,6 +54,11 @@ export interface ControllerOptions {
   hardwareConcurrency?: number;
   /** Starts as online unless told otherwise (navigator.onLine). */
   online?: boolean;
+  /**
+   * Pins the engine's WebGPU kernel variant, or null for the tuner's choice (the engine's
+   * setKernel). Called with the settings' kernel before every start, after createClient.
+   */
+  setKernel?: (variant: string | null) => Promise<void>;
 }
 
 export class AppController {
@@ -75,6 +80,11 @@ export class AppController {
   readonly addressCheck: ReadonlySignal<AddressCheck>;
   /** True when settings came from a share link the volunteer has not saved yet. */
   readonly settingsFromUrl: boolean;
+  /**
+   * Stored or linked settings that could not be used (an unknown kernel name, a corrupt entry),
+   * each with what was used instead. Cleared when the volunteer applies settings.
+   */
+  readonly settingsNotices = signal<string[]>([]);
 
   private client: WorkerClient | null = null;
   private unsubscribe: (() => void) | null = null;
@@ -85,8 +95,12 @@ export class AppController {
     this.options = options;
     this.config = options.config;
     this.defaults = defaultSettings(options.config, options.hardwareConcurrency);
-    const saved = loadSettings(options.storage, this.defaults);
-    const fromQuery = settingsFromQuery(new URL(options.pageUrl).searchParams, saved);
+    const notices: string[] = [];
+    const saved = loadSettings(options.storage, this.defaults, (message) => notices.push(message));
+    const fromQuery = settingsFromQuery(new URL(options.pageUrl).searchParams, saved, (message) =>
+      notices.push(`Link: ${message}`),
+    );
+    this.settingsNotices.value = notices;
     this.settings.value = fromQuery.settings;
     this.launch = fromQuery.launch;
     this.settingsFromUrl = fromQuery.fromUrl;
@@ -120,7 +134,10 @@ export class AppController {
 
   /** Saves settings; when working, restarts the client with them. */
   async apply(next: AppSettings): Promise<void> {
-    this.settings.value = next;
+    batch(() => {
+      this.settings.value = next;
+      this.settingsNotices.value = [];
+    });
     saveSettings(this.options.storage, next);
     if (this.wanted.value) await this.restart();
   }
@@ -145,6 +162,7 @@ export class AppController {
     });
     try {
       const client = this.ensureClient();
+      await this.options.setKernel?.(this.settings.value.kernel);
       await client.start(toClientSettings(this.settings.value, this.config, this.options.pageUrl));
       return true;
     } catch (err) {

@@ -7,7 +7,7 @@ import { render } from 'preact';
 import { computed, signal } from '@preact/signals';
 import { DEFAULT_DEPLOYMENT, parseDeployment, type DeploymentConfig } from '../dpow/deployment.ts';
 import { DpowClient } from '../dpow/client.ts';
-import { createBrowserEngine } from '../pow-browser/browser-engine.ts';
+import { createBrowserEngine, type BrowserEngine } from '../pow-browser/browser-engine.ts';
 import { AppController } from './controller.ts';
 import { App } from './components/App.tsx';
 import { registerServiceWorker } from './pwa.ts';
@@ -40,6 +40,8 @@ async function boot(): Promise<void> {
   applyTheme(theme.value);
   const config = await loadDeployment();
   document.title = config.title;
+  // The engine worker, once the first Start has created it.
+  let worker: BrowserEngine | null = null;
   const app = new AppController({
     config,
     pageUrl: window.location.href,
@@ -48,14 +50,18 @@ async function boot(): Promise<void> {
     online: navigator.onLine,
     createClient: () => {
       // The engine worker starts with the first Start; status callbacks cross as Comlink proxies.
-      const worker = createBrowserEngine();
+      const engine = createBrowserEngine();
+      worker = engine;
       return new DpowClient({
         engine: {
-          generate: (root, difficulty, options) => worker.engine.generate(root, difficulty, options),
-          cancel: (root) => worker.engine.cancel(root),
-          onStatus: (callback) => void worker.onStatus(callback),
+          generate: (root, difficulty, options) => engine.engine.generate(root, difficulty, options),
+          cancel: (root) => engine.engine.cancel(root),
+          onStatus: (callback) => void engine.onStatus(callback),
         },
       });
+    },
+    setKernel: async (variant) => {
+      await worker?.engine.setKernel(variant);
     },
   });
   app.attach();

@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_DEPLOYMENT } from '../dpow/deployment.ts';
 import { encodeAddress } from '../dpow/address.ts';
+import { KERNEL_VARIANTS } from '../pow/kernel-family.ts';
 import {
+  KERNEL_CHOICES,
   STORAGE_KEY,
   defaultSettings,
   defaultThreads,
@@ -40,6 +42,50 @@ describe('settings', () => {
     expect(odd.work).toBe(defaults.work);
     expect(odd.threads).toBe(defaults.threads);
     expect(odd.intensity).toBe(1);
+  });
+
+  it('keeps a kernel setting, and says so when a stored or linked one does not exist', () => {
+    expect(defaults.kernel).toBeNull();
+    expect(KERNEL_CHOICES).toEqual(KERNEL_VARIANTS.map((v) => v.name));
+    const storage = memoryStorage();
+    saveSettings(storage, { ...defaults, kernel: 'biased-n8-w256' });
+    const notices: string[] = [];
+    expect(loadSettings(storage, defaults, (m) => notices.push(m)).kernel).toBe('biased-n8-w256');
+    expect(notices).toEqual([]);
+
+    // A name the engine could parse but this version does not offer, a typo, a wrong type.
+    for (const bad of ['plain-n4-w64', 'fast', 42, { name: 'plain-n64-w64' }]) {
+      const seen: string[] = [];
+      const stored = memoryStorage({ [STORAGE_KEY]: JSON.stringify({ address: ADDRESS, threads: 2, kernel: bad }) });
+      const loaded = loadSettings(stored, defaults, (m) => seen.push(m));
+      expect(loaded).toEqual({ ...defaults, address: ADDRESS, threads: 2, kernel: null });
+      expect(seen).toEqual([
+        `Kernel setting ${JSON.stringify(bad)} is not a kernel this version has (${KERNEL_CHOICES.join(', ')}): using Automatic (tuned) instead.`,
+      ]);
+    }
+    // "auto" and null are Automatic, without a notice; so is a missing field.
+    for (const auto of ['auto', null]) {
+      const seen: string[] = [];
+      expect(loadSettings(memoryStorage({ [STORAGE_KEY]: JSON.stringify({ kernel: auto }) }), defaults, (m) => seen.push(m)).kernel).toBeNull();
+      expect(seen).toEqual([]);
+    }
+    // A corrupt entry is told too (it used to vanish silently).
+    const seen: string[] = [];
+    expect(loadSettings(memoryStorage({ [STORAGE_KEY]: '{not json' }), defaults, (m) => seen.push(m))).toEqual(defaults);
+    expect(seen).toEqual([expect.stringMatching(/^Saved settings could not be read \(.+\): using the defaults\.$/)]);
+  });
+
+  it('carries a pinned kernel in a share link, and never hands it to the client', () => {
+    const mine = { ...defaults, address: ADDRESS, kernel: 'plain-n1-w256' };
+    const url = shareUrl(mine, defaults, 'http://x/');
+    expect(new URL(url).searchParams.get('kernel')).toBe('plain-n1-w256');
+    expect(settingsFromQuery(new URL(url).searchParams, defaults).settings.kernel).toBe('plain-n1-w256');
+    // Automatic over a pinned base.
+    expect(settingsFromQuery(new URLSearchParams('kernel=auto'), mine).settings.kernel).toBeNull();
+    const notices: string[] = [];
+    expect(settingsFromQuery(new URLSearchParams('kernel=nope'), mine, (m) => notices.push(m)).settings.kernel).toBeNull();
+    expect(notices).toHaveLength(1);
+    expect(toClientSettings(mine, DEFAULT_DEPLOYMENT, 'http://x/')).not.toHaveProperty('kernel');
   });
 
   it('never puts the password in a share URL', () => {

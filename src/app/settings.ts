@@ -4,6 +4,7 @@
  */
 import type { DeploymentConfig } from '../dpow/deployment.ts';
 import type { ClientSettings, WorkChoice } from '../dpow/state.ts';
+import { KERNEL_VARIANTS } from '../pow/kernel-family.ts';
 import type { BackendChoice } from '../pow/types.ts';
 
 /**
@@ -12,7 +13,16 @@ import type { BackendChoice } from '../pow/types.ts';
  */
 export interface AppSettings
   extends Pick<ClientSettings, 'brokerUrl' | 'username' | 'password' | 'address' | 'work' | 'backend'>,
-    Required<Pick<ClientSettings, 'intensity' | 'threads'>> {}
+    Required<Pick<ClientSettings, 'intensity' | 'threads'>> {
+  /**
+   * A WebGPU kernel variant to use instead of the tuner's choice (one of KERNEL_CHOICES), or null
+   * for Automatic (tuned). An engine setting, not the client's: it goes to the engine's setKernel.
+   */
+  kernel: string | null;
+}
+
+/** Where a settings problem is told (a stored or linked value that cannot be used). */
+export type SettingsNotice = (message: string) => void;
 
 /** How the page was opened: kiosk mode and autostart come only from the URL. */
 export interface LaunchOptions {
@@ -25,6 +35,8 @@ export const STORAGE_KEY = 'dpow-web.settings.v1';
 const WORK_CHOICES: readonly WorkChoice[] = ['any', 'precache', 'ondemand'];
 const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'webgpu', 'wasm'];
 export const MIN_INTENSITY = 0.1;
+/** The kernel variants a volunteer can pin (the tuner's candidates). */
+export const KERNEL_CHOICES: readonly string[] = KERNEL_VARIANTS.map((v) => v.name);
 
 /** Threads default to all cores but one (the page and the GPU driver need one), at least 1. */
 export function defaultThreads(hardwareConcurrency: number | undefined): number {
@@ -42,13 +54,30 @@ export function defaultSettings(config: DeploymentConfig, hardwareConcurrency?: 
     backend: 'auto',
     intensity: 1,
     threads: defaultThreads(hardwareConcurrency),
+    kernel: null,
   };
 }
 
 const clampIntensity = (v: number) => Math.min(1, Math.max(MIN_INTENSITY, v));
 
-/** Takes the well-typed fields of `input` over `base`; anything else keeps the base value. */
-export function mergeSettings(base: AppSettings, input: unknown): AppSettings {
+/**
+ * A kernel setting: null (or "auto") is the tuner's choice; a name this version does not offer
+ * (a removed variant, a typo in a link) is told to `notice` and falls back to the tuner's choice.
+ */
+function kernelSetting(value: unknown, notice: SettingsNotice): string | null {
+  if (value === null || value === 'auto') return null;
+  if (typeof value === 'string' && KERNEL_CHOICES.includes(value)) return value;
+  notice(
+    `Kernel setting ${JSON.stringify(value)} is not a kernel this version has (${KERNEL_CHOICES.join(', ')}): using Automatic (tuned) instead.`,
+  );
+  return null;
+}
+
+/**
+ * Takes the well-typed fields of `input` over `base`; anything else keeps the base value. A
+ * kernel name that does not exist is told to `notice` (it would otherwise vanish silently).
+ */
+export function mergeSettings(base: AppSettings, input: unknown, notice: SettingsNotice = () => {}): AppSettings {
   const out = { ...base };
   if (typeof input !== 'object' || input === null) return out;
   const v = input as Record<string, unknown>;
@@ -59,20 +88,33 @@ export function mergeSettings(base: AppSettings, input: unknown): AppSettings {
   if (BACKEND_CHOICES.includes(v.backend as BackendChoice)) out.backend = v.backend as BackendChoice;
   if (typeof v.intensity === 'number' && Number.isFinite(v.intensity)) out.intensity = clampIntensity(v.intensity);
   if (typeof v.threads === 'number' && Number.isInteger(v.threads) && v.threads >= 1) out.threads = Math.min(v.threads, 256);
+  if ('kernel' in v) out.kernel = kernelSetting(v.kernel, notice);
   if (out.brokerUrl === '') out.brokerUrl = base.brokerUrl;
   return out;
 }
 
 type KeyValueStore = Pick<Storage, 'getItem' | 'setItem'>;
 
-/** Saved settings over the defaults; a corrupt entry is ignored (the defaults win). */
-export function loadSettings(storage: KeyValueStore | undefined, defaults: AppSettings): AppSettings {
+/**
+ * Saved settings over the defaults. A corrupt entry is ignored (the defaults win) and, like an
+ * unknown kernel name in it, told to `notice`.
+ */
+export function loadSettings(storage: KeyValueStore | undefined, defaults: AppSettings, notice: SettingsNotice = () => {}): AppSettings {
+  let raw: string | null | undefined;
   try {
-    const raw = storage?.getItem(STORAGE_KEY);
-    return raw ? mergeSettings(defaults, JSON.parse(raw)) : { ...defaults };
+    raw = storage?.getItem(STORAGE_KEY);
   } catch {
+    return { ...defaults }; // no storage (private mode): nothing was saved
+  }
+  if (!raw) return { ...defaults };
+  let saved: unknown;
+  try {
+    saved = JSON.parse(raw);
+  } catch (err) {
+    notice(`Saved settings could not be read (${(err as Error).message}): using the defaults.`);
     return { ...defaults };
   }
+  return mergeSettings(defaults, saved, notice);
 }
 
 /** Returns false when storage is unavailable or full (private mode): the settings still apply. */
@@ -102,6 +144,7 @@ const BACKEND_ALIASES: Record<string, BackendChoice> = {
 export function settingsFromQuery(
   params: URLSearchParams,
   base: AppSettings,
+  notice: SettingsNotice = () => {},
 ): { settings: AppSettings; launch: LaunchOptions; fromUrl: boolean } {
   const patch: Record<string, unknown> = {};
   const address = params.get('address');
@@ -121,9 +164,11 @@ export function settingsFromQuery(
   }
   const threads = Number(params.get('threads'));
   if (params.has('threads') && Number.isInteger(threads)) patch.threads = threads;
+  const kernel = params.get('kernel');
+  if (kernel) patch.kernel = kernel;
   const flag = (name: string) => TRUE_VALUES.has((params.get(name) ?? '').toLowerCase());
   return {
-    settings: mergeSettings(base, patch),
+    settings: mergeSettings(base, patch, notice),
     launch: { kiosk: flag('kiosk'), autostart: flag('autostart') },
     fromUrl: Object.keys(patch).length > 0,
   };
@@ -150,6 +195,7 @@ export function shareUrl(
   if (settings.username !== defaults.username) q.set('user', settings.username);
   if (settings.intensity !== defaults.intensity) q.set('intensity', String(Math.round(settings.intensity * 100)));
   if (settings.threads !== defaults.threads) q.set('threads', String(settings.threads));
+  if (settings.kernel !== defaults.kernel) q.set('kernel', settings.kernel ?? 'auto');
   if (launch.kiosk) q.set('kiosk', '1');
   if (launch.autostart) q.set('autostart', '1');
   return url.toString();
@@ -179,8 +225,9 @@ export function toClientSettings(
   config: DeploymentConfig,
   pageUrl: string,
 ): ClientSettings {
+  const { kernel: _engineSetting, ...client } = settings;
   return {
-    ...settings,
+    ...client,
     brokerUrl: resolveBrokerUrl(settings.brokerUrl, pageUrl) ?? settings.brokerUrl,
     addressPrefixes: config.addressPrefixes,
   };

@@ -42,6 +42,11 @@ export function Banners({ app }: { app: AppController }) {
           <strong>Connection lost.</strong> <span>Reconnecting to the broker…</span>
         </div>
       )}
+      {app.settingsNotices.value.map((notice) => (
+        <div key={notice} class="banner banner-warn" role="status" data-testid="settings-notice">
+          <strong>Settings:</strong> <span>{notice}</span>
+        </div>
+      ))}
       {(app.startError.value || s.error) && (
         <div class="banner banner-error" role="alert" data-testid="error-banner">
           <strong>Problem:</strong> <span>{app.startError.value ?? s.error}</span>

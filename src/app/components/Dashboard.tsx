@@ -1,15 +1,41 @@
 /** The live dashboard: worker status, current job, counters, personal and network stats, log. */
 import type { AppController } from '../controller.ts';
-import type { ClientState } from '../../dpow/state.ts';
+import type { ClientState, SustainedRates } from '../../dpow/state.ts';
+import type { KernelState } from '../../pow/types.ts';
 import { formatCount, formatDuration, formatHashrate, formatMultiplier, shortAddress, shortHash } from '../format.ts';
 import { HashrateChart } from './HashrateChart.tsx';
 import { EventLog } from './EventLog.tsx';
 import { NetworkStats, PersonalStats } from './Stats.tsx';
-import { BACKEND_NAMES, ConnectionPill, expectedMs, workingAverageRate } from './WorkerStatus.tsx';
+import { BACKEND_NAMES, ConnectionPill, expectedMs, sustainedLine, workingAverageRate } from './WorkerStatus.tsx';
 
 function workingAverage(samples: number[]): string {
   const rate = workingAverageRate(samples);
   return rate === null ? '' : `${formatHashrate(rate)} average while working`;
+}
+
+/** The tuner's state in a word, as the backend card shows it. */
+const KERNEL_STATE_WORDS: Record<KernelState, string> = {
+  calibrating: 'calibrating…',
+  cached: 'cached',
+  tuned: 'tuned',
+  forced: 'forced',
+  default: 'default',
+};
+
+const KERNEL_STATE_HINTS: Record<KernelState, string> = {
+  calibrating: 'Measuring each kernel variant on this device; work runs meanwhile on the best so far.',
+  cached: 'The choice measured on this device before, kept in this browser.',
+  tuned: 'Measured on this device just now; kept for next time.',
+  forced: 'Pinned in Settings (GPU kernel).',
+  default: 'Not measured yet.',
+};
+
+/** "plain-n64-w64 · 21.3 MH/s calibrated · cached" */
+function kernelLine(rates: SustainedRates): string {
+  const parts = [rates.kernel ?? ''];
+  if (rates.capacity !== null) parts.push(`${formatHashrate(rates.capacity)} calibrated`);
+  if (rates.kernelState) parts.push(KERNEL_STATE_WORDS[rates.kernelState]);
+  return parts.join(' · ');
 }
 
 function WorkerCard({ app }: { app: AppController }) {
@@ -44,10 +70,7 @@ function WorkerCard({ app }: { app: AppController }) {
         <span class="muted">{workingAverage(app.history.value)}</span>
       </div>
       <p class="muted" data-testid="sustained">
-        {s.sustained.hashrate > 0
-          ? `${formatHashrate(s.sustained.hashrate)} sustained while computing · busy ${Math.round(s.sustained.busyShare * 100)}% of the last minute`
-          : 'No work computed in the last minute'}
-        {s.sustained.capacity !== null ? ` · capacity ${formatHashrate(s.sustained.capacity)}` : ''}
+        {sustainedLine(s.sustained)}
       </p>
       <HashrateChart samples={app.history.value} />
       <dl class="facts">
@@ -73,10 +96,14 @@ function WorkerCard({ app }: { app: AppController }) {
         </div>
         <div>
           <dt>Kernel</dt>
-          <dd data-testid="kernel" class="truncate">
-            {s.sustained.kernel
-              ? `${s.sustained.kernel}${s.sustained.capacity !== null ? ` · ${formatHashrate(s.sustained.capacity)} calibrated` : ''}`
-              : '—'}
+          <dd
+            data-testid="kernel"
+            class="truncate"
+            data-variant={s.sustained.kernel ?? ''}
+            data-state={s.sustained.kernelState ?? ''}
+            title={s.sustained.kernelState ? KERNEL_STATE_HINTS[s.sustained.kernelState] : undefined}
+          >
+            {s.sustained.kernel ? kernelLine(s.sustained) : '—'}
           </dd>
         </div>
         <div>

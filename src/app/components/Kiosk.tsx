@@ -4,7 +4,7 @@
  */
 import type { AppController } from '../controller.ts';
 import { formatCount, formatDuration, formatHashrate, formatMultiplier, shortAddress, shortHash } from '../format.ts';
-import { BACKEND_NAMES, CONNECTION_LABELS, expectedMs, workingAverageRate } from './WorkerStatus.tsx';
+import { BACKEND_NAMES, CONNECTION_LABELS, expectedMs, sustainedLine, workingAverageRate } from './WorkerStatus.tsx';
 import { HashrateChart } from './HashrateChart.tsx';
 
 export function Kiosk({ app, wakeLock }: { app: AppController; wakeLock: boolean }) {
@@ -40,6 +40,9 @@ export function Kiosk({ app, wakeLock }: { app: AppController; wakeLock: boolean
           {s.backendLabel ? ` · ${s.backendLabel}` : ''}
         </span>
       </section>
+      <p class="kiosk-sustained" data-testid="kiosk-sustained">
+        {sustainedLine(s.sustained)}
+      </p>
       <p class="kiosk-status" data-testid="kiosk-job">
         {s.current ? (
           <>

@@ -6,7 +6,7 @@
 import { useState } from 'preact/hooks';
 import type { AppController } from '../controller.ts';
 import type { AppSettings } from '../settings.ts';
-import { shareUrl } from '../settings.ts';
+import { KERNEL_CHOICES, shareUrl } from '../settings.ts';
 import type { WorkChoice } from '../../dpow/state.ts';
 import type { BackendChoice } from '../../pow/types.ts';
 
@@ -168,6 +168,30 @@ export function SettingsForm({ app, onDone, firstRun }: { app: AppController; on
           onInput={(e) => edit({ intensity: Number((e.currentTarget as HTMLInputElement).value) / 100 })}
         />
         <p id="intensity-help" class="help">Share of time the GPU computes; lower it to keep the device responsive.</p>
+      </div>
+
+      <div class="field">
+        <label for="kernel">GPU kernel</label>
+        <select
+          id="kernel"
+          value={settings.kernel ?? 'auto'}
+          aria-describedby="kernel-help"
+          onChange={(e) => {
+            const value = (e.currentTarget as HTMLSelectElement).value;
+            edit({ kernel: value === 'auto' ? null : value });
+          }}
+        >
+          <option value="auto">Automatic (tuned)</option>
+          {KERNEL_CHOICES.map((name) => (
+            <option key={name} value={name}>
+              {name}
+            </option>
+          ))}
+        </select>
+        <p id="kernel-help" class="help">
+          Automatic measures each kernel variant on this device once and keeps the fastest. Pick one to use it
+          instead (carry form, nonces per invocation, workgroup size).
+        </p>
       </div>
 
       <details class="advanced">

@@ -2,8 +2,9 @@
  * What the dashboard and the kiosk both say about the worker: the connection state's words and
  * pill, the backend's name, the expected time for a job and the rate while working.
  */
-import type { ClientState, ConnectionState } from '../../dpow/state.ts';
+import type { ClientState, ConnectionState, SustainedRates } from '../../dpow/state.ts';
 import { expectedHashes, parseDifficulty } from '../../pow/work.ts';
+import { formatHashrate } from '../format.ts';
 
 export const CONNECTION_LABELS: Record<ConnectionState, string> = {
   idle: 'Not started',
@@ -40,4 +41,14 @@ export function ConnectionPill({ state, wanted }: { state: ClientState; wanted: 
 export function workingAverageRate(samples: number[]): number | null {
   const busy = samples.filter((v) => v > 0);
   return busy.length === 0 ? null : busy.reduce((a, b) => a + b, 0) / busy.length;
+}
+
+/**
+ * The rate over computing time and the busy share (and the tuned capacity when known): what a
+ * fast GPU does, although its live rate is 0 between jobs that take milliseconds.
+ */
+export function sustainedLine(rates: SustainedRates): string {
+  const capacity = rates.capacity !== null ? ` · capacity ${formatHashrate(rates.capacity)}` : '';
+  if (!(rates.hashrate > 0)) return `No work computed in the last minute${capacity}`;
+  return `${formatHashrate(rates.hashrate)} sustained while computing · busy ${Math.round(rates.busyShare * 100)}% of the last minute${capacity}`;
 }
