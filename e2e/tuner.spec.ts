@@ -4,8 +4,9 @@
  *   - SwiftShader (--enable-unsafe-webgpu alone);
  *   - Mesa llvmpipe through ANGLE's OpenGL ES (--use-angle=gl-egl --use-webgpu-adapter=opengles;
  *     the engine asks for a compatibility-mode adapter when the normal one is a fallback).
- * The first start on an adapter calibrates while a job that arrives meanwhile is computed at once
- * (its work re-checked here with the reference rule), and the choice lands in IndexedDB. A reload,
+ * The first job on an adapter starts the calibration, and a job that arrives in the middle of it
+ * is computed at once (all work re-checked here with the reference rule); the choice lands in
+ * IndexedDB. A reload,
  * a new page and a new browser start reuse it without measuring again (the stored entry, its
  * time included, stays as it was), and the other adapter is another key: it calibrates, and going
  * back reuses the first entry. Needs a build first (`npx vite build`).
@@ -145,10 +146,12 @@ test('first start on SwiftShader: a job during calibration is computed at once, 
   const { page, errors } = await openLab(await launch(SWIFTSHADER));
   expect(await storedTunings(page)).toEqual([]);
 
-  // The first job creates the WebGPU backend, which starts calibrating; the job does not wait.
+  // The first job on the WebGPU backend starts the calibration, which waits for it.
   expect(await computeValidated(page)).toBe('calibrating');
   await expect(page.getByTestId('engine-backend')).toContainText(/swiftshader/i);
   await expect(page.getByTestId('kernel-state')).toHaveText('calibrating');
+  // A job arriving in the middle of the measurements is computed at once, not after them.
+  expect(await computeValidated(page)).toBe('calibrating');
   // Calibration ends between jobs; the engine pushes the new state without another job.
   await expect(page.getByTestId('kernel-state')).toHaveText('tuned', { timeout: 90_000 });
 

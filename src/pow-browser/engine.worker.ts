@@ -33,7 +33,13 @@ const engine = new PowEngine({
   webgpu: gpu
     ? async () => {
         const inner = await createWebGpuBackend({ gpu, shaders: { plain, biased }, log: info });
-        return createTunedBackend(inner, { runtime: self.navigator.userAgent, store: indexedDbTuningStore(), log: info });
+        return createTunedBackend(inner, {
+          runtime: self.navigator.userAgent,
+          store: indexedDbTuningStore(),
+          // Auto skips a software adapter for WASM: measuring it then would only slow the threads.
+          calibrateWhen: 'first-search',
+          log: info,
+        });
       }
     : undefined,
   wasm: async (threads) => {

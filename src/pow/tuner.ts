@@ -49,9 +49,19 @@ export interface TunerOptions {
    * machine (a software adapter shares the CPU) hits every candidate alike.
    */
   rounds?: number;
+  /**
+   * When a calibration (no cached choice) starts: 'created' (default: at once, for benches and
+   * `dpow-web bench --tune`) or 'first-search' (the engine's: an adapter the engine never
+   * computes on, e.g. a software fallback while Auto uses the CPU, is never measured, so the
+   * calibration does not take CPU time from the WASM threads doing the work).
+   */
+  calibrateWhen?: 'created' | 'first-search';
   /** A chosen variant measuring below this share of its calibrated rate is re-tuned; default 0.5. */
   retuneBelow?: number;
-  /** Searches shorter than this say nothing about the rate (start-up dominates); default 2000 ms. */
+  /**
+   * Hashing time (from the first dispatch's report, so the compile and start-up are left out)
+   * shorter than this says nothing about the rate; default 2000 ms.
+   */
   rateCheckMinMs?: number;
   log?: (message: string) => void;
 }
@@ -61,6 +71,7 @@ export interface TunedWebGpuBackend extends PowBackend {
   readonly inner: WebGpuBackend;
   readonly kernel: KernelStatus;
   onKernelChange(listener: () => void): void;
+  setIntensity(intensity: number): void;
   /** Settles when the calibration in progress (if any) is done. */
   readonly calibrated: Promise<void>;
   /** Pins a variant (stops a calibration in progress); null returns to the tuner's choice. */
@@ -92,6 +103,10 @@ class Tuner implements TunedWebGpuBackend {
   private resumeCalibration: (() => void) | null = null;
   private measuring: AbortController | null = null;
   private needsRetune = false;
+  /** Below 1 the GPU idles on purpose: its rate then says nothing about the kernel. */
+  private intensity = 1;
+  /** No cached choice, and calibrateWhen 'first-search': the first search starts calibrating. */
+  private calibrationPending = false;
   private disposed = false;
   calibrated: Promise<void> = Promise.resolve();
   private readonly key: string;
@@ -143,6 +158,16 @@ class Tuner implements TunedWebGpuBackend {
       this.options.log?.(`webgpu: kernel ${cached.variant} (cached, ${(cached.rate / 1e6).toFixed(1)} MH/s calibrated)`);
       return;
     }
+    if (this.options.calibrateWhen === 'first-search') {
+      this.calibrationPending = true;
+      return;
+    }
+    this.beginCalibration();
+  }
+
+  /** Calibrates in the background; `calibrated` settles when it is done. */
+  private beginCalibration(): void {
+    this.calibrationPending = false;
     this.calibrated = this.calibrate().then(
       () => undefined,
       (err: unknown) => {
@@ -170,6 +195,7 @@ class Tuner implements TunedWebGpuBackend {
 
   setIntensity(intensity: number): void {
     this.inner.setIntensity(intensity);
+    this.intensity = intensity;
   }
 
   forceKernel(variant: string | null): void {
@@ -211,20 +237,28 @@ class Tuner implements TunedWebGpuBackend {
 
   async search(request: SearchRequest): Promise<KernelHit | null> {
     this.jobs++;
+    // Calibration starts now and waits for this job: the job runs at once on the default variant.
+    if (this.calibrationPending && !this.isForced()) this.beginCalibration();
     this.measuring?.abort(); // calibration steps aside; it resumes when no job is left
+    // The rate check counts from the first report on: the first dispatch carries the pipeline's
+    // compile and start-up, which say nothing about the kernel's speed.
+    let first: number | null = null;
+    let last = 0;
     let hashes = 0;
-    const started = performance.now();
     try {
       return await this.inner.search({
         ...request,
         onHashes: (count) => {
-          hashes += count;
+          const now = performance.now();
+          if (first === null) first = now;
+          else hashes += count;
+          last = now;
           request.onHashes?.(count);
         },
       });
     } finally {
       this.jobs--;
-      this.checkRate(hashes, performance.now() - started);
+      if (first !== null) this.checkRate(hashes, last - first);
       if (this.jobs === 0) {
         const resume = this.resumeCalibration;
         this.resumeCalibration = null;
@@ -241,6 +275,7 @@ class Tuner implements TunedWebGpuBackend {
   private checkRate(hashes: number, ms: number): void {
     const calibrated = this.status.calibratedRate;
     if (calibrated === null || this.status.state === 'calibrating' || this.status.state === 'forced') return;
+    if (this.intensity < 1) return;
     if (ms < (this.options.rateCheckMinMs ?? RATE_CHECK_MIN_MS)) return;
     const rate = (hashes * 1000) / ms;
     if (rate < calibrated * (this.options.retuneBelow ?? 0.5)) {
