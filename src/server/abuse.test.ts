@@ -27,7 +27,7 @@ describe('AbuseGuard', () => {
     const guard = new AbuseGuard({ threshold: 3, windowMs: 1000, cooldownMs: 5000, now: () => t });
     expect(guard.noteInvalid('nano_a', 'c1')).toBeUndefined();
     expect(guard.noteInvalid('nano_a', 'c1')).toBeUndefined();
-    expect(guard.noteInvalid('nano_a', 'c1')).toEqual({ kind: 'connection', key: 'c1', until: 5000 });
+    expect(guard.noteInvalid('nano_a', 'c1')).toEqual({ kind: 'connection', key: 'c1', until: 5000, notify: 'nano_a' });
     expect(guard.check('nano_a', 'c1')).toMatchObject({ kind: 'connection', key: 'c1' });
     // Known connection: the address is counted but not contained (anyone can write it).
     expect(guard.check('nano_a', 'c2')).toBeUndefined();
@@ -35,6 +35,17 @@ describe('AbuseGuard', () => {
     t = 5000;
     expect(guard.check('nano_a', 'c1')).toBeUndefined();
     expect(guard.counters).toMatchObject({ contained: { address: 0, connection: 1 }, ignored: { connection: 1 } });
+  });
+
+  it('names the address a connection last used when the result that crosses the threshold names none', () => {
+    const guard = new AbuseGuard({ threshold: 3, windowMs: 1000, cooldownMs: 5000, now: () => 0 });
+    guard.noteInvalid('nano_a', 'c1');
+    guard.noteInvalid('nano_b', 'c1');
+    // An unreadable payload has no address: the volunteer is told on the last one named.
+    expect(guard.noteInvalid(undefined, 'c1')).toEqual({ kind: 'connection', key: 'c1', until: 5000, notify: 'nano_b' });
+    // A connection that never named an address cannot be told.
+    const quiet = new AbuseGuard({ threshold: 1, now: () => 0 });
+    expect(quiet.noteInvalid(undefined, 'c9')).toEqual({ kind: 'connection', key: 'c9', until: 600_000 });
   });
 
   it('contains the address when the connection is unknown, and forgets a window that passed', () => {

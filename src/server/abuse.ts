@@ -42,6 +42,12 @@ export interface Containment {
   key: string;
   /** ms since epoch when results are taken again. */
   until: number;
+  /**
+   * Where to tell the volunteer: the payout address this source named most recently in an
+   * invalid result (for an address, the address itself). Absent when it never named one, as
+   * when a connection only sent unreadable payloads.
+   */
+  notify?: string;
 }
 
 export interface AbuseCounters {
@@ -57,6 +63,8 @@ interface Tally {
   windowStart: number;
   count: number;
   blockedUntil: number;
+  /** The last payout address named in an invalid result from this source. */
+  lastAddress?: string;
 }
 
 export class AbuseGuard {
@@ -100,18 +108,19 @@ export class AbuseGuard {
   noteInvalid(address: string | undefined, clientId: string | undefined): Containment | undefined {
     // Both are counted; the connection is contained when known, else the address.
     const known = clientId !== undefined;
-    const byAddress = address !== undefined ? this.#count('address', address, !known) : undefined;
-    return known ? this.#count('connection', clientId, true) : byAddress;
+    const byAddress = address !== undefined ? this.#count('address', address, !known, address) : undefined;
+    return known ? this.#count('connection', clientId, true, address) : byAddress;
   }
 
-  #count(kind: SourceKind, key: string, contain: boolean): Containment | undefined {
+  #count(kind: SourceKind, key: string, contain: boolean, address: string | undefined): Containment | undefined {
     const now = this.#opts.now();
     const map = this.#tallies[kind];
     this.counters.invalid[kind]++;
     let t = map.get(key);
     if (!t || now - t.windowStart >= this.#opts.windowMs) {
-      t = { windowStart: now, count: 0, blockedUntil: t?.blockedUntil ?? 0 };
+      t = { windowStart: now, count: 0, blockedUntil: t?.blockedUntil ?? 0, ...(t?.lastAddress !== undefined ? { lastAddress: t.lastAddress } : {}) };
     }
+    if (address !== undefined) t.lastAddress = address;
     map.delete(key); // re-inserted last: the Map's order is then least recently seen first
     map.set(key, t);
     if (map.size > this.#opts.maxTracked) this.#forgetStalest(map, now);
@@ -120,7 +129,7 @@ export class AbuseGuard {
     t.blockedUntil = now + this.#opts.cooldownMs;
     t.count = 0;
     this.counters.contained[kind]++;
-    return { kind, key, until: t.blockedUntil };
+    return { kind, key, until: t.blockedUntil, ...(t.lastAddress !== undefined ? { notify: t.lastAddress } : {}) };
   }
 
   #forgetStalest(map: Map<string, Tally>, now: number): void {

@@ -907,7 +907,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     this.emit('rejected', { outcome, reason, topic });
     if (INVALID_OUTCOMES.has(outcome)) {
       const contained = this.abuse.noteInvalid(source.address, source.publisher);
-      if (contained) this.#contain(contained, source.address);
+      if (contained) this.#contain(contained);
     }
   }
 
@@ -923,8 +923,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     return true;
   }
 
-  /** A source just crossed the threshold: log it once and tell the address, if there is one. */
-  #contain(c: Containment, address: string | undefined): void {
+  /**
+   * A source just crossed the threshold: log it once, and tell the volunteer on the payout
+   * address it last named (the one crossing may be an unreadable payload that names none).
+   */
+  #contain(c: Containment): void {
+    const address = c.notify;
     const seconds = Math.max(1, Math.round((c.until - Date.now()) / 1000));
     this.#log.warn(
       `dispatcher: too many invalid results from ${c.kind} ${JSON.stringify(c.key.slice(0, 64))}; its results are ignored for ${seconds} s`,
