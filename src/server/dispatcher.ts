@@ -755,7 +755,15 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       const services = job ? [...job.waiters].map((w) => w.service).filter((s): s is string => !!s) : [];
       // Weighted by the difficulty asked for (never the luck of the value found), for payouts by difficulty.
       const weight = toMultiplier(claim.difficulty);
-      outcome = await this.#store.acceptResult(claim.hash, claim.work, value, claim.workType, addressValid ? claim.address : undefined, services, weight);
+      outcome = await this.#store.acceptResult({
+        hash: claim.hash,
+        work: claim.work,
+        value,
+        workType: claim.workType,
+        ...(addressValid ? { address: claim.address } : {}),
+        services,
+        weight,
+      });
     } catch (err) {
       this.#defer(claim, err as Error);
       return;

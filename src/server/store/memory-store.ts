@@ -11,6 +11,7 @@
 import type { WorkType } from '../../dpow/codec.ts';
 import type {
   AcceptOutcome,
+  AcceptRequest,
   ClientRecord,
   DispatcherStore,
   PendingJob,
@@ -19,7 +20,7 @@ import type {
   StoredWork,
   TrackedAccount,
 } from './store.ts';
-import { KNOWN_BLOCKS_PER_CHAIN } from './store.ts';
+import { assertWeight, assertWorkType, KNOWN_BLOCKS_PER_CHAIN } from './store.ts';
 
 export class MemoryStore implements DispatcherStore {
   readonly #clients = new Map<string, ClientRecord>();
@@ -38,17 +39,10 @@ export class MemoryStore implements DispatcherStore {
 
   // ------------------------------------------------------------ accept
 
-  async acceptResult(
-    hash: string,
-    work: string,
-    value: bigint,
-    workType: WorkType,
-    address: string | undefined,
-    services: readonly string[],
-    weight = 1,
-  ): Promise<AcceptOutcome> {
+  async acceptResult({ hash, work, value, workType, address, services, weight = 1 }: AcceptRequest): Promise<AcceptOutcome> {
     this.#open();
-    if (!Number.isFinite(weight) || weight < 0) throw new RangeError(`work weight must be a finite number >= 0, got ${weight}`);
+    assertWorkType(workType);
+    assertWeight(weight);
     const key = hash.toLowerCase();
     const stored = this.#work.get(key);
     if (!this.#pending.delete(key) && stored) return { won: false, work: { ...stored } };
@@ -77,7 +71,8 @@ export class MemoryStore implements DispatcherStore {
   }
 
   #credit(address: string, workType: WorkType, hash: string, weight: number): ClientRecord {
-    if (!Number.isFinite(weight) || weight < 0) throw new RangeError(`work weight must be a finite number >= 0, got ${weight}`);
+    assertWorkType(workType);
+    assertWeight(weight);
     const c = this.#clients.get(address) ?? {
       address,
       precache: 0,

@@ -35,7 +35,7 @@ describe.skipIf(skip)('on a real redis-server', () => {
       const hash = 'CD'.repeat(32);
       await a.savePending({ hash, difficulty: 1n, workType: 'ondemand', expiresAt: 9, createdAt: 1 });
       const outcomes = await Promise.all(
-        Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).acceptResult(hash, i.toString(16).padStart(16, '0'), 5n, 'ondemand', `addr${i}`, [])),
+        Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).acceptResult({ hash, work: i.toString(16).padStart(16, '0'), value: 5n, workType: 'ondemand', address: `addr${i}`, services: [] })),
       );
       expect(outcomes.filter((o) => o.won)).toHaveLength(1);
       expect((await a.listClients()).reduce((n, c) => n + c.ondemand, 0)).toBe(1);
@@ -76,13 +76,13 @@ describe.skipIf(skip)('on a real redis-server', () => {
       await store.savePending({ hash: 'AA'.repeat(32), difficulty: 1n, workType: 'precache', expiresAt: 9, createdAt: 1 });
       await redis.stop();
       try {
-        await expect(store.acceptResult('AA'.repeat(32), '0000000000000001', 5n, 'precache', 'x', [])).rejects.toThrow();
+        await expect(store.acceptResult({ hash: 'AA'.repeat(32), work: '0000000000000001', value: 5n, workType: 'precache', address: 'x', services: [] })).rejects.toThrow();
         await expect(store.getTotals()).rejects.toThrow();
       } finally {
         await redis.start();
       }
       // The restarted server lost everything (no persistence here) and its script cache.
-      const outcome = await waitForAsync('Redis back', () => store.acceptResult('AA'.repeat(32), '0000000000000001', 5n, 'precache', 'x', []).catch(() => undefined), 10_000);
+      const outcome = await waitForAsync('Redis back', () => store.acceptResult({ hash: 'AA'.repeat(32), work: '0000000000000001', value: 5n, workType: 'precache', address: 'x', services: [] }).catch(() => undefined), 10_000);
       expect(outcome.won).toBe(true);
       expect(await store.getTotals()).toEqual({ precache: 1, ondemand: 0 });
     });

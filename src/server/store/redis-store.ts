@@ -26,9 +26,12 @@ import { createClient } from 'redis';
 import type { WorkType } from '../../dpow/codec.ts';
 import { toU64Hex } from '../../pow/work.ts';
 import {
+  assertWeight,
+  assertWorkType,
   KNOWN_BLOCKS_PER_CHAIN,
   type Acceptance,
   type AcceptOutcome,
+  type AcceptRequest,
   type ClientRecord,
   type ClusterLink,
   type DispatcherStore,
@@ -39,12 +42,6 @@ import {
   type TrackedAccount,
 } from './store.ts';
 
-
-const WORK_TYPES: readonly WorkType[] = ['precache', 'ondemand'];
-
-function assertWorkType(workType: WorkType): void {
-  if (!WORK_TYPES.includes(workType)) throw new TypeError(`unknown work type "${String(workType)}"`);
-}
 
 /**
  * KEYS: pending, work:<key>, totals, clients, client:<address>, service:<user>...
@@ -153,9 +150,6 @@ function pairs(list: unknown): Record<string, string> {
 
 const num = (v: string | undefined) => (v === undefined ? 0 : Number(v));
 
-function assertWeight(weight: number): void {
-  if (!Number.isFinite(weight) || weight < 0) throw new RangeError(`work weight must be a finite number >= 0, got ${weight}`);
-}
 
 function toClient(address: string, h: Record<string, string>): ClientRecord {
   const record: ClientRecord = {
@@ -315,15 +309,7 @@ export class RedisStore implements DispatcherStore {
 
   // ------------------------------------------------------------------ accept
 
-  async acceptResult(
-    hash: string,
-    work: string,
-    value: bigint,
-    workType: WorkType,
-    address: string | undefined,
-    services: readonly string[],
-    weight = 1,
-  ): Promise<AcceptOutcome> {
+  async acceptResult({ hash, work, value, workType, address, services, weight = 1 }: AcceptRequest): Promise<AcceptOutcome> {
     assertWorkType(workType);
     assertWeight(weight);
     const key = hash.toLowerCase();

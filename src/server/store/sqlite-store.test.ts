@@ -45,8 +45,8 @@ describe('SqliteStore', () => {
     try {
       await a.savePending({ hash: HASH_1, difficulty: HIGH, workType: 'precache', expiresAt: 9, createdAt: 1 });
       const [first, second] = await Promise.all([
-        b.acceptResult(HASH_1, '00000000000000aa', HIGH, 'precache', ADDR_B, []),
-        a.acceptResult(HASH_1, '00000000000000bb', HIGH, 'precache', ADDR_A, []),
+        b.acceptResult({ hash: HASH_1, work: '00000000000000aa', value: HIGH, workType: 'precache', address: ADDR_B, services: [] }),
+        a.acceptResult({ hash: HASH_1, work: '00000000000000bb', value: HIGH, workType: 'precache', address: ADDR_A, services: [] }),
       ]);
       expect([first.won, second.won]).toEqual([true, false]);
       expect(second).toMatchObject({ won: false, work: { work: '00000000000000aa', address: ADDR_B } });
@@ -64,7 +64,7 @@ describe('SqliteStore', () => {
       await store.savePending({ hash: HASH_1, difficulty: HIGH, workType: 'precache', expiresAt: 9, createdAt: 1 });
       // A trigger makes the last write of the transaction (the total) fail.
       store.db.exec(`CREATE TRIGGER fail_total BEFORE UPDATE ON totals BEGIN SELECT RAISE(ABORT, 'disk full'); END`);
-      await expect(store.acceptResult(HASH_1, '00000000000000aa', HIGH, 'precache', ADDR_A, [])).rejects.toThrow(/disk full/);
+      await expect(store.acceptResult({ hash: HASH_1, work: '00000000000000aa', value: HIGH, workType: 'precache', address: ADDR_A, services: [] })).rejects.toThrow(/disk full/);
       expect(await store.getPending(HASH_1)).toBeDefined();
       expect(await store.getWork(HASH_1)).toBeUndefined();
       expect(await store.getClient(ADDR_A)).toBeUndefined();

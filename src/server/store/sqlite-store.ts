@@ -19,6 +19,7 @@ import type { WorkType } from '../../dpow/codec.ts';
 import { toU64Hex } from '../../pow/work.ts';
 import type {
   AcceptOutcome,
+  AcceptRequest,
   ClientRecord,
   DispatcherStore,
   PendingJob,
@@ -27,7 +28,7 @@ import type {
   StoredWork,
   TrackedAccount,
 } from './store.ts';
-import { KNOWN_BLOCKS_PER_CHAIN } from './store.ts';
+import { assertWeight, assertWorkType, KNOWN_BLOCKS_PER_CHAIN } from './store.ts';
 
 /** Each entry upgrades the schema by one version. Never edit a released entry: append. */
 const MIGRATIONS: readonly string[] = [
@@ -109,7 +110,6 @@ const MIGRATIONS: readonly string[] = [
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
-const WORK_TYPES: readonly WorkType[] = ['precache', 'ondemand'];
 
 /** Column names are interpolated into SQL only from this fixed map, never from input. */
 const COUNTER: Record<WorkType, { count: string; snapshot: string; weighted: string; snapshotWeighted: string }> = {
@@ -161,10 +161,6 @@ interface TrackedRow {
   account: string;
   frontier: string | null;
   updated_at: number;
-}
-
-function assertWorkType(workType: WorkType): void {
-  if (!WORK_TYPES.includes(workType)) throw new TypeError(`unknown work type "${String(workType)}"`);
 }
 
 const hexToBig = (hex: string) => BigInt(`0x${hex}`);
@@ -301,26 +297,18 @@ export class SqliteStore implements DispatcherStore {
    * row here, and every caller still hears only after the commit that holds its result. Each
    * accept is its own savepoint inside the batch, so one that fails rolls back alone.
    */
-  async acceptResult(
-    hash: string,
-    work: string,
-    value: bigint,
-    workType: WorkType,
-    address: string | undefined,
-    services: readonly string[],
-    weight = 1,
-  ): Promise<AcceptOutcome> {
+  async acceptResult(result: AcceptRequest): Promise<AcceptOutcome> {
     this.check();
-    assertWorkType(workType);
-    if (!Number.isFinite(weight) || weight < 0) throw new RangeError(`work weight must be a finite number >= 0, got ${weight}`);
+    assertWorkType(result.workType);
+    assertWeight(result.weight ?? 1);
     return new Promise<AcceptOutcome>((resolve, reject) => {
-      this.#accepts.push({ args: [hash, work, value, workType, address, services, weight], resolve, reject });
+      this.#accepts.push({ result, resolve, reject });
       if (this.#accepts.length === 1) setImmediate(() => this.#commitAccepts());
     });
   }
 
   readonly #accepts: Array<{
-    args: Parameters<SqliteStore['acceptResult']>;
+    result: AcceptRequest;
     resolve(outcome: AcceptOutcome): void;
     reject(err: unknown): void;
   }> = [];
@@ -331,14 +319,14 @@ export class SqliteStore implements DispatcherStore {
       for (const item of batch) item.reject(new Error('store is closed'));
       return;
     }
-    const one = this.db.transaction((...args: Parameters<SqliteStore['acceptResult']>) => this.#acceptOne(...args));
+    const one = this.db.transaction((result: AcceptRequest) => this.#acceptOne(result));
     let settled: Array<{ ok: true; outcome: AcceptOutcome } | { ok: false; err: unknown }>;
     try {
       settled = this.db
         .transaction(() =>
           batch.map((item) => {
             try {
-              return { ok: true as const, outcome: one(...item.args) };
+              return { ok: true as const, outcome: one(item.result) };
             } catch (err) {
               return { ok: false as const, err };
             }
@@ -352,15 +340,7 @@ export class SqliteStore implements DispatcherStore {
     settled.forEach((r, i) => (r.ok ? batch[i].resolve(r.outcome) : batch[i].reject(r.err)));
   }
 
-  #acceptOne(
-    hash: string,
-    work: string,
-    value: bigint,
-    workType: WorkType,
-    address: string | undefined,
-    services: readonly string[],
-    weight = 1,
-  ): AcceptOutcome {
+  #acceptOne({ hash, work, value, workType, address, services, weight = 1 }: AcceptRequest): AcceptOutcome {
     const key = hash.toLowerCase();
     const column = COUNTER[workType].count;
     const removed = this.#sql('DELETE FROM pending WHERE hash_key = ?').run(key).changes > 0;
@@ -387,7 +367,7 @@ export class SqliteStore implements DispatcherStore {
   async creditClient(address: string, workType: WorkType, hash: string, weight = 1): Promise<ClientRecord> {
     this.check();
     assertWorkType(workType);
-    if (!Number.isFinite(weight) || weight < 0) throw new RangeError(`work weight must be a finite number >= 0, got ${weight}`);
+    assertWeight(weight);
     return toClient(this.db.transaction(() => this.#creditClient(address, workType, hash, weight))());
   }
 

@@ -4,6 +4,7 @@
  * dispatcher changes. Test-only: imported by *.test.ts files, never by the product.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import type { WorkType } from '../../dpow/codec.ts';
 import { KNOWN_BLOCKS_PER_CHAIN, type DispatcherStore, type ServiceRecord } from './store.ts';
 
 const HASH = 'AB'.repeat(32);
@@ -125,7 +126,7 @@ export function describeDispatcherStore(name: string, make: () => DispatcherStor
       await store.addService(service('wallet'));
       await store.addService(service('exchange'));
       await store.savePending(pendingJob());
-      const outcome = await store.acceptResult(HASH, '00000000000000ff', VALUE, 'ondemand', ADDR, ['wallet', 'exchange', 'gone']);
+      const outcome = await store.acceptResult({ hash: HASH, work: '00000000000000ff', value: VALUE, workType: 'ondemand', address: ADDR, services: ['wallet', 'exchange', 'gone'] });
       expect(outcome.won).toBe(true);
       expect(outcome.won && outcome.client).toMatchObject({ address: ADDR, ondemand: 1, precache: 0, block_rewarded: HASH });
       expect(await store.getWork(HASH)).toMatchObject({ hash: HASH, work: '00000000000000ff', difficulty: VALUE, workType: 'ondemand', address: ADDR });
@@ -137,38 +138,50 @@ export function describeDispatcherStore(name: string, make: () => DispatcherStor
 
     it('adds the weight of an accepted work to the weighted sum, which a snapshot copies', async () => {
       await open();
-      await store.acceptResult('11'.repeat(32), '00000000000000ff', VALUE, 'ondemand', ADDR, [], 2.5);
-      await store.acceptResult('22'.repeat(32), '00000000000000ff', VALUE, 'ondemand', ADDR, [], 0.125);
+      await store.acceptResult({ hash: '11'.repeat(32), work: '00000000000000ff', value: VALUE, workType: 'ondemand', address: ADDR, services: [], weight: 2.5 });
+      await store.acceptResult({ hash: '22'.repeat(32), work: '00000000000000ff', value: VALUE, workType: 'ondemand', address: ADDR, services: [], weight: 0.125 });
       expect(await store.getClient(ADDR)).toMatchObject({ ondemand: 2, weighted_ondemand: 2.625 });
       await store.snapshotClients([ADDR], ['ondemand']);
       expect(await store.getClient(ADDR)).toMatchObject({ snapshot_ondemand: 2, snapshot_weighted_ondemand: 2.625 });
-      await expect(store.acceptResult('33'.repeat(32), '00000000000000ff', VALUE, 'ondemand', ADDR, [], -1)).rejects.toThrow(/weight/);
+      await expect(store.acceptResult({ hash: '33'.repeat(32), work: '00000000000000ff', value: VALUE, workType: 'ondemand', address: ADDR, services: [], weight: -1 })).rejects.toThrow(/weight/);
+    });
+
+    it('refuses an unknown work type or a bad weight before writing anything', async () => {
+      await open();
+      await store.savePending(pendingJob());
+      const bogus = 'bulk' as WorkType;
+      await expect(store.acceptResult({ hash: HASH, work: '00000000000000ff', value: VALUE, workType: bogus, address: ADDR, services: [] })).rejects.toThrow(/unknown work type "bulk"/);
+      await expect(store.acceptResult({ hash: HASH, work: '00000000000000ff', value: VALUE, workType: 'ondemand', address: ADDR, services: [], weight: Number.NaN })).rejects.toThrow(/weight/);
+      expect(await store.getPending(HASH)).toBeDefined();
+      expect(await store.getWork(HASH)).toBeUndefined();
+      expect(await store.getClient(ADDR)).toBeUndefined();
+      expect(await store.getTotals()).toEqual({ precache: 0, ondemand: 0 });
     });
 
     it('loses every later claim for an accepted hash, handing back the work that won', async () => {
       await open();
       await store.savePending(pendingJob());
-      await store.acceptResult(HASH, '00000000000000ff', VALUE, 'ondemand', ADDR, []);
-      const late = await store.acceptResult(HASH.toLowerCase(), '00000000000000aa', VALUE, 'ondemand', ADDR_B, []);
+      await store.acceptResult({ hash: HASH, work: '00000000000000ff', value: VALUE, workType: 'ondemand', address: ADDR, services: [] });
+      const late = await store.acceptResult({ hash: HASH.toLowerCase(), work: '00000000000000aa', value: VALUE, workType: 'ondemand', address: ADDR_B, services: [] });
       expect(late).toMatchObject({ won: false, work: { work: '00000000000000ff', address: ADDR } });
       expect(await store.getClient(ADDR_B)).toBeUndefined();
       expect(await store.getTotals()).toEqual({ precache: 0, ondemand: 1 });
       // A new job for the hash (asked again at a higher difficulty) is a new claim.
       await store.savePending(pendingJob());
-      expect((await store.acceptResult(HASH, '00000000000000bb', VALUE, 'ondemand', ADDR_B, [])).won).toBe(true);
+      expect((await store.acceptResult({ hash: HASH, work: '00000000000000bb', value: VALUE, workType: 'ondemand', address: ADDR_B, services: [] })).won).toBe(true);
       expect(await store.getWork(HASH)).toMatchObject({ work: '00000000000000bb', address: ADDR_B });
     });
 
     it('wins a hash with neither pending job nor work (its pending record never arrived)', async () => {
       await open();
-      const outcome = await store.acceptResult(HASH, '00000000000000ff', VALUE, 'precache', ADDR, []);
+      const outcome = await store.acceptResult({ hash: HASH, work: '00000000000000ff', value: VALUE, workType: 'precache', address: ADDR, services: [] });
       expect(outcome).toMatchObject({ won: true, client: { precache: 1 } });
     });
 
     it('stores work with no creditable address but credits nobody', async () => {
       await open();
       await store.savePending(pendingJob());
-      const outcome = await store.acceptResult(HASH, '00000000000000ff', VALUE, 'ondemand', undefined, []);
+      const outcome = await store.acceptResult({ hash: HASH, work: '00000000000000ff', value: VALUE, workType: 'ondemand', services: [] });
       expect(outcome).toMatchObject({ won: true });
       expect(outcome.won && outcome.client).toBeUndefined();
       expect(await store.getWork(HASH)).toMatchObject({ work: '00000000000000ff' });
@@ -184,7 +197,7 @@ export function describeDispatcherStore(name: string, make: () => DispatcherStor
       const attempts = hashes.flatMap((h) =>
         Array.from({ length: 12 }, (_, i) => ({ h, work: i.toString(16).padStart(16, '0'), address: i % 2 ? ADDR : ADDR_B })),
       );
-      const outcomes = await Promise.all(attempts.map((a) => store.acceptResult(a.h, a.work, VALUE, 'precache', a.address, [])));
+      const outcomes = await Promise.all(attempts.map((a) => store.acceptResult({ hash: a.h, work: a.work, value: VALUE, workType: 'precache', address: a.address, services: [] })));
       for (const h of hashes) {
         const mine = outcomes.filter((_, i) => attempts[i].h === h);
         const winners = mine.filter((o) => o.won);

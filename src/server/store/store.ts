@@ -20,6 +20,34 @@ export interface ServiceRecord {
   createdAt: number;
 }
 
+/** The work types a store keeps counters for. */
+export const STORE_WORK_TYPES: readonly WorkType[] = ['precache', 'ondemand'];
+
+/** Every store refuses an unknown work type the same way, before writing anything. */
+export function assertWorkType(workType: WorkType): void {
+  if (!STORE_WORK_TYPES.includes(workType)) throw new TypeError(`unknown work type "${String(workType)}"`);
+}
+
+/** A credit's weight (the work's difficulty as a multiplier) is a finite number >= 0. */
+export function assertWeight(weight: number): void {
+  if (!Number.isFinite(weight) || weight < 0) throw new RangeError(`work weight must be a finite number >= 0, got ${weight}`);
+}
+
+/** A checked, valid result that `acceptResult` claims, stores and credits in one step. */
+export interface AcceptRequest {
+  hash: string;
+  work: string;
+  /** The work's value, stored as its difficulty. */
+  value: bigint;
+  workType: WorkType;
+  /** The payout address to credit; left out when the result named an invalid one. */
+  address?: string;
+  /** Users of the services whose requests this work answers; each is credited. */
+  services: readonly string[];
+  /** Added to the client's weighted sum (the difficulty asked for, as a multiplier). Default 1. */
+  weight?: number;
+}
+
 export interface StoredWork {
   hash: string;
   work: string;
@@ -134,22 +162,14 @@ export interface DispatcherStore {
   /**
    * Accepts a valid result, all at once: claims the hash, stores the work (`value` as its
    * difficulty), credits `address` (when given, as creditClient with `weight`) and every service
-   * in `services` for `workType`, adds one to the total, and removes the pending job.
+   * in `services` for `workType`, adds one to the total, and removes the pending job. An unknown
+   * work type or a bad weight is refused before anything is written.
    *
    * The claim is won while the hash has a pending job (which this call removes), or when it has
    * neither a pending job nor stored work (a pending record that never reached the store). Any
    * other caller loses and nothing is written: a result for a hash already accepted is a duplicate.
    */
-  acceptResult(
-    hash: string,
-    work: string,
-    value: bigint,
-    workType: WorkType,
-    address: string | undefined,
-    services: readonly string[],
-    /** Added to the client's weighted sum (the work's difficulty as a multiplier). Default 1. */
-    weight?: number,
-  ): Promise<AcceptOutcome>;
+  acceptResult(result: AcceptRequest): Promise<AcceptOutcome>;
 
   // clients
   getClient(address: string): Promise<ClientRecord | undefined>;
