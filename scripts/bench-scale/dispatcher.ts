@@ -6,6 +6,7 @@
  *   parent -> { cmd: 'counters' }   child -> { counters, rssBytes, heapBytes }
  */
 import { Dispatcher } from '../../src/server/dispatcher.ts';
+import { createLogger } from '../../src/server/log.ts';
 import { openStore } from '../../src/server/store/open-store.ts';
 
 const [brokerUrl, password, storeSpec, sharedGroup] = process.argv.slice(2);
@@ -15,6 +16,7 @@ const dispatcher = new Dispatcher({
   username: 'server',
   password,
   store,
+  log: createLogger({ secrets: [password] }),
   precacheTtlMs: 10 * 60_000,
   ...(sharedGroup ? { sharedGroup } : {}),
 });
