@@ -140,6 +140,30 @@ describe('Dispatcher ondemand', () => {
     expect(h.on('work/ondemand')).toHaveLength(1);
   });
 
+  it('forgets stored work past the retention: the leader prunes it, and a request computes it again', async () => {
+    let now = Date.now();
+    const store = new MemoryStore({ workRetentionMs: 60_000, now: () => now });
+    const h = await harness({ pruneWorkMs: 50 }, store);
+    const root = randomRoot().toLowerCase();
+    const address = randomAddress();
+    const first = h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 5000 });
+    await waitFor('the ondemand job', () => h.on('work/ondemand').length === 1);
+    const work = findWork(root, EASY);
+    await h.worker.publishAsync('result/ondemand', `${root},${work},${address}`);
+    await expect(first).resolves.toMatchObject({ cached: false });
+    await expect(h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 1000 })).resolves.toMatchObject({ cached: true });
+
+    now += 61_000; // past the retention
+    await waitFor('the prune', () => h.dispatcher.counters.workPruned === 1);
+    expect(await store.getWork(root)).toBeUndefined();
+    const again = h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 5000 });
+    await waitFor('the job published again', () => h.on('work/ondemand').length === 2);
+    await h.worker.publishAsync('result/ondemand', `${root},${work},${address}`);
+    await expect(again).resolves.toMatchObject({ work, cached: false });
+    // The credits earned before the prune stay: the volunteer did both jobs.
+    expect((await store.getClient(address))?.ondemand).toBe(2);
+  });
+
   it('counts invalid work, duplicates, unknown hashes and malformed payloads, and keeps running', async () => {
     const h = await harness();
     const root = randomRoot();

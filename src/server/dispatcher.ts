@@ -83,6 +83,8 @@ export interface DispatcherOptions {
   leaseMs?: number;
   /** First wait before a result the store could not take is tried again; doubles up to 5 s. Default 250. */
   retryMs?: number;
+  /** How often the elected dispatcher asks the store to forget work past its retention. Default 1 hour. */
+  pruneWorkMs?: number;
   /** Opens the broker connection (as the worker's client takes it). Default mqtt.js connect. */
   connect?: ConnectFn;
   log?: Logger;
@@ -120,6 +122,8 @@ export interface DispatcherCounters {
   deferred: { total: number; held: number; retried: number };
   /** Times this dispatcher took the singleton lease (heartbeat, statistics, expiry). */
   leases: number;
+  /** Stored works removed because they were older than the store's work retention. */
+  workPruned: number;
   /**
    * By work type: work/ messages published (republishes included), jobs that ended without
    * work (timed out or expired, cancel sent) and jobs withdrawn (cancel sent).
@@ -235,6 +239,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     storeErrors: 0,
     deferred: { total: 0, held: 0, retried: 0 },
     leases: 0,
+    workPruned: 0,
     jobs: {
       precache: { published: 0, expired: 0, cancelled: 0 },
       ondemand: { published: 0, expired: 0, cancelled: 0 },
@@ -269,6 +274,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
   #heartbeat?: NodeJS.Timeout;
   #statistics?: NodeJS.Timeout;
   #sweep?: NodeJS.Timeout;
+  #prune?: NodeJS.Timeout;
   #statisticsChange?: NodeJS.Timeout;
   /** Work was credited since the last statistics went out. */
   #statisticsDirty = false;
@@ -296,6 +302,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       ...(options.sharedGroup ? { sharedGroup: options.sharedGroup } : {}),
       leaseMs: options.leaseMs ?? 2000,
       retryMs: options.retryMs ?? 250,
+      pruneWorkMs: options.pruneWorkMs ?? 3_600_000,
     };
     this.#connect = options.connect ?? mqtt.connect;
     this.#log = options.log ?? silentLogger;
@@ -430,6 +437,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       if (this.#statisticsDirty) void this.publishStatistics({ onlyIfChanged: true });
     }, this.#opts.statisticsChangeMs);
     if (this.#cluster) this.#sweep = setInterval(() => void this.#expireStored(), Math.min(this.#opts.leaseMs, 2000));
+    this.#prune = setInterval(() => void this.#pruneWork(), this.#opts.pruneWorkMs);
+    void this.#pruneWork();
     this.emit('leadership', true);
   }
 
@@ -438,7 +447,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     clearInterval(this.#statistics);
     clearInterval(this.#statisticsChange);
     clearInterval(this.#sweep);
-    this.#heartbeat = this.#statistics = this.#statisticsChange = this.#sweep = undefined;
+    clearInterval(this.#prune);
+    this.#heartbeat = this.#statistics = this.#statisticsChange = this.#sweep = this.#prune = undefined;
     this.emit('leadership', false);
   }
 
@@ -474,6 +484,15 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       this.#dropSingletons();
     }
     if (this.#state === 'running') this.#leaseTimer = setTimeout(() => void this.#holdLease(), this.#opts.leaseMs / 4);
+  }
+
+  /** The elected dispatcher has the store forget work past its retention (SQLite deletes rows; Redis keys expire alone). */
+  async #pruneWork(): Promise<void> {
+    if (!this.leadership.leader) return;
+    const pruned = await this.#storeCall(() => this.#store.pruneWork());
+    if (!pruned) return;
+    this.counters.workPruned += pruned;
+    this.#log.info(`dispatcher: forgot ${pruned} stored works past the work retention`);
   }
 
   /** The elected dispatcher cancels stored jobs past their expiry, whoever published them. */

@@ -116,6 +116,7 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
       return Object.entries(n).map(([type, v]) => [{ type }, v]);
     });
     readCounter(registry, 'dpow_store_errors_total', 'Store calls that failed', [], () => [[{}, c.storeErrors]]);
+    readCounter(registry, 'dpow_stored_work_pruned_total', 'Stored works forgotten past the work retention', [], () => [[{}, c.workPruned]]);
     readCounter(registry, 'dpow_invalid_address_total', 'Accepted work whose payout address failed the check (not credited)', [], () => [[{}, c.invalidAddress]]);
     readGauge(registry, 'dpow_broker_connected', '1 while the dispatcher is connected to the broker', [], () => [[{}, dispatcher.connected ? 1 : 0]]);
 

@@ -20,7 +20,7 @@ const service = (user: string, extra: Partial<ServiceRecord> = {}): ServiceRecor
   ...extra,
 });
 
-describeDispatcherStore('MemoryStore', () => new MemoryStore());
+describeDispatcherStore('MemoryStore', (options) => new MemoryStore(options));
 
 describe('MemoryStore', () => {
   it('hands out copies, so callers cannot change what is stored', async () => {

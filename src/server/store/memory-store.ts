@@ -20,7 +20,14 @@ import type {
   StoredWork,
   TrackedAccount,
 } from './store.ts';
-import { assertWeight, assertWorkType, KNOWN_BLOCKS_PER_CHAIN } from './store.ts';
+import { assertRetention, assertWeight, assertWorkType, DEFAULT_WORK_RETENTION_MS, KNOWN_BLOCKS_PER_CHAIN } from './store.ts';
+
+export interface MemoryStoreOptions {
+  /** See DEFAULT_WORK_RETENTION_MS. */
+  workRetentionMs?: number;
+  /** Clock for created_at and the retention (tests pin it). */
+  now?: () => number;
+}
 
 export class MemoryStore implements DispatcherStore {
   readonly #clients = new Map<string, ClientRecord>();
@@ -32,6 +39,14 @@ export class MemoryStore implements DispatcherStore {
   readonly #blocks = new Map<string, Set<string>>();
   readonly #totals = { precache: 0, ondemand: 0 };
   #closed = false;
+  readonly #retentionMs: number;
+  readonly #now: () => number;
+
+  constructor(options: MemoryStoreOptions = {}) {
+    this.#retentionMs = options.workRetentionMs ?? DEFAULT_WORK_RETENTION_MS;
+    assertRetention(this.#retentionMs);
+    this.#now = options.now ?? Date.now;
+  }
 
   #open(): void {
     if (this.#closed) throw new Error('store is closed');
@@ -46,7 +61,7 @@ export class MemoryStore implements DispatcherStore {
     const key = hash.toLowerCase();
     const stored = this.#work.get(key);
     if (!this.#pending.delete(key) && stored) return { won: false, work: { ...stored } };
-    const record: StoredWork = { hash, work, difficulty: value, workType, createdAt: Date.now(), ...(address ? { address } : {}) };
+    const record: StoredWork = { hash, work, difficulty: value, workType, createdAt: this.#now(), ...(address ? { address } : {}) };
     this.#work.set(key, record);
     for (const user of services) {
       const s = this.#services.get(user);
@@ -165,7 +180,19 @@ export class MemoryStore implements DispatcherStore {
   async getWork(hash: string): Promise<StoredWork | undefined> {
     this.#open();
     const w = this.#work.get(hash.toLowerCase());
-    return w && { ...w };
+    return w && w.createdAt > this.#now() - this.#retentionMs ? { ...w } : undefined;
+  }
+
+  async pruneWork(): Promise<number> {
+    this.#open();
+    const before = this.#now() - this.#retentionMs;
+    let n = 0;
+    for (const [key, w] of this.#work) {
+      if (w.createdAt > before) continue;
+      this.#work.delete(key);
+      n++;
+    }
+    return n;
   }
 
   async savePending(job: PendingJob): Promise<void> {

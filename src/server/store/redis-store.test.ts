@@ -14,7 +14,7 @@ import type { Acceptance } from './store.ts';
 const skip = skipWithoutRedis('redis-store.test.ts');
 let redis: RedisServer;
 /** A prefix per store keeps tests on one server apart without flushing it. */
-const open = () => RedisStore.open(redis.url(), { prefix: `t${randomBytes(4).toString('hex')}:` });
+const open = (options: { workRetentionMs?: number } = {}) => RedisStore.open(redis.url(), { prefix: `t${randomBytes(4).toString('hex')}:`, ...options });
 
 describe.skipIf(skip)('on a real redis-server', () => {
   beforeAll(async () => {
@@ -25,7 +25,7 @@ describe.skipIf(skip)('on a real redis-server', () => {
   });
   const cleanups = cleanupsAfterEach();
 
-  describeDispatcherStore('RedisStore', open);
+  describeDispatcherStore('RedisStore', open, { workExpiresByItself: true });
 
   describe('RedisStore', () => {
     it('lets two connections (two dispatchers) race for a hash: one wins', async () => {

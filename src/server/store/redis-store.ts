@@ -7,7 +7,8 @@
  *   clients            set   every credited address
  *   service:<user>     hash  api_key_hash (never the key), display, website, public, counters, rate_limit, created_at
  *   services           set   every service user
- *   work:<hash lower>  hash  hash (as it arrived), work, difficulty (16 hex), work_type, address, created_at
+ *   work:<hash lower>  hash  hash (as it arrived), work, difficulty (16 hex), work_type, address, created_at;
+ *                      it expires (PEXPIREAT) the work retention after created_at
  *   pending            hash  <hash lower> -> the job as JSON (difficulty as 16 hex)
  *   tracked:<chain>    hash  account, frontier, updated_at;  tracked: set of chains
  *   totals             hash  precache, ondemand (credited work)
@@ -26,8 +27,10 @@ import { createClient } from 'redis';
 import type { WorkType } from '../../dpow/codec.ts';
 import { toU64Hex } from '../../pow/work.ts';
 import {
+  assertRetention,
   assertWeight,
   assertWorkType,
+  DEFAULT_WORK_RETENTION_MS,
   KNOWN_BLOCKS_PER_CHAIN,
   type Acceptance,
   type AcceptOutcome,
@@ -45,7 +48,7 @@ import {
 
 /**
  * KEYS: pending, work:<key>, totals, clients, client:<address>, service:<user>...
- * ARGV: key, hash, work, value hex, work type, address ('' = none), created_at, weight
+ * ARGV: key, hash, work, value hex, work type, address ('' = none), created_at, weight, expires at (ms)
  * Returns {1, client fields} when won, {0, stored work fields} when lost.
  */
 const ACCEPT = `
@@ -55,6 +58,7 @@ if removed == 0 and redis.call('EXISTS', KEYS[2]) == 1 then
 end
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[2], 'hash', ARGV[2], 'work', ARGV[3], 'difficulty', ARGV[4], 'work_type', ARGV[5], 'created_at', ARGV[7])
+redis.call('PEXPIREAT', KEYS[2], ARGV[9])
 for i = 6, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('HINCRBY', KEYS[i], ARGV[5], 1) end
 end
@@ -216,6 +220,8 @@ export interface RedisStoreOptions {
   connectTimeoutMs?: number;
   /** Reported when the connection drops or comes back (the store reconnects by itself). */
   onConnectionChange?: (up: boolean, reason?: string) => void;
+  /** See DEFAULT_WORK_RETENTION_MS: each stored work's key expires this long after it was made. */
+  workRetentionMs?: number;
 }
 
 function connectClient(url: string, options: RedisStoreOptions) {
@@ -266,6 +272,7 @@ export class RedisStore implements DispatcherStore {
 
   /** Connects to `url` (redis://host:port/db); fails with the reason if it cannot within the timeout. */
   static async open(url: string, options: RedisStoreOptions = {}): Promise<RedisStore> {
+    assertRetention(options.workRetentionMs ?? DEFAULT_WORK_RETENTION_MS);
     const client = connectClient(url, options);
     await RedisStore.#firstConnect(client, url, options.connectTimeoutMs ?? 5000);
     return new RedisStore(client, url, options);
@@ -286,6 +293,10 @@ export class RedisStore implements DispatcherStore {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  get #retentionMs(): number {
+    return this.options.workRetentionMs ?? DEFAULT_WORK_RETENTION_MS;
   }
 
   #key(...parts: string[]): string {
@@ -322,7 +333,7 @@ export class RedisStore implements DispatcherStore {
       this.#key('client', address ?? ''),
       ...[...new Set(services)].map((s) => this.#key('service', s)),
     ];
-    const reply = (await this.#run(ACCEPT, keys, [key, hash, work, toU64Hex(value), workType, address ?? '', String(createdAt), String(weight)])) as [number, unknown];
+    const reply = (await this.#run(ACCEPT, keys, [key, hash, work, toU64Hex(value), workType, address ?? '', String(createdAt), String(weight), String(createdAt + this.#retentionMs)])) as [number, unknown];
     if (reply[0] === 0) return { won: false, work: toWork(pairs(reply[1])) };
     const record: StoredWork = { hash, work, difficulty: value, workType, createdAt, ...(address ? { address } : {}) };
     return address ? { won: true, work: record, client: toClient(address, pairs(reply[1])) } : { won: true, work: record };
@@ -433,7 +444,14 @@ export class RedisStore implements DispatcherStore {
         created_at: String(work.createdAt),
         ...(work.address ? { address: work.address } : {}),
       })
+      .pExpireAt(key, work.createdAt + this.#retentionMs)
       .exec();
+  }
+
+  /** Nothing to do: each work's key expires by itself. */
+  async pruneWork(): Promise<number> {
+    this.#check();
+    return 0;
   }
 
   async getWork(hash: string): Promise<StoredWork | undefined> {

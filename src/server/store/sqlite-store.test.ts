@@ -16,6 +16,8 @@ const HIGH = 0xfffffff800000000n; // above 2^63: must survive the round trip uns
 let dir: string;
 let path: string;
 const open = () => new SqliteStore(path);
+/** A work's created_at within the work retention, so getWork still answers it. */
+const RECENT = Date.now();
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'dpow-sqlite-'));
@@ -36,7 +38,7 @@ const service = (user: string, extra: Partial<ServiceRecord> = {}): ServiceRecor
   ...extra,
 });
 
-describeDispatcherStore('SqliteStore', () => new SqliteStore(':memory:'));
+describeDispatcherStore('SqliteStore', (options) => new SqliteStore(':memory:', options));
 
 describe('SqliteStore', () => {
   it('gives a hash to one of two handles on one file (two processes), whichever order they claim in', async () => {
@@ -200,16 +202,16 @@ describe('SqliteStore', () => {
 
   it('stores work with u64 difficulties and finds it in either case', async () => {
     const store = open();
-    await store.saveWork({ hash: HASH_1, work: '2b3d689bbcb21dca', difficulty: HIGH, workType: 'precache', createdAt: 5 });
+    await store.saveWork({ hash: HASH_1, work: '2b3d689bbcb21dca', difficulty: HIGH, workType: 'precache', createdAt: RECENT });
     const got = await store.getWork(HASH_1.toLowerCase());
-    expect(got).toEqual({ hash: HASH_1, work: '2b3d689bbcb21dca', difficulty: HIGH, workType: 'precache', createdAt: 5 });
+    expect(got).toEqual({ hash: HASH_1, work: '2b3d689bbcb21dca', difficulty: HIGH, workType: 'precache', createdAt: RECENT });
     await store.saveWork({
       hash: HASH_1.toLowerCase(),
       work: '0000000000000001',
       difficulty: 0xffffffffffffffffn,
       workType: 'ondemand',
       address: ADDR_A,
-      createdAt: 6,
+      createdAt: RECENT + 1,
     });
     expect(await store.getWork(HASH_1)).toMatchObject({ work: '0000000000000001', difficulty: 0xffffffffffffffffn, address: ADDR_A });
     expect(await store.getWork(HASH_2)).toBeUndefined();
@@ -252,7 +254,7 @@ describe('SqliteStore', () => {
     await store.creditClient(ADDR_A, 'precache', HASH_2);
     await store.addService(service('alice'));
     await store.creditService('alice', 'ondemand');
-    await store.saveWork({ hash: HASH_1, work: '2b3d689bbcb21dca', difficulty: HIGH, workType: 'ondemand', address: ADDR_A, createdAt: 9 });
+    await store.saveWork({ hash: HASH_1, work: '2b3d689bbcb21dca', difficulty: HIGH, workType: 'ondemand', address: ADDR_A, createdAt: RECENT + 4 });
     await store.savePending({ hash: HASH_2, difficulty: HIGH, workType: 'precache', expiresAt: 99, createdAt: 8, account: ADDR_B });
     await store.trackAccount({ account: ADDR_B, chain: ADDR_B, frontier: HASH_2, updatedAt: 7 });
     await store.close();
@@ -273,7 +275,7 @@ describe('SqliteStore', () => {
     });
     expect(await store.getTotals()).toEqual({ precache: 2, ondemand: 1 });
     expect(await store.getService('alice')).toEqual(service('alice', { ondemand: 1 }));
-    expect(await store.getWork(HASH_1)).toEqual({ hash: HASH_1, work: '2b3d689bbcb21dca', difficulty: HIGH, workType: 'ondemand', address: ADDR_A, createdAt: 9 });
+    expect(await store.getWork(HASH_1)).toEqual({ hash: HASH_1, work: '2b3d689bbcb21dca', difficulty: HIGH, workType: 'ondemand', address: ADDR_A, createdAt: RECENT + 4 });
     expect(await store.listPending()).toEqual([{ hash: HASH_2, difficulty: HIGH, workType: 'precache', expiresAt: 99, createdAt: 8, account: ADDR_B }]);
     expect(await store.listTracked()).toEqual([{ account: ADDR_B, chain: ADDR_B, frontier: HASH_2, updatedAt: 7 }]);
     await store.close();

@@ -28,7 +28,7 @@ import type {
   StoredWork,
   TrackedAccount,
 } from './store.ts';
-import { assertWeight, assertWorkType, KNOWN_BLOCKS_PER_CHAIN } from './store.ts';
+import { assertRetention, assertWeight, assertWorkType, DEFAULT_WORK_RETENTION_MS, KNOWN_BLOCKS_PER_CHAIN } from './store.ts';
 
 /** Each entry upgrades the schema by one version. Never edit a released entry: append. */
 const MIGRATIONS: readonly string[] = [
@@ -226,13 +226,16 @@ function toTracked(row: TrackedRow): TrackedAccount {
 }
 
 export interface SqliteStoreOptions {
-  /** Clock for `updated_at` columns (tests pin it). */
+  /** Clock for `updated_at` and `created_at` columns and the work retention (tests pin it). */
   now?: () => number;
+  /** See DEFAULT_WORK_RETENTION_MS. */
+  workRetentionMs?: number;
 }
 
 export class SqliteStore implements DispatcherStore {
   readonly db: Database.Database;
   private readonly now: () => number;
+  readonly #retentionMs: number;
   private closed = false;
   /** New chain_blocks rows since the last trim (see rememberBlock). */
   private blocksSinceTrim = 0;
@@ -240,6 +243,8 @@ export class SqliteStore implements DispatcherStore {
   /** Opens (creating if needed) the database at `path`; `':memory:'` gives a throwaway store. */
   constructor(readonly path: string, options: SqliteStoreOptions = {}) {
     this.now = options.now ?? Date.now;
+    this.#retentionMs = options.workRetentionMs ?? DEFAULT_WORK_RETENTION_MS;
+    assertRetention(this.#retentionMs);
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
     try {
@@ -485,8 +490,25 @@ export class SqliteStore implements DispatcherStore {
 
   async getWork(hash: string): Promise<StoredWork | undefined> {
     this.check();
-    const row = this.#sql('SELECT * FROM work WHERE hash_key = ?').get(hash.toLowerCase()) as WorkRow | undefined;
+    const row = this.#sql('SELECT * FROM work WHERE hash_key = ? AND created_at > ?').get(hash.toLowerCase(), this.now() - this.#retentionMs) as
+      | WorkRow
+      | undefined;
     return row ? toWork(row) : undefined;
+  }
+
+  async pruneWork(): Promise<number> {
+    this.check();
+    // Batches, so a first prune of a large old file does not hold the write lock for long.
+    const remove = this.#sql('DELETE FROM work WHERE rowid IN (SELECT rowid FROM work WHERE created_at <= ? LIMIT 5000)');
+    const before = this.now() - this.#retentionMs;
+    let total = 0;
+    for (;;) {
+      const { changes } = remove.run(before);
+      total += changes;
+      if (changes < 5000) return total;
+      await new Promise((r) => setImmediate(r));
+      this.check();
+    }
   }
 
   async savePending(job: PendingJob): Promise<void> {

@@ -27,14 +27,28 @@ const service = (user: string, extra: Partial<ServiceRecord> = {}): ServiceRecor
 
 const pendingJob = (hash = HASH) => ({ hash, difficulty: 0xff00000000000000n, workType: 'ondemand' as const, expiresAt: 100, createdAt: 1 });
 
+export interface StoreTraits {
+  /** Its stored work expires by itself (Redis key expiry): pruneWork has nothing to remove. */
+  workExpiresByItself?: boolean;
+}
+
+/** What a suite's store may be opened with. */
+export interface SuiteStoreOptions {
+  workRetentionMs?: number;
+}
+
 /** `make` opens a fresh, empty store; the suite closes it after each test. */
-export function describeDispatcherStore(name: string, make: () => DispatcherStore | Promise<DispatcherStore>): void {
+export function describeDispatcherStore(
+  name: string,
+  make: (options?: SuiteStoreOptions) => DispatcherStore | Promise<DispatcherStore>,
+  traits: StoreTraits = {},
+): void {
   describe(`${name} as the dispatcher sees it`, () => {
     let store: DispatcherStore;
     afterEach(async () => {
       await store?.close().catch(() => {});
     });
-    const open = async () => (store = await make());
+    const open = async (options?: SuiteStoreOptions) => (store = await make(options));
 
     it('credits clients per work type and records the rewarded block', async () => {
       await open();
@@ -76,9 +90,10 @@ export function describeDispatcherStore(name: string, make: () => DispatcherStor
 
     it('finds work and pending jobs whatever the case of the hash', async () => {
       await open();
-      await store.saveWork({ hash: HASH, work: '0123456789abcdef', difficulty: 0xfffffff800000000n, workType: 'precache', address: ADDR, createdAt: 5 });
+      const createdAt = Date.now() - 5; // within the work retention
+      await store.saveWork({ hash: HASH, work: '0123456789abcdef', difficulty: 0xfffffff800000000n, workType: 'precache', address: ADDR, createdAt });
       const w = await store.getWork(HASH.toLowerCase());
-      expect(w).toEqual({ hash: HASH, work: '0123456789abcdef', difficulty: 0xfffffff800000000n, workType: 'precache', address: ADDR, createdAt: 5 });
+      expect(w).toEqual({ hash: HASH, work: '0123456789abcdef', difficulty: 0xfffffff800000000n, workType: 'precache', address: ADDR, createdAt });
       expect(await store.getWork('CD'.repeat(32))).toBeUndefined();
 
       await store.savePending({ hash: HASH, difficulty: 0xff00000000000000n, workType: 'ondemand', expiresAt: 100, createdAt: 1 });
@@ -144,6 +159,33 @@ export function describeDispatcherStore(name: string, make: () => DispatcherStor
       await store.snapshotClients([ADDR], ['ondemand']);
       expect(await store.getClient(ADDR)).toMatchObject({ snapshot_ondemand: 2, snapshot_weighted_ondemand: 2.625 });
       await expect(store.acceptResult({ hash: '33'.repeat(32), work: '00000000000000ff', value: VALUE, workType: 'ondemand', address: ADDR, services: [], weight: -1 })).rejects.toThrow(/weight/);
+    });
+
+    it('forgets stored work older than the work retention, keeping the credits it earned', async () => {
+      await open({ workRetentionMs: 1000 });
+      const old = 'CD'.repeat(32);
+      const fresh = 'EF'.repeat(32);
+      await store.saveWork({ hash: old, work: '00000000000000aa', difficulty: VALUE, workType: 'precache', createdAt: Date.now() - 1500 });
+      await store.saveWork({ hash: fresh, work: '00000000000000bb', difficulty: VALUE, workType: 'precache', createdAt: Date.now() });
+      expect(await store.getWork(old)).toBeUndefined();
+      expect(await store.getWork(fresh)).toMatchObject({ work: '00000000000000bb' });
+      await store.savePending(pendingJob());
+      await store.acceptResult({ hash: HASH, work: '00000000000000ff', value: VALUE, workType: 'ondemand', address: ADDR, services: [] });
+      expect(await store.getWork(HASH)).toMatchObject({ work: '00000000000000ff' });
+      await new Promise((r) => setTimeout(r, 1200));
+      expect(await store.getWork(HASH)).toBeUndefined();
+      expect(await store.getWork(fresh)).toBeUndefined();
+      expect(await store.pruneWork()).toBe(traits.workExpiresByItself ? 0 : 3);
+      expect(await store.pruneWork()).toBe(0);
+      expect(await store.getClient(ADDR)).toMatchObject({ ondemand: 1 });
+      expect(await store.getTotals()).toEqual({ precache: 0, ondemand: 1 });
+    });
+
+    it('keeps stored work within the retention through a prune', async () => {
+      await open();
+      await store.saveWork({ hash: HASH, work: '00000000000000aa', difficulty: VALUE, workType: 'precache', createdAt: Date.now() - 24 * 3600_000 });
+      expect(await store.pruneWork()).toBe(0);
+      expect(await store.getWork(HASH)).toMatchObject({ work: '00000000000000aa' });
     });
 
     it('refuses an unknown work type or a bad weight before writing anything', async () => {

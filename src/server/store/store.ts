@@ -33,6 +33,18 @@ export function assertWeight(weight: number): void {
   if (!Number.isFinite(weight) || weight < 0) throw new RangeError(`work weight must be a finite number >= 0, got ${weight}`);
 }
 
+/**
+ * How long stored work answers a request for its hash (and stays in the store): about four
+ * months, as the original DPoW server kept each block's work. Long after a block is confirmed,
+ * nobody asks for its work again, and a store that keeps every work grows without bound.
+ */
+export const DEFAULT_WORK_RETENTION_MS = 120 * 24 * 60 * 60 * 1000;
+
+/** A work retention is a whole number of milliseconds, at least one second. */
+export function assertRetention(ms: number): void {
+  if (!Number.isSafeInteger(ms) || ms < 1000) throw new RangeError(`work retention must be a whole number of ms >= 1000, got ${ms}`);
+}
+
 /** A checked, valid result that `acceptResult` claims, stores and credits in one step. */
 export interface AcceptRequest {
   hash: string;
@@ -197,7 +209,13 @@ export interface DispatcherStore {
 
   // work and jobs
   saveWork(work: StoredWork): Promise<void>;
+  /** The stored work for `hash`, unless it was created longer ago than the store's work retention. */
   getWork(hash: string): Promise<StoredWork | undefined>;
+  /**
+   * Removes stored work older than the store's work retention and says how many records went.
+   * A store whose records expire by themselves (Redis, by key expiry) has nothing to do: 0.
+   */
+  pruneWork(): Promise<number>;
   savePending(job: PendingJob): Promise<void>;
   getPending(hash: string): Promise<PendingJob | undefined>;
   removePending(hash: string): Promise<void>;
