@@ -91,3 +91,11 @@ export function intOption(value: string | undefined, name: string, fallback: num
   if (!Number.isInteger(n) || n < min) throw new CliError(`--${name} must be an integer >= ${min}, got "${value}"`);
   return n;
 }
+
+/** Parses a TCP port option (0 = any free port), or throws a CliError naming the option. */
+export function portOption(value: string | undefined, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = /^\d{1,5}$/.test(value) ? Number(value) : Number.NaN;
+  if (!(n <= 65535)) throw new CliError(`--${name} must be a port number from 0 to 65535, got "${value}"`);
+  return n;
+}

@@ -10,14 +10,18 @@
  * --broker the page's /config.json points at that broker and the dispatcher logs in there as
  * the server role; the demo then stays off unless --demo is given (an external broker is a real
  * deployment with real volunteers). --dispatcher-only runs just the dispatcher (and feeds)
- * against an external broker, no HTTP server. Ctrl-C or SIGTERM shuts everything down cleanly.
+ * against an external broker, with no app server; --metrics-port then gives it /metrics,
+ * /healthz and /readyz on a small HTTP server of its own. Ctrl-C or SIGTERM shuts everything
+ * down cleanly.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CliError, collect, defineCommand, intOption, parseCommand } from './args.ts';
+import { CliError, collect, defineCommand, intOption, parseCommand, portOption } from './args.ts';
 import { startAppServer, type AppServer } from '../server/http/app-server.ts';
+import type { ServerMetrics } from '../server/http/metrics.ts';
+import { startMetricsServer } from '../server/http/metrics-server.ts';
 import { Dispatcher } from '../server/dispatcher.ts';
 import { createLogger, type Logger } from '../server/log.ts';
 import { MemoryStore } from '../server/store/memory-store.ts';
@@ -44,8 +48,8 @@ const FROM_SOURCES = import.meta.url.endsWith('.ts');
 
 export function command() {
   return defineCommand('start')
-    .option('--port <n>', 'HTTP port (0 = any free port)', '8787')
-    .option('--host <addr>', 'interface to bind', '127.0.0.1')
+    .option('--port <n>', 'HTTP port of the app (0 = any free port; unused with --dispatcher-only)', '8787')
+    .option('--host <addr>', 'interface to bind (the app, or the --metrics-port server)', '127.0.0.1')
     .option('--data <dir>', 'SQLite state directory', '.data')
     .option(...STORE_OPTION)
     .option('--memory', 'keep state in memory only (lost on exit)')
@@ -54,7 +58,7 @@ export function command() {
     .option('--demo-difficulty <hex>', 'difficulty of demo jobs (default fffff00000000000)')
     .option('--demo-precache-every <s>', 'seconds between demo precache jobs (default 5; 0 = none)')
     .option('--demo-ondemand-every <s>', 'seconds between demo ondemand requests (default 15; 0 = none)')
-    .option('--rpc <mode>', 'work-server RPC on POST /: loopback, any, keys (user and api_key in each request) or off', 'loopback')
+    .option('--rpc <mode>', 'work-server RPC on POST /, and who may read /metrics: loopback, any, keys (user and api_key in each request) or off', 'loopback')
     .option('--broker <url>', 'use an external broker (mqtt://, ws://, wss://) instead of the embedded one')
     .option('--broker-username <u>', "its server-role login")
     .option('--broker-password <p>', 'its password (or DPOW_BROKER_PASSWORD, which ps does not show)')
@@ -62,7 +66,8 @@ export function command() {
     .option('--broker-tcp-port <n>', 'embedded broker: also listen for mqtt:// on this port')
     .option('--dashboard-password <p>', 'embedded broker: enable the read-only monitoring login (or DPOW_DASHBOARD_PASSWORD)')
     .option('--dashboard-user <name>', 'its user name (default dashboard; the original DPoW ACL says dpowinterface)')
-    .option('--dispatcher-only', 'only the dispatcher (and feeds), against --broker; no web server')
+    .option('--dispatcher-only', 'only the dispatcher (and feeds), against --broker; no app server (see --metrics-port)')
+    .option('--metrics-port <n>', 'with --dispatcher-only: serve /metrics, /healthz and /readyz on this port of --host (0 = any free port; default: none served)')
     .option('--shared-results <group>', 'take results as $share/<group>/result/+ (Mosquitto 2, EMQX), so each goes to one dispatcher of the group')
     .option('--feed <spec>', 'precache feed: qlc-sim, nano-sim, qlc:<ws url>, nano:<ws url> (repeatable)', collect, [])
     .option('--account <address>', 'account to precache for (repeatable)', collect, [])
@@ -76,7 +81,12 @@ export function command() {
     .option('--publish-burst <n>', 'embedded broker: publishes allowed at once above the rate (default 100)')
     .option('--no-build', 'serve dist/ as it is')
     .option('--verbose', 'debug logging (logs are JSON lines unless stderr is a terminal)')
-    .addHelpText('after', '\nGET /metrics (Prometheus), /healthz and /readyz are served beside the app; /metrics follows --rpc.');
+    .addHelpText(
+      'after',
+      '\nGET /metrics (Prometheus), /healthz and /readyz are served beside the app; /metrics follows --rpc.\n' +
+        'With --dispatcher-only they are served only when --metrics-port is given, so several dispatchers\n' +
+        'on one machine need one port each and none opens a port unasked.',
+    );
 }
 
 interface StartOptions {
@@ -100,6 +110,7 @@ interface StartOptions {
   dashboardPassword?: string;
   dashboardUser?: string;
   dispatcherOnly?: boolean;
+  metricsPort?: string;
   feed: string[];
   account: string[];
   nanoDifficulty?: string;
@@ -122,9 +133,12 @@ export async function run(argv: string[]): Promise<number> {
   definition.on('option:no-demo', () => demoFlags.add('no-demo'));
   const { options: values } = parseCommand<StartOptions>(definition, argv);
   if (demoFlags.size === 2) throw new CliError('--demo and --no-demo contradict each other');
-  const port = intOption(values.port, 'port', 8787, 0);
-  if (port > 65535) throw new CliError('--port must be at most 65535');
-  const brokerTcpPort = values.brokerTcpPort === undefined ? undefined : intOption(values.brokerTcpPort, 'broker-tcp-port', 0, 0);
+  const port = portOption(values.port, 'port', 8787);
+  const brokerTcpPort = values.brokerTcpPort === undefined ? undefined : portOption(values.brokerTcpPort, 'broker-tcp-port', 0);
+  const metricsPort = values.metricsPort === undefined ? undefined : portOption(values.metricsPort, 'metrics-port', 0);
+  if (metricsPort !== undefined && !values.dispatcherOnly) {
+    throw new CliError('--metrics-port is for --dispatcher-only; the full server serves /metrics, /healthz and /readyz on --port');
+  }
   const demoDifficulty = values.demoDifficulty;
   if (demoDifficulty !== undefined && !isU64Hex(demoDifficulty)) throw new CliError('--demo-difficulty must be 16 hex digits');
   const demoOptions: DemoOptions = {
@@ -195,7 +209,7 @@ export async function run(argv: string[]): Promise<number> {
     verbose: values.verbose,
     secrets: [external?.password ?? '', dashboardPassword ?? ''],
   });
-  if (!['127.0.0.1', 'localhost', '::1'].includes(values.host)) {
+  if (!values.dispatcherOnly && !['127.0.0.1', 'localhost', '::1'].includes(values.host)) {
     log.warn(
       `binding ${values.host}: browsers allow WebGPU and service workers only on https:// or localhost, ` +
         'so serve other machines through a TLS proxy (and wss:// for the broker)',
@@ -219,7 +233,8 @@ export async function run(argv: string[]): Promise<number> {
   // One difficulty policy for the dispatcher, the service API and the RPC.
   const policy = difficultyPolicy();
   let dispatcher: Dispatcher;
-  let app: AppServer | undefined;
+  /** Where /metrics is served (the app server, or the --metrics-port one), for the feeds. */
+  let metrics: ServerMetrics | undefined;
   let banner: string;
   try {
     if (values.dispatcherOnly) {
@@ -233,6 +248,20 @@ export async function run(argv: string[]): Promise<number> {
         abuse,
         ...(sharedGroup ? { sharedGroup } : {}),
       });
+      // Listening before the broker connects: a taken port fails at once, and /readyz says 503
+      // (not connected) while the dispatcher is still connecting.
+      let operatorUrl: string | undefined;
+      if (metricsPort !== undefined) {
+        const served = await startMetricsServer({ host: values.host, port: metricsPort, store, dispatcher, access: rpcAllow ?? false, log }).catch(
+          (err: NodeJS.ErrnoException) => {
+            if (err.code === 'EADDRINUSE') throw new CliError(`port ${metricsPort} on ${values.host} is already in use (try --metrics-port)`);
+            throw err;
+          },
+        );
+        closers.push(() => served.close());
+        metrics = served.metrics;
+        operatorUrl = served.url;
+      }
       await dispatcher.start();
       closers.push(() => dispatcher.stop());
       if (demoOn) {
@@ -241,6 +270,7 @@ export async function run(argv: string[]): Promise<number> {
         closers.push(async () => demo.stop());
       }
       banner = `dpow-web dispatcher is running against ${external!.url}`;
+      if (operatorUrl) banner += `  (${rpcAllow === null ? '' : '/metrics, '}/healthz, /readyz at ${operatorUrl})`;
     } else {
       let started: AppServer;
       try {
@@ -265,7 +295,7 @@ export async function run(argv: string[]): Promise<number> {
         if (e.code === 'EADDRINUSE') throw new CliError(`port ${port} on ${values.host} is already in use (try --port)`);
         throw err;
       }
-      app = started;
+      metrics = started.metrics;
       closers.push(() => started.close());
       dispatcher = started.dispatcher!;
       const tcp = started.broker?.tcpUrl ? `, ${started.broker.tcpUrl}` : '';
@@ -280,7 +310,7 @@ export async function run(argv: string[]): Promise<number> {
           const feed = await startPrecacheFeed(spec, { dispatcher, store, accounts: values.account, ...policyOptions, log });
           running.push(feed);
           // A feed taken over again after a lost lease is a new feed for the metrics too.
-          app?.metrics.addFeed(feed);
+          metrics?.addFeed(feed);
           log.info(`precache feed: ${feed.description}`);
         }
       };

@@ -119,6 +119,8 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
     readCounter(registry, 'dpow_stored_work_pruned_total', 'Stored works forgotten past the work retention', [], () => [[{}, c.workPruned]]);
     readCounter(registry, 'dpow_invalid_address_total', 'Accepted work whose payout address failed the check (not credited)', [], () => [[{}, c.invalidAddress]]);
     readGauge(registry, 'dpow_broker_connected', '1 while the dispatcher is connected to the broker', [], () => [[{}, dispatcher.connected ? 1 : 0]]);
+    // On a shared store only the lease holder runs heartbeat, statistics, feeds and expiry: this says which one it is.
+    readGauge(registry, 'dpow_dispatcher_leader', '1 while this dispatcher runs the singletons (holds the lease on a shared store)', [], () => [[{}, dispatcher.leadership.leader ? 1 : 0]]);
 
     const a = dispatcher.abuse.counters;
     const bySource = (record: Record<string, number>) => () => entries(record).map(([source, n]): [{ source: string }, number] => [{ source }, n]);

@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest';
+import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
+import { Dispatcher } from '../dispatcher.ts';
+import { MemoryStore } from '../store/memory-store.ts';
+import { startMetricsServer } from './metrics-server.ts';
+
+const cleanups = cleanupsAfterEach();
+
+/** A dispatcher that has not connected yet: what the operator's server sees while it starts. */
+function unstartedDispatcher(store: MemoryStore): Dispatcher {
+  return new Dispatcher({ brokerUrl: 'mqtt://127.0.0.1:1', username: 'server', password: 'x', store });
+}
+
+describe('startMetricsServer', () => {
+  it('answers /readyz 503 until the dispatcher is connected, and only the operator paths', async () => {
+    const store = new MemoryStore();
+    const served = await startMetricsServer({ port: 0, store, dispatcher: unstartedDispatcher(store), access: 'loopback' });
+    cleanups.push(() => served.close());
+    expect(served.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+
+    const ready = await fetch(new URL('/readyz', served.url));
+    expect([ready.status, await ready.json()]).toEqual([503, { status: 'unavailable', reason: 'the dispatcher is not connected to the broker' }]);
+    expect((await fetch(new URL('/healthz', served.url))).status).toBe(200);
+    const metrics = await (await fetch(new URL('/metrics', served.url))).text();
+    expect(metrics).toMatch(/^dpow_broker_connected 0$/m);
+    expect(metrics).toMatch(/^dpow_dispatcher_leader 0$/m);
+    const other = await fetch(new URL('/config.json', served.url));
+    expect(other.status).toBe(404);
+    expect(other.headers.get('x-content-type-options')).toBe('nosniff');
+  });
+
+  it('does not serve /metrics when access is off, but still /healthz and /readyz', async () => {
+    const store = new MemoryStore();
+    const served = await startMetricsServer({ port: 0, store, access: false });
+    cleanups.push(() => served.close());
+    expect((await fetch(new URL('/metrics', served.url))).status).toBe(404);
+    expect((await fetch(new URL('/healthz', served.url))).status).toBe(200);
+    expect((await fetch(new URL('/readyz', served.url))).status).toBe(200);
+  });
+
+  it('fails to start on a taken port, with the error code for the caller to explain', async () => {
+    const store = new MemoryStore();
+    const first = await startMetricsServer({ port: 0, store, access: 'loopback' });
+    cleanups.push(() => first.close());
+    const port = Number(new URL(first.url).port);
+    await expect(startMetricsServer({ port, store, access: 'loopback' })).rejects.toMatchObject({ code: 'EADDRINUSE' });
+  });
+});

@@ -1,0 +1,72 @@
+/**
+ * The operator's endpoints of metrics.ts on an http.Server of their own, for a process with no
+ * app server to serve them beside (`dpow-web start --dispatcher-only --metrics-port N`):
+ *
+ *   GET /metrics, /healthz, /readyz   as metrics.ts answers them
+ *   anything else                     404
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { silentLogger } from '../log.ts';
+import { SECURITY_HEADERS } from './app-server.ts';
+import { createServerMetrics, type ServerMetrics, type ServerMetricsOptions } from './metrics.ts';
+
+export interface MetricsServerOptions extends ServerMetricsOptions {
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** 0 picks a free port. */
+  port: number;
+}
+
+export interface MetricsServer {
+  /** http://host:port/ */
+  url: string;
+  server: http.Server;
+  /** Feeds started later report through metrics.addFeed. */
+  metrics: ServerMetrics;
+  close(): Promise<void>;
+}
+
+export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
+  const { host = '127.0.0.1', port, ...metricsOptions } = options;
+  const log = options.log ?? silentLogger;
+  const metrics = createServerMetrics(metricsOptions);
+  const server = http.createServer((req, res) => {
+    for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
+    void metrics
+      .handleRequest(req, res)
+      .then((handled) => {
+        if (!handled) res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' }).end('Not found\n');
+      })
+      .catch((err: unknown) => {
+        log.error(`http: ${req.method} ${req.url}: ${(err as Error).stack ?? err}`);
+        if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' }).end('Internal error\n');
+        else res.destroy();
+      });
+  });
+  server.on('clientError', (_err, socket) => socket.destroy());
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    metrics.close();
+    throw err;
+  }
+  const address = server.address() as AddressInfo;
+  const origin = `http://${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`;
+  return {
+    url: `${origin}/`,
+    server,
+    metrics,
+    async close() {
+      metrics.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
