@@ -27,7 +27,7 @@ import { createLogger, type Logger } from '../server/log.ts';
 import { MemoryStore } from '../server/store/memory-store.ts';
 import { describeStore } from '../server/store/open-store.ts';
 import { openCliStore, STORE_OPTION } from './store-option.ts';
-import type { DispatcherStore } from '../server/store/store.ts';
+import { DEFAULT_WORK_RETENTION_MS, type DispatcherStore } from '../server/store/store.ts';
 import { difficultyPolicy } from '../pow/difficulty.ts';
 import { isU64Hex } from '../pow/work.ts';
 import type { DemoOptions } from '../server/sim/demo-source.ts';
@@ -45,6 +45,9 @@ function seconds(value: string | undefined, name: string, key: keyof DemoOptions
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** True in a dev checkout (TypeScript through tsx); false in the package `npm run build` made. */
 const FROM_SOURCES = import.meta.url.endsWith('.ts');
+const DAY_MS = 24 * 60 * 60 * 1000;
+/** A hundred years: beyond that the retention is "forever" for any deployment, and the ms still fit. */
+const MAX_RETENTION_DAYS = 36_500;
 
 export function command() {
   return defineCommand('start')
@@ -53,6 +56,7 @@ export function command() {
     .option('--data <dir>', 'SQLite state directory', '.data')
     .option(...STORE_OPTION)
     .option('--memory', 'keep state in memory only (lost on exit)')
+    .option('--work-retention <days>', 'days stored work answers requests for its hash before it is forgotten (default 120)')
     .option('--no-demo', 'no demo jobs')
     .option('--demo', 'demo jobs even with --broker')
     .option('--demo-difficulty <hex>', 'difficulty of demo jobs (default fffff00000000000)')
@@ -116,6 +120,7 @@ interface StartOptions {
   nanoDifficulty?: string;
   qlcDifficulty?: string;
   qlcOpenBlocks?: boolean;
+  workRetention?: string;
   abuseThreshold?: string;
   abuseWindow?: string;
   abuseCooldown?: string;
@@ -186,6 +191,9 @@ export async function run(argv: string[]): Promise<number> {
   };
   const nanoDifficulty = chainDifficulty('nano-difficulty');
   const qlcDifficulty = chainDifficulty('qlc-difficulty');
+  const retentionDays = intOption(values.workRetention, 'work-retention', DEFAULT_WORK_RETENTION_MS / DAY_MS, 1);
+  if (retentionDays > MAX_RETENTION_DAYS) throw new CliError(`--work-retention must be at most ${MAX_RETENTION_DAYS} days, got "${values.workRetention}"`);
+  const workRetentionMs = retentionDays * DAY_MS;
   const abuse = {
     threshold: intOption(values.abuseThreshold, 'abuse-threshold', 20, 1),
     windowMs: intOption(values.abuseWindow, 'abuse-window', 60, 1) * 1000,
@@ -223,7 +231,7 @@ export async function run(argv: string[]): Promise<number> {
     throw new CliError('--shared-results must be a group name of letters, digits, "_" or "-"');
   }
   if (sharedGroup !== undefined && external === undefined) throw new CliError('--shared-results needs --broker (aedes has no shared subscriptions)');
-  const store: DispatcherStore = values.memory ? new MemoryStore() : await openCliStore(values);
+  const store: DispatcherStore = values.memory ? new MemoryStore({ workRetentionMs }) : await openCliStore(values, { workRetentionMs });
 
   const closers: Array<() => Promise<unknown>> = [() => store.close()];
   const closeAll = async () => {

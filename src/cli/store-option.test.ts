@@ -1,6 +1,10 @@
 /** `--store redis://…` on the commands that share the dispatcher's state, against a real redis-server. */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { main } from './main.ts';
+import { openCliStore } from './store-option.ts';
 import { verifyApiKey } from '../server/http/api-keys.ts';
 import { openStore } from '../server/store/open-store.ts';
 import { RedisServer, skipWithoutRedis } from '../testkit/redis.ts';
@@ -65,5 +69,35 @@ describe.skipIf(skipWithoutRedis('store-option.test.ts'))('--store redis://', ()
     stderr.length = 0;
     expect(await main(['start', '--memory', '--store', redis.url(db), '--no-build'])).toBe(2);
     expect(stderr.join('')).toMatch(/--memory and --store contradict each other/);
+  });
+});
+
+describe('--work-retention', () => {
+  it.each([
+    ['0', 'must be an integer >= 1, got "0"'],
+    ['1.5', 'must be an integer >= 1, got "1.5"'],
+    ['x', 'must be an integer >= 1, got "x"'],
+    ['36501', 'must be at most 36500 days, got "36501"'],
+  ])('refuses %j with one clear line and exit 2', async (value, message) => {
+    expect(await main(['start', '--memory', '--no-build', '--work-retention', value])).toBe(2);
+    expect(stderr.join('')).toBe(`dpow-web start: --work-retention ${message}\n`);
+  });
+
+  it.each(['sqlite', 'redis'])('reaches the %s store opened for the command', async (kind) => {
+    if (kind === 'redis' && skipWithoutRedis('store-option.test.ts')) return;
+    const server = kind === 'redis' ? await RedisServer.start() : undefined;
+    const dataDir = mkdtempSync(join(tmpdir(), 'dpow-retention-'));
+    try {
+      const store = await openCliStore({ data: dataDir, ...(server ? { store: server.url(1) } : {}) }, { workRetentionMs: 2 * 24 * 3600_000 });
+      const day = 24 * 3600_000;
+      await store.saveWork({ hash: 'AB'.repeat(32), work: '00000000000000aa', difficulty: 1n, workType: 'precache', createdAt: Date.now() - 3 * day });
+      await store.saveWork({ hash: 'CD'.repeat(32), work: '00000000000000bb', difficulty: 1n, workType: 'precache', createdAt: Date.now() - day });
+      expect(await store.getWork('AB'.repeat(32))).toBeUndefined();
+      expect(await store.getWork('CD'.repeat(32))).toMatchObject({ work: '00000000000000bb' });
+      await store.close();
+    } finally {
+      await server?.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

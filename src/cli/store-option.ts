@@ -9,8 +9,8 @@ import type { DispatcherStore } from '../server/store/store.ts';
 /** The commander option, spread into `.option(...)`. */
 export const STORE_OPTION = ['--store <url>', 'shared state in Redis instead of SQLite under --data: redis://host:port/db'] as const;
 
-export async function openCliStore(values: { data?: string; store?: string }): Promise<DispatcherStore> {
-  const choice = { dataDir: values.data ?? '.data', ...(values.store !== undefined ? { url: values.store } : {}) };
+export async function openCliStore(values: { data?: string; store?: string }, options: { workRetentionMs?: number } = {}): Promise<DispatcherStore> {
+  const choice = { dataDir: values.data ?? '.data', ...(values.store !== undefined ? { url: values.store } : {}), ...options };
   if (choice.url !== undefined && !isStoreUrl(choice.url)) throw new CliError(`--store must be redis://host:port/db, got "${choice.url}"`);
   try {
     return await openStore(choice);

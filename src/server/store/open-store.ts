@@ -24,6 +24,8 @@ export interface StoreChoice {
   dataDir: string;
   /** redis://host:port/db, when given: it wins over dataDir. */
   url?: string;
+  /** See DEFAULT_WORK_RETENTION_MS. */
+  workRetentionMs?: number;
 }
 
 /** Where the state lives, in words, for banners and errors. */
@@ -32,11 +34,12 @@ export function describeStore(choice: StoreChoice): string {
 }
 
 export async function openStore(choice: string | StoreChoice): Promise<DispatcherStore> {
-  const { dataDir, url } = typeof choice === 'string' ? { dataDir: choice, url: undefined } : choice;
+  const { dataDir, url, workRetentionMs } = typeof choice === 'string' ? { dataDir: choice, url: undefined, workRetentionMs: undefined } : choice;
+  const options = workRetentionMs !== undefined ? { workRetentionMs } : {};
   if (url !== undefined) {
     if (!isStoreUrl(url)) throw new Error(`--store must be redis://host:port/db, got "${url}"`);
     const { RedisStore } = await import('./redis-store.ts');
-    return RedisStore.open(url);
+    return RedisStore.open(url, options);
   }
-  return new SqliteStore(storePath(dataDir));
+  return new SqliteStore(storePath(dataDir), options);
 }
