@@ -1,6 +1,7 @@
 /**
  * kill -9 under load: a real `dpow-web start --dispatcher-only` child process, fed demo jobs
- * and solved by three workers, is killed with SIGKILL and started again, a few times. After each
+ * (~70 a second) and solved by three workers, is killed with SIGKILL at a random moment and
+ * started again, six times. After each
  * kill, every result it acknowledged as accepted (the client/<address> notice naming the block)
  * is in the store, credited exactly once, and the client credits add up to the accepted works.
  * Run on the SQLite default and on Redis.
@@ -23,7 +24,9 @@ import { SqliteStore } from './store/sqlite-store.ts';
 import { storePath } from './store/open-store.ts';
 import type { DispatcherStore } from './store/store.ts';
 
-const CYCLES = 3;
+const CYCLES = 6;
+/** Acknowledged accepts per cycle before the kill, and a random extra wait so it lands anywhere in the stream. */
+const ACKS_PER_CYCLE = 40;
 const USERS: BrokerUsers = {
   server: { username: 'server', password: randomBytes(8).toString('hex') },
   client: { username: 'client', password: 'client' },
@@ -75,7 +78,9 @@ function redisBackend(): Backend {
 }
 
 async function crashLoop(backend: Backend): Promise<void> {
-  const broker = await startBroker({ users: USERS, tcpPort: 0 });
+  // Three workers answer ~70 jobs a second between them, each far above a volunteer's rate: the
+  // per-connection publish limit (abuse containment, tested on its own) would close them.
+  const broker = await startBroker({ users: USERS, tcpPort: 0, publishRate: { perSecond: 10_000, burst: 10_000 } });
   cleanups.push(() => broker.close());
   const workers = await Promise.all(
     [0, 1, 2].map(() => ReferenceWorker.start({ brokerUrl: broker.tcpUrl!, username: 'client', password: 'client', address: encodeAddress(randomBytes(32)) })),
@@ -84,7 +89,7 @@ async function crashLoop(backend: Backend): Promise<void> {
   const args = [
     'start', '--dispatcher-only', '--broker', broker.tcpUrl!, '--broker-username', 'server', '--broker-password', USERS.server.password,
     ...backend.args,
-    '--demo', '--demo-difficulty', 'ff00000000000000', '--demo-precache-every', '0.1', '--demo-ondemand-every', '0.25',
+    '--demo', '--demo-difficulty', 'ff00000000000000', '--demo-precache-every', '0.02', '--demo-ondemand-every', '0.05',
   ];
   /** Every (address, block) the dispatcher told a worker it accepted and credited. */
   const acknowledged = () =>
@@ -96,10 +101,12 @@ async function crashLoop(backend: Backend): Promise<void> {
     await dispatcher.waitForOutput(/dispatcher is running/);
     const before = acknowledged().length;
     // Under load: accepts keep arriving until the kill.
-    await waitFor(`accepts in cycle ${cycle}`, () => acknowledged().length >= before + 10, 60_000).catch((err: Error) => {
+    await waitFor(`accepts in cycle ${cycle}`, () => acknowledged().length >= before + ACKS_PER_CYCLE, 60_000).catch((err: Error) => {
       const accepted = dispatcher.output.match(/accepted/g)?.length ?? 0;
-      throw new Error(`${err.message}: ${acknowledged().length - before} acknowledged, ${accepted} accepted; dispatcher said:\n${dispatcher.output.slice(-1500)}`);
+      const refused = `broker refused ${broker.counters.refusedRate} publishes over the rate limit`;
+      throw new Error(`${err.message}: ${acknowledged().length - before} acknowledged, ${accepted} accepted, ${refused}; dispatcher said:\n${dispatcher.output.slice(-1500)}`);
     });
+    await new Promise((r) => setTimeout(r, Math.random() * 100));
     await dispatcher.kill('SIGKILL');
 
     const store = await backend.open();
@@ -115,6 +122,7 @@ async function crashLoop(backend: Backend): Promise<void> {
       const totals = await store.getTotals();
       expect(credits).toBe(await backend.creditedWorks(store));
       expect(totals.precache + totals.ondemand).toBe(credits);
+      // Credits beyond the acknowledgements are accepts the kill cut off before their notice went out.
       console.info(`crash ${backend.name} cycle ${cycle}: ${acks.length} acknowledged so far, ${credits} credited, all stored`);
       // Exactly once: no block twice in the acknowledgements, and each worker's last notice
       // carries a counter no larger than what the store holds for it.
