@@ -1,9 +1,9 @@
 /**
  * kill -9 under load: a real `dpow-web start --dispatcher-only` child process, fed demo jobs
  * (~70 a second) and solved by three workers, is killed with SIGKILL at a random moment and
- * started again, six times. After each
- * kill, every result it acknowledged as accepted (the client/<address> notice naming the block)
- * is in the store, credited exactly once, and the client credits add up to the accepted works.
+ * started again, six times. After each kill, every result it acknowledged as accepted (the
+ * client/<address> notice naming the block) is in the store, credited exactly once, and the
+ * client credits add up to the accepted works.
  * Run on the SQLite default and on Redis.
  */
 import { randomBytes } from 'node:crypto';
