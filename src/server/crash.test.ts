@@ -122,7 +122,7 @@ async function crashLoop(backend: Backend): Promise<void> {
       const totals = await store.getTotals();
       expect(credits).toBe(await backend.creditedWorks(store));
       expect(totals.precache + totals.ondemand).toBe(credits);
-      // Credits beyond the acknowledgements are accepts the kill cut off before their notice went out.
+      // Credits beyond the acknowledgements: accepts whose notice the kill cut off, or still in flight.
       console.info(`crash ${backend.name} cycle ${cycle}: ${acks.length} acknowledged so far, ${credits} credited, all stored`);
       // Exactly once: no block twice in the acknowledgements, and each worker's last notice
       // carries a counter no larger than what the store holds for it.
