@@ -518,6 +518,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     clearInterval(this.#heartbeat);
     clearInterval(this.#statistics);
     clearInterval(this.#sweep);
+    clearInterval(this.#prune);
     clearTimeout(this.#leaseTimer);
     clearTimeout(this.#retryTimer);
     if (this.#deferred.length) {
