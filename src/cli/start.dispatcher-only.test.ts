@@ -2,9 +2,13 @@
  * `dpow-web start --dispatcher-only --metrics-port N`: a real child process against Debian's
  * mosquitto (the shipped ACL) and a real redis-server serves /healthz, /readyz and /metrics on a
  * port of its own, and /readyz turns 503 with the reason when Redis goes away. Bad port values
- * are refused before anything starts.
+ * are refused before anything starts. A full server behind the same broker keeps its --abuse-*
+ * limits with --shared-results.
  */
+import { randomBytes } from 'node:crypto';
+import mqtt from 'mqtt';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { encodeAddress } from '../dpow/address.ts';
 import { CliProcess } from '../testkit/cli-process.ts';
 import { Mosquitto, skipWithoutMosquitto } from '../testkit/mosquitto.ts';
 import { RedisServer, skipWithoutRedis } from '../testkit/redis.ts';
@@ -74,6 +78,30 @@ describe.skipIf(skip)('start --dispatcher-only --metrics-port', () => {
     await waitForAsync('/readyz to recover', async () => (await get('/readyz')).status === 200);
     await dispatcher.kill('SIGTERM');
     expect((await dispatcher.exited).code).toBe(0);
+  });
+
+  it('a full server with --shared-results still takes the --abuse-* limits', { timeout: 30_000 }, async () => {
+    const server = CliProcess.start(
+      ['start', '--broker', broker.tcpUrl, '--broker-username', 'server', '--store', redis.url(4), '--broker-public-url', broker.wsUrl, '--shared-results', 'fronts', '--abuse-threshold', '2', '--port', '0', '--no-build', '--no-demo'],
+      { DPOW_BROKER_PASSWORD: broker.secrets.server },
+    );
+    try {
+      const url = (await server.waitForOutput(/running at (http:\/\/127\.0\.0\.1:\d+\/)/, 15_000))[1];
+      // Behind an external broker the publisher is unknown: the payout address is contained.
+      const address = encodeAddress(randomBytes(32));
+      const volunteer = await mqtt.connectAsync(broker.tcpUrl, { username: 'client', password: 'client', protocolVersion: 4 });
+      for (let i = 0; i < 3; i++) await volunteer.publishAsync('result/precache', `${randomBytes(32).toString('hex')},0000000000000000,${address}`, { qos: 1 });
+      await volunteer.endAsync();
+      const contained = await waitForAsync('the containment', async () => {
+        const text = await (await fetch(new URL('/metrics', url))).text();
+        const n = sample(text, 'dpow_abuse_containments_total{source="address"}');
+        return n ? n : undefined;
+      });
+      expect(contained).toBe(1);
+    } finally {
+      await server.kill('SIGTERM');
+    }
+    expect((await server.exited).code).toBe(0);
   });
 });
 
