@@ -443,13 +443,18 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
   }
 
   #dropSingletons(): void {
+    this.#stopSingletonClocks();
+    this.emit('leadership', false);
+  }
+
+  /** The one list of the singletons' clocks, for losing the lease and for stop(). */
+  #stopSingletonClocks(): void {
     clearInterval(this.#heartbeat);
     clearInterval(this.#statistics);
     clearInterval(this.#statisticsChange);
     clearInterval(this.#sweep);
     clearInterval(this.#prune);
     this.#heartbeat = this.#statistics = this.#statisticsChange = this.#sweep = this.#prune = undefined;
-    this.emit('leadership', false);
   }
 
   /**
@@ -515,10 +520,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
   async stop(): Promise<void> {
     if (this.#state === 'stopped') return;
     this.#state = 'stopped';
-    clearInterval(this.#heartbeat);
-    clearInterval(this.#statistics);
-    clearInterval(this.#sweep);
-    clearInterval(this.#prune);
+    this.#stopSingletonClocks();
     clearTimeout(this.#leaseTimer);
     clearTimeout(this.#retryTimer);
     if (this.#deferred.length) {
@@ -528,7 +530,6 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       if (this.#leaseToken !== undefined) await this.#cluster.releaseLease(SINGLETON_LEASE, this.#opts.clientId).catch(() => {});
       await this.#unsubscribeAcceptances?.().catch(() => {});
     }
-    clearInterval(this.#statisticsChange);
     for (const job of this.#jobs.values()) {
       clearTimeout(job.expiry);
       for (const w of job.waiters) {

@@ -82,12 +82,13 @@ export class MemoryStore implements DispatcherStore {
 
   async creditClient(address: string, workType: WorkType, hash: string, weight = 1): Promise<ClientRecord> {
     this.#open();
+    assertWorkType(workType);
+    assertWeight(weight);
     return this.#credit(address, workType, hash, weight);
   }
 
+  /** The caller has checked the work type and the weight. */
   #credit(address: string, workType: WorkType, hash: string, weight: number): ClientRecord {
-    assertWorkType(workType);
-    assertWeight(weight);
     const c = this.#clients.get(address) ?? {
       address,
       precache: 0,

@@ -34,7 +34,7 @@ export function describeStore(choice: StoreChoice): string {
 }
 
 export async function openStore(choice: string | StoreChoice): Promise<DispatcherStore> {
-  const { dataDir, url, workRetentionMs } = typeof choice === 'string' ? { dataDir: choice, url: undefined, workRetentionMs: undefined } : choice;
+  const { dataDir, url, workRetentionMs }: StoreChoice = typeof choice === 'string' ? { dataDir: choice } : choice;
   const options = workRetentionMs !== undefined ? { workRetentionMs } : {};
   if (url !== undefined) {
     if (!isStoreUrl(url)) throw new Error(`--store must be redis://host:port/db, got "${url}"`);

@@ -252,6 +252,7 @@ export class RedisStore implements DispatcherStore {
   readonly cluster: ClusterLink;
   readonly #client: Client;
   readonly #prefix: string;
+  readonly #retentionMs: number;
   #subscriber?: Client;
   #closed = false;
 
@@ -262,6 +263,7 @@ export class RedisStore implements DispatcherStore {
   ) {
     this.#client = client;
     this.#prefix = options.prefix ?? 'dpow:';
+    this.#retentionMs = options.workRetentionMs ?? DEFAULT_WORK_RETENTION_MS;
     this.cluster = {
       publishAcceptance: (a) => this.#publishAcceptance(a),
       onAcceptance: (listener) => this.#onAcceptance(listener),
@@ -272,6 +274,7 @@ export class RedisStore implements DispatcherStore {
 
   /** Connects to `url` (redis://host:port/db); fails with the reason if it cannot within the timeout. */
   static async open(url: string, options: RedisStoreOptions = {}): Promise<RedisStore> {
+    // Checked before connecting, so a bad value leaves no connection behind.
     assertRetention(options.workRetentionMs ?? DEFAULT_WORK_RETENTION_MS);
     const client = connectClient(url, options);
     await RedisStore.#firstConnect(client, url, options.connectTimeoutMs ?? 5000);
@@ -293,10 +296,6 @@ export class RedisStore implements DispatcherStore {
     } finally {
       clearTimeout(timer);
     }
-  }
-
-  get #retentionMs(): number {
-    return this.options.workRetentionMs ?? DEFAULT_WORK_RETENTION_MS;
   }
 
   #key(...parts: string[]): string {

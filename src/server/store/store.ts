@@ -3,7 +3,7 @@
  * store for several dispatchers (e.g. Redis) can be swapped without touching dispatcher logic.
  * Every method is async for that reason, even where SQLite is synchronous.
  */
-import type { ClientStats, WorkType } from '../../dpow/codec.ts';
+import { WORK_TYPES, type ClientStats, type WorkType } from '../../dpow/codec.ts';
 
 export interface ServiceRecord {
   user: string;
@@ -20,12 +20,9 @@ export interface ServiceRecord {
   createdAt: number;
 }
 
-/** The work types a store keeps counters for. */
-export const STORE_WORK_TYPES: readonly WorkType[] = ['precache', 'ondemand'];
-
 /** Every store refuses an unknown work type the same way, before writing anything. */
 export function assertWorkType(workType: WorkType): void {
-  if (!STORE_WORK_TYPES.includes(workType)) throw new TypeError(`unknown work type "${String(workType)}"`);
+  if (!WORK_TYPES.includes(workType)) throw new TypeError(`unknown work type "${String(workType)}"`);
 }
 
 /** A credit's weight (the work's difficulty as a multiplier) is a finite number >= 0. */
