@@ -28,6 +28,7 @@ import { Aedes, type AedesOptions, type Client } from 'aedes';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import { MAX_PAYLOAD_BYTES, WORK_TYPES } from '../dpow/codec.ts';
 import { type Logger, silentLogger } from './log.ts';
+import { TokenBucket } from './token-bucket.ts';
 
 export type BrokerRole = 'server' | 'client' | 'dashboard';
 
@@ -188,7 +189,7 @@ const REFUSED_TOPIC = '$dpow/refused';
 const ROLE = Symbol('dpow-role');
 const USER = Symbol('dpow-user');
 const BUCKET = Symbol('dpow-publish-bucket');
-type TaggedClient = Client & { [ROLE]?: BrokerRole; [USER]?: string; [BUCKET]?: { tokens: number; at: number } };
+type TaggedClient = Client & { [ROLE]?: BrokerRole; [USER]?: string; [BUCKET]?: TokenBucket };
 
 /** Result publishes remembered for publisherOf; the dispatcher asks within milliseconds. */
 const PUBLISHERS_KEPT = 10_000;
@@ -217,12 +218,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   /** True when the connection may publish once more (a token bucket per connection). */
   const withinRate = (client: TaggedClient): boolean => {
     const t = now();
-    const b = (client[BUCKET] ??= { tokens: rate.burst, at: t });
-    b.tokens = Math.min(rate.burst, b.tokens + ((t - b.at) / 1000) * rate.perSecond);
-    b.at = t;
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
-    return true;
+    return (client[BUCKET] ??= new TokenBucket(rate.burst, rate.perSecond, t)).take(t);
   };
   // Who published each recent result, oldest first; a key may hold several ids in order.
   const publishers = new Map<string, string[]>();

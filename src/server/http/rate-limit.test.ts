@@ -65,3 +65,19 @@ describe('RateLimiter', () => {
     expect(limiter.peek('b', 1).ok).toBe(true);
   });
 });
+
+describe('RateLimiter key bound', () => {
+  it('keeps at most maxKeys buckets, dropping full ones first and then the oldest', () => {
+    let now = 0;
+    const limiter = new RateLimiter({ now: () => now, maxKeys: 3 });
+    limiter.take('full', 60);
+    now += 5_000; // 'full' has refilled
+    limiter.take('a', 1);
+    limiter.take('b', 1);
+    limiter.take('c', 1); // 4 keys: the refilled one goes
+    expect(limiter.size).toBe(3);
+    expect(limiter.take('a', 1).ok).toBe(false); // still remembered
+    for (let i = 0; i < 1000; i++) limiter.take(`flood-${i}`, 1);
+    expect(limiter.size).toBe(3);
+  });
+});
