@@ -177,6 +177,23 @@ describe('POST /service/', () => {
     expect(logs.join('\n')).not.toContain(key);
   });
 
+  it('echoes an id only when it is a short string or a number; refuses any other with the not-JSON text', async () => {
+    for (const id of ['x'.repeat(64), 7, -1.5, 0]) {
+      const r = await service({ hash: ROOT, difficulty: EASY, id });
+      expect([r.status, r.json.id]).toEqual([200, id]);
+    }
+    for (const id of ['x'.repeat(65), null, true, {}, [1], { a: [[[1]]] }]) {
+      const r = await service({ hash: ROOT, difficulty: EASY, id });
+      expect([r.status, r.json], JSON.stringify(id)).toEqual([400, { error: 'Bad request (not json)' }]);
+    }
+    expect(api.counters.errors['bad-id']).toBe(6);
+    expect(dispatcher.requests).toHaveLength(4);
+    // Nested past 32 levels anywhere: refused before anything reads it, counted apart.
+    const deep = await post('/service/', `{"user":"wallet","hash":"${ROOT}","x":${'['.repeat(33)}${']'.repeat(33)}}`);
+    expect([deep.status, deep.json]).toEqual([400, { error: 'Bad request (not json)' }]);
+    expect(api.counters.errors['too-deep']).toBe(1);
+  });
+
   it('does not trust Content-Type, refuses oversized bodies and other methods', async () => {
     const ok = await post('/service/', { user: 'wallet', api_key: key, hash: ROOT, difficulty: EASY }, { 'Content-Type': 'text/plain' });
     expect(ok.status).toBe(200);
