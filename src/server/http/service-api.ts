@@ -168,7 +168,7 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
   const rpc = new WorkRpc({ dispatcher, policy, timeoutMs: rpcOptions.timeoutMs });
   const bodyTimeoutMs = options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS;
   const guard = options.guard ?? createRequestGuard();
-  // The RPC's refusals and errors, one line per kind per interval however many come.
+  // Refusals, RPC errors and socket errors: one line per kind per interval however many come.
   const refusalLog = new LogLimiter(log, { now: options.now });
   // ws would close a text frame that is not UTF-8 with 1007; the docs promise an answer and an
   // open socket, so frames are decoded (strictly) here instead.
