@@ -184,8 +184,10 @@ export async function run(argv: string[]): Promise<number> {
     throw new CliError('--dispatcher-only needs --broker (and its server login)');
   }
   const dashboardPassword = values.dashboardPassword ?? process.env.DPOW_DASHBOARD_PASSWORD;
-  // From the environment only (the unit's EnvironmentFile), never argv, which `ps` shows; kept as a hash.
+  // From the environment only (the unit's EnvironmentFile), never argv, which `ps` shows; kept as
+  // a hash, and taken out of the environment so no child process (the app build) inherits it.
   const metricsPassword = process.env.DPOW_METRICS_PASSWORD || undefined;
+  delete process.env.DPOW_METRICS_PASSWORD;
   const metricsPasswordHash = metricsPassword === undefined ? undefined : await hashApiKey(metricsPassword);
   const publicNames = values.publicName;
   const badName = publicNames.find((name) => !/^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(name));

@@ -138,7 +138,8 @@ async function metric(name: string, labels: Record<string, string> = {}): Promis
 }
 
 const before = { rss: 0, peak: 0 };
-const logVolume: Record<string, { lines: number; bytes: number }> = {};
+/** Per attack: its log lines and bytes, and the server's RSS and peak RSS (MiB) right after it. */
+const logVolume: Record<string, { lines: number; bytes: number; rss: number; peak: number }> = {};
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'dpow-attacks-'));
@@ -161,7 +162,7 @@ beforeAll(async () => {
 afterAll(async () => {
   const after = app?.running ? memory() : undefined;
   if (after) console.log(`attacks/http: server RSS before ${before.rss} MiB, peak (VmHWM) ${after.peak} MiB, after ${after.rss} MiB`);
-  console.log(`attacks/http: log volume per attack ${JSON.stringify(logVolume)}`);
+  console.log(`attacks/http: log and memory per attack, in order ${JSON.stringify(logVolume)}`);
   await app?.kill('SIGTERM');
   nanoNode?.close();
   qlcNode?.close();
@@ -190,7 +191,7 @@ describe('deep nesting in every field of every surface', () => {
       const whole = await post('/service/', nestedArrays(DEEP));
       expect([whole.status, whole.json.error]).toEqual([400, 'Bad request (not json)']);
     });
-    logVolume['POST /service/ nesting'] = { lines: log.lines, bytes: log.bytes };
+    logVolume['POST /service/ nesting'] = { lines: log.lines, bytes: log.bytes, ...memory() };
     expect(app.running).toBe(true);
     // Counted by reason: the metric says what happened, the log says it once.
     expect(await metric('dpow_service_requests_total', { outcome: 'too-deep' })).toBeGreaterThanOrEqual(2 * serviceFields.length + 1);
@@ -236,7 +237,7 @@ describe('deep nesting in every field of every surface', () => {
         { error: 'Rate limit exceeded', id: 'match-me' },
       ]);
     });
-    logVolume['/service_ws/ nesting'] = { lines: log.lines, bytes: log.bytes };
+    logVolume['/service_ws/ nesting'] = { lines: log.lines, bytes: log.bytes, ...memory() };
     ws.terminate();
     expect(app.running).toBe(true);
     expect(log.lines).toBeLessThanOrEqual(12);
@@ -259,7 +260,7 @@ describe('deep nesting in every field of every surface', () => {
         }
       }
     });
-    logVolume['RPC nesting'] = { lines: log.lines, bytes: log.bytes };
+    logVolume['RPC nesting'] = { lines: log.lines, bytes: log.bytes, ...memory() };
     expect(app.running).toBe(true);
     expect(await metric('dpow_rpc_requests_total', { outcome: 'error:too-deep' })).toBeGreaterThanOrEqual(2 * 2 * rpcFields.length);
     expect(log.lines).toBeLessThanOrEqual(16);
@@ -291,7 +292,7 @@ describe('deep nesting in every field of every surface', () => {
       qlcNode.socket!.send('end-of-qlc-attack');
       await app.waitForOutput(/end-of-nano-attack[\s\S]*end-of-qlc-attack|end-of-qlc-attack[\s\S]*end-of-nano-attack/, 30_000);
     });
-    logVolume['feed nesting'] = { lines: log.lines, bytes: log.bytes };
+    logVolume['feed nesting'] = { lines: log.lines, bytes: log.bytes, ...memory() };
     expect(app.running).toBe(true);
     // Both connections are the same ones: no frame broke a feed's socket either.
     expect(nanoNode.wss.clients.size).toBe(1);
@@ -351,7 +352,7 @@ describe('cross-origin and foreign-Host requests to the RPC and /metrics', () =>
       const preflight = await raw('OPTIONS', '/', { Origin: 'http://attacker.example', 'Access-Control-Request-Method': 'POST' });
       expect(preflight.headers['access-control-allow-origin']).toBeUndefined();
     });
-    logVolume['foreign Origin/Host x700'] = { lines: log.lines, bytes: log.bytes };
+    logVolume['foreign Origin/Host x700'] = { lines: log.lines, bytes: log.bytes, ...memory() };
     const refusedAfter = (await metric('dpow_rpc_requests_total', { outcome: 'error:foreign-origin' })) + (await metric('dpow_rpc_requests_total', { outcome: 'error:foreign-host' }));
     expect(refusedAfter - refusedBefore).toBe(50 * foreign.length * 2);
     // 700 refusals; the log has one line per kind (and the summaries come later).
@@ -458,7 +459,7 @@ describe('logins: the source that guesses is throttled, not the service; /metric
       const ok = await post('/service/', login(key), from('198.51.100.2'));
       expect([ok.status, ok.json.error]).toEqual([400, 'Difficulty too high. Maximum: ffffffffe0000000 (multiplier 64)']);
     });
-    logVolume['400 wrong logins'] = { lines: log.lines, bytes: log.bytes };
+    logVolume['400 wrong logins'] = { lines: log.lines, bytes: log.bytes, ...memory() };
     expect(log.lines).toBeLessThanOrEqual(4);
     expect(log.bytes).toBeLessThan(2000);
     expect(log.text).not.toContain(key);
