@@ -22,32 +22,33 @@ export interface JsonLimits {
   maxDepth?: number;
 }
 
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const OPEN_ARRAY = 0x5b;
-const OPEN_OBJECT = 0x7b;
-const CLOSE_ARRAY = 0x5d;
-const CLOSE_OBJECT = 0x7d;
-
 /**
- * The deepest bracket nesting of `text`, stopping as soon as it passes `limit` (one pass, no
- * allocation). Brackets inside strings do not count. Only meaningful for text that is JSON;
- * for anything else JSON.parse refuses it anyway.
+ * True when the bracket nesting of `text` passes `limit` (one pass, stopping there, no
+ * allocation). Brackets inside strings do not count. Only meaningful for text that is JSON; for
+ * anything else JSON.parse refuses it anyway.
  */
 function nestingExceeds(text: string, limit: number): boolean {
   let depth = 0;
   let inString = false;
   for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
+    const c = text[i];
     if (inString) {
-      if (c === BACKSLASH) i++;
-      else if (c === QUOTE) inString = false;
-    } else if (c === QUOTE) {
-      inString = true;
-    } else if (c === OPEN_ARRAY || c === OPEN_OBJECT) {
-      if (++depth > limit) return true;
-    } else if (c === CLOSE_ARRAY || c === CLOSE_OBJECT) {
-      depth--;
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+      continue;
+    }
+    switch (c) {
+      case '"':
+        inString = true;
+        break;
+      case '[':
+      case '{':
+        if (++depth > limit) return true;
+        break;
+      case ']':
+      case '}':
+        depth--;
+        break;
     }
   }
   return false;
