@@ -141,7 +141,7 @@ describe('dpow-web start', () => {
   });
 
   it('refuses contradictory or incomplete options with exit 2', async () => {
-    for (const args of [['--dispatcher-only'], ['--broker', 'ws://127.0.0.1:1/mqtt'], ['--port', 'abc'], ['--demo', '--no-demo'], ['--feed', 'bogus'], ['--rpc', 'bogus'], ['--demo-precache-every', '-1'], ['--demo-ondemand-every', 'x'], ['--nano-difficulty', 'fffff'], ['--qlc-difficulty', 'x'], ['--dashboard-user', 'dpowinterface'], ['--dashboard-user', 'client', '--dashboard-password', 'x']]) {
+    for (const args of [['--dispatcher-only'], ['--broker', 'ws://127.0.0.1:1/mqtt'], ['--port', 'abc'], ['--demo', '--no-demo'], ['--feed', 'bogus'], ['--rpc', 'bogus'], ['--demo-precache-every', '-1'], ['--demo-ondemand-every', 'x'], ['--nano-difficulty', 'fffff'], ['--qlc-difficulty', 'x'], ['--dashboard-user', 'dpowinterface'], ['--dashboard-user', 'client', '--dashboard-password', 'x'], ['--public-name', 'not a name'], ['--public-name', 'https://example.org']]) {
       const run = startCli([...args, '--no-build', '--memory']);
       run.banner.catch(() => {});
       expect(await run.exited, args.join(' ')).toBe(2);

@@ -32,6 +32,7 @@ import { difficultyPolicy } from '../pow/difficulty.ts';
 import { isU64Hex } from '../pow/work.ts';
 import type { DemoOptions } from '../server/sim/demo-source.ts';
 import type { RpcAllow } from '../server/http/service-api.ts';
+import { hashApiKey } from '../server/http/api-keys.ts';
 
 /** A --<name> in seconds (0 allowed) as the `${key}` option in ms, or nothing when not given. */
 function seconds(value: string | undefined, name: string, key: keyof DemoOptions): Partial<DemoOptions> {
@@ -62,7 +63,8 @@ export function command() {
     .option('--demo-difficulty <hex>', 'difficulty of demo jobs (default fffff00000000000)')
     .option('--demo-precache-every <s>', 'seconds between demo precache jobs (default 5; 0 = none)')
     .option('--demo-ondemand-every <s>', 'seconds between demo ondemand requests (default 15; 0 = none)')
-    .option('--rpc <mode>', 'work-server RPC on POST /, and who may read /metrics: loopback, any, keys (user and api_key in each request) or off', 'loopback')
+    .option('--rpc <mode>', 'work-server RPC on POST /, and who may read /metrics: loopback, any, keys (user and api_key in each request; /metrics then only with DPOW_METRICS_PASSWORD) or off', 'loopback')
+    .option('--public-name <name>', 'a name the server is reached by (a TLS proxy\'s, e.g. example.org): the RPC and /metrics refuse Host names other than it, the addresses, localhost and --host (repeatable)', collect, [])
     .option('--broker <url>', 'use an external broker (mqtt://, ws://, wss://) instead of the embedded one')
     .option('--broker-username <u>', "its server-role login")
     .option('--broker-password <p>', 'its password (or DPOW_BROKER_PASSWORD, which ps does not show)')
@@ -106,6 +108,7 @@ interface StartOptions {
   demoPrecacheEvery?: string;
   demoOndemandEvery?: string;
   rpc: string;
+  publicName: string[];
   broker?: string;
   brokerUsername?: string;
   brokerPassword?: string;
@@ -181,6 +184,14 @@ export async function run(argv: string[]): Promise<number> {
     throw new CliError('--dispatcher-only needs --broker (and its server login)');
   }
   const dashboardPassword = values.dashboardPassword ?? process.env.DPOW_DASHBOARD_PASSWORD;
+  // From the environment only (the unit's EnvironmentFile), never argv, which `ps` shows; kept as
+  // a hash, and taken out of the environment so no child process (the app build) inherits it.
+  const metricsPassword = process.env.DPOW_METRICS_PASSWORD || undefined;
+  delete process.env.DPOW_METRICS_PASSWORD;
+  const metricsPasswordHash = metricsPassword === undefined ? undefined : await hashApiKey(metricsPassword);
+  const publicNames = values.publicName;
+  const badName = publicNames.find((name) => !/^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(name));
+  if (badName !== undefined) throw new CliError(`--public-name must be a host name such as example.org, got "${badName}"`);
   const demoOn = values.demo === true || (values.demo !== false && external === undefined);
   const feeds = await parseFeeds(values.feed);
   const chainDifficulty = (name: 'nano-difficulty' | 'qlc-difficulty'): bigint | undefined => {
@@ -215,7 +226,7 @@ export async function run(argv: string[]): Promise<number> {
   // would appear.
   const log = createLogger({
     verbose: values.verbose,
-    secrets: [external?.password ?? '', dashboardPassword ?? ''],
+    secrets: [external?.password ?? '', dashboardPassword ?? '', metricsPassword ?? ''],
   });
   if (!values.dispatcherOnly && !['127.0.0.1', 'localhost', '::1'].includes(values.host)) {
     log.warn(
@@ -260,7 +271,7 @@ export async function run(argv: string[]): Promise<number> {
       // (not connected) while the dispatcher is still connecting.
       let operatorUrl: string | undefined;
       if (metricsPort !== undefined) {
-        const served = await startMetricsServer({ host: values.host, port: metricsPort, store, dispatcher, access: rpcAllow ?? false, log }).catch(
+        const served = await startMetricsServer({ host: values.host, port: metricsPort, publicNames, store, dispatcher, access: rpcAllow ?? false, operatorPasswordHash: metricsPasswordHash, log }).catch(
           (err: NodeJS.ErrnoException) => {
             if (err.code === 'EADDRINUSE') throw new CliError(`port ${metricsPort} on ${values.host} is already in use (try --metrics-port)`);
             throw err;
@@ -294,6 +305,8 @@ export async function run(argv: string[]): Promise<number> {
           externalBroker: external,
           demo: demoOn ? demoOptions : false,
           serviceApi: { rpc },
+          publicNames,
+          metricsPasswordHash,
           policy,
           store,
           log,

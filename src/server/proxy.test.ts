@@ -10,14 +10,17 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAppServer, type AppServer } from './http/app-server.ts';
+import { hashApiKey } from './http/api-keys.ts';
 import { canConnect, freePort } from '../testkit/net.ts';
 
 const NGINX = process.env.DPOW_NGINX ?? '/usr/sbin/nginx';
+const METRICS_PASSWORD = 'operator-metrics-password';
 const CONF = join(import.meta.dirname, '../../deploy/nginx/dpow-web.conf');
 const installed = existsSync(NGINX) && spawnSync('openssl', ['version']).status === 0;
 if (!installed && !process.env.CI) console.warn(`proxy.test.ts: skipped, ${NGINX} or openssl is not installed (apt-get install nginx)`);
@@ -42,9 +45,11 @@ function siteForTest(template: string, t: { upstream: number; https: number; htt
 }
 
 /** An https request that trusts only the test certificate. */
-function httpsRequest(url: string, ca: string, init: { method?: string; body?: string } = {}) {
+function httpsRequest(url: string, ca: string, init: { method?: string; body?: string; headers?: Record<string, string> } = {}) {
   return new Promise<{ status: number; headers: Record<string, unknown>; body: string }>((resolve, reject) => {
-    const req = request(url, { method: init.method ?? 'GET', ca }, (res) => {
+    // The certificate is the address dialled, whatever Host the request names.
+    const identity = (_host: string, cert: PeerCertificate) => checkServerIdentity(new URL(url).hostname, cert);
+    const req = request(url, { method: init.method ?? 'GET', ca, headers: init.headers, checkServerIdentity: identity }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (body += d));
@@ -80,7 +85,7 @@ describe.skipIf(!installed && !process.env.CI)('deploy/nginx in front of dpow-we
     const site = join(dir, 'site');
     mkdirSync(site);
     writeFileSync(join(site, 'index.html'), '<!doctype html><title>dpow-web behind nginx</title>\n');
-    app = await startAppServer({ port: 0, staticDir: site, demo: false });
+    app = await startAppServer({ port: 0, staticDir: site, demo: false, publicNames: ['dpow.example'], metricsPasswordHash: await hashApiKey(METRICS_PASSWORD, { N: 16, r: 1, p: 1 }) });
     ports = { https: await freePort(), http: await freePort() };
     const upstream = Number(new URL(app.url).port);
     writeFileSync(join(dir, 'dpow-web.conf'), siteForTest(readFileSync(CONF, 'utf8'), { upstream, ...ports, cert, key }));
@@ -169,5 +174,17 @@ describe.skipIf(!installed && !process.env.CI)('deploy/nginx in front of dpow-we
     // The same request straight to dpow-web on loopback is answered.
     const direct = await fetch(app.url, { method: 'POST', body });
     expect(await direct.json()).toMatchObject({ valid_all: '1' });
+  });
+
+  it('lets the operator read /metrics through the proxy with the metrics password, and no other page', async () => {
+    const metrics = `https://127.0.0.1:${ports.https}/metrics`;
+    const operator = { Authorization: `Basic ${Buffer.from(`metrics:${METRICS_PASSWORD}`).toString('base64')}` };
+    expect((await httpsRequest(metrics, ca)).status).toBe(403);
+    const read = await httpsRequest(metrics, ca, { headers: operator });
+    expect(read.status).toBe(200);
+    expect(read.body).toContain('dpow_service_requests_total');
+    expect((await httpsRequest(metrics, ca, { headers: { ...operator, Origin: 'https://attacker.example' } })).status).toBe(403);
+    // nginx passes the Host it was asked for: a name dpow-web was not given is refused.
+    expect((await httpsRequest(metrics, ca, { headers: { ...operator, Host: 'rebound.example' } })).status).toBe(403);
   });
 });

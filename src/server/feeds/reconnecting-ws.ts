@@ -11,12 +11,13 @@
  *   reply(); none within `replyTimeoutMs` counts as a dead peer, as above.
  *
  * Both protocols speak JSON text frames: each frame arrives parsed as 'json', or as 'not-json'
- * with its text. 'open' and 'close' say when a session begins and ends, so the protocol can
+ * with its text (also one nested too deep: parseBoundedJson bounds it before anything walks it). 'open' and 'close' say when a session begins and ends, so the protocol can
  * subscribe again or fail what was in flight.
  */
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
 import { backoffDelay } from '../../dpow/backoff.ts';
+import { parseBoundedJson } from '../bounded-json.ts';
 import type { Logger as ServerLogger } from '../log.ts';
 
 /** What the feeds log: warnings, and progress if wanted. Any server Logger (log.ts) fits. */
@@ -143,14 +144,9 @@ export class ReconnectingWs extends EventEmitter<ReconnectingWsEvents> {
     });
     ws.on('message', (data) => {
       const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
-      let value: unknown;
-      try {
-        value = JSON.parse(text);
-      } catch {
-        this.emit('not-json', text);
-        return;
-      }
-      this.emit('json', value, text);
+      const parsed = parseBoundedJson(text, { maxBytes: this.#opts.maxPayloadBytes });
+      if (!parsed.ok) return void this.emit('not-json', text);
+      this.emit('json', parsed.value, text);
     });
     if (this.#opts.ping === 'frame') ws.on('pong', () => this.reply('pong'));
     ws.on('error', (err) => this.#opts.logger.warn(`${this.#label}: ${err.message}`));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ApiKeyVerifier, generateApiKey, hashApiKey, parseKeyHash, verifyApiKey } from './api-keys.ts';
+import { ApiKeyVerifier, generateApiKey, hashApiKey, parseKeyHash, SCRYPT_DEFAULTS, verifyApiKey } from './api-keys.ts';
 
 // Cheap scrypt parameters keep the suite fast; the format and checks are the same.
 const FAST = { N: 1 << 10, r: 8, p: 1 };
@@ -53,56 +53,73 @@ describe('api keys', () => {
     let now = 1_000;
     const verifier = new ApiKeyVerifier({ now: () => now, positiveTtlMs: 60_000, negativeTtlMs: 5_000 });
     const stored = await hashApiKey('secret', FAST);
-    expect(await verifier.verify('svc', 'secret', stored)).toBe(true);
-    expect(await verifier.verify('svc', 'secret', stored)).toBe(true);
+    expect(await verifier.verify('svc', 'secret', stored, 'caller')).toBe(true);
+    expect(await verifier.verify('svc', 'secret', stored, 'caller')).toBe(true);
     expect(verifier.stats).toEqual({ computed: 1, cached: 1, throttled: 0 });
 
-    expect(await verifier.verify('svc', 'wrong', stored)).toBe(false);
-    expect(await verifier.verify('svc', 'wrong', stored)).toBe(false);
+    expect(await verifier.verify('svc', 'wrong', stored, 'caller')).toBe(false);
+    expect(await verifier.verify('svc', 'wrong', stored, 'caller')).toBe(false);
     expect(verifier.stats).toEqual({ computed: 2, cached: 2, throttled: 0 });
 
     // The same key under another user is a separate check.
-    expect(await verifier.verify('other', 'secret', stored)).toBe(true);
+    expect(await verifier.verify('other', 'secret', stored, 'caller')).toBe(true);
     expect(verifier.stats.computed).toBe(3);
 
     // Re-keying the service (new stored hash) invalidates the remembered success at once.
     const rekeyed = await hashApiKey('new-secret', FAST);
-    expect(await verifier.verify('svc', 'secret', rekeyed)).toBe(false);
+    expect(await verifier.verify('svc', 'secret', rekeyed, 'caller')).toBe(false);
     expect(verifier.stats.computed).toBe(4);
 
     // Expiry: after the TTL the key is checked again.
     now += 61_000;
-    expect(await verifier.verify('other', 'secret', stored)).toBe(true);
+    expect(await verifier.verify('other', 'secret', stored, 'caller')).toBe(true);
     expect(verifier.stats.computed).toBe(5);
   });
 
   it('bounds its memory', async () => {
     const verifier = new ApiKeyVerifier({ maxEntries: 2 });
     const stored = await hashApiKey('secret', FAST);
-    await verifier.verify('a', 'secret', stored);
-    await verifier.verify('b', 'secret', stored);
-    await verifier.verify('c', 'secret', stored);
-    await verifier.verify('a', 'secret', stored); // evicted first, so computed again
+    await verifier.verify('a', 'secret', stored, 'caller');
+    await verifier.verify('b', 'secret', stored, 'caller');
+    await verifier.verify('c', 'secret', stored, 'caller');
+    await verifier.verify('a', 'secret', stored, 'caller'); // evicted first, so computed again
     expect(verifier.stats).toEqual({ computed: 4, cached: 0, throttled: 0 });
   });
 
-  it('stops running scrypt for a user after too many wrong keys, without locking out a remembered key', async () => {
+  it('throttles the source that guesses, not the service: a valid key keeps working after its memory expires', async () => {
     let now = 0;
-    const verifier = new ApiKeyVerifier({ now: () => now, maxFailuresPerMinute: 3 });
+    const verifier = new ApiKeyVerifier({ now: () => now, maxFailuresPerMinute: 3, positiveTtlMs: 60_000 });
     const stored = await hashApiKey('secret', FAST);
-    expect(await verifier.verify('svc', 'secret', stored)).toBe(true); // remembered
-    for (let i = 0; i < 3; i++) expect(await verifier.verify('svc', `guess-${i}`, stored)).toBe(false);
+    expect(await verifier.verify('svc', 'secret', stored, 'service-host')).toBe(true); // remembered
+    for (let i = 0; i < 3; i++) expect(await verifier.verify('svc', `guess-${i}`, stored, 'attacker')).toBe(false);
     expect(verifier.stats.computed).toBe(4);
-    // Guessing further costs no scrypt.
-    for (let i = 3; i < 10; i++) expect(await verifier.verify('svc', `guess-${i}`, stored)).toBe(false);
+    // Guessing further from that source costs no scrypt.
+    for (let i = 3; i < 10; i++) expect(await verifier.verify('svc', `guess-${i}`, stored, 'attacker')).toBe(false);
     expect(verifier.stats).toMatchObject({ computed: 4, throttled: 7 });
-    // The remembered right key still works; other users are unaffected.
-    expect(await verifier.verify('svc', 'secret', stored)).toBe(true);
-    expect(await verifier.verify('other', 'secret', stored)).toBe(true);
-    // After the failures drain (one every 20 s at 3/min), the user's keys are checked again.
+    // The attacker keeps guessing at 3 a minute while the service's remembered success expires:
+    // the service's own key is checked again, from its own source, and still works.
+    for (let minute = 0; minute < 10; minute++) {
+      now += 60_000;
+      for (let i = 0; i < 5; i++) expect(await verifier.verify('svc', `late-guess-${minute}-${i}`, stored, 'attacker')).toBe(false);
+      expect(await verifier.verify('svc', 'secret', stored, 'service-host')).toBe(true);
+    }
+    // Even the right key is not checked for the throttled source until its failures drain.
+    expect(await verifier.verify('other', 'secret', stored, 'attacker')).toBe(false);
     now += 20_000;
-    verifier.clear();
-    expect(await verifier.verify('svc', 'secret', stored)).toBe(true);
-    expect(verifier.stats.computed).toBe(6);
+    expect(await verifier.verify('other', 'secret', stored, 'attacker')).toBe(true);
+  });
+
+  it('checks an unknown user against a dummy record at the default scrypt cost', async () => {
+    const verifier = new ApiKeyVerifier();
+    // No key can match the dummy, so the refusal is the same as a wrong key's, and as costly:
+    // scrypt runs (computed), at the parameters every stored key uses.
+    expect(await verifier.verify('nobody', 'secret', undefined, 'caller')).toBe(false);
+    expect(verifier.stats).toEqual({ computed: 1, cached: 0, throttled: 0 });
+    const dummy = (verifier as unknown as { dummyHash: string }).dummyHash;
+    expect(parseKeyHash(dummy)?.params).toEqual(SCRYPT_DEFAULTS);
+    // And an unknown user is refused even for the key that "matches" a known user's hash.
+    const stored = await hashApiKey('secret', FAST);
+    expect(await verifier.verify('svc', 'secret', stored, 'caller')).toBe(true);
+    expect(await verifier.verify('svc', 'secret', undefined, 'caller')).toBe(false);
   });
 });

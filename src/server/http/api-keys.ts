@@ -7,8 +7,11 @@
  * scrypt costs tens of milliseconds and ~16 MiB per check, so `ApiKeyVerifier` remembers a
  * successful check for a few minutes (keyed by a SHA-256 of the presented key, never the key
  * itself) and a failed one for a few seconds: the hot path of a busy service is a map lookup.
- * Wrong keys for one user are limited (default 20 per minute): past that, a key not already
- * remembered is refused without running scrypt, so guessing cannot eat the server's CPU.
+ * Checks are limited per *source* (the caller's address; default 20 scrypt runs a minute): past
+ * that, a key that source presents that is not already remembered is refused without scrypt,
+ * so guessing cannot eat the server's CPU, and a guesser elsewhere cannot lock a service out.
+ * A user that does not exist is checked against a dummy record with the same scrypt cost, so
+ * the time of a refusal does not tell which service names exist.
  */
 import { createHash, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { RateLimiter } from './rate-limit.ts';
@@ -84,9 +87,18 @@ export interface ApiKeyVerifierOptions {
   negativeTtlMs?: number;
   /** Most remembered checks; the oldest are dropped first. Default 10000. */
   maxEntries?: number;
-  /** Failed scrypt checks allowed per user per minute before unremembered keys are refused unchecked. Default 20. */
+  /** scrypt checks one source may start per minute; past that its unremembered keys are refused unchecked. Default 20. */
   maxFailuresPerMinute?: number;
   now?: () => number;
+}
+
+/**
+ * A stored hash no key matches, at the default cost: what an unknown user's key is checked
+ * against, so that refusal costs what a wrong key for a real user costs.
+ */
+function dummyKeyHash(): string {
+  const { N, r, p } = SCRYPT_DEFAULTS;
+  return ['scrypt', N, r, p, randomBytes(SALT_BYTES).toString('base64url'), randomBytes(HASH_BYTES).toString('base64url')].join('$');
 }
 
 /**
@@ -99,9 +111,10 @@ export class ApiKeyVerifier {
   private readonly negativeTtlMs: number;
   private readonly maxEntries: number;
   private readonly now: () => number;
-  private readonly failures: RateLimiter;
+  private readonly scryptRuns: RateLimiter;
   private readonly maxFailuresPerMinute: number;
-  /** Checks answered from memory, by running scrypt, or refused unchecked (too many failures). */
+  private readonly dummyHash = dummyKeyHash();
+  /** Checks answered from memory, by running scrypt, or refused unchecked (the source ran too many). */
   readonly stats = { cached: 0, computed: 0, throttled: 0 };
 
   constructor(options: ApiKeyVerifierOptions = {}) {
@@ -110,31 +123,38 @@ export class ApiKeyVerifier {
     this.maxEntries = options.maxEntries ?? 10_000;
     this.now = options.now ?? Date.now;
     this.maxFailuresPerMinute = options.maxFailuresPerMinute ?? 20;
-    this.failures = new RateLimiter({ now: this.now });
+    this.scryptRuns = new RateLimiter({ now: this.now });
   }
 
-  async verify(user: string, key: string, storedHash: string): Promise<boolean> {
+  /**
+   * True when `key` is `user`'s key. `storedHash` is undefined for a user that does not exist
+   * (checked all the same, against the dummy). `source` is who presents it (sourceKey of the
+   * caller's address): its checks, not the user's, are what gets throttled.
+   */
+  async verify(user: string, key: string, storedHash: string | undefined, source: string): Promise<boolean> {
+    const against = storedHash ?? this.dummyHash;
     const id = createHash('sha256').update(user).update('\0').update(key).digest('base64url');
     const now = this.now();
     const hit = this.cache.get(id);
-    if (hit && hit.storedHash === storedHash && hit.expires > now) {
+    if (hit && hit.storedHash === against && hit.expires > now) {
       this.stats.cached++;
-      return hit.ok;
+      return hit.ok && storedHash !== undefined;
     }
-    if (!this.failures.peek(user, this.maxFailuresPerMinute).ok) {
+    // Every scrypt a source starts takes from its allowance up front (a success is rare: it is
+    // remembered), so a burst of concurrent guesses cannot all start before the first fails.
+    if (!this.scryptRuns.take(source, this.maxFailuresPerMinute).ok) {
       this.stats.throttled++;
       return false;
     }
     this.stats.computed++;
-    const ok = await verifyApiKey(key, storedHash);
-    if (!ok) this.failures.take(user, this.maxFailuresPerMinute);
+    const ok = (await verifyApiKey(key, against)) && storedHash !== undefined;
     this.cache.delete(id);
     while (this.cache.size >= this.maxEntries) {
       const oldest = this.cache.keys().next().value;
       if (oldest === undefined) break;
       this.cache.delete(oldest);
     }
-    this.cache.set(id, { storedHash, ok, expires: now + (ok ? this.positiveTtlMs : this.negativeTtlMs) });
+    this.cache.set(id, { storedHash: against, ok, expires: now + (ok ? this.positiveTtlMs : this.negativeTtlMs) });
     return ok;
   }
 

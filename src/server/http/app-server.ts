@@ -22,6 +22,7 @@ import { type Logger, silentLogger } from '../log.ts';
 import { MemoryStore } from '../store/memory-store.ts';
 import { createServiceApi, isServiceApiRequest, type RpcAllow, type ServiceApi, type ServiceApiOptions } from './service-api.ts';
 import { createServerMetrics, type ServerMetrics } from './metrics.ts';
+import { createRequestGuard } from './request-guard.ts';
 import { createStaticHandler } from './static.ts';
 import type { DispatcherStore } from '../store/store.ts';
 
@@ -66,6 +67,10 @@ export interface AppServerOptions {
   policy?: DifficultyPolicy;
   /** Who may read GET /metrics. Default: the RPC's rule (loopback unless set; off when the RPC is off). */
   metrics?: RpcAllow | false;
+  /** hashApiKey() of the operator's metrics password: HTTP Basic `metrics:<password>` reads /metrics. */
+  metricsPasswordHash?: string;
+  /** Names the server is reached by besides its addresses and --host (a TLS proxy's name): the RPC and /metrics refuse other Host names. */
+  publicNames?: string[];
   log?: Logger;
 }
 
@@ -105,6 +110,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
   const store = options.store ?? new MemoryStore();
   const wantDispatcher = options.dispatcher ?? true;
   const serveStatic = createStaticHandler({ root: options.staticDir ?? 'dist' });
+  const guard = createRequestGuard({ host, publicNames: options.publicNames });
 
   let serviceApi: ServiceApi | undefined;
   // Until the dispatcher is connected and the API made, its callers get a JSON 503 to retry.
@@ -239,7 +245,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
       await dispatcher.start();
       if (options.serviceApi !== false) {
         const extra = typeof options.serviceApi === 'object' ? options.serviceApi : {};
-        serviceApi = createServiceApi({ ...extra, dispatcher, store, policy, log });
+        serviceApi = createServiceApi({ guard, ...extra, dispatcher, store, policy, log });
       }
       apiStarting = false;
       if (demoOn) {
@@ -249,7 +255,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
 
     const rpc = typeof options.serviceApi === 'object' ? options.serviceApi.rpc : undefined;
     const access = options.metrics ?? (rpc === undefined ? 'loopback' : rpc.enabled ? rpc.allow : false);
-    metrics = createServerMetrics({ store, dispatcher, broker, serviceApi, access, log });
+    metrics = createServerMetrics({ store, dispatcher, broker, serviceApi, access, guard, operatorPasswordHash: options.metricsPasswordHash, log });
 
     return {
       url: `${origin}/`,

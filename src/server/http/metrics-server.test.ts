@@ -1,7 +1,9 @@
+import { request } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
 import { Dispatcher } from '../dispatcher.ts';
 import { MemoryStore } from '../store/memory-store.ts';
+import { hashApiKey } from './api-keys.ts';
 import { startMetricsServer } from './metrics-server.ts';
 
 const cleanups = cleanupsAfterEach();
@@ -36,6 +38,35 @@ describe('startMetricsServer', () => {
     expect((await fetch(new URL('/metrics', served.url))).status).toBe(404);
     expect((await fetch(new URL('/healthz', served.url))).status).toBe(200);
     expect((await fetch(new URL('/readyz', served.url))).status).toBe(200);
+  });
+
+  it('refuses a foreign Host and another page\'s Origin, answers its --public-name, and takes the operator password', async () => {
+    const store = new MemoryStore();
+    const served = await startMetricsServer({
+      port: 0,
+      store,
+      access: { apiKeys: true },
+      publicNames: ['metrics.example'],
+      operatorPasswordHash: await hashApiKey('operator-secret', { N: 16, r: 1, p: 1 }),
+    });
+    cleanups.push(() => served.close());
+    const port = Number(new URL(served.url).port);
+    const get = (headers: Record<string, string>) =>
+      new Promise<number>((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port, path: '/metrics', headers, setHost: !('Host' in headers) }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    const operator = { Authorization: `Basic ${Buffer.from('metrics:operator-secret').toString('base64')}` };
+    expect(await get(operator)).toBe(200);
+    expect(await get({ ...operator, Host: 'metrics.example' })).toBe(200);
+    expect(await get({ ...operator, Host: 'rebound.example' })).toBe(403);
+    expect(await get({ ...operator, Origin: 'http://attacker.example' })).toBe(403);
+    // keys mode: nothing without the operator's login, loopback or not.
+    expect(await get({})).toBe(401);
   });
 
   it('fails to start on a taken port, with the error code for the caller to explain', async () => {

@@ -10,10 +10,13 @@ import type { AddressInfo } from 'node:net';
 import { silentLogger } from '../log.ts';
 import { SECURITY_HEADERS } from './app-server.ts';
 import { createServerMetrics, type ServerMetrics, type ServerMetricsOptions } from './metrics.ts';
+import { createRequestGuard } from './request-guard.ts';
 
 export interface MetricsServerOptions extends ServerMetricsOptions {
   /** Default 127.0.0.1. */
   host?: string;
+  /** Names it is reached by besides its addresses and `host`: /metrics refuses other Host names. */
+  publicNames?: string[];
   /** 0 picks a free port. */
   port: number;
 }
@@ -28,9 +31,9 @@ export interface MetricsServer {
 }
 
 export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
-  const { host = '127.0.0.1', port, ...metricsOptions } = options;
+  const { host = '127.0.0.1', port, publicNames, ...metricsOptions } = options;
   const log = options.log ?? silentLogger;
-  const metrics = createServerMetrics(metricsOptions);
+  const metrics = createServerMetrics({ guard: createRequestGuard({ host, publicNames }), ...metricsOptions });
   const server = http.createServer((req, res) => {
     for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
     void metrics

@@ -10,6 +10,8 @@ import { waitFor } from '../../testkit/wait.ts';
 import { randomRoot } from '../../testkit/work.ts';
 import { startPrecacheFeed } from '../feeds/precache.ts';
 import { startAppServer, type AppServerOptions } from './app-server.ts';
+import { hashApiKey } from './api-keys.ts';
+import { METRICS_USER } from './metrics.ts';
 import { MemoryStore } from '../store/memory-store.ts';
 
 const cleanups = cleanupsAfterEach();
@@ -76,7 +78,7 @@ describe('GET /metrics', () => {
     expect(sample(text, 'process_cpu_user_seconds_total')).toBeGreaterThan(0);
   });
 
-  it('follows the RPC access rule: loopback without proxy headers, off, or service keys', async () => {
+  it('follows the RPC access rule (loopback without proxy headers, or off); with keys, only the operator password, never a service key', async () => {
     const { app: loopback } = await start();
     expect((await fetch(new URL('/metrics', loopback.url))).status).toBe(200);
     expect((await fetch(new URL('/metrics', loopback.url), { headers: { 'X-Forwarded-For': '203.0.113.9' } })).status).toBe(403);
@@ -86,16 +88,24 @@ describe('GET /metrics', () => {
     expect((await fetch(new URL('/metrics', off.url))).status).not.toBe(200);
     expect((await fetch(new URL('/healthz', off.url))).status).toBe(200);
 
-    const { app: keyed, store } = await start({ serviceApi: { rpc: { enabled: true, allow: { apiKeys: true } } } });
+    const { app: keyed, store } = await start({
+      serviceApi: { rpc: { enabled: true, allow: { apiKeys: true } } },
+      metricsPasswordHash: await hashApiKey('operator-secret', FAST_KEYS),
+    });
     const { user, key } = await addTestService(store, {}, FAST_KEYS);
     const url = new URL('/metrics', keyed.url);
     const basic = (u: string, k: string) => ({ Authorization: `Basic ${Buffer.from(`${u}:${k}`).toString('base64')}` });
     const none = await fetch(url);
     expect(none.status).toBe(401);
     expect(none.headers.get('www-authenticate')).toContain('Basic');
-    expect((await fetch(url, { headers: basic(user, 'wrong') })).status).toBe(401);
-    const ok = await fetch(url, { headers: basic(user, key) });
+    // A service's key reads nothing: /metrics names every service.
+    expect((await fetch(url, { headers: basic(user, key) })).status).toBe(401);
+    expect((await fetch(url, { headers: basic(METRICS_USER, 'wrong') })).status).toBe(401);
+    expect((await fetch(url, { headers: basic(user, 'operator-secret') })).status).toBe(401);
+    const ok = await fetch(url, { headers: basic(METRICS_USER, 'operator-secret') });
     expect(ok.status).toBe(200);
+    // Through a proxy too: the password, not the address, is what lets the operator in.
+    expect((await fetch(url, { headers: { ...basic(METRICS_USER, 'operator-secret'), 'X-Forwarded-For': '203.0.113.9' } })).status).toBe(200);
     expect(await ok.text()).toContain('dpow_results_total');
   });
 });

@@ -1,7 +1,9 @@
 /**
  * The operator's view of a running server, on the app server's one http.Server:
  *
- *   GET /metrics   Prometheus text format (prom-client), behind the same access rule as the RPC
+ *   GET /metrics   Prometheus text format (prom-client), for the operator: loopback callers (as the
+ *                  RPC's rule says) or the operator's password; never another web page (no CORS,
+ *                  Host and Origin checked by request-guard.ts)
  *   GET /healthz   200 while the process serves HTTP
  *   GET /readyz    200 when the broker is connected and the store answers; 503 with the reason
  *
@@ -18,16 +20,31 @@ import type { AcceptedResult, Dispatcher } from '../dispatcher.ts';
 import type { PrecacheFeed } from '../feeds/precache.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import type { DispatcherStore } from '../store/store.ts';
+import { clip, LogLimiter } from '../log-limit.ts';
 import { ApiKeyVerifier } from './api-keys.ts';
-import { isLoopback, isProxied, type RpcAllow, type ServiceApi } from './service-api.ts';
+import { callerAddress, createRequestGuard, isLoopback, isProxied, sourceKey, type RequestGuard } from './request-guard.ts';
+import type { RpcAllow, ServiceApi } from './service-api.ts';
+
+/** The HTTP Basic user name of the operator's metrics login (Prometheus `basic_auth`). */
+export const METRICS_USER = 'metrics';
 
 export interface ServerMetricsOptions {
   store: DispatcherStore;
   dispatcher?: Dispatcher;
   broker?: Broker;
   serviceApi?: ServiceApi;
-  /** Who may read /metrics: as `--rpc` (loopback, any, or service keys by HTTP Basic auth); false = off. */
+  /**
+   * Who may read /metrics without the operator's password, as `--rpc` says: loopback callers,
+   * anyone, or (keys) nobody; false = not served at all.
+   */
   access: RpcAllow | false;
+  /**
+   * hashApiKey() of the operator's metrics password (DPOW_METRICS_PASSWORD): HTTP Basic
+   * `metrics:<password>` reads /metrics in every mode but off, also through a proxy.
+   */
+  operatorPasswordHash?: string;
+  /** Host and Origin check. Default createRequestGuard(). */
+  guard?: RequestGuard;
   /** How long /readyz waits for the store. Default 2000 ms. */
   storeTimeoutMs?: number;
   log?: Logger;
@@ -189,32 +206,41 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
   );
 
   const access = options.access;
+  const guard = options.guard ?? createRequestGuard();
   const verifier = new ApiKeyVerifier();
+  const refusals = new LogLimiter(log);
+  closers.push(() => refusals.close());
   const storeTimeoutMs = options.storeTimeoutMs ?? 2000;
 
   /** True when the caller may read /metrics; answers 403/401 itself otherwise. */
   async function allowed(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
-    const deny = (status: number, why: string, headers: Record<string, string> = {}) => {
-      log.info(`metrics: refused for ${req.socket.remoteAddress ?? '?'} (${why})`);
+    const source = sourceKey(callerAddress(req));
+    const challenge = { 'WWW-Authenticate': 'Basic realm="dpow-web metrics"' };
+    const deny = (status: number, why: string, headers: Record<string, string> = {}, detail = '') => {
+      refusals.info(`metrics: ${why}`, `metrics: refused for ${source} (${why}${detail})`);
       res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', ...headers }).end(status === 401 ? 'Unauthorized\n' : 'Forbidden\n');
       return false;
     };
+    const refused = guard(req);
+    if (refused) return deny(403, refused.reason, {}, `: ${clip(refused.detail)}`);
+    const authorization = req.headers.authorization;
+    if (authorization !== undefined) {
+      // The operator's login, never a service key: services must not read each other's names.
+      const m = /^Basic\s+([A-Za-z0-9+/=]{1,1024})$/.exec(authorization);
+      const text = m ? Buffer.from(m[1], 'base64').toString('utf8') : '';
+      const colon = text.indexOf(':');
+      const user = colon < 0 ? '' : text.slice(0, colon);
+      const password = colon < 0 ? '' : text.slice(colon + 1);
+      const hash = user === METRICS_USER ? options.operatorPasswordHash : undefined;
+      if (password !== '' && (await verifier.verify(METRICS_USER, password, hash, source))) return true;
+      return deny(401, 'invalid credentials', challenge);
+    }
     if (access === 'any') return true;
     if (access === 'loopback') {
       if (isProxied(req)) return deny(403, 'forwarded by a proxy');
       return isLoopback(req.socket.remoteAddress) ? true : deny(403, 'not loopback');
     }
-    // Service keys, as HTTP Basic credentials (Prometheus' basic_auth): user = service, password = key.
-    const challenge = { 'WWW-Authenticate': 'Basic realm="dpow-web metrics"' };
-    const m = /^Basic\s+([A-Za-z0-9+/=]+)$/.exec(req.headers.authorization ?? '');
-    if (!m) return deny(401, 'no credentials', challenge);
-    const text = Buffer.from(m[1], 'base64').toString('utf8');
-    const colon = text.indexOf(':');
-    const user = colon < 0 ? '' : text.slice(0, colon);
-    const key = colon < 0 ? '' : text.slice(colon + 1);
-    const service = user && key ? await store.getService(user).catch(() => undefined) : undefined;
-    if (!service || !(await verifier.verify(user, key, service.apiKeyHash))) return deny(401, 'invalid credentials', challenge);
-    return true;
+    return deny(401, 'no credentials', challenge);
   }
 
   async function notReady(): Promise<string | undefined> {

@@ -206,7 +206,7 @@ describe('frames and bodies', () => {
     let answer = '';
     socket.on('data', (chunk) => (answer += chunk));
     const ended = once(socket, 'close');
-    socket.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"user":`);
+    socket.write(`POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{"user":`);
     // Well past bodyTimeoutMs (300 ms), far short of Node's own request timeout (300 s).
     const outcome = await Promise.race([ended.then(() => 'closed'), new Promise((r) => setTimeout(r, 5_000, 'still open'))]);
     socket.destroy();

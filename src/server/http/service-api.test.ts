@@ -7,7 +7,8 @@ import { encodeAddress } from '../../dpow/address.ts';
 import { difficultyPolicy } from '../../pow/difficulty.ts';
 import { toU64Hex, validateWork, workValue } from '../../pow/work.ts';
 import { MemoryStore } from '../store/memory-store.ts';
-import { createServiceApi, isLoopback, type ServiceApi, type ServiceApiOptions } from './service-api.ts';
+import { createServiceApi, type ServiceApi, type ServiceApiOptions } from './service-api.ts';
+import { isLoopback } from './request-guard.ts';
 import { addTestService } from '../../testkit/services.ts';
 import { breakChecksum } from '../../testkit/address.ts';
 import { TestDispatcher } from '../../testkit/dispatcher.ts';
@@ -171,8 +172,26 @@ describe('POST /service/', () => {
       'bad-difficulty': 1,
       'difficulty-too-high': 2,
     });
-    expect(logs.some((l) => l.includes('invalid-credentials') && l.includes('"nobody"'))).toBe(true);
+    // One line per reason per interval (the clock stands still here): the first one, clipped and quoted.
+    expect(logs.filter((l) => l.includes('invalid-credentials'))).toEqual(['info service: invalid-credentials from 127.0.0.1: user "wallet"']);
     expect(logs.join('\n')).not.toContain(key);
+  });
+
+  it('echoes an id only when it is a short string or a number; refuses any other with the not-JSON text', async () => {
+    for (const id of ['x'.repeat(64), 7, -1.5, 0]) {
+      const r = await service({ hash: ROOT, difficulty: EASY, id });
+      expect([r.status, r.json.id]).toEqual([200, id]);
+    }
+    for (const id of ['x'.repeat(65), null, true, {}, [1], { a: [[[1]]] }]) {
+      const r = await service({ hash: ROOT, difficulty: EASY, id });
+      expect([r.status, r.json], JSON.stringify(id)).toEqual([400, { error: 'Bad request (not json)' }]);
+    }
+    expect(api.counters.errors['bad-id']).toBe(6);
+    expect(dispatcher.requests).toHaveLength(4);
+    // Nested past 32 levels anywhere: refused before anything reads it, counted apart.
+    const deep = await post('/service/', `{"user":"wallet","hash":"${ROOT}","x":${'['.repeat(33)}${']'.repeat(33)}}`);
+    expect([deep.status, deep.json]).toEqual([400, { error: 'Bad request (not json)' }]);
+    expect(api.counters.errors['too-deep']).toBe(1);
   });
 
   it('does not trust Content-Type, refuses oversized bodies and other methods', async () => {

@@ -7,6 +7,9 @@
  *   WS   /service_ws/   one JSON request per text frame, replies carry the request's `id`
  *   POST / and /rpc     work-server RPC (work_generate, work_cancel, work_validate), see work-rpc.ts
  *
+ * Every body and frame is parsed by parseBoundedJson (size and nesting bounded before anything
+ * walks it). The service API is public and grants CORS (its key travels in the body); the RPC
+ * grants none and is refused to other web pages and foreign Host names (request-guard.ts).
  * Nothing a client sends can throw out of here. Status codes and texts are listed in
  * docs/service-api.md.
  */
@@ -14,6 +17,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { DEFAULT_POLICY, type DifficultyPolicy } from '../../pow/difficulty.ts';
+import { parseBoundedJson, type JsonResult } from '../bounded-json.ts';
+import { clip, LogLimiter } from '../log-limit.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import type { DispatcherStore } from '../store/store.ts';
 import type { DispatcherApi } from '../types.ts';
@@ -21,10 +26,12 @@ import {
   ERRORS,
   isRecord,
   Rejection,
+  requestId,
   ServiceRequestHandler,
   type Reply,
   type RequestCounters,
 } from './service-request.ts';
+import { callerAddress, createRequestGuard, isLoopback, isProxied, sourceKey, type RequestGuard } from './request-guard.ts';
 import { WorkRpc, type WorkRpcCounters } from './work-rpc.ts';
 
 /** Largest request body (HTTP) or frame (WebSocket) accepted. */
@@ -41,6 +48,8 @@ export interface ServiceApiOptions {
   policy?: DifficultyPolicy;
   /** Work-server RPC on POST / and /rpc. Default: enabled, loopback callers only. */
   rpc?: { enabled: boolean; allow: RpcAllow; timeoutMs?: number };
+  /** Who may drive the RPC by Host and Origin. Default: createRequestGuard() (addresses and localhost). */
+  guard?: RequestGuard;
   log?: Logger;
   /** Injectable clock for the rate limiter and key cache. */
   now?: () => number;
@@ -62,25 +71,8 @@ export interface ServiceApi {
   readonly counters: ServiceCounters;
 }
 
-const LOOPBACK_V4 = /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/;
-
-/** True for 127.0.0.0/8 and ::1 (also v4-mapped). */
-export function isLoopback(address: string | undefined): boolean {
-  return address === '::1' || (address !== undefined && LOOPBACK_V4.test(address));
-}
-
-/** A reverse proxy on loopback makes every caller look local; these headers give it away. */
-export function isProxied(req: IncomingMessage): boolean {
-  return ['forwarded', 'x-forwarded-for', 'x-real-ip'].some((h) => req.headers[h] !== undefined);
-}
-
-function parseJson(text: string): { ok: true; value: unknown } | { ok: false } {
-  try {
-    return { ok: true, value: JSON.parse(text) };
-  } catch {
-    return { ok: false };
-  }
-}
+/** A request body or frame, bounded in size and nesting. */
+const parseRequest = (text: string): JsonResult => parseBoundedJson(text, { maxBytes: MAX_REQUEST_BYTES });
 
 /** The text of strict UTF-8 bytes, or undefined if they are not UTF-8. */
 function decodeUtf8(bytes: Uint8Array): string | undefined {
@@ -133,14 +125,15 @@ function readBody(req: IncomingMessage, limit: number, timeoutMs: number): Promi
   });
 }
 
-function sendJson(res: ServerResponse, reply: Reply): void {
+/** The service API's replies may be read by any page (`cors`); the RPC's by none. */
+function sendJson(res: ServerResponse, reply: Reply, cors = false): void {
   if (res.headersSent || res.destroyed) return;
   const body = JSON.stringify(reply.body);
   res.writeHead(reply.status, {
     'Content-Type': 'application/json',
     'Content-Length': Buffer.byteLength(body),
     'Cache-Control': 'no-store',
-    'Access-Control-Allow-Origin': '*',
+    ...(cors ? { 'Access-Control-Allow-Origin': '*' } : {}),
     ...reply.headers,
   });
   res.end(body);
@@ -174,6 +167,9 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
   const requests = new ServiceRequestHandler({ dispatcher, store, policy, log, now: options.now });
   const rpc = new WorkRpc({ dispatcher, policy, timeoutMs: rpcOptions.timeoutMs });
   const bodyTimeoutMs = options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS;
+  const guard = options.guard ?? createRequestGuard();
+  // Refusals, RPC errors and socket errors: one line per kind per interval however many come.
+  const refusalLog = new LogLimiter(log, { now: options.now });
   // ws would close a text frame that is not UTF-8 with 1007; the docs promise an answer and an
   // open socket, so frames are decoded (strictly) here instead.
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_REQUEST_BYTES, skipUTF8Validation: true });
@@ -200,7 +196,8 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
     rpc: Object.assign(rpc.counters, { forbidden: 0 }),
   });
 
-  async function handleService(req: IncomingMessage, res: ServerResponse, origin: string): Promise<void> {
+  async function handleService(req: IncomingMessage, res: ServerResponse, source: string): Promise<void> {
+    const send = (reply: Reply) => sendJson(res, reply, true);
     if (req.method === 'OPTIONS') {
       res.writeHead(204, {
         'Access-Control-Allow-Origin': '*',
@@ -212,35 +209,55 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
       return;
     }
     if (req.method !== 'POST') {
-      sendJson(res, { ...requests.refuseUncounted('bad-method', 405, ERRORS.method, origin), headers: { Allow: 'POST, OPTIONS' } });
+      send({ ...requests.refuseUncounted('bad-method', 405, ERRORS.method, source), headers: { Allow: 'POST, OPTIONS' } });
       return;
     }
     const body = await readBody(req, MAX_REQUEST_BYTES, bodyTimeoutMs);
     if (!body.ok) {
       if (body.reason === 'aborted') return;
       if (body.reason === 'body-timeout') {
-        sendJson(res, { ...requests.refuse('body-timeout', 408, ERRORS.bodyTimeout, origin), headers: { Connection: 'close' } });
+        send({ ...requests.refuse('body-timeout', 408, ERRORS.bodyTimeout, source), headers: { Connection: 'close' } });
       } else if (body.reason === 'too-large') {
-        sendJson(res, { ...requests.refuse('too-large', 413, ERRORS.tooLarge, origin), headers: { Connection: 'close' } });
+        send({ ...requests.refuse('too-large', 413, ERRORS.tooLarge, source), headers: { Connection: 'close' } });
       } else {
-        sendJson(res, requests.refuse('bad-json', 400, ERRORS.notJson, origin));
+        send(requests.refuse('bad-json', 400, ERRORS.notJson, source));
       }
       return;
     }
-    const parsed = parseJson(body.text);
+    const parsed = parseRequest(body.text);
     if (!parsed.ok) {
-      sendJson(res, requests.refuse('bad-json', 400, ERRORS.notJson, origin));
+      send(refuseUnparsed(parsed.reason, source));
       return;
     }
-    sendJson(res, await requests.handle(parsed.value, origin));
+    send(await requests.handle(parsed.value, source));
   }
 
-  async function handleRpc(req: IncomingMessage, res: ServerResponse, origin: string): Promise<void> {
+  /** The answer to a body or frame parseBoundedJson refused. */
+  function refuseUnparsed(reason: 'too-large' | 'too-deep' | 'not-json', source: string): Reply {
+    if (reason === 'too-large') return { ...requests.refuse('too-large', 413, ERRORS.tooLarge, source), headers: { Connection: 'close' } };
+    return requests.refuse(reason === 'too-deep' ? 'too-deep' : 'bad-json', 400, ERRORS.notJson, source);
+  }
+
+  /** One RPC refusal or error: counted under `reason`, logged once per kind per interval. */
+  function rpcError(reason: string, source: string, detail: string): void {
+    counters.rpc.errors[reason] = (counters.rpc.errors[reason] ?? 0) + 1;
+    refusalLog.info(`rpc: ${reason}`, `rpc: ${reason} from ${source}${detail ? ` (${detail})` : ''}`);
+  }
+
+  async function handleRpc(req: IncomingMessage, res: ServerResponse, source: string): Promise<void> {
     const forbid = (why: string) => {
       counters.rpc.forbidden++;
-      log.info(`rpc: forbidden for ${origin} (${why})`);
+      refusalLog.info('rpc: forbidden', `rpc: forbidden for ${source} (${why})`);
       sendJson(res, { status: 403, body: { error: ERRORS.forbidden } });
     };
+    const refused = guard(req);
+    if (refused) {
+      req.resume();
+      rpc.counters.requests++;
+      rpcError(refused.reason, source, clip(refused.detail));
+      sendJson(res, { status: 403, body: { error: ERRORS.forbidden } });
+      return;
+    }
     if (rpcOptions.allow === 'loopback' && (!isLoopback(req.socket.remoteAddress) || isProxied(req))) {
       req.resume();
       return forbid(isProxied(req) ? 'forwarded by a proxy' : 'not loopback');
@@ -250,23 +267,29 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
       if (body.reason === 'aborted') return;
       rpc.counters.requests++;
       if (body.reason === 'body-timeout') {
-        rpc.counters.errors['body-timeout'] = (rpc.counters.errors['body-timeout'] ?? 0) + 1;
+        rpcError('body-timeout', source, '');
         sendJson(res, { status: 408, body: { error: ERRORS.bodyTimeout }, headers: { Connection: 'close' } });
         return;
       }
       const too = body.reason === 'too-large';
-      rpc.counters.errors[too ? 'too-large' : 'bad-json'] = (rpc.counters.errors[too ? 'too-large' : 'bad-json'] ?? 0) + 1;
+      rpcError(too ? 'too-large' : 'bad-json', source, '');
       sendJson(res, { status: too ? 413 : 400, body: { error: too ? 'Request too large' : 'Unable to parse JSON' }, headers: too ? { Connection: 'close' } : undefined });
       return;
     }
-    const parsed = parseJson(body.text);
+    const parsed = parseRequest(body.text);
+    if (!parsed.ok && parsed.reason === 'too-deep') {
+      rpc.counters.requests++;
+      rpcError('too-deep', source, '');
+      sendJson(res, { status: 400, body: { error: 'Unable to parse JSON' } });
+      return;
+    }
     const request = parsed.ok ? parsed.value : undefined;
     if (typeof rpcOptions.allow === 'object' && rpcOptions.allow.apiKeys) {
       const r = isRecord(request) ? request : {};
-      const service = await requests.authenticate(r.user, r.api_key);
+      const service = await requests.authenticate(r.user, r.api_key, source);
       if (service instanceof Rejection) {
         counters.rpc.forbidden++;
-        log.info(`rpc: ${service.reason} from ${origin}`);
+        refusalLog.info(`rpc: ${service.reason}`, `rpc: ${service.reason} from ${source}${service.detail ? `: ${service.detail}` : ''}`);
         const error = service.reason === 'rate-limited' ? ERRORS.rateLimited : ERRORS.forbidden;
         sendJson(res, { status: service.reason === 'rate-limited' ? 429 : 403, body: { error }, headers: service.headers });
         return;
@@ -276,64 +299,72 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
     try {
       reply = await rpc.handle(request);
     } catch (err) {
-      log.error(`rpc: request from ${origin} failed: ${err instanceof Error ? err.stack : String(err)}`);
+      log.error(`rpc: request from ${source} failed: ${err instanceof Error ? err.stack : String(err)}`);
       reply = { status: 500, body: { error: ERRORS.internal } };
     }
-    if (reply.status !== 200) log.info(`rpc: ${String(reply.body.error)} for ${origin}`);
+    // The error texts are the RPC's own fixed ones: a small table of kinds.
+    if (reply.status !== 200) refusalLog.info(`rpc: ${String(reply.body.error)}`, `rpc: ${String(reply.body.error)} for ${source}`);
     sendJson(res, reply);
   }
 
   async function handleRequest(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     const path = pathOf(req);
-    const origin = `${req.socket.remoteAddress ?? '?'}`;
+    const source = sourceKey(callerAddress(req));
     try {
       if (SERVICE_PATHS.has(path)) {
-        await handleService(req, res, origin);
+        await handleService(req, res, source);
         return true;
       }
       if (rpcOptions.enabled && RPC_PATHS.has(path) && req.method === 'POST') {
-        await handleRpc(req, res, origin);
+        await handleRpc(req, res, source);
         return true;
       }
     } catch (err) {
       // Nothing above should throw; if it does, answer and keep serving.
-      log.error(`service: unexpected failure for ${origin}: ${err instanceof Error ? err.stack : String(err)}`);
+      log.error(`service: unexpected failure for ${source}: ${err instanceof Error ? err.stack : String(err)}`);
       sendJson(res, { status: 500, body: { error: ERRORS.internal } });
       return true;
     }
     return false;
   }
 
-  function onSocket(ws: WebSocket, origin: string): void {
+  function onSocket(ws: WebSocket, source: string): void {
     counters.websockets.open++;
     counters.websockets.total++;
     let inFlight = 0;
     alive.set(ws, true);
     ws.on('pong', () => alive.set(ws, true));
+    // Replies carry only what this server wrote or checked (an id passed requestId), so
+    // stringify cannot meet a caller's structure; still, a failure here must not end the process.
     const send = (body: Record<string, unknown>) => {
-      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(body));
+      if (ws.readyState !== ws.OPEN) return;
+      try {
+        ws.send(JSON.stringify(body));
+      } catch (err) {
+        log.error(`service_ws: reply to ${source} failed: ${err instanceof Error ? err.stack : String(err)}`);
+      }
     };
     ws.on('message', (data: RawData, isBinary: boolean) => {
       const buffer = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
       const text = isBinary ? undefined : decodeUtf8(buffer);
-      const parsed = text === undefined ? { ok: false as const } : parseJson(text);
-      if (!parsed.ok) {
-        send(requests.refuse('bad-json', 400, ERRORS.notJson, origin).body);
+      const parsed = text === undefined ? undefined : parseRequest(text);
+      if (!parsed?.ok) {
+        send(refuseUnparsed(parsed?.reason ?? 'not-json', source).body);
         return;
       }
       if (inFlight >= MAX_IN_FLIGHT_PER_SOCKET) {
-        const reply = requests.refuse('too-many-in-flight', 429, ERRORS.rateLimited, origin);
-        const id = isRecord(parsed.value) ? parsed.value.id : undefined;
-        send(id === undefined ? reply.body : { ...reply.body, id });
+        const id = requestId(parsed.value);
+        send(requests.refuse('too-many-in-flight', 429, ERRORS.rateLimited, source, id instanceof Rejection ? undefined : id).body);
         return;
       }
       inFlight++;
-      void requests.handle(parsed.value, origin).then((reply) => {
-        inFlight--;
-        send(reply.body);
-      });
+      requests
+        .handle(parsed.value, source)
+        .then((reply) => send(reply.body))
+        .catch((err: unknown) => log.error(`service_ws: request from ${source} failed: ${err instanceof Error ? err.stack : String(err)}`))
+        .finally(() => inFlight--);
     });
-    ws.on('error', (err) => log.info(`service_ws: socket error from ${origin}: ${err.message}`));
+    ws.on('error', (err) => refusalLog.info('service_ws: socket error', `service_ws: socket error from ${source}: ${clip(err.message)}`));
     ws.on('close', () => {
       counters.websockets.open--;
     });
@@ -345,8 +376,8 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
       socket.destroy();
       return true;
     }
-    const origin = `${req.socket.remoteAddress ?? '?'}`;
-    wss.handleUpgrade(req, socket, head, (ws) => onSocket(ws, origin));
+    const source = sourceKey(callerAddress(req));
+    wss.handleUpgrade(req, socket, head, (ws) => onSocket(ws, source));
     return true;
   }
 
@@ -354,6 +385,7 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
     if (closed) return;
     closed = true;
     requests.close();
+    refusalLog.close();
     clearInterval(pruneTimer);
     clearInterval(pingTimer);
     for (const ws of wss.clients) ws.close(1001, 'server shutting down');

@@ -11,6 +11,7 @@ import { checkAddress } from '../../dpow/address.ts';
 import { difficultyError, type DifficultyPolicy } from '../../pow/difficulty.ts';
 import { fromMultiplier, isRootHex, isU64Hex, parseMultiplier, PowInputError, toU64Hex } from '../../pow/work.ts';
 import { ApiKeyVerifier } from './api-keys.ts';
+import { clip, LogLimiter } from '../log-limit.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { RateLimiter } from './rate-limit.ts';
 import type { DispatcherStore, ServiceRecord } from '../store/store.ts';
@@ -65,6 +66,24 @@ export const isRecord = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
 const present = (v: unknown) => v !== undefined && v !== null && v !== '';
+
+/** Longest `id` string echoed back. */
+export const MAX_ID_CHARS = 64;
+
+/** What a reply may echo as `id`: a short string or a finite number, as callers use to match replies. */
+export type RequestId = string | number;
+
+/**
+ * The request's `id` to echo (undefined when it has none), or the rejection for one that is
+ * anything else: the reply never carries a caller's structure back.
+ */
+export function requestId(parsed: unknown): RequestId | undefined | Rejection {
+  if (!isRecord(parsed) || parsed.id === undefined) return undefined;
+  const id = parsed.id;
+  if ((typeof id === 'string' && id.length <= MAX_ID_CHARS) || (typeof id === 'number' && Number.isFinite(id))) return id;
+  const what = typeof id === 'string' ? `a string of ${id.length} characters` : Array.isArray(id) ? 'an array' : id === null ? 'null' : `a ${typeof id}`;
+  return reject('bad-id', 400, ERRORS.notJson, `id is ${what}, not a number or a string of up to ${MAX_ID_CHARS} characters`);
+}
 
 // ------------------------------------------------------------------ validation (all of it)
 
@@ -185,6 +204,8 @@ export class ServiceRequestHandler {
   readonly #log: Logger;
   readonly #verifier: ApiKeyVerifier;
   readonly #limiter: RateLimiter;
+  /** Refusals are logged once per reason per interval, with a count: a flood stays a few lines. */
+  readonly #refusals: LogLimiter;
   #closed = false;
 
   constructor(options: ServiceRequestOptions) {
@@ -194,11 +215,13 @@ export class ServiceRequestHandler {
     this.#log = options.log ?? silentLogger;
     this.#verifier = new ApiKeyVerifier({ now: options.now });
     this.#limiter = new RateLimiter({ now: options.now });
+    this.#refusals = new LogLimiter(this.#log, { now: options.now });
   }
 
   /** From now on every request is answered "Service shutting down". */
   close(): void {
     this.#closed = true;
+    this.#refusals.close();
   }
 
   /** Forgets rate-limit buckets that have refilled (call now and then). */
@@ -206,37 +229,45 @@ export class ServiceRequestHandler {
     this.#limiter.prune();
   }
 
-  /** Looks the service up and checks its key and rate limit; the Rejection says why not. */
-  async authenticate(user: unknown, apiKey: unknown): Promise<ServiceRecord | Rejection> {
+  /**
+   * Looks the service up and checks its key and rate limit; the Rejection says why not.
+   * `source` is the caller's sourceKey: wrong keys are throttled per source.
+   */
+  async authenticate(user: unknown, apiKey: unknown, source: string): Promise<ServiceRecord | Rejection> {
     if (typeof user !== 'string' || typeof apiKey !== 'string' || user === '' || apiKey === '') {
       return reject('missing-fields', 400, ERRORS.missing);
     }
     const service = await this.#store.getService(user);
-    if (!service || !(await this.#verifier.verify(user, apiKey, service.apiKeyHash))) {
-      // JSON-quoted: a user name from the request must not be able to forge log lines.
-      return reject('invalid-credentials', 401, ERRORS.credentials, `user ${JSON.stringify(user.slice(0, 64))}`);
+    // An unknown user costs the same scrypt as a wrong key (the verifier's dummy record).
+    if (!(await this.#verifier.verify(user, apiKey, service?.apiKeyHash, source)) || !service) {
+      return reject('invalid-credentials', 401, ERRORS.credentials, `user ${clip(user)}`);
     }
     const rate = this.#limiter.take(service.user, service.rateLimit);
     if (!rate.ok) {
       const seconds = String(Math.max(1, Math.ceil(rate.retryAfterMs / 1000)));
-      return new Rejection('rate-limited', 429, { error: ERRORS.rateLimited }, `user ${JSON.stringify(user)}`, { 'Retry-After': seconds });
+      return new Rejection('rate-limited', 429, { error: ERRORS.rateLimited }, `user ${clip(user)}`, { 'Retry-After': seconds });
     }
     return service;
   }
 
-  /** One service request, already parsed, to one reply. Never throws. */
-  async handle(parsed: unknown, origin: string): Promise<Reply> {
+  /**
+   * One service request, already parsed, to one reply. `source` is the caller's sourceKey (its
+   * address, for the log and the failed-login throttle). Never throws.
+   */
+  async handle(parsed: unknown, source: string): Promise<Reply> {
     this.counters.requests++;
-    let id: unknown;
+    let id: RequestId | undefined;
     let user: string | undefined;
     const withId = (body: Record<string, unknown>) => (id === undefined ? body : { ...body, id });
     try {
       if (this.#closed) throw reject('shutting-down', 503, ERRORS.shuttingDown);
       if (!isRecord(parsed)) throw reject('missing-fields', 400, ERRORS.missing);
-      id = parsed.id;
+      const checkedId = requestId(parsed);
+      if (checkedId instanceof Rejection) throw checkedId;
+      id = checkedId;
       const login = readServiceLogin(parsed);
       if (login instanceof Rejection) throw login;
-      const service = await this.authenticate(login.user, login.apiKey);
+      const service = await this.authenticate(login.user, login.apiKey, source);
       if (service instanceof Rejection) throw service;
       user = service.user;
       const work = validateServiceWork(parsed, this.#policy);
@@ -255,34 +286,39 @@ export class ServiceRequestHandler {
       this.#countService(user, 'work');
       return { status: 200, body: withId({ work: answer.work, hash: work.hash }) };
     } catch (err) {
-      const rejection = this.#rejectionFor(err, origin);
+      const rejection = this.#rejectionFor(err, source);
       this.#count(rejection.reason);
       this.#countService(user, rejection.reason);
-      if (rejection.reason !== 'internal') {
-        this.#log.info(`service: ${rejection.reason} from ${origin}${rejection.detail ? `: ${rejection.detail}` : ''}`);
-      }
+      if (rejection.reason !== 'internal') this.#logRefusal(rejection.reason, source, rejection.detail);
       return { status: rejection.status, body: withId(rejection.body), headers: rejection.headers };
     }
   }
 
   /**
    * A request refused before it could be read (not JSON, too large, wrong method, too many in
-   * flight): counted as a request and by reason, and logged like the others.
+   * flight): counted as a request and by reason, and logged like the others. `id` is echoed
+   * only once requestId() has passed it.
    */
-  refuse(reason: string, status: number, error: string, origin: string): Reply {
+  refuse(reason: string, status: number, error: string, source: string, id?: RequestId): Reply {
     this.counters.requests++;
-    return this.refuseUncounted(reason, status, error, origin);
+    const reply = this.refuseUncounted(reason, status, error, source);
+    return id === undefined ? reply : { ...reply, body: { ...reply.body, id } };
   }
 
   /** As refuse(), for what never was a request (a wrong HTTP method). */
-  refuseUncounted(reason: string, status: number, error: string, origin: string): Reply {
+  refuseUncounted(reason: string, status: number, error: string, source: string, detail = ''): Reply {
     this.#count(reason);
     this.#countService(undefined, reason);
-    this.#log.info(`service: ${reason} from ${origin}`);
+    this.#logRefusal(reason, source, detail);
     return { status, body: { error } };
   }
 
-  #rejectionFor(err: unknown, origin: string): Rejection {
+  /** `reason` is one of this module's fixed names, so the limiter's table of kinds stays small. */
+  #logRefusal(reason: string, source: string, detail: string): void {
+    this.#refusals.info(`service: ${reason}`, `service: ${reason} from ${source}${detail ? `: ${detail}` : ''}`);
+  }
+
+  #rejectionFor(err: unknown, source: string): Rejection {
     if (err instanceof Rejection) return err;
     if (err instanceof DispatchError && err.code === 'timeout') {
       return new Rejection('timeout', 504, { error: ERRORS.noWork, timeout: true });
@@ -293,7 +329,7 @@ export class ServiceRequestHandler {
       // The dispatcher's own ceiling is lower than this API's (configured apart).
       return tooHigh(this.#policy, err.message);
     }
-    this.#log.error(`service: request from ${origin} failed: ${err instanceof Error ? err.stack : String(err)}`);
+    this.#log.error(`service: request from ${source} failed: ${err instanceof Error ? err.stack : String(err)}`);
     return reject('internal', 500, ERRORS.internal, String(err));
   }
 
