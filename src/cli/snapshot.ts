@@ -11,7 +11,7 @@
  * payout` takes the same snapshot and pays it.
  */
 import { ALL_PREFIXES } from '../dpow/address.ts';
-import { openCliStore, STORE_OPTION } from './store-option.ts';
+import { DATA_OPTION, openCliStore, STORE_OPTION } from './store-option.ts';
 import { planSnapshot, type SnapshotPlan, type SnapshotRules } from '../server/payout/snapshot-plan.ts';
 import { CliError, defineCommand, intOption, parseCommand } from './args.ts';
 
@@ -29,7 +29,7 @@ function print(plan: SnapshotPlan, recorded: boolean, dryRun: boolean): void {
 
 export function command() {
   return defineCommand('snapshot')
-    .option('--data <dir>', 'the state directory dpow-web start uses', '.data')
+    .option(...DATA_OPTION)
     .option(...STORE_OPTION)
     .option('--min-precache <n>', 'pay precache only when at least this many new units came in', '1')
     .option('--min-ondemand <n>', 'pay ondemand only when at least this many new units came in', '1')
