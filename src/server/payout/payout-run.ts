@@ -69,6 +69,8 @@ export class PayoutRefused extends Error {
     message: string,
     /** The unfinished run that blocks a new one, if that is why. */
     readonly unfinishedRun?: string,
+    /** Refused only because there is nothing to pay: not an error. */
+    readonly nothingToPay = false,
   ) {
     super(message);
   }
@@ -174,11 +176,18 @@ export async function preparePayout(deps: PayoutDeps, request: PayoutRequest): P
   return { request, plan, balance: balance.value.balance, record };
 }
 
+/** Why a prepared run would record nothing of use, or undefined when it pays or snapshots something. */
+export function nothingToPay({ plan, record }: PreparedPayout): string | undefined {
+  if (plan.lines.length === 0) return 'nothing to pay: no new work since the last payout and nothing carried';
+  if (plan.totals.payments === 0 && record.snapshot.length === 0) return 'nothing to pay: every amount due is still carried';
+  return undefined;
+}
+
 /** Records a prepared run and sends it. Throws PayoutRefused when the ledger refuses it. */
 export async function startPayout(deps: PayoutDeps, prepared: PreparedPayout): Promise<RunOutcome> {
   const { plan, balance, record } = prepared;
-  if (plan.lines.length === 0) throw new PayoutRefused('nothing to pay: no new work since the last payout and nothing carried');
-  if (plan.totals.payments === 0 && record.snapshot.length === 0) throw new PayoutRefused('nothing to pay: every amount due is carried');
+  const idle = nothingToPay(prepared);
+  if (idle) throw new PayoutRefused(idle, undefined, true);
   if (plan.totals.amount > balance) {
     throw new PayoutRefused(`the source holds ${formatNano(balance)} NANO and the payments need ${formatNano(plan.totals.amount)} NANO`);
   }
