@@ -8,7 +8,7 @@
  * Skipped with a message only when nginx is not installed AND this is not CI (.ci/run installs
  * Debian's `nginx`); under CI a missing binary fails. DPOW_NGINX names another binary.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
