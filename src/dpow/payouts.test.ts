@@ -1,5 +1,8 @@
-import { describe, expect, it } from 'vitest';
-import { parsePayoutsReport, payoutsUrl, PAYOUTS_SHOWN } from './payouts.ts';
+/** The payouts report: the codec both sides share, and loadPayouts against real HTTP answers. */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadPayouts, parsePayoutsReport, payoutsUrl, PAYOUTS_SHOWN } from './payouts.ts';
 
 const REPORT = {
   address: 'nano_1111111111111111111111111111111111111111111111111111hifc8npp',
@@ -35,5 +38,45 @@ describe('the payouts report', () => {
   it('builds the endpoint URL from the page or a broker URL’s origin', () => {
     expect(payoutsUrl('https://dpow.example/', REPORT.address)).toBe(`https://dpow.example/api/payouts/${REPORT.address}`);
     expect(payoutsUrl('http://127.0.0.1:8787/mqtt', REPORT.address)).toBe(`http://127.0.0.1:8787/api/payouts/${REPORT.address}`);
+  });
+});
+
+const ADDRESS = REPORT.address;
+
+let origin: string;
+let server: http.Server;
+const answers: Record<string, [number, string, string?]> = {
+  report: [200, JSON.stringify(REPORT)],
+  unpaid: [200, JSON.stringify({ ...REPORT, paid: '0', serverHasPaid: false })],
+  static: [200, '<!doctype html><title>dpow-web</title>', 'text/html'],
+  missing: [404, 'Not found'],
+  limited: [429, '{"error":"too many requests"}'],
+  broken: [503, '{"error":"payouts are unavailable right now"}'],
+  foreign: [200, '{"paid":1.5}'],
+};
+
+beforeAll(async () => {
+  server = http.createServer((req, res) => {
+    const [status, body, type] = answers[(req.headers['x-case'] as string) ?? ''] ?? [500, ''];
+    res.writeHead(status, { 'Content-Type': type ?? 'application/json' }).end(body);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+/** fetch with the case named in a header, so one server answers every case. */
+const asCase = (name: string) => (url: string, init: { headers: Record<string, string> }) => fetch(url, { ...init, headers: { ...init.headers, 'X-Case': name } });
+
+describe('loadPayouts', () => {
+  it('reads a report, and says "none" where this server has not paid or has no endpoint', async () => {
+    expect(await loadPayouts(ADDRESS, origin, asCase('report'))).toEqual({ kind: 'report', report: REPORT });
+    expect(await loadPayouts(ADDRESS, origin, asCase('unpaid'))).toEqual({ kind: 'none', endpoint: true });
+    for (const name of ['static', 'missing', 'foreign']) expect(await loadPayouts(ADDRESS, origin, asCase(name)), name).toEqual({ kind: 'none', endpoint: false });
+  });
+
+  it('says "unavailable" for a refusal to answer now, and for no connection at all', async () => {
+    for (const name of ['limited', 'broken']) expect(await loadPayouts(ADDRESS, origin, asCase(name)), name).toEqual({ kind: 'unavailable' });
+    expect(await loadPayouts(ADDRESS, 'http://127.0.0.1:1', fetch)).toEqual({ kind: 'unavailable' });
   });
 });

@@ -1,7 +1,7 @@
 /**
  * What a server has paid one payout address: the JSON of `GET /api/payouts/<address>`, written
- * by the app server (server/http/payouts-api.ts) and read by the page's rewards card and the
- * headless worker's summary. One codec for both sides; the reader trusts nothing in it.
+ * by the app server (server/http/payouts-api.ts) and read (loadPayouts) by the page's rewards
+ * card and the headless worker's summary. One codec for both sides; the reader trusts nothing.
  *
  *   {
  *     "address": "nano_…",
@@ -72,4 +72,43 @@ export function parsePayoutsReport(input: unknown): PayoutsReport | undefined {
     payouts: payouts as PayoutEntry[],
     serverHasPaid: r.serverHasPaid,
   };
+}
+
+export type PayoutsView =
+  /**
+   * This server has not paid: it answered that it has made no payout run (`endpoint`), or it
+   * has no payouts endpoint at all (a static host, a plain broker, an older server).
+   */
+  | { kind: 'none'; endpoint: boolean }
+  /** No answer right now (offline, rate-limited, the store busy): ask again later. */
+  | { kind: 'unavailable' }
+  | { kind: 'report'; report: PayoutsReport };
+
+/** The part of fetch loadPayouts uses, so the page and Node pass their own. */
+export type FetchLike = (
+  url: string,
+  init: { cache: 'no-cache'; headers: Record<string, string>; signal?: AbortSignal },
+) => Promise<{ status: number; ok: boolean; json(): Promise<unknown> }>;
+
+/** What the server at `base` paid `address`, as a value: nothing here throws. */
+export async function loadPayouts(address: string, base: string, fetchImpl: FetchLike, signal?: AbortSignal): Promise<PayoutsView> {
+  let response: Awaited<ReturnType<FetchLike>>;
+  try {
+    // `no-cache`: revalidate with the ETag, so a fresh payout shows at once and an unchanged one costs a 304.
+    response = await fetchImpl(payoutsUrl(base, address), { cache: 'no-cache', headers: { Accept: 'application/json' }, ...(signal ? { signal } : {}) });
+  } catch {
+    return { kind: 'unavailable' };
+  }
+  if (response.status === 404 || response.status === 405) return { kind: 'none', endpoint: false };
+  if (!response.ok) return { kind: 'unavailable' };
+  let body: unknown;
+  try {
+    body = await response.json();
+  } catch {
+    // HTML where JSON should be: a static host's fallback page, so no payouts endpoint there.
+    return { kind: 'none', endpoint: false };
+  }
+  const report = parsePayoutsReport(body);
+  if (!report) return { kind: 'none', endpoint: false };
+  return report.serverHasPaid ? { kind: 'report', report } : { kind: 'none', endpoint: true };
 }

@@ -6,21 +6,23 @@
  */
 import { useEffect, useState } from 'preact/hooks';
 import { formatNano } from '../../dpow/nano-amount.ts';
-import { loadPayouts, PAYOUTS_REFRESH_MS, type PayoutsView } from '../payouts.ts';
+import { loadPayouts, type PayoutsView } from '../../dpow/payouts.ts';
 import { BlockLink } from './BlockLink.tsx';
 import './payouts.css';
 
 const DATE = new Intl.DateTimeFormat('en', { dateStyle: 'medium' });
 const MOMENT = new Intl.DateTimeFormat('en', { dateStyle: 'medium', timeStyle: 'short' });
 const nano = (raw: string) => `${formatNano(BigInt(raw))} NANO`;
+/** Asked again this often while the card shows (well inside the endpoint's 60 a minute). */
+const REFRESH_MS = 60_000;
 
 export function Payouts({ address, explorerTemplate, snapshotKey }: { address: string; explorerTemplate: string; snapshotKey: string }) {
-  const [view, setView] = useState<PayoutsView>({ kind: 'loading' });
+  const [view, setView] = useState<PayoutsView | { kind: 'loading' }>({ kind: 'loading' });
   useEffect(() => {
     let live = true;
-    const load = () => void loadPayouts(address, window.location.origin).then((next) => live && setView(next));
+    const load = () => void loadPayouts(address, window.location.origin, fetch).then((next) => live && setView(next));
     load();
-    const timer = setInterval(load, PAYOUTS_REFRESH_MS);
+    const timer = setInterval(load, REFRESH_MS);
     return () => {
       live = false;
       clearInterval(timer);
