@@ -13,6 +13,7 @@ import { MemoryStore } from '../store/memory-store.ts';
 import type { DispatcherStore } from '../store/store.ts';
 import { startAppServer } from './app-server.ts';
 import { createPayoutsApi } from './payouts-api.ts';
+import type { Logger } from '../log.ts';
 
 const cleanups = cleanupsAfterEach();
 const A = encodeAddress('a1'.repeat(32));
@@ -122,8 +123,8 @@ describe('GET /api/payouts/<address>', () => {
 });
 
 describe('the payouts endpoint on its own', () => {
-  async function serve(store: DispatcherStore, perMinute: number, now: () => number) {
-    const api = createPayoutsApi({ store, perMinute, now });
+  async function serve(store: DispatcherStore, perMinute: number, now: () => number, log?: Logger) {
+    const api = createPayoutsApi({ store, perMinute, now, ...(log ? { log } : {}) });
     const server = http.createServer((req, res) => void api.handleRequest(req, res).then((handled) => handled || res.writeHead(404).end()));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     cleanups.push(() => new Promise((r) => server.close(r)), () => api.close());
@@ -157,5 +158,17 @@ describe('the payouts endpoint on its own', () => {
     expect(res.headers.get('retry-after')).toBe('5');
     expect(await res.json()).toEqual({ error: 'payouts are unavailable right now' });
     expect(api.counters.unavailable).toBe(1);
+  });
+
+  it('logs a flood of bad addresses as one line and a count, each field clipped', async () => {
+    const lines: string[] = [];
+    const log: Logger = { info: (m) => lines.push(m), warn: (m) => lines.push(m), error: (m) => lines.push(m) };
+    const { api, url } = await serve(new MemoryStore(), 1000, Date.now, log);
+    for (let i = 0; i < 50; i++) expect((await fetch(`${url}api/payouts/nano_${'x'.repeat(90)}${i}`)).status).toBe(400);
+    expect(api.counters['bad-address']).toBe(50);
+    api.close();
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^payouts: bad address "nano_x{75}"…\(\+\d+ chars\) from "127\.0\.0\.1": address must have 60 characters/);
+    expect(lines[1]).toMatch(/^payouts: bad address: 49 more in 10 s, not logged one by one/);
   });
 });

@@ -17,6 +17,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { checkAddress, NANO_PREFIXES } from '../../dpow/address.ts';
 import { PAYOUTS_PATH, PAYOUTS_SHOWN, type PayoutsReport } from '../../dpow/payouts.ts';
 import { silentLogger, type Logger } from '../log.ts';
+import { clip, LogLimiter } from '../log-limit.ts';
 import type { AddressPayouts } from '../store/payout-ledger.ts';
 import type { DispatcherStore } from '../store/store.ts';
 import { RateLimiter } from './rate-limit.ts';
@@ -66,12 +67,9 @@ export function createPayoutsApi(options: PayoutsApiOptions): PayoutsApi {
   const perMinute = options.perMinute ?? PAYOUTS_PER_MINUTE;
   const limiter = new RateLimiter({ now: options.now });
   const counters: Record<PayoutsOutcome, number> = { ok: 0, 'not-modified': 0, 'bad-method': 0, 'bad-address': 0, 'rate-limited': 0, unavailable: 0 };
-  /** Callers being refused, so each is logged once per spell rather than once per request. */
-  const limited = new Set<string>();
-  const prune = setInterval(() => {
-    limiter.prune();
-    limited.clear();
-  }, 60_000);
+  // Refusals are counted one by one and logged as one line per kind and interval.
+  const refusals = new LogLimiter(log);
+  const prune = setInterval(() => limiter.prune(), 60_000);
   prune.unref();
 
   function send(req: IncomingMessage, res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -93,8 +91,7 @@ export function createPayoutsApi(options: PayoutsApiOptions): PayoutsApi {
     const decision = limiter.take(sourceKey(caller), perMinute);
     if (!decision.ok) {
       counters['rate-limited']++;
-      if (!limited.has(caller)) log.info(`payouts: rate limit reached for ${caller}`);
-      limited.add(caller);
+      refusals.info('payouts: rate limited', `payouts: rate limit reached for ${clip(caller)}`);
       send(req, res, 429, { error: 'too many requests, try again later' }, { 'Retry-After': String(Math.ceil(decision.retryAfterMs / 1000)) });
       return true;
     }
@@ -102,7 +99,7 @@ export function createPayoutsApi(options: PayoutsApiOptions): PayoutsApi {
     const check = segment.length <= MAX_SEGMENT ? checkAddress(segment, NANO_PREFIXES) : ({ ok: false, reason: `an address has at most ${MAX_SEGMENT} characters` } as const);
     if (!check.ok) {
       counters['bad-address']++;
-      log.info(`payouts: bad address from ${caller}: ${check.reason}`);
+      refusals.info('payouts: bad address', `payouts: bad address ${clip(segment)} from ${clip(caller)}: ${check.reason}`);
       send(req, res, 400, { error: check.reason });
       return true;
     }
@@ -127,5 +124,12 @@ export function createPayoutsApi(options: PayoutsApiOptions): PayoutsApi {
     return true;
   }
 
-  return { handleRequest, counters, close: () => clearInterval(prune) };
+  return {
+    handleRequest,
+    counters,
+    close() {
+      clearInterval(prune);
+      refusals.close();
+    },
+  };
 }
