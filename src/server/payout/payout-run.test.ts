@@ -17,7 +17,7 @@ import { breakChecksum } from '../../testkit/address.ts';
 import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
 import { NanoNodeDouble } from '../../testkit/nano-node.ts';
 import { RedisServer, skipWithoutRedis } from '../../testkit/redis.ts';
-import { waitFor } from '../../testkit/wait.ts';
+import { waitFor, waitForAsync } from '../../testkit/wait.ts';
 import { RedisStore } from '../store/redis-store.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import type { DispatcherStore } from '../store/store.ts';
@@ -307,6 +307,38 @@ describe.each(BACKENDS)('payout runs on $name', ({ skip, open }) => {
     for (const p of outcome.payments) w.node.confirm(p.block!);
     const checked = await resumePayout(w.deps, outcome.run.id);
     expect(checked?.payments.map((p) => p.status)).toEqual(['confirmed', 'confirmed', 'confirmed']);
+    await expectPaidExactlyOnce(w);
+  });
+});
+
+describe.skipIf(skipRedis)('a payout run when Redis goes away', () => {
+  let persistent: RedisServer;
+  beforeAll(async () => {
+    persistent = await RedisServer.start({ persist: true });
+  });
+  afterAll(async () => {
+    await persistent?.close();
+  });
+
+  it('stops cleanly when the node sent but the ledger could not record it, and the resume records the same block', async () => {
+    const w = await world(() => RedisStore.open(persistent.url(), { prefix: `o${randomBytes(4).toString('hex')}:` }));
+    for (const v of w.volunteers) await w.credit(v, 1);
+    let booked = 0;
+    w.node.onBooked = () => {
+      if (++booked !== 2) return;
+      // The node has made the second block; its answer waits until Redis is down.
+      w.node.holdSends(1);
+      void persistent.stop().then(() => w.node.releaseHeld());
+    };
+    const outcome = await pay(w);
+    expect(outcome.stopped).toMatch(/^recording the payment to nano_\w+ failed: /);
+    expect(w.node.blocks.size).toBe(2);
+    w.node.onBooked = undefined;
+    await persistent.start();
+    await waitForAsync('the store back', () => w.store.payouts.unfinishedRun().catch(() => undefined), 20_000);
+    const resumed = await resumePayout(w.deps);
+    expect(resumed?.run.status).toBe('done');
+    expect(w.node.blocks.size).toBe(3);
     await expectPaidExactlyOnce(w);
   });
 });

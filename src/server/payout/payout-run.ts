@@ -213,32 +213,46 @@ export async function resumePayout(deps: PayoutDeps, runId?: string): Promise<Ru
 
 /** Sends every planned payment of the run, in order, then checks confirmations. */
 async function sendRun(deps: PayoutDeps, runId: string): Promise<RunOutcome> {
-  const { store, node } = deps;
+  const { store } = deps;
   const now = deps.now ?? Date.now;
   const { run, payments } = (await store.payouts.getRun(runId))!;
   if (run.status !== 'done') await store.payouts.setRunStatus(runId, 'sending');
   for (const payment of payments) {
     if (payment.status !== 'planned') continue;
-    const request = { wallet: deps.wallet, source: run.source, destination: payment.address, amount: payment.amount, id: payment.sendId! };
-    const sent = await ask(deps, `send to ${payment.address}`, () => node.send(request));
-    if (sent.ok) {
-      deps.report({ kind: 'sent', payment: await store.payouts.markSent(runId, payment.address, sent.value, now()) });
-      continue;
+    let error: string | undefined;
+    try {
+      error = await sendOne(deps, run, payment);
+    } catch (err) {
+      // The store failed to record (or refused a block the node's id should have repeated): what
+      // the node sent is safe, its id answers the same block when the run is resumed.
+      error = `recording the payment to ${payment.address} failed: ${(err as Error).message}`;
     }
-    if (!sent.unreachable && sent.message === 'Bad destination account') {
-      const reason = `the node refused the address: ${sent.message}`;
-      await store.payouts.carryPayment(runId, payment.address, reason);
-      deps.report({ kind: 'carried', payment: { ...payment, status: 'carried', reason }, reason });
-      continue;
-    }
-    const error = sent.unreachable ? sent.message : `the node answered "${sent.message}" to the payment to ${payment.address}`;
-    await store.payouts.setRunStatus(runId, 'stopped', { error });
-    const stopped = (await store.payouts.getRun(runId))!;
-    return { ...stopped, stopped: error };
+    if (error === undefined) continue;
+    await store.payouts.setRunStatus(runId, 'stopped', { error }).catch(() => undefined);
+    const stopped = await store.payouts.getRun(runId).catch(() => undefined);
+    return { ...(stopped ?? { run: { ...run, status: 'stopped', error }, payments }), stopped: error };
   }
   if (run.status !== 'done') await store.payouts.setRunStatus(runId, 'done', { at: now() });
   await checkConfirmations(deps, runId);
   return (await store.payouts.getRun(runId))!;
+}
+
+/** Sends one planned payment and records what came of it; the reason the run must stop, if it must. */
+async function sendOne(deps: PayoutDeps, run: PayoutRun, payment: PayoutPayment): Promise<string | undefined> {
+  const { store, node } = deps;
+  const request = { wallet: deps.wallet, source: run.source, destination: payment.address, amount: payment.amount, id: payment.sendId! };
+  const sent = await ask(deps, `send to ${payment.address}`, () => node.send(request));
+  if (sent.ok) {
+    deps.report({ kind: 'sent', payment: await store.payouts.markSent(run.id, payment.address, sent.value, (deps.now ?? Date.now)()) });
+    return undefined;
+  }
+  if (!sent.unreachable && sent.message === 'Bad destination account') {
+    const reason = `the node refused the address: ${sent.message}`;
+    await store.payouts.carryPayment(run.id, payment.address, reason);
+    deps.report({ kind: 'carried', payment: { ...payment, status: 'carried', reason }, reason });
+    return undefined;
+  }
+  return sent.unreachable ? sent.message : `the node answered "${sent.message}" to the payment to ${payment.address}`;
 }
 
 /** One block_info per sent payment; confirmed ones are marked. A node that does not answer leaves them as sent. */
