@@ -260,7 +260,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
 
     const rpc = typeof options.serviceApi === 'object' ? options.serviceApi.rpc : undefined;
     const access = options.metrics ?? (rpc === undefined ? 'loopback' : rpc.enabled ? rpc.allow : false);
-    metrics = createServerMetrics({ store, dispatcher, broker, serviceApi, access, guard, operatorPasswordHash: options.metricsPasswordHash, log });
+    metrics = createServerMetrics({ store, dispatcher, broker, serviceApi, payouts, access, guard, operatorPasswordHash: options.metricsPasswordHash, log });
 
     return {
       url: `${origin}/`,

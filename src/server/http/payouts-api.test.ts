@@ -119,6 +119,10 @@ describe('GET /api/payouts/<address>', () => {
     const post = await fetch(payoutsUrl(server.url, A), { method: 'POST', body: 'x' });
     expect(post.status).toBe(405);
     expect(post.headers.get('allow')).toBe('GET, HEAD');
+    // Each refusal is counted where the operator reads the server's numbers.
+    const metrics = await (await fetch(`${server.url}metrics`)).text();
+    expect(metrics).toContain('dpow_payouts_requests_total{outcome="bad-address"} 5');
+    expect(metrics).toContain('dpow_payouts_requests_total{outcome="bad-method"} 1');
   });
 });
 
