@@ -9,6 +9,7 @@ import mqtt from 'mqtt';
 import { startAppServer, type AppServer } from '../src/server/http/app-server.ts';
 import { encodeAddress } from '../src/dpow/address.ts';
 import type { WorkAnswer } from '../src/server/types.ts';
+import type { DispatcherStore } from '../src/server/store/store.ts';
 
 export const SERVER_LOGIN = { username: 'server', password: `e2e-${randomBytes(9).toString('base64url')}` };
 /** About 4096 hashes: instant on any backend. */
@@ -33,10 +34,12 @@ export function randomAddress(): string {
   return encodeAddress(randomBytes(32));
 }
 
-export async function startStack(options: { staticDir?: string } = {}): Promise<Stack> {
+/** `store`: the stack's state (default a MemoryStore); the caller closes a store it gives. */
+export async function startStack(options: { staticDir?: string; store?: DispatcherStore } = {}): Promise<Stack> {
   const app = await startAppServer({
     port: 0,
     staticDir: options.staticDir ?? 'dist',
+    ...(options.store ? { store: options.store } : {}),
     demo: false,
     brokerUsers: { server: SERVER_LOGIN },
     deployment: { title: 'dpow-web', explorerBlockUrl: EXPLORER },

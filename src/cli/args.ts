@@ -18,6 +18,7 @@ export const COMMAND_SUMMARIES = {
   worker: 'headless DPoW worker',
   service: 'manage on-demand services (add|list|remove|rekey)',
   snapshot: 'record the payout snapshot',
+  payout: 'pay volunteers in Nano, exactly once (list|show)',
 } as const;
 
 export type CommandName = keyof typeof COMMAND_SUMMARIES;

@@ -24,6 +24,7 @@ const definitions: Record<CommandName, () => Promise<Command>> = {
   worker: async () => (await import('./worker.ts')).command(),
   service: async () => (await import('./service.ts')).command(),
   snapshot: async () => (await import('./snapshot.ts')).command(),
+  payout: async () => (await import('./payout.ts')).command(),
 };
 
 describe('dpow-web <command> --help', () => {

@@ -12,6 +12,7 @@ const COMMANDS: Record<CommandName, () => Promise<{ run(argv: string[]): Promise
   worker: () => import('./worker.ts'),
   service: () => import('./service.ts'),
   snapshot: () => import('./snapshot.ts'),
+  payout: () => import('./payout.ts'),
 };
 
 export function usage(): string {

@@ -14,7 +14,8 @@
 import type { Command } from 'commander';
 import { CliError, defineCommand, defineSubcommand, intOption, parseCommandAsync } from './args.ts';
 import { generateApiKey, hashApiKey } from '../server/http/api-keys.ts';
-import { openCliStore, STORE_OPTION } from './store-option.ts';
+import { DATA_OPTION, openCliStore, STORE_OPTION } from './store-option.ts';
+import { formatTable } from './table.ts';
 import type { DispatcherStore, ServiceRecord } from '../server/store/store.ts';
 
 const USER = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -122,8 +123,7 @@ async function list(values: { data: string; store?: string; json?: boolean }): P
         r.rate === 0 ? 'unlimited' : String(r.rate),
       ]),
     ];
-    const widths = table[0].map((_, i) => Math.max(...table.map((row) => row[i].length)));
-    for (const row of table) out(row.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd());
+    for (const line of formatTable(table)) out(line);
     return 0;
   });
 }
@@ -149,8 +149,6 @@ async function rekey(userArg: string, values: { data: string; store?: string; js
   });
 }
 
-const DATA = ['--data <dir>', 'the state directory dpow-web start uses', '.data'] as const;
-
 /** `service` and its four subcommands; each action reports its exit code through `done`. */
 export function command(done: (code: number) => void = () => {}): Command {
   const service = defineCommand('service');
@@ -161,23 +159,23 @@ export function command(done: (code: number) => void = () => {}): Command {
     .option('--private', 'count it in the private total, not by name')
     .option('--rate <n>', 'requests per minute allowed (0 = unlimited)')
     .option('--json', 'print {user, api_key} as JSON')
-    .option(...DATA)
+    .option(...DATA_OPTION)
     .option(...STORE_OPTION)
     .action(async (user: string, options: AddOptions) => done(await add(user, options)));
   defineSubcommand(service, 'list', 'list services with their counters')
     .option('--json', 'one JSON line')
-    .option(...DATA)
+    .option(...DATA_OPTION)
     .option(...STORE_OPTION)
     .action(async (options: { data: string; store?: string; json?: boolean }) => done(await list(options)));
   defineSubcommand(service, 'remove', 'remove a service; its key stops working at once')
     .argument('<user>')
-    .option(...DATA)
+    .option(...DATA_OPTION)
     .option(...STORE_OPTION)
     .action(async (user: string, options: { data: string; store?: string }) => done(await remove(user, options)));
   defineSubcommand(service, 'rekey', 'give a service a new API key; the old one stops working at once')
     .argument('<user>')
     .option('--json', 'print {user, api_key} as JSON')
-    .option(...DATA)
+    .option(...DATA_OPTION)
     .option(...STORE_OPTION)
     .action(async (user: string, options: { data: string; store?: string; json?: boolean }) => done(await rekey(user, options)));
   return service;

@@ -6,7 +6,8 @@ import { CliError } from './args.ts';
 import { describeStore, isStoreUrl, openStore } from '../server/store/open-store.ts';
 import type { DispatcherStore } from '../server/store/store.ts';
 
-/** The commander option, spread into `.option(...)`. */
+/** The commander options, spread into `.option(...)`. */
+export const DATA_OPTION = ['--data <dir>', 'the state directory dpow-web start uses', '.data'] as const;
 export const STORE_OPTION = ['--store <url>', 'shared state in Redis instead of SQLite under --data: redis://host:port/db'] as const;
 
 export async function openCliStore(values: { data?: string; store?: string }, options: { workRetentionMs?: number } = {}): Promise<DispatcherStore> {

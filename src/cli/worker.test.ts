@@ -2,13 +2,16 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { main } from './main.ts';
-import { formatEvent, formatRateLine, formatSummary, parseWorkerOptions } from './worker.ts';
+import { formatEvent, formatPaidLine, formatRateLine, formatSummary, parseWorkerOptions, payoutsOrigin } from './worker.ts';
 import { CliError } from './args.ts';
 import { validateWork } from '../pow/work.ts';
 import type { ClientState } from '../dpow/state.ts';
 import { cleanupsAfterEach, closeAfter } from '../testkit/cleanups.ts';
 import { waitFor } from '../testkit/wait.ts';
 import { startPublisher, startWsBroker } from '../testkit/ws-broker.ts';
+import { recordPayoutRun } from '../testkit/payouts.ts';
+import { startAppServer } from '../server/http/app-server.ts';
+import { MemoryStore } from '../server/store/memory-store.ts';
 
 const ADDRESS = 'nano_1ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4myzudyzq';
 const BIN = fileURLToPath(new URL('../../bin/dpow-web.mjs', import.meta.url));
@@ -130,6 +133,8 @@ describe('dpow-web worker process', () => {
     expect(all).toContain('rejected: bad-field-count 1');
     // The average over the time spent computing, not the idle rate at shutdown.
     expect(all).toMatch(/hashrate: [1-9][\d.]* [kM]?H\/s while computing on wasm/);
+    // A broker with no payouts endpoint behind it: no payout line.
+    expect(all).not.toContain('paid:');
     expect(out.stderr()).toBe('');
   });
 
@@ -146,5 +151,35 @@ describe('dpow-web worker process', () => {
       '3.20 GH/s sustained while computing, busy 4% of the last minute, tuned capacity 3.50 GH/s (plain-n8-w256)',
     );
     expect(formatRateLine({ ...state, sustained: { ...state.sustained, hashrate: 0 } })).toBeNull();
+  });
+
+  it('ends its summary with what the server has paid the address, read from the app server behind its broker', async () => {
+    const store = new MemoryStore();
+    const block = 'C0FFEE'.padEnd(64, '0');
+    await recordPayoutRun(store, 'r1', Date.UTC(2026, 0, 2), [{ address: ADDRESS, amount: 12_345n * 10n ** 24n, block, confirmed: true }]);
+    const app = closeAfter(cleanups, await startAppServer({ port: 0, store, demo: false }));
+    const child = spawn(process.execPath, [BIN, 'worker', '--broker', app.brokerWsUrl, '--address', ADDRESS, '--backend', 'wasm', '--threads', '1'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    cleanups.push(() => child.exitCode === null && child.kill('SIGKILL'));
+    const out = collect(child);
+    await waitFor('connected line', () => out.lines.find((l) => / connection +Connected to /.test(l)), 30_000);
+    child.kill('SIGINT');
+    expect(await out.exit).toBe(0);
+    expect([...out.lines, out.rest()].join('\n')).toContain('  paid: 0.012345 NANO in total to this address, last on 2026-01-02\n');
+  });
+
+  it('says what the payouts endpoint answered, and nothing when it could not be read', () => {
+    const report = { address: ADDRESS, paid: '1500000000000000000000000000000', carried: '0', payouts: [], serverHasPaid: true };
+    expect(formatPaidLine({ kind: 'report', report })).toBe('  paid: 1.5 NANO in total to this address');
+    expect(formatPaidLine({ kind: 'report', report: { ...report, carried: '4000000000000000000000000', payouts: [{ at: 0, amount: '1', status: 'sending' }] } })).toBe(
+      '  paid: 1.5 NANO in total to this address; 0.000004 NANO waiting for the next payout',
+    );
+    expect(formatPaidLine({ kind: 'none', endpoint: true })).toBe('  paid: this server has not paid yet');
+    expect(formatPaidLine({ kind: 'none', endpoint: false })).toBeNull();
+    expect(formatPaidLine({ kind: 'unavailable' })).toBeNull();
+    expect(payoutsOrigin('wss://dpow.example/mqtt')).toBe('https://dpow.example/');
+    expect(payoutsOrigin('ws://127.0.0.1:8787/mqtt')).toBe('http://127.0.0.1:8787/');
+    expect(payoutsOrigin('mqtt://broker.example:1883')).toBeUndefined();
   });
 });

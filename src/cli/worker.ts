@@ -7,7 +7,8 @@
  * The headless volunteer worker: the same DpowClient as the page, over the Node engine (Dawn
  * WebGPU or WASM threads). One line per event on stdout: timestamp, event, then for jobs the
  * type, short hash, multiplier, search time and backend. Ctrl-C (or SIGTERM) stops the client,
- * prints a summary and exits 0. A bad option or payout address exits 2 with the reason.
+ * prints a summary (with what the server has paid the address, when its /api/payouts/ answers)
+ * and exits 0. A bad option or payout address exits 2 with the reason.
  */
 import { CliError, defineCommand, intOption, parseCommand } from './args.ts';
 import { parseBackend } from './work.ts';
@@ -19,6 +20,8 @@ import { difficultyPolicy } from '../pow/difficulty.ts';
 import { requireVariant } from '../pow/kernel-family.ts';
 import type { BackendChoice } from '../pow/types.ts';
 import { formatHashrate } from '../pow/hashrate.ts';
+import { formatNano } from '../dpow/nano-amount.ts';
+import { loadPayouts, type PayoutsView } from '../dpow/payouts.ts';
 
 const WORK_CHOICES: readonly WorkChoice[] = ['any', 'precache', 'ondemand'];
 
@@ -161,6 +164,24 @@ export function formatSummary(state: ClientState, uptimeMs: number, hashrate: nu
   ].join('\n');
 }
 
+/** The app server behind a ws:// or wss:// broker URL (the embedded broker lives at its /mqtt); none for mqtt://. */
+export function payoutsOrigin(brokerUrl: string): string | undefined {
+  const url = new URL(brokerUrl);
+  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') return undefined;
+  return `${url.protocol === 'wss:' ? 'https' : 'http'}://${url.host}/`;
+}
+
+/** The summary's payout line, or null when no payouts endpoint answered. */
+export function formatPaidLine(view: PayoutsView): string | null {
+  if (view.kind === 'unavailable' || (view.kind === 'none' && !view.endpoint)) return null;
+  if (view.kind === 'none') return '  paid: this server has not paid yet';
+  const { paid, carried, payouts } = view.report;
+  const last = payouts.find((p) => p.status !== 'sending');
+  const when = last ? `, last on ${new Date(last.at).toISOString().slice(0, 10)}` : '';
+  const waiting = carried !== '0' ? `; ${formatNano(BigInt(carried))} NANO waiting for the next payout` : '';
+  return `  paid: ${formatNano(BigInt(paid))} NANO in total to this address${when}${waiting}`;
+}
+
 export async function run(argv: string[]): Promise<number> {
   const { maxMultiplier, ...settings } = parseWorkerOptions(argv);
   // One policy for the queue and the engine, so both refuse the same work.
@@ -233,5 +254,8 @@ export async function run(argv: string[]): Promise<number> {
   const { totalHashes } = await engine.status();
   engine.dispose();
   out(formatSummary(state, Date.now() - startedAt, computingMs > 0 ? (totalHashes * 1000) / computingMs : 0));
+  const origin = payoutsOrigin(settings.brokerUrl);
+  const paid = origin ? formatPaidLine(await loadPayouts(settings.address, origin, fetch, AbortSignal.timeout(3000))) : null;
+  if (paid) out(paid);
   return 0;
 }

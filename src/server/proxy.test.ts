@@ -2,12 +2,13 @@
  * The shipped reverse-proxy config (deploy/nginx/dpow-web.conf) on Debian's real nginx, run
  * unprivileged-style on loopback with a self-signed certificate made by openssl, in front of a
  * real dpow-web app server: the page and /config.json over https, MQTT over wss:// through
- * /mqtt, http:// redirected, and the loopback-only work RPC refused to proxied callers.
+ * /mqtt, http:// redirected, the loopback-only work RPC refused to proxied callers, and
+ * /api/payouts/ passed through, also in the variant the file describes for serving dist/.
  *
  * Skipped with a message only when nginx is not installed AND this is not CI (.ci/run installs
  * Debian's `nginx`); under CI a missing binary fails. DPOW_NGINX names another binary.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
@@ -18,6 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAppServer, type AppServer } from './http/app-server.ts';
 import { hashApiKey } from './http/api-keys.ts';
 import { canConnect, freePort } from '../testkit/net.ts';
+import { encodeAddress } from '../dpow/address.ts';
 
 const NGINX = process.env.DPOW_NGINX ?? '/usr/sbin/nginx';
 const METRICS_PASSWORD = 'operator-metrics-password';
@@ -60,12 +62,79 @@ function httpsRequest(url: string, ca: string, init: { method?: string; body?: s
   });
 }
 
+/** The site as the file's own comment says to change it when nginx serves dist/ from `root`. */
+function staticVariant(site: string, root: string): string {
+  const marker = /# To serve the built page \(dist\/\) from nginx instead[^\n]*\n(?:\s*#[^\n]*\n)*/.exec(site);
+  if (!marker) throw new Error('deploy/nginx/dpow-web.conf has no "To serve the built page (dist/)" comment');
+  const blocks = marker[0]
+    .split('\n')
+    .filter((line) => /^\s*# {3}/.test(line))
+    .map((line) => line.replace(/^(\s*)# {3}/, '$1'))
+    .join('\n')
+    .replace(/root \S+;/, `root ${root};`);
+  const proxied = /\n(\s*)location \/ \{\n\s*proxy_pass http:\/\/dpow_web;\n\s*\}\n/;
+  if (!proxied.test(site)) throw new Error('deploy/nginx/dpow-web.conf has no proxied `location /` block');
+  return site.replace(proxied, `\n${blocks}\n`);
+}
+
+interface Nginx {
+  https: number;
+  http: number;
+  stop(): Promise<void>;
+}
+
+/** Debian's nginx with `site` (test ports and certificate swapped in), under its own prefix in `dir`. */
+async function startNginx(dir: string, site: string, upstream: number, cert: string, key: string): Promise<Nginx> {
+  const ports = { https: await freePort(), http: await freePort() };
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'dpow-web.conf'), siteForTest(site, { upstream, ...ports, cert, key }));
+  // The host's nginx.conf minus everything that needs root's paths: the site included as shipped.
+  const temp = (name: string) => `${name}_temp_path ${join(dir, name)};`;
+  writeFileSync(
+    join(dir, 'nginx.conf'),
+    [
+      'daemon off;',
+      'worker_processes 1;',
+      `pid ${join(dir, 'nginx.pid')};`,
+      `error_log ${join(dir, 'error.log')} notice;`,
+      // As root, nginx would switch its workers to a system user that cannot read the temp folder.
+      ...(process.getuid?.() === 0 ? ['user root root;'] : []),
+      'events { worker_connections 64; }',
+      'http {',
+      '  access_log off;',
+      `  ${['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map(temp).join('\n  ')}`,
+      `  include ${join(dir, 'dpow-web.conf')};`,
+      '}',
+      '',
+    ].join('\n'),
+  );
+  let log = '';
+  const nginx = spawn(NGINX, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  nginx.stdout!.on('data', (d) => (log += d));
+  nginx.stderr!.on('data', (d) => (log += d));
+  const stop = async () => {
+    if (nginx.exitCode !== null) return;
+    nginx.kill('SIGQUIT');
+    await new Promise((r) => nginx.once('exit', r));
+  };
+  const deadline = Date.now() + 10_000;
+  while (!((await canConnect('127.0.0.1', ports.https)) && (await canConnect('127.0.0.1', ports.http)))) {
+    if (nginx.exitCode !== null || Date.now() > deadline) {
+      await stop();
+      const errors = existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : '';
+      throw new Error(`nginx did not start:\n${log}\n${errors}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { ...ports, stop };
+}
+
 let dir: string;
 let app: AppServer;
-let nginx: ChildProcess | undefined;
-let nginxLog = '';
+let nginx: Nginx | undefined;
 let ca: string;
 let ports: { https: number; http: number };
+let certificate: { cert: string; key: string };
 
 describe.skipIf(!installed && !process.env.CI)('deploy/nginx in front of dpow-web on a real nginx', () => {
   beforeAll(async () => {
@@ -73,6 +142,7 @@ describe.skipIf(!installed && !process.env.CI)('deploy/nginx in front of dpow-we
     dir = mkdtempSync(join(tmpdir(), 'dpow-nginx-'));
     const cert = join(dir, 'cert.pem');
     const key = join(dir, 'key.pem');
+    certificate = { cert, key };
     const made = spawnSync(
       'openssl',
       ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
@@ -86,47 +156,12 @@ describe.skipIf(!installed && !process.env.CI)('deploy/nginx in front of dpow-we
     mkdirSync(site);
     writeFileSync(join(site, 'index.html'), '<!doctype html><title>dpow-web behind nginx</title>\n');
     app = await startAppServer({ port: 0, staticDir: site, demo: false, publicNames: ['dpow.example'], metricsPasswordHash: await hashApiKey(METRICS_PASSWORD, { N: 16, r: 1, p: 1 }) });
-    ports = { https: await freePort(), http: await freePort() };
-    const upstream = Number(new URL(app.url).port);
-    writeFileSync(join(dir, 'dpow-web.conf'), siteForTest(readFileSync(CONF, 'utf8'), { upstream, ...ports, cert, key }));
-    // The host's nginx.conf minus everything that needs root's paths: the site included as shipped.
-    const temp = (name: string) => `${name}_temp_path ${join(dir, name)};`;
-    writeFileSync(
-      join(dir, 'nginx.conf'),
-      [
-        'daemon off;',
-        'worker_processes 1;',
-        `pid ${join(dir, 'nginx.pid')};`,
-        `error_log ${join(dir, 'error.log')} notice;`,
-        // As root, nginx would switch its workers to a system user that cannot read the temp folder.
-        ...(process.getuid?.() === 0 ? ['user root root;'] : []),
-        'events { worker_connections 64; }',
-        'http {',
-        '  access_log off;',
-        `  ${['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map(temp).join('\n  ')}`,
-        `  include ${join(dir, 'dpow-web.conf')};`,
-        '}',
-        '',
-      ].join('\n'),
-    );
-    nginx = spawn(NGINX, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { stdio: ['ignore', 'pipe', 'pipe'] });
-    nginx.stdout!.on('data', (d) => (nginxLog += d));
-    nginx.stderr!.on('data', (d) => (nginxLog += d));
-    const deadline = Date.now() + 10_000;
-    while (!((await canConnect('127.0.0.1', ports.https)) && (await canConnect('127.0.0.1', ports.http)))) {
-      if (nginx.exitCode !== null || Date.now() > deadline) {
-        const log = existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : '';
-        throw new Error(`nginx did not start:\n${nginxLog}\n${log}`);
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    nginx = await startNginx(join(dir, 'shipped'), readFileSync(CONF, 'utf8'), Number(new URL(app.url).port), cert, key);
+    ports = nginx;
   });
 
   afterAll(async () => {
-    if (nginx && nginx.exitCode === null) {
-      nginx.kill('SIGQUIT');
-      await new Promise((r) => nginx!.once('exit', r));
-    }
+    await nginx?.stop();
     await app?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
@@ -186,5 +221,28 @@ describe.skipIf(!installed && !process.env.CI)('deploy/nginx in front of dpow-we
     expect((await httpsRequest(metrics, ca, { headers: { ...operator, Origin: 'https://attacker.example' } })).status).toBe(403);
     // nginx passes the Host it was asked for: a name dpow-web was not given is refused.
     expect((await httpsRequest(metrics, ca, { headers: { ...operator, Host: 'rebound.example' } })).status).toBe(403);
+  });
+
+  it('passes /api/payouts/ through, also when nginx serves the page from dist/ as the file describes', async () => {
+    const address = encodeAddress('a1'.repeat(32));
+    const proxied = await httpsRequest(`https://127.0.0.1:${ports.https}/api/payouts/${address}`, ca);
+    expect(proxied.status).toBe(200);
+    expect(JSON.parse(proxied.body)).toEqual({ address, paid: '0', carried: '0', payouts: [], serverHasPaid: false });
+
+    const dist = join(dir, 'dist');
+    mkdirSync(dist);
+    writeFileSync(join(dist, 'index.html'), '<!doctype html><title>dist served by nginx</title>\n');
+    const variant = await startNginx(join(dir, 'static'), staticVariant(readFileSync(CONF, 'utf8'), dist), Number(new URL(app.url).port), certificate.cert, certificate.key);
+    try {
+      const base = `https://127.0.0.1:${variant.https}`;
+      expect((await httpsRequest(`${base}/`, ca)).body).toContain('<title>dist served by nginx</title>');
+      expect((await httpsRequest(`${base}/some/route`, ca)).body).toContain('<title>dist served by nginx</title>');
+      expect(JSON.parse((await httpsRequest(`${base}/config.json`, ca)).body)).toMatchObject({ brokerUrl: '/mqtt' });
+      const payouts = await httpsRequest(`${base}/api/payouts/${address}`, ca);
+      expect(payouts.headers['content-type']).toBe('application/json; charset=utf-8');
+      expect(JSON.parse(payouts.body)).toMatchObject({ address, serverHasPaid: false });
+    } finally {
+      await variant.stop();
+    }
   });
 });

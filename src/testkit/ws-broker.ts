@@ -22,7 +22,8 @@ export async function startWsBroker(port = 0): Promise<TestBroker> {
   const aedes = await Aedes.createBroker();
   let connections = 0;
   aedes.on('client', () => connections++);
-  const server = http.createServer();
+  // Plain HTTP gets a 404, as from a real broker's WebSocket listener (a worker asks it for payouts).
+  const server = http.createServer((_req, res) => res.writeHead(404).end());
   const wss = new WebSocketServer({ server });
   wss.on('connection', (socket) => {
     const stream = createWebSocketStream(socket);

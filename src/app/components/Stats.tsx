@@ -1,8 +1,10 @@
 /** Personal stats (client/<address>) and the network's statistics table. */
 import type { AppController } from '../controller.ts';
 import type { Statistics } from '../../dpow/codec.ts';
-import { formatCount, shortHash } from '../format.ts';
-import { explorerLink, safeHref } from '../links.ts';
+import { formatCount } from '../format.ts';
+import { safeHref } from '../links.ts';
+import { BlockLink } from './BlockLink.tsx';
+import { Payouts } from './Payouts.tsx';
 
 export function PersonalStats({ app }: { app: AppController }) {
   const msg = app.state.value.lastClientMessage;
@@ -42,26 +44,19 @@ export function PersonalStats({ app }: { app: AppController }) {
           {msg.stats.block_rewarded && (
             <p class="rewarded">
               Last rewarded block:{' '}
-              <RewardedBlock hash={msg.stats.block_rewarded} template={app.config.explorerBlockUrl} />
+              <BlockLink hash={msg.stats.block_rewarded} template={app.config.explorerBlockUrl} testId="rewarded-block" />
             </p>
           )}
         </>
       )}
+      {app.addressCheck.value.ok && (
+        <Payouts
+          address={app.settings.value.address}
+          explorerTemplate={app.config.explorerBlockUrl}
+          snapshotKey={msg?.kind === 'stats' ? `${msg.stats.snapshot_precache}:${msg.stats.snapshot_ondemand}` : ''}
+        />
+      )}
     </section>
-  );
-}
-
-function RewardedBlock({ hash, template }: { hash: string; template: string }) {
-  const href = explorerLink(template, hash);
-  const text = shortHash(hash);
-  return href ? (
-    <a class="mono" href={href} target="_blank" rel="noopener noreferrer" title={hash} data-testid="rewarded-block">
-      {text}
-    </a>
-  ) : (
-    <span class="mono" title={hash} data-testid="rewarded-block">
-      {text}
-    </span>
   );
 }
 

@@ -5,6 +5,7 @@
  *   WS   /mqtt             the embedded broker (unless an external broker is named)
  *   POST /service/, WS /service_ws/, POST / and /rpc   the service API and work-server RPC
  *   GET  /metrics, /healthz, /readyz   for the operator (metrics.ts)
+ *   GET  /api/payouts/<address>        what was paid to a payout address (payouts-api.ts)
  *   GET  anything else     the built app from `dist/` (static.ts)
  *
  * plus the dispatcher (connected to the broker as the `server` user) and, by default, the demo
@@ -24,6 +25,7 @@ import { createServiceApi, isServiceApiRequest, type RpcAllow, type ServiceApi, 
 import { createServerMetrics, type ServerMetrics } from './metrics.ts';
 import { createRequestGuard } from './request-guard.ts';
 import { createStaticHandler } from './static.ts';
+import { createPayoutsApi } from './payouts-api.ts';
 import type { DispatcherStore } from '../store/store.ts';
 
 export interface ExternalBroker {
@@ -111,6 +113,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
   const wantDispatcher = options.dispatcher ?? true;
   const serveStatic = createStaticHandler({ root: options.staticDir ?? 'dist' });
   const guard = createRequestGuard({ host, publicNames: options.publicNames });
+  const payouts = createPayoutsApi({ store, log });
 
   let serviceApi: ServiceApi | undefined;
   // Until the dispatcher is connected and the API made, its callers get a JSON 503 to retry.
@@ -150,6 +153,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
       res.end(body);
       return;
     }
+    if (await payouts.handleRequest(req, res)) return;
     if (await serveStatic(req, res)) return;
     res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8' }).end('Method not allowed\n');
   }
@@ -183,6 +187,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
     apiStarting = false;
     demo?.stop();
     metrics?.close();
+    payouts.close();
     serviceApi?.close();
     await dispatcher?.stop().catch(() => {});
     await broker?.close().catch(() => {});
@@ -255,7 +260,7 @@ export async function startAppServer(options: AppServerOptions = {}): Promise<Ap
 
     const rpc = typeof options.serviceApi === 'object' ? options.serviceApi.rpc : undefined;
     const access = options.metrics ?? (rpc === undefined ? 'loopback' : rpc.enabled ? rpc.allow : false);
-    metrics = createServerMetrics({ store, dispatcher, broker, serviceApi, access, guard, operatorPasswordHash: options.metricsPasswordHash, log });
+    metrics = createServerMetrics({ store, dispatcher, broker, serviceApi, payouts, access, guard, operatorPasswordHash: options.metricsPasswordHash, log });
 
     return {
       url: `${origin}/`,

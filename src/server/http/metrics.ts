@@ -33,6 +33,8 @@ export interface ServerMetricsOptions {
   dispatcher?: Dispatcher;
   broker?: Broker;
   serviceApi?: ServiceApi;
+  /** The payouts endpoint's counters (payouts-api.ts). */
+  payouts?: { readonly counters: Readonly<Record<string, number>> };
   /**
    * Who may read /metrics without the operator's password, as `--rpc` says: loopback callers,
    * anyone, or (keys) nobody; false = not served at all.
@@ -186,6 +188,13 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
       ...entries(s.rpc.errors).map(([outcome, n]): [{ outcome: string }, number] => [{ outcome: `error:${outcome}` }, n]),
       [{ outcome: 'forbidden' }, s.rpc.forbidden],
     ]);
+  }
+
+  if (options.payouts) {
+    const p = options.payouts.counters;
+    readCounter(registry, 'dpow_payouts_requests_total', 'GET /api/payouts/<address> requests, by outcome (ok, not-modified or the refusal)', ['outcome'], () =>
+      entries(p).map(([outcome, n]): [{ outcome: string }, number] => [{ outcome }, n]),
+    );
   }
 
   readGauge(registry, 'dpow_feed_connected', '1 while a precache feed is connected to its node', ['feed'], () =>

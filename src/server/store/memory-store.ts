@@ -21,6 +21,7 @@ import type {
   TrackedAccount,
 } from './store.ts';
 import { assertRetention, assertWeight, assertWorkType, DEFAULT_WORK_RETENTION_MS, KNOWN_BLOCKS_PER_CHAIN } from './store.ts';
+import { MemoryPayoutLedger } from './memory-ledger.ts';
 
 export interface MemoryStoreOptions {
   /** See DEFAULT_WORK_RETENTION_MS. */
@@ -41,6 +42,7 @@ export class MemoryStore implements DispatcherStore {
   #closed = false;
   readonly #retentionMs: number;
   readonly #now: () => number;
+  readonly payouts = new MemoryPayoutLedger({ client: (address) => this.#clients.get(address), check: () => this.#open() });
 
   constructor(options: MemoryStoreOptions = {}) {
     this.#retentionMs = options.workRetentionMs ?? DEFAULT_WORK_RETENTION_MS;

@@ -44,7 +44,7 @@ import {
   type StoredWork,
   type TrackedAccount,
 } from './store.ts';
-
+import { RedisPayoutLedger } from './redis-ledger.ts';
 
 /**
  * KEYS: pending, work:<key>, totals, clients, client:<address>, service:<user>...
@@ -250,6 +250,7 @@ type Client = ReturnType<typeof connectClient>;
 
 export class RedisStore implements DispatcherStore {
   readonly cluster: ClusterLink;
+  readonly payouts: RedisPayoutLedger;
   readonly #client: Client;
   readonly #prefix: string;
   readonly #retentionMs: number;
@@ -270,6 +271,11 @@ export class RedisStore implements DispatcherStore {
       holdLease: (name, holder, ttlMs) => this.#holdLease(name, holder, ttlMs),
       releaseLease: (name, holder) => this.#releaseLease(name, holder),
     };
+    this.payouts = new RedisPayoutLedger({
+      key: (...parts) => this.#key(...parts),
+      script: (script, keys, args) => this.#run(script, keys, args),
+      command: (args) => (this.#check(), this.#client.sendCommand(args)),
+    });
   }
 
   /** Connects to `url` (redis://host:port/db); fails with the reason if it cannot within the timeout. */

@@ -89,6 +89,7 @@ describe('SqliteStore', () => {
     for (const c of ['weighted_precache', 'weighted_ondemand', 'snapshot_weighted_precache', 'snapshot_weighted_ondemand']) {
       raw.exec(`ALTER TABLE clients DROP COLUMN ${c}`);
     }
+    raw.exec('DROP TABLE payout_payments; DROP TABLE payout_runs; DROP TABLE payout_carry');
     raw.prepare('INSERT INTO clients (address, precache, ondemand, snapshot_precache, snapshot_ondemand, updated_at) VALUES (?, 5, 3, 2, 1, 0)').run(ADDR_A);
     raw.pragma('user_version = 2');
     raw.close();
@@ -103,6 +104,22 @@ describe('SqliteStore', () => {
     const credited = await upgraded.creditClient(ADDR_A, 'ondemand', HASH_1, 8);
     expect(credited).toMatchObject({ ondemand: 4, weighted_ondemand: 11 });
     await expect(upgraded.creditClient(ADDR_A, 'ondemand', HASH_1, Number.NaN)).rejects.toThrow(/weight/);
+    await upgraded.close();
+  });
+
+  it('upgrades a version 3 file to the payout ledger, keeping its clients', async () => {
+    const store = open();
+    await store.creditClient(ADDR_A, 'precache', HASH_1);
+    await store.close();
+    const raw = new Database(path);
+    raw.exec('DROP TABLE payout_payments; DROP TABLE payout_runs; DROP TABLE payout_carry');
+    raw.pragma('user_version = 3');
+    raw.close();
+    const upgraded = open();
+    expect(upgraded.schemaVersion).toBe(SCHEMA_VERSION);
+    expect(await upgraded.getClient(ADDR_A)).toMatchObject({ precache: 1 });
+    expect(await upgraded.payouts.listRuns(5)).toEqual([]);
+    expect(await upgraded.payouts.forAddress(ADDR_A, 5)).toMatchObject({ paid: 0n, serverRuns: 0 });
     await upgraded.close();
   });
 

@@ -29,6 +29,7 @@ import type {
   TrackedAccount,
 } from './store.ts';
 import { assertRetention, assertWeight, assertWorkType, DEFAULT_WORK_RETENTION_MS, KNOWN_BLOCKS_PER_CHAIN } from './store.ts';
+import { PAYOUT_LEDGER_MIGRATION, SqlitePayoutLedger } from './sqlite-ledger.ts';
 
 /** Each entry upgrades the schema by one version. Never edit a released entry: append. */
 const MIGRATIONS: readonly string[] = [
@@ -106,6 +107,8 @@ const MIGRATIONS: readonly string[] = [
   UPDATE clients SET weighted_precache = precache, weighted_ondemand = ondemand,
     snapshot_weighted_precache = snapshot_precache, snapshot_weighted_ondemand = snapshot_ondemand;
   `,
+  // 3 -> 4: the payout ledger (runs, payments, carried amounts).
+  PAYOUT_LEDGER_MIGRATION,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -234,6 +237,7 @@ export interface SqliteStoreOptions {
 
 export class SqliteStore implements DispatcherStore {
   readonly db: Database.Database;
+  readonly payouts: SqlitePayoutLedger;
   private readonly now: () => number;
   readonly #retentionMs: number;
   private closed = false;
@@ -257,6 +261,7 @@ export class SqliteStore implements DispatcherStore {
       this.db.close();
       throw err;
     }
+    this.payouts = new SqlitePayoutLedger(this.db, () => this.check());
   }
 
   /** The schema version the file is at (SCHEMA_VERSION after a successful open). */

@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { WorkType } from '../../dpow/codec.ts';
 import { KNOWN_BLOCKS_PER_CHAIN, type DispatcherStore, type ServiceRecord } from './store.ts';
+import { describePayoutLedger } from './ledger-suite.ts';
 
 const HASH = 'AB'.repeat(32);
 const ADDR = 'nano_1111111111111111111111111111111111111111111111111111hifc8npp';
@@ -260,4 +261,5 @@ export function describeDispatcherStore(
       await expect(store.getTotals()).rejects.toThrow(/closed/);
     });
   });
+  describePayoutLedger(name, () => make());
 }

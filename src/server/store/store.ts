@@ -4,6 +4,9 @@
  * Every method is async for that reason, even where SQLite is synchronous.
  */
 import { WORK_TYPES, type ClientStats, type WorkType } from '../../dpow/codec.ts';
+import type { PayoutLedger, SnapshotEntry } from './payout-ledger.ts';
+
+export type { SnapshotEntry };
 
 export interface ServiceRecord {
   user: string;
@@ -108,15 +111,6 @@ export interface SnapshotShare {
   /** With --weight difficulty: the paid works' summed multipliers the share came from. */
   weighted?: number;
   share: number;
-}
-
-export interface SnapshotEntry {
-  address: string;
-  precache?: number;
-  ondemand?: number;
-  /** The weighted sums the payout was computed from (set beside the counters they go with). */
-  weighted_precache?: number;
-  weighted_ondemand?: number;
 }
 
 /**
@@ -233,6 +227,9 @@ export interface DispatcherStore {
 
   // global counters
   getTotals(): Promise<{ precache: number; ondemand: number }>;
+
+  /** Payout runs and payments (payout-ledger.ts). */
+  readonly payouts: PayoutLedger;
 
   close(): Promise<void>;
 }
