@@ -15,7 +15,7 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
-import type { ConnectFn } from '../dpow/session.ts';
+import type { ConnectFn } from '../dpow/mqtt-connect.ts';
 import { ALL_PREFIXES, checkAddress } from '../dpow/address.ts';
 import {
   cancelCodec,
