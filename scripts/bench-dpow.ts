@@ -20,7 +20,7 @@ import { createNodeEngine } from '../src/pow-node/engine.ts';
 import type { PowEngine } from '../src/pow/engine.ts';
 import { parseDifficulty, rootToHex } from '../src/pow/work.ts';
 import { startAppServer, type AppServer } from '../src/server/http/app-server.ts';
-import type { AcceptedResult } from '../src/server/dispatcher.ts';
+import type { AcceptedResult } from '../src/server/dispatcher/dispatcher.ts';
 
 const { values: args } = parseArgs({
   options: {

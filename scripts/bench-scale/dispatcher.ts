@@ -5,7 +5,7 @@
  *   parent -> { cmd: 'precache', jobs: [[hash, difficulty hex]...] }  publishes the jobs
  *   parent -> { cmd: 'counters' }   child -> { counters, rssBytes, heapBytes }
  */
-import { Dispatcher } from '../../src/server/dispatcher.ts';
+import { Dispatcher } from '../../src/server/dispatcher/dispatcher.ts';
 import { createLogger } from '../../src/server/log.ts';
 import { openStore } from '../../src/server/store/open-store.ts';
 

@@ -22,7 +22,7 @@ import { CliError, collect, defineCommand, intOption, parseCommand, portOption }
 import { startAppServer, type AppServer } from '../server/http/app-server.ts';
 import type { ServerMetrics } from '../server/http/metrics.ts';
 import { startMetricsServer } from '../server/http/metrics-server.ts';
-import { Dispatcher } from '../server/dispatcher.ts';
+import { Dispatcher } from '../server/dispatcher/dispatcher.ts';
 import { createLogger, type Logger } from '../server/log.ts';
 import { MemoryStore } from '../server/store/memory-store.ts';
 import { describeStore } from '../server/store/open-store.ts';

@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { encodeAddress } from '../../dpow/address.ts';
 import { toU64Hex } from '../../pow/work.ts';
 import { startBroker, type Broker } from '../broker.ts';
-import { Dispatcher } from '../dispatcher.ts';
+import { Dispatcher } from '../dispatcher/dispatcher.ts';
 import { NanoFeed } from './nano-feed.ts';
 import { nanoConfirmation, startNanoSim } from '../sim/nano-sim.ts';
 import { parseFeedSpec, PrecachePolicy, startPrecacheFeed } from './precache.ts';

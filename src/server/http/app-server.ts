@@ -18,7 +18,7 @@ import { DEFAULT_DEPLOYMENT, type DeploymentConfig } from '../../dpow/deployment
 import { DEFAULT_POLICY, type DifficultyPolicy } from '../../pow/difficulty.ts';
 import { defaultBrokerUsers, startBroker, type Broker, type BrokerOptions, type BrokerUsers } from '../broker.ts';
 import { startDemoSource, type DemoOptions, type DemoSource } from '../sim/demo-source.ts';
-import { Dispatcher, type DispatcherOptions } from '../dispatcher.ts';
+import { Dispatcher, type DispatcherOptions } from '../dispatcher/dispatcher.ts';
 import { type Logger, silentLogger } from '../log.ts';
 import { MemoryStore } from '../store/memory-store.ts';
 import { createServiceApi, isServiceApiRequest, type RpcAllow, type ServiceApi, type ServiceApiOptions } from './service-api.ts';

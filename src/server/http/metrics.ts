@@ -16,7 +16,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { WORK_TYPES } from '../../dpow/codec.ts';
 import type { Broker } from '../broker.ts';
-import type { AcceptedResult, Dispatcher } from '../dispatcher.ts';
+import type { AcceptedResult, Dispatcher } from '../dispatcher/dispatcher.ts';
 import type { PrecacheFeed } from '../feeds/precache.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import type { DispatcherStore } from '../store/store.ts';
