@@ -28,6 +28,7 @@ import type { NanoConfirmation, NanoFeed } from './nano-feed.ts';
 import { qlcChainKey, ZERO_HASH, type QlcBlock, type QlcFeed, type QlcPending } from './qlc-feed.ts';
 import type { DispatcherStore } from '../store/store.ts';
 import type { DispatcherApi } from '../types.ts';
+import type { FeedSpec } from './feed-spec.ts';
 
 export interface PrecachePolicyOptions {
   dispatcher: Pick<DispatcherApi, 'precache' | 'withdraw' | 'onTracked'>;
@@ -364,24 +365,6 @@ export class PrecachePolicy extends EventEmitter<PrecacheEvents> {
 }
 
 // ------------------------------------------------------------------ wiring for `dpow-web start`
-
-/** `--feed` values: a real node's WebSocket, or a built-in test node in demo mode. */
-export type FeedSpec = { kind: 'qlc-sim' } | { kind: 'nano-sim' } | { kind: 'qlc'; url: string } | { kind: 'nano'; url: string };
-
-/** Parses `qlc-sim`, `nano-sim`, `qlc:<ws-url>` or `nano:<ws-url>`; throws an Error saying why not. */
-export function parseFeedSpec(text: string): FeedSpec {
-  if (text === 'qlc-sim' || text === 'nano-sim') return { kind: text };
-  const m = /^(qlc|nano):(wss?:\/\/.+)$/.exec(text);
-  if (m) {
-    try {
-      new URL(m[2]);
-    } catch {
-      throw new Error(`feed URL "${m[2]}" is not a URL`);
-    }
-    return { kind: m[1] as 'qlc' | 'nano', url: m[2] };
-  }
-  throw new Error(`--feed must be qlc-sim, nano-sim, qlc:ws://host:port or nano:ws://host:port, got "${text}"`);
-}
 
 export interface PrecacheFeed {
   policy: PrecachePolicy;
