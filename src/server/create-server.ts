@@ -16,6 +16,7 @@
 import type http from 'node:http';
 import { DEFAULT_DEPLOYMENT, type DeploymentConfig } from '../dpow/deployment.ts';
 import { DEFAULT_POLICY, type DifficultyPolicy } from '../pow/difficulty.ts';
+import { THRESHOLDS } from '../pow/work.ts';
 import {
   DEFAULT_CLIENT_CREDENTIALS,
   defaultBrokerUsers,
@@ -27,7 +28,8 @@ import {
 } from './broker.ts';
 import { Dispatcher, type DispatcherOptions, type DispatcherTuning } from './dispatcher/dispatcher.ts';
 import type { FeedSpec } from './feeds/feed-spec.ts';
-import type { PrecacheFeed, StartPrecacheOptions } from './feeds/precache.ts';
+import type { PrecachePolicyOptions } from './feeds/precache.ts';
+import type { NodeSource, PrecacheFeed } from './feeds/precache-feed.ts';
 import { AppHttpServer, BROKER_WS_PATH } from './http/app-server.ts';
 import { createServerMetrics, type ServerMetrics, type ServerMetricsOptions } from './http/metrics.ts';
 import { startMetricsServer } from './http/metrics-server.ts';
@@ -82,7 +84,7 @@ export interface ExternalBrokerConfig {
 export type ServiceApiConfig = Pick<ServiceApiOptions, 'rpc' | 'wsPingMs' | 'bodyTimeoutMs'>;
 
 /** Precache feeds from nodes (or simulated ones); on a shared store they follow the leader. */
-export interface FeedsConfig extends Pick<StartPrecacheOptions, 'accounts' | 'nanoDifficulty' | 'qlcDifficulty' | 'qlcOpenBlocks' | 'refreshMs'> {
+export interface FeedsConfig extends Pick<PrecachePolicyOptions, 'accounts' | 'nanoDifficulty' | 'qlcDifficulty' | 'qlcOpenBlocks' | 'refreshMs'> {
   specs: readonly FeedSpec[];
   /** The simulated nodes' pace: ms between made-up blocks. Default 5000. */
   simIntervalMs?: number;
@@ -401,18 +403,22 @@ async function startFeeds(
   const feeds = config.feeds;
   const running: PrecacheFeed[] = [];
   if (!feeds || feeds.specs.length === 0) return running;
-  const { startPrecacheFeed } = await import('./feeds/precache.ts');
+  const { startPrecacheFeed } = await import('./feeds/precache-feed.ts');
   const open = async () => {
     for (const spec of feeds.specs) {
-      const feed = await startPrecacheFeed(spec, {
+      const { source, accounts } = await nodeFor(spec, feeds.simIntervalMs ?? 5000);
+      const simulated = source.simulated !== undefined;
+      const feed = await startPrecacheFeed(source, {
         dispatcher,
         store,
-        accounts: feeds.accounts,
-        nanoDifficulty: feeds.nanoDifficulty,
+        accounts: [...(feeds.accounts ?? []), ...accounts],
+        // Made-up demo chains get light Nano work, so a CPU-only volunteer sees results.
+        nanoDifficulty: feeds.nanoDifficulty ?? (spec.kind === 'nano-sim' ? THRESHOLDS.nanoReceive : undefined),
         qlcDifficulty: feeds.qlcDifficulty,
         qlcOpenBlocks: feeds.qlcOpenBlocks,
         refreshMs: feeds.refreshMs,
-        demoIntervalMs: feeds.simIntervalMs,
+        // ... and vanish with the process instead of piling up in the store.
+        persist: !simulated,
         log,
       });
       running.push(feed);
@@ -434,6 +440,32 @@ async function startFeeds(
     await open();
   }
   return running;
+}
+
+/**
+ * The node a --feed spec names: a real node's WebSocket, or a simulated node started here, on
+ * 127.0.0.1 with an ephemeral port, making up blocks for a few accounts (tracked by the feed).
+ * The simulators are loaded only for a *-sim spec.
+ */
+async function nodeFor(spec: FeedSpec, intervalMs: number): Promise<{ source: NodeSource; accounts: string[] }> {
+  const demo = { intervalMs, accounts: 3 };
+  switch (spec.kind) {
+    case 'qlc':
+    case 'nano':
+      return { source: { coin: spec.kind, url: spec.url, description: `${spec.kind} ${spec.url}` }, accounts: [] };
+    case 'qlc-sim': {
+      const { startQlcSim } = await import('./sim/qlc-sim.ts');
+      const sim = await startQlcSim({ demo });
+      const accounts = [...new Set(sim.demoChains().map((c) => c.address))];
+      return { source: { coin: 'qlc', url: sim.url, description: `qlc-sim ${sim.url}`, simulated: sim }, accounts };
+    }
+    case 'nano-sim': {
+      const { startNanoSim } = await import('./sim/nano-sim.ts');
+      const sim = await startNanoSim({ demo });
+      const accounts = sim.demoAccounts().map((a) => a.account);
+      return { source: { coin: 'nano', url: sim.url, description: `nano-sim ${sim.url}`, simulated: sim }, accounts };
+    }
+  }
 }
 
 /** What to stop, newest first; each failure logged and the rest still stopped. */

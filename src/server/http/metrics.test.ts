@@ -8,7 +8,6 @@ import { ReferenceWorker } from '../../testkit/reference-worker.ts';
 import { addTestService } from '../../testkit/services.ts';
 import { waitFor } from '../../testkit/wait.ts';
 import { randomRoot } from '../../testkit/work.ts';
-import { startPrecacheFeed } from '../feeds/precache.ts';
 import { createServer, type AppConfig } from '../create-server.ts';
 import { hashApiKey } from './api-keys.ts';
 import { METRICS_USER } from './metrics.ts';
@@ -111,10 +110,8 @@ describe('GET /metrics', () => {
 
 describe('feed metrics', () => {
   it('report a precache feed as connected, with its events', async () => {
-    const { app, store } = await start();
-    const feed = await startPrecacheFeed({ kind: 'nano-sim' }, { dispatcher: app.dispatcher!, store, demoIntervalMs: 40, nanoDifficulty: 0xff00000000000000n, refreshMs: 0 });
-    cleanups.push(() => feed.close());
-    app.metrics.addFeed(feed);
+    const { app } = await start({ feeds: { specs: [{ kind: 'nano-sim' }], simIntervalMs: 40, nanoDifficulty: 0xff00000000000000n, refreshMs: 0 } });
+    const [feed] = app.feeds;
     await waitFor('the feed to connect and precache', () => feed.connected && feed.policy.stats.precached > 0);
     const text = await (await fetch(new URL('/metrics', app.url))).text();
     expect(sample(text, 'dpow_feed_connected', { feed: feed.description })).toBe(1);

@@ -17,7 +17,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import { WORK_TYPES } from '../../dpow/codec.ts';
 import type { Broker } from '../broker.ts';
 import type { AcceptedResult, Dispatcher } from '../dispatcher/dispatcher.ts';
-import type { PrecacheFeed } from '../feeds/precache.ts';
+import type { PrecacheFeed } from '../feeds/precache-feed.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import type { DispatcherStore } from '../store/store.ts';
 import { clip, LogLimiter } from '../log-limit.ts';
