@@ -119,5 +119,7 @@ describe('BrokerSession', () => {
     closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: port }));
     await waitFor('the reconnect', () => reconnects() === 1, 10_000);
     expect(s.connected).toBe(true);
+    // Leave before the broker closes, so the session does not chase it while the test ends.
+    await s.close();
   });
 });
