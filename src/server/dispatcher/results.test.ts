@@ -41,14 +41,7 @@ function setup(options: { publisher?: string; threshold?: number } = {}) {
   const accepted: AcceptedResult[] = [];
   const rejected: RejectedResult[] = [];
   const results = new ResultPipeline({
-    store,
-    jobs,
-    session,
-    containment,
-    statistics,
-    counters,
-    storeCall,
-    log: quietLogger,
+    store, jobs, session, containment, statistics, counters, storeCall, log: quietLogger,
     addressPrefixes: ['nano', 'xrb'],
     retryMs: 10,
     resultPublisher: options.publisher === undefined ? undefined : () => options.publisher,
