@@ -190,7 +190,7 @@ export async function createServer(config: ServerConfig): Promise<AppServer | Di
 }
 
 async function startApp(config: AppConfig, log: Logger, closers: Closers): Promise<AppServer> {
-  const store = await openConfiguredStore(config.store, closers);
+  const store = await openConfiguredStore(closers, config.store);
   const serviceApiConfig = config.serviceApi === false ? undefined : (config.serviceApi ?? {});
   const rpc = serviceApiConfig?.rpc;
   const http = new AppHttpServer({
@@ -264,7 +264,7 @@ async function startApp(config: AppConfig, log: Logger, closers: Closers): Promi
 }
 
 async function startDispatcherOnly(config: DispatcherConfig, log: Logger, closers: Closers): Promise<DispatcherServer> {
-  const store = await openConfiguredStore(config.store, closers);
+  const store = await openConfiguredStore(closers, config.store);
   let metricsUrl: string | undefined;
   let metrics: ServerMetrics | undefined;
   const dispatcher = await startDispatcher(config, config.broker, store, undefined, log, closers, async (unstarted) => {
@@ -326,7 +326,7 @@ async function brokerFor(
   return { broker, login, page: { brokerUrl: BROKER_WS_PATH, absoluteUrl, login: users.client } };
 }
 
-async function openConfiguredStore(config: StoreConfig = { kind: 'memory' }, closers: Closers): Promise<DispatcherStore> {
+async function openConfiguredStore(closers: Closers, config: StoreConfig = { kind: 'memory' }): Promise<DispatcherStore> {
   if (config.kind === 'given') return config.store;
   const store = config.kind === 'memory' ? new MemoryStore({ workRetentionMs: config.workRetentionMs }) : await openStore(config.choice);
   closers.add(() => store.close());
@@ -473,7 +473,11 @@ class Closers {
   readonly #steps: Array<() => Promise<unknown>> = [];
   #closing?: Promise<void>;
 
-  constructor(private readonly log: Logger) {}
+  readonly #log: Logger;
+
+  constructor(log: Logger) {
+    this.#log = log;
+  }
 
   add(step: () => Promise<unknown>): void {
     this.#steps.push(step);
@@ -481,7 +485,7 @@ class Closers {
 
   closeAll(): Promise<void> {
     this.#closing ??= (async () => {
-      while (this.#steps.length) await this.#steps.pop()!().catch((err: unknown) => this.log.warn(`shutdown: ${(err as Error).message}`));
+      while (this.#steps.length) await this.#steps.pop()!().catch((err: unknown) => this.#log.warn(`shutdown: ${(err as Error).message}`));
     })();
     return this.#closing;
   }
