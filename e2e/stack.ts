@@ -1,12 +1,12 @@
 /**
- * The full stack for browser tests that need the broker and the dispatcher: `startAppServer`
+ * The full stack for browser tests that need the broker and the dispatcher: `createServer`
  * (what `dpow-web start` runs) in the test process, on 127.0.0.1 and an ephemeral port, serving
  * the built app from dist/. The dispatcher's MQTT login is fixed here so a test can publish as
  * the server would (client/<address>, statistics).
  */
 import { randomBytes } from 'node:crypto';
 import mqtt from 'mqtt';
-import { startAppServer, type AppServer } from '../src/server/http/app-server.ts';
+import { createServer, type AppServer } from '../src/server/create-server.ts';
 import { encodeAddress } from '../src/dpow/address.ts';
 import type { WorkAnswer } from '../src/server/types.ts';
 import type { DispatcherStore } from '../src/server/store/store.ts';
@@ -36,15 +36,13 @@ export function randomAddress(): string {
 
 /** `store`: the stack's state (default a MemoryStore); the caller closes a store it gives. */
 export async function startStack(options: { staticDir?: string; store?: DispatcherStore } = {}): Promise<Stack> {
-  const app = await startAppServer({
-    port: 0,
-    staticDir: options.staticDir ?? 'dist',
-    ...(options.store ? { store: options.store } : {}),
-    demo: false,
-    brokerUsers: { server: SERVER_LOGIN },
-    deployment: { title: 'dpow-web', explorerBlockUrl: EXPLORER },
+  const app = await createServer({
+    kind: 'app',
+    http: { port: 0, staticDir: options.staticDir ?? 'dist', deployment: { title: 'dpow-web', explorerBlockUrl: EXPLORER } },
+    store: options.store ? { kind: 'given', store: options.store } : undefined,
+    broker: { kind: 'embedded', users: { server: SERVER_LOGIN } },
     // Statistics only when a test publishes them.
-    dispatcherOptions: { statisticsMs: 3_600_000 },
+    dispatcher: { statisticsMs: 3_600_000 },
   });
   const publisher = await mqtt.connectAsync(app.brokerWsUrl, {
     ...SERVER_LOGIN,

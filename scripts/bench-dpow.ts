@@ -1,7 +1,7 @@
 /**
  * `npm run bench:dpow [-- --workers K --jobs N --latency-jobs M --difficulty HEX --no-page]`
  *
- * The DPoW loop's own numbers, on the stack `dpow-web start` runs (startAppServer: embedded
+ * The DPoW loop's own numbers, on the stack `dpow-web start` runs (createServer: embedded
  * broker, dispatcher), at a trivial difficulty so the kernels are not what is measured:
  *  - throughput: N precache jobs published at once to K headless workers (DpowClient + WASM
  *    engine, 1 thread each); results checked per second by the dispatcher (accepted and
@@ -19,8 +19,8 @@ import { DpowClient } from '../src/dpow/client.ts';
 import { createNodeEngine } from '../src/pow-node/engine.ts';
 import type { PowEngine } from '../src/pow/engine.ts';
 import { parseDifficulty, rootToHex } from '../src/pow/work.ts';
-import { startAppServer, type AppServer } from '../src/server/http/app-server.ts';
-import type { AcceptedResult } from '../src/server/dispatcher.ts';
+import { createServer, type AppServer } from '../src/server/create-server.ts';
+import type { AcceptedResult } from '../src/server/dispatcher/dispatcher.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -67,12 +67,7 @@ function waitAccepted(app: AppServer, hash: string): Promise<AcceptedResult> {
 }
 
 async function main() {
-  const app = await startAppServer({
-    port: 0,
-    demo: false,
-    staticDir: 'dist',
-    dispatcherOptions: { statisticsMs: 3_600_000 },
-  });
+  const app = await createServer({ kind: 'app', http: { port: 0, staticDir: 'dist' }, dispatcher: { statisticsMs: 3_600_000 } });
   const engines: PowEngine[] = [];
   const clients: DpowClient[] = [];
   const startWorkers = async (k: number) => {

@@ -12,7 +12,7 @@ import mqtt from 'mqtt';
 import { encodeAddress } from '../src/dpow/address.ts';
 import { topics } from '../src/dpow/codec.ts';
 import { startBroker } from '../src/server/broker.ts';
-import { Dispatcher } from '../src/server/dispatcher.ts';
+import { Dispatcher } from '../src/server/dispatcher/dispatcher.ts';
 import { MemoryStore } from '../src/server/store/memory-store.ts';
 import { ReferenceWorker } from '../src/testkit/reference-worker.ts';
 import { randomRoot } from '../src/testkit/work.ts';

@@ -1,26 +1,23 @@
 /**
- * bench:scale child: one Dispatcher in its own process (so its memory is its own), driven by
- * the parent over IPC. argv: <broker url> <server password> <store: sqlite path | redis url> [shared group]
+ * bench:scale child: one dispatcher-only server (createServer, as `dpow-web start
+ * --dispatcher-only` runs it) in its own process, so its memory is its own, driven by the parent
+ * over IPC. argv: <broker url> <server password> <store: sqlite path | redis url> [shared group]
  *
  *   parent -> { cmd: 'precache', jobs: [[hash, difficulty hex]...] }  publishes the jobs
  *   parent -> { cmd: 'counters' }   child -> { counters, rssBytes, heapBytes }
  */
-import { Dispatcher } from '../../src/server/dispatcher.ts';
+import { createServer } from '../../src/server/create-server.ts';
 import { createLogger } from '../../src/server/log.ts';
-import { openStore } from '../../src/server/store/open-store.ts';
 
 const [brokerUrl, password, storeSpec, sharedGroup] = process.argv.slice(2);
-const store = await openStore(storeSpec.startsWith('redis') ? { dataDir: '', url: storeSpec } : { dataDir: storeSpec });
-const dispatcher = new Dispatcher({
-  brokerUrl,
-  username: 'server',
-  password,
-  store,
+const server = await createServer({
+  kind: 'dispatcher',
+  broker: { kind: 'external', url: brokerUrl, username: 'server', password, sharedGroup },
+  store: { kind: 'open', choice: storeSpec.startsWith('redis') ? { dataDir: '', url: storeSpec } : { dataDir: storeSpec } },
+  dispatcher: { precacheTtlMs: 10 * 60_000 },
   log: createLogger({ secrets: [password] }),
-  precacheTtlMs: 10 * 60_000,
-  ...(sharedGroup ? { sharedGroup } : {}),
 });
-await dispatcher.start();
+const { dispatcher } = server;
 
 process.on('message', (message: { cmd: string; jobs?: Array<[string, string]> }) => {
   if (message.cmd === 'precache') {
@@ -30,7 +27,7 @@ process.on('message', (message: { cmd: string; jobs?: Array<[string, string]> })
     const cpu = process.cpuUsage();
     process.send!({ counters: dispatcher.counters, rssBytes: mem.rss, heapBytes: mem.heapUsed, cpuMs: (cpu.user + cpu.system) / 1000 });
   } else if (message.cmd === 'stop') {
-    void dispatcher.stop().then(() => store.close()).then(() => process.exit(0));
+    void server.close().then(() => process.exit(0));
   }
 });
 process.send!({ ready: true });

@@ -19,28 +19,27 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CliError, collect, defineCommand, intOption, parseCommand, portOption } from './args.ts';
-import { startAppServer, type AppServer } from '../server/http/app-server.ts';
-import type { ServerMetrics } from '../server/http/metrics.ts';
-import { startMetricsServer } from '../server/http/metrics-server.ts';
-import { Dispatcher } from '../server/dispatcher.ts';
+import { STORE_OPTION } from './store-option.ts';
+import {
+  createServer,
+  type AppConfig,
+  type AppServer,
+  type DispatcherConfig,
+  type DispatcherServer,
+  type ExternalBrokerConfig,
+  type FeedsConfig,
+  type StoreConfig,
+} from '../server/create-server.ts';
+import type { DispatcherTuning } from '../server/dispatcher/dispatcher.ts';
+import { parseFeedSpec, type FeedSpec } from '../server/feeds/feed-spec.ts';
+import { hashApiKey } from '../server/http/api-keys.ts';
+import type { RpcAllow } from '../server/http/service-api.ts';
 import { createLogger, type Logger } from '../server/log.ts';
-import { MemoryStore } from '../server/store/memory-store.ts';
-import { describeStore } from '../server/store/open-store.ts';
-import { openCliStore, STORE_OPTION } from './store-option.ts';
-import { DEFAULT_WORK_RETENTION_MS, type DispatcherStore } from '../server/store/store.ts';
+import type { DemoOptions } from '../server/sim/demo-source.ts';
+import { describeStore, isStoreUrl, StoreOpenError } from '../server/store/open-store.ts';
+import { DEFAULT_WORK_RETENTION_MS } from '../server/store/store.ts';
 import { difficultyPolicy } from '../pow/difficulty.ts';
 import { isU64Hex } from '../pow/work.ts';
-import type { DemoOptions } from '../server/sim/demo-source.ts';
-import type { RpcAllow } from '../server/http/service-api.ts';
-import { hashApiKey } from '../server/http/api-keys.ts';
-
-/** A --<name> in seconds (0 allowed) as the `${key}` option in ms, or nothing when not given. */
-function seconds(value: string | undefined, name: string, key: keyof DemoOptions): Partial<DemoOptions> {
-  if (value === undefined) return {};
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new CliError(`--${name} must be a number of seconds >= 0, got "${value}"`);
-  return { [key]: Math.round(n * 1000) };
-}
 
 /** The checkout or the installed package: src/cli/ and the built lib/cli/ are both two levels down. */
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -141,225 +140,54 @@ export async function run(argv: string[]): Promise<number> {
   definition.on('option:no-demo', () => demoFlags.add('no-demo'));
   const { options: values } = parseCommand<StartOptions>(definition, argv);
   if (demoFlags.size === 2) throw new CliError('--demo and --no-demo contradict each other');
-  const port = portOption(values.port, 'port', 8787);
-  const brokerTcpPort = values.brokerTcpPort === undefined ? undefined : portOption(values.brokerTcpPort, 'broker-tcp-port', 0);
-  const metricsPort = values.metricsPort === undefined ? undefined : portOption(values.metricsPort, 'metrics-port', 0);
-  if (metricsPort !== undefined && !values.dispatcherOnly) {
-    throw new CliError('--metrics-port is for --dispatcher-only; the full server serves /metrics, /healthz and /readyz on --port');
-  }
-  const demoDifficulty = values.demoDifficulty;
-  if (demoDifficulty !== undefined && !isU64Hex(demoDifficulty)) throw new CliError('--demo-difficulty must be 16 hex digits');
-  const demoOptions: DemoOptions = {
-    ...(demoDifficulty !== undefined ? { difficulty: demoDifficulty } : {}),
-    ...seconds(values.demoPrecacheEvery, 'demo-precache-every', 'precacheEveryMs'),
-    ...seconds(values.demoOndemandEvery, 'demo-ondemand-every', 'ondemandEveryMs'),
-  };
-  const dashboardUser = values.dashboardUser ?? 'dashboard';
-  if (values.dashboardUser !== undefined && (values.dashboardPassword ?? process.env.DPOW_DASHBOARD_PASSWORD) === undefined) {
-    throw new CliError('--dashboard-user needs --dashboard-password');
-  }
-  if (dashboardUser === '' || dashboardUser === 'client' || dashboardUser === 'server') {
-    throw new CliError(`--dashboard-user must be a name other than client and server, got "${dashboardUser}"`);
-  }
-  const rpcModes: Record<string, RpcAllow | null> = { loopback: 'loopback', any: 'any', keys: { apiKeys: true }, off: null };
-  if (!(values.rpc in rpcModes)) throw new CliError(`--rpc must be loopback, any, keys or off, got "${values.rpc}"`);
-  const rpcAllow = rpcModes[values.rpc];
-  const rpc = rpcAllow === null ? { enabled: false, allow: 'loopback' as const } : { enabled: true, allow: rpcAllow };
-
-  let external: { url: string; username: string; password: string; publicUrl?: string } | undefined;
-  if (values.broker !== undefined) {
-    if (!/^(mqtts?|wss?):\/\//.test(values.broker)) throw new CliError('--broker must be an mqtt://, mqtts://, ws:// or wss:// URL');
-    const username = values.brokerUsername;
-    const password = values.brokerPassword ?? process.env.DPOW_BROKER_PASSWORD;
-    if (!username || password === undefined) {
-      throw new CliError('--broker needs --broker-username and --broker-password (or DPOW_BROKER_PASSWORD)');
-    }
-    const publicUrl = values.brokerPublicUrl;
-    if (publicUrl !== undefined && !/^wss?:\/\//.test(publicUrl)) throw new CliError('--broker-public-url must be a ws:// or wss:// URL');
-    if (publicUrl === undefined && !values.dispatcherOnly && !/^wss?:\/\//.test(values.broker)) {
-      throw new CliError('the page needs a WebSocket broker URL: give --broker-public-url ws(s)://…');
-    }
-    external = { url: values.broker, username, password, ...(publicUrl ? { publicUrl } : {}) };
-  } else if (values.dispatcherOnly) {
-    throw new CliError('--dispatcher-only needs --broker (and its server login)');
-  }
-  const dashboardPassword = values.dashboardPassword ?? process.env.DPOW_DASHBOARD_PASSWORD;
-  // From the environment only (the unit's EnvironmentFile), never argv, which `ps` shows; kept as
-  // a hash, and taken out of the environment so no child process (the app build) inherits it.
+  // The metrics password comes from the environment only (the unit's EnvironmentFile), never argv,
+  // which `ps` shows; it is kept as a hash, and taken out of the environment so no child process
+  // (the app build) inherits it.
   const metricsPassword = process.env.DPOW_METRICS_PASSWORD || undefined;
   delete process.env.DPOW_METRICS_PASSWORD;
-  const metricsPasswordHash = metricsPassword === undefined ? undefined : await hashApiKey(metricsPassword);
-  const publicNames = values.publicName;
-  const badName = publicNames.find((name) => !/^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(name));
-  if (badName !== undefined) throw new CliError(`--public-name must be a host name such as example.org, got "${badName}"`);
-  const demoOn = values.demo === true || (values.demo !== false && external === undefined);
-  const feeds = await parseFeeds(values.feed);
-  const chainDifficulty = (name: 'nano-difficulty' | 'qlc-difficulty'): bigint | undefined => {
-    const text = name === 'nano-difficulty' ? values.nanoDifficulty : values.qlcDifficulty;
-    if (text === undefined) return undefined;
-    if (!isU64Hex(text)) throw new CliError(`--${name} must be 16 hex digits`);
-    return BigInt(`0x${text}`);
+  const secrets = {
+    broker: values.brokerPassword ?? process.env.DPOW_BROKER_PASSWORD,
+    dashboard: values.dashboardPassword ?? process.env.DPOW_DASHBOARD_PASSWORD,
+    metricsHash: metricsPassword === undefined ? undefined : await hashApiKey(metricsPassword),
   };
-  const nanoDifficulty = chainDifficulty('nano-difficulty');
-  const qlcDifficulty = chainDifficulty('qlc-difficulty');
-  const retentionDays = intOption(values.workRetention, 'work-retention', DEFAULT_WORK_RETENTION_MS / DAY_MS, 1);
-  if (retentionDays > MAX_RETENTION_DAYS) throw new CliError(`--work-retention must be at most ${MAX_RETENTION_DAYS} days, got "${values.workRetention}"`);
-  const workRetentionMs = retentionDays * DAY_MS;
-  const abuse = {
-    threshold: intOption(values.abuseThreshold, 'abuse-threshold', 20, 1),
-    windowMs: intOption(values.abuseWindow, 'abuse-window', 60, 1) * 1000,
-    cooldownMs: intOption(values.abuseCooldown, 'abuse-cooldown', 600, 0) * 1000,
-  };
-  const brokerLimits = {
-    publishRate: {
-      perSecond: intOption(values.publishRate, 'publish-rate', 20, 1),
-      burst: intOption(values.publishBurst, 'publish-burst', 100, 1),
-    },
-  };
-  const policyOptions = {
-    ...(nanoDifficulty !== undefined ? { nanoDifficulty } : {}),
-    ...(qlcDifficulty !== undefined ? { qlcDifficulty } : {}),
-    qlcOpenBlocks: values.qlcOpenBlocks,
-  };
-
   // JSON lines when stderr is not a terminal; the passwords given here are masked wherever they
   // would appear.
-  const log = createLogger({
-    verbose: values.verbose,
-    secrets: [external?.password ?? '', dashboardPassword ?? '', metricsPassword ?? ''],
-  });
-  if (!values.dispatcherOnly && !['127.0.0.1', 'localhost', '::1'].includes(values.host)) {
+  const log = createLogger({ verbose: values.verbose, secrets: [secrets.broker ?? '', secrets.dashboard ?? '', metricsPassword ?? ''] });
+  const config = serverConfig(values, secrets, log);
+  if (config.kind === 'app' && !['127.0.0.1', 'localhost', '::1'].includes(values.host)) {
     log.warn(
       `binding ${values.host}: browsers allow WebGPU and service workers only on https:// or localhost, ` +
         'so serve other machines through a TLS proxy (and wss:// for the broker)',
     );
   }
-  if (!values.dispatcherOnly && values.build) await ensureBuilt(log);
+  if (config.kind === 'app' && values.build) await ensureBuilt(log);
 
-  if (values.memory && values.store !== undefined) throw new CliError('--memory and --store contradict each other');
-  const sharedGroup = values.sharedResults;
-  if (sharedGroup !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(sharedGroup)) {
-    throw new CliError('--shared-results must be a group name of letters, digits, "_" or "-"');
-  }
-  if (sharedGroup !== undefined && external === undefined) throw new CliError('--shared-results needs --broker (aedes has no shared subscriptions)');
-  const store: DispatcherStore = values.memory ? new MemoryStore({ workRetentionMs }) : await openCliStore(values, { workRetentionMs });
-
-  const closers: Array<() => Promise<unknown>> = [() => store.close()];
-  const closeAll = async () => {
-    while (closers.length) await closers.pop()!().catch((err: unknown) => log.warn(`shutdown: ${(err as Error).message}`));
-  };
-
-  // One difficulty policy for the dispatcher, the service API and the RPC.
-  const policy = difficultyPolicy();
-  let dispatcher: Dispatcher;
-  /** Where /metrics is served (the app server, or the --metrics-port one), for the feeds. */
-  let metrics: ServerMetrics | undefined;
+  let server: AppServer | DispatcherServer;
   let banner: string;
   try {
-    if (values.dispatcherOnly) {
-      dispatcher = new Dispatcher({
-        brokerUrl: external!.url,
-        username: external!.username,
-        password: external!.password,
-        store,
-        policy,
-        log,
-        abuse,
-        ...(sharedGroup ? { sharedGroup } : {}),
-      });
-      // Listening before the broker connects: a taken port fails at once, and /readyz says 503
-      // (not connected) while the dispatcher is still connecting.
-      let operatorUrl: string | undefined;
-      if (metricsPort !== undefined) {
-        const served = await startMetricsServer({ host: values.host, port: metricsPort, publicNames, store, dispatcher, access: rpcAllow ?? false, operatorPasswordHash: metricsPasswordHash, log }).catch(
-          (err: NodeJS.ErrnoException) => {
-            if (err.code === 'EADDRINUSE') throw new CliError(`port ${metricsPort} on ${values.host} is already in use (try --metrics-port)`);
-            throw err;
-          },
-        );
-        closers.push(() => served.close());
-        metrics = served.metrics;
-        operatorUrl = served.url;
-      }
-      await dispatcher.start();
-      closers.push(() => dispatcher.stop());
-      if (demoOn) {
-        const { startDemoSource } = await import('../server/sim/demo-source.ts');
-        const demo = await startDemoSource(dispatcher, store, demoOptions, log);
-        closers.push(async () => demo.stop());
-      }
-      banner = `dpow-web dispatcher is running against ${external!.url}`;
-      if (operatorUrl) banner += `  (${rpcAllow === null ? '' : '/metrics, '}/healthz, /readyz at ${operatorUrl})`;
+    if (config.kind === 'app') {
+      const app = (server = await createServer(config));
+      const tcp = app.broker?.tcpUrl ? `, ${app.broker.tcpUrl}` : '';
+      banner = `dpow-web is running at ${app.url}  (broker ${app.brokerWsUrl}${tcp})`;
     } else {
-      let started: AppServer;
-      try {
-        started = await startAppServer({
-          host: values.host,
-          port,
-          staticDir: path.join(ROOT, 'dist'),
-          brokerTcpPort,
-          brokerLimits,
-          // One object: a second dispatcherOptions key would replace this one, dropping --abuse-*.
-          dispatcherOptions: { abuse, ...(sharedGroup ? { sharedGroup } : {}) },
-          ...(dashboardPassword ? { brokerUsers: { dashboard: { username: dashboardUser, password: dashboardPassword } } } : {}),
-          externalBroker: external,
-          demo: demoOn ? demoOptions : false,
-          serviceApi: { rpc },
-          publicNames,
-          metricsPasswordHash,
-          policy,
-          store,
-          log,
-        });
-      } catch (err) {
-        const e = err as NodeJS.ErrnoException;
-        if (e.code === 'EADDRINUSE') throw new CliError(`port ${port} on ${values.host} is already in use (try --port)`);
-        throw err;
-      }
-      metrics = started.metrics;
-      closers.push(() => started.close());
-      dispatcher = started.dispatcher!;
-      const tcp = started.broker?.tcpUrl ? `, ${started.broker.tcpUrl}` : '';
-      banner = `dpow-web is running at ${started.url}  (broker ${started.brokerWsUrl}${tcp})`;
-    }
-
-    if (feeds.length) {
-      const { startPrecacheFeed } = await import('../server/feeds/precache.ts');
-      const running: Array<{ close(): Promise<unknown> | unknown }> = [];
-      const openFeeds = async () => {
-        for (const spec of feeds) {
-          const feed = await startPrecacheFeed(spec, { dispatcher, store, accounts: values.account, ...policyOptions, log });
-          running.push(feed);
-          // A feed taken over again after a lost lease is a new feed for the metrics too.
-          metrics?.addFeed(feed);
-          log.info(`precache feed: ${feed.description}`);
-        }
-      };
-      const closeFeeds = async () => {
-        while (running.length) await running.pop()!.close();
-      };
-      closers.push(closeFeeds);
-      // On a shared store the feeds are a singleton: they follow the elected dispatcher.
-      if (store.cluster) {
-        dispatcher.on('leadership', (leader) => {
-          void (leader ? openFeeds() : closeFeeds()).catch((err: Error) => log.warn(`precache feed: ${err.message}`));
-        });
-        if (dispatcher.leadership.leader) await openFeeds();
-      } else {
-        await openFeeds();
-      }
+      const only = (server = await createServer(config));
+      banner = `dpow-web dispatcher is running against ${config.broker.url}`;
+      if (only.metricsUrl) banner += `  (${config.metrics?.access === false ? '' : '/metrics, '}/healthz, /readyz at ${only.metricsUrl})`;
     }
   } catch (err) {
-    await closeAll();
-    if (err instanceof CliError) throw err;
-    process.stderr.write(`dpow-web start: ${(err as Error).message}\n`);
+    const e = err as NodeJS.ErrnoException;
+    if (err instanceof StoreOpenError) throw new CliError(err.message);
+    if (e.code === 'EADDRINUSE') {
+      const [port, option] = config.kind === 'app' ? [config.http.port, '--port'] : [config.metrics?.port, '--metrics-port'];
+      throw new CliError(`port ${port} on ${values.host} is already in use (try ${option})`);
+    }
+    process.stderr.write(`dpow-web start: ${e.message}\n`);
     return 1;
   }
 
   process.stdout.write(`${banner}\n`);
-  process.stdout.write(
-    `  state: ${values.memory ? 'in memory (lost on exit)' : describeStore({ dataDir: values.data, url: values.store })}; demo: ${demoOn ? 'on' : 'off'}; press Ctrl-C to stop\n`,
-  );
+  const state = values.memory ? 'in memory (lost on exit)' : describeStore({ dataDir: values.data, url: values.store });
+  process.stdout.write(`  state: ${state}; demo: ${config.demo ? 'on' : 'off'}; press Ctrl-C to stop\n`);
 
   return await new Promise<number>((resolve) => {
     let stopping = false;
@@ -370,7 +198,7 @@ export async function run(argv: string[]): Promise<number> {
       }
       stopping = true;
       log.info(`${signal}: shutting down`);
-      void closeAll().then(() => {
+      void server.close().then(() => {
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);
         resolve(0);
@@ -381,9 +209,123 @@ export async function run(argv: string[]): Promise<number> {
   });
 }
 
-async function parseFeeds(specs: string[]) {
-  if (specs.length === 0) return [];
-  const { parseFeedSpec } = await import('../server/feeds/precache.ts');
+/** The options, checked, as the server's configuration: each option lands in the one section that uses it. */
+function serverConfig(values: StartOptions, secrets: { broker?: string; dashboard?: string; metricsHash?: string }, log: Logger): AppConfig | DispatcherConfig {
+  const port = portOption(values.port, 'port', 8787);
+  const brokerTcpPort = values.brokerTcpPort === undefined ? undefined : portOption(values.brokerTcpPort, 'broker-tcp-port', 0);
+  const metricsPort = values.metricsPort === undefined ? undefined : portOption(values.metricsPort, 'metrics-port', 0);
+  if (metricsPort !== undefined && !values.dispatcherOnly) {
+    throw new CliError('--metrics-port is for --dispatcher-only; the full server serves /metrics, /healthz and /readyz on --port');
+  }
+  const demoDifficulty = values.demoDifficulty;
+  if (demoDifficulty !== undefined && !isU64Hex(demoDifficulty)) throw new CliError('--demo-difficulty must be 16 hex digits');
+  const demoOptions: DemoOptions = {
+    difficulty: demoDifficulty,
+    precacheEveryMs: seconds(values.demoPrecacheEvery, 'demo-precache-every'),
+    ondemandEveryMs: seconds(values.demoOndemandEvery, 'demo-ondemand-every'),
+  };
+  const dashboardUser = values.dashboardUser ?? 'dashboard';
+  const dashboardPassword = secrets.dashboard;
+  if (values.dashboardUser !== undefined && dashboardPassword === undefined) throw new CliError('--dashboard-user needs --dashboard-password');
+  if (dashboardUser === '' || dashboardUser === 'client' || dashboardUser === 'server') {
+    throw new CliError(`--dashboard-user must be a name other than client and server, got "${dashboardUser}"`);
+  }
+  const rpcModes: Record<string, RpcAllow | null> = { loopback: 'loopback', any: 'any', keys: { apiKeys: true }, off: null };
+  if (!(values.rpc in rpcModes)) throw new CliError(`--rpc must be loopback, any, keys or off, got "${values.rpc}"`);
+  const rpcAllow = rpcModes[values.rpc];
+  const publicNames = values.publicName;
+  const badName = publicNames.find((name) => !/^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(name));
+  if (badName !== undefined) throw new CliError(`--public-name must be a host name such as example.org, got "${badName}"`);
+
+  let external: ExternalBrokerConfig | undefined;
+  if (values.broker !== undefined) {
+    if (!/^(mqtts?|wss?):\/\//.test(values.broker)) throw new CliError('--broker must be an mqtt://, mqtts://, ws:// or wss:// URL');
+    const username = values.brokerUsername;
+    const password = secrets.broker;
+    if (!username || password === undefined) {
+      throw new CliError('--broker needs --broker-username and --broker-password (or DPOW_BROKER_PASSWORD)');
+    }
+    const publicUrl = values.brokerPublicUrl;
+    if (publicUrl !== undefined && !/^wss?:\/\//.test(publicUrl)) throw new CliError('--broker-public-url must be a ws:// or wss:// URL');
+    if (publicUrl === undefined && !values.dispatcherOnly && !/^wss?:\/\//.test(values.broker)) {
+      throw new CliError('the page needs a WebSocket broker URL: give --broker-public-url ws(s)://…');
+    }
+    const sharedGroup = values.sharedResults;
+    if (sharedGroup !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(sharedGroup)) {
+      throw new CliError('--shared-results must be a group name of letters, digits, "_" or "-"');
+    }
+    external = { kind: 'external', url: values.broker, username, password, publicUrl, sharedGroup };
+  } else if (values.dispatcherOnly) {
+    throw new CliError('--dispatcher-only needs --broker (and its server login)');
+  } else if (values.sharedResults !== undefined) {
+    throw new CliError('--shared-results needs --broker (aedes has no shared subscriptions)');
+  }
+
+  const retentionDays = intOption(values.workRetention, 'work-retention', DEFAULT_WORK_RETENTION_MS / DAY_MS, 1);
+  if (retentionDays > MAX_RETENTION_DAYS) throw new CliError(`--work-retention must be at most ${MAX_RETENTION_DAYS} days, got "${values.workRetention}"`);
+  const workRetentionMs = retentionDays * DAY_MS;
+  if (values.memory && values.store !== undefined) throw new CliError('--memory and --store contradict each other');
+  if (values.store !== undefined && !isStoreUrl(values.store)) throw new CliError(`--store must be redis://host:port/db, got "${values.store}"`);
+
+  const store: StoreConfig = values.memory ? { kind: 'memory', workRetentionMs } : { kind: 'open', choice: { dataDir: values.data, url: values.store, workRetentionMs } };
+  // One difficulty policy for the dispatcher, the service API and the RPC.
+  const policy = difficultyPolicy();
+  const dispatcher: DispatcherTuning = {
+    abuse: {
+      threshold: intOption(values.abuseThreshold, 'abuse-threshold', 20, 1),
+      windowMs: intOption(values.abuseWindow, 'abuse-window', 60, 1) * 1000,
+      cooldownMs: intOption(values.abuseCooldown, 'abuse-cooldown', 600, 0) * 1000,
+    },
+  };
+  const feeds: FeedsConfig = {
+    specs: parseFeeds(values.feed),
+    accounts: values.account,
+    nanoDifficulty: chainDifficulty(values.nanoDifficulty, 'nano-difficulty'),
+    qlcDifficulty: chainDifficulty(values.qlcDifficulty, 'qlc-difficulty'),
+    qlcOpenBlocks: values.qlcOpenBlocks,
+  };
+  // An external broker is a real deployment with real volunteers: no demo unless asked.
+  const demo = values.demo === true || (values.demo !== false && external === undefined) ? demoOptions : undefined;
+  if (values.dispatcherOnly) {
+    // /metrics follows --rpc here too; /healthz and /readyz are always served.
+    const metrics: DispatcherConfig['metrics'] =
+      metricsPort === undefined
+        ? undefined
+        : { host: values.host, port: metricsPort, access: rpcAllow ?? false, publicNames, operatorPasswordHash: secrets.metricsHash };
+    return { kind: 'dispatcher', store, policy, dispatcher, feeds, demo, log, broker: external!, metrics };
+  }
+  const users = dashboardPassword === undefined ? undefined : { dashboard: { username: dashboardUser, password: dashboardPassword } };
+  const publishRate = { perSecond: intOption(values.publishRate, 'publish-rate', 20, 1), burst: intOption(values.publishBurst, 'publish-burst', 100, 1) };
+  return {
+    kind: 'app',
+    store,
+    policy,
+    dispatcher,
+    feeds,
+    demo,
+    log,
+    http: { host: values.host, port, staticDir: path.join(ROOT, 'dist'), publicNames },
+    broker: external ?? { kind: 'embedded', users, tcpPort: brokerTcpPort, publishRate },
+    serviceApi: { rpc: rpcAllow === null ? { enabled: false, allow: 'loopback' } : { enabled: true, allow: rpcAllow } },
+    metrics: { operatorPasswordHash: secrets.metricsHash },
+  };
+}
+
+/** A --<name> in seconds (0 allowed) in ms, or undefined when not given. */
+function seconds(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new CliError(`--${name} must be a number of seconds >= 0, got "${value}"`);
+  return Math.round(n * 1000);
+}
+
+function chainDifficulty(text: string | undefined, name: 'nano-difficulty' | 'qlc-difficulty'): bigint | undefined {
+  if (text === undefined) return undefined;
+  if (!isU64Hex(text)) throw new CliError(`--${name} must be 16 hex digits`);
+  return BigInt(`0x${text}`);
+}
+
+function parseFeeds(specs: string[]): FeedSpec[] {
   return specs.map((s) => {
     try {
       return parseFeedSpec(s);

@@ -3,7 +3,7 @@
  * shares the dispatcher's state (`start`, `service`, `snapshot`): one definition, one error.
  */
 import { CliError } from './args.ts';
-import { describeStore, isStoreUrl, openStore } from '../server/store/open-store.ts';
+import { openStore, StoreOpenError } from '../server/store/open-store.ts';
 import type { DispatcherStore } from '../server/store/store.ts';
 
 /** The commander options, spread into `.option(...)`. */
@@ -11,11 +11,9 @@ export const DATA_OPTION = ['--data <dir>', 'the state directory dpow-web start 
 export const STORE_OPTION = ['--store <url>', 'shared state in Redis instead of SQLite under --data: redis://host:port/db'] as const;
 
 export async function openCliStore(values: { data?: string; store?: string }, options: { workRetentionMs?: number } = {}): Promise<DispatcherStore> {
-  const choice = { dataDir: values.data ?? '.data', ...(values.store !== undefined ? { url: values.store } : {}), ...options };
-  if (choice.url !== undefined && !isStoreUrl(choice.url)) throw new CliError(`--store must be redis://host:port/db, got "${choice.url}"`);
   try {
-    return await openStore(choice);
+    return await openStore({ dataDir: values.data ?? '.data', url: values.store, workRetentionMs: options.workRetentionMs });
   } catch (err) {
-    throw new CliError(`cannot open the store ${describeStore(choice)}: ${(err as Error).message.split('\n')[0]}`);
+    throw err instanceof StoreOpenError ? new CliError(err.message) : err;
   }
 }

@@ -10,7 +10,7 @@ import { cleanupsAfterEach, closeAfter } from '../testkit/cleanups.ts';
 import { waitFor } from '../testkit/wait.ts';
 import { startPublisher, startWsBroker } from '../testkit/ws-broker.ts';
 import { recordPayoutRun } from '../testkit/payouts.ts';
-import { startAppServer } from '../server/http/app-server.ts';
+import { createServer } from '../server/create-server.ts';
 import { MemoryStore } from '../server/store/memory-store.ts';
 
 const ADDRESS = 'nano_1ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4myzudyzq';
@@ -157,7 +157,7 @@ describe('dpow-web worker process', () => {
     const store = new MemoryStore();
     const block = 'C0FFEE'.padEnd(64, '0');
     await recordPayoutRun(store, 'r1', Date.UTC(2026, 0, 2), [{ address: ADDRESS, amount: 12_345n * 10n ** 24n, block, confirmed: true }]);
-    const app = closeAfter(cleanups, await startAppServer({ port: 0, store, demo: false }));
+    const app = closeAfter(cleanups, await createServer({ kind: 'app', http: { port: 0 }, store: { kind: 'given', store } }));
     const child = spawn(process.execPath, [BIN, 'worker', '--broker', app.brokerWsUrl, '--address', ADDRESS, '--backend', 'wasm', '--threads', '1'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -204,7 +204,7 @@ export async function run(argv: string[]): Promise<number> {
   let lastLabel = '';
   const client = new DpowClient({
     engine,
-    difficultyPolicy: policy,
+    policy,
     log: (event) => {
       if (event.job?.event === 'computed' && event.job.ms !== undefined) computingMs += event.job.ms;
       out(formatEvent(event));

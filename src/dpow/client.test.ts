@@ -14,7 +14,7 @@ import { cleanupsAfterEach } from '../testkit/cleanups.ts';
 import { waitFor } from '../testkit/wait.ts';
 import { startPublisher, startWsBroker as startBroker } from '../testkit/ws-broker.ts';
 import { randomRoot } from '../testkit/work.ts';
-import { Dispatcher } from '../server/dispatcher.ts';
+import { Dispatcher } from '../server/dispatcher/dispatcher.ts';
 import { MemoryStore } from '../server/store/memory-store.ts';
 
 const ADDRESS = 'nano_1ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4myzudyzq';

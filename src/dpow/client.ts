@@ -32,13 +32,15 @@ import { DEFAULT_POLICY, type DifficultyPolicy } from '../pow/difficulty.ts';
 import { EventLog, shortHash } from './event-log.ts';
 import { Outbox } from './outbox.ts';
 import type { Job } from './queue.ts';
-import { MqttSession, subscriptionsFor, type ConnectFn, type ReconnectPolicy } from './session.ts';
+import type { ConnectFn } from './mqtt-connect.ts';
+import { MqttSession, subscriptionsFor, type ReconnectPolicy } from './session.ts';
 import { StateFeed } from './state-feed.ts';
 import type { ClientEvent, ClientSettings, ClientState, WorkerClient } from './state.ts';
 import { WorkLoop, type EngineLike } from './work-loop.ts';
 
 export type { EngineLike } from './work-loop.ts';
-export type { ConnectFn, ReconnectPolicy } from './session.ts';
+export type { ConnectFn } from './mqtt-connect.ts';
+export type { ReconnectPolicy } from './session.ts';
 
 export interface DpowClientOptions {
   engine: EngineLike;
@@ -52,7 +54,7 @@ export interface DpowClientOptions {
   /** Watchdog period (heartbeat age, job expiry). Default 1000 ms. */
   tickMs?: number;
   /** The bounds work messages are checked against; share the engine's. Default DEFAULT_POLICY. */
-  difficultyPolicy?: DifficultyPolicy;
+  policy?: DifficultyPolicy;
 }
 
 export const DEFAULT_HEARTBEAT_TIMEOUT_S = 5;
@@ -138,7 +140,7 @@ export class DpowClient implements WorkerClient {
       log: this.log,
       now: this.now,
       tickMs,
-      difficultyPolicy: options.difficultyPolicy ?? DEFAULT_POLICY,
+      policy: options.policy ?? DEFAULT_POLICY,
       onResult: (job, work) => this.deliver(job, work),
       onChange: changed,
     });

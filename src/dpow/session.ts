@@ -9,14 +9,13 @@
  * once the broker has acknowledged the subscriptions, and not while a server that was heard
  * from has gone quiet (nothing is retained, so a result sent then would reach no one).
  */
-import type { IClientOptions, MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { topics } from './codec.ts';
 import { backoffDelay } from './backoff.ts';
 import type { EventLog } from './event-log.ts';
+import type { ConnectFn } from './mqtt-connect.ts';
 import type { ConnectionState, WorkChoice } from './state.ts';
-
-/** mqtt.connect, or anything shaped like it. */
-export type ConnectFn = (brokerUrl: string, options: IClientOptions) => MqttClient;
+import { withTimeout } from './with-timeout.ts';
 
 export interface ReconnectPolicy {
   /** First retry delay (before jitter). Default 1000 ms. */
@@ -70,16 +69,6 @@ export function subscriptionsFor(work: WorkChoice, address: string): Record<stri
 function randomId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(6));
   return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
-}
-
-export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise<undefined>((resolve) => {
-      timer = setTimeout(() => resolve(undefined), ms);
-    }),
-  ]);
 }
 
 export class MqttSession {

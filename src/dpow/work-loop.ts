@@ -18,7 +18,7 @@ import type { EventLog } from './event-log.ts';
 import { shortHash } from './event-log.ts';
 import { WorkQueue, type Job } from './queue.ts';
 import { NO_SUSTAINED_RATES, type ClientSettings, type CurrentJob, type QueuedJob, type SustainedRates } from './state.ts';
-import { withTimeout } from './session.ts';
+import { withTimeout } from './with-timeout.ts';
 
 /** The part of the engine the client uses (the page passes its Comlink proxy, Node a PowEngine). */
 export type EngineLike = Pick<EngineApi, 'generate' | 'cancel' | 'onStatus'>;
@@ -39,7 +39,7 @@ export interface WorkLoopOptions {
   /** Expiry check period. */
   tickMs: number;
   /** The bounds work messages are checked against; share the engine's. Default DEFAULT_POLICY. */
-  difficultyPolicy?: DifficultyPolicy;
+  policy?: DifficultyPolicy;
   /** A result that passed the reference check, ready to publish. */
   onResult: (job: Job, work: string) => void;
   onChange: () => void;
@@ -86,7 +86,7 @@ export class WorkLoop {
     this.queue = new WorkQueue({
       limit: settings.queueLimit,
       jobTimeoutMs: (settings.jobTimeoutS ?? DEFAULT_JOB_TIMEOUT_S) * 1000,
-      policy: this.o.difficultyPolicy ?? DEFAULT_POLICY,
+      policy: this.o.policy ?? DEFAULT_POLICY,
       now: this.o.now,
     });
     this.error = null;

@@ -8,9 +8,9 @@ import { cleanupsAfterEach } from '../testkit/cleanups.ts';
 import { ReferenceWorker } from '../testkit/reference-worker.ts';
 import { waitFor } from '../testkit/wait.ts';
 import { findBadWork, randomRoot } from '../testkit/work.ts';
-import { AbuseGuard } from './abuse.ts';
+import { AbuseGuard } from './dispatcher/abuse.ts';
 import { startBroker, type BrokerUsers } from './broker.ts';
-import { Dispatcher } from './dispatcher.ts';
+import { Dispatcher } from './dispatcher/dispatcher.ts';
 import { MemoryStore } from './store/memory-store.ts';
 
 const cleanups = cleanupsAfterEach();

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { difficultyPolicy } from '../pow/difficulty.ts';
 import { cleanupsAfterEach } from '../testkit/cleanups.ts';
 import { addTestService } from '../testkit/services.ts';
-import { startAppServer } from './http/app-server.ts';
+import { createServer } from './create-server.ts';
 import { createLogger, REDACTED, scrub } from './log.ts';
 import { MemoryStore } from './store/memory-store.ts';
 
@@ -80,13 +80,12 @@ describe('the server logs no secrets', () => {
     const log = createLogger({ destination: out, verbose: true });
     const store = new MemoryStore();
     const { user, key } = await addTestService(store, {}, { N: 16, r: 1, p: 1 });
-    const app = await startAppServer({
-      port: 0,
-      staticDir: dist,
-      demo: false,
-      store,
+    const app = await createServer({
+      kind: 'app',
+      http: { port: 0, staticDir: dist },
+      store: { kind: 'given', store },
       log,
-      brokerUsers: { server: { username: 'server', password }, dashboard: { username: 'dashboard', password: dashboard } },
+      broker: { kind: 'embedded', users: { server: { username: 'server', password }, dashboard: { username: 'dashboard', password: dashboard } } },
       policy: difficultyPolicy({ minDifficulty: 0n }),
     });
     cleanups.push(() => app.close());

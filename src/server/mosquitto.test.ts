@@ -20,7 +20,7 @@ import { createNodeEngine } from '../pow-node/engine.ts';
 import { difficultyPolicy } from '../pow/difficulty.ts';
 import { rootToHex, validateWork } from '../pow/work.ts';
 import { generateApiKey, hashApiKey } from './http/api-keys.ts';
-import { Dispatcher } from './dispatcher.ts';
+import { Dispatcher } from './dispatcher/dispatcher.ts';
 import { MemoryStore } from './store/memory-store.ts';
 import { createServiceApi } from './http/service-api.ts';
 import { ReferenceWorker } from '../testkit/reference-worker.ts';

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAppServer, type AppServer } from './http/app-server.ts';
+import { createServer, type AppServer } from './create-server.ts';
 import { hashApiKey } from './http/api-keys.ts';
 import { canConnect, freePort } from '../testkit/net.ts';
 import { encodeAddress } from '../dpow/address.ts';
@@ -155,7 +155,11 @@ describe.skipIf(!installed && !process.env.CI)('deploy/nginx in front of dpow-we
     const site = join(dir, 'site');
     mkdirSync(site);
     writeFileSync(join(site, 'index.html'), '<!doctype html><title>dpow-web behind nginx</title>\n');
-    app = await startAppServer({ port: 0, staticDir: site, demo: false, publicNames: ['dpow.example'], metricsPasswordHash: await hashApiKey(METRICS_PASSWORD, { N: 16, r: 1, p: 1 }) });
+    app = await createServer({
+      kind: 'app',
+      http: { port: 0, staticDir: site, publicNames: ['dpow.example'] },
+      metrics: { operatorPasswordHash: await hashApiKey(METRICS_PASSWORD, { N: 16, r: 1, p: 1 }) },
+    });
     nginx = await startNginx(join(dir, 'shipped'), readFileSync(CONF, 'utf8'), Number(new URL(app.url).port), cert, key);
     ports = nginx;
   });

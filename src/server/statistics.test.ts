@@ -7,7 +7,7 @@ import { cleanupsAfterEach } from '../testkit/cleanups.ts';
 import { ReferenceWorker } from '../testkit/reference-worker.ts';
 import { sleep, waitFor } from '../testkit/wait.ts';
 import { randomRoot } from '../testkit/work.ts';
-import { startAppServer } from './http/app-server.ts';
+import { createServer } from './create-server.ts';
 import { MemoryStore } from './store/memory-store.ts';
 
 const cleanups = cleanupsAfterEach();
@@ -28,13 +28,12 @@ describe('network statistics', () => {
   it('reach a worker that connects late at once, and follow new work within seconds, not minutes', async () => {
     const store = new MemoryStore();
     await store.creditClient(encodeAddress(randomBytes(32)), 'precache', randomRoot());
-    const app = await startAppServer({
-      port: 0,
-      staticDir: 'no-such-dir',
-      demo: false,
-      store,
+    const app = await createServer({
+      kind: 'app',
+      http: { port: 0, staticDir: 'no-such-dir' },
+      store: { kind: 'given', store },
       // The regular five-minute statistics would never come within this test.
-      dispatcherOptions: { statisticsMs: 300_000, statisticsChangeMs: 50 },
+      dispatcher: { statisticsMs: 300_000, statisticsChangeMs: 50 },
     });
     cleanups.push(() => app.close());
     const dispatcher = app.dispatcher!;

@@ -1,5 +1,5 @@
 /**
- * The whole DPoW loop as `dpow-web start` composes it (startAppServer: embedded aedes broker with
+ * The whole DPoW loop as `dpow-web start` composes it (createServer: embedded aedes broker with
  * role ACLs, dispatcher, service API on one port) with several headless workers: real DpowClient
  * sessions on real WASM engines, exactly what `dpow-web worker` runs.
  */
@@ -14,9 +14,9 @@ import { createNodeEngine } from '../pow-node/engine.ts';
 import type { PowEngine } from '../pow/engine.ts';
 import { difficultyPolicy } from '../pow/difficulty.ts';
 import { rootToHex, validateWork } from '../pow/work.ts';
-import { startAppServer, type AppServer } from './http/app-server.ts';
-import type { AcceptedResult } from './dispatcher.ts';
-import { Dispatcher } from './dispatcher.ts';
+import { createServer, type AppServer } from './create-server.ts';
+import type { AcceptedResult } from './dispatcher/dispatcher.ts';
+import { Dispatcher } from './dispatcher/dispatcher.ts';
 import { MemoryStore } from './store/memory-store.ts';
 import { addTestService } from '../testkit/services.ts';
 import { cleanupsAfterEach } from '../testkit/cleanups.ts';
@@ -40,14 +40,13 @@ const state = (i: number): ClientState => workers[i].client.getState();
 beforeAll(async () => {
   store = new MemoryStore();
   ({ key: apiKey } = await addTestService(store));
-  app = await startAppServer({
-    port: 0,
-    demo: false,
-    store,
-    staticDir: 'dist',
-    brokerUsers: { server: SERVER_LOGIN },
+  app = await createServer({
+    kind: 'app',
+    http: { port: 0, staticDir: 'dist' },
+    store: { kind: 'given', store },
+    broker: { kind: 'embedded', users: { server: SERVER_LOGIN } },
     policy: difficultyPolicy({ minDifficulty: 0xf000000000000000n }),
-    dispatcherOptions: { statisticsMs: 3_600_000 },
+    dispatcher: { statisticsMs: 3_600_000 },
   });
   for (let i = 0; i < WORKERS; i++) {
     const engine = await createNodeEngine({ backend: 'wasm', threads: 1, log: () => undefined });

@@ -10,6 +10,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { canConnect, freePort } from './net.ts';
 
 export const REDIS_SERVER = 'redis-server';
@@ -76,4 +77,16 @@ export class RedisServer {
     await this.stop();
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** A redis-server for the calling describe block: started before its tests, closed after them. */
+export function redisForSuite(options: { persist?: boolean } = {}): () => RedisServer {
+  let server: RedisServer | undefined;
+  beforeAll(async () => {
+    server = await RedisServer.start(options);
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+  return () => server!;
 }

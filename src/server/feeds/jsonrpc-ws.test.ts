@@ -26,7 +26,7 @@ async function sim(options: Parameters<typeof startQlcSim>[0] = {}): Promise<Qlc
   return closeAfter(cleanups, await startQlcSim(options));
 }
 function client(url: string, options: ConstructorParameters<typeof JsonRpcWsClient>[1] = {}): JsonRpcWsClient {
-  return closeAfter(cleanups, new JsonRpcWsClient(url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100, ...options }));
+  return closeAfter(cleanups, new JsonRpcWsClient(url, { log: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100, ...options }));
 }
 const nextNotification = (sub: Subscription) =>
   new Promise<unknown>((resolve) => {

@@ -14,9 +14,8 @@
  * logged; they never throw out of the socket handler.
  */
 import { EventEmitter } from 'node:events';
-import { consoleFeedLogger, ReconnectingWs, type ConnectionTuning, type Logger } from './reconnecting-ws.ts';
-
-export type { Logger } from './reconnecting-ws.ts';
+import { silentLogger, type Logger } from '../log.ts';
+import { ReconnectingWs, type ConnectionTuning } from './reconnecting-ws.ts';
 
 // ------------------------------------------------------------------ errors
 
@@ -180,7 +179,7 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
   };
 
   readonly #socket: ReconnectingWs;
-  readonly #logger: Logger;
+  readonly #log: Logger;
   readonly #timeoutMs: number;
   #nextId = 1;
   #calls = new Map<number, PendingCall>();
@@ -196,14 +195,14 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
     super();
     const { timeoutMs, ...tuning } = options;
     this.#timeoutMs = timeoutMs ?? 10_000;
-    this.#logger = options.logger ?? consoleFeedLogger;
+    this.#log = options.log ?? silentLogger;
     this.#socket = new ReconnectingWs(url, {
       ...tuning,
       name: 'json-rpc',
       ping: 'frame',
       closeWith: 'graceful',
       closedError: (message) => new JsonRpcConnectionError(message),
-      logger: this.#logger,
+      log: this.#log,
     });
     this.#socket.on('open', () => this.#onOpen());
     this.#socket.on('json', (msg, text) => this.#onFrame(msg, text));
@@ -249,7 +248,7 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
 
   #malformed(reason: MalformedReason, detail: string): void {
     this.stats.malformed[reason] = (this.stats.malformed[reason] ?? 0) + 1;
-    this.#logger.warn(`json-rpc ${this.url}: dropped frame (${reason}): ${detail}`);
+    this.#log.warn(`json-rpc ${this.url}: dropped frame (${reason}): ${detail}`);
     this.emit('malformed', reason, detail);
   }
 

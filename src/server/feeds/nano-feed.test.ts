@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { encodeAddress } from '../../dpow/address.ts';
-import { NanoFeed, type NanoConfirmation } from './nano-feed.ts';
+import { NanoFeed } from './nano-feed.ts';
+import type { NanoConfirmation } from './nano-wire.ts';
 import { nanoConfirmation, startNanoSim, type NanoSim } from '../sim/nano-sim.ts';
 import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
 import { quietLogger as quiet } from '../../testkit/log.ts';
@@ -20,7 +21,7 @@ async function sim(options: Parameters<typeof startNanoSim>[0] = {}): Promise<Na
   return closeAfter(cleanups, await startNanoSim(options));
 }
 function feed(url: string, options: ConstructorParameters<typeof NanoFeed>[1] = {}): NanoFeed {
-  return closeAfter(cleanups, new NanoFeed(url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100, pingIntervalMs: 0, replyTimeoutMs: 300, ...options }));
+  return closeAfter(cleanups, new NanoFeed(url, { log: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100, pingIntervalMs: 0, replyTimeoutMs: 300, ...options }));
 }
 const block = (account: string, previous: string, subtype = 'receive', dest?: string) =>
   nanoConfirmation(

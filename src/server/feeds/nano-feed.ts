@@ -14,31 +14,9 @@
  */
 import { EventEmitter } from 'node:events';
 import { checkAddress, NANO_PREFIXES } from '../../dpow/address.ts';
-import { consoleFeedLogger, ReconnectingWs, type ConnectionTuning, type Logger } from './reconnecting-ws.ts';
-
-export interface NanoStateBlock {
-  type: string;
-  account: string;
-  previous: string;
-  representative: string;
-  balance: string;
-  link: string;
-  link_as_account?: string;
-  work?: string;
-  signature?: string;
-  subtype?: string;
-}
-
-export interface NanoConfirmation {
-  account: string;
-  amount: string;
-  /** 64 upper-case hex, as the node prints it. */
-  hash: string;
-  confirmationType: string;
-  block: NanoStateBlock;
-  /** The node's time, ms since epoch (as a string on the wire). */
-  time: string;
-}
+import type { NanoConfirmation, NanoStateBlock } from './nano-wire.ts';
+import { silentLogger, type Logger } from '../log.ts';
+import { ReconnectingWs, type ConnectionTuning } from './reconnecting-ws.ts';
 
 export type NanoRejectCode = 'not-json' | 'not-an-object' | 'bad-shape' | 'not-a-string' | 'bad-hash' | 'bad-account' | 'unexpected';
 
@@ -111,7 +89,7 @@ export class NanoFeed extends EventEmitter<NanoFeedEvents> {
     rejected: {} as Partial<Record<NanoRejectCode, number>>,
   };
   readonly #accounts = new Set<string>();
-  readonly #logger: Logger;
+  readonly #log: Logger;
   readonly #socket: ReconnectingWs;
   #subscribed = false;
 
@@ -122,7 +100,7 @@ export class NanoFeed extends EventEmitter<NanoFeedEvents> {
     super();
     const { accounts, ...tuning } = options;
     for (const a of accounts ?? []) this.#accounts.add(a);
-    this.#logger = options.logger ?? consoleFeedLogger;
+    this.#log = options.log ?? silentLogger;
     this.#socket = new ReconnectingWs(url, {
       ...tuning,
       name: 'nano feed',
@@ -130,7 +108,7 @@ export class NanoFeed extends EventEmitter<NanoFeedEvents> {
       // The node's own ping ({"action":"ping"} -> {"ack":"pong"}): it proves the session is read.
       ping: () => void this.ping(),
       closeWith: 'terminate',
-      logger: this.#logger,
+      log: this.#log,
     });
     this.#socket.on('open', () => {
       this.stats.connects++;
@@ -187,7 +165,7 @@ export class NanoFeed extends EventEmitter<NanoFeedEvents> {
 
   #reject(code: NanoRejectCode, reason: string): void {
     this.stats.rejected[code] = (this.stats.rejected[code] ?? 0) + 1;
-    this.#logger.warn(`nano feed: dropped message (${code}): ${reason}`);
+    this.#log.warn(`nano feed: dropped message (${code}): ${reason}`);
     this.emit('rejected', code, reason);
   }
 

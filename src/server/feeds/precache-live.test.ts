@@ -12,11 +12,14 @@ import { describe, expect, it } from 'vitest';
 import { encodeAddress } from '../../dpow/address.ts';
 import { toU64Hex } from '../../pow/work.ts';
 import { startBroker, type Broker } from '../broker.ts';
-import { Dispatcher } from '../dispatcher.ts';
+import { Dispatcher } from '../dispatcher/dispatcher.ts';
 import { NanoFeed } from './nano-feed.ts';
 import { nanoConfirmation, startNanoSim } from '../sim/nano-sim.ts';
-import { parseFeedSpec, PrecachePolicy, startPrecacheFeed } from './precache.ts';
-import { QlcFeed, type QlcBlock } from './qlc-feed.ts';
+import { parseFeedSpec } from './feed-spec.ts';
+import { PrecachePolicy } from './precache.ts';
+import { createServer } from '../create-server.ts';
+import { QlcFeed } from './qlc-feed.ts';
+import type { QlcBlock } from './qlc-wire.ts';
 import { startQlcSim } from '../sim/qlc-sim.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
@@ -70,7 +73,7 @@ describe('precache from a go-qlc node, end to end', () => {
   it('new block => work/precache; frontier move => cancel/precache; replays ignored; reconnect => new subscription', async () => {
     const { w, store, d } = await running();
     const sim = closeAfter(cleanups, await startQlcSim());
-    const feed = closeAfter(cleanups, new QlcFeed(sim.url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100 }));
+    const feed = closeAfter(cleanups, new QlcFeed(sim.url, { log: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100 }));
     const policy = new PrecachePolicy({ dispatcher: d, store, accounts: [QLC], qlcDifficulty: EASY, refreshMs: 0, log: quiet });
     cleanups.push(() => policy.stop());
     await policy.start();
@@ -121,7 +124,7 @@ describe('precache from a Nano node, end to end', () => {
   it('confirmations of tracked accounts become precache jobs; reconnect subscribes again', async () => {
     const { w, store, d } = await running();
     const sim = closeAfter(cleanups, await startNanoSim());
-    const feed = closeAfter(cleanups, new NanoFeed(sim.url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100, pingIntervalMs: 0 }));
+    const feed = closeAfter(cleanups, new NanoFeed(sim.url, { log: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100, pingIntervalMs: 0 }));
     const policy = new PrecachePolicy({ dispatcher: d, store, accounts: [NANO], nanoDifficulty: EASY, refreshMs: 0, log: quiet });
     cleanups.push(() => policy.stop());
     await policy.start();
@@ -200,7 +203,7 @@ describe('dispatcher restart on the SQLite store', () => {
   });
 });
 
-describe('startPrecacheFeed (what `dpow-web start --feed` runs)', () => {
+describe('the feeds `dpow-web start --feed` runs (createServer)', () => {
   it('parses feed specs', () => {
     expect(parseFeedSpec('qlc-sim')).toEqual({ kind: 'qlc-sim' });
     expect(parseFeedSpec('nano:ws://[::1]:7078')).toEqual({ kind: 'nano', url: 'ws://[::1]:7078' });
@@ -210,8 +213,19 @@ describe('startPrecacheFeed (what `dpow-web start --feed` runs)', () => {
   });
 
   it.each(['qlc-sim', 'nano-sim'] as const)('%s demo: made-up chains keep workers busy with precache and cancels', async (kind) => {
-    const { w, store, d } = await running();
-    const feed = closeAfter(cleanups, await startPrecacheFeed({ kind }, { dispatcher: d, store, demoIntervalMs: 40, qlcDifficulty: EASY, nanoDifficulty: EASY, refreshMs: 0, log: quiet }));
+    const w = await world();
+    const store = closeAfter(cleanups, new SqliteStore(join(w.dir, 'dpow.sqlite')));
+    const server = closeAfter(
+      cleanups,
+      await createServer({
+        kind: 'dispatcher',
+        broker: { kind: 'external', url: w.broker.tcpUrl!, username: 'server', password: 'server-secret' },
+        store: { kind: 'given', store },
+        feeds: { specs: [{ kind }], simIntervalMs: 40, qlcDifficulty: EASY, nanoDifficulty: EASY, refreshMs: 0 },
+        log: quiet,
+      }),
+    );
+    const [feed] = server.feeds;
     expect(feed.simUrl).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/);
     expect(feed.policy.accounts.length).toBeGreaterThanOrEqual(2);
     await waitFor('demo precache traffic', () => w.on('work/precache').length >= 4 && w.on('cancel/precache').length >= 1, 8000);

@@ -24,8 +24,10 @@ import { EventEmitter } from 'node:events';
 import { checkAddress, NANO_PREFIXES } from '../../dpow/address.ts';
 import { THRESHOLDS } from '../../pow/work.ts';
 import { silentLogger, type Logger } from '../log.ts';
-import type { NanoConfirmation, NanoFeed } from './nano-feed.ts';
-import { qlcChainKey, ZERO_HASH, type QlcBlock, type QlcFeed, type QlcPending } from './qlc-feed.ts';
+import type { NanoFeed } from './nano-feed.ts';
+import type { NanoConfirmation } from './nano-wire.ts';
+import { qlcChainKey, type QlcFeed } from './qlc-feed.ts';
+import { ZERO_HASH, type QlcBlock, type QlcPending } from './qlc-wire.ts';
 import type { DispatcherStore } from '../store/store.ts';
 import type { DispatcherApi } from '../types.ts';
 
@@ -361,109 +363,4 @@ export class PrecachePolicy extends EventEmitter<PrecacheEvents> {
     clearInterval(this.#refreshTimer);
     await this.#queue;
   }
-}
-
-// ------------------------------------------------------------------ wiring for `dpow-web start`
-
-/** `--feed` values: a real node's WebSocket, or a built-in test node in demo mode. */
-export type FeedSpec = { kind: 'qlc-sim' } | { kind: 'nano-sim' } | { kind: 'qlc'; url: string } | { kind: 'nano'; url: string };
-
-/** Parses `qlc-sim`, `nano-sim`, `qlc:<ws-url>` or `nano:<ws-url>`; throws an Error saying why not. */
-export function parseFeedSpec(text: string): FeedSpec {
-  if (text === 'qlc-sim' || text === 'nano-sim') return { kind: text };
-  const m = /^(qlc|nano):(wss?:\/\/.+)$/.exec(text);
-  if (m) {
-    try {
-      new URL(m[2]);
-    } catch {
-      throw new Error(`feed URL "${m[2]}" is not a URL`);
-    }
-    return { kind: m[1] as 'qlc' | 'nano', url: m[2] };
-  }
-  throw new Error(`--feed must be qlc-sim, nano-sim, qlc:ws://host:port or nano:ws://host:port, got "${text}"`);
-}
-
-export interface PrecacheFeed {
-  policy: PrecachePolicy;
-  /** What runs, for the start banner: e.g. "qlc ws://127.0.0.1:9736". */
-  description: string;
-  /** The built-in test node's URL when the spec is a *-sim. */
-  simUrl?: string;
-  /** True while the node's WebSocket is connected (read by /metrics). */
-  readonly connected: boolean;
-  close(): Promise<void>;
-}
-
-export interface StartPrecacheOptions extends Omit<PrecachePolicyOptions, 'log'> {
-  log?: Logger;
-  /** Demo mode (the *-sim feeds): milliseconds between made-up blocks. Default 5000. */
-  demoIntervalMs?: number;
-}
-
-/**
- * Starts a feed and the policy on it. With a *-sim spec, a test node runs on 127.0.0.1 (ephemeral
- * port) making up blocks for a few accounts, and those accounts are tracked. A node that is down
- * at start is retried in the background; this never throws for an unreachable node.
- */
-export async function startPrecacheFeed(spec: FeedSpec, options: StartPrecacheOptions): Promise<PrecacheFeed> {
-  const log = options.log ?? silentLogger;
-  const closers: (() => Promise<unknown>)[] = [];
-  const accounts = [...(options.accounts ?? [])];
-  let url: string;
-  let simUrl: string | undefined;
-  const demo = { intervalMs: options.demoIntervalMs ?? 5000, accounts: 3 };
-  if (spec.kind === 'qlc-sim') {
-    const { startQlcSim } = await import('../sim/qlc-sim.ts');
-    const sim = await startQlcSim({ demo });
-    closers.push(() => sim.close());
-    accounts.push(...new Set(sim.demoChains().map((c) => c.address)));
-    url = simUrl = sim.url;
-  } else if (spec.kind === 'nano-sim') {
-    const { startNanoSim } = await import('../sim/nano-sim.ts');
-    const sim = await startNanoSim({ demo });
-    closers.push(() => sim.close());
-    accounts.push(...sim.demoAccounts().map((a) => a.account));
-    url = simUrl = sim.url;
-  } else {
-    url = spec.url;
-  }
-  const coin = spec.kind.startsWith('qlc') ? 'qlc' : 'nano';
-  const policy = new PrecachePolicy({
-    ...options,
-    // Made-up demo chains get light Nano work so a CPU-only volunteer sees results.
-    ...(spec.kind === 'nano-sim' && options.nanoDifficulty === undefined ? { nanoDifficulty: THRESHOLDS.nanoReceive } : {}),
-    ...(simUrl ? { persist: false } : {}),
-    accounts,
-    log,
-  });
-  await policy.start();
-  let source: { readonly connected: boolean };
-  if (coin === 'qlc') {
-    const { QlcFeed } = await import('./qlc-feed.ts');
-    const feed = new QlcFeed(url, { logger: log });
-    closers.unshift(() => feed.close());
-    policy.attachQlc(feed);
-    source = feed.client;
-    void feed.connect();
-  } else {
-    const { NanoFeed } = await import('./nano-feed.ts');
-    const feed = new NanoFeed(url, { logger: log });
-    closers.unshift(() => feed.close());
-    policy.attachNano(feed);
-    source = feed;
-    void feed.connect();
-  }
-  log.info(`precache: ${coin} feed on ${url}, tracking ${policy.accounts.length} account(s)`);
-  return {
-    policy,
-    description: `${spec.kind} ${url}`,
-    ...(simUrl ? { simUrl } : {}),
-    get connected() {
-      return source.connected;
-    },
-    close: async () => {
-      await policy.stop();
-      for (const close of closers) await close().catch(() => {});
-    },
-  };
 }

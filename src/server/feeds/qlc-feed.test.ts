@@ -1,14 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { encodeAddress } from '../../dpow/address.ts';
-import {
-  QlcFeed,
-  validateQlcBlock,
-  type QlcAccountInfo,
-  type QlcBlock,
-  type QlcPending,
-  type QlcPovHeader,
-} from './qlc-feed.ts';
+import { QlcFeed, validateQlcBlock } from './qlc-feed.ts';
+import type { QlcAccountInfo, QlcBlock, QlcPending, QlcPovHeader } from './qlc-wire.ts';
 import { startQlcSim, type QlcSim } from '../sim/qlc-sim.ts';
 import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
 import { quietLogger as quiet } from '../../testkit/log.ts';
@@ -37,7 +31,7 @@ const block = (address: string, extra: Partial<QlcBlock> = {}): QlcBlock => ({
 const cleanups = cleanupsAfterEach();
 async function setup(): Promise<{ sim: QlcSim; feed: QlcFeed }> {
   const sim = closeAfter(cleanups, await startQlcSim());
-  const feed = closeAfter(cleanups, new QlcFeed(sim.url, { logger: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100 }));
+  const feed = closeAfter(cleanups, new QlcFeed(sim.url, { log: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100 }));
   await feed.connect();
   return { sim, feed };
 }
@@ -148,7 +142,7 @@ describe('QlcFeed against the go-qlc test node', () => {
 describe('qlc-sim event buffers', () => {
   it('drops the tail of a burst bigger than a subscription’s buffer, as a busy node does', async () => {
     const sim = closeAfter(cleanups, await startQlcSim({ bufferLimit: 5 }));
-    const feed = closeAfter(cleanups, new QlcFeed(sim.url, { logger: quiet }));
+    const feed = closeAfter(cleanups, new QlcFeed(sim.url, { log: quiet }));
     await feed.connect();
     const blocks: QlcBlock[] = [];
     feed.on('block', (b) => blocks.push(b));
@@ -165,7 +159,7 @@ describe('qlc-sim event buffers', () => {
 describe('qlc-sim demo mode', () => {
   it('makes chained blocks: each block’s previous is its chain’s last hash', async () => {
     const sim = closeAfter(cleanups, await startQlcSim({ demo: { accounts: 3, intervalMs: 30 } }));
-    const feed = closeAfter(cleanups, new QlcFeed(sim.url, { logger: quiet }));
+    const feed = closeAfter(cleanups, new QlcFeed(sim.url, { log: quiet }));
     await feed.connect();
     const blocks: QlcBlock[] = [];
     feed.on('block', (b) => blocks.push(b));

@@ -12,64 +12,9 @@
 import { EventEmitter } from 'node:events';
 import { checkAddress } from '../../dpow/address.ts';
 import { isRootHex } from '../../pow/work.ts';
-import { JsonRpcWsClient, type JsonRpcWsOptions, type Logger, type Subscription } from './jsonrpc-ws.ts';
-
-export const QLC_BLOCK_TYPES = [
-  'State',
-  'Send',
-  'Receive',
-  'Change',
-  'Open',
-  'ContractSend',
-  'ContractReward',
-  'ContractRefund',
-  'Online',
-] as const;
-export type QlcBlockType = (typeof QLC_BLOCK_TYPES)[number];
-
-export const ZERO_HASH = '0'.repeat(64);
-
-export interface QlcBlock {
-  type: QlcBlockType;
-  /** Token type hash (64 hex): a chain is (address, token). */
-  token: string;
-  address: string;
-  previous: string;
-  link: string;
-  /** The block's own hash, when the node sent it (current nodes do). Lowercase as sent. */
-  hash?: string;
-  balance?: string;
-  amount?: string;
-  tokenName?: string;
-  representative?: string;
-  work?: string;
-  timestamp?: number;
-  povHeight?: number;
-}
-
-export interface QlcPending {
-  source: string;
-  amount: string;
-  /** Token type hash. */
-  type: string;
-  tokenName?: string;
-  /** The send block's hash. */
-  hash: string;
-  timestamp?: number;
-}
-
-export interface QlcAccountInfo {
-  account: string;
-  /** `coinBalance` in current nodes, `balance` in the docs. */
-  balance?: string;
-  tokens: { type: string; header: string; open?: string; balance?: string; blockCount?: number }[];
-}
-
-export interface QlcPovHeader {
-  hash: string;
-  previous: string;
-  height: number;
-}
+import { silentLogger, type Logger } from '../log.ts';
+import { JsonRpcWsClient, type JsonRpcWsOptions, type Subscription } from './jsonrpc-ws.ts';
+import { QLC_BLOCK_TYPES, type QlcAccountInfo, type QlcBlock, type QlcBlockType, type QlcPending, type QlcPovHeader } from './qlc-wire.ts';
 
 export type QlcRejectCode =
   | 'not-an-object'
@@ -190,9 +135,8 @@ export interface QlcFeedEvents {
   resubscribed: [what: string];
 }
 
-export interface QlcFeedOptions extends JsonRpcWsOptions {
-  logger?: Logger;
-}
+/** The JSON-RPC client's: reconnect and ping tuning, the log, the call timeout. */
+export type QlcFeedOptions = JsonRpcWsOptions;
 
 /**
  * Typed subscriptions on one go-qlc node. Subscriptions are re-made by the JSON-RPC client after a
@@ -201,13 +145,13 @@ export interface QlcFeedOptions extends JsonRpcWsOptions {
 export class QlcFeed extends EventEmitter<QlcFeedEvents> {
   readonly client: JsonRpcWsClient;
   readonly stats = { blocks: 0, pending: 0, balances: 0, povBlocks: 0, rejected: {} as Partial<Record<QlcRejectCode, number>>, blocksWithoutHash: 0 };
-  readonly #logger: Logger;
+  readonly #log: Logger;
   #accountSubs = new Map<string, Subscription>();
 
   constructor(url: string, options: QlcFeedOptions = {}) {
     super();
-    this.#logger = options.logger ?? { warn: (m) => console.warn(m) };
-    this.client = new JsonRpcWsClient(url, { ...options, logger: this.#logger });
+    this.#log = options.log ?? silentLogger;
+    this.client = new JsonRpcWsClient(url, options);
     this.client.on('connect', () => this.emit('connect'));
     this.client.on('disconnect', () => this.emit('disconnect'));
     this.client.on('resubscribed', (sub) => this.emit('resubscribed', `${sub.ns}:${sub.subscriptionName}`));
@@ -219,7 +163,7 @@ export class QlcFeed extends EventEmitter<QlcFeedEvents> {
 
   #reject(code: QlcRejectCode, reason: string): void {
     this.stats.rejected[code] = (this.stats.rejected[code] ?? 0) + 1;
-    this.#logger.warn(`qlc feed: dropped notification (${code}): ${reason}`);
+    this.#log.warn(`qlc feed: dropped notification (${code}): ${reason}`);
     this.emit('rejected', code, reason);
   }
 

@@ -51,7 +51,7 @@ async function peer(port = 0): Promise<Peer> {
 }
 
 function connection(url: string, options: Partial<ReconnectingWsOptions> = {}): ReconnectingWs {
-  return closeAfter(cleanups, new ReconnectingWs(url, { name: 'test', logger: quietLogger, reconnectDelayMs: 10, maxReconnectDelayMs: 40, pingIntervalMs: 0, ...options }));
+  return closeAfter(cleanups, new ReconnectingWs(url, { name: 'test', log: quietLogger, reconnectDelayMs: 10, maxReconnectDelayMs: 40, pingIntervalMs: 0, ...options }));
 }
 
 describe('ReconnectingWs', () => {
@@ -97,7 +97,7 @@ describe('ReconnectingWs', () => {
     const delays: number[] = [];
     const c = connection(`ws://127.0.0.1:${port}`, {
       random: () => 0, // the floor of the "equal jitter" band: half the ceiling
-      logger: { warn: () => {}, info: (m) => delays.push(Number(/reconnecting in (\d+) ms/.exec(m)?.[1])) },
+      log: { ...quietLogger, info: (m) => delays.push(Number(/reconnecting in (\d+) ms/.exec(m)?.[1])) },
     });
     const waiting = c.connect();
     await waitFor('five retries', () => delays.length >= 5);

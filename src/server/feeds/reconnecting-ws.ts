@@ -18,13 +18,7 @@ import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
 import { backoffDelay } from '../../dpow/backoff.ts';
 import { parseBoundedJson } from '../bounded-json.ts';
-import type { Logger as ServerLogger } from '../log.ts';
-
-/** What the feeds log: warnings, and progress if wanted. Any server Logger (log.ts) fits. */
-export type Logger = Pick<ServerLogger, 'warn'> & Partial<Pick<ServerLogger, 'info'>>;
-
-/** Where feed warnings go unless a logger is given. */
-export const consoleFeedLogger: Logger = { warn: (m) => console.warn(m), info: (m) => console.info(m) };
+import { silentLogger, type Logger } from '../log.ts';
 
 export interface ReconnectingWsOptions {
   /** Names the connection in log lines and errors ("json-rpc client", "nano feed"). */
@@ -49,7 +43,8 @@ export interface ReconnectingWsOptions {
   closeWith?: 'graceful' | 'terminate';
   /** Builds the error a connect() gets once the connection is closed (the protocol's own type). */
   closedError?: (message: string) => Error;
-  logger?: Logger;
+  /** Default silent, as everywhere on the server. */
+  log?: Logger;
 }
 
 export interface ReconnectingWsEvents {
@@ -66,7 +61,7 @@ export interface ReconnectingWsEvents {
 }
 
 /** What a feed's caller tunes about its connection; the feed passes it through. */
-export type ConnectionTuning = Pick<ReconnectingWsOptions, 'reconnectDelayMs' | 'maxReconnectDelayMs' | 'random' | 'pingIntervalMs' | 'logger'>;
+export type ConnectionTuning = Pick<ReconnectingWsOptions, 'reconnectDelayMs' | 'maxReconnectDelayMs' | 'random' | 'pingIntervalMs' | 'log'>;
 
 interface AwaitedReply {
   what: string;
@@ -102,7 +97,7 @@ export class ReconnectingWs extends EventEmitter<ReconnectingWsEvents> {
       ping: options.ping,
       replyTimeoutMs: options.replyTimeoutMs ?? 10_000,
       closeWith: options.closeWith ?? 'graceful',
-      logger: options.logger ?? consoleFeedLogger,
+      log: options.log ?? silentLogger,
     };
     this.#closedError = options.closedError ?? ((message) => new Error(message));
   }
@@ -149,7 +144,7 @@ export class ReconnectingWs extends EventEmitter<ReconnectingWsEvents> {
       this.emit('json', parsed.value, text);
     });
     if (this.#opts.ping === 'frame') ws.on('pong', () => this.reply('pong'));
-    ws.on('error', (err) => this.#opts.logger.warn(`${this.#label}: ${err.message}`));
+    ws.on('error', (err) => this.#opts.log.warn(`${this.#label}: ${err.message}`));
     ws.on('close', (code, reason) => this.#onClose(ws, code, reason.toString()));
   }
 
@@ -183,7 +178,7 @@ export class ReconnectingWs extends EventEmitter<ReconnectingWsEvents> {
     this.emit('close', code, reason, wasOpen);
     if (this.#closed) return;
     const delay = backoffDelay(this.#attempt++, this.#opts.reconnectDelayMs, this.#opts.maxReconnectDelayMs, this.#opts.random);
-    this.#opts.logger.info?.(`${this.#label}: disconnected (${code}), reconnecting in ${delay} ms`);
+    this.#opts.log.info(`${this.#label}: disconnected (${code}), reconnecting in ${delay} ms`);
     this.#reconnectTimer = setTimeout(() => this.#dial(), delay);
   }
 
@@ -214,7 +209,7 @@ export class ReconnectingWs extends EventEmitter<ReconnectingWsEvents> {
         done: resolve,
         timer: setTimeout(() => {
           this.#awaiting = this.#awaiting.filter((a) => a !== entry);
-          this.#opts.logger.warn(`${this.#label}: no "${what}" reply within ${timeoutMs} ms, reconnecting`);
+          this.#opts.log.warn(`${this.#label}: no "${what}" reply within ${timeoutMs} ms, reconnecting`);
           this.emit('unresponsive', what);
           resolve(false);
           ws.terminate();

@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { startAppServer } from './app-server.ts';
+import { createServer } from '../create-server.ts';
 import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
 import { waitFor } from '../../testkit/wait.ts';
 
@@ -42,12 +42,11 @@ describe('app server while it starts', () => {
   it('answers the service API, the RPC and /service_ws/ with a JSON 503 until it is ready', async () => {
     const broker = await silentBroker();
     const port = await freePort();
-    const starting = startAppServer({
-      port,
-      staticDir: '/nonexistent',
-      demo: false,
-      externalBroker: { url: broker.url, username: 'server', password: 'x' },
-      dispatcherOptions: { connectTimeoutMs: 2_000 },
+    const starting = createServer({
+      kind: 'app',
+      http: { port, staticDir: '/nonexistent' },
+      broker: { kind: 'external', url: broker.url, username: 'server', password: 'x' },
+      dispatcher: { connectTimeoutMs: 2_000 },
     });
     const failed = starting.then(
       () => null,

@@ -10,7 +10,7 @@ import { clientCodec, workCodec } from '../../dpow/codec.ts';
 import { parseDeployment } from '../../dpow/deployment.ts';
 import { difficultyPolicy } from '../../pow/difficulty.ts';
 import { toU64Hex, validateWork } from '../../pow/work.ts';
-import { startAppServer, type AppServer } from './app-server.ts';
+import { createServer, type AppConfig, type AppServer } from '../create-server.ts';
 import { startBroker } from '../broker.ts';
 import { MemoryStore } from '../store/memory-store.ts';
 import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
@@ -29,11 +29,11 @@ afterAll(() => rmSync(dist, { recursive: true, force: true }));
 
 const cleanup = cleanupsAfterEach();
 
-async function start(options: Parameters<typeof startAppServer>[0] = {}): Promise<AppServer> {
-  return closeAfter(cleanup, await startAppServer({ port: 0, staticDir: dist, demo: false, ...options }));
+async function start(config: Omit<AppConfig, 'kind' | 'http'> = {}): Promise<AppServer> {
+  return closeAfter(cleanup, await createServer({ kind: 'app', http: { port: 0, staticDir: dist }, ...config }));
 }
 
-describe('startAppServer', () => {
+describe('the app server (createServer, kind app)', () => {
   it('serves the app, /config.json and security headers on one origin', async () => {
     const app = await start();
     expect(app.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
@@ -107,7 +107,7 @@ describe('startAppServer', () => {
 
   it('answers a service request with work a worker found', async () => {
     const store = closeAfter(cleanup, new MemoryStore());
-    const app = await start({ store, policy: difficultyPolicy({ minDifficulty: 0n }) });
+    const app = await start({ store: { kind: 'given', store }, policy: difficultyPolicy({ minDifficulty: 0n }) });
     const { hashApiKey } = await import('./api-keys.ts');
     await store.addService({ user: 'wallet', apiKeyHash: await hashApiKey('key-123'), display: 'W', website: 'w', public: true, precache: 0, ondemand: 0, rateLimit: 0, createdAt: 0 });
     const worker = await connectAs(app.brokerWsUrl, 'client', cleanup);
@@ -133,7 +133,7 @@ describe('startAppServer', () => {
       users: { server: { username: 'srv', password: 'ext-secret' }, client: { username: 'client', password: 'client' } },
     });
     cleanup.push(() => external.close());
-    const app = await start({ externalBroker: { url: external.wsUrl, username: 'srv', password: 'ext-secret' } });
+    const app = await start({ broker: { kind: 'external', url: external.wsUrl, username: 'srv', password: 'ext-secret' } });
     expect(app.broker).toBeUndefined();
     const config = (await (await fetch(new URL('/config.json', app.url))).json()) as { brokerUrl: string };
     expect(config.brokerUrl).toBe(external.wsUrl);
@@ -152,7 +152,7 @@ describe('startAppServer', () => {
   it('fails to start against a broker it cannot use, with the reason', async () => {
     const external = closeAfter(cleanup, await startBroker({ users: { server: { username: 'srv', password: 'right' }, client: { username: 'client', password: 'client' } } }));
     const attempt = (url: string, password: string) =>
-      startAppServer({ port: 0, staticDir: dist, demo: false, externalBroker: { url, username: 'srv', password } });
+      createServer({ kind: 'app', http: { port: 0, staticDir: dist }, broker: { kind: 'external', url, username: 'srv', password } });
     await expect(attempt(external.wsUrl, 'wrong')).rejects.toThrow(/Bad username or password|Not authorized/);
     // A WebSocket path that is not a broker (404) fails too instead of hanging.
     await expect(attempt(external.wsUrl.replace('/mqtt', '/nothing'), 'right')).rejects.toThrow(/cannot connect/);

@@ -1,7 +1,7 @@
 import { request } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
-import { Dispatcher } from '../dispatcher.ts';
+import { Dispatcher } from '../dispatcher/dispatcher.ts';
 import { MemoryStore } from '../store/memory-store.ts';
 import { hashApiKey } from './api-keys.ts';
 import { startMetricsServer } from './metrics-server.ts';

@@ -6,9 +6,9 @@
  *   anything else                     404
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { silentLogger } from '../log.ts';
 import { SECURITY_HEADERS } from './app-server.ts';
+import { listen } from './listen.ts';
 import { createServerMetrics, type ServerMetrics, type ServerMetricsOptions } from './metrics.ts';
 import { createRequestGuard } from './request-guard.ts';
 
@@ -48,20 +48,13 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
       });
   });
   server.on('clientError', (_err, socket) => socket.destroy());
+  let origin: string;
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    origin = await listen(server, port, host);
   } catch (err) {
     metrics.close();
     throw err;
   }
-  const address = server.address() as AddressInfo;
-  const origin = `http://${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`;
   return {
     url: `${origin}/`,
     server,

@@ -8,8 +8,7 @@ import { ReferenceWorker } from '../../testkit/reference-worker.ts';
 import { addTestService } from '../../testkit/services.ts';
 import { waitFor } from '../../testkit/wait.ts';
 import { randomRoot } from '../../testkit/work.ts';
-import { startPrecacheFeed } from '../feeds/precache.ts';
-import { startAppServer, type AppServerOptions } from './app-server.ts';
+import { createServer, type AppConfig } from '../create-server.ts';
 import { hashApiKey } from './api-keys.ts';
 import { METRICS_USER } from './metrics.ts';
 import { MemoryStore } from '../store/memory-store.ts';
@@ -18,9 +17,8 @@ const cleanups = cleanupsAfterEach();
 const EASY = 'ff00000000000000';
 const FAST_KEYS = { N: 16, r: 1, p: 1 };
 
-async function start(options: AppServerOptions = {}) {
-  const store = options.store ?? new MemoryStore();
-  const app = await startAppServer({ port: 0, staticDir: 'no-such-dir', demo: false, store, ...options });
+async function start(config: Omit<AppConfig, 'kind' | 'http' | 'store'> = {}, store = new MemoryStore()) {
+  const app = await createServer({ kind: 'app', http: { port: 0, staticDir: 'no-such-dir' }, store: { kind: 'given', store }, ...config });
   cleanups.push(() => app.close());
   return { app, store };
 }
@@ -40,7 +38,7 @@ describe('GET /metrics', () => {
   it('reports results, jobs, service requests, workers, latency and containment from the live counters', async () => {
     const { app, store } = await start({
       policy: difficultyPolicy({ minDifficulty: 0n }),
-      dispatcherOptions: { abuse: { threshold: 3 } },
+      dispatcher: { abuse: { threshold: 3 } },
     });
     const { user, key } = await addTestService(store, {}, FAST_KEYS);
     const worker = await ReferenceWorker.start({ brokerUrl: app.brokerWsUrl, username: 'client', password: 'client', address: encodeAddress(randomBytes(32)) });
@@ -90,7 +88,7 @@ describe('GET /metrics', () => {
 
     const { app: keyed, store } = await start({
       serviceApi: { rpc: { enabled: true, allow: { apiKeys: true } } },
-      metricsPasswordHash: await hashApiKey('operator-secret', FAST_KEYS),
+      metrics: { operatorPasswordHash: await hashApiKey('operator-secret', FAST_KEYS) },
     });
     const { user, key } = await addTestService(store, {}, FAST_KEYS);
     const url = new URL('/metrics', keyed.url);
@@ -112,10 +110,8 @@ describe('GET /metrics', () => {
 
 describe('feed metrics', () => {
   it('report a precache feed as connected, with its events', async () => {
-    const { app, store } = await start();
-    const feed = await startPrecacheFeed({ kind: 'nano-sim' }, { dispatcher: app.dispatcher!, store, demoIntervalMs: 40, nanoDifficulty: 0xff00000000000000n, refreshMs: 0 });
-    cleanups.push(() => feed.close());
-    app.metrics.addFeed(feed);
+    const { app } = await start({ feeds: { specs: [{ kind: 'nano-sim' }], simIntervalMs: 40, nanoDifficulty: 0xff00000000000000n, refreshMs: 0 } });
+    const [feed] = app.feeds;
     await waitFor('the feed to connect and precache', () => feed.connected && feed.policy.stats.precached > 0);
     const text = await (await fetch(new URL('/metrics', app.url))).text();
     expect(sample(text, 'dpow_feed_connected', { feed: feed.description })).toBe(1);
@@ -129,7 +125,7 @@ describe('feed metrics', () => {
 describe('GET /healthz and /readyz', () => {
   it('says the process is up, and ready only while the broker is connected and the store answers', async () => {
     const store = new MemoryStore();
-    const { app } = await start({ store });
+    const { app } = await start({}, store);
     const health = await fetch(new URL('/healthz', app.url));
     expect(health.status).toBe(200);
     expect(await health.json()).toEqual({ status: 'ok' });

@@ -11,7 +11,7 @@ import { breakChecksum } from '../../testkit/address.ts';
 import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
 import { MemoryStore } from '../store/memory-store.ts';
 import type { DispatcherStore } from '../store/store.ts';
-import { startAppServer } from './app-server.ts';
+import { createServer } from '../create-server.ts';
 import { createPayoutsApi } from './payouts-api.ts';
 import type { Logger } from '../log.ts';
 
@@ -51,7 +51,7 @@ async function paidStore(): Promise<DispatcherStore> {
 }
 
 async function app(store: DispatcherStore) {
-  const server = await startAppServer({ port: 0, store, demo: false, dispatcher: false });
+  const server = await createServer({ kind: 'app', http: { port: 0 }, store: { kind: 'given', store } });
   cleanups.push(() => server.close());
   return server;
 }

@@ -13,7 +13,7 @@ import { encodeAddress } from '../../dpow/address.ts';
 import { difficultyPolicy } from '../../pow/difficulty.ts';
 import { rootToHex, validateWork, workValue } from '../../pow/work.ts';
 import { defaultBrokerUsers, startBroker, type Broker } from '../broker.ts';
-import { Dispatcher } from '../dispatcher.ts';
+import { Dispatcher } from '../dispatcher/dispatcher.ts';
 import { MemoryStore } from '../store/memory-store.ts';
 import { createServiceApi, type ServiceApi } from './service-api.ts';
 import { ReferenceWorker } from '../../testkit/reference-worker.ts';

@@ -326,7 +326,7 @@ export class ServiceRequestHandler {
     if (err instanceof DispatchError && err.code === 'cancelled') return reject('cancelled', 409, ERRORS.cancelled);
     if (err instanceof DispatchError) return reject('shutting-down', 503, ERRORS.shuttingDown);
     if (err instanceof PowInputError && err.code === 'difficulty-too-high') {
-      // The dispatcher's own ceiling is lower than this API's (configured apart).
+      // Only a dispatcher given a lower ceiling than this API's says so (createServer gives both one policy).
       return tooHigh(this.#policy, err.message);
     }
     this.#log.error(`service: request from ${source} failed: ${err instanceof Error ? err.stack : String(err)}`);

@@ -4,7 +4,7 @@ import { encodeAddress } from '../../dpow/address.ts';
 import { statisticsCodec, workCodec } from '../../dpow/codec.ts';
 import { startBroker } from '../broker.ts';
 import { DEMO_DEFAULTS, startDemoSource } from './demo-source.ts';
-import { Dispatcher } from '../dispatcher.ts';
+import { Dispatcher } from '../dispatcher/dispatcher.ts';
 import { MemoryStore } from '../store/memory-store.ts';
 import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
 import { connectAs } from '../../testkit/mqtt.ts';

@@ -13,7 +13,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { checkAddress, encodeAddress } from '../../dpow/address.ts';
-import type { NanoStateBlock } from '../feeds/nano-feed.ts';
+import type { NanoStateBlock } from '../feeds/nano-wire.ts';
 
 interface Session {
   socket: WebSocket;

@@ -18,7 +18,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { checkAddress, encodeAddress } from '../../dpow/address.ts';
-import type { QlcBlock, QlcPending } from '../feeds/qlc-feed.ts';
+import type { QlcBlock, QlcPending } from '../feeds/qlc-wire.ts';
 
 type Namespace = 'ledger' | 'pov';
 type SubName = 'newBlock' | 'newAccountBlock' | 'balanceChange' | 'newPending';

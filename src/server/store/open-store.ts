@@ -33,13 +33,20 @@ export function describeStore(choice: StoreChoice): string {
   return choice.url ?? storePath(choice.dataDir);
 }
 
+/** A store that could not be opened: the message names it and says why, in one line. */
+export class StoreOpenError extends Error {
+  override readonly name = 'StoreOpenError';
+}
+
 export async function openStore(choice: string | StoreChoice): Promise<DispatcherStore> {
   const { dataDir, url, workRetentionMs }: StoreChoice = typeof choice === 'string' ? { dataDir: choice } : choice;
   const options = workRetentionMs !== undefined ? { workRetentionMs } : {};
-  if (url !== undefined) {
-    if (!isStoreUrl(url)) throw new Error(`--store must be redis://host:port/db, got "${url}"`);
+  if (url !== undefined && !isStoreUrl(url)) throw new StoreOpenError(`--store must be redis://host:port/db, got "${url}"`);
+  try {
+    if (url === undefined) return new SqliteStore(storePath(dataDir), options);
     const { RedisStore } = await import('./redis-store.ts');
-    return RedisStore.open(url, options);
+    return await RedisStore.open(url, options);
+  } catch (err) {
+    throw new StoreOpenError(`cannot open the store ${url ?? storePath(dataDir)}: ${(err as Error).message.split('\n')[0]}`);
   }
-  return new SqliteStore(storePath(dataDir), options);
 }

@@ -7,15 +7,15 @@
 import { randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeAddress } from '../dpow/address.ts';
-import { cleanupsAfterEach } from '../testkit/cleanups.ts';
-import { quietLogger } from '../testkit/log.ts';
-import { RedisServer, skipWithoutRedis } from '../testkit/redis.ts';
-import { waitFor, waitForAsync } from '../testkit/wait.ts';
-import { findWork, randomRoot } from '../testkit/work.ts';
-import { startBroker, type Broker, type BrokerUsers } from './broker.ts';
+import { encodeAddress } from '../../dpow/address.ts';
+import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
+import { quietLogger } from '../../testkit/log.ts';
+import { RedisServer, skipWithoutRedis } from '../../testkit/redis.ts';
+import { waitFor, waitForAsync } from '../../testkit/wait.ts';
+import { findWork, randomRoot } from '../../testkit/work.ts';
+import { startBroker, type Broker, type BrokerUsers } from '../broker.ts';
 import { Dispatcher, type DispatcherOptions } from './dispatcher.ts';
-import { RedisStore } from './store/redis-store.ts';
+import { RedisStore } from '../store/redis-store.ts';
 
 const EASY = 0xff00000000000000n;
 const USERS: BrokerUsers = {

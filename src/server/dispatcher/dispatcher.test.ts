@@ -1,18 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import mqtt, { type MqttClient } from 'mqtt';
-import { encodeAddress } from '../dpow/address.ts';
-import { clientCodec, statisticsCodec, workCodec } from '../dpow/codec.ts';
-import { toU64Hex, workValue } from '../pow/work.ts';
-import { startBroker, type Broker } from './broker.ts';
+import { encodeAddress } from '../../dpow/address.ts';
+import { clientCodec, statisticsCodec, workCodec } from '../../dpow/codec.ts';
+import { toU64Hex, workValue } from '../../pow/work.ts';
+import { startBroker, type Broker } from '../broker.ts';
 import { Dispatcher, type AcceptedResult, type DispatcherOptions } from './dispatcher.ts';
-import { MemoryStore } from './store/memory-store.ts';
-import { DispatchError } from './types.ts';
-import { breakChecksum } from '../testkit/address.ts';
-import { cleanupsAfterEach, closeAfter } from '../testkit/cleanups.ts';
-import { connectAs, TEST_USERS } from '../testkit/mqtt.ts';
-import { sleep, waitFor } from '../testkit/wait.ts';
-import { findBadWork, findWork, randomRoot } from '../testkit/work.ts';
+import { MemoryStore } from '../store/memory-store.ts';
+import { DispatchError } from '../types.ts';
+import { breakChecksum } from '../../testkit/address.ts';
+import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
+import { connectAs, TEST_USERS } from '../../testkit/mqtt.ts';
+import { sleep, waitFor } from '../../testkit/wait.ts';
+import { findBadWork, findWork, randomRoot } from '../../testkit/work.ts';
 
 const EASY = 0xff00000000000000n; // ~256 hashes
 const USERS = TEST_USERS;

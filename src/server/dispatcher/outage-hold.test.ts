@@ -1,0 +1,92 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { newCounters } from './counters.ts';
+import { OutageHold } from './outage-hold.ts';
+
+interface Item {
+  name: string;
+}
+
+/** A hold in front of a store that is down until `up` is set; what reached the store, in order. */
+function setup(options: { limit?: number } = {}) {
+  const counters = newCounters();
+  const lines: string[] = [];
+  const log = { info: (m: string) => lines.push(`info ${m}`), warn: (m: string) => lines.push(`warn ${m}`), error: (m: string) => lines.push(`error ${m}`) };
+  const store = { up: false, taken: [] as string[], tries: 0 };
+  const hold: OutageHold<Item> = new OutageHold<Item>({
+    retryMs: 100,
+    limit: options.limit,
+    counters: counters.deferred,
+    log,
+    describe: (item) => `result ${item.name}`,
+    retry: async (item) => {
+      store.tries++;
+      if (store.up) store.taken.push(item.name);
+      else hold.hold(item, new Error('connection refused'));
+    },
+  });
+  return { hold, counters, lines, store };
+}
+
+beforeEach(() => vi.useFakeTimers());
+afterEach(() => vi.useRealTimers());
+
+describe('OutageHold', () => {
+  it('offers held results again, waiting twice as long each failed round, and settles them once the store answers', async () => {
+    const { hold, counters, lines, store } = setup();
+    expect(hold.hold({ name: 'a' }, new Error('connection refused'))).toBe(true);
+    expect(hold.hold({ name: 'b' }, new Error('connection refused'))).toBe(true);
+    expect(counters.deferred).toEqual({ total: 2, held: 2, retried: 0 });
+    expect(lines[0]).toBe('error dispatcher: store: connection refused; holding result a (1 held), not answered until the store takes it');
+
+    await vi.advanceTimersByTimeAsync(100);
+    expect(store.tries).toBe(2);
+    // Held again, but counted once: total is results held, not attempts.
+    expect(counters.deferred).toEqual({ total: 2, held: 2, retried: 2 });
+    expect(lines).toContain('warn dispatcher: store still failing (connection refused); retrying in 200 ms');
+
+    // The store still failed: the next round waits 200 ms.
+    await vi.advanceTimersByTimeAsync(199);
+    expect(store.tries).toBe(2);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(store.tries).toBe(4);
+
+    store.up = true;
+    await vi.advanceTimersByTimeAsync(400);
+    expect(store.taken).toEqual(['a', 'b']);
+    expect(counters.deferred).toEqual({ total: 2, held: 0, retried: 6 });
+    expect(hold.size).toBe(0);
+    expect(lines.at(-1)).toBe('info dispatcher: store answers again; 2 held results settled');
+
+    // Answered: the next outage starts again from the first wait.
+    hold.hold({ name: 'c' }, new Error('timeout'));
+    await vi.advanceTimersByTimeAsync(100);
+    expect(store.taken).toEqual(['a', 'b', 'c']);
+  });
+
+  it('refuses past its limit, and retries nothing after stop()', async () => {
+    const { hold, counters, lines, store } = setup({ limit: 2 });
+    expect(hold.hold({ name: 'a' }, new Error('down'))).toBe(true);
+    expect(hold.hold({ name: 'b' }, new Error('down'))).toBe(true);
+    expect(hold.hold({ name: 'c' }, new Error('down'))).toBe(false);
+    expect(counters.deferred).toEqual({ total: 2, held: 2, retried: 0 });
+
+    hold.stop();
+    expect(lines.at(-1)).toBe('error dispatcher: stopping with 2 valid results the store never took (not answered, not credited)');
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(store.tries).toBe(0);
+  });
+
+  it('never waits longer than 5 s between rounds', async () => {
+    const { hold, store } = setup();
+    hold.hold({ name: 'a' }, new Error('down'));
+    // 100, 200, 400, 800, 1600, 3200, then 5000 each.
+    await vi.advanceTimersByTimeAsync(100 + 200 + 400 + 800 + 1600 + 3200);
+    expect(store.tries).toBe(6);
+    await vi.advanceTimersByTimeAsync(4999);
+    expect(store.tries).toBe(6);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(store.tries).toBe(7);
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(store.tries).toBe(8);
+  });
+});

@@ -1,0 +1,325 @@
+/**
+ * The walk of a result, top to bottom in this file:
+ *
+ *   result/<type> "hash,work,address"                         (BrokerSession -> receive)
+ *   receive   a contained source is ignored before anything is read; the topic and the payload
+ *             go through their codecs; a late copy is a duplicate, a hash nobody asked for is
+ *             unknown. One claim per hash at a time.
+ *   accept    the difficulty is the job's (on a shared store, its pending record's), never the
+ *             result's; validateWork; then store.acceptResult claims the hash, stores the work,
+ *             credits the volunteer and the services, and drops the pending record, in one step.
+ *             A store that does not answer: the claim waits in the OutageHold and comes back here.
+ *   won       the waiters get the work, cancel/<type> goes out, client/<address> gets the new
+ *             totals (or why the address was not credited), the other dispatchers hear of it.
+ *   lost      a duplicate: an earlier result won, and the waiters here get that work.
+ *
+ * Invalid results (bad work, malformed, unknown hash) count against their source (Containment).
+ */
+import { checkAddress } from '../../dpow/address.ts';
+import { parseTopic, resultCodec, type RejectCode, type WorkType } from '../../dpow/codec.ts';
+import { toMultiplier, toU64Hex, validateWork } from '../../pow/work.ts';
+import type { Logger } from '../log.ts';
+import type { Acceptance, AcceptOutcome, DispatcherStore, StoredWork } from '../store/store.ts';
+import type { BrokerSession } from './broker-session.ts';
+import type { Containment, ResultSource } from './containment.ts';
+import type { DispatcherCounters, ResultOutcome, StoreCall } from './counters.ts';
+import type { Job, JobTable } from './jobs.ts';
+import { MAX_HELD, OutageHold } from './outage-hold.ts';
+import type { NetworkStatistics } from './statistics.ts';
+
+export interface AcceptedResult {
+  /** The hash as the job was published. */
+  hash: string;
+  work: string;
+  /** Work value, 16 hex. */
+  value: string;
+  difficulty: string;
+  workType: WorkType;
+  address: string;
+  addressValid: boolean;
+  /** Requests answered by this result. */
+  answered: number;
+  /** From the job's creation to this result, in ms. */
+  latencyMs: number;
+}
+
+export interface RejectedResult {
+  outcome: Exclude<ResultOutcome, 'accepted'>;
+  reason: string;
+  topic: string;
+}
+
+/** A valid-looking result on its way into the store (or held until the store answers again). */
+interface Claim {
+  topic: string;
+  key: string;
+  hash: string;
+  work: string;
+  /** Unknown while a result for another dispatcher's job waits for its pending record. */
+  difficulty?: bigint;
+  workType: WorkType;
+  address: string;
+  /** The local job it answers, if this dispatcher published it. */
+  job?: Job;
+  source: ResultSource;
+  /** When its job was created (for the accept latency). */
+  createdAt?: number;
+}
+
+/** Outcomes that count against the source in abuse containment (duplicates are honest races). */
+const INVALID_OUTCOMES: ReadonlySet<ResultOutcome> = new Set(['invalid-work', 'unknown-hash', 'malformed']);
+
+/** Hashes remembered after acceptance so late results count as duplicates, not unknown. */
+const RECENT_LIMIT = 10_000;
+
+export interface ResultPipelineOptions {
+  store: DispatcherStore;
+  jobs: JobTable;
+  session: Pick<BrokerSession, 'publishCancel' | 'publishClient'>;
+  containment: Containment;
+  statistics: Pick<NetworkStatistics, 'markChanged'>;
+  counters: DispatcherCounters;
+  storeCall: StoreCall;
+  log: Logger;
+  /** Payout prefixes credited; others get the "account is invalid" reply. */
+  addressPrefixes: readonly string[];
+  /** First wait before a result the store could not take is offered again. */
+  retryMs: number;
+  /** The MQTT client id that published a result, when the broker can tell. */
+  resultPublisher?: (topic: string, payload: Buffer) => string | undefined;
+  onAccepted(result: AcceptedResult): void;
+  onRejected(result: RejectedResult): void;
+}
+
+export class ResultPipeline {
+  readonly #opts: ResultPipelineOptions;
+  readonly #recent = new Map<string, number>();
+  /** Hashes whose claim is in flight here, so a second result for one does not race the first. */
+  readonly #claiming = new Set<string>();
+  readonly #hold: OutageHold<Claim>;
+
+  constructor(options: ResultPipelineOptions) {
+    this.#opts = options;
+    this.#hold = new OutageHold<Claim>({
+      retryMs: options.retryMs,
+      counters: options.counters.deferred,
+      log: options.log,
+      retry: (claim) => this.#accept(claim),
+      describe: (claim) => `result ${short(claim.hash)} from ${claim.address}`,
+    });
+  }
+
+  /** Results still held for the store. */
+  get held(): number {
+    return this.#hold.size;
+  }
+
+  stop(): void {
+    this.#hold.stop();
+  }
+
+  receive(topic: string, payload: Buffer): void {
+    const { jobs } = this.#opts;
+    const publisher = this.#opts.resultPublisher?.(topic, payload);
+    // A contained connection costs one lookup, before anything is parsed.
+    if (publisher !== undefined && this.#ignored(topic, { publisher })) return;
+    const parsed = parseTopic(topic);
+    if (!parsed.ok || parsed.value.kind !== 'result') {
+      this.#malformed(topic, 'bad-topic', `unexpected topic "${topic}"`, { publisher });
+      return;
+    }
+    const decoded = resultCodec.decode(payload);
+    if (!decoded.ok) {
+      this.#malformed(topic, decoded.code, decoded.reason, { publisher });
+      return;
+    }
+    const { hash, work, address } = decoded.value;
+    if (publisher === undefined && this.#ignored(topic, { address })) return;
+    const source = { address, publisher };
+    const key = hash.toLowerCase();
+    const job = jobs.get(key);
+    if (this.#claiming.has(key) || (!job && this.#recent.has(key))) {
+      this.#reject(topic, 'duplicate', `late result ${short(hash)} from ${address}`, source);
+      return;
+    }
+    if (!job && !this.#opts.store.cluster) {
+      this.#reject(topic, 'unknown-hash', `result for a hash not pending ${short(hash)} from ${address}`, source);
+      return;
+    }
+    // On a shared store a job may be another dispatcher's: its pending record gives the
+    // difficulty. Either way the difficulty is the one asked for, never anything the result claims.
+    const claim: Claim = { topic, key, hash: job?.hash ?? hash, work, address, source, workType: job?.workType ?? parsed.value.workType };
+    if (job) {
+      claim.difficulty = job.difficulty;
+      claim.createdAt = job.createdAt;
+      claim.job = job;
+    }
+    this.#claiming.add(key);
+    void this.#accept(claim);
+  }
+
+  /**
+   * Checks a result and asks the store to accept it. Only a won claim answers and credits; a lost
+   * one is a duplicate. A store that does not answer holds the result for a retry: nothing is
+   * answered or credited until the store has it.
+   */
+  async #accept(claim: Claim): Promise<void> {
+    const { store, jobs } = this.#opts;
+    let outcome: AcceptOutcome;
+    let value: bigint;
+    try {
+      if (claim.difficulty === undefined) {
+        const pending = await store.getPending(claim.key);
+        if (!pending) {
+          this.#claiming.delete(claim.key);
+          this.#reject(claim.topic, 'unknown-hash', `result for a hash not pending ${short(claim.hash)} from ${claim.address}`, claim.source);
+          return;
+        }
+        claim.hash = pending.hash;
+        claim.difficulty = pending.difficulty;
+        claim.workType = pending.workType;
+        claim.createdAt = pending.createdAt;
+      }
+      const check = validateWork(claim.hash, claim.work, claim.difficulty);
+      value = check.value;
+      if (!check.valid) {
+        this.#claiming.delete(claim.key);
+        const below = `is below ${toU64Hex(claim.difficulty)} (value ${toU64Hex(value)})`;
+        this.#reject(claim.topic, 'invalid-work', `work ${claim.work} for ${short(claim.hash)} from ${claim.address} ${below}`, claim.source);
+        return;
+      }
+      const addressValid = checkAddress(claim.address, this.#opts.addressPrefixes).ok;
+      const job = jobs.live(claim.key, claim.job);
+      outcome = await store.acceptResult({
+        hash: claim.hash,
+        work: claim.work,
+        value,
+        workType: claim.workType,
+        ...(addressValid ? { address: claim.address } : {}),
+        services: job ? jobs.services(job) : [],
+        // Weighted by the difficulty asked for (never the luck of the value found), for payouts by difficulty.
+        weight: toMultiplier(claim.difficulty),
+      });
+    } catch (err) {
+      this.#opts.counters.storeErrors++;
+      if (!this.#hold.hold(claim, err as Error)) {
+        this.#claiming.delete(claim.key);
+        this.#opts.log.error(`dispatcher: store unavailable and ${MAX_HELD} results already held; refused ${short(claim.hash)} from ${claim.address}`);
+        this.#reject(claim.topic, 'malformed', `store-unavailable: ${(err as Error).message}`, claim.source);
+      }
+      return;
+    }
+    this.#claiming.delete(claim.key);
+    this.#remember(claim.key);
+    if (outcome.won) this.#won(claim, value, outcome);
+    else this.#lost(claim, outcome.work);
+  }
+
+  #won(claim: Claim, value: bigint, outcome: Extract<AcceptOutcome, { won: true }>): void {
+    const { jobs, session, counters } = this.#opts;
+    const job = jobs.live(claim.key, claim.job);
+    const answered = job ? jobs.answer(job, claim.work, value) : 0;
+    if (job) jobs.drop(job, 'accepted');
+    else session.publishCancel(claim.workType, claim.hash);
+    counters.results.accepted++;
+    const addressValid = outcome.client !== undefined;
+    this.#opts.log.info(`dispatcher: accepted ${claim.workType} ${short(claim.hash)} from ${claim.address}${addressValid ? '' : ' (invalid address)'}`);
+    this.#opts.statistics.markChanged();
+    if (outcome.client) {
+      const record = outcome.client;
+      const stats = {
+        precache: record.precache,
+        ondemand: record.ondemand,
+        snapshot_precache: record.snapshot_precache,
+        snapshot_ondemand: record.snapshot_ondemand,
+        ...(record.block_rewarded ? { block_rewarded: record.block_rewarded } : {}),
+      };
+      session.publishClient(claim.address, { kind: 'stats', stats });
+    } else {
+      counters.invalidAddress++;
+      session.publishClient(claim.address, { kind: 'error', error: `Work accepted but account ${claim.address} is invalid` });
+    }
+    const cluster = this.#opts.store.cluster;
+    if (cluster) {
+      const acceptance: Acceptance = { hash: claim.hash, work: claim.work, value: toU64Hex(value), workType: claim.workType };
+      void this.#opts.storeCall(() => cluster.publishAcceptance(acceptance));
+    }
+    this.#opts.onAccepted({
+      hash: claim.hash,
+      work: claim.work,
+      value: toU64Hex(value),
+      difficulty: toU64Hex(claim.difficulty!),
+      workType: claim.workType,
+      address: claim.address,
+      addressValid,
+      answered,
+      latencyMs: Math.max(0, Date.now() - (claim.createdAt ?? Date.now())),
+    });
+  }
+
+  /** Another result (here or at another dispatcher) won: waiters here get that work. */
+  #lost(claim: Claim, winner: StoredWork | undefined): void {
+    this.#reject(claim.topic, 'duplicate', `result ${short(claim.hash)} from ${claim.address} lost the claim to an earlier one`, claim.source);
+    const job = this.#opts.jobs.live(claim.key, claim.job);
+    if (job && winner) this.#settleElsewhere(job, winner.work);
+  }
+
+  /** A result accepted by another dispatcher, heard on the shared store's channel. */
+  acceptedElsewhere(acceptance: Acceptance): void {
+    const key = acceptance.hash.toLowerCase();
+    this.#remember(key);
+    const job = this.#opts.jobs.get(key);
+    if (job) this.#settleElsewhere(job, acceptance.work);
+  }
+
+  /** Answers a job's waiters with work another result won with, and credits their services. */
+  #settleElsewhere(job: Job, work: string): void {
+    const { jobs, store, storeCall } = this.#opts;
+    const { valid, value } = validateWork(job.hash, work, job.difficulty);
+    if (!valid) return; // won at a lower difficulty than asked here: keep waiting
+    const services = jobs.services(job);
+    jobs.answer(job, work, value);
+    jobs.drop(job, 'answered');
+    for (const s of services) void storeCall(() => store.creditService(s, job.workType));
+    if (services.length) this.#opts.statistics.markChanged();
+  }
+
+  // ------------------------------------------------------------------ refusals
+
+  /** True (and counted, quietly) when the result's source is contained. */
+  #ignored(topic: string, source: ResultSource): boolean {
+    const reason = this.#opts.containment.ignoring(source);
+    if (reason === undefined) return false;
+    this.#opts.counters.results.ignored++;
+    // Debug only: a contained flood must not become a log flood.
+    this.#opts.log.debug?.(`dispatcher: ignored result on ${topic}: ${reason}`);
+    this.#opts.onRejected({ outcome: 'ignored', reason, topic });
+    return true;
+  }
+
+  #malformed(topic: string, code: RejectCode, reason: string, source: ResultSource): void {
+    const { malformed } = this.#opts.counters;
+    malformed[code] = (malformed[code] ?? 0) + 1;
+    this.#reject(topic, 'malformed', `${code}: ${reason}`, source);
+  }
+
+  #reject(topic: string, outcome: RejectedResult['outcome'], reason: string, source: ResultSource): void {
+    this.#opts.counters.results[outcome]++;
+    const from = source.publisher !== undefined ? ` (client id ${JSON.stringify(source.publisher.slice(0, 64))})` : '';
+    const level = outcome === 'duplicate' ? 'info' : 'warn';
+    this.#opts.log[level](`dispatcher: ${outcome} result on ${topic}: ${reason}${from}`);
+    this.#opts.onRejected({ outcome, reason, topic });
+    if (INVALID_OUTCOMES.has(outcome)) this.#opts.containment.noteInvalid(source);
+  }
+
+  #remember(key: string): void {
+    this.#recent.delete(key);
+    this.#recent.set(key, Date.now());
+    if (this.#recent.size > RECENT_LIMIT) this.#recent.delete(this.#recent.keys().next().value!);
+  }
+}
+
+/** A hash in log lines: its first 16 digits. */
+export function short(hash: string): string {
+  return hash.length > 16 ? `${hash.slice(0, 16)}…` : hash;
+}
