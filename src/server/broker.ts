@@ -17,12 +17,12 @@
  *   Mosquitto grants it and delivers nothing; the connection stays up either way.
  *
  * Every client is assumed hostile, so each connection is bounded by shape and volume
- * (BrokerLimits; docs/operations.md, Hardening): packet sizes are checked as the bytes arrive
- * (mqtt-packet-size.ts), every publish, allowed or not, counts against the rate and the payload
- * limit, a connection refused too often is closed, QoS 2 publishes awaiting PUBREL, subscriptions
- * and topic lengths are capped, and only the dispatcher may keep a session across connections.
- * What strangers send reaches the log clipped, and each kind of refusal at most once per interval
- * with a counted summary (log-limit.ts).
+ * (BrokerLimits; docs/operations.md, Hardening): packet sizes are checked as the bytes arrive, on
+ * their way into aedes' parser (mqtt-packet-size.ts); every publish, allowed or not, counts
+ * against the rate and the payload limit; a connection refused too often is closed; QoS 2
+ * publishes awaiting PUBREL, subscriptions and topic lengths are capped; and only the dispatcher
+ * may keep a session across connections. What strangers send reaches the log clipped, and each
+ * kind of refusal at most once per interval with a counted summary (log-limit.ts).
  * WebSocket clients reach it on `wsPath` of a given http.Server (one origin with the app) or on
  * its own server; an optional plain TCP listener serves mqtt:// clients. Everything binds
  * 127.0.0.1 unless told otherwise.
@@ -36,7 +36,7 @@ import { WebSocketServer, createWebSocketStream } from 'ws';
 import { MAX_PAYLOAD_BYTES, WORK_TYPES } from '../dpow/codec.ts';
 import { type Logger, silentLogger } from './log.ts';
 import { clip, LogLimiter } from './log-limit.ts';
-import { limitPacketSize, type OversizePacketError, type PacketType } from './mqtt-packet-size.ts';
+import { OversizePacketError, PacketSizeCheck, type PacketType } from './mqtt-packet-size.ts';
 import { TokenBucket } from './token-bucket.ts';
 
 export type BrokerRole = 'server' | 'client' | 'dashboard';
@@ -119,7 +119,7 @@ export interface BrokerCounters {
 /**
  * What one connection may send, each with a `dpow-web start` flag where an operator may want to
  * change it (docs/operations.md, Hardening). The server role (the dispatcher) is held to the
- * packet, payload, topic and subscription limits only.
+ * packet, payload and topic limits only.
  */
 export interface BrokerLimits {
   /**
@@ -134,7 +134,7 @@ export interface BrokerLimits {
   maxPacketBytes?: number;
   /** Longest topic of a publish, or filter of a subscription, in bytes. */
   maxTopicBytes?: number;
-  /** Subscriptions one connection may hold; more are refused (0x80). */
+  /** Subscriptions one worker or dashboard connection may hold; more are refused (0x80). */
   maxSubscriptions?: number;
   /** QoS 2 publishes one connection may have awaiting PUBREL; one more closes it. */
   maxInflight?: number;
@@ -484,7 +484,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         ? (['refusedTopicLength', 'filter too long'] as const)
         : !(role !== undefined && ROLE_ACL[role].read.some((a) => filtersOverlap(a, sub.topic)))
           ? (['refusedSubscribe', 'nothing readable for the role'] as const)
-          : granted.size >= limits.maxSubscriptions && !granted.has(sub.topic)
+          : role !== 'server' && granted.size >= limits.maxSubscriptions && !granted.has(sub.topic)
             ? (['refusedSubscriptionLimit', `over ${limits.maxSubscriptions} subscriptions`] as const)
             : undefined;
       if (refusal) {
@@ -527,12 +527,33 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   aedes.on('connectionError', (client, err) => log.debug?.(`broker: connection ${clip(client?.id ?? '?')}: ${clip(err.message)}`));
 
   /** Hands a connection to aedes behind the packet size check, which closes it at an oversize header. */
+  /**
+   * Hands a connection to aedes with its packet sizes checked (mqtt-packet-size.ts) on the way
+   * into aedes' parser: every chunk the client reads goes to `_parser.parse` (aedes 1.2, private),
+   * so the check sees exactly the bytes the parser would keep, and the reads and writes of the
+   * connection stay aedes' own. A header over its limit destroys the connection instead.
+   */
   const handle = (connection: Duplex, remote: string | undefined, req?: http.IncomingMessage) => {
-    const onOversize = (err: OversizePacketError) => {
-      counters.oversizePackets[err.type] = (counters.oversizePackets[err.type] ?? 0) + 1;
-      logLimit.warn('broker: oversize packet', `broker: closed a connection from ${clip(remote ?? '?')}: ${err.message}`);
+    const client = aedes.handle(connection, req) as Client & { _parser?: { parse(chunk: Buffer): number } };
+    const parser = client._parser;
+    // An aedes without it would take packets unchecked: every connection is refused instead, loudly.
+    if (typeof parser?.parse !== 'function') {
+      logLimit.error('broker: no parser', 'broker: refused a connection: this aedes has no client._parser.parse to check packet sizes at');
+      connection.destroy();
+      return;
+    }
+    const check = new PacketSizeCheck(packetLimits);
+    const parse = parser.parse.bind(parser);
+    parser.parse = (chunk) => {
+      const err = check.feed(chunk);
+      if (!err) return parse(chunk);
+      if (err instanceof OversizePacketError) {
+        counters.oversizePackets[err.type] = (counters.oversizePackets[err.type] ?? 0) + 1;
+        logLimit.warn('broker: oversize packet', `broker: closed a connection from ${clip(remote ?? '?')}: ${err.message}`);
+      }
+      connection.destroy(err);
+      return 0;
     };
-    aedes.handle(limitPacketSize(connection, packetLimits, onOversize), req);
   };
 
   // WebSocket: one WebSocketServer without its own port; upgrades are handed to it. A frame never
