@@ -23,6 +23,7 @@
  * publishes awaiting PUBREL, subscriptions and topic lengths are capped; and only the dispatcher
  * may keep a session across connections. What strangers send reaches the log clipped, and each
  * kind of refusal at most once per interval with a counted summary (log-limit.ts).
+ *
  * WebSocket clients reach it on `wsPath` of a given http.Server (one origin with the app) or on
  * its own server; an optional plain TCP listener serves mqtt:// clients. Everything binds
  * 127.0.0.1 unless told otherwise.
@@ -151,7 +152,7 @@ export const DEFAULT_BROKER_LIMITS: Required<BrokerLimits> = {
   maxTopicBytes: 256,
   // A worker subscribes at most 7 topics (heartbeat, statistics, work/ and cancel/ of each type, client/<address>).
   maxSubscriptions: 32,
-  // DPoW publishes at QoS 0 and 1; QoS 2 is allowed but needs no window.
+  // DPoW publishes at QoS 0 and 1; QoS 2 is allowed but never needs a wide window.
   maxInflight: 16,
   maxRefusals: 10,
 };
@@ -461,9 +462,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         const refused = long
           ? refuse('publish', 'refusedTopicLength', tagged, packet.topic, 'topic too long')
           : refuse('publish', 'refusedPublish', tagged, packet.topic, 'not allowed for the role');
-        if (refused) {
-          return done(new Error('too many refused publishes and subscriptions'));
-        }
+        if (refused) return done(new Error('too many refused publishes and subscriptions'));
         packet.topic = REFUSED_TOPIC;
         packet.retain = false;
         packet.payload = NO_PAYLOAD;
@@ -526,7 +525,6 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   });
   aedes.on('connectionError', (client, err) => log.debug?.(`broker: connection ${clip(client?.id ?? '?')}: ${clip(err.message)}`));
 
-  /** Hands a connection to aedes behind the packet size check, which closes it at an oversize header. */
   /**
    * Hands a connection to aedes with its packet sizes checked (mqtt-packet-size.ts) on the way
    * into aedes' parser: every chunk the client reads goes to `_parser.parse` (aedes 1.2, private),
