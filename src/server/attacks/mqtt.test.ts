@@ -85,7 +85,7 @@ describe.each(['tcp', 'ws'] as const)('the embedded broker under attack over %s'
   });
 
   it('counts every publish, allowed or refused, against the rate and the payload limit', async () => {
-    const b = await broker({ publishRate: { perSecond: 1, burst: 5 }, maxRefusals: 1000 });
+    const b = await broker({ limits: { publishRate: { perSecond: 1, burst: 5 }, maxRefusals: 1000 } });
     const fast = await open(b);
     await fast.login(USERS.client);
     const forged = (i: number) => encode({ cmd: 'publish', topic: FORBIDDEN, payload: 'forged', qos: 1, messageId: i + 1, retain: false, dup: false });

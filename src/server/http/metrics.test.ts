@@ -78,7 +78,7 @@ describe('GET /metrics', () => {
   });
 
   it("reports the embedded broker's refusals by reason, oversize packets by type and forced clean sessions", async () => {
-    const { app } = await start({ brokerLimits: { maxSubscriptions: 1 } });
+    const { app } = await start({ broker: { kind: 'embedded', limits: { maxSubscriptions: 1 } } });
     const oversize = await RawMqtt.open(app.brokerWsUrl, cleanups);
     await oversize.send(fixedHeader(firstByte(1), 4096)); // a CONNECT over 1 KiB
     await oversize.closed;
