@@ -22,7 +22,7 @@ const EASY = 0xff00000000000000n;
 const USERS = { server: { username: 'server', password: 'bench-server' }, client: { username: 'client', password: 'client' } };
 
 async function run(label: string, flood: boolean, publishRate?: { perSecond: number; burst: number }): Promise<void> {
-  const broker = await startBroker({ users: USERS, tcpPort: 0, ...(publishRate ? { publishRate } : {}) });
+  const broker = await startBroker({ users: USERS, tcpPort: 0, limits: { publishRate } });
   const dispatcher = new Dispatcher({ brokerUrl: broker.tcpUrl!, ...USERS.server, store: new MemoryStore(), resultPublisher: broker.publisherOf });
   await dispatcher.start();
   const worker = await ReferenceWorker.start({ brokerUrl: broker.tcpUrl!, ...USERS.client, address: encodeAddress(randomBytes(32)) });

@@ -140,8 +140,21 @@ describe('dpow-web start', () => {
     expect(await run.exited).toBe(0);
   });
 
+  it('--mqtt-max-* set the embedded broker limits', async () => {
+    const run = startCli(['--port', '0', '--no-build', '--memory', '--no-demo', '--mqtt-max-subscriptions', '2', '--mqtt-max-refusals', '0']);
+    const url = await run.banner;
+    const worker = await connectAs(`${url.replace('http', 'ws')}mqtt`, { username: 'client', password: 'client' }, cleanups);
+    await worker.subscribeAsync(['heartbeat', 'statistics']);
+    // A third subscription is refused, and with no refusal allowed the connection is closed.
+    const closed = new Promise<void>((resolve) => worker.once('close', () => resolve()));
+    worker.subscribe('work/#');
+    await closed;
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toBe(0);
+  });
+
   it('refuses contradictory or incomplete options with exit 2', async () => {
-    for (const args of [['--dispatcher-only'], ['--broker', 'ws://127.0.0.1:1/mqtt'], ['--port', 'abc'], ['--demo', '--no-demo'], ['--feed', 'bogus'], ['--rpc', 'bogus'], ['--demo-precache-every', '-1'], ['--demo-ondemand-every', 'x'], ['--nano-difficulty', 'fffff'], ['--qlc-difficulty', 'x'], ['--dashboard-user', 'dpowinterface'], ['--dashboard-user', 'client', '--dashboard-password', 'x'], ['--public-name', 'not a name'], ['--public-name', 'https://example.org']]) {
+    for (const args of [['--dispatcher-only'], ['--broker', 'ws://127.0.0.1:1/mqtt'], ['--port', 'abc'], ['--demo', '--no-demo'], ['--feed', 'bogus'], ['--rpc', 'bogus'], ['--demo-precache-every', '-1'], ['--demo-ondemand-every', 'x'], ['--nano-difficulty', 'fffff'], ['--qlc-difficulty', 'x'], ['--dashboard-user', 'dpowinterface'], ['--dashboard-user', 'client', '--dashboard-password', 'x'], ['--public-name', 'not a name'], ['--public-name', 'https://example.org'], ['--mqtt-max-packet', '100'], ['--mqtt-max-inflight', '0'], ['--mqtt-max-subscriptions', 'x']]) {
       const run = startCli([...args, '--no-build', '--memory']);
       run.banner.catch(() => {});
       expect(await run.exited, args.join(' ')).toBe(2);

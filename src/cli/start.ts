@@ -30,6 +30,7 @@ import {
   type FeedsConfig,
   type StoreConfig,
 } from '../server/create-server.ts';
+import { DEFAULT_BROKER_LIMITS as LIMITS, type BrokerLimits } from '../server/broker.ts';
 import type { DispatcherTuning } from '../server/dispatcher/dispatcher.ts';
 import { parseFeedSpec, type FeedSpec } from '../server/feeds/feed-spec.ts';
 import { hashApiKey } from '../server/http/api-keys.ts';
@@ -84,6 +85,10 @@ export function command() {
     .option('--abuse-cooldown <s>', 'seconds a contained source is then ignored (default 600)')
     .option('--publish-rate <n>', 'embedded broker: publishes per second per worker connection before it is closed (default 20)')
     .option('--publish-burst <n>', 'embedded broker: publishes allowed at once above the rate (default 100)')
+    .option('--mqtt-max-packet <bytes>', `embedded broker: largest CONNECT, SUBSCRIBE or other packet but PUBLISH (default ${LIMITS.maxPacketBytes})`)
+    .option('--mqtt-max-subscriptions <n>', `embedded broker: subscriptions one worker connection may hold (default ${LIMITS.maxSubscriptions})`)
+    .option('--mqtt-max-inflight <n>', `embedded broker: QoS 2 publishes one connection may leave awaiting PUBREL (default ${LIMITS.maxInflight})`)
+    .option('--mqtt-max-refusals <n>', `embedded broker: refused publishes and subscriptions before a worker connection is closed (default ${LIMITS.maxRefusals})`)
     .option('--no-build', 'serve dist/ as it is')
     .option('--verbose', 'debug logging (logs are JSON lines unless stderr is a terminal)')
     .addHelpText(
@@ -128,6 +133,10 @@ interface StartOptions {
   abuseCooldown?: string;
   publishRate?: string;
   publishBurst?: string;
+  mqttMaxPacket?: string;
+  mqttMaxSubscriptions?: string;
+  mqttMaxInflight?: string;
+  mqttMaxRefusals?: string;
   build: boolean;
   verbose?: boolean;
 }
@@ -295,7 +304,17 @@ function serverConfig(values: StartOptions, secrets: { broker?: string; dashboar
     return { kind: 'dispatcher', store, policy, dispatcher, feeds, demo, log, broker: external!, metrics };
   }
   const users = dashboardPassword === undefined ? undefined : { dashboard: { username: dashboardUser, password: dashboardPassword } };
-  const publishRate = { perSecond: intOption(values.publishRate, 'publish-rate', 20, 1), burst: intOption(values.publishBurst, 'publish-burst', 100, 1) };
+  const limits: BrokerLimits = {
+    publishRate: {
+      perSecond: intOption(values.publishRate, 'publish-rate', LIMITS.publishRate.perSecond, 1),
+      burst: intOption(values.publishBurst, 'publish-burst', LIMITS.publishRate.burst, 1),
+    },
+    // Below 256 bytes the dispatcher's own login would not fit.
+    maxPacketBytes: intOption(values.mqttMaxPacket, 'mqtt-max-packet', LIMITS.maxPacketBytes, 256),
+    maxSubscriptions: intOption(values.mqttMaxSubscriptions, 'mqtt-max-subscriptions', LIMITS.maxSubscriptions, 1),
+    maxInflight: intOption(values.mqttMaxInflight, 'mqtt-max-inflight', LIMITS.maxInflight, 1),
+    maxRefusals: intOption(values.mqttMaxRefusals, 'mqtt-max-refusals', LIMITS.maxRefusals, 0),
+  };
   return {
     kind: 'app',
     store,
@@ -305,7 +324,7 @@ function serverConfig(values: StartOptions, secrets: { broker?: string; dashboar
     demo,
     log,
     http: { host: values.host, port, staticDir: path.join(ROOT, 'dist'), publicNames },
-    broker: external ?? { kind: 'embedded', users, tcpPort: brokerTcpPort, publishRate },
+    broker: external ?? { kind: 'embedded', users, tcpPort: brokerTcpPort, limits },
     serviceApi: { rpc: rpcAllow === null ? { enabled: false, allow: 'loopback' } : { enabled: true, allow: rpcAllow } },
     metrics: { operatorPasswordHash: secrets.metricsHash },
   };

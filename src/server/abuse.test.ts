@@ -63,7 +63,7 @@ describe('AbuseGuard', () => {
 
 describe('a flooding client', () => {
   it('is contained while an honest worker keeps being credited for every job', async () => {
-    const broker = await startBroker({ users: USERS, tcpPort: 0, publishRate: { perSecond: 10_000, burst: 10_000 } });
+    const broker = await startBroker({ users: USERS, tcpPort: 0, limits: { publishRate: { perSecond: 10_000, burst: 10_000 } } });
     cleanups.push(() => broker.close());
     const store = new MemoryStore();
     const dispatcher = new Dispatcher({
@@ -159,7 +159,7 @@ describe('a flooding client', () => {
 describe('the embedded broker caps each connection', () => {
   it('closes a connection that publishes faster than its rate, and refuses oversized payloads', async () => {
     let t = 0;
-    const broker = await startBroker({ users: USERS, tcpPort: 0, publishRate: { perSecond: 1, burst: 5 }, maxPayloadBytes: 300, now: () => t });
+    const broker = await startBroker({ users: USERS, tcpPort: 0, limits: { publishRate: { perSecond: 1, burst: 5 }, maxPayloadBytes: 300 }, now: () => t });
     cleanups.push(() => broker.close());
     const connect = async () => {
       const c = await mqtt.connectAsync(broker.tcpUrl!, { ...USERS.client, protocolVersion: 4, reconnectPeriod: 0 });

@@ -9,13 +9,21 @@
  *
  * As Mosquitto does with the original ACL (measured, see src/testkit/broker-acl.ts):
  * - a refused publish is counted, logged with the user and topic, acknowledged (PUBACK at QoS 1)
- *   and dropped: it never reaches a subscriber, and the publisher stays connected (a payload
- *   over MAX_PAYLOAD_BYTES still closes the connection);
+ *   and dropped: it never reaches a subscriber, and the publisher stays connected;
  * - a subscription is granted when it can deliver at least one topic the role may read, and
  *   every message is then checked against the role's read ACL by its own topic (a worker's `#`
  *   gets work, cancels, stats and heartbeats, never results). A subscription that can deliver
  *   nothing readable (a worker's `result/#`) gets the 0x80 failure code in SUBACK, where
  *   Mosquitto grants it and delivers nothing; the connection stays up either way.
+ *
+ * Every client is assumed hostile, so each connection is bounded by shape and volume
+ * (BrokerLimits; docs/operations.md, Hardening): packet sizes are checked as the bytes arrive, on
+ * their way into aedes' parser (mqtt-packet-size.ts); every publish, allowed or not, counts
+ * against the rate and the payload limit; a connection refused too often is closed; QoS 2
+ * publishes awaiting PUBREL, subscriptions and topic lengths are capped; and only the dispatcher
+ * may keep a session across connections. What strangers send reaches the log clipped, and each
+ * kind of refusal at most once per interval with a counted summary (log-limit.ts).
+ *
  * WebSocket clients reach it on `wsPath` of a given http.Server (one origin with the app) or on
  * its own server; an optional plain TCP listener serves mqtt:// clients. Everything binds
  * 127.0.0.1 unless told otherwise.
@@ -28,6 +36,8 @@ import { Aedes, type AedesOptions, type Client } from 'aedes';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import { MAX_PAYLOAD_BYTES, WORK_TYPES } from '../dpow/codec.ts';
 import { type Logger, silentLogger } from './log.ts';
+import { clip, LogLimiter } from './log-limit.ts';
+import { OversizePacketError, PacketSizeCheck, type PacketType } from './mqtt-packet-size.ts';
 import { TokenBucket } from './token-bucket.ts';
 
 export type BrokerRole = 'server' | 'client' | 'dashboard';
@@ -79,18 +89,78 @@ export function defaultBrokerUsers(overrides: Partial<BrokerUsers> = {}): Broker
 export interface BrokerCounters {
   connections: number;
   refusedLogins: number;
+  /** Publishes the ACL refused (acknowledged and dropped). */
   refusedPublish: number;
+  /** Subscriptions the ACL refused (0x80 in SUBACK). */
   refusedSubscribe: number;
-  /** Refusals by "<role>:<topic>" for the logs and tests. */
+  /**
+   * Refusals by "<role>:<topic>" for the logs and tests; the first REFUSED_TOPICS_KEPT topics by
+   * name, any later one under "<role>:(other)" and one too long under "<role>:(too long)", so a
+   * flood of made-up topics cannot grow it.
+   */
   refusedByTopic: Record<string, number>;
-  /** Publishes refused (and their connections closed) for going over the per-connection rate. */
+  /** Connections closed for publishing faster than the per-connection rate. */
   refusedRate: number;
-  /** Publishes refused for a payload over maxPayloadBytes. */
+  /** Connections closed for a payload over maxPayloadBytes. */
   refusedSize: number;
+  /** Publishes (dropped) and subscriptions (0x80) refused for a topic over maxTopicBytes. */
+  refusedTopicLength: number;
+  /** Subscriptions refused (0x80) for going over maxSubscriptions. */
+  refusedSubscriptionLimit: number;
+  /** Connections closed for one QoS 2 publish more than maxInflight awaiting PUBREL. */
+  refusedInflight: number;
+  /** Connections closed for more than maxRefusals refused publishes and subscriptions. */
+  closedForRefusals: number;
+  /** Connections closed for a packet over its size limit, by packet type, before its body was read. */
+  oversizePackets: Partial<Record<PacketType, number>>;
+  /** Logins that asked for a persistent session (clean=false) and were given a clean one. */
+  cleanSessionsForced: number;
 }
+
+/**
+ * What one connection may send, each with a `dpow-web start` flag where an operator may want to
+ * change it (docs/operations.md, Hardening). The server role (the dispatcher) is held to the
+ * packet, payload and topic limits only.
+ */
+export interface BrokerLimits {
+  /**
+   * Publishes per second each worker or dashboard connection may make, sustained; `burst` more
+   * may come at once. Every publish counts, allowed or refused. Over it the connection is closed
+   * (MQTT 3.1.1 has no way to refuse a single publish).
+   */
+  publishRate?: { perSecond: number; burst: number };
+  /** Largest PUBLISH payload; a bigger one closes the connection. */
+  maxPayloadBytes?: number;
+  /** Largest packet of every type but PUBLISH (CONNECT, SUBSCRIBE, …), whole; checked as it arrives. */
+  maxPacketBytes?: number;
+  /** Longest topic of a publish, or filter of a subscription, in bytes. */
+  maxTopicBytes?: number;
+  /** Subscriptions one worker or dashboard connection may hold; more are refused (0x80). */
+  maxSubscriptions?: number;
+  /** QoS 2 publishes one connection may have awaiting PUBREL; one more closes it. */
+  maxInflight?: number;
+  /** Refused publishes and subscriptions one worker or dashboard connection may make; one more closes it. */
+  maxRefusals?: number;
+}
+
+export const DEFAULT_BROKER_LIMITS: Required<BrokerLimits> = {
+  publishRate: { perSecond: 20, burst: 100 },
+  maxPayloadBytes: MAX_PAYLOAD_BYTES,
+  // A worker's CONNECT or SUBSCRIBE is about 100 bytes; the longest login still fits many times.
+  maxPacketBytes: 1024,
+  // The longest DPoW topic is client/<address>, 7 + 65 bytes.
+  maxTopicBytes: 256,
+  // A worker subscribes at most 7 topics (heartbeat, statistics, work/ and cancel/ of each type, client/<address>).
+  maxSubscriptions: 32,
+  // DPoW publishes at QoS 0 and 1; QoS 2 is allowed but never needs a wide window.
+  maxInflight: 16,
+  maxRefusals: 10,
+};
 
 export interface BrokerOptions {
   users: BrokerUsers;
+  /** What each connection may send; DEFAULT_BROKER_LIMITS where absent. */
+  limits?: BrokerLimits;
   /** Interface for the listeners this module opens itself. Default 127.0.0.1. */
   host?: string;
   /** Open a plain MQTT TCP listener on this port (0 = ephemeral). Off when undefined. */
@@ -101,17 +171,11 @@ export interface BrokerOptions {
   wsPath?: string;
   /** Without `server`: own WebSocket server on this port (0 = ephemeral, the default). */
   wsPort?: number;
-  /**
-   * Publishes per second each worker or dashboard connection may make, sustained; `burst` more
-   * may come at once. Over it the connection is closed (MQTT 3.1.1 has no way to refuse a single
-   * publish). The server role is not limited. Default 20/s, burst 100.
-   */
-  publishRate?: { perSecond: number; burst: number };
-  /** Largest payload accepted from anyone. Default MAX_PAYLOAD_BYTES (64 KiB). */
-  maxPayloadBytes?: number;
   /** Clock for the publish rate (tests). */
   now?: () => number;
   log?: Logger;
+  /** Interval of the refusal log lines (log-limit.ts). Default 10 s. */
+  logIntervalMs?: number;
 }
 
 export interface Broker {
@@ -189,18 +253,49 @@ const REFUSED_TOPIC = '$dpow/refused';
 const ROLE = Symbol('dpow-role');
 const USER = Symbol('dpow-user');
 const BUCKET = Symbol('dpow-publish-bucket');
-type TaggedClient = Client & { [ROLE]?: BrokerRole; [USER]?: string; [BUCKET]?: TokenBucket };
+const REFUSALS = Symbol('dpow-refusals');
+const SUBSCRIPTIONS = Symbol('dpow-subscriptions');
+const FORCED_CLEAN = Symbol('dpow-forced-clean');
+const CLOSING = Symbol('dpow-closing');
+type TaggedClient = Client & {
+  [ROLE]?: BrokerRole;
+  [USER]?: string;
+  [BUCKET]?: TokenBucket;
+  /** Publishes and subscriptions refused on this connection so far. */
+  [REFUSALS]?: number;
+  /** Filters granted to this connection and not unsubscribed (at most maxSubscriptions). */
+  [SUBSCRIPTIONS]?: Set<string>;
+  /** It asked for a persistent session and was given a clean one. */
+  [FORCED_CLEAN]?: boolean;
+  /** It broke a limit and is being closed (packets already read may still arrive). */
+  [CLOSING]?: boolean;
+};
 
 /** Result publishes remembered for publisherOf; the dispatcher asks within milliseconds. */
 const PUBLISHERS_KEPT = 10_000;
+/** Distinct topics refusedByTopic names; later ones are counted together. */
+const REFUSED_TOPICS_KEPT = 100;
+/** PUBLISH bytes beyond its payload and topic: fixed header (at most 5), topic length (2), message id (2). */
+const PUBLISH_OVERHEAD = 9;
+/** The counters of connections closed for breaking a limit, and the limit as the log names it. */
+const CLOSED_FOR = {
+  refusedRate: 'the publish rate',
+  refusedSize: 'the payload size',
+  refusedInflight: 'the QoS 2 window',
+  closedForRefusals: 'refusals',
+} as const;
+/** What a refused publish carries on to nobody, so a parked QoS 2 one keeps no payload. */
+const NO_PAYLOAD = Buffer.alloc(0);
 
+/** A digest of topic and payload: the key stays 32 bytes whatever the payload's size. */
 const publishKey = (topic: string, payload: Buffer | string) =>
-  `${topic}\n${typeof payload === 'string' ? payload : payload.toString('latin1')}`;
+  createHash('sha256').update(topic).update('\n').update(payload).digest('base64');
 
 // ------------------------------------------------------------------ broker
 
 export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const log = options.log ?? silentLogger;
+  const logLimit = new LogLimiter(log, { intervalMs: options.logIntervalMs });
   const host = options.host ?? '127.0.0.1';
   const wsPath = options.wsPath ?? '/mqtt';
   const counters: BrokerCounters = {
@@ -211,10 +306,28 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     refusedByTopic: {},
     refusedRate: 0,
     refusedSize: 0,
+    refusedTopicLength: 0,
+    refusedSubscriptionLimit: 0,
+    refusedInflight: 0,
+    closedForRefusals: 0,
+    oversizePackets: {},
+    cleanSessionsForced: 0,
   };
   const now = options.now ?? Date.now;
-  const rate = options.publishRate ?? { perSecond: 20, burst: 100 };
-  const maxPayload = options.maxPayloadBytes ?? MAX_PAYLOAD_BYTES;
+  const given = options.limits ?? {};
+  const defaults = DEFAULT_BROKER_LIMITS;
+  const limits: Required<BrokerLimits> = {
+    publishRate: given.publishRate ?? defaults.publishRate,
+    maxPayloadBytes: given.maxPayloadBytes ?? defaults.maxPayloadBytes,
+    maxPacketBytes: given.maxPacketBytes ?? defaults.maxPacketBytes,
+    maxTopicBytes: given.maxTopicBytes ?? defaults.maxTopicBytes,
+    maxSubscriptions: given.maxSubscriptions ?? defaults.maxSubscriptions,
+    maxInflight: given.maxInflight ?? defaults.maxInflight,
+    maxRefusals: given.maxRefusals ?? defaults.maxRefusals,
+  };
+  const rate = limits.publishRate;
+  const maxPayload = limits.maxPayloadBytes;
+  const packetLimits = { publish: maxPayload + limits.maxTopicBytes + PUBLISH_OVERHEAD, other: limits.maxPacketBytes };
   /** True when the connection may publish once more (a token bucket per connection). */
   const withinRate = (client: TaggedClient): boolean => {
     const t = now();
@@ -251,23 +364,64 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const usernames = new Set(logins.map((l) => l.creds.username));
   if (usernames.size !== logins.length) throw new Error('broker users must have distinct usernames');
 
-  const refuse = (kind: 'publish' | 'subscribe', client: TaggedClient | null, topic: string) => {
+  const who = (client: TaggedClient | null) =>
+    `${clip(client?.[USER] ?? '?')} (${client?.[ROLE] ?? 'anonymous'}, client id ${clip(client?.id ?? '?')})`;
+
+  /**
+   * Counts and logs a refused publish or subscription under `counter`. True when the connection
+   * has now been refused more than maxRefusals times and must be closed (never the server role's).
+   */
+  const refuse = (
+    kind: 'publish' | 'subscribe',
+    counter: 'refusedPublish' | 'refusedSubscribe' | 'refusedTopicLength' | 'refusedSubscriptionLimit',
+    client: TaggedClient | null,
+    topic: string,
+    why: string,
+  ): boolean => {
     const role = client?.[ROLE] ?? 'anonymous';
-    if (kind === 'publish') counters.refusedPublish++;
-    else counters.refusedSubscribe++;
-    const key = `${role}:${topic}`;
+    counters[counter]++;
+    const named = `${role}:${counter === 'refusedTopicLength' ? '(too long)' : topic}`;
+    const key = named in counters.refusedByTopic || Object.keys(counters.refusedByTopic).length < REFUSED_TOPICS_KEPT ? named : `${role}:(other)`;
     counters.refusedByTopic[key] = (counters.refusedByTopic[key] ?? 0) + 1;
-    log.warn(`broker: refused ${kind} by ${client?.[USER] ?? '?'} (${role}) on "${topic}" (client id ${client?.id ?? '?'})`);
+    logLimit.warn(`broker: refused ${kind}`, `broker: refused ${kind} by ${who(client)} on ${clip(topic)}: ${why}`);
+    if (!client || role === 'server') return false;
+    client[REFUSALS] = (client[REFUSALS] ?? 0) + 1;
+    if (client[REFUSALS] <= limits.maxRefusals) return false;
+    closing('closedForRefusals', client, `more than ${limits.maxRefusals} refused publishes and subscriptions`);
+    return true;
   };
+  /**
+   * Counts and logs a connection about to be closed for breaking a limit, once per connection:
+   * packets it sent before the close may still come through and break it again.
+   */
+  const closing = (counter: keyof typeof CLOSED_FOR, client: TaggedClient | null, why: string) => {
+    if (client?.[CLOSING]) return;
+    if (client) client[CLOSING] = true;
+    counters[counter]++;
+    logLimit.warn(`broker: closed for ${CLOSED_FOR[counter]}`, `broker: closed ${who(client)}: ${why}`);
+  };
+  const tooLong = (topic: string) => Buffer.byteLength(topic) > limits.maxTopicBytes;
 
   const aedesOptions: AedesOptions = {
+    maxInflightInbound: limits.maxInflight,
+    // No DPoW worker or dashboard needs a session that outlives its connection (all connect
+    // clean), while a persistent one would keep its subscriptions and a queue of every cancel
+    // for as long as the broker runs. So every login but the dispatcher's gets a clean session,
+    // decided by user name here, before the session is looked up.
+    preConnect(client, packet, done) {
+      if (!packet.clean && packet.username !== options.users.server.username) {
+        packet.clean = true;
+        (client as TaggedClient)[FORCED_CLEAN] = true;
+      }
+      done(null, true);
+    },
     authenticate(client, username, password, done) {
       const match = logins.find((l) => l.creds.username === username);
       // Compare against something even for unknown users so timing says nothing about names.
       const ok = sameSecret(password, match?.creds.password ?? '\u0000no-such-user') && match !== undefined;
       if (!ok || !match) {
         counters.refusedLogins++;
-        log.warn(`broker: refused login for user "${String(username ?? '')}" from client id ${client.id}`);
+        logLimit.warn('broker: refused login', `broker: refused login for user ${clip(username ?? '')} from client id ${clip(client.id)}`);
         const err = Object.assign(new Error('Bad username or password'), { returnCode: 4 as const });
         return done(err, false);
       }
@@ -276,35 +430,43 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       const holder = (aedes as unknown as { clients: Record<string, TaggedClient | undefined> }).clients[client.id];
       if (holder && holder[ROLE] !== undefined && holder[ROLE] !== match.role) {
         counters.refusedLogins++;
-        log.warn(`broker: refused ${match.creds.username} (${match.role}) reusing the client id of a ${holder[ROLE]} session`);
+        logLimit.warn(
+          'broker: refused login',
+          `broker: refused ${clip(match.creds.username)} (${match.role}) reusing the client id of a ${holder[ROLE]} session`,
+        );
         const err = Object.assign(new Error('Identifier rejected'), { returnCode: 2 as const });
         return done(err, false);
       }
       const tagged = client as TaggedClient;
       tagged[ROLE] = match.role;
       tagged[USER] = match.creds.username;
+      if (tagged[FORCED_CLEAN]) counters.cleanSessionsForced++;
       done(null, true);
     },
     authorizePublish(client, packet, done) {
       const tagged = client as TaggedClient | null;
       const role = tagged?.[ROLE];
-      const allowed = role !== undefined && ROLE_ACL[role].publish.some((f) => topicMatches(f, packet.topic));
-      if (!allowed) {
-        refuse('publish', tagged, packet.topic);
-        packet.topic = REFUSED_TOPIC;
-        packet.retain = false;
-        return done(null);
-      }
+      // Size and rate first: every publish counts, allowed or not.
       const size = packet.payload?.length ?? 0;
       if (size > maxPayload) {
-        counters.refusedSize++;
-        refuse('publish', tagged, packet.topic);
+        closing('refusedSize', tagged, `payload of ${size} bytes on ${clip(packet.topic)}, over ${maxPayload}`);
         return done(new Error(`payload of ${size} bytes is too large`));
       }
       if (role !== 'server' && !withinRate(tagged!)) {
-        counters.refusedRate++;
-        refuse('publish', tagged, packet.topic);
+        closing('refusedRate', tagged, `more than ${rate.perSecond} publishes per second`);
         return done(new Error(`more than ${rate.perSecond} publishes per second`));
+      }
+      const long = tooLong(packet.topic);
+      const allowed = !long && role !== undefined && ROLE_ACL[role].publish.some((f) => topicMatches(f, packet.topic));
+      if (!allowed) {
+        const refused = long
+          ? refuse('publish', 'refusedTopicLength', tagged, packet.topic, 'topic too long')
+          : refuse('publish', 'refusedPublish', tagged, packet.topic, 'not allowed for the role');
+        if (refused) return done(new Error('too many refused publishes and subscriptions'));
+        packet.topic = REFUSED_TOPIC;
+        packet.retain = false;
+        packet.payload = NO_PAYLOAD;
+        return done(null);
       }
       // aedes keeps nothing: a retained job or result would replay stale work. The latest
       // statistics are kept here instead and handed to each new subscriber (see 'subscribe').
@@ -314,12 +476,21 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       done(null);
     },
     authorizeSubscribe(client, sub, done) {
-      const role = (client as TaggedClient)[ROLE];
-      const allowed = role !== undefined && ROLE_ACL[role].read.some((a) => filtersOverlap(a, sub.topic));
-      if (!allowed) {
-        refuse('subscribe', client as TaggedClient, sub.topic);
+      const tagged = client as TaggedClient;
+      const role = tagged[ROLE];
+      const granted = (tagged[SUBSCRIPTIONS] ??= new Set());
+      const refusal = tooLong(sub.topic)
+        ? (['refusedTopicLength', 'filter too long'] as const)
+        : !(role !== undefined && ROLE_ACL[role].read.some((a) => filtersOverlap(a, sub.topic)))
+          ? (['refusedSubscribe', 'nothing readable for the role'] as const)
+          : role !== 'server' && granted.size >= limits.maxSubscriptions && !granted.has(sub.topic)
+            ? (['refusedSubscriptionLimit', `over ${limits.maxSubscriptions} subscriptions`] as const)
+            : undefined;
+      if (refusal) {
+        if (refuse('subscribe', refusal[0], tagged, sub.topic, refusal[1])) return done(new Error('too many refused publishes and subscriptions'), null);
         return done(null, null);
       }
+      granted.add(sub.topic);
       done(null, sub);
     },
     // Per message: a granted wildcard delivers only the topics the subscriber's role may read.
@@ -340,16 +511,56 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     if (!subs.some((s) => (s.qos as number) !== 128 && topicMatches(s.topic, 'statistics'))) return;
     client.publish({ cmd: 'publish', topic: 'statistics', payload: lastStatistics, qos: 0, retain: true, dup: false }, () => {});
   });
+  aedes.on('unsubscribe', (filters, client) => {
+    const granted = (client as TaggedClient | null)?.[SUBSCRIPTIONS];
+    for (const filter of filters) granted?.delete(filter);
+  });
   aedes.on('client', () => counters.connections++);
-  aedes.on('clientError', (client, err) => log.debug?.(`broker: client ${client?.id ?? '?'}: ${err.message}`));
-  aedes.on('connectionError', (client, err) => log.debug?.(`broker: connection ${client?.id ?? '?'}: ${err.message}`));
+  aedes.on('clientError', (client, err) => {
+    // aedes closes a connection over its QoS 2 window (maxInflightInbound) with this error.
+    if (err.message.startsWith('maxInflightInbound exceeded')) {
+      closing('refusedInflight', client as TaggedClient, `more than ${limits.maxInflight} QoS 2 publishes awaiting PUBREL`);
+    }
+    log.debug?.(`broker: client ${clip(client?.id ?? '?')}: ${clip(err.message)}`);
+  });
+  aedes.on('connectionError', (client, err) => log.debug?.(`broker: connection ${clip(client?.id ?? '?')}: ${clip(err.message)}`));
 
-  // WebSocket: one WebSocketServer without its own port; upgrades are handed to it.
-  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_PAYLOAD_BYTES + 1024 });
+  /**
+   * Hands a connection to aedes with its packet sizes checked (mqtt-packet-size.ts) on the way
+   * into aedes' parser: every chunk the client reads goes to `_parser.parse` (aedes 1.2, private),
+   * so the check sees exactly the bytes the parser would keep, and the reads and writes of the
+   * connection stay aedes' own. A header over its limit destroys the connection instead.
+   */
+  const handle = (connection: Duplex, remote: string | undefined, req?: http.IncomingMessage) => {
+    const client = aedes.handle(connection, req) as Client & { _parser?: { parse(chunk: Buffer): number } };
+    const parser = client._parser;
+    // An aedes without it would take packets unchecked: every connection is refused instead, loudly.
+    if (typeof parser?.parse !== 'function') {
+      logLimit.error('broker: no parser', 'broker: refused a connection: this aedes has no client._parser.parse to check packet sizes at');
+      connection.destroy();
+      return;
+    }
+    const check = new PacketSizeCheck(packetLimits);
+    const parse = parser.parse.bind(parser);
+    parser.parse = (chunk) => {
+      const err = check.feed(chunk);
+      if (!err) return parse(chunk);
+      if (err instanceof OversizePacketError) {
+        counters.oversizePackets[err.type] = (counters.oversizePackets[err.type] ?? 0) + 1;
+        logLimit.warn('broker: oversize packet', `broker: closed a connection from ${clip(remote ?? '?')}: ${err.message}`);
+      }
+      connection.destroy(err);
+      return 0;
+    };
+  };
+
+  // WebSocket: one WebSocketServer without its own port; upgrades are handed to it. A frame never
+  // needs to be bigger than the largest packet.
+  const wss = new WebSocketServer({ noServer: true, maxPayload: Math.max(packetLimits.publish, packetLimits.other) });
   wss.on('connection', (socket, req) => {
     const stream = createWebSocketStream(socket);
     stream.on('error', () => stream.destroy());
-    aedes.handle(stream, req);
+    handle(stream, req.socket.remoteAddress, req);
   });
   const handleUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): boolean => {
     const path = (req.url ?? '').split('?')[0];
@@ -384,7 +595,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   let tcpServer: net.Server | undefined;
   let tcpUrl: string | undefined;
   if (options.tcpPort !== undefined) {
-    tcpServer = net.createServer((socket) => aedes.handle(socket));
+    tcpServer = net.createServer((socket) => handle(socket, socket.remoteAddress));
     await listen(tcpServer, options.tcpPort, host);
     const a = tcpServer.address() as net.AddressInfo;
     tcpUrl = `mqtt://${urlHost(a.address)}:${a.port}`;
@@ -410,6 +621,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     async close() {
       if (closed) return;
       closed = true;
+      logLimit.close();
       for (const ws of wss.clients) ws.terminate();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await new Promise<void>((resolve) => wss.close(() => resolve()));

@@ -80,7 +80,7 @@ function redisBackend(): Backend {
 async function crashLoop(backend: Backend): Promise<void> {
   // Three workers answer ~70 jobs a second between them, each far above a volunteer's rate: the
   // per-connection publish limit (abuse containment, tested on its own) would close them.
-  const broker = await startBroker({ users: USERS, tcpPort: 0, publishRate: { perSecond: 10_000, burst: 10_000 } });
+  const broker = await startBroker({ users: USERS, tcpPort: 0, limits: { publishRate: { perSecond: 10_000, burst: 10_000 } } });
   cleanups.push(() => broker.close());
   const workers = await Promise.all(
     [0, 1, 2].map(() => ReferenceWorker.start({ brokerUrl: broker.tcpUrl!, username: 'client', password: 'client', address: encodeAddress(randomBytes(32)) })),

@@ -22,7 +22,7 @@ import {
   defaultBrokerUsers,
   startBroker,
   type Broker,
-  type BrokerOptions,
+  type BrokerLimits,
   type BrokerUsers,
   type Credentials,
 } from './broker.ts';
@@ -60,8 +60,8 @@ export interface EmbeddedBrokerConfig {
   users?: Partial<BrokerUsers>;
   /** Also listen for mqtt:// on this port (0 = any). */
   tcpPort?: number;
-  publishRate?: BrokerOptions['publishRate'];
-  maxPayloadBytes?: BrokerOptions['maxPayloadBytes'];
+  /** What each connection may send (the broker's defaults where absent). */
+  limits?: BrokerLimits;
 }
 
 /** A broker run elsewhere (Mosquitto, EMQX, another aedes). */
@@ -315,8 +315,7 @@ async function brokerFor(
     wsPath: BROKER_WS_PATH,
     host,
     tcpPort: config.tcpPort,
-    publishRate: config.publishRate,
-    maxPayloadBytes: config.maxPayloadBytes,
+    limits: config.limits,
     log,
   });
   closers.add(() => broker.close());

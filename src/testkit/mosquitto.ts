@@ -50,6 +50,8 @@ export class Mosquitto {
     readonly dir: string,
     readonly ports: { tcp: number; ws: number },
     readonly secrets: { server: string; dashboard: string },
+    /** The configuration it runs: the shipped one with test ports and files. */
+    readonly config: string,
   ) {
     process.stdout!.on('data', (d) => (this.log += d));
     process.stderr!.on('data', (d) => (this.log += d));
@@ -81,10 +83,11 @@ export class Mosquitto {
     chmodSync(acl, 0o644);
     const ports = { tcp: await freePort(), ws: await freePort() };
     const conf = join(dir, 'mosquitto.conf');
-    writeFileSync(conf, configForTest(readFileSync(join(DEPLOY_MOSQUITTO, 'mosquitto.conf'), 'utf8'), { passwords, acl }, ports, options.extraConfig));
+    const config = configForTest(readFileSync(join(DEPLOY_MOSQUITTO, 'mosquitto.conf'), 'utf8'), { passwords, acl }, ports, options.extraConfig);
+    writeFileSync(conf, config);
     chmodSync(conf, 0o644);
     const child = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const broker = new Mosquitto(child, dir, ports, secrets);
+    const broker = new Mosquitto(child, dir, ports, secrets, config);
     const deadline = Date.now() + 10_000;
     while (!((await canConnect('127.0.0.1', ports.tcp)) && (await canConnect('127.0.0.1', ports.ws)))) {
       if (child.exitCode !== null || Date.now() > deadline) throw new Error(`mosquitto did not start:\n${broker.log}`);

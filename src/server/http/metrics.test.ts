@@ -6,6 +6,7 @@ import { difficultyPolicy } from '../../pow/difficulty.ts';
 import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
 import { ReferenceWorker } from '../../testkit/reference-worker.ts';
 import { addTestService } from '../../testkit/services.ts';
+import { encode, firstByte, fixedHeader, RawMqtt } from '../../testkit/mqtt-attack.ts';
 import { waitFor } from '../../testkit/wait.ts';
 import { randomRoot } from '../../testkit/work.ts';
 import { createServer, type AppConfig } from '../create-server.ts';
@@ -74,6 +75,28 @@ describe('GET /metrics', () => {
     // A store of its own: this dispatcher is always the leader.
     expect(sample(text, 'dpow_dispatcher_leader')).toBe(1);
     expect(sample(text, 'process_cpu_user_seconds_total')).toBeGreaterThan(0);
+  });
+
+  it("reports the embedded broker's refusals by reason, oversize packets by type and forced clean sessions", async () => {
+    const { app } = await start({ broker: { kind: 'embedded', limits: { maxSubscriptions: 1 } } });
+    const oversize = await RawMqtt.open(app.brokerWsUrl, cleanups);
+    await oversize.send(fixedHeader(firstByte(1), 4096)); // a CONNECT over 1 KiB
+    await oversize.closed;
+    const worker = await RawMqtt.open(app.brokerWsUrl, cleanups);
+    await worker.login({ username: 'client', password: 'client' }, { clean: false });
+    await worker.send(encode({ cmd: 'publish', topic: 'work/ondemand', payload: 'forged', qos: 1, messageId: 1, retain: false, dup: false }));
+    await worker.next('puback');
+    await worker.send(encode({ cmd: 'subscribe', messageId: 2, subscriptions: [{ topic: 'heartbeat', qos: 0 }, { topic: 'statistics', qos: 0 }] }));
+    await worker.next('suback');
+
+    const text = await (await fetch(new URL('/metrics', app.url))).text();
+    expect(sample(text, 'dpow_mqtt_oversize_packets_total', { type: 'connect' })).toBe(1);
+    expect(sample(text, 'dpow_mqtt_refused_total', { reason: 'publish-acl' })).toBe(1);
+    expect(sample(text, 'dpow_mqtt_refused_total', { reason: 'subscription-limit' })).toBe(1);
+    expect(sample(text, 'dpow_mqtt_refused_total', { reason: 'too-many-refusals' })).toBe(0);
+    expect(sample(text, 'dpow_mqtt_clean_sessions_forced_total')).toBe(1);
+    // The dispatcher's own two subscriptions are not held to the cap.
+    expect(app.dispatcher!.connected).toBe(true);
   });
 
   it('follows the RPC access rule (loopback without proxy headers, or off); with keys, only the operator password, never a service key', async () => {

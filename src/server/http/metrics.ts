@@ -170,11 +170,19 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
     readGauge(registry, 'dpow_workers_connected', 'Worker connections (client role) on the embedded broker', [], () => [[{}, broker.connectedByRole().client]]);
     readCounter(registry, 'dpow_mqtt_refused_total', 'What the embedded broker refused, by reason', ['reason'], () => [
       [{ reason: 'login' }, b.refusedLogins],
-      [{ reason: 'publish-acl' }, b.refusedPublish - b.refusedRate - b.refusedSize],
+      [{ reason: 'publish-acl' }, b.refusedPublish],
       [{ reason: 'publish-rate' }, b.refusedRate],
       [{ reason: 'publish-size' }, b.refusedSize],
       [{ reason: 'subscribe' }, b.refusedSubscribe],
+      [{ reason: 'topic-length' }, b.refusedTopicLength],
+      [{ reason: 'subscription-limit' }, b.refusedSubscriptionLimit],
+      [{ reason: 'qos2-inflight' }, b.refusedInflight],
+      [{ reason: 'too-many-refusals' }, b.closedForRefusals],
     ]);
+    readCounter(registry, 'dpow_mqtt_oversize_packets_total', 'Connections the embedded broker closed at a packet header over the size limit, by packet type', ['type'], () =>
+      entries(b.oversizePackets).map(([type, n]) => [{ type }, n]),
+    );
+    readCounter(registry, 'dpow_mqtt_clean_sessions_forced_total', 'Logins that asked for a persistent session and got a clean one (only the server role keeps one)', [], () => [[{}, b.cleanSessionsForced]]);
   }
 
   if (serviceApi) {

@@ -1,0 +1,253 @@
+/**
+ * The embedded broker under attack, as a hostile client makes it, over TCP and over WebSocket
+ * (issue 18, findings 2-4): packets that declare more than they should, QoS 2 publishes parked
+ * without PUBREL, sessions parked with clean=false, subscription floods, and the log each flood
+ * writes. Raw MQTT bytes (src/testkit/mqtt-attack.ts) say what no client library would.
+ *
+ * The memory findings assert a bound on what the process still holds after a full GC (heap plus
+ * Buffers, measured in-process: the broker is the only thing here that keeps anything) while the
+ * attacking connections would still be open, against a figure the unfixed broker exceeds many
+ * times over. Each test prints its figures. `npm run bench:attacks` measures the same attacks on
+ * a real `dpow-web start` process (RSS before, at peak and after, and log bytes).
+ */
+import { describe, expect, it } from 'vitest';
+import { startBroker, type Broker, type BrokerOptions } from '../broker.ts';
+import type { Logger } from '../log.ts';
+import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
+import { connectAs, TEST_USERS as USERS } from '../../testkit/mqtt.ts';
+import { PACKET_TYPES } from '../mqtt-packet-size.ts';
+import { encode, firstByte, fixedHeader, MAX_REMAINING_LENGTH, mib, MiB, RawMqtt, retainedBytes } from '../../testkit/mqtt-attack.ts';
+import { waitFor } from '../../testkit/wait.ts';
+
+const cleanups = cleanupsAfterEach();
+
+/** Every line the broker logged, so a test can weigh the log a flood wrote. */
+function logLines(): { lines: string[]; log: Logger; bytes: () => number } {
+  const lines: string[] = [];
+  const push = (m: string) => void lines.push(m);
+  return { lines, log: { info: push, warn: push, error: push }, bytes: () => lines.reduce((n, l) => n + Buffer.byteLength(l) + 1, 0) };
+}
+
+async function broker(options: Partial<BrokerOptions> = {}): Promise<Broker> {
+  return closeAfter(cleanups, await startBroker({ users: USERS, tcpPort: 0, ...options }));
+}
+
+/** A result-sized payload just under the 64 KiB limit, and a forbidden topic for it. */
+const BIG = Buffer.alloc(60 * 1024, 0x62);
+const FORBIDDEN = 'work/ondemand';
+
+describe.each(['tcp', 'ws'] as const)('the embedded broker under attack over %s', (transport) => {
+  const urlOf = (b: Broker) => (transport === 'tcp' ? b.tcpUrl! : b.wsUrl);
+  const open = (b: Broker) => RawMqtt.open(urlOf(b), cleanups);
+
+  it('closes a connection at the header of an oversize packet of every type, before any login', async () => {
+    const b = await broker();
+    // All sixteen type numbers, those only a broker sends and the reserved ones included.
+    for (const [n, type] of PACKET_TYPES.entries()) {
+      const raw = await open(b);
+      await raw.send(fixedHeader(firstByte(n), MAX_REMAINING_LENGTH));
+      await raw.closed;
+      expect(b.counters.oversizePackets[type], type).toBe(1);
+    }
+    // And after a login: the same, a little over the PUBLISH limit (64 KiB of payload, 256 of topic).
+    for (const type of ['subscribe', 'publish', 'unsubscribe', 'pubrel', 'puback', 'pingreq'] as const) {
+      const raw = await open(b);
+      expect((await raw.login(USERS.client)).returnCode).toBe(0);
+      await raw.send(fixedHeader(firstByte(PACKET_TYPES.indexOf(type)), 66 * 1024));
+      await raw.closed;
+      expect(b.counters.oversizePackets[type], type).toBe(2);
+    }
+    // An honest worker is not touched by any of it.
+    const worker = await connectAs(urlOf(b), 'client', cleanups);
+    await worker.subscribeAsync(['work/#', 'cancel/#', 'heartbeat', 'statistics', `client/nano_${'1'.repeat(60)}`]);
+    await worker.publishAsync('result/precache', `${'A'.repeat(64)},${'0'.repeat(16)},nano_${'1'.repeat(60)}`, { qos: 1 });
+    expect(worker.connected).toBe(true);
+  });
+
+  it('keeps no memory for unfinished CONNECT, SUBSCRIBE and PUBLISH packets that declare 256 MB', async () => {
+    const b = await broker();
+    const before = retainedBytes();
+    const perConnection = 24 * MiB;
+    const raws: RawMqtt[] = [];
+    let sent = 0;
+    for (const type of ['connect', 'connect', 'subscribe', 'publish'] as const) {
+      const raw = await open(b);
+      raws.push(raw);
+      if (type !== 'connect') await raw.login(USERS.client);
+      await raw.send(fixedHeader(firstByte(PACKET_TYPES.indexOf(type)), MAX_REMAINING_LENGTH));
+      sent += await raw.sendFiller(perConnection);
+    }
+    const held = retainedBytes() - before;
+    console.log(`${transport}: 4 unfinished 256 MB packets, ${mib(sent)} sent: ${mib(held)} held`);
+    expect(held).toBeLessThan(8 * MiB);
+    for (const raw of raws) await raw.closed;
+    expect(b.counters.oversizePackets).toMatchObject({ connect: 2, subscribe: 1, publish: 1 });
+  });
+
+  it('counts every publish, allowed or refused, against the rate and the payload limit', async () => {
+    const b = await broker({ limits: { publishRate: { perSecond: 1, burst: 5 }, maxRefusals: 1000 } });
+    const fast = await open(b);
+    await fast.login(USERS.client);
+    const forged = (i: number) => encode({ cmd: 'publish', topic: FORBIDDEN, payload: 'forged', qos: 1, messageId: i + 1, retain: false, dup: false });
+    await fast.send(Buffer.concat(Array.from({ length: 6 }, (_, i) => forged(i))));
+    await fast.closed;
+    expect(b.counters).toMatchObject({ refusedRate: 1, refusedPublish: 5 });
+
+    const big = await open(b);
+    await big.login(USERS.client);
+    await big.send(encode({ cmd: 'publish', topic: FORBIDDEN, payload: Buffer.alloc(64 * 1024 + 1), qos: 0, retain: false, dup: false }));
+    await big.closed;
+    expect(b.counters).toMatchObject({ refusedSize: 1, refusedPublish: 5 });
+  });
+
+  it('bounds QoS 2 publishes parked without PUBREL, forbidden or allowed, and keeps none after the connection', async () => {
+    const b = await broker();
+    /** A connection that keeps a session and sends 100 QoS 2 publishes of 60 KiB on `topic`, never a PUBREL. */
+    const park = async (topic: string, id: string) => {
+      const raw = await open(b);
+      await raw.login(USERS.client, { clean: false, clientId: id });
+      // 100 at once: within the publish burst, so only the QoS 2 limits can stop them.
+      const publishes = Array.from({ length: 100 }, (_, i) => encode({ cmd: 'publish', topic, payload: BIG, qos: 2, messageId: i + 1, retain: false, dup: false }));
+      await raw.send(Buffer.concat(publishes));
+      // Whatever was sent has been handled once the ping is answered or the connection closed.
+      await raw.send(encode({ cmd: 'pingreq' }));
+      await raw.next('pingresp').catch(() => undefined);
+      raw.close();
+      await raw.closed;
+    };
+    // One of each first, so what the first connection of a kind allocates once is not counted.
+    await park(FORBIDDEN, 'warm-up-1');
+    await park('result/precache', 'warm-up-2');
+    const before = retainedBytes();
+    for (let c = 0; c < 6; c++) await park(FORBIDDEN, `parker-forbidden-${c}`);
+    for (let c = 0; c < 6; c++) await park('result/precache', `parker-allowed-${c}`);
+    const held = retainedBytes() - before;
+    console.log(`${transport}: 12 connections × 100 QoS 2 publishes of 60 KiB without PUBREL: ${mib(held)} held after`);
+    expect(held).toBeLessThan(4 * MiB);
+    // Forbidden: closed at the 11th refusal; allowed: closed at the 17th QoS 2 publish in flight.
+    expect(b.counters.closedForRefusals).toBe(7);
+    expect(b.counters.refusedInflight).toBe(7);
+    expect(b.counters.cleanSessionsForced).toBe(14);
+  });
+
+  it('keeps no session for a worker that leaves with clean=false, however many cancels follow', async () => {
+    const b = await broker();
+    const server = await connectAs(b.tcpUrl!, 'server', cleanups);
+    /** A worker that asks for a persistent session, subscribes to every cancel at QoS 1 and leaves. */
+    const park = async (id: string) => {
+      const raw = await open(b);
+      await raw.login(USERS.client, { clean: false, clientId: id });
+      await raw.send(encode({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'cancel/#', qos: 1 }] }));
+      await raw.next('suback');
+      await raw.send(encode({ cmd: 'disconnect' }));
+      await raw.closed;
+    };
+    await park('warm-up');
+    const before = retainedBytes();
+    const sessions = 200;
+    for (let s = 0; s < sessions; s++) await park(`parked-${s}`);
+    await waitFor('the parked sessions gone', () => b.connectedByRole().client === 0);
+    await Promise.all(Array.from({ length: 1000 }, (_, i) => server.publishAsync('cancel/precache', i.toString(16).padStart(64, '0'), { qos: 1 })));
+    const held = retainedBytes() - before;
+    console.log(`${transport}: ${sessions} parked sessions × 1000 cancels: ${mib(held)} held`);
+    expect(held).toBeLessThan(4 * MiB);
+    expect(b.counters.cleanSessionsForced).toBe(sessions + 1);
+
+    // A worker that comes back finds no session and nothing queued.
+    const back = await open(b);
+    expect(await back.login(USERS.client, { clean: false, clientId: 'parked-0' })).toMatchObject({ returnCode: 0, sessionPresent: false });
+    await back.send(encode({ cmd: 'pingreq' }));
+    await back.next('pingresp');
+    expect(back.received.filter((p) => p.cmd === 'publish')).toEqual([]);
+  });
+
+  it('caps subscriptions per connection and topic length, and closes a connection that keeps being refused', async () => {
+    const b = await broker();
+    const before = retainedBytes();
+    const raws: RawMqtt[] = [];
+    for (let c = 0; c < 2; c++) {
+      const raw = await open(b);
+      raws.push(raw);
+      await raw.login(USERS.client);
+      // 20,000 readable filters of 200 bytes (work/… overlaps the role's work/#), four to a packet
+      // (under the packet limit), a hundred packets to a write.
+      for (let w = 0; w < 50 && !raw.isClosed; w++) {
+        const packets = Array.from({ length: 100 }, (_, p) =>
+          encode({
+            cmd: 'subscribe',
+            messageId: w * 100 + p + 1,
+            subscriptions: Array.from({ length: 4 }, (_, i) => ({ topic: `work/${'x'.repeat(180)}-${c}-${w}-${p}-${i}`, qos: 0 })),
+          }),
+        );
+        await raw.send(Buffer.concat(packets));
+      }
+      // Whatever was sent has been handled once the ping is answered or the connection closed.
+      await raw.send(encode({ cmd: 'pingreq' }));
+      await raw.next('pingresp').catch(() => undefined);
+    }
+    const held = retainedBytes() - before;
+    console.log(`${transport}: 2 connections subscribing up to 20,000 filters each: ${mib(held)} held`);
+    expect(held).toBeLessThan(4 * MiB);
+    for (const raw of raws) await raw.closed;
+    // 32 granted each, then 11 refusals close the connection (a few more may have been read by then).
+    expect(b.counters.refusedSubscriptionLimit).toBeGreaterThanOrEqual(2 * 11);
+    expect(b.counters.closedForRefusals).toBe(2);
+
+    // A filter or topic longer than 256 bytes is refused on its own, and the connection stays up.
+    const worker = await connectAs(urlOf(b), 'client', cleanups);
+    await expect(worker.subscribeAsync(`work/${'y'.repeat(300)}`)).rejects.toMatchObject({ packet: { granted: [128] } });
+    await worker.publishAsync(`result/${'z'.repeat(300)}`, 'x', { qos: 1 });
+    expect(b.counters.refusedTopicLength).toBe(2);
+    expect(worker.connected).toBe(true);
+  });
+
+  it('logs a flood of refusals and failed logins as one clipped line per kind and one counted summary', async () => {
+    const { lines, log, bytes } = logLines();
+    // A long interval: the count of lines then does not depend on how fast the machine is.
+    const b = await broker({ log, logIntervalMs: 3_600_000 });
+    lines.length = 0;
+    const longTopic = `work/${'t'.repeat(30 * 1024)}`;
+    // 200 connections × 10 forbidden publishes (the most each may make before it is closed).
+    for (let c = 0; c < 200; c++) {
+      const raw = await open(b);
+      await raw.login(USERS.client);
+      const publishes = Array.from({ length: 10 }, (_, i) =>
+        encode({ cmd: 'publish', topic: i === 0 ? `work/${'t'.repeat(300)}` : FORBIDDEN, payload: 'forged', qos: 0, retain: false, dup: false }),
+      );
+      await raw.send(Buffer.concat(publishes));
+      await raw.send(encode({ cmd: 'pingreq' }));
+      await raw.next('pingresp');
+      raw.close();
+    }
+    // Failed logins with long user names and client ids: 900 bytes fit a CONNECT, 60 KB do not.
+    for (let i = 0; i < 200; i++) {
+      const raw = await open(b);
+      const name = (i % 2 ? 'u' : 'v').repeat(i < 100 ? 400 : 30_000);
+      await raw.send(encode({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: name, keepalive: 0, username: name, password: Buffer.from('x') }));
+      await raw.closed;
+    }
+    // 30 KB topics: over the packet limit for SUBSCRIBE, over the topic limit for PUBLISH.
+    const raw = await open(b);
+    await raw.login(USERS.client);
+    await raw.send(encode({ cmd: 'publish', topic: longTopic, payload: 'x', qos: 1, messageId: 1, retain: false, dup: false }));
+    await raw.next('puback');
+    await raw.send(encode({ cmd: 'subscribe', messageId: 2, subscriptions: [{ topic: longTopic, qos: 0 }] }));
+    await raw.closed;
+
+    await b.close();
+    console.log(`${transport}: 2,000 refused publishes, 200 failed logins, 300 oversize packets: ${lines.length} lines, ${bytes()} bytes of log`);
+    expect(b.counters.refusedPublish + b.counters.refusedTopicLength).toBe(2001);
+    expect(b.counters.refusedLogins).toBe(100);
+    expect(b.counters.oversizePackets).toMatchObject({ connect: 100, subscribe: 1 });
+    expect(b.counters.refusedByTopic).toEqual({ 'client:(too long)': 201, 'client:work/ondemand': 1800 });
+    // Three kinds, each one line as it first happens and one summary with the count at the end.
+    expect(lines.filter((l) => / more in \d+ s, not logged one by one/.test(l))).toEqual([
+      expect.stringMatching(/^broker: refused publish: 2000 more in 3600 s/),
+      expect.stringMatching(/^broker: refused login: 99 more in 3600 s/),
+      expect.stringMatching(/^broker: oversize packet: 100 more in 3600 s/),
+    ]);
+    expect(lines, lines.join('\n')).toHaveLength(6);
+    expect(lines.every((l) => l.length < 600), lines.join('\n')).toBe(true);
+    expect(bytes()).toBeLessThan(4 * 1024);
+  });
+});
