@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_DEPLOYMENT } from '../dpow/deployment.ts';
 import { encodeAddress } from '../dpow/address.ts';
-import type { ClientSettings, ClientState, WorkerClient } from '../dpow/state.ts';
+import type { ClientSettings, ClientState, PauseReason, WorkerClient } from '../dpow/state.ts';
 import { AppController, HISTORY_SAMPLES, idleState } from './controller.ts';
 import { STORAGE_KEY } from './settings.ts';
 import { breakChecksum } from '../testkit/address.ts';
@@ -34,6 +34,11 @@ class RecordingClient implements WorkerClient {
   async stop() {
     this.stops++;
     this.emit({ connection: 'stopped' });
+  }
+  pauses: (PauseReason | null)[] = [];
+  pause(reason: PauseReason | null) {
+    this.pauses.push(reason);
+    this.emit({ paused: reason });
   }
   emit(patch: Partial<ClientState>) {
     this.state = { ...this.state, ...patch };

@@ -38,6 +38,7 @@ export function idleState(): ClientState {
     backend: null,
     backendLabel: '',
     counters: { received: 0, rejected: {}, computed: 0, published: 0, cancelled: 0, accepted: 0, addressAccepted: 0, expired: 0 },
+    paused: null,
     lastClientMessage: null,
     lastStatistics: null,
     events: [],
