@@ -24,7 +24,7 @@ import {
 } from '../dpow/state.ts';
 import { AlertPolicy, type Alert } from './alerts.ts';
 import type { PowerSource } from './battery.ts';
-import { addDeltas, type AddressHistory, type HistoryDelta } from './history.ts';
+import { addDeltas, record, type AddressHistory, type HistoryDelta } from './history.ts';
 import type { HistoryStore } from './history-store.ts';
 import {
   defaultSettings,
@@ -166,6 +166,10 @@ export class AppController {
   readonly sessionUptimeMs = signal(0);
   /** The applied address's history as stored, or null before it is loaded. */
   readonly history = signal<AddressHistory | null>(null);
+  /** Uptime counted but not yet written (it is written every UPTIME_FLUSH_MS). */
+  private readonly unsavedUptimeMs = signal(0);
+  /** What the history card and the kiosk show: as stored, with the uptime not yet written. */
+  readonly historyShown: ReadonlySignal<AddressHistory | null>;
   /** Why the history will not survive a reload (no IndexedDB), or null. */
   readonly historyProblem = signal<string | null>(null);
 
@@ -226,6 +230,11 @@ export class AppController {
       return { rate: null, live: false };
     });
     this.session = computed(() => addCounters(this.carried.value, this.state.value.counters));
+    this.historyShown = computed(() => {
+      const stored = this.history.value;
+      const unsaved = this.unsavedUptimeMs.value;
+      return stored && unsaved > 0 && this.workingFor === stored.address ? record(stored, this.now.value, { uptimeMs: unsaved }) : stored;
+    });
   }
 
   /** Starts the 1 Hz view clock and the kind-worker policies. */
@@ -449,6 +458,7 @@ export class AppController {
     const pending = this.pendingHistory;
     if (pending && pending.address !== address) void this.flushHistory();
     this.pendingHistory = { address, delta: addDeltas(this.pendingHistory?.delta ?? {}, delta) };
+    if (delta.uptimeMs) this.unsavedUptimeMs.value += delta.uptimeMs;
     this.scheduleFlush(delta.published || delta.accepted ? HISTORY_FLUSH_MS : UPTIME_FLUSH_MS);
   }
 
@@ -470,7 +480,10 @@ export class AppController {
     if (!store || !pending) return;
     this.pendingHistory = null;
     const stored = await store.add(pending.address, Date.now(), pending.delta);
-    if (this.applied.value.address === pending.address) this.history.value = stored;
+    batch(() => {
+      this.unsavedUptimeMs.value = Math.max(0, this.unsavedUptimeMs.value - (pending.delta.uptimeMs ?? 0));
+      if (this.applied.value.address === pending.address) this.history.value = stored;
+    });
     this.historyProblem.value = store.problem;
   }
 

@@ -57,7 +57,7 @@ export function historyFacts(s: HistorySummary | null, compact = false): [string
 }
 
 export function HistoryCard({ app }: { app: AppController }) {
-  const record = app.history.value;
+  const record = app.historyShown.value;
   const summary = record ? summarize(record, app.now.value) : null;
   const problem = app.historyProblem.value;
   return (

@@ -16,7 +16,7 @@ export function Kiosk({ app, wakeLock }: { app: AppController; wakeLock: boolean
   const check = app.addressCheck.value;
   const headline = app.headline.value;
   const device = useDeviceName(s.sustained.device);
-  const history = app.history.value;
+  const history = app.historyShown.value;
   const facts = historyFacts(history ? summarize(history, app.now.value) : null, true);
   return (
     <main class="kiosk" data-testid="kiosk">
