@@ -39,7 +39,7 @@ function PauseNote({ app }: { app: AppController }) {
   const reason = app.pauseReason.value;
   if (!app.wanted.value || !reason) return null;
   return (
-    <p class="pause-note" data-testid="pause-note">
+    <p class="warning pause-note" data-testid="pause-note">
       {reason === 'battery' && 'This device runs on battery: work resumes when it is plugged in (Settings: Pause on battery).'}
       {reason === 'hidden' && 'This page is hidden: work resumes when it is shown again (Settings: Pause when hidden).'}
       {reason === 'another-tab' && (
