@@ -148,7 +148,7 @@ describe('dpow-web worker process', () => {
       counters: { received: 1, rejected: {}, computed: 1, published: 1, cancelled: 0, accepted: 1, expired: 0 },
       backend: 'webgpu',
       backendLabel: 'NVIDIA H200',
-      sustained: { hashrate: 3.2e9, busyShare: 0.04, kernel: 'plain-n8-w256', calibratedRate: 3.4e9, capacity: 3.5e9 },
+      sustained: { hashrate: 3.2e9, busyShare: 0.04, busyOverMs: 60_000, kernel: 'plain-n8-w256', calibratedRate: 3.4e9, capacity: 3.5e9 },
     } as unknown as ClientState;
     expect(formatSummary(state, 1000, 3.1e9)).toContain(
       'last minute of computing: 3.20 GH/s sustained, busy 4% of the last minute, capacity 3.50 GH/s (kernel plain-n8-w256, calibrated 3.40 GH/s)',

@@ -21,7 +21,7 @@ import { parseBackend } from './work.ts';
 import { DpowClient, resolveBrokerUrl } from '../dpow/client.ts';
 import { formatMultiplier } from '../dpow/format.ts';
 import { checkAddress } from '../dpow/address.ts';
-import { ACTIVITY_WORDS, workerActivity, type Activity } from '../dpow/activity.ts';
+import { ACTIVITY_WORDS, busyText, workerActivity, type Activity } from '../dpow/activity.ts';
 import { NO_SUSTAINED_RATES, type ClientEvent, type ClientSettings, type ClientState, type WorkChoice } from '../dpow/state.ts';
 import { difficultyPolicy } from '../pow/difficulty.ts';
 import { requireVariant } from '../pow/kernel-family.ts';
@@ -160,7 +160,7 @@ export function formatRateLine(state: ClientState): string | null {
   const sustained = state.sustained ?? NO_SUSTAINED_RATES;
   if (!(sustained.busyShare > 0 && sustained.hashrate > 0)) return null;
   const on = state.backend ? ` on ${state.backend}` : '';
-  return `${ACTIVITY_WORDS[workerActivity(state)]}: ${formatHashrate(sustained.hashrate)} sustained while computing${on}, busy ${Math.round(sustained.busyShare * 100)}% of the last minute${capacityText(state)}`;
+  return `${ACTIVITY_WORDS[workerActivity(state)]}: ${formatHashrate(sustained.hashrate)} sustained while computing${on}, ${busyText(sustained)}${capacityText(state)}`;
 }
 
 /** Activities a `state` line is printed for: Working and Waiting for work alternate every job, so they are one. */
@@ -183,7 +183,7 @@ export function formatSummary(state: ClientState, uptimeMs: number, hashrate: nu
     `  jobs: received ${c.received}, computed ${c.computed}, published ${c.published}, accepted ${c.accepted}, cancelled ${c.cancelled}, expired ${c.expired}, address total ${c.addressAccepted}`,
     `  rejected: ${rejected || 'none'}`,
     `  hashrate: ${formatHashrate(hashrate)} while computing${backend}`,
-    `  last minute of computing: ${formatHashrate(sustained.hashrate)} sustained, busy ${Math.round(sustained.busyShare * 100)}% of the last minute${capacity}`,
+    `  last minute of computing: ${formatHashrate(sustained.hashrate)} sustained, ${busyText(sustained)}${capacity}`,
   ].join('\n');
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ACTIVITY_WORDS, workerActivity } from './activity.ts';
+import { ACTIVITY_WORDS, busyText, workerActivity } from './activity.ts';
 import type { ClientState, CurrentJob } from './state.ts';
 
 const job: CurrentJob = { hash: 'A'.repeat(64), difficulty: 'fffffff800000000', workType: 'ondemand', receivedAt: 0, startedAt: 0, multiplier: 1 };
@@ -34,5 +34,12 @@ describe('workerActivity', () => {
     expect(word({ connection: 'idle' })).toBe('Not started');
     expect(word({ connection: 'stopped' })).toBe('Stopped');
     expect(word({ connection: 'connecting' })).toBe('Connecting…');
+  });
+});
+
+describe('busyText', () => {
+  it('says what the busy share is over: the last minute, or the time since the first job when shorter', () => {
+    expect(busyText({ busyShare: 0.034, busyOverMs: 60_000 })).toBe('busy 3% of the last minute');
+    expect(busyText({ busyShare: 0.95, busyOverMs: 4_000 })).toBe('busy 95% since the first job');
   });
 });

@@ -35,6 +35,12 @@ export const ACTIVITY_WORDS: Record<Activity, string> = {
   waiting: 'Waiting for work',
 };
 
+/** "busy 3% of the last minute", or "busy 95% since the first job" while that was under a minute ago. */
+export function busyText(rates: { busyShare: number; busyOverMs: number }): string {
+  const over = rates.busyOverMs >= 59_000 ? 'of the last minute' : 'since the first job';
+  return `busy ${Math.round(rates.busyShare * 100)}% ${over}`;
+}
+
 /**
  * The activity of a worker whose client is in `state`. `networkUp` false (the browser says it is
  * offline) reads as offline before the client notices. A job in flight is Working; connected with

@@ -95,6 +95,8 @@ export interface SustainedRates {
   hashrate: number;
   /** Share of the last minute spent computing, in [0, 1]. */
   busyShare: number;
+  /** The time busyShare is over: a minute, or less since the first job. */
+  busyOverMs: number;
   /** What the backend can do (never below `hashrate` once known), or null. */
   capacity: number | null;
   /** WebGPU kernel variant, its calibrated rate, and what the kernel tuner is doing. */
@@ -110,6 +112,7 @@ export interface SustainedRates {
 export const NO_SUSTAINED_RATES: SustainedRates = {
   hashrate: 0,
   busyShare: 0,
+  busyOverMs: 0,
   capacity: null,
   kernel: null,
   calibratedRate: null,

@@ -289,6 +289,7 @@ export class WorkLoop {
     this.sustained = {
       hashrate: status.sustainedHashrate ?? 0,
       busyShare: status.busyShare ?? 0,
+      busyOverMs: status.busyOverMs ?? 0,
       capacity: status.capacity ?? null,
       kernel: status.kernel ?? null,
       calibratedRate: status.calibratedRate ?? null,

@@ -524,6 +524,7 @@ export class PowEngine implements EngineApi {
     return {
       sustainedHashrate: sustained?.rate ?? 0,
       busyShare: sustained?.busyShare ?? 0,
+      busyOverMs: sustained?.busyOverMs ?? 0,
       // Never below the rate it sustained: a calibration is a short measurement, and a GPU
       // that boosts (or a shared CPU that frees up) can do more later.
       capacity: best > 0 ? Math.max(best, sustained?.rate ?? 0) : null,

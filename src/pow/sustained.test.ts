@@ -13,6 +13,7 @@ describe('SustainedMeter', () => {
     const reading = meter.read(10_000);
     expect(reading.rate).toBeCloseTo(1e8, -3);
     expect(reading.busyShare).toBeCloseTo(0.01, 5);
+    expect(reading.busyOverMs).toBe(10_000); // younger than the window: since the first job
     expect(reading.totalHashes).toBe(1e7);
     expect(reading.totalBusyMs).toBe(100);
   });
@@ -63,6 +64,6 @@ describe('SustainedMeter', () => {
   });
 
   it('reads zero before any work', () => {
-    expect(new SustainedMeter().read(123)).toEqual({ rate: 0, busyShare: 0, busyMs: 0, peak: 0, totalHashes: 0, totalBusyMs: 0 });
+    expect(new SustainedMeter().read(123)).toEqual({ rate: 0, busyShare: 0, busyOverMs: 0, busyMs: 0, peak: 0, totalHashes: 0, totalBusyMs: 0 });
   });
 });

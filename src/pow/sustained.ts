@@ -24,6 +24,8 @@ export interface SustainedReading {
   rate: number;
   /** Share of the last windowMs of wall time spent computing, in [0, 1]. */
   busyShare: number;
+  /** The wall time busyShare is over: windowMs, or less while the meter is younger. */
+  busyOverMs: number;
   /** Computing time behind `rate`, ms (at most windowMs). */
   busyMs: number;
   /** The best `rate` read over at least PEAK_MIN_BUSY_MS of computing; 0 until then. */
@@ -108,6 +110,7 @@ export class SustainedMeter {
     return {
       rate,
       busyShare: elapsed > 0 ? Math.min(1, windowBusyMs / elapsed) : 0,
+      busyOverMs: Math.max(0, elapsed),
       busyMs,
       peak: this.peak,
       totalHashes: this.totalHashes,

@@ -132,6 +132,8 @@ export interface EngineStatus {
   sustainedHashrate: number;
   /** Share of the last minute of wall time that backend spent computing, in [0, 1]. */
   busyShare: number;
+  /** The wall time busyShare is over: a minute, or less since the backend's first search. */
+  busyOverMs: number;
   /**
    * What that backend can do: its kernel's calibrated rate, or the best it sustained over at
    * least two seconds of computing when that is higher (or when nothing was calibrated, as on

@@ -4,7 +4,7 @@
  * expected time for a job.
  */
 import { useMemo } from 'preact/hooks';
-import { ACTIVITY_WORDS, type Activity } from '../../dpow/activity.ts';
+import { ACTIVITY_WORDS, busyText, type Activity } from '../../dpow/activity.ts';
 import type { ClientState, ConnectionState, SustainedRates } from '../../dpow/state.ts';
 import type { DeviceInfo } from '../../pow/types.ts';
 import { expectedHashes, parseDifficulty } from '../../pow/work.ts';
@@ -79,7 +79,7 @@ export function rateDetail(headline: Headline, rates: SustainedRates): string {
   if (headline.rate === null) return 'No work computed yet: the rate shows with the first job';
   const parts = [headline.live ? 'live, this job' : 'sustained while computing'];
   if (headline.live && rates.hashrate > 0) parts.push(`${formatHashrate(rates.hashrate)} sustained`);
-  parts.push(`busy ${Math.round(rates.busyShare * 100)}% of the last minute`);
+  parts.push(busyText(rates));
   if (rates.capacity !== null) parts.push(`capacity ${formatHashrate(rates.capacity)}`);
   return parts.join(' · ');
 }
