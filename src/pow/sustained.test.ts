@@ -18,20 +18,20 @@ describe('SustainedMeter', () => {
     expect(reading.totalBusyMs).toBe(100);
   });
 
-  it('reads the rate over the last window of computing time, a job still running counted up to now', () => {
+  it('reads the rate over the last window of computing time, a job still running counted up to its latest report', () => {
     const meter = new SustainedMeter(1000);
     meter.begin(0);
     meter.add(300, 300);
     meter.end(300); // 1000 H/s, and 300 ms of computing
     meter.begin(5000);
-    meter.add(5800, 2400); // 3000 H/s, still running at 5900
+    meter.add(5800, 2400); // 3000 H/s, still running at 5900, last reported at 5800
     const reading = meter.read(5900);
-    // The newest 900 ms, then 100 of the older job's 300 ms (a third of its hashes).
+    // The running job's 800 ms up to its report, then 200 of the older job's 300 ms.
     expect(reading.busyMs).toBe(1000);
-    expect(reading.rate).toBeCloseTo(2400 + 100, 6);
-    // Wall window 4900..5900: only the running job, 900 ms.
+    expect(reading.rate).toBeCloseTo(2400 + 200, 6);
+    // Wall window 4900..5900: only the running job, 900 ms of it.
     expect(reading.busyShare).toBeCloseTo(0.9, 5);
-    expect(reading.totalBusyMs).toBe(1200);
+    expect(reading.totalBusyMs).toBe(1100);
   });
 
   it('keeps the rate through a quiet spell: no jobs is not 0 H/s', () => {

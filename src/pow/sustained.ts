@@ -11,7 +11,8 @@
  *   - peak: the best rate read with at least PEAK_MIN_BUSY_MS of computing behind it (one short
  *     job's timing is too coarse to be anyone's capacity);
  *   - totals: hashes and computing time since creation, only growing, so a view can plot the
- *     rate of each interval from two readings.
+ *     rate of each interval from two readings (a running search's time counts up to its
+ *     latest hash report, so the two always go together).
  */
 export const SUSTAINED_WINDOW_MS = 60_000;
 /** Computing time a rate needs behind it before it may count as a peak. */
@@ -41,6 +42,8 @@ interface Span {
   /** null while the search runs. */
   end: number | null;
   hashes: number;
+  /** When hashes were last reported: a running search's rate counts its time up to there. */
+  reportedAt: number;
 }
 
 export class SustainedMeter {
@@ -57,7 +60,7 @@ export class SustainedMeter {
   begin(now: number): void {
     this.origin ??= now;
     if (this.spans.at(-1)?.end === null) return;
-    this.spans.push({ start: now, end: null, hashes: 0 });
+    this.spans.push({ start: now, end: null, hashes: 0, reportedAt: now });
     if (this.spans.length > MAX_SPANS) this.spans.shift();
   }
 
@@ -71,11 +74,13 @@ export class SustainedMeter {
   }
 
   /** `count` more hashes, counted to the search running (or the one that just ended). */
-  add(_now: number, count: number): void {
+  add(now: number, count: number): void {
     if (!(count > 0)) return;
     this.totalHashes += count;
     const last = this.spans.at(-1);
-    if (last) last.hashes += count;
+    if (!last) return;
+    last.hashes += count;
+    if (last.end === null) last.reportedAt = Math.max(last.reportedAt, now);
   }
 
   read(now: number): SustainedReading {
@@ -94,8 +99,10 @@ export class SustainedMeter {
       if (!forRate && !forShare) break;
       firstNeeded = i;
       if (forRate) {
+        // A running search reports its hashes a dispatch or a slice at a time: its rate counts
+        // the time up to its latest report, so a reading between reports is not too low.
         // The oldest span in the rate's window counts in proportion to the time it gives.
-        const length = end - span.start;
+        const length = (span.end ?? span.reportedAt) - span.start;
         const take = Math.min(length, this.windowMs - busyMs);
         busyMs += take;
         hashes += length > 0 ? (span.hashes * take) / length : span.hashes;
@@ -114,7 +121,7 @@ export class SustainedMeter {
       busyMs,
       peak: this.peak,
       totalHashes: this.totalHashes,
-      totalBusyMs: this.closedMs + (open && open.end === null ? Math.max(0, now - open.start) : 0),
+      totalBusyMs: this.closedMs + (open && open.end === null ? open.reportedAt - open.start : 0),
     };
   }
 }
