@@ -63,6 +63,19 @@ describe('SustainedMeter', () => {
     expect(meter.read(70_000).peak).toBe(reading.peak);
   });
 
+  it('takes the peak from the best stretch of PEAK_MIN_BUSY_MS, not only whole windows', () => {
+    const meter = new SustainedMeter(60_000);
+    meter.begin(0);
+    meter.add(20_000, 20e6); // 1 MH/s for 20 s
+    meter.end(20_000);
+    meter.begin(30_000);
+    meter.add(30_000 + PEAK_MIN_BUSY_MS, 4e6 * (PEAK_MIN_BUSY_MS / 1000)); // then 4 MH/s for 2 s
+    meter.end(30_000 + PEAK_MIN_BUSY_MS);
+    const reading = meter.read(30_000 + PEAK_MIN_BUSY_MS);
+    expect(reading.rate).toBeLessThan(2e6); // the window's average
+    expect(reading.peak).toBeCloseTo(4e6, 0);
+  });
+
   it('reads zero before any work', () => {
     expect(new SustainedMeter().read(123)).toEqual({ rate: 0, busyShare: 0, busyOverMs: 0, busyMs: 0, peak: 0, totalHashes: 0, totalBusyMs: 0 });
   });

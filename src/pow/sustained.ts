@@ -8,8 +8,9 @@
  *     gives the device's rate instead of a ramp from near zero;
  *   - busyShare: computing time / wall time over the last `windowMs` (since the first span
  *     when the meter is younger);
- *   - peak: the best rate read with at least PEAK_MIN_BUSY_MS of computing behind it (one short
- *     job's timing is too coarse to be anyone's capacity);
+ *   - peak: the best rate over PEAK_MIN_BUSY_MS of computing seen at any reading (one short
+ *     job's timing is too coarse to be anyone's capacity, and a shorter stretch than the whole
+ *     window, so no chart interval runs above it for long);
  *   - totals: hashes and computing time since creation, only growing, so a view can plot the
  *     rate of each interval from two readings (a running search's time counts up to its
  *     latest hash report, so the two always go together).
@@ -29,7 +30,7 @@ export interface SustainedReading {
   busyOverMs: number;
   /** Computing time behind `rate`, ms (at most windowMs). */
   busyMs: number;
-  /** The best `rate` read over at least PEAK_MIN_BUSY_MS of computing; 0 until then. */
+  /** The best rate over PEAK_MIN_BUSY_MS of computing seen at a reading; 0 until then. */
   peak: number;
   /** Hashes since the meter was made. */
   totalHashes: number;
@@ -88,6 +89,7 @@ export class SustainedMeter {
     let busyMs = 0;
     let hashes = 0;
     let windowBusyMs = 0;
+    let recent = 0;
     // Spans are in order and never overlap: walking back from the newest, once the rate has its
     // window of computing and a span ended before the wall window, no older span is needed.
     let firstNeeded = this.spans.length;
@@ -104,14 +106,19 @@ export class SustainedMeter {
         // The oldest span in the rate's window counts in proportion to the time it gives.
         const length = (span.end ?? span.reportedAt) - span.start;
         const take = Math.min(length, this.windowMs - busyMs);
+        const per = length > 0 ? span.hashes / length : 0;
+        if (busyMs < PEAK_MIN_BUSY_MS && busyMs + take >= PEAK_MIN_BUSY_MS) {
+          // The newest PEAK_MIN_BUSY_MS of computing: a peak is the best such stretch seen.
+          recent = ((hashes + per * (PEAK_MIN_BUSY_MS - busyMs)) * 1000) / PEAK_MIN_BUSY_MS;
+        }
         busyMs += take;
-        hashes += length > 0 ? (span.hashes * take) / length : span.hashes;
+        hashes += length > 0 ? per * take : span.hashes;
       }
       if (forShare) windowBusyMs += end - Math.max(span.start, from);
     }
     this.spans.splice(0, firstNeeded);
     const rate = busyMs > 0 ? (hashes * 1000) / busyMs : 0;
-    if (busyMs >= PEAK_MIN_BUSY_MS && rate > this.peak) this.peak = rate;
+    this.peak = Math.max(this.peak, recent, busyMs >= PEAK_MIN_BUSY_MS ? rate : 0);
     const elapsed = this.origin === null ? 0 : now - Math.max(this.origin, from);
     const open = this.spans.at(-1);
     return {
