@@ -24,7 +24,7 @@ test('kiosk autostart gets work accepted with no interaction', async ({ page }) 
   await page.goto(`${stack.url}?kiosk=1&address=${address}&work=ondemand&backend=auto&autostart=1`);
   const kiosk = page.getByTestId('kiosk');
   await expect(kiosk).toBeVisible();
-  await expect(kiosk.getByTestId('connection-state')).toHaveText(/Online/, { timeout: 30_000 });
+  await expect(kiosk.getByTestId('kiosk-state')).toHaveText('Waiting for work', { timeout: 30_000 });
   // No onboarding form, no settings button: nothing to click.
   await expect(page.getByLabel('Payout address')).toHaveCount(0);
   await expect(page.getByRole('button')).toHaveCount(0);
@@ -44,33 +44,37 @@ test('kiosk autostart gets work accepted with no interaction', async ({ page }) 
 test('kiosk on the CPU backend (backend=cpu) computes with WebAssembly', async ({ page }) => {
   await page.goto(`${stack.url}?kiosk=1&autostart=1&backend=cpu&threads=1&address=${randomAddress()}`);
   const kiosk = page.getByTestId('kiosk');
-  await expect(kiosk.getByTestId('connection-state')).toHaveText('Online');
+  await expect(kiosk.getByTestId('kiosk-state')).toHaveText('Waiting for work');
   const answer = await stack.requestWork();
   expect(answer.work).toMatch(/^[0-9a-f]{16}$/);
   await expect(kiosk.getByTestId('count-accepted')).toHaveText('1');
   await expect(kiosk).toContainText('CPU (WebAssembly)');
 });
 
-test('between jobs the kiosk shows the rate while working, not a bare 0 H/s', async ({ page }) => {
+test('between jobs the kiosk shows the rate sustained while computing and Waiting for work, not 0 H/s or Idle', async ({ page }) => {
   await page.goto(`${stack.url}?kiosk=1&autostart=1&backend=cpu&threads=1&work=precache&address=${randomAddress()}`);
   const kiosk = page.getByTestId('kiosk');
-  await expect(kiosk.getByTestId('connection-state')).toHaveText('Online');
-  await expect(kiosk.getByTestId('kiosk-sustained')).toHaveText('No work computed in the last minute');
-  // A job at the Nano send threshold runs for minutes on one thread: long enough to be sampled.
+  await expect(kiosk.getByTestId('kiosk-state')).toHaveText('Waiting for work');
+  // Nothing computed yet: no rate rather than a false zero.
+  await expect(kiosk.getByTestId('hashrate')).toHaveText('—');
+  await expect(kiosk.getByTestId('kiosk-sustained')).toHaveText('No work computed yet: the rate shows with the first job');
+  // A job at the Nano send threshold runs for minutes on one thread: its live rate shows.
   const hash = randomHash();
   await stack.app.dispatcher!.precache(hash, 0xfffffff800000000n);
-  await expect(kiosk.getByTestId('kiosk-job')).toContainText('Working on', { timeout: 30_000 });
-  await expect(kiosk.getByTestId('hashrate')).not.toHaveText('0 H/s');
-  await page.waitForTimeout(2_500); // a few hashrate samples
-  // The dispatcher withdraws it (cancel/precache): the rig is idle.
-  await stack.app.dispatcher!.withdraw(hash);
-  await expect(kiosk.getByTestId('kiosk-job')).toHaveText('Waiting for work from the server');
-  await expect(kiosk).toContainText('average while working');
+  await expect(kiosk.getByTestId('kiosk-state')).toHaveText('Working', { timeout: 30_000 });
+  await expect(kiosk.getByTestId('kiosk-job')).toContainText('Working on');
+  await expect(kiosk.getByTestId('hashrate')).toHaveAttribute('data-live', 'true');
   await expect(kiosk.getByTestId('hashrate')).toHaveText(/^[1-9][\d.]* [kM]?H\/s$/);
-  // The rate over computing time and the share of the last minute spent computing stay up too.
+  // The dispatcher withdraws it (cancel/precache): the rig waits, and says what it does when it works.
+  await stack.app.dispatcher!.withdraw(hash);
+  await expect(kiosk.getByTestId('kiosk-state')).toHaveText('Waiting for work');
+  await expect(kiosk.getByTestId('kiosk-job')).toHaveText('Waiting for work from the server');
+  await expect(kiosk.getByTestId('hashrate')).toHaveAttribute('data-live', 'false');
+  await expect(kiosk.getByTestId('hashrate')).toHaveText(/^[1-9][\d.]* [kM]?H\/s$/);
   await expect(kiosk.getByTestId('kiosk-sustained')).toHaveText(
-    /^[1-9][\d.]* [kM]?H\/s sustained while computing · busy ([1-9]\d?|100)% of the last minute$/,
+    /^sustained while computing · busy ([1-9]\d?|100)% since the first job( · capacity [1-9][\d.]* [kM]?H\/s)?$/,
   );
+  await expect(kiosk.getByTestId('kiosk-device')).toHaveText(/^CPU \(WebAssembly\) · CPU · 1 thread · WebAssembly (SIMD|without SIMD)$/);
 });
 
 test('kiosk with a bad address in the URL says so instead of starting', async ({ page }) => {
@@ -78,5 +82,5 @@ test('kiosk with a bad address in the URL says so instead of starting', async ({
   const bad = breakChecksum(address);
   await page.goto(`${stack.url}?kiosk=1&address=${bad}&autostart=1`);
   await expect(page.getByRole('alert')).toContainText('checksum');
-  await expect(page.getByTestId('connection-state')).toHaveText(/Not started/);
+  await expect(page.getByTestId('kiosk-state')).toHaveText('Not started');
 });

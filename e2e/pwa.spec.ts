@@ -165,11 +165,11 @@ test.describe('a new version', () => {
     const address = randomAddress();
     await page.goto(`${stack.url}?kiosk=1&autostart=1&address=${address}`);
     await waitForControl(page);
-    await expect(page.getByTestId('connection-state')).toHaveText('Online');
+    await expect(page.getByTestId('kiosk-state')).toHaveText('Waiting for work');
     await page.evaluate(() => ((window as unknown as { marker: number }).marker = 1));
     await Promise.all([page.waitForEvent('load'), deployNewVersion(page, 'build 3')]);
     expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBeUndefined();
-    await expect(page.getByTestId('connection-state')).toHaveText('Online');
+    await expect(page.getByTestId('kiosk-state')).toHaveText('Waiting for work');
     const answer = await stack.requestWork();
     expect(answer.work).toMatch(/^[0-9a-f]{16}$/);
     await expect(page.getByTestId('count-accepted')).toHaveText('1');

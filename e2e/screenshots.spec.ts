@@ -83,7 +83,7 @@ test('kiosk desktop', async ({ page }) => {
   await page.setViewportSize({ width: 1280, height: 800 });
   const address = randomAddress();
   await page.goto(`${stack.url}?kiosk=1&autostart=1&address=${address}`);
-  await expect(page.getByTestId('connection-state')).toHaveText('Online');
+  await expect(page.getByTestId('kiosk-state')).toHaveText('Waiting for work');
   await Promise.all([stack.requestWork(), stack.requestWork()]);
   await expect(page.getByTestId('count-accepted')).toHaveText('2');
   await page.waitForTimeout(3000);

@@ -6,45 +6,10 @@
  *  - with `--feed qlc-sim` and no demo, the only jobs are QLC precache jobs made from the go-qlc
  *    test node's confirmed blocks, and the page computes them at the QLC threshold.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { expect, test, type Page } from '@playwright/test';
 import { encodeAddress } from '../src/dpow/address.ts';
-
-interface Started {
-  child: ChildProcess;
-  url: string;
-  output: () => string;
-}
-
-async function startCommand(extra: string[]): Promise<Started> {
-  const child = spawn(process.execPath, ['bin/dpow-web.mjs', 'start', '--port', '0', '--no-build', '--memory', ...extra], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`dpow-web start printed no URL:\n${output}`)), 60_000);
-    child.stdout!.on('data', () => {
-      const m = /dpow-web is running at (http:\/\/127\.0\.0\.1:\d+\/)/.exec(output);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`dpow-web start exited with ${code}:\n${output}`)));
-  });
-  return { child, url, output: () => output };
-}
-
-async function stopCommand(started: Started | undefined) {
-  const child = started?.child;
-  if (!child || child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGINT');
-  await exited;
-}
+import { startCommand, stopCommand, type Started } from './command.ts';
 
 async function volunteer(page: Page, url: string, backend: 'webgpu' | 'wasm') {
   await page.goto(url);

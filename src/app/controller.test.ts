@@ -1,8 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_DEPLOYMENT } from '../dpow/deployment.ts';
 import { encodeAddress } from '../dpow/address.ts';
-import type { ClientSettings, ClientState, WorkerClient } from '../dpow/state.ts';
-import { AppController, HISTORY_SAMPLES, idleState } from './controller.ts';
+import type { ClientSettings, ClientState, PauseReason, WorkerClient } from '../dpow/state.ts';
+import { signal } from '@preact/signals';
+import { NO_SUSTAINED_RATES } from '../dpow/state.ts';
+import { AppController, CHART_INTERVAL_MS, CHART_POINTS, idleState } from './controller.ts';
+import { LOST_ALERT_MS, type Alert } from './alerts.ts';
+import { summarize } from './history.ts';
+import { historyStore } from './history-store.ts';
+import { openLocalStore } from './local-store.ts';
+import type { TabLockState } from './tab-lock.ts';
 import { STORAGE_KEY } from './settings.ts';
 import { breakChecksum } from '../testkit/address.ts';
 
@@ -34,6 +41,11 @@ class RecordingClient implements WorkerClient {
   async stop() {
     this.stops++;
     this.emit({ connection: 'stopped' });
+  }
+  pauses: (PauseReason | null)[] = [];
+  pause(reason: PauseReason | null) {
+    this.pauses.push(reason);
+    this.emit({ paused: reason });
   }
   emit(patch: Partial<ClientState>) {
     this.state = { ...this.state, ...patch };
@@ -127,17 +139,143 @@ describe('AppController', () => {
     expect(client.starts.map((s) => s.work)).toEqual(['any', 'precache']);
   });
 
-  it('samples the hashrate once per tick while working, keeping a bounded window', async () => {
+  it('plots the rate while computing per interval, from the engine totals, so millisecond jobs draw a line', async () => {
     const { app, client } = make();
-    app.tick();
-    expect(app.history.value).toEqual([0]);
     app.edit({ address: ADDRESS });
     await app.start();
-    client.emit({ connection: 'online', hashrate: 5e6 });
-    for (let i = 0; i < HISTORY_SAMPLES + 10; i++) app.tick(1000 * i);
-    expect(app.history.value).toHaveLength(HISTORY_SAMPLES);
-    expect(app.history.value.at(-1)).toBe(5e6);
-    expect(app.now.value).toBe(1000 * (HISTORY_SAMPLES + 9));
+    const totals = (hashes: number, busyMs: number) => ({ ...NO_SUSTAINED_RATES, hashrate: 1, totals: { hashes, busyMs } });
+    client.emit({ connection: 'online', backend: 'webgpu', sustained: totals(0, 0) });
+    app.tick(0);
+    // Ten 1 ms jobs of 2e6 hashes in the interval: 2e9 H/s while computing, although the live
+    // rate never left 0 (no status arrives while a job that short runs).
+    client.emit({ hashrate: 0, sustained: totals(2e7, 10) });
+    app.tick(CHART_INTERVAL_MS);
+    expect(app.rateSamples.value).toEqual([2e9]);
+    // An interval with no computing is a gap, not a zero.
+    app.tick(2 * CHART_INTERVAL_MS);
+    expect(app.rateSamples.value).toEqual([2e9, null]);
+    for (let i = 3; i < CHART_POINTS + 10; i++) app.tick(i * CHART_INTERVAL_MS);
+    expect(app.rateSamples.value).toHaveLength(CHART_POINTS);
+  });
+
+  it('shows the live rate while a job runs and the sustained rate between jobs, never a false zero', async () => {
+    const { app, client } = make();
+    expect(app.headline.value).toEqual({ rate: null, live: false });
+    app.edit({ address: ADDRESS });
+    await app.start();
+    const job = { hash: 'A'.repeat(64), difficulty: 'fffffff800000000', workType: 'ondemand' as const, receivedAt: 0, startedAt: 0, multiplier: 1 };
+    client.emit({ connection: 'online', current: job, hashrate: 3e6, sustained: { ...NO_SUSTAINED_RATES, hashrate: 2.5e6, busyShare: 0.4 } });
+    expect(app.headline.value).toEqual({ rate: 3e6, live: true });
+    expect(app.activity.value).toBe('working');
+    client.emit({ current: null, hashrate: 0 });
+    expect(app.headline.value).toEqual({ rate: 2.5e6, live: false });
+    expect(app.activity.value).toBe('waiting');
+  });
+
+  it('pauses the client on battery, and not when the setting is off', async () => {
+    const { app, client } = make();
+    app.attach();
+    try {
+      app.edit({ address: ADDRESS });
+      await app.start();
+      client.emit({ connection: 'online' });
+      app.onBattery.value = true;
+      expect(client.pauses.at(-1)).toBe('battery');
+      expect(app.activity.value).toBe('paused-battery');
+      app.onBattery.value = false;
+      expect(client.pauses.at(-1)).toBeNull();
+      expect(app.activity.value).toBe('waiting');
+      await app.apply({ ...app.settings.value, pauseOnBattery: false });
+      app.onBattery.value = true;
+      expect(client.pauses.at(-1)).toBeNull();
+      // Hidden pages pause only when asked to.
+      app.pageHidden.value = true;
+      expect(client.pauses.at(-1)).toBeNull();
+      await app.apply({ ...app.settings.value, pauseWhenHidden: true });
+      expect(client.pauses.at(-1)).toBe('hidden');
+    } finally {
+      app.detach();
+    }
+  });
+
+  it('waits for another tab through the tab lock, and takes over on request', async () => {
+    const lockState = signal<TabLockState>('idle');
+    const calls: string[] = [];
+    const tabLock = {
+      state: lockState,
+      want: () => void calls.push('want'),
+      release: () => void calls.push('release'),
+      takeOver: () => void calls.push('takeOver'),
+    };
+    const client = new RecordingClient();
+    const app = new AppController({ config: DEFAULT_DEPLOYMENT, pageUrl: 'https://dpow.example/', storage: memoryStorage(), createClient: () => client, tabLock });
+    app.attach();
+    try {
+      app.edit({ address: ADDRESS });
+      await app.start();
+      expect(calls).toEqual(['release', 'want']);
+      lockState.value = 'waiting';
+      expect(client.pauses.at(-1)).toBe('another-tab');
+      app.takeOver();
+      expect(calls.at(-1)).toBe('takeOver');
+      lockState.value = 'held';
+      expect(client.pauses.at(-1)).toBeNull();
+      await app.stop();
+      expect(calls.at(-1)).toBe('release');
+    } finally {
+      app.detach();
+    }
+  });
+
+  it("carries this page's counters across a restart (Apply, or Stop and Start)", async () => {
+    const { app, client } = make();
+    app.edit({ address: ADDRESS });
+    await app.start();
+    client.emit({ counters: { ...idleState().counters, published: 3, accepted: 2 } });
+    await app.apply({ ...app.settings.value, work: 'precache' });
+    // The new client session starts from zero; the page's session does not.
+    client.emit({ counters: { ...idleState().counters, published: 1, accepted: 1 } });
+    expect(app.session.value).toMatchObject({ published: 4, accepted: 3 });
+  });
+
+  it('counts published and accepted results and uptime in the history, which a new page reads back', async () => {
+    const store = historyStore(await openLocalStore<unknown>('test'));
+    const { app, client } = make();
+    app.attachHistory(store);
+    app.edit({ address: ADDRESS });
+    await app.start();
+    client.emit({ connection: 'online', counters: { ...idleState().counters, published: 2, accepted: 1 } });
+    app.tick(Date.now());
+    app.tick(Date.now() + 5_000); // five seconds taking work
+    await app.flushHistory();
+    const stored = summarize(await store.load(ADDRESS), Date.now());
+    expect(stored).toMatchObject({ published24h: 2, accepted24h: 1, acceptRate24h: 0.5 });
+    expect(stored.uptime24hMs).toBe(5_000);
+    expect(summarize(app.history.value!, Date.now()).accepted24h).toBe(1);
+    // A restarted client's counters begin at zero: only what is new is added.
+    await app.apply({ ...app.settings.value, work: 'precache' });
+    client.emit({ counters: { ...idleState().counters, published: 1, accepted: 1 } });
+    await app.flushHistory();
+    expect(summarize(await store.load(ADDRESS), Date.now())).toMatchObject({ published24h: 3, accepted24h: 2 });
+  });
+
+  it('notifies, when asked to, once the connection has been lost for minutes', async () => {
+    const alerts: Alert[] = [];
+    const client = new RecordingClient();
+    const app = new AppController({ config: DEFAULT_DEPLOYMENT, pageUrl: 'https://dpow.example/', storage: memoryStorage(), createClient: () => client, notify: (a) => void alerts.push(a) });
+    app.edit({ address: ADDRESS });
+    await app.start();
+    client.emit({ connection: 'reconnecting' });
+    app.tick(0);
+    app.tick(LOST_ALERT_MS + 1000);
+    expect(alerts).toEqual([]); // not asked to
+    await app.apply({ ...app.settings.value, notify: true });
+    client.emit({ connection: 'reconnecting' });
+    app.tick(2 * LOST_ALERT_MS);
+    app.tick(3 * LOST_ALERT_MS + 1000);
+    expect(alerts.map((a) => a.tag)).toEqual(['connection-lost']);
+    app.tick(4 * LOST_ALERT_MS);
+    expect(alerts).toHaveLength(1); // once per outage
   });
 
   it('remembers working across a reload until the volunteer stops', async () => {

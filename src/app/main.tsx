@@ -1,14 +1,19 @@
 /**
  * The page's entry: load the deployment's /config.json, build the controller (engine + client),
- * register the service worker, render. Kiosk mode adds autostart, a wake lock and automatic
- * updates.
+ * register the service worker, render. The browser's edges are wired here: the tab lock (Web
+ * Locks), the Battery Status API, page visibility, notifications and the history's IndexedDB.
+ * Kiosk mode adds autostart, a wake lock and automatic updates.
  */
 import { render } from 'preact';
 import { computed, signal } from '@preact/signals';
 import { DEFAULT_DEPLOYMENT, parseDeployment, type DeploymentConfig } from '../dpow/deployment.ts';
 import { DpowClient } from '../dpow/client.ts';
 import { createBrowserEngine, type BrowserEngine } from '../pow-browser/browser-engine.ts';
+import type { Alert } from './alerts.ts';
+import { watchBattery } from './battery.ts';
 import { AppController } from './controller.ts';
+import { openHistoryStore } from './history-store.ts';
+import { TabLock } from './tab-lock.ts';
 import { App } from './components/App.tsx';
 import { registerServiceWorker } from './pwa.ts';
 import { applyTheme, theme } from './theme.ts';
@@ -26,6 +31,16 @@ async function loadDeployment(): Promise<DeploymentConfig> {
     // Offline with nothing cached yet: the built-in defaults still give a working page.
   }
   return { ...DEFAULT_DEPLOYMENT };
+}
+
+/** Shows an alert as a system notification, when the volunteer allowed them. */
+function notify(alert: Alert): void {
+  if (typeof Notification === 'undefined' || Notification.permission !== 'granted') return;
+  try {
+    new Notification(alert.title, { body: alert.body, tag: alert.tag, icon: `${import.meta.env.BASE_URL}icon.svg` });
+  } catch {
+    // Some browsers allow notifications only from a service worker: the dashboard shows the state anyway.
+  }
 }
 
 function storage(): Storage | undefined {
@@ -63,8 +78,21 @@ async function boot(): Promise<void> {
     setKernel: async (variant) => {
       await worker?.engine.setKernel(variant);
     },
+    tabLock: new TabLock(navigator.locks),
+    notify,
   });
   app.attach();
+  watchBattery((onBattery) => (app.onBattery.value = onBattery));
+  const visibility = () => (app.pageHidden.value = document.visibilityState === 'hidden');
+  visibility();
+  document.addEventListener('visibilitychange', visibility);
+  // The history opens beside the first render; what is counted before it opens is written then.
+  void openHistoryStore().then((store) => app.attachHistory(store));
+  // Leaving or hiding the page: write what is counted now (IndexedDB finishes it in the background).
+  window.addEventListener('pagehide', () => void app.flushHistory());
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'hidden') void app.flushHistory();
+  });
   window.addEventListener('online', () => void app.networkOnline());
   window.addEventListener('offline', () => app.networkOffline());
 

@@ -44,6 +44,18 @@ describe('settings', () => {
     expect(odd.intensity).toBe(1);
   });
 
+  it('has the kind-worker switches on or off as a volunteer expects, stored, and never handed to the client', () => {
+    expect(defaults).toMatchObject({ pauseOnBattery: true, oneTab: true, pauseWhenHidden: false, notify: false });
+    const storage = memoryStorage();
+    const mine = { ...defaults, address: ADDRESS, pauseOnBattery: false, pauseWhenHidden: true, notify: true };
+    saveSettings(storage, mine);
+    expect(loadSettings(storage, defaults)).toMatchObject({ pauseOnBattery: false, oneTab: true, pauseWhenHidden: true, notify: true });
+    const odd = loadSettings(memoryStorage({ [STORAGE_KEY]: JSON.stringify({ oneTab: 'no', notify: 1 }) }), defaults);
+    expect(odd).toMatchObject({ oneTab: true, notify: false });
+    const client = toClientSettings(mine, DEFAULT_DEPLOYMENT, 'https://dpow.example/');
+    for (const key of ['pauseOnBattery', 'oneTab', 'pauseWhenHidden', 'notify']) expect(client).not.toHaveProperty(key);
+  });
+
   it('keeps a kernel setting, and says so when a stored or linked one does not exist', () => {
     expect(defaults.kernel).toBeNull();
     expect(KERNEL_CHOICES).toEqual(KERNEL_VARIANTS.map((v) => v.name));

@@ -19,7 +19,18 @@ export interface AppSettings
    * for Automatic (tuned). An engine setting, not the client's: it goes to the engine's setKernel.
    */
   kernel: string | null;
+  /** Pause while the machine runs on battery (where the browser can tell); on by default. */
+  pauseOnBattery: boolean;
+  /** Only one tab of this browser computes; on by default. */
+  oneTab: boolean;
+  /** Pause while the page is hidden (another tab in front, minimised); opt-in. */
+  pauseWhenHidden: boolean;
+  /** Notify when the connection is lost for minutes or results are refused; opt-in. */
+  notify: boolean;
 }
+
+/** The settings that make the worker kind to its machine, each a switch. */
+export const KINDNESS_SWITCHES = ['pauseOnBattery', 'oneTab', 'pauseWhenHidden', 'notify'] as const;
 
 /** Where a settings problem is told (a stored or linked value that cannot be used). */
 export type SettingsNotice = (message: string) => void;
@@ -55,6 +66,10 @@ export function defaultSettings(config: DeploymentConfig, hardwareConcurrency?: 
     intensity: 1,
     threads: defaultThreads(hardwareConcurrency),
     kernel: null,
+    pauseOnBattery: true,
+    oneTab: true,
+    pauseWhenHidden: false,
+    notify: false,
   };
 }
 
@@ -89,6 +104,7 @@ export function mergeSettings(base: AppSettings, input: unknown, notice: Setting
   if (typeof v.intensity === 'number' && Number.isFinite(v.intensity)) out.intensity = clampIntensity(v.intensity);
   if (typeof v.threads === 'number' && Number.isInteger(v.threads) && v.threads >= 1) out.threads = Math.min(v.threads, 256);
   if ('kernel' in v) out.kernel = kernelSetting(v.kernel, notice);
+  for (const key of KINDNESS_SWITCHES) if (typeof v[key] === 'boolean') out[key] = v[key] as boolean;
   if (out.brokerUrl === '') out.brokerUrl = base.brokerUrl;
   return out;
 }
@@ -225,7 +241,8 @@ export function toClientSettings(
   config: DeploymentConfig,
   pageUrl: string,
 ): ClientSettings {
-  const { kernel: _engineSetting, ...client } = settings;
+  // The kernel is the engine's setting; the switches are the page's own policies.
+  const { kernel: _kernel, pauseOnBattery: _battery, oneTab: _tabs, pauseWhenHidden: _hidden, notify: _notify, ...client } = settings;
   return {
     ...client,
     brokerUrl: resolveBrokerUrl(settings.brokerUrl, pageUrl) ?? settings.brokerUrl,

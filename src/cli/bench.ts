@@ -1,6 +1,7 @@
 /**
- * `dpow-web bench [--backend auto|webgpu|wasm|all] [--seconds N] [--threads N] [--kernel NAME] [--json]`:
- * hashrate per backend in this Node process. `--tune` (re-)calibrates the WebGPU kernel tuner and
+ * `dpow-web bench [--backend auto|webgpu|wasm|all] [--seconds N] [--threads N] [--intensity F] [--kernel NAME] [--json]`:
+ * hashrate per backend in this Node process, with the CPU time each measurement used (so
+ * `--intensity 0.5` shows the WASM threads' duty cycle halving it). `--tune` (re-)calibrates the WebGPU kernel tuner and
  * prints every variant against the naive yardstick (kernel-bench.ts); `--kernels all|a,b,...`
  * measures other variants than the family's candidates. WebGPU runs on Dawn (Vulkan or llvmpipe); WASM runs
  * with 1 thread and with N threads (default: every core), with the SIMD kernel and the scalar one
@@ -20,21 +21,35 @@ import { formatKernelBench, fullGrid, runKernelBench } from './kernel-bench.ts';
 export interface NodeBenchRow extends BenchmarkResult {
   /** 'simd' | 'scalar' for WASM, the adapter for WebGPU. */
   variant: string;
+  /** The share of time the backend was asked to compute (1 = flat out). */
+  intensity: number;
+  /** CPU seconds this process used per second of measuring (every thread; 1 = one core busy). */
+  cpuCores: number;
   /** WebGPU: the kernel variant and its calibrated rate (hashes/s; null while untuned or forced). */
   kernel?: string;
   calibratedRate?: number | null;
 }
 
+const cpuMs = () => {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1000;
+};
+
 /** Measures one backend, then releases it (threads, device) before the next one starts. */
 async function measure(
   create: () => Promise<PowBackend | null>,
   seconds: number,
+  intensity: number,
   variant: (b: PowBackend) => string,
 ): Promise<NodeBenchRow | null> {
   const backend = await create();
   if (!backend) return null;
   try {
-    return { ...(await measureBackend(backend, seconds)), variant: variant(backend) };
+    backend.setIntensity?.(intensity);
+    const before = cpuMs();
+    const result = await measureBackend(backend, seconds);
+    const cpuCores = result.ms > 0 ? (cpuMs() - before) / result.ms : 0;
+    return { ...result, variant: variant(backend), intensity, cpuCores };
   } finally {
     backend.dispose();
   }
@@ -44,10 +59,13 @@ export async function runBenchmarks(options: {
   backend: string;
   seconds: number;
   threads: number;
+  /** Share of time to compute, in (0, 1]; default 1. */
+  intensity?: number;
   kernel?: string;
   log?: (line: string) => void;
   onRow?: (row: NodeBenchRow) => void;
 }): Promise<NodeBenchRow[]> {
+  const intensity = options.intensity ?? 1;
   const rows: NodeBenchRow[] = [];
   const add = (row: NodeBenchRow | null) => {
     if (!row) return;
@@ -64,6 +82,7 @@ export async function runBenchmarks(options: {
         return backend;
       },
       options.seconds,
+      intensity,
       (b) => b.label,
     );
     if (row && kernel) Object.assign(row, { kernel: kernel.variant, calibratedRate: kernel.calibratedRate });
@@ -87,7 +106,8 @@ export async function runBenchmarks(options: {
             return backend;
           },
           options.seconds,
-          (b) => ((b as { simd?: boolean }).simd ? 'simd' : 'scalar'),
+          intensity,
+          (b) => (b.simd ? 'simd' : 'scalar'),
         ),
       );
     }
@@ -99,19 +119,30 @@ export function formatRate(hashesPerSecond: number): string {
   return `${(hashesPerSecond / 1e6).toFixed(2)} MH/s`;
 }
 
-function formatRow(row: NodeBenchRow): string {
-  const name = row.backend === 'webgpu' ? `webgpu (${row.label})` : `wasm ${row.variant} x${row.threads ?? 1}`;
+/**
+ * One line per measurement: what ran (the adapter's name for WebGPU), the rate, the CPU time it
+ * took, the compile time and the kernel. For example
+ *   webgpu: llvmpipe (Mesa 22.3.6, OpenGL ES 3.2) · software rasteriser · compatibility mode
+ *     33.68 MH/s   CPU 1.92 cores   compile 46 ms   kernel biased-n64-w64 (calibrated 24.59 MH/s)
+ *   wasm simd x1 at 50%   7.86 MH/s   CPU 0.50 cores   compile 173 ms
+ */
+export function formatRow(row: NodeBenchRow): string {
+  const at = row.intensity < 1 ? ` at ${Math.round(row.intensity * 100)}%` : '';
   const kernel = row.kernel
     ? `   kernel ${row.kernel}${row.calibratedRate ? ` (calibrated ${formatRate(row.calibratedRate)})` : ''}`
     : '';
-  return `${name.padEnd(56)} ${formatRate(row.hashrate).padStart(12)}   compile ${row.compileMs.toFixed(0)} ms${kernel}`;
+  const figures = `${formatRate(row.hashrate).padStart(12)}   CPU ${row.cpuCores.toFixed(2)} cores   compile ${row.compileMs.toFixed(0)} ms${kernel}`;
+  // The adapter's name can be long: it gets a line of its own.
+  if (row.backend === 'webgpu') return `webgpu${at}: ${row.label}\n${''.padEnd(24)} ${figures}`;
+  return `${`wasm ${row.variant} x${row.threads ?? 1}${at}`.padEnd(24)} ${figures}`;
 }
 
 export function command() {
   return defineCommand('bench')
     .option('-b, --backend <backend>', 'auto, webgpu, wasm or all (auto and all measure everything available)', 'auto')
     .option('-s, --seconds <s>', 'seconds per measurement', '5')
-    .option('-t, --threads <n>', 'WASM threads besides 1 (default: every core)')
+    .option('-t, --threads <n>', `WASM threads besides 1 (default: every core, ${availableParallelism()} here)`)
+    .option('--intensity <f>', 'share of time to compute, in (0, 1]: the GPU idles between dispatches, the WASM threads between kernel calls', '1')
     .option('-k, --kernel <name>', 'the WebGPU kernel variant to use instead of the tuner\'s choice')
     .option('--tune', 're-run the kernel tuner, then print every variant against the naive yardstick')
     .option('--kernels <list>', 'measure these variants (comma-separated, or all) against the yardstick')
@@ -122,6 +153,7 @@ interface BenchOptions {
   backend: string;
   seconds: string;
   threads?: string;
+  intensity: string;
   kernel?: string;
   tune?: boolean;
   kernels?: string;
@@ -136,6 +168,10 @@ export async function run(argv: string[]): Promise<number> {
     throw new CliError(`--seconds must be a number in (0, 3600], got "${values.seconds}"`);
   }
   const threads = intOption(values.threads, 'threads', availableParallelism());
+  const intensity = values.intensity.trim() === '' ? NaN : Number(values.intensity);
+  if (!(Number.isFinite(intensity) && intensity > 0 && intensity <= 1)) {
+    throw new CliError(`--intensity must be a number in (0, 1], got "${values.intensity}"`);
+  }
   const json = values.json === true;
   if (values.kernel !== undefined) {
     try {
@@ -168,6 +204,7 @@ export async function run(argv: string[]): Promise<number> {
     backend,
     seconds,
     threads,
+    intensity,
     log: (line) => process.stderr.write(`${line}\n`),
     onRow: json ? undefined : (row) => process.stdout.write(`${formatRow(row)}\n`),
   }).catch((err: Error) => {

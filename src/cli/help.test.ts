@@ -2,6 +2,7 @@
  * Every command answers --help from the same commander definition that parses its options, and
  * a wrong option is still one clear line on stderr with exit 2.
  */
+import { readFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Command } from 'commander';
 import { COMMAND_SUMMARIES, type CommandName } from './args.ts';
@@ -48,6 +49,16 @@ describe('dpow-web <command> --help', () => {
       expect(help).toMatch(new RegExp(`^Usage: dpow-web service ${sub.name()} `));
       for (const option of sub.options) expect(help).toContain(option.long!);
     }
+  });
+
+  it('--version and -V print the package version and exit 0', async () => {
+    const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-V']) {
+      stdout = [];
+      expect(await main([flag]), flag).toBe(0);
+      expect(stdout.join('')).toBe(`dpow-web ${version}\n`);
+    }
+    expect(stderr).toEqual([]);
   });
 
   it('an unknown option is still one line on stderr and exit 2', async () => {

@@ -3,6 +3,7 @@
  * `dpow-web work` never pays for the dispatcher's imports. Each module's commander definition
  * parses its options and prints its `--help`.
  */
+import { readFileSync } from 'node:fs';
 import { CliError, COMMAND_SUMMARIES, HelpShown, type CommandName } from './args.ts';
 
 const COMMANDS: Record<CommandName, () => Promise<{ run(argv: string[]): Promise<number> }>> = {
@@ -17,7 +18,13 @@ const COMMANDS: Record<CommandName, () => Promise<{ run(argv: string[]): Promise
 
 export function usage(): string {
   const lines = Object.entries(COMMAND_SUMMARIES).map(([name, summary]) => `  ${name.padEnd(9)} ${summary}`);
-  return `usage: dpow-web <command> [options]\n\ncommands:\n${lines.join('\n')}\n\n'dpow-web <command> --help' describes a command's options.\n`;
+  return `usage: dpow-web <command> [options]\n       dpow-web --version\n\ncommands:\n${lines.join('\n')}\n\n'dpow-web <command> --help' describes a command's options.\n`;
+}
+
+/** The package's version. src/cli/ and the compiled lib/cli/ both sit two levels below package.json. */
+export function version(): string {
+  const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+  return typeof manifest.version === 'string' ? manifest.version : 'unknown';
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -25,6 +32,10 @@ export async function main(argv: string[]): Promise<number> {
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(usage());
     return name ? 0 : 2;
+  }
+  if (name === '--version' || name === '-V') {
+    process.stdout.write(`dpow-web ${version()}\n`);
+    return 0;
   }
   const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name as CommandName] : undefined;
   if (!load) {

@@ -117,6 +117,11 @@ describe('the packed dpow-web', () => {
     const help = runInstalled(['worker', '--help']);
     expect(help.status).toBe(0);
     expect(help.stdout).toMatch(/^Usage: dpow-web worker \[options\][\s\S]*--broker <url>/);
+    // The installed layout (lib/cli/ under the package root) finds the package's version too.
+    const version = runInstalled(['--version']);
+    expect(version.status).toBe(0);
+    const { version: shipped } = JSON.parse(readFileSync(path.join(installed, 'package.json'), 'utf8')) as { version: string };
+    expect(version.stdout).toBe(`dpow-web ${shipped}\n`);
 
     const r = runInstalled(['work', ROOT, '--difficulty', EASY, '--backend', 'wasm', '--threads', '1']);
     expect(r.stderr).toBe('');

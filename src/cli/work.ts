@@ -6,6 +6,7 @@
  * Exit 0 only for work that passed the reference check; 2 for bad input (one line on stderr);
  * 1 when the search itself failed (e.g. --backend webgpu with no adapter); 130 on Ctrl-C.
  */
+import { availableParallelism } from 'node:os';
 import { CliError, defineCommand, intOption, parseCommand } from './args.ts';
 import { createNodeEngine } from '../pow-node/engine.ts';
 import { checkDifficulty, difficultyPolicy } from '../pow/difficulty.ts';
@@ -48,7 +49,7 @@ export function command() {
     .option('-d, --difficulty <hex>', 'threshold as 16 hex digits (default fffffe0000000000, the Nano receive threshold)')
     .option('-m, --multiplier <m>', 'threshold as a multiple of the Nano send threshold')
     .option('-b, --backend <backend>', 'auto, webgpu or wasm', 'auto')
-    .option('-t, --threads <n>', 'WASM threads (default: every core)')
+    .option('-t, --threads <n>', `WASM threads (default: every core, ${availableParallelism()} here)`)
     .addHelpText('after', '\nPrints one JSON line {hash, work, difficulty, value, backend, hashes, ms}; exit 0 only for work\nthat passed the reference check, 2 for bad input, 1 when the search failed.');
 }
 
@@ -76,7 +77,8 @@ export async function run(argv: string[]): Promise<number> {
   const policy = difficultyPolicy();
   asCliError(() => checkDifficulty(difficulty, policy));
   const backend = parseBackend(values.backend) as BackendChoice;
-  const threads = values.threads === undefined ? undefined : intOption(values.threads, 'threads', 1);
+  // One job asked for on the command line: it may have the whole machine.
+  const threads = intOption(values.threads, 'threads', availableParallelism());
   const difficultyHex = toU64Hex(difficulty);
 
   const engine = await createNodeEngine({ backend, threads, policy, log: (m) => process.stderr.write(`${m}\n`) });

@@ -135,22 +135,41 @@ describe('dpow-web worker process', () => {
     expect(all).toMatch(/hashrate: [1-9][\d.]* [kM]?H\/s while computing on wasm/);
     // A broker with no payouts endpoint behind it: no payout line.
     expect(all).not.toContain('paid:');
+    // The page's words for what it is doing, as they change.
+    expect(out.lines.some((l) => / state +Waiting for work$/.test(l))).toBe(true);
     expect(out.stderr()).toBe('');
   });
 
-  it('prints the sustained rate, busy share and tuned capacity in its rate lines and summary', () => {
+  it('prints the page\'s word, the sustained rate, busy share and capacity in its rate lines and summary', () => {
     const state = {
+      connection: 'online',
+      paused: null,
+      current: null,
       counters: { received: 1, rejected: {}, computed: 1, published: 1, cancelled: 0, accepted: 1, expired: 0 },
       backend: 'webgpu',
       backendLabel: 'NVIDIA H200',
-      sustained: { hashrate: 3.2e9, busyShare: 0.04, kernel: 'plain-n8-w256', capacity: 3.5e9 },
+      sustained: { hashrate: 3.2e9, busyShare: 0.04, busyOverMs: 60_000, kernel: 'plain-n8-w256', calibratedRate: 3.4e9, capacity: 3.5e9 },
     } as unknown as ClientState;
-    const line = 'last minute: 3.20 GH/s sustained, busy 4%, tuned capacity 3.50 GH/s (plain-n8-w256)';
-    expect(formatSummary(state, 1000, 3.1e9)).toContain(line);
-    expect(formatRateLine(state)).toBe(
-      '3.20 GH/s sustained while computing, busy 4% of the last minute, tuned capacity 3.50 GH/s (plain-n8-w256)',
+    expect(formatSummary(state, 1000, 3.1e9)).toContain(
+      'last minute of computing: 3.20 GH/s sustained, busy 4% of the last minute, capacity 3.50 GH/s (kernel plain-n8-w256, calibrated 3.40 GH/s)',
     );
-    expect(formatRateLine({ ...state, sustained: { ...state.sustained, hashrate: 0 } })).toBeNull();
+    expect(formatRateLine(state)).toBe(
+      'Waiting for work: 3.20 GH/s sustained while computing on webgpu, busy 4% of the last minute, capacity 3.50 GH/s (kernel plain-n8-w256, calibrated 3.40 GH/s)',
+    );
+    const working = { ...state, current: { hash: 'A'.repeat(64) } } as unknown as ClientState;
+    expect(formatRateLine(working)).toMatch(/^Working: 3\.20 GH\/s sustained/);
+    // Nothing computed in the last minute: no rate line (the rate itself is kept, not zeroed).
+    expect(formatRateLine({ ...state, sustained: { ...state.sustained, busyShare: 0 } })).toBeNull();
+  });
+
+  it('uses every core by default, and says so in its help', async () => {
+    const { availableParallelism } = await import('node:os');
+    const base = ['--broker', 'ws://127.0.0.1:1/mqtt', '--address', ADDRESS];
+    expect(parseWorkerOptions(base).threads).toBe(availableParallelism());
+    const help: string[] = [];
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => (help.push(String(chunk)), true));
+    expect(await main(['worker', '--help'])).toBe(0);
+    expect(help.join('')).toMatch(new RegExp(`--threads <n> +WASM threads \\(default: every core, ${availableParallelism()} here`));
   });
 
   it('ends its summary with what the server has paid the address, read from the app server behind its broker', async () => {

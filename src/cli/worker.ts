@@ -6,15 +6,22 @@
  *
  * The headless volunteer worker: the same DpowClient as the page, over the Node engine (Dawn
  * WebGPU or WASM threads). One line per event on stdout: timestamp, event, then for jobs the
- * type, short hash, multiplier, search time and backend. Ctrl-C (or SIGTERM) stops the client,
- * prints a summary (with what the server has paid the address, when its /api/payouts/ answers)
- * and exits 0. A bad option or payout address exits 2 with the reason.
+ * type, short hash, multiplier, search time and backend. A `state` line gives the page's word
+ * (Waiting for work, Offline, ...) whenever it changes, and once a minute a `rate` line gives it
+ * with the sustained rate. Ctrl-C (or SIGTERM) stops the client, prints a summary (with what the
+ * server has paid the address, when its /api/payouts/ answers) and exits 0. A bad option or
+ * payout address exits 2 with the reason.
+ *
+ * A rig runs the worker and little else, so it uses every core unless --threads says otherwise
+ * (the page leaves one to the browser).
  */
+import { availableParallelism } from 'node:os';
 import { CliError, defineCommand, intOption, parseCommand } from './args.ts';
 import { parseBackend } from './work.ts';
 import { DpowClient, resolveBrokerUrl } from '../dpow/client.ts';
 import { formatMultiplier } from '../dpow/format.ts';
 import { checkAddress } from '../dpow/address.ts';
+import { ACTIVITY_WORDS, busyText, workerActivity, type Activity } from '../dpow/activity.ts';
 import { NO_SUSTAINED_RATES, type ClientEvent, type ClientSettings, type ClientState, type WorkChoice } from '../dpow/state.ts';
 import { difficultyPolicy } from '../pow/difficulty.ts';
 import { requireVariant } from '../pow/kernel-family.ts';
@@ -38,8 +45,8 @@ export function command() {
     .option('-a, --address <address>', 'payout address, checksum checked (required)')
     .option('-w, --work <choice>', 'any, precache or ondemand', 'any')
     .option('-b, --backend <backend>', 'auto, webgpu or wasm', 'auto')
-    .option('-t, --threads <n>', 'WASM threads (default: every core)')
-    .option('--intensity <f>', 'share of the device to use, in (0, 1]')
+    .option('-t, --threads <n>', `WASM threads (default: every core, ${availableParallelism()} here: a rig is for work)`)
+    .option('--intensity <f>', 'share of time to compute, in (0, 1]: the GPU idles between dispatches, the CPU threads between kernel calls')
     .option('-k, --kernel <name>', 'the WebGPU kernel variant to use instead of the tuner\'s choice')
     .option('-u, --username <user>', 'broker login', 'client')
     .option('-p, --password <password>', 'broker password (or $DPOW_WORKER_PASSWORD; client when neither is set)')
@@ -107,7 +114,7 @@ export function parseWorkerOptions(argv: string[]): WorkerOptions {
     addressPrefixes: prefixes,
     work,
     backend: parseBackend(values.backend) as BackendChoice,
-    threads: values.threads === undefined ? undefined : intOption(values.threads, 'threads', 1),
+    threads: intOption(values.threads, 'threads', availableParallelism()),
     intensity,
     maxMultiplier: positiveNumber(values.maxMultiplier, 'max-multiplier'),
     heartbeatTimeoutS: positiveNumber(values.heartbeatTimeout, 'heartbeat-timeout'),
@@ -136,19 +143,35 @@ export function formatDuration(ms: number): string {
 
 const RATE_LINE_MS = 60_000;
 
-/** The worker's periodic rate line, or null when nothing was computed in the last minute. */
+/** The capacity and, on WebGPU, the tuned kernel behind it: ", capacity 3.50 GH/s (kernel plain-n8-w256, calibrated 3.41 GH/s)". */
+function capacityText(state: ClientState): string {
+  const sustained = state.sustained ?? NO_SUSTAINED_RATES;
+  if (sustained.capacity === null) return '';
+  const calibrated = sustained.calibratedRate !== null ? `, calibrated ${formatHashrate(sustained.calibratedRate)}` : '';
+  const kernel = sustained.kernel ? ` (kernel ${sustained.kernel}${calibrated})` : '';
+  return `, capacity ${formatHashrate(sustained.capacity)}${kernel}`;
+}
+
+/**
+ * The worker's periodic rate line, with the page's word for what it is doing, or null when
+ * nothing was computed in the last minute.
+ */
 export function formatRateLine(state: ClientState): string | null {
   const sustained = state.sustained ?? NO_SUSTAINED_RATES;
-  if (!(sustained.hashrate > 0)) return null;
-  const capacity = sustained.capacity !== null ? `, tuned capacity ${formatHashrate(sustained.capacity)} (${sustained.kernel})` : '';
-  return `${formatHashrate(sustained.hashrate)} sustained while computing, busy ${Math.round(sustained.busyShare * 100)}% of the last minute${capacity}`;
+  if (!(sustained.busyShare > 0 && sustained.hashrate > 0)) return null;
+  const on = state.backend ? ` on ${state.backend}` : '';
+  return `${ACTIVITY_WORDS[workerActivity(state)]}: ${formatHashrate(sustained.hashrate)} sustained while computing${on}, ${busyText(sustained)}${capacityText(state)}`;
+}
+
+/** Activities a `state` line is printed for: Working and Waiting for work alternate every job, so they are one. */
+function stateClass(activity: Activity): Activity {
+  return activity === 'working' ? 'waiting' : activity;
 }
 
 /** The exit summary: counters, hashrate, uptime. */
 export function formatSummary(state: ClientState, uptimeMs: number, hashrate: number): string {
   const sustained = state.sustained ?? NO_SUSTAINED_RATES;
-  const capacity =
-    sustained.capacity !== null ? `, tuned capacity ${formatHashrate(sustained.capacity)} (${sustained.kernel})` : '';
+  const capacity = capacityText(state);
   const c = state.counters;
   const rejected = Object.entries(c.rejected)
     .sort(([a], [b]) => a.localeCompare(b))
@@ -160,7 +183,7 @@ export function formatSummary(state: ClientState, uptimeMs: number, hashrate: nu
     `  jobs: received ${c.received}, computed ${c.computed}, published ${c.published}, accepted ${c.accepted}, cancelled ${c.cancelled}, expired ${c.expired}, address total ${c.addressAccepted}`,
     `  rejected: ${rejected || 'none'}`,
     `  hashrate: ${formatHashrate(hashrate)} while computing${backend}`,
-    `  last minute: ${formatHashrate(sustained.hashrate)} sustained, busy ${Math.round(sustained.busyShare * 100)}%${capacity}`,
+    `  last minute of computing: ${formatHashrate(sustained.hashrate)} sustained, ${busyText(sustained)}${capacity}`,
   ].join('\n');
 }
 
@@ -210,11 +233,18 @@ export async function run(argv: string[]): Promise<number> {
       out(formatEvent(event));
     },
   });
+  let lastState: Activity | null = null;
   client.subscribe((state) => {
     const label = state.backend ? `${state.backend}${state.backendLabel ? ` (${state.backendLabel})` : ''}` : '';
     if (label && label !== lastLabel) {
       lastLabel = label;
       out(`${new Date().toISOString()} ${'engine'.padEnd(10)} computing on ${label}`);
+    }
+    // The page's word for what the worker does, when it changes (see stateClass).
+    const activity = stateClass(workerActivity(state));
+    if (activity !== lastState && activity !== 'not-started') {
+      lastState = activity;
+      out(`${new Date().toISOString()} ${'state'.padEnd(10)} ${ACTIVITY_WORDS[activity]}`);
     }
   });
 

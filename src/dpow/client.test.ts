@@ -11,7 +11,7 @@ import { validateWork } from '../pow/work.ts';
 import { createNodeEngine } from '../pow-node/engine.ts';
 import type { PowEngine } from '../pow/engine.ts';
 import { cleanupsAfterEach } from '../testkit/cleanups.ts';
-import { waitFor } from '../testkit/wait.ts';
+import { waitFor, waitForAsync } from '../testkit/wait.ts';
 import { startPublisher, startWsBroker as startBroker } from '../testkit/ws-broker.ts';
 import { randomRoot } from '../testkit/work.ts';
 import { Dispatcher } from '../server/dispatcher/dispatcher.ts';
@@ -378,6 +378,61 @@ describe('DpowClient with a real broker and engine', () => {
     expect(s().counters.received).toBe(0);
     await pub.publish('work/ondemand', `${root(2, '7')},${EASY}`);
     await waitFor('result after restart', () => resultFor(pub.results, root(2, '7')));
+  });
+
+  it('pauses: the search in flight stops, no work is taken, and it takes work again on resume', async () => {
+    const { pub, client, s } = await setup();
+    await pub.publish('work/ondemand', `${root(1, '8')},${HARD}`);
+    await waitFor('in flight', () => s().current !== null);
+    client.pause('battery');
+    expect(s().paused).toBe('battery');
+    expect(s().current).toBeNull();
+    // The engine stops: its search for the job ends (cancelled, not found).
+    await waitForAsync('engine idle', async () => (await engine.status()).root === null);
+    expect(s().connection).toBe('online'); // still connected: heartbeats, statistics, notices
+    // Work sent now is not taken, whether the unsubscribe reached the broker first or not.
+    const received = s().counters.received;
+    await pub.publish('work/ondemand', `${root(2, '8')},${EASY}`);
+    const beats = s().lastHeartbeatAt;
+    await pub.publish('heartbeat', '');
+    await waitFor('a heartbeat after the work', () => s().lastHeartbeatAt !== beats);
+    expect(s().counters.received).toBe(received);
+    expect(s().queue).toEqual([]);
+    expect(s().events.some((e) => /Paused \(on battery\): taking no work, 1 jobs dropped/.test(e.message))).toBe(true);
+
+    client.pause(null);
+    expect(s().paused).toBeNull();
+    // The work topics are subscribed again: new work (sent until one arrives) is computed.
+    let n = 10;
+    await waitFor('a result after resuming', () => {
+      void pub.publish('work/ondemand', `${root(n++, '8')},${EASY}`);
+      return pub.results.length > 0;
+    });
+    expect(resultFor(pub.results, root(2, '8'))).toBeUndefined();
+    expect(pub.results.some((r) => r.payload.startsWith(root(1, '8')))).toBe(false);
+  });
+
+  it('starts paused when paused before the start, and keeps the pause across a restart', async () => {
+    const broker = await startBroker();
+    cleanups.push(() => broker.close());
+    const pub = await startPublisher(broker.url);
+    cleanups.push(() => pub.close());
+    const client = new DpowClient({ engine, reconnect: { initialMs: 100, maxMs: 400 } });
+    cleanups.push(() => client.stop());
+    client.pause('another-tab');
+    await client.start(settings(broker.url));
+    await waitFor('online', () => client.getState().connection === 'online');
+    expect(client.getState().paused).toBe('another-tab');
+    await pub.publish('work/ondemand', `${root(1, '9')},${EASY}`);
+    await pub.publish('heartbeat', '');
+    await waitFor('heartbeat', () => client.getState().lastHeartbeatAt !== null);
+    expect(client.getState().counters.received).toBe(0);
+    client.pause(null);
+    let n = 10;
+    await waitFor('a result once resumed', () => {
+      void pub.publish('work/ondemand', `${root(n++, '9')},${EASY}`);
+      return pub.results.length > 0;
+    });
   });
 
   it('counts as accepted only its own credited results; the address total counts every notice for the address', async () => {

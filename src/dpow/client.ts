@@ -29,13 +29,14 @@ import {
   type WorkType,
 } from './codec.ts';
 import { DEFAULT_POLICY, type DifficultyPolicy } from '../pow/difficulty.ts';
+import { PAUSE_WORDS } from './activity.ts';
 import { EventLog, shortHash } from './event-log.ts';
 import { Outbox } from './outbox.ts';
 import type { Job } from './queue.ts';
 import type { ConnectFn } from './mqtt-connect.ts';
 import { MqttSession, subscriptionsFor, type ReconnectPolicy } from './session.ts';
 import { StateFeed } from './state-feed.ts';
-import type { ClientEvent, ClientSettings, ClientState, WorkerClient } from './state.ts';
+import type { ClientEvent, ClientSettings, ClientState, PauseReason, WorkerClient } from './state.ts';
 import { WorkLoop, type EngineLike } from './work-loop.ts';
 
 export type { EngineLike } from './work-loop.ts';
@@ -100,6 +101,8 @@ export class DpowClient implements WorkerClient {
 
   private settings: ClientSettings | null = null;
   private running = false;
+  /** Why no work is taken (pause()), or null; kept across start and stop. */
+  private paused: PauseReason | null = null;
   /** Settings that were refused, shown until the next start. */
   private refusal: string | null = null;
   private lastClientMessage: ClientMessage | null = null;
@@ -183,14 +186,37 @@ export class DpowClient implements WorkerClient {
     this.uncredited.clear();
     this.running = true;
     this.loop.start(settings);
+    if (this.paused) this.loop.pause();
     this.log.add('info', 'connection', `Connecting to ${url.url} for ${settings.work} work, paying ${settings.address}`);
     await this.session.open({
       url: url.url,
       username: settings.username,
       password: settings.password,
       heartbeatTimeoutMs: (settings.heartbeatTimeoutS ?? DEFAULT_HEARTBEAT_TIMEOUT_S) * 1000,
-      subscriptions: subscriptionsFor(settings.work, settings.address),
+      subscriptions: subscriptionsFor(settings.work, settings.address, this.paused === null),
     });
+  }
+
+  pause(reason: PauseReason | null): void {
+    if (reason === this.paused) return;
+    const was = this.paused;
+    this.paused = reason;
+    if (this.running) {
+      const s = this.settings!;
+      if (reason !== null && was === null) {
+        const dropped = this.loop.pause();
+        this.log.add('info', 'connection', `Paused (${PAUSE_WORDS[reason]}): taking no work${dropped ? `, ${dropped} jobs dropped` : ''}`);
+      } else if (reason === null) {
+        this.log.add('info', 'connection', 'Resumed: taking work again');
+      } else {
+        this.log.add('info', 'connection', `Paused (${PAUSE_WORDS[reason]})`);
+      }
+      this.session.resubscribe(subscriptionsFor(s.work, s.address, reason === null));
+      if (reason === null) this.loop.resume();
+    } else if (reason === null) {
+      this.loop.resume();
+    }
+    this.feed.changed();
   }
 
   /** Cancels the job in flight, drops the queue, unsubscribes and closes the connection. */
@@ -249,6 +275,7 @@ export class DpowClient implements WorkerClient {
   }
 
   private onWork(workType: WorkType, payload: Uint8Array): void {
+    if (this.paused) return; // sent before the unsubscribe reached the broker: not ours to take
     this.log.count('received');
     const s = this.settings!;
     if (s.work !== 'any' && s.work !== workType) {
@@ -336,6 +363,7 @@ export class DpowClient implements WorkerClient {
       backend: this.loop.backend,
       backendLabel: this.loop.backendLabel,
       counters: this.log.counters(this.loop.expiredCount),
+      paused: this.paused,
       lastClientMessage: this.lastClientMessage,
       lastStatistics: this.lastStatistics,
       events: this.log.events(),

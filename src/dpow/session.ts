@@ -52,16 +52,18 @@ export interface SessionOptions {
 /** A connection that lasted this long resets the backoff. */
 const STABLE_CONNECTION_MS = 10_000;
 
-/** What a worker subscribes to: heartbeat, statistics, its work and cancel topics, its notices. */
-export function subscriptionsFor(work: WorkChoice, address: string): Record<string, { qos: 0 | 1 }> {
+/**
+ * What a worker subscribes to: heartbeat, statistics, its work and cancel topics, its notices.
+ * A paused worker (takingWork false) leaves out work and cancel: no traffic it would not use.
+ */
+export function subscriptionsFor(work: WorkChoice, address: string, takingWork = true): Record<string, { qos: 0 | 1 }> {
   // 'any' takes work/# and cancel/# as the official client did (the broker ACL allows them);
   // anything under them that is not precache/ondemand is rejected by parseTopic.
   const t = work === 'any' ? '#' : work;
   return {
     heartbeat: { qos: 0 },
     statistics: { qos: 0 },
-    [`work/${t}`]: { qos: 0 },
-    [`cancel/${t}`]: { qos: 1 },
+    ...(takingWork ? { [`work/${t}`]: { qos: 0 as const }, [`cancel/${t}`]: { qos: 1 as const } } : {}),
     [topics.client(address)]: { qos: 1 },
   };
 }
@@ -158,6 +160,32 @@ export class MqttSession {
     this.reconnectAttempt = 0;
     this.o.log.add('info', 'connection', 'Retrying now');
     void this.connect();
+  }
+
+  /**
+   * Changes the subscriptions: on the live connection now (unsubscribing what went, subscribing
+   * what came), and on every reconnect after.
+   */
+  resubscribe(subscriptions: Record<string, { qos: 0 | 1 }>): void {
+    const s = this.settings;
+    if (!s) return;
+    const gone = Object.keys(s.subscriptions).filter((topic) => !(topic in subscriptions));
+    const added = Object.fromEntries(Object.entries(subscriptions).filter(([topic]) => !(topic in s.subscriptions)));
+    this.settings = { ...s, subscriptions };
+    const client = this.mq;
+    if (!this.running || !client?.connected || this.connectedAt === null) return; // the next connect subscribes
+    if (gone.length > 0) client.unsubscribe(gone);
+    if (Object.keys(added).length > 0) {
+      client.subscribe(added, (err, granted) => {
+        if (this.mq !== client) return;
+        const refused = (granted ?? []).filter((g) => g.qos === 128).map((g) => g.topic);
+        if (err || refused.length) {
+          this.error = err ? `Subscribe failed: ${err.message}` : `Broker refused subscriptions: ${refused.join(', ')}`;
+          this.o.log.add('error', 'connection', this.error);
+          this.o.onChange();
+        }
+      });
+    }
   }
 
   /** A (well-formed) heartbeat arrived: the server is alive. */

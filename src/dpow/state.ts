@@ -3,7 +3,7 @@
  * this state. The client (client.ts) owns it; views subscribe and send commands only.
  */
 import type { ClientMessage, Statistics, WorkType } from './codec.ts';
-import type { BackendChoice, BackendName, KernelState } from '../pow/types.ts';
+import type { BackendChoice, BackendName, DeviceInfo, KernelState } from '../pow/types.ts';
 
 export type WorkChoice = 'any' | WorkType;
 
@@ -18,7 +18,7 @@ export interface ClientSettings {
   backend: BackendChoice;
   /** WASM threads. */
   threads?: number;
-  /** GPU share of time in (0, 1]. */
+  /** Share of time the GPU or the CPU threads compute, in (0, 1]. */
   intensity?: number;
   /** Seconds without a heartbeat before the server is shown as offline. Default 5. */
   heartbeatTimeoutS?: number;
@@ -86,20 +86,46 @@ export interface JobEventInfo {
   backend?: BackendName;
 }
 
-/** What the engine did over the last minute, and what its device can do. */
+/**
+ * What the engine's backend did over its last minute of computing, and what its device can do:
+ * every figure of one backend (see EngineStatus).
+ */
 export interface SustainedRates {
-  /** Hashes per second of computing time. */
+  /** Hashes per second of computing time over the backend's last minute of computing. */
   hashrate: number;
-  /** Share of the time spent computing, in [0, 1]. */
+  /** Share of the last minute spent computing, in [0, 1]. */
   busyShare: number;
-  /** WebGPU kernel variant, and its calibrated rate (the tuned capacity). */
-  kernel: string | null;
+  /** The time busyShare is over: a minute, or less since the first job. */
+  busyOverMs: number;
+  /** What the backend can do (never below `hashrate` once known), or null. */
   capacity: number | null;
-  /** What the kernel tuner is doing (calibrating, cached, tuned, forced, default), or null. */
+  /** WebGPU kernel variant, its calibrated rate, and what the kernel tuner is doing. */
+  kernel: string | null;
+  calibratedRate: number | null;
   kernelState: KernelState | null;
+  /** The backend's hashes and computing ms so far, only growing (for per-interval rates). */
+  totals: { hashes: number; busyMs: number };
+  /** What the backend computes on. */
+  device: DeviceInfo | null;
 }
 
-export const NO_SUSTAINED_RATES: SustainedRates = { hashrate: 0, busyShare: 0, kernel: null, capacity: null, kernelState: null };
+export const NO_SUSTAINED_RATES: SustainedRates = {
+  hashrate: 0,
+  busyShare: 0,
+  busyOverMs: 0,
+  capacity: null,
+  kernel: null,
+  calibratedRate: null,
+  kernelState: null,
+  totals: { hashes: 0, busyMs: 0 },
+  device: null,
+};
+
+/**
+ * Why a worker that wants work is not taking any: the machine runs on battery, another tab of
+ * the same browser computes, or the page is hidden (each a volunteer's setting in the page).
+ */
+export type PauseReason = 'battery' | 'another-tab' | 'hidden';
 
 export interface ClientState {
   connection: ConnectionState;
@@ -114,6 +140,8 @@ export interface ClientState {
   backend: BackendName | null;
   backendLabel: string;
   counters: ClientCounters;
+  /** Set while paused: no work is taken (work topics unsubscribed, nothing queued or computed). */
+  paused: PauseReason | null;
   lastClientMessage: ClientMessage | null;
   lastStatistics: Statistics | null;
   /** Most recent first, bounded. */
@@ -128,4 +156,10 @@ export interface WorkerClient {
   subscribe(listener: (state: ClientState) => void): () => void;
   start(settings: ClientSettings): Promise<void>;
   stop(): Promise<void>;
+  /**
+   * Stops taking work for `reason` (the search in flight stops, the queue is dropped, the work
+   * topics are unsubscribed) while staying connected; null takes work again. Holds across
+   * start() and stop().
+   */
+  pause(reason: PauseReason | null): void;
 }

@@ -56,6 +56,8 @@ export class WorkLoop {
   private settings: WorkLoopSettings | null = null;
   private queue = new WorkQueue();
   private running = false;
+  /** Paused: nothing is queued or computed (see pause()). Holds across start/stop. */
+  private paused = false;
   /** Bumped on every start/stop so a search from an old session does nothing when it ends. */
   private generation = 0;
   private search: Search | null = null;
@@ -110,6 +112,26 @@ export class WorkLoop {
     return { dropped };
   }
 
+  /**
+   * Takes no work until resume(): the search in flight stops and the queue is dropped (a paused
+   * worker keeps no work that another worker could do now). Returns how many jobs were dropped.
+   */
+  pause(): number {
+    if (this.paused) return 0;
+    this.paused = true;
+    const dropped = this.queue.clear();
+    const stopped = this.queue.abandon();
+    for (const job of stopped) this.stopSearch(job);
+    this.o.onChange();
+    return dropped.length + stopped.length;
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.pump();
+  }
+
   /** The job being computed, for views. */
   current(): CurrentJob | null {
     const job = this.queue.computing;
@@ -128,6 +150,7 @@ export class WorkLoop {
 
   /** A decoded work message. */
   offer(workType: WorkType, work: WorkMessage): void {
+    if (this.paused) return; // a message sent before the work topics were unsubscribed
     const { log } = this.o;
     const added = this.queue.add(work.hash, work.difficulty, workType);
     if (!added.ok) {
@@ -183,7 +206,7 @@ export class WorkLoop {
 
   /** Starts the next queued job if the engine is free. */
   private pump(): void {
-    if (!this.running || this.search) return;
+    if (!this.running || this.paused || this.search) return;
     const { log } = this.o;
     const { job, expired } = this.queue.next();
     for (const e of expired) log.job('warn', 'job', 'expired', e, 'before it started');
@@ -266,9 +289,13 @@ export class WorkLoop {
     this.sustained = {
       hashrate: status.sustainedHashrate ?? 0,
       busyShare: status.busyShare ?? 0,
-      kernel: status.kernel ?? null,
+      busyOverMs: status.busyOverMs ?? 0,
       capacity: status.capacity ?? null,
+      kernel: status.kernel ?? null,
+      calibratedRate: status.calibratedRate ?? null,
       kernelState: status.kernelState ?? null,
+      totals: status.totals ?? NO_SUSTAINED_RATES.totals,
+      device: status.device ?? null,
     };
     if (status.backend !== null) {
       this.backend = status.backend;

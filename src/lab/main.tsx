@@ -5,6 +5,10 @@
  *   ?backend=auto|webgpu|wasm&threads=N&seconds=N&root=<64 hex>&difficulty=<16 hex>&kernel=<variant>
  */
 import { render } from 'preact';
+import '../app/styles.css';
+import './lab.css';
+import { applyTheme, theme } from '../app/theme.ts';
+import { formatCount, formatHashrate } from '../app/format.ts';
 import { useEffect, useState } from 'preact/hooks';
 import { createBrowserEngine } from '../pow-browser/browser-engine.ts';
 import {
@@ -45,12 +49,10 @@ function randomRoot(): string {
     .toUpperCase();
 }
 
-function formatRate(hps: number): string {
-  if (!(hps > 0)) return '0 H/s';
-  if (hps >= 1e6) return `${(hps / 1e6).toFixed(2)} MH/s`;
-  if (hps >= 1e3) return `${(hps / 1e3).toFixed(1)} kH/s`;
-  return `${hps.toFixed(0)} H/s`;
-}
+applyTheme(theme.value);
+
+/** The rate a finished job achieved: its hashes over its time. */
+const achieved = (found: Found) => (found.ms > 0 ? (found.hashes * 1000) / found.ms : 0);
 
 function multiplierOf(difficulty: string): string {
   return isU64Hex(difficulty) ? String(Number(toMultiplier(parseDifficulty(difficulty)).toPrecision(6))) : '';
@@ -148,15 +150,19 @@ function Lab() {
     }
   };
 
+  const live = status?.hashrate ?? 0;
   return (
-    <main>
-      <h1>dpow-web engine lab</h1>
-      <form onSubmit={(e) => e.preventDefault()}>
+    <main class="lab">
+      <header class="lab-head">
+        <h1>dpow-web engine lab</h1>
+        <p class="muted">One proof of work, or a benchmark, on the engine the app uses, in this browser.</p>
+      </header>
+      <form class="card lab-form" onSubmit={(e) => e.preventDefault()}>
         <label for="root">Root</label>
-        <div>
+        <div class="lab-root">
           <input id="root" class="mono" data-testid="root" value={root} spellcheck={false}
             onInput={(e) => setRoot(e.currentTarget.value)} aria-invalid={!isRootHex(root.trim())} />
-          <button type="button" data-testid="random-root" onClick={() => setRoot(randomRoot())} disabled={busy}>
+          <button type="button" class="btn" data-testid="random-root" onClick={() => setRoot(randomRoot())} disabled={busy}>
             Random
           </button>
         </div>
@@ -179,50 +185,57 @@ function Lab() {
         <label for="seconds">Benchmark seconds</label>
         <input id="seconds" type="number" min={1} data-testid="bench-seconds" value={seconds}
           onInput={(e) => setSeconds(e.currentTarget.value)} />
+        <div class="actions lab-buttons">
+          <button type="button" class="btn btn-primary" data-testid="compute" onClick={compute} disabled={busy}>Compute</button>
+          <button type="button" class="btn" data-testid="cancel" onClick={cancel} disabled={phase !== 'running'}>Cancel</button>
+          <button type="button" class="btn" data-testid="benchmark" onClick={benchmark} disabled={busy}>Benchmark</button>
+        </div>
       </form>
 
-      <div class="buttons">
-        <button type="button" data-testid="compute" onClick={compute} disabled={busy}>Compute</button>
-        <button type="button" data-testid="cancel" onClick={cancel} disabled={phase !== 'running'}>Cancel</button>
-        <button type="button" data-testid="benchmark" onClick={benchmark} disabled={busy}>Benchmark</button>
-      </div>
-
-      <dl>
-        <dt>State</dt>
-        <dd data-testid="state" class={`state-${phase}`}>{phase}</dd>
-        <dt>Engine</dt>
-        <dd data-testid="engine-backend" data-backend={status?.backend ?? ''}>
-          {status?.backend ? `${status.backend} · ${status.label}` : '—'}
-        </dd>
-        <dt>Hashrate</dt>
-        <dd data-testid="hashrate" data-hps={String(status?.hashrate ?? 0)}>{formatRate(status?.hashrate ?? 0)}</dd>
-        <dt>Total hashes</dt>
-        <dd data-testid="total-hashes">{status?.totalHashes ?? 0}</dd>
-        <dt>Kernel mismatches</dt>
-        <dd data-testid="kernel-mismatches">{status?.kernelMismatches ?? 0}</dd>
-        <dt>Kernel</dt>
-        <dd data-testid="kernel" data-variant={status?.kernel ?? ''} data-capacity={String(status?.capacity ?? '')}>
-          {status?.kernel ? `${status.kernel}${status.capacity ? ` (calibrated ${formatRate(status.capacity)})` : ''}` : '—'}
-        </dd>
-        <dt>Kernel tuner</dt>
-        <dd data-testid="kernel-state">{status?.kernelState ?? '—'}</dd>
-      </dl>
-      {error && <p class="error" data-testid="error">{error}</p>}
+      <section class="card">
+        <h2>Engine</h2>
+        <dl class="lab-facts">
+          <dt>State</dt>
+          <dd data-testid="state" class={`state-${phase}`}>{phase}</dd>
+          <dt>Engine</dt>
+          <dd data-testid="engine-backend" data-backend={status?.backend ?? ''}>
+            {status?.backend ? `${status.backend} · ${status.label}` : '—'}
+          </dd>
+          <dt>Hashrate</dt>
+          {/* Live while a job runs; after it, the rate the job achieved (never a bare 0 H/s). */}
+          <dd data-testid="hashrate" data-hps={String(live)}>
+            {live > 0 ? `${formatHashrate(live)} live` : found ? `${formatHashrate(achieved(found))} achieved by the last job` : '—'}
+          </dd>
+          <dt>Total hashes</dt>
+          <dd data-testid="total-hashes" data-count={String(status?.totalHashes ?? 0)}>{formatCount(status?.totalHashes ?? 0)}</dd>
+          <dt>Kernel mismatches</dt>
+          <dd data-testid="kernel-mismatches">{status?.kernelMismatches ?? 0}</dd>
+          <dt>Kernel</dt>
+          <dd data-testid="kernel" data-variant={status?.kernel ?? ''} data-calibrated={String(status?.calibratedRate ?? '')}>
+            {status?.kernel ? `${status.kernel}${status.calibratedRate ? ` (calibrated ${formatHashrate(status.calibratedRate)})` : ''}` : '—'}
+          </dd>
+          <dt>Kernel tuner</dt>
+          <dd data-testid="kernel-state">{status?.kernelState ?? '—'}</dd>
+        </dl>
+        {error && <p class="banner banner-error" data-testid="error">{error}</p>}
+      </section>
 
       {found && (
-        <section data-testid="result">
+        <section class="card" data-testid="result">
           <h2>Result</h2>
-          <dl>
+          <dl class="lab-facts">
             <dt>Work</dt>
             <dd class="mono" data-testid="work">{found.work}</dd>
             <dt>Value</dt>
             <dd class="mono" data-testid="value">{found.value}</dd>
             <dt>Reference check</dt>
-            <dd data-testid="verified">{found.verified ? 'valid' : 'INVALID'}</dd>
+            <dd data-testid="verified" class={found.verified ? 'state-done' : 'state-error'}>{found.verified ? 'valid' : 'INVALID'}</dd>
             <dt>Backend</dt>
             <dd data-testid="result-backend">{found.backend}</dd>
             <dt>Hashes</dt>
-            <dd data-testid="hashes">{found.hashes}</dd>
+            <dd data-testid="hashes" data-count={String(found.hashes)}>{formatCount(found.hashes)}</dd>
+            <dt>Achieved rate</dt>
+            <dd data-testid="achieved" data-hps={String(achieved(found))}>{formatHashrate(achieved(found))}</dd>
             <dt>Kernel tuner then</dt>
             <dd data-testid="result-kernel-state">{found.kernelState ?? '—'}</dd>
             <dt>Time</dt>
@@ -236,24 +249,27 @@ function Lab() {
       )}
 
       {bench && (
-        <section>
+        <section class="card">
           <h2>Benchmark</h2>
-          <table data-testid="bench-results">
-            <thead>
-              <tr><th>Backend</th><th>Adapter / kernel</th><th>Threads</th><th>Hashrate</th><th>Compile</th></tr>
-            </thead>
-            <tbody>
-              {bench.map((r) => (
-                <tr key={`${r.backend}-${r.label}`}>
-                  <td>{r.backend}</td>
-                  <td>{r.label}</td>
-                  <td class="num">{r.threads ?? '—'}</td>
-                  <td class="num">{formatRate(r.hashrate)}</td>
-                  <td class="num">{r.compileMs.toFixed(0)} ms</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+          <div class="table-wrap">
+            <table data-testid="bench-results">
+              <thead>
+                <tr><th scope="col">Backend</th><th scope="col">Adapter / kernel</th><th scope="col" class="num">Threads</th><th scope="col" class="num">Hashrate</th><th scope="col" class="num">Hashes</th><th scope="col" class="num">Compile</th></tr>
+              </thead>
+              <tbody>
+                {bench.map((r) => (
+                  <tr key={`${r.backend}-${r.label}`}>
+                    <td>{r.backend}</td>
+                    <td>{r.label}</td>
+                    <td class="num">{r.threads ?? '—'}</td>
+                    <td class="num">{formatHashrate(r.hashrate)}</td>
+                    <td class="num">{formatCount(r.hashes)}</td>
+                    <td class="num">{formatCount(Math.round(r.compileMs))} ms</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
           <pre data-testid="bench-json" hidden>{JSON.stringify(bench)}</pre>
         </section>
       )}

@@ -459,7 +459,63 @@ describe('sustained hashrate', () => {
     Object.assign(tuned, { kernel: { variant: 'plain-n64-w64', calibratedRate: 3e6, state: 'tuned' } });
     for (const listener of changed) listener();
     expect(seen.length).toBe(before + 1);
-    expect(seen.at(-1)).toMatchObject({ kernel: 'plain-n64-w64', capacity: 3e6, kernelState: 'tuned', root: null });
+    expect(seen.at(-1)).toMatchObject({ kernel: 'plain-n64-w64', calibratedRate: 3e6, kernelState: 'tuned', root: null });
+  });
+
+  it("does not count a backend's start-up as computing time, so the first job gives the rate", async () => {
+    const STARTUP_MS = 200;
+    const engine = makeEngine({
+      wasm: async (threads) => {
+        // Threads spawning, a kernel compiling: time the device does no hashing.
+        await new Promise((r) => setTimeout(r, STARTUP_MS));
+        return referenceBackend({ threads }).backend;
+      },
+    });
+    const result = await engine.generate(ROOT, MEDIUM, { backend: 'wasm' });
+    const status = await engine.status();
+    // result.ms runs from the request: the start-up (at least STARTUP_MS) and then the search.
+    expect(status.totals.busyMs).toBeLessThanOrEqual(result.ms - STARTUP_MS);
+    expect(status.totals.hashes).toBe(result.hashes);
+    expect(status.sustainedHashrate).toBeCloseTo((result.hashes * 1000) / status.totals.busyMs, 3);
+  });
+
+  it('keeps the backends apart: after a fallback the figures are the WASM threads alone', async () => {
+    const counted = { webgpu: 0, wasm: 0 };
+    const counting = (made: ReturnType<typeof referenceBackend>, name: BackendName) => {
+      const search = made.backend.search.bind(made.backend);
+      made.backend.search = (req) =>
+        search({ ...req, onHashes: (n) => { counted[name] += n; req.onHashes?.(n); } });
+      return made.backend;
+    };
+    const gpu = counting(referenceBackend({ name: 'webgpu', failWith: new Error('device lost'), failAfterChunks: 20 }), 'webgpu');
+    Object.assign(gpu, { kernel: { variant: 'plain-n8-w256', calibratedRate: 1e12, state: 'tuned' } });
+    const engine = makeEngine({
+      webgpu: async () => gpu,
+      wasm: async (threads) => counting(referenceBackend({ threads }), 'wasm'),
+    });
+    const result = await engine.generate(ROOT, MEDIUM, { backend: 'webgpu' });
+    expect(result.backend).toBe('wasm');
+    expect(counted.webgpu).toBeGreaterThan(0);
+    const status = await engine.status();
+    expect(status.backend).toBe('wasm');
+    expect(status.device).toEqual({ backend: 'wasm', threads: 1, simd: false });
+    expect(status.totals.hashes).toBe(counted.wasm);
+    expect(result.hashes).toBe(counted.webgpu + counted.wasm);
+    // The GPU's kernel and its calibrated rate are not the CPU threads' capacity.
+    expect(status.calibratedRate).toBeNull();
+    expect(status.capacity === null || status.capacity < 1e12).toBe(true);
+  });
+
+  it('never shows a sustained rate above the capacity of the backend that produced it', async () => {
+    const gpu = referenceBackend({ name: 'webgpu' }).backend;
+    // A calibration that came out far too low (a short window on a loaded machine).
+    Object.assign(gpu, { kernel: { variant: 'plain-n8-w256', calibratedRate: 10, state: 'tuned' } });
+    const engine = makeEngine({ webgpu: async () => gpu });
+    await engine.generate(ROOT, MEDIUM, { backend: 'webgpu' });
+    const status = await engine.status();
+    expect(status.sustainedHashrate).toBeGreaterThan(10);
+    expect(status.calibratedRate).toBe(10);
+    expect(status.capacity).toBeGreaterThanOrEqual(status.sustainedHashrate);
   });
 });
 

@@ -8,7 +8,9 @@
  *  - a random 64-bit start nonce per search,
  *  - validating every kernel answer with `validateWork` before anyone sees it,
  *  - falling back from WebGPU to WASM mid-job when the GPU fails (device lost, driver error),
- *  - cancel by root, and a smoothed hashrate pushed to status listeners.
+ *  - cancel by root, and a smoothed hashrate pushed to status listeners,
+ *  - per backend, the rate sustained while computing and the capacity (sustained.ts), timed over
+ *    the backend's searches only, so start-up is not counted and backends never blend.
  *
  * The engine computes exactly what it is given, one search at a time, and keeps no queue: which
  * job runs next, and whether a job is still wanted, is its caller's business (the DPoW work loop
@@ -20,7 +22,7 @@
  */
 import { DEFAULT_POLICY, checkDifficulty, type DifficultyPolicy } from './difficulty.ts';
 import { requireVariant } from './kernel-family.ts';
-import { SustainedMeter } from './sustained.ts';
+import { PEAK_MIN_BUSY_MS, SustainedMeter } from './sustained.ts';
 import {
   PowInputError,
   parseRoot,
@@ -31,6 +33,7 @@ import {
   PowCancelledError,
   type BackendChoice,
   type BackendName,
+  type DeviceInfo,
   type BenchmarkOptions,
   type BenchmarkResult,
   type EngineApi,
@@ -67,10 +70,24 @@ const U64_MAX = (1n << 64n) - 1n;
 /** More WASM threads than this is a typo, not a machine. */
 const MAX_THREADS = 256;
 
+/** Throws a RangeError unless `intensity` is absent or in (0, 1]. */
+function checkIntensity(intensity: number | undefined): void {
+  if (intensity !== undefined && !(Number.isFinite(intensity) && intensity > 0 && intensity <= 1)) {
+    throw new RangeError(`intensity must be in (0, 1], got ${intensity}`);
+  }
+}
+
 /** An error from a backend (not an abort): a WebGPU one triggers the WASM fallback. */
 function describeError(err: unknown): string {
   if (err instanceof Error) return `${err.name}: ${err.message}`;
   return String(err);
+}
+
+/** What a backend computes on, for the status. */
+function deviceOf(backend: PowBackend): DeviceInfo {
+  return backend.name === 'webgpu'
+    ? { backend: 'webgpu', adapter: backend.adapterInfo ?? null }
+    : { backend: 'wasm', threads: backend.threads ?? 1, simd: backend.simd ?? false };
 }
 
 /** A fresh random 64-bit start nonce, so two workers never walk the same range. */
@@ -133,7 +150,8 @@ export class PowEngine implements EngineApi {
 
   private readonly listeners = new Set<(status: EngineStatus) => void>();
   private readonly meter = new RateMeter();
-  private readonly sustained = new SustainedMeter();
+  /** One per backend that has computed: their rates never mix. */
+  private readonly sustained = new Map<BackendName, SustainedMeter>();
   /** The backend of the job running or last run (for its kernel status). */
   private lastBackend: PowBackend | null = null;
   /** A kernel variant the user pinned (setKernel), or null for the tuner's choice. */
@@ -168,8 +186,10 @@ export class PowEngine implements EngineApi {
       return Promise.reject(err);
     }
     const intensity = options.intensity;
-    if (intensity !== undefined && !(Number.isFinite(intensity) && intensity > 0 && intensity <= 1)) {
-      return Promise.reject(new RangeError(`intensity must be in (0, 1], got ${intensity}`));
+    try {
+      checkIntensity(intensity);
+    } catch (err) {
+      return Promise.reject(err);
     }
     const choice = options.backend ?? this.options.defaultBackend ?? 'auto';
     let threads: number;
@@ -201,6 +221,7 @@ export class PowEngine implements EngineApi {
     let threads: number;
     try {
       threads = this.threadCount(options.threads);
+      checkIntensity(options.intensity);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -217,7 +238,12 @@ export class PowEngine implements EngineApi {
         if (signal.aborted) break;
         this.current = { root: null, backend: backend.name, label: backend.label };
         this.lastBackend = backend;
-        results.push(await measureBackend(backend, seconds, { signal, onHashes: (n) => this.countHashes(n) }));
+        if (options.intensity !== undefined) backend.setIntensity?.(options.intensity);
+        results.push(
+          await this.computing(backend, () =>
+            measureBackend(backend, seconds, { signal, onHashes: (n) => this.countHashes(backend, n) }),
+          ),
+        );
       }
       return results;
     });
@@ -374,11 +400,12 @@ export class PowEngine implements EngineApi {
   ): Promise<GenerateResult> {
     const started = performance.now();
     let hashes = 0;
+    let backend = await this.pickBackend(choice, threads);
+    // Counted to the backend searching now (a fallback mid-job switches it).
     const onHashes = (count: number) => {
       hashes += count;
-      this.countHashes(count);
+      this.countHashes(backend, count);
     };
-    let backend = await this.pickBackend(choice, threads);
     let mismatches = 0;
     for (;;) {
       if (signal.aborted) throw new PowCancelledError(rootText);
@@ -388,7 +415,8 @@ export class PowEngine implements EngineApi {
       const startNonce = randomNonce();
       let hit;
       try {
-        hit = await backend.search({ root, difficulty, startNonce, signal, onHashes });
+        const searching = backend;
+        hit = await this.computing(searching, () => searching.search({ root, difficulty, startNonce, signal, onHashes }));
       } catch (err) {
         if (signal.aborted) throw new PowCancelledError(rootText);
         if (backend.name !== 'webgpu') throw err;
@@ -436,18 +464,34 @@ export class PowEngine implements EngineApi {
 
   // ---- status and hashrate ---------------------------------------------------------------------
 
-  private countHashes(count: number): void {
+  private countHashes(backend: PowBackend, count: number): void {
     if (!(count > 0)) return;
     this.totalHashes += count;
     const now = performance.now();
     this.meter.add(now, count);
-    this.sustained.add(now, count);
+    this.meterOf(backend.name).add(now, count);
+  }
+
+  private meterOf(name: BackendName): SustainedMeter {
+    let meter = this.sustained.get(name);
+    if (!meter) this.sustained.set(name, (meter = new SustainedMeter()));
+    return meter;
+  }
+
+  /** Runs a backend's search (or measurement) as that backend's computing time. */
+  private async computing<T>(backend: PowBackend, search: () => Promise<T>): Promise<T> {
+    const meter = this.meterOf(backend.name);
+    meter.begin(performance.now());
+    try {
+      return await search();
+    } finally {
+      meter.end(performance.now());
+    }
   }
 
   private beginBusy(root: string | null): void {
     const now = performance.now();
     this.meter.start(now);
-    this.sustained.begin(now);
     this.current = { ...this.current, root };
     this.ensureStatusTimer();
     this.broadcast();
@@ -460,7 +504,6 @@ export class PowEngine implements EngineApi {
   }
 
   private endBusy(): void {
-    this.sustained.end(performance.now());
     this.current = { ...this.current, root: null };
     this.stopStatusTimer();
     this.broadcast();
@@ -473,14 +516,23 @@ export class PowEngine implements EngineApi {
 
   private snapshot(): EngineStatus {
     const busy = this.running !== null;
-    const sustained = this.sustained.read(performance.now());
-    const kernel = this.lastBackend?.kernel ?? null;
+    const backend = this.lastBackend;
+    const sustained = backend ? this.sustained.get(backend.name)?.read(performance.now()) : undefined;
+    const kernel = backend?.kernel ?? null;
+    const calibratedRate = kernel?.calibratedRate ?? null;
+    const best = Math.max(calibratedRate ?? 0, sustained?.peak ?? 0, sustained && sustained.busyMs >= PEAK_MIN_BUSY_MS ? sustained.rate : 0);
     return {
-      sustainedHashrate: sustained.rate,
-      busyShare: sustained.busyShare,
+      sustainedHashrate: sustained?.rate ?? 0,
+      busyShare: sustained?.busyShare ?? 0,
+      busyOverMs: sustained?.busyOverMs ?? 0,
+      // Never below the rate it sustained: a calibration is a short measurement, and a GPU
+      // that boosts (or a shared CPU that frees up) can do more later.
+      capacity: best > 0 ? Math.max(best, sustained?.rate ?? 0) : null,
       kernel: kernel?.variant ?? null,
-      capacity: kernel?.calibratedRate ?? null,
+      calibratedRate,
       kernelState: kernel?.state ?? null,
+      totals: { hashes: sustained?.totalHashes ?? 0, busyMs: sustained?.totalBusyMs ?? 0 },
+      device: backend ? deviceOf(backend) : null,
       hashrate: busy ? this.meter.rate(performance.now()) : 0,
       backend: this.current.backend,
       label: this.current.label,

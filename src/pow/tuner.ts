@@ -185,6 +185,10 @@ class Tuner implements TunedWebGpuBackend {
     return this.inner.software ?? false;
   }
 
+  get adapterInfo(): WebGpuAdapterInfo {
+    return this.inner.adapterInfo;
+  }
+
   get compileMs(): number {
     return this.inner.compileMs;
   }

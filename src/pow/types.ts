@@ -6,6 +6,24 @@
 export type BackendName = 'webgpu' | 'wasm';
 export type BackendChoice = 'auto' | BackendName;
 
+/**
+ * What the browser or Dawn says about a WebGPU adapter. Browsers may leave any of the strings
+ * empty (Chromium does for its OpenGL ES adapter).
+ */
+export interface WebGpuAdapterInfo {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  isFallbackAdapter: boolean;
+  featureLevel: 'core' | 'compatibility';
+}
+
+/** What a backend computes on: the adapter for WebGPU, the thread count and kernel for WASM. */
+export type DeviceInfo =
+  | { backend: 'webgpu'; adapter: WebGpuAdapterInfo | null }
+  | { backend: 'wasm'; threads: number; simd: boolean };
+
 /** What a backend is asked to search. */
 export interface SearchRequest {
   /** 32 root bytes. */
@@ -53,11 +71,18 @@ export interface PowBackend {
   readonly software?: boolean;
   /** WASM worker threads (WASM backends only). */
   readonly threads?: number;
+  /** Whether the SIMD kernel runs (WASM backends only). */
+  readonly simd?: boolean;
+  /** The adapter (WebGPU backends only). */
+  readonly adapterInfo?: WebGpuAdapterInfo;
   /** The kernel variant, its calibrated rate and the tuner's state (tuned WebGPU backends only). */
   readonly kernel?: Readonly<KernelStatus>;
   /** Calls `listener` whenever `kernel` changes, also between jobs (tuned WebGPU backends only). */
   onKernelChange?(listener: () => void): void;
-  /** GPU share of time in (0, 1] (WebGPU backends only). */
+  /**
+   * Share of time to compute, in (0, 1]: WebGPU idles between dispatches, WASM threads idle
+   * between kernel calls, so 0.5 halves the GPU or CPU time.
+   */
   setIntensity?(intensity: number): void;
   /** Pins a kernel variant (null: back to the tuner's choice). Tuned WebGPU backends only. */
   forceKernel?(variant: string | null): void;
@@ -69,9 +94,9 @@ export interface PowBackend {
 
 export interface GenerateOptions {
   backend?: BackendChoice;
-  /** WASM threads; default hardwareConcurrency - 1, at least 1. */
+  /** WASM threads; the engine's defaultThreads when not given. */
   threads?: number;
-  /** GPU share of time in (0, 1]; 1 = flat out. */
+  /** Share of time the backend computes (GPU or CPU threads), in (0, 1]; 1 = flat out. */
   intensity?: number;
 }
 
@@ -96,24 +121,46 @@ export interface EngineStatus {
   /** Kernel answers that failed the reference check (should stay 0). */
   kernelMismatches: number;
   /**
-   * Hashes per second of computing time over the last minute: what the device does while it
-   * works, undiluted by the gaps between jobs (a GPU finishes a receive job in milliseconds).
+   * The figures below are all of one backend: the one of the job running or last run
+   * (`backend`), so a minute that mixed WebGPU and WASM never blends their rates.
+   *
+   * Hashes per second over that backend's last minute of computing time (time inside its
+   * searches, not its start-up): what the device does while it works, undiluted by the gaps
+   * between jobs (a GPU finishes a receive job in milliseconds) and kept through a quiet spell.
+   * 0 before its first hash.
    */
   sustainedHashrate: number;
-  /** Share of the last minute spent computing, in [0, 1]. */
+  /** Share of the last minute of wall time that backend spent computing, in [0, 1]. */
   busyShare: number;
+  /** The wall time busyShare is over: a minute, or less since the backend's first search. */
+  busyOverMs: number;
+  /**
+   * What that backend can do: its kernel's calibrated rate, or the best it sustained over at
+   * least two seconds of computing when that is higher (or when nothing was calibrated, as on
+   * WASM). Never below sustainedHashrate once known; null until then.
+   */
+  capacity: number | null;
   /** The WebGPU kernel variant in use (the tuner's choice), or null. */
   kernel: string | null;
-  /** That variant's calibrated raw rate (hashes/s): the device's tuned capacity; null if untuned. */
-  capacity: number | null;
+  /** That variant's calibrated raw rate (hashes/s), or null while untuned or forced. */
+  calibratedRate: number | null;
   /** What the tuner is doing about that variant (calibrating, cached, ...), or null. */
   kernelState: KernelState | null;
+  /**
+   * That backend's hashes and computing time (ms) since the engine started, both only growing:
+   * a view differences two readings to plot the rate of each interval.
+   */
+  totals: { hashes: number; busyMs: number };
+  /** What that backend computes on, or null before the first job. */
+  device: DeviceInfo | null;
 }
 
 export interface BenchmarkOptions {
   backend?: BackendChoice;
   seconds?: number;
   threads?: number;
+  /** Share of time to compute, as in GenerateOptions; default 1. */
+  intensity?: number;
 }
 
 export interface BenchmarkResult {

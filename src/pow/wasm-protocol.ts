@@ -26,6 +26,8 @@ export type ToThread =
       offset: number;
       stride: number;
       chunk: number;
+      /** Share of time to compute, in (0, 1]: below 1 the thread idles between kernel calls. */
+      duty: number;
     }
   /** Stop job `job` if it is still running (a stale stop is ignored). */
   | { type: 'stop'; job: number };

@@ -6,6 +6,11 @@
  * A chunk is hashed in kernel calls of a few milliseconds each, and the thread yields to its
  * event loop after every call, so a 'stop' or a new 'search' is seen within one call whatever the
  * chunk size.
+ *
+ * Duty cycle (the CPU throttle): at duty d < 1 every call of t ms owes t * (1 - d) / d ms of
+ * idling, paid as one timer sleep once the debt reaches MIN_SLEEP_MS (browsers clamp chained
+ * timers to 4 ms, so paying each call's sub-millisecond debt would idle far too long). What a
+ * sleep overshoots is credited to the next calls, so CPU time / wall time stays at d.
  */
 import type { FromThread, RootWords, ToThread } from './wasm-protocol.ts';
 
@@ -17,6 +22,10 @@ const REPORT_MS = 50;
 const SLICE_MS = 4;
 const MIN_STEP = 256;
 const MAX_STEP = 1 << 20;
+/** Idle debt paid in one sleep once it reaches this. */
+const MIN_SLEEP_MS = 10;
+/** Credit from oversleeping is capped, so one long stall does not buy a burst at full speed. */
+const MAX_CREDIT_MS = 50;
 
 /** The AssemblyScript kernel's exports (assembly/). */
 interface Kernel {
@@ -33,6 +42,7 @@ interface Job {
   offset: number;
   stride: number;
   chunk: number;
+  duty: number;
 }
 
 export interface ThreadRuntime {
@@ -59,6 +69,8 @@ function makeYield(): () => Promise<void> {
     });
 }
 
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
 /** Creates the search loop of one WASM thread; `post` sends messages back to the backend. */
 export function createThreadRuntime(post: (message: FromThread) => void): ThreadRuntime {
   let kernel: Kernel | null = null;
@@ -84,9 +96,12 @@ export function createThreadRuntime(post: (message: FromThread) => void): Thread
   async function run(job: Job, loaded: Kernel): Promise<void> {
     const stride = BigInt(job.stride);
     const chunk = BigInt(job.chunk);
+    const idlePerBusy = job.duty < 1 ? (1 - job.duty) / job.duty : 0;
     let index = BigInt(job.offset);
     let unreported = 0;
     let reportedAt = performance.now();
+    /** Idle time owed (negative: credit from a sleep that ran long). */
+    let owed = 0;
     while (current === job) {
       const chunkStart = U64(job.start + index * chunk);
       for (let done = 0; done < job.chunk; ) {
@@ -115,7 +130,14 @@ export function createThreadRuntime(post: (message: FromThread) => void): Thread
           unreported = 0;
           reportedAt = now;
         }
-        await yieldTurn();
+        owed += (now - began) * idlePerBusy;
+        if (owed >= MIN_SLEEP_MS) {
+          const sleptFrom = performance.now();
+          await sleep(owed);
+          owed = Math.max(-MAX_CREDIT_MS, owed - (performance.now() - sleptFrom));
+        } else {
+          await yieldTurn();
+        }
       }
       index += stride;
     }
@@ -137,8 +159,8 @@ export function createThreadRuntime(post: (message: FromThread) => void): Thread
           fail(new Error('search before the kernel was loaded'));
           return;
         }
-        const { job: id, words, difficulty, start, offset, stride, chunk } = message;
-        const job: Job = { id, words, difficulty, start, offset, stride, chunk };
+        const { job: id, words, difficulty, start, offset, stride, chunk, duty } = message;
+        const job: Job = { id, words, difficulty, start, offset, stride, chunk, duty: duty > 0 && duty <= 1 ? duty : 1 };
         current = job;
         run(job, kernel).catch(fail);
         return;

@@ -179,7 +179,7 @@ describe('thread loop nonce layout', () => {
           const m = message as { type: string; nonce?: bigint; count?: number };
           messages.push(m);
           if (m.type === 'ready') {
-            runtime.handle({ type: 'search', job: 1, words: rootWords(root), difficulty, start, offset, stride, chunk });
+            runtime.handle({ type: 'search', job: 1, words: rootWords(root), difficulty, start, offset, stride, chunk, duty: 1 });
           }
           if (m.type === 'found' || m.type === 'error') resolve();
         });

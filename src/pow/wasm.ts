@@ -61,6 +61,8 @@ export interface WasmBackend extends PowBackend {
   readonly compileMs: number;
   /** Nonces per chunk (the unit of the nonce layout above). */
   readonly chunk: number;
+  /** The CPU throttle: each thread computes this share of the time, for the searches that follow. */
+  setIntensity(intensity: number): void;
 }
 
 const DEFAULT_CHUNK = 1 << 20;
@@ -169,6 +171,8 @@ export async function createWasmBackend(options: WasmBackendOptions): Promise<Wa
   const started = performance.now();
 
   let active: ActiveSearch | null = null;
+  /** Share of time each thread computes (wasm-thread-core.ts idles between kernel calls). */
+  let duty = 1;
   /** Why the current threads are unusable (a thread died); the next search starts fresh ones. */
   let broken: Error | null = null;
   let restarting = false;
@@ -305,7 +309,7 @@ export async function createWasmBackend(options: WasmBackendOptions): Promise<Wa
       const difficulty = BigInt.asUintN(64, request.difficulty);
       const start = BigInt.asUintN(64, request.startNonce);
       threads.forEach((thread, offset) =>
-        thread.postMessage({ type: 'search', job, words, difficulty, start, offset, stride: threadCount, chunk }),
+        thread.postMessage({ type: 'search', job, words, difficulty, start, offset, stride: threadCount, chunk, duty }),
       );
     });
   }
@@ -339,5 +343,10 @@ export async function createWasmBackend(options: WasmBackendOptions): Promise<Wa
     threads = [];
   }
 
-  return { name: 'wasm', label, simd: useSimd, threads: threadCount, compileMs, chunk, search, dispose };
+  function setIntensity(intensity: number) {
+    if (!(Number.isFinite(intensity) && intensity > 0)) throw new RangeError(`intensity must be in (0, 1], got ${intensity}`);
+    duty = Math.min(intensity, 1);
+  }
+
+  return { name: 'wasm', label, simd: useSimd, threads: threadCount, compileMs, chunk, search, setIntensity, dispose };
 }

@@ -21,16 +21,9 @@
  */
 import { BINDING, decodeResult, encodeParams, PARAMS_BYTES, RESULT_BYTES, VALUE_BYTES } from './kernel-layout.ts';
 import { DEFAULT_VARIANT, type KernelSources, type KernelVariant, requireVariant } from './kernel-family.ts';
-import type { KernelHit, PowBackend, SearchRequest } from './types.ts';
+import type { KernelHit, PowBackend, SearchRequest, WebGpuAdapterInfo } from './types.ts';
 
-export interface WebGpuAdapterInfo {
-  vendor: string;
-  architecture: string;
-  device: string;
-  description: string;
-  isFallbackAdapter: boolean;
-  featureLevel: 'core' | 'compatibility';
-}
+export type { WebGpuAdapterInfo } from './types.ts';
 
 export interface WebGpuBackendOptions {
   /** navigator.gpu in a browser, or createNodeGpu() in Node. */
@@ -168,12 +161,46 @@ type SearchOutcome =
 
 // ---- adapter ------------------------------------------------------------------------------
 
-function describeAdapter(info: WebGpuAdapterInfo): string {
-  // Dawn's OpenGL ES description is the GL version string; its device string names the renderer.
-  const description = /^OpenGL/.test(info.description) && info.device ? '' : info.description;
-  // Browsers may hide all of it (Chromium does for its OpenGL ES adapter).
-  const name = description || info.device || info.architecture || info.vendor || 'WebGPU';
-  return info.featureLevel === 'compatibility' ? `${name} (compatibility)` : name;
+/** Renderers that run on the CPU: an "adapter" that is a software rasteriser, not a GPU. */
+const SOFTWARE_RENDERERS: Record<string, string> = {
+  llvmpipe: 'llvmpipe',
+  lavapipe: 'lavapipe',
+  softpipe: 'softpipe',
+  swiftshader: 'SwiftShader',
+  warp: 'WARP',
+};
+const SOFTWARE_PATTERN = new RegExp(`\\b(${Object.keys(SOFTWARE_RENDERERS).join('|')})\\b`, 'i');
+
+/** The software rasteriser an adapter string names ("llvmpipe-llvm-15-0-6-256-bits-"), or null. */
+export function softwareRenderer(text: string): string | null {
+  const match = SOFTWARE_PATTERN.exec(text.replace(/[-_]/g, ' '));
+  return match ? SOFTWARE_RENDERERS[match[1].toLowerCase()] : null;
+}
+
+const capitalize = (text: string) => text.charAt(0).toUpperCase() + text.slice(1);
+
+/**
+ * The adapter for people: its name, what the runtime adds (vendor, architecture, driver) and
+ * what kind of device it is. Browsers may hide every string (Chromium does for its OpenGL ES
+ * adapter); then it says so rather than invent a name.
+ *   Dawn on llvmpipe: "llvmpipe (Mesa 22.3.6, OpenGL ES 3.2) · software rasteriser · compatibility mode"
+ *   Chromium default: "SwiftShader (Google) · software rasteriser"
+ */
+export function describeAdapter(info: WebGpuAdapterInfo): string {
+  // Dawn's OpenGL ES description is the GL version string: the API and driver, not the device.
+  const gl = /^OpenGL version (OpenGL(?: ES)? [\d.]+)\s*(.*)$/.exec(info.description);
+  const description = gl ? '' : info.description;
+  const software = softwareRenderer([info.description, info.device, info.architecture].join(' '));
+  // Dawn slugs the device string ("llvmpipe-llvm-15-0-6-256-bits-"): a known renderer reads better.
+  const name = description || software || info.device || info.architecture || info.vendor;
+  const extras = [info.vendor, info.architecture]
+    .filter((part) => part && !name.toLowerCase().includes(part.toLowerCase()))
+    .map(capitalize);
+  if (gl) extras.push(...[gl[2], gl[1]].filter(Boolean));
+  const parts = [name ? `${name}${extras.length ? ` (${extras.join(', ')})` : ''}` : 'unnamed adapter (the runtime does not name it)'];
+  if (software || info.isFallbackAdapter) parts.push('software rasteriser');
+  if (info.featureLevel === 'compatibility') parts.push('compatibility mode');
+  return parts.join(' · ');
 }
 
 async function requestAdapter(

@@ -1,17 +1,13 @@
-/** The live dashboard: worker status, current job, counters, personal and network stats, log. */
+/** The live dashboard: worker status, current job, counters, history, personal and network stats, log. */
 import type { AppController } from '../controller.ts';
 import type { ClientState, SustainedRates } from '../../dpow/state.ts';
 import type { KernelState } from '../../pow/types.ts';
 import { formatCount, formatDuration, formatHashrate, formatMultiplier, shortAddress, shortHash } from '../format.ts';
 import { HashrateChart } from './HashrateChart.tsx';
 import { EventLog } from './EventLog.tsx';
+import { HistoryCard } from './HistoryCard.tsx';
 import { NetworkStats, PersonalStats } from './Stats.tsx';
-import { BACKEND_NAMES, ConnectionPill, expectedMs, sustainedLine, workingAverageRate } from './WorkerStatus.tsx';
-
-function workingAverage(samples: number[]): string {
-  const rate = workingAverageRate(samples);
-  return rate === null ? '' : `${formatHashrate(rate)} average while working`;
-}
+import { ActivityWord, BACKEND_NAMES, ConnectionPill, expectedMs, headlineText, rateDetail, useDeviceName } from './WorkerStatus.tsx';
 
 /** The tuner's state in a word, as the backend card shows it. */
 const KERNEL_STATE_WORDS: Record<KernelState, string> = {
@@ -33,15 +29,37 @@ const KERNEL_STATE_HINTS: Record<KernelState, string> = {
 /** "plain-n64-w64 · 21.3 MH/s calibrated · cached" */
 function kernelLine(rates: SustainedRates): string {
   const parts = [rates.kernel ?? ''];
-  if (rates.capacity !== null) parts.push(`${formatHashrate(rates.capacity)} calibrated`);
+  if (rates.calibratedRate !== null) parts.push(`${formatHashrate(rates.calibratedRate)} calibrated`);
   if (rates.kernelState) parts.push(KERNEL_STATE_WORDS[rates.kernelState]);
   return parts.join(' · ');
+}
+
+/** Why the worker is paused, and what the volunteer can do about it. */
+function PauseNote({ app }: { app: AppController }) {
+  const reason = app.pauseReason.value;
+  if (!app.wanted.value || !reason) return null;
+  return (
+    <p class="warning pause-note" data-testid="pause-note">
+      {reason === 'battery' && 'This device runs on battery: work resumes when it is plugged in (Settings: Pause on battery).'}
+      {reason === 'hidden' && 'This page is hidden: work resumes when it is shown again (Settings: Pause when hidden).'}
+      {reason === 'another-tab' && (
+        <>
+          Another tab of this browser is computing; this one takes over when it stops.{' '}
+          <button type="button" class="btn btn-small" onClick={() => app.takeOver()} data-testid="take-over">
+            Take over
+          </button>
+        </>
+      )}
+    </p>
+  );
 }
 
 function WorkerCard({ app }: { app: AppController }) {
   const s = app.state.value;
   const wanted = app.wanted.value;
   const busy = app.busy.value;
+  const headline = app.headline.value;
+  const device = useDeviceName(s.sustained.device);
   const heartbeatAge = s.lastHeartbeatAt ? Math.max(0, app.now.value - s.lastHeartbeatAt) : null;
   return (
     <section class="card worker" aria-labelledby="worker-title">
@@ -63,16 +81,17 @@ function WorkerCard({ app }: { app: AppController }) {
           </button>
         )}
       </div>
-      <div class="hashrate-now">
-        <span class="big-number" data-testid="hashrate">
-          {formatHashrate(s.hashrate)}
+      <div class="headline" data-testid="headline">
+        <ActivityWord activity={app.activity.value} />
+        <span class="big-number" data-testid="hashrate" data-rate={headline.rate ?? ''} data-live={String(headline.live)}>
+          {headlineText(headline)}
         </span>
-        <span class="muted">{workingAverage(app.history.value)}</span>
+        <span class="muted headline-detail" data-testid="rate-detail">
+          {rateDetail(headline, s.sustained)}
+        </span>
       </div>
-      <p class="muted" data-testid="sustained">
-        {sustainedLine(s.sustained)}
-      </p>
-      <HashrateChart samples={app.history.value} />
+      <PauseNote app={app} />
+      <HashrateChart samples={app.rateSamples.value} />
       <dl class="facts">
         <div>
           <dt>Connection</dt>
@@ -88,17 +107,16 @@ function WorkerCard({ app }: { app: AppController }) {
           <dt>Backend</dt>
           <dd data-testid="backend">{s.backend ? BACKEND_NAMES[s.backend] : '—'}</dd>
         </div>
-        <div>
-          <dt>Adapter</dt>
-          <dd data-testid="adapter" class="truncate" title={s.backendLabel}>
-            {s.backendLabel || '—'}
+        <div class="fact-wide">
+          <dt>Device</dt>
+          <dd data-testid="adapter" title={s.backendLabel}>
+            {device ?? '—'}
           </dd>
         </div>
-        <div>
+        <div class="fact-wide">
           <dt>Kernel</dt>
           <dd
             data-testid="kernel"
-            class="truncate"
             data-variant={s.sustained.kernel ?? ''}
             data-state={s.sustained.kernelState ?? ''}
             title={s.sustained.kernelState ? KERNEL_STATE_HINTS[s.sustained.kernelState] : undefined}
@@ -108,7 +126,7 @@ function WorkerCard({ app }: { app: AppController }) {
         </div>
         <div>
           <dt>Payout</dt>
-          <dd class="mono truncate" title={app.settings.value.address}>
+          <dd class="mono" title={app.settings.value.address}>
             {app.settings.value.address ? shortAddress(app.settings.value.address) : '—'}
           </dd>
         </div>
@@ -117,9 +135,9 @@ function WorkerCard({ app }: { app: AppController }) {
   );
 }
 
-function JobCard({ state, now }: { state: ClientState; now: number }) {
+function JobCard({ state, now, rate }: { state: ClientState; now: number; rate: number | null }) {
   const job = state.current;
-  const eta = job ? expectedMs(job.difficulty, state.hashrate) : null;
+  const eta = job ? expectedMs(job.difficulty, rate ?? 0) : null;
   return (
     <section class="card job" aria-labelledby="job-title">
       <div class="card-head">
@@ -183,8 +201,8 @@ const REJECT_LABELS: Record<string, string> = {
   'queue-full': 'queue full',
 };
 
-function CountersCard({ state }: { state: ClientState }) {
-  const c = state.counters;
+function CountersCard({ app }: { app: AppController }) {
+  const c = app.session.value;
   const rejected = Object.entries(c.rejected).filter(([, n]) => n > 0);
   const rejectedTotal = rejected.reduce((sum, [, n]) => sum + n, 0);
   const items: [string, number, string, string?][] = [
@@ -199,7 +217,10 @@ function CountersCard({ state }: { state: ClientState }) {
   ];
   return (
     <section class="card counters" aria-labelledby="counters-title">
-      <h2 id="counters-title">This session</h2>
+      <div class="card-head">
+        <h2 id="counters-title">This session</h2>
+        <span class="muted">since this page opened</span>
+      </div>
       <dl class="counter-grid">
         {items.map(([label, n, id, hint]) => (
           <div key={id} title={hint}>
@@ -226,8 +247,9 @@ export function Dashboard({ app }: { app: AppController }) {
   return (
     <div class="dashboard">
       <WorkerCard app={app} />
-      <JobCard state={s} now={app.now.value} />
-      <CountersCard state={s} />
+      <JobCard state={s} now={app.now.value} rate={app.headline.value.rate} />
+      <CountersCard app={app} />
+      <HistoryCard app={app} />
       <PersonalStats app={app} />
       <NetworkStats statistics={s.lastStatistics} />
       <EventLog events={s.events} />

@@ -1,26 +1,27 @@
 /**
  * Kiosk mode: a large, glanceable view for an unattended screen. No dialogs and no clicks
- * needed; it starts on its own when the URL says autostart=1.
+ * needed; it starts on its own when the URL says autostart=1. Its big word and number are the
+ * dashboard's headline: what the worker does, and a rate that is never a false zero.
  */
 import type { AppController } from '../controller.ts';
-import { formatCount, formatDuration, formatHashrate, formatMultiplier, shortAddress, shortHash } from '../format.ts';
-import { BACKEND_NAMES, CONNECTION_LABELS, expectedMs, sustainedLine, workingAverageRate } from './WorkerStatus.tsx';
+import { summarize } from '../history.ts';
+import { formatCount, formatDuration, formatMultiplier, shortAddress, shortHash } from '../format.ts';
+import { ActivityWord, BACKEND_NAMES, expectedMs, headlineText, rateDetail, useDeviceName } from './WorkerStatus.tsx';
 import { HashrateChart } from './HashrateChart.tsx';
+import { historyFacts } from './HistoryCard.tsx';
 
 export function Kiosk({ app, wakeLock }: { app: AppController; wakeLock: boolean }) {
   const s = app.state.value;
-  const online = app.online.value;
-  const status = !online ? 'Offline — waiting for the network' : CONNECTION_LABELS[s.connection];
   const stats = s.lastClientMessage?.kind === 'stats' ? s.lastClientMessage.stats : null;
   const check = app.addressCheck.value;
-  const average = workingAverageRate(app.history.value);
+  const headline = app.headline.value;
+  const device = useDeviceName(s.sustained.device);
+  const history = app.historyShown.value;
+  const facts = historyFacts(history ? summarize(history, app.now.value) : null, true);
   return (
     <main class="kiosk" data-testid="kiosk">
       <header class="kiosk-head">
-        <span class={`pill pill-${online ? s.connection : 'server-offline'} pill-large`} data-testid="connection-state">
-          <span class="dot" aria-hidden="true" />
-          {status}
-        </span>
+        <ActivityWord activity={app.activity.value} large testId="kiosk-state" />
         <span class="kiosk-title">{app.config.title}</span>
       </header>
       {!check.ok && (
@@ -29,46 +30,53 @@ export function Kiosk({ app, wakeLock }: { app: AppController; wakeLock: boolean
         </p>
       )}
       <section class="kiosk-rate" aria-label="Hashrate">
-        {/* Between jobs the live rate is 0, which reads as "broken" from across a room: show what
-            this rig does while it works instead, and say so. */}
-        <span class="kiosk-number" data-testid="hashrate">
-          {s.hashrate > 0 ? formatHashrate(s.hashrate) : average !== null ? formatHashrate(average) : s.current ? formatHashrate(0) : 'Idle'}
+        <span
+          class={headline.rate === null ? 'kiosk-number kiosk-number-none' : 'kiosk-number'}
+          data-testid="hashrate"
+          data-rate={headline.rate ?? ''}
+          data-live={String(headline.live)}
+        >
+          {headlineText(headline)}
         </span>
-        <span class="kiosk-sub">
-          {s.hashrate > 0 || average === null ? '' : 'average while working · '}
-          {s.backend ? BACKEND_NAMES[s.backend] : 'Starting…'}
-          {s.backendLabel ? ` · ${s.backendLabel}` : ''}
+        <span class="kiosk-sub" data-testid="kiosk-sustained">
+          {rateDetail(headline, s.sustained)}
+        </span>
+        <span class="kiosk-sub" data-testid="kiosk-device">
+          {s.backend ? `${BACKEND_NAMES[s.backend]}${device ? ` · ${device}` : ''}` : 'The device is named with the first job'}
         </span>
       </section>
-      <p class="kiosk-sustained" data-testid="kiosk-sustained">
-        {sustainedLine(s.sustained)}
-      </p>
       <p class="kiosk-status" data-testid="kiosk-job">
         {s.current ? (
           <>
             Working on <strong>{s.current.workType === 'ondemand' ? 'on-demand' : 'precache'}</strong> work{' '}
             <span class="mono">{shortHash(s.current.hash, 6)}</span> at {formatMultiplier(s.current.multiplier)}
             {(() => {
-              const eta = expectedMs(s.current.difficulty, s.hashrate);
+              const eta = expectedMs(s.current.difficulty, headline.rate ?? 0);
               return eta === null ? '' : `, about ${formatDuration(eta)} expected`;
             })()}
           </>
-        ) : s.connection === 'online' ? (
+        ) : app.activity.value === 'waiting' ? (
           'Waiting for work from the server'
         ) : (
           ''
         )}
       </p>
-      <HashrateChart samples={app.history.value} height={160} />
+      <HashrateChart samples={app.rateSamples.value} height={160} />
       <dl class="kiosk-counters">
         <div>
           <dt>Published</dt>
-          <dd data-testid="count-published">{formatCount(s.counters.published)}</dd>
+          <dd data-testid="count-published">{formatCount(app.session.value.published)}</dd>
         </div>
         <div>
           <dt>Accepted</dt>
-          <dd data-testid="count-accepted">{formatCount(s.counters.accepted)}</dd>
+          <dd data-testid="count-accepted">{formatCount(app.session.value.accepted)}</dd>
         </div>
+        {facts.map(([label, value, id]) => (
+          <div key={id}>
+            <dt>{label}</dt>
+            <dd data-testid={id}>{value}</dd>
+          </div>
+        ))}
         <div>
           <dt>Queue</dt>
           <dd data-testid="queue-length">{formatCount(s.queue.length)}</dd>
@@ -80,6 +88,7 @@ export function Kiosk({ app, wakeLock }: { app: AppController; wakeLock: boolean
       </dl>
       <footer class="kiosk-foot">
         <span class="mono">{app.settings.value.address ? shortAddress(app.settings.value.address) : ''}</span>
+        {app.historyProblem.value && <span data-testid="history-note">History for this page only: {app.historyProblem.value}</span>}
         <span>{wakeLock ? 'Screen kept on' : ''}</span>
       </footer>
     </main>

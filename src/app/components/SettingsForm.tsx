@@ -33,6 +33,19 @@ export function SettingsForm({ app, onDone, firstRun }: { app: AppController; on
   const addressEmpty = settings.address === '';
   const showError = !check.ok && (touched || !addressEmpty);
   const edit = (patch: Partial<AppSettings>) => app.edit(patch);
+  const [notifyBlocked, setNotifyBlocked] = useState(() => typeof Notification !== 'undefined' && Notification.permission === 'denied');
+
+  // Asked from the click itself: browsers only prompt for a user gesture.
+  const toggleNotify = async (on: boolean) => {
+    edit({ notify: on });
+    if (!on) return;
+    if (typeof Notification === 'undefined') {
+      setNotifyBlocked(true);
+      return;
+    }
+    const permission = Notification.permission === 'default' ? await Notification.requestPermission() : Notification.permission;
+    setNotifyBlocked(permission !== 'granted');
+  };
 
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -154,7 +167,7 @@ export function SettingsForm({ app, onDone, firstRun }: { app: AppController; on
 
       <div class="field">
         <label for="intensity">
-          GPU intensity <output for="intensity">{Math.round(settings.intensity * 100)}%</output>
+          Intensity (GPU and CPU) <output for="intensity">{Math.round(settings.intensity * 100)}%</output>
         </label>
         <input
           id="intensity"
@@ -167,7 +180,10 @@ export function SettingsForm({ app, onDone, firstRun }: { app: AppController; on
           aria-valuetext={`${Math.round(settings.intensity * 100)} percent`}
           onInput={(e) => edit({ intensity: Number((e.currentTarget as HTMLInputElement).value) / 100 })}
         />
-        <p id="intensity-help" class="help">Share of time the GPU computes; lower it to keep the device responsive.</p>
+        <p id="intensity-help" class="help">
+          Share of time the GPU or the CPU threads compute: at 50% they idle half the time, so the CPU time really
+          halves. Lower it to keep the device cool and responsive.
+        </p>
       </div>
 
       <div class="field">
@@ -193,6 +209,47 @@ export function SettingsForm({ app, onDone, firstRun }: { app: AppController; on
           instead (carry form, nonces per invocation, workgroup size).
         </p>
       </div>
+
+      <fieldset class="field kind" aria-describedby="kind-help">
+        <legend>Be kind to this device</legend>
+        <p id="kind-help" class="help">When one of these pauses the work, the dashboard says so.</p>
+        <label class="switch">
+          <input type="checkbox" checked={settings.pauseOnBattery} onChange={(e) => edit({ pauseOnBattery: (e.currentTarget as HTMLInputElement).checked })} />
+          <span>
+            Pause on battery
+            <small class="help">
+              {app.onBattery.value === null
+                ? 'This browser does not say whether the device runs on battery, so this cannot act here.'
+                : 'Resumes when the charger is plugged in.'}
+            </small>
+          </span>
+        </label>
+        <label class="switch">
+          <input type="checkbox" checked={settings.oneTab} onChange={(e) => edit({ oneTab: (e.currentTarget as HTMLInputElement).checked })} />
+          <span>
+            One tab computes
+            <small class="help">A second tab of this browser waits, and can take over.</small>
+          </span>
+        </label>
+        <label class="switch">
+          <input type="checkbox" checked={settings.pauseWhenHidden} onChange={(e) => edit({ pauseWhenHidden: (e.currentTarget as HTMLInputElement).checked })} />
+          <span>
+            Pause when this page is hidden
+            <small class="help">Another tab in front or the window minimised; work resumes when it is shown.</small>
+          </span>
+        </label>
+        <label class="switch">
+          <input type="checkbox" checked={settings.notify} onChange={(e) => void toggleNotify((e.currentTarget as HTMLInputElement).checked)} />
+          <span>
+            Notify me
+            <small class="help" data-testid="notify-help">
+              {notifyBlocked
+                ? 'Notifications are blocked for this site: allow them in the browser to be told.'
+                : 'When the connection has been lost for more than 3 minutes, or the server refuses your results.'}
+            </small>
+          </span>
+        </label>
+      </fieldset>
 
       <details class="advanced">
         <summary>Connection</summary>

@@ -1,9 +1,15 @@
 /**
  * What the dashboard and the kiosk both say about the worker: the connection state's words and
- * pill, the backend's name, the expected time for a job and the rate while working.
+ * pill, the activity word, the headline's rate and what it is, the device's name, and the
+ * expected time for a job.
  */
+import { useMemo } from 'preact/hooks';
+import { ACTIVITY_WORDS, busyText, type Activity } from '../../dpow/activity.ts';
 import type { ClientState, ConnectionState, SustainedRates } from '../../dpow/state.ts';
+import type { DeviceInfo } from '../../pow/types.ts';
 import { expectedHashes, parseDifficulty } from '../../pow/work.ts';
+import type { Headline } from '../controller.ts';
+import { describeDevice } from '../device.ts';
 import { formatHashrate } from '../format.ts';
 
 export const CONNECTION_LABELS: Record<ConnectionState, string> = {
@@ -37,18 +43,48 @@ export function ConnectionPill({ state, wanted }: { state: ClientState; wanted: 
   );
 }
 
-/** Mean of the samples taken while hashing: what this device does when it has work. */
-export function workingAverageRate(samples: number[]): number | null {
-  const busy = samples.filter((v) => v > 0);
-  return busy.length === 0 ? null : busy.reduce((a, b) => a + b, 0) / busy.length;
+/** The pill colour of an activity: green while taking work, amber when paused, red offline. */
+const ACTIVITY_TONES: Record<Activity, string> = {
+  'not-started': 'idle',
+  stopped: 'idle',
+  connecting: 'connecting',
+  offline: 'server-offline',
+  'paused-battery': 'paused',
+  'paused-another-tab': 'paused',
+  'paused-hidden': 'paused',
+  working: 'online',
+  waiting: 'online',
+};
+
+/** The worker's state in one word ("Working", "Paused (on battery)"), as a pill. */
+export function ActivityWord({ activity, large = false, testId = 'activity' }: { activity: Activity; large?: boolean; testId?: string }) {
+  return (
+    <span class={`pill pill-${ACTIVITY_TONES[activity]}${large ? ' pill-large' : ''}`} data-testid={testId} data-activity={activity} role="status">
+      <span class="dot" aria-hidden="true" />
+      {ACTIVITY_WORDS[activity]}
+    </span>
+  );
+}
+
+/** The headline's number: the rate, or a dash before anything was computed (never a false 0 H/s). */
+export function headlineText(headline: Headline): string {
+  return headline.rate === null ? '—' : formatHashrate(headline.rate);
 }
 
 /**
- * The rate over computing time and the busy share (and the tuned capacity when known): what a
- * fast GPU does, although its live rate is 0 between jobs that take milliseconds.
+ * What the headline's number is, and the figures of the same backend beside it:
+ * "live" while a job runs, "sustained while computing · busy 3% of the last minute · capacity 28.7 MH/s".
  */
-export function sustainedLine(rates: SustainedRates): string {
-  const capacity = rates.capacity !== null ? ` · capacity ${formatHashrate(rates.capacity)}` : '';
-  if (!(rates.hashrate > 0)) return `No work computed in the last minute${capacity}`;
-  return `${formatHashrate(rates.hashrate)} sustained while computing · busy ${Math.round(rates.busyShare * 100)}% of the last minute${capacity}`;
+export function rateDetail(headline: Headline, rates: SustainedRates): string {
+  if (headline.rate === null) return 'No work computed yet: the rate shows with the first job';
+  const parts = [headline.live ? 'live, this job' : 'sustained while computing'];
+  if (headline.live && rates.hashrate > 0) parts.push(`${formatHashrate(rates.hashrate)} sustained`);
+  parts.push(busyText(rates));
+  if (rates.capacity !== null) parts.push(`capacity ${formatHashrate(rates.capacity)}`);
+  return parts.join(' · ');
+}
+
+/** The device's name (device.ts); WebGL is asked at most once per adapter. */
+export function useDeviceName(device: DeviceInfo | null): string | null {
+  return useMemo(() => describeDevice(device), [JSON.stringify(device)]);
 }
