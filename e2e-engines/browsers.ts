@@ -51,9 +51,14 @@ export interface EngineBrowser {
   close(): Promise<void>;
 }
 
-/** A script that runs `fn(...args)` and hands back its value; the caller awaits a promise. */
+/**
+ * A script that runs `fn(...args)` and hands back its value; the caller awaits a promise. Under tsx
+ * (npm run bench) esbuild's keepNames wraps functions in `__name(...)` calls, a helper the page
+ * lacks: the script brings a do-nothing one.
+ */
 function call(fn: (...args: never[]) => unknown, args: unknown[]): string {
-  return `(${fn.toString()})(${args.map((a) => JSON.stringify(a)).join(', ')})`;
+  const call = `(${fn.toString()})(${args.map((a) => JSON.stringify(a)).join(', ')})`;
+  return `(() => { const __name = (target) => target; return ${call}; })()`;
 }
 
 function puppeteerPage(page: PuppeteerPage): EnginePage {
