@@ -242,52 +242,78 @@ async function chromiumKernels(chromium) {
 // ---- each browser engine, through the engine lab, as ratios to Chromium -----------------------
 
 const ENGINE_NAMES = ['chromium', 'firefox', 'webkit'];
+/** Rounds over the engines, so a change of load on the machine meets every engine alike. */
+const ENGINE_ROUNDS = 2;
 
 /**
  * Each engine's raw rates from the lab's Benchmark button, measured the same way in each: WASM
- * with 1 and N threads and, where the engine offers a WebGPU adapter, WebGPU. Every rate is also
- * given as a ratio to Chromium's for the same row (Chromium through the same driver, same run).
+ * with 1 and N threads and, where the engine offers a WebGPU adapter, WebGPU. The three browsers
+ * stay open and take turns, row by row and round by round; a rate is the mean over the rounds,
+ * also given as a ratio to Chromium's for the same row (same driver layer, same run).
  */
 async function enginesBench() {
   const { launchEngine, waitForValue } = await import('../e2e-engines/browsers.ts');
   const state = '[data-testid="state"]';
   const preview = await startPreview();
+  const open = [];
   const results = [];
+  /** One Benchmark press; resolves with the lab's result rows, or null after logging its error. */
+  const benchmark = async (engine, page, run) => {
+    await page.goto(`${preview.base}/bench.html?${new URLSearchParams({ ...run.query, seconds: String(seconds) })}`);
+    await waitForValue(page, state, /^idle$/);
+    await page.click('[data-testid="benchmark"]');
+    const outcome = await waitForValue(page, state, /^(benchmarked|error)$/, { timeoutMs: (seconds + 120) * 1000 });
+    const text = (id) => page.evaluate((selector) => document.querySelector(selector)?.textContent ?? '', `[data-testid="${id}"]`);
+    if (outcome === 'error') {
+      process.stderr.write(`bench: ${engine} ${run.name} failed: ${await text('error')}\n`);
+      return null;
+    }
+    return JSON.parse(await text('bench-json'));
+  };
   try {
     for (const engine of ENGINE_NAMES) {
-      let browser;
       try {
-        browser = await launchEngine(engine);
-        const { page } = browser;
-        await page.goto(`${preview.base}/bench.html`);
-        const webgpu = await page.evaluate(async () => Boolean(await navigator.gpu?.requestAdapter()));
-        const runs = [
-          { name: 'wasm-1', query: { backend: 'wasm', threads: '1' } },
-          ...(threads > 1 ? [{ name: `wasm-${threads}`, query: { backend: 'wasm', threads: String(threads) } }] : []),
-          ...(webgpu ? [{ name: 'webgpu', query: { backend: 'webgpu' } }] : []),
-        ];
-        const rows = [];
-        for (const run of runs) {
-          await page.goto(`${preview.base}/bench.html?${new URLSearchParams({ ...run.query, seconds: String(seconds) })}`);
-          await waitForValue(page, state, /^idle$/);
-          await page.click('[data-testid="benchmark"]');
-          const outcome = await waitForValue(page, state, /^(benchmarked|error)$/, { timeoutMs: (seconds + 120) * 1000 });
-          const text = (id) => page.evaluate((selector) => document.querySelector(selector)?.textContent ?? '', `[data-testid="${id}"]`);
-          if (outcome === 'error') {
-            process.stderr.write(`bench: ${engine} ${run.name} failed: ${await text('error')}\n`);
-            continue;
-          }
-          for (const r of JSON.parse(await text('bench-json'))) rows.push({ name: run.name, ...r });
-        }
-        results.push({ engine, version: browser.version, webgpu, rows });
+        const browser = await launchEngine(engine);
+        open.push(browser);
+        await browser.page.goto(`${preview.base}/bench.html`);
+        const webgpu = await browser.page.evaluate(async () => Boolean(await navigator.gpu?.requestAdapter()));
+        results.push({ engine, version: browser.version, webgpu, browser, samples: new Map(), rows: [] });
       } catch (err) {
         results.push({ engine, error: err.message.split('\n')[0], rows: [] });
-      } finally {
-        await browser?.close();
+      }
+    }
+    const runs = [
+      { name: 'wasm-1', query: { backend: 'wasm', threads: '1' } },
+      ...(threads > 1 ? [{ name: `wasm-${threads}`, query: { backend: 'wasm', threads: String(threads) } }] : []),
+      { name: 'webgpu', query: { backend: 'webgpu' } },
+    ];
+    for (const run of runs) {
+      for (let round = 0; round < ENGINE_ROUNDS; round++) {
+        for (const result of results) {
+          if (result.error || (run.name === 'webgpu' && !result.webgpu)) continue;
+          const rows = await benchmark(result.engine, result.browser.page, run).catch((err) => {
+            process.stderr.write(`bench: ${result.engine} ${run.name} failed: ${err.message.split('\n')[0]}\n`);
+            return null;
+          });
+          for (const r of rows ?? []) {
+            const samples = result.samples.get(run.name) ?? [];
+            samples.push(r);
+            result.samples.set(run.name, samples);
+          }
+        }
       }
     }
   } finally {
+    for (const browser of open) await browser.close().catch(() => undefined);
     preview.close();
+  }
+  for (const result of results) {
+    for (const [name, samples] of result.samples ?? []) {
+      const hashrate = samples.reduce((sum, r) => sum + r.hashrate, 0) / samples.length;
+      result.rows.push({ ...samples[0], name, hashrate, rounds: samples.map((r) => r.hashrate) });
+    }
+    delete result.browser;
+    delete result.samples;
   }
   const chromium = results.find((e) => e.engine === 'chromium');
   for (const result of results) {
