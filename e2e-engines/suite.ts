@@ -16,6 +16,7 @@ import type { SupportNoteId } from '../src/app/browser-support.ts';
 import { breakChecksum } from '../src/testkit/address.ts';
 import { randomRoot } from '../src/testkit/work.ts';
 import { randomAddress, startStack, TEST_DIFFICULTY, type Stack } from '../e2e/stack.ts';
+import { parseTuningCache, readTuningCache, type StoredTuning } from '../e2e/tuning-cache.ts';
 import { launchEngine, waitForValue, type EngineBrowser, type EngineName, type EnginePage } from './browsers.ts';
 import { runVariant, serveKernelCheck, type KernelCheckServer } from './kernel-check.ts';
 
@@ -81,35 +82,9 @@ async function labCompute(page: EnginePage, stack: Stack, backend: string): Prom
   return { backend: await read('result-backend'), kernelState: await read('result-kernel-state') };
 }
 
-interface StoredTuning {
-  key: Record<string, unknown>;
-  variant: string;
-  rate: number;
-  table: { variant: string; rate: number }[];
-}
-
-/** Every entry of the page's tuning cache (IndexedDB dpow-web / kernel-tuning). */
-function storedTunings(page: EnginePage): Promise<StoredTuning[]> {
-  return page.evaluate(async () => {
-    const db = await new Promise<IDBDatabase>((resolve, reject) => {
-      const request = indexedDB.open('dpow-web');
-      request.onsuccess = () => resolve(request.result);
-      request.onerror = () => reject(request.error);
-    });
-    try {
-      if (!db.objectStoreNames.contains('kernel-tuning')) return [];
-      const store = db.transaction('kernel-tuning', 'readonly').objectStore('kernel-tuning');
-      const read = <T,>(request: IDBRequest<T>) =>
-        new Promise<T>((resolve, reject) => {
-          request.onsuccess = () => resolve(request.result);
-          request.onerror = () => reject(request.error);
-        });
-      const [keys, values] = await Promise.all([read(store.getAllKeys()), read(store.getAll())]);
-      return keys.map((key, i) => ({ ...(values[i] as Omit<StoredTuning, 'key'>), key: JSON.parse(String(key)) }));
-    } finally {
-      db.close();
-    }
-  });
+/** Every entry of the page's tuning cache. */
+async function storedTunings(page: EnginePage): Promise<StoredTuning[]> {
+  return parseTuningCache(await page.evaluate(readTuningCache));
 }
 
 /** The adapter the page's own requestAdapter() gives, as the tuner keys it. */
