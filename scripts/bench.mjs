@@ -260,17 +260,14 @@ async function enginesBench() {
   const preview = await startPreview();
   const open = [];
   const results = [];
-  /** One Benchmark press; resolves with the lab's result rows, or null after logging its error. */
-  const benchmark = async (engine, page, run) => {
+  /** One Benchmark press; resolves with the lab's result rows, or rejects with the lab's error. */
+  const benchmark = async (page, run) => {
     await page.goto(`${preview.base}/bench.html?${new URLSearchParams({ ...run.query, seconds: String(seconds) })}`);
     await waitForValue(page, state, /^idle$/);
     await page.click('[data-testid="benchmark"]');
     const outcome = await waitForValue(page, state, /^(benchmarked|error)$/, { timeoutMs: (seconds + 120) * 1000 });
     const text = (id) => page.evaluate((selector) => document.querySelector(selector)?.textContent ?? '', `[data-testid="${id}"]`);
-    if (outcome === 'error') {
-      process.stderr.write(`bench: ${engine} ${run.name} failed: ${await text('error')}\n`);
-      return null;
-    }
+    if (outcome === 'error') throw new Error(await text('error'));
     return JSON.parse(await text('bench-json'));
   };
   try {
@@ -280,7 +277,7 @@ async function enginesBench() {
         open.push(browser);
         await browser.page.goto(`${preview.base}/bench.html`);
         const webgpu = await browser.page.evaluate(async () => Boolean(await navigator.gpu?.requestAdapter()));
-        results.push({ engine, version: browser.version, webgpu, browser, samples: new Map(), rows: [] });
+        results.push({ engine, version: browser.version, webgpu, browser, samples: new Map(), rows: [], errors: [] });
       } catch (err) {
         results.push({ engine, error: err.message.split('\n')[0], rows: [] });
       }
@@ -294,8 +291,8 @@ async function enginesBench() {
       for (let round = 0; round < ENGINE_ROUNDS; round++) {
         for (const result of results) {
           if (result.error || (run.name === 'webgpu' && !result.webgpu)) continue;
-          const rows = await benchmark(result.engine, result.browser.page, run).catch((err) => {
-            process.stderr.write(`bench: ${result.engine} ${run.name} failed: ${err.message.split('\n')[0]}\n`);
+          const rows = await benchmark(result.browser.page, run).catch((err) => {
+            result.errors.push(`${run.name} round ${round + 1}: ${err.message.split('\n')[0]}`);
             return null;
           });
           for (const r of rows ?? []) {
@@ -428,7 +425,10 @@ if ((args.only === undefined || args.only === 'engines') && args.engines) {
   await enginesBench().then(
     (r) => {
       engines = r;
-      for (const e of r) if (e.error) failures.push(`${e.engine}: ${e.error}`);
+      for (const e of r) {
+        if (e.error) failures.push(`${e.engine}: ${e.error}`);
+        for (const message of e.errors ?? []) failures.push(`${e.engine} ${message}`);
+      }
     },
     (err) => failures.push(`engines: ${err.message}`),
   );
