@@ -18,19 +18,12 @@ import { chromium, expect, test, type BrowserContext, type Page } from '@playwri
 import { chromiumArgs, chromiumPath } from '../playwright.config.ts';
 import { KERNEL_VARIANTS } from '../src/pow/kernel-family.ts';
 import { validateWork } from '../src/pow/work.ts';
+import { parseTuningCache, readTuningCache, type StoredTuning } from './tuning-cache.ts';
 
 const SWIFTSHADER = chromiumArgs;
 const LLVMPIPE = [...chromiumArgs, '--use-angle=gl-egl', '--use-webgpu-adapter=opengles'];
 /** About 4096 hashes: done in a few dispatches, long before a calibration of every candidate. */
 const EASY = 'fff0000000000000';
-
-interface StoredTuning {
-  key: { architecture: string; description: string; featureLevel: string; family: number };
-  variant: string;
-  rate: number;
-  at: string;
-  table: { variant: string; rate: number }[];
-}
 
 let profile: string;
 let context: BrowserContext | null = null;
@@ -86,31 +79,9 @@ async function computeValidated(page: Page): Promise<string> {
   return (await page.getByTestId('result-kernel-state').textContent()) ?? '';
 }
 
-/** Every entry of the page's tuning cache (IndexedDB dpow-web / kernel-tuning), read in the page. */
+/** Every entry of the page's tuning cache. */
 async function storedTunings(page: Page): Promise<StoredTuning[]> {
-  const rows = await page.evaluate(async () => {
-    // Opening a database that is not there would create it without its store: look first.
-    if (!(await indexedDB.databases()).some((d) => d.name === 'dpow-web')) return [];
-    const db = await new Promise<IDBDatabase>((resolve, reject) => {
-      const request = indexedDB.open('dpow-web');
-      request.onsuccess = () => resolve(request.result);
-      request.onerror = () => reject(request.error);
-    });
-    try {
-      if (!db.objectStoreNames.contains('kernel-tuning')) return [];
-      const store = db.transaction('kernel-tuning', 'readonly').objectStore('kernel-tuning');
-      const read = <T,>(request: IDBRequest<T>) =>
-        new Promise<T>((resolve, reject) => {
-          request.onsuccess = () => resolve(request.result);
-          request.onerror = () => reject(request.error);
-        });
-      const [keys, values] = await Promise.all([read(store.getAllKeys()), read(store.getAll())]);
-      return keys.map((key, i) => ({ key: String(key), value: values[i] as Record<string, unknown> }));
-    } finally {
-      db.close();
-    }
-  });
-  return rows.map(({ key, value }) => ({ ...(value as Omit<StoredTuning, 'key'>), key: JSON.parse(key) }));
+  return parseTuningCache(await page.evaluate(readTuningCache));
 }
 
 /**

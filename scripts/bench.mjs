@@ -1,13 +1,17 @@
 #!/usr/bin/env node
-// `npm run bench [-- --seconds N] [-- --only node|chromium] [-- --no-kernels | --no-backends]`:
-// hashrate of every backend this
-// machine has, in Node (Dawn WebGPU, WASM SIMD/scalar with 1 and N threads; via `dpow-web bench`)
-// and in Chromium (WebGPU on SwiftShader, WebGPU on llvmpipe through ANGLE/OpenGL ES, WASM with
-// 1 and N threads, via the engine lab page bench.html served by `vite preview`; and the scalar and
-// SIMD kernels alone on one page thread, for their ratio in the browser's V8).
+// `npm run bench [-- --seconds N] [-- --only node|chromium|engines] [-- --no-kernels | --no-backends |
+// --no-engines]`: hashrate of every backend this machine has, in Node (Dawn WebGPU, WASM SIMD/scalar
+// with 1 and N threads; via `dpow-web bench`) and in Chromium (WebGPU on SwiftShader, WebGPU on
+// llvmpipe through ANGLE/OpenGL ES, WASM with 1 and N threads, via the engine lab page bench.html
+// served by `vite preview`; and the scalar and SIMD kernels alone on one page thread, for their
+// ratio in the browser's V8).
 // Then the WebGPU kernel family against the naive yardstick (shaders/yardstick.wgsl) on each
 // adapter: Dawn in Node, Chromium SwiftShader and Chromium llvmpipe, with the tuner's choice.
-// Prints the tables in MH/s and writes every row to bench-results.json.
+// Then each browser engine volunteers use (Chromium, Firefox, WebKitGTK; e2e-engines/browsers.ts)
+// through the same lab page: its WASM rate with 1 and N threads and, where it offers WebGPU, its
+// WebGPU rate, each as a ratio to Chromium's in the same run.
+// Prints the tables in MH/s and writes every row to bench-results.json. Runs under tsx (npm run
+// bench) for the engine drivers, which are TypeScript.
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -38,7 +42,7 @@ const CHROMIUM_RUNS = (threads) => [
 ];
 
 function usage(message) {
-  process.stderr.write(`bench: ${message}\nusage: npm run bench -- [--seconds N] [--only node|chromium] [--threads N]\n`);
+  process.stderr.write(`bench: ${message}\nusage: npm run bench -- [--seconds N] [--only node|chromium|engines] [--threads N]\n`);
   process.exit(2);
 }
 
@@ -55,6 +59,7 @@ try {
       variants: { type: 'string' },
       'chromium-run': { type: 'string' },
       backends: { type: 'boolean', default: true },
+      engines: { type: 'boolean', default: true },
     },
     strict: true,
     allowNegative: true,
@@ -64,7 +69,7 @@ try {
 }
 const seconds = Number(args.seconds);
 if (!Number.isFinite(seconds) || seconds <= 0) usage(`--seconds must be a positive number, got "${args.seconds}"`);
-if (args.only !== undefined && !['node', 'chromium'].includes(args.only)) usage(`--only must be node or chromium`);
+if (args.only !== undefined && !['node', 'chromium', 'engines'].includes(args.only)) usage(`--only must be node, chromium or engines`);
 const threads = args.threads === undefined ? availableParallelism() : Number(args.threads);
 if (!Number.isInteger(threads) || threads < 1) usage(`--threads must be a positive integer`);
 
@@ -125,25 +130,37 @@ async function waitForHttp(url, child, timeoutMs = 60_000) {
   throw new Error(`${url} did not come up in ${timeoutMs / 1000} s`);
 }
 
-async function chromiumBench() {
-  if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM} (set DPOW_CHROMIUM)`);
+/** The built app (built first if missing) on `vite preview` at a free loopback port. */
+async function startPreview() {
   if (!existsSync(`${ROOT_DIR}/dist/bench.html`)) {
     process.stderr.write('bench: dist/bench.html missing; building first (npm run build)\n');
     await exec('npm', ['run', 'build'], { stdio: ['ignore', 'inherit', 'inherit'] }).catch(() => {
       throw new Error('npm run build failed');
     });
   }
-  const { chromium } = await import('@playwright/test');
   const port = await freePort();
   const preview = spawn(
     process.execPath,
     ['node_modules/vite/bin/vite.js', 'preview', '--host', '127.0.0.1', '--port', String(port), '--strictPort'],
     { cwd: ROOT_DIR, stdio: ['ignore', 'ignore', 'inherit'] },
   );
+  const base = `http://127.0.0.1:${port}`;
+  try {
+    await waitForHttp(`${base}/bench.html`, preview);
+  } catch (err) {
+    preview.kill('SIGTERM');
+    throw err;
+  }
+  return { base, close: () => preview.kill('SIGTERM') };
+}
+
+async function chromiumBench() {
+  if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM} (set DPOW_CHROMIUM)`);
+  const { chromium } = await import('@playwright/test');
+  const preview = await startPreview();
   const rows = [];
   try {
-    const base = `http://127.0.0.1:${port}`;
-    await waitForHttp(`${base}/bench.html`, preview);
+    const base = preview.base;
     for (const run of CHROMIUM_RUNS(threads)) {
       const browser = await chromium.launch({ executablePath: CHROMIUM, args: [...QUIET_FLAGS, ...run.flags] });
       try {
@@ -168,7 +185,7 @@ async function chromiumBench() {
     }
     rows.push(...(await chromiumKernels(chromium)));
   } finally {
-    preview.kill('SIGTERM');
+    preview.close();
   }
   return rows;
 }
@@ -222,6 +239,112 @@ async function chromiumKernels(chromium) {
   return rows;
 }
 
+// ---- each browser engine, through the engine lab, as ratios to Chromium -----------------------
+
+const ENGINE_NAMES = ['chromium', 'firefox', 'webkit'];
+/**
+ * Rounds over the engines, so a change of load on the machine meets every engine alike; the best
+ * round counts (the one least slowed by anything else running).
+ */
+const ENGINE_ROUNDS = 3;
+
+/**
+ * Each engine's raw rates from the lab's Benchmark button, measured the same way in each: WASM
+ * with 1 and N threads and, where the engine offers a WebGPU adapter, WebGPU. The three browsers
+ * stay open and take turns, row by row and round by round; a rate is the best of the rounds,
+ * also given as a ratio to Chromium's for the same row (same driver layer, same run).
+ */
+async function enginesBench() {
+  const { launchEngine, waitForValue } = await import('../e2e-engines/browsers.ts');
+  const state = '[data-testid="state"]';
+  const preview = await startPreview();
+  const open = [];
+  const results = [];
+  /** One Benchmark press; resolves with the lab's result rows, or rejects with the lab's error. */
+  const benchmark = async (page, run) => {
+    await page.goto(`${preview.base}/bench.html?${new URLSearchParams({ ...run.query, seconds: String(seconds) })}`);
+    await waitForValue(page, state, /^idle$/);
+    await page.click('[data-testid="benchmark"]');
+    const outcome = await waitForValue(page, state, /^(benchmarked|error)$/, { timeoutMs: (seconds + 120) * 1000 });
+    const text = (id) => page.evaluate((selector) => document.querySelector(selector)?.textContent ?? '', `[data-testid="${id}"]`);
+    if (outcome === 'error') throw new Error(await text('error'));
+    return JSON.parse(await text('bench-json'));
+  };
+  try {
+    for (const engine of ENGINE_NAMES) {
+      try {
+        const browser = await launchEngine(engine);
+        open.push(browser);
+        await browser.page.goto(`${preview.base}/bench.html`);
+        const webgpu = await browser.page.evaluate(async () => Boolean(await navigator.gpu?.requestAdapter()));
+        results.push({ engine, version: browser.version, webgpu, browser, samples: new Map(), rows: [], errors: [] });
+      } catch (err) {
+        results.push({ engine, error: err.message.split('\n')[0], rows: [] });
+      }
+    }
+    const runs = [
+      { name: 'wasm-1', query: { backend: 'wasm', threads: '1' } },
+      ...(threads > 1 ? [{ name: `wasm-${threads}`, query: { backend: 'wasm', threads: String(threads) } }] : []),
+      { name: 'webgpu', query: { backend: 'webgpu' } },
+    ];
+    for (const run of runs) {
+      for (let round = 0; round < ENGINE_ROUNDS; round++) {
+        for (const result of results) {
+          if (result.error || (run.name === 'webgpu' && !result.webgpu)) continue;
+          const rows = await benchmark(result.browser.page, run).catch((err) => {
+            result.errors.push(`${run.name} round ${round + 1}: ${err.message.split('\n')[0]}`);
+            return null;
+          });
+          for (const r of rows ?? []) {
+            const samples = result.samples.get(run.name) ?? [];
+            samples.push(r);
+            result.samples.set(run.name, samples);
+          }
+        }
+      }
+    }
+  } finally {
+    for (const browser of open) await browser.close().catch(() => undefined);
+    preview.close();
+  }
+  for (const result of results) {
+    for (const [name, samples] of result.samples ?? []) {
+      const hashrate = Math.max(...samples.map((r) => r.hashrate));
+      result.rows.push({ ...samples[0], name, hashrate, rounds: samples.map((r) => r.hashrate) });
+    }
+    delete result.browser;
+    delete result.samples;
+  }
+  const chromium = results.find((e) => e.engine === 'chromium');
+  for (const result of results) {
+    for (const row of result.rows) {
+      const yardstick = chromium?.rows.find((c) => c.name === row.name);
+      row.ratio = yardstick ? row.hashrate / yardstick.hashrate : null;
+    }
+  }
+  return results;
+}
+
+function enginesTable(results) {
+  const names = [...new Set(results.flatMap((e) => e.rows.map((r) => r.name)))];
+  const lines = [`${'engine'.padEnd(9)} ${'version'.padEnd(28)} ${names.map((n) => n.padStart(18)).join(' ')}`];
+  for (const e of results) {
+    if (e.error) {
+      lines.push(`${e.engine.padEnd(9)} FAILED ${e.error}`);
+      continue;
+    }
+    const cells = names.map((n) => {
+      const r = e.rows.find((row) => row.name === n);
+      const ratio = r?.ratio == null ? '' : ` (${r.ratio.toFixed(2)}x)`;
+      return (r ? `${(r.hashrate / 1e6).toFixed(2)}${ratio}` : 'none').padStart(18);
+    });
+    lines.push(`${e.engine.padEnd(9)} ${String(e.version).slice(0, 28).padEnd(28)} ${cells.join(' ')}`);
+  }
+  const labels = results.flatMap((e) => e.rows.filter((r) => r.backend === 'webgpu').map((r) => `${e.engine}: ${r.label}`));
+  if (labels.length > 0) lines.push(`WebGPU adapters: ${labels.join('; ')}`);
+  return `${lines.join('\n')}\n`;
+}
+
 // ---- the WebGPU kernel family against the naive yardstick, per adapter -----------------------
 
 const CHROMIUM_KERNEL_RUNS = [
@@ -273,20 +396,20 @@ function table(rows) {
 
 const rows = [];
 const failures = [];
-if (args.only !== 'chromium' && args.backends) {
+if (args.only !== 'engines' && args.only !== 'chromium' && args.backends) {
   process.stderr.write(`bench: Node backends, ${seconds} s each\n`);
   await nodeBench().then((r) => rows.push(...r), (err) => failures.push(`node: ${err.message}`));
 }
-if (args.only !== 'node' && args.backends) {
+if (args.only !== 'engines' && args.only !== 'node' && args.backends) {
   process.stderr.write(`bench: Chromium backends, ${seconds} s each\n`);
   await chromiumBench().then((r) => rows.push(...r), (err) => failures.push(`chromium: ${err.message}`));
 }
 const kernels = [];
-if (args.only !== 'chromium' && args.kernels !== false) {
+if (args.only !== 'engines' && args.only !== 'chromium' && args.kernels !== false) {
   process.stderr.write(`bench: WebGPU kernels vs the yardstick in Node, ${seconds} s each\n`);
   await nodeKernels().then((r) => kernels.push(r), (err) => failures.push(`node kernels: ${err.message}`));
 }
-if (args.only !== 'node' && args.kernels !== false) {
+if (args.only !== 'engines' && args.only !== 'node' && args.kernels !== false) {
   process.stderr.write(`bench: WebGPU kernels vs the yardstick in Chromium, ${seconds} s each\n`);
   await chromiumKernelBench({
     chromiumPath: CHROMIUM,
@@ -296,6 +419,20 @@ if (args.only !== 'node' && args.kernels !== false) {
     variants: args.variants?.split(','),
   }).then((r) => kernels.push(...r), (err) => failures.push(`chromium kernels: ${err.message}`));
 }
+let engines = [];
+if ((args.only === undefined || args.only === 'engines') && args.engines) {
+  process.stderr.write(`bench: each browser engine through the lab, ${seconds} s each\n`);
+  await enginesBench().then(
+    (r) => {
+      engines = r;
+      for (const e of r) {
+        if (e.error) failures.push(`${e.engine}: ${e.error}`);
+        for (const message of e.errors ?? []) failures.push(`${e.engine} ${message}`);
+      }
+    },
+    (err) => failures.push(`engines: ${err.message}`),
+  );
+}
 if (rows.length > 0) process.stdout.write(table(rows));
 if (kernels.length > 0) {
   process.stdout.write('\nWebGPU kernels, raw MH/s and ratio to the naive yardstick (same run, same adapter):\n');
@@ -303,10 +440,14 @@ if (kernels.length > 0) {
   const ops = new Map(kernels.flatMap((run) => run.rows ?? []).filter((r) => r.opsPerNonce).map((r) => [sourceOf(r.variant), r.opsPerNonce]));
   for (const run of kernels) process.stdout.write(kernelTable(run, ops));
 }
+if (engines.length > 0) {
+  process.stdout.write('\nBrowser engines through the engine lab, raw MH/s (ratio to Chromium, same run):\n');
+  process.stdout.write(enginesTable(engines));
+}
 writeFileSync(
   resolve(ROOT_DIR, args.out),
-  `${JSON.stringify({ at: new Date().toISOString(), seconds, threads, cores: availableParallelism(), rows, kernels, failures }, null, 2)}\n`,
+  `${JSON.stringify({ at: new Date().toISOString(), seconds, threads, cores: availableParallelism(), rows, kernels, engines, failures }, null, 2)}\n`,
 );
 process.stderr.write(`bench: wrote ${args.out}\n`);
 for (const f of failures) process.stderr.write(`bench: FAILED ${f}\n`);
-process.exit(failures.length > 0 || (rows.length === 0 && kernels.length === 0) ? 1 : 0);
+process.exit(failures.length > 0 || (rows.length === 0 && kernels.length === 0 && engines.length === 0) ? 1 : 0);

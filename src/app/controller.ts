@@ -108,6 +108,7 @@ export interface ControllerOptions {
   createClient: () => WorkerClient;
   pageUrl: string;
   storage?: Storage;
+  /** The cores the thread default is planned for: the browser's claim, or what was measured. */
   hardwareConcurrency?: number;
   /** Starts as online unless told otherwise (navigator.onLine). */
   online?: boolean;

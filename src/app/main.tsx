@@ -9,6 +9,7 @@ import { computed, signal } from '@preact/signals';
 import { DEFAULT_DEPLOYMENT, parseDeployment, type DeploymentConfig } from '../dpow/deployment.ts';
 import { DpowClient } from '../dpow/client.ts';
 import { createBrowserEngine, type BrowserEngine } from '../pow-browser/browser-engine.ts';
+import { usableCoreCount } from '../pow-browser/parallelism.ts';
 import type { Alert } from './alerts.ts';
 import { watchBattery } from './battery.ts';
 import { AppController } from './controller.ts';
@@ -53,7 +54,8 @@ function storage(): Storage | undefined {
 
 async function boot(): Promise<void> {
   applyTheme(theme.value);
-  const config = await loadDeployment();
+  // The thread default needs the cores that really run at once, not only the browser's claim.
+  const [config, cores] = await Promise.all([loadDeployment(), usableCoreCount(navigator, storage())]);
   document.title = config.title;
   // The engine worker, once the first Start has created it.
   let worker: BrowserEngine | null = null;
@@ -61,7 +63,7 @@ async function boot(): Promise<void> {
     config,
     pageUrl: window.location.href,
     storage: storage(),
-    hardwareConcurrency: navigator.hardwareConcurrency,
+    hardwareConcurrency: cores,
     online: navigator.onLine,
     createClient: () => {
       // The engine worker starts with the first Start; status callbacks cross as Comlink proxies.

@@ -11,6 +11,8 @@ import { Workbox } from 'workbox-window';
 export const updateReady = signal<null | (() => void)>(null);
 /** True once a service worker controls this page (the app then works offline). */
 export const offlineReady = signal(false);
+/** Why registering the service worker failed, when it did (shown as a note, not thrown). */
+export const serviceWorkerError = signal<string | null>(null);
 
 export interface RegisterOptions {
   autoUpdate: boolean;
@@ -46,5 +48,8 @@ export function registerServiceWorker({ autoUpdate, checkEveryMs = 60 * 60 * 100
         if (navigator.onLine) registration.update().catch(() => undefined);
       }, checkEveryMs);
     })
-    .catch((err: unknown) => console.warn('service worker registration failed', err));
+    .catch((err: unknown) => {
+      console.warn('service worker registration failed', err);
+      serviceWorkerError.value = err instanceof Error ? err.message : String(err);
+    });
 }

@@ -2,11 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_DEPLOYMENT } from '../dpow/deployment.ts';
 import { encodeAddress } from '../dpow/address.ts';
 import { KERNEL_VARIANTS } from '../pow/kernel-family.ts';
+import { defaultThreads } from '../pow/threads.ts';
 import {
   KERNEL_CHOICES,
   STORAGE_KEY,
   defaultSettings,
-  defaultThreads,
   loadSettings,
   resolveBrokerUrl,
   saveSettings,

@@ -6,6 +6,7 @@ import type { DeploymentConfig } from '../dpow/deployment.ts';
 import type { ClientSettings, WorkChoice } from '../dpow/state.ts';
 import { KERNEL_VARIANTS } from '../pow/kernel-family.ts';
 import type { BackendChoice } from '../pow/types.ts';
+import { defaultThreads } from '../pow/threads.ts';
 
 /**
  * What the settings form edits: the client's settings the volunteer chooses, with threads and
@@ -49,13 +50,7 @@ export const MIN_INTENSITY = 0.1;
 /** The kernel variants a volunteer can pin (the tuner's candidates). */
 export const KERNEL_CHOICES: readonly string[] = KERNEL_VARIANTS.map((v) => v.name);
 
-/** Threads default to all cores but one (the page and the GPU driver need one), at least 1. */
-export function defaultThreads(hardwareConcurrency: number | undefined): number {
-  const cores = Number.isInteger(hardwareConcurrency) && hardwareConcurrency! > 0 ? hardwareConcurrency! : 2;
-  return Math.max(1, cores - 1);
-}
-
-export function defaultSettings(config: DeploymentConfig, hardwareConcurrency?: number): AppSettings {
+export function defaultSettings(config: DeploymentConfig, cores?: number): AppSettings {
   return {
     brokerUrl: config.brokerUrl,
     username: config.username,
@@ -64,7 +59,7 @@ export function defaultSettings(config: DeploymentConfig, hardwareConcurrency?: 
     work: config.defaultWork,
     backend: 'auto',
     intensity: 1,
-    threads: defaultThreads(hardwareConcurrency),
+    threads: defaultThreads(cores),
     kernel: null,
     pauseOnBattery: true,
     oneTab: true,

@@ -11,6 +11,8 @@ import { applyTheme, theme } from '../app/theme.ts';
 import { formatCount, formatHashrate } from '../app/format.ts';
 import { useEffect, useState } from 'preact/hooks';
 import { createBrowserEngine } from '../pow-browser/browser-engine.ts';
+import { rememberedParallelism } from '../pow-browser/parallelism.ts';
+import { defaultThreads, usableCores } from '../pow/threads.ts';
 import {
   PowCancelledError,
   type BackendChoice,
@@ -41,7 +43,8 @@ const pinnedKernel = params.get('kernel');
 if (pinnedKernel) void engine.setKernel(pinnedKernel).catch((err: unknown) => console.error(String(err)));
 const BACKENDS: BackendChoice[] = ['auto', 'webgpu', 'wasm'];
 const initialBackend = BACKENDS.find((b) => b === params.get('backend')) ?? 'auto';
-const defaultThreads = Math.max(1, (navigator.hardwareConcurrency || 2) - 1);
+// What the app measured in this browser, if it has (the lab does not spend time measuring).
+const threadsByDefault = defaultThreads(usableCores(navigator.hardwareConcurrency, rememberedParallelism(localStorage, navigator)));
 
 function randomRoot(): string {
   return Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => b.toString(16).padStart(2, '0'))
@@ -72,7 +75,7 @@ function Lab() {
   const [difficulty, setDifficulty] = useState(() => params.get('difficulty') ?? toU64Hex(THRESHOLDS.nanoReceive));
   const [multiplier, setMultiplier] = useState(() => multiplierOf(difficulty));
   const [backend, setBackend] = useState<BackendChoice>(initialBackend);
-  const [threads, setThreads] = useState(params.get('threads') ?? String(defaultThreads));
+  const [threads, setThreads] = useState(params.get('threads') ?? String(threadsByDefault));
   const [seconds, setSeconds] = useState(params.get('seconds') ?? '5');
   const [phase, setPhase] = useState<Phase>('idle');
   const [error, setError] = useState('');

@@ -8,6 +8,7 @@ import plain from '../../shaders/nano-pow-plain.wgsl?raw';
 import { installEngineErrorTransfer } from '../pow/engine-errors.ts';
 import { PowEngine } from '../pow/engine.ts';
 import { createTunedBackend } from '../pow/tuner.ts';
+import { defaultThreads } from '../pow/threads.ts';
 import { createWebGpuBackend } from '../pow/webgpu.ts';
 import { indexedDbTuningStore } from './tuning-store.ts';
 import { compileKernels, createWasmBackend, type WebWorkerLike } from '../pow/wasm.ts';
@@ -60,7 +61,8 @@ const engine = new PowEngine({
       log: info,
     });
   },
-  defaultThreads: Math.max(1, (self.navigator.hardwareConcurrency || 2) - 1),
+  // The page always names a count; this is for a caller that does not.
+  defaultThreads: defaultThreads(self.navigator.hardwareConcurrency),
   log: warn,
 });
 

@@ -4,8 +4,10 @@
  * fastest, and caches the choice in a store the edge hands in (src/pow-browser: IndexedDB;
  * src/pow-node: a file under the user's cache directory).
  *
- *   - The cache key is the adapter's vendor, architecture, device and description, the runtime
- *     (browser or Dawn version) and KERNEL_FAMILY_VERSION: any change re-tunes.
+ *   - The cache key is the adapter's vendor, architecture, device and description, whether it is
+ *     a software fallback, the runtime (browser or Dawn version) and KERNEL_FAMILY_VERSION: any
+ *     change re-tunes. Firefox leaves the adapter's names blank, so there the fallback flag is what
+ *     keeps a software adapter's choice from being reused on a GPU.
  *   - Calibration never blocks a job: a search that arrives meanwhile stops the measurement in
  *     progress, runs at once with the best variant so far, and calibration resumes afterwards.
  *   - A chosen variant that later measures far below its calibrated rate (a driver update, a
@@ -87,6 +89,7 @@ export function tuningKey(info: WebGpuAdapterInfo, runtime: string): string {
     architecture: info.architecture,
     device: info.device,
     description: info.description,
+    fallback: info.isFallbackAdapter,
     featureLevel: info.featureLevel,
     runtime,
     family: KERNEL_FAMILY_VERSION,

@@ -1,6 +1,10 @@
-/** The page-wide notices: offline, server offline, reconnecting, errors, a waiting update. */
+/**
+ * The page-wide notices: offline, server offline, reconnecting, errors, a waiting update, and what
+ * this browser lacks.
+ */
 import type { AppController } from '../controller.ts';
 import { updateReady } from '../pwa.ts';
+import { BrowserNotes } from './BrowserNotes.tsx';
 
 export function Banners({ app }: { app: AppController }) {
   const s = app.state.value;
@@ -52,6 +56,7 @@ export function Banners({ app }: { app: AppController }) {
           <strong>Problem:</strong> <span>{app.startError.value ?? s.error}</span>
         </div>
       )}
+      <BrowserNotes kiosk={app.launch.kiosk} />
     </div>
   );
 }

@@ -160,7 +160,7 @@ export function SettingsForm({ app, onDone, firstRun }: { app: AppController; on
             }}
           />
           <p id="threads-help" class="help">
-            Used by the CPU backend; this device has {navigator.hardwareConcurrency || 'unknown'} cores.
+            Used by the CPU backend; by default all cores but one ({app.defaults.threads}).
           </p>
         </div>
       </div>
