@@ -167,7 +167,8 @@ export function engineSuite(expected: EngineExpectations): void {
   it('the kiosk URL starts with no clicks and its address is credited', async () => {
     const address = randomAddress();
     await openFresh(page, stack, `${stack.url}?kiosk=1&autostart=1&work=ondemand&address=${address}`);
-    await waitForValue(page, `${byTestId('kiosk')} ${byTestId('connection-state')}`, /Online/);
+    // The kiosk's big word says what the worker does; connected, it waits for work or works.
+    await waitForValue(page, `${byTestId('kiosk')} ${byTestId('kiosk-state')}`, /^(Waiting for work|Working)$/);
     expect(await page.evaluate(() => document.querySelectorAll('button').length)).toBe(0);
     expect(await shownNotes(page)).toEqual(expected.notes.kiosk);
 
