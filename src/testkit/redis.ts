@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
+import { killOnExit } from './exit-kill.ts';
 import { canConnect, freePort } from './net.ts';
 
 export const REDIS_SERVER = 'redis-server';
@@ -26,11 +27,20 @@ export function skipWithoutRedis(file: string): boolean {
 export class RedisServer {
   #process?: ChildProcess;
   #log = '';
+
+  /** What the server printed, for a failure message. */
+  get log(): string {
+    return this.#log;
+  }
   private constructor(
     readonly port: number,
     readonly dir: string,
     /** With an append-only file, what was written survives stop() and start(). */
     readonly persist: boolean,
+    /** Starts as a replica of the server on this loopback port. */
+    readonly replicaOf?: number,
+    /** Clients (and replicas, of their primary) log in with this password. */
+    readonly password?: string,
   ) {}
 
   /** redis://127.0.0.1:<port>/<db> */
@@ -38,8 +48,8 @@ export class RedisServer {
     return `redis://127.0.0.1:${this.port}/${db}`;
   }
 
-  static async start(options: { persist?: boolean } = {}): Promise<RedisServer> {
-    const server = new RedisServer(await freePort(), mkdtempSync(join(tmpdir(), 'dpow-redis-')), options.persist ?? false);
+  static async start(options: { persist?: boolean; replicaOf?: number; password?: string } = {}): Promise<RedisServer> {
+    const server = new RedisServer(await freePort(), mkdtempSync(join(tmpdir(), 'dpow-redis-')), options.persist ?? false, options.replicaOf, options.password);
     await server.start();
     return server;
   }
@@ -48,12 +58,20 @@ export class RedisServer {
     return this.#process !== undefined && this.#process.exitCode === null && this.#process.signalCode === null;
   }
 
-  /** Starts (again) on the same port; resolves once it accepts connections. */
-  async start(): Promise<void> {
+  /**
+   * Starts (again) on the same port; resolves once it accepts connections. `replicaOf` names the
+   * primary to follow this time (after a failover, the one that was promoted).
+   */
+  async start(options: { replicaOf?: number } = {}): Promise<void> {
     if (this.running) return;
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', this.persist ? 'yes' : 'no', '--dir', this.dir];
+    const replicaOf = options.replicaOf ?? this.replicaOf;
+    // A replica syncs at once: Redis 7 waits 5 s for more replicas before a diskless sync.
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', this.persist ? 'yes' : 'no', '--dir', this.dir, '--repl-diskless-sync-delay', '0'];
+    if (replicaOf !== undefined) args.push('--replicaof', '127.0.0.1', String(replicaOf));
+    if (this.password !== undefined) args.push('--requirepass', this.password, '--masterauth', this.password);
     const child = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.#process = child;
+    killOnExit(child);
     child.stdout!.on('data', (d) => (this.#log += d));
     child.stderr!.on('data', (d) => (this.#log += d));
     const deadline = Date.now() + 10_000;
@@ -63,13 +81,23 @@ export class RedisServer {
     }
   }
 
-  /** Stops the server (SIGTERM); without `persist` the data is gone. */
+  /** Stops the server (SIGTERM, or SIGKILL for a crash); without `persist` the data is gone. */
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     const child = this.#process;
     if (!child || !this.running) return;
     const exited = new Promise((r) => child.once('exit', r));
     child.kill(signal);
     await exited;
+  }
+
+  /** Freezes the process (SIGSTOP): it holds its connections and answers nothing, as a hung host. */
+  pause(): void {
+    if (this.running) this.#process!.kill('SIGSTOP');
+  }
+
+  /** Lets a paused process run on (SIGCONT). */
+  resume(): void {
+    if (this.running) this.#process!.kill('SIGCONT');
   }
 
   /** Stops the server for good and removes its directory. */
