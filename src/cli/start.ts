@@ -274,7 +274,7 @@ function serverConfig(values: StartOptions, secrets: { broker?: string; dashboar
   if (retentionDays > MAX_RETENTION_DAYS) throw new CliError(`--work-retention must be at most ${MAX_RETENTION_DAYS} days, got "${values.workRetention}"`);
   const workRetentionMs = retentionDays * DAY_MS;
   if (values.memory && values.store !== undefined) throw new CliError('--memory and --store contradict each other');
-  const store: StoreConfig = values.memory ? { kind: 'memory', workRetentionMs } : { kind: 'open', choice: storeChoice(values, { workRetentionMs }) };
+  const store: StoreConfig = values.memory ? { kind: 'memory', workRetentionMs } : { kind: 'open', choice: storeChoice(values, { workRetentionMs, onFailover: (primary) => log.warn(`store: Sentinel named a new Redis primary, ${primary}; following it`) }) };
   // One difficulty policy for the dispatcher, the service API and the RPC.
   const policy = difficultyPolicy();
   const dispatcher: DispatcherTuning = {
