@@ -20,10 +20,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeAddress } from '../dpow/address.ts';
 import { subscriptionsFor } from '../dpow/session.ts';
 import { cleanupsAfterEach } from '../testkit/cleanups.ts';
-import { connectAs } from '../testkit/mqtt.ts';
 import { canConnect, freePort } from '../testkit/net.ts';
 import { makeCertificate, NGINX_SITE, nginxInstalled, siteForTest, startNginx } from '../testkit/nginx.ts';
-import { DEPLOY_RABBITMQ, RabbitCluster, skipWithoutRabbitmq } from '../testkit/rabbitmq.ts';
+import { DEPLOY_RABBITMQ, loginToRabbit, RabbitCluster, skipWithoutRabbitmq } from '../testkit/rabbitmq.ts';
 import { waitFor, waitForAsync } from '../testkit/wait.ts';
 
 const skip = skipWithoutRabbitmq('rabbitmq.test.ts');
@@ -71,8 +70,7 @@ describe.skipIf(skip)('deploy/rabbitmq as a 3-node cluster of real RabbitMQ', ()
 
   const url = (node: number, transport: Transport) => (transport === 'tcp' ? cluster.nodes[node].mqttUrl : cluster.nodes[node].wsUrl);
   const password = (role: Role) => (role === 'client' ? 'client' : cluster.secrets[role]);
-  const login = (role: Role, node: number, transport: Transport) =>
-    connectAs(url(node, transport), { username: role, password: password(role) }, cleanups, { connectTimeout: 10_000 });
+  const login = (role: Role, node: number, transport: Transport) => loginToRabbit(url(node, transport), { username: role, password: password(role) }, cleanups);
 
   it('listens on loopback only', async () => {
     const external = Object.values(networkInterfaces())
@@ -220,7 +218,9 @@ describe.skipIf(skip)('deploy/rabbitmq as a 3-node cluster of real RabbitMQ', ()
     cleanups.push(() => cluster.makeUsers());
     expect(await attempt(url(0, 'tcp'))).toBe('connected');
     expect(await attempt(url(1, 'ws'))).toBe('connected');
-    await waitForAsync('the cluster to count both', async () => (await cluster.nodes[2].ctl(['list_connections', '--silent', 'user'])).trim().split('\n').length === 2);
+    // The check RabbitMQ makes at each login (MQTT's are not in list_connections in 3.10): true once both are counted.
+    const full = () => cluster.nodes[2].ctl(['eval', 'rabbit_vhost_limit:is_over_connection_limit(<<"/">>).']);
+    await waitForAsync('the cluster to count both', async () => (await full()).includes('{true,2}'));
     expect(await attempt(url(2, 'tcp'))).toMatch(/Not authorized/);
     expect(await attempt(url(2, 'ws'))).toBe('closed');
   });
@@ -244,7 +244,8 @@ describe.skipIf(skip)('deploy/rabbitmq as a 3-node cluster of real RabbitMQ', ()
     cleanups.push(() => nginx.close());
 
     const server = await login('server', 2, 'tcp');
-    const page = () => connectAs(`wss://127.0.0.1:${ports.https}/mqtt`, { username: 'client', password: 'client' }, cleanups, { ca: certificate.ca, connectTimeout: 10_000 });
+    // A connection nginx failed to place is an error (502), never retried here.
+    const page = () => loginToRabbit(`wss://127.0.0.1:${ports.https}/mqtt`, { username: 'client', password: 'client' }, cleanups, { ca: certificate.ca }, /Server unavailable/);
     /** Volunteers through the proxy, each subscribed, each then hearing one heartbeat. */
     const volunteers = async (n: number) => {
       const heard: string[][] = [];
