@@ -7,11 +7,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import mqtt from 'mqtt';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { encodeAddress } from '../dpow/address.ts';
 import { RedisStore } from '../server/store/redis-store.ts';
 import { CliProcess } from '../testkit/cli-process.ts';
+import { sample } from '../testkit/metrics.ts';
 import { Mosquitto, skipWithoutMosquitto } from '../testkit/mosquitto.ts';
+import { captureOutput } from '../testkit/output.ts';
 import { RedisSentinelGroup, skipWithoutSentinel } from '../testkit/redis-sentinel.ts';
 import { waitForAsync } from '../testkit/wait.ts';
 import { findWork, randomRoot } from '../testkit/work.ts';
@@ -20,31 +22,15 @@ import { main } from './main.ts';
 const skip = skipWithoutSentinel('start.sentinel.test.ts') || skipWithoutMosquitto('start.sentinel.test.ts');
 const PASSWORD = randomBytes(9).toString('hex');
 
-function sample(text: string, series: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
-
 describe.skipIf(skip)('--store redis+sentinel://', () => {
   let group: RedisSentinelGroup;
   let broker: Mosquitto;
-  let stdout: string[];
-  let stderr: string[];
+  const { stdout, stderr } = captureOutput();
   beforeAll(async () => {
     [group, broker] = await Promise.all([RedisSentinelGroup.start({ password: PASSWORD }), Mosquitto.start()]);
   });
   afterAll(async () => {
     await Promise.all([group?.close(), broker?.close()]);
-  });
-  beforeEach(() => {
-    stdout = [];
-    stderr = [];
-    vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => (stdout.push(String(chunk)), true));
-    vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => (stderr.push(String(chunk)), true));
-  });
-  afterEach(() => {
-    vi.restoreAllMocks();
-    vi.unstubAllEnvs();
   });
 
   it('service and snapshot keep their state on the Sentinel primary, logging in from $DPOW_REDIS_PASSWORD', async () => {

@@ -10,7 +10,7 @@
  * installs it); under CI a missing binary fails.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validateWork } from '../pow/work.ts';
@@ -21,7 +21,7 @@ import { encodeAddress } from '../dpow/address.ts';
 import { subscriptionsFor } from '../dpow/session.ts';
 import { cleanupsAfterEach } from '../testkit/cleanups.ts';
 import { canConnect, freePort } from '../testkit/net.ts';
-import { makeCertificate, NGINX_SITE, nginxInstalled, siteForTest, startNginx } from '../testkit/nginx.ts';
+import { makeCertificate, NGINX_SITE, nginxInstalled, startNginx } from '../testkit/nginx.ts';
 import { DEPLOY_RABBITMQ, loginToRabbit, RabbitCluster, skipWithoutRabbitmq } from '../testkit/rabbitmq.ts';
 import { waitFor, waitForAsync } from '../testkit/wait.ts';
 
@@ -230,18 +230,10 @@ describe.skipIf(skip)('deploy/rabbitmq as a 3-node cluster of real RabbitMQ', ()
     const dir = mkdtempSync(join(tmpdir(), 'dpow-nginx-mqtt-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const certificate = makeCertificate(dir);
-    const ports = { https: await freePort(), http: await freePort() };
-    // No dpow-web behind it here: only /mqtt is asked for, and it goes to the cluster.
-    const app = await freePort();
-    const files = proxiedSite(
-      siteForTest(readFileSync(NGINX_SITE, 'utf8'), { upstream: app, ...ports, ...certificate }),
-      readFileSync(UPSTREAM, 'utf8'),
-      cluster.nodes.map((n) => n.ports.ws),
-    );
-    writeFileSync(join(dir, 'dpow-mqtt.conf'), files.upstream);
-    writeFileSync(join(dir, 'dpow-web.conf'), files.site);
-    const nginx = await startNginx(dir, [join(dir, 'dpow-mqtt.conf'), join(dir, 'dpow-web.conf')], [ports.https, ports.http]);
-    cleanups.push(() => nginx.close());
+    const files = proxiedSite(readFileSync(NGINX_SITE, 'utf8'), readFileSync(UPSTREAM, 'utf8'), cluster.nodes.map((n) => n.ports.ws));
+    // No dpow-web behind it here (a port nothing listens on): only /mqtt is asked for, and it goes to the cluster.
+    const ports = await startNginx(dir, files.site, await freePort(), certificate, { 'dpow-mqtt.conf': files.upstream });
+    cleanups.push(() => ports.stop());
 
     const server = await login('server', 2, 'tcp');
     // A connection nginx failed to place is an error (502), never retried here.

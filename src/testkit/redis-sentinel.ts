@@ -8,14 +8,14 @@
  * Skipped with a message only when redis-sentinel is not installed AND this is not CI (.ci/run
  * installs it); under CI a missing binary fails.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient } from 'redis';
-import { killOnExit } from './exit-kill.ts';
-import { canConnect, freePort } from './net.ts';
+import { freePort } from './net.ts';
 import { RedisServer } from './redis.ts';
+import { ServerProcess } from './server-process.ts';
 import { waitForAsync } from './wait.ts';
 
 export const REDIS_SENTINEL = 'redis-sentinel';
@@ -53,14 +53,13 @@ function fields(reply: unknown): Record<string, string> {
   return out;
 }
 
-export class SentinelProcess {
-  #process?: ChildProcess;
-  #log = '';
+export class SentinelProcess extends ServerProcess {
   private constructor(
-    readonly port: number,
+    port: number,
     readonly dir: string,
-    private readonly config: string,
-  ) {}
+  ) {
+    super(port);
+  }
 
   static async start(masterName: string, primaryPort: number, quorum: number, downAfterMs: number, password?: string): Promise<SentinelProcess> {
     const port = await freePort();
@@ -77,44 +76,15 @@ export class SentinelProcess {
       `sentinel parallel-syncs ${masterName} 2`,
       ...(password !== undefined ? [`sentinel auth-pass ${masterName} ${password}`] : []),
     ].join('\n');
-    const sentinel = new SentinelProcess(port, dir, config);
     // Sentinel rewrites its file as it learns the group: a restart keeps what it knew.
     writeFileSync(join(dir, 'sentinel.conf'), `${config}\n`);
+    const sentinel = new SentinelProcess(port, dir);
     await sentinel.start();
     return sentinel;
   }
 
-  get running(): boolean {
-    return this.#process !== undefined && this.#process.exitCode === null && this.#process.signalCode === null;
-  }
-
-  get log(): string {
-    return this.#log;
-  }
-
   async start(): Promise<void> {
-    if (this.running) return;
-    const child = spawn(REDIS_SENTINEL, [join(this.dir, 'sentinel.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.#process = child;
-    killOnExit(child);
-    child.stdout!.on('data', (d) => (this.#log += d));
-    child.stderr!.on('data', (d) => (this.#log += d));
-    await waitForAsync(
-      `redis-sentinel on ${this.port}`,
-      async () => {
-        if (!this.running) throw new Error(`redis-sentinel exited:\n${this.#log}`);
-        return canConnect('127.0.0.1', this.port);
-      },
-      10_000,
-    );
-  }
-
-  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-    const child = this.#process;
-    if (!child || !this.running) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill(signal);
-    await exited;
+    if (!this.running) await this.spawn(REDIS_SENTINEL, [join(this.dir, 'sentinel.conf')]);
   }
 
   async close(): Promise<void> {

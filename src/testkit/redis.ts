@@ -6,13 +6,13 @@
  * Skipped with a message only when redis-server is not installed AND this is not CI (.ci/run
  * installs it); under CI a missing binary fails.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import { killOnExit } from './exit-kill.ts';
-import { canConnect, freePort } from './net.ts';
+import { freePort } from './net.ts';
+import { ServerProcess } from './server-process.ts';
 
 export const REDIS_SERVER = 'redis-server';
 export const redisInstalled = spawnSync('sh', ['-c', `command -v ${REDIS_SERVER}`]).status === 0;
@@ -24,16 +24,9 @@ export function skipWithoutRedis(file: string): boolean {
   return true;
 }
 
-export class RedisServer {
-  #process?: ChildProcess;
-  #log = '';
-
-  /** What the server printed, for a failure message. */
-  get log(): string {
-    return this.#log;
-  }
+export class RedisServer extends ServerProcess {
   private constructor(
-    readonly port: number,
+    port: number,
     readonly dir: string,
     /** With an append-only file, what was written survives stop() and start(). */
     readonly persist: boolean,
@@ -41,7 +34,9 @@ export class RedisServer {
     readonly replicaOf?: number,
     /** Clients (and replicas, of their primary) log in with this password. */
     readonly password?: string,
-  ) {}
+  ) {
+    super(port);
+  }
 
   /** redis://127.0.0.1:<port>/<db> */
   url(db = 0): string {
@@ -52,10 +47,6 @@ export class RedisServer {
     const server = new RedisServer(await freePort(), mkdtempSync(join(tmpdir(), 'dpow-redis-')), options.persist ?? false, options.replicaOf, options.password);
     await server.start();
     return server;
-  }
-
-  get running(): boolean {
-    return this.#process !== undefined && this.#process.exitCode === null && this.#process.signalCode === null;
   }
 
   /**
@@ -69,35 +60,7 @@ export class RedisServer {
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', this.persist ? 'yes' : 'no', '--dir', this.dir, '--repl-diskless-sync-delay', '0'];
     if (replicaOf !== undefined) args.push('--replicaof', '127.0.0.1', String(replicaOf));
     if (this.password !== undefined) args.push('--requirepass', this.password, '--masterauth', this.password);
-    const child = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.#process = child;
-    killOnExit(child);
-    child.stdout!.on('data', (d) => (this.#log += d));
-    child.stderr!.on('data', (d) => (this.#log += d));
-    const deadline = Date.now() + 10_000;
-    while (!(await canConnect('127.0.0.1', this.port))) {
-      if (!this.running || Date.now() > deadline) throw new Error(`redis-server did not start on ${this.port}:\n${this.#log}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-
-  /** Stops the server (SIGTERM, or SIGKILL for a crash); without `persist` the data is gone. */
-  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-    const child = this.#process;
-    if (!child || !this.running) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill(signal);
-    await exited;
-  }
-
-  /** Freezes the process (SIGSTOP): it holds its connections and answers nothing, as a hung host. */
-  pause(): void {
-    if (this.running) this.#process!.kill('SIGSTOP');
-  }
-
-  /** Lets a paused process run on (SIGCONT). */
-  resume(): void {
-    if (this.running) this.#process!.kill('SIGCONT');
+    await this.spawn(REDIS_SERVER, args);
   }
 
   /** Stops the server for good and removes its directory. */

@@ -184,99 +184,131 @@ export async function openRedisConnection(target: RedisTarget, options: RedisCon
   let up = false;
   /** The latest complaint, so a first connection that times out can say why (WRONGPASS, refused…). */
   let lastError: string | undefined;
-  const changed = (now: boolean, reason?: string) => {
-    if (reason) lastError = reason;
-    if (now !== up) options.onConnectionChange?.(now, reason);
-    up = now;
+  const report: Report = {
+    changed(now, reason) {
+      if (reason) lastError = reason;
+      if (now !== up) options.onConnectionChange?.(now, reason);
+      up = now;
+    },
+    complain: (reason) => void (lastError = reason),
+    why: () => lastError,
   };
-  const why = () => lastError;
+  const link = target.kind === 'server' ? await serverLink(target, options, credentials, report) : await sentinelLink(target, options, credentials, report);
+  link.onReady(() => {
+    for (const script of options.scripts ?? []) link.shared.scriptLoad(script).catch(() => {});
+  });
+  const replicatedMs = commandTimeoutMs + target.waitMs;
+  return {
+    target,
+    counters,
+    run: (fn) => withDeadline(fn(link.shared), commandTimeoutMs, noPrimary('Redis call', commandTimeoutMs)),
+    command: (args) => withDeadline(link.command(args), commandTimeoutMs, noPrimary('Redis call', commandTimeoutMs)),
+    replicated: (what, write, needsReplicas) =>
+      withDeadline(link.lease((c) => replicatedOn(c, target, counters, what, write, needsReplicas)), replicatedMs, noPrimary(what, replicatedMs)),
+    subscribe: link.subscribe,
+    unsubscribe: link.unsubscribe,
+    close: link.close,
+  };
+}
 
-  if (target.kind === 'server') {
-    const client = createClient({
-      url: target.url,
-      ...credentials,
-      // Fail at once while disconnected instead of queueing: a held result must be known as held.
-      disableOfflineQueue: true,
-      socket: { connectTimeout: 2000, reconnectStrategy },
-    });
-    client.on('ready', () => {
-      changed(true);
-      for (const script of options.scripts ?? []) client.scriptLoad(script).catch(() => {});
-    });
-    client.on('error', (err: Error) => changed(false, err.message));
-    await firstConnect(() => client.connect(), () => client.destroy(), why, options.connectTimeoutMs);
-    let subscriber: ReturnType<typeof client.duplicate> | undefined;
-    const c = client as unknown as RedisCommands;
-    return {
-      target,
-      counters,
-      run: (fn) => withDeadline(fn(c), commandTimeoutMs, noPrimary('Redis call', commandTimeoutMs)),
-      command: (args) => withDeadline(client.sendCommand(args), commandTimeoutMs, noPrimary('Redis call', commandTimeoutMs)),
-      replicated: (what, write, needsReplicas) =>
-        withDeadline(replicatedOn(c, target, counters, what, write, needsReplicas), commandTimeoutMs + target.waitMs, noPrimary(what, commandTimeoutMs + target.waitMs)),
-      async subscribe(channel, listener) {
-        // A connection in subscriber mode can do nothing else: one more, resubscribed on reconnect.
-        subscriber ??= client.duplicate();
-        if (!subscriber.isOpen) {
-          subscriber.on('error', () => {}); // the command connection reports outages
-          await subscriber.connect();
-        }
-        await subscriber.subscribe(channel, listener);
-      },
-      async unsubscribe(channel, listener) {
-        if (subscriber?.isOpen) await subscriber.unsubscribe(channel, listener);
-      },
-      async close() {
-        for (const each of [subscriber, client]) {
-          if (!each) continue;
-          if (each.isReady) await each.close().catch(() => each.destroy());
-          else each.destroy();
-        }
-      },
-    };
-  }
+/** What each kind of target provides; openRedisConnection adds the deadlines and the replication check. */
+interface Link extends Pick<RedisConnection, 'subscribe' | 'unsubscribe' | 'close'> {
+  /** Everyday commands, pipelined on a shared connection. */
+  shared: RedisCommands & Pick<ReturnType<typeof createClient>, 'scriptLoad'>;
+  /** Runs `fn` on one connection to the primary that nothing else uses meanwhile. */
+  lease<T>(fn: (c: RedisCommands) => Promise<T>): Promise<T>;
+  /** One command given as its words. */
+  command(args: string[]): Promise<unknown>;
+  /** Called on every (re)connection to a primary. */
+  onReady(listener: () => void): void;
+}
 
+/** How a link tells of its connection: up or down (with why), or a complaint that changes neither. */
+interface Report {
+  changed(up: boolean, reason?: string): void;
+  complain(reason: string): void;
+  why(): string | undefined;
+}
+
+async function serverLink(target: Extract<RedisTarget, { kind: 'server' }>, options: RedisConnectionOptions, credentials: RedisCredentials, report: Report): Promise<Link> {
+  const client = createClient({
+    url: target.url,
+    ...credentials,
+    // Fail at once while disconnected instead of queueing: a held result must be known as held.
+    disableOfflineQueue: true,
+    socket: { connectTimeout: 2000, reconnectStrategy },
+  });
+  client.on('ready', () => report.changed(true));
+  client.on('error', (err: Error) => report.changed(false, err.message));
+  await firstConnect(() => client.connect(), () => client.destroy(), report.why, options.connectTimeoutMs);
+  let subscriber: ReturnType<typeof client.duplicate> | undefined;
+  const shared = client as unknown as Link['shared'];
+  return {
+    shared,
+    command: (args) => client.sendCommand(args),
+    // One connection: a write and its WAIT, sent one after the other, stay on it.
+    lease: (fn) => fn(shared),
+    onReady: (listener) => {
+      client.on('ready', listener);
+      listener();
+    },
+    async subscribe(channel, listener) {
+      // A connection in subscriber mode can do nothing else: one more, resubscribed on reconnect.
+      subscriber ??= client.duplicate();
+      if (!subscriber.isOpen) {
+        subscriber.on('error', () => {}); // the command connection reports outages
+        await subscriber.connect();
+      }
+      await subscriber.subscribe(channel, listener);
+    },
+    async unsubscribe(channel, listener) {
+      if (subscriber?.isOpen) await subscriber.unsubscribe(channel, listener);
+    },
+    async close() {
+      for (const each of [subscriber, client]) {
+        if (!each) continue;
+        if (each.isReady) await each.close().catch(() => each.destroy());
+        else each.destroy();
+      }
+    },
+  };
+}
+
+async function sentinelLink(target: Extract<RedisTarget, { kind: 'sentinel' }>, options: RedisConnectionOptions, credentials: RedisCredentials, report: Report): Promise<Link> {
+  const sentinelLogin = options.sentinelCredentials?.password
+    ? { sentinelClientOptions: { ...(options.sentinelCredentials.username ? { username: options.sentinelCredentials.username } : {}), password: options.sentinelCredentials.password } }
+    : {};
   const sentinel = createSentinel({
     name: target.masterName,
     sentinelRootNodes: target.sentinels,
     RESP: 2,
     masterPoolSize: SENTINEL_POOL,
     nodeClientOptions: { database: target.db, ...credentials, disableOfflineQueue: true, socket: { connectTimeout: 2000, reconnectStrategy } },
-    ...(options.sentinelCredentials?.password
-      ? { sentinelClientOptions: { ...(options.sentinelCredentials.username ? { username: options.sentinelCredentials.username } : {}), password: options.sentinelCredentials.password } }
-      : {}),
+    ...sentinelLogin,
   });
-  sentinel.on('ready', () => {
-    changed(true);
-    for (const script of options.scripts ?? []) sentinel.scriptLoad(script).catch(() => {});
-  });
-  sentinel.on('reconnecting', () => changed(false, 'following a new primary'));
+  sentinel.on('ready', () => report.changed(true));
+  sentinel.on('reconnecting', () => report.changed(false, 'following a new primary'));
   sentinel.on('client-error', (event: { type: string; error: Error }) => {
-    if (event.type === 'MASTER') changed(false, event.error.message);
+    if (event.type === 'MASTER') report.changed(false, event.error.message);
   });
   // Sentinel and replica troubles are the group's to mend; the calls say when the primary is gone.
-  sentinel.on('error', (err: unknown) => {
-    lastError = err instanceof Error ? err.message : String(err);
-  });
+  sentinel.on('error', (err: unknown) => report.complain(err instanceof Error ? err.message : String(err)));
   let first = true;
   sentinel.on('topology-change', (event: { type: string; node?: { host: string; port: number } }) => {
     if (event.type !== 'MASTER_CHANGE' || !event.node) return;
     if (!first) options.onFailover?.(`${event.node.host}:${event.node.port}`);
     first = false;
   });
-  await firstConnect(() => sentinel.connect(), () => void sentinel.destroy().catch(() => {}), why, options.connectTimeoutMs);
-  const shared = sentinel as unknown as RedisCommands;
+  await firstConnect(() => sentinel.connect(), () => void sentinel.destroy().catch(() => {}), report.why, options.connectTimeoutMs);
   return {
-    target,
-    counters,
-    run: (fn) => withDeadline(fn(shared), commandTimeoutMs, noPrimary('Redis call', commandTimeoutMs)),
-    command: (args) => withDeadline(sentinel.sendCommand(undefined, args), commandTimeoutMs, noPrimary('Redis call', commandTimeoutMs)),
-    replicated: (what, write, needsReplicas) =>
-      withDeadline(
-        sentinel.use((lease) => replicatedOn(lease as unknown as RedisCommands, target, counters, what, write, needsReplicas)),
-        commandTimeoutMs + target.waitMs,
-        noPrimary(what, commandTimeoutMs + target.waitMs),
-      ),
+    shared: sentinel as unknown as Link['shared'],
+    // The Sentinel client's sendCommand takes "is it read-only" first; undefined sends it to the primary.
+    command: (args) => sentinel.sendCommand(undefined, args),
+    lease: (fn) => sentinel.use((lease) => fn(lease as unknown as RedisCommands)),
+    onReady: (listener) => {
+      sentinel.on('ready', listener);
+      listener();
+    },
     async subscribe(channel, listener) {
       await sentinel.subscribe(channel, listener);
     },

@@ -25,6 +25,16 @@ const open = (options: RedisStoreOptions = {}) =>
   RedisStore.open(group.url(0, '?wait=300'), { prefix: `t${randomBytes(4).toString('hex')}:`, commandTimeoutMs: 20_000, ...credentials(), ...options });
 
 const accept = (hash: string, work = '00000000000000aa'): AcceptRequest => ({ hash, work, value: 5n, workType: 'precache', address: ADDR, services: [] });
+const pend = (store: RedisStore, hash: string, workType: AcceptRequest['workType']) =>
+  store.savePending({ hash, difficulty: 1n, workType, expiresAt: Date.now() + 60_000, createdAt: Date.now() });
+
+/** Freezes (SIGSTOP) every replica of the primary now, so nothing written from here on is replicated. */
+async function freezeReplicas() {
+  const primary = await group.primary();
+  const replicas = group.servers.filter((s) => s !== primary);
+  for (const r of replicas) r.pause();
+  return { primary, replicas };
+}
 
 describe.skipIf(skip)('RedisStore on Redis Sentinel', () => {
   beforeAll(async () => {
@@ -76,9 +86,8 @@ describe.skipIf(skip)('RedisStore on Redis Sentinel', () => {
     const store = await open();
     cleanups.push(() => store.close());
     const hash = 'B1'.repeat(32);
-    await store.savePending({ hash, difficulty: 1n, workType: 'precache', expiresAt: Date.now() + 60_000, createdAt: Date.now() });
-    const primary = await group.primary();
-    for (const r of group.servers) if (r !== primary) r.pause();
+    await pend(store, hash, 'precache');
+    await freezeReplicas();
     await expect(store.acceptResult(accept(hash))).rejects.toThrow(/accept b1b1b1b1: 0 of 1 Redis replicas confirmed it within 300 ms/);
     expect(store.replication).toMatchObject({ shortfall: 1 });
     for (const s of group.servers) s.resume();
@@ -95,15 +104,13 @@ describe.skipIf(skip)('RedisStore on Redis Sentinel', () => {
     const store = await open();
     cleanups.push(() => store.close());
     const hash = 'C1'.repeat(32);
-    await store.savePending({ hash, difficulty: 1n, workType: 'ondemand', expiresAt: Date.now() + 60_000, createdAt: Date.now() });
-    const old = await group.primary();
+    await pend(store, hash, 'ondemand');
     // The pending job reached the replicas before they froze.
     await waitForAsync('the replicas to catch up', async () => {
       const offsets = await Promise.all(group.servers.map((s) => group.offset(s)));
       return offsets.every((o) => o === offsets[0]);
     });
-    const replicas = group.servers.filter((s) => s !== old);
-    for (const r of replicas) r.pause();
+    const { primary: old, replicas } = await freezeReplicas();
     await expect(store.acceptResult({ ...accept(hash), workType: 'ondemand' })).rejects.toThrow(/0 of 1 Redis replicas confirmed it/);
     // The primary wrote the accept, and dies with it.
     await old.stop('SIGKILL');
@@ -138,8 +145,7 @@ describe.skipIf(skip)('RedisStore on Redis Sentinel', () => {
   it('does not count a lease no replica confirmed as held', async () => {
     const store = await open();
     cleanups.push(() => store.close());
-    const primary = await group.primary();
-    for (const r of group.servers) if (r !== primary) r.pause();
+    await freezeReplicas();
     await expect(store.cluster.holdLease('singletons', 'z', 5000)).rejects.toThrow(/lease: 0 of 1 Redis replicas confirmed it/);
     for (const s of group.servers) s.resume();
     // Retried once a replica answers: the same holder is confirmed (the token it was first given, or a new one).
