@@ -3,8 +3,10 @@
  * take to come up and to mend, on this machine, so the failure test's CI budget can be sized.
  * Starts the test kit's processes (src/testkit) on free loopback ports:
  *
- * 1. Redis Sentinel: a primary, 2 replicas and 3 sentinels until the group is whole; then the
- *    primary killed (SIGKILL) until a replica is promoted, and until the other replica follows it.
+ * 1. Redis Sentinel: a primary, 2 replicas and 3 sentinels until the group is whole; accepts per
+ *    second through the store (64 in flight) straight to the primary (no WAIT) and through
+ *    Sentinel (each confirmed by a replica); then the primary killed (SIGKILL) until a replica is
+ *    promoted, and until the other replica follows it.
  * 2. RabbitMQ: 3 nodes from deploy/rabbitmq until they run as one cluster with the logins made;
  *    then one node killed and started again until it runs in the cluster again.
  * 3. RabbitMQ 3.10's pre-login packet buffering: a TCP client declares a 200 MB CONNECT and sends
@@ -19,6 +21,8 @@ import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { RabbitCluster, type RabbitNode } from '../src/testkit/rabbitmq.ts';
 import { RedisSentinelGroup } from '../src/testkit/redis-sentinel.ts';
+import { RedisStore } from '../src/server/store/redis-store.ts';
+import { randomBytes } from 'node:crypto';
 import { waitForAsync } from '../src/testkit/wait.ts';
 
 const { values } = parseArgs({
@@ -34,6 +38,22 @@ const want = (part: string) => values.only === undefined || values.only === part
 const figures: Record<string, unknown> = { loadavgBefore: loadavg().map((l) => Number(l.toFixed(2))) };
 const since = (t: number) => Date.now() - t;
 
+/** Accepts per second through a store on `url`, `count` of them, 64 in flight. */
+async function acceptRate(url: string, count = 4000): Promise<number> {
+  const store = await RedisStore.open(url, { prefix: `bench${randomBytes(3).toString('hex')}:` });
+  const t = Date.now();
+  let next = 0;
+  const lane = async () => {
+    while (next++ < count) {
+      await store.acceptResult({ hash: randomBytes(32).toString('hex'), work: '00000000000000aa', value: 5n, workType: 'precache', address: 'nano_bench', services: [] });
+    }
+  };
+  await Promise.all(Array.from({ length: 64 }, lane));
+  const rate = Math.round(count / ((Date.now() - t) / 1000));
+  await store.close();
+  return rate;
+}
+
 if (want('sentinel')) {
   const runs = [];
   for (let i = 0; i < rounds; i++) {
@@ -41,13 +61,14 @@ if (want('sentinel')) {
     const group = await RedisSentinelGroup.start();
     const up = since(t);
     const old = await group.primary();
+    const acceptsPerS = { primaryNoWait: await acceptRate(old.url(0)), sentinelWait1: await acceptRate(group.url(0)) };
     t = Date.now();
     await old.stop('SIGKILL');
     const promoted = await group.promotion(old);
     const promotion = since(t);
     const other = group.servers.find((s) => s !== old && s !== promoted)!;
     await waitForAsync('the other replica to follow', () => group.linkUp(other, promoted), 60_000);
-    runs.push({ up, promotion, replicaFollows: since(t) });
+    runs.push({ up, acceptsPerS, promotion, replicaFollows: since(t) });
     await group.close();
   }
   figures.sentinel = runs;

@@ -13,9 +13,10 @@
  * `replicated`: they count as done only once `replicas` replicas (default 1 with Sentinel, 0 for
  * one server) have acknowledged them within `wait` ms (default 1000), by Redis's WAIT. WAIT
  * covers the writes of its own connection only, and node-redis re-sends a command on the new
- * primary after a failover, so the write, the WAIT and a CLIENT INFO before and after go one by
- * one over one leased connection: when the connection or the server changed in between, the
- * write is not confirmed, however many replicas WAIT counted.
+ * primary after a failover, so all commands go over one connection (other calls' commands
+ * interleave, which only makes a WAIT cover more), and the write, the WAIT and a CLIENT INFO
+ * before and after are sent one by one: when the connection or the server changed in between,
+ * the write is not confirmed, however many replicas WAIT counted.
  *
  * Credentials come from configuration (`DPOW_REDIS_*`, `DPOW_SENTINEL_*` in the environment of
  * the command, see store-option.ts), never from the Sentinel URL, so no log line or process list
@@ -158,8 +159,13 @@ export interface RedisConnection {
   close(): Promise<void>;
 }
 
-/** Connections to the primary: one for everyday commands, the rest leased by replicated writes. */
-const SENTINEL_POOL = 4;
+/**
+ * One connection to the primary, for everything: node-redis then sends every command of the
+ * store, in order, on it (with more, two commands one after the other may go to different
+ * connections, and a WAIT on one would not cover a write on the other). Pipelined, one connection
+ * carries far more than a dispatcher asks of it.
+ */
+const SENTINEL_POOL = 1;
 const reconnectStrategy = (retries: number) => Math.min(50 * 2 ** retries, 1000);
 
 function withDeadline<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
@@ -204,7 +210,7 @@ export async function openRedisConnection(target: RedisTarget, options: RedisCon
     run: (fn) => withDeadline(fn(link.shared), commandTimeoutMs, noPrimary('Redis call', commandTimeoutMs)),
     command: (args) => withDeadline(link.command(args), commandTimeoutMs, noPrimary('Redis call', commandTimeoutMs)),
     replicated: (what, write, needsReplicas) =>
-      withDeadline(link.lease((c) => replicatedOn(c, target, counters, what, write, needsReplicas)), replicatedMs, noPrimary(what, replicatedMs)),
+      withDeadline(replicatedOn(link.shared, target, counters, what, write, needsReplicas), replicatedMs, noPrimary(what, replicatedMs)),
     subscribe: link.subscribe,
     unsubscribe: link.unsubscribe,
     close: link.close,
@@ -213,10 +219,8 @@ export async function openRedisConnection(target: RedisTarget, options: RedisCon
 
 /** What each kind of target provides; openRedisConnection adds the deadlines and the replication check. */
 interface Link extends Pick<RedisConnection, 'subscribe' | 'unsubscribe' | 'close'> {
-  /** Everyday commands, pipelined on a shared connection. */
+  /** Every command, pipelined on one connection to the primary. */
   shared: RedisCommands & Pick<ReturnType<typeof createClient>, 'scriptLoad'>;
-  /** Runs `fn` on one connection to the primary that nothing else uses meanwhile. */
-  lease<T>(fn: (c: RedisCommands) => Promise<T>): Promise<T>;
   /** One command given as its words. */
   command(args: string[]): Promise<unknown>;
   /** Called on every (re)connection to a primary. */
@@ -246,8 +250,6 @@ async function serverLink(target: Extract<RedisTarget, { kind: 'server' }>, opti
   return {
     shared,
     command: (args) => client.sendCommand(args),
-    // One connection: a write and its WAIT, sent one after the other, stay on it.
-    lease: (fn) => fn(shared),
     onReady: (listener) => {
       client.on('ready', listener);
       listener();
@@ -304,7 +306,6 @@ async function sentinelLink(target: Extract<RedisTarget, { kind: 'sentinel' }>, 
     shared: sentinel as unknown as Link['shared'],
     // The Sentinel client's sendCommand takes "is it read-only" first; undefined sends it to the primary.
     command: (args) => sentinel.sendCommand(undefined, args),
-    lease: (fn) => sentinel.use((lease) => fn(lease as unknown as RedisCommands)),
     onReady: (listener) => {
       sentinel.on('ready', listener);
       listener();
