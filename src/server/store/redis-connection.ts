@@ -141,6 +141,17 @@ export interface ReplicationCounters {
   shortfall: number;
 }
 
+export interface ReplicatedWrite<T> {
+  /** False for an outcome that wrote nothing (a lost claim, a refused lease): no WAIT. Default: always. */
+  needsReplicas?: (value: T) => boolean;
+  /**
+   * The write may run twice with the same effect (a lease renewal, an accept carrying its id):
+   * when a failover moved the connection under it, it is run once more on the new primary
+   * instead of failing, so the first write after a promotion need not wait for a retry.
+   */
+  idempotent?: boolean;
+}
+
 export interface RedisConnection {
   readonly target: RedisTarget;
   readonly counters: ReplicationCounters;
@@ -149,11 +160,11 @@ export interface RedisConnection {
   /** One command given as its words (for callers that speak raw Redis), under the same deadline. */
   command(args: string[]): Promise<unknown>;
   /**
-   * Runs `write` on one connection to the primary, then, when it `needsReplicas`, WAITs for the
-   * target's replicas. Throws ReplicationShortfall when they do not confirm it in time (the write
-   * may still have happened, and may later be lost with the primary).
+   * Runs `write` on the primary, then, when it `needsReplicas`, WAITs for the target's replicas.
+   * Throws ReplicationShortfall when they do not confirm it in time (the write may still have
+   * happened, and may later be lost with the primary).
    */
-  replicated<T>(what: string, write: (c: RedisCommands) => Promise<T>, needsReplicas?: (value: T) => boolean): Promise<T>;
+  replicated<T>(what: string, write: (c: RedisCommands) => Promise<T>, how?: ReplicatedWrite<T>): Promise<T>;
   subscribe(channel: string, listener: (message: string) => void): Promise<void>;
   unsubscribe(channel: string, listener: (message: string) => void): Promise<void>;
   close(): Promise<void>;
@@ -209,8 +220,7 @@ export async function openRedisConnection(target: RedisTarget, options: RedisCon
     counters,
     run: (fn) => withDeadline(fn(link.shared), commandTimeoutMs, noPrimary('Redis call', commandTimeoutMs)),
     command: (args) => withDeadline(link.command(args), commandTimeoutMs, noPrimary('Redis call', commandTimeoutMs)),
-    replicated: (what, write, needsReplicas) =>
-      withDeadline(replicatedOn(link.shared, target, counters, what, write, needsReplicas), replicatedMs, noPrimary(what, replicatedMs)),
+    replicated: (what, write, how = {}) => withDeadline(replicatedOn(link.shared, target, counters, what, write, how), replicatedMs, noPrimary(what, replicatedMs)),
     subscribe: link.subscribe,
     unsubscribe: link.unsubscribe,
     close: link.close,
@@ -329,23 +339,26 @@ async function replicatedOn<T>(
   counters: ReplicationCounters,
   what: string,
   write: (c: RedisCommands) => Promise<T>,
-  needsReplicas?: (value: T) => boolean,
+  how: ReplicatedWrite<T>,
 ): Promise<T> {
   if (!target.replicas) return write(c);
-  // One by one: node-redis re-sends a failed command on the new primary, where a WAIT would
-  // count replicas of writes that were never made on that connection.
-  const before = await c.clientInfo();
-  const value = await write(c);
-  if (needsReplicas && !needsReplicas(value)) return value;
-  const got = await c.wait(target.replicas, target.waitMs);
-  const after = await c.clientInfo();
-  const moved = !sameLink(before, after);
-  if (moved || got < target.replicas) {
-    counters.shortfall++;
-    throw new ReplicationShortfall(what, target.replicas, got, target.waitMs, moved);
+  for (let attempt = 0; ; attempt++) {
+    // One by one: node-redis re-sends a failed command on the new primary, where a WAIT would
+    // count replicas of writes that were never made on that connection.
+    const before = await c.clientInfo();
+    const value = await write(c);
+    if (how.needsReplicas && !how.needsReplicas(value)) return value;
+    const got = await c.wait(target.replicas, target.waitMs);
+    const after = await c.clientInfo();
+    const moved = !sameLink(before, after);
+    if (moved && how.idempotent && attempt === 0) continue;
+    if (moved || got < target.replicas) {
+      counters.shortfall++;
+      throw new ReplicationShortfall(what, target.replicas, got, target.waitMs, moved);
+    }
+    counters.confirmed++;
+    return value;
   }
-  counters.confirmed++;
-  return value;
 }
 
 async function firstConnect(connect: () => Promise<unknown>, destroy: () => void, why: () => string | undefined, timeoutMs = 5000): Promise<void> {

@@ -50,7 +50,16 @@ import {
   type StoredWork,
   type TrackedAccount,
 } from './store.ts';
-import { openRedisConnection, parseRedisTarget, redactStoreUrl, type RedisCommands, type RedisConnection, type RedisCredentials, type ReplicationCounters } from './redis-connection.ts';
+import {
+  openRedisConnection,
+  parseRedisTarget,
+  redactStoreUrl,
+  type RedisCommands,
+  type RedisConnection,
+  type RedisCredentials,
+  type ReplicatedWrite,
+  type ReplicationCounters,
+} from './redis-connection.ts';
 import { RedisPayoutLedger } from './redis-ledger.ts';
 
 /**
@@ -309,9 +318,9 @@ export class RedisStore implements DispatcherStore {
   }
 
   /** A write that pays or elects: done only once the replicas have it (redis-connection.ts). */
-  #replicated<T>(what: string, write: (c: RedisCommands) => Promise<T>, needsReplicas?: (value: T) => boolean): Promise<T> {
+  #replicated<T>(what: string, write: (c: RedisCommands) => Promise<T>, how?: ReplicatedWrite<T>): Promise<T> {
     if (this.#closed) return Promise.reject(new Error('store is closed'));
-    return this.#redis.replicated(what, write, needsReplicas);
+    return this.#redis.replicated(what, write, how);
   }
 
   /** EVALSHA, and EVAL once when the server does not know the script (it restarted, or was promoted). */
@@ -345,8 +354,12 @@ export class RedisStore implements DispatcherStore {
     const args = [key, hash, work, toU64Hex(value), workType, address ?? '', String(createdAt), String(weight), String(createdAt + this.#retentionMs), id];
     let reply: [number, unknown];
     try {
-      // A lost claim wrote nothing, so only a won one waits for the replicas.
-      reply = await this.#replicated(`accept ${key.slice(0, 8)}`, (c) => this.#script(c, ACCEPT, keys, args) as Promise<[number, unknown]>, (r) => r[0] !== 0);
+      // A lost claim wrote nothing, so only a won one waits for the replicas; run again with its
+      // id, a won one answers "won" without writing twice.
+      reply = await this.#replicated(`accept ${key.slice(0, 8)}`, (c) => this.#script(c, ACCEPT, keys, args) as Promise<[number, unknown]>, {
+        needsReplicas: (r) => r[0] !== 0,
+        idempotent: true,
+      });
     } catch (err) {
       this.#inDoubt.delete(key);
       this.#inDoubt.set(key, { id, work, address: address ?? '' });
@@ -588,7 +601,9 @@ export class RedisStore implements DispatcherStore {
   async #holdLease(name: string, holder: string, ttlMs: number): Promise<number | undefined> {
     if (/\s/.test(holder)) throw new TypeError('a lease holder has no spaces');
     const keys = [this.#key('lease', name), this.#key('lease', name, 'token')];
-    const token = Number(await this.#replicated('lease', (c) => this.#script(c, HOLD_LEASE, keys, [holder, String(Math.ceil(ttlMs))]), (t) => Number(t) > 0));
+    const hold = (c: RedisCommands) => this.#script(c, HOLD_LEASE, keys, [holder, String(Math.ceil(ttlMs))]);
+    // Taking or renewing for the same holder twice holds it once.
+    const token = Number(await this.#replicated('lease', hold, { needsReplicas: (t) => Number(t) > 0, idempotent: true }));
     return token > 0 ? token : undefined;
   }
 
