@@ -10,18 +10,13 @@ import mqtt from 'mqtt';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { encodeAddress } from '../dpow/address.ts';
 import { CliProcess } from '../testkit/cli-process.ts';
+import { sample } from '../testkit/metrics.ts';
 import { Mosquitto, skipWithoutMosquitto } from '../testkit/mosquitto.ts';
 import { RedisServer, skipWithoutRedis } from '../testkit/redis.ts';
 import { waitForAsync } from '../testkit/wait.ts';
 import { main } from './main.ts';
 
 const skip = skipWithoutRedis('start.dispatcher-only.test.ts') || skipWithoutMosquitto('start.dispatcher-only.test.ts');
-
-/** The value of one series in Prometheus text, named as it is printed: `name` or `name{label="v"}`. */
-function sample(text: string, series: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
 
 describe.skipIf(skip)('start --dispatcher-only --metrics-port', () => {
   let redis: RedisServer;

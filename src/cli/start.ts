@@ -19,7 +19,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CliError, collect, defineCommand, intOption, parseCommand, portOption } from './args.ts';
-import { STORE_OPTION } from './store-option.ts';
+import { STORE_OPTION, storeChoice } from './store-option.ts';
 import {
   createServer,
   type AppConfig,
@@ -37,7 +37,7 @@ import { hashApiKey } from '../server/http/api-keys.ts';
 import type { RpcAllow } from '../server/http/service-api.ts';
 import { createLogger, type Logger } from '../server/log.ts';
 import type { DemoOptions } from '../server/sim/demo-source.ts';
-import { describeStore, isStoreUrl, StoreOpenError } from '../server/store/open-store.ts';
+import { describeStore, StoreOpenError } from '../server/store/open-store.ts';
 import { DEFAULT_WORK_RETENTION_MS } from '../server/store/store.ts';
 import { difficultyPolicy } from '../pow/difficulty.ts';
 import { isU64Hex } from '../pow/work.ts';
@@ -274,9 +274,7 @@ function serverConfig(values: StartOptions, secrets: { broker?: string; dashboar
   if (retentionDays > MAX_RETENTION_DAYS) throw new CliError(`--work-retention must be at most ${MAX_RETENTION_DAYS} days, got "${values.workRetention}"`);
   const workRetentionMs = retentionDays * DAY_MS;
   if (values.memory && values.store !== undefined) throw new CliError('--memory and --store contradict each other');
-  if (values.store !== undefined && !isStoreUrl(values.store)) throw new CliError(`--store must be redis://host:port/db, got "${values.store}"`);
-
-  const store: StoreConfig = values.memory ? { kind: 'memory', workRetentionMs } : { kind: 'open', choice: { dataDir: values.data, url: values.store, workRetentionMs } };
+  const store: StoreConfig = values.memory ? { kind: 'memory', workRetentionMs } : { kind: 'open', choice: storeChoice(values, { workRetentionMs, onFailover: (primary) => log.warn(`store: Sentinel named a new Redis primary, ${primary}; following it`) }) };
   // One difficulty policy for the dispatcher, the service API and the RPC.
   const policy = difficultyPolicy();
   const dispatcher: DispatcherTuning = {

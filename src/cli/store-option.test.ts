@@ -62,7 +62,7 @@ describe.skipIf(skipWithoutRedis('store-option.test.ts'))('--store redis://', ()
 
   it('refuses a --store it cannot use, saying why', async () => {
     expect(await main(['service', 'list', '--store', 'postgres://x/1'])).toBe(2);
-    expect(stderr.join('')).toMatch(/--store must be redis:\/\/host:port\/db, got "postgres:\/\/x\/1"/);
+    expect(stderr.join('')).toMatch(/--store must be redis:\/\/host:port\/db or redis\+sentinel:\/\/host:port,host:port\/<master name>\/<db>, got "postgres:\/\/x\/1"/);
     stderr.length = 0;
     expect(await main(['snapshot', '--store', 'redis://127.0.0.1:1/0'])).toBe(2);
     expect(stderr.join('')).toMatch(/cannot open the store redis:\/\/127\.0\.0\.1:1\/0: cannot connect to Redis/);

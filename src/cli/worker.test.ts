@@ -76,6 +76,16 @@ describe('dpow-web worker options', () => {
     });
   });
 
+  it('takes the nodes of a clustered broker, repeated or comma-separated, the first one first', () => {
+    const many = parseWorkerOptions(['--broker', 'ws://a:1/mqtt,ws://b:2/mqtt', '--broker', ' mqtt://c:3 ', '--address', ADDRESS]);
+    expect(many).toMatchObject({ brokerUrl: 'ws://a:1/mqtt', failoverBrokerUrls: ['ws://b:2/mqtt', 'mqtt://c:3'] });
+    expect(parseWorkerOptions(['--broker', 'ws://a:1/mqtt', '--address', ADDRESS])).not.toHaveProperty('failoverBrokerUrls');
+    expect(() => parseWorkerOptions(['--broker', 'ws://a:1,ftp://b', '--address', ADDRESS])).toThrow(/--broker: broker URL must be ws:\/\/, wss:\/\/ or mqtt:\/\/, got "ftp:\/\/b"/);
+    expect(() => parseWorkerOptions(['--broker', ',', '--address', ADDRESS])).toThrow(/--broker .* is required/);
+    const seventeen = Array.from({ length: 17 }, (_, i) => `ws://n${i}:1`).join(',');
+    expect(() => parseWorkerOptions(['--broker', seventeen, '--address', ADDRESS])).toThrow('--broker names at most 16 brokers, got 17');
+  });
+
   it('prints one line per job event and a summary', () => {
     const line = formatEvent({
       at: Date.UTC(2026, 0, 2, 3, 4, 5, 6),

@@ -1,5 +1,5 @@
 /**
- * `dpow-web worker --broker <url> --address <addr> [--work any|precache|ondemand]
+ * `dpow-web worker --broker <url>[,<url>…] --address <addr> [--work any|precache|ondemand]
  *  [--backend auto|webgpu|wasm] [--threads N] [--intensity F] [--kernel NAME] [--username u --password p]
  *  [--max-multiplier M] [--heartbeat-timeout S] [--job-timeout S] [--queue-limit N]
  *  [--address-prefixes nano,xrb]`   (--help lists them)
@@ -16,7 +16,7 @@
  * (the page leaves one to the browser).
  */
 import { availableParallelism } from 'node:os';
-import { CliError, defineCommand, intOption, parseCommand } from './args.ts';
+import { CliError, collect, defineCommand, intOption, parseCommand } from './args.ts';
 import { parseBackend } from './work.ts';
 import { DpowClient, resolveBrokerUrl } from '../dpow/client.ts';
 import { formatMultiplier } from '../dpow/format.ts';
@@ -31,6 +31,8 @@ import { formatNano } from '../dpow/nano-amount.ts';
 import { loadPayouts, type PayoutsView } from '../dpow/payouts.ts';
 
 const WORK_CHOICES: readonly WorkChoice[] = ['any', 'precache', 'ondemand'];
+/** Nodes of one clustered broker a worker may be given. */
+const MAX_BROKERS = 16;
 
 function positiveNumber(value: string | undefined, name: string): number | undefined {
   if (value === undefined) return undefined;
@@ -41,7 +43,7 @@ function positiveNumber(value: string | undefined, name: string): number | undef
 
 export function command() {
   return defineCommand('worker')
-    .option('--broker <url>', 'the DPoW broker: ws://host:port/path, wss://… or mqtt://… (required)')
+    .option('--broker <url>', 'the DPoW broker: ws://host:port/path, wss://… or mqtt://… (required); the nodes of a clustered broker, repeated or comma-separated, are tried in turn', collect)
     .option('-a, --address <address>', 'payout address, checksum checked (required)')
     .option('-w, --work <choice>', 'any, precache or ondemand', 'any')
     .option('-b, --backend <backend>', 'auto, webgpu or wasm', 'auto')
@@ -60,7 +62,7 @@ export function command() {
 
 /** The options as commander parses them (strings until checked below). */
 interface WorkerFlags {
-  broker?: string;
+  broker?: string[];
   address?: string;
   work: string;
   backend: string;
@@ -87,9 +89,14 @@ export interface WorkerOptions extends ClientSettings {
 /** Parses the options; throws CliError with the reason for anything bad. */
 export function parseWorkerOptions(argv: string[]): WorkerOptions {
   const { options: values } = parseCommand<WorkerFlags>(command(), argv);
-  if (!values.broker) throw new CliError('--broker <ws://host:port/path | wss://… | mqtt://…> is required');
-  const url = resolveBrokerUrl(values.broker);
-  if (!url.ok) throw new CliError(`--broker: ${url.reason}`);
+  const brokers = (values.broker ?? []).flatMap((b) => b.split(',')).map((b) => b.trim()).filter(Boolean);
+  if (!brokers.length) throw new CliError('--broker <ws://host:port/path | wss://… | mqtt://…> is required');
+  if (brokers.length > MAX_BROKERS) throw new CliError(`--broker names at most ${MAX_BROKERS} brokers, got ${brokers.length}`);
+  const urls = brokers.map((b) => {
+    const url = resolveBrokerUrl(b);
+    if (!url.ok) throw new CliError(`--broker: ${url.reason}`);
+    return url.url;
+  });
   if (!values.address) throw new CliError('--address <payout address> is required');
   const prefixes = values.addressPrefixes.split(',').map((p) => p.trim().replace(/_$/, '')).filter(Boolean);
   const address = checkAddress(values.address, prefixes);
@@ -107,7 +114,8 @@ export function parseWorkerOptions(argv: string[]): WorkerOptions {
   }
   return {
     kernel: values.kernel,
-    brokerUrl: url.url,
+    brokerUrl: urls[0],
+    ...(urls.length > 1 ? { failoverBrokerUrls: urls.slice(1) } : {}),
     username: values.username,
     password: values.password ?? process.env.DPOW_WORKER_PASSWORD ?? 'client',
     address: values.address,

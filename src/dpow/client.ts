@@ -168,13 +168,15 @@ export class DpowClient implements WorkerClient {
     if (this.running) await this.stop();
     const address = checkAddress(settings.address, settings.addressPrefixes ?? ['nano', 'xrb']);
     const problem = !address.ok ? `Invalid payout address: ${address.reason}` : (checkSettings(settings) ?? null);
-    const url = resolveBrokerUrl(settings.brokerUrl);
-    const refusal = problem ?? (url.ok ? null : url.reason);
-    if (refusal || !url.ok) {
+    const urls = [settings.brokerUrl, ...(settings.failoverBrokerUrls ?? [])].map(resolveBrokerUrl);
+    const badUrl = urls.find((u) => !u.ok);
+    const refusal = problem ?? (badUrl && !badUrl.ok ? badUrl.reason : null);
+    if (refusal) {
       this.refusal = refusal;
-      this.log.add('error', 'connection', refusal ?? 'invalid settings');
-      throw new Error(refusal ?? 'invalid settings');
+      this.log.add('error', 'connection', refusal);
+      throw new Error(refusal);
     }
+    const brokers = urls.flatMap((u) => (u.ok ? [u.url] : []));
 
     this.settings = settings;
     this.refusal = null;
@@ -187,9 +189,10 @@ export class DpowClient implements WorkerClient {
     this.running = true;
     this.loop.start(settings);
     if (this.paused) this.loop.pause();
-    this.log.add('info', 'connection', `Connecting to ${url.url} for ${settings.work} work, paying ${settings.address}`);
+    const also = brokers.length > 1 ? ` (then ${brokers.slice(1).join(', ')})` : '';
+    this.log.add('info', 'connection', `Connecting to ${brokers[0]}${also} for ${settings.work} work, paying ${settings.address}`);
     await this.session.open({
-      url: url.url,
+      urls: brokers,
       username: settings.username,
       password: settings.password,
       heartbeatTimeoutMs: (settings.heartbeatTimeoutS ?? DEFAULT_HEARTBEAT_TIMEOUT_S) * 1000,

@@ -14,7 +14,7 @@ const ADDRESS = 'nano_1ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4ab366ik4myzudy
 
 const cleanups = cleanupsAfterEach();
 
-function openSession(url: string, extra: Partial<SessionSettings> = {}, options: Partial<SessionOptions> = {}) {
+function openSession(url: string | string[], extra: Partial<SessionSettings> = {}, options: Partial<SessionOptions> = {}) {
   const log = new EventLog({ now: Date.now, onChange: () => undefined });
   const messages: { topic: string; payload: string }[] = [];
   const ready: MqttClient[] = [];
@@ -34,7 +34,7 @@ function openSession(url: string, extra: Partial<SessionSettings> = {}, options:
   });
   cleanups.push(() => session.close());
   const opened = session.open({
-    url,
+    urls: typeof url === 'string' ? [url] : url,
     username: 'client',
     password: 'client',
     heartbeatTimeoutMs: 5000,
@@ -118,6 +118,25 @@ describe('MqttSession', () => {
     await waitFor('online', () => session.connection === 'online', 5000);
     session.reconnectNow(); // nothing pending: no effect
     expect(session.connection).toBe('online');
+  });
+
+  it('goes to the next node of a clustered broker when one cannot be reached or drops, backing off as for one broker', async () => {
+    const probe = await startWsBroker();
+    const dead = probe.url;
+    await probe.close(); // nothing listens there now
+    const a = await startWsBroker();
+    const b = await startWsBroker();
+    cleanups.push(() => a.close(), () => b.close());
+    const { session, log, ready } = openSession([dead, a.url, b.url], {}, { random: () => 0.999 });
+    await waitFor('online on the second node', () => session.connection === 'online' && a.connections() === 1);
+    expect(log.events().some((e) => e.message.startsWith(`Cannot reach the broker ${dead} (`) && e.message.endsWith(`; retrying to ${a.url} in 0.1 s`))).toBe(true);
+    expect(ready).toHaveLength(1);
+
+    await a.close();
+    await waitFor('online on the third node', () => session.connection === 'online' && b.connections() === 1);
+    expect(log.events().some((e) => e.message.startsWith(`Disconnected from the broker ${a.url}`) && e.message.endsWith(`; reconnecting to ${b.url} in 0.2 s`))).toBe(true);
+    expect(log.events()[0].message).toBe(`Connected to ${b.url}`);
+    expect(ready).toHaveLength(2);
   });
 
   it('says which connection was lost, and close() ends the retries', async () => {

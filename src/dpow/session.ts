@@ -4,7 +4,9 @@
  * the caller routes and decodes it.
  *
  * Reconnects are ours (exponential backoff with jitter, resubscribe on every connect, since the
- * session is clean), so mqtt.js never reconnects or queues anything behind our back. The session
+ * session is clean), so mqtt.js never reconnects or queues anything behind our back. Given the
+ * URLs of several nodes of one clustered broker, each retry goes to the next one, so a dead node
+ * costs one backoff delay. The session
  * says when results may go out (`deliverable()`, and `onReady` each time that becomes true):
  * once the broker has acknowledged the subscriptions, and not while a server that was heard
  * from has gone quiet (nothing is retained, so a result sent then would reach no one).
@@ -25,7 +27,8 @@ export interface ReconnectPolicy {
 }
 
 export interface SessionSettings {
-  url: string;
+  /** The broker, or several nodes of one clustered broker: tried in turn, from the first. */
+  urls: readonly string[];
   username: string;
   password: string;
   heartbeatTimeoutMs: number;
@@ -85,6 +88,8 @@ export class MqttSession {
   private connectedAt: number | null = null;
   private heartbeatAt: number | null = null;
   private reconnectAttempt = 0;
+  /** Which of the settings' URLs the next connection goes to. */
+  private urlIndex = 0;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private watchTimer: ReturnType<typeof setInterval> | undefined;
   private lastError: string | null = null;
@@ -123,6 +128,7 @@ export class MqttSession {
     this.heartbeatAt = null;
     this.connectedAt = null;
     this.reconnectAttempt = 0;
+    this.urlIndex = 0;
     this.state = 'connecting';
     this.watchTimer = setInterval(() => this.watchHeartbeat(), Math.min(this.o.tickMs, settings.heartbeatTimeoutMs / 4));
     this.o.onChange();
@@ -203,10 +209,14 @@ export class MqttSession {
 
   // ---------------------------------------------------------------- connection
 
+  private get url(): string {
+    return this.settings!.urls[this.urlIndex];
+  }
+
   private connect(): Promise<void> {
     const s = this.settings!;
     const generation = this.generation;
-    const client = this.o.connect(s.url, {
+    const client = this.o.connect(this.url, {
       protocolVersion: 4,
       username: s.username,
       password: s.password,
@@ -251,7 +261,7 @@ export class MqttSession {
       if (this.mq !== client) return;
       this.connectedAt = this.o.now();
       this.state = 'online';
-      this.o.log.add('info', 'connection', `Connected to ${s.url}`);
+      this.o.log.add('info', 'connection', `Connected to ${this.url}`);
       if (err) {
         this.o.log.add('error', 'connection', `Subscribe failed: ${err.message}`);
       } else {
@@ -281,10 +291,15 @@ export class MqttSession {
     this.state = 'reconnecting';
     const secs = (delay / 1000).toFixed(delay < 10_000 ? 1 : 0);
     const why = this.lastError ? ` (${this.lastError})` : '';
+    // The node that failed is likely down: the next try goes to another node of the cluster.
+    const several = this.settings!.urls.length > 1;
+    const node = several ? ` ${this.url}` : '';
+    this.urlIndex = (this.urlIndex + 1) % this.settings!.urls.length;
+    const to = several ? ` to ${this.url}` : '';
     this.o.log.add(
       'warn',
       'connection',
-      wasConnected ? `Disconnected from the broker${why}; reconnecting in ${secs} s` : `Cannot reach the broker${why}; retrying in ${secs} s`,
+      wasConnected ? `Disconnected from the broker${node}${why}; reconnecting${to} in ${secs} s` : `Cannot reach the broker${node}${why}; retrying${to} in ${secs} s`,
     );
     const generation = this.generation;
     this.reconnectTimer = setTimeout(() => {

@@ -10,6 +10,8 @@ export type WorkChoice = 'any' | WorkType;
 export interface ClientSettings {
   /** ws:// or wss:// URL of the broker's WebSocket listener (mqtt:// also works in Node). */
   brokerUrl: string;
+  /** Other nodes of the same clustered broker, tried in turn after brokerUrl when a connection fails. */
+  failoverBrokerUrls?: readonly string[];
   username: string;
   password: string;
   /** Payout address; its checksum is checked before the client starts. */

@@ -8,59 +8,18 @@
  * Skipped with a message only when nginx is not installed AND this is not CI (.ci/run installs
  * Debian's `nginx`); under CI a missing binary fails. DPOW_NGINX names another binary.
  */
-import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:https';
-import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type AppServer } from './create-server.ts';
 import { hashApiKey } from './http/api-keys.ts';
-import { canConnect, freePort } from '../testkit/net.ts';
+import { httpsRequest, makeCertificate, NGINX, NGINX_SITE as CONF, nginxInstalled as installed, startNginx, type Nginx } from '../testkit/nginx.ts';
 import { encodeAddress } from '../dpow/address.ts';
 
-const NGINX = process.env.DPOW_NGINX ?? '/usr/sbin/nginx';
 const METRICS_PASSWORD = 'operator-metrics-password';
-const CONF = join(import.meta.dirname, '../../deploy/nginx/dpow-web.conf');
-const installed = existsSync(NGINX) && spawnSync('openssl', ['version']).status === 0;
 if (!installed && !process.env.CI) console.warn(`proxy.test.ts: skipped, ${NGINX} or openssl is not installed (apt-get install nginx)`);
-
-/** The shipped site with test ports and certificate; every substitution must find its line. */
-function siteForTest(template: string, t: { upstream: number; https: number; http: number; cert: string; key: string }): string {
-  const swaps: Array<[RegExp, string]> = [
-    [/^(\s*)server 127\.0\.0\.1:8787;$/m, `$1server 127.0.0.1:${t.upstream};`],
-    [/^(\s*)listen 80;$/m, `$1listen 127.0.0.1:${t.http};`],
-    [/^(\s*)listen 443 ssl;$/m, `$1listen 127.0.0.1:${t.https} ssl;`],
-    [/^\s*listen \[::\]:80;\n/m, ''],
-    [/^\s*listen \[::\]:443 ssl;\n/m, ''],
-    [/^(\s*)ssl_certificate\s+\S+;$/m, `$1ssl_certificate ${t.cert};`],
-    [/^(\s*)ssl_certificate_key\s+\S+;$/m, `$1ssl_certificate_key ${t.key};`],
-  ];
-  let out = template;
-  for (const [pattern, replacement] of swaps) {
-    if (!pattern.test(out)) throw new Error(`deploy/nginx/dpow-web.conf has no line matching ${pattern}`);
-    out = out.replace(pattern, replacement);
-  }
-  return out;
-}
-
-/** An https request that trusts only the test certificate. */
-function httpsRequest(url: string, ca: string, init: { method?: string; body?: string; headers?: Record<string, string> } = {}) {
-  return new Promise<{ status: number; headers: Record<string, unknown>; body: string }>((resolve, reject) => {
-    // The certificate is the address dialled, whatever Host the request names.
-    const identity = (_host: string, cert: PeerCertificate) => checkServerIdentity(new URL(url).hostname, cert);
-    const req = request(url, { method: init.method ?? 'GET', ca, headers: init.headers, checkServerIdentity: identity }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    req.on('error', reject);
-    req.end(init.body);
-  });
-}
 
 /** The site as the file's own comment says to change it when nginx serves dist/ from `root`. */
 function staticVariant(site: string, root: string): string {
@@ -77,58 +36,6 @@ function staticVariant(site: string, root: string): string {
   return site.replace(proxied, `\n${blocks}\n`);
 }
 
-interface Nginx {
-  https: number;
-  http: number;
-  stop(): Promise<void>;
-}
-
-/** Debian's nginx with `site` (test ports and certificate swapped in), under its own prefix in `dir`. */
-async function startNginx(dir: string, site: string, upstream: number, cert: string, key: string): Promise<Nginx> {
-  const ports = { https: await freePort(), http: await freePort() };
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'dpow-web.conf'), siteForTest(site, { upstream, ...ports, cert, key }));
-  // The host's nginx.conf minus everything that needs root's paths: the site included as shipped.
-  const temp = (name: string) => `${name}_temp_path ${join(dir, name)};`;
-  writeFileSync(
-    join(dir, 'nginx.conf'),
-    [
-      'daemon off;',
-      'worker_processes 1;',
-      `pid ${join(dir, 'nginx.pid')};`,
-      `error_log ${join(dir, 'error.log')} notice;`,
-      // As root, nginx would switch its workers to a system user that cannot read the temp folder.
-      ...(process.getuid?.() === 0 ? ['user root root;'] : []),
-      'events { worker_connections 64; }',
-      'http {',
-      '  access_log off;',
-      `  ${['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map(temp).join('\n  ')}`,
-      `  include ${join(dir, 'dpow-web.conf')};`,
-      '}',
-      '',
-    ].join('\n'),
-  );
-  let log = '';
-  const nginx = spawn(NGINX, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { stdio: ['ignore', 'pipe', 'pipe'] });
-  nginx.stdout!.on('data', (d) => (log += d));
-  nginx.stderr!.on('data', (d) => (log += d));
-  const stop = async () => {
-    if (nginx.exitCode !== null) return;
-    nginx.kill('SIGQUIT');
-    await new Promise((r) => nginx.once('exit', r));
-  };
-  const deadline = Date.now() + 10_000;
-  while (!((await canConnect('127.0.0.1', ports.https)) && (await canConnect('127.0.0.1', ports.http)))) {
-    if (nginx.exitCode !== null || Date.now() > deadline) {
-      await stop();
-      const errors = existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : '';
-      throw new Error(`nginx did not start:\n${log}\n${errors}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { ...ports, stop };
-}
-
 let dir: string;
 let app: AppServer;
 let nginx: Nginx | undefined;
@@ -140,17 +47,9 @@ describe.skipIf(!installed && !process.env.CI)('deploy/nginx in front of dpow-we
   beforeAll(async () => {
     expect(existsSync(NGINX), `${NGINX} is required under CI (apt-get install nginx)`).toBe(true);
     dir = mkdtempSync(join(tmpdir(), 'dpow-nginx-'));
-    const cert = join(dir, 'cert.pem');
-    const key = join(dir, 'key.pem');
-    certificate = { cert, key };
-    const made = spawnSync(
-      'openssl',
-      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
-        '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert],
-      { encoding: 'utf8' },
-    );
-    expect(made.status, made.stderr).toBe(0);
-    ca = readFileSync(cert, 'utf8');
+    const made = makeCertificate(dir);
+    certificate = { cert: made.cert, key: made.key };
+    ca = made.ca;
 
     const site = join(dir, 'site');
     mkdirSync(site);
@@ -160,7 +59,7 @@ describe.skipIf(!installed && !process.env.CI)('deploy/nginx in front of dpow-we
       http: { port: 0, staticDir: site, publicNames: ['dpow.example'] },
       metrics: { operatorPasswordHash: await hashApiKey(METRICS_PASSWORD, { N: 16, r: 1, p: 1 }) },
     });
-    nginx = await startNginx(join(dir, 'shipped'), readFileSync(CONF, 'utf8'), Number(new URL(app.url).port), cert, key);
+    nginx = await startNginx(join(dir, 'shipped'), readFileSync(CONF, 'utf8'), Number(new URL(app.url).port), certificate);
     ports = nginx;
   });
 
@@ -236,7 +135,7 @@ describe.skipIf(!installed && !process.env.CI)('deploy/nginx in front of dpow-we
     const dist = join(dir, 'dist');
     mkdirSync(dist);
     writeFileSync(join(dist, 'index.html'), '<!doctype html><title>dist served by nginx</title>\n');
-    const variant = await startNginx(join(dir, 'static'), staticVariant(readFileSync(CONF, 'utf8'), dist), Number(new URL(app.url).port), certificate.cert, certificate.key);
+    const variant = await startNginx(join(dir, 'static'), staticVariant(readFileSync(CONF, 'utf8'), dist), Number(new URL(app.url).port), certificate);
     try {
       const base = `https://127.0.0.1:${variant.https}`;
       expect((await httpsRequest(`${base}/`, ca)).body).toContain('<title>dist served by nginx</title>');

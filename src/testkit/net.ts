@@ -19,3 +19,23 @@ export function canConnect(host: string, port: number): Promise<boolean> {
     socket.setTimeout(1000, () => (socket.destroy(), resolve(false)));
   });
 }
+
+/**
+ * A port on 127.0.0.1 that is free now and below the kernel's ephemeral range (32768 and up on
+ * Linux), so no outgoing connection can be given it in the meantime: for a server that binds it
+ * only after a long start (an Erlang VM opens many connections while it boots).
+ */
+export async function freeQuietPort(): Promise<number> {
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const s = createServer();
+    const ok = await new Promise<boolean>((resolve) => {
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (ok) {
+      await new Promise<void>((resolve) => s.close(() => resolve()));
+      return port;
+    }
+  }
+}

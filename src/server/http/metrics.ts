@@ -162,6 +162,14 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
     closers.push(() => dispatcher.off('accepted', onAccepted));
   }
 
+  if (store.replication) {
+    const r = store.replication;
+    readCounter(registry, 'dpow_store_replicated_writes_total', 'Store writes that wait for Redis replicas (accepts, credits, snapshots, services, the lease), by outcome; a shortfall is held, not answered', ['outcome'], () => [
+      [{ outcome: 'confirmed' }, r.confirmed],
+      [{ outcome: 'shortfall' }, r.shortfall],
+    ]);
+  }
+
   if (broker) {
     const b = broker.counters;
     readGauge(registry, 'dpow_mqtt_connections', 'Connections logged in to the embedded broker, by role', ['role'], () =>

@@ -1,14 +1,16 @@
 /**
  * DispatcherStore on Redis (node-redis), for several dispatchers sharing one state:
- * `--store redis://host:port/db`.
+ * `--store redis://host:port/db`, or a primary that Redis Sentinel watches and replaces,
+ * `--store redis+sentinel://host:port,host:port/<master name>/<db>` (redis-connection.ts).
  *
  * Keys (all under a prefix, default `dpow:`):
  *   client:<address>   hash  precache, ondemand, weighted_<type>, snapshot_<type>, snapshot_weighted_<type>, block_rewarded
  *   clients            set   every credited address
  *   service:<user>     hash  api_key_hash (never the key), display, website, public, counters, rate_limit, created_at
  *   services           set   every service user
- *   work:<hash lower>  hash  hash (as it arrived), work, difficulty (16 hex), work_type, address, created_at;
- *                      it expires (PEXPIREAT) the work retention after created_at
+ *   work:<hash lower>  hash  hash (as it arrived), work, difficulty (16 hex), work_type, address, created_at,
+ *                      accept_id (which acceptResult call stored it); it expires (PEXPIREAT) the work
+ *                      retention after created_at
  *   pending            hash  <hash lower> -> the job as JSON (difficulty as 16 hex)
  *   tracked:<chain>    hash  account, frontier, updated_at;  tracked: set of chains
  *   totals             hash  precache, ondemand (credited work)
@@ -21,9 +23,13 @@
  * EVAL when the server lost its script cache (a restart). Commands fail at once while the server
  * is unreachable (no offline queue), so the dispatcher knows to hold results and retry; the
  * client reconnects by itself.
+ *
+ * An accept whose outcome is unknown (its reply was lost, or replicas did not confirm it) is "in
+ * doubt": the retry of the same result carries the same accept id, and finding its own id on the
+ * stored work it is answered as won without a second credit, while a claim that was lost with a
+ * dead primary is simply won again on the new one. Either way the work is credited once.
  */
-import { createHash } from 'node:crypto';
-import { createClient } from 'redis';
+import { createHash, randomBytes } from 'node:crypto';
 import type { WorkType } from '../../dpow/codec.ts';
 import { toU64Hex } from '../../pow/work.ts';
 import {
@@ -44,20 +50,33 @@ import {
   type StoredWork,
   type TrackedAccount,
 } from './store.ts';
+import {
+  openRedisConnection,
+  parseRedisTarget,
+  redactStoreUrl,
+  type RedisCommands,
+  type RedisConnection,
+  type RedisCredentials,
+  type ReplicatedWrite,
+  type ReplicationCounters,
+} from './redis-connection.ts';
 import { RedisPayoutLedger } from './redis-ledger.ts';
 
 /**
  * KEYS: pending, work:<key>, totals, clients, client:<address>, service:<user>...
- * ARGV: key, hash, work, value hex, work type, address ('' = none), created_at, weight, expires at (ms)
- * Returns {1, client fields} when won, {0, stored work fields} when lost.
+ * ARGV: key, hash, work, value hex, work type, address ('' = none), created_at, weight, expires at (ms), accept id
+ * Returns {1, client fields} when won, {2, client fields} when this accept id had already won
+ * (nothing written again), {0, stored work fields} when lost.
  */
 const ACCEPT = `
 local removed = redis.call('HDEL', KEYS[1], ARGV[1])
 if removed == 0 and redis.call('EXISTS', KEYS[2]) == 1 then
-  return {0, redis.call('HGETALL', KEYS[2])}
+  if redis.call('HGET', KEYS[2], 'accept_id') ~= ARGV[10] then return {0, redis.call('HGETALL', KEYS[2])} end
+  if ARGV[6] == '' then return {2, {}} end
+  return {2, redis.call('HGETALL', KEYS[5])}
 end
 redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[2], 'hash', ARGV[2], 'work', ARGV[3], 'difficulty', ARGV[4], 'work_type', ARGV[5], 'created_at', ARGV[7])
+redis.call('HSET', KEYS[2], 'hash', ARGV[2], 'work', ARGV[3], 'difficulty', ARGV[4], 'work_type', ARGV[5], 'created_at', ARGV[7], 'accept_id', ARGV[10])
 redis.call('PEXPIREAT', KEYS[2], ARGV[9])
 for i = 6, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('HINCRBY', KEYS[i], ARGV[5], 1) end
@@ -218,53 +237,43 @@ export interface RedisStoreOptions {
   prefix?: string;
   /** How long open() waits for the first connection. Default 5000 ms. */
   connectTimeoutMs?: number;
+  /** How long a call may wait for a primary (a Sentinel failover) before it fails. Default 2000 ms. */
+  commandTimeoutMs?: number;
   /** Reported when the connection drops or comes back (the store reconnects by itself). */
   onConnectionChange?: (up: boolean, reason?: string) => void;
+  /** Reported when Sentinel promotes a new primary and the store follows it ("host:port"). */
+  onFailover?: (primary: string) => void;
   /** See DEFAULT_WORK_RETENTION_MS: each stored work's key expires this long after it was made. */
   workRetentionMs?: number;
+  /** The data nodes' login (Redis ACL user, or only a password). */
+  credentials?: RedisCredentials;
+  /** The sentinels' login, when they ask for one. */
+  sentinelCredentials?: RedisCredentials;
 }
 
-function connectClient(url: string, options: RedisStoreOptions) {
-  const client = createClient({
-    url,
-    // Fail at once while disconnected instead of queueing: a held result must be known as held.
-    disableOfflineQueue: true,
-    socket: { connectTimeout: 2000, reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 1000) },
-  });
-  let up = false;
-  client.on('ready', () => {
-    if (!up) options.onConnectionChange?.(true);
-    up = true;
-    // Loaded up front (and again after a reconnect: a restarted server forgot them), so a burst
-    // of first calls does not each take the NOSCRIPT detour.
-    for (const script of SCRIPTS) client.scriptLoad(script).catch(() => {});
-  });
-  client.on('error', (err: Error) => {
-    if (up) options.onConnectionChange?.(false, err.message);
-    up = false;
-  });
-  return client;
-}
-
-type Client = ReturnType<typeof connectClient>;
+/** Accepts in doubt remembered at most: past it the oldest is forgotten (its retry then counts as a duplicate, still credited once). */
+const MAX_IN_DOUBT = 10_000;
 
 export class RedisStore implements DispatcherStore {
   readonly cluster: ClusterLink;
   readonly payouts: RedisPayoutLedger;
-  readonly #client: Client;
+  readonly replication?: ReplicationCounters;
+  readonly #redis: RedisConnection;
   readonly #prefix: string;
   readonly #retentionMs: number;
-  #subscriber?: Client;
+  /** Accepts whose outcome is unknown, by hash key: the id their retry must carry. */
+  readonly #inDoubt = new Map<string, { id: string; work: string; address: string }>();
   #closed = false;
 
   private constructor(
-    client: Client,
+    redis: RedisConnection,
     readonly url: string,
-    private readonly options: RedisStoreOptions,
+    options: RedisStoreOptions,
   ) {
-    this.#client = client;
+    this.#redis = redis;
     this.#prefix = options.prefix ?? 'dpow:';
     this.#retentionMs = options.workRetentionMs ?? DEFAULT_WORK_RETENTION_MS;
+    if (redis.target.replicas > 0) this.replication = redis.counters;
     this.cluster = {
       publishAcceptance: (a) => this.#publishAcceptance(a),
       onAcceptance: (listener) => this.#onAcceptance(listener),
@@ -273,53 +282,54 @@ export class RedisStore implements DispatcherStore {
     };
     this.payouts = new RedisPayoutLedger({
       key: (...parts) => this.#key(...parts),
-      script: (script, keys, args) => this.#run(script, keys, args),
-      command: (args) => (this.#check(), this.#client.sendCommand(args)),
+      // Every ledger script writes (a run, a payment's new state, a carry): a payment recorded
+      // as sent must survive the primary, or a resume after a failover would not know of it.
+      script: (script, keys, args) => this.#replicated('payout', (c) => this.#script(c, script, keys, args)),
+      command: (args) => (this.#closed ? Promise.reject(new Error('store is closed')) : this.#redis.command(args)),
     });
   }
 
-  /** Connects to `url` (redis://host:port/db); fails with the reason if it cannot within the timeout. */
+  /**
+   * Connects to `url` (redis://host:port/db or redis+sentinel://…, see redis-connection.ts);
+   * fails with the reason if it cannot within the timeout.
+   */
   static async open(url: string, options: RedisStoreOptions = {}): Promise<RedisStore> {
     // Checked before connecting, so a bad value leaves no connection behind.
     assertRetention(options.workRetentionMs ?? DEFAULT_WORK_RETENTION_MS);
-    const client = connectClient(url, options);
-    await RedisStore.#firstConnect(client, url, options.connectTimeoutMs ?? 5000);
-    return new RedisStore(client, url, options);
-  }
-
-  static async #firstConnect(client: Client, url: string, timeoutMs: number): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
+    const parsed = parseRedisTarget(url);
+    if (!parsed.ok) throw new Error(`--store ${parsed.reason}`);
+    let redis: RedisConnection;
     try {
-      await Promise.race([
-        client.connect(),
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no answer from ${url} within ${timeoutMs} ms`)), timeoutMs);
-        }),
-      ]);
+      redis = await openRedisConnection(parsed.target, { ...options, scripts: SCRIPTS });
     } catch (err) {
-      client.destroy();
-      throw new Error(`cannot connect to Redis at ${url}: ${(err as Error).message}`);
-    } finally {
-      clearTimeout(timer);
+      throw new Error(`cannot connect to Redis at ${redactStoreUrl(url)}: ${(err as Error).message}`);
     }
+    return new RedisStore(redis, url, options);
   }
 
   #key(...parts: string[]): string {
     return this.#prefix + parts.join(':');
   }
 
-  #check(): void {
-    if (this.#closed) throw new Error('store is closed');
+  /** Runs commands on the primary, once the store is known to be open. */
+  #call<T>(fn: (c: RedisCommands) => Promise<T>): Promise<T> {
+    if (this.#closed) return Promise.reject(new Error('store is closed'));
+    return this.#redis.run(fn);
   }
 
-  /** EVALSHA, and EVAL once when the server does not know the script (it restarted). */
-  async #run(script: string, keys: string[], args: string[]): Promise<unknown> {
-    this.#check();
+  /** A write that pays or elects: done only once the replicas have it (redis-connection.ts). */
+  #replicated<T>(what: string, write: (c: RedisCommands) => Promise<T>, how?: ReplicatedWrite<T>): Promise<T> {
+    if (this.#closed) return Promise.reject(new Error('store is closed'));
+    return this.#redis.replicated(what, write, how);
+  }
+
+  /** EVALSHA, and EVAL once when the server does not know the script (it restarted, or was promoted). */
+  async #script(c: RedisCommands, script: string, keys: string[], args: string[]): Promise<unknown> {
     try {
-      return await this.#client.evalSha(sha1(script), { keys, arguments: args });
+      return await c.evalSha(sha1(script), { keys, arguments: args });
     } catch (err) {
       if (!/NOSCRIPT/.test((err as Error).message)) throw err;
-      return await this.#client.eval(script, { keys, arguments: args });
+      return await c.eval(script, { keys, arguments: args });
     }
   }
 
@@ -338,7 +348,25 @@ export class RedisStore implements DispatcherStore {
       this.#key('client', address ?? ''),
       ...[...new Set(services)].map((s) => this.#key('service', s)),
     ];
-    const reply = (await this.#run(ACCEPT, keys, [key, hash, work, toU64Hex(value), workType, address ?? '', String(createdAt), String(weight), String(createdAt + this.#retentionMs)])) as [number, unknown];
+    // The same result retried after an unknown outcome carries the id it was first sent with.
+    const doubt = this.#inDoubt.get(key);
+    const id = doubt && doubt.work === work && doubt.address === (address ?? '') ? doubt.id : randomBytes(8).toString('hex');
+    const args = [key, hash, work, toU64Hex(value), workType, address ?? '', String(createdAt), String(weight), String(createdAt + this.#retentionMs), id];
+    let reply: [number, unknown];
+    try {
+      // A lost claim wrote nothing, so only a won one waits for the replicas; run again with its
+      // id, a won one answers "won" without writing twice.
+      reply = await this.#replicated(`accept ${key.slice(0, 8)}`, (c) => this.#script(c, ACCEPT, keys, args) as Promise<[number, unknown]>, {
+        needsReplicas: (r) => r[0] !== 0,
+        idempotent: true,
+      });
+    } catch (err) {
+      this.#inDoubt.delete(key);
+      this.#inDoubt.set(key, { id, work, address: address ?? '' });
+      if (this.#inDoubt.size > MAX_IN_DOUBT) this.#inDoubt.delete(this.#inDoubt.keys().next().value!);
+      throw err;
+    }
+    this.#inDoubt.delete(key);
     if (reply[0] === 0) return { won: false, work: toWork(pairs(reply[1])) };
     const record: StoredWork = { hash, work, difficulty: value, workType, createdAt, ...(address ? { address } : {}) };
     return address ? { won: true, work: record, client: toClient(address, pairs(reply[1])) } : { won: true, work: record };
@@ -347,126 +375,127 @@ export class RedisStore implements DispatcherStore {
   // ------------------------------------------------------------------ clients
 
   async getClient(address: string): Promise<ClientRecord | undefined> {
-    this.#check();
-    const h = await this.#client.hGetAll(this.#key('client', address));
+    const h = await this.#call((c) => c.hGetAll(this.#key('client', address)));
     return Object.keys(h).length ? toClient(address, h) : undefined;
   }
 
   async creditClient(address: string, workType: WorkType, hash: string, weight = 1): Promise<ClientRecord> {
     assertWorkType(workType);
     assertWeight(weight);
-    const reply = await this.#run(CREDIT, [this.#key('totals'), this.#key('clients'), this.#key('client', address)], [address, workType, hash, String(weight)]);
+    const keys = [this.#key('totals'), this.#key('clients'), this.#key('client', address)];
+    const reply = await this.#replicated('credit', (c) => this.#script(c, CREDIT, keys, [address, workType, hash, String(weight)]));
     return toClient(address, pairs(reply));
   }
 
   async listClients(): Promise<ClientRecord[]> {
-    this.#check();
-    const addresses = (await this.#client.sMembers(this.#key('clients'))).sort();
-    const records = await Promise.all(addresses.map((a) => this.#client.hGetAll(this.#key('client', a))));
-    return addresses.map((a, i) => toClient(a, records[i]));
+    return this.#call(async (c) => {
+      const addresses = (await c.sMembers(this.#key('clients'))).sort();
+      const records = await Promise.all(addresses.map((a) => c.hGetAll(this.#key('client', a))));
+      return addresses.map((a, i) => toClient(a, records[i]));
+    });
   }
 
   async snapshotClients(addresses: string[], workTypes: WorkType[]): Promise<void> {
     workTypes.forEach(assertWorkType);
     const types = [...new Set(workTypes)];
     if (!types.length) return;
-    await Promise.all(addresses.map((a) => this.#run(SNAPSHOT, [this.#key('client', a)], ['copy', ...types])));
+    await this.#replicated('snapshot', (c) => Promise.all(addresses.map((a) => this.#script(c, SNAPSHOT, [this.#key('client', a)], ['copy', ...types]))));
   }
 
   async recordSnapshot(entries: SnapshotEntry[]): Promise<void> {
-    await Promise.all(
-      entries.map((e) => {
-        const fields: string[] = [];
-        if (e.precache !== undefined) fields.push('snapshot_precache', String(e.precache));
-        if (e.ondemand !== undefined) fields.push('snapshot_ondemand', String(e.ondemand));
-        if (e.weighted_precache !== undefined) fields.push('snapshot_weighted_precache', String(e.weighted_precache));
-        if (e.weighted_ondemand !== undefined) fields.push('snapshot_weighted_ondemand', String(e.weighted_ondemand));
-        return fields.length ? this.#run(SNAPSHOT, [this.#key('client', e.address)], fields) : undefined;
-      }),
+    await this.#replicated('snapshot', (c) =>
+      Promise.all(
+        entries.map((e) => {
+          const fields: string[] = [];
+          if (e.precache !== undefined) fields.push('snapshot_precache', String(e.precache));
+          if (e.ondemand !== undefined) fields.push('snapshot_ondemand', String(e.ondemand));
+          if (e.weighted_precache !== undefined) fields.push('snapshot_weighted_precache', String(e.weighted_precache));
+          if (e.weighted_ondemand !== undefined) fields.push('snapshot_weighted_ondemand', String(e.weighted_ondemand));
+          return fields.length ? this.#script(c, SNAPSHOT, [this.#key('client', e.address)], fields) : undefined;
+        }),
+      ),
     );
   }
 
   // ------------------------------------------------------------------ services
 
   async addService(service: ServiceRecord): Promise<void> {
-    this.#check();
     const key = this.#key('service', service.user);
-    await this.#client
-      .multi()
-      .del(key)
-      .hSet(key, {
-        api_key_hash: service.apiKeyHash,
-        display: service.display,
-        website: service.website,
-        public: service.public ? '1' : '0',
-        precache: String(service.precache),
-        ondemand: String(service.ondemand),
-        rate_limit: String(service.rateLimit),
-        created_at: String(service.createdAt),
-      })
-      .sAdd(this.#key('services'), service.user)
-      .exec();
+    await this.#replicated('service add', (c) =>
+      c
+        .multi()
+        .del(key)
+        .hSet(key, {
+          api_key_hash: service.apiKeyHash,
+          display: service.display,
+          website: service.website,
+          public: service.public ? '1' : '0',
+          precache: String(service.precache),
+          ondemand: String(service.ondemand),
+          rate_limit: String(service.rateLimit),
+          created_at: String(service.createdAt),
+        })
+        .sAdd(this.#key('services'), service.user)
+        .exec(),
+    );
   }
 
   async getService(user: string): Promise<ServiceRecord | undefined> {
-    this.#check();
-    const h = await this.#client.hGetAll(this.#key('service', user));
+    const h = await this.#call((c) => c.hGetAll(this.#key('service', user)));
     return Object.keys(h).length ? toService(user, h) : undefined;
   }
 
   async listServices(): Promise<ServiceRecord[]> {
-    this.#check();
-    const users = (await this.#client.sMembers(this.#key('services'))).sort();
-    const records = await Promise.all(users.map((u) => this.#client.hGetAll(this.#key('service', u))));
-    return users.flatMap((u, i) => (Object.keys(records[i]).length ? [toService(u, records[i])] : []));
+    return this.#call(async (c) => {
+      const users = (await c.sMembers(this.#key('services'))).sort();
+      const records = await Promise.all(users.map((u) => c.hGetAll(this.#key('service', u))));
+      return users.flatMap((u, i) => (Object.keys(records[i]).length ? [toService(u, records[i])] : []));
+    });
   }
 
   async removeService(user: string): Promise<boolean> {
-    this.#check();
-    const [removed] = await this.#client.multi().del(this.#key('service', user)).sRem(this.#key('services'), user).exec();
+    const [removed] = await this.#replicated('service remove', (c) => c.multi().del(this.#key('service', user)).sRem(this.#key('services'), user).exec());
     return Number(removed) > 0;
   }
 
   async creditService(user: string, workType: WorkType): Promise<void> {
     assertWorkType(workType);
-    await this.#run(CREDIT_SERVICE, [this.#key('service', user)], [workType]);
+    await this.#replicated('service credit', (c) => this.#script(c, CREDIT_SERVICE, [this.#key('service', user)], [workType]));
   }
 
   // ------------------------------------------------------------------ work and jobs
 
   async saveWork(work: StoredWork): Promise<void> {
-    this.#check();
     assertWorkType(work.workType);
     const key = this.#key('work', work.hash.toLowerCase());
-    await this.#client
-      .multi()
-      .del(key)
-      .hSet(key, {
-        hash: work.hash,
-        work: work.work,
-        difficulty: toU64Hex(work.difficulty),
-        work_type: work.workType,
-        created_at: String(work.createdAt),
-        ...(work.address ? { address: work.address } : {}),
-      })
-      .pExpireAt(key, work.createdAt + this.#retentionMs)
-      .exec();
+    await this.#call((c) =>
+      c
+        .multi()
+        .del(key)
+        .hSet(key, {
+          hash: work.hash,
+          work: work.work,
+          difficulty: toU64Hex(work.difficulty),
+          work_type: work.workType,
+          created_at: String(work.createdAt),
+          ...(work.address ? { address: work.address } : {}),
+        })
+        .pExpireAt(key, work.createdAt + this.#retentionMs)
+        .exec(),
+    );
   }
 
   /** Nothing to do: each work's key expires by itself. */
   async pruneWork(): Promise<number> {
-    this.#check();
-    return 0;
+    return this.#call(async () => 0);
   }
 
   async getWork(hash: string): Promise<StoredWork | undefined> {
-    this.#check();
-    const h = await this.#client.hGetAll(this.#key('work', hash.toLowerCase()));
+    const h = await this.#call((c) => c.hGetAll(this.#key('work', hash.toLowerCase())));
     return Object.keys(h).length ? toWork(h) : undefined;
   }
 
   async savePending(job: PendingJob): Promise<void> {
-    this.#check();
     assertWorkType(job.workType);
     const json: PendingJson = {
       hash: job.hash,
@@ -476,23 +505,20 @@ export class RedisStore implements DispatcherStore {
       createdAt: job.createdAt,
       ...(job.account ? { account: job.account } : {}),
     };
-    await this.#client.hSet(this.#key('pending'), job.hash.toLowerCase(), JSON.stringify(json));
+    await this.#call((c) => c.hSet(this.#key('pending'), job.hash.toLowerCase(), JSON.stringify(json)));
   }
 
   async getPending(hash: string): Promise<PendingJob | undefined> {
-    this.#check();
-    const json = await this.#client.hGet(this.#key('pending'), hash.toLowerCase());
+    const json = await this.#call((c) => c.hGet(this.#key('pending'), hash.toLowerCase()));
     return json ? toPending(json) : undefined;
   }
 
   async removePending(hash: string): Promise<void> {
-    this.#check();
-    await this.#client.hDel(this.#key('pending'), hash.toLowerCase());
+    await this.#call((c) => c.hDel(this.#key('pending'), hash.toLowerCase()));
   }
 
   async listPending(): Promise<PendingJob[]> {
-    this.#check();
-    const all = await this.#client.hGetAll(this.#key('pending'));
+    const all = await this.#call((c) => c.hGetAll(this.#key('pending')));
     return Object.values(all)
       .map(toPending)
       .sort((a, b) => a.createdAt - b.createdAt || (a.hash.toLowerCase() < b.hash.toLowerCase() ? -1 : 1));
@@ -501,34 +527,36 @@ export class RedisStore implements DispatcherStore {
   // ------------------------------------------------------------------ precache tracking
 
   async trackAccount(account: TrackedAccount): Promise<void> {
-    this.#check();
     // Fields left out keep their value: a missing frontier never erases a known one.
-    await this.#client
-      .multi()
-      .hSet(this.#key('tracked', account.chain), {
-        account: account.account,
-        updated_at: String(account.updatedAt),
-        ...(account.frontier !== undefined ? { frontier: account.frontier } : {}),
-      })
-      .sAdd(this.#key('tracked'), account.chain)
-      .exec();
+    await this.#call((c) =>
+      c
+        .multi()
+        .hSet(this.#key('tracked', account.chain), {
+          account: account.account,
+          updated_at: String(account.updatedAt),
+          ...(account.frontier !== undefined ? { frontier: account.frontier } : {}),
+        })
+        .sAdd(this.#key('tracked'), account.chain)
+        .exec(),
+    );
   }
 
   async getTracked(chain: string): Promise<TrackedAccount | undefined> {
-    this.#check();
-    const h = await this.#client.hGetAll(this.#key('tracked', chain));
+    const h = await this.#call((c) => c.hGetAll(this.#key('tracked', chain)));
     return Object.keys(h).length ? this.#toTracked(chain, h) : undefined;
   }
 
   async listTracked(): Promise<TrackedAccount[]> {
-    this.#check();
-    const chains = (await this.#client.sMembers(this.#key('tracked'))).sort();
-    const records = await Promise.all(chains.map((c) => this.#client.hGetAll(this.#key('tracked', c))));
-    return chains.map((c, i) => this.#toTracked(c, records[i]));
+    return this.#call(async (c) => {
+      const chains = (await c.sMembers(this.#key('tracked'))).sort();
+      const records = await Promise.all(chains.map((ch) => c.hGetAll(this.#key('tracked', ch))));
+      return chains.map((ch, i) => this.#toTracked(ch, records[i]));
+    });
   }
 
   async rememberBlock(chain: string, hash: string): Promise<boolean> {
-    const added = await this.#run(REMEMBER_BLOCK, [this.#key('blocks', chain), this.#key('blocks', chain, 'seq')], [hash, String(KNOWN_BLOCKS_PER_CHAIN)]);
+    const keys = [this.#key('blocks', chain), this.#key('blocks', chain, 'seq')];
+    const added = await this.#call((c) => this.#script(c, REMEMBER_BLOCK, keys, [hash, String(KNOWN_BLOCKS_PER_CHAIN)]));
     return Number(added) === 1;
   }
 
@@ -541,26 +569,18 @@ export class RedisStore implements DispatcherStore {
   // ------------------------------------------------------------------ totals
 
   async getTotals(): Promise<{ precache: number; ondemand: number }> {
-    this.#check();
-    const h = await this.#client.hGetAll(this.#key('totals'));
+    const h = await this.#call((c) => c.hGetAll(this.#key('totals')));
     return { precache: num(h.precache), ondemand: num(h.ondemand) };
   }
 
   // ------------------------------------------------------------------ cluster
 
   async #publishAcceptance(acceptance: Acceptance): Promise<void> {
-    this.#check();
-    await this.#client.publish(this.#key('accepted'), JSON.stringify(acceptance));
+    await this.#call((c) => c.publish(this.#key('accepted'), JSON.stringify(acceptance)));
   }
 
   async #onAcceptance(listener: (acceptance: Acceptance) => void): Promise<() => Promise<void>> {
-    this.#check();
-    // A connection in subscriber mode can do nothing else: one more, resubscribed on reconnect.
-    this.#subscriber ??= this.#client.duplicate();
-    if (!this.#subscriber.isOpen) {
-      this.#subscriber.on('error', () => {}); // the command connection reports outages
-      await this.#subscriber.connect();
-    }
+    if (this.#closed) throw new Error('store is closed');
     const channel = this.#key('accepted');
     const onMessage = (message: string) => {
       try {
@@ -569,29 +589,31 @@ export class RedisStore implements DispatcherStore {
         // A message that is not ours: ignored, the channel is shared by nothing else.
       }
     };
-    await this.#subscriber.subscribe(channel, onMessage);
-    return async () => {
-      if (this.#subscriber?.isOpen) await this.#subscriber.unsubscribe(channel, onMessage);
-    };
+    await this.#redis.subscribe(channel, onMessage);
+    return () => this.#redis.unsubscribe(channel, onMessage);
   }
 
+  /**
+   * Takes or renews the lease. With replicas, a lease counts only once a replica has it: a
+   * primary that dies before replicating it cannot leave a holder whose token the promoted
+   * replica would hand out again (docs/scaling.md, "The lease across a promotion").
+   */
   async #holdLease(name: string, holder: string, ttlMs: number): Promise<number | undefined> {
     if (/\s/.test(holder)) throw new TypeError('a lease holder has no spaces');
-    const token = Number(await this.#run(HOLD_LEASE, [this.#key('lease', name), this.#key('lease', name, 'token')], [holder, String(Math.ceil(ttlMs))]));
+    const keys = [this.#key('lease', name), this.#key('lease', name, 'token')];
+    const hold = (c: RedisCommands) => this.#script(c, HOLD_LEASE, keys, [holder, String(Math.ceil(ttlMs))]);
+    // Taking or renewing for the same holder twice holds it once.
+    const token = Number(await this.#replicated('lease', hold, { needsReplicas: (t) => Number(t) > 0, idempotent: true }));
     return token > 0 ? token : undefined;
   }
 
   async #releaseLease(name: string, holder: string): Promise<void> {
-    await this.#run(RELEASE_LEASE, [this.#key('lease', name)], [holder]);
+    await this.#call((c) => this.#script(c, RELEASE_LEASE, [this.#key('lease', name)], [holder]));
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const c of [this.#subscriber, this.#client]) {
-      if (!c) continue;
-      if (c.isReady) await c.close().catch(() => c.destroy());
-      else c.destroy();
-    }
+    await this.#redis.close();
   }
 }

@@ -163,6 +163,12 @@ export interface DispatcherStore {
   readonly cluster?: ClusterLink;
 
   /**
+   * Present when writes that pay or elect wait for replicas (Redis with `replicas` > 0): how many
+   * were confirmed, and how many were not in time (each one failed, so it was held, not answered).
+   */
+  readonly replication?: { readonly confirmed: number; readonly shortfall: number };
+
+  /**
    * Accepts a valid result, all at once: claims the hash, stores the work (`value` as its
    * difficulty), credits `address` (when given, as creditClient with `weight`) and every service
    * in `services` for `workType`, adds one to the total, and removes the pending job. An unknown
