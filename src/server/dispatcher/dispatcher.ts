@@ -26,7 +26,7 @@ import { checkDifficulty, DEFAULT_POLICY, type DifficultyPolicy } from '../../po
 import { isRootHex, PowInputError, toU64Hex, validateWork } from '../../pow/work.ts';
 import { type Logger, silentLogger } from '../log.ts';
 import type { DispatcherStore } from '../store/store.ts';
-import { DispatchError, type DispatcherApi, type WorkAnswer, type WorkRequest } from '../types.ts';
+import { DispatchError, type DispatcherApi, type Requester, type WorkAnswer, type WorkRequest } from '../types.ts';
 import type { AbuseGuard } from './abuse.ts';
 import { BrokerSession } from './broker-session.ts';
 import { Containment } from './containment.ts';
@@ -235,7 +235,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       this.#pending.save(job);
       if (republish) this.#pending.publish(job, job.workType);
     }
-    return this.#jobs.wait(job, hash, request.service, timeoutMs);
+    return this.#jobs.wait(job, { hash, service: request.service, requester: request.requester }, timeoutMs);
   }
 
   async precache(hash: string, difficulty: bigint, account?: string): Promise<void> {
@@ -267,6 +267,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     if (!job) return false;
     this.counters.precache.withdrawn++;
     return this.#jobs.drop(job, 'withdrawn');
+  }
+
+  async cancel(hash: string, requester: Requester): Promise<number> {
+    const job = typeof hash === 'string' ? this.#jobs.get(hash.toLowerCase()) : undefined;
+    return job ? this.#jobs.cancel(job, requester) : 0;
   }
 
   async track(account: string): Promise<void> {

@@ -54,7 +54,7 @@ function setup(options: { publisher?: string; threshold?: number } = {}) {
     pending.save(job);
     pending.publish(job, 'ondemand');
     const answer: { value?: WorkAnswer } = {};
-    void jobs.wait(job, root, service, 60_000).then((a) => (answer.value = a));
+    void jobs.wait(job, { hash: root, service }, 60_000).then((a) => (answer.value = a));
     return { root, job, answer };
   };
   const receive = (topic: string, payload: string) => results.receive(topic, Buffer.from(payload));
