@@ -60,6 +60,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
   readonly #jobs: JobTable;
   readonly #pending: PendingRecords;
   readonly #results: ResultPipeline;
+  readonly #containment: Containment;
   readonly #statistics: NetworkStatistics;
   readonly #leadership: Leadership;
   #unsubscribeAcceptances?: () => Promise<void>;
@@ -97,7 +98,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     const jobs = (this.#jobs = new JobTable({ counters, onEnded: (job, reason) => this.#pending.ended(job, reason) }));
     this.#pending = new PendingRecords({ store, storeCall, jobs, session, counters, log });
     const statistics = (this.#statistics = new NetworkStatistics({ store, session, storeCall, running: () => this.#state === 'running' }));
-    const containment = new Containment({ abuse: options.abuse, session, log });
+    const containment = (this.#containment = new Containment({ abuse: options.abuse, session, log }));
     this.abuse = containment.guard;
     this.#results = new ResultPipeline({
       store,
@@ -109,6 +110,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       storeCall,
       log,
       addressPrefixes: this.#addressPrefixes,
+      proofFloor: this.#policy.min,
       retryMs: options.retryMs ?? 250,
       resultPublisher: options.resultPublisher,
       onAccepted: (result) => this.emit('accepted', result),
@@ -183,6 +185,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     if (this.#state === 'stopped') return;
     this.#state = 'stopped';
     this.#results.stop();
+    this.#containment.close();
     await this.#leadership.stop();
     await this.#unsubscribeAcceptances?.().catch(() => {});
     this.#jobs.clear();
