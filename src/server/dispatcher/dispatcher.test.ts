@@ -497,7 +497,6 @@ describe('Dispatcher broker connection', () => {
       username: 'server',
       password: 'server-secret',
       store: new MemoryStore(),
-      clientId: 'dispatcher-under-test',
       connect: (url, options) => {
         opened.push({ url, username: options.username, clientId: options.clientId, protocolVersion: options.protocolVersion });
         return mqtt.connect(url, options);
@@ -505,7 +504,8 @@ describe('Dispatcher broker connection', () => {
     });
     await d.start();
     cleanup.push(() => d.stop());
-    expect(opened).toEqual([{ url: broker.tcpUrl, username: 'server', clientId: 'dispatcher-under-test', protocolVersion: 4 }]);
+    // An unguessable client id: 128 random bits, 23 characters as every MQTT 3.1.1 server takes.
+    expect(opened).toEqual([{ url: broker.tcpUrl, username: 'server', clientId: expect.stringMatching(/^d[0-9A-Za-z]{22}$/), protocolVersion: 4 }]);
     expect(d.connected).toBe(true);
 
     // A connection the broker refuses (here: the connect function sends a wrong password).

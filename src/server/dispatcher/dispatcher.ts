@@ -77,15 +77,13 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     this.#defaultTimeoutMs = options.defaultTimeoutMs ?? 5000;
     this.#precacheTtlMs = options.precacheTtlMs ?? 30 * 60_000;
     this.#brokerLogin = `${options.brokerUrl} as ${options.username}`;
-    const clientId = options.clientId ?? `dpow-dispatcher-${randomBytes(4).toString('hex')}`;
-
     const session = (this.#session = new BrokerSession({
       url: options.brokerUrl,
       username: options.username,
       password: options.password,
-      clientId,
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
       sharedGroup: options.sharedGroup,
+      standby: options.standby,
       connect: options.connect,
       counters,
       log,
@@ -118,7 +116,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     });
     this.#leadership = new Leadership({
       cluster: store.cluster,
-      holder: clientId,
+      // Its name in the lease (and the log); never its MQTT client ids, which nobody may learn.
+      holder: `dispatcher-${randomBytes(4).toString('hex')}`,
       leaseMs: options.leaseMs ?? 2000,
       heartbeatMs: options.heartbeatMs ?? 1000,
       statisticsMs: options.statisticsMs ?? 300_000,
