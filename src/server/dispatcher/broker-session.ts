@@ -120,8 +120,10 @@ export class BrokerSession {
    */
   async open(): Promise<boolean> {
     const { url } = this.#opts;
-    const clients = Array.from({ length: this.#opts.standby ? 2 : 1 }, () =>
-      (this.#opts.connect ?? mqtt.connect)(url, {
+    const links: Link[] = (this.#links = []);
+    // One after the other: the first proves the login, so a refused one is tried once.
+    for (let i = 0; i < (this.#opts.standby ? 2 : 1) && !this.#closed; i++) {
+      const client = (this.#opts.connect ?? mqtt.connect)(url, {
         username: this.#opts.username,
         password: this.#opts.password,
         protocolVersion: 4,
@@ -130,17 +132,19 @@ export class BrokerSession {
         keepalive: 60,
         reconnectPeriod: 1000,
         connectTimeout: 10_000,
-      }),
-    );
-    const links = (this.#links = clients.map((client) => ({ client, up: false, downs: 0, troubled: false })));
-    links.forEach((link, i) => this.#watch(link, i));
-    try {
-      await Promise.all(clients.map((c) => firstConnection(c, url, this.#opts.connectTimeoutMs)));
-    } catch (err) {
-      for (const c of clients) c.end(true);
-      this.#links = [];
-      throw err;
+      });
+      const link: Link = { client, up: false, downs: 0, troubled: false };
+      links.push(link);
+      this.#watch(link, i);
+      try {
+        await firstConnection(client, url, this.#opts.connectTimeoutMs);
+      } catch (err) {
+        for (const l of links) l.client.end(true);
+        this.#links = [];
+        throw err;
+      }
     }
+    const clients = links.map((l) => l.client);
     if (this.#closed) {
       await Promise.all(clients.map((c) => c.endAsync(true)));
       return false;
@@ -149,13 +153,16 @@ export class BrokerSession {
     const group = this.#opts.sharedGroup && secretGroup(this.#opts.sharedGroup, this.#opts.password);
     await Promise.all(clients.map((c) => c.subscribeAsync(group ? resultTopics.map((t) => `$share/${group}/${t}`) : resultTopics, { qos: 1 })));
     this.#opened = true;
-    return !this.#closed;
+    if (!this.#closed) return true;
+    await Promise.all(clients.map((c) => c.endAsync(true)));
+    return false;
   }
 
   async close(): Promise<void> {
     this.#closed = true;
     this.#log.close();
-    await Promise.all(this.#links.map((l) => l.client.endAsync()));
+    // While open() runs, a connection still coming up is left to it: it ends them once it sees this.
+    await Promise.all(this.#links.filter((l) => this.#opened || l.up).map((l) => l.client.endAsync()));
   }
 
   publishWork(hash: string, difficulty: bigint, workType: WorkType): void {
@@ -201,7 +208,7 @@ export class BrokerSession {
     const { client } = link;
     const { counters } = this.#opts;
     const other = () => this.#links[1 - index];
-    const name = this.#links.length > 1 ? `broker connection ${index + 1} of 2` : 'broker connection';
+    const name = this.#opts.standby ? `broker connection ${index + 1} of 2` : 'broker connection';
     client.on('message', (topic, payload) => {
       if (this.#twins && !this.#twins.first(index, topic, payload, other()?.up ?? false)) return;
       try {
@@ -221,12 +228,13 @@ export class BrokerSession {
     client.on('close', () => {
       if (!link.up) return; // a reconnect attempt that failed
       link.up = false;
+      if (this.#closed) return; // our own goodbye
       link.downs++;
       counters.broker.disconnects++;
       this.#twins?.forget(index);
       const peer = other();
       link.cleanClose = !link.troubled && peer?.up ? { otherDowns: peer.downs } : undefined;
-      if (!this.#closed) this.#log.warn('dispatcher: broker connection lost', `dispatcher: ${name} lost, retrying`);
+      this.#log.warn('dispatcher: broker connection lost', `dispatcher: ${name} lost, retrying`);
     });
     client.on('connect', () => {
       const outage = !this.#links.some((l) => l !== link && l.up);
