@@ -8,8 +8,9 @@
  *   and from another service's key (`--rpc keys`);
  * - invalid results naming an honest volunteer's public address, behind an external broker
  *   (containment by address), then that volunteer's valid results;
+ * - a flood of junk results, each naming another address so that no containment holds;
  * - a volunteer login that takes over the dispatcher's MQTT client id, again and again, while
- *   results are being published.
+ *   results are being published, and volunteer logins that join the shared results group.
  *
  * Each prints what the attack achieved (requests answered, results credited and lost) and the
  * log it wrote, for the issue's note.
@@ -212,6 +213,24 @@ describe.skipIf(noMosquitto)('behind Debian mosquitto with the shipped configura
     expect(notices).toEqual([expect.stringMatching(/^Too many invalid results name this address: invalid ones are ignored for \d+ s; valid work is still credited$/)]);
     // Ignored results write nothing (debug only); the 20 accepted results one line each.
     expect(log.lines.slice(before).filter((l) => !l.includes('accepted ondemand'))).toEqual([]);
+  });
+
+  it('a flood of junk results, each naming another address (so none is contained), writes a few log lines', async () => {
+    const log = collectingLog();
+    const { server } = await dispatcherOnly(log);
+    const flooder = await volunteer(broker.wsUrl);
+    const flood = 500;
+    const started = Date.now();
+    for (let i = 0; i < flood; i++) flooder.client.publish('result/ondemand', `${randomRoot()},0000000000000000,${randomAddress()}`, { qos: 0 });
+    await flooder.client.publishAsync('result/ondemand', `${randomRoot()},0000000000000000,${randomAddress()}`, { qos: 1 });
+    await waitFor('every junk result refused', () => server.dispatcher.counters.results['unknown-hash'] === flood + 1, 30_000);
+    const lines = log.lines.filter((l) => !l.startsWith('info dispatcher: connected'));
+    console.log(`result flood: ${flood + 1} junk results naming ${flood + 1} addresses: ${lines.length} log lines (${logBytes(lines)} bytes)`);
+    // One line when the kind's 10 s interval opens, and its count in one summary when it ends.
+    const intervals = Math.ceil((Date.now() - started) / 10_000) + 1;
+    expect(lines.length).toBeLessThanOrEqual(2 * intervals);
+    expect(lines[0]).toMatch(/^warn dispatcher: unknown-hash result on "result\/ondemand": /);
+    for (const line of lines) expect(Buffer.byteLength(line)).toBeLessThan(600);
   });
 
   it("a login that takes over the dispatcher's client id loses no result, and is reported (finding 9)", async () => {
