@@ -74,7 +74,7 @@ export function command() {
     .option('--dashboard-user <name>', 'its user name (default dashboard; the original DPoW ACL says dpowinterface)')
     .option('--dispatcher-only', 'only the dispatcher (and feeds), against --broker; no app server (see --metrics-port)')
     .option('--metrics-port <n>', 'with --dispatcher-only: serve /metrics, /healthz and /readyz on this port of --host (0 = any free port; default: none served)')
-    .option('--shared-results <group>', 'take results as $share/<group>/result/+ (Mosquitto 2, EMQX), so each goes to one dispatcher of the group')
+    .option('--shared-results <group>', 'take results as $share/<group>-<secret>/result/+ (Mosquitto 2, EMQX; the suffix comes from the server password), so each goes to one dispatcher of the group')
     .option('--feed <spec>', 'precache feed: qlc-sim, nano-sim, qlc:<ws url>, nano:<ws url> (repeatable)', collect, [])
     .option('--account <address>', 'account to precache for (repeatable)', collect, [])
     .option('--nano-difficulty <hex>', "difficulty of Nano precache jobs (default fffffff800000000, the send threshold, since an account's next block may be a send)")

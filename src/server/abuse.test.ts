@@ -29,6 +29,7 @@ describe('AbuseGuard', () => {
     expect(guard.noteInvalid('nano_a', 'c1')).toBeUndefined();
     expect(guard.noteInvalid('nano_a', 'c1')).toEqual({ kind: 'connection', key: 'c1', until: 5000, notify: 'nano_a' });
     expect(guard.check('nano_a', 'c1')).toMatchObject({ kind: 'connection', key: 'c1' });
+    guard.noteIgnored('connection');
     // Known connection: the address is counted but not contained (anyone can write it).
     expect(guard.check('nano_a', 'c2')).toBeUndefined();
     expect(guard.counters.invalid).toEqual({ address: 3, connection: 3 });
@@ -58,6 +59,15 @@ describe('AbuseGuard', () => {
     expect(guard.check('nano_a', undefined)).toMatchObject({ kind: 'address' });
     expect(guard.check('nano_b', undefined)).toBeUndefined();
     expect(guard.containedNow('address')).toBe(1);
+  });
+
+  it('names an address for a notice once per cooldown, whichever sources contain it', () => {
+    let t = 0;
+    const guard = new AbuseGuard({ threshold: 1, cooldownMs: 5000, now: () => t });
+    expect(guard.noteInvalid('nano_v', 'c1')).toMatchObject({ key: 'c1', notify: 'nano_v' });
+    expect(guard.noteInvalid('nano_v', 'c2')).toEqual({ kind: 'connection', key: 'c2', until: 5000 });
+    t = 5000;
+    expect(guard.noteInvalid('nano_v', 'c3')).toMatchObject({ key: 'c3', notify: 'nano_v' });
   });
 });
 

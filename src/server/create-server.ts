@@ -76,7 +76,7 @@ export interface ExternalBrokerConfig {
   publicUrl?: string;
   /** The public worker login the page is given. Default client/client, as the real DPoW broker. */
   clientLogin?: Credentials;
-  /** Take results as `$share/<group>/result/+`, so each goes to one dispatcher of the group. */
+  /** Take results as `$share/<group>-<secret>/result/+`, so each goes to one dispatcher of the group. */
   sharedGroup?: string;
 }
 
@@ -356,7 +356,6 @@ async function startDispatcher(
     precacheTtlMs: t.precacheTtlMs ?? (demo ? DEMO_TUNING.precacheTtlMs : undefined),
     addressPrefixes: t.addressPrefixes,
     connectTimeoutMs: t.connectTimeoutMs,
-    clientId: t.clientId,
     leaseMs: t.leaseMs,
     retryMs: t.retryMs,
     pruneWorkMs: t.pruneWorkMs,
@@ -365,6 +364,8 @@ async function startDispatcher(
     username: broker.username,
     password: broker.password,
     sharedGroup: broker.sharedGroup,
+    // Any login may take over a client id on an external broker; the embedded one refuses it.
+    standby: embedded === undefined,
     store,
     policy: config.policy ?? DEFAULT_POLICY,
     log,

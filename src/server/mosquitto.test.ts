@@ -197,7 +197,7 @@ describe.skipIf(skip)('deploy/mosquitto on a real mosquitto', () => {
       expect(dispatcher.counters.results).toMatchObject({ 'unknown-hash': 3, ignored: 2 });
       expect(dispatcher.abuse.counters.contained).toEqual({ address: 1, connection: 0 });
       await expect.poll(() => told.map((m) => JSON.parse(m.payload).error)).toEqual([
-        expect.stringMatching(/^Too many invalid results: results from this address are ignored for \d+ s$/),
+        expect.stringMatching(/^Too many invalid results name this address: invalid ones are ignored for \d+ s; valid work is still credited$/),
       ]);
     } finally {
       await dispatcher.stop();

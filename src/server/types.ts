@@ -4,6 +4,15 @@
  */
 import type { WorkType } from '../dpow/codec.ts';
 
+/**
+ * Who made a request, so that a cancel reaches only its own: a service, by its user name (the
+ * service API, and the work RPC in API-key mode), or `rpc`, the work RPC's open door (loopback or
+ * `any` mode), whose callers (the operator's node, wallet or curl) are one requester.
+ */
+export type Requester = `service:${string}` | 'rpc';
+export const RPC_REQUESTER: Requester = 'rpc';
+export const serviceRequester = (user: string): Requester => `service:${user}`;
+
 export interface WorkRequest {
   /** 64 hex, any case; the answer echoes it as given. */
   hash: string;
@@ -15,6 +24,8 @@ export interface WorkRequest {
   service?: string;
   /** Account to track for precache after this request. */
   account?: string;
+  /** Who may cancel this request (cancel()); without one, only a withdraw() ends it early. */
+  requester?: Requester;
 }
 
 export interface WorkAnswer {
@@ -46,8 +57,17 @@ export interface DispatcherApi {
   requestWork(request: WorkRequest): Promise<WorkAnswer>;
   /** Publishes a precache job (idempotent per hash); the feed calls this on a new frontier. */
   precache(hash: string, difficulty: bigint, account?: string): Promise<void>;
-  /** Withdraws a pending job and publishes cancel/<type> (frontier moved, work_cancel). */
+  /**
+   * Withdraws a pending job whoever waits for it, and publishes cancel/<type>: for the server's
+   * own sources (a precache feed whose frontier moved), never for a caller's cancel.
+   */
   withdraw(hash: string): Promise<boolean>;
+  /**
+   * A caller's cancel (work_cancel): `requester`'s own requests for this hash are answered
+   * `cancelled`, and nobody else's. The job is withdrawn (cancel/<type>) only once nobody waits
+   * for it any more. Resolves to how many requests were cancelled (0 when it had none there).
+   */
+  cancel(hash: string, requester: Requester): Promise<number>;
   /** Tracks an account for precache (from service requests carrying `account`). */
   track(account: string): Promise<void>;
   /**

@@ -1,6 +1,6 @@
 /** Test helper, never imported by the product: a dispatcher without MQTT that does real work. */
 import { toU64Hex, workValue } from '../pow/work.ts';
-import { DispatchError, type DispatcherApi, type WorkAnswer, type WorkRequest } from '../server/types.ts';
+import { DispatchError, type DispatcherApi, type Requester, type WorkAnswer, type WorkRequest } from '../server/types.ts';
 import { findWork } from './work.ts';
 
 /**
@@ -11,6 +11,7 @@ export class TestDispatcher implements DispatcherApi {
   requests: WorkRequest[] = [];
   tracked: string[] = [];
   withdrawn: string[] = [];
+  cancelled: Array<{ hash: string; requester: Requester }> = [];
   behaviour: 'work' | 'timeout' | 'cancelled' | 'shutting-down' | 'throw' | 'hold' = 'work';
   private held: Array<{ request: WorkRequest; go: () => void }> = [];
 
@@ -32,6 +33,10 @@ export class TestDispatcher implements DispatcherApi {
   async withdraw(hash: string): Promise<boolean> {
     this.withdrawn.push(hash);
     return true;
+  }
+  async cancel(hash: string, requester: Requester): Promise<number> {
+    this.cancelled.push({ hash, requester });
+    return 0;
   }
   async track(account: string): Promise<void> {
     this.tracked.push(account);

@@ -2,15 +2,19 @@
  * Containment of invalid-result floods. All volunteers share one public broker login, so a bad
  * actor can publish as many junk results as the broker lets through. The dispatcher counts every
  * invalid result (bad work, malformed payload, unknown hash) per payout address and per MQTT
- * client id; past `threshold` in `windowMs`, results from that source are ignored for
- * `cooldownMs`.
+ * client id; past `threshold` in `windowMs`, the source is contained for `cooldownMs`.
  *
  * Which source is contained depends on what is known about the publisher:
  *   - the publishing connection is known (the embedded broker tells the dispatcher): the
- *     connection is contained. The address is counted but not contained, because anyone can
- *     write someone else's address into a bad result: blocking it would let a flooder silence
- *     an honest volunteer.
- *   - the connection is unknown (an external broker): the payout address is contained.
+ *     connection is contained, and its results are ignored. The address is counted but not
+ *     contained, because anyone can write someone else's address into a bad result.
+ *   - the connection is unknown (an external broker): the payout address is contained. For the
+ *     same reason this may only spare the dispatcher the cost of invalid results naming it (the
+ *     store lookups, log lines and notices): the dispatcher still takes every result whose work
+ *     proves itself, so naming a victim's address cannot stop its valid work being credited.
+ *
+ * A volunteer hears of a containment on client/<address>, at most once per address per
+ * cooldown, whichever sources name it: an attacker cannot flood a victim with notices.
  *
  * Pure bookkeeping with an injected clock; the dispatcher decides what to do with the answers.
  */
@@ -45,7 +49,8 @@ export interface Containment {
   /**
    * Where to tell the volunteer: the payout address this source named most recently in an
    * invalid result (for an address, the address itself). Absent when it never named one, as
-   * when a connection only sent unreadable payloads.
+   * when a connection only sent unreadable payloads, or when that address was told within the
+   * cooldown already.
    */
   notify?: string;
 }
@@ -65,6 +70,8 @@ interface Tally {
   blockedUntil: number;
   /** The last payout address named in an invalid result from this source. */
   lastAddress?: string;
+  /** For an address: until when it is not told about another containment. */
+  notifiedUntil?: number;
 }
 
 export class AbuseGuard {
@@ -89,8 +96,8 @@ export class AbuseGuard {
   }
 
   /**
-   * The containment that makes a result from this source ignored, if any. Checked before a
-   * result is looked at, so ignoring costs a map lookup.
+   * The containment of this source, if any: its connection when known, else its address. A map
+   * lookup, so it can be asked before a result is read.
    */
   check(address: string | undefined, clientId: string | undefined): Containment | undefined {
     const now = this.#opts.now();
@@ -99,9 +106,12 @@ export class AbuseGuard {
       const t = this.#tallies[kind].get(key);
       return t && t.blockedUntil > now ? { kind, key, until: t.blockedUntil } : undefined;
     };
-    const found = clientId !== undefined ? hit('connection', clientId) : hit('address', address);
-    if (found) this.counters.ignored[found.kind]++;
-    return found;
+    return clientId !== undefined ? hit('connection', clientId) : hit('address', address);
+  }
+
+  /** A result was ignored because its source of this kind is contained. */
+  noteIgnored(kind: SourceKind): void {
+    this.counters.ignored[kind]++;
   }
 
   /** Counts one invalid result; returns the containment it started, if it crossed the threshold. */
@@ -109,7 +119,19 @@ export class AbuseGuard {
     // Both are counted; the connection is contained when known, else the address.
     const known = clientId !== undefined;
     const byAddress = address !== undefined ? this.#count('address', address, !known, address) : undefined;
-    return known ? this.#count('connection', clientId, true, address) : byAddress;
+    const started = known ? this.#count('connection', clientId, true, address) : byAddress;
+    if (started?.notify !== undefined && !this.#mayNotify(started.notify)) delete started.notify;
+    return started;
+  }
+
+  /** Whether this address may be told of a containment now (once per cooldown), and notes it. */
+  #mayNotify(address: string): boolean {
+    const now = this.#opts.now();
+    const t = this.#tallies.address.get(address);
+    if (!t) return true; // forgotten among the stalest: no record to keep it quiet
+    if ((t.notifiedUntil ?? 0) > now) return false;
+    t.notifiedUntil = now + this.#opts.cooldownMs;
+    return true;
   }
 
   #count(kind: SourceKind, key: string, contain: boolean, address: string | undefined): Containment | undefined {
@@ -118,7 +140,7 @@ export class AbuseGuard {
     this.counters.invalid[kind]++;
     let t = map.get(key);
     if (!t || now - t.windowStart >= this.#opts.windowMs) {
-      t = { windowStart: now, count: 0, blockedUntil: t?.blockedUntil ?? 0, ...(t?.lastAddress !== undefined ? { lastAddress: t.lastAddress } : {}) };
+      t = { ...t, windowStart: now, count: 0, blockedUntil: t?.blockedUntil ?? 0 };
     }
     if (address !== undefined) t.lastAddress = address;
     map.delete(key); // re-inserted last: the Map's order is then least recently seen first
@@ -135,7 +157,7 @@ export class AbuseGuard {
   #forgetStalest(map: Map<string, Tally>, now: number): void {
     for (const [key, t] of map) {
       if (map.size <= this.#opts.maxTracked) return;
-      if (t.blockedUntil <= now) map.delete(key);
+      if (t.blockedUntil <= now && (t.notifiedUntil ?? 0) <= now) map.delete(key);
     }
   }
 }

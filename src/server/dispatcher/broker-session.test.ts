@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
+import mqtt, { type MqttClient } from 'mqtt';
 import { startBroker } from '../broker.ts';
 import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
 import { quietLogger } from '../../testkit/log.ts';
 import { connectAs, TEST_USERS } from '../../testkit/mqtt.ts';
 import { waitFor } from '../../testkit/wait.ts';
-import { BrokerSession, type BrokerSessionOptions } from './broker-session.ts';
+import { BrokerSession, newClientId, secretGroup, type BrokerSessionOptions } from './broker-session.ts';
 import { newCounters } from './counters.ts';
 
 const cleanups = cleanupsAfterEach();
@@ -14,20 +15,33 @@ function session(url: string, more: Partial<BrokerSessionOptions> = {}) {
   const results: Array<{ topic: string; payload: string }> = [];
   const counters = newCounters();
   let reconnects = 0;
+  /** The clients it opened, to learn their ids as a thief would (tests only: nothing else can). */
+  const clients: MqttClient[] = [];
   const s = new BrokerSession({
     url,
     username: 'server',
     password: TEST_USERS.server.password,
-    clientId: `session-${Math.random().toString(16).slice(2)}`,
     connectTimeoutMs: 5000,
     counters,
     log: quietLogger,
     onResult: (topic, payload) => results.push({ topic, payload: payload.toString() }),
     onReconnect: () => reconnects++,
+    connect: (u, options) => {
+      const client = mqtt.connect(u, options);
+      clients.push(client);
+      return client;
+    },
     ...more,
   });
   cleanups.push(() => s.close());
-  return { s, results, counters, reconnects: () => reconnects };
+  return { s, results, counters, clients, reconnects: () => reconnects };
+}
+
+/** A login that takes a client id over, and takes it back each time it is knocked off (as mqtt.js reconnects). */
+async function thief(url: string, clientId: string): Promise<MqttClient> {
+  const c = await mqtt.connectAsync(url, { ...TEST_USERS.server, clientId, protocolVersion: 4, reconnectPeriod: 20 });
+  cleanups.push(() => c.endAsync(true));
+  return c;
 }
 
 describe('BrokerSession', () => {
@@ -106,6 +120,70 @@ describe('BrokerSession', () => {
     await s.close();
     expect(await opening).toBe(false);
     expect(s.connected).toBe(false);
+  });
+
+  it('connects under an unguessable client id, and a new one each time: a stolen id knocks it off once, not in a loop', async () => {
+    const broker = closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: 0 }));
+    const { s, clients, counters, results, reconnects } = session(broker.tcpUrl!);
+    await s.open();
+    const stolen = clients[0].options.clientId!;
+    expect(stolen).toMatch(/^d[0-9A-Za-z]{22}$/);
+    expect(new Set(Array.from({ length: 1000 }, newClientId)).size).toBe(1000);
+    const t = await thief(broker.tcpUrl!, stolen);
+    await waitFor('the session back', () => reconnects() === 1 && s.connected);
+    expect(clients[0].options.clientId).not.toBe(stolen);
+    // The thief keeps its stolen id; nothing of the session's answers to it any more.
+    expect(t.connected).toBe(true);
+    const worker = await connectAs(broker.tcpUrl!, 'client', cleanups);
+    await worker.publishAsync('result/precache', 'after', { qos: 1 });
+    await waitFor('a result after it', () => results.some((r) => r.payload === 'after'));
+    expect(counters.broker.disconnects).toBe(1);
+    // Alone, one connection cannot tell a takeover from an outage.
+    expect(counters.broker.takeovers).toBe(0);
+  });
+
+  it('with a standby, takes each result once, loses none while a connection is taken over, and reports the takeover', async () => {
+    const broker = closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: 0 }));
+    const warnings: string[] = [];
+    const { s, results, clients, counters, reconnects } = session(broker.tcpUrl!, {
+      standby: true,
+      log: { ...quietLogger, warn: (m: string) => warnings.push(m) },
+    });
+    await s.open();
+    expect(clients).toHaveLength(2);
+    expect(clients[0].options.clientId).not.toBe(clients[1].options.clientId);
+    const worker = await connectAs(broker.tcpUrl!, 'client', cleanups);
+    const published: string[] = [];
+    const publish = async (n: number) => {
+      for (let i = 0; i < n; i++) {
+        const payload = `${ROOT},${String(published.length).padStart(16, '0')},nano_x`;
+        published.push(payload);
+        await worker.publishAsync('result/ondemand', payload, { qos: 1 });
+      }
+    };
+    await publish(5);
+    await waitFor('five results', () => results.length === 5);
+
+    // A login takes the first connection's id, and keeps trying while results are published.
+    const t = await thief(broker.tcpUrl!, clients[0].options.clientId!);
+    await publish(20);
+    await waitFor('the takeover reported', () => counters.broker.takeovers === 1);
+    await publish(5);
+    await waitFor('every result', () => results.length >= published.length);
+    expect(results.map((r) => r.payload)).toEqual(published);
+    expect(reconnects()).toBe(0); // one connection stayed up: nothing to republish
+    expect(counters.broker).toEqual({ disconnects: 1, takeovers: 1 });
+    expect(warnings).toContainEqual(expect.stringMatching(/^dispatcher: broker connection 1 of 2 was taken over \(another login used its client id\)/));
+    expect(t.connected).toBe(true);
+    // Publishing goes on through whichever connection is up.
+    s.publishCancel('ondemand', ROOT);
+    expect(counters.published.cancel).toBe(1);
+  });
+
+  it('joins a shared group under a name only the server password gives', () => {
+    expect(secretGroup('dispatchers', 'pw-1')).toMatch(/^dispatchers-[0-9a-f]{32}$/);
+    expect(secretGroup('dispatchers', 'pw-1')).toBe(secretGroup('dispatchers', 'pw-1'));
+    expect(secretGroup('dispatchers', 'pw-2')).not.toBe(secretGroup('dispatchers', 'pw-1'));
   });
 
   it('calls onReconnect when the connection comes back, not for the first one', async () => {

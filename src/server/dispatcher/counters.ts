@@ -27,6 +27,11 @@ export interface DispatcherCounters {
    * and tried again until the store answers. `held` is how many wait now.
    */
   deferred: { total: number; held: number; retried: number };
+  /**
+   * Broker connections lost (either of two with a standby), and of those, the ones another login
+   * took over by connecting with the client id (told apart only with a standby).
+   */
+  broker: { disconnects: number; takeovers: number };
   /** Times this dispatcher took the singleton lease (heartbeat, statistics, expiry). */
   leases: number;
   /** Stored works removed because they were older than the store's work retention. */
@@ -49,6 +54,7 @@ export function newCounters(): DispatcherCounters {
     invalidAddress: 0,
     storeErrors: 0,
     deferred: { total: 0, held: 0, retried: 0 },
+    broker: { disconnects: 0, takeovers: 0 },
     leases: 0,
     workPruned: 0,
     jobs: {

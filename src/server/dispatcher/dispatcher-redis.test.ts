@@ -114,8 +114,8 @@ describe.skipIf(skipWithoutRedis('dispatcher-redis.test.ts'))('Dispatcher on a r
 
   it('two dispatchers on one store: one job per hash, both answered with one work, one credit, one heartbeat source', async () => {
     const h = await setup();
-    const a = await h.dispatcher({ leaseMs: 1000, clientId: 'dispatcher-a' });
-    const b = await h.dispatcher({ leaseMs: 1000, clientId: 'dispatcher-b' });
+    const a = await h.dispatcher({ leaseMs: 1000 });
+    const b = await h.dispatcher({ leaseMs: 1000 });
     expect([a.d.leadership.leader, b.d.leadership.leader]).toEqual([true, false]);
     const root = randomRoot();
     const address = randomAddress();

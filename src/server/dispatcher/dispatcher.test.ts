@@ -322,6 +322,43 @@ describe('Dispatcher precache', () => {
     await waitFor('the ondemand cancel', () => h.on('cancel/ondemand').length === 1);
   });
 
+  it("cancels a requester's own request only; the job goes on for the others and ends with the last", async () => {
+    const h = await harness();
+    const root = randomRoot();
+    const ask = (requester?: 'rpc' | `service:${string}`, service?: string) =>
+      h.dispatcher.requestWork({ hash: root, difficulty: EASY, workType: 'ondemand', timeoutMs: 10_000, requester, service });
+    const node = ask('rpc');
+    const wallet = ask('service:wallet', 'wallet');
+    const exchange = ask('service:exchange', 'exchange');
+    await waitFor('the ondemand job', () => h.on('work/ondemand').length >= 1);
+    // Another service's cancel reaches nothing of the others'.
+    expect(await h.dispatcher.cancel(root, 'service:thief')).toBe(0);
+    expect(await h.dispatcher.cancel(root.toLowerCase(), 'rpc')).toBe(1);
+    await expect(node).rejects.toMatchObject({ code: 'cancelled' });
+    expect(await h.dispatcher.cancel(root, 'service:wallet')).toBe(1);
+    await expect(wallet).rejects.toMatchObject({ code: 'cancelled' });
+    expect(h.dispatcher.pending).toMatchObject([{ hash: root, waiters: 1 }]);
+    expect(h.on('cancel/ondemand')).toEqual([]);
+
+    // The one left is answered, alone.
+    const work = findWork(root, EASY);
+    await h.worker.publishAsync('result/ondemand', `${root},${work},${randomAddress()}`, { qos: 1 });
+    expect((await exchange).work).toBe(work);
+    await waitFor('the acceptance', () => h.accepted.length === 1);
+    expect(h.accepted[0]).toMatchObject({ hash: root, answered: 1 });
+
+    // A requester alone on its job ends it with its cancel: the workers are told to stop.
+    const alone = randomRoot();
+    const only = h.dispatcher.requestWork({ hash: alone, difficulty: EASY, workType: 'ondemand', timeoutMs: 10_000, requester: 'rpc' });
+    await waitFor('its job', () => h.on('work/ondemand').some((m) => m.payload.startsWith(alone)));
+    expect(await h.dispatcher.cancel(alone, 'rpc')).toBe(1);
+    await expect(only).rejects.toMatchObject({ code: 'cancelled' });
+    await waitFor('its cancel', () => h.on('cancel/ondemand').some((m) => m.payload === alone));
+    expect(h.dispatcher.pending).toEqual([]);
+    expect(h.dispatcher.counters.requests.cancelled).toBe(3);
+    expect(h.dispatcher.counters.jobs.ondemand.cancelled).toBe(1);
+  });
+
   it('tracks a valid account once, as nano_, and tells its listeners', async () => {
     const h = await harness();
     const heard: string[] = [];
@@ -460,7 +497,6 @@ describe('Dispatcher broker connection', () => {
       username: 'server',
       password: 'server-secret',
       store: new MemoryStore(),
-      clientId: 'dispatcher-under-test',
       connect: (url, options) => {
         opened.push({ url, username: options.username, clientId: options.clientId, protocolVersion: options.protocolVersion });
         return mqtt.connect(url, options);
@@ -468,7 +504,8 @@ describe('Dispatcher broker connection', () => {
     });
     await d.start();
     cleanup.push(() => d.stop());
-    expect(opened).toEqual([{ url: broker.tcpUrl, username: 'server', clientId: 'dispatcher-under-test', protocolVersion: 4 }]);
+    // An unguessable client id: 128 random bits, 23 characters as every MQTT 3.1.1 server takes.
+    expect(opened).toEqual([{ url: broker.tcpUrl, username: 'server', clientId: expect.stringMatching(/^d[0-9A-Za-z]{22}$/), protocolVersion: 4 }]);
     expect(d.connected).toBe(true);
 
     // A connection the broker refuses (here: the connect function sends a wrong password).

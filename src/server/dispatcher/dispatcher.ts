@@ -26,7 +26,7 @@ import { checkDifficulty, DEFAULT_POLICY, type DifficultyPolicy } from '../../po
 import { isRootHex, PowInputError, toU64Hex, validateWork } from '../../pow/work.ts';
 import { type Logger, silentLogger } from '../log.ts';
 import type { DispatcherStore } from '../store/store.ts';
-import { DispatchError, type DispatcherApi, type WorkAnswer, type WorkRequest } from '../types.ts';
+import { DispatchError, type DispatcherApi, type Requester, type WorkAnswer, type WorkRequest } from '../types.ts';
 import type { AbuseGuard } from './abuse.ts';
 import { BrokerSession } from './broker-session.ts';
 import { Containment } from './containment.ts';
@@ -60,6 +60,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
   readonly #jobs: JobTable;
   readonly #pending: PendingRecords;
   readonly #results: ResultPipeline;
+  readonly #containment: Containment;
   readonly #statistics: NetworkStatistics;
   readonly #leadership: Leadership;
   #unsubscribeAcceptances?: () => Promise<void>;
@@ -76,15 +77,13 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     this.#defaultTimeoutMs = options.defaultTimeoutMs ?? 5000;
     this.#precacheTtlMs = options.precacheTtlMs ?? 30 * 60_000;
     this.#brokerLogin = `${options.brokerUrl} as ${options.username}`;
-    const clientId = options.clientId ?? `dpow-dispatcher-${randomBytes(4).toString('hex')}`;
-
     const session = (this.#session = new BrokerSession({
       url: options.brokerUrl,
       username: options.username,
       password: options.password,
-      clientId,
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
       sharedGroup: options.sharedGroup,
+      standby: options.standby,
       connect: options.connect,
       counters,
       log,
@@ -97,7 +96,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     const jobs = (this.#jobs = new JobTable({ counters, onEnded: (job, reason) => this.#pending.ended(job, reason) }));
     this.#pending = new PendingRecords({ store, storeCall, jobs, session, counters, log });
     const statistics = (this.#statistics = new NetworkStatistics({ store, session, storeCall, running: () => this.#state === 'running' }));
-    const containment = new Containment({ abuse: options.abuse, session, log });
+    const containment = (this.#containment = new Containment({ abuse: options.abuse, session, log }));
     this.abuse = containment.guard;
     this.#results = new ResultPipeline({
       store,
@@ -109,6 +108,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       storeCall,
       log,
       addressPrefixes: this.#addressPrefixes,
+      proofFloor: this.#policy.min,
       retryMs: options.retryMs ?? 250,
       resultPublisher: options.resultPublisher,
       onAccepted: (result) => this.emit('accepted', result),
@@ -116,7 +116,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     });
     this.#leadership = new Leadership({
       cluster: store.cluster,
-      holder: clientId,
+      // Its name in the lease (and the log); never its MQTT client ids, which nobody may learn.
+      holder: `dispatcher-${randomBytes(4).toString('hex')}`,
       leaseMs: options.leaseMs ?? 2000,
       heartbeatMs: options.heartbeatMs ?? 1000,
       statisticsMs: options.statisticsMs ?? 300_000,
@@ -183,6 +184,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     if (this.#state === 'stopped') return;
     this.#state = 'stopped';
     this.#results.stop();
+    this.#containment.close();
     await this.#leadership.stop();
     await this.#unsubscribeAcceptances?.().catch(() => {});
     this.#jobs.clear();
@@ -235,7 +237,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       this.#pending.save(job);
       if (republish) this.#pending.publish(job, job.workType);
     }
-    return this.#jobs.wait(job, hash, request.service, timeoutMs);
+    return this.#jobs.wait(job, { hash, service: request.service, requester: request.requester }, timeoutMs);
   }
 
   async precache(hash: string, difficulty: bigint, account?: string): Promise<void> {
@@ -267,6 +269,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     if (!job) return false;
     this.counters.precache.withdrawn++;
     return this.#jobs.drop(job, 'withdrawn');
+  }
+
+  async cancel(hash: string, requester: Requester): Promise<number> {
+    const job = typeof hash === 'string' ? this.#jobs.get(hash.toLowerCase()) : undefined;
+    return job ? this.#jobs.cancel(job, requester) : 0;
   }
 
   async track(account: string): Promise<void> {

@@ -31,8 +31,8 @@ describe('JobTable', () => {
     const { jobs, counters, ended } = setup();
     const job = jobs.create(ROOT, EASY, 'ondemand', Date.now() + 10_000);
     expect(jobs.get(ROOT.toLowerCase())).toBe(job);
-    const upper = settled(jobs.wait(job, ROOT, 'wallet', 5000));
-    const lower = settled(jobs.wait(job, ROOT.toLowerCase(), undefined, 5000));
+    const upper = settled(jobs.wait(job, { hash: ROOT, service: 'wallet' }, 5000));
+    const lower = settled(jobs.wait(job, { hash: ROOT.toLowerCase() }, 5000));
     expect(jobs.services(job)).toEqual(['wallet']);
     expect(jobs.pending()).toEqual([{ hash: ROOT, difficulty: 'ff00000000000000', workType: 'ondemand', expiresAt: job.expiresAt, waiters: 2 }]);
 
@@ -52,8 +52,8 @@ describe('JobTable', () => {
   it('times a waiter out; the last one to give up on an ondemand job ends it', async () => {
     const { jobs, counters, ended } = setup();
     const job = jobs.create(ROOT, EASY, 'ondemand', Date.now() + 60_000);
-    const short = settled(jobs.wait(job, ROOT, undefined, 1000));
-    const long = settled(jobs.wait(job, ROOT, undefined, 3000));
+    const short = settled(jobs.wait(job, { hash: ROOT }, 1000));
+    const long = settled(jobs.wait(job, { hash: ROOT }, 3000));
     await vi.advanceTimersByTimeAsync(1000);
     expect(short.error).toBeInstanceOf(DispatchError);
     expect((short.error as DispatchError).code).toBe('timeout');
@@ -82,7 +82,7 @@ describe('JobTable', () => {
   it('refuses waiters of a withdrawn job with "cancelled", and of a stopping dispatcher with "shutting-down"', async () => {
     const { jobs, counters, ended } = setup();
     const withdrawn = jobs.create(ROOT, EASY, 'ondemand', Date.now() + 10_000);
-    const waiting = settled(jobs.wait(withdrawn, ROOT, undefined, 5000));
+    const waiting = settled(jobs.wait(withdrawn, { hash: ROOT }, 5000));
     jobs.drop(withdrawn, 'withdrawn');
     await vi.advanceTimersByTimeAsync(0);
     expect((waiting.error as DispatchError).code).toBe('cancelled');
@@ -90,13 +90,41 @@ describe('JobTable', () => {
     expect(counters.jobs.ondemand.cancelled).toBe(1);
 
     const other = jobs.create('CD'.repeat(32), EASY, 'ondemand', Date.now() + 10_000);
-    const stopping = settled(jobs.wait(other, other.hash, undefined, 5000));
+    const stopping = settled(jobs.wait(other, { hash: other.hash }, 5000));
     jobs.clear();
     await vi.advanceTimersByTimeAsync(10_000);
     expect((stopping.error as DispatchError).code).toBe('shutting-down');
     expect(jobs.pending()).toEqual([]);
     // clear() ends nothing: the store keeps the records for a restart.
     expect(ended).toEqual([{ hash: ROOT, reason: 'withdrawn' }]);
+  });
+
+  it("cancels only the requester's own waiters; the job ends when nobody waits any more", async () => {
+    const { jobs, counters, ended } = setup();
+    const job = jobs.create(ROOT, EASY, 'ondemand', Date.now() + 10_000);
+    const node = settled(jobs.wait(job, { hash: ROOT, requester: 'rpc' }, 5000));
+    const wallet = settled(jobs.wait(job, { hash: ROOT, service: 'wallet', requester: 'service:wallet' }, 5000));
+    const anonymous = settled(jobs.wait(job, { hash: ROOT }, 5000)); // no requester: no cancel reaches it
+    // Another service's cancel, or a second one for the same requester, touches nothing.
+    expect(jobs.cancel(job, 'service:thief')).toBe(0);
+    expect(jobs.cancel(job, 'rpc')).toBe(1);
+    expect(jobs.cancel(job, 'rpc')).toBe(0);
+    await vi.advanceTimersByTimeAsync(0);
+    expect((node.error as DispatchError).code).toBe('cancelled');
+    expect(wallet.done || anonymous.done).toBe(false);
+    expect(ended).toEqual([]);
+    expect(jobs.services(job)).toEqual(['wallet']);
+
+    // The last requester's cancel ends the job (its cancel/<type> goes out).
+    const other = jobs.create('CD'.repeat(32), EASY, 'ondemand', Date.now() + 10_000);
+    const last = settled(jobs.wait(other, { hash: other.hash, requester: 'service:wallet' }, 5000));
+    expect(jobs.cancel(other, 'service:wallet')).toBe(1);
+    await vi.advanceTimersByTimeAsync(0);
+    expect((last.error as DispatchError).code).toBe('cancelled');
+    expect(ended).toEqual([{ hash: other.hash, reason: 'cancelled' }]);
+    expect(counters.requests.cancelled).toBe(2);
+    expect(counters.jobs.ondemand.cancelled).toBe(1);
+    jobs.clear();
   });
 
   it('tells a replaced job from the live one', () => {

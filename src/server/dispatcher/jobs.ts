@@ -6,7 +6,7 @@
  */
 import { toU64Hex } from '../../pow/work.ts';
 import type { WorkType } from '../../dpow/codec.ts';
-import { DispatchError, type WorkAnswer } from '../types.ts';
+import { DispatchError, type Requester, type WorkAnswer } from '../types.ts';
 import type { DispatcherCounters } from './counters.ts';
 
 /** setTimeout fires at once for delays above 2^31-1 ms; nothing here needs longer than 24 days. */
@@ -15,7 +15,10 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
 export interface Waiter {
   /** The hash as this requester gave it; the answer echoes it. */
   hash: string;
+  /** The service credited when the job is answered. */
   service?: string;
+  /** Who may cancel this wait (cancel()); none: only the job's end settles it. */
+  requester?: Requester;
   timer: NodeJS.Timeout;
   resolve(answer: WorkAnswer): void;
   reject(err: DispatchError): void;
@@ -39,9 +42,10 @@ export interface Job {
 
 /**
  * 'accepted': a result won here. 'answered': one won elsewhere (another dispatcher, or a claim
- * this one lost); the winner told the workers.
+ * this one lost); the winner told the workers. 'withdrawn': the server's own source gave the job
+ * up; 'cancelled': its last requester here cancelled (as 'timeout', when the last one gave up).
  */
-export type DropReason = 'accepted' | 'answered' | 'timeout' | 'expired' | 'withdrawn';
+export type DropReason = 'accepted' | 'answered' | 'timeout' | 'expired' | 'withdrawn' | 'cancelled';
 
 export interface JobTableOptions {
   counters: Pick<DispatcherCounters, 'requests' | 'precache' | 'jobs'>;
@@ -113,11 +117,10 @@ export class JobTable {
    * Waits for the job's work, for at most `timeoutMs`. The last requester of an ondemand job to
    * give up ends it, so the workers stop instead of finishing for nothing.
    */
-  wait(job: Job, hash: string, service: string | undefined, timeoutMs: number): Promise<WorkAnswer> {
+  wait(job: Job, request: Pick<Waiter, 'hash' | 'service' | 'requester'>, timeoutMs: number): Promise<WorkAnswer> {
     return new Promise<WorkAnswer>((resolve, reject) => {
       const waiter: Waiter = {
-        hash,
-        service,
+        ...request,
         resolve,
         reject,
         timer: setTimeout(() => {
@@ -129,6 +132,25 @@ export class JobTable {
       };
       job.waiters.add(waiter);
     });
+  }
+
+  /**
+   * Refuses `requester`'s waiters on this job with `cancelled` and leaves everyone else's; an
+   * ondemand job nobody waits for any more then ends, as when its last requester times out.
+   * Returns how many were cancelled.
+   */
+  cancel(job: Job, requester: Requester): number {
+    let cancelled = 0;
+    for (const w of job.waiters) {
+      if (w.requester !== requester) continue;
+      job.waiters.delete(w);
+      clearTimeout(w.timer);
+      cancelled++;
+      this.#opts.counters.requests.cancelled++;
+      w.reject(new DispatchError('cancelled', 'Cancelled'));
+    }
+    if (cancelled && job.waiters.size === 0 && job.workType === 'ondemand') this.drop(job, 'cancelled');
+    return cancelled;
   }
 
   /** The services whose requests wait on this job (credited when it is answered). */
@@ -154,18 +176,15 @@ export class JobTable {
     this.#jobs.delete(job.key);
     clearTimeout(job.expiry);
     const { counters } = this.#opts;
+    const cancelled = reason === 'withdrawn' || reason === 'cancelled';
     for (const w of job.waiters) {
       clearTimeout(w.timer);
-      if (reason === 'withdrawn') counters.requests.cancelled++;
+      if (cancelled) counters.requests.cancelled++;
       else counters.requests.timeout++;
-      w.reject(
-        reason === 'withdrawn'
-          ? new DispatchError('cancelled', 'Cancelled')
-          : new DispatchError('timeout', 'Timeout reached without work'),
-      );
+      w.reject(cancelled ? new DispatchError('cancelled', 'Cancelled') : new DispatchError('timeout', 'Timeout reached without work'));
     }
     job.waiters.clear();
-    if (reason === 'withdrawn') counters.jobs[job.workType].cancelled++;
+    if (cancelled) counters.jobs[job.workType].cancelled++;
     else if (reason !== 'accepted' && reason !== 'answered') counters.jobs[job.workType].expired++;
     this.#opts.onEnded(job, reason);
     return true;

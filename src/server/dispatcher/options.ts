@@ -30,8 +30,6 @@ export interface DispatcherTuning {
   addressPrefixes?: readonly string[];
   /** How long start() waits for the first broker connection. Default 10 000. */
   connectTimeoutMs?: number;
-  /** MQTT client id. Default dpow-dispatcher-<random>. */
-  clientId?: string;
   /** Singleton lease length on a shared store; another dispatcher takes over within it. Default 2000. */
   leaseMs?: number;
   /** First wait before a result the store could not take is tried again; doubles up to 5 s. Default 250. */
@@ -52,11 +50,18 @@ export interface DispatcherOptions extends DispatcherTuning {
   /** The difficulty bounds (the ceiling applies here); share the service API's. Default DEFAULT_POLICY. */
   policy?: DifficultyPolicy;
   /**
-   * Subscribe to results as `$share/<group>/result/+` so the broker hands each result to one
-   * dispatcher of the group (Mosquitto 2, EMQX; not aedes). Default: every dispatcher sees every
-   * result and the store's claim decides.
+   * Subscribe to results as `$share/<group>-<secret>/result/+` (the secret derived from the
+   * password) so the broker hands each result to one dispatcher of the group (Mosquitto 2, EMQX;
+   * not aedes). Default: every dispatcher sees every result and the store's claim decides.
    */
   sharedGroup?: string;
+  /**
+   * Hold a second broker connection that takes results too, so a result published while one is
+   * knocked off (a broker where any login can take over a client id: Mosquitto, EMQX) is not
+   * lost, and a takeover is told from an outage. createServer sets it for an external broker;
+   * the embedded one refuses a takeover of the server's client id. Default false.
+   */
+  standby?: boolean;
   /** Opens the broker connection. Default mqtt.js connect. */
   connect?: ConnectFn;
   log?: Logger;

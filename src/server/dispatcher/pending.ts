@@ -5,9 +5,9 @@
  *   cancel reaches every worker that got it; republish after a reconnect;
  * - save: each job's record is written as it is created or changed, so a restart (or another
  *   dispatcher on a shared store) knows it;
- * - ended: a job that timed out, expired or was withdrawn loses its record and workers get
- *   cancel/<type>. On a shared store a timed-out job may still be awaited elsewhere, so its
- *   record goes only once the stored expiry has passed. An accepted job's record went with the
+ * - ended: a job that timed out, expired, was cancelled or withdrawn loses its record and workers
+ *   get cancel/<type>. On a shared store a job whose requesters here timed out or cancelled may
+ *   still be awaited elsewhere, so its record goes only once the stored expiry has passed. An accepted job's record went with the
  *   accept; a job answered elsewhere was cleaned up by the winner.
  * - restore: the leader republishes unexpired records and cancels expired ones;
  * - expire: on a shared store, the leader cancels records past their expiry, whoever wrote them.
@@ -103,9 +103,9 @@ export class PendingRecords {
   }
 
   /**
-   * A shared job that timed out or expired here: other dispatchers may still wait for it (each
-   * requester pushes the stored expiry out to its own deadline). Only when the stored expiry has
-   * passed is the record removed and the cancel published.
+   * A shared job that timed out, expired or was cancelled here: other dispatchers may still wait
+   * for it (each requester pushes the stored expiry out to its own deadline). Only when the
+   * stored expiry has passed is the record removed and the cancel published.
    */
   async #releaseShared(job: Job): Promise<void> {
     const { store, storeCall } = this.#opts;

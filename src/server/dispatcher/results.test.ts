@@ -43,6 +43,7 @@ function setup(options: { publisher?: string; threshold?: number } = {}) {
   const results = new ResultPipeline({
     store, jobs, session, containment, statistics, counters, storeCall, log: quietLogger,
     addressPrefixes: ['nano', 'xrb'],
+    proofFloor: EASY,
     retryMs: 10,
     resultPublisher: options.publisher === undefined ? undefined : () => options.publisher,
     onAccepted: (r) => accepted.push(r),
@@ -54,7 +55,7 @@ function setup(options: { publisher?: string; threshold?: number } = {}) {
     pending.save(job);
     pending.publish(job, 'ondemand');
     const answer: { value?: WorkAnswer } = {};
-    void jobs.wait(job, root, service, 60_000).then((a) => (answer.value = a));
+    void jobs.wait(job, { hash: root, service }, 60_000).then((a) => (answer.value = a));
     return { root, job, answer };
   };
   const receive = (topic: string, payload: string) => results.receive(topic, Buffer.from(payload));
@@ -164,5 +165,29 @@ describe('ResultPipeline', () => {
     expect(h.rejected[3].reason).toBe('connection "flooder" is contained');
     expect(h.counters.results.ignored).toBe(1);
     expect(answer.value).toBeUndefined();
+  });
+
+  it("takes a contained address's valid work (the publisher unknown): naming a victim only silences invalid results", async () => {
+    const h = setup({ threshold: 3 });
+    const victim = randomAddress();
+    // Someone floods with the victim's public address: bad work for live jobs, junk for unknown hashes.
+    const bait = h.request();
+    for (let i = 0; i < 3; i++) h.receive('result/ondemand', `${bait.root},${findBadWork(bait.root, EASY)},${victim}`);
+    await waitFor('the containment', () => h.counters.results['invalid-work'] === 3);
+    h.receive('result/ondemand', `${bait.root},${findBadWork(bait.root, EASY)},${victim}`);
+    h.receive('result/precache', `${randomRoot()},0000000000000000,${victim}`);
+    expect(h.rejected.slice(3).map((r) => r.outcome)).toEqual(['ignored', 'ignored']);
+    expect(h.rejected[3].reason).toBe(`address "${victim}" is contained`);
+
+    // The victim's own valid results are credited all the same, for its jobs and the bait's.
+    for (const job of [h.request(), bait]) {
+      h.receive('result/ondemand', `${job.root},${findWork(job.root, EASY)},${victim}`);
+      await waitFor('the answer', () => job.answer.value !== undefined);
+    }
+    expect((await h.store.getClient(victim))?.ondemand).toBe(2);
+    // Work that proves itself for a hash nobody asked for is looked at (and refused) as ever.
+    const stray = randomRoot();
+    h.receive('result/precache', `${stray},${findWork(stray, EASY)},${victim}`);
+    expect(h.counters.results).toMatchObject({ accepted: 2, 'invalid-work': 3, ignored: 2, 'unknown-hash': 1 });
   });
 });

@@ -2,9 +2,10 @@
  * The walk of a result, top to bottom in this file:
  *
  *   result/<type> "hash,work,address"                         (BrokerSession -> receive)
- *   receive   a contained source is ignored before anything is read; the topic and the payload
- *             go through their codecs; a late copy is a duplicate, a hash nobody asked for is
- *             unknown. One claim per hash at a time.
+ *   receive   a contained connection is ignored before anything is read; the topic and the
+ *             payload go through their codecs; a contained address's result is ignored unless
+ *             its work proves itself (one blake2b); a late copy is a duplicate, a hash nobody
+ *             asked for is unknown. One claim per hash at a time.
  *   accept    the difficulty is the job's (on a shared store, its pending record's), never the
  *             result's; validateWork; then store.acceptResult claims the hash, stores the work,
  *             credits the volunteer and the services, and drops the pending record, in one step.
@@ -14,13 +15,17 @@
  *   lost      a duplicate: an earlier result won, and the waiters here get that work.
  *
  * Invalid results (bad work, malformed, unknown hash) count against their source (Containment).
+ * Refusals are logged once per outcome per interval with a count: a flood of junk results, each
+ * naming another address, stays a few lines.
  */
 import { checkAddress } from '../../dpow/address.ts';
 import { parseTopic, resultCodec, type RejectCode, type WorkType } from '../../dpow/codec.ts';
-import { toMultiplier, toU64Hex, validateWork } from '../../pow/work.ts';
+import { toMultiplier, toU64Hex, validateWork, workValue } from '../../pow/work.ts';
+import { clip, LogLimiter } from '../log-limit.ts';
 import type { Logger } from '../log.ts';
 import type { Acceptance, AcceptOutcome, DispatcherStore, StoredWork } from '../store/store.ts';
 import type { BrokerSession } from './broker-session.ts';
+import type { SourceKind } from './abuse.ts';
 import type { Containment, ResultSource } from './containment.ts';
 import type { DispatcherCounters, ResultOutcome, StoreCall } from './counters.ts';
 import type { Job, JobTable } from './jobs.ts';
@@ -83,6 +88,11 @@ export interface ResultPipelineOptions {
   log: Logger;
   /** Payout prefixes credited; others get the "account is invalid" reply. */
   addressPrefixes: readonly string[];
+  /**
+   * The least a result's work must reach to be looked up when it names a contained address and
+   * its hash is no job here (another dispatcher's, on a shared store): the policy's minimum.
+   */
+  proofFloor: bigint;
   /** First wait before a result the store could not take is offered again. */
   retryMs: number;
   /** The MQTT client id that published a result, when the broker can tell. */
@@ -97,9 +107,11 @@ export class ResultPipeline {
   /** Hashes whose claim is in flight here, so a second result for one does not race the first. */
   readonly #claiming = new Set<string>();
   readonly #hold: OutageHold<Claim>;
+  readonly #refusals: LogLimiter;
 
   constructor(options: ResultPipelineOptions) {
     this.#opts = options;
+    this.#refusals = new LogLimiter(options.log);
     this.#hold = new OutageHold<Claim>({
       retryMs: options.retryMs,
       counters: options.counters.deferred,
@@ -116,16 +128,18 @@ export class ResultPipeline {
 
   stop(): void {
     this.#hold.stop();
+    this.#refusals.close();
   }
 
   receive(topic: string, payload: Buffer): void {
-    const { jobs } = this.#opts;
+    const { jobs, containment } = this.#opts;
     const publisher = this.#opts.resultPublisher?.(topic, payload);
     // A contained connection costs one lookup, before anything is parsed.
-    if (publisher !== undefined && this.#ignored(topic, { publisher })) return;
+    const connection = publisher === undefined ? undefined : containment.contained({ publisher });
+    if (connection) return this.#ignore(topic, connection);
     const parsed = parseTopic(topic);
     if (!parsed.ok || parsed.value.kind !== 'result') {
-      this.#malformed(topic, 'bad-topic', `unexpected topic "${topic}"`, { publisher });
+      this.#malformed(topic, 'bad-topic', `unexpected topic ${clip(topic)}`, { publisher });
       return;
     }
     const decoded = resultCodec.decode(payload);
@@ -134,10 +148,13 @@ export class ResultPipeline {
       return;
     }
     const { hash, work, address } = decoded.value;
-    if (publisher === undefined && this.#ignored(topic, { address })) return;
     const source = { address, publisher };
     const key = hash.toLowerCase();
     const job = jobs.get(key);
+    // A contained address is anyone's to name: it spares us the cost of invalid results naming
+    // it, never the credit of valid work. One blake2b tells them apart, before any store lookup.
+    const named = publisher === undefined ? containment.contained({ address }) : undefined;
+    if (named && workValue(hash, work) < (job?.difficulty ?? this.#opts.proofFloor)) return this.#ignore(topic, named);
     if (this.#claiming.has(key) || (!job && this.#recent.has(key))) {
       this.#reject(topic, 'duplicate', `late result ${short(hash)} from ${address}`, source);
       return;
@@ -286,15 +303,13 @@ export class ResultPipeline {
 
   // ------------------------------------------------------------------ refusals
 
-  /** True (and counted, quietly) when the result's source is contained. */
-  #ignored(topic: string, source: ResultSource): boolean {
-    const reason = this.#opts.containment.ignoring(source);
-    if (reason === undefined) return false;
+  /** A result from a contained source, ignored: counted, and logged at debug only. */
+  #ignore(topic: string, contained: { kind: SourceKind; reason: string }): void {
     this.#opts.counters.results.ignored++;
+    this.#opts.containment.ignored(contained.kind);
     // Debug only: a contained flood must not become a log flood.
-    this.#opts.log.debug?.(`dispatcher: ignored result on ${topic}: ${reason}`);
-    this.#opts.onRejected({ outcome: 'ignored', reason, topic });
-    return true;
+    this.#opts.log.debug?.(`dispatcher: ignored result on ${clip(topic)}: ${contained.reason}`);
+    this.#opts.onRejected({ outcome: 'ignored', reason: contained.reason, topic });
   }
 
   #malformed(topic: string, code: RejectCode, reason: string, source: ResultSource): void {
@@ -305,9 +320,9 @@ export class ResultPipeline {
 
   #reject(topic: string, outcome: RejectedResult['outcome'], reason: string, source: ResultSource): void {
     this.#opts.counters.results[outcome]++;
-    const from = source.publisher !== undefined ? ` (client id ${JSON.stringify(source.publisher.slice(0, 64))})` : '';
+    const from = source.publisher !== undefined ? ` (client id ${clip(source.publisher)})` : '';
     const level = outcome === 'duplicate' ? 'info' : 'warn';
-    this.#opts.log[level](`dispatcher: ${outcome} result on ${topic}: ${reason}${from}`);
+    this.#refusals[level](`dispatcher: ${outcome} result`, `dispatcher: ${outcome} result on ${clip(topic)}: ${reason}${from}`);
     this.#opts.onRejected({ outcome, reason, topic });
     if (INVALID_OUTCOMES.has(outcome)) this.#opts.containment.noteInvalid(source);
   }

@@ -14,6 +14,7 @@
  * logged; they never throw out of the socket handler.
  */
 import { EventEmitter } from 'node:events';
+import { clip, LogLimiter } from '../log-limit.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { ReconnectingWs, type ConnectionTuning } from './reconnecting-ws.ts';
 
@@ -180,6 +181,8 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
 
   readonly #socket: ReconnectingWs;
   readonly #log: Logger;
+  /** Dropped frames: one line per reason per interval, with a count, however many come. */
+  readonly #drops: LogLimiter;
   readonly #timeoutMs: number;
   #nextId = 1;
   #calls = new Map<number, PendingCall>();
@@ -196,6 +199,7 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
     const { timeoutMs, ...tuning } = options;
     this.#timeoutMs = timeoutMs ?? 10_000;
     this.#log = options.log ?? silentLogger;
+    this.#drops = new LogLimiter(this.#log);
     this.#socket = new ReconnectingWs(url, {
       ...tuning,
       name: 'json-rpc',
@@ -206,7 +210,7 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
     });
     this.#socket.on('open', () => this.#onOpen());
     this.#socket.on('json', (msg, text) => this.#onFrame(msg, text));
-    this.#socket.on('not-json', (text) => this.#malformed('not-json', text.slice(0, 80)));
+    this.#socket.on('not-json', (text) => this.#malformed('not-json', clip(text)));
     this.#socket.on('close', (code, reason, wasOpen) => this.#onClose(code, reason, wasOpen));
   }
 
@@ -248,7 +252,7 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
 
   #malformed(reason: MalformedReason, detail: string): void {
     this.stats.malformed[reason] = (this.stats.malformed[reason] ?? 0) + 1;
-    this.#log.warn(`json-rpc ${this.url}: dropped frame (${reason}): ${detail}`);
+    this.#drops.warn(`json-rpc: dropped frame (${reason})`, `json-rpc ${this.url}: dropped frame (${reason}): ${detail}`);
     this.emit('malformed', reason, detail);
   }
 
@@ -259,7 +263,7 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
       return;
     }
     if (!isRecord(msg)) {
-      this.#malformed('not-an-object', text.slice(0, 80));
+      this.#malformed('not-an-object', clip(text));
       return;
     }
     if (typeof msg.method === 'string') {
@@ -272,19 +276,19 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
   #onServerMessage(msg: Record<string, unknown>): void {
     const method = msg.method as string;
     if (!method.endsWith('_subscription') || msg.id !== undefined) {
-      this.#malformed('unexpected-request', `method ${method.slice(0, 60)}`);
+      this.#malformed('unexpected-request', `method ${clip(method)}`);
       return;
     }
     const params = msg.params;
     if (!isRecord(params) || typeof params.subscription !== 'string' || !('result' in params)) {
-      this.#malformed('bad-notification', `${method} without params.subscription and params.result`);
+      this.#malformed('bad-notification', `${clip(method)} without params.subscription and params.result`);
       return;
     }
     const sub = this.#byId.get(params.subscription);
     const ns = method.slice(0, -'_subscription'.length);
     if (!sub || sub.ns !== ns) {
       this.stats.unknownSubscription++;
-      this.#malformed('unknown-subscription', `${method} for ${params.subscription.slice(0, 40)}`);
+      this.#malformed('unknown-subscription', `${clip(method)} for ${clip(params.subscription)}`);
       return;
     }
     sub.deliver(params.result);
@@ -296,19 +300,19 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
     if (hasError) {
       const e = msg.error;
       if (!isRecord(e) || typeof e.code !== 'number' || typeof e.message !== 'string') {
-        this.#malformed('bad-error-object', text.slice(0, 80));
+        this.#malformed('bad-error-object', clip(text));
         if (typeof msg.id === 'number') this.#settle(msg.id, undefined, new JsonRpcError(RPC_ERRORS.server, 'malformed error object'));
         return;
       }
       error = new JsonRpcError(e.code, e.message, e.data);
     } else if (!('result' in msg)) {
-      this.#malformed('bad-response', text.slice(0, 80));
+      this.#malformed('bad-response', clip(text));
       return;
     }
     const id = msg.id;
     if (id === null || id === undefined) {
       if (error) {
-        this.#malformed('error-without-id', `${error.code} ${error.message}`);
+        this.#malformed('error-without-id', `${error.code} ${clip(error.message)}`);
         this.emit('server-error', error);
       } else {
         this.#malformed('bad-response', 'result without id');
@@ -316,7 +320,7 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
       return;
     }
     if (typeof id !== 'number' || !this.#calls.has(id)) {
-      this.#malformed('unknown-id', `id ${JSON.stringify(id).slice(0, 40)}`);
+      this.#malformed('unknown-id', `id ${clip(JSON.stringify(id))}`);
       return;
     }
     this.#settle(id, msg.result, error);
@@ -417,7 +421,7 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
       return;
     }
     if (typeof id !== 'string' || id === '') {
-      this.#malformed('bad-response', `${sub.ns}_subscribe returned ${JSON.stringify(id)?.slice(0, 40)}`);
+      this.#malformed('bad-response', `${sub.ns}_subscribe returned ${clip(JSON.stringify(id))}`);
       this.#drop(sub, 'subscribe returned no id');
       const first = this.#firstResult.get(sub);
       this.#firstResult.delete(sub);
@@ -475,6 +479,7 @@ export class JsonRpcWsClient extends EventEmitter<JsonRpcWsEvents> {
   async close(): Promise<void> {
     if (this.#socket.closed) return;
     const closing = this.#socket.close();
+    this.#drops.close();
     for (const sub of [...this.#subs]) {
       this.#drop(sub, 'client closed');
       const first = this.#firstResult.get(sub);

@@ -15,6 +15,7 @@
 import { EventEmitter } from 'node:events';
 import { checkAddress, NANO_PREFIXES } from '../../dpow/address.ts';
 import type { NanoConfirmation, NanoStateBlock } from './nano-wire.ts';
+import { clip, LogLimiter } from '../log-limit.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { ReconnectingWs, type ConnectionTuning } from './reconnecting-ws.ts';
 
@@ -90,6 +91,8 @@ export class NanoFeed extends EventEmitter<NanoFeedEvents> {
   };
   readonly #accounts = new Set<string>();
   readonly #log: Logger;
+  /** Dropped messages: one line per code per interval, with a count, however many come. */
+  readonly #drops: LogLimiter;
   readonly #socket: ReconnectingWs;
   #subscribed = false;
 
@@ -101,6 +104,7 @@ export class NanoFeed extends EventEmitter<NanoFeedEvents> {
     const { accounts, ...tuning } = options;
     for (const a of accounts ?? []) this.#accounts.add(a);
     this.#log = options.log ?? silentLogger;
+    this.#drops = new LogLimiter(this.#log);
     this.#socket = new ReconnectingWs(url, {
       ...tuning,
       name: 'nano feed',
@@ -116,7 +120,7 @@ export class NanoFeed extends EventEmitter<NanoFeedEvents> {
       if (this.#accounts.size > 0) this.#subscribe();
     });
     this.#socket.on('json', (frame, text) => this.#onFrame(frame, text));
-    this.#socket.on('not-json', (text) => this.#reject('not-json', text.slice(0, 80)));
+    this.#socket.on('not-json', (text) => this.#reject('not-json', clip(text)));
     this.#socket.on('unresponsive', () => this.stats.livenessFailures++);
     this.#socket.on('close', (code, _reason, wasOpen) => {
       this.#subscribed = false;
@@ -165,14 +169,14 @@ export class NanoFeed extends EventEmitter<NanoFeedEvents> {
 
   #reject(code: NanoRejectCode, reason: string): void {
     this.stats.rejected[code] = (this.stats.rejected[code] ?? 0) + 1;
-    this.#log.warn(`nano feed: dropped message (${code}): ${reason}`);
+    this.#drops.warn(`nano feed: dropped message (${code})`, `nano feed: dropped message (${code}): ${reason}`);
     this.emit('rejected', code, reason);
   }
 
   #onFrame(frame: unknown, text: string): void {
-    if (!isRecord(frame)) return this.#reject('not-an-object', text.slice(0, 80));
+    if (!isRecord(frame)) return this.#reject('not-an-object', clip(text));
     if (typeof frame.ack === 'string') {
-      if (!this.#socket.reply(frame.ack)) return this.#reject('unexpected', `ack "${frame.ack.slice(0, 20)}" nobody waited for`);
+      if (!this.#socket.reply(frame.ack)) return this.#reject('unexpected', `ack ${clip(frame.ack)} nobody waited for`);
       if (frame.ack === 'pong') this.stats.pongs++;
       return;
     }
@@ -184,7 +188,7 @@ export class NanoFeed extends EventEmitter<NanoFeedEvents> {
       return;
     }
     if (typeof frame.topic === 'string') return; // other topics (e.g. a shared session): not ours
-    this.#reject('unexpected', text.slice(0, 80));
+    this.#reject('unexpected', clip(text));
   }
 
   /**
@@ -237,6 +241,7 @@ export class NanoFeed extends EventEmitter<NanoFeedEvents> {
   }
 
   close(): Promise<void> {
+    this.#drops.close();
     return this.#socket.close();
   }
 }

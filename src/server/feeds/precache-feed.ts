@@ -26,6 +26,8 @@ export interface PrecacheFeed {
   simUrl?: string;
   /** True while the node's WebSocket is connected (read by /metrics). */
   readonly connected: boolean;
+  /** Frames from the node dropped, by reason (read by /metrics; the log has one line per reason per interval). */
+  readonly dropped: Readonly<Record<string, number>>;
   close(): Promise<void>;
 }
 
@@ -46,6 +48,7 @@ export async function startPrecacheFeed(source: NodeSource, options: PrecachePol
     throw err;
   }
   let node: { readonly connected: boolean };
+  let dropped: () => Record<string, number>;
   let connecting: Promise<void>;
   if (coin === 'qlc') {
     const { QlcFeed } = await import('./qlc-feed.ts');
@@ -53,6 +56,12 @@ export async function startPrecacheFeed(source: NodeSource, options: PrecachePol
     closers.unshift(() => feed.close());
     policy.attachQlc(feed);
     node = feed.client;
+    // The JSON-RPC layer's refusals and the notifications' (not-an-object may come from both).
+    dropped = () => {
+      const sum: Record<string, number> = { ...feed.client.stats.malformed };
+      for (const [reason, n] of Object.entries(feed.stats.rejected)) sum[reason] = (sum[reason] ?? 0) + (n ?? 0);
+      return sum;
+    };
     connecting = feed.connect();
   } else {
     const { NanoFeed } = await import('./nano-feed.ts');
@@ -60,6 +69,7 @@ export async function startPrecacheFeed(source: NodeSource, options: PrecachePol
     closers.unshift(() => feed.close());
     policy.attachNano(feed);
     node = feed;
+    dropped = () => ({ ...feed.stats.rejected });
     connecting = feed.connect();
   }
   // Retried in the background until it connects; it fails only when the feed is closed first,
@@ -72,6 +82,9 @@ export async function startPrecacheFeed(source: NodeSource, options: PrecachePol
     simUrl: source.simulated ? url : undefined,
     get connected() {
       return node.connected;
+    },
+    get dropped() {
+      return dropped();
     },
     close: async () => {
       await policy.stop();

@@ -12,6 +12,7 @@
 import { EventEmitter } from 'node:events';
 import { checkAddress } from '../../dpow/address.ts';
 import { isRootHex } from '../../pow/work.ts';
+import { LogLimiter } from '../log-limit.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { JsonRpcWsClient, type JsonRpcWsOptions, type Subscription } from './jsonrpc-ws.ts';
 import { QLC_BLOCK_TYPES, type QlcAccountInfo, type QlcBlock, type QlcBlockType, type QlcPending, type QlcPovHeader } from './qlc-wire.ts';
@@ -146,11 +147,14 @@ export class QlcFeed extends EventEmitter<QlcFeedEvents> {
   readonly client: JsonRpcWsClient;
   readonly stats = { blocks: 0, pending: 0, balances: 0, povBlocks: 0, rejected: {} as Partial<Record<QlcRejectCode, number>>, blocksWithoutHash: 0 };
   readonly #log: Logger;
+  /** Dropped notifications: one line per code per interval, with a count, however many come. */
+  readonly #drops: LogLimiter;
   #accountSubs = new Map<string, Subscription>();
 
   constructor(url: string, options: QlcFeedOptions = {}) {
     super();
     this.#log = options.log ?? silentLogger;
+    this.#drops = new LogLimiter(this.#log);
     this.client = new JsonRpcWsClient(url, options);
     this.client.on('connect', () => this.emit('connect'));
     this.client.on('disconnect', () => this.emit('disconnect'));
@@ -163,7 +167,7 @@ export class QlcFeed extends EventEmitter<QlcFeedEvents> {
 
   #reject(code: QlcRejectCode, reason: string): void {
     this.stats.rejected[code] = (this.stats.rejected[code] ?? 0) + 1;
-    this.#log.warn(`qlc feed: dropped notification (${code}): ${reason}`);
+    this.#drops.warn(`qlc feed: dropped notification (${code})`, `qlc feed: dropped notification (${code}): ${reason}`);
     this.emit('rejected', code, reason);
   }
 
@@ -251,6 +255,7 @@ export class QlcFeed extends EventEmitter<QlcFeedEvents> {
   }
 
   close(): Promise<void> {
+    this.#drops.close();
     return this.client.close();
   }
 }

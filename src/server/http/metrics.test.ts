@@ -72,6 +72,8 @@ describe('GET /metrics', () => {
     expect(sample(text, 'dpow_abuse_containments_total', { source: 'connection' })).toBe(1);
     expect(sample(text, 'dpow_abuse_contained', { source: 'connection' })).toBe(1);
     expect(sample(text, 'dpow_broker_connected')).toBe(1);
+    expect(sample(text, 'dpow_broker_disconnects_total')).toBe(0);
+    expect(sample(text, 'dpow_broker_takeovers_total')).toBe(0);
     // A store of its own: this dispatcher is always the leader.
     expect(sample(text, 'dpow_dispatcher_leader')).toBe(1);
     expect(sample(text, 'process_cpu_user_seconds_total')).toBeGreaterThan(0);

@@ -128,7 +128,7 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
       WORK_TYPES.map((type): [{ type: string }, number] => [{ type }, c.jobs[type][field]]);
     readCounter(registry, 'dpow_jobs_published_total', 'work/<type> messages published (republishes included)', ['type'], byType('published'));
     readCounter(registry, 'dpow_jobs_expired_total', 'Jobs that timed out or expired without work (cancel published)', ['type'], byType('expired'));
-    readCounter(registry, 'dpow_jobs_cancelled_total', 'Jobs withdrawn before work came (cancel published)', ['type'], byType('cancelled'));
+    readCounter(registry, 'dpow_jobs_cancelled_total', 'Jobs withdrawn, or cancelled by their last requester, before work came (cancel published)', ['type'], byType('cancelled'));
     readGauge(registry, 'dpow_jobs_pending', 'Jobs waiting for a result', ['type'], () => {
       const n: Record<string, number> = { precache: 0, ondemand: 0 };
       for (const j of dispatcher.pending) n[j.workType]++;
@@ -138,6 +138,8 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
     readCounter(registry, 'dpow_stored_work_pruned_total', 'Stored works forgotten past the work retention', [], () => [[{}, c.workPruned]]);
     readCounter(registry, 'dpow_invalid_address_total', 'Accepted work whose payout address failed the check (not credited)', [], () => [[{}, c.invalidAddress]]);
     readGauge(registry, 'dpow_broker_connected', '1 while the dispatcher is connected to the broker', [], () => [[{}, dispatcher.connected ? 1 : 0]]);
+    readCounter(registry, 'dpow_broker_disconnects_total', "The dispatcher's broker connections lost", [], () => [[{}, c.broker.disconnects]]);
+    readCounter(registry, 'dpow_broker_takeovers_total', "The dispatcher's broker connections another login took over by reusing the client id", [], () => [[{}, c.broker.takeovers]]);
     // On a shared store only the lease holder runs heartbeat, statistics, feeds and expiry: this says which one it is.
     readGauge(registry, 'dpow_dispatcher_leader', '1 while this dispatcher runs the singletons (holds the lease on a shared store)', [], () => [[{}, dispatcher.leadership.leader ? 1 : 0]]);
 
@@ -228,6 +230,9 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
       for (const [reason, n] of entries(st.skipped)) rows.push([{ feed: f.description, event: `skipped:${reason}` }, n]);
       return rows;
     }),
+  );
+  readCounter(registry, 'dpow_feed_dropped_frames_total', 'Frames from a feed\'s node dropped, by feed and reason', ['feed', 'reason'], () =>
+    feeds.flatMap((f) => entries(f.dropped).map(([reason, n]): [{ feed: string; reason: string }, number] => [{ feed: f.description, reason }, n])),
   );
 
   const access = options.access;

@@ -29,6 +29,9 @@ const noWorkers: DispatcherApi = {
   async withdraw() {
     return false;
   },
+  async cancel() {
+    return 0;
+  },
   async track() {},
 };
 

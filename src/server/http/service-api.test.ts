@@ -97,7 +97,7 @@ describe('POST /service/', () => {
     expect(r.json.id).toBe('req-7');
     expect(validateWork(ROOT, r.json.work as string, EASY).valid).toBe(true);
     expect(dispatcher.requests).toEqual([
-      { hash: lower, difficulty: 0xff00000000000000n, workType: 'ondemand', timeoutMs: 12_000, service: 'wallet', account: undefined },
+      { hash: lower, difficulty: 0xff00000000000000n, workType: 'ondemand', timeoutMs: 12_000, service: 'wallet', account: undefined, requester: 'service:wallet' },
     ]);
     expect(api.counters.work).toBe(1);
   });
@@ -361,13 +361,15 @@ describe('work-server RPC on POST / and /rpc', () => {
     expect(dispatcher.requests).toHaveLength(0);
   });
 
-  it('work_cancel withdraws the job; a waiting work_generate gets Cancelled', async () => {
+  it("work_cancel cancels the RPC's own requests (never withdraws the job); a cancelled work_generate gets Cancelled", async () => {
     dispatcher.behaviour = 'cancelled';
     const r = await post('/', { action: 'work_generate', hash: ROOT, difficulty: EASY });
     expect(r).toMatchObject({ status: 200, json: { error: 'Cancelled' } });
     const c = await post('/', { action: 'work_cancel', hash: ROOT });
     expect(c).toMatchObject({ status: 200, json: {} });
-    expect(dispatcher.withdrawn).toEqual([ROOT]);
+    expect(dispatcher.cancelled).toEqual([{ hash: ROOT, requester: 'rpc' }]);
+    expect(dispatcher.withdrawn).toEqual([]);
+    expect(dispatcher.requests.map((q) => q.requester)).toEqual(['rpc']);
   });
 
   it('work_validate reports validity against base, minimum and an asked difficulty', async () => {
@@ -407,6 +409,10 @@ describe('work-server RPC on POST / and /rpc', () => {
     const ok = await post('/', { ...body, user: 'wallet', api_key: key }, { 'X-Forwarded-For': '198.51.100.1' });
     expect(ok.status).toBe(200);
     expect(validateWork(ROOT, ok.json.work as string, EASY).valid).toBe(true);
+    // The service is the requester: its work_cancel reaches its own requests only.
+    await post('/', { action: 'work_cancel', hash: ROOT, user: 'wallet', api_key: key });
+    expect(dispatcher.requests.map((q) => q.requester)).toEqual(['service:wallet']);
+    expect(dispatcher.cancelled).toEqual([{ hash: ROOT, requester: 'service:wallet' }]);
   });
 
   it('can be switched off, leaving POST / to the app server', async () => {

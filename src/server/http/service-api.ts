@@ -21,7 +21,7 @@ import { parseBoundedJson, type JsonResult } from '../bounded-json.ts';
 import { clip, LogLimiter } from '../log-limit.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import type { DispatcherStore } from '../store/store.ts';
-import type { DispatcherApi } from '../types.ts';
+import { RPC_REQUESTER, serviceRequester, type DispatcherApi, type Requester } from '../types.ts';
 import {
   ERRORS,
   isRecord,
@@ -284,6 +284,8 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
       return;
     }
     const request = parsed.ok ? parsed.value : undefined;
+    // Who the caller is, for work_cancel: a service in API-key mode, else the RPC's one requester.
+    let requester: Requester = RPC_REQUESTER;
     if (typeof rpcOptions.allow === 'object' && rpcOptions.allow.apiKeys) {
       const r = isRecord(request) ? request : {};
       const service = await requests.authenticate(r.user, r.api_key, source);
@@ -294,10 +296,11 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
         sendJson(res, { status: service.reason === 'rate-limited' ? 429 : 403, body: { error }, headers: service.headers });
         return;
       }
+      requester = serviceRequester(service.user);
     }
     let reply;
     try {
-      reply = await rpc.handle(request);
+      reply = await rpc.handle(request, requester);
     } catch (err) {
       log.error(`rpc: request from ${source} failed: ${err instanceof Error ? err.stack : String(err)}`);
       reply = { status: 500, body: { error: ERRORS.internal } };

@@ -45,7 +45,7 @@ describe('ServiceRequestHandler', () => {
     expect(Object.keys(reply.body).sort()).toEqual(['hash', 'id', 'work']);
     expect(validateWork(ROOT, reply.body.work as string, EASY).valid).toBe(true);
     expect(dispatcher.requests).toEqual([
-      { hash: ROOT, difficulty: 0xff00000000000000n, workType: 'ondemand', timeoutMs: 7_000, service: 'wallet', account },
+      { hash: ROOT, difficulty: 0xff00000000000000n, workType: 'ondemand', timeoutMs: 7_000, service: 'wallet', account, requester: 'service:wallet' },
     ]);
     expect(handler.counters).toEqual({ requests: 1, work: 1, errors: {}, byService: { wallet: { work: 1 } } });
   });

@@ -15,7 +15,7 @@ import { clip, LogLimiter } from '../log-limit.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { RateLimiter } from './rate-limit.ts';
 import type { DispatcherStore, ServiceRecord } from '../store/store.ts';
-import { DispatchError, type DispatcherApi } from '../types.ts';
+import { DispatchError, serviceRequester, type DispatcherApi } from '../types.ts';
 
 export const DEFAULT_TIMEOUT_S = 5;
 export const MAX_TIMEOUT_S = 30;
@@ -281,6 +281,7 @@ export class ServiceRequestHandler {
         service: service.user,
         // The dispatcher tracks this account for precache (DispatcherApi contract).
         account: work.account,
+        requester: serviceRequester(service.user),
       });
       this.counters.work++;
       this.#countService(user, 'work');

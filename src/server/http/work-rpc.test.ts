@@ -1,27 +1,30 @@
 import { describe, expect, it } from 'vitest';
 import { fromMultiplier, toU64Hex, workValue } from '../../pow/work.ts';
 import { difficultyPolicy } from '../../pow/difficulty.ts';
-import { DispatchError, type DispatcherApi, type WorkRequest } from '../types.ts';
+import { DispatchError, type DispatcherApi, type Requester, type WorkRequest } from '../types.ts';
 import { formatRpcMultiplier, WorkRpc } from './work-rpc.ts';
 import { findWork } from '../../testkit/work.ts';
 
 const ROOT = '718CC2121C3E641059BC1C2CFC45666C99E8AE922F7A807B7D07B62C995D79E2';
 
-function dispatcher(answer: (r: WorkRequest) => Promise<string>): DispatcherApi & { seen: WorkRequest[]; withdrawn: string[] } {
+function dispatcher(answer: (r: WorkRequest) => Promise<string>): DispatcherApi & { seen: WorkRequest[]; cancelled: Array<[string, Requester]> } {
   const seen: WorkRequest[] = [];
-  const withdrawn: string[] = [];
+  const cancelled: Array<[string, Requester]> = [];
   return {
     seen,
-    withdrawn,
+    cancelled,
     async requestWork(r) {
       seen.push(r);
       const work = await answer(r);
       return { hash: r.hash, work, value: toU64Hex(workValue(r.hash, work)), cached: false };
     },
     async precache() {},
-    async withdraw(hash) {
-      withdrawn.push(hash);
-      return false;
+    async withdraw() {
+      throw new Error('the RPC never withdraws a job: it cancels its own requests');
+    },
+    async cancel(hash, requester) {
+      cancelled.push([hash, requester]);
+      return 0;
     },
     async track() {},
   };
@@ -40,7 +43,7 @@ describe('WorkRpc', () => {
     const rpc = new WorkRpc({ dispatcher: d, policy: difficultyPolicy({ base: 0xff00000000000000n, minDifficulty: 0xf000000000000000n }), timeoutMs: 7_000 });
     const reply = await rpc.handle({ action: 'work_generate', hash: ROOT });
     expect(reply.status).toBe(200);
-    expect(d.seen).toEqual([{ hash: ROOT, difficulty: 0xff00000000000000n, workType: 'ondemand', timeoutMs: 7_000 }]);
+    expect(d.seen).toEqual([{ hash: ROOT, difficulty: 0xff00000000000000n, workType: 'ondemand', timeoutMs: 7_000, requester: 'rpc' }]);
     const value = workValue(ROOT, reply.body.work as string);
     expect(reply.body).toEqual({ hash: ROOT, work: reply.body.work, difficulty: toU64Hex(value), multiplier: formatRpcMultiplier(value, 0xff00000000000000n) });
     expect(rpc.counters).toEqual({ requests: 1, actions: { work_generate: 1 }, errors: {} });
@@ -59,12 +62,16 @@ describe('WorkRpc', () => {
     }
   });
 
-  it('work_cancel withdraws (answering {} even when nothing was pending) and checks the hash', async () => {
-    const d = dispatcher(async () => '0');
-    const rpc = new WorkRpc({ dispatcher: d, policy: difficultyPolicy() });
+  it("work_cancel cancels the caller's own requests (answering {} even when it had none) and checks the hash", async () => {
+    const d = dispatcher(async (r) => findWork(r.hash, r.difficulty));
+    const rpc = new WorkRpc({ dispatcher: d, policy: difficultyPolicy({ minDifficulty: 0n }) });
     expect(await rpc.handle({ action: 'work_cancel', hash: ROOT })).toEqual({ status: 200, body: {} });
     expect(await rpc.handle({ action: 'work_cancel', hash: 42 })).toEqual({ status: 400, body: { error: 'Invalid block hash' } });
-    expect(d.withdrawn).toEqual([ROOT]);
+    // In API-key mode the service is the requester, for its work_generate and its work_cancel alike.
+    await rpc.handle({ action: 'work_generate', hash: ROOT, difficulty: 'ff00000000000000' }, 'service:wallet');
+    expect(await rpc.handle({ action: 'work_cancel', hash: ROOT }, 'service:wallet')).toEqual({ status: 200, body: {} });
+    expect(d.seen.map((r) => r.requester)).toEqual(['service:wallet']);
+    expect(d.cancelled).toEqual([[ROOT, 'rpc'], [ROOT, 'service:wallet']]);
   });
 
   it('work_validate uses the asked multiplier when given', async () => {

@@ -18,7 +18,7 @@ import {
   workValue,
 } from '../../pow/work.ts';
 import { randomBytes } from 'node:crypto';
-import { DispatchError, type DispatcherApi } from '../types.ts';
+import { DispatchError, RPC_REQUESTER, type DispatcherApi, type Requester } from '../types.ts';
 
 export interface RpcReply {
   status: number;
@@ -79,8 +79,12 @@ export class WorkRpc {
     return { status: 200, body };
   }
 
-  /** Answers one request (already parsed; `undefined` means the body was not JSON). */
-  async handle(request: unknown): Promise<RpcReply> {
+  /**
+   * Answers one request (already parsed; `undefined` means the body was not JSON). `requester` is
+   * who asks: its work_cancel reaches its own work_generate and benchmark requests only.
+   * Default: the RPC's one open-door requester (loopback and `any` modes).
+   */
+  async handle(request: unknown, requester: Requester = RPC_REQUESTER): Promise<RpcReply> {
     this.counters.requests++;
     if (typeof request !== 'object' || request === null || Array.isArray(request)) {
       return this.fail('bad-json', 400, 'Unable to parse JSON');
@@ -88,15 +92,15 @@ export class WorkRpc {
     const r = request as Record<string, unknown>;
     switch (r.action) {
       case 'work_generate':
-        return this.generate(r);
+        return this.generate(r, requester);
       case 'work_cancel':
-        return this.cancel(r);
+        return this.cancel(r, requester);
       case 'work_validate':
         return this.validate(r);
       case 'status':
         return this.status();
       case 'benchmark':
-        return this.benchmark(r);
+        return this.benchmark(r, requester);
       default:
         return this.fail('unknown-action', 400, 'Unknown command');
     }
@@ -138,12 +142,12 @@ export class WorkRpc {
     return difficulty;
   }
 
-  private async generate(r: Record<string, unknown>): Promise<RpcReply> {
+  private async generate(r: Record<string, unknown>, requester: Requester): Promise<RpcReply> {
     if (!isRootHex(r.hash)) return this.fail('bad-hash', 400, 'Invalid block hash');
     const hash = r.hash;
     const difficulty = this.boundedDifficulty(r);
     if (typeof difficulty !== 'bigint') return difficulty;
-    const found = await this.work(hash, difficulty);
+    const found = await this.work(hash, difficulty, requester);
     if ('status' in found) return found;
     return this.done('work_generate', {
       hash,
@@ -154,10 +158,10 @@ export class WorkRpc {
   }
 
   /** One job on the network (volunteers, through the dispatcher), counted while it waits. */
-  private async work(hash: string, difficulty: bigint): Promise<{ work: string; value: bigint } | RpcReply> {
+  private async work(hash: string, difficulty: bigint, requester: Requester): Promise<{ work: string; value: bigint } | RpcReply> {
     this.generating++;
     try {
-      const answer = await this.dispatcher.requestWork({ hash, difficulty, workType: 'ondemand', timeoutMs: this.timeoutMs });
+      const answer = await this.dispatcher.requestWork({ hash, difficulty, workType: 'ondemand', timeoutMs: this.timeoutMs, requester });
       return { work: answer.work, value: BigInt(`0x${answer.value}`) };
     } catch (err) {
       if (err instanceof DispatchError) {
@@ -185,7 +189,7 @@ export class WorkRpc {
    * `count` work_generate runs for random roots, one after another, on the network: what a
    * caller of this server would see, volunteers and broker included. Times in milliseconds.
    */
-  private async benchmark(r: Record<string, unknown>): Promise<RpcReply> {
+  private async benchmark(r: Record<string, unknown>, requester: Requester): Promise<RpcReply> {
     const count = typeof r.count === 'string' && /^[0-9]{1,4}$/.test(r.count) ? Number(r.count) : r.count;
     if (typeof count !== 'number' || !Number.isInteger(count) || count < 1 || count > MAX_BENCHMARK_COUNT) {
       return this.fail('bad-count', 400, `Bad count: an integer from 1 to ${MAX_BENCHMARK_COUNT}`);
@@ -194,7 +198,7 @@ export class WorkRpc {
     if (typeof difficulty !== 'bigint') return difficulty;
     const started = performance.now();
     for (let i = 0; i < count; i++) {
-      const found = await this.work(randomBytes(32).toString('hex').toUpperCase(), difficulty);
+      const found = await this.work(randomBytes(32).toString('hex').toUpperCase(), difficulty, requester);
       if ('status' in found) return found;
     }
     const duration = performance.now() - started;
@@ -208,9 +212,13 @@ export class WorkRpc {
     });
   }
 
-  private async cancel(r: Record<string, unknown>): Promise<RpcReply> {
+  /**
+   * Cancels the caller's own requests for this hash; `{}` whether there were any, as
+   * nano-work-server answers. Another requester's request for the same hash keeps waiting.
+   */
+  private async cancel(r: Record<string, unknown>, requester: Requester): Promise<RpcReply> {
     if (!isRootHex(r.hash)) return this.fail('bad-hash', 400, 'Invalid block hash');
-    await this.dispatcher.withdraw(r.hash);
+    await this.dispatcher.cancel(r.hash, requester);
     return this.done('work_cancel', {});
   }
 

@@ -13,6 +13,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { checkAddress, encodeAddress } from '../../dpow/address.ts';
+import { parseBoundedJson } from '../bounded-json.ts';
 import type { NanoStateBlock } from '../feeds/nano-wire.ts';
 
 interface Session {
@@ -56,6 +57,8 @@ export interface NanoSimOptions {
 }
 
 const normalize = (account: string) => account.replace(/^xrb_/, 'nano_');
+/** Largest frame the simulated node reads (a subscription with every account fits many times). */
+const MAX_FRAME_BYTES = 1024 * 1024;
 
 /** Builds a plausible confirmation for a state block (hash upper-case, every value a string). */
 export function nanoConfirmation(
@@ -71,7 +74,7 @@ export async function startNanoSim(options: NanoSimOptions = {}): Promise<NanoSi
   const received: unknown[] = [];
   let silent = false;
   const http = createServer((_req, res) => res.writeHead(400).end('websocket only'));
-  const wss = new WebSocketServer({ server: http });
+  const wss = new WebSocketServer({ server: http, maxPayload: MAX_FRAME_BYTES });
 
   const send = (s: Session, msg: unknown) => {
     if (s.socket.readyState === s.socket.OPEN) s.socket.send(typeof msg === 'string' ? msg : JSON.stringify(msg));
@@ -91,14 +94,14 @@ export async function startNanoSim(options: NanoSimOptions = {}): Promise<NanoSi
         received.push(text);
         return;
       }
-      let frame: unknown;
-      try {
-        frame = JSON.parse(text);
-      } catch {
+      // Bounded as the real surfaces bound it: a deep frame is refused before anything walks it.
+      const parsed = parseBoundedJson(text, { maxBytes: MAX_FRAME_BYTES });
+      if (!parsed.ok) {
         received.push(text);
         session.deaf = true;
         return;
       }
+      const frame = parsed.value;
       received.push(frame);
       if (typeof frame !== 'object' || frame === null || Array.isArray(frame)) return;
       const f = frame as Record<string, unknown>;

@@ -18,6 +18,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { checkAddress, encodeAddress } from '../../dpow/address.ts';
+import { parseBoundedJson } from '../bounded-json.ts';
 import type { QlcBlock, QlcPending } from '../feeds/qlc-wire.ts';
 
 type Namespace = 'ledger' | 'pov';
@@ -106,6 +107,8 @@ export function qlcSubscriptionId(bytes: Uint8Array = randomBytes(16)): string {
 }
 
 const randomHash = () => randomBytes(32).toString('hex');
+/** Largest request frame the simulated node reads (the real one takes far less). */
+const MAX_FRAME_BYTES = 1024 * 1024;
 export const QLC_TOKEN = 'a7e8fa30c063e96a489a47bc43909505bd86735da4a109dca28be936118a8582';
 
 export async function startQlcSim(options: QlcSimOptions = {}): Promise<QlcSim> {
@@ -119,7 +122,7 @@ export async function startQlcSim(options: QlcSimOptions = {}): Promise<QlcSim> 
   const http: Server = createServer((_req, res) => {
     res.writeHead(400).end('websocket only');
   });
-  const wss = new WebSocketServer({ server: http });
+  const wss = new WebSocketServer({ server: http, maxPayload: MAX_FRAME_BYTES });
 
   const send = (socket: WebSocket, msg: unknown) => {
     if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(msg));
@@ -199,11 +202,9 @@ export async function startQlcSim(options: QlcSimOptions = {}): Promise<QlcSim> 
     sockets.add(socket);
     socket.on('message', (data, isBinary) => {
       const text = isBinary ? '' : data.toString();
-      let msg: unknown;
-      try {
-        if (isBinary) throw new Error('binary');
-        msg = JSON.parse(text);
-      } catch {
+      // Bounded as the real surfaces bound it: a deep frame is refused before anything walks it.
+      const parsed = isBinary ? undefined : parseBoundedJson(text, { maxBytes: MAX_FRAME_BYTES });
+      if (!parsed?.ok) {
         requests.push(text);
         const ch = text.trim()[0] ?? '';
         const message = ch ? `invalid character '${ch}' looking for beginning of value` : 'unexpected end of JSON input';
@@ -212,6 +213,7 @@ export async function startQlcSim(options: QlcSimOptions = {}): Promise<QlcSim> 
         socket.close(1000);
         return;
       }
+      const msg = parsed.value;
       requests.push(msg);
       if (Array.isArray(msg)) {
         if (msg.length === 0) {
