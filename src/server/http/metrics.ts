@@ -16,6 +16,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { WORK_TYPES } from '../../dpow/codec.ts';
 import type { Broker } from '../broker.ts';
+import type { ConnectionLimit, RefusalReason } from '../connection-limit.ts';
+import type { PacketType } from '../mqtt-packet-size.ts';
 import type { AcceptedResult, Dispatcher } from '../dispatcher/dispatcher.ts';
 import type { PrecacheFeed } from '../feeds/precache-feed.ts';
 import { silentLogger, type Logger } from '../log.ts';
@@ -29,9 +31,11 @@ import type { RpcAllow, ServiceApi } from './service-api.ts';
 export const METRICS_USER = 'metrics';
 
 export interface ServerMetricsOptions {
-  store: DispatcherStore;
+  /** The dispatcher's store; /readyz asks it. */
+  store?: DispatcherStore;
   dispatcher?: Dispatcher;
   broker?: Broker;
+
   serviceApi?: ServiceApi;
   /** The payouts endpoint's counters (payouts-api.ts). */
   payouts?: { readonly counters: Readonly<Record<string, number>> };
@@ -107,6 +111,25 @@ function readGauge<L extends string>(
 
 const entries = <K extends string>(record: Partial<Record<K, number>>): Array<[K, number]> =>
   Object.entries(record) as Array<[K, number]>;
+
+/** What the MQTT gate (mqtt-gate.ts) counts, the same in the embedded broker and the front. */
+function gateMetrics(
+  registry: Registry,
+  gate: {
+    counters: { oversizePackets: Partial<Record<PacketType, number>>; refusedConnections: Record<RefusalReason, number> };
+    connections: Pick<ConnectionLimit, 'open' | 'sources'>;
+  },
+): void {
+  const c = gate.counters;
+  readCounter(registry, 'dpow_mqtt_oversize_packets_total', 'MQTT connections closed at a packet header over the size limit, by packet type', ['type'], () =>
+    entries(c.oversizePackets).map(([type, n]) => [{ type }, n]),
+  );
+  readCounter(registry, 'dpow_mqtt_connections_refused_total', 'MQTT connections refused before they were taken: over the cap of their source (per-source) or of the server (total)', ['reason'], () =>
+    entries(c.refusedConnections).map(([reason, n]) => [{ reason }, n]),
+  );
+  readGauge(registry, 'dpow_mqtt_open_connections', 'MQTT connections open, logged in or not (the operator\'s own loopback ones included)', [], () => [[{}, gate.connections.open]]);
+  readGauge(registry, 'dpow_mqtt_sources', 'Sources (IPv4 address or IPv6 /64) with an MQTT connection open, loopback ones not counted', [], () => [[{}, gate.connections.sources]]);
+}
 
 export function createServerMetrics(options: ServerMetricsOptions): ServerMetrics {
   const { store, dispatcher, broker, serviceApi } = options;
@@ -189,9 +212,7 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
       [{ reason: 'qos2-inflight' }, b.refusedInflight],
       [{ reason: 'too-many-refusals' }, b.closedForRefusals],
     ]);
-    readCounter(registry, 'dpow_mqtt_oversize_packets_total', 'Connections the embedded broker closed at a packet header over the size limit, by packet type', ['type'], () =>
-      entries(b.oversizePackets).map(([type, n]) => [{ type }, n]),
-    );
+    gateMetrics(registry, broker);
     readCounter(registry, 'dpow_mqtt_clean_sessions_forced_total', 'Logins that asked for a persistent session and got a clean one (only the server role keeps one)', [], () => [[{}, b.cleanSessionsForced]]);
   }
 
@@ -275,6 +296,7 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
 
   async function notReady(): Promise<string | undefined> {
     if (dispatcher && !dispatcher.connected) return 'the dispatcher is not connected to the broker';
+    if (!store) return undefined;
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
