@@ -38,7 +38,7 @@ import { WORK_TYPES } from '../dpow/codec.ts';
 import { DEFAULT_CONNECTION_CAPS, type ConnectionLimit, type RefusalReason } from './connection-limit.ts';
 import { type Logger, silentLogger } from './log.ts';
 import { clip, LogLimiter } from './log-limit.ts';
-import { MqttGate } from './mqtt-gate.ts';
+import { MqttGate, type TcpEntry } from './mqtt-gate.ts';
 import { DEFAULT_PACKET_LIMITS, packetLimitsFor, type PacketType } from './mqtt-packet-size.ts';
 import { ResultPublishers } from './result-publishers.ts';
 import { TokenBucket } from './token-bucket.ts';
@@ -569,12 +569,12 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const wsAddress = wsServer.address() as net.AddressInfo;
   const wsUrl = `ws://${urlHost(wsAddress.address)}:${wsAddress.port}${wsPath}`;
 
-  let tcpServer: net.Server | undefined;
+  let tcp: TcpEntry | undefined;
   let tcpUrl: string | undefined;
   if (options.tcpPort !== undefined) {
-    tcpServer = gate.tcpServer(handle);
-    await listen(tcpServer, options.tcpPort, host);
-    const a = tcpServer.address() as net.AddressInfo;
+    tcp = gate.tcpServer(handle);
+    await listen(tcp.server, options.tcpPort, host);
+    const a = tcp.server.address() as net.AddressInfo;
     tcpUrl = `mqtt://${urlHost(a.address)}:${a.port}`;
   }
   log.info(`broker: listening on ${wsUrl}${tcpUrl ? ` and ${tcpUrl}` : ''}`);
@@ -602,7 +602,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       logLimit.close();
       await webSocket.close();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
-      if (tcpServer) await closeServer(tcpServer);
+      await tcp?.close();
       if (ownServer) {
         ownServer.closeAllConnections();
         await closeServer(ownServer);

@@ -64,6 +64,7 @@ describe('ConnectionLimit', () => {
 
   it('defaults to room for a NAT or a GPU farm behind one address', () => {
     expect(new ConnectionLimit().caps).toEqual(DEFAULT_CONNECTION_CAPS);
+    expect(new ConnectionLimit({ perSource: undefined, total: 7 }).caps).toEqual({ perSource: DEFAULT_CONNECTION_CAPS.perSource, total: 7 });
     expect(DEFAULT_CONNECTION_CAPS.perSource).toBeGreaterThanOrEqual(256);
   });
 });

@@ -45,7 +45,7 @@ export class ConnectionLimit {
   #exempt = 0;
 
   constructor(caps: Partial<ConnectionCaps> = {}) {
-    this.caps = { ...DEFAULT_CONNECTION_CAPS, ...caps };
+    this.caps = { perSource: caps.perSource ?? DEFAULT_CONNECTION_CAPS.perSource, total: caps.total ?? DEFAULT_CONNECTION_CAPS.total };
   }
 
   /**

@@ -34,6 +34,12 @@ export interface MqttGateOptions {
 /** A connection the gate let in, with the source it is counted under (for logs). */
 export type AcceptConnection = (stream: Duplex, source: string, req?: IncomingMessage) => void;
 
+export interface TcpEntry {
+  server: net.Server;
+  /** Stops listening and ends every connection it accepted, logged in or not. */
+  close(): Promise<void>;
+}
+
 export interface WebSocketEntry {
   /** Handles an upgrade for its path; false (socket untouched) for any other path. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean;
@@ -96,16 +102,30 @@ export class MqttGate {
   }
 
   /** A TCP server for MQTT whose connections pass the gate (loopback peers are the operator's own). */
-  tcpServer(accept: AcceptConnection): net.Server {
-    return net.createServer((socket) => {
+  tcpServer(accept: AcceptConnection): TcpEntry {
+    const sockets = new Set<net.Socket>();
+    const server = net.createServer((socket) => {
       const admission = this.#admit(socket.remoteAddress ?? '?', isLoopback(socket.remoteAddress));
       if (!admission.ok) {
         socket.destroy();
         return;
       }
-      socket.once('close', admission.release);
+      sockets.add(socket);
+      socket.once('close', () => {
+        sockets.delete(socket);
+        admission.release();
+      });
       accept(socket, admission.source);
     });
+    return {
+      server,
+      close: async () => {
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        // One that never logged in would otherwise hold the close until the broker's connect timeout.
+        for (const socket of sockets) socket.destroy();
+        await closed;
+      },
+    };
   }
 
   /**

@@ -85,10 +85,11 @@ export class RawMqtt {
   }
 
   /**
-   * Opens the connection: over WebSocket with `headers` (X-Forwarded-For, as a proxy sends it),
-   * over TCP from `localAddress`. A refused WebSocket upgrade rejects with an UpgradeRefused.
+   * Opens the connection: over WebSocket with `headers` (X-Forwarded-For, as a proxy sends it)
+   * and, for wss://, trusting `ca`; over TCP from `localAddress`. A refused WebSocket upgrade
+   * rejects with an UpgradeRefused.
    */
-  static async open(url: string, cleanups: (() => unknown)[], options: { headers?: Record<string, string>; localAddress?: string } = {}): Promise<RawMqtt> {
+  static async open(url: string, cleanups: (() => unknown)[], options: { headers?: Record<string, string>; localAddress?: string; ca?: string } = {}): Promise<RawMqtt> {
     const u = new URL(url);
     let raw: RawMqtt;
     if (u.protocol === 'mqtt:') {
@@ -99,7 +100,7 @@ export class RawMqtt {
       });
       raw = new RawMqtt(socket, socket);
     } else {
-      const ws = new WebSocket(url, 'mqtt', { headers: options.headers });
+      const ws = new WebSocket(url, 'mqtt', { headers: options.headers, ca: options.ca });
       await new Promise<void>((resolve, reject) => {
         ws.once('open', resolve);
         ws.once('error', reject);

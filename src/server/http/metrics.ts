@@ -17,6 +17,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import { WORK_TYPES } from '../../dpow/codec.ts';
 import type { Broker } from '../broker.ts';
 import type { ConnectionLimit, RefusalReason } from '../connection-limit.ts';
+import type { MqttFront } from '../mqtt-front.ts';
 import type { PacketType } from '../mqtt-packet-size.ts';
 import type { AcceptedResult, Dispatcher } from '../dispatcher/dispatcher.ts';
 import type { PrecacheFeed } from '../feeds/precache-feed.ts';
@@ -35,7 +36,8 @@ export interface ServerMetricsOptions {
   store?: DispatcherStore;
   dispatcher?: Dispatcher;
   broker?: Broker;
-
+  /** The MQTT front (`dpow-web mqtt-front`); /readyz asks whether its broker accepts connections. */
+  front?: MqttFront;
   serviceApi?: ServiceApi;
   /** The payouts endpoint's counters (payouts-api.ts). */
   payouts?: { readonly counters: Readonly<Record<string, number>> };
@@ -187,7 +189,7 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
     closers.push(() => dispatcher.off('accepted', onAccepted));
   }
 
-  if (store.replication) {
+  if (store?.replication) {
     const r = store.replication;
     readCounter(registry, 'dpow_store_replicated_writes_total', 'Store writes that wait for Redis replicas (accepts, credits, snapshots, services, the lease), by outcome; a shortfall is held, not answered', ['outcome'], () => [
       [{ outcome: 'confirmed' }, r.confirmed],
@@ -214,6 +216,13 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
     ]);
     gateMetrics(registry, broker);
     readCounter(registry, 'dpow_mqtt_clean_sessions_forced_total', 'Logins that asked for a persistent session and got a clean one (only the server role keeps one)', [], () => [[{}, b.cleanSessionsForced]]);
+  }
+
+  if (options.front) {
+    const front = options.front;
+    gateMetrics(registry, front);
+    readCounter(registry, 'dpow_mqtt_front_piped_total', 'Connections the MQTT front let in and piped to the broker', [], () => [[{}, front.counters.piped]]);
+    readCounter(registry, 'dpow_mqtt_front_broker_unreachable_total', 'Connections the MQTT front closed because the broker did not accept them', [], () => [[{}, front.counters.brokerUnreachable]]);
   }
 
   if (serviceApi) {
@@ -296,6 +305,7 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
 
   async function notReady(): Promise<string | undefined> {
     if (dispatcher && !dispatcher.connected) return 'the dispatcher is not connected to the broker';
+    if (options.front) return options.front.notReady();
     if (!store) return undefined;
     let timer: NodeJS.Timeout | undefined;
     try {
