@@ -55,6 +55,10 @@ describe('the MQTT front', () => {
     // The broker's own refusals travel back as they are: a wrong password gets CONNACK 4 through the front.
     await expect(connectAs(front.url, { username: 'client', password: 'wrong' }, cleanups)).rejects.toThrow(/Bad username or password/);
     expect(front.counters.piped).toBe(2);
+    // Plain HTTP: the MQTT path wants an upgrade, nothing else is here.
+    const http = front.url.replace(/^ws/, 'http');
+    expect((await fetch(http)).status).toBe(426);
+    expect((await fetch(new URL('/api/payouts/nano_x', http))).status).toBe(404);
   });
 
   it('closes a connection at the header of an oversize packet of every type, before the broker sees a byte of it', async () => {

@@ -145,8 +145,11 @@ export async function startMqttFront(options: MqttFrontOptions): Promise<MqttFro
 
   const path = options.path ?? '/mqtt';
   const webSocket = gate.webSocket(path, pipe);
-  const server = http.createServer((_req, res) => {
-    res.writeHead(426, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' }).end('MQTT over WebSocket only\n');
+  // Plain HTTP: the path wants an upgrade, anything else is not here (a headless worker asking
+  // the broker's origin for /api/payouts/ learns there is no such endpoint, as from Mosquitto).
+  const server = http.createServer((req, res) => {
+    const mqtt = (req.url ?? '').split('?')[0].replace(/\/$/, '') === path;
+    res.writeHead(mqtt ? 426 : 404, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' }).end(mqtt ? 'MQTT over WebSocket only\n' : 'Not found\n');
   });
   server.on('upgrade', (req, socket, head) => {
     if (!webSocket.handleUpgrade(req, socket, head)) socket.destroy();

@@ -170,6 +170,23 @@ export class RawMqtt {
   }
 }
 
+/**
+ * `count` connections, each sending the header of a CONNECT that declares 256 MB and then up to
+ * `filler` bytes of its body, one after the other and all left open (fewer bytes go when the
+ * broker closes one first): the attack that held Mosquitto's WebSocket listener at 256 MiB.
+ */
+export async function unfinishedConnects(open: () => Promise<RawMqtt>, count: number, filler: number): Promise<{ raws: RawMqtt[]; sent: number }> {
+  const raws: RawMqtt[] = [];
+  let sent = 0;
+  for (let c = 0; c < count; c++) {
+    const raw = await open();
+    raws.push(raw);
+    await raw.send(fixedHeader(firstByte(1), MAX_REMAINING_LENGTH));
+    sent += await raw.sendFiller(filler);
+  }
+  return { raws, sent };
+}
+
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
 

@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_CONNECTION_CAPS } from '../connection-limit.ts';
 import { PACKET_TYPES } from '../mqtt-packet-size.ts';
 import { connectAs } from '../../testkit/mqtt.ts';
-import { encode, firstByte, fixedHeader, MAX_REMAINING_LENGTH, mib, MiB, RawMqtt, rssOf } from '../../testkit/mqtt-attack.ts';
+import { encode, firstByte, fixedHeader, MAX_REMAINING_LENGTH, mib, MiB, RawMqtt, rssOf, unfinishedConnects } from '../../testkit/mqtt-attack.ts';
 import { Mosquitto, skipWithoutMosquitto } from '../../testkit/mosquitto.ts';
 import { waitFor } from '../../testkit/wait.ts';
 
@@ -81,14 +81,7 @@ describe.skipIf(skip)('deploy/mosquitto under attack', () => {
     it('keeps none of four unfinished CONNECTs declaring 256 MB, held open at once before any login', async () => {
       // Mosquitto 2.0.11's own WebSocket listener: 64 MiB sent on each took it from 11 to 267 MiB.
       const before = rss();
-      const raws: RawMqtt[] = [];
-      let sent = 0;
-      for (let c = 0; c < 4; c++) {
-        const raw = await open();
-        raws.push(raw);
-        await raw.send(fixedHeader(firstByte(1), MAX_REMAINING_LENGTH));
-        sent += await raw.sendFiller(64 * MiB);
-      }
+      const { raws, sent } = await unfinishedConnects(open, 4, 64 * MiB);
       const grown = rss() - before;
       console.log(`mosquitto ${transport}: 4 unfinished CONNECTs declaring 256 MB, ${mib(sent)} sent: RSS grew ${mib(grown)}`);
       expect(grown).toBeLessThan(4 * MiB);
