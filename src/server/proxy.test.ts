@@ -41,8 +41,8 @@ function mqttVariant(site: string, options: { frontPort?: number; connections?: 
     out = out.replace(mqtt, `$1proxy_pass http://127.0.0.1:${options.frontPort};`);
   }
   if (options.connections !== undefined) {
-    if (!/^\s*limit_conn dpow_mqtt 256;$/m.test(out)) throw new Error('deploy/nginx/dpow-web.conf has no `limit_conn dpow_mqtt 256;`');
-    out = out.replace(/^(\s*)limit_conn dpow_mqtt 256;$/m, `$1limit_conn dpow_mqtt ${options.connections};`);
+    if (!/^\s*limit_conn dpow_mqtt_connections 256;$/m.test(out)) throw new Error('deploy/nginx/dpow-web.conf has no `limit_conn dpow_mqtt_connections 256;`');
+    out = out.replace(/^(\s*)limit_conn dpow_mqtt_connections 256;$/m, `$1limit_conn dpow_mqtt_connections ${options.connections};`);
   }
   return out;
 }
