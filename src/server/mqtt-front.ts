@@ -155,6 +155,9 @@ export async function startMqttFront(options: MqttFrontOptions): Promise<MqttFro
     if (!webSocket.handleUpgrade(req, socket, head)) socket.destroy();
   });
   server.on('clientError', (_err, socket) => socket.destroy());
+  // An upgrade request is a few hundred bytes: one that takes longer than this is not a volunteer's
+  // (and is not counted by the gate until its headers are in).
+  server.headersTimeout = server.requestTimeout = 10_000;
   const origin = await listen(server, options.port ?? DEFAULT_FRONT_PORT, options.host ?? '127.0.0.1');
   const url = `${origin.replace(/^http/, 'ws')}${path}`;
   log.info(`mqtt-front: ${url} to ${options.broker}, at most ${gate.connections.caps.perSource} connections a source and ${gate.connections.caps.total} in all`);

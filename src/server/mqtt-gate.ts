@@ -49,6 +49,11 @@ export interface WebSocketEntry {
 
 /** Answer to a refused upgrade: its source's cap is a wait, the total is the server being full. */
 const REFUSAL_STATUS = { 'per-source': 429, total: 503 } as const;
+/**
+ * TCP keepalive on every connection let in: a peer that vanished without a word (a client with
+ * MQTT keepalive 0 never times out) is found by the kernel and its place is given back.
+ */
+const TCP_KEEPALIVE_MS = 60_000;
 
 export class MqttGate {
   readonly connections: ConnectionLimit;
@@ -87,6 +92,7 @@ export class MqttGate {
         }
         // Released when the socket closes: with its WebSocket, or at a handshake ws refuses.
         socket.once('close', admission.release);
+        (socket as net.Socket).setKeepAlive?.(true, TCP_KEEPALIVE_MS);
         wss.handleUpgrade(req, socket, head, (ws) => {
           const stream = createWebSocketStream(ws);
           stream.on('error', () => stream.destroy());
@@ -111,6 +117,7 @@ export class MqttGate {
         return;
       }
       sockets.add(socket);
+      socket.setKeepAlive(true, TCP_KEEPALIVE_MS);
       socket.once('close', () => {
         sockets.delete(socket);
         admission.release();
