@@ -76,8 +76,8 @@ export class MqttGate {
     const wss = new WebSocketServer({ noServer: true, maxPayload: Math.max(this.#packetLimits.publish, this.#packetLimits.other) });
     return {
       handleUpgrade: (req, socket, head) => {
-        const path_ = (req.url ?? '').split('?')[0];
-        if (path_ !== path && path_ !== `${path}/`) return false;
+        const requested = (req.url ?? '').split('?')[0];
+        if (requested !== path && requested !== `${path}/`) return false;
         const peer = req.socket.remoteAddress;
         const admission = this.#admit(callerAddress(req), isLoopback(peer) && !isProxied(req));
         if (!admission.ok) {
