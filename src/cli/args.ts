@@ -19,6 +19,7 @@ export const COMMAND_SUMMARIES = {
   service: 'manage on-demand services (add|list|remove|rekey)',
   snapshot: 'record the payout snapshot',
   payout: 'pay volunteers in Nano, exactly once (list|show)',
+  'mqtt-front': "guard the volunteers' MQTT over WebSocket in front of Mosquitto",
 } as const;
 
 export type CommandName = keyof typeof COMMAND_SUMMARIES;

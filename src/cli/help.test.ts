@@ -26,6 +26,7 @@ const definitions: Record<CommandName, () => Promise<Command>> = {
   service: async () => (await import('./service.ts')).command(),
   snapshot: async () => (await import('./snapshot.ts')).command(),
   payout: async () => (await import('./payout.ts')).command(),
+  'mqtt-front': async () => (await import('./mqtt-front.ts')).command(),
 };
 
 describe('dpow-web <command> --help', () => {
@@ -62,7 +63,7 @@ describe('dpow-web <command> --help', () => {
   });
 
   it('an unknown option is still one line on stderr and exit 2', async () => {
-    for (const name of ['worker', 'work', 'start', 'bench', 'snapshot'] as const) {
+    for (const name of ['worker', 'work', 'start', 'bench', 'snapshot', 'mqtt-front'] as const) {
       stderr = [];
       expect(await main([name, '--bogus'])).toBe(2);
       expect(stderr.join('')).toBe(`dpow-web ${name}: Unknown option '--bogus'\n`);

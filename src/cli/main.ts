@@ -14,10 +14,11 @@ const COMMANDS: Record<CommandName, () => Promise<{ run(argv: string[]): Promise
   service: () => import('./service.ts'),
   snapshot: () => import('./snapshot.ts'),
   payout: () => import('./payout.ts'),
+  'mqtt-front': () => import('./mqtt-front.ts'),
 };
 
 export function usage(): string {
-  const lines = Object.entries(COMMAND_SUMMARIES).map(([name, summary]) => `  ${name.padEnd(9)} ${summary}`);
+  const lines = Object.entries(COMMAND_SUMMARIES).map(([name, summary]) => `  ${name.padEnd(10)} ${summary}`);
   return `usage: dpow-web <command> [options]\n       dpow-web --version\n\ncommands:\n${lines.join('\n')}\n\n'dpow-web <command> --help' describes a command's options.\n`;
 }
 

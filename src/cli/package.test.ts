@@ -117,6 +117,9 @@ describe('the packed dpow-web', () => {
     const help = runInstalled(['worker', '--help']);
     expect(help.status).toBe(0);
     expect(help.stdout).toMatch(/^Usage: dpow-web worker \[options\][\s\S]*--broker <url>/);
+    // The MQTT front ships too, with its unit and Mosquitto's config.
+    expect(runInstalled(['mqtt-front', '--help']).stdout).toMatch(/^Usage: dpow-web mqtt-front \[options\][\s\S]*--mqtt-max-connections-per-source <n>/);
+    for (const file of ['deploy/systemd/dpow-web-mqtt-front.service', 'deploy/mosquitto/dpow-limits.conf']) expect(existsSync(path.join(installed, file)), file).toBe(true);
     // The installed layout (lib/cli/ under the package root) finds the package's version too.
     const version = runInstalled(['--version']);
     expect(version.status).toBe(0);

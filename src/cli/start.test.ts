@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cleanupsAfterEach } from '../testkit/cleanups.ts';
 import { connectAs } from '../testkit/mqtt.ts';
+import { RawMqtt } from '../testkit/mqtt-attack.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BIN = path.join(ROOT, 'bin', 'dpow-web.mjs');
@@ -141,8 +142,12 @@ describe('dpow-web start', () => {
   });
 
   it('--mqtt-max-* set the embedded broker limits', async () => {
-    const run = startCli(['--port', '0', '--no-build', '--memory', '--no-demo', '--mqtt-max-subscriptions', '2', '--mqtt-max-refusals', '0']);
+    const run = startCli(['--port', '0', '--no-build', '--memory', '--no-demo', '--mqtt-max-subscriptions', '2', '--mqtt-max-refusals', '0', '--mqtt-max-connections-per-source', '1']);
     const url = await run.banner;
+    // A second connection from one address behind the proxy is refused before it is taken.
+    const proxied = { headers: { 'X-Forwarded-For': '198.51.100.7' } };
+    await RawMqtt.open(`${url.replace('http', 'ws')}mqtt`, cleanups, proxied);
+    await expect(RawMqtt.open(`${url.replace('http', 'ws')}mqtt`, cleanups, proxied)).rejects.toMatchObject({ status: 429 });
     const worker = await connectAs(`${url.replace('http', 'ws')}mqtt`, { username: 'client', password: 'client' }, cleanups);
     await worker.subscribeAsync(['heartbeat', 'statistics']);
     // A third subscription is refused, and with no refusal allowed the connection is closed.
@@ -154,7 +159,7 @@ describe('dpow-web start', () => {
   });
 
   it('refuses contradictory or incomplete options with exit 2', async () => {
-    for (const args of [['--dispatcher-only'], ['--broker', 'ws://127.0.0.1:1/mqtt'], ['--port', 'abc'], ['--demo', '--no-demo'], ['--feed', 'bogus'], ['--rpc', 'bogus'], ['--demo-precache-every', '-1'], ['--demo-ondemand-every', 'x'], ['--nano-difficulty', 'fffff'], ['--qlc-difficulty', 'x'], ['--dashboard-user', 'dpowinterface'], ['--dashboard-user', 'client', '--dashboard-password', 'x'], ['--public-name', 'not a name'], ['--public-name', 'https://example.org'], ['--mqtt-max-packet', '100'], ['--mqtt-max-inflight', '0'], ['--mqtt-max-subscriptions', 'x']]) {
+    for (const args of [['--dispatcher-only'], ['--broker', 'ws://127.0.0.1:1/mqtt'], ['--port', 'abc'], ['--demo', '--no-demo'], ['--feed', 'bogus'], ['--rpc', 'bogus'], ['--demo-precache-every', '-1'], ['--demo-ondemand-every', 'x'], ['--nano-difficulty', 'fffff'], ['--qlc-difficulty', 'x'], ['--dashboard-user', 'dpowinterface'], ['--dashboard-user', 'client', '--dashboard-password', 'x'], ['--public-name', 'not a name'], ['--public-name', 'https://example.org'], ['--mqtt-max-packet', '100'], ['--mqtt-max-inflight', '0'], ['--mqtt-max-subscriptions', 'x'], ['--mqtt-max-connections', '0'], ['--mqtt-max-connections-per-source', '1.5']]) {
       const run = startCli([...args, '--no-build', '--memory']);
       run.banner.catch(() => {});
       expect(await run.exited, args.join(' ')).toBe(2);

@@ -89,6 +89,8 @@ export function command() {
     .option('--mqtt-max-subscriptions <n>', `embedded broker: subscriptions one worker connection may hold (default ${LIMITS.maxSubscriptions})`)
     .option('--mqtt-max-inflight <n>', `embedded broker: QoS 2 publishes one connection may leave awaiting PUBREL (default ${LIMITS.maxInflight})`)
     .option('--mqtt-max-refusals <n>', `embedded broker: refused publishes and subscriptions before a worker connection is closed (default ${LIMITS.maxRefusals})`)
+    .option('--mqtt-max-connections-per-source <n>', `embedded broker: connections one IPv4 address or IPv6 /64 may hold open (default ${LIMITS.maxConnectionsPerSource}; the operator's own on loopback are exempt)`)
+    .option('--mqtt-max-connections <n>', `embedded broker: connections all sources together may hold open (default ${LIMITS.maxConnections})`)
     .option('--no-build', 'serve dist/ as it is')
     .option('--verbose', 'debug logging (logs are JSON lines unless stderr is a terminal)')
     .addHelpText(
@@ -137,6 +139,8 @@ interface StartOptions {
   mqttMaxSubscriptions?: string;
   mqttMaxInflight?: string;
   mqttMaxRefusals?: string;
+  mqttMaxConnectionsPerSource?: string;
+  mqttMaxConnections?: string;
   build: boolean;
   verbose?: boolean;
 }
@@ -312,6 +316,8 @@ function serverConfig(values: StartOptions, secrets: { broker?: string; dashboar
     maxSubscriptions: intOption(values.mqttMaxSubscriptions, 'mqtt-max-subscriptions', LIMITS.maxSubscriptions, 1),
     maxInflight: intOption(values.mqttMaxInflight, 'mqtt-max-inflight', LIMITS.maxInflight, 1),
     maxRefusals: intOption(values.mqttMaxRefusals, 'mqtt-max-refusals', LIMITS.maxRefusals, 0),
+    maxConnectionsPerSource: intOption(values.mqttMaxConnectionsPerSource, 'mqtt-max-connections-per-source', LIMITS.maxConnectionsPerSource, 1),
+    maxConnections: intOption(values.mqttMaxConnections, 'mqtt-max-connections', LIMITS.maxConnections, 1),
   };
   return {
     kind: 'app',

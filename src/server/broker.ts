@@ -17,8 +17,9 @@
  *   Mosquitto grants it and delivers nothing; the connection stays up either way.
  *
  * Every client is assumed hostile, so each connection is bounded by shape and volume
- * (BrokerLimits; docs/operations.md, Hardening): packet sizes are checked as the bytes arrive, on
- * their way into aedes' parser (mqtt-packet-size.ts); every publish, allowed or not, counts
+ * (BrokerLimits; docs/operations.md, Hardening): connections are capped per source and in total
+ * before they are taken, and packet sizes are checked as the bytes arrive, on their way into
+ * aedes' parser (both in mqtt-gate.ts); every publish, allowed or not, counts
  * against the rate and the payload limit; a connection refused too often is closed; QoS 2
  * publishes awaiting PUBREL, subscriptions and topic lengths are capped; and only the dispatcher
  * may keep a session across connections. What strangers send reaches the log clipped, and each
@@ -33,11 +34,13 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
 import { Aedes, type AedesOptions, type Client } from 'aedes';
-import { WebSocketServer, createWebSocketStream } from 'ws';
-import { MAX_PAYLOAD_BYTES, WORK_TYPES } from '../dpow/codec.ts';
+import { WORK_TYPES } from '../dpow/codec.ts';
+import { DEFAULT_CONNECTION_CAPS, type ConnectionLimit, type RefusalReason } from './connection-limit.ts';
 import { type Logger, silentLogger } from './log.ts';
 import { clip, LogLimiter } from './log-limit.ts';
-import { OversizePacketError, PacketSizeCheck, type PacketType } from './mqtt-packet-size.ts';
+import { MqttGate, type TcpEntry } from './mqtt-gate.ts';
+import { DEFAULT_PACKET_LIMITS, packetLimitsFor, type PacketType } from './mqtt-packet-size.ts';
+import { ResultPublishers } from './result-publishers.ts';
 import { TokenBucket } from './token-bucket.ts';
 
 export type BrokerRole = 'server' | 'client' | 'dashboard';
@@ -113,6 +116,8 @@ export interface BrokerCounters {
   closedForRefusals: number;
   /** Connections closed for a packet over its size limit, by packet type, before its body was read. */
   oversizePackets: Partial<Record<PacketType, number>>;
+  /** Connections refused before they were taken: over their source's cap, or over the total. */
+  refusedConnections: Record<RefusalReason, number>;
   /** Logins that asked for a persistent session (clean=false) and were given a clean one. */
   cleanSessionsForced: number;
 }
@@ -141,20 +146,24 @@ export interface BrokerLimits {
   maxInflight?: number;
   /** Refused publishes and subscriptions one worker or dashboard connection may make; one more closes it. */
   maxRefusals?: number;
+  /**
+   * Connections one source (IPv4 address, IPv6 /64) may hold open, and all sources together; one
+   * more is refused before it is taken. The operator's own (loopback, not proxied) are exempt.
+   */
+  maxConnectionsPerSource?: number;
+  maxConnections?: number;
 }
 
 export const DEFAULT_BROKER_LIMITS: Required<BrokerLimits> = {
   publishRate: { perSecond: 20, burst: 100 },
-  maxPayloadBytes: MAX_PAYLOAD_BYTES,
-  // A worker's CONNECT or SUBSCRIBE is about 100 bytes; the longest login still fits many times.
-  maxPacketBytes: 1024,
-  // The longest DPoW topic is client/<address>, 7 + 65 bytes.
-  maxTopicBytes: 256,
+  ...DEFAULT_PACKET_LIMITS,
   // A worker subscribes at most 7 topics (heartbeat, statistics, work/ and cancel/ of each type, client/<address>).
   maxSubscriptions: 32,
   // DPoW publishes at QoS 0 and 1; QoS 2 is allowed but never needs a wide window.
   maxInflight: 16,
   maxRefusals: 10,
+  maxConnectionsPerSource: DEFAULT_CONNECTION_CAPS.perSource,
+  maxConnections: DEFAULT_CONNECTION_CAPS.total,
 };
 
 export interface BrokerOptions {
@@ -185,6 +194,8 @@ export interface Broker {
   /** mqtt://host:port when a TCP listener was asked for. */
   tcpUrl?: string;
   counters: BrokerCounters;
+  /** Connections open now (logged in or not) and the sources they come from (read by /metrics). */
+  connections: Pick<ConnectionLimit, 'open' | 'sources' | 'caps'>;
   /**
    * The MQTT client id that published this result (topic and payload as delivered), for the
    * dispatcher's per-connection containment. Each publish answers once; undefined when unknown.
@@ -275,8 +286,6 @@ type TaggedClient = Client & {
 const PUBLISHERS_KEPT = 10_000;
 /** Distinct topics refusedByTopic names; later ones are counted together. */
 const REFUSED_TOPICS_KEPT = 100;
-/** PUBLISH bytes beyond its payload and topic: fixed header (at most 5), topic length (2), message id (2). */
-const PUBLISH_OVERHEAD = 9;
 /** The counters of connections closed for breaking a limit, and the limit as the log names it. */
 const CLOSED_FOR = {
   refusedRate: 'the publish rate',
@@ -287,10 +296,6 @@ const CLOSED_FOR = {
 /** What a refused publish carries on to nobody, so a parked QoS 2 one keeps no payload. */
 const NO_PAYLOAD = Buffer.alloc(0);
 
-/** A digest of topic and payload: the key stays 32 bytes whatever the payload's size. */
-const publishKey = (topic: string, payload: Buffer | string) =>
-  createHash('sha256').update(topic).update('\n').update(payload).digest('base64');
-
 // ------------------------------------------------------------------ broker
 
 export async function startBroker(options: BrokerOptions): Promise<Broker> {
@@ -298,6 +303,25 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const logLimit = new LogLimiter(log, { intervalMs: options.logIntervalMs });
   const host = options.host ?? '127.0.0.1';
   const wsPath = options.wsPath ?? '/mqtt';
+  const given = options.limits ?? {};
+  const defaults = DEFAULT_BROKER_LIMITS;
+  const limits: Required<BrokerLimits> = {
+    publishRate: given.publishRate ?? defaults.publishRate,
+    maxPayloadBytes: given.maxPayloadBytes ?? defaults.maxPayloadBytes,
+    maxPacketBytes: given.maxPacketBytes ?? defaults.maxPacketBytes,
+    maxTopicBytes: given.maxTopicBytes ?? defaults.maxTopicBytes,
+    maxSubscriptions: given.maxSubscriptions ?? defaults.maxSubscriptions,
+    maxInflight: given.maxInflight ?? defaults.maxInflight,
+    maxRefusals: given.maxRefusals ?? defaults.maxRefusals,
+    maxConnectionsPerSource: given.maxConnectionsPerSource ?? defaults.maxConnectionsPerSource,
+    maxConnections: given.maxConnections ?? defaults.maxConnections,
+  };
+  const gate = new MqttGate({
+    name: 'broker',
+    packetLimits: packetLimitsFor(limits),
+    connections: { perSource: limits.maxConnectionsPerSource, total: limits.maxConnections },
+    logLimit,
+  });
   const counters: BrokerCounters = {
     connections: 0,
     refusedLogins: 0,
@@ -310,52 +334,20 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     refusedSubscriptionLimit: 0,
     refusedInflight: 0,
     closedForRefusals: 0,
-    oversizePackets: {},
+    // The gate's own, so they are counted once.
+    oversizePackets: gate.oversizePackets,
+    refusedConnections: gate.connections.counters.refused,
     cleanSessionsForced: 0,
   };
   const now = options.now ?? Date.now;
-  const given = options.limits ?? {};
-  const defaults = DEFAULT_BROKER_LIMITS;
-  const limits: Required<BrokerLimits> = {
-    publishRate: given.publishRate ?? defaults.publishRate,
-    maxPayloadBytes: given.maxPayloadBytes ?? defaults.maxPayloadBytes,
-    maxPacketBytes: given.maxPacketBytes ?? defaults.maxPacketBytes,
-    maxTopicBytes: given.maxTopicBytes ?? defaults.maxTopicBytes,
-    maxSubscriptions: given.maxSubscriptions ?? defaults.maxSubscriptions,
-    maxInflight: given.maxInflight ?? defaults.maxInflight,
-    maxRefusals: given.maxRefusals ?? defaults.maxRefusals,
-  };
   const rate = limits.publishRate;
   const maxPayload = limits.maxPayloadBytes;
-  const packetLimits = { publish: maxPayload + limits.maxTopicBytes + PUBLISH_OVERHEAD, other: limits.maxPacketBytes };
   /** True when the connection may publish once more (a token bucket per connection). */
   const withinRate = (client: TaggedClient): boolean => {
     const t = now();
     return (client[BUCKET] ??= new TokenBucket(rate.burst, rate.perSecond, t)).take(t);
   };
-  // Who published each recent result, oldest first; a key may hold several ids in order.
-  const publishers = new Map<string, string[]>();
-  let publishersHeld = 0;
-  const rememberPublisher = (topic: string, payload: Buffer | string, id: string) => {
-    const key = publishKey(topic, payload);
-    const ids = publishers.get(key);
-    if (ids) ids.push(id);
-    else publishers.set(key, [id]);
-    if (++publishersHeld > PUBLISHERS_KEPT) {
-      const [oldest, list] = publishers.entries().next().value!;
-      publishersHeld -= list.length;
-      publishers.delete(oldest);
-    }
-  };
-  const publisherOf = (topic: string, payload: Buffer | string): string | undefined => {
-    const key = publishKey(topic, payload);
-    const ids = publishers.get(key);
-    if (!ids) return undefined;
-    const id = ids.shift();
-    publishersHeld--;
-    if (ids.length === 0) publishers.delete(key);
-    return id;
-  };
+  const publishers = new ResultPublishers(PUBLISHERS_KEPT);
   const logins: Array<{ role: BrokerRole; creds: Credentials }> = [];
   for (const role of ['server', 'client', 'dashboard'] as const) {
     const creds = options.users[role];
@@ -472,7 +464,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       // statistics are kept here instead and handed to each new subscriber (see 'subscribe').
       packet.retain = false;
       if (role === 'server' && packet.topic === 'statistics') lastStatistics = Buffer.from(packet.payload);
-      if (role !== 'server' && packet.topic.startsWith('result/')) rememberPublisher(packet.topic, packet.payload, tagged!.id);
+      if (role !== 'server' && packet.topic.startsWith('result/')) publishers.remember(packet.topic, packet.payload, tagged!.id);
       done(null);
     },
     authorizeSubscribe(client, sub, done) {
@@ -526,12 +518,12 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   aedes.on('connectionError', (client, err) => log.debug?.(`broker: connection ${clip(client?.id ?? '?')}: ${clip(err.message)}`));
 
   /**
-   * Hands a connection to aedes with its packet sizes checked (mqtt-packet-size.ts) on the way
-   * into aedes' parser: every chunk the client reads goes to `_parser.parse` (aedes 1.2, private),
-   * so the check sees exactly the bytes the parser would keep, and the reads and writes of the
-   * connection stay aedes' own. A header over its limit destroys the connection instead.
+   * Hands a connection the gate let in to aedes, with its packet sizes checked (mqtt-gate.ts) on
+   * the way into aedes' parser: every chunk the client reads goes to `_parser.parse` (aedes 1.2,
+   * private), so the check sees exactly the bytes the parser would keep, and the reads and writes
+   * of the connection stay aedes' own. A header over its limit destroys the connection instead.
    */
-  const handle = (connection: Duplex, remote: string | undefined, req?: http.IncomingMessage) => {
+  const handle = (connection: Duplex, source: string, req?: http.IncomingMessage) => {
     const client = aedes.handle(connection, req) as Client & { _parser?: { parse(chunk: Buffer): number } };
     const parser = client._parser;
     // An aedes without it would take packets unchecked: every connection is refused instead, loudly.
@@ -540,34 +532,19 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       connection.destroy();
       return;
     }
-    const check = new PacketSizeCheck(packetLimits);
+    const check = gate.packetCheck(source);
     const parse = parser.parse.bind(parser);
     parser.parse = (chunk) => {
-      const err = check.feed(chunk);
+      const err = check(chunk);
       if (!err) return parse(chunk);
-      if (err instanceof OversizePacketError) {
-        counters.oversizePackets[err.type] = (counters.oversizePackets[err.type] ?? 0) + 1;
-        logLimit.warn('broker: oversize packet', `broker: closed a connection from ${clip(remote ?? '?')}: ${err.message}`);
-      }
       connection.destroy(err);
       return 0;
     };
   };
 
-  // WebSocket: one WebSocketServer without its own port; upgrades are handed to it. A frame never
-  // needs to be bigger than the largest packet.
-  const wss = new WebSocketServer({ noServer: true, maxPayload: Math.max(packetLimits.publish, packetLimits.other) });
-  wss.on('connection', (socket, req) => {
-    const stream = createWebSocketStream(socket);
-    stream.on('error', () => stream.destroy());
-    handle(stream, req.socket.remoteAddress, req);
-  });
-  const handleUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): boolean => {
-    const path = (req.url ?? '').split('?')[0];
-    if (path !== wsPath && path !== `${wsPath}/`) return false;
-    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
-    return true;
-  };
+  // WebSocket: upgrades on wsPath are handed to the gate, which admits them.
+  const webSocket = gate.webSocket(wsPath, handle);
+  const handleUpgrade = webSocket.handleUpgrade;
 
   let ownServer: http.Server | undefined;
   let wsServer: http.Server;
@@ -592,12 +569,12 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const wsAddress = wsServer.address() as net.AddressInfo;
   const wsUrl = `ws://${urlHost(wsAddress.address)}:${wsAddress.port}${wsPath}`;
 
-  let tcpServer: net.Server | undefined;
+  let tcp: TcpEntry | undefined;
   let tcpUrl: string | undefined;
   if (options.tcpPort !== undefined) {
-    tcpServer = net.createServer((socket) => handle(socket, socket.remoteAddress));
-    await listen(tcpServer, options.tcpPort, host);
-    const a = tcpServer.address() as net.AddressInfo;
+    tcp = gate.tcpServer(handle);
+    await listen(tcp.server, options.tcpPort, host);
+    const a = tcp.server.address() as net.AddressInfo;
     tcpUrl = `mqtt://${urlHost(a.address)}:${a.port}`;
   }
   log.info(`broker: listening on ${wsUrl}${tcpUrl ? ` and ${tcpUrl}` : ''}`);
@@ -608,7 +585,8 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     wsUrl,
     tcpUrl,
     counters,
-    publisherOf,
+    connections: gate.connections,
+    publisherOf: (topic, payload) => publishers.take(topic, payload),
     connectedByRole() {
       const n: Record<BrokerRole, number> = { server: 0, client: 0, dashboard: 0 };
       for (const c of Object.values((aedes as unknown as { clients: Record<string, TaggedClient> }).clients)) {
@@ -622,10 +600,9 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       if (closed) return;
       closed = true;
       logLimit.close();
-      for (const ws of wss.clients) ws.terminate();
+      await webSocket.close();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
-      if (tcpServer) await closeServer(tcpServer);
+      await tcp?.close();
       if (ownServer) {
         ownServer.closeAllConnections();
         await closeServer(ownServer);

@@ -1,7 +1,8 @@
 /**
  * The shipped Mosquitto deployment (deploy/mosquitto/) on Debian's real mosquitto: the config
  * template with test ports, the password file made by make-passwords.sh, the ACL as shipped.
- * Checks the three DPoW roles over WebSocket and TCP, a dispatcher/worker round trip, and a
+ * Checks the three DPoW roles over WebSocket (through dpow-web's MQTT front, as the deployment
+ * serves volunteers) and TCP, a dispatcher/worker round trip, and a
  * service request answered by a real volunteer worker (DpowClient + WASM engine).
  *
  * Skipped with a message only when mosquitto is not installed AND this is not CI (.ci/run
@@ -36,7 +37,8 @@ let ports: Mosquitto['ports'];
 /** Closes every login at the end (the broker is shared by the whole file). */
 const closeAtEnd: (() => unknown)[] = [];
 
-const wsUrl = () => `ws://127.0.0.1:${ports.ws}`;
+/** The volunteers' WebSocket: dpow-web's MQTT front in front of Mosquitto, as deployed. */
+const wsUrl = () => broker.wsUrl;
 const tcpUrl = () => `mqtt://127.0.0.1:${ports.tcp}`;
 
 async function login(user: 'server' | 'client' | 'dashboard', url = wsUrl(), password?: string): Promise<MqttClient> {
@@ -69,6 +71,7 @@ describe.skipIf(skip)('deploy/mosquitto on a real mosquitto', () => {
     if (!external) return; // nothing but loopback here: nothing to reach from outside
     expect(await canConnect(external.address, ports.ws)).toBe(false);
     expect(await canConnect(external.address, ports.tcp)).toBe(false);
+    expect(await canConnect(external.address, ports.volunteers)).toBe(false);
   });
 
   it('refuses wrong passwords and anonymous logins', async () => {

@@ -1,7 +1,8 @@
 /**
  * MQTT packet sizes checked while the bytes arrive, before the embedded broker's parser keeps
- * them. aedes' parser (mqtt-packet) keeps a packet's whole body before it looks at it, so a
- * CONNECT that declares 256 MB was kept byte by byte, before any login, until the connection died.
+ * them (or the front passes them to Mosquitto). aedes' parser (mqtt-packet) keeps a packet's whole
+ * body before it looks at it, so a CONNECT that declares 256 MB was kept byte by byte, before any
+ * login, until the connection died; Mosquitto's WebSocket listener does the same.
  *
  * A PacketSizeCheck is fed the bytes of one connection in order, as they are handed to that
  * parser. It reads only each packet's fixed header (MQTT 3.1.1 §2.2: the type in the high nibble
@@ -11,6 +12,7 @@
  * body arrives. Sizes are of the whole packet, header included, as Mosquitto's
  * `max_packet_size` counts.
  */
+import { MAX_PAYLOAD_BYTES } from '../dpow/codec.ts';
 
 /** Control packet types by their number (MQTT 3.1.1 §2.2.1; 0 is reserved, 15 is MQTT 5's AUTH). */
 export const PACKET_TYPES = [
@@ -40,6 +42,33 @@ export interface PacketSizeLimits {
   publish: number;
   /** Largest packet of every other type: CONNECT, SUBSCRIBE, UNSUBSCRIBE, acknowledgements. */
   other: number;
+}
+
+/** What a connection may send, in the terms an operator sets (`--mqtt-max-packet`). */
+export interface PacketContentLimits {
+  /** Largest PUBLISH payload. */
+  maxPayloadBytes: number;
+  /** Longest topic of a publish, or filter of a subscription, in bytes. */
+  maxTopicBytes: number;
+  /** Largest packet of every type but PUBLISH, whole. */
+  maxPacketBytes: number;
+}
+
+/** The embedded broker's and the front's, unless told otherwise. */
+export const DEFAULT_PACKET_LIMITS: PacketContentLimits = {
+  maxPayloadBytes: MAX_PAYLOAD_BYTES,
+  // The longest DPoW topic is client/<address>, 7 + 65 bytes.
+  maxTopicBytes: 256,
+  // A worker's CONNECT or SUBSCRIBE is about 100 bytes; the longest login still fits many times.
+  maxPacketBytes: 1024,
+};
+
+/** PUBLISH bytes beyond its payload and topic: fixed header (at most 5), topic length (2), message id (2). */
+const PUBLISH_OVERHEAD = 9;
+
+/** The size of a whole packet that follows from those limits, by type. */
+export function packetLimitsFor(limits: PacketContentLimits): PacketSizeLimits {
+  return { publish: limits.maxPayloadBytes + limits.maxTopicBytes + PUBLISH_OVERHEAD, other: limits.maxPacketBytes };
 }
 
 export class OversizePacketError extends Error {

@@ -3,7 +3,9 @@
  * unprivileged-style on loopback with a self-signed certificate made by openssl, in front of a
  * real dpow-web app server: the page and /config.json over https, MQTT over wss:// through
  * /mqtt, http:// redirected, the loopback-only work RPC refused to proxied callers, and
- * /api/payouts/ passed through, also in the variant the file describes for serving dist/.
+ * /api/payouts/ passed through, also in the variant the file describes for serving dist/; MQTT
+ * connections capped per address; and, in the variant for Mosquitto, /mqtt through dpow-web
+ * mqtt-front to Debian's mosquitto with the shipped config.
  *
  * Skipped with a message only when nginx is not installed AND this is not CI (.ci/run installs
  * Debian's `nginx`); under CI a missing binary fails. DPOW_NGINX names another binary.
@@ -16,10 +18,34 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type AppServer } from './create-server.ts';
 import { hashApiKey } from './http/api-keys.ts';
 import { httpsRequest, makeCertificate, NGINX, NGINX_SITE as CONF, nginxInstalled as installed, startNginx, type Nginx } from '../testkit/nginx.ts';
+import { Mosquitto, mosquittoInstalled } from '../testkit/mosquitto.ts';
+import { firstByte, fixedHeader, MAX_REMAINING_LENGTH, RawMqtt } from '../testkit/mqtt-attack.ts';
+import { connectAs } from '../testkit/mqtt.ts';
 import { encodeAddress } from '../dpow/address.ts';
 
 const METRICS_PASSWORD = 'operator-metrics-password';
 if (!installed && !process.env.CI) console.warn(`proxy.test.ts: skipped, ${NGINX} or openssl is not installed (apt-get install nginx)`);
+
+/**
+ * The site with Mosquitto as the broker, as the file's own comment says: /mqtt to dpow-web
+ * mqtt-front (on `frontPort` instead of 9001); and nginx's cap on MQTT connections an address
+ * may hold set to `connections` instead of 256.
+ */
+function mqttVariant(site: string, options: { frontPort?: number; connections?: number }): string {
+  let out = site;
+  if (options.frontPort !== undefined) {
+    const comment = /# With Mosquitto as the broker[^\n]*\n(?:\s*#[^\n]*\n)*?\s*#\s+proxy_pass http:\/\/127\.0\.0\.1:9001;\n/.exec(out);
+    if (!comment) throw new Error('deploy/nginx/dpow-web.conf has no "With Mosquitto as the broker" comment ending in its proxy_pass line');
+    const mqtt = /(location \/mqtt \{\n\s*)proxy_pass http:\/\/dpow_web;/;
+    if (!mqtt.test(out)) throw new Error('deploy/nginx/dpow-web.conf has no `location /mqtt` passing to dpow_web');
+    out = out.replace(mqtt, `$1proxy_pass http://127.0.0.1:${options.frontPort};`);
+  }
+  if (options.connections !== undefined) {
+    if (!/^\s*limit_conn dpow_mqtt_connections 256;$/m.test(out)) throw new Error('deploy/nginx/dpow-web.conf has no `limit_conn dpow_mqtt_connections 256;`');
+    out = out.replace(/^(\s*)limit_conn dpow_mqtt_connections 256;$/m, `$1limit_conn dpow_mqtt_connections ${options.connections};`);
+  }
+  return out;
+}
 
 /** The site as the file's own comment says to change it when nginx serves dist/ from `root`. */
 function staticVariant(site: string, root: string): string {
@@ -102,6 +128,49 @@ describe.skipIf(!installed && !process.env.CI)('deploy/nginx in front of dpow-we
       await worker.publishAsync('result/precache', 'x', { qos: 1 });
     } finally {
       await worker.endAsync(true);
+    }
+  });
+
+  it("caps the MQTT connections one address holds at nginx, and dpow-web counts them under the caller's address", async () => {
+    const capped = await startNginx(join(dir, 'capped'), mqttVariant(readFileSync(CONF, 'utf8'), { connections: 2 }), Number(new URL(app.url).port), certificate);
+    const held: (() => unknown)[] = [];
+    try {
+      const mqttUrl = `wss://127.0.0.1:${capped.https}/mqtt`;
+      for (let i = 0; i < 2; i++) expect((await (await RawMqtt.open(mqttUrl, held, { ca })).login({ username: 'client', password: 'client' })).returnCode).toBe(0);
+      await expect(RawMqtt.open(mqttUrl, held, { ca })).rejects.toMatchObject({ status: 429 });
+      // Proxied, so not the operator's own: counted under the address nginx names (this test's, 127.0.0.1).
+      expect(app.broker!.connections.sources).toBe(1);
+    } finally {
+      for (const close of held) await close();
+      await capped.stop();
+    }
+  });
+
+  it.skipIf(!mosquittoInstalled && !process.env.CI)('with Mosquitto as the broker, sends /mqtt through dpow-web mqtt-front as the file describes', async () => {
+    const broker = await Mosquitto.start();
+    const site = mqttVariant(readFileSync(CONF, 'utf8'), { frontPort: broker.ports.ws });
+    const variant = await startNginx(join(dir, 'mosquitto'), site, Number(new URL(app.url).port), certificate);
+    const held: (() => unknown)[] = [];
+    try {
+      const mqttUrl = `wss://127.0.0.1:${variant.https}/mqtt`;
+      // A volunteer logs in to Mosquitto and gets its work; the front counts it under its address.
+      const worker = await connectAs(mqttUrl, { username: 'client', password: 'client' }, held, { ca, connectTimeout: 10_000 });
+      const got = new Promise<string>((resolve) => worker.on('message', (topic, payload) => resolve(`${topic} ${payload}`)));
+      await worker.subscribeAsync('work/#');
+      const server = await connectAs(broker.tcpUrl, { username: 'server', password: broker.secrets.server }, held);
+      await server.publishAsync('work/precache', `${'B'.repeat(64)},fffffff800000000`);
+      expect(await got).toBe(`work/precache ${'B'.repeat(64)},fffffff800000000`);
+      expect(broker.front.connections.sources).toBe(1);
+      // An unfinished 256 MB CONNECT through nginx is closed by the front at its header.
+      const raw = await RawMqtt.open(mqttUrl, held, { ca });
+      await raw.send(fixedHeader(firstByte(1), MAX_REMAINING_LENGTH));
+      await raw.sendFiller(4 * 1024 * 1024);
+      await raw.closed;
+      expect(broker.front.counters.oversizePackets).toEqual({ connect: 1 });
+    } finally {
+      for (const close of held.reverse()) await close();
+      await variant.stop();
+      await broker.close();
     }
   });
 

@@ -48,6 +48,13 @@ export function connectPacket(login: { username: string; password: string }, opt
   });
 }
 
+/** A WebSocket upgrade the server answered with an HTTP status instead. */
+export class UpgradeRefused extends Error {
+  constructor(readonly status: number) {
+    super(`upgrade refused with HTTP ${status}`);
+  }
+}
+
 /** Largest write: one WebSocket frame well under every broker's frame limit here (64 KiB and more). */
 const FRAME_BYTES = 32 * 1024;
 
@@ -77,21 +84,30 @@ export class RawMqtt {
     );
   }
 
-  static async open(url: string, cleanups: (() => unknown)[]): Promise<RawMqtt> {
+  /**
+   * Opens the connection: over WebSocket with `headers` (X-Forwarded-For, as a proxy sends it)
+   * and, for wss://, trusting `ca`; over TCP from `localAddress`. A refused WebSocket upgrade
+   * rejects with an UpgradeRefused.
+   */
+  static async open(url: string, cleanups: (() => unknown)[], options: { headers?: Record<string, string>; localAddress?: string; ca?: string } = {}): Promise<RawMqtt> {
     const u = new URL(url);
     let raw: RawMqtt;
     if (u.protocol === 'mqtt:') {
-      const socket = net.connect({ port: Number(u.port), host: u.hostname, noDelay: true });
+      const socket = net.connect({ port: Number(u.port), host: u.hostname, localAddress: options.localAddress, noDelay: true });
       await new Promise<void>((resolve, reject) => {
         socket.once('connect', resolve);
         socket.once('error', reject);
       });
       raw = new RawMqtt(socket, socket);
     } else {
-      const ws = new WebSocket(url, 'mqtt');
+      const ws = new WebSocket(url, 'mqtt', { headers: options.headers, ca: options.ca });
       await new Promise<void>((resolve, reject) => {
         ws.once('open', resolve);
         ws.once('error', reject);
+        ws.once('unexpected-response', (req, res) => {
+          req.destroy();
+          reject(new UpgradeRefused(res.statusCode ?? 0));
+        });
       });
       // The stream only ends when the WebSocket closes; the WebSocket says it is closed.
       raw = new RawMqtt(createWebSocketStream(ws), ws);
@@ -152,6 +168,23 @@ export class RawMqtt {
   close(): void {
     this.stream.destroy();
   }
+}
+
+/**
+ * `count` connections, each sending the header of a CONNECT that declares 256 MB and then up to
+ * `filler` bytes of its body, one after the other and all left open (fewer bytes go when the
+ * broker closes one first): the attack that held Mosquitto's WebSocket listener at 256 MiB.
+ */
+export async function unfinishedConnects(open: () => Promise<RawMqtt>, count: number, filler: number): Promise<{ raws: RawMqtt[]; sent: number }> {
+  const raws: RawMqtt[] = [];
+  let sent = 0;
+  for (let c = 0; c < count; c++) {
+    const raw = await open();
+    raws.push(raw);
+    await raw.send(fixedHeader(firstByte(1), MAX_REMAINING_LENGTH));
+    sent += await raw.sendFiller(filler);
+  }
+  return { raws, sent };
 }
 
 v8.setFlagsFromString('--expose-gc');

@@ -1,5 +1,6 @@
 /** Test helper, never imported by the product: loopback ports for servers that tests start. */
 import { connect, createServer } from 'node:net';
+import { networkInterfaces } from 'node:os';
 
 /** A TCP port on 127.0.0.1 that was free a moment ago (the OS picked it). */
 export async function freePort(): Promise<number> {
@@ -8,6 +9,16 @@ export async function freePort(): Promise<number> {
   const port = (s.address() as { port: number }).port;
   await new Promise<void>((resolve) => s.close(() => resolve()));
   return port;
+}
+
+/**
+ * An IPv4 address of this machine that is not loopback, or undefined: a server bound there sees
+ * a client on this machine connecting from it as a stranger, not as one of its own.
+ */
+export function externalAddress(): string | undefined {
+  return Object.values(networkInterfaces())
+    .flat()
+    .find((a) => a && a.family === 'IPv4' && !a.internal)?.address;
 }
 
 /** True when something accepts a TCP connection on host:port within a second. */

@@ -79,8 +79,8 @@ describe('GET /metrics', () => {
     expect(sample(text, 'process_cpu_user_seconds_total')).toBeGreaterThan(0);
   });
 
-  it("reports the embedded broker's refusals by reason, oversize packets by type and forced clean sessions", async () => {
-    const { app } = await start({ broker: { kind: 'embedded', limits: { maxSubscriptions: 1 } } });
+  it("reports the embedded broker's refusals by reason, oversize packets by type, forced clean sessions and connections by source", async () => {
+    const { app } = await start({ broker: { kind: 'embedded', limits: { maxSubscriptions: 1, maxConnectionsPerSource: 1 } } });
     const oversize = await RawMqtt.open(app.brokerWsUrl, cleanups);
     await oversize.send(fixedHeader(firstByte(1), 4096)); // a CONNECT over 1 KiB
     await oversize.closed;
@@ -90,8 +90,17 @@ describe('GET /metrics', () => {
     await worker.next('puback');
     await worker.send(encode({ cmd: 'subscribe', messageId: 2, subscriptions: [{ topic: 'heartbeat', qos: 0 }, { topic: 'statistics', qos: 0 }] }));
     await worker.next('suback');
+    // Through a proxy, one connection from 198.51.100.7; its second is refused.
+    const proxied = { headers: { 'X-Forwarded-For': '198.51.100.7' } };
+    await RawMqtt.open(app.brokerWsUrl, cleanups, proxied);
+    await expect(RawMqtt.open(app.brokerWsUrl, cleanups, proxied)).rejects.toMatchObject({ status: 429 });
 
     const text = await (await fetch(new URL('/metrics', app.url))).text();
+    expect(sample(text, 'dpow_mqtt_connections_refused_total', { reason: 'per-source' })).toBe(1);
+    expect(sample(text, 'dpow_mqtt_connections_refused_total', { reason: 'total' })).toBe(0);
+    // The dispatcher's, the worker's (both the operator's own, on loopback) and the proxied one.
+    expect(sample(text, 'dpow_mqtt_open_connections')).toBe(3);
+    expect(sample(text, 'dpow_mqtt_sources')).toBe(1);
     expect(sample(text, 'dpow_mqtt_oversize_packets_total', { type: 'connect' })).toBe(1);
     expect(sample(text, 'dpow_mqtt_refused_total', { reason: 'publish-acl' })).toBe(1);
     expect(sample(text, 'dpow_mqtt_refused_total', { reason: 'subscription-limit' })).toBe(1);

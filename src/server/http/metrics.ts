@@ -16,6 +16,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { WORK_TYPES } from '../../dpow/codec.ts';
 import type { Broker } from '../broker.ts';
+import type { ConnectionLimit, RefusalReason } from '../connection-limit.ts';
+import type { MqttFront } from '../mqtt-front.ts';
+import type { PacketType } from '../mqtt-packet-size.ts';
 import type { AcceptedResult, Dispatcher } from '../dispatcher/dispatcher.ts';
 import type { PrecacheFeed } from '../feeds/precache-feed.ts';
 import { silentLogger, type Logger } from '../log.ts';
@@ -29,9 +32,12 @@ import type { RpcAllow, ServiceApi } from './service-api.ts';
 export const METRICS_USER = 'metrics';
 
 export interface ServerMetricsOptions {
-  store: DispatcherStore;
+  /** The dispatcher's store; /readyz asks it. */
+  store?: DispatcherStore;
   dispatcher?: Dispatcher;
   broker?: Broker;
+  /** The MQTT front (`dpow-web mqtt-front`); /readyz asks whether its broker accepts connections. */
+  front?: MqttFront;
   serviceApi?: ServiceApi;
   /** The payouts endpoint's counters (payouts-api.ts). */
   payouts?: { readonly counters: Readonly<Record<string, number>> };
@@ -108,6 +114,25 @@ function readGauge<L extends string>(
 const entries = <K extends string>(record: Partial<Record<K, number>>): Array<[K, number]> =>
   Object.entries(record) as Array<[K, number]>;
 
+/** What the MQTT gate (mqtt-gate.ts) counts, the same in the embedded broker and the front. */
+function gateMetrics(
+  registry: Registry,
+  gate: {
+    counters: { oversizePackets: Partial<Record<PacketType, number>>; refusedConnections: Record<RefusalReason, number> };
+    connections: Pick<ConnectionLimit, 'open' | 'sources'>;
+  },
+): void {
+  const c = gate.counters;
+  readCounter(registry, 'dpow_mqtt_oversize_packets_total', 'MQTT connections closed at a packet header over the size limit, by packet type', ['type'], () =>
+    entries(c.oversizePackets).map(([type, n]) => [{ type }, n]),
+  );
+  readCounter(registry, 'dpow_mqtt_connections_refused_total', 'MQTT connections refused before they were taken: over the cap of their source (per-source) or of the server (total)', ['reason'], () =>
+    entries(c.refusedConnections).map(([reason, n]) => [{ reason }, n]),
+  );
+  readGauge(registry, 'dpow_mqtt_open_connections', 'MQTT connections open, logged in or not (the operator\'s own loopback ones included)', [], () => [[{}, gate.connections.open]]);
+  readGauge(registry, 'dpow_mqtt_sources', 'Sources (IPv4 address or IPv6 /64) with an MQTT connection open, loopback ones not counted', [], () => [[{}, gate.connections.sources]]);
+}
+
 export function createServerMetrics(options: ServerMetricsOptions): ServerMetrics {
   const { store, dispatcher, broker, serviceApi } = options;
   const log = options.log ?? silentLogger;
@@ -164,7 +189,7 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
     closers.push(() => dispatcher.off('accepted', onAccepted));
   }
 
-  if (store.replication) {
+  if (store?.replication) {
     const r = store.replication;
     readCounter(registry, 'dpow_store_replicated_writes_total', 'Store writes that wait for Redis replicas (accepts, credits, snapshots, services, the lease), by outcome; a shortfall is held, not answered', ['outcome'], () => [
       [{ outcome: 'confirmed' }, r.confirmed],
@@ -189,10 +214,15 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
       [{ reason: 'qos2-inflight' }, b.refusedInflight],
       [{ reason: 'too-many-refusals' }, b.closedForRefusals],
     ]);
-    readCounter(registry, 'dpow_mqtt_oversize_packets_total', 'Connections the embedded broker closed at a packet header over the size limit, by packet type', ['type'], () =>
-      entries(b.oversizePackets).map(([type, n]) => [{ type }, n]),
-    );
+    gateMetrics(registry, broker);
     readCounter(registry, 'dpow_mqtt_clean_sessions_forced_total', 'Logins that asked for a persistent session and got a clean one (only the server role keeps one)', [], () => [[{}, b.cleanSessionsForced]]);
+  }
+
+  if (options.front) {
+    const front = options.front;
+    gateMetrics(registry, front);
+    readCounter(registry, 'dpow_mqtt_front_piped_total', 'Connections the MQTT front let in and piped to the broker', [], () => [[{}, front.counters.piped]]);
+    readCounter(registry, 'dpow_mqtt_front_broker_unreachable_total', 'Connections the MQTT front closed because the broker did not accept them', [], () => [[{}, front.counters.brokerUnreachable]]);
   }
 
   if (serviceApi) {
@@ -275,6 +305,8 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
 
   async function notReady(): Promise<string | undefined> {
     if (dispatcher && !dispatcher.connected) return 'the dispatcher is not connected to the broker';
+    if (options.front) return options.front.notReady();
+    if (!store) return undefined;
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([

@@ -1,0 +1,104 @@
+/**
+ * How many MQTT connections the network may hold open: at most `perSource` from one source and
+ * at most `total` in all. A source is an IPv4 address or an IPv6 /64 (sourceKey), so one
+ * subscriber cannot multiply its allowance by its 2^64 addresses.
+ *
+ * The operator's own processes are exempt: a caller on loopback that no proxy forwarded (the
+ * dispatcher, a dashboard or worker on the same machine). They are counted in `open` but never
+ * refused, so strangers who fill the total cannot lock the dispatcher out. Anything a proxy
+ * forwarded, the shipped nginx included, is counted under the address it names.
+ *
+ * The table holds one entry per source with a connection open, so it is bounded by `total`.
+ */
+import { sourceKey } from './http/request-guard.ts';
+
+export interface ConnectionCaps {
+  /** Connections one source (IPv4 address, IPv6 /64) may hold open. */
+  perSource: number;
+  /** Connections all sources together may hold open, exempt ones not counted. */
+  total: number;
+}
+
+/**
+ * Generous on purpose: a NAT'd office, a university behind one address or a GPU farm running a
+ * worker per GPU all share one source, and the per-source cap must not lock them out. The total
+ * is what bounds the memory (docs/operations.md, Hardening, with the trade-off).
+ */
+export const DEFAULT_CONNECTION_CAPS: ConnectionCaps = { perSource: 256, total: 10_000 };
+
+export type RefusalReason = 'per-source' | 'total';
+
+export type Admission =
+  | { ok: true; source: string; release(): void }
+  | { ok: false; source: string; reason: RefusalReason; why: string };
+
+export interface ConnectionCounters {
+  admitted: number;
+  refused: Record<RefusalReason, number>;
+}
+
+export class ConnectionLimit {
+  readonly caps: ConnectionCaps;
+  readonly counters: ConnectionCounters = { admitted: 0, refused: { 'per-source': 0, total: 0 } };
+  readonly #bySource = new Map<string, number>();
+  #counted = 0;
+  #exempt = 0;
+
+  constructor(caps: Partial<ConnectionCaps> = {}) {
+    this.caps = { perSource: caps.perSource ?? DEFAULT_CONNECTION_CAPS.perSource, total: caps.total ?? DEFAULT_CONNECTION_CAPS.total };
+  }
+
+  /**
+   * Admits a connection from `address` (an IP address, possibly from X-Forwarded-For) or says
+   * why not. `exempt` marks the operator's own: admitted whatever the counts.
+   */
+  admit(address: string, exempt = false): Admission {
+    const source = sourceKey(address);
+    if (exempt) {
+      this.#exempt++;
+      this.counters.admitted++;
+      return { ok: true, source, release: once(() => this.#exempt--) };
+    }
+    const held = this.#bySource.get(source) ?? 0;
+    if (held >= this.caps.perSource) return this.#refuse(source, 'per-source', `${held} connections open from ${source}, the most one source may hold`);
+    if (this.#counted >= this.caps.total) return this.#refuse(source, 'total', `${this.#counted} connections open, the most this server holds`);
+    this.#bySource.set(source, held + 1);
+    this.#counted++;
+    this.counters.admitted++;
+    return {
+      ok: true,
+      source,
+      release: once(() => {
+        this.#counted--;
+        const left = this.#bySource.get(source)! - 1;
+        if (left === 0) this.#bySource.delete(source);
+        else this.#bySource.set(source, left);
+      }),
+    };
+  }
+
+  /** Connections open now, exempt ones included. */
+  get open(): number {
+    return this.#counted + this.#exempt;
+  }
+
+  /** Distinct sources with a counted connection open now. */
+  get sources(): number {
+    return this.#bySource.size;
+  }
+
+  #refuse(source: string, reason: RefusalReason, why: string): Admission {
+    this.counters.refused[reason]++;
+    return { ok: false, source, reason, why };
+  }
+}
+
+/** `fn` the first time only: a connection is released once however many close events it sees. */
+function once(fn: () => void): () => void {
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    fn();
+  };
+}

@@ -1,0 +1,208 @@
+/**
+ * MQTT over WebSocket in front of a broker whose own WebSocket listener cannot be trusted with
+ * the internet. Debian 12's mosquitto 2.0.11 (and every 2.0 release) applies `max_packet_size`
+ * on TCP only: on its WebSocket listener a packet is buffered whole as it arrives, before any
+ * login (four unfinished CONNECTs of 64 MiB took it from 11 to 267 MiB), and no option of
+ * Mosquitto, libwebsockets or nginx bounds it (docs/operations.md, Hardening).
+ *
+ * The front terminates the volunteers' WebSocket, lets each connection through the gate that
+ * guards the embedded broker (mqtt-gate.ts: connections per source and in total, each packet's
+ * size at its fixed header) and pipes the bytes, unchanged, to the broker's TCP listener, where
+ * `max_packet_size` holds. It is a guard, not a broker: it reads nothing of MQTT beyond the fixed
+ * headers, and logins, ACLs and sessions stay the broker's.
+ *
+ *   volunteer --wss--> nginx /mqtt --ws--> front --mqtt (TCP)--> mosquitto
+ *
+ * `dpow-web mqtt-front` (src/cli/mqtt-front.ts) runs it; deploy/systemd has its unit.
+ */
+import http from 'node:http';
+import net from 'node:net';
+import { Transform, pipeline, type Duplex } from 'node:stream';
+import type { ConnectionLimit, RefusalReason } from './connection-limit.ts';
+import { listen } from './http/listen.ts';
+import { clip, LogLimiter } from './log-limit.ts';
+import { silentLogger, type Logger } from './log.ts';
+import { MqttGate } from './mqtt-gate.ts';
+import { DEFAULT_PACKET_LIMITS, packetLimitsFor, type PacketType } from './mqtt-packet-size.ts';
+
+export interface MqttFrontLimits {
+  /** Largest packet of every type but PUBLISH, whole. Default the embedded broker's, 1 KiB. */
+  maxPacketBytes?: number;
+  /** Connections one source (IPv4 address, IPv6 /64) may hold open. */
+  maxConnectionsPerSource?: number;
+  /** Connections all sources together may hold open. */
+  maxConnections?: number;
+}
+
+export interface MqttFrontOptions {
+  /** The broker's TCP listener: mqtt://host:port. */
+  broker: string;
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Default 9001; 0 picks a free port. */
+  port?: number;
+  /** The WebSocket path. Default '/mqtt'. */
+  path?: string;
+  limits?: MqttFrontLimits;
+  /** How long the broker may take to accept a connection. Default 5 s. */
+  connectTimeoutMs?: number;
+  log?: Logger;
+  /** Interval of the refusal log lines (log-limit.ts). Default 10 s. */
+  logIntervalMs?: number;
+}
+
+export interface MqttFrontCounters {
+  /** Connections closed at a packet header over the size limit, by packet type. */
+  oversizePackets: Partial<Record<PacketType, number>>;
+  /** Connections refused before they were taken: over their source's cap, or over the total. */
+  refusedConnections: Record<RefusalReason, number>;
+  /** Connections let in and piped to the broker. */
+  piped: number;
+  /** Connections closed because the broker could not be reached. */
+  brokerUnreachable: number;
+}
+
+export interface MqttFront {
+  /** ws://host:port/path */
+  url: string;
+  server: http.Server;
+  counters: MqttFrontCounters;
+  /** Connections open now (exempt ones included) and the sources they come from. */
+  connections: Pick<ConnectionLimit, 'open' | 'sources' | 'caps'>;
+  /** Why the front cannot serve (the broker does not accept connections), or undefined. */
+  notReady(): Promise<string | undefined>;
+  close(): Promise<void>;
+}
+
+export const DEFAULT_FRONT_PORT = 9001;
+
+export async function startMqttFront(options: MqttFrontOptions): Promise<MqttFront> {
+  const log = options.log ?? silentLogger;
+  const logLimit = new LogLimiter(log, { intervalMs: options.logIntervalMs });
+  const broker = brokerAddress(options.broker);
+  const connectTimeoutMs = options.connectTimeoutMs ?? 5000;
+  const limits = options.limits ?? {};
+  const gate = new MqttGate({
+    name: 'mqtt-front',
+    // The embedded broker's: PUBLISH as large as the codecs' payload and a topic allow.
+    packetLimits: packetLimitsFor({ ...DEFAULT_PACKET_LIMITS, maxPacketBytes: limits.maxPacketBytes ?? DEFAULT_PACKET_LIMITS.maxPacketBytes }),
+    connections: { perSource: limits.maxConnectionsPerSource, total: limits.maxConnections },
+    logLimit,
+  });
+  const counters: MqttFrontCounters = {
+    oversizePackets: gate.oversizePackets,
+    refusedConnections: gate.connections.counters.refused,
+    piped: 0,
+    brokerUnreachable: 0,
+  };
+  /** The broker's side of every piped connection, to end them all on close. */
+  const upstreams = new Set<net.Socket>();
+  /** Of those, the ones the broker has accepted: while there are some, it is reachable. */
+  let accepted = 0;
+
+  /** One volunteer's connection, checked packet by packet on its way to the broker. */
+  const pipe = (client: Duplex, source: string, req?: http.IncomingMessage) => {
+    counters.piped++;
+    const upstream = net.connect({ ...broker, noDelay: true });
+    upstreams.add(upstream);
+    let connected = false;
+    // Errors of the connection itself carry the system call that failed (connect, getaddrinfo);
+    // the others are the pipe ending it (an oversize packet, a volunteer gone before the broker answered).
+    upstream.setTimeout(connectTimeoutMs, () => upstream.destroy(Object.assign(new Error(`no connection within ${connectTimeoutMs} ms`), { syscall: 'connect' })));
+    upstream.once('connect', () => {
+      connected = true;
+      accepted++;
+      upstream.setTimeout(0);
+    });
+    upstream.once('error', (err: NodeJS.ErrnoException) => {
+      if (connected || err.syscall === undefined) return;
+      counters.brokerUnreachable++;
+      logLimit.error('mqtt-front: broker unreachable', `mqtt-front: closed a connection from ${clip(source)}: the broker at ${options.broker} does not answer (${clip(err.message)})`);
+    });
+    const check = gate.packetCheck(source);
+    const sizes = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        const err = check(chunk);
+        done(err ?? null, err ? undefined : chunk);
+      },
+    });
+    const end = (err?: Error | null) => {
+      if (!err) return;
+      client.destroy();
+      upstream.destroy();
+    };
+    // Each way ends the other when it fails; a clean end travels on (the broker closes a
+    // connection whose client ended, and a closed broker connection ends the WebSocket).
+    pipeline(client, sizes, upstream, end);
+    pipeline(upstream, client, end);
+    // The WebSocket's own socket closing is the end of it, whatever the broker is doing.
+    req?.socket.once('close', () => upstream.destroy());
+    upstream.once('close', () => {
+      upstreams.delete(upstream);
+      if (connected) accepted--;
+    });
+  };
+
+  const path = options.path ?? '/mqtt';
+  const webSocket = gate.webSocket(path, pipe);
+  // Plain HTTP: the path wants an upgrade, anything else is not here (a headless worker asking
+  // the broker's origin for /api/payouts/ learns there is no such endpoint, as from Mosquitto).
+  const server = http.createServer((req, res) => {
+    const mqtt = (req.url ?? '').split('?')[0].replace(/\/$/, '') === path;
+    res.writeHead(mqtt ? 426 : 404, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' }).end(mqtt ? 'MQTT over WebSocket only\n' : 'Not found\n');
+  });
+  server.on('upgrade', (req, socket, head) => {
+    if (!webSocket.handleUpgrade(req, socket, head)) socket.destroy();
+  });
+  server.on('clientError', (_err, socket) => socket.destroy());
+  // An upgrade request is a few hundred bytes: one that takes longer than this is not a volunteer's
+  // (and is not counted by the gate until its headers are in).
+  server.headersTimeout = server.requestTimeout = 10_000;
+  const origin = await listen(server, options.port ?? DEFAULT_FRONT_PORT, options.host ?? '127.0.0.1');
+  const url = `${origin.replace(/^http/, 'ws')}${path}`;
+  log.info(`mqtt-front: ${url} to ${options.broker}, at most ${gate.connections.caps.perSource} connections a source and ${gate.connections.caps.total} in all`);
+
+  return {
+    url,
+    server,
+    counters,
+    connections: gate.connections,
+    // A probe only when no volunteer's connection says so already: Mosquitto 2.0.11 counts a
+    // connection closed before its CONNECT off max_connections twice.
+    notReady: async () => (accepted > 0 ? undefined : reachable(broker, connectTimeoutMs)),
+    async close() {
+      logLimit.close();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      await webSocket.close();
+      for (const upstream of upstreams) upstream.destroy();
+      server.closeAllConnections();
+      await closed;
+    },
+  };
+}
+
+/** host and port of an mqtt:// URL; anything else is a configuration error. */
+function brokerAddress(url: string): { host: string; port: number } {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new Error(`the broker must be an mqtt://host:port URL, got "${url}"`);
+  }
+  if (parsed.protocol !== 'mqtt:' || parsed.hostname === '') throw new Error(`the broker must be an mqtt://host:port URL (its TCP listener), got "${url}"`);
+  return { host: parsed.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(parsed.port || 1883) };
+}
+
+/** Undefined when the broker accepts a TCP connection (closed at once, before any MQTT), else why not. */
+function reachable(broker: { host: string; port: number }, timeoutMs: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const socket = net.connect(broker);
+    const done = (reason?: string) => {
+      socket.destroy();
+      resolve(reason);
+    };
+    socket.setTimeout(timeoutMs, () => done(`the broker does not accept connections within ${timeoutMs} ms`));
+    socket.once('connect', () => done());
+    socket.once('error', (err) => done(`the broker does not accept connections: ${err.message}`));
+  });
+}

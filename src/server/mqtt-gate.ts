@@ -1,0 +1,164 @@
+/**
+ * What every MQTT connection from the network passes before its bytes reach a broker: the
+ * embedded broker's (broker.ts) and those the front passes on to Mosquitto (mqtt-front.ts).
+ *
+ * - Admission by source (connection-limit.ts), decided before the connection is taken: a
+ *   WebSocket upgrade over a cap is answered 429 (its source's cap) or 503 (the total) and closed
+ *   before any WebSocket exists, a TCP connection over one is closed at once. The source of a
+ *   WebSocket is the caller as request-guard.ts tells it (behind the shipped nginx, the last
+ *   X-Forwarded-For hop); a TCP connection's is its peer.
+ * - Each packet's size, read at its fixed header as the bytes arrive (mqtt-packet-size.ts), so a
+ *   connection is closed before the body of a packet over its limit is kept.
+ *
+ * Every refusal is counted and logged once per kind per interval, its source clipped
+ * (log-limit.ts).
+ */
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, createWebSocketStream } from 'ws';
+import { ConnectionLimit, type Admission, type ConnectionCaps } from './connection-limit.ts';
+import { callerAddress, isLoopback, isProxied } from './http/request-guard.ts';
+import { clip, type LogLimiter } from './log-limit.ts';
+import { OversizePacketError, PacketSizeCheck, type PacketSizeLimits, type PacketType } from './mqtt-packet-size.ts';
+
+export interface MqttGateOptions {
+  /** Who logs ('broker', 'mqtt-front'): the prefix of its log lines. */
+  name: string;
+  packetLimits: PacketSizeLimits;
+  /** DEFAULT_CONNECTION_CAPS where absent. */
+  connections?: Partial<ConnectionCaps>;
+  logLimit: LogLimiter;
+}
+
+/** A connection the gate let in, with the source it is counted under (for logs). */
+export type AcceptConnection = (stream: Duplex, source: string, req?: IncomingMessage) => void;
+
+export interface TcpEntry {
+  server: net.Server;
+  /** Stops listening and ends every connection it accepted, logged in or not. */
+  close(): Promise<void>;
+}
+
+export interface WebSocketEntry {
+  /** Handles an upgrade for its path; false (socket untouched) for any other path. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean;
+  /** Ends every WebSocket it accepted. */
+  close(): Promise<void>;
+}
+
+/** Answer to a refused upgrade: its source's cap is a wait, the total is the server being full. */
+const REFUSAL_STATUS = { 'per-source': 429, total: 503 } as const;
+/**
+ * TCP keepalive on every connection let in: a peer that vanished without a word (a client with
+ * MQTT keepalive 0 never times out) is found by the kernel and its place is given back.
+ */
+const TCP_KEEPALIVE_MS = 60_000;
+
+export class MqttGate {
+  readonly connections: ConnectionLimit;
+  /** Connections closed at a packet header over its limit, by packet type. */
+  readonly oversizePackets: Partial<Record<PacketType, number>> = {};
+  readonly #name: string;
+  readonly #packetLimits: PacketSizeLimits;
+  readonly #logLimit: LogLimiter;
+
+  constructor(options: MqttGateOptions) {
+    this.#name = options.name;
+    this.#packetLimits = options.packetLimits;
+    this.#logLimit = options.logLimit;
+    this.connections = new ConnectionLimit(options.connections);
+  }
+
+  /** MQTT over WebSocket on `path`: each upgrade admitted, then handed on as a byte stream. */
+  webSocket(path: string, accept: AcceptConnection): WebSocketEntry {
+    // A frame never needs to be bigger than the largest packet.
+    const wss = new WebSocketServer({ noServer: true, maxPayload: Math.max(this.#packetLimits.publish, this.#packetLimits.other) });
+    return {
+      handleUpgrade: (req, socket, head) => {
+        const requested = (req.url ?? '').split('?')[0];
+        if (requested !== path && requested !== `${path}/`) return false;
+        const peer = req.socket.remoteAddress;
+        const admission = this.#admit(callerAddress(req), isLoopback(peer) && !isProxied(req));
+        if (!admission.ok) {
+          const status = REFUSAL_STATUS[admission.reason];
+          const text = `${admission.why}\n`;
+          socket.once('finish', () => socket.destroy());
+          socket.end(
+            `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nRetry-After: 10\r\n` +
+              `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
+          );
+          return true;
+        }
+        // Released when the socket closes: with its WebSocket, or at a handshake ws refuses.
+        socket.once('close', admission.release);
+        (socket as net.Socket).setKeepAlive?.(true, TCP_KEEPALIVE_MS);
+        wss.handleUpgrade(req, socket, head, (ws) => {
+          const stream = createWebSocketStream(ws);
+          stream.on('error', () => stream.destroy());
+          accept(stream, admission.source, req);
+        });
+        return true;
+      },
+      close: async () => {
+        for (const ws of wss.clients) ws.terminate();
+        await new Promise<void>((resolve) => wss.close(() => resolve()));
+      },
+    };
+  }
+
+  /** A TCP server for MQTT whose connections pass the gate (loopback peers are the operator's own). */
+  tcpServer(accept: AcceptConnection): TcpEntry {
+    const sockets = new Set<net.Socket>();
+    const server = net.createServer((socket) => {
+      const admission = this.#admit(socket.remoteAddress ?? '?', isLoopback(socket.remoteAddress));
+      if (!admission.ok) {
+        socket.destroy();
+        return;
+      }
+      sockets.add(socket);
+      socket.setKeepAlive(true, TCP_KEEPALIVE_MS);
+      socket.once('close', () => {
+        sockets.delete(socket);
+        admission.release();
+      });
+      accept(socket, admission.source);
+    });
+    return {
+      server,
+      close: async () => {
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        // One that never logged in would otherwise hold the close until the broker's connect timeout.
+        for (const socket of sockets) socket.destroy();
+        await closed;
+      },
+    };
+  }
+
+  /**
+   * The size check of one connection's bytes, fed in order: undefined while they may pass on,
+   * an error when the connection must be closed (an oversize packet is counted and logged).
+   */
+  packetCheck(source: string): (chunk: Uint8Array) => Error | undefined {
+    const check = new PacketSizeCheck(this.#packetLimits);
+    return (chunk) => {
+      const err = check.feed(chunk);
+      if (err instanceof OversizePacketError) {
+        this.oversizePackets[err.type] = (this.oversizePackets[err.type] ?? 0) + 1;
+        this.#logLimit.warn(`${this.#name}: oversize packet`, `${this.#name}: closed a connection from ${clip(source)}: ${err.message}`);
+      }
+      return err;
+    };
+  }
+
+  #admit(address: string, exempt: boolean): Admission {
+    const admission = this.connections.admit(address, exempt);
+    if (!admission.ok) {
+      this.#logLimit.warn(
+        `${this.#name}: refused connection (${admission.reason})`,
+        `${this.#name}: refused a connection from ${clip(admission.source)}: ${admission.why}`,
+      );
+    }
+    return admission;
+  }
+}
