@@ -163,14 +163,18 @@ export class RedisSentinelGroup {
   }
 
   /** Every running replica linked to the primary, and every running sentinel seeing them and the other sentinels. */
-  async ready(timeoutMs = 30_000): Promise<void> {
+  async ready(timeoutMs = 60_000): Promise<void> {
     const primary = await this.primary(timeoutMs);
     const replicas = this.servers.filter((s) => s !== primary && s.running);
     await waitForAsync(
       'the replicas to link to the primary',
       async () => (await Promise.all(replicas.map((r) => this.linkUp(r, primary)))).every(Boolean),
       timeoutMs,
-    );
+    ).catch(async (err: Error) => {
+      // Say what each replica thought, so a slow link on a loaded machine can be told from a wrong one.
+      const seen = await Promise.all(replicas.map(async (r) => `${r.port}: ${await this.linkState(r)}`));
+      throw new Error(`${err.message} (primary ${primary.port}; ${seen.join('; ')})`);
+    });
     const running = this.sentinels.filter((s) => s.running);
     await waitForAsync(
       'the sentinels to see the whole group',
@@ -215,7 +219,14 @@ export class RedisSentinelGroup {
   /** True when `replica` replicates `primary` and its link is up. */
   async linkUp(replica: RedisServer, primary: RedisServer): Promise<boolean> {
     const info = String((await ask(replica.port, ['INFO', 'replication'], this.password)) ?? '');
-    return info.includes('role:slave') && info.includes(`master_port:${primary.port}`) && info.includes('master_link_status:up');
+    return /^role:slave\r?$/m.test(info) && new RegExp(`^master_port:${primary.port}\\r?$`, 'm').test(info) && /^master_link_status:up\r?$/m.test(info);
+  }
+
+  /** A replica's role, primary and link as it reports them (for error messages). */
+  async linkState(replica: RedisServer): Promise<string> {
+    const info = String((await ask(replica.port, ['INFO', 'replication'], this.password).catch((e: Error) => e.message)) ?? '');
+    const field = (name: string) => new RegExp(`^${name}:(.*?)\\r?$`, 'm').exec(info)?.[1] ?? '?';
+    return `role ${field('role')}, master_port ${field('master_port')}, link ${field('master_link_status')}, sync ${field('master_sync_in_progress')}`;
   }
 
   async close(): Promise<void> {
