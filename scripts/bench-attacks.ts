@@ -25,9 +25,9 @@
  *   forbidden-flood     20,000 forbidden publishes (reconnecting when closed)
  *   login-flood         500 logins with a 60 KB user name and client id
  *   long-topic-flood    1,000 publishes to 30 KB topics (reconnecting when closed)
- *   connection-flood    2,000 logins from one source, all held open (dpow-web listens on this
- *                       machine's non-loopback address for it, so the bench is a stranger; through
- *                       the front, a proxy names the source in X-Forwarded-For)
+ *   connection-flood    2,000 logins from one source, all held open (over TCP bound to 127.0.0.2,
+ *                       a stranger's address to the broker; over WebSocket a proxy names the source
+ *                       in X-Forwarded-For)
  *   many-sources-flood  300 logins from each of 20 sources, all held open, against a total cap
  *                       of 2,000 (--mqtt-max-connections); WebSocket only (a proxy names them)
  *
@@ -41,14 +41,13 @@ import mqtt from 'mqtt';
 import { CliProcess } from '../src/testkit/cli-process.ts';
 import { Mosquitto } from '../src/testkit/mosquitto.ts';
 import { encode, MiB, RawMqtt, rssOf, unfinishedConnects } from '../src/testkit/mqtt-attack.ts';
-import { externalAddress, freePort } from '../src/testkit/net.ts';
+import { freePort, strangerAddress } from '../src/testkit/net.ts';
 
 const { values } = parseArgs({
   options: { only: { type: 'string' }, attack: { type: 'string', multiple: true }, json: { type: 'string' }, uncapped: { type: 'boolean' } },
 });
 /** Caps no attack here reaches: the connection caps as they were before they existed. */
 const UNCAPPED = values.uncapped ? ['--mqtt-max-connections-per-source', '1000000', '--mqtt-max-connections', '1000000'] : [];
-const EXTERNAL = externalAddress();
 
 const CLIENT = { username: 'client', password: 'client' };
 const BIG = Buffer.alloc(60 * 1024, 0x62);
@@ -71,15 +70,12 @@ interface Target {
 
 /** What an attack needs of its target's start: connection caps, and where dpow-web listens. */
 interface TargetSetup {
-  /** Listen on this machine's non-loopback address, so the bench connects as a stranger. */
-  external?: boolean;
   /** Connection caps for dpow-web start and the front. */
   capArgs?: string[];
 }
 
 async function startDpow(setup: TargetSetup): Promise<Target> {
-  const host = setup.external && EXTERNAL ? ['--host', EXTERNAL] : [];
-  const cli = CliProcess.start(['start', '--memory', '--no-demo', '--no-build', '--port', '0', '--broker-tcp-port', '0', ...host, ...(setup.capArgs ?? [])]);
+  const cli = CliProcess.start(['start', '--memory', '--no-demo', '--no-build', '--port', '0', '--broker-tcp-port', '0', ...(setup.capArgs ?? [])]);
   const [, url, wsUrl, tcpUrl] = await cli.waitForOutput(/running at (http:\/\/\S+)\s+\(broker (ws:\/\/\S+), (mqtt:\/\/[^)\s]+)\)/);
   const rpc = async (body: object) => (await fetch(url, { method: 'POST', body: JSON.stringify(body) })).json();
   return {
@@ -142,7 +138,7 @@ type Attack = (target: Target, url: string, open: Open) => Promise<string>;
 
 /** How each attack wants its target started, where it is not the default. */
 const SETUPS: Record<string, TargetSetup> = {
-  'connection-flood': { external: true },
+  'connection-flood': {},
   'many-sources-flood': { capArgs: ['--mqtt-max-connections', '2000'] },
 };
 
@@ -264,9 +260,9 @@ const attacks: Record<string, Attack> = {
   },
 
   async 'connection-flood'(_target, url, open) {
-    // Over WebSocket as a proxy names the source (dpow-web, listening on the external address,
-    // ignores the header from there and counts the bench's own address); over TCP as is.
-    return `${await logins(open, 2000, url.startsWith('ws') ? '198.51.100.7' : undefined)} of 2,000 admitted`;
+    // Over WebSocket as a proxy names the source; over TCP from a loopback address other than
+    // 127.0.0.1, which the broker counts as a stranger's (127.0.0.1 is the operator's own).
+    return `${await logins(open, 2000, url.startsWith('ws') ? '198.51.100.7' : strangerAddress())} of 2,000 admitted`;
   },
 
   async 'many-sources-flood'(_target, url, open) {
@@ -289,7 +285,10 @@ interface Row {
 
 async function measure(target: Target, transport: 'tcp' | 'ws', url: string, attack: string): Promise<Row> {
   const held: (() => unknown)[] = [];
-  const open: Open = (source) => RawMqtt.open(url, held, source ? { headers: { 'X-Forwarded-For': source } } : {});
+  // A source is named in X-Forwarded-For over WebSocket (as the shipped nginx does) and bound as
+  // the local address over TCP.
+  const open: Open = (source) =>
+    RawMqtt.open(url, held, !source ? {} : url.startsWith('ws') ? { headers: { 'X-Forwarded-For': source } } : { localAddress: source });
   const names = Object.keys(target.pids);
   const rss = (name: string) => rssOf(target.pids[name]) / MiB;
   const before = Object.fromEntries(names.map((n) => [n, rss(n)]));

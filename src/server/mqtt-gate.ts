@@ -18,9 +18,18 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import { ConnectionLimit, type Admission, type ConnectionCaps } from './connection-limit.ts';
-import { callerAddress, isLoopback, isProxied } from './http/request-guard.ts';
+import { callerAddress, isProxied } from './http/request-guard.ts';
 import { clip, type LogLimiter } from './log-limit.ts';
 import { OversizePacketError, PacketSizeCheck, type PacketSizeLimits, type PacketType } from './mqtt-packet-size.ts';
+
+/**
+ * The operator's own processes (the dispatcher, a local dashboard or worker) connect from
+ * 127.0.0.1 or ::1 and are counted but never refused. Any other address, the rest of 127/8
+ * included, is a stranger's: a test or bench binds 127.0.0.2 to be one without leaving loopback.
+ */
+function isOperatorHost(address: string | undefined): boolean {
+  return address === '127.0.0.1' || address === '::1' || address === '::ffff:127.0.0.1';
+}
 
 export interface MqttGateOptions {
   /** Who logs ('broker', 'mqtt-front'): the prefix of its log lines. */
@@ -79,7 +88,7 @@ export class MqttGate {
         const requested = (req.url ?? '').split('?')[0];
         if (requested !== path && requested !== `${path}/`) return false;
         const peer = req.socket.remoteAddress;
-        const admission = this.#admit(callerAddress(req), isLoopback(peer) && !isProxied(req));
+        const admission = this.#admit(callerAddress(req), isOperatorHost(peer) && !isProxied(req));
         if (!admission.ok) {
           const status = REFUSAL_STATUS[admission.reason];
           const text = `${admission.why}\n`;
@@ -107,11 +116,11 @@ export class MqttGate {
     };
   }
 
-  /** A TCP server for MQTT whose connections pass the gate (loopback peers are the operator's own). */
+  /** A TCP server for MQTT whose connections pass the gate (127.0.0.1 and ::1 are the operator's own). */
   tcpServer(accept: AcceptConnection): TcpEntry {
     const sockets = new Set<net.Socket>();
     const server = net.createServer((socket) => {
-      const admission = this.#admit(socket.remoteAddress ?? '?', isLoopback(socket.remoteAddress));
+      const admission = this.#admit(socket.remoteAddress ?? '?', isOperatorHost(socket.remoteAddress));
       if (!admission.ok) {
         socket.destroy();
         return;

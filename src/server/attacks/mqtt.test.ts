@@ -18,7 +18,7 @@ import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
 import { connectAs, TEST_USERS as USERS } from '../../testkit/mqtt.ts';
 import { PACKET_TYPES } from '../mqtt-packet-size.ts';
 import { encode, firstByte, fixedHeader, MAX_REMAINING_LENGTH, mib, MiB, RawMqtt, retainedBytes, UpgradeRefused } from '../../testkit/mqtt-attack.ts';
-import { externalAddress } from '../../testkit/net.ts';
+import { strangerAddress } from '../../testkit/net.ts';
 import { waitFor, waitForAsync } from '../../testkit/wait.ts';
 
 const cleanups = cleanupsAfterEach();
@@ -36,17 +36,17 @@ async function broker(options: Partial<BrokerOptions> = {}): Promise<Broker> {
 
 /**
  * Strangers' connections: over WebSocket from a proxy on loopback naming `source` in
- * X-Forwarded-For, as the shipped nginx does; over TCP from this machine's own non-loopback
- * address (one source only) to a broker listening there. Loopback callers that no proxy forwarded
- * are the operator's own and never refused, so they cannot stand in for strangers.
+ * X-Forwarded-For, as the shipped nginx does; over TCP bound to `source`, a loopback address
+ * other than 127.0.0.1 (127.0.0.2, …). Connections from 127.0.0.1 that no proxy forwarded are
+ * the operator's own and never refused, so they cannot stand in for strangers.
  */
-const EXTERNAL = externalAddress();
+const STRANGER = strangerAddress();
 
 /** Logs in as a worker from `source`; the connection, or how the broker refused it (the HTTP status, or 'closed' for TCP). */
 async function loginFrom(url: string, source: string): Promise<RawMqtt | number | 'closed'> {
   const tcp = url.startsWith('mqtt:');
   try {
-    const raw = await RawMqtt.open(url, cleanups, tcp ? { localAddress: EXTERNAL } : { headers: { 'X-Forwarded-For': `203.0.113.1, ${source}` } });
+    const raw = await RawMqtt.open(url, cleanups, tcp ? { localAddress: source } : { headers: { 'X-Forwarded-For': `203.0.113.1, ${source}` } });
     const connack = await raw.login(USERS.client).catch(() => undefined);
     return connack?.returnCode === 0 ? raw : 'closed';
   } catch (err) {
@@ -62,15 +62,13 @@ const FORBIDDEN = 'work/ondemand';
 describe.each(['tcp', 'ws'] as const)('the embedded broker under attack over %s', (transport) => {
   const urlOf = (b: Broker) => (transport === 'tcp' ? b.tcpUrl! : b.wsUrl);
   const open = (b: Broker) => RawMqtt.open(urlOf(b), cleanups);
-  /** A broker strangers reach (over TCP it listens on the external address), and how it refuses each cap. */
-  const strangersBroker = (options: Partial<BrokerOptions> = {}) => broker({ ...(transport === 'tcp' ? { host: EXTERNAL } : {}), ...options });
+  /** A broker strangers reach, and how it refuses each cap. */
+  const strangersBroker = (options: Partial<BrokerOptions> = {}) => broker(options);
   const refusedAs = (reason: 'per-source' | 'total') => (transport === 'tcp' ? 'closed' : reason === 'per-source' ? 429 : 503);
-  const noStrangersHere = transport === 'tcp' && EXTERNAL === undefined;
-  if (noStrangersHere) console.warn('attacks/mqtt.test.ts: no non-loopback IPv4 address here, so no stranger over TCP: the connection caps are tested over WebSocket only');
 
-  it.skipIf(noStrangersHere)("refuses a connection over its source's cap before any MQTT is read, and takes one again when another leaves", async () => {
+  it("refuses a connection over its source's cap before any MQTT is read, and takes one again when another leaves", async () => {
     const b = await strangersBroker({ limits: { maxConnectionsPerSource: 3, maxConnections: 100 } });
-    const source = EXTERNAL!;
+    const source = STRANGER;
     const held = [await loginFrom(urlOf(b), source), await loginFrom(urlOf(b), source), await loginFrom(urlOf(b), source)];
     expect(held.every((h) => h instanceof RawMqtt)).toBe(true);
     expect(await loginFrom(urlOf(b), source)).toBe(refusedAs('per-source'));
@@ -87,20 +85,19 @@ describe.each(['tcp', 'ws'] as const)('the embedded broker under attack over %s'
     await waitForAsync('the place to be freed', async () => (await loginFrom(urlOf(b), source)) instanceof RawMqtt);
   });
 
-  it.skipIf(noStrangersHere)("refuses a connection over the total whatever its source, never the operator's own on loopback", async () => {
+  it("refuses a connection over the total whatever its source, never the operator's own on loopback", async () => {
     const b = await strangersBroker({ limits: { maxConnectionsPerSource: 10, maxConnections: 4 } });
-    const sources = transport === 'tcp' ? [EXTERNAL!, EXTERNAL!, EXTERNAL!, EXTERNAL!] : ['192.0.2.10', '192.0.2.11', '2001:db8::1', '192.0.2.12'];
+    const sources = transport === 'tcp' ? [0, 1, 2, 3].map((n) => strangerAddress(n)) : ['192.0.2.10', '192.0.2.11', '2001:db8::1', '192.0.2.12'];
     for (const source of sources) expect(await loginFrom(urlOf(b), source)).toBeInstanceOf(RawMqtt);
-    expect(await loginFrom(urlOf(b), transport === 'tcp' ? EXTERNAL! : '192.0.2.99')).toBe(refusedAs('total'));
+    expect(await loginFrom(urlOf(b), transport === 'tcp' ? strangerAddress(4) : '192.0.2.99')).toBe(refusedAs('total'));
     expect(b.counters.refusedConnections).toEqual({ 'per-source': 0, total: 1 });
-    // The dispatcher and a dashboard on this machine still get in (over TCP: a listener on loopback).
-    const own = transport === 'tcp' ? await broker({ limits: { maxConnections: 1 } }) : b;
-    await connectAs(urlOf(own), 'server', cleanups);
-    await connectAs(urlOf(own), 'dashboard', cleanups);
-    expect(own.connections.open).toBe(transport === 'tcp' ? 2 : 6);
+    // The dispatcher and a dashboard on this machine (127.0.0.1) still get in.
+    await connectAs(urlOf(b), 'server', cleanups);
+    await connectAs(urlOf(b), 'dashboard', cleanups);
+    expect(b.connections.open).toBe(6);
   });
 
-  it.skipIf(noStrangersHere)('holds a flood of logins from one source to its cap, with a line of log for it', async () => {
+  it('holds a flood of logins from one source to its cap, with a line of log for it', async () => {
     const { lines, log } = logLines();
     const b = await strangersBroker({ log, logIntervalMs: 3_600_000 });
     lines.length = 0;
@@ -108,7 +105,7 @@ describe.each(['tcp', 'ws'] as const)('the embedded broker under attack over %s'
     // weighs it on a real process: the attacker's own ends would be weighed here too).
     const attempts = 600;
     const outcomes: Array<RawMqtt | number | 'closed'> = [];
-    for (let i = 0; i < attempts; i++) outcomes.push(await loginFrom(urlOf(b), EXTERNAL ?? '198.51.100.7'));
+    for (let i = 0; i < attempts; i++) outcomes.push(await loginFrom(urlOf(b), transport === 'tcp' ? STRANGER : '198.51.100.7'));
     const admitted = outcomes.filter((o) => o instanceof RawMqtt).length;
     console.log(`${transport}: ${attempts} logins from one source: ${admitted} admitted, ${lines.length} lines of log`);
     expect(admitted).toBe(DEFAULT_CONNECTION_CAPS.perSource);
