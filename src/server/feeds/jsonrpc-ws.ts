@@ -99,13 +99,16 @@ export class Subscription extends EventEmitter<{ ended: [reason: string]; resubs
   #listeners: NotificationListener[] = [];
   #early: unknown[] = [];
 
+  readonly #client: JsonRpcWsClient;
+
   constructor(
-    private readonly client: JsonRpcWsClient,
+    client: JsonRpcWsClient,
     readonly ns: string,
     readonly subscriptionName: string,
     readonly args: readonly unknown[],
   ) {
     super();
+    this.#client = client;
   }
 
   /** Adds a listener; returns a function that removes it. */
@@ -133,7 +136,7 @@ export class Subscription extends EventEmitter<{ ended: [reason: string]; resubs
 
   /** Unsubscribes (server side too, when connected). */
   unsubscribe(): Promise<boolean> {
-    return this.client.unsubscribe(this);
+    return this.#client.unsubscribe(this);
   }
 }
 
