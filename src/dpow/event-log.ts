@@ -41,43 +41,43 @@ export interface EventLogOptions {
 }
 
 export class EventLog {
-  private readonly now: () => number;
-  private readonly sink: ((event: ClientEvent) => void) | undefined;
-  private readonly onChange: () => void;
-  private list: ClientEvent[] = [];
-  private tally: ClientCounters = freshCounters();
+  readonly #now: () => number;
+  readonly #sink: ((event: ClientEvent) => void) | undefined;
+  readonly #onChange: () => void;
+  #list: ClientEvent[] = [];
+  #tally: ClientCounters = freshCounters();
 
   constructor(options: EventLogOptions) {
-    this.now = options.now;
-    this.sink = options.sink;
-    this.onChange = options.onChange;
+    this.#now = options.now;
+    this.#sink = options.sink;
+    this.#onChange = options.onChange;
   }
 
   /** Most recent first (a copy). */
   events(): ClientEvent[] {
-    return this.list.slice();
+    return this.#list.slice();
   }
 
   /** The counters (a copy); `expired` is the queue's, so the caller fills it in. */
   counters(expired: number): ClientCounters {
-    return { ...this.tally, rejected: { ...this.tally.rejected }, expired };
+    return { ...this.#tally, rejected: { ...this.#tally.rejected }, expired };
   }
 
   /** A new session: counters start from zero; the events stay for the reader. */
   resetCounters(): void {
-    this.tally = freshCounters();
-    this.onChange();
+    this.#tally = freshCounters();
+    this.#onChange();
   }
 
   count(what: Tally): void {
-    this.tally[what]++;
-    this.onChange();
+    this.#tally[what]++;
+    this.#onChange();
   }
 
   /** Counts a refusal by its code without logging it (the caller logs something better). */
   bump(code: string): void {
-    this.tally.rejected[code] = (this.tally.rejected[code] ?? 0) + 1;
-    this.onChange();
+    this.#tally.rejected[code] = (this.#tally.rejected[code] ?? 0) + 1;
+    this.#onChange();
   }
 
   /** A counted, logged rejection with its reason. */
@@ -104,14 +104,14 @@ export class EventLog {
   }
 
   add(level: ClientEvent['level'], kind: string, message: string, job?: JobEventInfo): void {
-    const event: ClientEvent = job ? { at: this.now(), level, kind, message, job } : { at: this.now(), level, kind, message };
-    this.list.unshift(event);
-    if (this.list.length > MAX_EVENTS) this.list.length = MAX_EVENTS;
+    const event: ClientEvent = job ? { at: this.#now(), level, kind, message, job } : { at: this.#now(), level, kind, message };
+    this.#list.unshift(event);
+    if (this.#list.length > MAX_EVENTS) this.#list.length = MAX_EVENTS;
     try {
-      this.sink?.(event);
+      this.#sink?.(event);
     } catch {
       // A failing log sink must not break the session.
     }
-    this.onChange();
+    this.#onChange();
   }
 }
