@@ -72,7 +72,7 @@ async function main() {
   const clients: DpowClient[] = [];
   const startWorkers = async (k: number) => {
     for (let i = 0; i < k; i++) {
-      const engine = await createNodeEngine({ backend: 'wasm', threads: 1, log: () => undefined });
+      const engine = await createNodeEngine({ backend: 'wasm', threads: 1 });
       const client = new DpowClient({ engine });
       await client.start({
         brokerUrl: app.brokerWsUrl,

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // WASM kernel speed under Node: hashes per second of the scalar and SIMD kernels through the
-// real thread pool (createNodeWasmBackend), at a difficulty no search reaches, for a fixed time.
+// real thread pool (startNodeWasmPool), at a difficulty no search reaches, for a fixed time.
 //
 //   node scripts/wasm-speed.mjs [--seconds 3] [--threads 1,2]
 //
@@ -10,7 +10,7 @@
 import { register } from 'tsx/esm/api';
 
 register();
-const { createNodeWasmBackend } = await import('../src/pow-node/wasm-threads.ts');
+const { startNodeWasmPool } = await import('../src/pow-node/wasm-threads.ts');
 
 function option(name, fallback) {
   const at = process.argv.indexOf(`--${name}`);
@@ -28,7 +28,7 @@ const root = new Uint8Array(32).map((_, i) => (i * 37 + 11) & 0xff);
 
 for (const preferSimd of [false, true]) {
   for (const threads of threadCounts) {
-    const backend = await createNodeWasmBackend({ threads, preferSimd });
+    const backend = await startNodeWasmPool({ threads, preferSimd });
     try {
       // Warm up (lets V8 tier the kernel up to its optimizing compiler), then measure.
       for (const ms of [300, seconds * 1000]) {

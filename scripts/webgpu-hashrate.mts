@@ -13,6 +13,7 @@ import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { createNodeGpu, loadBenchSources } from '../src/pow-node/gpu.ts';
 import { createWebGpuBackend } from '../src/pow/webgpu.ts';
+import { plainLogger } from '../src/log.ts';
 
 const { values } = parseArgs({
   options: {
@@ -23,7 +24,7 @@ const { values } = parseArgs({
   },
 });
 const backendName = values.backend as 'auto' | 'vulkan' | 'opengles';
-const gpu = await createNodeGpu({ backend: backendName, log: (m) => console.error(m) });
+const gpu = await createNodeGpu({ backend: backendName, log: plainLogger((m) => console.error(m)) });
 if (!gpu) {
   console.error('no WebGPU adapter');
   process.exit(1);

@@ -19,7 +19,7 @@ const DIFFICULTY = 'fffffffa00000000';
 
 let engine: PowEngine;
 beforeAll(async () => {
-  engine = await createNodeEngine({ backend: 'wasm', threads: 1, log: () => undefined });
+  engine = await createNodeEngine({ backend: 'wasm', threads: 1 });
 });
 afterAll(() => engine?.dispose());
 const cleanups = cleanupsAfterEach();

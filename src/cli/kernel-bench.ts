@@ -3,6 +3,7 @@
  * (src/pow/kernel-bench.ts), with the tuner's choice and each source's ops per nonce. Used by
  * `dpow-web bench --tune` / `--kernels` and scripts/bench*.mjs.
  */
+import type { Logger } from '../log.ts';
 import { benchKernels, type KernelRate } from '../pow/kernel-bench.ts';
 import { requireVariant } from '../pow/kernel-family.ts';
 import { createTunedBackend, type TuningResult } from '../pow/tuner.ts';
@@ -53,7 +54,7 @@ export async function runKernelBench(options: {
   retune?: boolean;
   backend?: NodeGpuBackend;
   rounds?: number;
-  log?: (line: string) => void;
+  log?: Logger;
 }): Promise<KernelBenchReport> {
   const gpu = await createNodeGpu({ backend: options.backend, log: options.log });
   if (!gpu) throw new Error('WebGPU is not available here (no adapter)');

@@ -23,6 +23,7 @@ import { formatMultiplier } from '../dpow/format.ts';
 import { checkAddress } from '../dpow/address.ts';
 import { ACTIVITY_WORDS, busyText, workerActivity, type Activity } from '../dpow/activity.ts';
 import { NO_SUSTAINED_RATES, type ClientEvent, type ClientSettings, type ClientState, type WorkChoice } from '../dpow/state.ts';
+import { plainLogger } from '../log.ts';
 import { difficultyPolicy } from '../pow/difficulty.ts';
 import { requireVariant } from '../pow/kernel-family.ts';
 import type { BackendChoice } from '../pow/types.ts';
@@ -226,7 +227,7 @@ export async function run(argv: string[]): Promise<number> {
     threads: settings.threads,
     kernel: settings.kernel,
     policy,
-    log: (message) => out(`${new Date().toISOString()} ${'engine'.padEnd(10)} ${message}`),
+    log: plainLogger((message) => out(`${new Date().toISOString()} ${'engine'.padEnd(10)} ${message}`)),
   });
 
   // Hashrate for the summary: the engine's hashes over the time spent computing. (Its smoothed

@@ -4,6 +4,7 @@
  * (src/pow/kernel-bench.ts). The script hands in the shader texts and the timing as
  * window.__kernelBench and reads the JSON result from <pre id="result">.
  */
+import { consoleLogger } from '../log.ts';
 import { benchKernels } from '../pow/kernel-bench.ts';
 import type { KernelSources } from '../pow/kernel-family.ts';
 import { createTunedBackend, type TuningResult } from '../pow/tuner.ts';
@@ -21,7 +22,7 @@ interface BenchInput {
 async function main(input: BenchInput): Promise<unknown> {
   const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
   if (!gpu) throw new Error('navigator.gpu is missing (start Chromium with --enable-unsafe-webgpu)');
-  const log = (line: string) => console.info(line);
+  const log = consoleLogger('');
   const inner = await createWebGpuBackend({ gpu, shaders: input.shaders, log });
   try {
     let tuning: TuningResult | null = null;

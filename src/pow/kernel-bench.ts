@@ -4,6 +4,7 @@
  * load changing on a shared machine hits every row alike. Pure: the Node CLI
  * (src/cli/kernel-bench.ts) and the Chromium bench page (src/lab/kernel-bench.ts) both run it.
  */
+import type { Logger } from '../log.ts';
 import { KERNEL_VARIANTS, requireVariant, YARDSTICK_VARIANT } from './kernel-family.ts';
 import type { WebGpuBackend } from './webgpu.ts';
 
@@ -25,7 +26,7 @@ export async function benchKernels(
     variants?: readonly string[];
     tunedVariant: string;
     rounds?: number;
-    log?: (line: string) => void;
+    log?: Logger;
   },
 ): Promise<KernelRate[]> {
   const names = [...new Set([...(options.variants ?? KERNEL_VARIANTS.map((v) => v.name)), options.tunedVariant])];
@@ -38,7 +39,7 @@ export async function benchKernels(
     for (let round = 0; round < rounds; round++) {
       for (const name of measured) {
         const rate = (await backend.measure(name, (options.secondsPerVariant * 1000) / rounds)) ?? 0;
-        options.log?.(`bench: ${name} round ${round + 1}/${rounds}: ${(rate / 1e6).toFixed(2)} MH/s`);
+        options.log?.info(`bench: ${name} round ${round + 1}/${rounds}: ${(rate / 1e6).toFixed(2)} MH/s`);
         totals.set(name, totals.get(name)! + rate / rounds);
       }
     }

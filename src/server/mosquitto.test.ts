@@ -218,7 +218,7 @@ describe.skipIf(skip)('deploy/mosquitto on a real mosquitto', () => {
     const http = createServer((req, res) => void api.handleRequest(req, res).then((ok) => ok || res.writeHead(404).end()));
     http.listen(0, '127.0.0.1');
     await once(http, 'listening');
-    const engine = await createNodeEngine({ backend: 'wasm', threads: 1, log: () => undefined });
+    const engine = await createNodeEngine({ backend: 'wasm', threads: 1 });
     const volunteer = new DpowClient({ engine });
     const address = encodeAddress(randomBytes(32));
     try {
