@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kernelSource, KERNEL_FILES } from '../../kernels/gen-assembly.mjs';
 import { startNodeWasmPool, loadNodeKernels, NodeWasmThread, startThreadWorker } from '../pow-node/wasm-threads.ts';
 import { WasmPool, detectSimd, rootWords, type WasmBackend, type WasmThread } from './wasm.ts';
-import { createThreadRuntime } from './wasm-thread-core.ts';
+import { ThreadRuntime } from './wasm-thread-core.ts';
 import { parseRoot, parseWork, validateWork, workValue } from './work.ts';
 import type { Worker } from 'node:worker_threads';
 import { plainLogger } from '../log.ts';
@@ -176,7 +176,7 @@ describe('thread loop nonce layout', () => {
       }
       const messages: { type: string; nonce?: bigint; count?: number }[] = [];
       const found = new Promise<void>((resolve) => {
-        const runtime = createThreadRuntime((message) => {
+        const runtime = new ThreadRuntime((message) => {
           const m = message as { type: string; nonce?: bigint; count?: number };
           messages.push(m);
           if (m.type === 'ready') {
