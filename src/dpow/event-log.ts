@@ -5,7 +5,7 @@
  */
 import type { BackendName } from '../pow/types.ts';
 import type { ClientCounters, ClientEvent, JobEventInfo } from './state.ts';
-import { formatMultiplier } from './format.ts';
+import { formatMultiplier, shortHash } from '../format.ts';
 
 export const MAX_EVENTS = 200;
 
@@ -27,8 +27,6 @@ export const freshCounters = (): ClientCounters => ({
   expired: 0,
 });
 
-/** A block hash cut short for people. */
-export const shortHash = (hash: string): string => `${hash.slice(0, 16)}…`;
 
 type Tally = Exclude<keyof ClientCounters, 'rejected' | 'expired'>;
 
@@ -96,7 +94,7 @@ export class EventLog {
     extra: { ms?: number; backend?: BackendName } = {},
   ): void {
     const info: JobEventInfo = { event, hash: job.hash, workType: job.workType, multiplier: job.multiplier, ...extra };
-    const parts = [`${event[0].toUpperCase()}${event.slice(1)}`, job.workType, shortHash(job.hash), formatMultiplier(job.multiplier)];
+    const parts = [`${event[0].toUpperCase()}${event.slice(1)}`, job.workType, shortHash(job.hash, 16, 0), formatMultiplier(job.multiplier)];
     if (extra.ms !== undefined) parts.push(`in ${extra.ms} ms`);
     if (extra.backend) parts.push(`on ${extra.backend}`);
     if (note) parts.push(note);

@@ -5,7 +5,7 @@
  */
 import type { AppController } from '../controller.ts';
 import { summarize } from '../history.ts';
-import { formatCount, formatDuration, formatMultiplier, shortAddress, shortHash } from '../format.ts';
+import { formatCount, formatDuration, formatMultiplier, shortAddress, shortHash } from '../../format.ts';
 import { ActivityWord, BACKEND_NAMES, expectedMs, headlineText, rateDetail, useDeviceName } from './WorkerStatus.tsx';
 import { HashrateChart } from './HashrateChart.tsx';
 import { historyFacts } from './HistoryCard.tsx';

@@ -5,14 +5,14 @@
  * address's snapshot moves (a payout run recorded it).
  */
 import { useEffect, useState } from 'preact/hooks';
-import { formatNano } from '../../dpow/nano-amount.ts';
+import { formatNanoAmount } from '../../format.ts';
 import { loadPayouts, type PayoutsView } from '../../dpow/payouts.ts';
 import { BlockLink } from './BlockLink.tsx';
 import './payouts.css';
 
 const DATE = new Intl.DateTimeFormat('en', { dateStyle: 'medium' });
 const MOMENT = new Intl.DateTimeFormat('en', { dateStyle: 'medium', timeStyle: 'short' });
-const nano = (raw: string) => `${formatNano(BigInt(raw))} NANO`;
+const nano = (raw: string) => formatNanoAmount(BigInt(raw));
 /** Asked again this often while the card shows (well inside the endpoint's 60 a minute). */
 const REFRESH_MS = 60_000;
 

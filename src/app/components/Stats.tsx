@@ -1,7 +1,7 @@
 /** Personal stats (client/<address>) and the network's statistics table. */
 import type { AppController } from '../controller.ts';
 import type { Statistics } from '../../dpow/codec.ts';
-import { formatCount } from '../format.ts';
+import { formatCount } from '../../format.ts';
 import { safeHref } from '../links.ts';
 import { BlockLink } from './BlockLink.tsx';
 import { Payouts } from './Payouts.tsx';
