@@ -2,7 +2,7 @@
  * `dpow-web bench [--backend auto|webgpu|wasm|all] [--seconds N] [--threads N] [--intensity F] [--kernel NAME] [--json]`:
  * hashrate per backend in this Node process, with the CPU time each measurement used (so
  * `--intensity 0.5` shows the WASM threads' duty cycle halving it). `--tune` (re-)calibrates the WebGPU kernel tuner and
- * prints every variant against the naive yardstick (kernel-bench.ts); `--kernels all|a,b,...`
+ * prints every variant against the naive yardstick (bench-variants.ts); `--kernels all|a,b,...`
  * measures other variants than the family's candidates. WebGPU runs on Dawn (Vulkan or llvmpipe); WASM runs
  * with 1 thread and with N threads (default: every core), with the SIMD kernel and the scalar one
  * where the runtime has SIMD. 'auto' and 'all' measure everything available.
@@ -17,7 +17,7 @@ import { createNodeWebGpuBackend } from '../pow-node/engine.ts';
 import { startNodeWasmPool } from '../pow-node/wasm-threads.ts';
 import { findVariant, requireVariant } from '../pow/kernel-family.ts';
 import type { KernelStatus } from '../pow/tuner.ts';
-import { formatKernelBench, fullGrid, runKernelBench } from './kernel-bench.ts';
+import { formatVariantBench, fullGrid, runVariantBench } from './bench-variants.ts';
 
 export interface NodeBenchRow extends BenchmarkResult {
   /** 'simd' | 'scalar' for WASM, the adapter for WebGPU. */
@@ -187,7 +187,7 @@ export async function run(argv: string[]): Promise<number> {
     for (const name of variants ?? []) {
       if (!findVariant(name)) throw new CliError(`--kernels: unknown kernel "${name}"`);
     }
-    const report = await runKernelBench({
+    const report = await runVariantBench({
       seconds,
       variants,
       retune: values.tune === true,
@@ -197,7 +197,7 @@ export async function run(argv: string[]): Promise<number> {
       return null;
     });
     if (!report) return 1;
-    process.stdout.write(json ? `${JSON.stringify(report)}\n` : formatKernelBench(report));
+    process.stdout.write(json ? `${JSON.stringify(report)}\n` : formatVariantBench(report));
     return 0;
   }
   const rows = await runBenchmarks({

@@ -2,13 +2,13 @@
  * The kernel family against the naive yardstick on one device: every variant's raw rate
  * (impossible difficulty) as a ratio to the yardstick's, measured in interleaved rounds so that
  * load changing on a shared machine hits every row alike. Pure: the Node CLI
- * (src/cli/kernel-bench.ts) and the Chromium bench page (src/lab/kernel-bench.ts) both run it.
+ * (src/cli/bench-variants.ts) and the Chromium page (src/lab/variant-rates.page.ts) both run it.
  */
 import type { Logger } from '../log.ts';
 import { KERNEL_VARIANTS, requireVariant, YARDSTICK_VARIANT } from './kernel-family.ts';
 import type { WebGpuBackend } from './webgpu.ts';
 
-export interface KernelRate {
+export interface VariantRate {
   variant: string;
   /** Raw hashes/s, averaged over the rounds. */
   hashrate: number;
@@ -18,7 +18,7 @@ export interface KernelRate {
   tuned: boolean;
 }
 
-export async function benchKernels(
+export async function measureVariantRates(
   backend: WebGpuBackend,
   options: {
     secondsPerVariant: number;
@@ -28,7 +28,7 @@ export async function benchKernels(
     rounds?: number;
     log?: Logger;
   },
-): Promise<KernelRate[]> {
+): Promise<VariantRate[]> {
   const names = [...new Set([...(options.variants ?? KERNEL_VARIANTS.map((v) => v.name)), options.tunedVariant])];
   for (const name of names) requireVariant(name);
   const measured = [...names, YARDSTICK_VARIANT.name];
