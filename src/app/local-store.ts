@@ -51,6 +51,7 @@ class IndexedDbStore<T> implements LocalStore<T> {
   #memory: MemoryStore<T> | null = null;
 
   readonly #db: IDBPDatabase;
+
   constructor(db: IDBPDatabase) {
     this.#db = db;
   }

@@ -118,9 +118,11 @@ class Tuner implements TunedWebGpuBackend {
   readonly #log: Logger;
 
   readonly #options: TunerOptions;
+
   constructor(
     readonly inner: WebGpuBackend,
-    options: TunerOptions) {
+    options: TunerOptions,
+  ) {
     this.#options = options;
     this.#log = options.log ?? silentLogger;
     this.#key = tuningKey(inner.adapterInfo, options.runtime);

@@ -82,11 +82,13 @@ export class RabbitNode {
   #process?: ChildProcess;
   #log = '';
   readonly #env: NodeJS.ProcessEnv;
+
   constructor(
     readonly name: string,
     readonly ports: { mqtt: number; ws: number; dist: number },
     readonly dir: string,
-    env: NodeJS.ProcessEnv) {
+    env: NodeJS.ProcessEnv,
+  ) {
     this.#env = env;
   }
 
@@ -165,12 +167,14 @@ export interface RabbitClusterOptions {
 export class RabbitCluster {
   readonly #epmd: ChildProcess;
   readonly #env: NodeJS.ProcessEnv;
+
   private constructor(
     readonly nodes: RabbitNode[],
     readonly dir: string,
     readonly secrets: { server: string; dashboard: string },
     epmd: ChildProcess,
-    env: NodeJS.ProcessEnv) {
+    env: NodeJS.ProcessEnv,
+  ) {
     this.#epmd = epmd;
     this.#env = env;
   }

@@ -119,12 +119,14 @@ export interface SentinelGroupOptions {
 
 export class RedisSentinelGroup {
   readonly #password: string | undefined;
+
   private constructor(
     readonly masterName: string,
     /** Every data server; the first one started as the primary. */
     readonly servers: RedisServer[],
     readonly sentinels: SentinelProcess[],
-    password?: string) {
+    password?: string,
+  ) {
     this.#password = password;
   }
 

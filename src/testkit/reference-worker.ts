@@ -25,6 +25,7 @@ export class ReferenceWorker {
   readonly clientMessages: ClientMessage[] = [];
   readonly heartbeats = { count: 0 };
   readonly #active = new Set<string>();
+
   private constructor(
     readonly client: MqttClient,
     readonly options: ReferenceWorkerOptions,

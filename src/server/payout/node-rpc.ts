@@ -39,9 +39,11 @@ const MAX_REPLY_CHARS = 64 * 1024;
 
 export class NanoNodeRpc {
   readonly #options: NodeRpcOptions;
+
   constructor(
     readonly url: string,
-    options: NodeRpcOptions) {
+    options: NodeRpcOptions,
+  ) {
     this.#options = options;
   }
 

@@ -31,6 +31,7 @@ export class MemoryPayoutLedger implements PayoutLedger {
   readonly #carry = new Map<string, bigint>();
 
   readonly #host: MemoryLedgerHost;
+
   constructor(host: MemoryLedgerHost) {
     this.#host = host;
   }

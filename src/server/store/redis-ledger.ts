@@ -186,6 +186,7 @@ function toPayment(runId: string, json: string): PayoutPayment {
 
 export class RedisPayoutLedger implements PayoutLedger {
   readonly #host: RedisLedgerHost;
+
   constructor(host: RedisLedgerHost) {
     this.#host = host;
   }

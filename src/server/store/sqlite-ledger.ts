@@ -114,6 +114,7 @@ export class SqlitePayoutLedger implements PayoutLedger {
   readonly #db: Database.Database;
   /** Throws when the store is closed. */
   readonly #check: () => void;
+
   constructor(
     db: Database.Database,
     /** Throws when the store is closed. */
