@@ -79,3 +79,29 @@ test('a volunteer is credited, the operator pays, and the card shows the payment
   await expect(page.getByTestId('payouts-none')).toHaveCount(0);
   await page.getByTestId('stop').click();
 });
+
+test('the kiosk shows the total paid to its address in short, the exact amount on hover', async ({ page }) => {
+  const source = node.openAccount(10n * RAW_PER_NANO);
+  const wallet = node.createWallet([source]);
+  // Pay out whatever others earned first, so this run's whole pool goes to the kiosk's address.
+  await payout(['--source', source, '--amount', '1'], wallet);
+  const volunteer = node.openAccount(0n);
+
+  await page.goto(`${stack.url}?kiosk=1&autostart=1&backend=cpu&threads=1&work=ondemand&address=${volunteer}`);
+  const kiosk = page.getByTestId('kiosk');
+  await expect(kiosk.getByTestId('kiosk-state')).toHaveText('Waiting for work', { timeout: 30_000 });
+  // Nothing paid to this address yet: "Not yet" from a server without payouts, 0 from one with.
+  await expect(kiosk.getByTestId('kiosk-paid')).toHaveText(/^(Not yet|0 NANO)$/);
+
+  await stack.requestWork();
+  await expect(kiosk.getByTestId('count-accepted')).toHaveText('1');
+  const paid = await payout(['--source', source, '--amount', '0.1234567'], wallet);
+  expect(paid.code, paid.output).toBe(0);
+  expect(node.paidTo(volunteer).map((b) => b.amount)).toEqual([1_234_567n * 10n ** 23n]);
+
+  // The next notice on client/<address> carries the moved snapshot: the kiosk asks again.
+  await stack.requestWork();
+  await expect(kiosk.getByTestId('count-accepted')).toHaveText('2');
+  await expect(kiosk.getByTestId('kiosk-paid')).toHaveText('0.123456… NANO');
+  await expect(kiosk.getByTestId('kiosk-paid')).toHaveAttribute('title', '0.1234567 NANO');
+});

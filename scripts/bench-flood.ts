@@ -1,13 +1,15 @@
 /**
- * How an honest worker fares while another connection floods result/* with junk:
+ * `npm run bench:flood [-- --jobs N]`: how an honest worker fares while another connection floods
+ * result/* with junk:
  * embedded broker + dispatcher + one ReferenceWorker, N ondemand jobs one after another, first
  * quiet, then under a flood (the flooder publishes QoS 0 as fast as mqtt.js lets it, with the
  * broker's rate cap lifted so the dispatcher's containment is what stops it), then under a flood
- * with the broker's default rate cap.
- *
- *   node --import tsx scripts/bench-flood.ts [jobs=40]
+ * with the broker's default rate cap. Prints, per phase, jobs per second and the median and p90
+ * time from request to answer, what the flood sent and what the dispatcher and the broker did
+ * with it.
  */
 import { randomBytes } from 'node:crypto';
+import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
 import { encodeAddress } from '../src/dpow/address.ts';
 import { topics } from '../src/dpow/codec.ts';
@@ -17,7 +19,9 @@ import { MemoryStore } from '../src/server/store/memory-store.ts';
 import { ReferenceWorker } from '../src/testkit/reference-worker.ts';
 import { randomRoot } from '../src/testkit/work.ts';
 
-const JOBS = Number(process.argv[2] ?? 40);
+const { values } = parseArgs({ options: { jobs: { type: 'string', default: '40' } } });
+const JOBS = Number(values.jobs);
+if (!Number.isInteger(JOBS) || JOBS < 1) throw new Error(`--jobs must be a positive integer, got ${values.jobs}`);
 const EASY = 0xff00000000000000n;
 const USERS = { server: { username: 'server', password: 'bench-server' }, client: { username: 'client', password: 'client' } };
 

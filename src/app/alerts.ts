@@ -29,21 +29,25 @@ export interface AlertInput {
 }
 
 export class AlertPolicy {
-  private offlineSince: number | null = null;
-  private lostTold = false;
-  private lastMessage: ClientMessage | null = null;
-  private refusalToldAt = -Infinity;
+  #offlineSince: number | null = null;
+  #lostTold = false;
+  #lastMessage: ClientMessage | null = null;
+  #refusalToldAt = -Infinity;
 
-  constructor(private readonly lostAfterMs = LOST_ALERT_MS) {}
+  readonly #lostAfterMs: number;
+
+  constructor(lostAfterMs = LOST_ALERT_MS) {
+    this.#lostAfterMs = lostAfterMs;
+  }
 
   /** Feeds the current state; returns the alerts to show now (usually none). */
   observe(input: AlertInput): Alert[] {
     const alerts: Alert[] = [];
     if (input.wanted && input.activity === 'offline') {
-      this.offlineSince ??= input.now;
-      if (!this.lostTold && input.now - this.offlineSince >= this.lostAfterMs) {
-        this.lostTold = true;
-        const minutes = Math.round((input.now - this.offlineSince) / 60_000);
+      this.#offlineSince ??= input.now;
+      if (!this.#lostTold && input.now - this.#offlineSince >= this.#lostAfterMs) {
+        this.#lostTold = true;
+        const minutes = Math.round((input.now - this.#offlineSince) / 60_000);
         alerts.push({
           tag: 'connection-lost',
           title: 'dpow-web: no connection',
@@ -51,14 +55,14 @@ export class AlertPolicy {
         });
       }
     } else {
-      this.offlineSince = null;
-      this.lostTold = false;
+      this.#offlineSince = null;
+      this.#lostTold = false;
     }
     const message = input.lastClientMessage;
-    if (message !== this.lastMessage) {
-      this.lastMessage = message;
-      if (input.wanted && message?.kind === 'error' && input.now - this.refusalToldAt >= REFUSAL_QUIET_MS) {
-        this.refusalToldAt = input.now;
+    if (message !== this.#lastMessage) {
+      this.#lastMessage = message;
+      if (input.wanted && message?.kind === 'error' && input.now - this.#refusalToldAt >= REFUSAL_QUIET_MS) {
+        this.#refusalToldAt = input.now;
         alerts.push({ tag: 'results-refused', title: 'dpow-web: results refused', body: `The server says: ${message.error}` });
       }
     }

@@ -20,14 +20,14 @@ class RecordingClient implements WorkerClient {
   starts: ClientSettings[] = [];
   stops = 0;
   failNextStart: string | null = null;
-  private state: ClientState = idleState();
-  private listeners = new Set<(s: ClientState) => void>();
+  #state: ClientState = idleState();
+  #listeners = new Set<(s: ClientState) => void>();
   getState() {
-    return this.state;
+    return this.#state;
   }
   subscribe(listener: (s: ClientState) => void) {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
   async start(settings: ClientSettings) {
     if (this.failNextStart) {
@@ -48,8 +48,8 @@ class RecordingClient implements WorkerClient {
     this.emit({ paused: reason });
   }
   emit(patch: Partial<ClientState>) {
-    this.state = { ...this.state, ...patch };
-    for (const l of this.listeners) l(this.state);
+    this.#state = { ...this.#state, ...patch };
+    for (const l of this.#listeners) l(this.#state);
   }
 }
 

@@ -168,31 +168,31 @@ export class AppController {
   /** The applied address's history as stored, or null before it is loaded. */
   readonly history = signal<AddressHistory | null>(null);
   /** Uptime counted but not yet written (it is written every UPTIME_FLUSH_MS). */
-  private readonly unsavedUptimeMs = signal(0);
+  readonly #unsavedUptimeMs = signal(0);
   /** What the history card and the kiosk show: as stored, with the uptime not yet written. */
   readonly historyShown: ReadonlySignal<AddressHistory | null>;
   /** Why the history will not survive a reload (no IndexedDB), or null. */
   readonly historyProblem = signal<string | null>(null);
 
-  private client: WorkerClient | null = null;
-  private unsubscribe: (() => void) | null = null;
-  private readonly options: ControllerOptions;
-  private timer: ReturnType<typeof setInterval> | null = null;
-  private readonly stopEffects: (() => void)[] = [];
-  private readonly carried = signal<ClientCounters>(NO_COUNTERS);
+  #client: WorkerClient | null = null;
+  #unsubscribe: (() => void) | null = null;
+  readonly #options: ControllerOptions;
+  #timer: ReturnType<typeof setInterval> | null = null;
+  readonly #stopEffects: (() => void)[] = [];
+  readonly #carried = signal<ClientCounters>(NO_COUNTERS);
   /** The address the running session pays, for its history. */
-  private workingFor: string | null = null;
-  private lastCounts = { published: 0, accepted: 0 };
-  private lastTick: number | null = null;
-  private chartBase: { at: number; backend: string | null; hashes: number; busyMs: number } | null = null;
-  private historyStore: HistoryStore | null = null;
-  private pendingHistory: { address: string; delta: HistoryDelta } | null = null;
-  private flushTimer: ReturnType<typeof setTimeout> | null = null;
-  private flushDue = Infinity;
-  private readonly alerts = new AlertPolicy();
+  #workingFor: string | null = null;
+  #lastCounts = { published: 0, accepted: 0 };
+  #lastTick: number | null = null;
+  #chartBase: { at: number; backend: string | null; hashes: number; busyMs: number } | null = null;
+  #historyStore: HistoryStore | null = null;
+  #pendingHistory: { address: string; delta: HistoryDelta } | null = null;
+  #flushTimer: ReturnType<typeof setTimeout> | null = null;
+  #flushDue = Infinity;
+  readonly #alerts = new AlertPolicy();
 
   constructor(options: ControllerOptions) {
-    this.options = options;
+    this.#options = options;
     this.config = options.config;
     this.defaults = defaultSettings(options.config, options.hardwareConcurrency);
     const notices: string[] = [];
@@ -210,7 +210,7 @@ export class AppController {
     this.pauseReason = computed(() => {
       const s = this.applied.value;
       if (s.pauseOnBattery && this.onBattery.value === true) return 'battery';
-      if (s.oneTab && this.options.tabLock?.state.value === 'waiting') return 'another-tab';
+      if (s.oneTab && this.#options.tabLock?.state.value === 'waiting') return 'another-tab';
       if (s.pauseWhenHidden && this.pageHidden.value) return 'hidden';
       return null;
     });
@@ -230,28 +230,28 @@ export class AppController {
       if (s.sustained.hashrate > 0) return { rate: s.sustained.hashrate, live: false };
       return { rate: null, live: false };
     });
-    this.session = computed(() => addCounters(this.carried.value, this.state.value.counters));
+    this.session = computed(() => addCounters(this.#carried.value, this.state.value.counters));
     this.historyShown = computed(() => {
       const stored = this.history.value;
-      const unsaved = this.unsavedUptimeMs.value;
-      return stored && unsaved > 0 && this.workingFor === stored.address ? record(stored, this.now.value, { uptimeMs: unsaved }) : stored;
+      const unsaved = this.#unsavedUptimeMs.value;
+      return stored && unsaved > 0 && this.#workingFor === stored.address ? record(stored, this.now.value, { uptimeMs: unsaved }) : stored;
     });
   }
 
   /** Starts the 1 Hz view clock and the kind-worker policies. */
   attach(): void {
-    if (this.timer) return;
-    this.timer = setInterval(() => this.tick(), 1000);
+    if (this.#timer) return;
+    this.#timer = setInterval(() => this.tick(), 1000);
     // The pause follows its reasons; the client keeps it across restarts.
-    this.stopEffects.push(
+    this.#stopEffects.push(
       effect(() => {
         const reason = this.pauseReason.value; // read first: the effect must depend on it
-        this.client?.pause(reason);
+        this.#client?.pause(reason);
       }),
     );
-    const lock = this.options.tabLock;
+    const lock = this.#options.tabLock;
     if (lock) {
-      this.stopEffects.push(
+      this.#stopEffects.push(
         effect(() => {
           if (this.wanted.value && this.applied.value.oneTab) lock.want();
           else lock.release();
@@ -261,29 +261,29 @@ export class AppController {
   }
 
   detach(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    for (const stop of this.stopEffects.splice(0)) stop();
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+    for (const stop of this.#stopEffects.splice(0)) stop();
   }
 
   /** Once a second: the view's clock, uptime, the chart's samples and the alerts. */
   tick(at = Date.now()): void {
     const s = this.state.value;
     const activity = this.activity.value;
-    const elapsed = this.lastTick === null ? 0 : at - this.lastTick;
-    this.lastTick = at;
+    const elapsed = this.#lastTick === null ? 0 : at - this.#lastTick;
+    this.#lastTick = at;
     const taking = activity === 'working' || activity === 'waiting';
     batch(() => {
       this.now.value = at;
       if (taking && elapsed > 0 && elapsed <= MAX_TICK_GAP_MS) {
         this.sessionUptimeMs.value += elapsed;
-        this.recordHistory({ uptimeMs: elapsed });
+        this.#recordHistory({ uptimeMs: elapsed });
       }
-      this.sampleChart(at, s);
+      this.#sampleChart(at, s);
     });
-    if (this.applied.value.notify && this.options.notify) {
-      for (const alert of this.alerts.observe({ now: at, wanted: this.wanted.value, activity, lastClientMessage: s.lastClientMessage })) {
-        this.options.notify(alert);
+    if (this.applied.value.notify && this.#options.notify) {
+      for (const alert of this.#alerts.observe({ now: at, wanted: this.wanted.value, activity, lastClientMessage: s.lastClientMessage })) {
+        this.#options.notify(alert);
       }
     }
   }
@@ -292,11 +292,11 @@ export class AppController {
    * One chart point per interval: the hashes over the computing time the engine spent in it, so
    * a GPU whose jobs take milliseconds draws its rate, not a line along zero.
    */
-  private sampleChart(at: number, s: ClientState): void {
-    const base = this.chartBase;
+  #sampleChart(at: number, s: ClientState): void {
+    const base = this.#chartBase;
     if (base && at - base.at < CHART_INTERVAL_MS) return;
     const totals = s.sustained.totals;
-    this.chartBase = { at, backend: s.backend, hashes: totals.hashes, busyMs: totals.busyMs };
+    this.#chartBase = { at, backend: s.backend, hashes: totals.hashes, busyMs: totals.busyMs };
     if (!base) return;
     const busyMs = totals.busyMs - base.busyMs;
     const hashes = totals.hashes - base.hashes;
@@ -314,8 +314,8 @@ export class AppController {
       this.applied.value = next;
       this.settingsNotices.value = [];
     });
-    saveSettings(this.options.storage, next);
-    void this.loadHistory();
+    saveSettings(this.#options.storage, next);
+    void this.#loadHistory();
     if (this.wanted.value) await this.restart();
   }
 
@@ -330,30 +330,30 @@ export class AppController {
       this.startError.value = `Payout address: ${check.reason}`;
       return false;
     }
-    saveSettings(this.options.storage, this.settings.value);
-    this.remember(true);
+    saveSettings(this.#options.storage, this.settings.value);
+    this.#remember(true);
     batch(() => {
       this.applied.value = this.settings.value;
       this.wanted.value = true;
       this.busy.value = true;
       this.startError.value = null;
     });
-    void this.loadHistory();
+    void this.#loadHistory();
     try {
-      const client = this.ensureClient();
-      await this.options.setKernel?.(this.settings.value.kernel);
+      const client = this.#ensureClient();
+      await this.#options.setKernel?.(this.settings.value.kernel);
       const before = this.state.value.counters;
-      await client.start(toClientSettings(this.settings.value, this.config, this.options.pageUrl));
+      await client.start(toClientSettings(this.settings.value, this.config, this.#options.pageUrl));
       // The client starts its counters from zero: this page's session carries the last ones on.
-      this.carried.value = addCounters(this.carried.value, before);
-      this.workingFor = this.settings.value.address;
+      this.#carried.value = addCounters(this.#carried.value, before);
+      this.#workingFor = this.settings.value.address;
       return true;
     } catch (err) {
       batch(() => {
         this.startError.value = err instanceof Error ? err.message : String(err);
         this.wanted.value = false;
       });
-      this.remember(false);
+      this.#remember(false);
       return false;
     } finally {
       this.busy.value = false;
@@ -361,13 +361,13 @@ export class AppController {
   }
 
   async stop(): Promise<void> {
-    this.remember(false);
+    this.#remember(false);
     batch(() => {
       this.wanted.value = false;
       this.busy.value = true;
     });
     try {
-      await this.client?.stop();
+      await this.#client?.stop();
     } finally {
       this.busy.value = false;
       void this.flushHistory();
@@ -376,29 +376,29 @@ export class AppController {
 
   /** Takes the work over from the tab of this browser that computes now. */
   takeOver(): void {
-    this.options.tabLock?.takeOver();
+    this.#options.tabLock?.takeOver();
   }
 
   /** True when the page was closed or reloaded while working with a valid address. */
   shouldResume(): boolean {
     try {
-      return this.options.storage?.getItem(WORKING_KEY) === '1' && this.addressCheck.value.ok;
+      return this.#options.storage?.getItem(WORKING_KEY) === '1' && this.addressCheck.value.ok;
     } catch {
       return false;
     }
   }
 
-  private remember(working: boolean): void {
+  #remember(working: boolean): void {
     try {
-      if (working) this.options.storage?.setItem(WORKING_KEY, '1');
-      else this.options.storage?.removeItem(WORKING_KEY);
+      if (working) this.#options.storage?.setItem(WORKING_KEY, '1');
+      else this.#options.storage?.removeItem(WORKING_KEY);
     } catch {
       // No storage: nothing is resumed after a reload.
     }
   }
 
   async restart(): Promise<void> {
-    await this.client?.stop();
+    await this.#client?.stop();
     await this.start();
   }
 
@@ -415,7 +415,7 @@ export class AppController {
     } else if (s.connection === 'reconnecting') {
       // The client's backoff may have grown while offline; a client that can retry at once
       // is asked to, instead of waiting out a delay for a network that is already back.
-      (this.client as { reconnectNow?: () => void } | null)?.reconnectNow?.();
+      (this.#client as { reconnectNow?: () => void } | null)?.reconnectNow?.();
     }
   }
 
@@ -427,15 +427,15 @@ export class AppController {
 
   /** Keeps the history in `store` from now on (writing what was counted before it opened). */
   attachHistory(store: HistoryStore): void {
-    this.historyStore = store;
+    this.#historyStore = store;
     this.historyProblem.value = store.problem;
-    void this.loadHistory();
-    if (this.pendingHistory) this.scheduleFlush(0);
+    void this.#loadHistory();
+    if (this.#pendingHistory) this.#scheduleFlush(0);
   }
 
   /** Loads the applied address's history for the card. */
-  private async loadHistory(): Promise<void> {
-    const store = this.historyStore;
+  async #loadHistory(): Promise<void> {
+    const store = this.#historyStore;
     const address = this.applied.value.address;
     if (!store || !checkAddress(address, this.config.addressPrefixes).ok) return;
     const loaded = await store.load(address);
@@ -444,45 +444,45 @@ export class AppController {
   }
 
   /** Results published and accepted since the last state: counted in the history. */
-  private noteCounters(counters: ClientCounters): void {
-    const last = this.lastCounts;
+  #noteCounters(counters: ClientCounters): void {
+    const last = this.#lastCounts;
     // A client session that started since (its counters begin at zero again).
     const base = counters.published < last.published || counters.accepted < last.accepted ? { published: 0, accepted: 0 } : last;
-    this.lastCounts = { published: counters.published, accepted: counters.accepted };
+    this.#lastCounts = { published: counters.published, accepted: counters.accepted };
     const delta = { published: counters.published - base.published, accepted: counters.accepted - base.accepted };
-    if (delta.published > 0 || delta.accepted > 0) this.recordHistory(delta);
+    if (delta.published > 0 || delta.accepted > 0) this.#recordHistory(delta);
   }
 
-  private recordHistory(delta: HistoryDelta): void {
-    const address = this.workingFor;
+  #recordHistory(delta: HistoryDelta): void {
+    const address = this.#workingFor;
     if (!address) return;
-    const pending = this.pendingHistory;
+    const pending = this.#pendingHistory;
     if (pending && pending.address !== address) void this.flushHistory();
-    this.pendingHistory = { address, delta: addDeltas(this.pendingHistory?.delta ?? {}, delta) };
-    if (delta.uptimeMs) this.unsavedUptimeMs.value += delta.uptimeMs;
-    this.scheduleFlush(delta.published || delta.accepted ? HISTORY_FLUSH_MS : UPTIME_FLUSH_MS);
+    this.#pendingHistory = { address, delta: addDeltas(this.#pendingHistory?.delta ?? {}, delta) };
+    if (delta.uptimeMs) this.#unsavedUptimeMs.value += delta.uptimeMs;
+    this.#scheduleFlush(delta.published || delta.accepted ? HISTORY_FLUSH_MS : UPTIME_FLUSH_MS);
   }
 
-  private scheduleFlush(inMs: number): void {
+  #scheduleFlush(inMs: number): void {
     const due = Date.now() + inMs;
-    if (this.flushTimer !== null && due >= this.flushDue) return;
-    if (this.flushTimer !== null) clearTimeout(this.flushTimer);
-    this.flushDue = due;
-    this.flushTimer = setTimeout(() => void this.flushHistory(), inMs);
+    if (this.#flushTimer !== null && due >= this.#flushDue) return;
+    if (this.#flushTimer !== null) clearTimeout(this.#flushTimer);
+    this.#flushDue = due;
+    this.#flushTimer = setTimeout(() => void this.flushHistory(), inMs);
   }
 
   /** Writes what was counted since the last write; the card then shows what is stored. */
   async flushHistory(): Promise<void> {
-    if (this.flushTimer !== null) clearTimeout(this.flushTimer);
-    this.flushTimer = null;
-    this.flushDue = Infinity;
-    const store = this.historyStore;
-    const pending = this.pendingHistory;
+    if (this.#flushTimer !== null) clearTimeout(this.#flushTimer);
+    this.#flushTimer = null;
+    this.#flushDue = Infinity;
+    const store = this.#historyStore;
+    const pending = this.#pendingHistory;
     if (!store || !pending) return;
-    this.pendingHistory = null;
+    this.#pendingHistory = null;
     const stored = await store.add(pending.address, Date.now(), pending.delta);
     batch(() => {
-      this.unsavedUptimeMs.value = Math.max(0, this.unsavedUptimeMs.value - (pending.delta.uptimeMs ?? 0));
+      this.#unsavedUptimeMs.value = Math.max(0, this.#unsavedUptimeMs.value - (pending.delta.uptimeMs ?? 0));
       if (this.applied.value.address === pending.address) this.history.value = stored;
     });
     this.historyProblem.value = store.problem;
@@ -490,22 +490,22 @@ export class AppController {
 
   // ---- client ----------------------------------------------------------------------------------
 
-  private ensureClient(): WorkerClient {
-    if (!this.client) {
-      this.client = this.options.createClient();
-      this.client.pause(this.pauseReason.value);
-      this.state.value = this.client.getState();
-      this.unsubscribe = this.client.subscribe((state) => {
+  #ensureClient(): WorkerClient {
+    if (!this.#client) {
+      this.#client = this.#options.createClient();
+      this.#client.pause(this.pauseReason.value);
+      this.state.value = this.#client.getState();
+      this.#unsubscribe = this.#client.subscribe((state) => {
         this.state.value = state;
-        this.noteCounters(state.counters);
+        this.#noteCounters(state.counters);
       });
     }
-    return this.client;
+    return this.#client;
   }
 
   dispose(): void {
     this.detach();
-    this.unsubscribe?.();
-    this.unsubscribe = null;
+    this.#unsubscribe?.();
+    this.#unsubscribe = null;
   }
 }

@@ -23,18 +23,22 @@ const STORE = 'records';
 const OPEN_TIMEOUT_MS = 5_000;
 
 class MemoryStore<T> implements LocalStore<T> {
+  readonly #records: Map<string, T>;
+
   constructor(
     readonly problem: string,
-    private readonly records = new Map<string, T>(),
-  ) {}
+    records = new Map<string, T>(),
+  ) {
+    this.#records = records;
+  }
 
   async get(key: string): Promise<T | undefined> {
-    return this.records.get(key);
+    return this.#records.get(key);
   }
 
   async update(key: string, change: (current: T | undefined) => T): Promise<T> {
-    const next = change(this.records.get(key));
-    this.records.set(key, next);
+    const next = change(this.#records.get(key));
+    this.#records.set(key, next);
     return next;
   }
 }
@@ -43,43 +47,47 @@ const describe = (err: unknown) => (err instanceof Error ? `${err.name}: ${err.m
 
 class IndexedDbStore<T> implements LocalStore<T> {
   /** Every record read or written, so a fall-back to memory keeps them. */
-  private readonly seen = new Map<string, T>();
-  private memory: MemoryStore<T> | null = null;
+  readonly #seen = new Map<string, T>();
+  #memory: MemoryStore<T> | null = null;
 
-  constructor(private readonly db: IDBPDatabase) {}
+  readonly #db: IDBPDatabase;
+
+  constructor(db: IDBPDatabase) {
+    this.#db = db;
+  }
 
   get problem(): string | null {
-    return this.memory?.problem ?? null;
+    return this.#memory?.problem ?? null;
   }
 
   async get(key: string): Promise<T | undefined> {
-    if (this.memory) return this.memory.get(key);
+    if (this.#memory) return this.#memory.get(key);
     try {
-      const value = (await this.db.get(STORE, key)) as T | undefined;
-      if (value !== undefined) this.seen.set(key, value);
+      const value = (await this.#db.get(STORE, key)) as T | undefined;
+      if (value !== undefined) this.#seen.set(key, value);
       return value;
     } catch (err) {
-      return this.fail(err).get(key);
+      return this.#fail(err).get(key);
     }
   }
 
   async update(key: string, change: (current: T | undefined) => T): Promise<T> {
-    if (this.memory) return this.memory.update(key, change);
+    if (this.#memory) return this.#memory.update(key, change);
     try {
-      const tx = this.db.transaction(STORE, 'readwrite');
+      const tx = this.#db.transaction(STORE, 'readwrite');
       const next = change((await tx.store.get(key)) as T | undefined);
       await tx.store.put(next, key);
       await tx.done;
-      this.seen.set(key, next);
+      this.#seen.set(key, next);
       return next;
     } catch (err) {
-      return this.fail(err).update(key, change);
+      return this.#fail(err).update(key, change);
     }
   }
 
-  private fail(err: unknown): MemoryStore<T> {
-    this.memory ??= new MemoryStore(`IndexedDB failed (${describe(err)})`, this.seen);
-    return this.memory;
+  #fail(err: unknown): MemoryStore<T> {
+    this.#memory ??= new MemoryStore(`IndexedDB failed (${describe(err)})`, this.#seen);
+    return this.#memory;
   }
 }
 

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import mqtt from 'mqtt';
-import { formatMultiplier } from './format.ts';
+import { formatMultiplier } from '../format.ts';
 import { DpowClient } from '../dpow/client.ts';
 import { startBroker, defaultBrokerUsers } from '../server/broker.ts';
 import { createNodeEngine } from '../pow-node/engine.ts';
@@ -19,7 +19,7 @@ const DIFFICULTY = 'fffffffa00000000';
 
 let engine: PowEngine;
 beforeAll(async () => {
-  engine = await createNodeEngine({ backend: 'wasm', threads: 1, log: () => undefined });
+  engine = await createNodeEngine({ backend: 'wasm', threads: 1 });
 });
 afterAll(() => engine?.dispose());
 const cleanups = cleanupsAfterEach();

@@ -23,75 +23,78 @@ export type Locks = Pick<LockManager, 'request'>;
 export const COMPUTE_LOCK = 'dpow-web.compute';
 
 export class TabLock {
-  private readonly current = signal<TabLockState>('idle');
+  readonly #current = signal<TabLockState>('idle');
   /** The request of the current want(); a new object per request, so late callbacks know they are stale. */
-  private attempt: { abort: AbortController; release: () => void } | null = null;
+  #attempt: { abort: AbortController; release: () => void } | null = null;
 
-  constructor(
-    private readonly locks: Locks | undefined,
-    private readonly name = COMPUTE_LOCK,
-  ) {}
+  readonly #locks: Locks | undefined;
+  readonly #name: string;
+
+  constructor(locks: Locks | undefined, name = COMPUTE_LOCK) {
+    this.#locks = locks;
+    this.#name = name;
+  }
 
   get state(): ReadonlySignal<TabLockState> {
-    return this.current;
+    return this.#current;
   }
 
   /** Asks to compute: held at once when no other tab computes, else waiting in line. */
   want(): void {
-    if (!this.locks) {
-      this.current.value = 'unsupported';
+    if (!this.#locks) {
+      this.#current.value = 'unsupported';
       return;
     }
-    if (this.attempt) return;
-    const attempt = this.begin();
-    void this.locks
-      .request(this.name, { ifAvailable: true }, (lock) => {
-        if (this.attempt !== attempt) return undefined;
-        if (lock) return this.hold(attempt);
+    if (this.#attempt) return;
+    const attempt = this.#begin();
+    void this.#locks
+      .request(this.#name, { ifAvailable: true }, (lock) => {
+        if (this.#attempt !== attempt) return undefined;
+        if (lock) return this.#hold(attempt);
         // Taken: another tab computes. Queue for it (outside this callback, which must end).
-        this.current.value = 'waiting';
-        queueMicrotask(() => this.queue(attempt));
+        this.#current.value = 'waiting';
+        queueMicrotask(() => this.#queue(attempt));
         return undefined;
       })
-      .catch((err: unknown) => this.lost(attempt, err));
+      .catch((err: unknown) => this.#lost(attempt, err));
   }
 
   /** Stops wanting: the lock goes to the next tab in line. */
   release(): void {
-    const attempt = this.attempt;
-    this.attempt = null;
+    const attempt = this.#attempt;
+    this.#attempt = null;
     attempt?.abort.abort();
     attempt?.release();
-    if (this.current.value !== 'unsupported') this.current.value = 'idle';
+    if (this.#current.value !== 'unsupported') this.#current.value = 'idle';
   }
 
   /** Takes the lock from the tab that holds it; that tab goes back to waiting. */
   takeOver(): void {
-    if (!this.locks || this.current.value !== 'waiting') return;
-    this.attempt?.abort.abort();
-    const attempt = this.begin();
-    void this.locks
-      .request(this.name, { steal: true }, () => this.hold(attempt))
-      .catch((err: unknown) => this.lost(attempt, err));
+    if (!this.#locks || this.#current.value !== 'waiting') return;
+    this.#attempt?.abort.abort();
+    const attempt = this.#begin();
+    void this.#locks
+      .request(this.#name, { steal: true }, () => this.#hold(attempt))
+      .catch((err: unknown) => this.#lost(attempt, err));
   }
 
-  private begin(): { abort: AbortController; release: () => void } {
+  #begin(): { abort: AbortController; release: () => void } {
     const attempt = { abort: new AbortController(), release: () => undefined };
-    this.attempt = attempt;
+    this.#attempt = attempt;
     return attempt;
   }
 
-  private queue(attempt: { abort: AbortController; release: () => void }): void {
-    if (this.attempt !== attempt || !this.locks) return;
-    void this.locks
-      .request(this.name, { signal: attempt.abort.signal }, () => this.hold(attempt))
-      .catch((err: unknown) => this.lost(attempt, err));
+  #queue(attempt: { abort: AbortController; release: () => void }): void {
+    if (this.#attempt !== attempt || !this.#locks) return;
+    void this.#locks
+      .request(this.#name, { signal: attempt.abort.signal }, () => this.#hold(attempt))
+      .catch((err: unknown) => this.#lost(attempt, err));
   }
 
   /** The lock is ours until release(); the returned promise is what holds it. */
-  private hold(attempt: { abort: AbortController; release: () => void }): Promise<void> | undefined {
-    if (this.attempt !== attempt) return undefined;
-    this.current.value = 'held';
+  #hold(attempt: { abort: AbortController; release: () => void }): Promise<void> | undefined {
+    if (this.#attempt !== attempt) return undefined;
+    this.#current.value = 'held';
     return new Promise<void>((resolve) => {
       attempt.release = resolve;
     });
@@ -101,16 +104,16 @@ export class TabLock {
    * A request ended in an error: our own abort (release, take-over) is not news; a steal by
    * another tab is, and this tab waits in line again.
    */
-  private lost(attempt: { abort: AbortController; release: () => void }, err: unknown): void {
-    if (this.attempt !== attempt || attempt.abort.signal.aborted) return;
-    this.attempt = null;
+  #lost(attempt: { abort: AbortController; release: () => void }, err: unknown): void {
+    if (this.#attempt !== attempt || attempt.abort.signal.aborted) return;
+    this.#attempt = null;
     if ((err as { name?: string })?.name === 'AbortError') {
-      this.current.value = 'waiting';
-      const again = this.begin();
-      this.queue(again);
+      this.#current.value = 'waiting';
+      const again = this.#begin();
+      this.#queue(again);
       return;
     }
     // Web Locks refused (an opaque origin, a sandboxed frame): compute as if there were none.
-    this.current.value = 'unsupported';
+    this.#current.value = 'unsupported';
   }
 }

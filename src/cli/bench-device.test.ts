@@ -1,5 +1,5 @@
 /**
- * `npm run bench:device` (scripts/bench-device.mjs) on this machine, with a short window: it must
+ * `npm run bench:device` (scripts/bench-device.ts) on this machine, with a short window: it must
  * fall back to the adapter that exists (llvmpipe here) and write its JSON.
  */
 import { execFile } from 'node:child_process';
@@ -14,11 +14,11 @@ describe.skipIf(process.env.DPOW_SKIP_GPU === '1')('bench:device', () => {
     const out = mkdtempSync(join(tmpdir(), 'bench-device-'));
     const cache = mkdtempSync(join(tmpdir(), 'bench-device-cache-'));
     try {
-      const script = fileURLToPath(new URL('../../scripts/bench-device.mjs', import.meta.url));
+      const script = fileURLToPath(new URL('../../scripts/bench-device.ts', import.meta.url));
       await new Promise<void>((resolve, reject) => {
         execFile(
           process.execPath,
-          [script, '--out', out, '--seconds', '0.3', '--no-chromium'],
+          ['--import', 'tsx', script, '--out', out, '--seconds', '0.3', '--no-chromium'],
           { cwd: fileURLToPath(new URL('../..', import.meta.url)), timeout: 240_000, env: { ...process.env, XDG_CACHE_HOME: cache } },
           (err, _stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve()),
         );

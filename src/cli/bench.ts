@@ -2,21 +2,22 @@
  * `dpow-web bench [--backend auto|webgpu|wasm|all] [--seconds N] [--threads N] [--intensity F] [--kernel NAME] [--json]`:
  * hashrate per backend in this Node process, with the CPU time each measurement used (so
  * `--intensity 0.5` shows the WASM threads' duty cycle halving it). `--tune` (re-)calibrates the WebGPU kernel tuner and
- * prints every variant against the naive yardstick (kernel-bench.ts); `--kernels all|a,b,...`
+ * prints every variant against the naive yardstick (bench-variants.ts); `--kernels all|a,b,...`
  * measures other variants than the family's candidates. WebGPU runs on Dawn (Vulkan or llvmpipe); WASM runs
  * with 1 thread and with N threads (default: every core), with the SIMD kernel and the scalar one
  * where the runtime has SIMD. 'auto' and 'all' measure everything available.
  */
 import { availableParallelism } from 'node:os';
 import { CliError, defineCommand, intOption, parseCommand } from './args.ts';
-import { parseBackend } from './work.ts';
+import { parseBackend, stderrLines } from './work.ts';
+import type { Logger } from '../log.ts';
 import { measureBackend } from '../pow/engine.ts';
 import type { BenchmarkResult, PowBackend } from '../pow/types.ts';
 import { createNodeWebGpuBackend } from '../pow-node/engine.ts';
-import { createNodeWasmBackend } from '../pow-node/wasm-threads.ts';
+import { startNodeWasmPool } from '../pow-node/wasm-threads.ts';
 import { findVariant, requireVariant } from '../pow/kernel-family.ts';
 import type { KernelStatus } from '../pow/tuner.ts';
-import { formatKernelBench, fullGrid, runKernelBench } from './kernel-bench.ts';
+import { formatVariantBench, fullGrid, runVariantBench } from './bench-variants.ts';
 
 export interface NodeBenchRow extends BenchmarkResult {
   /** 'simd' | 'scalar' for WASM, the adapter for WebGPU. */
@@ -62,7 +63,7 @@ export async function runBenchmarks(options: {
   /** Share of time to compute, in (0, 1]; default 1. */
   intensity?: number;
   kernel?: string;
-  log?: (line: string) => void;
+  log?: Logger;
   onRow?: (row: NodeBenchRow) => void;
 }): Promise<NodeBenchRow[]> {
   const intensity = options.intensity ?? 1;
@@ -88,7 +89,7 @@ export async function runBenchmarks(options: {
     if (row && kernel) Object.assign(row, { kernel: kernel.variant, calibratedRate: kernel.calibratedRate });
     if (!row) {
       if (options.backend === 'webgpu') throw new Error('WebGPU is not available here (no adapter)');
-      options.log?.('webgpu: no adapter; skipped');
+      options.log?.info('webgpu: no adapter; skipped');
     }
     add(row);
   }
@@ -101,7 +102,7 @@ export async function runBenchmarks(options: {
       add(
         await measure(
           async () => {
-            const backend = await createNodeWasmBackend({ threads, preferSimd });
+            const backend = await startNodeWasmPool({ threads, preferSimd });
             simdAvailable = backend.simd;
             return backend;
           },
@@ -186,17 +187,17 @@ export async function run(argv: string[]): Promise<number> {
     for (const name of variants ?? []) {
       if (!findVariant(name)) throw new CliError(`--kernels: unknown kernel "${name}"`);
     }
-    const report = await runKernelBench({
+    const report = await runVariantBench({
       seconds,
       variants,
       retune: values.tune === true,
-      log: (line) => process.stderr.write(`${line}\n`),
+      log: stderrLines,
     }).catch((err: Error) => {
       process.stderr.write(`dpow-web bench: ${err.message}\n`);
       return null;
     });
     if (!report) return 1;
-    process.stdout.write(json ? `${JSON.stringify(report)}\n` : formatKernelBench(report));
+    process.stdout.write(json ? `${JSON.stringify(report)}\n` : formatVariantBench(report));
     return 0;
   }
   const rows = await runBenchmarks({
@@ -205,7 +206,7 @@ export async function run(argv: string[]): Promise<number> {
     seconds,
     threads,
     intensity,
-    log: (line) => process.stderr.write(`${line}\n`),
+    log: stderrLines,
     onRow: json ? undefined : (row) => process.stdout.write(`${formatRow(row)}\n`),
   }).catch((err: Error) => {
     process.stderr.write(`dpow-web bench: ${err.message}\n`);

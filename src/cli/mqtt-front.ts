@@ -14,7 +14,7 @@
 import { CliError, collect, defineCommand, intOption, parseCommand, portOption } from './args.ts';
 import { DEFAULT_CONNECTION_CAPS as CAPS } from '../server/connection-limit.ts';
 import { hashApiKey } from '../server/http/api-keys.ts';
-import { startMetricsServer, type MetricsServer } from '../server/http/metrics-server.ts';
+import { MetricsServer } from '../server/http/metrics-server.ts';
 import { createLogger } from '../server/log.ts';
 import { DEFAULT_FRONT_PORT, startMqttFront, type MqttFront } from '../server/mqtt-front.ts';
 import { DEFAULT_PACKET_LIMITS } from '../server/mqtt-packet-size.ts';
@@ -80,7 +80,7 @@ export async function run(argv: string[]): Promise<number> {
     front = await startMqttFront({ broker: flags.broker, host: flags.host, port, path: flags.path, limits, log });
     if (metricsPort !== undefined) {
       const operatorPasswordHash = metricsPassword === undefined ? undefined : await hashApiKey(metricsPassword);
-      metrics = await startMetricsServer({ host: flags.host, port: metricsPort, publicNames: flags.publicName, front, access: 'loopback', operatorPasswordHash, log });
+      metrics = await MetricsServer.start({ host: flags.host, port: metricsPort, publicNames: flags.publicName, front, access: 'loopback', operatorPasswordHash, log });
     }
   } catch (err) {
     await close();

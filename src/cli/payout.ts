@@ -16,7 +16,8 @@ import type { Command } from 'commander';
 import { CliError, defineCommand, defineSubcommand, intOption, parseCommandAsync } from './args.ts';
 import { DATA_OPTION, openCliStore, STORE_OPTION } from './store-option.ts';
 import { formatTable } from './table.ts';
-import { formatNano, parseNano } from '../dpow/nano-amount.ts';
+import { parseNano } from '../dpow/nano-amount.ts';
+import { formatNano, formatNanoAmount, shortHash } from '../format.ts';
 import { scrub } from '../server/log.ts';
 import { NanoNodeRpc } from '../server/payout/node-rpc.ts';
 import { nothingToPay, preparePayout, PayoutRefused, resumePayout, startPayout, type PayoutDeps, type PayoutEvent, type PoolRule, type RunOutcome } from '../server/payout/payout-run.ts';
@@ -66,8 +67,6 @@ function fractionOption(value: string): { numerator: bigint; denominator: bigint
   return { numerator, denominator };
 }
 
-const shortBlock = (hash: string) => `${hash.slice(0, 16)}…`;
-const nano = (raw: bigint) => `${formatNano(raw)} NANO`;
 const jsonLine = (value: unknown) => out(JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
 
 /** The dry-run table: one row per address, then the totals. */
@@ -99,19 +98,19 @@ export function planTable(plan: PayoutPlan): string[] {
 }
 
 function describePlan(plan: PayoutPlan, source: string, balance: bigint): string {
-  return `pool ${nano(plan.pool)} (${plan.pool} raw) by ${plan.weight} from ${source} (balance ${nano(balance)}), minimum ${nano(plan.min)}`;
+  return `pool ${formatNanoAmount(plan.pool)} (${plan.pool} raw) by ${plan.weight} from ${source} (balance ${formatNanoAmount(balance)}), minimum ${formatNanoAmount(plan.min)}`;
 }
 
 function eventLine(event: PayoutEvent, secrets: string[]): string {
   switch (event.kind) {
     case 'recorded':
-      return `payout run ${event.run.id} recorded: ${event.plan.totals.payments} payments, ${nano(event.plan.totals.amount)}; ${nano(event.plan.totals.carried)} carried to the next run`;
+      return `payout run ${event.run.id} recorded: ${event.plan.totals.payments} payments, ${formatNanoAmount(event.plan.totals.amount)}; ${formatNanoAmount(event.plan.totals.carried)} carried to the next run`;
     case 'sent':
-      return `sent       ${event.payment.address}  ${nano(event.payment.amount)}  block ${event.payment.block}`;
+      return `sent       ${event.payment.address}  ${formatNanoAmount(event.payment.amount)}  block ${event.payment.block}`;
     case 'carried':
-      return `carried    ${event.payment.address}  ${nano(event.payment.amount)}: ${event.reason}`;
+      return `carried    ${event.payment.address}  ${formatNanoAmount(event.payment.amount)}: ${event.reason}`;
     case 'confirmed':
-      return `confirmed  ${event.payment.address}  block ${shortBlock(event.payment.block ?? '')}`;
+      return `confirmed  ${event.payment.address}  block ${shortHash(event.payment.block ?? '', 16, 0)}`;
     case 'waiting':
       return scrub(`waiting    ${event.what}: ${event.message}; trying again in ${(event.retryInMs / 1000).toFixed(1)} s`, secrets);
   }
@@ -136,9 +135,9 @@ function finish(outcome: RunOutcome, json: boolean, secrets: string[]): number {
     jsonLine({ run: outcome.run.id, status: outcome.run.status, ...s, ...(stopped ? { stopped } : {}) });
   } else if (stopped) {
     out(`stopped: ${stopped}`);
-    out(`${s.sent} of ${s.planned} payments sent and recorded (${nano(s.amount)}); nothing is sent twice. Once fixed: dpow-web payout --resume ${outcome.run.id}`);
+    out(`${s.sent} of ${s.planned} payments sent and recorded (${formatNanoAmount(s.amount)}); nothing is sent twice. Once fixed: dpow-web payout --resume ${outcome.run.id}`);
   } else {
-    out(`done: ${s.sent} of ${s.planned} payments sent (${nano(s.amount)}), ${s.confirmed} confirmed; ${nano(s.carried)} carried to the next run`);
+    out(`done: ${s.sent} of ${s.planned} payments sent (${formatNanoAmount(s.amount)}), ${s.confirmed} confirmed; ${formatNanoAmount(s.carried)} carried to the next run`);
   }
   return stopped ? 1 : 0;
 }
@@ -244,7 +243,7 @@ async function show(runId: string, flags: StoreFlags): Promise<number> {
       return 0;
     }
     out(`payout run ${run.id}: ${run.status}${run.error ? ` (stopped: ${run.error})` : ''}`);
-    out(`created ${new Date(run.createdAt).toISOString()}, from ${run.source}, pool ${nano(run.pool)} by ${run.weight}, minimum ${nano(run.min)}`);
+    out(`created ${new Date(run.createdAt).toISOString()}, from ${run.source}, pool ${formatNanoAmount(run.pool)} by ${run.weight}, minimum ${formatNanoAmount(run.min)}`);
     const rows = [
       ['ADDRESS', 'PRECACHE', 'ONDEMAND', 'AMOUNT NANO', 'STATUS', 'BLOCK OR REASON'],
       ...payments.map((p) => [p.address, String(p.precache), String(p.ondemand), formatNano(p.amount), p.status, p.block ?? p.reason ?? '']),

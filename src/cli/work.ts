@@ -8,6 +8,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { CliError, defineCommand, intOption, parseCommand } from './args.ts';
+import { plainLogger, type Logger } from '../log.ts';
 import { createNodeEngine } from '../pow-node/engine.ts';
 import { checkDifficulty, difficultyPolicy } from '../pow/difficulty.ts';
 import type { BackendChoice } from '../pow/types.ts';
@@ -22,6 +23,9 @@ import {
   toU64Hex,
   validateWork,
 } from '../pow/work.ts';
+
+/** A command's progress (backend start-up, fallbacks) as bare lines on stderr; `bench` shares it. */
+export const stderrLines: Logger = plainLogger((line) => process.stderr.write(`${line}\n`));
 
 const BACKENDS: readonly BackendChoice[] = ['auto', 'webgpu', 'wasm'];
 
@@ -81,7 +85,7 @@ export async function run(argv: string[]): Promise<number> {
   const threads = intOption(values.threads, 'threads', availableParallelism());
   const difficultyHex = toU64Hex(difficulty);
 
-  const engine = await createNodeEngine({ backend, threads, policy, log: (m) => process.stderr.write(`${m}\n`) });
+  const engine = await createNodeEngine({ backend, threads, policy, log: stderrLines });
   const interrupt = () => void engine.cancel(root);
   process.once('SIGINT', interrupt);
   try {

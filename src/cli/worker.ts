@@ -19,15 +19,14 @@ import { availableParallelism } from 'node:os';
 import { CliError, collect, defineCommand, intOption, parseCommand } from './args.ts';
 import { parseBackend } from './work.ts';
 import { DpowClient, resolveBrokerUrl } from '../dpow/client.ts';
-import { formatMultiplier } from '../dpow/format.ts';
+import { formatHashrate, formatMultiplier, formatNano } from '../format.ts';
 import { checkAddress } from '../dpow/address.ts';
 import { ACTIVITY_WORDS, busyText, workerActivity, type Activity } from '../dpow/activity.ts';
 import { NO_SUSTAINED_RATES, type ClientEvent, type ClientSettings, type ClientState, type WorkChoice } from '../dpow/state.ts';
+import { plainLogger } from '../log.ts';
 import { difficultyPolicy } from '../pow/difficulty.ts';
 import { requireVariant } from '../pow/kernel-family.ts';
 import type { BackendChoice } from '../pow/types.ts';
-import { formatHashrate } from '../pow/hashrate.ts';
-import { formatNano } from '../dpow/nano-amount.ts';
 import { loadPayouts, type PayoutsView } from '../dpow/payouts.ts';
 
 const WORK_CHOICES: readonly WorkChoice[] = ['any', 'precache', 'ondemand'];
@@ -226,7 +225,7 @@ export async function run(argv: string[]): Promise<number> {
     threads: settings.threads,
     kernel: settings.kernel,
     policy,
-    log: (message) => out(`${new Date().toISOString()} ${'engine'.padEnd(10)} ${message}`),
+    log: plainLogger((message) => out(`${new Date().toISOString()} ${'engine'.padEnd(10)} ${message}`)),
   });
 
   // Hashrate for the summary: the engine's hashes over the time spent computing. (Its smoothed

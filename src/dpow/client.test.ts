@@ -31,7 +31,7 @@ function settings(url: string, extra: Partial<ClientSettings> = {}): ClientSetti
 
 let engine: PowEngine;
 beforeAll(async () => {
-  engine = await createNodeEngine({ backend: 'wasm', threads: 1, log: () => undefined });
+  engine = await createNodeEngine({ backend: 'wasm', threads: 1 });
 });
 afterAll(() => engine?.dispose());
 
@@ -445,7 +445,7 @@ describe('DpowClient with a real broker and engine', () => {
     cleanups.push(() => dispatcher.stop());
     const tabs: DpowClient[] = [];
     for (const work of ['ondemand', 'precache'] as const) {
-      const tabEngine = await createNodeEngine({ backend: 'wasm', threads: 1, log: () => undefined });
+      const tabEngine = await createNodeEngine({ backend: 'wasm', threads: 1 });
       cleanups.push(async () => tabEngine.dispose());
       const tab = new DpowClient({ engine: tabEngine });
       cleanups.push(() => tab.stop());

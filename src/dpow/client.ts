@@ -30,7 +30,8 @@ import {
 } from './codec.ts';
 import { DEFAULT_POLICY, type DifficultyPolicy } from '../pow/difficulty.ts';
 import { PAUSE_WORDS } from './activity.ts';
-import { EventLog, shortHash } from './event-log.ts';
+import { shortHash } from '../format.ts';
+import { EventLog } from './event-log.ts';
 import { Outbox } from './outbox.ts';
 import type { Job } from './queue.ts';
 import type { ConnectFn } from './mqtt-connect.ts';
@@ -92,59 +93,59 @@ function checkSettings(s: ClientSettings): string | null {
 }
 
 export class DpowClient implements WorkerClient {
-  private readonly now: () => number;
-  private readonly feed: StateFeed<ClientState>;
-  private readonly log: EventLog;
-  private readonly session: MqttSession;
-  private readonly loop: WorkLoop;
-  private readonly outbox: Outbox<Job>;
+  readonly #now: () => number;
+  readonly #feed: StateFeed<ClientState>;
+  readonly #log: EventLog;
+  readonly #session: MqttSession;
+  readonly #loop: WorkLoop;
+  readonly #outbox: Outbox<Job>;
 
-  private settings: ClientSettings | null = null;
-  private running = false;
+  #settings: ClientSettings | null = null;
+  #running = false;
   /** Why no work is taken (pause()), or null; kept across start and stop. */
-  private paused: PauseReason | null = null;
+  #paused: PauseReason | null = null;
   /** Settings that were refused, shown until the next start. */
-  private refusal: string | null = null;
-  private lastClientMessage: ClientMessage | null = null;
-  private lastClientTotal: number | null = null;
-  private lastStatistics: Statistics | null = null;
+  #refusal: string | null = null;
+  #lastClientMessage: ClientMessage | null = null;
+  #lastClientTotal: number | null = null;
+  #lastStatistics: Statistics | null = null;
   /** Lower-case hashes this session published, oldest first, until a notice credits them. */
-  private readonly uncredited = new Set<string>();
+  readonly #uncredited = new Set<string>();
 
   constructor(options: DpowClientOptions) {
-    this.now = options.now ?? Date.now;
+    this.#now = options.now ?? Date.now;
     const tickMs = options.tickMs ?? 1000;
-    const changed = () => this.feed.changed();
-    this.feed = new StateFeed(() => this.buildState());
-    this.log = new EventLog({ now: this.now, sink: options.log, onChange: changed });
-    this.outbox = new Outbox<Job>({
+    const changed = () => this.#feed.changed();
+    this.#feed = new StateFeed(() => this.#buildState());
+    this.#log = new EventLog({ now: this.#now, sink: options.log, onChange: changed });
+    this.#outbox = new Outbox<Job>({
       onPublished: (entry) => {
-        this.remember(entry.job.hash);
-        this.log.count('published');
-        this.log.job('info', 'publish', 'published', entry.job, `to ${entry.topic}`);
+        this.#remember(entry.job.hash);
+        this.#log.count('published');
+        this.#log.job('info', 'publish', 'published', entry.job, `to ${entry.topic}`);
       },
       onGivenUp: (entry) =>
-        this.log.reject('outbox-full', `Result for ${shortHash(entry.job.hash)} given up: too many results waiting for the broker`),
+        this.#log.reject('outbox-full', `Result for ${shortHash(entry.job.hash, 16, 0)} given up: too many results waiting for the broker`),
     });
-    this.session = new MqttSession({
+    this.#session = new MqttSession({
       connect: options.connect ?? ((url, opts) => mqtt.connect(url, opts)),
-      log: this.log,
-      now: this.now,
+      log: this.#log,
+      now: this.#now,
       policy: { initialMs: 1000, maxMs: 120_000, ...options.reconnect },
       random: options.random ?? Math.random,
       tickMs,
-      onMessage: (topic, payload) => this.route(topic, payload),
-      onReady: (link) => this.outbox.flush(link),
-      onLinkLost: (link) => this.outbox.linkLost(link),
+      onMessage: (topic, payload) => this.#route(topic, payload),
+      onReady: (link) => this.#outbox.flush(link),
+      onLinkLost: (link) => this.#outbox.linkLost(link),
       onChange: changed,
     });
-    this.loop = new WorkLoop({
+    this.#loop = new WorkLoop({
       engine: options.engine,
-      log: this.log,
-      now: this.now,
+      log: this.#log,
+      now: this.#now,
       tickMs,
       policy: options.policy ?? DEFAULT_POLICY,
-      onResult: (job, work) => this.deliver(job, work),
+      onResult: (job, work) => this.#deliver(job, work),
       onChange: changed,
     });
   }
@@ -152,11 +153,11 @@ export class DpowClient implements WorkerClient {
   // ------------------------------------------------------------------ WorkerClient
 
   getState(): ClientState {
-    return this.feed.get();
+    return this.#feed.get();
   }
 
   subscribe(listener: (state: ClientState) => void): () => void {
-    return this.feed.subscribe(listener);
+    return this.#feed.subscribe(listener);
   }
 
   /**
@@ -165,78 +166,78 @@ export class DpowClient implements WorkerClient {
    * keeps retrying and says so in its state). Rejects only for bad settings.
    */
   async start(settings: ClientSettings): Promise<void> {
-    if (this.running) await this.stop();
+    if (this.#running) await this.stop();
     const address = checkAddress(settings.address, settings.addressPrefixes ?? ['nano', 'xrb']);
     const problem = !address.ok ? `Invalid payout address: ${address.reason}` : (checkSettings(settings) ?? null);
     const urls = [settings.brokerUrl, ...(settings.failoverBrokerUrls ?? [])].map(resolveBrokerUrl);
     const badUrl = urls.find((u) => !u.ok);
     const refusal = problem ?? (badUrl && !badUrl.ok ? badUrl.reason : null);
     if (refusal) {
-      this.refusal = refusal;
-      this.log.add('error', 'connection', refusal);
+      this.#refusal = refusal;
+      this.#log.add('error', 'connection', refusal);
       throw new Error(refusal);
     }
     const brokers = urls.flatMap((u) => (u.ok ? [u.url] : []));
 
-    this.settings = settings;
-    this.refusal = null;
-    this.outbox.clear();
-    this.log.resetCounters();
-    this.lastClientMessage = null;
-    this.lastClientTotal = null;
-    this.lastStatistics = null;
-    this.uncredited.clear();
-    this.running = true;
-    this.loop.start(settings);
-    if (this.paused) this.loop.pause();
+    this.#settings = settings;
+    this.#refusal = null;
+    this.#outbox.clear();
+    this.#log.resetCounters();
+    this.#lastClientMessage = null;
+    this.#lastClientTotal = null;
+    this.#lastStatistics = null;
+    this.#uncredited.clear();
+    this.#running = true;
+    this.#loop.start(settings);
+    if (this.#paused) this.#loop.pause();
     const also = brokers.length > 1 ? ` (then ${brokers.slice(1).join(', ')})` : '';
-    this.log.add('info', 'connection', `Connecting to ${brokers[0]}${also} for ${settings.work} work, paying ${settings.address}`);
-    await this.session.open({
+    this.#log.add('info', 'connection', `Connecting to ${brokers[0]}${also} for ${settings.work} work, paying ${settings.address}`);
+    await this.#session.open({
       urls: brokers,
       username: settings.username,
       password: settings.password,
       heartbeatTimeoutMs: (settings.heartbeatTimeoutS ?? DEFAULT_HEARTBEAT_TIMEOUT_S) * 1000,
-      subscriptions: subscriptionsFor(settings.work, settings.address, this.paused === null),
+      subscriptions: subscriptionsFor(settings.work, settings.address, this.#paused === null),
     });
   }
 
   pause(reason: PauseReason | null): void {
-    if (reason === this.paused) return;
-    const was = this.paused;
-    this.paused = reason;
-    if (this.running) {
-      const s = this.settings!;
+    if (reason === this.#paused) return;
+    const was = this.#paused;
+    this.#paused = reason;
+    if (this.#running) {
+      const s = this.#settings!;
       if (reason !== null && was === null) {
-        const dropped = this.loop.pause();
-        this.log.add('info', 'connection', `Paused (${PAUSE_WORDS[reason]}): taking no work${dropped ? `, ${dropped} jobs dropped` : ''}`);
+        const dropped = this.#loop.pause();
+        this.#log.add('info', 'connection', `Paused (${PAUSE_WORDS[reason]}): taking no work${dropped ? `, ${dropped} jobs dropped` : ''}`);
       } else if (reason === null) {
-        this.log.add('info', 'connection', 'Resumed: taking work again');
+        this.#log.add('info', 'connection', 'Resumed: taking work again');
       } else {
-        this.log.add('info', 'connection', `Paused (${PAUSE_WORDS[reason]})`);
+        this.#log.add('info', 'connection', `Paused (${PAUSE_WORDS[reason]})`);
       }
-      this.session.resubscribe(subscriptionsFor(s.work, s.address, reason === null));
-      if (reason === null) this.loop.resume();
+      this.#session.resubscribe(subscriptionsFor(s.work, s.address, reason === null));
+      if (reason === null) this.#loop.resume();
     } else if (reason === null) {
-      this.loop.resume();
+      this.#loop.resume();
     }
-    this.feed.changed();
+    this.#feed.changed();
   }
 
   /** Cancels the job in flight, drops the queue, unsubscribes and closes the connection. */
   async stop(): Promise<void> {
-    if (!this.running) {
-      await this.session.close();
+    if (!this.#running) {
+      await this.#session.close();
       return;
     }
-    this.running = false;
-    const stopping = this.loop.stop();
-    const unsent = this.outbox.clear();
-    await this.session.close();
+    this.#running = false;
+    const stopping = this.#loop.stop();
+    const unsent = this.#outbox.clear();
+    await this.#session.close();
     const { dropped } = await stopping;
     const extra = [dropped ? `${dropped} queued jobs dropped` : '', unsent ? `${unsent} unpublished results discarded` : '']
       .filter(Boolean)
       .join(', ');
-    this.log.add('info', 'connection', `Stopped${extra ? ` (${extra})` : ''}`);
+    this.#log.add('info', 'connection', `Stopped${extra ? ` (${extra})` : ''}`);
   }
 
   /**
@@ -244,133 +245,133 @@ export class DpowClient implements WorkerClient {
    * says the network is back). Does nothing unless a retry is pending.
    */
   reconnectNow(): void {
-    this.session.reconnectNow();
+    this.#session.reconnectNow();
   }
 
   // ------------------------------------------------------------------ routing
 
   /** One message: its first topic segment picks the codec and the part that owns what it says. */
-  private route(topic: string, payload: Uint8Array): void {
+  #route(topic: string, payload: Uint8Array): void {
     try {
       const parsed = parseTopic(topic);
-      if (!parsed.ok) return this.log.reject(parsed.code, parsed.reason);
+      if (!parsed.ok) return this.#log.reject(parsed.code, parsed.reason);
       const t = parsed.value;
       switch (t.kind) {
         case 'work':
-          return this.onWork(t.workType, payload);
+          return this.#onWork(t.workType, payload);
         case 'cancel':
-          return this.onCancel(payload);
+          return this.#onCancel(payload);
         case 'client':
-          return this.onClientMessage(t.address, payload);
+          return this.#onClientMessage(t.address, payload);
         case 'heartbeat': {
           const msg = heartbeatCodec.decode(payload);
-          if (!msg.ok) return this.log.reject(msg.code, `heartbeat: ${msg.reason}`);
-          return this.session.heartbeat();
+          if (!msg.ok) return this.#log.reject(msg.code, `heartbeat: ${msg.reason}`);
+          return this.#session.heartbeat();
         }
         case 'statistics':
-          return this.onStatistics(payload);
+          return this.#onStatistics(payload);
         case 'result':
-          return this.log.reject('bad-topic', `workers do not read ${topic}`);
+          return this.#log.reject('bad-topic', `workers do not read ${topic}`);
       }
     } catch (err) {
-      this.log.reject('internal-error', `Message on ${topic} could not be handled: ${(err as Error).message}`, 'error');
+      this.#log.reject('internal-error', `Message on ${topic} could not be handled: ${(err as Error).message}`, 'error');
     }
   }
 
-  private onWork(workType: WorkType, payload: Uint8Array): void {
-    if (this.paused) return; // sent before the unsubscribe reached the broker: not ours to take
-    this.log.count('received');
-    const s = this.settings!;
+  #onWork(workType: WorkType, payload: Uint8Array): void {
+    if (this.#paused) return; // sent before the unsubscribe reached the broker: not ours to take
+    this.#log.count('received');
+    const s = this.#settings!;
     if (s.work !== 'any' && s.work !== workType) {
-      return this.log.reject('bad-topic', `work/${workType} arrived but this worker takes ${s.work} work only`);
+      return this.#log.reject('bad-topic', `work/${workType} arrived but this worker takes ${s.work} work only`);
     }
     const msg = workCodec.decode(payload);
-    if (!msg.ok) return this.log.reject(msg.code, `work/${workType}: ${msg.reason}`);
-    this.loop.offer(workType, msg.value);
+    if (!msg.ok) return this.#log.reject(msg.code, `work/${workType}: ${msg.reason}`);
+    this.#loop.offer(workType, msg.value);
   }
 
-  private onCancel(payload: Uint8Array): void {
+  #onCancel(payload: Uint8Array): void {
     const msg = cancelCodec.decode(payload);
-    if (!msg.ok) return this.log.reject(msg.code, `cancel: ${msg.reason}`);
-    this.loop.cancel(msg.value);
-    for (const entry of this.outbox.withdraw(msg.value)) {
-      this.log.count('cancelled');
-      this.log.job('info', 'cancel', 'cancelled', entry.job, 'before its result could be published');
+    if (!msg.ok) return this.#log.reject(msg.code, `cancel: ${msg.reason}`);
+    this.#loop.cancel(msg.value);
+    for (const entry of this.#outbox.withdraw(msg.value)) {
+      this.#log.count('cancelled');
+      this.#log.job('info', 'cancel', 'cancelled', entry.job, 'before its result could be published');
     }
   }
 
-  private onClientMessage(address: string, payload: Uint8Array): void {
-    if (address !== this.settings!.address) {
-      return this.log.reject('bad-topic', `client message for another address (${address.slice(0, 16)}…)`);
+  #onClientMessage(address: string, payload: Uint8Array): void {
+    if (address !== this.#settings!.address) {
+      return this.#log.reject('bad-topic', `client message for another address (${address.slice(0, 16)}…)`);
     }
     const msg = clientCodec.decode(payload);
-    if (!msg.ok) return this.log.reject(msg.code, `client/${address}: ${msg.reason}`);
-    this.lastClientMessage = msg.value;
+    if (!msg.ok) return this.#log.reject(msg.code, `client/${address}: ${msg.reason}`);
+    this.#lastClientMessage = msg.value;
     if (msg.value.kind === 'error') {
-      this.log.add('warn', 'stats', `Server: ${msg.value.error}`);
+      this.#log.add('warn', 'stats', `Server: ${msg.value.error}`);
     } else {
       // The notice goes to every tab paying this address: it is the address's credit, and this
       // worker's own only when it names a hash this worker published (the server credits the
       // first valid result for a hash once, and says which block in block_rewarded).
       const st = msg.value.stats;
       const total = st.precache + st.ondemand;
-      const raised = this.lastClientTotal === null || total > this.lastClientTotal;
-      this.lastClientTotal = total;
-      if (raised) this.log.count('addressAccepted');
-      const own = st.block_rewarded !== undefined && this.uncredited.delete(st.block_rewarded.toLowerCase());
-      if (own) this.log.count('accepted');
-      const block = st.block_rewarded ? ` for ${shortHash(st.block_rewarded)}` : '';
+      const raised = this.#lastClientTotal === null || total > this.#lastClientTotal;
+      this.#lastClientTotal = total;
+      if (raised) this.#log.count('addressAccepted');
+      const own = st.block_rewarded !== undefined && this.#uncredited.delete(st.block_rewarded.toLowerCase());
+      if (own) this.#log.count('accepted');
+      const block = st.block_rewarded ? ` for ${shortHash(st.block_rewarded, 16, 0)}` : '';
       const whose = st.block_rewarded ? (own ? ' (this worker)' : ' (another worker for this address)') : '';
-      this.log.add('info', 'stats', `Work accepted${block}${whose}: ${st.precache} precache, ${st.ondemand} ondemand in total`);
+      this.#log.add('info', 'stats', `Work accepted${block}${whose}: ${st.precache} precache, ${st.ondemand} ondemand in total`);
     }
   }
 
-  private onStatistics(payload: Uint8Array): void {
+  #onStatistics(payload: Uint8Array): void {
     const msg = statisticsCodec.decode(payload);
-    if (!msg.ok) return this.log.reject(msg.code, `statistics: ${msg.reason}`);
-    const first = this.lastStatistics === null;
-    this.lastStatistics = msg.value;
+    if (!msg.ok) return this.#log.reject(msg.code, `statistics: ${msg.reason}`);
+    const first = this.#lastStatistics === null;
+    this.#lastStatistics = msg.value;
     if (first) {
       const w = msg.value.work;
-      this.log.add('info', 'stats', `Network statistics: ${w.precache} precache and ${w.ondemand} ondemand works so far`);
+      this.#log.add('info', 'stats', `Network statistics: ${w.precache} precache and ${w.ondemand} ondemand works so far`);
     }
-    this.feed.changed();
+    this.#feed.changed();
   }
 
-  private remember(hash: string): void {
-    this.uncredited.add(hash.toLowerCase());
-    while (this.uncredited.size > REMEMBER_PUBLISHED) this.uncredited.delete(this.uncredited.values().next().value as string);
+  #remember(hash: string): void {
+    this.#uncredited.add(hash.toLowerCase());
+    while (this.#uncredited.size > REMEMBER_PUBLISHED) this.#uncredited.delete(this.#uncredited.values().next().value as string);
   }
 
   /** A checked result: into the outbox, and out at once if the connection can take it. */
-  private deliver(job: Job, work: string): void {
-    const payload = resultCodec.encode({ hash: job.hash, work, address: this.settings!.address });
-    this.outbox.add(job, topics.result(job.workType), payload, this.now());
-    const link = this.session.deliverable();
-    if (link) this.outbox.flush(link);
+  #deliver(job: Job, work: string): void {
+    const payload = resultCodec.encode({ hash: job.hash, work, address: this.#settings!.address });
+    this.#outbox.add(job, topics.result(job.workType), payload, this.#now());
+    const link = this.#session.deliverable();
+    if (link) this.#outbox.flush(link);
   }
 
   // ------------------------------------------------------------------ state
 
-  private buildState(): ClientState {
-    const now = this.now();
-    const lastHeartbeatAt = this.session.lastHeartbeatAt;
+  #buildState(): ClientState {
+    const now = this.#now();
+    const lastHeartbeatAt = this.#session.lastHeartbeatAt;
     return {
-      connection: this.session.connection,
+      connection: this.#session.connection,
       heartbeatAgeMs: lastHeartbeatAt === null ? null : Math.max(0, now - lastHeartbeatAt),
       lastHeartbeatAt,
-      queue: this.loop.queued(),
-      current: this.loop.current(),
-      hashrate: this.loop.hashrate,
-      sustained: this.loop.sustained,
-      backend: this.loop.backend,
-      backendLabel: this.loop.backendLabel,
-      counters: this.log.counters(this.loop.expiredCount),
-      paused: this.paused,
-      lastClientMessage: this.lastClientMessage,
-      lastStatistics: this.lastStatistics,
-      events: this.log.events(),
-      error: this.refusal ?? this.session.error ?? this.loop.error,
+      queue: this.#loop.queued(),
+      current: this.#loop.current(),
+      hashrate: this.#loop.hashrate,
+      sustained: this.#loop.sustained,
+      backend: this.#loop.backend,
+      backendLabel: this.#loop.backendLabel,
+      counters: this.#log.counters(this.#loop.expiredCount),
+      paused: this.#paused,
+      lastClientMessage: this.#lastClientMessage,
+      lastStatistics: this.#lastStatistics,
+      events: this.#log.events(),
+      error: this.#refusal ?? this.#session.error ?? this.#loop.error,
     };
   }
 }

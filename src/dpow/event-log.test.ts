@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { EventLog, MAX_EVENTS } from './event-log.ts';
-import { formatMultiplier } from './format.ts';
+import { formatMultiplier } from '../format.ts';
 import type { ClientEvent } from './state.ts';
 
 function makeLog(sink?: (e: ClientEvent) => void) {

@@ -5,7 +5,7 @@
  */
 import type { BackendName } from '../pow/types.ts';
 import type { ClientCounters, ClientEvent, JobEventInfo } from './state.ts';
-import { formatMultiplier } from './format.ts';
+import { formatMultiplier, shortHash } from '../format.ts';
 
 export const MAX_EVENTS = 200;
 
@@ -27,8 +27,6 @@ export const freshCounters = (): ClientCounters => ({
   expired: 0,
 });
 
-/** A block hash cut short for people. */
-export const shortHash = (hash: string): string => `${hash.slice(0, 16)}…`;
 
 type Tally = Exclude<keyof ClientCounters, 'rejected' | 'expired'>;
 
@@ -41,43 +39,43 @@ export interface EventLogOptions {
 }
 
 export class EventLog {
-  private readonly now: () => number;
-  private readonly sink: ((event: ClientEvent) => void) | undefined;
-  private readonly onChange: () => void;
-  private list: ClientEvent[] = [];
-  private tally: ClientCounters = freshCounters();
+  readonly #now: () => number;
+  readonly #sink: ((event: ClientEvent) => void) | undefined;
+  readonly #onChange: () => void;
+  #list: ClientEvent[] = [];
+  #tally: ClientCounters = freshCounters();
 
   constructor(options: EventLogOptions) {
-    this.now = options.now;
-    this.sink = options.sink;
-    this.onChange = options.onChange;
+    this.#now = options.now;
+    this.#sink = options.sink;
+    this.#onChange = options.onChange;
   }
 
   /** Most recent first (a copy). */
   events(): ClientEvent[] {
-    return this.list.slice();
+    return this.#list.slice();
   }
 
   /** The counters (a copy); `expired` is the queue's, so the caller fills it in. */
   counters(expired: number): ClientCounters {
-    return { ...this.tally, rejected: { ...this.tally.rejected }, expired };
+    return { ...this.#tally, rejected: { ...this.#tally.rejected }, expired };
   }
 
   /** A new session: counters start from zero; the events stay for the reader. */
   resetCounters(): void {
-    this.tally = freshCounters();
-    this.onChange();
+    this.#tally = freshCounters();
+    this.#onChange();
   }
 
   count(what: Tally): void {
-    this.tally[what]++;
-    this.onChange();
+    this.#tally[what]++;
+    this.#onChange();
   }
 
   /** Counts a refusal by its code without logging it (the caller logs something better). */
   bump(code: string): void {
-    this.tally.rejected[code] = (this.tally.rejected[code] ?? 0) + 1;
-    this.onChange();
+    this.#tally.rejected[code] = (this.#tally.rejected[code] ?? 0) + 1;
+    this.#onChange();
   }
 
   /** A counted, logged rejection with its reason. */
@@ -96,7 +94,7 @@ export class EventLog {
     extra: { ms?: number; backend?: BackendName } = {},
   ): void {
     const info: JobEventInfo = { event, hash: job.hash, workType: job.workType, multiplier: job.multiplier, ...extra };
-    const parts = [`${event[0].toUpperCase()}${event.slice(1)}`, job.workType, shortHash(job.hash), formatMultiplier(job.multiplier)];
+    const parts = [`${event[0].toUpperCase()}${event.slice(1)}`, job.workType, shortHash(job.hash, 16, 0), formatMultiplier(job.multiplier)];
     if (extra.ms !== undefined) parts.push(`in ${extra.ms} ms`);
     if (extra.backend) parts.push(`on ${extra.backend}`);
     if (note) parts.push(note);
@@ -104,14 +102,14 @@ export class EventLog {
   }
 
   add(level: ClientEvent['level'], kind: string, message: string, job?: JobEventInfo): void {
-    const event: ClientEvent = job ? { at: this.now(), level, kind, message, job } : { at: this.now(), level, kind, message };
-    this.list.unshift(event);
-    if (this.list.length > MAX_EVENTS) this.list.length = MAX_EVENTS;
+    const event: ClientEvent = job ? { at: this.#now(), level, kind, message, job } : { at: this.#now(), level, kind, message };
+    this.#list.unshift(event);
+    if (this.#list.length > MAX_EVENTS) this.#list.length = MAX_EVENTS;
     try {
-      this.sink?.(event);
+      this.#sink?.(event);
     } catch {
       // A failing log sink must not break the session.
     }
-    this.onChange();
+    this.#onChange();
   }
 }

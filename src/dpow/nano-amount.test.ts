@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { formatNano, isRawString, MAX_RAW, parseNano, RAW_PER_NANO } from './nano-amount.ts';
+import { formatNano } from '../format.ts';
+import { isRawString, MAX_RAW, parseNano, RAW_PER_NANO } from './nano-amount.ts';
 
 describe('NANO amounts', () => {
   it('formats raw exactly, every significant decimal and no exponent', () => {

@@ -34,15 +34,3 @@ export function parseNano(text: string): AmountParse {
 export function isRawString(text: unknown): text is string {
   return typeof text === 'string' && /^(0|[1-9]\d{0,38})$/.test(text) && BigInt(text) <= MAX_RAW;
 }
-
-/**
- * An amount in NANO with every significant decimal and no more: 1500000000000000000000000000000n
- * is "1.5", 12345000000000000000000000000n is "0.012345", 1n is "0.000000000000000000000000000001".
- */
-export function formatNano(raw: bigint): string {
-  const sign = raw < 0n ? '-' : '';
-  const abs = raw < 0n ? -raw : raw;
-  const whole = abs / RAW_PER_NANO;
-  const fraction = (abs % RAW_PER_NANO).toString().padStart(NANO_DECIMALS, '0').replace(/0+$/, '');
-  return `${sign}${whole}${fraction ? `.${fraction}` : ''}`;
-}

@@ -40,59 +40,59 @@ export interface OutboxOptions<J extends Sendable> {
 
 export class Outbox<J extends Sendable = Sendable> {
   readonly limit: number;
-  private readonly options: OutboxOptions<J>;
-  private entries: OutboxEntry<J>[] = [];
+  readonly #options: OutboxOptions<J>;
+  #entries: OutboxEntry<J>[] = [];
 
   constructor(options: OutboxOptions<J>) {
-    this.options = options;
+    this.#options = options;
     this.limit = Math.max(1, Math.floor(options.limit ?? MAX_OUTBOX));
   }
 
   /** Results waiting (unsent, or sent and awaiting PUBACK). */
   get size(): number {
-    return this.entries.length;
+    return this.#entries.length;
   }
 
   /** Puts a result in line; give it to the link with flush(). */
   add(job: J, topic: string, payload: string, foundAt: number): void {
-    this.entries.push({ job, topic, payload, foundAt, via: null });
-    while (this.entries.length > this.limit) this.options.onGivenUp(this.entries.shift()!);
+    this.#entries.push({ job, topic, payload, foundAt, via: null });
+    while (this.#entries.length > this.limit) this.#options.onGivenUp(this.#entries.shift()!);
   }
 
   /** Takes back the unsent results for this hash (any case): a cancel beat them to the broker. */
   withdraw(hash: string): OutboxEntry<J>[] {
     const key = hash.toLowerCase();
-    const withdrawn = this.entries.filter((e) => e.via === null && e.job.hash.toLowerCase() === key);
-    if (withdrawn.length) this.entries = this.entries.filter((e) => !withdrawn.includes(e));
+    const withdrawn = this.#entries.filter((e) => e.via === null && e.job.hash.toLowerCase() === key);
+    if (withdrawn.length) this.#entries = this.#entries.filter((e) => !withdrawn.includes(e));
     return withdrawn;
   }
 
   /** Hands every unsent result to `link` at QoS 1; its PUBACK removes it. */
   flush(link: Link): void {
-    for (const entry of this.entries) {
+    for (const entry of this.#entries) {
       if (entry.via) continue;
       entry.via = link;
       link.publish(entry.topic, entry.payload, { qos: 1 }, (err) => {
-        if (entry.via !== link || !this.entries.includes(entry)) return;
+        if (entry.via !== link || !this.#entries.includes(entry)) return;
         if (err) {
           entry.via = null; // retried on the next flush
           return;
         }
-        this.entries = this.entries.filter((e) => e !== entry);
-        this.options.onPublished(entry);
+        this.#entries = this.#entries.filter((e) => e !== entry);
+        this.#options.onPublished(entry);
       });
     }
   }
 
   /** The link is gone: what it had not acknowledged is unsent again. */
   linkLost(link: Link): void {
-    for (const entry of this.entries) if (entry.via === link) entry.via = null;
+    for (const entry of this.#entries) if (entry.via === link) entry.via = null;
   }
 
   /** Drops everything; returns how many results were discarded. */
   clear(): number {
-    const n = this.entries.length;
-    this.entries = [];
+    const n = this.#entries.length;
+    this.#entries = [];
     return n;
   }
 }

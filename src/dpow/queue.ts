@@ -25,6 +25,7 @@
  *
  * Pure and synchronous; the clock is injected.
  */
+import { shortHash } from '../format.ts';
 import { DEFAULT_POLICY, difficultyError, type DifficultyPolicy } from '../pow/difficulty.ts';
 import { toMultiplier, toU64Hex } from '../pow/work.ts';
 import type { WorkType } from './codec.ts';
@@ -91,7 +92,6 @@ export const DEFAULT_JOB_TIMEOUT_MS = 120_000;
 export const DEFAULT_REMEMBER = 1024;
 
 const key = (hash: string) => hash.toLowerCase();
-const short = (hash: string) => `${hash.slice(0, 12)}…`;
 
 export class WorkQueue {
   readonly limit: number;
@@ -99,24 +99,24 @@ export class WorkQueue {
   readonly policy: DifficultyPolicy;
   readonly counters: QueueCounters = { dropped: 0, expired: 0 };
 
-  private readonly rememberLimit: number;
-  private readonly now: () => number;
-  private readonly lanes: Record<WorkType, Job[]> = { ondemand: [], precache: [] };
-  private readonly inFlight = new Map<string, Job>();
+  readonly #rememberLimit: number;
+  readonly #now: () => number;
+  readonly #lanes: Record<WorkType, Job[]> = { ondemand: [], precache: [] };
+  readonly #inFlight = new Map<string, Job>();
   /** Recently finished (computed, cancelled, expired) hashes -> the difficulty they were done at. */
-  private readonly finished = new Map<string, bigint>();
+  readonly #finished = new Map<string, bigint>();
 
   constructor(options: QueueOptions = {}) {
     this.limit = Math.max(1, Math.floor(options.limit ?? DEFAULT_QUEUE_LIMIT));
     this.jobTimeoutMs = options.jobTimeoutMs ?? DEFAULT_JOB_TIMEOUT_MS;
     this.policy = options.policy ?? DEFAULT_POLICY;
-    this.rememberLimit = Math.max(0, Math.floor(options.remember ?? DEFAULT_REMEMBER));
-    this.now = options.now ?? Date.now;
+    this.#rememberLimit = Math.max(0, Math.floor(options.remember ?? DEFAULT_REMEMBER));
+    this.#now = options.now ?? Date.now;
   }
 
   /** Queued jobs (not in flight), in the order they will run. */
   get size(): number {
-    return this.lanes.ondemand.length + this.lanes.precache.length;
+    return this.#lanes.ondemand.length + this.#lanes.precache.length;
   }
 
   /** Offers a work message; `hash` is kept exactly as given (it is echoed in the result). */
@@ -125,30 +125,30 @@ export class WorkQueue {
     if (refused) return { ok: false, code: 'difficulty-too-high', reason: refused.message };
     const k = key(hash);
 
-    const running = this.inFlight.get(k);
+    const running = this.#inFlight.get(k);
     if (running && difficulty <= running.target) {
-      return { ok: false, code: 'duplicate', reason: `${short(hash)} is already being computed` };
+      return { ok: false, code: 'duplicate', reason: `${shortHash(hash, 16, 0)} is already being computed` };
     }
-    const done = this.finished.get(k);
+    const done = this.#finished.get(k);
     if (!running && done !== undefined && difficulty <= done) {
-      return { ok: false, code: 'duplicate', reason: `${short(hash)} was finished recently` };
+      return { ok: false, code: 'duplicate', reason: `${shortHash(hash, 16, 0)} was finished recently` };
     }
 
-    const queued = this.findQueued(k);
+    const queued = this.#findQueued(k);
     if (queued) {
       const { job, lane } = queued;
       const higher = difficulty > job.target;
       const promote = workType === 'ondemand' && job.workType === 'precache';
       if (!higher && !promote) {
-        return { ok: false, code: 'duplicate', reason: `${short(hash)} is already queued` };
+        return { ok: false, code: 'duplicate', reason: `${shortHash(hash, 16, 0)} is already queued` };
       }
-      if (higher) this.setTarget(job, difficulty);
+      if (higher) this.#setTarget(job, difficulty);
       if (promote) {
         lane.splice(lane.indexOf(job), 1);
         job.workType = 'ondemand';
-        this.lanes.ondemand.push(job);
+        this.#lanes.ondemand.push(job);
       }
-      return this.withPreemption({ ok: true, job, updated: true });
+      return this.#withPreemption({ ok: true, job, updated: true });
     }
 
     let dropped: Job | undefined;
@@ -157,20 +157,20 @@ export class WorkQueue {
       this.expire();
     }
     if (this.size >= this.limit) {
-      if (this.lanes.precache.length > 0) dropped = this.lanes.precache.shift();
-      else if (workType === 'ondemand') dropped = this.lanes.ondemand.shift();
+      if (this.#lanes.precache.length > 0) dropped = this.#lanes.precache.shift();
+      else if (workType === 'ondemand') dropped = this.#lanes.ondemand.shift();
       else {
         return {
           ok: false,
           code: 'queue-full',
-          reason: `queue is full of ondemand work (${this.limit}); precache ${short(hash)} refused`,
+          reason: `queue is full of ondemand work (${this.limit}); precache ${shortHash(hash, 16, 0)} refused`,
         };
       }
       if (dropped) dropped.state = 'dropped';
       this.counters.dropped++;
     }
 
-    const receivedAt = this.now();
+    const receivedAt = this.#now();
     const job: Job = {
       state: 'queued',
       hash,
@@ -181,14 +181,14 @@ export class WorkQueue {
       receivedAt,
       expiresAt: receivedAt + this.jobTimeoutMs,
     };
-    this.setTarget(job, difficulty);
-    this.lanes[workType].push(job);
-    return this.withPreemption(dropped ? { ok: true, job, updated: false, dropped } : { ok: true, job, updated: false });
+    this.#setTarget(job, difficulty);
+    this.#lanes[workType].push(job);
+    return this.#withPreemption(dropped ? { ok: true, job, updated: false, dropped } : { ok: true, job, updated: false });
   }
 
   /** The job being computed (the first, if a caller runs several), or null. */
   get computing(): Job | null {
-    return this.inFlight.values().next().value ?? null;
+    return this.#inFlight.values().next().value ?? null;
   }
 
   /**
@@ -197,27 +197,27 @@ export class WorkQueue {
    */
   next(): { job: Job | null; expired: Job[] } {
     const expired = this.expire();
-    const job = this.lanes.ondemand.shift() ?? this.lanes.precache.shift() ?? null;
+    const job = this.#lanes.ondemand.shift() ?? this.#lanes.precache.shift() ?? null;
     if (job) {
       job.state = 'computing';
-      job.startedAt = this.now();
-      this.inFlight.set(key(job.hash), job);
+      job.startedAt = this.#now();
+      this.#inFlight.set(key(job.hash), job);
     }
     return { job, expired };
   }
 
   /** Drops queued jobs whose time limit has passed, counts and returns them. */
   expire(): Job[] {
-    const now = this.now();
+    const now = this.#now();
     const out: Job[] = [];
-    for (const lane of [this.lanes.ondemand, this.lanes.precache]) {
+    for (const lane of [this.#lanes.ondemand, this.#lanes.precache]) {
       for (let i = lane.length - 1; i >= 0; i--) {
         if (lane[i].expiresAt <= now) out.unshift(...lane.splice(i, 1));
       }
     }
     for (const job of out) {
       job.state = 'expired';
-      this.remember(job);
+      this.#remember(job);
     }
     this.counters.expired += out.length;
     return out;
@@ -225,15 +225,15 @@ export class WorkQueue {
 
   /** Gives up in-flight jobs whose time limit has passed (stop their searches), counted. */
   expireInFlight(): Job[] {
-    const out = [...this.inFlight.values()].filter((job) => this.isExpired(job));
-    for (const job of out) this.settle(job, 'expired');
+    const out = [...this.#inFlight.values()].filter((job) => this.isExpired(job));
+    for (const job of out) this.#settle(job, 'expired');
     this.counters.expired += out.length;
     return out;
   }
 
   /** True when this in-flight (or any) job's time limit has passed. */
   isExpired(job: Job): boolean {
-    return job.expiresAt <= this.now();
+    return job.expiresAt <= this.#now();
   }
 
   /**
@@ -242,14 +242,14 @@ export class WorkQueue {
    */
   finish(job: Job): void {
     if (job.state !== 'computing' && job.state !== 'queued') return; // ended otherwise already
-    this.removeQueued(job);
-    this.settle(job, 'done');
+    this.#removeQueued(job);
+    this.#settle(job, 'done');
   }
 
   /** A search ended without work (the engine failed): the job is dropped and remembered. */
   fail(job: Job): void {
-    this.removeQueued(job);
-    this.settle(job, 'dropped');
+    this.#removeQueued(job);
+    this.#settle(job, 'dropped');
   }
 
   /**
@@ -259,37 +259,37 @@ export class WorkQueue {
    */
   requeue(job: Job): void {
     const k = key(job.hash);
-    if (this.inFlight.get(k) === job) this.inFlight.delete(k);
-    if (this.findQueued(k) || this.finished.has(k)) {
+    if (this.#inFlight.get(k) === job) this.#inFlight.delete(k);
+    if (this.#findQueued(k) || this.#finished.has(k)) {
       if (job.state === 'computing') job.state = 'dropped'; // superseded or cancelled meanwhile
       return;
     }
     job.state = 'queued';
-    this.lanes[job.workType].unshift(job);
+    this.#lanes[job.workType].unshift(job);
   }
 
   /** A cancel for `hash` (any case, any type): drop it if queued; say if it is in flight. */
   cancel(hash: string): CancelOutcome {
     const k = key(hash);
-    const queued = this.findQueued(k);
+    const queued = this.#findQueued(k);
     if (queued) {
       queued.lane.splice(queued.lane.indexOf(queued.job), 1);
       queued.job.state = 'cancelled';
-      this.remember(queued.job);
+      this.#remember(queued.job);
     }
-    const inFlight = this.inFlight.get(k) ?? null;
-    if (inFlight) this.settle(inFlight, 'cancelled');
+    const inFlight = this.#inFlight.get(k) ?? null;
+    if (inFlight) this.#settle(inFlight, 'cancelled');
     return { queued: queued?.job ?? null, inFlight };
   }
 
   /** Was this hash finished (or cancelled) recently? */
   isFinished(hash: string): boolean {
-    return this.finished.has(key(hash));
+    return this.#finished.has(key(hash));
   }
 
   /** Queued jobs in the order they will run (copies, for views). */
   snapshot(): QueuedJob[] {
-    return [...this.lanes.ondemand, ...this.lanes.precache].map(({ hash, difficulty, workType, receivedAt }) => ({
+    return [...this.#lanes.ondemand, ...this.#lanes.precache].map(({ hash, difficulty, workType, receivedAt }) => ({
       hash,
       difficulty,
       workType,
@@ -299,65 +299,65 @@ export class WorkQueue {
 
   /** Drops every queued job (in-flight bookkeeping and memory of finished hashes stay). */
   clear(): Job[] {
-    const all = [...this.lanes.ondemand, ...this.lanes.precache];
-    this.lanes.ondemand.length = 0;
-    this.lanes.precache.length = 0;
+    const all = [...this.#lanes.ondemand, ...this.#lanes.precache];
+    this.#lanes.ondemand.length = 0;
+    this.#lanes.precache.length = 0;
     for (const job of all) job.state = 'dropped';
     return all;
   }
 
   /** Drops the jobs in flight (the worker is stopping); returns them so their searches stop. */
   abandon(): Job[] {
-    const all = [...this.inFlight.values()];
-    for (const job of all) this.settle(job, 'dropped');
+    const all = [...this.#inFlight.values()];
+    for (const job of all) this.#settle(job, 'dropped');
     return all;
   }
 
   /** Ondemand work sends a precache search in flight back to the head of its lane. */
-  private withPreemption(added: AddResult & { ok: true }): AddResult {
+  #withPreemption(added: AddResult & { ok: true }): AddResult {
     if (added.job.workType !== 'ondemand') return added;
-    const running = [...this.inFlight.values()].find((j) => j.workType === 'precache');
+    const running = [...this.#inFlight.values()].find((j) => j.workType === 'precache');
     if (!running) return added;
     this.requeue(running);
     return { ...added, preempted: running };
   }
 
   /** An in-flight job leaves flight in its final state, remembered for dedupe. */
-  private settle(job: Job, state: JobState): void {
+  #settle(job: Job, state: JobState): void {
     const k = key(job.hash);
-    if (this.inFlight.get(k) === job) this.inFlight.delete(k);
+    if (this.#inFlight.get(k) === job) this.#inFlight.delete(k);
     job.state = state;
-    this.remember(job);
+    this.#remember(job);
   }
 
-  private removeQueued(job: Job): void {
-    const lane = this.lanes[job.workType];
+  #removeQueued(job: Job): void {
+    const lane = this.#lanes[job.workType];
     const i = lane.indexOf(job);
     if (i >= 0) lane.splice(i, 1);
   }
 
-  private setTarget(job: Job, difficulty: bigint): void {
+  #setTarget(job: Job, difficulty: bigint): void {
     job.target = difficulty;
     job.difficulty = toU64Hex(difficulty);
     job.multiplier = toMultiplier(difficulty);
   }
 
-  private findQueued(k: string): { job: Job; lane: Job[] } | null {
-    for (const lane of [this.lanes.ondemand, this.lanes.precache]) {
+  #findQueued(k: string): { job: Job; lane: Job[] } | null {
+    for (const lane of [this.#lanes.ondemand, this.#lanes.precache]) {
       const job = lane.find((j) => key(j.hash) === k);
       if (job) return { job, lane };
     }
     return null;
   }
 
-  private remember(job: Job): void {
-    if (this.rememberLimit === 0) return;
+  #remember(job: Job): void {
+    if (this.#rememberLimit === 0) return;
     const k = key(job.hash);
-    const before = this.finished.get(k);
-    this.finished.delete(k); // re-insert to refresh its age
-    this.finished.set(k, before !== undefined && before > job.target ? before : job.target);
-    while (this.finished.size > this.rememberLimit) {
-      this.finished.delete(this.finished.keys().next().value as string);
+    const before = this.#finished.get(k);
+    this.#finished.delete(k); // re-insert to refresh its age
+    this.#finished.set(k, before !== undefined && before > job.target ? before : job.target);
+    while (this.#finished.size > this.#rememberLimit) {
+      this.#finished.delete(this.#finished.keys().next().value as string);
     }
   }
 }

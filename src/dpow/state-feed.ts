@@ -4,36 +4,36 @@
  * microtask burst, so a message that touches ten fields costs one render.
  */
 export class StateFeed<T> {
-  private readonly build: () => T;
-  private readonly listeners = new Set<(state: T) => void>();
-  private snapshot: T | null = null;
-  private queued = false;
+  readonly #build: () => T;
+  readonly #listeners = new Set<(state: T) => void>();
+  #snapshot: T | null = null;
+  #queued = false;
 
   constructor(build: () => T) {
-    this.build = build;
+    this.#build = build;
   }
 
   get(): T {
-    this.snapshot ??= this.build();
-    return this.snapshot;
+    this.#snapshot ??= this.#build();
+    return this.#snapshot;
   }
 
   subscribe(listener: (state: T) => void): () => void {
-    this.listeners.add(listener);
+    this.#listeners.add(listener);
     return () => {
-      this.listeners.delete(listener);
+      this.#listeners.delete(listener);
     };
   }
 
   /** Marks the state changed; listeners hear about it once the current burst of changes is over. */
   changed(): void {
-    this.snapshot = null;
-    if (this.queued || this.listeners.size === 0) return;
-    this.queued = true;
+    this.#snapshot = null;
+    if (this.#queued || this.#listeners.size === 0) return;
+    this.#queued = true;
     queueMicrotask(() => {
-      this.queued = false;
+      this.#queued = false;
       const state = this.get();
-      for (const listener of [...this.listeners]) {
+      for (const listener of [...this.#listeners]) {
         try {
           listener(state);
         } catch {

@@ -18,7 +18,7 @@ const root = (n: number, c = 'a') => n.toString(16).padStart(4, '0').toUpperCase
 
 let engine: PowEngine;
 beforeAll(async () => {
-  engine = await createNodeEngine({ backend: 'wasm', threads: 1, log: () => undefined });
+  engine = await createNodeEngine({ backend: 'wasm', threads: 1 });
 });
 afterAll(() => engine?.dispose());
 const cleanups = cleanupsAfterEach();

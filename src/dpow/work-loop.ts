@@ -15,7 +15,7 @@ import { validateWork } from '../pow/work.ts';
 import type { BackendName, EngineApi, EngineStatus, GenerateResult } from '../pow/types.ts';
 import type { WorkMessage, WorkType } from './codec.ts';
 import type { EventLog } from './event-log.ts';
-import { shortHash } from './event-log.ts';
+import { shortHash } from '../format.ts';
 import { WorkQueue, type Job } from './queue.ts';
 import { NO_SUSTAINED_RATES, type ClientSettings, type CurrentJob, type QueuedJob, type SustainedRates } from './state.ts';
 import { withTimeout } from './with-timeout.ts';
@@ -52,16 +52,16 @@ interface Search {
 }
 
 export class WorkLoop {
-  private readonly o: WorkLoopOptions;
-  private settings: WorkLoopSettings | null = null;
-  private queue = new WorkQueue();
-  private running = false;
+  readonly #o: WorkLoopOptions;
+  #settings: WorkLoopSettings | null = null;
+  #queue = new WorkQueue();
+  #running = false;
   /** Paused: nothing is queued or computed (see pause()). Holds across start/stop. */
-  private paused = false;
+  #paused = false;
   /** Bumped on every start/stop so a search from an old session does nothing when it ends. */
-  private generation = 0;
-  private search: Search | null = null;
-  private expiryTimer: ReturnType<typeof setInterval> | undefined;
+  #generation = 0;
+  #search: Search | null = null;
+  #expiryTimer: ReturnType<typeof setInterval> | undefined;
 
   /** The engine's latest failure, cleared by its next good result. */
   error: string | null = null;
@@ -70,45 +70,45 @@ export class WorkLoop {
   sustained: SustainedRates = NO_SUSTAINED_RATES;
   backend: BackendName | null = null;
   backendLabel = '';
-  private hashrateTimer: ReturnType<typeof setTimeout> | undefined;
-  private lastHashrateNotify = 0;
+  #hashrateTimer: ReturnType<typeof setTimeout> | undefined;
+  #lastHashrateNotify = 0;
 
   constructor(options: WorkLoopOptions) {
-    this.o = options;
+    this.#o = options;
     try {
-      this.o.engine.onStatus((status) => this.onEngineStatus(status));
+      this.#o.engine.onStatus((status) => this.#onEngineStatus(status));
     } catch (err) {
-      this.o.log.add('warn', 'engine', `Engine status is unavailable: ${(err as Error).message}`);
+      this.#o.log.add('warn', 'engine', `Engine status is unavailable: ${(err as Error).message}`);
     }
   }
 
   start(settings: WorkLoopSettings): void {
-    this.settings = settings;
-    this.generation++;
-    this.queue = new WorkQueue({
+    this.#settings = settings;
+    this.#generation++;
+    this.#queue = new WorkQueue({
       limit: settings.queueLimit,
       jobTimeoutMs: (settings.jobTimeoutS ?? DEFAULT_JOB_TIMEOUT_S) * 1000,
-      policy: this.o.policy ?? DEFAULT_POLICY,
-      now: this.o.now,
+      policy: this.#o.policy ?? DEFAULT_POLICY,
+      now: this.#o.now,
     });
     this.error = null;
-    this.running = true;
-    this.expiryTimer = setInterval(() => this.expire(), this.o.tickMs);
+    this.#running = true;
+    this.#expiryTimer = setInterval(() => this.expire(), this.#o.tickMs);
   }
 
   /** Drops the queue and stops the search in flight; resolves once the engine is free (5 s at most). */
   async stop(): Promise<{ dropped: number }> {
-    if (!this.running) return { dropped: 0 };
-    this.running = false;
-    this.generation++;
-    clearInterval(this.expiryTimer);
-    clearTimeout(this.hashrateTimer);
-    this.hashrateTimer = undefined;
-    const dropped = this.queue.clear().length;
-    for (const job of this.queue.abandon()) this.stopSearch(job);
-    const search = this.search;
+    if (!this.#running) return { dropped: 0 };
+    this.#running = false;
+    this.#generation++;
+    clearInterval(this.#expiryTimer);
+    clearTimeout(this.#hashrateTimer);
+    this.#hashrateTimer = undefined;
+    const dropped = this.#queue.clear().length;
+    for (const job of this.#queue.abandon()) this.#stopSearch(job);
+    const search = this.#search;
     if (search) await withTimeout(search.ended, 5000);
-    this.o.onChange();
+    this.#o.onChange();
     return { dropped };
   }
 
@@ -117,42 +117,42 @@ export class WorkLoop {
    * worker keeps no work that another worker could do now). Returns how many jobs were dropped.
    */
   pause(): number {
-    if (this.paused) return 0;
-    this.paused = true;
-    const dropped = this.queue.clear();
-    const stopped = this.queue.abandon();
-    for (const job of stopped) this.stopSearch(job);
-    this.o.onChange();
+    if (this.#paused) return 0;
+    this.#paused = true;
+    const dropped = this.#queue.clear();
+    const stopped = this.#queue.abandon();
+    for (const job of stopped) this.#stopSearch(job);
+    this.#o.onChange();
     return dropped.length + stopped.length;
   }
 
   resume(): void {
-    if (!this.paused) return;
-    this.paused = false;
-    this.pump();
+    if (!this.#paused) return;
+    this.#paused = false;
+    this.#pump();
   }
 
   /** The job being computed, for views. */
   current(): CurrentJob | null {
-    const job = this.queue.computing;
+    const job = this.#queue.computing;
     if (!job) return null;
     const { hash, difficulty, workType, receivedAt, multiplier } = job;
     return { hash, difficulty, workType, receivedAt, startedAt: job.startedAt ?? receivedAt, multiplier };
   }
 
   queued(): QueuedJob[] {
-    return this.queue.snapshot();
+    return this.#queue.snapshot();
   }
 
   get expiredCount(): number {
-    return this.queue.counters.expired;
+    return this.#queue.counters.expired;
   }
 
   /** A decoded work message. */
   offer(workType: WorkType, work: WorkMessage): void {
-    if (this.paused) return; // a message sent before the work topics were unsubscribed
-    const { log } = this.o;
-    const added = this.queue.add(work.hash, work.difficulty, workType);
+    if (this.#paused) return; // a message sent before the work topics were unsubscribed
+    const { log } = this.#o;
+    const added = this.#queue.add(work.hash, work.difficulty, workType);
     if (!added.ok) {
       if (added.code === 'duplicate') log.reject('duplicate', added.reason, 'info');
       else log.reject(added.code, `work/${workType}: ${added.reason}`);
@@ -166,15 +166,15 @@ export class WorkLoop {
     // Ondemand work has a service waiting on it: the queue sent the precache job back.
     if (added.preempted) {
       log.job('info', 'job', 'preempted', added.preempted, 'by ondemand work: back in the queue');
-      this.stopSearch(added.preempted);
+      this.#stopSearch(added.preempted);
     }
-    this.pump();
+    this.#pump();
   }
 
   /** A cancel for `hash`: a queued job is dropped, the one in flight is stopped. */
   cancel(hash: string): void {
-    const { log } = this.o;
-    const out = this.queue.cancel(hash);
+    const { log } = this.#o;
+    const out = this.#queue.cancel(hash);
     if (out.queued) {
       log.count('cancelled');
       log.job('info', 'cancel', 'cancelled', out.queued, 'while queued');
@@ -182,64 +182,64 @@ export class WorkLoop {
     if (out.inFlight) {
       log.count('cancelled');
       log.job('info', 'cancel', 'cancelled', out.inFlight, 'while computing');
-      this.stopSearch(out.inFlight);
+      this.#stopSearch(out.inFlight);
     }
   }
 
   /** Gives up jobs past their time limit, queued or in flight. */
   expire(): void {
-    if (!this.running) return;
-    const { log } = this.o;
-    for (const job of this.queue.expire()) log.job('warn', 'job', 'expired', job, 'before it started');
-    for (const job of this.queue.expireInFlight()) {
+    if (!this.#running) return;
+    const { log } = this.#o;
+    for (const job of this.#queue.expire()) log.job('warn', 'job', 'expired', job, 'before it started');
+    for (const job of this.#queue.expireInFlight()) {
       log.job('warn', 'job', 'expired', job, 'while computing: time limit reached');
-      this.stopSearch(job);
+      this.#stopSearch(job);
     }
-    this.o.onChange();
+    this.#o.onChange();
   }
 
   // ---------------------------------------------------------------- the engine's one search
 
-  private stopSearch(job: Job): void {
-    if (this.search?.job === job) void this.o.engine.cancel(job.hash).catch(() => false);
+  #stopSearch(job: Job): void {
+    if (this.#search?.job === job) void this.#o.engine.cancel(job.hash).catch(() => false);
   }
 
   /** Starts the next queued job if the engine is free. */
-  private pump(): void {
-    if (!this.running || this.paused || this.search) return;
-    const { log } = this.o;
-    const { job, expired } = this.queue.next();
+  #pump(): void {
+    if (!this.#running || this.#paused || this.#search) return;
+    const { log } = this.#o;
+    const { job, expired } = this.#queue.next();
     for (const e of expired) log.job('warn', 'job', 'expired', e, 'before it started');
     if (!job) {
-      this.o.onChange();
+      this.#o.onChange();
       return;
     }
-    const s = this.settings!;
-    const generation = this.generation;
+    const s = this.#settings!;
+    const generation = this.#generation;
     const search: Search = { job, ended: Promise.resolve() };
-    this.search = search;
-    search.ended = this.o.engine
+    this.#search = search;
+    search.ended = this.#o.engine
       .generate(job.hash, job.target, { backend: s.backend, threads: s.threads, intensity: s.intensity })
       .then(
-        (result) => this.onFound(job, result, generation),
-        (err) => this.onFailed(job, err, generation),
+        (result) => this.#onFound(job, result, generation),
+        (err) => this.#onFailed(job, err, generation),
       )
       .catch((err) => log.reject('internal-error', `Work loop: ${(err as Error).message}`, 'error'))
       .finally(() => {
-        if (this.search === search) this.search = null;
-        this.o.onChange();
+        if (this.#search === search) this.#search = null;
+        this.#o.onChange();
         // The engine is free: the next job may start, in this session or in one started since
         // (a search that outlived stop()'s wait holds the next session's first job until now).
-        this.pump();
+        this.#pump();
       });
-    this.o.onChange();
+    this.#o.onChange();
   }
 
-  private onFound(job: Job, result: GenerateResult, generation: number): void {
+  #onFound(job: Job, result: GenerateResult, generation: number): void {
     // Cancelled, expired or dropped while the engine worked: its outcome was settled then.
-    if (generation !== this.generation || (job.state !== 'computing' && job.state !== 'queued')) return;
-    const { log } = this.o;
-    const ms = Math.round(this.o.now() - (job.startedAt ?? job.receivedAt));
+    if (generation !== this.#generation || (job.state !== 'computing' && job.state !== 'queued')) return;
+    const { log } = this.#o;
+    const ms = Math.round(this.#o.now() - (job.startedAt ?? job.receivedAt));
     // Never trust the engine's word alone: check against this message's own difficulty.
     let valid = false;
     try {
@@ -248,42 +248,42 @@ export class WorkLoop {
       valid = false;
     }
     if (!valid) {
-      this.queue.fail(job);
+      this.#queue.fail(job);
       log.reject(
         'work-mismatch',
-        `Engine returned work "${String(result.work).slice(0, 20)}" for ${shortHash(job.hash)} that does not meet ${job.difficulty}; not published`,
+        `Engine returned work "${String(result.work).slice(0, 20)}" for ${shortHash(job.hash, 16, 0)} that does not meet ${job.difficulty}; not published`,
         'error',
       );
       return;
     }
-    this.queue.finish(job);
+    this.#queue.finish(job);
     log.count('computed');
     if (this.error) this.error = null;
     log.job('info', 'job', 'computed', job, undefined, { ms, backend: result.backend });
-    this.o.onResult(job, result.work);
+    this.#o.onResult(job, result.work);
   }
 
-  private onFailed(job: Job, err: unknown, generation: number): void {
+  #onFailed(job: Job, err: unknown, generation: number): void {
     // Stopped on purpose (cancelled, expired, preempted, dropped): nothing left to do.
-    if (generation !== this.generation || job.state !== 'computing') return;
-    const { log } = this.o;
+    if (generation !== this.#generation || job.state !== 'computing') return;
+    const { log } = this.#o;
     if (err instanceof Error && err.name === 'PowCancelledError') {
       // Someone else stopped the engine: the job ends as cancelled.
-      this.queue.cancel(job.hash);
+      this.#queue.cancel(job.hash);
       log.count('cancelled');
       log.job('info', 'cancel', 'cancelled', job, 'while computing');
       return;
     }
-    this.queue.fail(job);
+    this.#queue.fail(job);
     const message = err instanceof Error ? err.message : String(err);
     const code = (err as { code?: unknown })?.code;
     this.error = `Engine: ${message}`;
-    log.reject(typeof code === 'string' ? code : 'engine-error', `Engine failed on ${shortHash(job.hash)}: ${message}`, 'error');
+    log.reject(typeof code === 'string' ? code : 'engine-error', `Engine failed on ${shortHash(job.hash, 16, 0)}: ${message}`, 'error');
   }
 
   // ---------------------------------------------------------------- engine status
 
-  private onEngineStatus(status: EngineStatus): void {
+  #onEngineStatus(status: EngineStatus): void {
     const changedBackend = status.backend !== null && (status.backend !== this.backend || status.label !== this.backendLabel);
     this.hashrate = status.hashrate;
     this.sustained = {
@@ -301,17 +301,17 @@ export class WorkLoop {
       this.backend = status.backend;
       this.backendLabel = status.label;
     }
-    if (changedBackend) return this.o.onChange();
+    if (changedBackend) return this.#o.onChange();
     // Hashrate alone: a few pushes a second at most.
-    const wait = this.lastHashrateNotify + HASHRATE_NOTIFY_MS - this.o.now();
+    const wait = this.#lastHashrateNotify + HASHRATE_NOTIFY_MS - this.#o.now();
     if (wait <= 0) {
-      this.lastHashrateNotify = this.o.now();
-      this.o.onChange();
-    } else if (this.hashrateTimer === undefined) {
-      this.hashrateTimer = setTimeout(() => {
-        this.hashrateTimer = undefined;
-        this.lastHashrateNotify = this.o.now();
-        this.o.onChange();
+      this.#lastHashrateNotify = this.#o.now();
+      this.#o.onChange();
+    } else if (this.#hashrateTimer === undefined) {
+      this.#hashrateTimer = setTimeout(() => {
+        this.#hashrateTimer = undefined;
+        this.#lastHashrateNotify = this.#o.now();
+        this.#o.onChange();
       }, wait);
     }
   }

@@ -8,7 +8,7 @@ import { render } from 'preact';
 import '../app/styles.css';
 import './lab.css';
 import { applyTheme, theme } from '../app/theme.ts';
-import { formatCount, formatHashrate } from '../app/format.ts';
+import { formatCount, formatHashrate } from '../format.ts';
 import { useEffect, useState } from 'preact/hooks';
 import { createBrowserEngine } from '../pow-browser/browser-engine.ts';
 import { rememberedParallelism } from '../pow-browser/parallelism.ts';

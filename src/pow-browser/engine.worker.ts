@@ -5,18 +5,18 @@
 import * as Comlink from 'comlink';
 import biased from '../../shaders/nano-pow-biased.wgsl?raw';
 import plain from '../../shaders/nano-pow-plain.wgsl?raw';
+import { consoleLogger } from '../log.ts';
 import { installEngineErrorTransfer } from '../pow/engine-errors.ts';
 import { PowEngine } from '../pow/engine.ts';
 import { createTunedBackend } from '../pow/tuner.ts';
 import { defaultThreads } from '../pow/threads.ts';
 import { createWebGpuBackend } from '../pow/webgpu.ts';
 import { indexedDbTuningStore } from './tuning-store.ts';
-import { compileKernels, createWasmBackend, type WebWorkerLike } from '../pow/wasm.ts';
+import { compileKernels, WasmPool, type WebWorkerLike } from '../pow/wasm.ts';
 import { kernelUrl } from './wasm-urls.ts';
 
-/** Backends report progress (adapter, compile time); the engine reports fallbacks and failures. */
-const info = (message: string) => console.info(`[pow-engine] ${message}`);
-const warn = (message: string) => console.warn(`[pow-engine] ${message}`);
+/** Progress (adapter, compile time) as console.info, fallbacks and failures as console.warn. */
+const log = consoleLogger('[pow-engine]');
 
 async function fetchKernel(name: 'simd' | 'scalar'): Promise<ArrayBuffer> {
   const url = kernelUrl(name);
@@ -33,23 +33,23 @@ const gpu = (self.navigator as Navigator & { gpu?: GPU }).gpu;
 const engine = new PowEngine({
   webgpu: gpu
     ? async () => {
-        const inner = await createWebGpuBackend({ gpu, shaders: { plain, biased }, log: info });
+        const inner = await createWebGpuBackend({ gpu, shaders: { plain, biased }, log });
         return createTunedBackend(inner, {
           runtime: self.navigator.userAgent,
           store: indexedDbTuningStore(),
           // Auto skips a software adapter for WASM: measuring it then would only slow the threads.
           calibrateWhen: 'first-search',
-          log: info,
+          log,
         });
       }
     : undefined,
   wasm: async (threads) => {
     // A failed compile is not cached: the next job tries again (e.g. after a network blip).
-    kernels ??= compileKernels(fetchKernel, info).catch((err: unknown) => {
+    kernels ??= compileKernels(fetchKernel, log).catch((err: unknown) => {
       kernels = undefined;
       throw err;
     });
-    return createWasmBackend({
+    return WasmPool.start({
       threads,
       module: await kernels,
       spawn: (index) =>
@@ -58,12 +58,12 @@ const engine = new PowEngine({
           type: 'module',
           name: `pow-wasm-${index}`,
         }) as unknown as WebWorkerLike,
-      log: info,
+      log,
     });
   },
   // The page always names a count; this is for a caller that does not.
   defaultThreads: defaultThreads(self.navigator.hardwareConcurrency),
-  log: warn,
+  log,
 });
 
 installEngineErrorTransfer();

@@ -5,14 +5,14 @@
  * src/pow/wasm-protocol.ts.
  */
 import { asToThread, type FromThread } from '../pow/wasm-protocol.ts';
-import { createThreadRuntime } from '../pow/wasm-thread-core.ts';
+import { ThreadRuntime } from '../pow/wasm-thread-core.ts';
 
 const scope = self as unknown as {
   postMessage(message: FromThread): void;
   addEventListener(type: 'message', listener: (event: MessageEvent) => void): void;
 };
 
-const runtime = createThreadRuntime((message) => scope.postMessage(message));
+const runtime = new ThreadRuntime((message) => scope.postMessage(message));
 scope.addEventListener('message', (event) => {
   const message = asToThread(event.data);
   if (message) runtime.handle(message);

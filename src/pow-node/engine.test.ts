@@ -5,10 +5,11 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createNodeEngine } from './engine.ts';
 import { createNodeGpu, loadKernelSources } from './gpu.ts';
-import { createNodeWasmBackend } from './wasm-threads.ts';
+import { startNodeWasmPool } from './wasm-threads.ts';
 import { PowEngine } from '../pow/engine.ts';
 import { createWebGpuBackend } from '../pow/webgpu.ts';
 import { validateWork } from '../pow/work.ts';
+import { plainLogger } from '../log.ts';
 
 const ROOT = '2387767168F9453DB0FCA1F4A2B0B2B7FB6F83E5EF5DE26A5BE2B3C2A1F0E9D8';
 let engine: PowEngine | undefined;
@@ -20,7 +21,7 @@ afterEach(() => {
 
 describe('createNodeEngine', () => {
   it('finds validated work on WASM threads', async () => {
-    engine = await createNodeEngine({ backend: 'wasm', threads: 2, log: () => undefined });
+    engine = await createNodeEngine({ backend: 'wasm', threads: 2 });
     const result = await engine.generate(ROOT, 0xfff0000000000000n);
     expect(result.backend).toBe('wasm');
     expect(validateWork(ROOT, result.work, 'fff0000000000000').valid).toBe(true);
@@ -28,14 +29,14 @@ describe('createNodeEngine', () => {
   });
 
   it("'auto' finds validated work on Dawn WebGPU", async () => {
-    engine = await createNodeEngine({ log: () => undefined });
+    engine = await createNodeEngine();
     const result = await engine.generate(ROOT, 0xffff000000000000n);
     expect(result.backend).toBe('webgpu');
     expect(validateWork(ROOT, result.work, 'ffff000000000000').valid).toBe(true);
   });
 
   it('still returns validated work when the GPU device is lost mid-job', async () => {
-    engine = await createNodeEngine({ threads: 1, log: () => undefined });
+    engine = await createNodeEngine({ threads: 1 });
     const e = engine;
     // 2^22 hashes expected: long enough for the loss to land while the GPU is searching.
     const difficulty = 0xfffffc0000000000n;
@@ -53,7 +54,7 @@ describe('createNodeEngine', () => {
   });
 
   it('benchmarks WASM with the requested thread count', async () => {
-    engine = await createNodeEngine({ backend: 'wasm', log: () => undefined });
+    engine = await createNodeEngine({ backend: 'wasm' });
     const [row] = await engine.benchmark({ backend: 'wasm', seconds: 0.5, threads: 1 });
     expect(row).toMatchObject({ backend: 'wasm', threads: 1 });
     expect(row.hashes).toBeGreaterThan(0);
@@ -78,10 +79,10 @@ describe('createNodeEngine', () => {
     });
     const logs: string[] = [];
     const e = new PowEngine({
-      webgpu: () => createWebGpuBackend({ gpu: dyingGpu, shaders: loadKernelSources(), log: () => undefined }),
-      wasm: (threads) => createNodeWasmBackend({ threads }),
+      webgpu: () => createWebGpuBackend({ gpu: dyingGpu, shaders: loadKernelSources() }),
+      wasm: (threads) => startNodeWasmPool({ threads }),
       defaultThreads: 2,
-      log: (m) => logs.push(m),
+      log: plainLogger((m) => logs.push(m)),
     });
     engine = e;
     const difficulty = 0xfffffc0000000000n; // 2^22 hashes expected

@@ -4,6 +4,7 @@
  * headless worker. Dispose the engine when done so no device or thread keeps the process alive.
  */
 import { availableParallelism } from 'node:os';
+import type { Logger } from '../log.ts';
 import type { DifficultyPolicy } from '../pow/difficulty.ts';
 import { PowEngine } from '../pow/engine.ts';
 import { createTunedBackend, type TunedWebGpuBackend, type TuningStore } from '../pow/tuner.ts';
@@ -11,7 +12,7 @@ import type { BackendChoice } from '../pow/types.ts';
 import { createWebGpuBackend } from '../pow/webgpu.ts';
 import { createNodeGpu, loadKernelSources } from './gpu.ts';
 import { dawnRuntime, fileTuningStore } from './tuning-store.ts';
-import { createNodeWasmBackend } from './wasm-threads.ts';
+import { startNodeWasmPool } from './wasm-threads.ts';
 
 export interface NodeEngineOptions {
   /** Default backend for generate() calls that do not name one. 'wasm' never loads Dawn. */
@@ -24,7 +25,7 @@ export interface NodeEngineOptions {
   preferSimd?: boolean;
   /** A WebGPU kernel variant to use without tuning (--kernel). */
   kernel?: string;
-  log?: (message: string) => void;
+  log?: Logger;
 }
 
 /** WASM threads that leave one core for the event loop and the GPU driver. */
@@ -33,7 +34,7 @@ export function defaultThreadCount(): number {
 }
 
 export interface NodeWebGpuOptions {
-  log?: (message: string) => void;
+  log?: Logger;
   /** A kernel variant to use without tuning (--kernel). */
   kernel?: string;
   /** Where tuning results are cached; default a file under the user's cache directory. */
@@ -61,7 +62,7 @@ export async function createNodeEngine(options: NodeEngineOptions = {}): Promise
   const log = options.log;
   return new PowEngine({
     webgpu: options.backend === 'wasm' ? undefined : () => createNodeWebGpuBackend({ log, kernel: options.kernel }),
-    wasm: (threads) => createNodeWasmBackend({ threads, preferSimd: options.preferSimd }),
+    wasm: (threads) => startNodeWasmPool({ threads, preferSimd: options.preferSimd }),
     defaultThreads: options.threads ?? defaultThreadCount(),
     defaultBackend: options.backend,
     policy: options.policy,

@@ -10,6 +10,7 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { create, globals } from 'webgpu';
+import { silentLogger, type Logger } from '../log.ts';
 import type { KernelSources } from '../pow/kernel-family.ts';
 
 export type NodeGpuBackend = 'auto' | 'vulkan' | 'opengles';
@@ -17,7 +18,7 @@ export type NodeGpuBackend = 'auto' | 'vulkan' | 'opengles';
 export interface NodeGpuOptions {
   backend?: NodeGpuBackend;
   /** Where to say which backends were tried and why they were skipped. */
-  log?: (msg: string) => void;
+  log?: Logger;
 }
 
 const LIBRARY_DIRS = [
@@ -89,14 +90,14 @@ function installGlobals(): void {
 async function tryBackend(
   backend: 'vulkan' | 'opengles' | 'native',
   acceptFallback: boolean,
-  log: (msg: string) => void,
+  log: Logger,
 ): Promise<GPU | null> {
   if (backend === 'opengles') process.env.EGL_PLATFORM ??= 'surfaceless';
   let gpu: GPU;
   try {
     gpu = create(backend === 'native' ? [] : [`backend=${backend}`]);
   } catch (err) {
-    log(`webgpu: ${backend} backend unavailable: ${(err as Error).message}`);
+    log.info(`webgpu: ${backend} backend unavailable: ${(err as Error).message}`);
     return null;
   }
   const requests: GPURequestAdapterOptions[] =
@@ -107,12 +108,12 @@ async function tryBackend(
     try {
       const adapter = await gpu.requestAdapter(request);
       if (adapter && (acceptFallback || !adapter.info.isFallbackAdapter)) return gpu;
-      if (adapter) log(`webgpu: skipping the ${backend} software adapter (${adapter.info.description})`);
+      if (adapter) log.info(`webgpu: skipping the ${backend} software adapter (${adapter.info.description})`);
     } catch (err) {
-      log(`webgpu: ${backend} adapter request failed: ${(err as Error).message}`);
+      log.warn(`webgpu: ${backend} adapter request failed: ${(err as Error).message}`);
     }
   }
-  log(`webgpu: no ${backend} adapter`);
+  log.info(`webgpu: no ${backend} adapter`);
   return null;
 }
 
@@ -127,7 +128,7 @@ async function tryBackend(
  */
 export async function createNodeGpu(options: NodeGpuOptions = {}): Promise<GPU | null> {
   const backend = options.backend ?? 'auto';
-  const log = options.log ?? (() => {});
+  const log = options.log ?? silentLogger;
   installGlobals();
   if (backend === 'vulkan' || backend === 'opengles') return tryBackend(backend, true, log);
   // macOS (Metal) and Windows (D3D12): Dawn's own choice is the right one.
@@ -137,7 +138,7 @@ export async function createNodeGpu(options: NodeGpuOptions = {}): Promise<GPU |
     const gpu = await tryBackend('vulkan', false, log);
     if (gpu) return gpu;
   } else {
-    log('webgpu: no Vulkan loader or hardware driver; using OpenGL ES');
+    log.info('webgpu: no Vulkan loader or hardware driver; using OpenGL ES');
   }
   return tryBackend('opengles', true, log);
 }

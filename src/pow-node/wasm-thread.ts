@@ -5,11 +5,11 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { asToThread } from '../pow/wasm-protocol.ts';
-import { createThreadRuntime } from '../pow/wasm-thread-core.ts';
+import { ThreadRuntime } from '../pow/wasm-thread-core.ts';
 
 if (!parentPort) throw new Error('wasm-thread.ts must run as a worker thread');
 const port = parentPort;
-const runtime = createThreadRuntime((message) => port.postMessage(message));
+const runtime = new ThreadRuntime((message) => port.postMessage(message));
 port.on('message', (raw: unknown) => {
   const message = asToThread(raw);
   if (message) runtime.handle(message);

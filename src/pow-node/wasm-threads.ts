@@ -1,6 +1,7 @@
 /**
  * The WASM backend under Node: compiles build/wasm/nano-pow-{simd,scalar}.wasm once per process
- * and runs the search threads as worker_threads (src/pow-node/wasm-thread.ts, see startThreadWorker).
+ * and runs the search threads (NodeWasmThread) as worker_threads (src/pow-node/wasm-thread.ts, see
+ * startThreadWorker).
  * An idle pool is unref'd, so it never keeps a CLI process alive; a running search holds it.
  */
 import { readFileSync } from 'node:fs';
@@ -9,8 +10,9 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { asFromThread } from '../pow/wasm-protocol.ts';
-import { compileKernels, createWasmBackend, type WasmBackend, type WasmKernels, type WasmThread } from '../pow/wasm.ts';
+import type { Logger } from '../log.ts';
+import { asFromThread, type FromThread, type ToThread } from '../pow/wasm-protocol.ts';
+import { compileKernels, WasmPool, type WasmKernels, type WasmThread } from '../pow/wasm.ts';
 
 const KERNEL_URLS = {
   simd: new URL('../../build/wasm/nano-pow-simd.wasm', import.meta.url),
@@ -52,7 +54,7 @@ export function startThreadWorker(name?: string): Worker {
 let kernels: Promise<WasmKernels> | undefined;
 
 /** The compiled kernels, read and compiled once per process. */
-export function loadNodeKernels(log?: (message: string) => void): Promise<WasmKernels> {
+export function loadNodeKernels(log?: Logger): Promise<WasmKernels> {
   kernels ??= compileKernels(async (name) => {
     try {
       return await readFile(KERNEL_URLS[name]);
@@ -68,33 +70,53 @@ export function loadNodeKernels(log?: (message: string) => void): Promise<WasmKe
   return kernels;
 }
 
-/** A worker_threads Worker as a pool thread. */
-export function nodeThread(worker: Worker): WasmThread {
-  let failed = false;
-  const errorCallbacks: ((error: Error) => void)[] = [];
-  const fail = (error: Error) => {
-    if (failed) return;
-    failed = true;
-    for (const callback of errorCallbacks) callback(error);
-  };
-  worker.on('error', (error) => fail(error instanceof Error ? error : new Error(String(error))));
-  worker.on('messageerror', () => fail(new Error('a message from the thread could not be read')));
-  worker.on('exit', (code) => fail(new Error(`the thread exited (code ${code})`)));
-  return {
-    postMessage: (message) => worker.postMessage(message),
-    onMessage: (callback) =>
-      worker.on('message', (raw: unknown) => {
-        const message = asFromThread(raw);
-        if (message) callback(message);
-        else fail(new Error(`the thread sent something that is not a thread message: ${String(raw)}`));
-      }),
-    onError: (callback) => errorCallbacks.push(callback),
-    setActive: (busy) => (busy ? worker.ref() : worker.unref()),
-    terminate: () => {
-      failed = true; // an exit we asked for is not a failure
-      void worker.terminate();
-    },
-  };
+/**
+ * A worker_threads Worker as a pool thread: an error, an unreadable message or an exit it was
+ * not asked for is reported once as the thread's death; idle, it does not hold the process open.
+ */
+export class NodeWasmThread implements WasmThread {
+  readonly #worker: Worker;
+  #failed = false;
+  readonly #errorCallbacks: ((error: Error) => void)[] = [];
+
+  constructor(worker: Worker) {
+    this.#worker = worker;
+    worker.on('error', (error) => this.#fail(error instanceof Error ? error : new Error(String(error))));
+    worker.on('messageerror', () => this.#fail(new Error('a message from the thread could not be read')));
+    worker.on('exit', (code) => this.#fail(new Error(`the thread exited (code ${code})`)));
+  }
+
+  postMessage(message: ToThread): void {
+    this.#worker.postMessage(message);
+  }
+
+  onMessage(callback: (message: FromThread) => void): void {
+    this.#worker.on('message', (raw: unknown) => {
+      const message = asFromThread(raw);
+      if (message) callback(message);
+      else this.#fail(new Error(`the thread sent something that is not a thread message: ${String(raw)}`));
+    });
+  }
+
+  onError(callback: (error: Error) => void): void {
+    this.#errorCallbacks.push(callback);
+  }
+
+  setActive(busy: boolean): void {
+    if (busy) this.#worker.ref();
+    else this.#worker.unref();
+  }
+
+  terminate(): void {
+    this.#failed = true; // an exit we asked for is not a failure
+    void this.#worker.terminate();
+  }
+
+  #fail(error: Error): void {
+    if (this.#failed) return;
+    this.#failed = true;
+    for (const callback of this.#errorCallbacks) callback(error);
+  }
 }
 
 export interface NodeWasmOptions {
@@ -103,17 +125,18 @@ export interface NodeWasmOptions {
   preferSimd?: boolean;
   /** Nonces per chunk of the nonce layout (see src/pow/wasm.ts); default 2^20. */
   chunk?: number;
-  log?: (message: string) => void;
+  log?: Logger;
 }
 
-export async function createNodeWasmBackend(options: NodeWasmOptions): Promise<WasmBackend> {
+/** A WASM pool on worker_threads, with the kernels from build/wasm/. */
+export async function startNodeWasmPool(options: NodeWasmOptions): Promise<WasmPool> {
   const module = await loadNodeKernels(options.log);
-  return createWasmBackend({
+  return WasmPool.start({
     threads: options.threads,
     preferSimd: options.preferSimd,
     chunk: options.chunk,
     log: options.log,
     module,
-    spawn: (index) => nodeThread(startThreadWorker(`pow-wasm-${index}`)),
+    spawn: (index) => new NodeWasmThread(startThreadWorker(`pow-wasm-${index}`)),
   });
 }

@@ -6,7 +6,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { measureBackend } from '../pow/engine.ts';
-import { createNodeWasmBackend } from './wasm-threads.ts';
+import { startNodeWasmPool } from './wasm-threads.ts';
 import type { WasmBackend } from '../pow/wasm.ts';
 
 const cpuMs = () => {
@@ -19,7 +19,7 @@ afterAll(() => backend?.dispose());
 
 describe('WASM CPU throttle', () => {
   it('halves the CPU time at intensity 0.5 and quarters it at 0.25', async () => {
-    backend = await createNodeWasmBackend({ threads: 1 });
+    backend = await startNodeWasmPool({ threads: 1 });
     const used = new Map<number, { cpu: number; searching: number; hashes: number }>();
     for (let round = 0; round < 6; round++) {
       for (const intensity of [1, 0.5, 0.25]) {
@@ -59,7 +59,7 @@ describe('WASM CPU throttle', () => {
   });
 
   it('refuses an intensity outside (0, 1]', async () => {
-    backend ??= await createNodeWasmBackend({ threads: 1 });
+    backend ??= await startNodeWasmPool({ threads: 1 });
     expect(() => backend!.setIntensity(0)).toThrow(RangeError);
     expect(() => backend!.setIntensity(Number.NaN)).toThrow(RangeError);
   });

@@ -9,6 +9,7 @@ import { PowEngine, measureBackend } from './engine.ts';
 import { PowCancelledError, type BackendName, type EngineStatus, type PowBackend, type SearchRequest } from './types.ts';
 import { difficultyPolicy } from './difficulty.ts';
 import { PowInputError, validateWork, workValue } from './work.ts';
+import { plainLogger } from '../log.ts';
 
 const ROOT = '718CC2121C3E641059BC1C2CFC45666C99E8AE922F7A807B7D07B62C995D79E2';
 const EASY = 0xff00000000000000n; // ~256 hashes
@@ -79,7 +80,6 @@ function makeEngine(opts: Partial<ConstructorParameters<typeof PowEngine>[0]> = 
   const engine = new PowEngine({
     wasm: async (threads) => referenceBackend({ threads }).backend,
     defaultThreads: 1,
-    log: () => undefined,
     ...opts,
   });
   engines.push(engine);
@@ -207,7 +207,7 @@ describe('backend choice', () => {
       webgpu: async () => {
         throw new Error('requestDevice failed');
       },
-      log: (m) => logs.push(m),
+      log: plainLogger((m) => logs.push(m)),
     });
     expect((await engine.generate(ROOT, EASY)).backend).toBe('wasm');
     expect(logs.join('\n')).toMatch(/requestDevice failed/);
@@ -247,7 +247,7 @@ describe('backend choice', () => {
         return gpu.backend;
       },
       wasm: async () => wasm.backend,
-      log: (m) => logs.push(m),
+      log: plainLogger((m) => logs.push(m)),
     });
     const result = await engine.generate(ROOT, MEDIUM);
     expect(result.backend).toBe('wasm');
@@ -267,7 +267,7 @@ describe('backend choice', () => {
     const logs: string[] = [];
     const engine = makeEngine({
       webgpu: async () => Object.assign(gpu.backend, { software: true }),
-      log: (m) => logs.push(m),
+      log: plainLogger((m) => logs.push(m)),
     });
     expect((await engine.generate(ROOT, EASY)).backend).toBe('wasm');
     expect(logs.join('\n')).toMatch(/swiftshader is a software fallback/);

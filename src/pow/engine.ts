@@ -20,6 +20,8 @@
  * Comlink / postMessage as they are). Plain TypeScript: no DOM, no Node APIs, so it runs in a
  * browser worker and in Node.
  */
+import { shortHash } from '../format.ts';
+import { silentLogger, type Logger } from '../log.ts';
 import { DEFAULT_POLICY, checkDifficulty, type DifficultyPolicy } from './difficulty.ts';
 import { requireVariant } from './kernel-family.ts';
 import { PEAK_MIN_BUSY_MS, SustainedMeter } from './sustained.ts';
@@ -56,8 +58,8 @@ export interface EngineOptions {
   policy?: DifficultyPolicy;
   /** Status pushes per second while busy. Default 4. */
   statusPerSecond?: number;
-  /** Where operational messages go (fallbacks, backend failures). Default console.warn. */
-  log?: (message: string) => void;
+  /** Where operational messages go (fallbacks, backend failures). Default silent. */
+  log?: Logger;
 }
 
 /** A hashrate window: rates are averaged over about this long. */
@@ -98,34 +100,34 @@ export function randomNonce(): bigint {
 
 /** Sliding-window hashrate: hashes reported in the last RATE_WINDOW_MS over the time covered. */
 class RateMeter {
-  private samples: { at: number; count: number }[] = [];
-  private since = 0;
+  #samples: { at: number; count: number }[] = [];
+  #since = 0;
 
   start(now: number): void {
-    this.samples = [];
-    this.since = now;
+    this.#samples = [];
+    this.#since = now;
   }
 
   add(now: number, count: number): void {
-    this.samples.push({ at: now, count });
-    this.trim(now);
+    this.#samples.push({ at: now, count });
+    this.#trim(now);
   }
 
   rate(now: number): number {
-    this.trim(now);
-    const from = Math.max(now - RATE_WINDOW_MS, this.since);
+    this.#trim(now);
+    const from = Math.max(now - RATE_WINDOW_MS, this.#since);
     const span = now - from;
     if (span <= 0) return 0;
     let total = 0;
-    for (const s of this.samples) total += s.count;
+    for (const s of this.#samples) total += s.count;
     return (total * 1000) / span;
   }
 
-  private trim(now: number): void {
+  #trim(now: number): void {
     const cutoff = now - RATE_WINDOW_MS;
     let drop = 0;
-    while (drop < this.samples.length && this.samples[drop].at < cutoff) drop++;
-    if (drop > 0) this.samples.splice(0, drop);
+    while (drop < this.#samples.length && this.#samples[drop].at < cutoff) drop++;
+    if (drop > 0) this.#samples.splice(0, drop);
   }
 }
 
@@ -137,38 +139,38 @@ interface Running {
 }
 
 export class PowEngine implements EngineApi {
-  private readonly options: EngineOptions;
-  private readonly log: (message: string) => void;
-  private readonly policy: DifficultyPolicy;
+  readonly #options: EngineOptions;
+  readonly #log: Logger;
+  readonly #policy: DifficultyPolicy;
 
   /** undefined = not tried yet; null = no adapter (cached so 'auto' does not ask every job). */
-  private webgpu: Promise<PowBackend | null> | undefined;
-  private wasmBackend: { threads: number; backend: Promise<PowBackend> } | undefined;
+  #webgpu: Promise<PowBackend | null> | undefined;
+  #wasmBackend: { threads: number; backend: Promise<PowBackend> } | undefined;
 
-  private running: Running | null = null;
-  private disposed = false;
+  #running: Running | null = null;
+  #disposed = false;
 
-  private readonly listeners = new Set<(status: EngineStatus) => void>();
-  private readonly meter = new RateMeter();
+  readonly #listeners = new Set<(status: EngineStatus) => void>();
+  readonly #meter = new RateMeter();
   /** One per backend that has computed: their rates never mix. */
-  private readonly sustained = new Map<BackendName, SustainedMeter>();
+  readonly #sustained = new Map<BackendName, SustainedMeter>();
   /** The backend of the job running or last run (for its kernel status). */
-  private lastBackend: PowBackend | null = null;
+  #lastBackend: PowBackend | null = null;
   /** A kernel variant the user pinned (setKernel), or null for the tuner's choice. */
-  private kernel: string | null = null;
-  private statusTimer: ReturnType<typeof setInterval> | undefined;
-  private current: { root: string | null; backend: BackendName | null; label: string } = {
+  #kernel: string | null = null;
+  #statusTimer: ReturnType<typeof setInterval> | undefined;
+  #current: { root: string | null; backend: BackendName | null; label: string } = {
     root: null,
     backend: null,
     label: '',
   };
-  private totalHashes = 0;
-  private kernelMismatches = 0;
+  #totalHashes = 0;
+  #kernelMismatches = 0;
 
   constructor(options: EngineOptions) {
-    this.options = options;
-    this.log = options.log ?? ((message) => console.warn(`[pow-engine] ${message}`));
-    this.policy = options.policy ?? DEFAULT_POLICY;
+    this.#options = options;
+    this.#log = options.log ?? silentLogger;
+    this.#policy = options.policy ?? DEFAULT_POLICY;
   }
 
   // ---- EngineApi -------------------------------------------------------------------------------
@@ -181,7 +183,7 @@ export class PowEngine implements EngineApi {
       if (typeof difficulty !== 'bigint' || difficulty < 0n || difficulty > U64_MAX) {
         throw new PowInputError('bad-difficulty', `difficulty must be a 64-bit unsigned bigint, got ${String(difficulty)}`);
       }
-      target = checkDifficulty(difficulty, this.policy);
+      target = checkDifficulty(difficulty, this.#policy);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -191,22 +193,22 @@ export class PowEngine implements EngineApi {
     } catch (err) {
       return Promise.reject(err);
     }
-    const choice = options.backend ?? this.options.defaultBackend ?? 'auto';
+    const choice = options.backend ?? this.#options.defaultBackend ?? 'auto';
     let threads: number;
     try {
-      threads = this.threadCount(options.threads);
+      threads = this.#threadCount(options.threads);
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.run(root.toUpperCase(), (signal) =>
-      this.runGenerate(root, rootBytes, target, choice, threads, intensity, signal),
+    return this.#run(root.toUpperCase(), (signal) =>
+      this.#runGenerate(root, rootBytes, target, choice, threads, intensity, signal),
     );
   }
 
   /** Stops the running search if it is for this root (any case); true when one was stopped. */
   async cancel(root: string): Promise<boolean> {
     const key = typeof root === 'string' ? root.toUpperCase() : '';
-    const running = this.running;
+    const running = this.#running;
     if (!running || running.root !== key || running.controller.signal.aborted) return false;
     running.controller.abort();
     return true;
@@ -220,28 +222,28 @@ export class PowEngine implements EngineApi {
     const choice = options.backend ?? 'auto';
     let threads: number;
     try {
-      threads = this.threadCount(options.threads);
+      threads = this.#threadCount(options.threads);
       checkIntensity(options.intensity);
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.run(null, async (signal) => {
+    return this.#run(null, async (signal) => {
       const backends: PowBackend[] = [];
       if (choice !== 'wasm') {
-        const gpu = await this.getWebGpu();
+        const gpu = await this.#getWebGpu();
         if (gpu) backends.push(gpu);
         else if (choice === 'webgpu') throw new Error('WebGPU is not available here (no adapter)');
       }
-      if (choice !== 'webgpu') backends.push(await this.getWasm(threads));
+      if (choice !== 'webgpu') backends.push(await this.#getWasm(threads));
       const results: BenchmarkResult[] = [];
       for (const backend of backends) {
         if (signal.aborted) break;
-        this.current = { root: null, backend: backend.name, label: backend.label };
-        this.lastBackend = backend;
+        this.#current = { root: null, backend: backend.name, label: backend.label };
+        this.#lastBackend = backend;
         if (options.intensity !== undefined) backend.setIntensity?.(options.intensity);
         results.push(
-          await this.computing(backend, () =>
-            measureBackend(backend, seconds, { signal, onHashes: (n) => this.countHashes(backend, n) }),
+          await this.#computing(backend, () =>
+            measureBackend(backend, seconds, { signal, onHashes: (n) => this.#countHashes(backend, n) }),
           ),
         );
       }
@@ -250,20 +252,20 @@ export class PowEngine implements EngineApi {
   }
 
   onStatus(callback: (status: EngineStatus) => void): void {
-    this.listeners.add(callback);
-    this.deliver(callback, this.snapshot());
-    this.ensureStatusTimer();
+    this.#listeners.add(callback);
+    this.#deliver(callback, this.#snapshot());
+    this.#ensureStatusTimer();
   }
 
   async status(): Promise<EngineStatus> {
-    return this.snapshot();
+    return this.#snapshot();
   }
 
   // ---- test and lifecycle hooks ----------------------------------------------------------------
 
   /** Forces a GPU device loss on the WebGPU backend, if one is running. For tests and the lab page. */
   async simulateDeviceLoss(): Promise<boolean> {
-    const gpu = this.webgpu ? await this.webgpu.catch(() => null) : null;
+    const gpu = this.#webgpu ? await this.#webgpu.catch(() => null) : null;
     const hook = (gpu as { simulateDeviceLoss?: () => unknown } | null)?.simulateDeviceLoss;
     if (!gpu || typeof hook !== 'function') return false;
     await hook.call(gpu);
@@ -272,124 +274,124 @@ export class PowEngine implements EngineApi {
 
   /** Stops everything and releases GPU devices and worker threads. The engine is unusable after. */
   dispose(): void {
-    if (this.disposed) return;
-    this.disposed = true;
-    this.running?.controller.abort();
-    this.stopStatusTimer();
-    this.listeners.clear();
-    void this.webgpu?.then((b) => b?.dispose(), () => undefined);
-    void this.wasmBackend?.backend.then((b) => b.dispose(), () => undefined);
-    this.webgpu = undefined;
-    this.wasmBackend = undefined;
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.#running?.controller.abort();
+    this.#stopStatusTimer();
+    this.#listeners.clear();
+    void this.#webgpu?.then((b) => b?.dispose(), () => undefined);
+    void this.#wasmBackend?.backend.then((b) => b.dispose(), () => undefined);
+    this.#webgpu = undefined;
+    this.#wasmBackend = undefined;
   }
 
   // ---- the one search ----------------------------------------------------------------------
 
   /** Runs one search now, or refuses: the engine never holds work back for later. */
-  private async run<T>(root: string | null, search: (signal: AbortSignal) => Promise<T>): Promise<T> {
-    if (this.disposed) throw new Error('engine disposed');
-    if (this.running) {
-      const what = this.running.root ? `work for ${this.running.root.slice(0, 16)}…` : 'a benchmark';
+  async #run<T>(root: string | null, search: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    if (this.#disposed) throw new Error('engine disposed');
+    if (this.#running) {
+      const what = this.#running.root ? `work for ${shortHash(this.#running.root, 16, 0)}` : 'a benchmark';
       throw new Error(`the engine is busy with ${what}: cancel it or wait for it to end`);
     }
     const running: Running = { root, controller: new AbortController() };
-    this.running = running;
-    this.beginBusy(root);
+    this.#running = running;
+    this.#beginBusy(root);
     try {
       return await search(running.controller.signal);
     } finally {
-      this.running = null;
-      this.endBusy();
+      this.#running = null;
+      this.#endBusy();
     }
   }
 
   /** The WASM thread count for a request; throws a RangeError for a nonsensical one. */
-  private threadCount(requested: number | undefined): number {
+  #threadCount(requested: number | undefined): number {
     if (requested !== undefined) {
       if (!Number.isInteger(requested) || requested < 1 || requested > MAX_THREADS) {
         throw new RangeError(`threads must be an integer from 1 to ${MAX_THREADS}, got ${requested}`);
       }
       return requested;
     }
-    const n = this.options.defaultThreads;
+    const n = this.#options.defaultThreads;
     return Number.isInteger(n) && n >= 1 ? Math.min(n, MAX_THREADS) : 1;
   }
 
   // ---- backends --------------------------------------------------------------------------------
 
-  private getWebGpu(): Promise<PowBackend | null> {
-    const factory = this.options.webgpu;
+  #getWebGpu(): Promise<PowBackend | null> {
+    const factory = this.#options.webgpu;
     if (!factory) return Promise.resolve(null);
-    if (!this.webgpu) {
-      this.webgpu = factory().then(
+    if (!this.#webgpu) {
+      this.#webgpu = factory().then(
         (backend) => {
-          if (backend && this.kernel !== null) backend.forceKernel?.(this.kernel);
+          if (backend && this.#kernel !== null) backend.forceKernel?.(this.#kernel);
           // The tuner finishes calibrating between jobs: listeners hear of it without a job.
           backend?.onKernelChange?.(() => {
-            if (this.lastBackend === backend) this.broadcast();
+            if (this.#lastBackend === backend) this.#broadcast();
           });
           return backend;
         },
         (err: unknown) => {
-          this.log(`WebGPU backend unavailable: ${describeError(err)}`);
+          this.#log.warn(`WebGPU backend unavailable: ${describeError(err)}`);
           return null;
         },
       );
     }
-    return this.webgpu;
+    return this.#webgpu;
   }
 
   async setKernel(variant: string | null): Promise<void> {
     if (variant !== null) requireVariant(variant);
-    this.kernel = variant;
-    const backend = this.webgpu ? await this.webgpu : null;
+    this.#kernel = variant;
+    const backend = this.#webgpu ? await this.#webgpu : null;
     backend?.forceKernel?.(variant);
   }
 
   /** Forgets a failed WebGPU backend so the next job asks for a fresh device. */
-  private dropWebGpu(backend: PowBackend): void {
+  #dropWebGpu(backend: PowBackend): void {
     try {
       backend.dispose();
     } catch (err) {
-      this.log(`disposing the failed WebGPU backend threw: ${describeError(err)}`);
+      this.#log.warn(`disposing the failed WebGPU backend threw: ${describeError(err)}`);
     }
-    this.webgpu = undefined;
+    this.#webgpu = undefined;
   }
 
-  private getWasm(threads: number): Promise<PowBackend> {
-    if (this.wasmBackend && this.wasmBackend.threads !== threads) {
+  #getWasm(threads: number): Promise<PowBackend> {
+    if (this.#wasmBackend && this.#wasmBackend.threads !== threads) {
       // One WASM pool at a time: a new thread count replaces the old pool.
-      void this.wasmBackend.backend.then((b) => b.dispose(), () => undefined);
-      this.wasmBackend = undefined;
+      void this.#wasmBackend.backend.then((b) => b.dispose(), () => undefined);
+      this.#wasmBackend = undefined;
     }
-    if (!this.wasmBackend) {
-      const backend = this.options.wasm(threads);
-      this.wasmBackend = { threads, backend };
+    if (!this.#wasmBackend) {
+      const backend = this.#options.wasm(threads);
+      this.#wasmBackend = { threads, backend };
       backend.catch(() => {
-        if (this.wasmBackend?.backend === backend) this.wasmBackend = undefined;
+        if (this.#wasmBackend?.backend === backend) this.#wasmBackend = undefined;
       });
     }
-    return this.wasmBackend.backend;
+    return this.#wasmBackend.backend;
   }
 
-  private softwareNoted = false;
+  #softwareNoted = false;
 
-  private async pickBackend(choice: BackendChoice, threads: number): Promise<PowBackend> {
+  async #pickBackend(choice: BackendChoice, threads: number): Promise<PowBackend> {
     if (choice === 'webgpu' || choice === 'auto') {
-      const gpu = await this.getWebGpu();
+      const gpu = await this.#getWebGpu();
       if (gpu && (choice === 'webgpu' || !gpu.software)) return gpu;
-      if (gpu && !this.softwareNoted) {
-        this.softwareNoted = true;
-        this.log(`WebGPU adapter ${gpu.label} is a software fallback, slower than the CPU threads: Auto uses WASM`);
+      if (gpu && !this.#softwareNoted) {
+        this.#softwareNoted = true;
+        this.#log.info(`WebGPU adapter ${gpu.label} is a software fallback, slower than the CPU threads: Auto uses WASM`);
       }
       if (choice === 'webgpu') throw new Error('WebGPU is not available here (no adapter)');
     }
-    return this.getWasm(threads);
+    return this.#getWasm(threads);
   }
 
   // ---- one generate job ------------------------------------------------------------------------
 
-  private async runGenerate(
+  async #runGenerate(
     rootText: string,
     root: Uint8Array,
     difficulty: bigint,
@@ -400,29 +402,29 @@ export class PowEngine implements EngineApi {
   ): Promise<GenerateResult> {
     const started = performance.now();
     let hashes = 0;
-    let backend = await this.pickBackend(choice, threads);
+    let backend = await this.#pickBackend(choice, threads);
     // Counted to the backend searching now (a fallback mid-job switches it).
     const onHashes = (count: number) => {
       hashes += count;
-      this.countHashes(backend, count);
+      this.#countHashes(backend, count);
     };
     let mismatches = 0;
     for (;;) {
       if (signal.aborted) throw new PowCancelledError(rootText);
       if (intensity !== undefined) backend.setIntensity?.(intensity);
-      this.current = { ...this.current, backend: backend.name, label: backend.label };
-      this.lastBackend = backend;
+      this.#current = { ...this.#current, backend: backend.name, label: backend.label };
+      this.#lastBackend = backend;
       const startNonce = randomNonce();
       let hit;
       try {
         const searching = backend;
-        hit = await this.computing(searching, () => searching.search({ root, difficulty, startNonce, signal, onHashes }));
+        hit = await this.#computing(searching, () => searching.search({ root, difficulty, startNonce, signal, onHashes }));
       } catch (err) {
         if (signal.aborted) throw new PowCancelledError(rootText);
         if (backend.name !== 'webgpu') throw err;
-        this.log(`WebGPU failed mid-job (${describeError(err)}); continuing ${rootText} on WASM`);
-        this.dropWebGpu(backend);
-        backend = await this.getWasm(threads);
+        this.#log.warn(`WebGPU failed mid-job (${describeError(err)}); continuing ${rootText} on WASM`);
+        this.#dropWebGpu(backend);
+        backend = await this.#getWasm(threads);
         continue;
       }
       if (hit === null) {
@@ -438,7 +440,7 @@ export class PowEngine implements EngineApi {
         return { work: toU64Hex(work), value: toU64Hex(check.value), hashes, ms, backend: backend.name };
       }
       // A kernel bug: never let it out. Say so loudly, count it, search again from elsewhere.
-      this.kernelMismatches++;
+      this.#kernelMismatches++;
       mismatches++;
       console.error(
         `[pow-engine] KERNEL MISMATCH: ${backend.label} returned work that fails the reference check`,
@@ -451,9 +453,9 @@ export class PowEngine implements EngineApi {
       );
       if (mismatches >= MAX_MISMATCHES_PER_JOB) {
         if (backend.name === 'webgpu') {
-          this.log(`${backend.label} keeps returning invalid work; finishing ${rootText} on WASM`);
-          this.dropWebGpu(backend);
-          backend = await this.getWasm(threads);
+          this.#log.warn(`${backend.label} keeps returning invalid work; finishing ${rootText} on WASM`);
+          this.#dropWebGpu(backend);
+          backend = await this.#getWasm(threads);
           mismatches = 0;
         } else {
           throw new Error(`${backend.label} returned ${mismatches} invalid answers for ${rootText}`);
@@ -464,23 +466,23 @@ export class PowEngine implements EngineApi {
 
   // ---- status and hashrate ---------------------------------------------------------------------
 
-  private countHashes(backend: PowBackend, count: number): void {
+  #countHashes(backend: PowBackend, count: number): void {
     if (!(count > 0)) return;
-    this.totalHashes += count;
+    this.#totalHashes += count;
     const now = performance.now();
-    this.meter.add(now, count);
-    this.meterOf(backend.name).add(now, count);
+    this.#meter.add(now, count);
+    this.#meterOf(backend.name).add(now, count);
   }
 
-  private meterOf(name: BackendName): SustainedMeter {
-    let meter = this.sustained.get(name);
-    if (!meter) this.sustained.set(name, (meter = new SustainedMeter()));
+  #meterOf(name: BackendName): SustainedMeter {
+    let meter = this.#sustained.get(name);
+    if (!meter) this.#sustained.set(name, (meter = new SustainedMeter()));
     return meter;
   }
 
   /** Runs a backend's search (or measurement) as that backend's computing time. */
-  private async computing<T>(backend: PowBackend, search: () => Promise<T>): Promise<T> {
-    const meter = this.meterOf(backend.name);
+  async #computing<T>(backend: PowBackend, search: () => Promise<T>): Promise<T> {
+    const meter = this.#meterOf(backend.name);
     meter.begin(performance.now());
     try {
       return await search();
@@ -489,35 +491,35 @@ export class PowEngine implements EngineApi {
     }
   }
 
-  private beginBusy(root: string | null): void {
+  #beginBusy(root: string | null): void {
     const now = performance.now();
-    this.meter.start(now);
-    this.current = { ...this.current, root };
-    this.ensureStatusTimer();
-    this.broadcast();
+    this.#meter.start(now);
+    this.#current = { ...this.#current, root };
+    this.#ensureStatusTimer();
+    this.#broadcast();
   }
 
-  private ensureStatusTimer(): void {
-    if (this.statusTimer !== undefined || this.listeners.size === 0 || !this.running) return;
-    const every = 1000 / (this.options.statusPerSecond ?? 4);
-    this.statusTimer = setInterval(() => this.broadcast(), every);
+  #ensureStatusTimer(): void {
+    if (this.#statusTimer !== undefined || this.#listeners.size === 0 || !this.#running) return;
+    const every = 1000 / (this.#options.statusPerSecond ?? 4);
+    this.#statusTimer = setInterval(() => this.#broadcast(), every);
   }
 
-  private endBusy(): void {
-    this.current = { ...this.current, root: null };
-    this.stopStatusTimer();
-    this.broadcast();
+  #endBusy(): void {
+    this.#current = { ...this.#current, root: null };
+    this.#stopStatusTimer();
+    this.#broadcast();
   }
 
-  private stopStatusTimer(): void {
-    if (this.statusTimer !== undefined) clearInterval(this.statusTimer);
-    this.statusTimer = undefined;
+  #stopStatusTimer(): void {
+    if (this.#statusTimer !== undefined) clearInterval(this.#statusTimer);
+    this.#statusTimer = undefined;
   }
 
-  private snapshot(): EngineStatus {
-    const busy = this.running !== null;
-    const backend = this.lastBackend;
-    const sustained = backend ? this.sustained.get(backend.name)?.read(performance.now()) : undefined;
+  #snapshot(): EngineStatus {
+    const busy = this.#running !== null;
+    const backend = this.#lastBackend;
+    const sustained = backend ? this.#sustained.get(backend.name)?.read(performance.now()) : undefined;
     const kernel = backend?.kernel ?? null;
     const calibratedRate = kernel?.calibratedRate ?? null;
     const best = Math.max(calibratedRate ?? 0, sustained?.peak ?? 0, sustained && sustained.busyMs >= PEAK_MIN_BUSY_MS ? sustained.rate : 0);
@@ -533,26 +535,26 @@ export class PowEngine implements EngineApi {
       kernelState: kernel?.state ?? null,
       totals: { hashes: sustained?.totalHashes ?? 0, busyMs: sustained?.totalBusyMs ?? 0 },
       device: backend ? deviceOf(backend) : null,
-      hashrate: busy ? this.meter.rate(performance.now()) : 0,
-      backend: this.current.backend,
-      label: this.current.label,
-      root: busy ? this.current.root : null,
-      totalHashes: this.totalHashes,
-      kernelMismatches: this.kernelMismatches,
+      hashrate: busy ? this.#meter.rate(performance.now()) : 0,
+      backend: this.#current.backend,
+      label: this.#current.label,
+      root: busy ? this.#current.root : null,
+      totalHashes: this.#totalHashes,
+      kernelMismatches: this.#kernelMismatches,
     };
   }
 
-  private broadcast(): void {
-    if (this.listeners.size === 0) return;
-    const status = this.snapshot();
-    for (const listener of this.listeners) this.deliver(listener, status);
+  #broadcast(): void {
+    if (this.#listeners.size === 0) return;
+    const status = this.#snapshot();
+    for (const listener of this.#listeners) this.#deliver(listener, status);
   }
 
   /** Calls a listener; one that throws (or a Comlink proxy whose page went away) is dropped. */
-  private deliver(listener: (status: EngineStatus) => void, status: EngineStatus): void {
+  #deliver(listener: (status: EngineStatus) => void, status: EngineStatus): void {
     const drop = (err: unknown) => {
-      this.listeners.delete(listener);
-      this.log(`status listener removed after it failed: ${describeError(err)}`);
+      this.#listeners.delete(listener);
+      this.#log.warn(`status listener removed after it failed: ${describeError(err)}`);
     };
     try {
       const result = listener(status) as unknown;

@@ -48,55 +48,59 @@ interface Span {
 }
 
 export class SustainedMeter {
-  private readonly spans: Span[] = [];
-  private origin: number | null = null;
-  private totalHashes = 0;
+  readonly #spans: Span[] = [];
+  #origin: number | null = null;
+  #totalHashes = 0;
   /** Computing time of the spans that ended, including those already dropped. */
-  private closedMs = 0;
-  private peak = 0;
+  #closedMs = 0;
+  #peak = 0;
 
-  constructor(private readonly windowMs = SUSTAINED_WINDOW_MS) {}
+  readonly #windowMs: number;
+
+  constructor(windowMs = SUSTAINED_WINDOW_MS) {
+    this.#windowMs = windowMs;
+  }
 
   /** A search starts. */
   begin(now: number): void {
-    this.origin ??= now;
-    if (this.spans.at(-1)?.end === null) return;
-    this.spans.push({ start: now, end: null, hashes: 0, reportedAt: now });
-    if (this.spans.length > MAX_SPANS) this.spans.shift();
+    this.#origin ??= now;
+    if (this.#spans.at(-1)?.end === null) return;
+    this.#spans.push({ start: now, end: null, hashes: 0, reportedAt: now });
+    if (this.#spans.length > MAX_SPANS) this.#spans.shift();
   }
 
   /** The search ended. */
   end(now: number): void {
-    const last = this.spans.at(-1);
+    const last = this.#spans.at(-1);
     if (!last || last.end !== null) return;
     last.end = Math.max(now, last.start);
-    this.closedMs += last.end - last.start;
+    this.#closedMs += last.end - last.start;
     this.read(now); // a peak is noticed even when nobody reads during the job
   }
 
   /** `count` more hashes, counted to the search running (or the one that just ended). */
   add(now: number, count: number): void {
     if (!(count > 0)) return;
-    this.totalHashes += count;
-    const last = this.spans.at(-1);
+    this.#totalHashes += count;
+    const last = this.#spans.at(-1);
     if (!last) return;
     last.hashes += count;
     if (last.end === null) last.reportedAt = Math.max(last.reportedAt, now);
   }
 
   read(now: number): SustainedReading {
-    const from = now - this.windowMs;
+    const from = now - this.#windowMs;
     let busyMs = 0;
     let hashes = 0;
     let windowBusyMs = 0;
     let recent = 0;
     // Spans are in order and never overlap: walking back from the newest, once the rate has its
     // window of computing and a span ended before the wall window, no older span is needed.
-    let firstNeeded = this.spans.length;
-    for (let i = this.spans.length - 1; i >= 0; i--) {
-      const span = this.spans[i];
+    let firstNeeded = this.#spans.length;
+    for (let i = this.#spans.length - 1; i >= 0; i--) {
+      const span = this.#spans[i];
       const end = span.end ?? now;
-      const forRate = busyMs < this.windowMs;
+      const forRate = busyMs < this.#windowMs;
       const forShare = end > from;
       if (!forRate && !forShare) break;
       firstNeeded = i;
@@ -105,7 +109,7 @@ export class SustainedMeter {
         // the time up to its latest report, so a reading between reports is not too low.
         // The oldest span in the rate's window counts in proportion to the time it gives.
         const length = (span.end ?? span.reportedAt) - span.start;
-        const take = Math.min(length, this.windowMs - busyMs);
+        const take = Math.min(length, this.#windowMs - busyMs);
         const per = length > 0 ? span.hashes / length : 0;
         if (busyMs < PEAK_MIN_BUSY_MS && busyMs + take >= PEAK_MIN_BUSY_MS) {
           // The newest PEAK_MIN_BUSY_MS of computing: a peak is the best such stretch seen.
@@ -116,19 +120,19 @@ export class SustainedMeter {
       }
       if (forShare) windowBusyMs += end - Math.max(span.start, from);
     }
-    this.spans.splice(0, firstNeeded);
+    this.#spans.splice(0, firstNeeded);
     const rate = busyMs > 0 ? (hashes * 1000) / busyMs : 0;
-    this.peak = Math.max(this.peak, recent, busyMs >= PEAK_MIN_BUSY_MS ? rate : 0);
-    const elapsed = this.origin === null ? 0 : now - Math.max(this.origin, from);
-    const open = this.spans.at(-1);
+    this.#peak = Math.max(this.#peak, recent, busyMs >= PEAK_MIN_BUSY_MS ? rate : 0);
+    const elapsed = this.#origin === null ? 0 : now - Math.max(this.#origin, from);
+    const open = this.#spans.at(-1);
     return {
       rate,
       busyShare: elapsed > 0 ? Math.min(1, windowBusyMs / elapsed) : 0,
       busyOverMs: Math.max(0, elapsed),
       busyMs,
-      peak: this.peak,
-      totalHashes: this.totalHashes,
-      totalBusyMs: this.closedMs + (open && open.end === null ? open.reportedAt - open.start : 0),
+      peak: this.#peak,
+      totalHashes: this.#totalHashes,
+      totalBusyMs: this.#closedMs + (open && open.end === null ? open.reportedAt - open.start : 0),
     };
   }
 }

@@ -18,6 +18,7 @@ import { fileTuningStore } from '../pow-node/tuning-store.ts';
 import { TUNER_CANDIDATES, countedBackend, tunerCacheSuite } from '../testkit/tuner-suite.ts';
 import { createTunedBackend, tuningKey } from './tuner.ts';
 import type { WebGpuBackend } from './webgpu.ts';
+import { plainLogger } from '../log.ts';
 
 const ICD = vi.hoisted(() => {
   const file = process.env.DPOW_SWIFTSHADER_ICD ?? '/usr/lib/chromium/vk_swiftshader_icd.json';
@@ -36,7 +37,7 @@ describe.skipIf(skip)('kernel tuner (Dawn, SwiftShader on Vulkan)', () => {
 
   beforeAll(async () => {
     const logs: string[] = [];
-    const found = await createNodeGpu({ backend: 'vulkan', log: (m) => logs.push(m) });
+    const found = await createNodeGpu({ backend: 'vulkan', log: plainLogger((m) => logs.push(m)) });
     if (!found) throw new Error(`no Vulkan adapter with VK_ICD_FILENAMES=${ICD} (needs libvulkan1): ${logs.join('; ')}`);
     swiftshader = found;
     // Make sure this really is SwiftShader, not whatever Vulkan driver the machine has.

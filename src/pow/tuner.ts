@@ -14,6 +14,7 @@
  *     thermal limit, a different load) is re-tuned once the job is done.
  *   - `forced` pins a variant (--kernel, a setting) and skips tuning.
  */
+import { silentLogger, type Logger } from '../log.ts';
 import { KERNEL_FAMILY_VERSION, KERNEL_VARIANTS, requireVariant } from './kernel-family.ts';
 import type { KernelHit, KernelStatus, PowBackend, SearchRequest } from './types.ts';
 import type { WebGpuAdapterInfo, WebGpuBackend } from './webgpu.ts';
@@ -65,7 +66,7 @@ export interface TunerOptions {
    * shorter than this says nothing about the rate; default 2000 ms.
    */
   rateCheckMinMs?: number;
-  log?: (message: string) => void;
+  log?: Logger;
 }
 
 export interface TunedWebGpuBackend extends PowBackend {
@@ -100,82 +101,87 @@ const RATE_CHECK_MIN_MS = 2000;
 
 class Tuner implements TunedWebGpuBackend {
   readonly name = 'webgpu' as const;
-  private current!: KernelStatus;
-  private readonly listeners = new Set<() => void>();
-  private jobs = 0;
-  private resumeCalibration: (() => void) | null = null;
-  private measuring: AbortController | null = null;
-  private needsRetune = false;
+  #current!: KernelStatus;
+  readonly #listeners = new Set<() => void>();
+  #jobs = 0;
+  #resumeCalibration: (() => void) | null = null;
+  #measuring: AbortController | null = null;
+  #needsRetune = false;
   /** Below 1 the GPU idles on purpose: its rate then says nothing about the kernel. */
-  private intensity = 1;
+  #intensity = 1;
   /** No cached choice, and calibrateWhen 'first-search': the first search starts calibrating. */
-  private calibrationPending = false;
-  private disposed = false;
+  #calibrationPending = false;
+  #disposed = false;
   calibrated: Promise<void> = Promise.resolve();
-  private readonly key: string;
-  private readonly candidates: readonly string[];
+  readonly #key: string;
+  readonly #candidates: readonly string[];
+  readonly #log: Logger;
+
+  readonly #options: TunerOptions;
 
   constructor(
     readonly inner: WebGpuBackend,
-    private readonly options: TunerOptions,
+    options: TunerOptions,
   ) {
-    this.key = tuningKey(inner.adapterInfo, options.runtime);
-    this.candidates = options.candidates ?? KERNEL_VARIANTS.map((v) => v.name);
+    this.#options = options;
+    this.#log = options.log ?? silentLogger;
+    this.#key = tuningKey(inner.adapterInfo, options.runtime);
+    this.#candidates = options.candidates ?? KERNEL_VARIANTS.map((v) => v.name);
     if (options.forced) {
       inner.setVariant(requireVariant(options.forced).name);
-      this.status = { variant: options.forced, calibratedRate: null, state: 'forced' };
+      this.#status = { variant: options.forced, calibratedRate: null, state: 'forced' };
     } else {
-      this.status = { variant: inner.variant.name, calibratedRate: null, state: 'default' };
+      this.#status = { variant: inner.variant.name, calibratedRate: null, state: 'default' };
     }
   }
 
   /** The kernel status; every change is told to the onKernelChange listeners. */
-  private get status(): KernelStatus {
-    return this.current;
+  get #status(): KernelStatus {
+    return this.#current;
   }
 
-  private set status(next: KernelStatus) {
-    const before = this.current;
-    this.current = next;
+  set #status(next: KernelStatus) {
+    const before = this.#current;
+    this.#current = next;
     if (before && before.variant === next.variant && before.calibratedRate === next.calibratedRate && before.state === next.state) return;
-    for (const listener of this.listeners) {
+    for (const listener of this.#listeners) {
       try {
         listener();
       } catch (err) {
-        this.options.log?.(`webgpu: a kernel status listener threw: ${(err as Error).message}`);
+        this.#log.warn(`webgpu: a kernel status listener threw: ${(err as Error).message}`);
       }
     }
   }
 
   onKernelChange(listener: () => void): void {
-    this.listeners.add(listener);
+    this.#listeners.add(listener);
   }
 
   /** Loads a cached choice, or starts calibrating in the background. */
   async start(): Promise<void> {
-    if (this.status.state === 'forced') return;
-    const cached = await this.options.store?.load(this.key).catch(() => null);
-    if (cached && this.candidates.includes(cached.variant)) {
+    if (this.#status.state === 'forced') return;
+    const cached = await this.#options.store?.load(this.#key).catch(() => null);
+    if (cached && this.#candidates.includes(cached.variant)) {
       this.inner.setVariant(cached.variant);
-      this.status = { variant: cached.variant, calibratedRate: cached.rate, state: 'cached' };
-      this.options.log?.(`webgpu: kernel ${cached.variant} (cached, ${(cached.rate / 1e6).toFixed(1)} MH/s calibrated)`);
+      this.#status = { variant: cached.variant, calibratedRate: cached.rate, state: 'cached' };
+      this.#log.info(`webgpu: kernel ${cached.variant} (cached, ${(cached.rate / 1e6).toFixed(1)} MH/s calibrated)`);
       return;
     }
-    if (this.options.calibrateWhen === 'first-search') {
-      this.calibrationPending = true;
+    if (this.#options.calibrateWhen === 'first-search') {
+      this.#calibrationPending = true;
       return;
     }
-    this.beginCalibration();
+    this.#beginCalibration();
   }
 
   /** Calibrates in the background; `calibrated` settles when it is done. */
-  private beginCalibration(): void {
-    this.calibrationPending = false;
-    this.calibrated = this.calibrate().then(
+  #beginCalibration(): void {
+    this.#calibrationPending = false;
+    this.calibrated = this.#calibrate().then(
       () => undefined,
       (err: unknown) => {
-        if (this.disposed || this.status.state === 'forced') return; // stopped on purpose
-        this.options.log?.(`webgpu: kernel calibration failed: ${(err as Error).message}`);
+        if (this.#disposed || this.#status.state === 'forced') return; // stopped on purpose
+        this.#log.warn(`webgpu: kernel calibration failed: ${(err as Error).message}`);
       },
     );
   }
@@ -197,31 +203,31 @@ class Tuner implements TunedWebGpuBackend {
   }
 
   get kernel(): KernelStatus {
-    return { ...this.status };
+    return { ...this.#status };
   }
 
   setIntensity(intensity: number): void {
     this.inner.setIntensity(intensity);
-    this.intensity = intensity;
+    this.#intensity = intensity;
   }
 
   forceKernel(variant: string | null): void {
     if (variant === null) {
-      if (this.status.state !== 'forced') return;
-      this.status = { variant: this.inner.variant.name, calibratedRate: null, state: 'default' };
+      if (this.#status.state !== 'forced') return;
+      this.#status = { variant: this.inner.variant.name, calibratedRate: null, state: 'default' };
       // Back to the cached choice, or a calibration; `calibrated` settles when that is known/done.
       const restart: Promise<void> = this.start().then(() => (this.calibrated === restart ? undefined : this.calibrated));
       this.calibrated = restart;
       return;
     }
     this.inner.setVariant(requireVariant(variant).name);
-    this.measuring?.abort();
-    this.status = { variant, calibratedRate: null, state: 'forced' };
+    this.#measuring?.abort();
+    this.#status = { variant, calibratedRate: null, state: 'forced' };
   }
 
   /** Read afresh after every await: forceKernel() may have run meanwhile. */
-  private isForced(): boolean {
-    return this.status.state === 'forced';
+  #isForced(): boolean {
+    return this.#status.state === 'forced';
   }
 
   /** Tests and the lab page: loses the device as a driver reset would. */
@@ -230,23 +236,23 @@ class Tuner implements TunedWebGpuBackend {
   }
 
   dispose(): void {
-    this.disposed = true;
-    this.listeners.clear();
-    this.measuring?.abort();
+    this.#disposed = true;
+    this.#listeners.clear();
+    this.#measuring?.abort();
     this.inner.dispose();
   }
 
   retune(): Promise<TuningResult> {
-    const run = this.calibrate();
+    const run = this.#calibrate();
     this.calibrated = run.then(() => undefined, () => undefined);
     return run;
   }
 
   async search(request: SearchRequest): Promise<KernelHit | null> {
-    this.jobs++;
+    this.#jobs++;
     // Calibration starts now and waits for this job: the job runs at once on the default variant.
-    if (this.calibrationPending && !this.isForced()) this.beginCalibration();
-    this.measuring?.abort(); // calibration steps aside; it resumes when no job is left
+    if (this.#calibrationPending && !this.#isForced()) this.#beginCalibration();
+    this.#measuring?.abort(); // calibration steps aside; it resumes when no job is left
     // The rate check counts from the first report on: the first dispatch carries the pipeline's
     // compile and start-up, which say nothing about the kernel's speed.
     let first: number | null = null;
@@ -264,64 +270,64 @@ class Tuner implements TunedWebGpuBackend {
         },
       });
     } finally {
-      this.jobs--;
-      if (first !== null) this.checkRate(hashes, last - first);
-      if (this.jobs === 0) {
-        const resume = this.resumeCalibration;
-        this.resumeCalibration = null;
+      this.#jobs--;
+      if (first !== null) this.#checkRate(hashes, last - first);
+      if (this.#jobs === 0) {
+        const resume = this.#resumeCalibration;
+        this.#resumeCalibration = null;
         resume?.();
-        if (this.needsRetune && this.status.state !== 'calibrating') {
-          this.needsRetune = false;
-          this.calibrated = this.calibrate().then(() => undefined, () => undefined);
+        if (this.#needsRetune && this.#status.state !== 'calibrating') {
+          this.#needsRetune = false;
+          this.calibrated = this.#calibrate().then(() => undefined, () => undefined);
         }
       }
     }
   }
 
   /** Marks the choice for re-tuning when a long full-speed search ran far below its rate. */
-  private checkRate(hashes: number, ms: number): void {
-    const calibrated = this.status.calibratedRate;
-    if (calibrated === null || this.status.state === 'calibrating' || this.status.state === 'forced') return;
-    if (this.intensity < 1) return;
-    if (ms < (this.options.rateCheckMinMs ?? RATE_CHECK_MIN_MS)) return;
+  #checkRate(hashes: number, ms: number): void {
+    const calibrated = this.#status.calibratedRate;
+    if (calibrated === null || this.#status.state === 'calibrating' || this.#status.state === 'forced') return;
+    if (this.#intensity < 1) return;
+    if (ms < (this.#options.rateCheckMinMs ?? RATE_CHECK_MIN_MS)) return;
     const rate = (hashes * 1000) / ms;
-    if (rate < calibrated * (this.options.retuneBelow ?? 0.5)) {
-      this.options.log?.(
-        `webgpu: kernel ${this.status.variant} ran at ${(rate / 1e6).toFixed(1)} MH/s, calibrated ${(calibrated / 1e6).toFixed(1)}: re-tuning`,
+    if (rate < calibrated * (this.#options.retuneBelow ?? 0.5)) {
+      this.#log.info(
+        `webgpu: kernel ${this.#status.variant} ran at ${(rate / 1e6).toFixed(1)} MH/s, calibrated ${(calibrated / 1e6).toFixed(1)}: re-tuning`,
       );
-      this.needsRetune = true;
+      this.#needsRetune = true;
     }
   }
 
   /** Waits until no job runs. */
-  private idle(): Promise<void> {
-    if (this.jobs === 0) return Promise.resolve();
+  #idle(): Promise<void> {
+    if (this.#jobs === 0) return Promise.resolve();
     return new Promise((resolve) => {
-      const previous = this.resumeCalibration;
-      this.resumeCalibration = () => {
+      const previous = this.#resumeCalibration;
+      this.#resumeCalibration = () => {
         previous?.();
         resolve();
       };
     });
   }
 
-  private async calibrate(): Promise<TuningResult> {
-    const windowMs = this.options.windowMs ?? (this.inner.software ? 600 : 300);
-    const previous = this.status;
-    this.status = { ...previous, state: 'calibrating' };
-    const rounds = Math.max(1, Math.floor(this.options.rounds ?? 2));
+  async #calibrate(): Promise<TuningResult> {
+    const windowMs = this.#options.windowMs ?? (this.inner.software ? 600 : 300);
+    const previous = this.#status;
+    this.#status = { ...previous, state: 'calibrating' };
+    const rounds = Math.max(1, Math.floor(this.#options.rounds ?? 2));
     const sums = new Map<string, number>();
     try {
       for (let round = 0; round < rounds; round++) {
-        for (const variant of this.candidates) {
+        for (const variant of this.#candidates) {
           for (;;) {
-            await this.idle();
-            if (this.disposed) throw new Error('the WebGPU backend was disposed');
-            if (this.isForced()) throw new Error('a kernel was forced');
-            this.measuring = new AbortController();
-            const rate = await this.inner.measure(variant, windowMs / rounds, this.measuring.signal);
-            this.measuring = null;
-            if (this.isForced()) throw new Error('a kernel was forced');
+            await this.#idle();
+            if (this.#disposed) throw new Error('the WebGPU backend was disposed');
+            if (this.#isForced()) throw new Error('a kernel was forced');
+            this.#measuring = new AbortController();
+            const rate = await this.inner.measure(variant, windowMs / rounds, this.#measuring.signal);
+            this.#measuring = null;
+            if (this.#isForced()) throw new Error('a kernel was forced');
             if (rate !== null) {
               sums.set(variant, (sums.get(variant) ?? 0) + rate);
               break;
@@ -331,24 +337,24 @@ class Tuner implements TunedWebGpuBackend {
           // The best so far serves the jobs that arrive during the rest of the calibration.
           const [bestVariant, bestSum] = [...sums].reduce((a, b) => (b[1] > a[1] ? b : a));
           this.inner.setVariant(bestVariant);
-          this.status = { variant: bestVariant, calibratedRate: bestSum / (round + 1), state: 'calibrating' };
+          this.#status = { variant: bestVariant, calibratedRate: bestSum / (round + 1), state: 'calibrating' };
         }
       }
     } catch (err) {
-      if (this.status.state !== 'forced') this.status = previous;
+      if (this.#status.state !== 'forced') this.#status = previous;
       throw err;
     }
     const table = [...sums].map(([variant, sum]) => ({ variant, rate: sum / rounds })).sort((a, b) => b.rate - a.rate);
     const result: TuningResult = { variant: table[0].variant, rate: table[0].rate, table, at: new Date().toISOString() };
-    await this.idle();
-    if (this.isForced()) throw new Error('a kernel was forced');
+    await this.#idle();
+    if (this.#isForced()) throw new Error('a kernel was forced');
     this.inner.setVariant(result.variant);
-    this.status = { variant: result.variant, calibratedRate: result.rate, state: 'tuned' };
-    this.options.log?.(
+    this.#status = { variant: result.variant, calibratedRate: result.rate, state: 'tuned' };
+    this.#log.info(
       `webgpu: kernel ${result.variant} chosen (${table.map((r) => `${r.variant} ${(r.rate / 1e6).toFixed(1)}`).join(', ')} MH/s)`,
     );
-    await this.options.store?.save(this.key, result).catch((err: unknown) => {
-      this.options.log?.(`webgpu: could not store the kernel choice: ${(err as Error).message}`);
+    await this.#options.store?.save(this.#key, result).catch((err: unknown) => {
+      this.#log.warn(`webgpu: could not store the kernel choice: ${(err as Error).message}`);
     });
     return result;
   }

@@ -45,11 +45,6 @@ interface Job {
   duty: number;
 }
 
-export interface ThreadRuntime {
-  /** Feeds one message from the backend. */
-  handle(message: ToThread): void;
-}
-
 /** A macrotask turn that lets queued messages in: setImmediate in Node, a MessageChannel in browsers. */
 function makeYield(): () => Promise<void> {
   const immediate = (globalThis as { setImmediate?: (callback: () => void) => unknown }).setImmediate;
@@ -71,29 +66,64 @@ function makeYield(): () => Promise<void> {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-/** Creates the search loop of one WASM thread; `post` sends messages back to the backend. */
-export function createThreadRuntime(post: (message: FromThread) => void): ThreadRuntime {
-  let kernel: Kernel | null = null;
-  let current: Job | null = null;
-  const yieldTurn = makeYield();
+/**
+ * The search loop of one WASM thread: it loads the kernel ('init'), runs one job at a time
+ * ('search', replacing any running one) and drops it on 'stop'; everything it finds or fails at
+ * goes back through `post`.
+ */
+export class ThreadRuntime {
+  readonly #post: (message: FromThread) => void;
+  readonly #yieldTurn = makeYield();
+  #kernel: Kernel | null = null;
+  #current: Job | null = null;
+  // Nonces per kernel call, adapted to take about SLICE_MS: small while V8 still runs the
+  // kernel in its baseline tier (up to 20x slower for the first ~200 ms), larger once optimized.
+  // Kept across jobs. The thread yields after every call, so this bounds how late a stop is seen.
+  #step = MIN_STEP;
 
-  async function init(module: WebAssembly.Module): Promise<void> {
+  constructor(post: (message: FromThread) => void) {
+    this.#post = post;
+  }
+
+  /** Feeds one message from the pool. */
+  handle(message: ToThread): void {
+    switch (message.type) {
+      case 'init':
+        this.#init(message.module).catch((error: unknown) => this.#fail(error));
+        return;
+      case 'search': {
+        if (!this.#kernel) {
+          this.#fail(new Error('search before the kernel was loaded'));
+          return;
+        }
+        const { job: id, words, difficulty, start, offset, stride, chunk, duty } = message;
+        const job: Job = { id, words, difficulty, start, offset, stride, chunk, duty: duty > 0 && duty <= 1 ? duty : 1 };
+        this.#current = job;
+        this.#run(job, this.#kernel).catch((error: unknown) => this.#fail(error));
+        return;
+      }
+      case 'stop':
+        if (this.#current && this.#current.id === message.job) this.#current = null;
+        return;
+      default: {
+        const unknown: never = message;
+        void unknown;
+      }
+    }
+  }
+
+  async #init(module: WebAssembly.Module): Promise<void> {
     const started = performance.now();
     const instance = await WebAssembly.instantiate(module, {});
     const { setRoot, search } = instance.exports as Partial<Kernel>;
     if (typeof setRoot !== 'function' || typeof search !== 'function') {
       throw new Error('the kernel module does not export setRoot and search');
     }
-    kernel = { setRoot, search };
-    post({ type: 'ready', ms: performance.now() - started });
+    this.#kernel = { setRoot, search };
+    this.#post({ type: 'ready', ms: performance.now() - started });
   }
 
-  // Nonces per kernel call, adapted to take about SLICE_MS: small while V8 still runs the
-  // kernel in its baseline tier (up to 20x slower for the first ~200 ms), larger once optimized.
-  // Kept across jobs. The thread yields after every call, so this bounds how late a stop is seen.
-  let step = MIN_STEP;
-
-  async function run(job: Job, loaded: Kernel): Promise<void> {
+  async #run(job: Job, loaded: Kernel): Promise<void> {
     const stride = BigInt(job.stride);
     const chunk = BigInt(job.chunk);
     const idlePerBusy = job.duty < 1 ? (1 - job.duty) / job.duty : 0;
@@ -102,11 +132,11 @@ export function createThreadRuntime(post: (message: FromThread) => void): Thread
     let reportedAt = performance.now();
     /** Idle time owed (negative: credit from a sleep that ran long). */
     let owed = 0;
-    while (current === job) {
+    while (this.#current === job) {
       const chunkStart = U64(job.start + index * chunk);
       for (let done = 0; done < job.chunk; ) {
-        if (current !== job) break;
-        const count = Math.min(step, job.chunk - done);
+        if (this.#current !== job) break;
+        const count = Math.min(this.#step, job.chunk - done);
         const start = U64(chunkStart + BigInt(done));
         const began = performance.now();
         // Loaded per call: cheap, and never stale if jobs interleave around a yield.
@@ -114,19 +144,19 @@ export function createThreadRuntime(post: (message: FromThread) => void): Thread
         const hit = loaded.search(job.difficulty, start, count);
         const now = performance.now();
         if (hit >= 0) {
-          current = null;
-          post({ type: 'found', job: job.id, nonce: U64(start + BigInt(hit)), count: unreported + hit + 1 });
+          this.#current = null;
+          this.#post({ type: 'found', job: job.id, nonce: U64(start + BigInt(hit)), count: unreported + hit + 1 });
           return;
         }
         done += count;
         unreported += count;
-        if (count === step) {
+        if (count === this.#step) {
           const took = now - began;
-          if (took < SLICE_MS / 2 && step < MAX_STEP) step *= 2;
-          else if (took > SLICE_MS * 2 && step > MIN_STEP) step /= 2;
+          if (took < SLICE_MS / 2 && this.#step < MAX_STEP) this.#step *= 2;
+          else if (took > SLICE_MS * 2 && this.#step > MIN_STEP) this.#step /= 2;
         }
         if (now - reportedAt >= REPORT_MS) {
-          post({ type: 'hashes', job: job.id, count: unreported });
+          this.#post({ type: 'hashes', job: job.id, count: unreported });
           unreported = 0;
           reportedAt = now;
         }
@@ -136,44 +166,16 @@ export function createThreadRuntime(post: (message: FromThread) => void): Thread
           await sleep(owed);
           owed = Math.max(-MAX_CREDIT_MS, owed - (performance.now() - sleptFrom));
         } else {
-          await yieldTurn();
+          await this.#yieldTurn();
         }
       }
       index += stride;
     }
-    if (unreported > 0) post({ type: 'hashes', job: job.id, count: unreported });
+    if (unreported > 0) this.#post({ type: 'hashes', job: job.id, count: unreported });
   }
 
-  function fail(error: unknown): void {
-    current = null;
-    post({ type: 'error', message: error instanceof Error ? error.message : String(error) });
+  #fail(error: unknown): void {
+    this.#current = null;
+    this.#post({ type: 'error', message: error instanceof Error ? error.message : String(error) });
   }
-
-  function handle(message: ToThread): void {
-    switch (message.type) {
-      case 'init':
-        init(message.module).catch(fail);
-        return;
-      case 'search': {
-        if (!kernel) {
-          fail(new Error('search before the kernel was loaded'));
-          return;
-        }
-        const { job: id, words, difficulty, start, offset, stride, chunk, duty } = message;
-        const job: Job = { id, words, difficulty, start, offset, stride, chunk, duty: duty > 0 && duty <= 1 ? duty : 1 };
-        current = job;
-        run(job, kernel).catch(fail);
-        return;
-      }
-      case 'stop':
-        if (current && current.id === message.job) current = null;
-        return;
-      default: {
-        const unknown: never = message;
-        void unknown;
-      }
-    }
-  }
-
-  return { handle };
 }

@@ -9,11 +9,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kernelSource, KERNEL_FILES } from '../../kernels/gen-assembly.mjs';
-import { createNodeWasmBackend, loadNodeKernels, nodeThread, startThreadWorker } from '../pow-node/wasm-threads.ts';
-import { createWasmBackend, detectSimd, rootWords, type WasmBackend, type WasmThread } from './wasm.ts';
-import { createThreadRuntime } from './wasm-thread-core.ts';
+import { startNodeWasmPool, loadNodeKernels, NodeWasmThread, startThreadWorker } from '../pow-node/wasm-threads.ts';
+import { WasmPool, detectSimd, rootWords, type WasmBackend, type WasmThread } from './wasm.ts';
+import { ThreadRuntime } from './wasm-thread-core.ts';
 import { parseRoot, parseWork, validateWork, workValue } from './work.ts';
 import type { Worker } from 'node:worker_threads';
+import { plainLogger } from '../log.ts';
 
 const EASY = 0xfff0000000000000n; // about 4096 hashes
 const NEVER = 0xffffffffffffffffn; // about 2^64 hashes: only a cancel ends it
@@ -175,7 +176,7 @@ describe('thread loop nonce layout', () => {
       }
       const messages: { type: string; nonce?: bigint; count?: number }[] = [];
       const found = new Promise<void>((resolve) => {
-        const runtime = createThreadRuntime((message) => {
+        const runtime = new ThreadRuntime((message) => {
           const m = message as { type: string; nonce?: bigint; count?: number };
           messages.push(m);
           if (m.type === 'ready') {
@@ -203,11 +204,13 @@ describe('WASM SIMD detection', () => {
 /** Records every message the pool sends to and receives from its threads. */
 function recordingSpawn(sent: unknown[][], received: unknown[][]) {
   return (index: number): WasmThread => {
-    const thread = nodeThread(startThreadWorker());
+    const thread = new NodeWasmThread(startThreadWorker());
     sent[index] = [];
     received[index] = [];
     return {
-      ...thread,
+      onError: (callback) => thread.onError(callback),
+      setActive: (busy) => thread.setActive(busy),
+      terminate: () => thread.terminate(),
       postMessage: (message) => {
         sent[index].push(message);
         thread.postMessage(message);
@@ -239,7 +242,7 @@ describe.each([
 ])('Node pool, simd preferred: $preferSimd, $threads thread(s)', ({ preferSimd, threads }) => {
   let backend: WasmBackend;
   beforeAll(async () => {
-    backend = await createNodeWasmBackend({ threads, preferSimd });
+    backend = await startNodeWasmPool({ threads, preferSimd });
   });
   afterAll(() => backend?.dispose());
 
@@ -317,7 +320,7 @@ describe('Node pool nonce layout', () => {
     const sent: unknown[][] = [];
     const received: unknown[][] = [];
     const threads = 3;
-    const backend = await createWasmBackend({ threads, module: kernels, chunk: 1000, spawn: recordingSpawn(sent, received) });
+    const backend = await WasmPool.start({ threads, module: kernels, chunk: 1000, spawn: recordingSpawn(sent, received) });
     try {
       const root = prng(41).root();
       const start = U64_MAX - 1500n; // thread 2's first chunk wraps past 2^64
@@ -344,7 +347,7 @@ describe('Node pool nonce layout', () => {
     const kernels = await loadNodeKernels();
     const sent: unknown[][] = [];
     const received: unknown[][] = [];
-    const backend = await createWasmBackend({ threads: 2, module: kernels, spawn: recordingSpawn(sent, received) });
+    const backend = await WasmPool.start({ threads: 2, module: kernels, spawn: recordingSpawn(sent, received) });
     try {
       const controller = new AbortController();
       const pending = backend.search({ root: prng(43).root(), difficulty: NEVER, startNonce: 0n, signal: controller.signal });
@@ -365,14 +368,14 @@ describe('Node pool nonce layout', () => {
     const kernels = await loadNodeKernels();
     const workers: Worker[] = [];
     const logs: string[] = [];
-    const backend = await createWasmBackend({
+    const backend = await WasmPool.start({
       threads: 2,
       module: kernels,
-      log: (m) => logs.push(m),
+      log: plainLogger((m) => logs.push(m)),
       spawn: () => {
         const worker = startThreadWorker();
         workers.push(worker);
-        return nodeThread(worker);
+        return new NodeWasmThread(worker);
       },
     });
     try {
@@ -394,12 +397,12 @@ describe('Node pool nonce layout', () => {
   it('fails to start, naming the thread, when the module is not a kernel', async () => {
     const empty = new WebAssembly.Module(new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]));
     await expect(
-      createWasmBackend({ threads: 2, module: { simd: null, scalar: empty }, spawn: recordingSpawn([], []) }),
+      WasmPool.start({ threads: 2, module: { simd: null, scalar: empty }, spawn: recordingSpawn([], []) }),
     ).rejects.toThrow(/WASM thread \d failed: .*setRoot/);
   });
 
   it('refuses to search after dispose', async () => {
-    const backend = await createNodeWasmBackend({ threads: 1 });
+    const backend = await startNodeWasmPool({ threads: 1 });
     backend.dispose();
     await expect(
       backend.search({ root: new Uint8Array(32), difficulty: EASY, startNonce: 0n, signal: new AbortController().signal }),
@@ -414,8 +417,8 @@ describe('Node pool and the process lifetime', () => {
     const pool = new URL('../pow-node/wasm-threads.ts', import.meta.url).href;
     writeFileSync(
       script,
-      `import { createNodeWasmBackend } from ${JSON.stringify(pool)};
-const backend = await createNodeWasmBackend({ threads: 2 });
+      `import { startNodeWasmPool } from ${JSON.stringify(pool)};
+const backend = await startNodeWasmPool({ threads: 2 });
 const hit = await backend.search({ root: new Uint8Array(32), difficulty: 0xfff0000000000000n, startNonce: 0n, signal: new AbortController().signal });
 console.log('found ' + hit.work.toString(16));
 `,

@@ -12,8 +12,10 @@
  * the kernel yet) and yields to its message loop after each, which bounds how long a cancel takes.
  *
  * The module is compiled once (compileKernels) and posted to every thread; threads stay alive
- * between searches and are terminated by dispose().
+ * between searches and are terminated by dispose(). The edges start a pool with WasmPool.start()
+ * (src/pow-browser/engine.worker.ts, src/pow-node/wasm-threads.ts).
  */
+import { silentLogger, type Logger } from '../log.ts';
 import type { KernelHit, PowBackend, SearchRequest } from './types.ts';
 import { asFromThread, type FromThread, type RootWords, type ToThread } from './wasm-protocol.ts';
 
@@ -28,7 +30,7 @@ export interface WasmThread {
   setActive?(active: boolean): void;
 }
 
-/** Anything shaped like a Web Worker: adapted with fromWebWorker. */
+/** Anything shaped like a Web Worker: adapted by WebWorkerThread. */
 export interface WebWorkerLike {
   postMessage(message: unknown): void;
   addEventListener(type: string, listener: (event: never) => void): void;
@@ -51,7 +53,7 @@ export interface WasmBackendOptions {
   preferSimd?: boolean;
   /** Nonces per chunk of the layout above; default 2^20. Cancel latency does not depend on it. */
   chunk?: number;
-  log?: (message: string) => void;
+  log?: Logger;
 }
 
 export interface WasmBackend extends PowBackend {
@@ -92,13 +94,13 @@ export function detectSimd(): boolean {
 }
 
 /**
- * Fetches and compiles the kernels once; post the result to createWasmBackend (Modules are
+ * Fetches and compiles the kernels once; hand the result to WasmPool.start (Modules are
  * structured-cloneable, so every thread instantiates the same compiled code). The SIMD kernel is
  * skipped where SIMD is unsupported, and a failing SIMD compile falls back to scalar only.
  */
 export async function compileKernels(
   fetchBytes: (name: 'simd' | 'scalar') => Promise<ArrayBuffer | Uint8Array>,
-  log?: (message: string) => void,
+  log: Logger = silentLogger,
 ): Promise<WasmKernels & { compileMs: number }> {
   const started = performance.now();
   const compile = async (name: 'simd' | 'scalar') => {
@@ -108,7 +110,7 @@ export async function compileKernels(
   const scalar = compile('scalar');
   const simd = detectSimd()
     ? compile('simd').catch((error: unknown) => {
-        log?.(`WASM SIMD kernel unavailable, using scalar: ${error instanceof Error ? error.message : String(error)}`);
+        log.warn(`WASM SIMD kernel unavailable, using scalar: ${error instanceof Error ? error.message : String(error)}`);
         return null;
       })
     : Promise.resolve(null);
@@ -116,24 +118,40 @@ export async function compileKernels(
   return { ...kernels, compileMs: performance.now() - started };
 }
 
-/** Wraps a Web Worker (or anything with postMessage / addEventListener / terminate). */
-export function fromWebWorker(worker: WebWorkerLike): WasmThread {
-  return {
-    postMessage: (message) => worker.postMessage(message),
-    onMessage: (callback) =>
-      worker.addEventListener('message', ((event: { data: unknown }) => {
-        const message = asFromThread(event.data);
-        if (message) callback(message);
-      }) as (event: never) => void),
-    onError: (callback) => {
-      const fail = (event: { message?: string }) =>
-        callback(new Error(`WASM thread failed: ${event.message || 'the worker script could not run'}`));
-      worker.addEventListener('error', fail as (event: never) => void);
-      worker.addEventListener('messageerror', (() =>
-        callback(new Error('WASM thread sent a message that could not be read'))) as (event: never) => void);
-    },
-    terminate: () => worker.terminate(),
-  };
+/**
+ * A Web Worker (or anything with postMessage / addEventListener / terminate) as a pool thread:
+ * only messages that are thread messages get through, and a worker that fails to load or sends
+ * something unreadable is reported as a dead thread.
+ */
+export class WebWorkerThread implements WasmThread {
+  readonly #worker: WebWorkerLike;
+
+  constructor(worker: WebWorkerLike) {
+    this.#worker = worker;
+  }
+
+  postMessage(message: ToThread): void {
+    this.#worker.postMessage(message);
+  }
+
+  onMessage(callback: (message: FromThread) => void): void {
+    this.#worker.addEventListener('message', ((event: { data: unknown }) => {
+      const message = asFromThread(event.data);
+      if (message) callback(message);
+    }) as (event: never) => void);
+  }
+
+  onError(callback: (error: Error) => void): void {
+    const fail = (event: { message?: string }) =>
+      callback(new Error(`WASM thread failed: ${event.message || 'the worker script could not run'}`));
+    this.#worker.addEventListener('error', fail as (event: never) => void);
+    this.#worker.addEventListener('messageerror', (() =>
+      callback(new Error('WASM thread sent a message that could not be read'))) as (event: never) => void);
+  }
+
+  terminate(): void {
+    this.#worker.terminate();
+  }
 }
 
 function isWasmThread(thread: WasmThread | WebWorkerLike): thread is WasmThread {
@@ -156,45 +174,112 @@ interface ActiveSearch {
   fail(error: Error): void;
 }
 
-/** Starts `threads` threads on the chosen kernel and resolves once all of them have loaded it. */
-export async function createWasmBackend(options: WasmBackendOptions): Promise<WasmBackend> {
-  const threadCount = Math.floor(options.threads);
-  if (!Number.isFinite(threadCount) || threadCount < 1) {
-    throw new RangeError(`threads must be at least 1, got ${options.threads}`);
-  }
-  const useSimd = (options.preferSimd ?? true) && options.module.simd !== null && detectSimd();
-  const module = useSimd ? options.module.simd! : options.module.scalar;
-  const chunk = options.chunk ?? DEFAULT_CHUNK;
-  if (!Number.isInteger(chunk) || chunk < 1 || chunk > 0x7fffffff) {
-    throw new RangeError(`chunk must be an integer in 1..2^31-1, got ${chunk}`);
-  }
-  const started = performance.now();
-
-  let active: ActiveSearch | null = null;
+/**
+ * The pool: `threads` threads on one kernel, one search at a time over the nonce layout above.
+ * WasmPool.start() spawns the threads and resolves once every one has loaded the kernel; a
+ * thread that dies fails the running search, and the next search starts a fresh pool first.
+ */
+export class WasmPool implements WasmBackend {
+  readonly name = 'wasm' as const;
+  readonly label: string;
+  readonly simd: boolean;
+  readonly threads: number;
+  readonly chunk: number;
+  readonly #options: WasmBackendOptions;
+  readonly #log: Logger;
+  readonly #module: WebAssembly.Module;
+  #compileMs = 0;
+  #active: ActiveSearch | null = null;
   /** Share of time each thread computes (wasm-thread-core.ts idles between kernel calls). */
-  let duty = 1;
+  #duty = 1;
   /** Why the current threads are unusable (a thread died); the next search starts fresh ones. */
-  let broken: Error | null = null;
-  let restarting = false;
-  let disposed = false;
-  let nextJob = 1;
+  #broken: Error | null = null;
+  #restarting = false;
+  #disposed = false;
+  #nextJob = 1;
   /** The live threads; replaced as a whole when a thread dies. */
-  let threads: WasmThread[] = [];
+  #threads: WasmThread[] = [];
   /** Fails a start in progress (dispose() during a restart). */
-  let abortStart: ((error: Error) => void) | null = null;
+  #abortStart: ((error: Error) => void) | null = null;
 
-  const stopAll = (job: number) => {
-    for (const thread of threads) thread.postMessage({ type: 'stop', job });
-  };
+  /** Starts the threads on the chosen kernel and resolves once all of them have loaded it. */
+  static async start(options: WasmBackendOptions): Promise<WasmPool> {
+    const pool = new WasmPool(options);
+    const started = performance.now();
+    await pool.#startThreads();
+    pool.#compileMs = (options.module.compileMs ?? 0) + (performance.now() - started);
+    pool.#log.info(`${pool.label} ready in ${Math.round(pool.#compileMs)} ms`);
+    return pool;
+  }
 
-  const setActive = (busy: boolean) => {
-    for (const thread of threads) thread.setActive?.(busy);
-  };
+  private constructor(options: WasmBackendOptions) {
+    const threads = Math.floor(options.threads);
+    if (!Number.isFinite(threads) || threads < 1) throw new RangeError(`threads must be at least 1, got ${options.threads}`);
+    const chunk = options.chunk ?? DEFAULT_CHUNK;
+    if (!Number.isInteger(chunk) || chunk < 1 || chunk > 0x7fffffff) {
+      throw new RangeError(`chunk must be an integer in 1..2^31-1, got ${chunk}`);
+    }
+    this.#options = options;
+    this.#log = options.log ?? silentLogger;
+    this.threads = threads;
+    this.chunk = chunk;
+    this.simd = (options.preferSimd ?? true) && options.module.simd !== null && detectSimd();
+    this.#module = this.simd ? options.module.simd! : options.module.scalar;
+    this.label = `WASM ${this.simd ? 'SIMD' : 'scalar'} x${threads}`;
+  }
 
-  /** Spawns threadCount threads and resolves once every one has instantiated the kernel. */
-  async function startThreads(): Promise<void> {
+  get compileMs(): number {
+    return this.#compileMs;
+  }
+
+  async search(request: SearchRequest): Promise<KernelHit | null> {
+    if (this.#disposed) throw new Error('the WASM backend was disposed');
+    if (this.#active || this.#restarting) throw new Error('the WASM backend is already searching');
+    const words = rootWords(request.root);
+    if (request.signal.aborted) return null;
+    if (this.#broken) {
+      // A thread died in an earlier search (or the browser killed it): start a fresh pool once per
+      // search; if that fails too, this search fails with the reason.
+      this.#restarting = true;
+      try {
+        await this.#restart();
+      } finally {
+        this.#restarting = false;
+      }
+      if (this.#disposed) throw new Error('the WASM backend was disposed');
+      if (request.signal.aborted) return null;
+    }
+    return this.#run(request, words);
+  }
+
+  /** The CPU throttle: each thread computes this share of the time, for the searches that follow. */
+  setIntensity(intensity: number): void {
+    if (!(Number.isFinite(intensity) && intensity > 0)) throw new RangeError(`intensity must be in (0, 1], got ${intensity}`);
+    this.#duty = Math.min(intensity, 1);
+  }
+
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.#active?.fail(new Error('the WASM backend was disposed'));
+    this.#abortStart?.(new Error('the WASM backend was disposed'));
+    for (const thread of this.#threads) thread.terminate();
+    this.#threads = [];
+  }
+
+  #stopAll(job: number): void {
+    for (const thread of this.#threads) thread.postMessage({ type: 'stop', job });
+  }
+
+  #setActive(busy: boolean): void {
+    for (const thread of this.#threads) thread.setActive?.(busy);
+  }
+
+  /** Spawns the threads and resolves once every one has instantiated the kernel. */
+  async #startThreads(): Promise<void> {
+    const count = this.threads;
     const generation: WasmThread[] = [];
-    threads = generation;
+    this.#threads = generation;
     let readyCount = 0;
     let onAllReady: () => void = () => undefined;
     let onStartFailed: (error: Error) => void = () => undefined;
@@ -202,29 +287,30 @@ export async function createWasmBackend(options: WasmBackendOptions): Promise<Wa
       onAllReady = resolve;
       onStartFailed = reject;
     });
-    abortStart = onStartFailed;
+    this.#abortStart = onStartFailed;
 
     const threadFailed = (index: number, error: Error) => {
       // A thread of an older pool, or one we terminated ourselves, is not news.
-      if (disposed || threads !== generation) return;
+      if (this.#disposed || this.#threads !== generation) return;
       const failure = new Error(`WASM thread ${index} failed: ${error.message}`);
-      if (!broken) options.log?.(failure.message);
-      broken ??= failure;
+      if (!this.#broken) this.#log.warn(failure.message);
+      this.#broken ??= failure;
       onStartFailed(failure);
-      active?.fail(failure);
+      this.#active?.fail(failure);
     };
 
     try {
-      for (let index = 0; index < threadCount; index++) {
-        const spawned = options.spawn(index);
-        const thread = isWasmThread(spawned) ? spawned : fromWebWorker(spawned);
+      for (let index = 0; index < count; index++) {
+        const spawned = this.#options.spawn(index);
+        const thread = isWasmThread(spawned) ? spawned : new WebWorkerThread(spawned);
         generation.push(thread);
         thread.onError?.((error) => threadFailed(index, error));
         thread.onMessage((message) => {
-          if (threads !== generation) return;
+          if (this.#threads !== generation) return;
+          const active = this.#active;
           switch (message.type) {
             case 'ready':
-              if (++readyCount === threadCount) onAllReady();
+              if (++readyCount === count) onAllReady();
               return;
             case 'error':
               threadFailed(index, new Error(message.message));
@@ -240,7 +326,7 @@ export async function createWasmBackend(options: WasmBackendOptions): Promise<Wa
               return;
           }
         });
-        thread.postMessage({ type: 'init', module });
+        thread.postMessage({ type: 'init', module: this.#module });
       }
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timeout = new Promise<never>((_, reject) => {
@@ -253,46 +339,40 @@ export async function createWasmBackend(options: WasmBackendOptions): Promise<Wa
         await Promise.race([allReady, timeout]);
       } finally {
         clearTimeout(timer);
-        abortStart = null;
+        this.#abortStart = null;
       }
     } catch (error) {
-      if (threads === generation) threads = [];
+      if (this.#threads === generation) this.#threads = [];
       for (const thread of generation) thread.terminate();
       throw error;
     }
-    setActive(false);
+    this.#setActive(false);
   }
 
   /** Replaces a pool that lost a thread with a fresh one. */
-  async function restart(): Promise<void> {
-    options.log?.(`restarting the WASM threads (${broken?.message})`);
-    const old = threads;
-    threads = [];
+  async #restart(): Promise<void> {
+    this.#log.warn(`restarting the WASM threads (${this.#broken?.message})`);
+    const old = this.#threads;
+    this.#threads = [];
     for (const thread of old) thread.terminate();
-    await startThreads();
-    broken = null;
+    await this.#startThreads();
+    this.#broken = null;
   }
 
-  await startThreads();
-
-  const compileMs = (options.module.compileMs ?? 0) + (performance.now() - started);
-  const label = `WASM ${useSimd ? 'SIMD' : 'scalar'} x${threadCount}`;
-  options.log?.(`${label} ready in ${Math.round(compileMs)} ms`);
-
-  function run(request: SearchRequest, words: RootWords): Promise<KernelHit | null> {
-    const job = nextJob++;
+  #run(request: SearchRequest, words: RootWords): Promise<KernelHit | null> {
+    const job = this.#nextJob++;
     return new Promise<KernelHit | null>((resolve, reject) => {
       const settle = () => {
         request.signal.removeEventListener('abort', onAbort);
-        active = null;
-        stopAll(job);
-        setActive(false);
+        this.#active = null;
+        this.#stopAll(job);
+        this.#setActive(false);
       };
       const onAbort = () => {
         settle();
         resolve(null);
       };
-      active = {
+      this.#active = {
         job,
         onHashes: request.onHashes,
         finish(hit) {
@@ -305,48 +385,14 @@ export async function createWasmBackend(options: WasmBackendOptions): Promise<Wa
         },
       };
       request.signal.addEventListener('abort', onAbort);
-      setActive(true);
+      this.#setActive(true);
       const difficulty = BigInt.asUintN(64, request.difficulty);
       const start = BigInt.asUintN(64, request.startNonce);
-      threads.forEach((thread, offset) =>
-        thread.postMessage({ type: 'search', job, words, difficulty, start, offset, stride: threadCount, chunk, duty }),
+      const { threads: stride, chunk } = this;
+      const duty = this.#duty;
+      this.#threads.forEach((thread, offset) =>
+        thread.postMessage({ type: 'search', job, words, difficulty, start, offset, stride, chunk, duty }),
       );
     });
   }
-
-  async function search(request: SearchRequest): Promise<KernelHit | null> {
-    if (disposed) throw new Error('the WASM backend was disposed');
-    if (active || restarting) throw new Error('the WASM backend is already searching');
-    const words = rootWords(request.root);
-    if (request.signal.aborted) return null;
-    if (broken) {
-      // A thread died in an earlier search (or the browser killed it): start a fresh pool once per
-      // search; if that fails too, this search fails with the reason.
-      restarting = true;
-      try {
-        await restart();
-      } finally {
-        restarting = false;
-      }
-      if (disposed) throw new Error('the WASM backend was disposed');
-      if (request.signal.aborted) return null;
-    }
-    return run(request, words);
-  }
-
-  function dispose() {
-    if (disposed) return;
-    disposed = true;
-    active?.fail(new Error('the WASM backend was disposed'));
-    abortStart?.(new Error('the WASM backend was disposed'));
-    for (const thread of threads) thread.terminate();
-    threads = [];
-  }
-
-  function setIntensity(intensity: number) {
-    if (!(Number.isFinite(intensity) && intensity > 0)) throw new RangeError(`intensity must be in (0, 1], got ${intensity}`);
-    duty = Math.min(intensity, 1);
-  }
-
-  return { name: 'wasm', label, simd: useSimd, threads: threadCount, compileMs, chunk, search, setIntensity, dispose };
 }

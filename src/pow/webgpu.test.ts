@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createNodeGpu, loadKernelSources } from '../pow-node/gpu.ts';
 import { createWebGpuBackend, type WebGpuBackend } from './webgpu.ts';
 import { parseRoot, parseWork, validateWork, workValue } from './work.ts';
+import { plainLogger } from '../log.ts';
 
 const U64_MASK = (1n << 64n) - 1n;
 const vectors = JSON.parse(
@@ -240,7 +241,7 @@ describe.skipIf(process.env.DPOW_SKIP_GPU === '1')('WebGPU kernel (Dawn)', () =>
 
   it('carries on after the device is lost mid-search and still returns valid work', async () => {
     const logs: string[] = [];
-    const lossy = await createWebGpuBackend({ gpu, shaders, log: (m) => logs.push(m) });
+    const lossy = await createWebGpuBackend({ gpu, shaders, log: plainLogger((m) => logs.push(m)) });
     try {
       const root = bytes(31, 32);
       const difficulty = 0xfffff00000000000n; // ~2^20 hashes: several dispatches

@@ -19,6 +19,7 @@
  *     back to WASM).
  * Found nonces are returned unchecked; the engine validates them with the reference rule.
  */
+import { silentLogger, type Logger } from '../log.ts';
 import { BINDING, decodeResult, encodeParams, PARAMS_BYTES, RESULT_BYTES, VALUE_BYTES } from './kernel-layout.ts';
 import { DEFAULT_VARIANT, type KernelSources, type KernelVariant, requireVariant } from './kernel-family.ts';
 import type { KernelHit, PowBackend, SearchRequest, WebGpuAdapterInfo } from './types.ts';
@@ -36,7 +37,7 @@ export interface WebGpuBackendOptions {
   intensity?: number;
   /** Aimed-for duration of one dispatch; default 50 ms. */
   targetDispatchMs?: number;
-  log?: (msg: string) => void;
+  log?: Logger;
   /**
    * Most nonces one dispatch may cover (default 2^31). Dispatch sizes start at
    * min(65536, this) and adapt toward targetDispatchMs within this bound.
@@ -206,12 +207,12 @@ export function describeAdapter(info: WebGpuAdapterInfo): string {
 async function requestAdapter(
   gpu: GPU,
   options: GPURequestAdapterOptions,
-  log: (msg: string) => void,
+  log: Logger,
 ): Promise<GPUAdapter | null> {
   try {
     return await gpu.requestAdapter(options);
   } catch (err) {
-    log(`webgpu: requestAdapter(${JSON.stringify(options)}) failed: ${(err as Error).message}`);
+    log.warn(`webgpu: requestAdapter(${JSON.stringify(options)}) failed: ${(err as Error).message}`);
     return null;
   }
 }
@@ -223,7 +224,7 @@ async function requestAdapter(
  */
 async function pickAdapter(
   gpu: GPU,
-  log: (msg: string) => void,
+  log: Logger,
 ): Promise<{ adapter: GPUAdapter; featureLevel: 'core' | 'compatibility' } | null> {
   const core = await requestAdapter(gpu, { powerPreference: 'high-performance' }, log);
   if (core && !core.info.isFallbackAdapter) return { adapter: core, featureLevel: levelOf(core, 'core') };
@@ -247,7 +248,7 @@ function levelOf(adapter: GPUAdapter, requested: 'core' | 'compatibility'): 'cor
 async function openDevice(
   options: WebGpuBackendOptions,
   variant: KernelVariant,
-  log: (msg: string) => void,
+  log: Logger,
 ): Promise<DeviceContext> {
   const picked = await pickAdapter(options.gpu, log);
   if (!picked) throw new Error('no WebGPU adapter');
@@ -270,11 +271,11 @@ async function openDevice(
   const lostListeners = new Set<() => void>();
   void device.lost.then((reason) => {
     ctxLost.isLost = true;
-    if (reason.reason !== 'destroyed') log(`webgpu: device lost: ${reason.message}`);
+    if (reason.reason !== 'destroyed') log.warn(`webgpu: device lost: ${reason.message}`);
     for (const listener of lostListeners) listener();
   });
   device.addEventListener('uncapturederror', (event) => {
-    log(`webgpu: ${(event as GPUUncapturedErrorEvent).error.message}`);
+    log.warn(`webgpu: ${(event as GPUUncapturedErrorEvent).error.message}`);
   });
 
   const bindGroupLayout = device.createBindGroupLayout({
@@ -316,7 +317,7 @@ async function openDevice(
     throw err;
   }
   ctx.compileMs = performance.now() - started;
-  log(`webgpu: ${describeAdapter(info)}, kernel ${variant.name} compiled in ${ctx.compileMs.toFixed(0)} ms`);
+  log.info(`webgpu: ${describeAdapter(info)}, kernel ${variant.name} compiled in ${ctx.compileMs.toFixed(0)} ms`);
   return ctx;
 }
 // ---- pipeline -----------------------------------------------------------------------------
@@ -426,106 +427,111 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
  */
 class Interrupt {
   reason: 'aborted' | 'lost' | null = null;
-  private readonly waiters = new Set<(reason: 'aborted' | 'lost') => void>();
-  private readonly detach: () => void;
+  readonly #waiters = new Set<(reason: 'aborted' | 'lost') => void>();
+  readonly #detach: () => void;
 
   constructor(signal: AbortSignal, ctx: DeviceContext) {
-    const onAbort = (): void => this.fire('aborted');
-    const onLost = (): void => this.fire('lost');
+    const onAbort = (): void => this.#fire('aborted');
+    const onLost = (): void => this.#fire('lost');
     signal.addEventListener('abort', onAbort, { once: true });
     ctx.lostListeners.add(onLost);
-    this.detach = () => {
+    this.#detach = () => {
       signal.removeEventListener('abort', onAbort);
       ctx.lostListeners.delete(onLost);
     };
-    if (signal.aborted) this.fire('aborted');
-    else if (ctx.isLost) this.fire('lost');
+    if (signal.aborted) this.#fire('aborted');
+    else if (ctx.isLost) this.#fire('lost');
   }
 
-  private fire(reason: 'aborted' | 'lost'): void {
+  #fire(reason: 'aborted' | 'lost'): void {
     if (this.reason) return;
     this.reason = reason;
-    for (const waiter of this.waiters) waiter(reason);
-    this.waiters.clear();
+    for (const waiter of this.#waiters) waiter(reason);
+    this.#waiters.clear();
   }
 
   /** `promise`'s value, or the interruption if one comes first. `promise` must not reject. */
   wait<T>(promise: Promise<T>): Promise<T | 'aborted' | 'lost'> {
     if (this.reason) return Promise.resolve(this.reason);
     return new Promise((resolve) => {
-      this.waiters.add(resolve);
+      this.#waiters.add(resolve);
       void promise.then((value) => {
-        this.waiters.delete(resolve);
+        this.#waiters.delete(resolve);
         resolve(value);
       });
     });
   }
 
   release(): void {
-    this.detach();
+    this.#detach();
   }
 }
 
 class WebGpuBackendImpl implements WebGpuBackend {
   readonly name = 'webgpu' as const;
-  private ctx: DeviceContext;
-  private intensity: number;
-  private readonly targetMs: number;
-  private current: KernelVariant;
+  #ctx: DeviceContext;
+  #intensity: number;
+  readonly #targetMs: number;
+  #current: KernelVariant;
   /** Dispatch sizing per variant, learned from completed dispatches and kept across searches. */
-  private readonly sizings = new Map<string, Sizing>();
-  private disposed = false;
+  readonly #sizings = new Map<string, Sizing>();
+  #disposed = false;
   /** Searches and computeValues calls run one after another on the one device. */
-  private queue: Promise<unknown> = Promise.resolve();
+  #queue: Promise<unknown> = Promise.resolve();
+
+  readonly #options: WebGpuBackendOptions;
+  readonly #log: Logger;
 
   private constructor(
-    private readonly options: WebGpuBackendOptions,
-    private readonly log: (msg: string) => void,
+    options: WebGpuBackendOptions,
+    log: Logger,
     ctx: DeviceContext,
     variant: KernelVariant,
   ) {
-    this.ctx = ctx;
-    this.current = variant;
-    this.intensity = 1;
+    this.#options = options;
+    this.#log = log;
+    this.#ctx = ctx;
+    this.#current = variant;
+    this.#intensity = 1;
     this.setIntensity(options.intensity ?? 1);
-    this.targetMs = Math.min(Math.max(options.targetDispatchMs ?? 50, 1), 1000);
+    this.#targetMs = Math.min(Math.max(options.targetDispatchMs ?? 50, 1), 1000);
   }
 
   static async create(options: WebGpuBackendOptions): Promise<WebGpuBackendImpl> {
-    const log = options.log ?? (() => {});
+    const log = options.log ?? silentLogger;
     const variant = requireVariant(options.variant ?? DEFAULT_VARIANT);
     const ctx = await openDevice(options, variant, log);
     return new WebGpuBackendImpl(options, log, ctx, variant);
   }
 
   get variant(): KernelVariant {
-    return this.current;
+    return this.#current;
   }
 
   setVariant(name: string): void {
-    this.current = requireVariant(name);
+    this.#current = requireVariant(name);
   }
 
   /** How big a dispatch of `variant` is, and how fast it last ran. */
-  private sizing(variant: KernelVariant): Sizing {
-    let sizing = this.sizings.get(variant.name);
+  #sizing(variant: KernelVariant): Sizing {
+    let sizing = this.#sizings.get(variant.name);
     if (!sizing) {
       const perWorkgroup = variant.workgroupSize * variant.noncesPerInvocation;
       const fixed = variant.fixedDispatch?.nonces;
-      const max = fixed ?? Math.max(Math.min(Math.floor(this.options.maxDispatchNonces ?? MAX_BATCH), MAX_BATCH), perWorkgroup);
+      const max = fixed ?? Math.max(Math.min(Math.floor(this.#options.maxDispatchNonces ?? MAX_BATCH), MAX_BATCH), perWorkgroup);
       const min = fixed ?? Math.min(MIN_BATCH, max);
       sizing = { batch: min, rate: 1, min, max, depth: variant.fixedDispatch?.depth ?? PIPELINE_DEPTH };
-      this.sizings.set(variant.name, sizing);
+      this.#sizings.set(variant.name, sizing);
     }
     return sizing;
   }
 
   measure(name: string, ms: number, signal?: AbortSignal): Promise<number | null> {
     const variant = requireVariant(name);
-    return this.exclusive(async () => {
+    return this.#exclusive(async () => {
       // The warm-up covers the pipeline's compile and lets the dispatch size settle.
-      if ((await this.hashesFor(variant, Math.min(ms / 4, 250), signal)) === null) return null;
-      const measured = await this.hashesFor(variant, ms, signal);
+      if ((await this.#hashesFor(variant, Math.min(ms / 4, 250), signal)) === null) return null;
+      const measured = await this.#hashesFor(variant, ms, signal);
       return measured === null ? null : (measured.hashes * 1000) / measured.ms;
     });
   }
@@ -537,7 +543,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
    * AbortSignal.timeout/any: Node 20 holds those signals weakly, and one collected mid-search
    * never fires.
    */
-  private async hashesFor(variant: KernelVariant, ms: number, signal?: AbortSignal): Promise<{ hashes: number; ms: number } | null> {
+  async #hashesFor(variant: KernelVariant, ms: number, signal?: AbortSignal): Promise<{ hashes: number; ms: number } | null> {
     const stop = new AbortController();
     const onAbort = () => stop.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -547,7 +553,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
     let hashes = 0;
     let last = started;
     try {
-      await this.runSearch(
+      await this.#runSearch(
         {
           root: MEASURE_ROOT,
           difficulty: U64_MASK,
@@ -570,77 +576,77 @@ class WebGpuBackendImpl implements WebGpuBackend {
   }
 
   get label(): string {
-    return describeAdapter(this.ctx.info);
+    return describeAdapter(this.#ctx.info);
   }
 
   get adapterInfo(): WebGpuAdapterInfo {
-    return { ...this.ctx.info };
+    return { ...this.#ctx.info };
   }
 
   get software(): boolean {
-    return this.ctx.info.isFallbackAdapter;
+    return this.#ctx.info.isFallbackAdapter;
   }
 
   get compileMs(): number {
-    return this.ctx.compileMs;
+    return this.#ctx.compileMs;
   }
 
   setIntensity(intensity: number): void {
     if (!Number.isFinite(intensity) || intensity <= 0) {
       throw new RangeError(`intensity must be in (0, 1], got ${intensity}`);
     }
-    this.intensity = Math.min(intensity, 1);
+    this.#intensity = Math.min(intensity, 1);
   }
 
   simulateDeviceLoss(): void {
-    this.ctx.device.destroy();
+    this.#ctx.device.destroy();
   }
 
   dispose(): void {
-    if (this.disposed) return;
-    this.disposed = true;
-    this.ctx.device.destroy();
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.#ctx.device.destroy();
   }
 
   search(request: SearchRequest): Promise<KernelHit | null> {
-    return this.exclusive(() => this.runSearch(request));
+    return this.#exclusive(() => this.#runSearch(request));
   }
 
   computeValues(root: Uint8Array, startNonce: bigint, count: number): Promise<BigUint64Array> {
-    return this.exclusive(() => this.runComputeValues(root, startNonce, count));
+    return this.#exclusive(() => this.#runComputeValues(root, startNonce, count));
   }
 
-  private exclusive<T>(task: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(task, task);
-    this.queue = run.catch(() => {});
+  #exclusive<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(task, task);
+    this.#queue = run.catch(() => {});
     return run;
   }
 
   /** The current device, re-created first if it was lost. */
-  private async device(): Promise<DeviceContext> {
-    if (this.disposed) throw new Error('the WebGPU backend was disposed');
-    if (!this.ctx.isLost) return this.ctx;
-    this.log('webgpu: device lost; re-creating it');
+  async #device(): Promise<DeviceContext> {
+    if (this.#disposed) throw new Error('the WebGPU backend was disposed');
+    if (!this.#ctx.isLost) return this.#ctx;
+    this.#log.warn('webgpu: device lost; re-creating it');
     try {
-      this.ctx = await openDevice(this.options, this.current, this.log);
+      this.#ctx = await openDevice(this.#options, this.#current, this.#log);
     } catch (err) {
       throw new DeviceLostError(`the GPU device was lost and could not be re-created: ${(err as Error).message}`, {
         cause: err,
       });
     }
-    return this.ctx;
+    return this.#ctx;
   }
 
-  private async runSearch(request: SearchRequest, variant = this.current): Promise<KernelHit | null> {
+  async #runSearch(request: SearchRequest, variant = this.#current): Promise<KernelHit | null> {
     const { root, difficulty, signal } = request;
     if (root.length !== 32) throw new RangeError(`root must be 32 bytes, got ${root.length}`);
     if (difficulty < 0n || difficulty > U64_MASK) throw new RangeError('difficulty must be a u64');
     let next = request.startNonce & U64_MASK;
     for (let recoveries = 0; ; recoveries++) {
       if (signal.aborted) return null;
-      const ctx = await this.device();
-      const pipeline = await searchPipeline(ctx, this.options.shaders, variant);
-      const outcome = await this.searchOn(ctx, { variant, pipeline, sizing: this.sizing(variant) }, request, next);
+      const ctx = await this.#device();
+      const pipeline = await searchPipeline(ctx, this.#options.shaders, variant);
+      const outcome = await this.#searchOn(ctx, { variant, pipeline, sizing: this.#sizing(variant) }, request, next);
       if (outcome.kind === 'hit') return { work: outcome.work };
       if (outcome.kind === 'aborted') return null;
       if (recoveries >= MAX_RECOVERIES) {
@@ -651,7 +657,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
   }
 
   /** Searches on one device until a hit, an abort or the device's loss. */
-  private async searchOn(ctx: DeviceContext, kernel: Kernel, request: SearchRequest, start: bigint): Promise<SearchOutcome> {
+  async #searchOn(ctx: DeviceContext, kernel: Kernel, request: SearchRequest, start: bigint): Promise<SearchOutcome> {
     const { sizing } = kernel;
     const { signal } = request;
     const interrupt = new Interrupt(signal, ctx);
@@ -665,7 +671,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
     let windowStart = Number.NaN;
     try {
       for (;;) {
-        const depth = this.intensity < 1 ? 1 : sizing.depth;
+        const depth = this.#intensity < 1 ? 1 : sizing.depth;
         while (inflight.length < depth) {
           const slot = ctx.slots[slotIndex++ % ctx.slots.length];
           // A slot still finishing a dispatch of an earlier (aborted) search: wait for it.
@@ -673,7 +679,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
           if (ready === 'aborted') return { kind: 'aborted' };
           if (ready === 'lost') return { kind: 'lost', resumeFrom: inflight[0]?.base ?? next };
           if (Number.isNaN(windowStart)) windowStart = performance.now();
-          const dispatch = this.dispatchSearch(ctx, kernel, slot, request, next, sizing.batch);
+          const dispatch = this.#dispatchSearch(ctx, kernel, slot, request, next, sizing.batch);
           inflight.push(dispatch);
           next = (next + BigInt(dispatch.nonces)) & U64_MASK;
         }
@@ -681,7 +687,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
         const outcome = await interrupt.wait(head.done);
         if (outcome === 'aborted') return { kind: 'aborted' };
         if (outcome === 'lost' || 'error' in outcome) {
-          if (outcome !== 'lost') this.markLost(ctx, outcome.error);
+          if (outcome !== 'lost') this.#markLost(ctx, outcome.error);
           return { kind: 'lost', resumeFrom: head.base };
         }
         inflight.shift();
@@ -695,11 +701,11 @@ class WebGpuBackendImpl implements WebGpuBackend {
         const now = performance.now();
         recent.push({ at: now, nonces: head.nonces });
         if (recent.length > RATE_WINDOW) windowStart = recent.shift()!.at;
-        this.adapt(sizing, recent.reduce((n, d) => n + d.nonces, 0) / (now - windowStart));
-        if (this.intensity < 1) {
+        this.#adapt(sizing, recent.reduce((n, d) => n + d.nonces, 0) / (now - windowStart));
+        if (this.#intensity < 1) {
           // Idle so that busy / (busy + idle) = intensity; the idle time is left out of the rate.
           const busyMs = head.nonces / sizing.rate;
-          await sleep((busyMs * (1 - this.intensity)) / this.intensity, signal);
+          await sleep((busyMs * (1 - this.#intensity)) / this.#intensity, signal);
           recent.length = 0;
           windowStart = Number.NaN;
         }
@@ -710,10 +716,10 @@ class WebGpuBackendImpl implements WebGpuBackend {
   }
 
   /** Records the measured rate (nonces/ms) and steers the dispatch size toward targetMs. */
-  private adapt(sizing: Sizing, rate: number): void {
+  #adapt(sizing: Sizing, rate: number): void {
     if (!(rate > 0) || !Number.isFinite(rate)) return;
     sizing.rate = rate;
-    const ideal = rate * this.targetMs;
+    const ideal = rate * this.#targetMs;
     // At most 2x per step: one odd measurement cannot swing the size far.
     const next = Math.min(Math.max(ideal, sizing.batch / 2, sizing.min), sizing.batch * 2, sizing.max);
     sizing.batch = Math.round(next);
@@ -724,7 +730,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
    * limit, then rows: rounded down for a search (a dispatch never overshoots the bound it was
    * given by more than one workgroup), up for computeValues (which must cover every nonce).
    */
-  private grid(
+  #grid(
     ctx: DeviceContext,
     workgroupSize: number,
     invocations: number,
@@ -736,7 +742,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
     return { x, y };
   }
 
-  private dispatchSearch(
+  #dispatchSearch(
     ctx: DeviceContext,
     kernel: Kernel,
     slot: Slot,
@@ -746,7 +752,7 @@ class WebGpuBackendImpl implements WebGpuBackend {
   ): Dispatch {
     const { device } = ctx;
     const { workgroupSize, noncesPerInvocation } = kernel.variant;
-    const { x, y } = this.grid(ctx, workgroupSize, Math.ceil(wanted / noncesPerInvocation), 'down');
+    const { x, y } = this.#grid(ctx, workgroupSize, Math.ceil(wanted / noncesPerInvocation), 'down');
     const rowWidth = x * workgroupSize;
     const nonces = rowWidth * y * noncesPerInvocation;
     writeParams(device, slot.params, request.root, request.difficulty, base, rowWidth, 0);
@@ -771,28 +777,28 @@ class WebGpuBackendImpl implements WebGpuBackend {
     return { base, nonces, done };
   }
 
-  private markLost(ctx: DeviceContext, reason: unknown): void {
+  #markLost(ctx: DeviceContext, reason: unknown): void {
     if (ctx.isLost) return;
-    this.log(`webgpu: readback failed (${(reason as Error)?.message ?? String(reason)}); treating the device as lost`);
+    this.#log.warn(`webgpu: readback failed (${(reason as Error)?.message ?? String(reason)}); treating the device as lost`);
     ctx.isLost = true;
     ctx.device.destroy();
   }
 
-  private async runComputeValues(root: Uint8Array, startNonce: bigint, count: number): Promise<BigUint64Array> {
+  async #runComputeValues(root: Uint8Array, startNonce: bigint, count: number): Promise<BigUint64Array> {
     if (root.length !== 32) throw new RangeError(`root must be 32 bytes, got ${root.length}`);
     if (!Number.isInteger(count) || count < 1 || count > 1 << 24) {
       throw new RangeError(`count must be an integer in [1, 2^24], got ${count}`);
     }
-    const ctx = await this.device();
+    const ctx = await this.#device();
     const { device } = ctx;
-    const variant = this.current;
-    const pipeline = await valuesPipeline(ctx, this.options.shaders, variant);
+    const variant = this.#current;
+    const pipeline = await valuesPipeline(ctx, this.#options.shaders, variant);
     const bytes = count * VALUE_BYTES;
     const params = device.createBuffer({ size: PARAMS_BYTES, usage: USAGE_UNIFORM | USAGE_COPY_DST });
     const values = device.createBuffer({ size: bytes, usage: USAGE_STORAGE | USAGE_COPY_SRC });
     const readback = device.createBuffer({ size: bytes, usage: USAGE_MAP_READ | USAGE_COPY_DST });
     try {
-      const { x, y } = this.grid(ctx, variant.workgroupSize, count, 'up');
+      const { x, y } = this.#grid(ctx, variant.workgroupSize, count, 'up');
       const rowWidth = x * variant.workgroupSize;
       if (rowWidth * y < count) throw new RangeError(`count ${count} does not fit one dispatch on this device`);
       writeParams(device, params, root, 0n, startNonce & U64_MASK, rowWidth, count);

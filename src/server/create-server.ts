@@ -32,10 +32,10 @@ import type { PrecachePolicyOptions } from './feeds/precache.ts';
 import type { NodeSource, PrecacheFeed } from './feeds/precache-feed.ts';
 import { AppHttpServer, BROKER_WS_PATH } from './http/app-server.ts';
 import { createServerMetrics, type ServerMetrics, type ServerMetricsOptions } from './http/metrics.ts';
-import { startMetricsServer } from './http/metrics-server.ts';
-import { createPayoutsApi } from './http/payouts-api.ts';
+import { MetricsServer } from './http/metrics-server.ts';
+import { PayoutsApi } from './http/payouts-api.ts';
 import { createRequestGuard } from './http/request-guard.ts';
-import { createServiceApi, type RpcAllow, type ServiceApi, type ServiceApiOptions } from './http/service-api.ts';
+import { ServiceApi, type RpcAllow, type ServiceApiOptions } from './http/service-api.ts';
 import { type Logger, silentLogger } from './log.ts';
 import type { DemoOptions, DemoSource } from './sim/demo-source.ts';
 import { MemoryStore } from './store/memory-store.ts';
@@ -203,7 +203,7 @@ async function startApp(config: AppConfig, log: Logger, closers: Closers): Promi
   });
   const origin = await http.listen();
   closers.add(() => http.close());
-  const payouts = createPayoutsApi({ store, log });
+  const payouts = new PayoutsApi({ store, log });
   closers.add(async () => payouts.close());
   http.attach({ payouts });
   // Who may drive the RPC and read /metrics, by Host and Origin.
@@ -223,7 +223,7 @@ async function startApp(config: AppConfig, log: Logger, closers: Closers): Promi
   const dispatcher = await startDispatcher(config, login, store, broker, log, closers);
   let serviceApi: ServiceApi | undefined;
   if (serviceApiConfig) {
-    const api = createServiceApi({
+    const api = new ServiceApi({
       dispatcher,
       store,
       policy: config.policy ?? DEFAULT_POLICY,
@@ -272,7 +272,7 @@ async function startDispatcherOnly(config: DispatcherConfig, log: Logger, closer
     // (not connected) while the dispatcher is still connecting.
     if (!config.metrics) return;
     const { host, port, access, publicNames, operatorPasswordHash } = config.metrics;
-    const served = await startMetricsServer({ host, port, publicNames, store, dispatcher: unstarted, access, operatorPasswordHash, log });
+    const served = await MetricsServer.start({ host, port, publicNames, store, dispatcher: unstarted, access, operatorPasswordHash, log });
     closers.add(() => served.close());
     metricsUrl = served.url;
     metrics = served.metrics;

@@ -1,8 +1,8 @@
 /**
- * The server side's logging surface: four levels, a message and optional fields. The CLI logs
- * through pino: one JSON object per line when stderr is not a terminal (journald, files, log
- * shippers), the readable `2026-01-01T00:00:00.000Z level message` line on a terminal. Tests and
- * library users pass `silentLogger` or collect lines.
+ * The bodies of the Logger (src/log.ts) for the server and the CLI. The CLI logs through pino:
+ * one JSON object per line when stderr is not a terminal (journald, files, log shippers), the
+ * readable `2026-01-01T00:00:00.000Z level message` line on a terminal. Tests and library users
+ * pass `silentLogger` or collect lines.
  *
  * Secrets never reach the output: fields named like a secret (password, api_key, …) are redacted
  * by pino, URL credentials (`mqtt://user:pass@host`) are masked in every message, and the CLI
@@ -10,21 +10,9 @@
  */
 import type { Writable } from 'node:stream';
 import { pino, type Logger as Pino } from 'pino';
+import type { LogFields, Logger } from '../log.ts';
 
-export type LogFields = Record<string, unknown>;
-
-export interface Logger {
-  info(message: string, fields?: LogFields): void;
-  warn(message: string, fields?: LogFields): void;
-  error(message: string, fields?: LogFields): void;
-  debug?(message: string, fields?: LogFields): void;
-}
-
-export const silentLogger: Logger = {
-  info() {},
-  warn() {},
-  error() {},
-};
+export { silentLogger, type LogFields, type Logger } from '../log.ts';
 
 export const REDACTED = '[redacted]';
 
@@ -117,9 +105,4 @@ function redactFields(fields: LogFields): LogFields {
     else out[k] = v;
   }
   return out;
-}
-
-/** Readable lines on stderr whatever it is; kept for callers that want the old behaviour. */
-export function consoleLogger(verbose = false): Logger {
-  return createLogger({ verbose, json: false });
 }

@@ -22,7 +22,7 @@ import { rootToHex, validateWork } from '../pow/work.ts';
 import { generateApiKey, hashApiKey } from './http/api-keys.ts';
 import { Dispatcher } from './dispatcher/dispatcher.ts';
 import { MemoryStore } from './store/memory-store.ts';
-import { createServiceApi } from './http/service-api.ts';
+import { ServiceApi } from './http/service-api.ts';
 import { ReferenceWorker } from '../testkit/reference-worker.ts';
 import { MOSQUITTO_ACL_BEHAVIOUR, observeAcl } from '../testkit/broker-acl.ts';
 import { connectAs } from '../testkit/mqtt.ts';
@@ -214,11 +214,11 @@ describe.skipIf(skip)('deploy/mosquitto on a real mosquitto', () => {
       precache: 0, ondemand: 0, rateLimit: 0, createdAt: Date.now(),
     });
     const dispatcher = new Dispatcher({ brokerUrl: tcpUrl(), username: 'server', password: secrets.server, store });
-    const api = createServiceApi({ dispatcher, store, policy: difficultyPolicy({ minDifficulty: 0xf000000000000000n }) });
+    const api = new ServiceApi({ dispatcher, store, policy: difficultyPolicy({ minDifficulty: 0xf000000000000000n }) });
     const http = createServer((req, res) => void api.handleRequest(req, res).then((ok) => ok || res.writeHead(404).end()));
     http.listen(0, '127.0.0.1');
     await once(http, 'listening');
-    const engine = await createNodeEngine({ backend: 'wasm', threads: 1, log: () => undefined });
+    const engine = await createNodeEngine({ backend: 'wasm', threads: 1 });
     const volunteer = new DpowClient({ engine });
     const address = encodeAddress(randomBytes(32));
     try {

@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from './broker.ts';
 import { DEFAULT_CONNECTION_CAPS } from './connection-limit.ts';
-import { startMetricsServer } from './http/metrics-server.ts';
+import { MetricsServer } from './http/metrics-server.ts';
 import type { Logger } from './log.ts';
 import { startMqttFront, type MqttFront, type MqttFrontOptions } from './mqtt-front.ts';
 import { PACKET_TYPES } from './mqtt-packet-size.ts';
@@ -150,7 +150,7 @@ describe('the MQTT front', () => {
 
   it('serves its counters on /metrics and says on /readyz whether the broker takes connections', async () => {
     const { broker, front } = await brokerAndFront({ limits: { maxConnectionsPerSource: 1 } });
-    const served = closeAfter(cleanups, await startMetricsServer({ port: 0, front, access: 'loopback' }));
+    const served = closeAfter(cleanups, await MetricsServer.start({ port: 0, front, access: 'loopback' }));
     await RawMqtt.open(front.url, cleanups, from('198.51.100.7'));
     await expect(RawMqtt.open(front.url, cleanups, from('198.51.100.7'))).rejects.toMatchObject({ status: 429 });
     const oversize = await RawMqtt.open(front.url, cleanups);

@@ -49,7 +49,7 @@ beforeAll(async () => {
     dispatcher: { statisticsMs: 3_600_000 },
   });
   for (let i = 0; i < WORKERS; i++) {
-    const engine = await createNodeEngine({ backend: 'wasm', threads: 1, log: () => undefined });
+    const engine = await createNodeEngine({ backend: 'wasm', threads: 1 });
     engines.push(engine);
     const client = new DpowClient({ engine, reconnect: { initialMs: 100, maxMs: 500 } });
     const address = encodeAddress(randomBytes(32));

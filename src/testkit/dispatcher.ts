@@ -13,13 +13,13 @@ export class TestDispatcher implements DispatcherApi {
   withdrawn: string[] = [];
   cancelled: Array<{ hash: string; requester: Requester }> = [];
   behaviour: 'work' | 'timeout' | 'cancelled' | 'shutting-down' | 'throw' | 'hold' = 'work';
-  private held: Array<{ request: WorkRequest; go: () => void }> = [];
+  #held: Array<{ request: WorkRequest; go: () => void }> = [];
 
   async requestWork(request: WorkRequest): Promise<WorkAnswer> {
     this.requests.push(request);
     // As the contract says: an account in the request is tracked for precache.
     if (request.account) await this.track(request.account);
-    if (this.behaviour === 'hold') await new Promise<void>((go) => this.held.push({ request, go }));
+    if (this.behaviour === 'hold') await new Promise<void>((go) => this.#held.push({ request, go }));
     if (this.behaviour === 'throw') throw new Error('store exploded');
     if (this.behaviour !== 'work' && this.behaviour !== 'hold') throw new DispatchError(this.behaviour, this.behaviour);
     const work = findWork(request.hash, request.difficulty);
@@ -27,7 +27,7 @@ export class TestDispatcher implements DispatcherApi {
   }
   /** Lets the held request for exactly this hash (case as sent) finish. */
   release(hash: string): void {
-    this.held.find((h) => h.request.hash === hash)!.go();
+    this.#held.find((h) => h.request.hash === hash)!.go();
   }
   async precache(): Promise<void> {}
   async withdraw(hash: string): Promise<boolean> {

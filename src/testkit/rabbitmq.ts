@@ -81,12 +81,16 @@ const LOG_TAIL = 64 * 1024;
 export class RabbitNode {
   #process?: ChildProcess;
   #log = '';
+  readonly #env: NodeJS.ProcessEnv;
+
   constructor(
     readonly name: string,
     readonly ports: { mqtt: number; ws: number; dist: number },
     readonly dir: string,
-    private readonly env: NodeJS.ProcessEnv,
-  ) {}
+    env: NodeJS.ProcessEnv,
+  ) {
+    this.#env = env;
+  }
 
   get mqttUrl(): string {
     return `mqtt://127.0.0.1:${this.ports.mqtt}`;
@@ -108,7 +112,7 @@ export class RabbitNode {
   /** Starts the node (again, on the same ports and data); resolves once both listeners accept connections. */
   async start(timeoutMs = 120_000): Promise<void> {
     if (this.running) return;
-    const child = spawn(RABBITMQ_SERVER, [], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const child = spawn(RABBITMQ_SERVER, [], { env: this.#env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     this.#process = child;
     killOnExit(child, { group: true });
     const keep = (d: Buffer) => (this.#log = (this.#log + d).slice(-LOG_TAIL));
@@ -139,7 +143,7 @@ export class RabbitNode {
 
   /** `rabbitmqctl -n <this node> <args>`; the stdout, or a rejection with what it said. */
   async ctl(args: string[], input?: string): Promise<string> {
-    return rabbitmqctl(this.env, ['-n', this.name, ...args], input);
+    return rabbitmqctl(this.#env, ['-n', this.name, ...args], input);
   }
 }
 
@@ -161,13 +165,19 @@ export interface RabbitClusterOptions {
 }
 
 export class RabbitCluster {
+  readonly #epmd: ChildProcess;
+  readonly #env: NodeJS.ProcessEnv;
+
   private constructor(
     readonly nodes: RabbitNode[],
     readonly dir: string,
     readonly secrets: { server: string; dashboard: string },
-    private readonly epmd: ChildProcess,
-    private readonly env: NodeJS.ProcessEnv,
-  ) {}
+    epmd: ChildProcess,
+    env: NodeJS.ProcessEnv,
+  ) {
+    this.#epmd = epmd;
+    this.#env = env;
+  }
 
   /**
    * Starts every node at once (they find each other through the shipped classic_config peer
@@ -247,7 +257,7 @@ export class RabbitCluster {
   async makeUsers(env: NodeJS.ProcessEnv = {}): Promise<void> {
     const node = this.nodes.find((n) => n.running)!;
     await run('sh', [join(DEPLOY_RABBITMQ, 'make-users.sh'), '-n', node.name], {
-      env: { ...this.env, RABBITMQCTL, SERVER_PASSWORD: this.secrets.server, DASHBOARD_PASSWORD: this.secrets.dashboard, ...env },
+      env: { ...this.#env, RABBITMQCTL, SERVER_PASSWORD: this.secrets.server, DASHBOARD_PASSWORD: this.secrets.dashboard, ...env },
       timeout: 120_000,
     });
   }
@@ -273,9 +283,9 @@ export class RabbitCluster {
 
   async close(): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.kill()));
-    if (this.epmd.exitCode === null && this.epmd.signalCode === null) {
-      const exited = new Promise((r) => this.epmd.once('exit', r));
-      this.epmd.kill('SIGKILL');
+    if (this.#epmd.exitCode === null && this.#epmd.signalCode === null) {
+      const exited = new Promise((r) => this.#epmd.once('exit', r));
+      this.#epmd.kill('SIGKILL');
       await exited;
     }
     rmSync(this.dir, { recursive: true, force: true });

@@ -118,13 +118,17 @@ export interface SentinelGroupOptions {
 }
 
 export class RedisSentinelGroup {
+  readonly #password: string | undefined;
+
   private constructor(
     readonly masterName: string,
     /** Every data server; the first one started as the primary. */
     readonly servers: RedisServer[],
     readonly sentinels: SentinelProcess[],
-    private readonly password?: string,
-  ) {}
+    password?: string,
+  ) {
+    this.#password = password;
+  }
 
   static async start(options: SentinelGroupOptions = {}): Promise<RedisSentinelGroup> {
     const masterName = options.masterName ?? 'dpow';
@@ -205,26 +209,26 @@ export class RedisSentinelGroup {
   }
 
   async role(server: RedisServer): Promise<string | undefined> {
-    const reply = await ask(server.port, ['ROLE'], this.password);
+    const reply = await ask(server.port, ['ROLE'], this.#password);
     return Array.isArray(reply) ? String(reply[0]) : undefined;
   }
 
   /** The replication offset a server has reached (its own as a primary, the processed one as a replica). */
   async offset(server: RedisServer): Promise<number> {
-    const info = String((await ask(server.port, ['INFO', 'replication'], this.password)) ?? '');
+    const info = String((await ask(server.port, ['INFO', 'replication'], this.#password)) ?? '');
     const m = /(?:slave_repl_offset|master_repl_offset):(\d+)/.exec(info);
     return m ? Number(m[1]) : -1;
   }
 
   /** True when `replica` replicates `primary` and its link is up. */
   async linkUp(replica: RedisServer, primary: RedisServer): Promise<boolean> {
-    const info = String((await ask(replica.port, ['INFO', 'replication'], this.password)) ?? '');
+    const info = String((await ask(replica.port, ['INFO', 'replication'], this.#password)) ?? '');
     return /^role:slave\r?$/m.test(info) && new RegExp(`^master_port:${primary.port}\\r?$`, 'm').test(info) && /^master_link_status:up\r?$/m.test(info);
   }
 
   /** A replica's role, primary and link as it reports them (for error messages). */
   async linkState(replica: RedisServer): Promise<string> {
-    const info = String((await ask(replica.port, ['INFO', 'replication'], this.password).catch((e: Error) => e.message)) ?? '');
+    const info = String((await ask(replica.port, ['INFO', 'replication'], this.#password).catch((e: Error) => e.message)) ?? '');
     const field = (name: string) => new RegExp(`^${name}:(.*?)\\r?$`, 'm').exec(info)?.[1] ?? '?';
     return `role ${field('role')}, master_port ${field('master_port')}, link ${field('master_link_status')}, sync ${field('master_sync_in_progress')}`;
   }

@@ -24,7 +24,8 @@ export class ReferenceWorker {
   readonly cancels: string[] = [];
   readonly clientMessages: ClientMessage[] = [];
   readonly heartbeats = { count: 0 };
-  private readonly active = new Set<string>();
+  readonly #active = new Set<string>();
+
   private constructor(
     readonly client: MqttClient,
     readonly options: ReferenceWorkerOptions,
@@ -39,12 +40,12 @@ export class ReferenceWorker {
       connectTimeout: 5_000,
     });
     const worker = new ReferenceWorker(client, options);
-    client.on('message', (topic, payload) => worker.onMessage(topic, payload));
+    client.on('message', (topic, payload) => worker.#onMessage(topic, payload));
     await client.subscribeAsync(['work/+', 'cancel/+', topics.client(options.address), 'heartbeat'], { qos: 1 });
     return worker;
   }
 
-  private onMessage(topic: string, payload: Buffer): void {
+  #onMessage(topic: string, payload: Buffer): void {
     const parsed = parseTopic(topic);
     if (!parsed.ok) return;
     const t = parsed.value;
@@ -56,30 +57,30 @@ export class ReferenceWorker {
       const hash = cancelCodec.decode(payload);
       if (hash.ok) {
         this.cancels.push(hash.value);
-        this.active.delete(hash.value.toLowerCase());
+        this.#active.delete(hash.value.toLowerCase());
       }
     } else if (t.kind === 'work') {
       const job = workCodec.decode(payload);
-      if (job.ok) void this.solve(job.value.hash, job.value.difficulty, t.workType);
+      if (job.ok) void this.#solve(job.value.hash, job.value.difficulty, t.workType);
     }
   }
 
-  private async solve(hash: string, difficulty: bigint, workType: WorkType): Promise<void> {
+  async #solve(hash: string, difficulty: bigint, workType: WorkType): Promise<void> {
     const key = hash.toLowerCase();
-    if (this.active.has(key)) return;
-    this.active.add(key);
+    if (this.#active.has(key)) return;
+    this.#active.add(key);
     const slice = this.options.slice ?? 64;
     let nonce = BigInt(Math.floor(Math.random() * 2 ** 48));
-    while (this.active.has(key)) {
+    while (this.#active.has(key)) {
       for (let i = 0; i < slice; i++, nonce++) {
         if (workValue(hash, nonce) >= difficulty) {
           const work = toU64Hex(nonce);
-          this.active.delete(key);
+          this.#active.delete(key);
           this.results.push({ hash, work, workType });
           await this.client
             .publishAsync(topics.result(workType), resultCodec.encode({ hash, work, address: this.options.address }), { qos: 1 })
             .catch((err: unknown) => {
-              if (!this.stopped) throw err; // a publish cut off by stop() is no failure
+              if (!this.#stopped) throw err; // a publish cut off by stop() is no failure
             });
           return;
         }
@@ -88,11 +89,11 @@ export class ReferenceWorker {
     }
   }
 
-  private stopped = false;
+  #stopped = false;
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    this.active.clear();
+    this.#stopped = true;
+    this.#active.clear();
     await this.client.endAsync(true);
   }
 }

@@ -1,5 +1,5 @@
 /** A block hash, short, linked to the deployment's explorer when it has one (explorerBlockUrl). */
-import { shortHash } from '../format.ts';
+import { shortHash } from '../../format.ts';
 import { explorerLink } from '../links.ts';
 
 export function BlockLink({ hash, template, testId }: { hash: string; template: string; testId: string }) {

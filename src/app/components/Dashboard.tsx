@@ -2,7 +2,7 @@
 import type { AppController } from '../controller.ts';
 import type { ClientState, SustainedRates } from '../../dpow/state.ts';
 import type { KernelState } from '../../pow/types.ts';
-import { formatCount, formatDuration, formatHashrate, formatMultiplier, shortAddress, shortHash } from '../format.ts';
+import { formatCount, formatDuration, formatHashrate, formatMultiplier, shortAddress, shortHash } from '../../format.ts';
 import { HashrateChart } from './HashrateChart.tsx';
 import { EventLog } from './EventLog.tsx';
 import { HistoryCard } from './HistoryCard.tsx';

@@ -1,7 +1,7 @@
 /** The client's event log, filterable by level, kind and text. */
 import { useMemo, useState } from 'preact/hooks';
 import type { ClientEvent } from '../../dpow/state.ts';
-import { formatClock } from '../format.ts';
+import { formatClock } from '../../format.ts';
 
 type LevelFilter = 'all' | ClientEvent['level'];
 

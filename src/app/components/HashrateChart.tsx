@@ -3,7 +3,7 @@
  * rateSamples), as an SVG line. An interval with no computing is a gap, not a zero, and a fast GPU
  * whose jobs take milliseconds still draws its rate.
  */
-import { formatHashrate } from '../format.ts';
+import { formatHashrate } from '../../format.ts';
 import { CHART_INTERVAL_MS, CHART_POINTS } from '../controller.ts';
 
 /** 1, 2 or 5 times a power of ten, at or above v: round axis labels. */

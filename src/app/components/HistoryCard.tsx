@@ -5,7 +5,7 @@
  */
 import type { AppController } from '../controller.ts';
 import { summarize, type HistorySummary } from '../history.ts';
-import { formatCount, formatDuration, shortAddress } from '../format.ts';
+import { formatCount, formatDuration, shortAddress } from '../../format.ts';
 
 /** "97%", or a dash when nothing was published. */
 export function formatShare(share: number | null): string {

@@ -1,14 +1,22 @@
 /**
  * Kiosk mode: a large, glanceable view for an unattended screen. No dialogs and no clicks
  * needed; it starts on its own when the URL says autostart=1. Its big word and number are the
- * dashboard's headline: what the worker does, and a rate that is never a false zero.
+ * dashboard's headline: what the worker does, and a rate that is never a false zero. Its counters
+ * end with what this server has paid the address, in short (the exact amount on hover).
  */
 import type { AppController } from '../controller.ts';
 import { summarize } from '../history.ts';
-import { formatCount, formatDuration, formatMultiplier, shortAddress, shortHash } from '../format.ts';
+import { formatCount, formatDuration, formatMultiplier, formatNanoAmount, formatNanoCompact, shortAddress, shortHash } from '../../format.ts';
 import { ActivityWord, BACKEND_NAMES, expectedMs, headlineText, rateDetail, useDeviceName } from './WorkerStatus.tsx';
 import { HashrateChart } from './HashrateChart.tsx';
 import { historyFacts } from './HistoryCard.tsx';
+import { payoutSnapshotKey, usePayouts } from './Payouts.tsx';
+
+/** The total paid for a glance: cut short, "Not yet" from a server that has not paid. */
+function paidText(view: ReturnType<typeof usePayouts>): string {
+  if (view.kind === 'report') return formatNanoCompact(BigInt(view.report.paid));
+  return view.kind === 'none' ? 'Not yet' : '—';
+}
 
 export function Kiosk({ app, wakeLock }: { app: AppController; wakeLock: boolean }) {
   const s = app.state.value;
@@ -18,6 +26,7 @@ export function Kiosk({ app, wakeLock }: { app: AppController; wakeLock: boolean
   const device = useDeviceName(s.sustained.device);
   const history = app.historyShown.value;
   const facts = historyFacts(history ? summarize(history, app.now.value) : null, true);
+  const paid = usePayouts(check.ok ? app.settings.value.address : null, payoutSnapshotKey(s.lastClientMessage));
   return (
     <main class="kiosk" data-testid="kiosk">
       <header class="kiosk-head">
@@ -84,6 +93,12 @@ export function Kiosk({ app, wakeLock }: { app: AppController; wakeLock: boolean
         <div>
           <dt>Rewarded total</dt>
           <dd>{stats ? formatCount(stats.precache + stats.ondemand) : '—'}</dd>
+        </div>
+        <div>
+          <dt>Paid total</dt>
+          <dd data-testid="kiosk-paid" title={paid.kind === 'report' ? formatNanoAmount(BigInt(paid.report.paid)) : undefined}>
+            {paidText(paid)}
+          </dd>
         </div>
       </dl>
       <footer class="kiosk-foot">

@@ -2,23 +2,35 @@
  * The rewards card's payout part: what this server has paid the payout address (total, the last
  * payouts with their exact NANO amount and block, what waits for the next payout), or plainly
  * that it has not paid yet. Loaded when the card shows, again every minute, and at once when the
- * address's snapshot moves (a payout run recorded it).
+ * address's snapshot moves (a payout run recorded it). The kiosk shows the total from the same
+ * usePayouts.
  */
 import { useEffect, useState } from 'preact/hooks';
-import { formatNano } from '../../dpow/nano-amount.ts';
+import type { ClientMessage } from '../../dpow/codec.ts';
+import { formatNanoAmount } from '../../format.ts';
 import { loadPayouts, type PayoutsView } from '../../dpow/payouts.ts';
 import { BlockLink } from './BlockLink.tsx';
 import './payouts.css';
 
 const DATE = new Intl.DateTimeFormat('en', { dateStyle: 'medium' });
 const MOMENT = new Intl.DateTimeFormat('en', { dateStyle: 'medium', timeStyle: 'short' });
-const nano = (raw: string) => `${formatNano(BigInt(raw))} NANO`;
+const nano = (raw: string) => formatNanoAmount(BigInt(raw));
 /** Asked again this often while the card shows (well inside the endpoint's 60 a minute). */
 const REFRESH_MS = 60_000;
 
-export function Payouts({ address, explorerTemplate, snapshotKey }: { address: string; explorerTemplate: string; snapshotKey: string }) {
+/** Where the address's payouts stand in its client/<address> counters: a payout run moves it. */
+export function payoutSnapshotKey(message: ClientMessage | null): string {
+  return message?.kind === 'stats' ? `${message.stats.snapshot_precache}:${message.stats.snapshot_ondemand}` : '';
+}
+
+/**
+ * What this server paid `address` (null: no valid address, so nothing is asked): asked now, every
+ * minute while shown, and at once when `snapshotKey` moves.
+ */
+export function usePayouts(address: string | null, snapshotKey: string): PayoutsView | { kind: 'loading' } {
   const [view, setView] = useState<PayoutsView | { kind: 'loading' }>({ kind: 'loading' });
   useEffect(() => {
+    if (address === null) return undefined;
     let live = true;
     const load = () => void loadPayouts(address, window.location.origin, fetch).then((next) => live && setView(next));
     load();
@@ -28,6 +40,11 @@ export function Payouts({ address, explorerTemplate, snapshotKey }: { address: s
       clearInterval(timer);
     };
   }, [address, snapshotKey]);
+  return view;
+}
+
+export function Payouts({ address, explorerTemplate, snapshotKey }: { address: string; explorerTemplate: string; snapshotKey: string }) {
+  const view = usePayouts(address, snapshotKey);
 
   return (
     <div class="payouts" data-testid="payouts">

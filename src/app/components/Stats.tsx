@@ -1,10 +1,10 @@
 /** Personal stats (client/<address>) and the network's statistics table. */
 import type { AppController } from '../controller.ts';
 import type { Statistics } from '../../dpow/codec.ts';
-import { formatCount } from '../format.ts';
+import { formatCount } from '../../format.ts';
 import { safeHref } from '../links.ts';
 import { BlockLink } from './BlockLink.tsx';
-import { Payouts } from './Payouts.tsx';
+import { Payouts, payoutSnapshotKey } from './Payouts.tsx';
 
 export function PersonalStats({ app }: { app: AppController }) {
   const msg = app.state.value.lastClientMessage;
@@ -53,7 +53,7 @@ export function PersonalStats({ app }: { app: AppController }) {
         <Payouts
           address={app.settings.value.address}
           explorerTemplate={app.config.explorerBlockUrl}
-          snapshotKey={msg?.kind === 'stats' ? `${msg.stats.snapshot_precache}:${msg.stats.snapshot_ondemand}` : ''}
+          snapshotKey={payoutSnapshotKey(msg)}
         />
       )}
     </section>

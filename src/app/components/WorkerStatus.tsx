@@ -10,7 +10,7 @@ import type { DeviceInfo } from '../../pow/types.ts';
 import { expectedHashes, parseDifficulty } from '../../pow/work.ts';
 import type { Headline } from '../controller.ts';
 import { describeDevice } from '../device.ts';
-import { formatHashrate } from '../format.ts';
+import { formatHashrate } from '../../format.ts';
 
 export const CONNECTION_LABELS: Record<ConnectionState, string> = {
   idle: 'Not started',

@@ -106,24 +106,24 @@ function dummyKeyHash(): string {
  * against, so removing or re-keying a service invalidates it at once.
  */
 export class ApiKeyVerifier {
-  private readonly cache = new Map<string, { storedHash: string; ok: boolean; expires: number }>();
-  private readonly positiveTtlMs: number;
-  private readonly negativeTtlMs: number;
-  private readonly maxEntries: number;
-  private readonly now: () => number;
-  private readonly scryptRuns: RateLimiter;
-  private readonly maxFailuresPerMinute: number;
-  private readonly dummyHash = dummyKeyHash();
+  readonly #cache = new Map<string, { storedHash: string; ok: boolean; expires: number }>();
+  readonly #positiveTtlMs: number;
+  readonly #negativeTtlMs: number;
+  readonly #maxEntries: number;
+  readonly #now: () => number;
+  readonly #scryptRuns: RateLimiter;
+  readonly #maxFailuresPerMinute: number;
+  readonly #dummyHash = dummyKeyHash();
   /** Checks answered from memory, by running scrypt, or refused unchecked (the source ran too many). */
   readonly stats = { cached: 0, computed: 0, throttled: 0 };
 
   constructor(options: ApiKeyVerifierOptions = {}) {
-    this.positiveTtlMs = options.positiveTtlMs ?? 5 * 60_000;
-    this.negativeTtlMs = options.negativeTtlMs ?? 10_000;
-    this.maxEntries = options.maxEntries ?? 10_000;
-    this.now = options.now ?? Date.now;
-    this.maxFailuresPerMinute = options.maxFailuresPerMinute ?? 20;
-    this.scryptRuns = new RateLimiter({ now: this.now });
+    this.#positiveTtlMs = options.positiveTtlMs ?? 5 * 60_000;
+    this.#negativeTtlMs = options.negativeTtlMs ?? 10_000;
+    this.#maxEntries = options.maxEntries ?? 10_000;
+    this.#now = options.now ?? Date.now;
+    this.#maxFailuresPerMinute = options.maxFailuresPerMinute ?? 20;
+    this.#scryptRuns = new RateLimiter({ now: this.#now });
   }
 
   /**
@@ -132,33 +132,38 @@ export class ApiKeyVerifier {
    * caller's address): its checks, not the user's, are what gets throttled.
    */
   async verify(user: string, key: string, storedHash: string | undefined, source: string): Promise<boolean> {
-    const against = storedHash ?? this.dummyHash;
+    const against = storedHash ?? this.#dummyHash;
     const id = createHash('sha256').update(user).update('\0').update(key).digest('base64url');
-    const now = this.now();
-    const hit = this.cache.get(id);
+    const now = this.#now();
+    const hit = this.#cache.get(id);
     if (hit && hit.storedHash === against && hit.expires > now) {
       this.stats.cached++;
       return hit.ok && storedHash !== undefined;
     }
     // Every scrypt a source starts takes from its allowance up front (a success is rare: it is
     // remembered), so a burst of concurrent guesses cannot all start before the first fails.
-    if (!this.scryptRuns.take(source, this.maxFailuresPerMinute).ok) {
+    if (!this.#scryptRuns.take(source, this.#maxFailuresPerMinute).ok) {
       this.stats.throttled++;
       return false;
     }
     this.stats.computed++;
     const ok = (await verifyApiKey(key, against)) && storedHash !== undefined;
-    this.cache.delete(id);
-    while (this.cache.size >= this.maxEntries) {
-      const oldest = this.cache.keys().next().value;
+    this.#cache.delete(id);
+    while (this.#cache.size >= this.#maxEntries) {
+      const oldest = this.#cache.keys().next().value;
       if (oldest === undefined) break;
-      this.cache.delete(oldest);
+      this.#cache.delete(oldest);
     }
-    this.cache.set(id, { storedHash: against, ok, expires: now + (ok ? this.positiveTtlMs : this.negativeTtlMs) });
+    this.#cache.set(id, { storedHash: against, ok, expires: now + (ok ? this.#positiveTtlMs : this.#negativeTtlMs) });
     return ok;
   }
 
   clear(): void {
-    this.cache.clear();
+    this.#cache.clear();
+  }
+
+  /** The record an unknown user's key is checked against (its cost is what a test checks). */
+  get dummyHash(): string {
+    return this.#dummyHash;
   }
 }

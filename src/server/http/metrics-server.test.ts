@@ -4,7 +4,7 @@ import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
 import { Dispatcher } from '../dispatcher/dispatcher.ts';
 import { MemoryStore } from '../store/memory-store.ts';
 import { hashApiKey } from './api-keys.ts';
-import { startMetricsServer } from './metrics-server.ts';
+import { MetricsServer } from './metrics-server.ts';
 
 const cleanups = cleanupsAfterEach();
 
@@ -13,10 +13,10 @@ function unstartedDispatcher(store: MemoryStore): Dispatcher {
   return new Dispatcher({ brokerUrl: 'mqtt://127.0.0.1:1', username: 'server', password: 'x', store });
 }
 
-describe('startMetricsServer', () => {
+describe('MetricsServer', () => {
   it('answers /readyz 503 until the dispatcher is connected, and only the operator paths', async () => {
     const store = new MemoryStore();
-    const served = await startMetricsServer({ port: 0, store, dispatcher: unstartedDispatcher(store), access: 'loopback' });
+    const served = await MetricsServer.start({ port: 0, store, dispatcher: unstartedDispatcher(store), access: 'loopback' });
     cleanups.push(() => served.close());
     expect(served.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
 
@@ -33,7 +33,7 @@ describe('startMetricsServer', () => {
 
   it('does not serve /metrics when access is off, but still /healthz and /readyz', async () => {
     const store = new MemoryStore();
-    const served = await startMetricsServer({ port: 0, store, access: false });
+    const served = await MetricsServer.start({ port: 0, store, access: false });
     cleanups.push(() => served.close());
     expect((await fetch(new URL('/metrics', served.url))).status).toBe(404);
     expect((await fetch(new URL('/healthz', served.url))).status).toBe(200);
@@ -42,7 +42,7 @@ describe('startMetricsServer', () => {
 
   it('refuses a foreign Host and another page\'s Origin, answers its --public-name, and takes the operator password', async () => {
     const store = new MemoryStore();
-    const served = await startMetricsServer({
+    const served = await MetricsServer.start({
       port: 0,
       store,
       access: { apiKeys: true },
@@ -71,9 +71,9 @@ describe('startMetricsServer', () => {
 
   it('fails to start on a taken port, with the error code for the caller to explain', async () => {
     const store = new MemoryStore();
-    const first = await startMetricsServer({ port: 0, store, access: 'loopback' });
+    const first = await MetricsServer.start({ port: 0, store, access: 'loopback' });
     cleanups.push(() => first.close());
     const port = Number(new URL(first.url).port);
-    await expect(startMetricsServer({ port, store, access: 'loopback' })).rejects.toMatchObject({ code: 'EADDRINUSE' });
+    await expect(MetricsServer.start({ port, store, access: 'loopback' })).rejects.toMatchObject({ code: 'EADDRINUSE' });
   });
 });

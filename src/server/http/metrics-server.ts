@@ -21,48 +21,49 @@ export interface MetricsServerOptions extends ServerMetricsOptions {
   port: number;
 }
 
-export interface MetricsServer {
-  /** http://host:port/ */
-  url: string;
-  server: http.Server;
+/** The operator's endpoints on their own port; MetricsServer.start() resolves once it listens. */
+export class MetricsServer {
   /** Feeds started later report through metrics.addFeed. */
-  metrics: ServerMetrics;
-  close(): Promise<void>;
-}
+  readonly metrics: ServerMetrics;
+  readonly server: http.Server;
+  /** http://host:port/ */
+  readonly url: string;
 
-export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
-  const { host = '127.0.0.1', port, publicNames, ...metricsOptions } = options;
-  const log = options.log ?? silentLogger;
-  const metrics = createServerMetrics({ guard: createRequestGuard({ host, publicNames }), ...metricsOptions });
-  const server = http.createServer((req, res) => {
-    for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
-    void metrics
-      .handleRequest(req, res)
-      .then((handled) => {
-        if (!handled) res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' }).end('Not found\n');
-      })
-      .catch((err: unknown) => {
-        log.error(`http: ${req.method} ${req.url}: ${(err as Error).stack ?? err}`);
-        if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' }).end('Internal error\n');
-        else res.destroy();
-      });
-  });
-  server.on('clientError', (_err, socket) => socket.destroy());
-  let origin: string;
-  try {
-    origin = await listen(server, port, host);
-  } catch (err) {
-    metrics.close();
-    throw err;
-  }
-  return {
-    url: `${origin}/`,
-    server,
-    metrics,
-    async close() {
+  static async start(options: MetricsServerOptions): Promise<MetricsServer> {
+    const { host = '127.0.0.1', port, publicNames, ...metricsOptions } = options;
+    const log = options.log ?? silentLogger;
+    const metrics = createServerMetrics({ guard: createRequestGuard({ host, publicNames }), ...metricsOptions });
+    const server = http.createServer((req, res) => {
+      for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
+      void metrics
+        .handleRequest(req, res)
+        .then((handled) => {
+          if (!handled) res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' }).end('Not found\n');
+        })
+        .catch((err: unknown) => {
+          log.error(`http: ${req.method} ${req.url}: ${(err as Error).stack ?? err}`);
+          if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' }).end('Internal error\n');
+          else res.destroy();
+        });
+    });
+    server.on('clientError', (_err, socket) => socket.destroy());
+    try {
+      return new MetricsServer(metrics, server, `${await listen(server, port, host)}/`);
+    } catch (err) {
       metrics.close();
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
+      throw err;
+    }
+  }
+
+  private constructor(metrics: ServerMetrics, server: http.Server, url: string) {
+    this.metrics = metrics;
+    this.server = server;
+    this.url = url;
+  }
+
+  async close(): Promise<void> {
+    this.metrics.close();
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
 }

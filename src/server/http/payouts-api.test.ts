@@ -12,7 +12,7 @@ import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
 import { MemoryStore } from '../store/memory-store.ts';
 import type { DispatcherStore } from '../store/store.ts';
 import { createServer } from '../create-server.ts';
-import { createPayoutsApi } from './payouts-api.ts';
+import { PayoutsApi } from './payouts-api.ts';
 import type { Logger } from '../log.ts';
 
 const cleanups = cleanupsAfterEach();
@@ -128,7 +128,7 @@ describe('GET /api/payouts/<address>', () => {
 
 describe('the payouts endpoint on its own', () => {
   async function serve(store: DispatcherStore, perMinute: number, now: () => number, log?: Logger) {
-    const api = createPayoutsApi({ store, perMinute, now, ...(log ? { log } : {}) });
+    const api = new PayoutsApi({ store, perMinute, now, ...(log ? { log } : {}) });
     const server = http.createServer((req, res) => void api.handleRequest(req, res).then((handled) => handled || res.writeHead(404).end()));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     cleanups.push(() => new Promise((r) => server.close(r)), () => api.close());

@@ -37,13 +37,6 @@ export interface PayoutsApiOptions {
   now?: () => number;
 }
 
-export interface PayoutsApi {
-  /** Answers requests under /api/payouts/ and returns true; false for any other path. */
-  handleRequest(req: IncomingMessage, res: ServerResponse): Promise<boolean>;
-  readonly counters: Record<PayoutsOutcome, number>;
-  close(): void;
-}
-
 /** The ledger's answer as the endpoint's JSON. */
 export function toPayoutsReport(address: string, found: AddressPayouts): PayoutsReport {
   return {
@@ -61,24 +54,36 @@ export function toPayoutsReport(address: string, found: AddressPayouts): Payouts
   };
 }
 
-export function createPayoutsApi(options: PayoutsApiOptions): PayoutsApi {
-  const { store } = options;
-  const log = options.log ?? silentLogger;
-  const perMinute = options.perMinute ?? PAYOUTS_PER_MINUTE;
-  const limiter = new RateLimiter({ now: options.now });
-  const counters: Record<PayoutsOutcome, number> = { ok: 0, 'not-modified': 0, 'bad-method': 0, 'bad-address': 0, 'rate-limited': 0, unavailable: 0 };
-  // Refusals are counted one by one and logged as one line per kind and interval.
-  const refusals = new LogLimiter(log);
-  const prune = setInterval(() => limiter.prune(), 60_000);
-  prune.unref();
+function send(req: IncomingMessage, res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = `${JSON.stringify(body)}\n`;
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': String(Buffer.byteLength(text)), ...headers });
+  res.end(req.method === 'HEAD' ? undefined : text);
+}
 
-  function send(req: IncomingMessage, res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-    const text = `${JSON.stringify(body)}\n`;
-    res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': String(Buffer.byteLength(text)), ...headers });
-    res.end(req.method === 'HEAD' ? undefined : text);
+/** `GET /api/payouts/<address>` on the app server; its rate limiter's prune runs until close(). */
+export class PayoutsApi {
+  readonly counters: Record<PayoutsOutcome, number> = { ok: 0, 'not-modified': 0, 'bad-method': 0, 'bad-address': 0, 'rate-limited': 0, unavailable: 0 };
+  readonly #store: DispatcherStore;
+  readonly #log: Logger;
+  readonly #perMinute: number;
+  readonly #limiter: RateLimiter;
+  /** Refusals are counted one by one and logged as one line per kind and interval. */
+  readonly #refusals: LogLimiter;
+  readonly #prune: ReturnType<typeof setInterval>;
+
+  constructor(options: PayoutsApiOptions) {
+    this.#store = options.store;
+    this.#log = options.log ?? silentLogger;
+    this.#perMinute = options.perMinute ?? PAYOUTS_PER_MINUTE;
+    this.#limiter = new RateLimiter({ now: options.now });
+    this.#refusals = new LogLimiter(this.#log);
+    this.#prune = setInterval(() => this.#limiter.prune(), 60_000);
+    this.#prune.unref();
   }
 
-  async function handleRequest(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+  /** Answers requests under /api/payouts/ and returns true; false for any other path. */
+  async handleRequest(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const { counters } = this;
     const path = (req.url ?? '/').split('?')[0];
     if (!path.startsWith(PAYOUTS_PATH)) return false;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -88,10 +93,10 @@ export function createPayoutsApi(options: PayoutsApiOptions): PayoutsApi {
       return true;
     }
     const caller = callerAddress(req);
-    const decision = limiter.take(sourceKey(caller), perMinute);
+    const decision = this.#limiter.take(sourceKey(caller), this.#perMinute);
     if (!decision.ok) {
       counters['rate-limited']++;
-      refusals.info('payouts: rate limited', `payouts: rate limit reached for ${clip(caller)}`);
+      this.#refusals.info('payouts: rate limited', `payouts: rate limit reached for ${clip(caller)}`);
       send(req, res, 429, { error: 'too many requests, try again later' }, { 'Retry-After': String(Math.ceil(decision.retryAfterMs / 1000)) });
       return true;
     }
@@ -99,16 +104,16 @@ export function createPayoutsApi(options: PayoutsApiOptions): PayoutsApi {
     const check = segment.length <= MAX_SEGMENT ? checkAddress(segment, NANO_PREFIXES) : ({ ok: false, reason: `an address has at most ${MAX_SEGMENT} characters` } as const);
     if (!check.ok) {
       counters['bad-address']++;
-      refusals.info('payouts: bad address', `payouts: bad address ${clip(segment)} from ${clip(caller)}: ${check.reason}`);
+      this.#refusals.info('payouts: bad address', `payouts: bad address ${clip(segment)} from ${clip(caller)}: ${check.reason}`);
       send(req, res, 400, { error: check.reason });
       return true;
     }
     let found: AddressPayouts;
     try {
-      found = await store.payouts.forAddress(segment, PAYOUTS_SHOWN);
+      found = await this.#store.payouts.forAddress(segment, PAYOUTS_SHOWN);
     } catch (err) {
       counters.unavailable++;
-      log.warn(`payouts: the store did not answer: ${(err as Error).message}`);
+      this.#log.warn(`payouts: the store did not answer: ${(err as Error).message}`);
       send(req, res, 503, { error: 'payouts are unavailable right now' }, { 'Retry-After': '5', 'Cache-Control': 'no-store' });
       return true;
     }
@@ -124,12 +129,8 @@ export function createPayoutsApi(options: PayoutsApiOptions): PayoutsApi {
     return true;
   }
 
-  return {
-    handleRequest,
-    counters,
-    close() {
-      clearInterval(prune);
-      refusals.close();
-    },
-  };
+  close(): void {
+    clearInterval(this.#prune);
+    this.#refusals.close();
+  }
 }

@@ -13,7 +13,7 @@ import net, { type AddressInfo } from 'node:net';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../store/memory-store.ts';
-import { createServiceApi, type ServiceApi } from './service-api.ts';
+import { ServiceApi } from './service-api.ts';
 import { DispatchError, type DispatcherApi } from '../types.ts';
 import { addTestService } from '../../testkit/services.ts';
 
@@ -45,7 +45,7 @@ const errors: string[] = [];
 beforeAll(async () => {
   store = new MemoryStore();
   ({ key } = await addTestService(store, {}, { N: 1024, r: 8, p: 1 }));
-  api = createServiceApi({
+  api = new ServiceApi({
     dispatcher: noWorkers,
     store,
     log: { info: () => {}, warn: () => {}, error: (m) => errors.push(m) },

@@ -15,7 +15,7 @@ import { rootToHex, validateWork, workValue } from '../../pow/work.ts';
 import { defaultBrokerUsers, startBroker, type Broker } from '../broker.ts';
 import { Dispatcher } from '../dispatcher/dispatcher.ts';
 import { MemoryStore } from '../store/memory-store.ts';
-import { createServiceApi, type ServiceApi } from './service-api.ts';
+import { ServiceApi } from './service-api.ts';
 import { ReferenceWorker } from '../../testkit/reference-worker.ts';
 import { addTestService } from '../../testkit/services.ts';
 
@@ -57,7 +57,7 @@ beforeAll(async () => {
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   broker = await startBroker({ users, server });
   dispatcher = new Dispatcher({ brokerUrl: broker.wsUrl, ...users.server, store });
-  api = createServiceApi({ dispatcher, store, policy: difficultyPolicy({ minDifficulty: 0xf000000000000000n }), rpc: { enabled: true, allow: 'loopback', timeoutMs: 2_000 } });
+  api = new ServiceApi({ dispatcher, store, policy: difficultyPolicy({ minDifficulty: 0xf000000000000000n }), rpc: { enabled: true, allow: 'loopback', timeoutMs: 2_000 } });
   await dispatcher.start();
 });
 

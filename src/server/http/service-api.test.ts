@@ -7,7 +7,7 @@ import { encodeAddress } from '../../dpow/address.ts';
 import { difficultyPolicy } from '../../pow/difficulty.ts';
 import { toU64Hex, validateWork, workValue } from '../../pow/work.ts';
 import { MemoryStore } from '../store/memory-store.ts';
-import { createServiceApi, type ServiceApi, type ServiceApiOptions } from './service-api.ts';
+import { ServiceApi, type ServiceApiOptions } from './service-api.ts';
 import { isLoopback } from './request-guard.ts';
 import { addTestService } from '../../testkit/services.ts';
 import { breakChecksum } from '../../testkit/address.ts';
@@ -40,7 +40,7 @@ async function start(extra: Partial<ServiceApiOptions> = {}) {
   dispatcher = new TestDispatcher();
   store = new MemoryStore();
   ({ key } = await addTestService(store, { createdAt: 0 }, { N: 1024, r: 8, p: 1 }));
-  api = createServiceApi({
+  api = new ServiceApi({
     dispatcher,
     store,
     policy: difficultyPolicy({ minDifficulty: MIN }),

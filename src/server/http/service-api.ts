@@ -64,13 +64,6 @@ export interface ServiceCounters extends RequestCounters {
   rpc: WorkRpcCounters & { forbidden: number };
 }
 
-export interface ServiceApi {
-  handleRequest(req: IncomingMessage, res: ServerResponse): Promise<boolean>;
-  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean;
-  close(): void;
-  readonly counters: ServiceCounters;
-}
-
 /** A request body or frame, bounded in size and nesting. */
 const parseRequest = (text: string): JsonResult => parseBoundedJson(text, { maxBytes: MAX_REQUEST_BYTES });
 
@@ -159,44 +152,109 @@ export function isServiceApiRequest(req: IncomingMessage, rpcEnabled: boolean, u
   return SERVICE_PATHS.has(path) || (rpcEnabled && RPC_PATHS.has(path) && req.method === 'POST');
 }
 
-export function createServiceApi(options: ServiceApiOptions): ServiceApi {
-  const { dispatcher, store } = options;
-  const log: Logger = options.log ?? silentLogger;
-  const policy = options.policy ?? DEFAULT_POLICY;
-  const rpcOptions = options.rpc ?? { enabled: true, allow: 'loopback' as const };
-  const requests = new ServiceRequestHandler({ dispatcher, store, policy, log, now: options.now });
-  const rpc = new WorkRpc({ dispatcher, policy, timeoutMs: rpcOptions.timeoutMs });
-  const bodyTimeoutMs = options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS;
-  const guard = options.guard ?? createRequestGuard();
-  // Refusals, RPC errors and socket errors: one line per kind per interval however many come.
-  const refusalLog = new LogLimiter(log, { now: options.now });
-  // ws would close a text frame that is not UTF-8 with 1007; the docs promise an answer and an
-  // open socket, so frames are decoded (strictly) here instead.
-  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_REQUEST_BYTES, skipUTF8Validation: true });
-  const pruneTimer = setInterval(() => requests.prune(), 60_000);
-  pruneTimer.unref();
-  // Sockets that stop answering pings (a vanished client, a silently dropped proxy connection)
-  // are closed, so they do not hold memory forever.
-  const alive = new WeakMap<WebSocket, boolean>();
-  const pingTimer = setInterval(() => {
-    for (const ws of wss.clients) {
-      if (alive.get(ws) === false) {
-        ws.terminate();
-        continue;
+/**
+ * The service API and the RPC on one http.Server: the app server hands it each request and
+ * upgrade (handleRequest, handleUpgrade), and it answers what is its own. Its timers (the WebSocket
+ * pings, the rate limiter's prune) run from construction until close().
+ */
+export class ServiceApi {
+  readonly counters: ServiceCounters;
+  readonly #log: Logger;
+  readonly #rpcOptions: NonNullable<ServiceApiOptions['rpc']>;
+  readonly #requests: ServiceRequestHandler;
+  readonly #rpc: WorkRpc;
+  readonly #bodyTimeoutMs: number;
+  readonly #guard: RequestGuard;
+  /** Refusals, RPC errors and socket errors: one line per kind per interval however many come. */
+  readonly #refusalLog: LogLimiter;
+  readonly #wss: WebSocketServer;
+  /** Whether each socket answered the last ping. */
+  readonly #alive = new WeakMap<WebSocket, boolean>();
+  readonly #pruneTimer: ReturnType<typeof setInterval>;
+  readonly #pingTimer: ReturnType<typeof setInterval>;
+  #closed = false;
+
+  constructor(options: ServiceApiOptions) {
+    const { dispatcher, store } = options;
+    const policy = options.policy ?? DEFAULT_POLICY;
+    this.#log = options.log ?? silentLogger;
+    this.#rpcOptions = options.rpc ?? { enabled: true, allow: 'loopback' };
+    this.#requests = new ServiceRequestHandler({ dispatcher, store, policy, log: this.#log, now: options.now });
+    this.#rpc = new WorkRpc({ dispatcher, policy, timeoutMs: this.#rpcOptions.timeoutMs });
+    this.#bodyTimeoutMs = options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS;
+    this.#guard = options.guard ?? createRequestGuard();
+    this.#refusalLog = new LogLimiter(this.#log, { now: options.now });
+    // ws would close a text frame that is not UTF-8 with 1007; the docs promise an answer and an
+    // open socket, so frames are decoded (strictly) here instead.
+    this.#wss = new WebSocketServer({ noServer: true, maxPayload: MAX_REQUEST_BYTES, skipUTF8Validation: true });
+    this.counters = Object.assign(this.#requests.counters, {
+      websockets: { open: 0, total: 0 },
+      rpc: Object.assign(this.#rpc.counters, { forbidden: 0 }),
+    });
+    this.#pruneTimer = setInterval(() => this.#requests.prune(), 60_000);
+    this.#pruneTimer.unref();
+    // Sockets that stop answering pings (a vanished client, a silently dropped proxy connection)
+    // are closed, so they do not hold memory forever.
+    this.#pingTimer = setInterval(() => {
+      for (const ws of this.#wss.clients) {
+        if (this.#alive.get(ws) === false) {
+          ws.terminate();
+          continue;
+        }
+        this.#alive.set(ws, false);
+        ws.ping();
       }
-      alive.set(ws, false);
-      ws.ping();
+    }, options.wsPingMs ?? 30_000);
+    this.#pingTimer.unref();
+  }
+
+  /** Answers the request when it is the service API's or the RPC's; false leaves it to the caller. */
+  async handleRequest(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const path = pathOf(req);
+    const source = sourceKey(callerAddress(req));
+    try {
+      if (SERVICE_PATHS.has(path)) {
+        await this.#handleService(req, res, source);
+        return true;
+      }
+      if (this.#rpcOptions.enabled && RPC_PATHS.has(path) && req.method === 'POST') {
+        await this.#handleRpc(req, res, source);
+        return true;
+      }
+    } catch (err) {
+      // Nothing above should throw; if it does, answer and keep serving.
+      this.#log.error(`service: unexpected failure for ${source}: ${err instanceof Error ? err.stack : String(err)}`);
+      sendJson(res, { status: 500, body: { error: ERRORS.internal } });
+      return true;
     }
-  }, options.wsPingMs ?? 30_000);
-  pingTimer.unref();
-  let closed = false;
+    return false;
+  }
 
-  const counters: ServiceCounters = Object.assign(requests.counters, {
-    websockets: { open: 0, total: 0 },
-    rpc: Object.assign(rpc.counters, { forbidden: 0 }),
-  });
+  /** Takes a WebSocket upgrade to /service_ws/; false leaves any other path to the caller. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+    if (!SERVICE_WS_PATHS.has(pathOf(req))) return false;
+    if (this.#closed) {
+      socket.destroy();
+      return true;
+    }
+    const source = sourceKey(callerAddress(req));
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#onSocket(ws, source));
+    return true;
+  }
 
-  async function handleService(req: IncomingMessage, res: ServerResponse, source: string): Promise<void> {
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#requests.close();
+    this.#refusalLog.close();
+    clearInterval(this.#pruneTimer);
+    clearInterval(this.#pingTimer);
+    for (const ws of this.#wss.clients) ws.close(1001, 'server shutting down');
+    this.#wss.close();
+  }
+
+  async #handleService(req: IncomingMessage, res: ServerResponse, source: string): Promise<void> {
+    const requests = this.#requests;
     const send = (reply: Reply) => sendJson(res, reply, true);
     if (req.method === 'OPTIONS') {
       res.writeHead(204, {
@@ -212,7 +270,7 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
       send({ ...requests.refuseUncounted('bad-method', 405, ERRORS.method, source), headers: { Allow: 'POST, OPTIONS' } });
       return;
     }
-    const body = await readBody(req, MAX_REQUEST_BYTES, bodyTimeoutMs);
+    const body = await readBody(req, MAX_REQUEST_BYTES, this.#bodyTimeoutMs);
     if (!body.ok) {
       if (body.reason === 'aborted') return;
       if (body.reason === 'body-timeout') {
@@ -226,72 +284,75 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
     }
     const parsed = parseRequest(body.text);
     if (!parsed.ok) {
-      send(refuseUnparsed(parsed.reason, source));
+      send(this.#refuseUnparsed(parsed.reason, source));
       return;
     }
     send(await requests.handle(parsed.value, source));
   }
 
   /** The answer to a body or frame parseBoundedJson refused. */
-  function refuseUnparsed(reason: 'too-large' | 'too-deep' | 'not-json', source: string): Reply {
-    if (reason === 'too-large') return { ...requests.refuse('too-large', 413, ERRORS.tooLarge, source), headers: { Connection: 'close' } };
-    return requests.refuse(reason === 'too-deep' ? 'too-deep' : 'bad-json', 400, ERRORS.notJson, source);
+  #refuseUnparsed(reason: 'too-large' | 'too-deep' | 'not-json', source: string): Reply {
+    if (reason === 'too-large') return { ...this.#requests.refuse('too-large', 413, ERRORS.tooLarge, source), headers: { Connection: 'close' } };
+    return this.#requests.refuse(reason === 'too-deep' ? 'too-deep' : 'bad-json', 400, ERRORS.notJson, source);
   }
 
   /** One RPC refusal or error: counted under `reason`, logged once per kind per interval. */
-  function rpcError(reason: string, source: string, detail: string): void {
-    counters.rpc.errors[reason] = (counters.rpc.errors[reason] ?? 0) + 1;
-    refusalLog.info(`rpc: ${reason}`, `rpc: ${reason} from ${source}${detail ? ` (${detail})` : ''}`);
+  #rpcError(reason: string, source: string, detail: string): void {
+    this.counters.rpc.errors[reason] = (this.counters.rpc.errors[reason] ?? 0) + 1;
+    this.#refusalLog.info(`rpc: ${reason}`, `rpc: ${reason} from ${source}${detail ? ` (${detail})` : ''}`);
   }
 
-  async function handleRpc(req: IncomingMessage, res: ServerResponse, source: string): Promise<void> {
+  async #handleRpc(req: IncomingMessage, res: ServerResponse, source: string): Promise<void> {
+    const { counters } = this;
+    const rpc = this.#rpc;
     const forbid = (why: string) => {
       counters.rpc.forbidden++;
-      refusalLog.info('rpc: forbidden', `rpc: forbidden for ${source} (${why})`);
+      this.#refusalLog.info('rpc: forbidden', `rpc: forbidden for ${source} (${why})`);
       sendJson(res, { status: 403, body: { error: ERRORS.forbidden } });
     };
-    const refused = guard(req);
+    const refused = this.#guard(req);
     if (refused) {
       req.resume();
       rpc.counters.requests++;
-      rpcError(refused.reason, source, clip(refused.detail));
+      this.#rpcError(refused.reason, source, clip(refused.detail));
       sendJson(res, { status: 403, body: { error: ERRORS.forbidden } });
       return;
     }
-    if (rpcOptions.allow === 'loopback' && (!isLoopback(req.socket.remoteAddress) || isProxied(req))) {
+    if (this.#rpcOptions.allow === 'loopback' && (!isLoopback(req.socket.remoteAddress) || isProxied(req))) {
       req.resume();
       return forbid(isProxied(req) ? 'forwarded by a proxy' : 'not loopback');
     }
-    const body = await readBody(req, MAX_REQUEST_BYTES, bodyTimeoutMs);
+    const body = await readBody(req, MAX_REQUEST_BYTES, this.#bodyTimeoutMs);
     if (!body.ok) {
       if (body.reason === 'aborted') return;
       rpc.counters.requests++;
       if (body.reason === 'body-timeout') {
-        rpcError('body-timeout', source, '');
+        this.#rpcError('body-timeout', source, '');
         sendJson(res, { status: 408, body: { error: ERRORS.bodyTimeout }, headers: { Connection: 'close' } });
         return;
       }
       const too = body.reason === 'too-large';
-      rpcError(too ? 'too-large' : 'bad-json', source, '');
+      this.#rpcError(too ? 'too-large' : 'bad-json', source, '');
       sendJson(res, { status: too ? 413 : 400, body: { error: too ? 'Request too large' : 'Unable to parse JSON' }, headers: too ? { Connection: 'close' } : undefined });
       return;
     }
     const parsed = parseRequest(body.text);
     if (!parsed.ok && parsed.reason === 'too-deep') {
       rpc.counters.requests++;
-      rpcError('too-deep', source, '');
+      this.#rpcError('too-deep', source, '');
       sendJson(res, { status: 400, body: { error: 'Unable to parse JSON' } });
       return;
     }
     const request = parsed.ok ? parsed.value : undefined;
     // Who the caller is, for work_cancel: a service in API-key mode, else the RPC's one requester.
     let requester: Requester = RPC_REQUESTER;
-    if (typeof rpcOptions.allow === 'object' && rpcOptions.allow.apiKeys) {
+    const allow = this.#rpcOptions.allow;
+    if (typeof allow === 'object' && allow.apiKeys) {
       const r = isRecord(request) ? request : {};
-      const service = await requests.authenticate(r.user, r.api_key, source);
+      const service = await this.#requests.authenticate(r.user, r.api_key, source);
       if (service instanceof Rejection) {
         counters.rpc.forbidden++;
-        refusalLog.info(`rpc: ${service.reason}`, `rpc: ${service.reason} from ${source}${service.detail ? `: ${service.detail}` : ''}`);
+        this.#refusalLog.info(`rpc: ${service.reason}`, `rpc: ${service.reason} from ${source}${service.detail ? `: ${service.detail}` : ''}`);
         const error = service.reason === 'rate-limited' ? ERRORS.rateLimited : ERRORS.forbidden;
         sendJson(res, { status: service.reason === 'rate-limited' ? 429 : 403, body: { error }, headers: service.headers });
         return;
@@ -302,41 +363,22 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
     try {
       reply = await rpc.handle(request, requester);
     } catch (err) {
-      log.error(`rpc: request from ${source} failed: ${err instanceof Error ? err.stack : String(err)}`);
+      this.#log.error(`rpc: request from ${source} failed: ${err instanceof Error ? err.stack : String(err)}`);
       reply = { status: 500, body: { error: ERRORS.internal } };
     }
     // The error texts are the RPC's own fixed ones: a small table of kinds.
-    if (reply.status !== 200) refusalLog.info(`rpc: ${String(reply.body.error)}`, `rpc: ${String(reply.body.error)} for ${source}`);
+    if (reply.status !== 200) this.#refusalLog.info(`rpc: ${String(reply.body.error)}`, `rpc: ${String(reply.body.error)} for ${source}`);
     sendJson(res, reply);
   }
 
-  async function handleRequest(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
-    const path = pathOf(req);
-    const source = sourceKey(callerAddress(req));
-    try {
-      if (SERVICE_PATHS.has(path)) {
-        await handleService(req, res, source);
-        return true;
-      }
-      if (rpcOptions.enabled && RPC_PATHS.has(path) && req.method === 'POST') {
-        await handleRpc(req, res, source);
-        return true;
-      }
-    } catch (err) {
-      // Nothing above should throw; if it does, answer and keep serving.
-      log.error(`service: unexpected failure for ${source}: ${err instanceof Error ? err.stack : String(err)}`);
-      sendJson(res, { status: 500, body: { error: ERRORS.internal } });
-      return true;
-    }
-    return false;
-  }
-
-  function onSocket(ws: WebSocket, source: string): void {
+  #onSocket(ws: WebSocket, source: string): void {
+    const { counters } = this;
+    const log = this.#log;
     counters.websockets.open++;
     counters.websockets.total++;
     let inFlight = 0;
-    alive.set(ws, true);
-    ws.on('pong', () => alive.set(ws, true));
+    this.#alive.set(ws, true);
+    ws.on('pong', () => this.#alive.set(ws, true));
     // Replies carry only what this server wrote or checked (an id passed requestId), so
     // stringify cannot meet a caller's structure; still, a failure here must not end the process.
     const send = (body: Record<string, unknown>) => {
@@ -352,48 +394,24 @@ export function createServiceApi(options: ServiceApiOptions): ServiceApi {
       const text = isBinary ? undefined : decodeUtf8(buffer);
       const parsed = text === undefined ? undefined : parseRequest(text);
       if (!parsed?.ok) {
-        send(refuseUnparsed(parsed?.reason ?? 'not-json', source).body);
+        send(this.#refuseUnparsed(parsed?.reason ?? 'not-json', source).body);
         return;
       }
       if (inFlight >= MAX_IN_FLIGHT_PER_SOCKET) {
         const id = requestId(parsed.value);
-        send(requests.refuse('too-many-in-flight', 429, ERRORS.rateLimited, source, id instanceof Rejection ? undefined : id).body);
+        send(this.#requests.refuse('too-many-in-flight', 429, ERRORS.rateLimited, source, id instanceof Rejection ? undefined : id).body);
         return;
       }
       inFlight++;
-      requests
+      this.#requests
         .handle(parsed.value, source)
         .then((reply) => send(reply.body))
         .catch((err: unknown) => log.error(`service_ws: request from ${source} failed: ${err instanceof Error ? err.stack : String(err)}`))
         .finally(() => inFlight--);
     });
-    ws.on('error', (err) => refusalLog.info('service_ws: socket error', `service_ws: socket error from ${source}: ${clip(err.message)}`));
+    ws.on('error', (err) => this.#refusalLog.info('service_ws: socket error', `service_ws: socket error from ${source}: ${clip(err.message)}`));
     ws.on('close', () => {
       counters.websockets.open--;
     });
   }
-
-  function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
-    if (!SERVICE_WS_PATHS.has(pathOf(req))) return false;
-    if (closed) {
-      socket.destroy();
-      return true;
-    }
-    const source = sourceKey(callerAddress(req));
-    wss.handleUpgrade(req, socket, head, (ws) => onSocket(ws, source));
-    return true;
-  }
-
-  function close(): void {
-    if (closed) return;
-    closed = true;
-    requests.close();
-    refusalLog.close();
-    clearInterval(pruneTimer);
-    clearInterval(pingTimer);
-    for (const ws of wss.clients) ws.close(1001, 'server shutting down');
-    wss.close();
-  }
-
-  return { handleRequest, handleUpgrade, close, counters };
 }

@@ -38,10 +38,14 @@ const BLOCK_HASH = /^[0-9A-Fa-f]{64}$/;
 const MAX_REPLY_CHARS = 64 * 1024;
 
 export class NanoNodeRpc {
+  readonly #options: NodeRpcOptions;
+
   constructor(
     readonly url: string,
-    private readonly options: NodeRpcOptions,
-  ) {}
+    options: NodeRpcOptions,
+  ) {
+    this.#options = options;
+  }
 
   /** One action: the reply object, the node's error, or why there was no usable answer. */
   async call(request: Record<string, string>): Promise<NodeResult<Record<string, unknown>>> {
@@ -51,14 +55,14 @@ export class NanoNodeRpc {
         method: 'POST',
         headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify(request),
-        signal: AbortSignal.timeout(this.options.timeoutMs),
+        signal: AbortSignal.timeout(this.#options.timeoutMs),
       });
       text = await response.text();
       if (response.status >= 500) return unreachable(`HTTP ${response.status}`);
       if (response.status !== 200) return { ok: false, unreachable: false, message: `HTTP ${response.status}` };
     } catch (err) {
       const e = err as Error & { cause?: { code?: string; message?: string } };
-      if (e.name === 'TimeoutError') return unreachable(`no answer within ${this.options.timeoutMs} ms`);
+      if (e.name === 'TimeoutError') return unreachable(`no answer within ${this.#options.timeoutMs} ms`);
       return unreachable(e.cause?.code ?? e.cause?.message ?? e.message);
     }
     if (text.length > MAX_REPLY_CHARS) return unreachable(`a reply of ${text.length} characters`);

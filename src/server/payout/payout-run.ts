@@ -26,7 +26,7 @@
 import { randomBytes } from 'node:crypto';
 import { checkAddress, NANO_PREFIXES } from '../../dpow/address.ts';
 import { backoffDelay } from '../../dpow/backoff.ts';
-import { formatNano } from '../../dpow/nano-amount.ts';
+import { formatNano } from '../../format.ts';
 import type { DispatcherStore } from '../store/store.ts';
 import { PayoutConflict, type NewPayoutRun, type PayoutPayment, type PayoutRun, type PayoutWeight } from '../store/payout-ledger.ts';
 import type { NanoNodeRpc, NodeResult } from './node-rpc.ts';

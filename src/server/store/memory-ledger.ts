@@ -30,15 +30,19 @@ export class MemoryPayoutLedger implements PayoutLedger {
   readonly #payments = new Map<string, Map<string, PayoutPayment>>();
   readonly #carry = new Map<string, bigint>();
 
-  constructor(private readonly host: MemoryLedgerHost) {}
+  readonly #host: MemoryLedgerHost;
+
+  constructor(host: MemoryLedgerHost) {
+    this.#host = host;
+  }
 
   async createRun({ run, payments, snapshot, carries }: NewPayoutRun): Promise<void> {
-    this.host.check();
+    this.#host.check();
     const open = [...this.#runs.values()].find((r) => r.status !== 'done');
     if (open) throw new PayoutConflict('unfinished', `run ${open.id} is not finished`, open.id);
     if (this.#runs.has(run.id)) throw new PayoutConflict('exists', `run ${run.id} exists`);
     for (const { entry, previous } of snapshot) {
-      const c = this.host.client(entry.address);
+      const c = this.#host.client(entry.address);
       if (!c || c.snapshot_precache !== previous.precache || c.snapshot_ondemand !== previous.ondemand) {
         throw new PayoutConflict('snapshot-moved', `the snapshot of ${entry.address} moved since the plan`);
       }
@@ -47,7 +51,7 @@ export class MemoryPayoutLedger implements PayoutLedger {
       if ((this.#carry.get(c.address) ?? 0n) !== c.previous) throw new PayoutConflict('carry-moved', `the carry of ${c.address} moved since the plan`);
     }
     for (const { entry } of snapshot) {
-      const c = this.host.client(entry.address)!;
+      const c = this.#host.client(entry.address)!;
       if (entry.precache !== undefined) c.snapshot_precache = entry.precache;
       if (entry.ondemand !== undefined) c.snapshot_ondemand = entry.ondemand;
       if (entry.weighted_precache !== undefined) c.snapshot_weighted_precache = entry.weighted_precache;
@@ -62,7 +66,7 @@ export class MemoryPayoutLedger implements PayoutLedger {
   }
 
   async getRun(id: string): Promise<{ run: PayoutRun; payments: PayoutPayment[] } | undefined> {
-    this.host.check();
+    this.#host.check();
     const run = this.#runs.get(id);
     if (!run) return undefined;
     const payments = [...this.#payments.get(id)!.values()].sort((a, b) => a.seq - b.seq).map((p) => ({ ...p }));
@@ -70,7 +74,7 @@ export class MemoryPayoutLedger implements PayoutLedger {
   }
 
   async listRuns(limit: number): Promise<PayoutRun[]> {
-    this.host.check();
+    this.#host.check();
     return [...this.#runs.values()]
       .sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : -1))
       .slice(0, limit)
@@ -78,7 +82,7 @@ export class MemoryPayoutLedger implements PayoutLedger {
   }
 
   async unfinishedRun(): Promise<PayoutRun | undefined> {
-    this.host.check();
+    this.#host.check();
     const open = [...this.#runs.values()].find((r) => r.status !== 'done');
     return open && { ...open };
   }
@@ -90,7 +94,7 @@ export class MemoryPayoutLedger implements PayoutLedger {
   }
 
   async markSent(runId: string, address: string, block: string, at: number): Promise<PayoutPayment> {
-    this.host.check();
+    this.#host.check();
     const p = this.#payment(runId, address);
     if (p.status === 'planned') Object.assign(p, { status: 'sent', block, sentAt: at });
     else if ((p.status !== 'sent' && p.status !== 'confirmed') || p.block !== block) throw sendConflict(runId, address, p.status, p.block, block);
@@ -98,14 +102,14 @@ export class MemoryPayoutLedger implements PayoutLedger {
   }
 
   async markConfirmed(runId: string, address: string, at: number): Promise<void> {
-    this.host.check();
+    this.#host.check();
     const p = this.#payment(runId, address);
     if (p.status === 'sent') Object.assign(p, { status: 'confirmed', confirmedAt: at });
     else if (p.status !== 'confirmed') throw new Error(`payment of run ${runId} to ${address} is ${p.status}, not sent`);
   }
 
   async carryPayment(runId: string, address: string, reason: string): Promise<void> {
-    this.host.check();
+    this.#host.check();
     const p = this.#payment(runId, address);
     if (p.status !== 'planned') throw new Error(`payment of run ${runId} to ${address} is ${p.status}, not planned`);
     Object.assign(p, { status: 'carried', reason });
@@ -113,7 +117,7 @@ export class MemoryPayoutLedger implements PayoutLedger {
   }
 
   async setRunStatus(runId: string, status: PayoutRunStatus, detail: { error?: string; at?: number } = {}): Promise<void> {
-    this.host.check();
+    this.#host.check();
     const run = this.#runs.get(runId);
     if (!run) throw new Error(`no payout run ${runId}`);
     run.status = status;
@@ -123,12 +127,12 @@ export class MemoryPayoutLedger implements PayoutLedger {
   }
 
   async carries(): Promise<Map<string, bigint>> {
-    this.host.check();
+    this.#host.check();
     return new Map(this.#carry);
   }
 
   async forAddress(address: string, limit: number): Promise<AddressPayouts> {
-    this.host.check();
+    this.#host.check();
     const lines = [...this.#payments.entries()].flatMap(([runId, byAddress]) => {
       const p = byAddress.get(address);
       return p ? [{ payment: { ...p }, runAt: this.#runs.get(runId)!.createdAt }] : [];

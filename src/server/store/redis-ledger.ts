@@ -185,18 +185,22 @@ function toPayment(runId: string, json: string): PayoutPayment {
 }
 
 export class RedisPayoutLedger implements PayoutLedger {
-  constructor(private readonly host: RedisLedgerHost) {}
+  readonly #host: RedisLedgerHost;
+
+  constructor(host: RedisLedgerHost) {
+    this.#host = host;
+  }
 
   #run(id: string): string {
-    return this.host.key('payout', 'run', id);
+    return this.#host.key('payout', 'run', id);
   }
 
   #payments(id: string): string {
-    return this.host.key('payout', 'run', id, 'payments');
+    return this.#host.key('payout', 'run', id, 'payments');
   }
 
   async createRun({ run, payments, snapshot, carries }: NewPayoutRun): Promise<void> {
-    const k = this.host.key;
+    const k = this.#host.key;
     const plan = {
       id: run.id,
       created_at: String(run.createdAt),
@@ -237,7 +241,7 @@ export class RedisPayoutLedger implements PayoutLedger {
       ...payments.map((p) => k('payout', 'to', p.address)),
     ];
     // cjson turns an empty array into an empty object; Lua's ipairs reads both as nothing.
-    const reply = (await this.host.script(CREATE_RUN, keys, [JSON.stringify(plan)])) as [number, string?, string?];
+    const reply = (await this.#host.script(CREATE_RUN, keys, [JSON.stringify(plan)])) as [number, string?, string?];
     if (reply[0] === 1) return;
     const [, reason, detail] = reply;
     if (reason === 'unfinished') throw new PayoutConflict('unfinished', `run ${detail} is not finished`, detail);
@@ -247,7 +251,7 @@ export class RedisPayoutLedger implements PayoutLedger {
   }
 
   async getRun(id: string): Promise<{ run: PayoutRun; payments: PayoutPayment[] } | undefined> {
-    const [h, values] = await Promise.all([this.host.command(['HGETALL', this.#run(id)]), this.host.command(['HVALS', this.#payments(id)])]);
+    const [h, values] = await Promise.all([this.#host.command(['HGETALL', this.#run(id)]), this.#host.command(['HVALS', this.#payments(id)])]);
     const record = fields(h);
     if (!record.id) return undefined;
     const payments = (values as string[]).map((json) => toPayment(id, json)).sort((a, b) => a.seq - b.seq);
@@ -255,20 +259,20 @@ export class RedisPayoutLedger implements PayoutLedger {
   }
 
   async listRuns(limit: number): Promise<PayoutRun[]> {
-    const ids = (await this.host.command(['ZREVRANGE', this.host.key('payout', 'runs'), '0', String(limit - 1)])) as string[];
-    const runs = await Promise.all(ids.map((id) => this.host.command(['HGETALL', this.#run(id)])));
+    const ids = (await this.#host.command(['ZREVRANGE', this.#host.key('payout', 'runs'), '0', String(limit - 1)])) as string[];
+    const runs = await Promise.all(ids.map((id) => this.#host.command(['HGETALL', this.#run(id)])));
     return runs.map((h) => toRun(fields(h))).sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : -1));
   }
 
   async unfinishedRun(): Promise<PayoutRun | undefined> {
-    const id = (await this.host.command(['GET', this.host.key('payout', 'open')])) as string | null;
+    const id = (await this.#host.command(['GET', this.#host.key('payout', 'open')])) as string | null;
     if (!id) return undefined;
-    const h = fields(await this.host.command(['HGETALL', this.#run(id)]));
+    const h = fields(await this.#host.command(['HGETALL', this.#run(id)]));
     return h.id ? toRun(h) : undefined;
   }
 
   async markSent(runId: string, address: string, block: string, at: number): Promise<PayoutPayment> {
-    const [code, json] = (await this.host.script(MOVE_PAYMENT, [this.#payments(runId)], [address, 'planned', 'sent', 'block', block, 'sent_at', String(at)])) as [number, string];
+    const [code, json] = (await this.#host.script(MOVE_PAYMENT, [this.#payments(runId)], [address, 'planned', 'sent', 'block', block, 'sent_at', String(at)])) as [number, string];
     if (!json) throw new Error(`run ${runId} has no payment to ${address}`);
     const payment = toPayment(runId, json);
     // A retry after the node answered: unchanged when sent or confirmed in this same block.
@@ -277,19 +281,19 @@ export class RedisPayoutLedger implements PayoutLedger {
   }
 
   async markConfirmed(runId: string, address: string, at: number): Promise<void> {
-    const [code, json] = (await this.host.script(MOVE_PAYMENT, [this.#payments(runId)], [address, 'sent', 'confirmed', 'confirmed_at', String(at)])) as [number, string];
+    const [code, json] = (await this.#host.script(MOVE_PAYMENT, [this.#payments(runId)], [address, 'sent', 'confirmed', 'confirmed_at', String(at)])) as [number, string];
     if (!json) throw new Error(`run ${runId} has no payment to ${address}`);
     if (code === 0) throw new Error(`payment of run ${runId} to ${address} is ${toPayment(runId, json).status}, not sent`);
   }
 
   async carryPayment(runId: string, address: string, reason: string): Promise<void> {
-    const carryKey = this.host.key('payout', 'carry');
+    const carryKey = this.#host.key('payout', 'carry');
     for (;;) {
-      const json = (await this.host.command(['HGET', this.#payments(runId), address])) as string | null;
+      const json = (await this.#host.command(['HGET', this.#payments(runId), address])) as string | null;
       if (!json) throw new Error(`run ${runId} has no payment to ${address}`);
-      const previous = ((await this.host.command(['HGET', carryKey, address])) as string | null) ?? '0';
+      const previous = ((await this.#host.command(['HGET', carryKey, address])) as string | null) ?? '0';
       const next = (BigInt(previous) + toPayment(runId, json).amount).toString();
-      const [code, why] = (await this.host.script(CARRY_PAYMENT, [this.#payments(runId), carryKey], [address, reason, previous, next])) as [number, string?];
+      const [code, why] = (await this.#host.script(CARRY_PAYMENT, [this.#payments(runId), carryKey], [address, reason, previous, next])) as [number, string?];
       if (code === 1) return;
       // Another writer grew the carry between the read and the script: read it again.
       if (why !== 'carry-moved') throw new Error(`payment of run ${runId} to ${address} is ${why}, not planned`);
@@ -299,24 +303,24 @@ export class RedisPayoutLedger implements PayoutLedger {
   async setRunStatus(runId: string, status: PayoutRunStatus, detail: { error?: string; at?: number } = {}): Promise<void> {
     const error = status === 'stopped' ? (detail.error ?? '') : '';
     const at = status === 'done' && detail.at !== undefined ? String(detail.at) : '';
-    const found = await this.host.script(SET_STATUS, [this.#run(runId), this.host.key('payout', 'open')], [runId, status, error, at]);
+    const found = await this.#host.script(SET_STATUS, [this.#run(runId), this.#host.key('payout', 'open')], [runId, status, error, at]);
     if (Number(found) !== 1) throw new Error(`no payout run ${runId}`);
   }
 
   async carries(): Promise<Map<string, bigint>> {
-    const h = fields(await this.host.command(['HGETALL', this.host.key('payout', 'carry')]));
+    const h = fields(await this.#host.command(['HGETALL', this.#host.key('payout', 'carry')]));
     return new Map(Object.entries(h).map(([a, raw]) => [a, BigInt(raw)] as const).filter(([, raw]) => raw > 0n));
   }
 
   async forAddress(address: string, limit: number): Promise<AddressPayouts> {
     const [ids, carry, runs] = await Promise.all([
-      this.host.command(['LRANGE', this.host.key('payout', 'to', address), '0', '-1']) as Promise<string[]>,
-      this.host.command(['HGET', this.host.key('payout', 'carry'), address]) as Promise<string | null>,
-      this.host.command(['ZCARD', this.host.key('payout', 'runs')]),
+      this.#host.command(['LRANGE', this.#host.key('payout', 'to', address), '0', '-1']) as Promise<string[]>,
+      this.#host.command(['HGET', this.#host.key('payout', 'carry'), address]) as Promise<string | null>,
+      this.#host.command(['ZCARD', this.#host.key('payout', 'runs')]),
     ]);
     const lines = await Promise.all(
       [...new Set(ids)].map(async (id) => {
-        const [json, at] = await Promise.all([this.host.command(['HGET', this.#payments(id), address]), this.host.command(['HGET', this.#run(id), 'created_at'])]);
+        const [json, at] = await Promise.all([this.#host.command(['HGET', this.#payments(id), address]), this.#host.command(['HGET', this.#run(id), 'created_at'])]);
         return json ? [{ payment: toPayment(id, json as string), runAt: Number(at) }] : [];
       }),
     );

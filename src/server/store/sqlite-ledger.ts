@@ -111,15 +111,22 @@ function toPayment(row: PaymentRow): PayoutPayment {
 }
 
 export class SqlitePayoutLedger implements PayoutLedger {
+  readonly #db: Database.Database;
+  /** Throws when the store is closed. */
+  readonly #check: () => void;
+
   constructor(
-    private readonly db: Database.Database,
+    db: Database.Database,
     /** Throws when the store is closed. */
-    private readonly check: () => void,
-  ) {}
+    check: () => void,
+  ) {
+    this.#db = db;
+    this.#check = check;
+  }
 
   async createRun({ run, payments, snapshot, carries }: NewPayoutRun): Promise<void> {
-    this.check();
-    const db = this.db;
+    this.#check();
+    const db = this.#db;
     db.transaction(() => {
       const open = db.prepare(`SELECT id FROM payout_runs WHERE status != 'done' LIMIT 1`).get() as { id: string } | undefined;
       if (open) throw new PayoutConflict('unfinished', `run ${open.id} is not finished`, open.id);
@@ -169,36 +176,36 @@ export class SqlitePayoutLedger implements PayoutLedger {
   }
 
   async getRun(id: string): Promise<{ run: PayoutRun; payments: PayoutPayment[] } | undefined> {
-    this.check();
-    const row = this.db.prepare('SELECT * FROM payout_runs WHERE id = ?').get(id) as RunRow | undefined;
+    this.#check();
+    const row = this.#db.prepare('SELECT * FROM payout_runs WHERE id = ?').get(id) as RunRow | undefined;
     if (!row) return undefined;
-    const payments = this.db.prepare('SELECT * FROM payout_payments WHERE run_id = ? ORDER BY seq').all(id) as PaymentRow[];
+    const payments = this.#db.prepare('SELECT * FROM payout_payments WHERE run_id = ? ORDER BY seq').all(id) as PaymentRow[];
     return { run: toRun(row), payments: payments.map(toPayment) };
   }
 
   async listRuns(limit: number): Promise<PayoutRun[]> {
-    this.check();
-    return (this.db.prepare('SELECT * FROM payout_runs ORDER BY created_at DESC, id DESC LIMIT ?').all(limit) as RunRow[]).map(toRun);
+    this.#check();
+    return (this.#db.prepare('SELECT * FROM payout_runs ORDER BY created_at DESC, id DESC LIMIT ?').all(limit) as RunRow[]).map(toRun);
   }
 
   async unfinishedRun(): Promise<PayoutRun | undefined> {
-    this.check();
-    const row = this.db.prepare(`SELECT * FROM payout_runs WHERE status != 'done' LIMIT 1`).get() as RunRow | undefined;
+    this.#check();
+    const row = this.#db.prepare(`SELECT * FROM payout_runs WHERE status != 'done' LIMIT 1`).get() as RunRow | undefined;
     return row && toRun(row);
   }
 
   #payment(runId: string, address: string): PaymentRow {
-    const row = this.db.prepare('SELECT * FROM payout_payments WHERE run_id = ? AND address = ?').get(runId, address) as PaymentRow | undefined;
+    const row = this.#db.prepare('SELECT * FROM payout_payments WHERE run_id = ? AND address = ?').get(runId, address) as PaymentRow | undefined;
     if (!row) throw new Error(`run ${runId} has no payment to ${address}`);
     return row;
   }
 
   async markSent(runId: string, address: string, block: string, at: number): Promise<PayoutPayment> {
-    this.check();
-    return this.db.transaction(() => {
+    this.#check();
+    return this.#db.transaction(() => {
       const row = this.#payment(runId, address);
       if (row.status === 'planned') {
-        this.db.prepare(`UPDATE payout_payments SET status = 'sent', block = ?, sent_at = ? WHERE run_id = ? AND address = ?`).run(block, at, runId, address);
+        this.#db.prepare(`UPDATE payout_payments SET status = 'sent', block = ?, sent_at = ? WHERE run_id = ? AND address = ?`).run(block, at, runId, address);
         return toPayment({ ...row, status: 'sent', block, sent_at: at });
       }
       if ((row.status === 'sent' || row.status === 'confirmed') && row.block === block) return toPayment(row);
@@ -207,50 +214,50 @@ export class SqlitePayoutLedger implements PayoutLedger {
   }
 
   async markConfirmed(runId: string, address: string, at: number): Promise<void> {
-    this.check();
-    this.db.transaction(() => {
+    this.#check();
+    this.#db.transaction(() => {
       const row = this.#payment(runId, address);
       if (row.status === 'confirmed') return;
       if (row.status !== 'sent') throw new Error(`payment of run ${runId} to ${address} is ${row.status}, not sent`);
-      this.db.prepare(`UPDATE payout_payments SET status = 'confirmed', confirmed_at = ? WHERE run_id = ? AND address = ?`).run(at, runId, address);
+      this.#db.prepare(`UPDATE payout_payments SET status = 'confirmed', confirmed_at = ? WHERE run_id = ? AND address = ?`).run(at, runId, address);
     })();
   }
 
   async carryPayment(runId: string, address: string, reason: string): Promise<void> {
-    this.check();
-    this.db.transaction(() => {
+    this.#check();
+    this.#db.transaction(() => {
       const row = this.#payment(runId, address);
       if (row.status !== 'planned') throw new Error(`payment of run ${runId} to ${address} is ${row.status}, not planned`);
-      this.db.prepare(`UPDATE payout_payments SET status = 'carried', reason = ? WHERE run_id = ? AND address = ?`).run(reason, runId, address);
-      const carry = this.db.prepare('SELECT amount FROM payout_carry WHERE address = ?').get(address) as { amount: string } | undefined;
+      this.#db.prepare(`UPDATE payout_payments SET status = 'carried', reason = ? WHERE run_id = ? AND address = ?`).run(reason, runId, address);
+      const carry = this.#db.prepare('SELECT amount FROM payout_carry WHERE address = ?').get(address) as { amount: string } | undefined;
       const next = BigInt(carry?.amount ?? '0') + BigInt(row.amount);
-      this.db
+      this.#db
         .prepare('INSERT INTO payout_carry (address, amount) VALUES (?, ?) ON CONFLICT (address) DO UPDATE SET amount = excluded.amount')
         .run(address, next.toString());
     }).immediate();
   }
 
   async setRunStatus(runId: string, status: PayoutRunStatus, detail: { error?: string; at?: number } = {}): Promise<void> {
-    this.check();
-    const changed = this.db
+    this.#check();
+    const changed = this.#db
       .prepare('UPDATE payout_runs SET status = ?, error = ?, finished_at = COALESCE(?, finished_at) WHERE id = ?')
       .run(status, status === 'stopped' ? (detail.error ?? null) : null, status === 'done' ? (detail.at ?? null) : null, runId).changes;
     if (changed === 0) throw new Error(`no payout run ${runId}`);
   }
 
   async carries(): Promise<Map<string, bigint>> {
-    this.check();
-    const rows = this.db.prepare('SELECT address, amount FROM payout_carry').all() as { address: string; amount: string }[];
+    this.#check();
+    const rows = this.#db.prepare('SELECT address, amount FROM payout_carry').all() as { address: string; amount: string }[];
     return new Map(rows.map((r) => [r.address, BigInt(r.amount)] as const).filter(([, raw]) => raw > 0n));
   }
 
   async forAddress(address: string, limit: number): Promise<AddressPayouts> {
-    this.check();
-    const rows = this.db
+    this.#check();
+    const rows = this.#db
       .prepare('SELECT p.*, r.created_at AS run_at FROM payout_payments p JOIN payout_runs r ON r.id = p.run_id WHERE p.address = ?')
       .all(address) as (PaymentRow & { run_at: number })[];
-    const carry = this.db.prepare('SELECT amount FROM payout_carry WHERE address = ?').get(address) as { amount: string } | undefined;
-    const runs = (this.db.prepare('SELECT COUNT(*) AS n FROM payout_runs').get() as { n: number }).n;
+    const carry = this.#db.prepare('SELECT amount FROM payout_carry WHERE address = ?').get(address) as { amount: string } | undefined;
+    const runs = (this.#db.prepare('SELECT COUNT(*) AS n FROM payout_runs').get() as { n: number }).n;
     return summarizeAddress(rows.map((r) => ({ payment: toPayment(r), runAt: r.run_at })), BigInt(carry?.amount ?? '0'), runs, limit);
   }
 }

@@ -238,15 +238,15 @@ export interface SqliteStoreOptions {
 export class SqliteStore implements DispatcherStore {
   readonly db: Database.Database;
   readonly payouts: SqlitePayoutLedger;
-  private readonly now: () => number;
+  readonly #now: () => number;
   readonly #retentionMs: number;
-  private closed = false;
+  #closed = false;
   /** New chain_blocks rows since the last trim (see rememberBlock). */
-  private blocksSinceTrim = 0;
+  #blocksSinceTrim = 0;
 
   /** Opens (creating if needed) the database at `path`; `':memory:'` gives a throwaway store. */
   constructor(readonly path: string, options: SqliteStoreOptions = {}) {
-    this.now = options.now ?? Date.now;
+    this.#now = options.now ?? Date.now;
     this.#retentionMs = options.workRetentionMs ?? DEFAULT_WORK_RETENTION_MS;
     assertRetention(this.#retentionMs);
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
@@ -256,12 +256,12 @@ export class SqliteStore implements DispatcherStore {
       this.db.pragma('synchronous = NORMAL');
       this.db.pragma('foreign_keys = ON');
       this.db.pragma('busy_timeout = 5000');
-      this.migrate();
+      this.#migrate();
     } catch (err) {
       this.db.close();
       throw err;
     }
-    this.payouts = new SqlitePayoutLedger(this.db, () => this.check());
+    this.payouts = new SqlitePayoutLedger(this.db, () => this.#check());
   }
 
   /** The schema version the file is at (SCHEMA_VERSION after a successful open). */
@@ -269,7 +269,7 @@ export class SqliteStore implements DispatcherStore {
     return this.db.pragma('user_version', { simple: true }) as number;
   }
 
-  private migrate(): void {
+  #migrate(): void {
     const current = this.schemaVersion;
     if (current > MIGRATIONS.length) {
       throw new Error(
@@ -296,8 +296,8 @@ export class SqliteStore implements DispatcherStore {
     return statement;
   }
 
-  private check(): void {
-    if (this.closed) throw new Error('store is closed');
+  #check(): void {
+    if (this.#closed) throw new Error('store is closed');
   }
 
   // ------------------------------------------------------------------ accept
@@ -308,7 +308,7 @@ export class SqliteStore implements DispatcherStore {
    * accept is its own savepoint inside the batch, so one that fails rolls back alone.
    */
   async acceptResult(result: AcceptRequest): Promise<AcceptOutcome> {
-    this.check();
+    this.#check();
     assertWorkType(result.workType);
     assertWeight(result.weight ?? 1);
     return new Promise<AcceptOutcome>((resolve, reject) => {
@@ -325,7 +325,7 @@ export class SqliteStore implements DispatcherStore {
 
   #commitAccepts(): void {
     const batch = this.#accepts.splice(0);
-    if (this.closed) {
+    if (this.#closed) {
       for (const item of batch) item.reject(new Error('store is closed'));
       return;
     }
@@ -358,7 +358,7 @@ export class SqliteStore implements DispatcherStore {
       const stored = this.#sql('SELECT * FROM work WHERE hash_key = ?').get(key) as WorkRow | undefined;
       if (stored) return { won: false, work: toWork(stored) };
     }
-    const record: StoredWork = { hash, work, difficulty: value, workType, createdAt: this.now(), ...(address ? { address } : {}) };
+    const record: StoredWork = { hash, work, difficulty: value, workType, createdAt: this.#now(), ...(address ? { address } : {}) };
     this.#saveWork(record);
     const credit = this.#sql(`UPDATE services SET ${column} = ${column} + 1 WHERE user = ?`);
     for (const user of services) credit.run(user);
@@ -369,13 +369,13 @@ export class SqliteStore implements DispatcherStore {
   // ------------------------------------------------------------------ clients
 
   async getClient(address: string): Promise<ClientRecord | undefined> {
-    this.check();
+    this.#check();
     const row = this.#sql('SELECT * FROM clients WHERE address = ?').get(address) as ClientRow | undefined;
     return row ? toClient(row) : undefined;
   }
 
   async creditClient(address: string, workType: WorkType, hash: string, weight = 1): Promise<ClientRecord> {
-    this.check();
+    this.#check();
     assertWorkType(workType);
     assertWeight(weight);
     return toClient(this.db.transaction(() => this.#creditClient(address, workType, hash, weight))());
@@ -388,34 +388,34 @@ export class SqliteStore implements DispatcherStore {
       `INSERT INTO clients (address, ${column}, ${weighted}, block_rewarded, updated_at) VALUES (?, 1, ?, ?, ?)
        ON CONFLICT (address) DO UPDATE SET ${column} = ${column} + 1, ${weighted} = ${weighted} + excluded.${weighted},
          block_rewarded = excluded.block_rewarded, updated_at = excluded.updated_at`,
-    ).run(address, weight, hash, this.now());
+    ).run(address, weight, hash, this.#now());
     this.#sql('UPDATE totals SET count = count + 1 WHERE work_type = ?').run(workType);
     return this.#sql('SELECT * FROM clients WHERE address = ?').get(address) as ClientRow;
   }
 
   async listClients(): Promise<ClientRecord[]> {
-    this.check();
+    this.#check();
     const rows = this.#sql('SELECT * FROM clients ORDER BY address').all() as ClientRow[];
     return rows.map(toClient);
   }
 
   async snapshotClients(addresses: string[], workTypes: WorkType[]): Promise<void> {
-    this.check();
+    this.#check();
     workTypes.forEach(assertWorkType);
     if (addresses.length === 0 || workTypes.length === 0) return;
     const sets = [...new Set(workTypes)]
       .map((t) => `${COUNTER[t].snapshot} = ${COUNTER[t].count}, ${COUNTER[t].snapshotWeighted} = ${COUNTER[t].weighted}`)
       .join(', ');
     const stmt = this.#sql(`UPDATE clients SET ${sets}, updated_at = ? WHERE address = ?`);
-    const now = this.now();
+    const now = this.#now();
     this.db.transaction(() => {
       for (const address of addresses) stmt.run(now, address);
     })();
   }
 
   async recordSnapshot(entries: SnapshotEntry[]): Promise<void> {
-    this.check();
-    const now = this.now();
+    this.#check();
+    const now = this.#now();
     const stmt = this.#sql(
       `UPDATE clients SET snapshot_precache = COALESCE(?, snapshot_precache),
        snapshot_ondemand = COALESCE(?, snapshot_ondemand),
@@ -432,7 +432,7 @@ export class SqliteStore implements DispatcherStore {
   // ------------------------------------------------------------------ services
 
   async addService(service: ServiceRecord): Promise<void> {
-    this.check();
+    this.#check();
     this.#sql(
       `INSERT INTO services (user, api_key_hash, display, website, public, precache, ondemand, rate_limit, created_at)
        VALUES (@user, @apiKeyHash, @display, @website, @public, @precache, @ondemand, @rateLimit, @createdAt)
@@ -443,23 +443,23 @@ export class SqliteStore implements DispatcherStore {
   }
 
   async getService(user: string): Promise<ServiceRecord | undefined> {
-    this.check();
+    this.#check();
     const row = this.#sql('SELECT * FROM services WHERE user = ?').get(user) as ServiceRow | undefined;
     return row ? toService(row) : undefined;
   }
 
   async listServices(): Promise<ServiceRecord[]> {
-    this.check();
+    this.#check();
     return (this.#sql('SELECT * FROM services ORDER BY user').all() as ServiceRow[]).map(toService);
   }
 
   async removeService(user: string): Promise<boolean> {
-    this.check();
+    this.#check();
     return this.#sql('DELETE FROM services WHERE user = ?').run(user).changes > 0;
   }
 
   async creditService(user: string, workType: WorkType): Promise<void> {
-    this.check();
+    this.#check();
     assertWorkType(workType);
     const column = COUNTER[workType].count;
     this.db.transaction(() => {
@@ -470,7 +470,7 @@ export class SqliteStore implements DispatcherStore {
   // ------------------------------------------------------------------ work and jobs
 
   async saveWork(work: StoredWork): Promise<void> {
-    this.check();
+    this.#check();
     assertWorkType(work.workType);
     this.#saveWork(work);
   }
@@ -494,30 +494,30 @@ export class SqliteStore implements DispatcherStore {
   }
 
   async getWork(hash: string): Promise<StoredWork | undefined> {
-    this.check();
-    const row = this.#sql('SELECT * FROM work WHERE hash_key = ? AND created_at > ?').get(hash.toLowerCase(), this.now() - this.#retentionMs) as
+    this.#check();
+    const row = this.#sql('SELECT * FROM work WHERE hash_key = ? AND created_at > ?').get(hash.toLowerCase(), this.#now() - this.#retentionMs) as
       | WorkRow
       | undefined;
     return row ? toWork(row) : undefined;
   }
 
   async pruneWork(): Promise<number> {
-    this.check();
+    this.#check();
     // Batches, so a first prune of a large old file does not hold the write lock for long.
     const remove = this.#sql('DELETE FROM work WHERE rowid IN (SELECT rowid FROM work WHERE created_at <= ? LIMIT 5000)');
-    const before = this.now() - this.#retentionMs;
+    const before = this.#now() - this.#retentionMs;
     let total = 0;
     for (;;) {
       const { changes } = remove.run(before);
       total += changes;
       if (changes < 5000) return total;
       await new Promise((r) => setImmediate(r));
-      this.check();
+      this.#check();
     }
   }
 
   async savePending(job: PendingJob): Promise<void> {
-    this.check();
+    this.#check();
     assertWorkType(job.workType);
     this.#sql(
       `INSERT INTO pending (hash_key, hash, difficulty, work_type, expires_at, created_at, account)
@@ -537,18 +537,18 @@ export class SqliteStore implements DispatcherStore {
   }
 
   async getPending(hash: string): Promise<PendingJob | undefined> {
-    this.check();
+    this.#check();
     const row = this.#sql('SELECT * FROM pending WHERE hash_key = ?').get(hash.toLowerCase()) as PendingRow | undefined;
     return row ? toPending(row) : undefined;
   }
 
   async removePending(hash: string): Promise<void> {
-    this.check();
+    this.#check();
     this.#sql('DELETE FROM pending WHERE hash_key = ?').run(hash.toLowerCase());
   }
 
   async listPending(): Promise<PendingJob[]> {
-    this.check();
+    this.#check();
     const rows = this.#sql('SELECT * FROM pending ORDER BY created_at, hash_key').all() as PendingRow[];
     return rows.map(toPending);
   }
@@ -556,7 +556,7 @@ export class SqliteStore implements DispatcherStore {
   // ------------------------------------------------------------------ precache tracking
 
   async trackAccount(account: TrackedAccount): Promise<void> {
-    this.check();
+    this.#check();
     // A missing frontier never erases a known one: tracking an account again (a new service
     // request) must not make the feed forget where the chain is.
     this.#sql(
@@ -567,22 +567,22 @@ export class SqliteStore implements DispatcherStore {
   }
 
   async getTracked(chain: string): Promise<TrackedAccount | undefined> {
-    this.check();
+    this.#check();
     const row = this.#sql('SELECT * FROM tracked WHERE chain = ?').get(chain) as TrackedRow | undefined;
     return row ? toTracked(row) : undefined;
   }
 
   async listTracked(): Promise<TrackedAccount[]> {
-    this.check();
+    this.#check();
     return (this.#sql('SELECT * FROM tracked ORDER BY chain').all() as TrackedRow[]).map(toTracked);
   }
 
   async rememberBlock(chain: string, hash: string): Promise<boolean> {
-    this.check();
+    this.#check();
     const added = this.db.prepare('INSERT OR IGNORE INTO chain_blocks (chain, hash) VALUES (?, ?)').run(chain, hash).changes > 0;
     // Trimming costs an index walk of KNOWN_BLOCKS_PER_CHAIN rows: do it once every 100 new blocks.
-    if (added && ++this.blocksSinceTrim >= 100) {
-      this.blocksSinceTrim = 0;
+    if (added && ++this.#blocksSinceTrim >= 100) {
+      this.#blocksSinceTrim = 0;
       this.db
         .prepare(
           `DELETE FROM chain_blocks WHERE chain = ? AND id <= (
@@ -596,7 +596,7 @@ export class SqliteStore implements DispatcherStore {
   // ------------------------------------------------------------------ totals
 
   async getTotals(): Promise<{ precache: number; ondemand: number }> {
-    this.check();
+    this.#check();
     const rows = this.#sql('SELECT work_type, count FROM totals').all() as { work_type: WorkType; count: number }[];
     const totals = { precache: 0, ondemand: 0 };
     for (const row of rows) totals[row.work_type] = row.count;
@@ -604,8 +604,8 @@ export class SqliteStore implements DispatcherStore {
   }
 
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.#closed) return;
+    this.#closed = true;
     this.db.close();
   }
 }

@@ -3,27 +3,28 @@
 //   build/wasm/nano-pow-scalar.wasm   plain i64 kernel, runs everywhere
 //   build/wasm/nano-pow-simd.wasm     WASM SIMD kernel: two nonces in i64x2 lanes and one u64 per step
 //
-// Run by `postinstall` and `npm run build:wasm`. Needs only the assemblyscript npm package.
+// Run by `prepare` (at the end of `npm install` / `npm ci`, once the dev dependencies, tsx
+// included, are in) and `npm run build:wasm`. Needs only the assemblyscript npm package.
 // Exits non-zero with the compiler's diagnostics on any error, and refuses to build sources that
 // are stale against kernels/gen-assembly.mjs.
 import { mkdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { kernelSource, KERNEL_FILES } from '../kernels/gen-assembly.mjs';
+import { kernelSource, KERNEL_FILES, type KernelFlavour } from '../kernels/gen-assembly.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const outDir = `${root}build/wasm`;
 
-const BUILDS = [
+const BUILDS: Array<{ flavour: KernelFlavour; out: string; flags: string[] }> = [
   { flavour: 'scalar', out: 'nano-pow-scalar.wasm', flags: [] },
   { flavour: 'simd', out: 'nano-pow-simd.wasm', flags: ['--enable', 'simd'] },
 ];
 
 async function main() {
-  let asc;
+  let asc: typeof import('assemblyscript/asc');
   try {
-    asc = (await import('assemblyscript/asc')).default;
+    asc = await import('assemblyscript/asc');
   } catch (error) {
-    throw new Error(`assemblyscript is not installed (npm ci installs it): ${error.message}`);
+    throw new Error(`assemblyscript is not installed (npm ci installs it): ${(error as Error).message}`);
   }
   mkdirSync(outDir, { recursive: true });
 
@@ -58,7 +59,7 @@ async function main() {
   }
 }
 
-main().catch((error) => {
+main().catch((error: Error) => {
   console.error(`build-wasm: ${error.message}`);
   process.exit(1);
 });

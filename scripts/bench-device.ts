@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 // `npm run bench:device [-- --out DIR] [-- --seconds N]`: the whole WebGPU measurement for a
 // machine with a real GPU, in one run of a few minutes, written as JSON to $OUT (or --out, or
 // ./bench-device). For each adapter present: the tuner's calibration table, every kernel variant
@@ -16,7 +15,8 @@ import { availableParallelism, cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { chromiumKernelBench } from './chromium-kernel-bench.mjs';
+import type { VariantBenchReport } from '../src/cli/bench-variants.ts';
+import { chromiumVariantRates, type VariantRun } from './chromium-variant-rates.ts';
 
 const ROOT_DIR = fileURLToPath(new URL('..', import.meta.url));
 const CHROMIUM = process.env.DPOW_CHROMIUM ?? '/usr/lib/chromium/chromium';
@@ -36,10 +36,10 @@ if (!(seconds > 0)) throw new Error(`--seconds must be positive, got ${args.seco
 const outDir = resolve(args.out ?? process.env.OUT ?? 'bench-device');
 mkdirSync(outDir, { recursive: true });
 const started = Date.now();
-const notes = [];
-const log = (line) => process.stderr.write(`bench:device: ${line}\n`);
+const notes: string[] = [];
+const log = (line: string) => process.stderr.write(`bench:device: ${line}\n`);
 
-function quiet(command, argv) {
+function quiet(command: string, argv: string[]): string | null {
   try {
     return execFileSync(command, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   } catch {
@@ -69,7 +69,7 @@ function prepareVulkan() {
   }
 }
 
-function run(command, argv) {
+function run(command: string, argv: string[]): Promise<string> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(command, argv, { cwd: ROOT_DIR, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
@@ -90,16 +90,22 @@ const machine = {
 };
 log(`machine: ${JSON.stringify(machine)}`);
 
-const results = { at: new Date().toISOString(), secondsPerVariant: seconds, machine, notes, runs: [] };
+const results: { at: string; secondsPerVariant: number; machine: typeof machine; notes: string[]; runs: VariantRun[]; ms?: number } = {
+  at: new Date().toISOString(),
+  secondsPerVariant: seconds,
+  machine,
+  notes,
+  runs: [],
+};
 const save = () => writeFileSync(join(outDir, 'bench-device.json'), `${JSON.stringify(results, null, 2)}\n`);
 
 // Dawn in Node: the tuner calibrates (--tune), then every variant and the yardstick.
 try {
   log('Dawn in Node');
   const out = await run(process.execPath, ['bin/dpow-web.mjs', 'bench', '--tune', '--json', '--seconds', String(seconds)]);
-  results.runs.push({ name: 'node-dawn', ...JSON.parse(out.trim().split('\n').pop()) });
+  results.runs.push({ name: 'node-dawn', ...(JSON.parse(out.trim().split('\n').pop()!) as VariantBenchReport) });
 } catch (err) {
-  results.runs.push({ name: 'node-dawn', error: err.message });
+  results.runs.push({ name: 'node-dawn', error: (err as Error).message });
 }
 save();
 
@@ -109,24 +115,25 @@ if (args.chromium && existsSync(CHROMIUM)) {
     { name: 'chromium-vulkan', flags: ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan', '--ignore-gpu-blocklist'] },
     { name: 'chromium-default', flags: ['--enable-unsafe-webgpu', '--ignore-gpu-blocklist'] },
   ];
-  const rows = await chromiumKernelBench({ chromiumPath: CHROMIUM, runs, seconds }).catch((err) => [
+  const rows = await chromiumVariantRates({ chromiumPath: CHROMIUM, runs, seconds }).catch((err: Error): VariantRun[] => [
     { name: 'chromium', error: err.message },
   ]);
   results.runs.push(...rows);
 } else {
   notes.push(args.chromium ? `no Chromium at ${CHROMIUM}` : 'Chromium skipped (--no-chromium)');
 }
-results.ms = Date.now() - started;
+const ms = Date.now() - started;
+results.ms = ms;
 save();
 
 for (const r of results.runs) {
-  if (r.error) {
+  if (r.error !== undefined) {
     log(`${r.name}: FAILED ${r.error}`);
     continue;
   }
   const tuned = r.rows.find((row) => row.tuned);
   log(
-    `${r.name} on ${r.label}: tuned ${tuned?.variant} ${(tuned?.hashrate / 1e6).toFixed(1)} MH/s = ${tuned?.ratio.toFixed(2)}x the yardstick`,
+    `${r.name} on ${r.label}: tuned ${tuned?.variant} ${((tuned?.hashrate ?? 0) / 1e6).toFixed(1)} MH/s = ${tuned?.ratio.toFixed(2)}x the yardstick`,
   );
 }
-log(`wrote ${join(outDir, 'bench-device.json')} in ${(results.ms / 1000).toFixed(0)} s`);
+log(`wrote ${join(outDir, 'bench-device.json')} in ${(ms / 1000).toFixed(0)} s`);

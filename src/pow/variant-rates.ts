@@ -2,12 +2,13 @@
  * The kernel family against the naive yardstick on one device: every variant's raw rate
  * (impossible difficulty) as a ratio to the yardstick's, measured in interleaved rounds so that
  * load changing on a shared machine hits every row alike. Pure: the Node CLI
- * (src/cli/kernel-bench.ts) and the Chromium bench page (src/lab/kernel-bench.ts) both run it.
+ * (src/cli/bench-variants.ts) and the Chromium page (src/lab/variant-rates.page.ts) both run it.
  */
+import type { Logger } from '../log.ts';
 import { KERNEL_VARIANTS, requireVariant, YARDSTICK_VARIANT } from './kernel-family.ts';
 import type { WebGpuBackend } from './webgpu.ts';
 
-export interface KernelRate {
+export interface VariantRate {
   variant: string;
   /** Raw hashes/s, averaged over the rounds. */
   hashrate: number;
@@ -17,7 +18,7 @@ export interface KernelRate {
   tuned: boolean;
 }
 
-export async function benchKernels(
+export async function measureVariantRates(
   backend: WebGpuBackend,
   options: {
     secondsPerVariant: number;
@@ -25,9 +26,9 @@ export async function benchKernels(
     variants?: readonly string[];
     tunedVariant: string;
     rounds?: number;
-    log?: (line: string) => void;
+    log?: Logger;
   },
-): Promise<KernelRate[]> {
+): Promise<VariantRate[]> {
   const names = [...new Set([...(options.variants ?? KERNEL_VARIANTS.map((v) => v.name)), options.tunedVariant])];
   for (const name of names) requireVariant(name);
   const measured = [...names, YARDSTICK_VARIANT.name];
@@ -38,7 +39,7 @@ export async function benchKernels(
     for (let round = 0; round < rounds; round++) {
       for (const name of measured) {
         const rate = (await backend.measure(name, (options.secondsPerVariant * 1000) / rounds)) ?? 0;
-        options.log?.(`bench: ${name} round ${round + 1}/${rounds}: ${(rate / 1e6).toFixed(2)} MH/s`);
+        options.log?.info(`bench: ${name} round ${round + 1}/${rounds}: ${(rate / 1e6).toFixed(2)} MH/s`);
         totals.set(name, totals.get(name)! + rate / rounds);
       }
     }

@@ -23,11 +23,11 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
 import { randomBytes } from 'node:crypto';
-import { encodeAddress } from '../src/dpow/address.ts';
-import { toU64Hex } from '../src/pow/work.ts';
-import { Mosquitto } from '../src/testkit/mosquitto.ts';
-import { RedisServer } from '../src/testkit/redis.ts';
-import { findBadWork, findWork, randomRoot } from '../src/testkit/work.ts';
+import { encodeAddress } from '../../src/dpow/address.ts';
+import { toU64Hex } from '../../src/pow/work.ts';
+import { Mosquitto } from '../../src/testkit/mosquitto.ts';
+import { RedisServer } from '../../src/testkit/redis.ts';
+import { findBadWork, findWork, randomRoot } from '../../src/testkit/work.ts';
 
 const { values } = parseArgs({
   options: {
@@ -91,7 +91,7 @@ async function startDispatcher(broker: Mosquitto, store: string, group?: string)
   // Its log lines go to a file, as a service's go to the journal: written, not thrown away.
   const logPath = join(tmp, `dispatcher-${++dispatchersStarted}.log`);
   const logFd = openSync(logPath, 'w');
-  const child = fork(join(here, 'bench-scale/dispatcher.ts'), [broker.tcpUrl, broker.secrets.server, store, ...(group ? [group] : [])], {
+  const child = fork(join(here, 'dispatcher.ts'), [broker.tcpUrl, broker.secrets.server, store, ...(group ? [group] : [])], {
     execArgv: ['--import', 'tsx', ...(process.env.DPOW_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.DPOW_BENCH_PROFILE}`] : [])],
     stdio: ['ignore', 'inherit', logFd, 'ipc'],
   });
@@ -141,7 +141,7 @@ async function scale(broker: Mosquitto, redis: RedisServer) {
   say(`connecting ${WORKERS} simulated workers in ${PROCS} processes …`);
   const procs = Array.from({ length: PROCS }, (_, i) => {
     const n = Math.floor(WORKERS / PROCS) + (i < WORKERS % PROCS ? 1 : 0);
-    return fork(join(here, 'bench-scale/workers.ts'), [broker.tcpUrl, String(n), tablePath, values['min-delay']!, values['mean-delay']!], {
+    return fork(join(here, 'workers.ts'), [broker.tcpUrl, String(n), tablePath, values['min-delay']!, values['mean-delay']!], {
       execArgv: ['--import', 'tsx'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });

@@ -1,6 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { formatCount, formatDuration, formatHashrate, formatMultiplier, shortAddress, shortHash } from './format.ts';
-import { explorerLink, safeHref } from './links.ts';
+import { RAW_PER_NANO } from './dpow/nano-amount.ts';
+import {
+  formatCount,
+  formatDuration,
+  formatHashrate,
+  formatMultiplier,
+  formatNanoAmount,
+  formatNanoCompact,
+  shortAddress,
+  shortHash,
+} from './format.ts';
 
 describe('view formatting', () => {
   it('formats hashrates with units and sensible precision', () => {
@@ -30,14 +39,20 @@ describe('view formatting', () => {
     expect(formatCount(78642)).toBe('78,642');
   });
 
-  it('only ever links to http(s), and fills the explorer template', () => {
-    expect(safeHref('https://wallet.example')).toBe('https://wallet.example/');
-    expect(safeHref('javascript:alert(1)')).toBeNull();
-    expect(safeHref('data:text/html,hi')).toBeNull();
-    expect(safeHref('not a url')).toBeNull();
-    expect(explorerLink('https://explorer.example/block/{hash}', 'AB12')).toBe('https://explorer.example/block/AB12');
-    expect(explorerLink('', 'AB12')).toBeNull();
-    expect(explorerLink('https://explorer.example/', 'AB12')).toBeNull();
-    expect(explorerLink('javascript:{hash}', 'x')).toBeNull();
+  it('cuts a hash for a log line to its head, and escapes what a client could have put in it', () => {
+    const hash = 'BFEB8AA91D346E6E2D6B4B0A6A1C2F2E1B5D8E9A0C3F4A5B6C7D8E9F0A1B2C3D';
+    expect(shortHash(hash, 16, 0)).toBe('BFEB8AA91D346E6E…');
+    expect(shortHash('12345678901234567', 16, 0)).toBe('12345678901234567');
+    expect(shortHash('AB\ncd\u0000', 16, 0)).toBe('AB\\u{a}cd\\u{0}');
+    expect(shortHash(`evil\r\n${'0'.repeat(60)}`, 16, 0)).toBe(`evil\\u{d}\\u{a}${'0'.repeat(10)}…`);
+  });
+
+  it('writes NANO exactly, and for a glance cuts it without ever rounding up', () => {
+    expect(formatNanoAmount(12_345n * 10n ** 24n)).toBe('0.012345 NANO');
+    expect(formatNanoCompact(12_345n * 10n ** 24n)).toBe('0.012345 NANO');
+    expect(formatNanoCompact(3n * RAW_PER_NANO)).toBe('3 NANO');
+    expect(formatNanoCompact(RAW_PER_NANO * 2n / 3n)).toBe('0.666666… NANO');
+    expect(formatNanoCompact(1n)).toBe('0.000000… NANO');
+    expect(formatNanoCompact(RAW_PER_NANO * 2n / 3n, 2)).toBe('0.66… NANO');
   });
 });

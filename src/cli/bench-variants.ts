@@ -1,28 +1,29 @@
 /**
  * The WebGPU kernel family against the naive yardstick in Node on one Dawn device
- * (src/pow/kernel-bench.ts), with the tuner's choice and each source's ops per nonce. Used by
- * `dpow-web bench --tune` / `--kernels` and scripts/bench*.mjs.
+ * (src/pow/variant-rates.ts), with the tuner's choice and each source's ops per nonce. Used by
+ * `dpow-web bench --tune` / `--kernels`, which `npm run bench` and `npm run bench:device` run.
  */
-import { benchKernels, type KernelRate } from '../pow/kernel-bench.ts';
+import type { Logger } from '../log.ts';
+import { measureVariantRates, type VariantRate } from '../pow/variant-rates.ts';
 import { requireVariant } from '../pow/kernel-family.ts';
 import { createTunedBackend, type TuningResult } from '../pow/tuner.ts';
 import { createWebGpuBackend, type WebGpuAdapterInfo } from '../pow/webgpu.ts';
 import { createNodeGpu, loadBenchSources, type NodeGpuBackend } from '../pow-node/gpu.ts';
 import { dawnRuntime, fileTuningStore } from '../pow-node/tuning-store.ts';
 
-export interface KernelBenchRow extends KernelRate {
+export interface VariantBenchRow extends VariantRate {
   /** u32 ALU ops per nonce of the variant's kernel source (kernels/kernel-ops.mjs), if counted. */
   opsPerNonce: number | null;
 }
 
-export interface KernelBenchReport {
+export interface VariantBenchReport {
   runtime: string;
   adapter: WebGpuAdapterInfo;
   label: string;
   secondsPerVariant: number;
   tuning: TuningResult | null;
   tunedVariant: string;
-  rows: KernelBenchRow[];
+  rows: VariantBenchRow[];
 }
 
 /** Every parameter combination the family was pruned from. */
@@ -45,7 +46,7 @@ async function opsPerSource(): Promise<Map<string, number>> {
   return counts;
 }
 
-export async function runKernelBench(options: {
+export async function runVariantBench(options: {
   seconds: number;
   /** Variant names to measure; default the family. The yardstick is always measured. */
   variants?: string[];
@@ -53,8 +54,8 @@ export async function runKernelBench(options: {
   retune?: boolean;
   backend?: NodeGpuBackend;
   rounds?: number;
-  log?: (line: string) => void;
-}): Promise<KernelBenchReport> {
+  log?: Logger;
+}): Promise<VariantBenchReport> {
   const gpu = await createNodeGpu({ backend: options.backend, log: options.log });
   if (!gpu) throw new Error('WebGPU is not available here (no adapter)');
   const inner = await createWebGpuBackend({ gpu, shaders: loadBenchSources(), log: options.log });
@@ -76,7 +77,7 @@ export async function runKernelBench(options: {
     });
     await tuned.calibrated;
     const tunedVariant = tuned.kernel.variant;
-    const rates = await benchKernels(inner, {
+    const rates = await measureVariantRates(inner, {
       secondsPerVariant: options.seconds,
       variants: options.variants,
       tunedVariant,
@@ -99,7 +100,7 @@ export async function runKernelBench(options: {
   }
 }
 
-export function formatKernelBench(report: KernelBenchReport): string {
+export function formatVariantBench(report: VariantBenchReport): string {
   const lines = [
     `WebGPU kernels on ${report.label} (${report.runtime}), ${report.secondsPerVariant} s each, raw hashes:`,
     `${'variant'.padEnd(22)} ${'MH/s'.padStart(9)} ${'vs yardstick'.padStart(13)} ${'ops/nonce'.padStart(10)}`,

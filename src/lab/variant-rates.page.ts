@@ -1,10 +1,12 @@
 /**
- * The kernel bench in a Chromium page (scripts/bench.mjs bundles this file and serves it): the
+ * The variant rates in a Chromium page (scripts/chromium-variant-rates.ts bundles this file and
+ * serves it for `npm run bench` and `npm run bench:device`): the
  * tuner's calibration on the page's own adapter, then every variant against the naive yardstick
- * (src/pow/kernel-bench.ts). The script hands in the shader texts and the timing as
- * window.__kernelBench and reads the JSON result from <pre id="result">.
+ * (src/pow/variant-rates.ts). The script hands in the shader texts and the timing as
+ * window.__variantRates and reads the JSON result from <pre id="result">.
  */
-import { benchKernels } from '../pow/kernel-bench.ts';
+import { consoleLogger } from '../log.ts';
+import { measureVariantRates } from '../pow/variant-rates.ts';
 import type { KernelSources } from '../pow/kernel-family.ts';
 import { createTunedBackend, type TuningResult } from '../pow/tuner.ts';
 import { createWebGpuBackend } from '../pow/webgpu.ts';
@@ -21,7 +23,7 @@ interface BenchInput {
 async function main(input: BenchInput): Promise<unknown> {
   const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
   if (!gpu) throw new Error('navigator.gpu is missing (start Chromium with --enable-unsafe-webgpu)');
-  const log = (line: string) => console.info(line);
+  const log = consoleLogger('');
   const inner = await createWebGpuBackend({ gpu, shaders: input.shaders, log });
   try {
     let tuning: TuningResult | null = null;
@@ -32,7 +34,7 @@ async function main(input: BenchInput): Promise<unknown> {
       log,
     });
     await tuned.calibrated;
-    const rows = await benchKernels(inner, {
+    const rows = await measureVariantRates(inner, {
       secondsPerVariant: input.secondsPerVariant,
       tunedVariant: tuned.kernel.variant,
       variants: input.variants,
@@ -45,7 +47,7 @@ async function main(input: BenchInput): Promise<unknown> {
   }
 }
 
-const input = (window as unknown as { __kernelBench: BenchInput }).__kernelBench;
+const input = (window as unknown as { __variantRates: BenchInput }).__variantRates;
 const out = document.createElement('pre');
 out.id = 'result';
 main(input).then(

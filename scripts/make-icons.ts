@@ -1,26 +1,34 @@
-#!/usr/bin/env node
 /**
  * Renders the app icons (PWA manifest PNGs, apple-touch-icon) and the matching SVG into public/.
  * No dependencies: shapes are point-in-shape tests, 4x4 supersampled, written as PNG with zlib.
- * Run once after changing the design and commit the output: `node scripts/make-icons.mjs`.
+ * Run once after changing the design and commit the output: `npm run icons`.
  *
  * Design: a hexagonal block outline with a lightning bolt (work, fast), on a navy tile.
  */
-import { deflateSync } from 'node:zlib';
+import { crc32, deflateSync } from 'node:zlib';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const OUT = fileURLToPath(new URL('../public/', import.meta.url));
 
-const NAVY_TOP = [0x17, 0x36, 0x63];
-const NAVY_BOTTOM = [0x0b, 0x16, 0x28];
-const RING = [0x6e, 0xa8, 0xff];
-const BOLT = [0xff, 0xd2, 0x5a];
+type Rgb = [number, number, number];
+type Point = [number, number];
+interface IconOptions {
+  /** Rounded corners (transparent outside), or a full-bleed tile. */
+  rounded: boolean;
+  /** How much the glyph is shrunk (the maskable icon's safe zone). */
+  scale: number;
+}
+
+const NAVY_TOP: Rgb = [0x17, 0x36, 0x63];
+const NAVY_BOTTOM: Rgb = [0x0b, 0x16, 0x28];
+const RING: Rgb = [0x6e, 0xa8, 0xff];
+const BOLT: Rgb = [0xff, 0xd2, 0x5a];
 
 // Shapes in unit coordinates: (0,0) top-left, (1,1) bottom-right, centred at (0.5, 0.5).
 const HEX_R = 0.34;
 const HEX_W = 0.06;
-const BOLT_POINTS = [
+const BOLT_POINTS: Point[] = [
   [0.545, 0.255],
   [0.37, 0.53],
   [0.49, 0.53],
@@ -29,14 +37,14 @@ const BOLT_POINTS = [
   [0.51, 0.455],
 ];
 
-function hexDistance(x, y) {
+function hexDistance(x: number, y: number): number {
   // Distance-like measure for a pointy-top regular hexagon: max over its three axis projections.
   const dx = Math.abs(x);
   const dy = Math.abs(y);
   return Math.max(dx, dx * 0.5 + dy * (Math.sqrt(3) / 2)) / (Math.sqrt(3) / 2);
 }
 
-function inPolygon(x, y, pts) {
+function inPolygon(x: number, y: number, pts: Point[]): boolean {
   let inside = false;
   for (let i = 0, j = pts.length - 1; i < pts.length; j = i++) {
     const [xi, yi] = pts[i];
@@ -46,17 +54,17 @@ function inPolygon(x, y, pts) {
   return inside;
 }
 
-function inRoundedSquare(x, y, radius) {
+function inRoundedSquare(x: number, y: number, radius: number): boolean {
   const cx = Math.min(Math.max(x, radius), 1 - radius);
   const cy = Math.min(Math.max(y, radius), 1 - radius);
   return (x - cx) ** 2 + (y - cy) ** 2 <= radius ** 2;
 }
 
 /** One sample: RGBA for a point of the icon. `scale` shrinks the glyph (maskable safe zone). */
-function sample(x, y, { rounded, scale }) {
+function sample(x: number, y: number, { rounded, scale }: IconOptions): [number, number, number, number] {
   if (rounded && !inRoundedSquare(x, y, 0.2)) return [0, 0, 0, 0];
   const t = y;
-  let color = NAVY_TOP.map((c, i) => c + (NAVY_BOTTOM[i] - c) * t);
+  let color = NAVY_TOP.map((c, i) => c + (NAVY_BOTTOM[i] - c) * t) as Rgb;
   const gx = (x - 0.5) / scale + 0.5;
   const gy = (y - 0.5) / scale + 0.5;
   const h = hexDistance(gx - 0.5, gy - 0.5);
@@ -65,7 +73,7 @@ function sample(x, y, { rounded, scale }) {
   return [...color, 255];
 }
 
-function render(size, options) {
+function render(size: number, options: IconOptions): Buffer {
   const SS = 4;
   const rgba = Buffer.alloc(size * size * 4);
   for (let py = 0; py < size; py++) {
@@ -91,19 +99,7 @@ function render(size, options) {
   return encodePng(size, size, rgba);
 }
 
-const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-
-function crc32(buf) {
-  let c = 0xffffffff;
-  for (const b of buf) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
-
-function chunk(type, data) {
+function chunk(type: string, data: Buffer): Buffer {
   const len = Buffer.alloc(4);
   len.writeUInt32BE(data.length);
   const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
@@ -112,7 +108,7 @@ function chunk(type, data) {
   return Buffer.concat([len, body, crc]);
 }
 
-function encodePng(width, height, rgba) {
+function encodePng(width: number, height: number, rgba: Buffer): Buffer {
   const header = Buffer.alloc(13);
   header.writeUInt32BE(width, 0);
   header.writeUInt32BE(height, 4);
@@ -129,15 +125,15 @@ function encodePng(width, height, rgba) {
   ]);
 }
 
-function svg() {
-  const hex = (r) =>
+function svg(): string {
+  const hex = (r: number) =>
     Array.from({ length: 6 }, (_, i) => {
       const a = (Math.PI / 3) * i - Math.PI / 2;
       return `${(256 + r * 512 * Math.cos(a)).toFixed(1)},${(256 + r * 512 * Math.sin(a)).toFixed(1)}`;
     }).join(' ');
   const ringMid = HEX_R - HEX_W / 2;
   const bolt = BOLT_POINTS.map(([x, y]) => `${(x * 512).toFixed(1)},${(y * 512).toFixed(1)}`).join(' ');
-  const rgb = (c) => `#${c.map((v) => v.toString(16).padStart(2, '0')).join('')}`;
+  const rgb = (c: Rgb) => `#${c.map((v) => v.toString(16).padStart(2, '0')).join('')}`;
   return `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 512 512">
   <defs><linearGradient id="bg" x1="0" y1="0" x2="0" y2="1"><stop offset="0" stop-color="${rgb(NAVY_TOP)}"/><stop offset="1" stop-color="${rgb(NAVY_BOTTOM)}"/></linearGradient></defs>
   <rect width="512" height="512" rx="102" fill="url(#bg)"/>
@@ -147,7 +143,7 @@ function svg() {
 `;
 }
 
-const icons = [
+const icons: Array<[string, number, IconOptions]> = [
   ['pwa-192.png', 192, { rounded: true, scale: 1 }],
   ['pwa-512.png', 512, { rounded: true, scale: 1 }],
   // Maskable: full-bleed tile, glyph inside the 80% safe zone.
