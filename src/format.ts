@@ -18,13 +18,18 @@ export function printable(text: string): string {
 /**
  * A hash cut short for people: its first `head` characters, "…" and its last `tail`, or the whole
  * of it when that is not longer. The page shows both ends (the default, `718CC212…995D79E2`; the
- * kiosk `shortHash(hash, 6)`); log lines and messages show the head only (`shortHash(hash, 16, 0)`:
+ * kiosk `shortHash(hash, 6)`); log lines and messages show the head only (`logHash(hash)`:
  * `BFEB8AA91D346E6E…`). Escaped as printable() does, since a hash in a refusal is whatever a
  * client sent.
  */
 export function shortHash(hash: string, head = 8, tail = head): string {
   if (hash.length <= head + tail + 1) return printable(hash);
   return `${printable(hash.slice(0, head))}…${tail > 0 ? printable(hash.slice(-tail)) : ''}`;
+}
+
+/** A hash in a log line: its first 16 digits, enough to grep for, with control characters escaped. */
+export function logHash(hash: string): string {
+  return shortHash(hash, 16, 0);
 }
 
 /** nano_3t6k35…uohr3: the prefix plus the first and last characters people compare. */

@@ -17,7 +17,7 @@ import { CliError, defineCommand, defineSubcommand, intOption, parseCommandAsync
 import { DATA_OPTION, openCliStore, STORE_OPTION } from './store-option.ts';
 import { formatTable } from './table.ts';
 import { parseNano } from '../dpow/nano-amount.ts';
-import { formatNano, formatNanoAmount, shortHash } from '../format.ts';
+import { formatNano, formatNanoAmount, logHash } from '../format.ts';
 import { scrub } from '../server/log.ts';
 import { NanoNodeRpc } from '../server/payout/node-rpc.ts';
 import { nothingToPay, preparePayout, PayoutRefused, resumePayout, startPayout, type PayoutDeps, type PayoutEvent, type PoolRule, type RunOutcome } from '../server/payout/payout-run.ts';
@@ -110,7 +110,7 @@ function eventLine(event: PayoutEvent, secrets: string[]): string {
     case 'carried':
       return `carried    ${event.payment.address}  ${formatNanoAmount(event.payment.amount)}: ${event.reason}`;
     case 'confirmed':
-      return `confirmed  ${event.payment.address}  block ${shortHash(event.payment.block ?? '', 16, 0)}`;
+      return `confirmed  ${event.payment.address}  block ${logHash(event.payment.block ?? '')}`;
     case 'waiting':
       return scrub(`waiting    ${event.what}: ${event.message}; trying again in ${(event.retryInMs / 1000).toFixed(1)} s`, secrets);
   }

@@ -30,7 +30,7 @@ import {
 } from './codec.ts';
 import { DEFAULT_POLICY, type DifficultyPolicy } from '../pow/difficulty.ts';
 import { PAUSE_WORDS } from './activity.ts';
-import { shortHash } from '../format.ts';
+import { logHash } from '../format.ts';
 import { EventLog } from './event-log.ts';
 import { Outbox } from './outbox.ts';
 import type { Job } from './queue.ts';
@@ -125,7 +125,7 @@ export class DpowClient implements WorkerClient {
         this.#log.job('info', 'publish', 'published', entry.job, `to ${entry.topic}`);
       },
       onGivenUp: (entry) =>
-        this.#log.reject('outbox-full', `Result for ${shortHash(entry.job.hash, 16, 0)} given up: too many results waiting for the broker`),
+        this.#log.reject('outbox-full', `Result for ${logHash(entry.job.hash)} given up: too many results waiting for the broker`),
     });
     this.#session = new MqttSession({
       connect: options.connect ?? ((url, opts) => mqtt.connect(url, opts)),
@@ -320,7 +320,7 @@ export class DpowClient implements WorkerClient {
       if (raised) this.#log.count('addressAccepted');
       const own = st.block_rewarded !== undefined && this.#uncredited.delete(st.block_rewarded.toLowerCase());
       if (own) this.#log.count('accepted');
-      const block = st.block_rewarded ? ` for ${shortHash(st.block_rewarded, 16, 0)}` : '';
+      const block = st.block_rewarded ? ` for ${logHash(st.block_rewarded)}` : '';
       const whose = st.block_rewarded ? (own ? ' (this worker)' : ' (another worker for this address)') : '';
       this.#log.add('info', 'stats', `Work accepted${block}${whose}: ${st.precache} precache, ${st.ondemand} ondemand in total`);
     }

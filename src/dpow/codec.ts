@@ -5,7 +5,7 @@
  * statistics, with <type> one of precache | ondemand. Decoders never throw: a bad payload is a
  * value with a stable `code` (for counters) and a `reason` (for logs and people).
  */
-import { printable, shortHash } from '../format.ts';
+import { logHash, printable } from '../format.ts';
 import { checkAddress } from './address.ts';
 import { isRootHex, isU64Hex, toU64Hex } from '../pow/work.ts';
 
@@ -116,7 +116,7 @@ export const workCodec = {
     const f = fields(payload, 2, 'work message');
     if (!f.ok) return f;
     const [hash, difficulty] = f.value;
-    if (!isRootHex(hash)) return reject('bad-hash', `work hash "${shortHash(hash, 16, 0)}" is not 64 hex characters`);
+    if (!isRootHex(hash)) return reject('bad-hash', `work hash "${logHash(hash)}" is not 64 hex characters`);
     if (!isU64Hex(difficulty)) {
       return reject('bad-difficulty', `work difficulty "${clip(difficulty)}" is not 16 hex characters`);
     }
@@ -149,7 +149,7 @@ export const resultCodec = {
     const f = fields(payload, 3, 'result message');
     if (!f.ok) return f;
     const [hash, work, address] = f.value;
-    if (!isRootHex(hash)) return reject('bad-hash', `result hash "${shortHash(hash, 16, 0)}" is not 64 hex characters`);
+    if (!isRootHex(hash)) return reject('bad-hash', `result hash "${logHash(hash)}" is not 64 hex characters`);
     if (!isU64Hex(work)) return reject('bad-work', `result work "${clip(work)}" is not 16 hex characters`);
     // Lenient about the checksum (see above), never about the alphabet: <prefix>_<base32>.
     if (!/^[0-9A-Za-z_]{1,128}$/.test(address)) {
@@ -173,7 +173,7 @@ export const cancelCodec = {
     const f = fields(payload, 1, 'cancel message');
     if (!f.ok) return f;
     const [hash] = f.value;
-    if (!isRootHex(hash)) return reject('bad-hash', `cancel hash "${shortHash(hash, 16, 0)}" is not 64 hex characters`);
+    if (!isRootHex(hash)) return reject('bad-hash', `cancel hash "${logHash(hash)}" is not 64 hex characters`);
     return { ok: true, value: hash };
   },
 };

@@ -5,7 +5,7 @@
  */
 import type { BackendName } from '../pow/types.ts';
 import type { ClientCounters, ClientEvent, JobEventInfo } from './state.ts';
-import { formatMultiplier, shortHash } from '../format.ts';
+import { formatMultiplier, logHash } from '../format.ts';
 
 export const MAX_EVENTS = 200;
 
@@ -94,7 +94,7 @@ export class EventLog {
     extra: { ms?: number; backend?: BackendName } = {},
   ): void {
     const info: JobEventInfo = { event, hash: job.hash, workType: job.workType, multiplier: job.multiplier, ...extra };
-    const parts = [`${event[0].toUpperCase()}${event.slice(1)}`, job.workType, shortHash(job.hash, 16, 0), formatMultiplier(job.multiplier)];
+    const parts = [`${event[0].toUpperCase()}${event.slice(1)}`, job.workType, logHash(job.hash), formatMultiplier(job.multiplier)];
     if (extra.ms !== undefined) parts.push(`in ${extra.ms} ms`);
     if (extra.backend) parts.push(`on ${extra.backend}`);
     if (note) parts.push(note);

@@ -25,7 +25,7 @@
  *
  * Pure and synchronous; the clock is injected.
  */
-import { shortHash } from '../format.ts';
+import { logHash } from '../format.ts';
 import { DEFAULT_POLICY, difficultyError, type DifficultyPolicy } from '../pow/difficulty.ts';
 import { toMultiplier, toU64Hex } from '../pow/work.ts';
 import type { WorkType } from './codec.ts';
@@ -127,11 +127,11 @@ export class WorkQueue {
 
     const running = this.#inFlight.get(k);
     if (running && difficulty <= running.target) {
-      return { ok: false, code: 'duplicate', reason: `${shortHash(hash, 16, 0)} is already being computed` };
+      return { ok: false, code: 'duplicate', reason: `${logHash(hash)} is already being computed` };
     }
     const done = this.#finished.get(k);
     if (!running && done !== undefined && difficulty <= done) {
-      return { ok: false, code: 'duplicate', reason: `${shortHash(hash, 16, 0)} was finished recently` };
+      return { ok: false, code: 'duplicate', reason: `${logHash(hash)} was finished recently` };
     }
 
     const queued = this.#findQueued(k);
@@ -140,7 +140,7 @@ export class WorkQueue {
       const higher = difficulty > job.target;
       const promote = workType === 'ondemand' && job.workType === 'precache';
       if (!higher && !promote) {
-        return { ok: false, code: 'duplicate', reason: `${shortHash(hash, 16, 0)} is already queued` };
+        return { ok: false, code: 'duplicate', reason: `${logHash(hash)} is already queued` };
       }
       if (higher) this.#setTarget(job, difficulty);
       if (promote) {
@@ -163,7 +163,7 @@ export class WorkQueue {
         return {
           ok: false,
           code: 'queue-full',
-          reason: `queue is full of ondemand work (${this.limit}); precache ${shortHash(hash, 16, 0)} refused`,
+          reason: `queue is full of ondemand work (${this.limit}); precache ${logHash(hash)} refused`,
         };
       }
       if (dropped) dropped.state = 'dropped';

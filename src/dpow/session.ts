@@ -77,82 +77,82 @@ function randomId(): string {
 }
 
 export class MqttSession {
-  private readonly o: SessionOptions;
-  private settings: SessionSettings | null = null;
-  private running = false;
+  readonly #o: SessionOptions;
+  #settings: SessionSettings | null = null;
+  #running = false;
   /** Bumped on every open/close so late callbacks from an old session do nothing. */
-  private generation = 0;
+  #generation = 0;
 
-  private mq: MqttClient | null = null;
-  private state: ConnectionState = 'idle';
-  private connectedAt: number | null = null;
-  private heartbeatAt: number | null = null;
-  private reconnectAttempt = 0;
+  #mq: MqttClient | null = null;
+  #state: ConnectionState = 'idle';
+  #connectedAt: number | null = null;
+  #heartbeatAt: number | null = null;
+  #reconnectAttempt = 0;
   /** Which of the settings' URLs the next connection goes to. */
-  private urlIndex = 0;
-  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
-  private watchTimer: ReturnType<typeof setInterval> | undefined;
-  private lastError: string | null = null;
+  #urlIndex = 0;
+  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  #watchTimer: ReturnType<typeof setInterval> | undefined;
+  #lastError: string | null = null;
   /** The broker's latest complaint (connection error, refused subscription); null when fine. */
   error: string | null = null;
 
   constructor(options: SessionOptions) {
-    this.o = options;
+    this.#o = options;
   }
 
   get connection(): ConnectionState {
-    return this.state;
+    return this.#state;
   }
 
   get lastHeartbeatAt(): number | null {
-    return this.heartbeatAt;
+    return this.#heartbeatAt;
   }
 
   /** The connection results may be published on now, or null. */
   deliverable(): MqttClient | null {
-    const client = this.mq;
-    if (!client || !client.connected || this.connectedAt === null) return null;
+    const client = this.#mq;
+    if (!client || !client.connected || this.#connectedAt === null) return null;
     // A server that has been heard from and then went quiet would not receive a result: hold
     // results until its next heartbeat. One that never sent heartbeats is not second-guessed.
-    if (this.state === 'server-offline' && this.heartbeatAt !== null) return null;
+    if (this.#state === 'server-offline' && this.#heartbeatAt !== null) return null;
     return client;
   }
 
   /** Connects; resolves once the first attempt has an outcome (failures are retried, not thrown). */
   open(settings: SessionSettings): Promise<void> {
-    this.generation++;
-    this.settings = settings;
-    this.running = true;
+    this.#generation++;
+    this.#settings = settings;
+    this.#running = true;
     this.error = null;
-    this.lastError = null;
-    this.heartbeatAt = null;
-    this.connectedAt = null;
-    this.reconnectAttempt = 0;
-    this.urlIndex = 0;
-    this.state = 'connecting';
-    this.watchTimer = setInterval(() => this.watchHeartbeat(), Math.min(this.o.tickMs, settings.heartbeatTimeoutMs / 4));
-    this.o.onChange();
-    return this.connect();
+    this.#lastError = null;
+    this.#heartbeatAt = null;
+    this.#connectedAt = null;
+    this.#reconnectAttempt = 0;
+    this.#urlIndex = 0;
+    this.#state = 'connecting';
+    this.#watchTimer = setInterval(() => this.#watchHeartbeat(), Math.min(this.#o.tickMs, settings.heartbeatTimeoutMs / 4));
+    this.#o.onChange();
+    return this.#connect();
   }
 
   /** Unsubscribes and closes the connection; no retry follows. */
   async close(): Promise<void> {
-    if (!this.running) {
-      if (this.state !== 'idle' && this.state !== 'stopped') this.state = 'stopped';
-      this.o.onChange();
+    if (!this.#running) {
+      if (this.#state !== 'idle' && this.#state !== 'stopped') this.#state = 'stopped';
+      this.#o.onChange();
       return;
     }
-    this.running = false;
-    this.generation++;
-    clearInterval(this.watchTimer);
-    clearTimeout(this.reconnectTimer);
-    this.reconnectTimer = undefined;
-    const client = this.mq;
-    this.mq = null;
-    if (client) await this.closeClient(client);
-    this.state = 'stopped';
-    this.connectedAt = null;
-    this.o.onChange();
+    this.#running = false;
+    this.#generation++;
+    clearInterval(this.#watchTimer);
+    clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = undefined;
+    const client = this.#mq;
+    this.#mq = null;
+    if (client) await this.#closeClient(client);
+    this.#state = 'stopped';
+    this.#connectedAt = null;
+    this.#o.onChange();
   }
 
   /**
@@ -160,12 +160,12 @@ export class MqttSession {
    * says the network is back). Does nothing unless a retry is pending.
    */
   reconnectNow(): void {
-    if (!this.running || this.state !== 'reconnecting' || this.mq || this.reconnectTimer === undefined) return;
-    clearTimeout(this.reconnectTimer);
-    this.reconnectTimer = undefined;
-    this.reconnectAttempt = 0;
-    this.o.log.add('info', 'connection', 'Retrying now');
-    void this.connect();
+    if (!this.#running || this.#state !== 'reconnecting' || this.#mq || this.#reconnectTimer === undefined) return;
+    clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = undefined;
+    this.#reconnectAttempt = 0;
+    this.#o.log.add('info', 'connection', 'Retrying now');
+    void this.#connect();
   }
 
   /**
@@ -173,22 +173,22 @@ export class MqttSession {
    * what came), and on every reconnect after.
    */
   resubscribe(subscriptions: Record<string, { qos: 0 | 1 }>): void {
-    const s = this.settings;
+    const s = this.#settings;
     if (!s) return;
     const gone = Object.keys(s.subscriptions).filter((topic) => !(topic in subscriptions));
     const added = Object.fromEntries(Object.entries(subscriptions).filter(([topic]) => !(topic in s.subscriptions)));
-    this.settings = { ...s, subscriptions };
-    const client = this.mq;
-    if (!this.running || !client?.connected || this.connectedAt === null) return; // the next connect subscribes
+    this.#settings = { ...s, subscriptions };
+    const client = this.#mq;
+    if (!this.#running || !client?.connected || this.#connectedAt === null) return; // the next connect subscribes
     if (gone.length > 0) client.unsubscribe(gone);
     if (Object.keys(added).length > 0) {
       client.subscribe(added, (err, granted) => {
-        if (this.mq !== client) return;
+        if (this.#mq !== client) return;
         const refused = (granted ?? []).filter((g) => g.qos === 128).map((g) => g.topic);
         if (err || refused.length) {
           this.error = err ? `Subscribe failed: ${err.message}` : `Broker refused subscriptions: ${refused.join(', ')}`;
-          this.o.log.add('error', 'connection', this.error);
-          this.o.onChange();
+          this.#o.log.add('error', 'connection', this.error);
+          this.#o.onChange();
         }
       });
     }
@@ -196,27 +196,27 @@ export class MqttSession {
 
   /** A (well-formed) heartbeat arrived: the server is alive. */
   heartbeat(): void {
-    this.heartbeatAt = this.o.now();
-    this.reconnectAttempt = 0;
-    if (this.state === 'server-offline') {
-      this.state = 'online';
-      this.o.log.add('info', 'heartbeat', 'Server is back online');
+    this.#heartbeatAt = this.#o.now();
+    this.#reconnectAttempt = 0;
+    if (this.#state === 'server-offline') {
+      this.#state = 'online';
+      this.#o.log.add('info', 'heartbeat', 'Server is back online');
       const link = this.deliverable();
-      if (link) this.o.onReady(link);
+      if (link) this.#o.onReady(link);
     }
-    this.o.onChange();
+    this.#o.onChange();
   }
 
   // ---------------------------------------------------------------- connection
 
-  private get url(): string {
-    return this.settings!.urls[this.urlIndex];
+  get #url(): string {
+    return this.#settings!.urls[this.#urlIndex];
   }
 
-  private connect(): Promise<void> {
-    const s = this.settings!;
-    const generation = this.generation;
-    const client = this.o.connect(this.url, {
+  #connect(): Promise<void> {
+    const s = this.#settings!;
+    const generation = this.#generation;
+    const client = this.#o.connect(this.#url, {
       protocolVersion: 4,
       username: s.username,
       password: s.password,
@@ -228,95 +228,95 @@ export class MqttSession {
       resubscribe: false,
       queueQoSZero: false,
     });
-    this.mq = client;
-    const current = () => this.mq === client && generation === this.generation;
+    this.#mq = client;
+    const current = () => this.#mq === client && generation === this.#generation;
     return new Promise((resolve) => {
       client.on('connect', () => {
-        if (current()) this.onConnect(client);
+        if (current()) this.#onConnect(client);
         resolve();
       });
       client.on('message', (topic, payload) => {
-        if (current()) this.o.onMessage(topic, payload);
+        if (current()) this.#o.onMessage(topic, payload);
       });
       client.on('error', (err) => {
         if (!current()) return;
-        this.lastError = err.message;
+        this.#lastError = err.message;
         this.error = `Broker: ${err.message}`;
-        this.o.onChange();
+        this.#o.onChange();
       });
       client.on('close', () => {
-        if (current()) this.onClose(client);
+        if (current()) this.#onClose(client);
         resolve();
       });
     });
   }
 
-  private onConnect(client: MqttClient): void {
-    const s = this.settings!;
-    this.connectedAt = this.o.now();
+  #onConnect(client: MqttClient): void {
+    const s = this.#settings!;
+    this.#connectedAt = this.#o.now();
     this.error = null;
-    this.lastError = null;
+    this.#lastError = null;
     // 'online' means work can arrive: only once the broker has acknowledged the subscriptions.
     client.subscribe(s.subscriptions, (err, granted) => {
-      if (this.mq !== client) return;
-      this.connectedAt = this.o.now();
-      this.state = 'online';
-      this.o.log.add('info', 'connection', `Connected to ${this.url}`);
+      if (this.#mq !== client) return;
+      this.#connectedAt = this.#o.now();
+      this.#state = 'online';
+      this.#o.log.add('info', 'connection', `Connected to ${this.#url}`);
       if (err) {
-        this.o.log.add('error', 'connection', `Subscribe failed: ${err.message}`);
+        this.#o.log.add('error', 'connection', `Subscribe failed: ${err.message}`);
       } else {
         const refused = (granted ?? []).filter((g) => g.qos === 128).map((g) => g.topic);
         if (refused.length) {
           this.error = `Broker refused subscriptions: ${refused.join(', ')}`;
-          this.o.log.add('error', 'connection', this.error);
+          this.#o.log.add('error', 'connection', this.error);
         }
       }
       const link = this.deliverable();
-      if (link) this.o.onReady(link);
-      this.o.onChange();
+      if (link) this.#o.onReady(link);
+      this.#o.onChange();
     });
-    this.o.onChange();
+    this.#o.onChange();
   }
 
-  private onClose(client: MqttClient): void {
-    this.mq = null;
+  #onClose(client: MqttClient): void {
+    this.#mq = null;
     client.removeAllListeners('message');
     client.end(true);
-    const wasConnected = this.connectedAt !== null;
-    if (wasConnected && this.o.now() - this.connectedAt! >= STABLE_CONNECTION_MS) this.reconnectAttempt = 0;
-    this.connectedAt = null;
-    this.o.onLinkLost(client);
-    if (!this.running) return;
-    const delay = backoffDelay(this.reconnectAttempt++, this.o.policy.initialMs, this.o.policy.maxMs, this.o.random);
-    this.state = 'reconnecting';
+    const wasConnected = this.#connectedAt !== null;
+    if (wasConnected && this.#o.now() - this.#connectedAt! >= STABLE_CONNECTION_MS) this.#reconnectAttempt = 0;
+    this.#connectedAt = null;
+    this.#o.onLinkLost(client);
+    if (!this.#running) return;
+    const delay = backoffDelay(this.#reconnectAttempt++, this.#o.policy.initialMs, this.#o.policy.maxMs, this.#o.random);
+    this.#state = 'reconnecting';
     const secs = (delay / 1000).toFixed(delay < 10_000 ? 1 : 0);
-    const why = this.lastError ? ` (${this.lastError})` : '';
+    const why = this.#lastError ? ` (${this.#lastError})` : '';
     // The node that failed is likely down: the next try goes to another node of the cluster.
-    const several = this.settings!.urls.length > 1;
-    const node = several ? ` ${this.url}` : '';
-    this.urlIndex = (this.urlIndex + 1) % this.settings!.urls.length;
-    const to = several ? ` to ${this.url}` : '';
-    this.o.log.add(
+    const several = this.#settings!.urls.length > 1;
+    const node = several ? ` ${this.#url}` : '';
+    this.#urlIndex = (this.#urlIndex + 1) % this.#settings!.urls.length;
+    const to = several ? ` to ${this.#url}` : '';
+    this.#o.log.add(
       'warn',
       'connection',
       wasConnected ? `Disconnected from the broker${node}${why}; reconnecting${to} in ${secs} s` : `Cannot reach the broker${node}${why}; retrying${to} in ${secs} s`,
     );
-    const generation = this.generation;
-    this.reconnectTimer = setTimeout(() => {
-      this.reconnectTimer = undefined;
-      if (!this.running || generation !== this.generation) return;
-      void this.connect();
+    const generation = this.#generation;
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      if (!this.#running || generation !== this.#generation) return;
+      void this.#connect();
     }, delay);
-    this.o.onChange();
+    this.#o.onChange();
   }
 
-  private closeClient(client: MqttClient): Promise<void> {
+  #closeClient(client: MqttClient): Promise<void> {
     client.removeAllListeners('message');
     if (!client.connected) {
       client.end(true);
       return Promise.resolve();
     }
-    const subscribed = Object.keys(this.settings!.subscriptions);
+    const subscribed = Object.keys(this.#settings!.subscriptions);
     return withTimeout(
       new Promise<void>((resolve) => {
         client.unsubscribe(subscribed, () => client.end(false, {}, () => resolve()));
@@ -328,24 +328,24 @@ export class MqttSession {
   }
 
   /** Online but no heartbeat for longer than the timeout: say the server looks offline. */
-  private watchHeartbeat(): void {
-    if (!this.running) return;
-    const now = this.o.now();
-    if (this.state === 'online' && this.connectedAt !== null) {
-      const age = now - Math.max(this.heartbeatAt ?? -Infinity, this.connectedAt);
-      if (age > this.settings!.heartbeatTimeoutMs) {
-        this.state = 'server-offline';
+  #watchHeartbeat(): void {
+    if (!this.#running) return;
+    const now = this.#o.now();
+    if (this.#state === 'online' && this.#connectedAt !== null) {
+      const age = now - Math.max(this.#heartbeatAt ?? -Infinity, this.#connectedAt);
+      if (age > this.#settings!.heartbeatTimeoutMs) {
+        this.#state = 'server-offline';
         const secs = Math.round(age / 1000);
-        this.o.log.add(
+        this.#o.log.add(
           'warn',
           'heartbeat',
-          this.heartbeatAt === null
+          this.#heartbeatAt === null
             ? `Server appears to be offline... no heartbeat in ${secs} seconds since connecting`
             : `Server appears to be offline... ${secs} seconds since last heartbeat`,
         );
       }
     }
     // The heartbeat age in the state moves with the clock.
-    this.o.onChange();
+    this.#o.onChange();
   }
 }

@@ -15,7 +15,7 @@ import { validateWork } from '../pow/work.ts';
 import type { BackendName, EngineApi, EngineStatus, GenerateResult } from '../pow/types.ts';
 import type { WorkMessage, WorkType } from './codec.ts';
 import type { EventLog } from './event-log.ts';
-import { shortHash } from '../format.ts';
+import { logHash } from '../format.ts';
 import { WorkQueue, type Job } from './queue.ts';
 import { NO_SUSTAINED_RATES, type ClientSettings, type CurrentJob, type QueuedJob, type SustainedRates } from './state.ts';
 import { withTimeout } from './with-timeout.ts';
@@ -251,7 +251,7 @@ export class WorkLoop {
       this.#queue.fail(job);
       log.reject(
         'work-mismatch',
-        `Engine returned work "${String(result.work).slice(0, 20)}" for ${shortHash(job.hash, 16, 0)} that does not meet ${job.difficulty}; not published`,
+        `Engine returned work "${String(result.work).slice(0, 20)}" for ${logHash(job.hash)} that does not meet ${job.difficulty}; not published`,
         'error',
       );
       return;
@@ -278,7 +278,7 @@ export class WorkLoop {
     const message = err instanceof Error ? err.message : String(err);
     const code = (err as { code?: unknown })?.code;
     this.error = `Engine: ${message}`;
-    log.reject(typeof code === 'string' ? code : 'engine-error', `Engine failed on ${shortHash(job.hash, 16, 0)}: ${message}`, 'error');
+    log.reject(typeof code === 'string' ? code : 'engine-error', `Engine failed on ${logHash(job.hash)}: ${message}`, 'error');
   }
 
   // ---------------------------------------------------------------- engine status

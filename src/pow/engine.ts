@@ -20,7 +20,7 @@
  * Comlink / postMessage as they are). Plain TypeScript: no DOM, no Node APIs, so it runs in a
  * browser worker and in Node.
  */
-import { shortHash } from '../format.ts';
+import { logHash } from '../format.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { DEFAULT_POLICY, checkDifficulty, type DifficultyPolicy } from './difficulty.ts';
 import { requireVariant } from './kernel-family.ts';
@@ -291,7 +291,7 @@ export class PowEngine implements EngineApi {
   async #run<T>(root: string | null, search: (signal: AbortSignal) => Promise<T>): Promise<T> {
     if (this.#disposed) throw new Error('engine disposed');
     if (this.#running) {
-      const what = this.#running.root ? `work for ${shortHash(this.#running.root, 16, 0)}` : 'a benchmark';
+      const what = this.#running.root ? `work for ${logHash(this.#running.root)}` : 'a benchmark';
       throw new Error(`the engine is busy with ${what}: cancel it or wait for it to end`);
     }
     const running: Running = { root, controller: new AbortController() };

@@ -2,7 +2,7 @@
  * The engine's contracts. A backend only searches; the engine (engine.ts) owns scheduling,
  * cancel, hashrate and the final check with the reference rule (work.ts).
  */
-import { shortHash } from '../format.ts';
+import { logHash } from '../format.ts';
 
 export type BackendName = 'webgpu' | 'wasm';
 export type BackendChoice = 'auto' | BackendName;
@@ -198,6 +198,6 @@ export interface EngineApi {
 export class PowCancelledError extends Error {
   override readonly name = 'PowCancelledError';
   constructor(readonly root: string) {
-    super(`work for ${shortHash(root, 16, 0)} was cancelled`);
+    super(`work for ${logHash(root)} was cancelled`);
   }
 }

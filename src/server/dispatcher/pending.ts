@@ -13,12 +13,12 @@
  * - expire: on a shared store, the leader cancels records past their expiry, whoever wrote them.
  */
 import type { WorkType } from '../../dpow/codec.ts';
+import { logHash } from '../../format.ts';
 import type { Logger } from '../log.ts';
 import type { DispatcherStore, PendingJob } from '../store/store.ts';
 import type { BrokerSession } from './broker-session.ts';
 import type { DispatcherCounters, StoreCall } from './counters.ts';
 import type { DropReason, Job, JobTable } from './jobs.ts';
-import { short } from './results.ts';
 
 export interface PendingRecordsOptions {
   store: DispatcherStore;
@@ -64,7 +64,7 @@ export class PendingRecords {
       void storeCall(() => store.removePending(job.key));
       this.#cancel(job.hash, job.published);
     }
-    this.#opts.log.debug?.(`dispatcher: ${reason} ${job.workType} ${short(job.hash)}; cancel published`);
+    this.#opts.log.debug?.(`dispatcher: ${reason} ${job.workType} ${logHash(job.hash)}; cancel published`);
   }
 
   /** Republishes unexpired stored jobs; cancels and forgets expired ones. */

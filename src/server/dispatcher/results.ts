@@ -19,6 +19,7 @@
  * naming another address, stays a few lines.
  */
 import { checkAddress } from '../../dpow/address.ts';
+import { logHash } from '../../format.ts';
 import { parseTopic, resultCodec, type RejectCode, type WorkType } from '../../dpow/codec.ts';
 import { toMultiplier, toU64Hex, validateWork, workValue } from '../../pow/work.ts';
 import { clip, LogLimiter } from '../log-limit.ts';
@@ -117,7 +118,7 @@ export class ResultPipeline {
       counters: options.counters.deferred,
       log: options.log,
       retry: (claim) => this.#accept(claim),
-      describe: (claim) => `result ${short(claim.hash)} from ${claim.address}`,
+      describe: (claim) => `result ${logHash(claim.hash)} from ${claim.address}`,
     });
   }
 
@@ -156,11 +157,11 @@ export class ResultPipeline {
     const named = publisher === undefined ? containment.contained({ address }) : undefined;
     if (named && workValue(hash, work) < (job?.difficulty ?? this.#opts.proofFloor)) return this.#ignore(topic, named);
     if (this.#claiming.has(key) || (!job && this.#recent.has(key))) {
-      this.#reject(topic, 'duplicate', `late result ${short(hash)} from ${address}`, source);
+      this.#reject(topic, 'duplicate', `late result ${logHash(hash)} from ${address}`, source);
       return;
     }
     if (!job && !this.#opts.store.cluster) {
-      this.#reject(topic, 'unknown-hash', `result for a hash not pending ${short(hash)} from ${address}`, source);
+      this.#reject(topic, 'unknown-hash', `result for a hash not pending ${logHash(hash)} from ${address}`, source);
       return;
     }
     // On a shared store a job may be another dispatcher's: its pending record gives the
@@ -189,7 +190,7 @@ export class ResultPipeline {
         const pending = await store.getPending(claim.key);
         if (!pending) {
           this.#claiming.delete(claim.key);
-          this.#reject(claim.topic, 'unknown-hash', `result for a hash not pending ${short(claim.hash)} from ${claim.address}`, claim.source);
+          this.#reject(claim.topic, 'unknown-hash', `result for a hash not pending ${logHash(claim.hash)} from ${claim.address}`, claim.source);
           return;
         }
         claim.hash = pending.hash;
@@ -202,7 +203,7 @@ export class ResultPipeline {
       if (!check.valid) {
         this.#claiming.delete(claim.key);
         const below = `is below ${toU64Hex(claim.difficulty)} (value ${toU64Hex(value)})`;
-        this.#reject(claim.topic, 'invalid-work', `work ${claim.work} for ${short(claim.hash)} from ${claim.address} ${below}`, claim.source);
+        this.#reject(claim.topic, 'invalid-work', `work ${claim.work} for ${logHash(claim.hash)} from ${claim.address} ${below}`, claim.source);
         return;
       }
       const addressValid = checkAddress(claim.address, this.#opts.addressPrefixes).ok;
@@ -221,7 +222,7 @@ export class ResultPipeline {
       this.#opts.counters.storeErrors++;
       if (!this.#hold.hold(claim, err as Error)) {
         this.#claiming.delete(claim.key);
-        this.#opts.log.error(`dispatcher: store unavailable and ${MAX_HELD} results already held; refused ${short(claim.hash)} from ${claim.address}`);
+        this.#opts.log.error(`dispatcher: store unavailable and ${MAX_HELD} results already held; refused ${logHash(claim.hash)} from ${claim.address}`);
         this.#reject(claim.topic, 'malformed', `store-unavailable: ${(err as Error).message}`, claim.source);
       }
       return;
@@ -240,7 +241,7 @@ export class ResultPipeline {
     else session.publishCancel(claim.workType, claim.hash);
     counters.results.accepted++;
     const addressValid = outcome.client !== undefined;
-    this.#opts.log.info(`dispatcher: accepted ${claim.workType} ${short(claim.hash)} from ${claim.address}${addressValid ? '' : ' (invalid address)'}`);
+    this.#opts.log.info(`dispatcher: accepted ${claim.workType} ${logHash(claim.hash)} from ${claim.address}${addressValid ? '' : ' (invalid address)'}`);
     this.#opts.statistics.markChanged();
     if (outcome.client) {
       const record = outcome.client;
@@ -276,7 +277,7 @@ export class ResultPipeline {
 
   /** Another result (here or at another dispatcher) won: waiters here get that work. */
   #lost(claim: Claim, winner: StoredWork | undefined): void {
-    this.#reject(claim.topic, 'duplicate', `result ${short(claim.hash)} from ${claim.address} lost the claim to an earlier one`, claim.source);
+    this.#reject(claim.topic, 'duplicate', `result ${logHash(claim.hash)} from ${claim.address} lost the claim to an earlier one`, claim.source);
     const job = this.#opts.jobs.live(claim.key, claim.job);
     if (job && winner) this.#settleElsewhere(job, winner.work);
   }
@@ -332,9 +333,4 @@ export class ResultPipeline {
     this.#recent.set(key, Date.now());
     if (this.#recent.size > RECENT_LIMIT) this.#recent.delete(this.#recent.keys().next().value!);
   }
-}
-
-/** A hash in log lines: its first 16 digits. */
-export function short(hash: string): string {
-  return hash.length > 16 ? `${hash.slice(0, 16)}…` : hash;
 }

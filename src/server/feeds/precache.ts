@@ -86,14 +86,19 @@ const normalizeNano = (account: string) => account.replace(/^xrb_/, 'nano_');
 /** A small insertion-ordered set that forgets its oldest entries. */
 class RecentSet {
   readonly #items = new Set<string>();
-  constructor(private readonly limit: number) {}
+  readonly #limit: number;
+
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
   has(key: string): boolean {
     return this.#items.has(key);
   }
   add(key: string): void {
     this.#items.delete(key);
     this.#items.add(key);
-    if (this.#items.size > this.limit) this.#items.delete(this.#items.values().next().value as string);
+    if (this.#items.size > this.#limit) this.#items.delete(this.#items.values().next().value as string);
   }
 }
 
