@@ -95,10 +95,12 @@ describe('Leadership on a lease whose confirmations pause (a Redis failover)', (
   /** A lease that answers at once, or, once `stall()` is called, only when `answer()` is. */
   function stallingLease() {
     let stalled: Array<() => void> | undefined;
+    let asked = 0;
     const cluster: ClusterLink = {
       publishAcceptance: async () => {},
       onAcceptance: async () => async () => {},
       holdLease: async () => {
+        asked++;
         if (stalled) await new Promise<void>((resolve) => stalled!.push(resolve));
         return 7;
       },
@@ -106,6 +108,7 @@ describe('Leadership on a lease whose confirmations pause (a Redis failover)', (
     };
     return {
       cluster,
+      asked: () => asked,
       stall: () => (stalled = []),
       answer: () => {
         const waiting = stalled ?? [];
@@ -114,6 +117,21 @@ describe('Leadership on a lease whose confirmations pause (a Redis failover)', (
       },
     };
   }
+
+  it('keeps renewing the lease while a new leader restores its stored jobs, however long that takes', async () => {
+    const lease = stallingLease();
+    let restored!: () => void;
+    const { lead, ran, changes } = leadership({ cluster: lease.cluster, restoring: new Promise<void>((resolve) => (restored = resolve)) });
+    const starting = lead.start();
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(lease.asked()).toBeGreaterThanOrEqual(20);
+    expect(lead.state).toEqual({ leader: true, token: 7 });
+    expect(ran.filter((d) => d === 'heartbeat')).toHaveLength(3);
+    restored();
+    await starting;
+    expect(changes).toEqual([true]);
+    await lead.stop();
+  });
 
   it('sends a heartbeat the moment a lapsed lease is confirmed again, and restores nothing', async () => {
     const lease = stallingLease();

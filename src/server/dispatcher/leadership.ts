@@ -143,13 +143,14 @@ export class Leadership {
     if (!this.#running) return;
     const held = this.#token !== undefined;
     const lapsed = held && !this.leader;
+    let take = false;
     if (token !== undefined) {
       this.#until = asked + leaseMs - Math.min(250, leaseMs / 4);
       if (!held || token !== this.#token) {
         if (held) this.#drop();
         this.#token = token;
         log.info(`dispatcher: ${holder} runs the singletons (lease token ${token})`);
-        await this.#take();
+        take = true;
       } else if (lapsed && this.leader) {
         // Confirmed again (a Redis failover paused the confirmations) before another took it.
         log.info(`dispatcher: ${holder} holds the singleton lease again (token ${token})`);
@@ -160,6 +161,8 @@ export class Leadership {
       this.#token = undefined;
       this.#drop();
     }
+    // The next renewal is due whatever the take costs: restoring many stored jobs must not let the lease lapse.
     if (this.#running) this.#leaseTimer = setTimeout(() => void this.#holdLease(), leaseMs / 4);
+    if (take) await this.#take();
   }
 }
