@@ -11,13 +11,15 @@
  * After each kill it asserts what holds however loaded the machine is:
  * - every acknowledged answer is valid work and is stored with that work, and the credits equal
  *   the stored works (each credited exactly once);
- * - answers resume, and the heartbeat resumes on every node that stayed up;
+ * - answers resume, and the heartbeat resumes on every node that stayed up, the longest gap
+ *   under twice the volunteers' 5 s "server offline" limit: what a working failover meets even on
+ *   a starved machine, and one that waits for the dead process or a 30-60 s default does not;
  * - the volunteers (and dispatchers) whose node died reconnect to another by themselves.
  * The times (the longest gap between answers, the longest heartbeat gap on a live node, each
- * reconnect) are printed per kill. The heartbeat gap is asserted below the volunteers' 5 s
- * "server offline" limit as the median of a kill's rounds: one round starved by a neighbour on a
- * 2-core machine is reported, not failed (docs/scaling.md says why), while a change that makes a
- * kind of kill cost more than 5 s fails every round.
+ * reconnect) are printed per kill. With three rounds or more, the median heartbeat gap of each
+ * kind of kill must be under 5 s itself: one round starved by a neighbour on a 2-core machine is
+ * reported, not failed, while a change that makes a kind of kill cost 5 s fails most rounds
+ * (docs/scaling.md, "The failure test", says what the gaps are made of).
  *
  * `npm test` runs one round (DPOW_NOSPOF_ROUNDS, default 1); `npm run test:nospof` runs three.
  */
@@ -263,6 +265,7 @@ describe.skipIf(skip)(`no single point of failure: one process killed at a time 
     const gaps = live.map((w) => ({ node: w.node, ...w.longestGap(killedAt - 2000, Date.now()) })).sort((a, b) => b.gap - a.gap);
     const heartbeatGap = gaps[0].gap;
     const heartbeatGapAt = `node ${gaps[0].node + 1}, from ${((gaps[0].at - killedAt) / 1000).toFixed(1)} s`;
+    expect(heartbeatGap, `${what}: the longest heartbeat gap (${heartbeatGapAt} after the kill)`).toBeLessThan(2 * OFFLINE_MS);
 
     // Every acknowledged answer: valid, stored with that work, and the credits equal the stored works.
     const store = await RedisStore.open(group.url(0), { credentials: { password: PASSWORD } });
@@ -361,7 +364,7 @@ describe.skipIf(skip)(`no single point of failure: one process killed at a time 
     });
   }
 
-  it('keeps the heartbeat under the volunteers\' 5 s "server offline" limit after every kind of kill (the median of its rounds)', () => {
+  it.runIf(ROUNDS >= 3)('keeps the heartbeat under the volunteers\' 5 s "server offline" limit after every kind of kill (the median of its rounds)', () => {
     const kinds = [...new Set(figures.map((f) => f.what))];
     expect(kinds).toHaveLength(4);
     for (const what of kinds) {
