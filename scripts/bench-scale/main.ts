@@ -10,8 +10,8 @@
  *    with $share/<group>/result/+ (Redis store throughout; not on RabbitMQ, which has no $share).
  *    On RabbitMQ the volunteers spread evenly over the nodes and each dispatcher is given every
  *    node, starting on a different one. Reports connections held, results checked per second,
- *    p50/p99 publish-to-accept latency (result publish -> client notice) and memory per
- *    dispatcher.
+ *    p50/p99 publish-to-accept latency (result publish -> client notice), the broker's CPU time
+ *    (its processes and their children, from /proc) and memory per dispatcher.
  * 2. Dispatcher ceiling: one dispatcher, SQLite then Redis, fed precomputed invalid and valid
  *    results (one each per pending job, each job's pair from its own payout address, so no
  *    containment cuts the work short) as fast as the broker takes them: verified results/s.
@@ -20,8 +20,8 @@
  * Options: --workers 1000 --procs 4 --jobs-per-s 5 --seconds 20 --min-delay 1000 --mean-delay 2000
  *          --ceiling-jobs 10000 --only scale|ceiling --broker mosquitto|rabbitmq|both --json <file>
  */
-import { fork, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { fork, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -100,13 +100,45 @@ interface BenchBroker {
   dispatcherUrls: string[];
   serverPassword: string;
   sharedSubscriptions: boolean;
+  /** The broker's processes: its CPU time is theirs and their descendants'. */
+  pids(): number[];
   close(): Promise<void>;
+}
+
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+/** CPU time (user + system, ms) of these processes and every live descendant, from /proc. */
+function treeCpuMs(roots: number[]): number {
+  const stats = new Map<number, { ppid: number; ticks: number }>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // The command name may hold spaces and parentheses: the fields start after the last ')'.
+      const text = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+      stats.set(Number(entry), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const inTree = new Set(roots);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, s] of stats) {
+      if (inTree.has(pid) || !inTree.has(s.ppid)) continue;
+      inTree.add(pid);
+      grew = true;
+    }
+  }
+  let ticks = 0;
+  for (const pid of inTree) ticks += stats.get(pid)?.ticks ?? 0;
+  return (ticks * 1000) / CLOCK_TICKS;
 }
 
 async function startMosquitto(): Promise<BenchBroker> {
   // Results may burst faster than one dispatcher reads them: the broker must queue, not drop.
   const m = await Mosquitto.start({ extraConfig: 'max_queued_messages 0\nmax_inflight_messages 0' });
-  return { name: 'Mosquitto', workerUrls: [m.tcpUrl], dispatcherUrls: [m.tcpUrl], serverPassword: m.secrets.server, sharedSubscriptions: true, close: () => m.close() };
+  return { name: 'Mosquitto', workerUrls: [m.tcpUrl], dispatcherUrls: [m.tcpUrl], serverPassword: m.secrets.server, sharedSubscriptions: true, pids: () => [m.process.pid!], close: () => m.close() };
 }
 
 async function startRabbitCluster(): Promise<BenchBroker> {
@@ -114,7 +146,7 @@ async function startRabbitCluster(): Promise<BenchBroker> {
   const c = await RabbitCluster.start();
   say(`  3-node RabbitMQ cluster up in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   const urls = c.nodes.map((n) => n.mqttUrl);
-  return { name: 'RabbitMQ, 3 nodes', workerUrls: urls, dispatcherUrls: urls, serverPassword: c.secrets.server, sharedSubscriptions: false, close: () => c.close() };
+  return { name: 'RabbitMQ, 3 nodes', workerUrls: urls, dispatcherUrls: urls, serverPassword: c.secrets.server, sharedSubscriptions: false, pids: () => c.nodes.flatMap((n) => (n.pid ? [n.pid] : [])), close: () => c.close() };
 }
 
 let dispatchersStarted = 0;
@@ -203,6 +235,7 @@ async function scale(broker: BenchBroker, redis: RedisServer, firstDb: number) {
     await sleep(2500); // lease settled, subscriptions in place
     const before = await Promise.all(dispatchers.map((d) => d.ask()));
     const publishedBefore = published;
+    const brokerCpuBefore = treeCpuMs(broker.pids());
     const jobs = table.slice(index * jobsPerRun, (index + 1) * jobsPerRun);
     say(`${run.name}: ${jobs.length} jobs at ${JOBS_PER_S}/s to ${WORKERS} workers …`);
     const t0 = performance.now();
@@ -213,6 +246,7 @@ async function scale(broker: BenchBroker, redis: RedisServer, firstDb: number) {
     }
     await sleep(Number(values['min-delay']) + 4 * Number(values['mean-delay']) + 1000); // the tail of late results
     const elapsedS = (performance.now() - t0) / 1000;
+    const brokerCpuMs = treeCpuMs(broker.pids()) - brokerCpuBefore;
     const after = await Promise.all(dispatchers.map((d) => d.ask()));
     const reports = await report();
     published = reports.reduce((n, r) => n + r.published, 0);
@@ -235,6 +269,9 @@ async function scale(broker: BenchBroker, redis: RedisServer, firstDb: number) {
       resultsCheckedPerS: Math.round(perDispatcher.reduce((n, d) => n + d.checked, 0) / elapsedS),
       p50Ms: Math.round(percentile(latencies, 50)),
       p99Ms: Math.round(percentile(latencies, 99)),
+      // The broker's own work, load-independent: CPU seconds over the run, and per second of it.
+      brokerCpuS: Math.round(brokerCpuMs / 100) / 10,
+      brokerCores: Math.round((brokerCpuMs / 1000 / elapsedS) * 100) / 100,
       perDispatcher,
     };
     say(`  ${JSON.stringify(row)}`);

@@ -109,6 +109,11 @@ export class RabbitNode {
     return this.#log;
   }
 
+  /** The process the node runs under (its VM and helpers are below it), while it runs. */
+  get pid(): number | undefined {
+    return this.running ? this.#process!.pid : undefined;
+  }
+
   /** Starts the node (again, on the same ports and data); resolves once both listeners accept connections. */
   async start(timeoutMs = 120_000): Promise<void> {
     if (this.running) return;

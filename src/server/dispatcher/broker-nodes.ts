@@ -50,12 +50,14 @@ export function brokerNodesError(urls: readonly string[]): string | undefined {
 }
 
 export class BrokerNodes {
+  readonly urls: readonly string[];
   readonly #nodes: Node[];
 
   /** Throws a TypeError with the reason when the URLs cannot be the nodes of one broker. */
-  constructor(readonly urls: readonly string[]) {
+  constructor(urls: readonly string[]) {
     const error = brokerNodesError(urls);
     if (error) throw new TypeError(error);
+    this.urls = urls;
     this.#nodes = urls.map((u) => parse(u) as Node);
   }
 
