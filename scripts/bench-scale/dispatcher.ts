@@ -1,7 +1,7 @@
 /**
  * bench:scale child: one dispatcher-only server (createServer, as `dpow-web start
  * --dispatcher-only` runs it) in its own process, so its memory is its own, driven by the parent
- * over IPC. argv: <broker url> <server password> <store: sqlite path | redis url> [shared group]
+ * over IPC. argv: <broker url[,url…] (the nodes of a cluster)> <server password> <store: sqlite path | redis url> [shared group]
  *
  *   parent -> { cmd: 'precache', jobs: [[hash, difficulty hex]...] }  publishes the jobs
  *   parent -> { cmd: 'counters' }   child -> { counters, rssBytes, heapBytes }
@@ -9,10 +9,11 @@
 import { createServer } from '../../src/server/create-server.ts';
 import { createLogger } from '../../src/server/log.ts';
 
-const [brokerUrl, password, storeSpec, sharedGroup] = process.argv.slice(2);
+const [brokerUrls, password, storeSpec, sharedGroup] = process.argv.slice(2);
+const [url, ...failoverUrls] = brokerUrls.split(',');
 const server = await createServer({
   kind: 'dispatcher',
-  broker: { kind: 'external', url: brokerUrl, username: 'server', password, sharedGroup },
+  broker: { kind: 'external', url, failoverUrls, username: 'server', password, sharedGroup },
   store: { kind: 'open', choice: storeSpec.startsWith('redis') ? { dataDir: '', url: storeSpec } : { dataDir: storeSpec } },
   dispatcher: { precacheTtlMs: 10 * 60_000 },
   log: createLogger({ secrets: [password] }),

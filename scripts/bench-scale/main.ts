@@ -1,23 +1,27 @@
 /**
  * `npm run bench:scale`: the dispatcher side at scale, on Debian's mosquitto (shipped ACL) and
- * redis-server, both started here on free loopback ports.
+ * redis-server, both started here on free loopback ports; with `--broker rabbitmq` on a 3-node
+ * RabbitMQ cluster from deploy/rabbitmq instead, and with `--broker both` on each in turn, in one
+ * run, so the two compare on the same machine under the same load.
  *
  * 1. Worker simulation: --workers lightweight mqtt.js volunteers in --procs child processes
  *    answer jobs with precomputed valid work after a search-like delay (a floor plus an
  *    exponential tail), against 1 dispatcher, 2 dispatchers that all see every result, and 2
- *    with $share/<group>/result/+ (Redis store throughout). Reports connections held, results
- *    checked per second, p50/p99 publish-to-accept latency (result publish -> client notice) and
- *    memory per dispatcher.
+ *    with $share/<group>/result/+ (Redis store throughout; not on RabbitMQ, which has no $share).
+ *    On RabbitMQ the volunteers spread evenly over the nodes and each dispatcher is given every
+ *    node, starting on a different one. Reports connections held, results checked per second,
+ *    p50/p99 publish-to-accept latency (result publish -> client notice), the broker's CPU time
+ *    (its processes and their children, from /proc) and memory per dispatcher.
  * 2. Dispatcher ceiling: one dispatcher, SQLite then Redis, fed precomputed invalid and valid
  *    results (one each per pending job, each job's pair from its own payout address, so no
  *    containment cuts the work short) as fast as the broker takes them: verified results/s.
  *    The dispatcher logs as in production (pino, info, to a file), a line per result.
  *
  * Options: --workers 1000 --procs 4 --jobs-per-s 5 --seconds 20 --min-delay 1000 --mean-delay 2000
- *          --ceiling-jobs 10000 --only scale|ceiling --json <file>
+ *          --ceiling-jobs 10000 --only scale|ceiling --broker mosquitto|rabbitmq|both --json <file>
  */
-import { fork, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { fork, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -26,6 +30,7 @@ import { randomBytes } from 'node:crypto';
 import { encodeAddress } from '../../src/dpow/address.ts';
 import { toU64Hex } from '../../src/pow/work.ts';
 import { Mosquitto } from '../../src/testkit/mosquitto.ts';
+import { RabbitCluster } from '../../src/testkit/rabbitmq.ts';
 import { RedisServer } from '../../src/testkit/redis.ts';
 import { findBadWork, findWork, randomRoot } from '../../src/testkit/work.ts';
 
@@ -39,6 +44,7 @@ const { values } = parseArgs({
     'mean-delay': { type: 'string', default: '2000' },
     'ceiling-jobs': { type: 'string', default: '10000' },
     only: { type: 'string' },
+    broker: { type: 'string', default: 'mosquitto' },
     json: { type: 'string' },
   },
 });
@@ -85,13 +91,74 @@ function once<T>(child: ChildProcess, pick: (m: Record<string, unknown>) => T | 
   });
 }
 
+/** The broker under test: where volunteers and dispatchers connect, and whether it has `$share`. */
+interface BenchBroker {
+  name: string;
+  /** Volunteers are spread over these evenly. */
+  workerUrls: string[];
+  /** Every node: dispatcher i is given them all, starting on node i. */
+  dispatcherUrls: string[];
+  serverPassword: string;
+  sharedSubscriptions: boolean;
+  /** The broker's processes: its CPU time is theirs and their descendants'. */
+  pids(): number[];
+  close(): Promise<void>;
+}
+
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+/** CPU time (user + system, ms) of these processes and every live descendant, from /proc. */
+function treeCpuMs(roots: number[]): number {
+  const stats = new Map<number, { ppid: number; ticks: number }>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // The command name may hold spaces and parentheses: the fields start after the last ')'.
+      const text = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+      stats.set(Number(entry), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const inTree = new Set(roots);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, s] of stats) {
+      if (inTree.has(pid) || !inTree.has(s.ppid)) continue;
+      inTree.add(pid);
+      grew = true;
+    }
+  }
+  let ticks = 0;
+  for (const pid of inTree) ticks += stats.get(pid)?.ticks ?? 0;
+  return (ticks * 1000) / CLOCK_TICKS;
+}
+
+async function startMosquitto(): Promise<BenchBroker> {
+  // Results may burst faster than one dispatcher reads them: the broker must queue, not drop.
+  const m = await Mosquitto.start({ extraConfig: 'max_queued_messages 0\nmax_inflight_messages 0' });
+  return { name: 'Mosquitto', workerUrls: [m.tcpUrl], dispatcherUrls: [m.tcpUrl], serverPassword: m.secrets.server, sharedSubscriptions: true, pids: () => [m.process.pid!], close: () => m.close() };
+}
+
+async function startRabbitCluster(): Promise<BenchBroker> {
+  const t0 = performance.now();
+  const c = await RabbitCluster.start();
+  say(`  3-node RabbitMQ cluster up in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  const urls = c.nodes.map((n) => n.mqttUrl);
+  return { name: 'RabbitMQ, 3 nodes', workerUrls: urls, dispatcherUrls: urls, serverPassword: c.secrets.server, sharedSubscriptions: false, pids: () => c.nodes.flatMap((n) => (n.pid ? [n.pid] : [])), close: () => c.close() };
+}
+
 let dispatchersStarted = 0;
 
-async function startDispatcher(broker: Mosquitto, store: string, group?: string): Promise<DispatcherChild> {
+async function startDispatcher(broker: BenchBroker, store: string, group?: string): Promise<DispatcherChild> {
   // Its log lines go to a file, as a service's go to the journal: written, not thrown away.
   const logPath = join(tmp, `dispatcher-${++dispatchersStarted}.log`);
   const logFd = openSync(logPath, 'w');
-  const child = fork(join(here, 'dispatcher.ts'), [broker.tcpUrl, broker.secrets.server, store, ...(group ? [group] : [])], {
+  const urls = broker.dispatcherUrls;
+  const first = dispatchersStarted % urls.length;
+  const nodes = [...urls.slice(first), ...urls.slice(0, first)].join(',');
+  const child = fork(join(here, 'dispatcher.ts'), [nodes, broker.serverPassword, store, ...(group ? [group] : [])], {
     execArgv: ['--import', 'tsx', ...(process.env.DPOW_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.DPOW_BENCH_PROFILE}`] : [])],
     stdio: ['ignore', 'inherit', logFd, 'ipc'],
   });
@@ -122,12 +189,12 @@ const percentile = (sorted: number[], p: number) => (sorted.length ? sorted[Math
 const mib = (bytes: number) => Math.round((bytes / 2 ** 20) * 10) / 10;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function scale(broker: Mosquitto, redis: RedisServer) {
+async function scale(broker: BenchBroker, redis: RedisServer, firstDb: number) {
   const runs = [
     { name: '1 dispatcher', dispatchers: 1, group: undefined },
     { name: '2 dispatchers, every result to both', dispatchers: 2, group: undefined },
     { name: '2 dispatchers, $share/dispatchers/result/+', dispatchers: 2, group: 'dispatchers' },
-  ];
+  ].filter((run) => broker.sharedSubscriptions || !run.group);
   const jobsPerRun = Math.ceil(JOBS_PER_S * SECONDS);
   say(`precomputing ${jobsPerRun * runs.length} works at ${toU64Hex(SCALE_DIFFICULTY)} …`);
   const table: Array<[string, string]> = [];
@@ -138,10 +205,10 @@ async function scale(broker: Mosquitto, redis: RedisServer) {
   const tablePath = join(tmp, 'table.json');
   writeFileSync(tablePath, JSON.stringify(table));
 
-  say(`connecting ${WORKERS} simulated workers in ${PROCS} processes …`);
+  say(`${broker.name}: connecting ${WORKERS} simulated workers in ${PROCS} processes …`);
   const procs = Array.from({ length: PROCS }, (_, i) => {
     const n = Math.floor(WORKERS / PROCS) + (i < WORKERS % PROCS ? 1 : 0);
-    return fork(join(here, 'workers.ts'), [broker.tcpUrl, String(n), tablePath, values['min-delay']!, values['mean-delay']!], {
+    return fork(join(here, 'workers.ts'), [broker.workerUrls.join(','), String(n), tablePath, values['min-delay']!, values['mean-delay']!], {
       execArgv: ['--import', 'tsx'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
@@ -162,12 +229,13 @@ async function scale(broker: Mosquitto, redis: RedisServer) {
 
   const results = [];
   for (const [index, run] of runs.entries()) {
-    const store = redis.url(index + 1);
+    const store = redis.url(firstDb + index);
     const dispatchers: DispatcherChild[] = [];
     for (let i = 0; i < run.dispatchers; i++) dispatchers.push(await startDispatcher(broker, store, run.group));
     await sleep(2500); // lease settled, subscriptions in place
     const before = await Promise.all(dispatchers.map((d) => d.ask()));
     const publishedBefore = published;
+    const brokerCpuBefore = treeCpuMs(broker.pids());
     const jobs = table.slice(index * jobsPerRun, (index + 1) * jobsPerRun);
     say(`${run.name}: ${jobs.length} jobs at ${JOBS_PER_S}/s to ${WORKERS} workers …`);
     const t0 = performance.now();
@@ -178,6 +246,7 @@ async function scale(broker: Mosquitto, redis: RedisServer) {
     }
     await sleep(Number(values['min-delay']) + 4 * Number(values['mean-delay']) + 1000); // the tail of late results
     const elapsedS = (performance.now() - t0) / 1000;
+    const brokerCpuMs = treeCpuMs(broker.pids()) - brokerCpuBefore;
     const after = await Promise.all(dispatchers.map((d) => d.ask()));
     const reports = await report();
     published = reports.reduce((n, r) => n + r.published, 0);
@@ -190,6 +259,7 @@ async function scale(broker: Mosquitto, redis: RedisServer) {
       heapMiB: mib(a.heapBytes),
     }));
     const row = {
+      broker: broker.name,
       run: run.name,
       connectionsHeld: reports.reduce((n, r) => n + r.connected, 0),
       jobs: jobs.length,
@@ -199,6 +269,9 @@ async function scale(broker: Mosquitto, redis: RedisServer) {
       resultsCheckedPerS: Math.round(perDispatcher.reduce((n, d) => n + d.checked, 0) / elapsedS),
       p50Ms: Math.round(percentile(latencies, 50)),
       p99Ms: Math.round(percentile(latencies, 99)),
+      // The broker's own work, load-independent: CPU seconds over the run, and per second of it.
+      brokerCpuS: Math.round(brokerCpuMs / 100) / 10,
+      brokerCores: Math.round((brokerCpuMs / 1000 / elapsedS) * 100) / 100,
       perDispatcher,
     };
     say(`  ${JSON.stringify(row)}`);
@@ -209,7 +282,7 @@ async function scale(broker: Mosquitto, redis: RedisServer) {
   return results;
 }
 
-async function ceiling(broker: Mosquitto, redis: RedisServer) {
+async function ceiling(broker: BenchBroker, redis: RedisServer, firstDb: number) {
   const rows = [];
   say(`precomputing ${CEILING_JOBS} valid and ${CEILING_JOBS} invalid works at ${toU64Hex(CEILING_DIFFICULTY)} …`);
   // One payout address per job, as from many volunteers: a stream of invalid results from one
@@ -218,7 +291,7 @@ async function ceiling(broker: Mosquitto, redis: RedisServer) {
     const root = randomRoot();
     return { root, good: findWork(root, CEILING_DIFFICULTY), bad: findBadWork(root, CEILING_DIFFICULTY), address: encodeAddress(randomBytes(32)) };
   });
-  for (const [index, store] of [join(tmp, 'ceiling-sqlite'), redis.url(9)].entries()) {
+  for (const [index, store] of [join(tmp, `ceiling-sqlite-${firstDb}`), redis.url(firstDb)].entries()) {
     const name = index === 0 ? 'SQLite' : 'Redis';
     const d = await startDispatcher(broker, store);
     const batch = 1000;
@@ -231,7 +304,7 @@ async function ceiling(broker: Mosquitto, redis: RedisServer) {
     const start = await d.ask();
     const base = checked(start.counters);
     const publishers = await Promise.all(
-      [0, 1, 2, 3].map(() => mqtt.connectAsync(broker.tcpUrl, { username: 'client', password: 'client', protocolVersion: 4 })),
+      [0, 1, 2, 3].map((p) => mqtt.connectAsync(broker.workerUrls[p % broker.workerUrls.length], { username: 'client', password: 'client', protocolVersion: 4 })),
     );
     const total = jobs.length * 2;
     const t0 = performance.now();
@@ -268,6 +341,7 @@ async function ceiling(broker: Mosquitto, redis: RedisServer) {
     const elapsedS = (performance.now() - t0) / 1000;
     const mem = await d.ask();
     const row = {
+      broker: broker.name,
       store: name,
       results: total,
       checked: done,
@@ -289,18 +363,30 @@ async function ceiling(broker: Mosquitto, redis: RedisServer) {
   return rows;
 }
 
-const [broker, redis] = await Promise.all([
-  // Results may burst faster than one dispatcher reads them: the broker must queue, not drop.
-  Mosquitto.start({ extraConfig: 'max_queued_messages 0\nmax_inflight_messages 0' }),
-  RedisServer.start(),
-]);
+const BROKERS: Record<string, Array<() => Promise<BenchBroker>>> = {
+  mosquitto: [startMosquitto],
+  rabbitmq: [startRabbitCluster],
+  both: [startMosquitto, startRabbitCluster],
+};
+const brokers = BROKERS[values.broker!];
+if (!brokers) throw new Error(`--broker must be mosquitto, rabbitmq or both, got "${values.broker}"`);
+const redis = await RedisServer.start();
 try {
   say(`machine: ${availableParallelism()} cores, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
-  const out: Record<string, unknown> = { machine: { cores: availableParallelism(), loadavg: loadavg() }, options: values };
-  if (values.only !== 'ceiling') out.scale = await scale(broker, redis);
-  if (values.only !== 'scale') out.ceiling = await ceiling(broker, redis);
+  const out: Record<string, unknown> = { machine: { cores: availableParallelism(), loadavg: loadavg() }, options: values, scale: [], ceiling: [] };
+  // One broker at a time, each with Redis databases of its own.
+  for (const [i, start] of brokers.entries()) {
+    const broker = await start();
+    try {
+      if (values.only !== 'ceiling') (out.scale as unknown[]).push(...(await scale(broker, redis, 1 + 4 * i)));
+      if (values.only !== 'scale') (out.ceiling as unknown[]).push(...(await ceiling(broker, redis, 9 + i)));
+    } finally {
+      await broker.close();
+    }
+  }
+  say(`machine after: load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
   if (values.json) writeFileSync(values.json, `${JSON.stringify(out, null, 2)}\n`);
 } finally {
-  await Promise.all([broker.close(), redis.close()]);
+  await redis.close();
   rmSync(tmp, { recursive: true, force: true });
 }

@@ -2,7 +2,7 @@
  * bench:scale child: many simulated volunteers, each one lightweight mqtt.js connection that
  * speaks the protocol (work/+, cancel/+, client/<address>) and answers a job with precomputed
  * valid work after a delay like a real worker's search time, unless a cancel came first.
- * argv: <broker url> <connections> <table json path> <min delay ms> <mean extra delay ms>
+ * argv: <broker url[,url…] (volunteer i on node i mod n)> <connections> <table json path> <min delay ms> <mean extra delay ms>
  *
  * Reports to the parent: { connected } once all are up, then on { cmd: 'report' }:
  * { connected, published, cancelledBeforePublish, latenciesMs } (publish -> client notice).
@@ -12,7 +12,8 @@ import { readFileSync } from 'node:fs';
 import mqtt, { type MqttClient } from 'mqtt';
 import { encodeAddress } from '../../src/dpow/address.ts';
 
-const [brokerUrl, countText, tablePath, minDelayText, meanDelayText] = process.argv.slice(2);
+const [brokerUrls, countText, tablePath, minDelayText, meanDelayText] = process.argv.slice(2);
+const nodes = brokerUrls.split(',');
 const table = new Map<string, string>(JSON.parse(readFileSync(tablePath, 'utf8')) as Array<[string, string]>);
 const minDelay = Number(minDelayText);
 const meanDelay = Number(meanDelayText);
@@ -55,7 +56,7 @@ const count = Number(countText);
 const clients: MqttClient[] = [];
 for (let i = 0; i < count; i++) {
   const address = encodeAddress(randomBytes(32));
-  const client = mqtt.connect(brokerUrl, { username: 'client', password: 'client', protocolVersion: 4, keepalive: 120, reconnectPeriod: 5000 });
+  const client = mqtt.connect(nodes[i % nodes.length], { username: 'client', password: 'client', protocolVersion: 4, keepalive: 120, reconnectPeriod: 5000 });
   client.on('connect', () => {
     stats.connected++;
     void client.subscribeAsync(['work/+', 'cancel/+', `client/${address}`], { qos: 0 }).then(() => {

@@ -3,6 +3,7 @@
  * parses its options and generates its `--help`, so the two never disagree.
  */
 import { Command, CommanderError, type OptionValues } from 'commander';
+import { MAX_BROKER_NODES } from '../server/dispatcher/broker-nodes.ts';
 
 /** A usage error: printed as one line on stderr, exit code 2. */
 export class CliError extends Error {}
@@ -85,6 +86,16 @@ export async function parseCommandAsync(command: Command, argv: string[]): Promi
 
 /** For repeatable options: `--feed a --feed b` -> ['a', 'b']. */
 export const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+/**
+ * `--broker` repeated or comma-separated (collected): the nodes of one clustered broker, in
+ * order, at most MAX_BROKER_NODES. Empty when none was given.
+ */
+export function brokerList(values: string[] | undefined): string[] {
+  const urls = (values ?? []).flatMap((b) => b.split(',')).map((b) => b.trim()).filter(Boolean);
+  if (urls.length > MAX_BROKER_NODES) throw new CliError(`--broker names at most ${MAX_BROKER_NODES} brokers, got ${urls.length}`);
+  return urls;
+}
 
 /** Parses a positive integer option, or throws a CliError naming the option. */
 export function intOption(value: string | undefined, name: string, fallback: number, min = 1): number {

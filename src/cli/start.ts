@@ -18,7 +18,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CliError, collect, defineCommand, intOption, parseCommand, portOption } from './args.ts';
+import { brokerList, CliError, collect, defineCommand, intOption, parseCommand, portOption } from './args.ts';
 import { STORE_OPTION, storeChoice } from './store-option.ts';
 import {
   createServer,
@@ -31,6 +31,7 @@ import {
   type StoreConfig,
 } from '../server/create-server.ts';
 import { DEFAULT_BROKER_LIMITS as LIMITS, type BrokerLimits } from '../server/broker.ts';
+import { brokerNodesError } from '../server/dispatcher/broker-nodes.ts';
 import type { DispatcherTuning } from '../server/dispatcher/dispatcher.ts';
 import { parseFeedSpec, type FeedSpec } from '../server/feeds/feed-spec.ts';
 import { hashApiKey } from '../server/http/api-keys.ts';
@@ -65,7 +66,7 @@ export function command() {
     .option('--demo-ondemand-every <s>', 'seconds between demo ondemand requests (default 15; 0 = none)')
     .option('--rpc <mode>', 'work-server RPC on POST /, and who may read /metrics: loopback, any, keys (user and api_key in each request; /metrics then only with DPOW_METRICS_PASSWORD) or off', 'loopback')
     .option('--public-name <name>', 'a name the server is reached by (a TLS proxy\'s, e.g. example.org): the RPC and /metrics refuse Host names other than it, the addresses, localhost and --host (repeatable)', collect, [])
-    .option('--broker <url>', 'use an external broker (mqtt://, ws://, wss://) instead of the embedded one')
+    .option('--broker <url>', 'use an external broker (mqtt://, ws://, wss://) instead of the embedded one; the nodes of a clustered broker (RabbitMQ), repeated or comma-separated, are tried in turn', collect)
     .option('--broker-username <u>', "its server-role login")
     .option('--broker-password <p>', 'its password (or DPOW_BROKER_PASSWORD, which ps does not show)')
     .option('--broker-public-url <url>', 'the ws:// or wss:// URL the page should use (default --broker)')
@@ -115,7 +116,7 @@ interface StartOptions {
   demoOndemandEvery?: string;
   rpc: string;
   publicName: string[];
-  broker?: string;
+  broker?: string[];
   brokerUsername?: string;
   brokerPassword?: string;
   brokerPublicUrl?: string;
@@ -184,7 +185,7 @@ export async function run(argv: string[]): Promise<number> {
       banner = `dpow-web is running at ${app.url}  (broker ${app.brokerWsUrl}${tcp})`;
     } else {
       const only = (server = await createServer(config));
-      banner = `dpow-web dispatcher is running against ${config.broker.url}`;
+      banner = `dpow-web dispatcher is running against ${[config.broker.url, ...(config.broker.failoverUrls ?? [])].join(', ')}`;
       if (only.metricsUrl) banner += `  (${config.metrics?.access === false ? '' : '/metrics, '}/healthz, /readyz at ${only.metricsUrl})`;
     }
   } catch (err) {
@@ -251,8 +252,10 @@ function serverConfig(values: StartOptions, secrets: { broker?: string; dashboar
   if (badName !== undefined) throw new CliError(`--public-name must be a host name such as example.org, got "${badName}"`);
 
   let external: ExternalBrokerConfig | undefined;
-  if (values.broker !== undefined) {
-    if (!/^(mqtts?|wss?):\/\//.test(values.broker)) throw new CliError('--broker must be an mqtt://, mqtts://, ws:// or wss:// URL');
+  const brokers = brokerList(values.broker);
+  if (brokers.length) {
+    const nodesError = brokerNodesError(brokers);
+    if (nodesError) throw new CliError(`--broker: ${nodesError}`);
     const username = values.brokerUsername;
     const password = secrets.broker;
     if (!username || password === undefined) {
@@ -260,14 +263,18 @@ function serverConfig(values: StartOptions, secrets: { broker?: string; dashboar
     }
     const publicUrl = values.brokerPublicUrl;
     if (publicUrl !== undefined && !/^wss?:\/\//.test(publicUrl)) throw new CliError('--broker-public-url must be a ws:// or wss:// URL');
-    if (publicUrl === undefined && !values.dispatcherOnly && !/^wss?:\/\//.test(values.broker)) {
+    if (publicUrl === undefined && !values.dispatcherOnly && !/^wss?:\/\//.test(brokers[0])) {
       throw new CliError('the page needs a WebSocket broker URL: give --broker-public-url ws(s)://…');
+    }
+    if (publicUrl === undefined && !values.dispatcherOnly && brokers.length > 1) {
+      throw new CliError('the page takes one broker URL: give --broker-public-url, a proxy over the nodes (deploy/rabbitmq/nginx-mqtt-upstream.conf)');
     }
     const sharedGroup = values.sharedResults;
     if (sharedGroup !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(sharedGroup)) {
       throw new CliError('--shared-results must be a group name of letters, digits, "_" or "-"');
     }
-    external = { kind: 'external', url: values.broker, username, password, publicUrl, sharedGroup };
+    const [url, ...failoverUrls] = brokers;
+    external = { kind: 'external', url, ...(failoverUrls.length ? { failoverUrls } : {}), username, password, publicUrl, sharedGroup };
   } else if (values.dispatcherOnly) {
     throw new CliError('--dispatcher-only needs --broker (and its server login)');
   } else if (values.sharedResults !== undefined) {

@@ -16,7 +16,7 @@
  * (the page leaves one to the browser).
  */
 import { availableParallelism } from 'node:os';
-import { CliError, collect, defineCommand, intOption, parseCommand } from './args.ts';
+import { brokerList, CliError, collect, defineCommand, intOption, parseCommand } from './args.ts';
 import { parseBackend } from './work.ts';
 import { DpowClient, resolveBrokerUrl } from '../dpow/client.ts';
 import { formatHashrate, formatMultiplier, formatNano } from '../format.ts';
@@ -30,8 +30,6 @@ import type { BackendChoice } from '../pow/types.ts';
 import { loadPayouts, type PayoutsView } from '../dpow/payouts.ts';
 
 const WORK_CHOICES: readonly WorkChoice[] = ['any', 'precache', 'ondemand'];
-/** Nodes of one clustered broker a worker may be given. */
-const MAX_BROKERS = 16;
 
 function positiveNumber(value: string | undefined, name: string): number | undefined {
   if (value === undefined) return undefined;
@@ -88,9 +86,8 @@ export interface WorkerOptions extends ClientSettings {
 /** Parses the options; throws CliError with the reason for anything bad. */
 export function parseWorkerOptions(argv: string[]): WorkerOptions {
   const { options: values } = parseCommand<WorkerFlags>(command(), argv);
-  const brokers = (values.broker ?? []).flatMap((b) => b.split(',')).map((b) => b.trim()).filter(Boolean);
+  const brokers = brokerList(values.broker);
   if (!brokers.length) throw new CliError('--broker <ws://host:port/path | wss://… | mqtt://…> is required');
-  if (brokers.length > MAX_BROKERS) throw new CliError(`--broker names at most ${MAX_BROKERS} brokers, got ${brokers.length}`);
   const urls = brokers.map((b) => {
     const url = resolveBrokerUrl(b);
     if (!url.ok) throw new CliError(`--broker: ${url.reason}`);

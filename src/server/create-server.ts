@@ -69,6 +69,11 @@ export interface ExternalBrokerConfig {
   kind: 'external';
   /** What the dispatcher connects to: mqtt://, mqtts://, ws:// or wss://. */
   url: string;
+  /**
+   * The other nodes of a clustered broker (same scheme and path): the dispatcher moves to the
+   * next when its node dies, and the leader keeps the retained statistics on every node.
+   */
+  failoverUrls?: readonly string[];
   /** Its `server` role login, for the dispatcher. */
   username: string;
   password: string;
@@ -287,7 +292,7 @@ async function startDispatcherOnly(config: DispatcherConfig, log: Logger, closer
 /** The dispatcher's login on a broker, and what the page is told about it. */
 interface BrokerLogins {
   broker?: Broker;
-  login: { url: string; username: string; password: string; sharedGroup?: string };
+  login: { url: string; failoverUrls?: readonly string[]; username: string; password: string; sharedGroup?: string };
   /** /config.json's broker URL (relative for the embedded one), the absolute one, the worker login. */
   page: { brokerUrl: string; absoluteUrl: string; login: Credentials };
 }
@@ -302,10 +307,10 @@ async function brokerFor(
   closers: Closers,
 ): Promise<BrokerLogins> {
   if (config.kind === 'external') {
-    const { url, username, password, sharedGroup } = config;
+    const { url, failoverUrls, username, password, sharedGroup } = config;
     const pageUrl = config.publicUrl ?? url;
     if (!/^wss?:\/\//.test(pageUrl)) log.warn(`app: the page needs a ws:// or wss:// broker URL, got ${pageUrl}`);
-    const login = { url, username, password, sharedGroup };
+    const login = { url, failoverUrls, username, password, sharedGroup };
     return { login, page: { brokerUrl: pageUrl, absoluteUrl: pageUrl, login: config.clientLogin ?? DEFAULT_CLIENT_CREDENTIALS } };
   }
   const users = defaultBrokerUsers(config.users);
@@ -338,7 +343,7 @@ async function openConfiguredStore(closers: Closers, config: StoreConfig = { kin
  */
 async function startDispatcher(
   config: SharedConfig,
-  broker: { url: string; username: string; password: string; sharedGroup?: string },
+  broker: { url: string; failoverUrls?: readonly string[]; username: string; password: string; sharedGroup?: string },
   store: DispatcherStore,
   embedded: Broker | undefined,
   log: Logger,
@@ -361,6 +366,7 @@ async function startDispatcher(
     pruneWorkMs: t.pruneWorkMs,
     abuse: t.abuse,
     brokerUrl: broker.url,
+    failoverBrokerUrls: broker.failoverUrls,
     username: broker.username,
     password: broker.password,
     sharedGroup: broker.sharedGroup,

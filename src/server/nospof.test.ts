@@ -1,41 +1,54 @@
 /**
- * No single point of failure, with real processes (docs/scaling.md, "No single point of
- * failure"): Redis with Sentinel (a primary, 2 replicas, 3 sentinels), a 3-node RabbitMQ cluster
- * from deploy/rabbitmq, two `dpow-web start` fronts (dispatcher + service API each) on the
- * Sentinel store, and three headless workers, each given every broker node (starting on a
- * different one). Service requests run in a loop against the live fronts while one process at a
- * time is killed with SIGKILL. After each kill:
+ * No single point of failure, with real processes (docs/scaling.md, "The failure test"): Redis
+ * with Sentinel (a primary, 2 replicas, 3 sentinels), a 3-node RabbitMQ cluster from
+ * deploy/rabbitmq, two `dpow-web start` fronts (dispatcher + service API each) on the Sentinel
+ * store and given every broker node, and three headless workers, each given every node (starting
+ * on a different one). Service requests run without pause against the live fronts while one
+ * process at a time is killed with SIGKILL, in rounds of four: the Redis primary, the broker node
+ * the dispatchers are on, a broker node of volunteers, the dispatcher that leads. What was
+ * killed is started again before the next kill.
  *
- * - every acknowledged answer has its stored work, and the credits equal the stored works (each
- *   credited exactly once);
- * - answers resume, and the longest gap between two answers around the kill is reported;
- * - the volunteers' heartbeat never pauses as long as their 5 s "server offline" timeout;
- * - volunteers whose node died reconnect to another by themselves (the time is reported).
+ * After each kill it asserts what holds however loaded the machine is:
+ * - every acknowledged answer is valid work and is stored with that work, and the credits equal
+ *   the stored works (each credited exactly once);
+ * - answers resume, and the heartbeat resumes on every node that stayed up, the longest gap
+ *   under twice the volunteers' 5 s "server offline" limit: what a working failover meets even on
+ *   a starved machine, and one that waits for the dead process or a 30-60 s default does not;
+ * - the volunteers (and dispatchers) whose node died reconnect to another by themselves.
+ * The times (the longest gap between answers, the longest heartbeat gap on a live node, each
+ * reconnect) are printed per kill. With three rounds or more, the median heartbeat gap of each
+ * kind of kill must be under 5 s itself: one round starved by a neighbour on a 2-core machine is
+ * reported, not failed, while a change that makes a kind of kill cost 5 s fails most rounds
+ * (docs/scaling.md, "The failure test", says what the gaps are made of).
  *
- * The kill of the broker node the dispatchers use waits for the dispatcher's own broker failover
- * (it takes one --broker today). The whole set takes about a minute to start here, so this file
- * runs only with `npm run test:nospof` (DPOW_NOSPOF=1).
+ * `npm test` runs three rounds (about 3 minutes here; DPOW_NOSPOF_ROUNDS sets another count), and
+ * `npm run test:nospof` runs this file alone.
  */
 import { randomBytes } from 'node:crypto';
-import type { MqttClient } from 'mqtt';
+import mqtt, { type MqttClient } from 'mqtt';
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeAddress } from '../dpow/address.ts';
 import { DEFAULT_HEARTBEAT_TIMEOUT_S } from '../dpow/client.ts';
 import { validateWork } from '../pow/work.ts';
 import { CliProcess } from '../testkit/cli-process.ts';
-import { loginToRabbit, RabbitCluster, skipWithoutRabbitmq } from '../testkit/rabbitmq.ts';
+import { sample } from '../testkit/metrics.ts';
+import { RabbitCluster, skipWithoutRabbitmq } from '../testkit/rabbitmq.ts';
 import { RedisSentinelGroup, skipWithoutSentinel } from '../testkit/redis-sentinel.ts';
 import { addTestService } from '../testkit/services.ts';
-import { waitFor } from '../testkit/wait.ts';
+import { waitFor, waitForAsync } from '../testkit/wait.ts';
 import { randomRoot } from '../testkit/work.ts';
 import { RedisStore } from './store/redis-store.ts';
 
 /** The Nano receive threshold, the lowest the service API takes: ~8M hashes a job. */
 const DIFFICULTY = 'fffffe0000000000';
-const enabled = process.env.DPOW_NOSPOF === '1';
-if (!enabled) console.info('nospof.test.ts: skipped; `npm run test:nospof` runs it');
-const skip = !enabled || skipWithoutSentinel('nospof.test.ts') || skipWithoutRabbitmq('nospof.test.ts');
+const ROUNDS = Number(process.env.DPOW_NOSPOF_ROUNDS ?? 3);
+/** Answers that must come after each kill before the next step. */
+const ANSWERS_AFTER = 4;
+/** Service requests in flight at once, each loop taking the live fronts in turn. */
+const LOOPS = 2;
+const OFFLINE_MS = DEFAULT_HEARTBEAT_TIMEOUT_S * 1000;
+const skip = skipWithoutSentinel('nospof.test.ts') || skipWithoutRabbitmq('nospof.test.ts');
 const PASSWORD = randomBytes(9).toString('hex');
 
 interface Answer {
@@ -58,99 +71,216 @@ async function ask(url: string, service: { user: string; key: string }, hash: st
   }
 }
 
-/** The time a worker printed on the first line matching `pattern` after `since` (its lines start with an ISO time). */
-function printedAt(worker: CliProcess, pattern: RegExp, since: number): number | undefined {
-  for (const line of worker.output.split('\n')) {
-    const at = Date.parse(line.slice(0, 24));
-    if (at >= since && pattern.test(line)) return at;
-  }
-  return undefined;
+/** The worker's node: the last "Connected to <url>" it printed (its lines start with an ISO time). */
+function workerNode(worker: CliProcess): { url: string; at: number } | undefined {
+  const all = [...worker.output.matchAll(/^(\S+) .*Connected to (mqtt:\/\/\S+)/gm)];
+  const last = all.at(-1);
+  return last && { url: last[2], at: Date.parse(last[1]) };
 }
 
-describe.skipIf(skip)('no single point of failure: one process killed at a time under load', () => {
+/**
+ * A front's broker nodes, one per connection (its dispatcher keeps two, on different nodes), from
+ * what it logged: "connected to <a> and <b> as server" at start, then "broker connection <i> of 2:
+ * broker node <x> is gone; connected to <y>" on each move. `moves` are the moves' times.
+ */
+function frontNodes(front: CliProcess): { nodes: string[]; moves: Array<{ from: string; at: number }> } {
+  const nodes: string[] = [];
+  const moves: Array<{ from: string; at: number }> = [];
+  for (const line of front.output.split('\n')) {
+    const at = Date.parse(/"time":"([^"]+)"/.exec(line)?.[1] ?? '');
+    const started = /"msg":"connected to (\S+)(?: and (\S+))? as server"/.exec(line);
+    if (started) nodes.splice(0, nodes.length, ...started.slice(1).filter(Boolean));
+    const moved = /broker connection (\d) of 2: broker node (\S+) is gone; connected to (mqtt:\/\/[0-9.:]+)/.exec(line);
+    if (moved) {
+      nodes[Number(moved[1]) - 1] = moved[3];
+      moves.push({ from: moved[2], at });
+    }
+  }
+  return { nodes, moves };
+}
+
+/** Heartbeats as a volunteer on one node hears them: a dashboard login that always reconnects to that node. */
+class HeartbeatWatch {
+  readonly beats: number[] = [];
+  readonly client: MqttClient;
+  constructor(readonly node: number, url: string, password: string) {
+    const client = (this.client = mqtt.connect(url, {
+      username: 'dashboard',
+      password,
+      protocolVersion: 4,
+      clean: true,
+      reconnectPeriod: 250,
+      reconnectOnConnackError: true,
+      connectTimeout: 5000,
+    }));
+    // A fresh client id on each connection, as volunteers have.
+    client.on('reconnect', () => (client.options.clientId = `watch-${randomBytes(6).toString('hex')}`));
+    client.on('error', () => {});
+    client.on('message', (topic) => topic === 'heartbeat' && this.beats.push(Date.now()));
+    client.subscribe('heartbeat', { qos: 0 });
+  }
+
+  /** The longest time between two heartbeats heard from `from` to `to`, and when it began. */
+  longestGap(from: number, to: number): { gap: number; at: number } {
+    const window = this.beats.filter((t) => t >= from && t <= to);
+    let longest = { gap: 0, at: from };
+    for (let i = 1; i < window.length; i++) if (window[i] - window[i - 1] > longest.gap) longest = { gap: window[i] - window[i - 1], at: window[i - 1] };
+    return longest;
+  }
+}
+
+interface Figures {
+  round: number;
+  what: string;
+  acknowledged: number;
+  credits: number;
+  works: number;
+  answerGap: number;
+  heartbeatGap: number;
+  /** Where the longest heartbeat gap began, from the kill (negative: before it), and on which node. */
+  heartbeatGapAt: string;
+  reconnect: string;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+
+describe.skipIf(skip)(`no single point of failure: one process killed at a time under load (${ROUNDS} round${ROUNDS > 1 ? 's' : ''})`, () => {
   let group: RedisSentinelGroup;
   let cluster: RabbitCluster;
   let service: { user: string; key: string };
+  let urls: string[];
   const fronts = new Map<string, { process: CliProcess; url: string }>();
   const workers: CliProcess[] = [];
+  const watches: HeartbeatWatch[] = [];
   const answers: Answer[] = [];
-  const beats: number[] = [];
+  const figures: Figures[] = [];
   const closeAtEnd: (() => unknown)[] = [];
   let looping = true;
-  let loop: Promise<void> | undefined;
+  const loops: Promise<void>[] = [];
+  let startedAt = 0;
+
+  /** The nodes in order, from `first`: each front and worker is given every node. */
+  const from = (first: number) => [0, 1, 2].map((j) => urls[(first + j) % 3]);
+  const nodeIndex = (url: string) => urls.indexOf(url);
+
+  /** A front (dispatcher + service API) on the Sentinel store, given every node from `first` (its connections on `first` and the one after). */
+  async function startFront(name: string, first: number): Promise<void> {
+    const env = { DPOW_BROKER_PASSWORD: cluster.secrets.server, DPOW_REDIS_PASSWORD: PASSWORD };
+    const front = CliProcess.start(
+      ['start', '--broker', from(first).join(','), '--broker-username', 'server', '--broker-public-url', cluster.nodes[first].wsUrl, '--store', group.url(0), '--port', '0', '--no-build', '--no-demo'],
+      env,
+    );
+    closeAtEnd.push(() => front.kill('SIGKILL'));
+    fronts.set(name, { process: front, url: (await front.waitForOutput(/running at (http:\/\/\S+\/)/, 120_000))[1] });
+  }
+
+  const liveFronts = () => [...fronts.entries()].filter(([, f]) => f.process.running);
+
+  /** The front whose dispatcher runs the singletons, from its /metrics. */
+  async function leader(): Promise<string> {
+    return waitForAsync(
+      'a leading dispatcher',
+      async () => {
+        for (const [name, f] of liveFronts()) {
+          const text = await fetch(`${f.url}metrics`).then((r) => r.text(), () => '');
+          if (sample(text, 'dpow_dispatcher_leader') === 1) return name;
+        }
+        return undefined;
+      },
+      60_000,
+    );
+  }
 
   beforeAll(async () => {
+    startedAt = Date.now();
     [group, cluster] = await Promise.all([RedisSentinelGroup.start({ password: PASSWORD }), RabbitCluster.start()]);
-    const storeUrl = group.url(0);
-    const setup = await RedisStore.open(storeUrl, { credentials: { password: PASSWORD } });
+    urls = cluster.nodes.map((n) => n.mqttUrl);
+    const setup = await RedisStore.open(group.url(0), { credentials: { password: PASSWORD } });
     service = await addTestService(setup, {}, { N: 16, r: 1, p: 1 });
     await setup.close();
 
-    // The volunteers' view of the server, from a node no test kills.
-    const watcher: MqttClient = await loginToRabbit(cluster.nodes[2].mqttUrl, { username: 'dashboard', password: cluster.secrets.dashboard }, closeAtEnd);
-    watcher.on('message', (topic) => topic === 'heartbeat' && beats.push(Date.now()));
-    await watcher.subscribeAsync('heartbeat');
-
-    const env = { DPOW_BROKER_PASSWORD: cluster.secrets.server, DPOW_REDIS_PASSWORD: PASSWORD };
-    const front = async (name: string) => {
-      const node = cluster.nodes[0];
-      const process = CliProcess.start(
-        ['start', '--broker', node.mqttUrl, '--broker-username', 'server', '--broker-public-url', node.wsUrl, '--store', storeUrl, '--port', '0', '--no-build', '--no-demo'],
-        env,
-      );
-      closeAtEnd.push(() => process.kill('SIGKILL'));
-      fronts.set(name, { process, url: (await process.waitForOutput(/running at (http:\/\/\S+\/)/, 60_000))[1] });
-    };
-    // b starts once a leads, so a is the elected one that a test kills.
-    await front('a');
-    await waitFor('heartbeats from a', () => beats.length >= 2, 60_000);
-    await front('b');
+    for (const [i, node] of cluster.nodes.entries()) {
+      const watch = new HeartbeatWatch(i, node.mqttUrl, cluster.secrets.dashboard);
+      closeAtEnd.push(() => watch.client.endAsync(true));
+      watches.push(watch);
+    }
+    // b starts once a leads, so a is the elected one at first.
+    await startFront('a', 0);
+    await waitFor('heartbeats from a', () => watches[0].beats.length >= 2, 60_000);
+    await startFront('b', 0);
 
     for (let i = 0; i < 3; i++) {
-      const brokers = [0, 1, 2].map((j) => cluster.nodes[(i + j) % 3].mqttUrl).join(',');
-      const worker = CliProcess.start(['worker', '--broker', brokers, '--address', encodeAddress(randomBytes(32)), '--backend', 'wasm', '--threads', '1']);
+      const worker = CliProcess.start(['worker', '--broker', from(i).join(','), '--address', encodeAddress(randomBytes(32)), '--backend', 'wasm', '--threads', '1']);
       closeAtEnd.push(() => worker.kill('SIGKILL'));
       workers.push(worker);
     }
-    await Promise.all(workers.map((w, i) => w.waitForOutput(new RegExp(`Connected to ${cluster.nodes[i].mqttUrl}`), 60_000)));
+    // Each on its first node, or the next when that one answered "Server unavailable" (its
+    // client-id Raft group still electing on a busy machine): the kills below ask where they are.
+    await Promise.all(workers.map((w) => w.waitForOutput(/Connected to /, 60_000)));
 
-    // Requests without pause, each to a live front in turn.
-    loop = (async () => {
-      for (let i = 0; looping; i++) {
-        const live = [...fronts.entries()].filter(([, f]) => f.process.running);
-        const [name, f] = live[i % live.length];
-        const answer = await ask(f.url, service, randomRoot());
-        answers.push({ at: Date.now(), front: name, ...answer });
-      }
-    })();
+    // Requests without pause, each loop taking the live fronts in turn.
+    for (let l = 0; l < LOOPS; l++) {
+      loops.push(
+        (async () => {
+          for (let i = l; looping; i++) {
+            const live = liveFronts();
+            if (!live.length) {
+              await new Promise((r) => setTimeout(r, 50));
+              continue;
+            }
+            const [name, f] = live[i % live.length];
+            const answer = await ask(f.url, service, randomRoot());
+            answers.push({ at: Date.now(), front: name, ...answer });
+          }
+        })(),
+      );
+    }
+    console.info(`nospof.test.ts: the whole set up in ${((Date.now() - startedAt) / 1000).toFixed(1)} s`);
   }, 600_000);
 
   afterAll(async () => {
     looping = false;
-    await loop;
+    await Promise.all(loops);
     for (const close of closeAtEnd.reverse()) await close();
     await Promise.all([group?.close(), cluster?.close()]);
+    if (!figures.length) return;
+    const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+    console.info(
+      `no single point of failure, ${ROUNDS} round(s), ${s(Date.now() - startedAt)} in all:\n` +
+        figures
+          .map(
+            (f) =>
+              `  round ${f.round}, ${f.what}: ${f.acknowledged} answers acknowledged, ${f.credits} credits for ${f.works} stored works; ` +
+              `longest gap between answers ${s(f.answerGap)}, longest heartbeat gap ${s(f.heartbeatGap)} (${f.heartbeatGapAt})${f.reconnect}`,
+          )
+          .join('\n'),
+    );
   });
 
-  const summary: string[] = [];
-  afterAll(() => summary.length && console.info(`no single point of failure:\n${summary.join('\n')}`));
+  const answered = () => answers.filter((a) => a.work);
 
-  /** Kills, then waits for 5 answers after the kill, checks the store and reports the figures. */
-  async function cycle(what: string, kill: () => Promise<void>, after?: (killedAt: number) => Promise<string>): Promise<void> {
-    const answered = () => answers.filter((a) => a.work);
-    await waitFor('answers before the kill', () => answered().length >= 3, 120_000);
+  /**
+   * One kill: waits for answers before it, kills, waits for answers and heartbeats after it,
+   * checks the store and records the figures; `reconnects` waits for whoever had to move.
+   */
+  async function cycle(round: number, what: string, killedNode: number | undefined, kill: () => Promise<void>, reconnects: (killedAt: number) => Promise<string> = async () => ''): Promise<void> {
+    const before = answered().length;
+    await waitFor('answers before the kill', () => answered().length >= before + 2, 180_000);
     const killedAt = Date.now();
     await kill();
-    await waitFor('5 answers after the kill', () => answered().filter((a) => a.at > killedAt).length >= 5, 120_000);
-    await waitFor('a heartbeat after the kill', () => beats.at(-1)! > killedAt + 1000, 30_000);
+    await waitFor(`${ANSWERS_AFTER} answers after the kill`, () => answered().filter((a) => a.at > killedAt).length >= ANSWERS_AFTER, 180_000);
+    const reconnect = await reconnects(killedAt);
+    const live = watches.filter((w) => w.node !== killedNode);
+    await waitFor('a heartbeat on every live node after the kill', () => live.every((w) => w.beats.at(-1)! > killedAt + 1000), 60_000);
 
-    // The longest stall of answers from the last one before the kill to the fifth after it.
-    const around = answered().filter((a) => a.at >= answered().filter((b) => b.at <= killedAt).at(-1)!.at);
-    const answerGap = Math.max(...around.slice(1, 6).map((a, i) => a.at - around[i].at));
-    const window = beats.filter((t) => t >= killedAt - 2000);
-    const heartbeatGap = Math.max(...window.slice(1).map((t, i) => t - window[i]));
-    const told = [...fronts.values()].flatMap((f) => f.process.output.split('\n').filter((l) => Date.parse(/"time":"([^"]+)"/.exec(l)?.[1] ?? '') >= killedAt - 1000));
-    expect(heartbeatGap, `longest heartbeat gap after killing ${what}; the fronts said:\n${told.join('\n')}`).toBeLessThan(DEFAULT_HEARTBEAT_TIMEOUT_S * 1000);
+    // The longest stall of answers from the last one before the kill to the last one counted after it.
+    const after = answered().filter((a) => a.at > killedAt).slice(0, ANSWERS_AFTER);
+    const around = [answered().filter((a) => a.at <= killedAt).at(-1)!, ...after];
+    const answerGap = Math.max(...around.slice(1).map((a, i) => a.at - around[i].at));
+    const gaps = live.map((w) => ({ node: w.node, ...w.longestGap(killedAt - 2000, Date.now()) })).sort((a, b) => b.gap - a.gap);
+    const heartbeatGap = gaps[0].gap;
+    const heartbeatGapAt = `node ${gaps[0].node + 1}, from ${((gaps[0].at - killedAt) / 1000).toFixed(1)} s`;
+    expect(heartbeatGap, `${what}: the longest heartbeat gap (${heartbeatGapAt} after the kill)`).toBeLessThan(2 * OFFLINE_MS);
 
     // Every acknowledged answer: valid, stored with that work, and the credits equal the stored works.
     const store = await RedisStore.open(group.url(0), { credentials: { password: PASSWORD } });
@@ -163,47 +293,101 @@ describe.skipIf(skip)('no single point of failure: one process killed at a time 
       }
       const works = (await raw.keys('dpow:work:*')).length;
       const credits = (await store.listClients()).reduce((n, c) => n + c.precache + c.ondemand, 0);
-      expect(credits).toBe(works);
+      expect(credits, 'each stored work credited once').toBe(works);
       expect(await store.getTotals()).toMatchObject({ ondemand: credits });
-      const extra = after ? await after(killedAt) : '';
-      summary.push(
-        `  ${what}: ${answered().length} answers acknowledged, ${credits} credits for ${works} stored works; ` +
-          `longest gap between answers ${answerGap} ms, longest heartbeat gap ${heartbeatGap} ms${extra}`,
-      );
+      figures.push({ round, what, acknowledged: answered().length, credits, works, answerGap, heartbeatGap, heartbeatGapAt, reconnect });
     } finally {
       await raw.close();
       await store.close();
     }
   }
 
-  it('the Redis primary', { timeout: 300_000 }, async () => {
-    let old: Awaited<ReturnType<RedisSentinelGroup['primary']>>;
-    await cycle('the Redis primary', async () => {
-      old = await group.primary();
-      await old.stop('SIGKILL');
-    });
-    await group.restart(old!);
-    await group.ready();
-  });
-
-  it('a broker node that only volunteers use', { timeout: 300_000 }, async () => {
-    const node = cluster.nodes[1];
-    await cycle(
-      'a broker node of volunteers',
-      () => node.kill(),
-      async (killedAt) => {
-        // Worker 1 started on this node: it reconnects to the next one by itself.
-        const back = await waitFor('worker 1 on another node', () => printedAt(workers[1], new RegExp(`Connected to ${cluster.nodes[2].mqttUrl}`), killedAt), 60_000);
-        return `; its volunteer reconnected in ${back - killedAt} ms`;
-      },
+  /** Waits for each worker that was on `node` to print a connection to another node; their times, for the report. */
+  async function volunteersMoved(node: string, killedAt: number, on: CliProcess[]): Promise<string> {
+    const times = await Promise.all(
+      on.map((w) =>
+        waitFor(
+          'a volunteer of the dead node on another node',
+          () => {
+            const now = workerNode(w);
+            return now && now.at >= killedAt && now.url !== node ? now.at - killedAt : undefined;
+          },
+          60_000,
+        ),
+      ),
     );
-    await node.start();
-    await cluster.ready();
-  });
+    return times.length ? `; its volunteers reconnected in ${times.map((t) => `${t} ms`).join(', ')}` : '; no volunteer was on it';
+  }
 
-  it('the dispatcher that leads', { timeout: 300_000 }, async () => {
-    await cycle('the leading dispatcher', () => fronts.get('a')!.process.kill('SIGKILL'));
-  });
+  for (let round = 1; round <= ROUNDS; round++) {
+    it(`round ${round}: the Redis primary`, { timeout: 300_000 }, async () => {
+      let old: Awaited<ReturnType<RedisSentinelGroup['primary']>>;
+      await cycle(round, 'the Redis primary', undefined, async () => {
+        old = await group.primary();
+        await old.stop('SIGKILL');
+      });
+      await group.restart(old!);
+      await group.ready();
+    });
 
-  it.todo('the broker node the dispatchers use: needs the dispatcher to fail over between broker nodes (it takes one --broker today)');
+    it(`round ${round}: the broker node the dispatchers are on`, { timeout: 300_000 }, async () => {
+      // A node both fronts have a connection on (a restarted front starts on the other's first node).
+      const each = liveFronts().map(([, f]) => frontNodes(f.process).nodes);
+      const node = each[0].find((n) => each.every((nodes) => nodes.includes(n)))!;
+      expect(node, `the fronts' nodes: ${JSON.stringify(each)}`).toBeDefined();
+      const index = nodeIndex(node);
+      const onIt = workers.filter((w) => workerNode(w)?.url === node);
+      await cycle(round, "the dispatchers' broker node", index, () => cluster.nodes[index].kill(), async (killedAt) => {
+        const moved = await Promise.all(
+          liveFronts().map(([, f]) =>
+            waitFor('the dispatcher\'s connection on another node', () => frontNodes(f.process).moves.find((m) => m.at >= killedAt && m.from === node)?.at, 60_000),
+          ),
+        );
+        return `; the dispatchers' connections there moved in ${moved.map((t) => `${t - killedAt} ms`).join(', ')}${await volunteersMoved(node, killedAt, onIt)}`;
+      });
+      await cluster.nodes[index].start();
+      await cluster.ready();
+    });
+
+    it(`round ${round}: a broker node of volunteers`, { timeout: 300_000 }, async () => {
+      // Volunteers on it and, where there is such a node, no dispatcher connection; otherwise not
+      // every front's (each front holds two of the three nodes).
+      const each = liveFronts().map(([, f]) => frontNodes(f.process).nodes);
+      const free = (url: string) => !each.some((nodes) => nodes.includes(url));
+      const notShared = (url: string) => !each.every((nodes) => nodes.includes(url));
+      const volunteered = workers.map((w) => workerNode(w)!.url);
+      let candidate = volunteered.find(free) ?? volunteered.find(notShared);
+      if (!candidate) {
+        // Every volunteer followed the dispatchers: one starts again on another node.
+        const other = urls.find(free) ?? urls.find(notShared)!;
+        await workers[0].kill('SIGKILL');
+        workers[0] = CliProcess.start(['worker', '--broker', from(nodeIndex(other)).join(','), '--address', encodeAddress(randomBytes(32)), '--backend', 'wasm', '--threads', '1']);
+        closeAtEnd.push(() => workers[0].kill('SIGKILL'));
+        await workers[0].waitForOutput(/Connected to /, 60_000);
+        candidate = workerNode(workers[0])!.url;
+      }
+      const index = nodeIndex(candidate);
+      const onIt = workers.filter((w) => workerNode(w)?.url === candidate);
+      await cycle(round, 'a broker node of volunteers', index, () => cluster.nodes[index].kill(), (killedAt) => volunteersMoved(candidate, killedAt, onIt));
+      await cluster.nodes[index].start();
+      await cluster.ready();
+    });
+
+    it(`round ${round}: the dispatcher that leads`, { timeout: 300_000 }, async () => {
+      const name = await leader();
+      await cycle(round, 'the leading dispatcher', undefined, () => fronts.get(name)!.process.kill('SIGKILL'));
+      // Back, from the other front's first node, so the two share at least that one.
+      const other = liveFronts().find(([n]) => n !== name)![1];
+      await startFront(name, nodeIndex(frontNodes(other.process).nodes[0]));
+    });
+  }
+
+  it.runIf(ROUNDS >= 3)('keeps the heartbeat under the volunteers\' 5 s "server offline" limit after every kind of kill (the median of its rounds)', () => {
+    const kinds = [...new Set(figures.map((f) => f.what))];
+    expect(kinds).toHaveLength(4);
+    for (const what of kinds) {
+      const gaps = figures.filter((f) => f.what === what).map((f) => f.heartbeatGap);
+      expect(median(gaps), `${what}: heartbeat gaps ${gaps.join(', ')} ms`).toBeLessThan(OFFLINE_MS);
+    }
+  });
 });

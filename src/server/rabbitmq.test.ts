@@ -20,10 +20,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeAddress } from '../dpow/address.ts';
 import { subscriptionsFor } from '../dpow/session.ts';
 import { cleanupsAfterEach } from '../testkit/cleanups.ts';
+import { sample } from '../testkit/metrics.ts';
 import { freePort, listeningAddresses } from '../testkit/net.ts';
 import { makeCertificate, NGINX_SITE, nginxInstalled, startNginx } from '../testkit/nginx.ts';
 import { DEPLOY_RABBITMQ, loginToRabbit, RabbitCluster, skipWithoutRabbitmq } from '../testkit/rabbitmq.ts';
-import { waitFor, waitForAsync } from '../testkit/wait.ts';
+import { sleep, waitFor, waitForAsync } from '../testkit/wait.ts';
 
 const skip = skipWithoutRabbitmq('rabbitmq.test.ts');
 const UPSTREAM = join(DEPLOY_RABBITMQ, 'nginx-mqtt-upstream.conf');
@@ -225,7 +226,72 @@ describe.skipIf(skip)('deploy/rabbitmq as a 3-node cluster of real RabbitMQ', ()
     expect(await attempt(url(2, 'ws'))).toBe('closed');
   });
 
-  // These last two kill a node (and bring it back for whatever runs after).
+  // These last three kill a node (and bring it back for whatever runs after).
+  it('a dispatcher given every node keeps the statistics on every node, and moves on when its node dies', { timeout: 300_000 }, async () => {
+    const brokers = cluster.nodes.map((n) => n.mqttUrl);
+    const dispatcher = CliProcess.start(
+      ['start', '--dispatcher-only', '--broker', brokers.join(','), '--broker-username', 'server', '--memory', '--metrics-port', '0',
+        '--demo', '--demo-difficulty', 'fff0000000000000', '--demo-precache-every', '0.5', '--demo-ondemand-every', '0'],
+      { DPOW_BROKER_PASSWORD: cluster.secrets.server },
+    );
+    cleanups.push(() => dispatcher.kill('SIGKILL'));
+    const metricsUrl = (await dispatcher.waitForOutput(/at (http:\/\/\S+)\)/, 60_000))[1];
+    // Its two connections (the standby takes results too) on nodes of their own.
+    await dispatcher.waitForOutput(new RegExp(`connected to ${brokers[0]} and ${brokers[1]} as server`));
+
+    /**
+     * The statistics a volunteer who subscribes on this node gets at once: the retained copy, or
+     * undefined when a live publish after the SUBACK (the barrier, figures of nothing) comes first.
+     */
+    const server = await login('server', 2, 'tcp');
+    const barrier = JSON.stringify({ services: { public: [], private: { count: 0, precache: 0, ondemand: 0 } }, work: { precache: 0, ondemand: 0 } });
+    const retainedOn = async (node: number, transport: Transport): Promise<{ work: { precache: number } } | undefined> => {
+      const volunteer = await login('client', node, transport);
+      const first = new Promise<{ payload: string; retain: boolean }>((resolve) =>
+        volunteer.once('message', (_topic, payload, packet) => resolve({ payload: String(payload), retain: packet.retain })),
+      );
+      await volunteer.subscribeAsync('statistics', { qos: 1 });
+      await server.publishAsync('statistics', barrier, { qos: 1 });
+      const got = await first;
+      await volunteer.endAsync(true);
+      if (got.retain) return JSON.parse(got.payload);
+      await sleep(200); // polled: one login at a time, gently
+      return undefined;
+    };
+    // The dispatcher leads on its own store: its statistics wait on every node, over TCP and Web MQTT.
+    for (const node of [0, 1, 2]) {
+      for (const transport of ['tcp', 'ws'] as const) {
+        expect(await waitForAsync(`the statistics on node ${node} over ${transport}`, () => retainedOn(node, transport))).toMatchObject({ work: { precache: expect.any(Number) } });
+      }
+    }
+
+    // A volunteer on node 2 computes the demo's jobs; a watcher on node 1 follows the credited work.
+    const worker = CliProcess.start(['worker', '--broker', brokers[2], '--address', encodeAddress(randomBytes(32)), '--backend', 'wasm', '--threads', '1']);
+    cleanups.push(() => worker.kill('SIGKILL'));
+    const watcher = await login('dashboard', 1, 'tcp');
+    let credited = 0;
+    watcher.on('message', (_topic, payload) => (credited = Math.max(credited, (JSON.parse(String(payload)) as { work: { precache: number } }).work.precache)));
+    await watcher.subscribeAsync('statistics', { qos: 1 });
+    await waitFor('credited work in the statistics', () => credited > 0, 120_000);
+
+    // A node of the dispatcher dies: that connection moves to the node the other is not on and
+    // subscribes there, and results are accepted again.
+    await cluster.nodes[0].kill();
+    await dispatcher.waitForOutput(new RegExp(`broker node ${brokers[0]} is gone; connected to ${brokers[2]}, subscribed to results again`), 60_000);
+    // Figures published after the kill, so node 0 cannot have them.
+    const atKill = credited;
+    await waitFor('work credited after the move', () => credited > atKill, 120_000);
+    const after = credited;
+    expect(sample(await (await fetch(new URL('metrics', metricsUrl))).text(), 'dpow_broker_failovers_total')).toBe(1);
+
+    // Node 0 comes back with the statistics it kept on its disk: the leader puts the latest there.
+    await cluster.nodes[0].start();
+    await cluster.ready();
+    await waitForAsync('the latest statistics on the node that came back', async () => ((await retainedOn(0, 'tcp'))?.work.precache ?? 0) >= after, 120_000);
+    await worker.kill('SIGTERM');
+    await dispatcher.kill('SIGTERM');
+  });
+
   it.skipIf(!nginxInstalled && !process.env.CI)('the page reaches the cluster through nginx: /mqtt spread over the nodes, a dead one skipped', { timeout: 300_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'dpow-nginx-mqtt-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));

@@ -109,6 +109,11 @@ export class RabbitNode {
     return this.#log;
   }
 
+  /** The process the node runs under (its VM and helpers are below it), while it runs. */
+  get pid(): number | undefined {
+    return this.running ? this.#process!.pid : undefined;
+  }
+
   /** Starts the node (again, on the same ports and data); resolves once both listeners accept connections. */
   async start(timeoutMs = 120_000): Promise<void> {
     if (this.running) return;
@@ -200,6 +205,10 @@ export class RabbitCluster {
       HOME: home,
       ERL_EPMD_PORT: String(epmdPort),
       RABBITMQ_CONF_ENV_FILE: join(dir, 'no-rabbitmq-env.conf'),
+      // rabbitmqctl's VM spins its schedulers while idle (the server's script turns that off for
+      // the nodes, not for the CLI): on 2 cores beside 4 busy processes a call took 17-22 s
+      // instead of 2.4-3, and make-users.sh's dozen calls over 5 minutes.
+      RABBITMQ_CTL_ERL_ARGS: '+sbwt none +sbwtdcpu none +sbwtdio none',
     };
     const epmd = spawn('epmd', ['-port', String(epmdPort), '-address', '127.0.0.1'], { env, stdio: 'ignore' });
     killOnExit(epmd);
@@ -253,12 +262,21 @@ export class RabbitCluster {
     return cluster;
   }
 
-  /** Runs the shipped make-users.sh against the first running node; `env` adds to its settings (MAX_CONNECTIONS…). */
+  /**
+   * Runs the shipped make-users.sh against the first running node; `env` adds to its settings
+   * (MAX_CONNECTIONS…). It makes a dozen rabbitmqctl calls, each an Erlang VM of its own: 7 s on
+   * an idle machine, about a minute on a starved one, hence the long deadline; a failure says how
+   * it ended and what the script printed.
+   */
   async makeUsers(env: NodeJS.ProcessEnv = {}): Promise<void> {
     const node = this.nodes.find((n) => n.running)!;
+    const timeout = 300_000;
     await run('sh', [join(DEPLOY_RABBITMQ, 'make-users.sh'), '-n', node.name], {
       env: { ...this.#env, RABBITMQCTL, SERVER_PASSWORD: this.secrets.server, DASHBOARD_PASSWORD: this.secrets.dashboard, ...env },
-      timeout: 120_000,
+      timeout,
+    }).catch((err: Error & { killed?: boolean; signal?: string; code?: number; stdout?: string; stderr?: string }) => {
+      const how = err.killed ? `killed after ${timeout / 1000} s` : err.signal ? `ended by ${err.signal}` : `exit ${err.code}`;
+      throw new Error(`make-users.sh on ${node.name}: ${how}\n${err.stdout ?? ''}${err.stderr ?? ''}`);
     });
   }
 

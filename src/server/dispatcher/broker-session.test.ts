@@ -4,7 +4,7 @@ import { startBroker } from '../broker.ts';
 import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
 import { quietLogger } from '../../testkit/log.ts';
 import { connectAs, TEST_USERS } from '../../testkit/mqtt.ts';
-import { waitFor } from '../../testkit/wait.ts';
+import { waitFor, waitForAsync } from '../../testkit/wait.ts';
 import { BrokerSession, newClientId, secretGroup, type BrokerSessionOptions } from './broker-session.ts';
 import { newCounters } from './counters.ts';
 
@@ -184,6 +184,98 @@ describe('BrokerSession', () => {
     expect(secretGroup('dispatchers', 'pw-1')).toMatch(/^dispatchers-[0-9a-f]{32}$/);
     expect(secretGroup('dispatchers', 'pw-1')).toBe(secretGroup('dispatchers', 'pw-1'));
     expect(secretGroup('dispatchers', 'pw-2')).not.toBe(secretGroup('dispatchers', 'pw-1'));
+  });
+
+  it('moves to the next node of a clustered broker when its node goes, subscribes there and says so', async () => {
+    // Two aedes brokers stand in for two nodes: each is a broker of its own, so a result reaches
+    // the session only where it has subscribed.
+    const nodes = [await startBroker({ users: TEST_USERS, tcpPort: 0 }), closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: 0 }))];
+    const warnings: string[] = [];
+    const { s, results, counters, reconnects, clients } = session(nodes[0].tcpUrl!, {
+      failoverUrls: [nodes[1].tcpUrl!],
+      log: { ...quietLogger, warn: (m: string) => warnings.push(m) },
+    });
+    expect(await s.open()).toBe(true);
+    expect(s.nodes).toEqual([nodes[0].tcpUrl]);
+    expect(counters.brokerFailovers).toBe(0);
+
+    await nodes[0].close();
+    await waitFor('the session on the second node', () => reconnects() === 1, 10_000);
+    expect(s.nodes).toEqual([nodes[1].tcpUrl]);
+    expect(counters.brokerFailovers).toBe(1);
+    expect(warnings).toContain(`dispatcher: broker connection: broker node ${nodes[0].tcpUrl} is gone; connected to ${nodes[1].tcpUrl}, subscribed to results again; republishing pending jobs`);
+
+    const worker = await connectAs(nodes[1].tcpUrl!, 'client', cleanups);
+    // Subscribed again: a result published on the new node arrives (retried until the SUBACK is in).
+    await waitForAsync(
+      'a result on the new node',
+      async () => {
+        await worker.publishAsync('result/ondemand', `${ROOT},00000000000000bb,nano_y`, { qos: 1 });
+        return results.length > 0;
+      },
+      10_000,
+    );
+    expect(results[0]).toEqual({ topic: 'result/ondemand', payload: `${ROOT},00000000000000bb,nano_y` });
+    await s.close();
+  });
+
+  it('with a standby, keeps its two connections on different nodes: one node dying leaves results flowing, and the lost one moves to a third', async () => {
+    const nodes = [
+      await startBroker({ users: TEST_USERS, tcpPort: 0 }),
+      closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: 0 })),
+      closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: 0 })),
+    ];
+    const urls = nodes.map((n) => n.tcpUrl!);
+    const { s, results, counters, reconnects } = session(urls[0], { failoverUrls: urls.slice(1), standby: true });
+    expect(await s.open()).toBe(true);
+    expect(s.nodes).toEqual([urls[0], urls[1]]);
+
+    await nodes[0].close();
+    // The other connection is up throughout: results published on its node keep arriving.
+    const worker = await connectAs(urls[1], 'client', cleanups);
+    await worker.publishAsync('result/precache', `${ROOT},00000000000000cc,nano_z`, { qos: 1 });
+    await waitFor('the result through the standing connection', () => results.length === 1);
+    // The lost one skips node 2 (the other's) for node 3, and the pending jobs go out again there.
+    await waitFor('the move to the third node', () => counters.brokerFailovers === 1, 10_000);
+    expect(s.nodes).toEqual([urls[2], urls[1]]);
+    expect(reconnects()).toBe(1);
+    await s.close();
+  });
+
+  it('opens on the next node when the first is down, and gives up only on a refused login or every node failing', async () => {
+    const live = closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: 0 }));
+    const dead = 'mqtt://127.0.0.1:1';
+    const { s } = session(dead, { failoverUrls: [live.tcpUrl!] });
+    expect(await s.open()).toBe(true);
+    expect(s.nodes).toEqual([live.tcpUrl]);
+
+    await expect(session(dead, { failoverUrls: [live.tcpUrl!], password: 'wrong' }).s.open()).rejects.toThrow(
+      /^cannot connect to mqtt:\/\/127\.0\.0\.1:1, mqtt:\/\/.*: (Bad username or password|Not authorized)/,
+    );
+    await expect(session(dead, { failoverUrls: ['mqtt://127.0.0.1:2'], connectTimeoutMs: 30_000 }).s.open()).rejects.toThrow(
+      /^cannot connect to mqtt:\/\/127\.0\.0\.1:1, mqtt:\/\/127\.0\.0\.1:2: connection closed 6 times: .*ECONNREFUSED/,
+    );
+  });
+
+  it("keeps reconnecting through a node's 'Server unavailable' (RabbitMQ electing its client-id registry) instead of giving up", async () => {
+    const node = closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: 0 }));
+    const { s, reconnects } = session(node.tcpUrl!);
+    await s.open();
+    // The broker drops the session's connection and answers the next two logins "Server unavailable".
+    const authenticate = node.aedes.authenticate;
+    let refusals = 0;
+    node.aedes.authenticate = (client, username, password, done) => {
+      if (refusals < 2) {
+        refusals++;
+        return done(Object.assign(new Error('Server unavailable'), { returnCode: 3 }) as never, false);
+      }
+      return authenticate.call(node.aedes, client, username, password, done);
+    };
+    for (const client of Object.values((node.aedes as unknown as { clients: Record<string, { close(): void }> }).clients)) client.close();
+    await waitFor('the session back after two refusals', () => reconnects() === 1, 15_000);
+    expect(refusals).toBe(2);
+    expect(s.connected).toBe(true);
+    await s.close();
   });
 
   it('calls onReconnect when the connection comes back, not for the first one', async () => {

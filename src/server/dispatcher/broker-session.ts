@@ -22,6 +22,17 @@
  * A shared group's name gets a suffix derived from the server password: a volunteer who
  * subscribed `$share/<group>/result/<type>` would otherwise be handed (and, lacking read access,
  * drop) its share of the results (30 published, 22 lost to three such logins, before).
+ *
+ * Given the nodes of a clustered broker (`failoverUrls`), the connections start on different
+ * nodes and each reconnect goes to the next node, not the one the other connection is on
+ * (broker-nodes.ts): when a node dies the connection there moves on while the other carries the
+ * results, mqtt.js subscribes to them again on the new node (the session is clean), the pending
+ * jobs are published again for the volunteers who moved with it, and the move is logged and
+ * counted (`brokerFailovers`). A refused CONNACK (RabbitMQ answers "Server unavailable" while its
+ * client-id Raft group elects a leader after a node died) is retried like a lost connection,
+ * never the end of reconnecting. The fresh client id matters there too: RabbitMQ 3.10 keeps a
+ * session's QoS 1 subscription queue, named after the client id, on the node it was made on, and
+ * the same id could not subscribe on another node while that one was down.
  */
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -38,11 +49,14 @@ import {
 import type { ConnectFn } from '../../dpow/mqtt-connect.ts';
 import { LogLimiter } from '../log-limit.ts';
 import type { Logger } from '../log.ts';
+import { BrokerNodes } from './broker-nodes.ts';
 import type { DispatcherCounters } from './counters.ts';
 
 export interface BrokerSessionOptions {
-  /** mqtt://, ws:// or wss:// URL of the broker. */
+  /** mqtt://, ws:// or wss:// URL of the broker (of its first node). */
   url: string;
+  /** The other nodes of a clustered broker, tried in turn after a lost or failed connection. */
+  failoverUrls?: readonly string[];
   username: string;
   password: string;
   connectTimeoutMs: number;
@@ -55,7 +69,7 @@ export interface BrokerSessionOptions {
   standby?: boolean;
   /** Default mqtt.js connect. */
   connect?: ConnectFn;
-  counters: Pick<DispatcherCounters, 'published' | 'jobs' | 'broker'>;
+  counters: Pick<DispatcherCounters, 'published' | 'jobs' | 'broker' | 'brokerFailovers'>;
   log: Logger;
   onResult(topic: string, payload: Buffer): void;
   /** The broker can be reached again after no connection could (not called for the first one). */
@@ -91,10 +105,15 @@ interface Link {
   cleanClose?: { otherDowns: number };
   /** An error was seen since it connected (a clean close after one is no takeover). */
   troubled: boolean;
+  /** The node it is aimed at (connected to while `up`). */
+  node: string;
+  /** The node it was last up on. */
+  lastUp?: string;
 }
 
 export class BrokerSession {
   readonly #opts: BrokerSessionOptions;
+  readonly #nodes: BrokerNodes;
   #links: Link[] = [];
   #closed = false;
   #opened = false;
@@ -105,6 +124,7 @@ export class BrokerSession {
 
   constructor(options: BrokerSessionOptions) {
     this.#opts = options;
+    this.#nodes = new BrokerNodes([options.url, ...(options.failoverUrls ?? [])]);
     this.#log = new LogLimiter(options.log);
     if (options.standby && !options.sharedGroup) this.#twins = new TwinFilter();
   }
@@ -113,17 +133,23 @@ export class BrokerSession {
     return this.#links.some((l) => l.client.connected);
   }
 
+  /** The nodes its connections are on now (or last were). */
+  get nodes(): string[] {
+    return [...new Set(this.#links.map((l) => (l.up ? l.node : (l.lastUp ?? l.node))))];
+  }
+
   /**
    * Connects and subscribes to results. False when close() came first; throws with the reason
    * when the first connection fails (a wrong password, a refused port, a WebSocket path that
    * answers 404).
    */
   async open(): Promise<boolean> {
-    const { url } = this.#opts;
+    const nodes = this.#nodes;
     const links: Link[] = (this.#links = []);
     // One after the other: the first proves the login, so a refused one is tried once.
     for (let i = 0; i < (this.#opts.standby ? 2 : 1) && !this.#closed; i++) {
-      const client = (this.#opts.connect ?? mqtt.connect)(url, {
+      const node = nodes.first(i);
+      const client = (this.#opts.connect ?? mqtt.connect)(node, {
         username: this.#opts.username,
         password: this.#opts.password,
         protocolVersion: 4,
@@ -131,13 +157,15 @@ export class BrokerSession {
         clean: true,
         keepalive: 60,
         reconnectPeriod: 1000,
+        // RabbitMQ's "Server unavailable" passes; mqtt.js would otherwise never try again.
+        reconnectOnConnackError: true,
         connectTimeout: 10_000,
       });
-      const link: Link = { client, up: false, downs: 0, troubled: false };
+      const link: Link = { client, up: false, downs: 0, troubled: false, node };
       links.push(link);
       this.#watch(link, i);
       try {
-        await firstConnection(client, url, this.#opts.connectTimeoutMs);
+        await firstConnection(client, nodes, () => link.node, this.#opts.connectTimeoutMs);
       } catch (err) {
         for (const l of links) l.client.end(true);
         this.#links = [];
@@ -219,7 +247,14 @@ export class BrokerSession {
       }
     });
     // Every connection under a new id: a known one is worth one disconnect, never a loop.
-    client.on('reconnect', () => (client.options.clientId = newClientId()));
+    client.on('reconnect', () => {
+      client.options.clientId = newClientId();
+      // The node it could not reach, or lost, is likely down: the next one, not the other link's.
+      if (!this.#nodes.several) return;
+      const peer = other();
+      link.node = this.#nodes.next(link.node, peer?.up ? peer.node : undefined);
+      this.#nodes.aim(client, link.node);
+    });
     client.on('error', (err) => {
       link.troubled = true;
       // Before open() returns, the error is its rejection.
@@ -234,7 +269,8 @@ export class BrokerSession {
       this.#twins?.forget(index);
       const peer = other();
       link.cleanClose = !link.troubled && peer?.up ? { otherDowns: peer.downs } : undefined;
-      this.#log.warn('dispatcher: broker connection lost', `dispatcher: ${name} lost, retrying`);
+      const where = this.#nodes.several ? ` (node ${link.node}), retrying on the next node` : ', retrying';
+      this.#log.warn('dispatcher: broker connection lost', `dispatcher: ${name} lost${where}`);
     });
     client.on('connect', () => {
       const outage = !this.#links.some((l) => l !== link && l.up);
@@ -251,9 +287,19 @@ export class BrokerSession {
         );
       }
       link.cleanClose = undefined;
-      if (!this.#opened || this.#closed || !outage) return;
-      this.#opts.log.info('dispatcher: reconnected to the broker; republishing pending jobs');
-      this.#opts.onReconnect();
+      const moved = link.lastUp !== undefined && link.lastUp !== link.node;
+      const left = link.lastUp;
+      link.lastUp = link.node;
+      if (!this.#opened || this.#closed) return;
+      if (moved) {
+        counters.brokerFailovers++;
+        // Volunteers who were on the dead node are on others now and have not seen the pending jobs.
+        this.#opts.log.warn(`dispatcher: ${name}: broker node ${left} is gone; connected to ${link.node}, subscribed to results again; republishing pending jobs`);
+        this.#opts.onReconnect();
+      } else if (outage) {
+        this.#opts.log.info('dispatcher: reconnected to the broker; republishing pending jobs');
+        this.#opts.onReconnect();
+      }
     });
   }
 }
@@ -293,8 +339,13 @@ class TwinFilter {
   }
 }
 
-/** Resolves on the first connection; rejects on an error, a third close, or no answer in time. */
-function firstConnection(client: MqttClient, url: string, timeoutMs: number): Promise<void> {
+/**
+ * Resolves on the first connection; rejects on an error, a third close, or no answer in time.
+ * With several nodes an unreachable one is no reason to give up: only a refused login is, or
+ * three failed tries of every node. `node` names the node being tried.
+ */
+function firstConnection(client: MqttClient, nodes: BrokerNodes, node: () => string, timeoutMs: number): Promise<void> {
+  const url = nodes.several ? nodes.urls.join(', ') : nodes.urls[0];
   return new Promise<void>((resolve, reject) => {
     const done = (err?: Error) => {
       clearTimeout(timer);
@@ -305,11 +356,17 @@ function firstConnection(client: MqttClient, url: string, timeoutMs: number): Pr
       else resolve();
     };
     const onConnect = () => done();
-    const onError = (err: Error) => done(new Error(`cannot connect to ${url}: ${err.message}`));
+    let lastError = '';
+    const onError = (err: Error & { code?: unknown }) => {
+      lastError = `: ${node()}: ${err.message}`;
+      // A CONNACK's code is a number; 3 is "Server unavailable", which another node may not say.
+      const refused = typeof err.code === 'number' && err.code !== 3;
+      if (!nodes.several || refused) done(new Error(`cannot connect to ${url}: ${err.message}`));
+    };
     let closes = 0;
     const onClose = () => {
       // Retried a few times without ever connecting: not a broker we can use.
-      if (++closes >= 3) done(new Error(`cannot connect to ${url}: connection closed ${closes} times`));
+      if (++closes >= 3 * nodes.urls.length) done(new Error(`cannot connect to ${url}: connection closed ${closes} times${lastError}`));
     };
     const timer = setTimeout(() => done(new Error(`cannot connect to ${url}: no answer within ${timeoutMs} ms`)), timeoutMs);
     client.on('connect', onConnect);

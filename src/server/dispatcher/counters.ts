@@ -36,6 +36,8 @@ export interface DispatcherCounters {
   leases: number;
   /** Stored works removed because they were older than the store's work retention. */
   workPruned: number;
+  /** Times the broker connection came back on another node of a clustered broker than the one it lost. */
+  brokerFailovers: number;
   /**
    * By work type: work/ messages published (republishes included), jobs that ended without
    * work (timed out or expired, cancel sent) and jobs withdrawn (cancel sent).
@@ -57,6 +59,7 @@ export function newCounters(): DispatcherCounters {
     broker: { disconnects: 0, takeovers: 0 },
     leases: 0,
     workPruned: 0,
+    brokerFailovers: 0,
     jobs: {
       precache: { published: 0, expired: 0, cancelled: 0 },
       ondemand: { published: 0, expired: 0, cancelled: 0 },

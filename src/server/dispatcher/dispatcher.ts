@@ -31,6 +31,7 @@ import type { AbuseGuard } from './abuse.ts';
 import { BrokerSession } from './broker-session.ts';
 import { Containment } from './containment.ts';
 import { newCounters, storeCaller, type StoreCall } from './counters.ts';
+import { StatisticsOnEveryNode } from './every-node.ts';
 import { JobTable, MAX_TIMER_MS } from './jobs.ts';
 import { Leadership } from './leadership.ts';
 import type { DispatcherEvents, DispatcherOptions } from './options.ts';
@@ -49,8 +50,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
 
   readonly #store: DispatcherStore;
   readonly #log: Logger;
-  /** "<url> as <user>", for the log. */
-  readonly #brokerLogin: string;
+  /** The broker login's user, for the log. */
+  readonly #brokerUser: string;
   readonly #storeCall: StoreCall;
   readonly #policy: DifficultyPolicy;
   readonly #addressPrefixes: readonly string[];
@@ -62,6 +63,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
   readonly #results: ResultPipeline;
   readonly #containment: Containment;
   readonly #statistics: NetworkStatistics;
+  /** With a clustered broker: the retained statistics through a connection to each node. */
+  readonly #everyNode?: StatisticsOnEveryNode;
   readonly #leadership: Leadership;
   #unsubscribeAcceptances?: () => Promise<void>;
   #state: 'new' | 'starting' | 'running' | 'stopped' = 'new';
@@ -76,9 +79,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     this.#addressPrefixes = options.addressPrefixes ?? ALL_PREFIXES;
     this.#defaultTimeoutMs = options.defaultTimeoutMs ?? 5000;
     this.#precacheTtlMs = options.precacheTtlMs ?? 30 * 60_000;
-    this.#brokerLogin = `${options.brokerUrl} as ${options.username}`;
+    this.#brokerUser = options.username;
+    const failoverUrls = options.failoverBrokerUrls ?? [];
     const session = (this.#session = new BrokerSession({
       url: options.brokerUrl,
+      failoverUrls,
       username: options.username,
       password: options.password,
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
@@ -95,7 +100,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     }));
     const jobs = (this.#jobs = new JobTable({ counters, onEnded: (job, reason) => this.#pending.ended(job, reason) }));
     this.#pending = new PendingRecords({ store, storeCall, jobs, session, counters, log });
-    const statistics = (this.#statistics = new NetworkStatistics({ store, session, storeCall, running: () => this.#state === 'running' }));
+    // Retained messages stay on the node that took them (RabbitMQ): one copy on each node, then.
+    const everyNode = (this.#everyNode = failoverUrls.length
+      ? new StatisticsOnEveryNode({ urls: [options.brokerUrl, ...failoverUrls], username: options.username, password: options.password, connect: options.connect, counters, log })
+      : undefined);
+    const statistics = (this.#statistics = new NetworkStatistics({ store, session: everyNode ?? session, storeCall, running: () => this.#state === 'running' }));
     const containment = (this.#containment = new Containment({ abuse: options.abuse, session, log }));
     this.abuse = containment.guard;
     this.#results = new ResultPipeline({
@@ -125,7 +134,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       pruneWorkMs: options.pruneWorkMs ?? 3_600_000,
       counters,
       log,
-      onChange: (leader) => this.emit('leadership', leader),
+      onChange: (leader) => {
+        if (!leader) void everyNode?.forget();
+        this.emit('leadership', leader);
+      },
       duties: {
         restore: () => this.#pending.restore(),
         statistics: () => this.publishStatistics(),
@@ -173,7 +185,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     if (this.#state !== 'starting') return void (await this.#unsubscribeAcceptances?.().catch(() => {}));
     this.#state = 'running';
     await this.#leadership.start();
-    this.#log.info(`dispatcher: connected to ${this.#brokerLogin}`);
+    this.#log.info(`dispatcher: connected to ${this.#session.nodes.join(' and ')} as ${this.#brokerUser}`);
   }
 
   /**
@@ -188,6 +200,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     await this.#leadership.stop();
     await this.#unsubscribeAcceptances?.().catch(() => {});
     this.#jobs.clear();
+    await this.#everyNode?.close();
     await this.#session.close();
   }
 

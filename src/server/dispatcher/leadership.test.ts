@@ -9,13 +9,16 @@ import type { ClusterLink } from '../store/store.ts';
 import { newCounters } from './counters.ts';
 import { Leadership } from './leadership.ts';
 
-/** A Leadership whose duties only say that they ran, in order. */
-function leadership(options: { cluster?: ClusterLink; holder?: string } = {}) {
+/** A Leadership whose duties only say that they ran, in order (`restore` waits for `restoring` when given). */
+function leadership(options: { cluster?: ClusterLink; holder?: string; restoring?: Promise<void> } = {}) {
   const ran: string[] = [];
   const changes: boolean[] = [];
   const counters = newCounters();
   const duty = (name: string) => () => void ran.push(name);
-  const asyncDuty = (name: string) => async () => void ran.push(name);
+  const asyncDuty = (name: string) => async () => {
+    if (name === 'restore') await options.restoring;
+    ran.push(name);
+  };
   const lead = new Leadership({
     cluster: options.cluster,
     holder: options.holder ?? 'd1',
@@ -43,11 +46,11 @@ describe('Leadership on a store of its own', () => {
   beforeEach(() => vi.useFakeTimers());
   afterEach(() => vi.useRealTimers());
 
-  it('runs the singletons from start to stop: restore, statistics, then each clock', async () => {
+  it('runs the singletons from start to stop: the heartbeat first, then restore, statistics and each clock', async () => {
     const { lead, ran, changes, counters } = leadership();
     expect(lead.state).toEqual({ leader: false });
     await lead.start();
-    expect(ran).toEqual(['restore', 'statistics', 'heartbeat', 'pruneWork']);
+    expect(ran).toEqual(['heartbeat', 'restore', 'statistics', 'pruneWork']);
     expect(changes).toEqual([true]);
     expect(lead.state).toEqual({ leader: true });
     expect(counters.leases).toBe(1);
@@ -68,6 +71,96 @@ describe('Leadership on a store of its own', () => {
     expect(lead.leader).toBe(false);
     // Stopping is not losing: no event.
     expect(changes).toEqual([true]);
+  });
+
+  it('keeps the heartbeat going while the stored jobs are still being restored', async () => {
+    let restored!: () => void;
+    const { lead, ran, changes } = leadership({ restoring: new Promise<void>((resolve) => (restored = resolve)) });
+    const starting = lead.start();
+    await vi.advanceTimersByTimeAsync(3000);
+    expect(ran).toEqual(['heartbeat', 'heartbeat', 'heartbeat', 'heartbeat']);
+    expect(changes).toEqual([]);
+    restored();
+    await starting;
+    expect(ran.slice(4)).toEqual(['restore', 'statistics', 'pruneWork']);
+    expect(changes).toEqual([true]);
+    await lead.stop();
+  });
+});
+
+describe('Leadership on a lease whose confirmations pause (a Redis failover)', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  /** A lease that answers at once, or, once `stall()` is called, only when `answer()` is. */
+  function stallingLease() {
+    let stalled: Array<() => void> | undefined;
+    let asked = 0;
+    const cluster: ClusterLink = {
+      publishAcceptance: async () => {},
+      onAcceptance: async () => async () => {},
+      holdLease: async () => {
+        asked++;
+        if (stalled) await new Promise<void>((resolve) => stalled!.push(resolve));
+        return 7;
+      },
+      releaseLease: async () => {},
+    };
+    return {
+      cluster,
+      asked: () => asked,
+      stall: () => (stalled = []),
+      answer: () => {
+        const waiting = stalled ?? [];
+        stalled = undefined;
+        for (const resolve of waiting) resolve();
+      },
+    };
+  }
+
+  it('keeps renewing the lease while a new leader restores its stored jobs, however long that takes', async () => {
+    const lease = stallingLease();
+    let restored!: () => void;
+    const { lead, ran, changes } = leadership({ cluster: lease.cluster, restoring: new Promise<void>((resolve) => (restored = resolve)) });
+    const starting = lead.start();
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(lease.asked()).toBeGreaterThanOrEqual(20);
+    expect(lead.state).toEqual({ leader: true, token: 7 });
+    expect(ran.filter((d) => d === 'heartbeat')).toHaveLength(3);
+    restored();
+    await starting;
+    expect(changes).toEqual([true]);
+    await lead.stop();
+  });
+
+  it('sends a heartbeat the moment a lapsed lease is confirmed again, and restores nothing', async () => {
+    const lease = stallingLease();
+    const { lead, ran, changes, counters } = leadership({ cluster: lease.cluster });
+    await lead.start();
+    expect(lead.state).toEqual({ leader: true, token: 7 });
+    lease.stall();
+    // The renewal asked at 100 ms goes unanswered past the lease's end: no heartbeat meanwhile.
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(lead.leader).toBe(false);
+    ran.length = 0;
+    await vi.advanceTimersByTimeAsync(1600);
+    expect(ran).toEqual([]);
+
+    // Its answer (at 2.6 s) confirms the lease only until 100 ms + 300 ms: still nothing.
+    lease.answer();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(lead.leader).toBe(false);
+    expect(ran).toEqual([]);
+    // The next renewal, at 2.7 s, is answered at once: the heartbeat goes out then, not at 3 s.
+    await vi.advanceTimersByTimeAsync(100);
+    expect(lead.state).toEqual({ leader: true, token: 7 });
+    expect(ran).toEqual(['heartbeat']);
+    await vi.advanceTimersByTimeAsync(300);
+    expect(ran.filter((d) => d === 'heartbeat')).toEqual(['heartbeat', 'heartbeat']);
+    // Same token, same holder: nothing restored again, no change told.
+    expect(changes).toEqual([true]);
+    expect(counters.leases).toBe(1);
+    await lead.stop();
   });
 });
 
@@ -97,7 +190,7 @@ describe.skipIf(skipWithoutRedis('leadership.test.ts'))('Leadership on a shared 
     await a.lead.stop();
     await waitFor('b to take over', () => b.lead.leader);
     expect(b.lead.state.token!).toBeGreaterThan(first.token!);
-    expect(b.ran.slice(0, 2)).toEqual(['restore', 'statistics']);
+    expect(b.ran.slice(0, 3)).toEqual(['heartbeat', 'restore', 'statistics']);
     expect(b.changes).toEqual([true]);
   });
 

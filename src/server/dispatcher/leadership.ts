@@ -6,6 +6,11 @@
  * until `leaseMs` after the request went out, minus a margin, so this dispatcher stops before
  * another can take over.
  *
+ * The heartbeat comes first: on taking the singletons it goes out before the stored jobs are
+ * restored and the statistics built (both read the store, which after a Redis failover is a
+ * primary promoted moments ago), and a lease confirmed again after a lapse sends one at once
+ * instead of at the next tick. Volunteers count 5 s without a heartbeat as "server offline".
+ *
  * What each clock does is the dispatcher's (LeaderDuties); this part decides when.
  */
 import type { Logger } from '../log.ts';
@@ -13,7 +18,7 @@ import type { ClusterLink } from '../store/store.ts';
 import type { DispatcherCounters } from './counters.ts';
 
 export interface LeaderDuties {
-  /** On taking the singletons, before the clocks start: republish or cancel the stored jobs. */
+  /** On taking the singletons, after the first heartbeat: republish or cancel the stored jobs. */
   restore(): Promise<void>;
   /** The statistics, now. */
   statistics(): Promise<void>;
@@ -54,6 +59,8 @@ export class Leadership {
   #leaseTimer?: NodeJS.Timeout;
   /** The singletons' clocks: the one list for losing the lease and for stop(). */
   #clocks: NodeJS.Timeout[] = [];
+  /** One more on every take and drop: a take that lost the singletons while it awaited the store stops there. */
+  #generation = 0;
 
   constructor(options: LeadershipOptions) {
     this.#opts = options;
@@ -89,17 +96,19 @@ export class Leadership {
 
   async #take(): Promise<void> {
     const { duties } = this.#opts;
+    const generation = ++this.#generation;
+    const current = () => this.#running && generation === this.#generation;
     this.#opts.counters.leases++;
-    await duties.restore();
-    if (!this.#running) return;
-    await duties.statistics();
-    if (!this.#running) return;
     const every = (ms: number, tick: () => void) => this.#clocks.push(setInterval(tick, ms));
     const asLeader = (duty: () => unknown) => () => {
       if (this.leader) void duty();
     };
     every(this.#opts.heartbeatMs, asLeader(duties.heartbeat));
     asLeader(duties.heartbeat)();
+    await duties.restore();
+    if (!current()) return;
+    await duties.statistics();
+    if (!current()) return;
     every(this.#opts.statisticsMs, () => void duties.statistics());
     every(this.#opts.statisticsChangeMs, duties.statisticsIfChanged);
     if (this.#opts.cluster) every(Math.min(this.#opts.leaseMs, 2000), asLeader(duties.expireStored));
@@ -109,6 +118,7 @@ export class Leadership {
   }
 
   #drop(): void {
+    this.#generation++;
     this.#stopClocks();
     this.#opts.onChange(false);
   }
@@ -132,19 +142,27 @@ export class Leadership {
     }
     if (!this.#running) return;
     const held = this.#token !== undefined;
+    const lapsed = held && !this.leader;
+    let take = false;
     if (token !== undefined) {
       this.#until = asked + leaseMs - Math.min(250, leaseMs / 4);
       if (!held || token !== this.#token) {
         if (held) this.#drop();
         this.#token = token;
         log.info(`dispatcher: ${holder} runs the singletons (lease token ${token})`);
-        await this.#take();
+        take = true;
+      } else if (lapsed && this.leader) {
+        // Confirmed again (a Redis failover paused the confirmations) before another took it.
+        log.info(`dispatcher: ${holder} holds the singleton lease again (token ${token})`);
+        this.#opts.duties.heartbeat();
       }
     } else if (held && Date.now() >= this.#until) {
       log.warn(`dispatcher: ${holder} lost the singleton lease (token ${this.#token})`);
       this.#token = undefined;
       this.#drop();
     }
+    // The next renewal is due whatever the take costs: restoring many stored jobs must not let the lease lapse.
     if (this.#running) this.#leaseTimer = setTimeout(() => void this.#holdLease(), leaseMs / 4);
+    if (take) await this.#take();
   }
 }

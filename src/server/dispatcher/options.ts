@@ -41,8 +41,13 @@ export interface DispatcherTuning {
 }
 
 export interface DispatcherOptions extends DispatcherTuning {
-  /** mqtt://, ws:// or wss:// URL of the broker. */
+  /** mqtt://, ws:// or wss:// URL of the broker (of its first node). */
   brokerUrl: string;
+  /**
+   * The other nodes of a clustered broker (RabbitMQ), same scheme and path: the connection moves
+   * to the next when its node dies, and the leader keeps the retained statistics on every node.
+   */
+  failoverBrokerUrls?: readonly string[];
   /** The broker's `server` role login. */
   username: string;
   password: string;

@@ -165,6 +165,7 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
     readGauge(registry, 'dpow_broker_connected', '1 while the dispatcher is connected to the broker', [], () => [[{}, dispatcher.connected ? 1 : 0]]);
     readCounter(registry, 'dpow_broker_disconnects_total', "The dispatcher's broker connections lost", [], () => [[{}, c.broker.disconnects]]);
     readCounter(registry, 'dpow_broker_takeovers_total', "The dispatcher's broker connections another login took over by reusing the client id", [], () => [[{}, c.broker.takeovers]]);
+    readCounter(registry, 'dpow_broker_failovers_total', "Times the dispatcher's broker connection came back on another node of a clustered broker than the one it lost", [], () => [[{}, c.brokerFailovers]]);
     // On a shared store only the lease holder runs heartbeat, statistics, feeds and expiry: this says which one it is.
     readGauge(registry, 'dpow_dispatcher_leader', '1 while this dispatcher runs the singletons (holds the lease on a shared store)', [], () => [[{}, dispatcher.leadership.leader ? 1 : 0]]);
 
