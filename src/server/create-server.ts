@@ -17,15 +17,8 @@ import type http from 'node:http';
 import { DEFAULT_DEPLOYMENT, type DeploymentConfig } from '../dpow/deployment.ts';
 import { DEFAULT_POLICY, type DifficultyPolicy } from '../pow/difficulty.ts';
 import { THRESHOLDS } from '../pow/work.ts';
-import {
-  DEFAULT_CLIENT_CREDENTIALS,
-  defaultBrokerUsers,
-  startBroker,
-  type Broker,
-  type BrokerLimits,
-  type BrokerUsers,
-  type Credentials,
-} from './broker.ts';
+import { Broker } from './broker.ts';
+import { DEFAULT_CLIENT_CREDENTIALS, defaultBrokerUsers, type BrokerLimits, type BrokerUsers, type Credentials } from './broker-rules.ts';
 import { Dispatcher, type DispatcherOptions, type DispatcherTuning } from './dispatcher/dispatcher.ts';
 import type { FeedSpec } from './feeds/feed-spec.ts';
 import type { PrecachePolicyOptions } from './feeds/precache.ts';
@@ -314,7 +307,7 @@ async function brokerFor(
     return { login, page: { brokerUrl: pageUrl, absoluteUrl: pageUrl, login: config.clientLogin ?? DEFAULT_CLIENT_CREDENTIALS } };
   }
   const users = defaultBrokerUsers(config.users);
-  const broker = await startBroker({
+  const broker = await Broker.start({
     users,
     server: http.server,
     wsPath: BROKER_WS_PATH,

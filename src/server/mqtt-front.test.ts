@@ -6,7 +6,7 @@
  * answer, and the operator's /metrics and /readyz.
  */
 import { describe, expect, it } from 'vitest';
-import { startBroker, type Broker } from './broker.ts';
+import { Broker } from './broker.ts';
 import { DEFAULT_CONNECTION_CAPS } from './connection-limit.ts';
 import { MetricsServer } from './http/metrics-server.ts';
 import type { Logger } from './log.ts';
@@ -21,7 +21,7 @@ import { waitFor, waitForAsync } from '../testkit/wait.ts';
 const cleanups = cleanupsAfterEach();
 
 async function brokerAndFront(options: Partial<MqttFrontOptions> = {}): Promise<{ broker: Broker; front: MqttFront }> {
-  const broker = closeAfter(cleanups, await startBroker({ users: USERS, tcpPort: 0 }));
+  const broker = closeAfter(cleanups, await Broker.start({ users: USERS, tcpPort: 0 }));
   const front = closeAfter(cleanups, await startMqttFront({ broker: broker.tcpUrl!, port: 0, ...options }));
   return { broker, front };
 }

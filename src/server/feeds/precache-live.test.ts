@@ -11,7 +11,7 @@ import type { MqttClient } from 'mqtt';
 import { describe, expect, it } from 'vitest';
 import { encodeAddress } from '../../dpow/address.ts';
 import { toU64Hex } from '../../pow/work.ts';
-import { startBroker, type Broker } from '../broker.ts';
+import { Broker } from '../broker.ts';
 import { Dispatcher } from '../dispatcher/dispatcher.ts';
 import { NanoFeed } from './nano-feed.ts';
 import { nanoConfirmation, startNanoSim } from '../sim/nano-sim.ts';
@@ -46,7 +46,7 @@ interface World {
 async function world(): Promise<World> {
   const dir = mkdtempSync(join(tmpdir(), 'dpow-precache-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const broker = closeAfter(cleanups, await startBroker({ users: USERS, tcpPort: 0 }));
+  const broker = closeAfter(cleanups, await Broker.start({ users: USERS, tcpPort: 0 }));
   const dash = await connectAs(broker.tcpUrl!, 'dashboard', cleanups);
   const seen: World['seen'] = [];
   dash.on('message', (topic, payload) => seen.push({ topic, payload: payload.toString() }));

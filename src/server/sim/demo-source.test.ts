@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { encodeAddress } from '../../dpow/address.ts';
 import { statisticsCodec, workCodec } from '../../dpow/codec.ts';
-import { startBroker } from '../broker.ts';
+import { Broker } from '../broker.ts';
 import { DEMO_DEFAULTS, startDemoSource } from './demo-source.ts';
 import { Dispatcher } from '../dispatcher/dispatcher.ts';
 import { MemoryStore } from '../store/memory-store.ts';
@@ -14,7 +14,7 @@ import { findWork } from '../../testkit/work.ts';
 const cleanup = cleanupsAfterEach();
 async function setup() {
   const users = { server: { username: 's', password: 'sp' }, client: { username: 'client', password: 'client' } };
-  const broker = closeAfter(cleanup, await startBroker({ users }));
+  const broker = closeAfter(cleanup, await Broker.start({ users }));
   const store = new MemoryStore();
   const dispatcher = new Dispatcher({ brokerUrl: broker.wsUrl, username: 's', password: 'sp', store, statisticsMs: 200 });
   await dispatcher.start();
