@@ -453,14 +453,14 @@ async function nodeFor(spec: FeedSpec, intervalMs: number): Promise<{ source: No
     case 'nano':
       return { source: { coin: spec.kind, url: spec.url, description: `${spec.kind} ${spec.url}` }, accounts: [] };
     case 'qlc-sim': {
-      const { startQlcSim } = await import('./sim/qlc-sim.ts');
-      const sim = await startQlcSim({ demo });
+      const { QlcSim } = await import('./sim/qlc-sim.ts');
+      const sim = await QlcSim.start({ demo });
       const accounts = [...new Set(sim.demoChains().map((c) => c.address))];
       return { source: { coin: 'qlc', url: sim.url, description: `qlc-sim ${sim.url}`, simulated: sim }, accounts };
     }
     case 'nano-sim': {
-      const { startNanoSim } = await import('./sim/nano-sim.ts');
-      const sim = await startNanoSim({ demo });
+      const { NanoSim } = await import('./sim/nano-sim.ts');
+      const sim = await NanoSim.start({ demo });
       const accounts = sim.demoAccounts().map((a) => a.account);
       return { source: { coin: 'nano', url: sim.url, description: `nano-sim ${sim.url}`, simulated: sim }, accounts };
     }
