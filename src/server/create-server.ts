@@ -384,8 +384,8 @@ function demoOn(config: SharedConfig): boolean {
 
 async function startDemo(config: SharedConfig, dispatcher: Dispatcher, store: DispatcherStore, log: Logger, closers: Closers): Promise<DemoSource | undefined> {
   if (!config.demo) return undefined;
-  const { startDemoSource } = await import('./sim/demo-source.ts');
-  const demo = await startDemoSource(dispatcher, store, config.demo, log);
+  const { DemoSource } = await import('./sim/demo-source.ts');
+  const demo = await DemoSource.start({ ...config.demo, dispatcher, store, log });
   closers.add(async () => demo.stop());
   return demo;
 }
