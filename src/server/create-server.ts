@@ -402,12 +402,13 @@ async function startFeeds(
   const feeds = config.feeds;
   const running: PrecacheFeed[] = [];
   if (!feeds || feeds.specs.length === 0) return running;
-  const { startPrecacheFeed } = await import('./feeds/precache-feed.ts');
+  const { PrecacheFeed } = await import('./feeds/precache-feed.ts');
   const open = async () => {
     for (const spec of feeds.specs) {
       const { source, accounts } = await nodeFor(spec, feeds.simIntervalMs ?? 5000);
       const simulated = source.simulated !== undefined;
-      const feed = await startPrecacheFeed(source, {
+      const feed = await PrecacheFeed.start({
+        source,
         dispatcher,
         store,
         accounts: [...(feeds.accounts ?? []), ...accounts],
