@@ -24,7 +24,7 @@ import type { FeedSpec } from './feeds/feed-spec.ts';
 import type { PrecachePolicyOptions } from './feeds/precache.ts';
 import type { NodeSource, PrecacheFeed } from './feeds/precache-feed.ts';
 import { AppHttpServer, BROKER_WS_PATH } from './http/app-server.ts';
-import { createServerMetrics, type ServerMetrics, type ServerMetricsOptions } from './http/metrics.ts';
+import { ServerMetrics, type ServerMetricsOptions } from './http/metrics.ts';
 import { MetricsServer } from './http/metrics-server.ts';
 import { PayoutsApi } from './http/payouts-api.ts';
 import { createRequestGuard } from './http/request-guard.ts';
@@ -240,7 +240,7 @@ async function startApp(config: AppConfig, log: Logger, closers: Closers): Promi
   // /metrics follows the RPC's access rule: loopback unless set, off when the RPC is off.
   const access = rpc === undefined ? 'loopback' : rpc.enabled ? rpc.allow : false;
   const operatorPasswordHash = config.metrics?.operatorPasswordHash;
-  const metrics = createServerMetrics({ store, dispatcher, broker, serviceApi, payouts, access, guard, operatorPasswordHash, log });
+  const metrics = new ServerMetrics({ store, dispatcher, broker, serviceApi, payouts, access, guard, operatorPasswordHash, log });
   closers.add(async () => metrics.close());
   http.attach({ metrics });
   const feeds = await startFeeds(config, dispatcher, store, metrics, log, closers);
