@@ -232,7 +232,7 @@ export async function run(argv: string[]): Promise<number> {
   const client = new DpowClient({
     engine,
     policy,
-    log: (event) => {
+    onEvent: (event) => {
       if (event.job?.event === 'computed' && event.job.ms !== undefined) computingMs += event.job.ms;
       out(formatEvent(event));
     },
