@@ -5,6 +5,7 @@ import {
   formatDuration,
   formatElapsed,
   formatHashrate,
+  formatMegahashes,
   formatMultiplier,
   formatNanoAmount,
   formatNanoCompact,
@@ -22,6 +23,8 @@ describe('view formatting', () => {
     expect(formatHashrate(1_530_000)).toBe('1.53 MH/s');
     expect(formatHashrate(24_400_000)).toBe('24.4 MH/s');
     expect(formatHashrate(3.2e12)).toBe('3.20 TH/s');
+    expect(formatMegahashes(33_681_000)).toBe('33.68 MH/s');
+    expect(formatMegahashes(3.2e9, 1)).toBe('3200.0 MH/s');
   });
 
   it('formats durations from milliseconds to days', () => {

@@ -95,6 +95,14 @@ export function formatNanoCompact(raw: bigint, decimals = 6): string {
   return `${whole}.${fraction.slice(0, decimals)}… NANO`;
 }
 
+/**
+ * A rate in MH/s whatever its size, "33.68 MH/s": benchmark rows and kernel log lines, where
+ * rates are compared with each other (formatHashrate picks the unit for a reader instead).
+ */
+export function formatMegahashes(hashesPerSecond: number, decimals = 2): string {
+  return `${(hashesPerSecond / 1e6).toFixed(decimals)} MH/s`;
+}
+
 /** "850 ms", "4.2 s", "3 min 20 s", "2 h 5 min", "3 days"; "—" for a negative or unknown time. */
 export function formatDuration(ms: number): string {
   if (!Number.isFinite(ms) || ms < 0) return '—';
