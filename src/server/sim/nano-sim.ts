@@ -9,11 +9,10 @@
  * `dpow-web start --feed nano-sim` runs it in demo mode: a few accounts send to each other.
  */
 import { randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { WebSocketServer, type WebSocket } from 'ws';
+import type { WebSocket } from 'ws';
 import { checkAddress, encodeAddress } from '../../dpow/address.ts';
 import { parseBoundedJson } from '../bounded-json.ts';
+import { MAX_FRAME_BYTES, SimSocketServer } from './sim-socket.ts';
 import type { NanoStateBlock } from '../feeds/nano-wire.ts';
 
 interface Session {
@@ -40,8 +39,6 @@ export interface NanoSimOptions {
 }
 
 const normalize = (account: string) => account.replace(/^xrb_/, 'nano_');
-/** Largest frame the simulated node reads (a subscription with every account fits many times). */
-const MAX_FRAME_BYTES = 1024 * 1024;
 
 /** Builds a plausible confirmation for a state block (hash upper-case, every value a string). */
 export function nanoConfirmation(
@@ -64,40 +61,32 @@ export class NanoSim {
   readonly received: unknown[] = [];
 
   readonly #sessions = new Set<Session>();
-  readonly #http: Server;
-  readonly #wss: WebSocketServer;
+  readonly #server: SimSocketServer;
   /** Demo accounts (demo mode). */
   readonly #demo: DemoAccount[] = [];
   #demoTimer: NodeJS.Timeout | undefined;
   /** Pings and acks go unanswered (a wedged node). */
   #silent = false;
-  #port = 0;
   #closing: Promise<void> | undefined;
 
   /** Starts the node; resolves once it listens (and, in demo mode, confirms blocks from then on). */
   static async start(options: NanoSimOptions = {}): Promise<NanoSim> {
     const sim = new NanoSim();
-    await new Promise<void>((resolve, reject) => {
-      sim.#http.once('error', reject);
-      sim.#http.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
-    });
-    sim.#port = (sim.#http.address() as AddressInfo).port;
+    await sim.#server.listen(options);
     if (options.demo) sim.#startDemo(options.demo === true ? {} : options.demo);
     return sim;
   }
 
   private constructor() {
-    this.#http = createServer((_req, res) => res.writeHead(400).end('websocket only'));
-    this.#wss = new WebSocketServer({ server: this.#http, maxPayload: MAX_FRAME_BYTES });
-    this.#wss.on('connection', (socket) => this.#onConnection(socket));
+    this.#server = new SimSocketServer((socket) => this.#onConnection(socket));
   }
 
   get url(): string {
-    return `ws://127.0.0.1:${this.#port}`;
+    return this.#server.url;
   }
 
   get port(): number {
-    return this.#port;
+    return this.#server.port;
   }
 
   sessions(): { subscribed: boolean; accounts: string[] | 'all'; deaf: boolean }[] {
@@ -145,8 +134,7 @@ export class NanoSim {
     this.#closing ??= (async () => {
       clearInterval(this.#demoTimer);
       for (const s of this.#sessions) s.socket.terminate();
-      await new Promise<void>((r) => this.#wss.close(() => r()));
-      await new Promise<void>((r) => this.#http.close(() => r()));
+      await this.#server.close();
     })();
     return this.#closing;
   }

@@ -14,11 +14,10 @@
  * - subscriptions end with their connection.
  */
 import { randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { WebSocketServer, type WebSocket } from 'ws';
+import type { WebSocket } from 'ws';
 import { checkAddress, encodeAddress } from '../../dpow/address.ts';
 import { parseBoundedJson } from '../bounded-json.ts';
+import { MAX_FRAME_BYTES, SimSocketServer } from './sim-socket.ts';
 import type { QlcBlock, QlcPending } from '../feeds/qlc-wire.ts';
 
 type Namespace = 'ledger' | 'pov';
@@ -82,8 +81,6 @@ export function qlcSubscriptionId(bytes: Uint8Array = randomBytes(16)): string {
 }
 
 const randomHash = () => randomBytes(32).toString('hex');
-/** Largest request frame the simulated node reads (the real one takes far less). */
-const MAX_FRAME_BYTES = 1024 * 1024;
 export const QLC_TOKEN = 'a7e8fa30c063e96a489a47bc43909505bd86735da4a109dca28be936118a8582';
 
 interface DemoChain {
@@ -105,23 +102,17 @@ export class QlcSim {
   /** The last blocks emitted, for replay(). */
   readonly #history: QlcBlock[] = [];
   readonly #sockets = new Set<WebSocket>();
-  readonly #http: Server;
-  readonly #wss: WebSocketServer;
+  readonly #server: SimSocketServer;
   /** Demo accounts (demo mode). */
   readonly #chains: DemoChain[] = [];
   #demoTimer: NodeJS.Timeout | undefined;
   #dropped = 0;
-  #port = 0;
   #closing: Promise<void> | undefined;
 
   /** Starts the node; resolves once it listens (and, in demo mode, makes blocks from then on). */
   static async start(options: QlcSimOptions = {}): Promise<QlcSim> {
     const sim = new QlcSim(options);
-    await new Promise<void>((resolve, reject) => {
-      sim.#http.once('error', reject);
-      sim.#http.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
-    });
-    sim.#port = (sim.#http.address() as AddressInfo).port;
+    await sim.#server.listen(options);
     if (options.demo) sim.#startDemo(options.demo === true ? {} : options.demo);
     return sim;
   }
@@ -130,19 +121,15 @@ export class QlcSim {
     this.#methods = options.methods ?? {};
     this.#newId = options.newId ?? (() => qlcSubscriptionId());
     this.#bufferLimit = options.bufferLimit ?? 100;
-    this.#http = createServer((_req, res) => {
-      res.writeHead(400).end('websocket only');
-    });
-    this.#wss = new WebSocketServer({ server: this.#http, maxPayload: MAX_FRAME_BYTES });
-    this.#wss.on('connection', (socket) => this.#onConnection(socket));
+    this.#server = new SimSocketServer((socket) => this.#onConnection(socket));
   }
 
   get url(): string {
-    return `ws://127.0.0.1:${this.#port}`;
+    return this.#server.url;
   }
 
   get port(): number {
-    return this.#port;
+    return this.#server.port;
   }
 
   /** Live subscriptions across connections. */
@@ -200,8 +187,7 @@ export class QlcSim {
     this.#closing ??= (async () => {
       clearInterval(this.#demoTimer);
       for (const socket of this.#sockets) socket.terminate();
-      await new Promise<void>((resolve) => this.#wss.close(() => resolve()));
-      await new Promise<void>((resolve) => this.#http.close(() => resolve()));
+      await this.#server.close();
     })();
     return this.#closing;
   }
