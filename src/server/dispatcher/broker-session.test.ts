@@ -189,7 +189,7 @@ describe('BrokerSession', () => {
   it('moves to the next node of a clustered broker when its node goes, subscribes there and says so', async () => {
     // Two aedes brokers stand in for two nodes: each is a broker of its own, so a result reaches
     // the session only where it has subscribed.
-    const nodes = [await startBroker({ users: TEST_USERS, tcpPort: 0 }), closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: 0 }))];
+    const nodes = [await Broker.start({ users: TEST_USERS, tcpPort: 0 }), closeAfter(cleanups, await Broker.start({ users: TEST_USERS, tcpPort: 0 }))];
     const warnings: string[] = [];
     const { s, results, counters, reconnects, clients } = session(nodes[0].tcpUrl!, {
       failoverUrls: [nodes[1].tcpUrl!],
@@ -221,9 +221,9 @@ describe('BrokerSession', () => {
 
   it('with a standby, keeps its two connections on different nodes: one node dying leaves results flowing, and the lost one moves to a third', async () => {
     const nodes = [
-      await startBroker({ users: TEST_USERS, tcpPort: 0 }),
-      closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: 0 })),
-      closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: 0 })),
+      await Broker.start({ users: TEST_USERS, tcpPort: 0 }),
+      closeAfter(cleanups, await Broker.start({ users: TEST_USERS, tcpPort: 0 })),
+      closeAfter(cleanups, await Broker.start({ users: TEST_USERS, tcpPort: 0 })),
     ];
     const urls = nodes.map((n) => n.tcpUrl!);
     const { s, results, counters, reconnects } = session(urls[0], { failoverUrls: urls.slice(1), standby: true });
@@ -243,7 +243,7 @@ describe('BrokerSession', () => {
   });
 
   it('opens on the next node when the first is down, and gives up only on a refused login or every node failing', async () => {
-    const live = closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: 0 }));
+    const live = closeAfter(cleanups, await Broker.start({ users: TEST_USERS, tcpPort: 0 }));
     const dead = 'mqtt://127.0.0.1:1';
     const { s } = session(dead, { failoverUrls: [live.tcpUrl!] });
     expect(await s.open()).toBe(true);
@@ -258,7 +258,7 @@ describe('BrokerSession', () => {
   });
 
   it("keeps reconnecting through a node's 'Server unavailable' (RabbitMQ electing its client-id registry) instead of giving up", async () => {
-    const node = closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: 0 }));
+    const node = closeAfter(cleanups, await Broker.start({ users: TEST_USERS, tcpPort: 0 }));
     const { s, reconnects } = session(node.tcpUrl!);
     await s.open();
     // The broker drops the session's connection and answers the next two logins "Server unavailable".
