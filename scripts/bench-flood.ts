@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
 import { encodeAddress } from '../src/dpow/address.ts';
 import { topics } from '../src/dpow/codec.ts';
-import { startBroker } from '../src/server/broker.ts';
+import { Broker } from '../src/server/broker.ts';
 import { Dispatcher } from '../src/server/dispatcher/dispatcher.ts';
 import { MemoryStore } from '../src/server/store/memory-store.ts';
 import { ReferenceWorker } from '../src/testkit/reference-worker.ts';
@@ -26,7 +26,7 @@ const EASY = 0xff00000000000000n;
 const USERS = { server: { username: 'server', password: 'bench-server' }, client: { username: 'client', password: 'client' } };
 
 async function run(label: string, flood: boolean, publishRate?: { perSecond: number; burst: number }): Promise<void> {
-  const broker = await startBroker({ users: USERS, tcpPort: 0, limits: { publishRate } });
+  const broker = await Broker.start({ users: USERS, tcpPort: 0, limits: { publishRate } });
   const dispatcher = new Dispatcher({ brokerUrl: broker.tcpUrl!, ...USERS.server, store: new MemoryStore(), resultPublisher: broker.publisherOf });
   await dispatcher.start();
   const worker = await ReferenceWorker.start({ brokerUrl: broker.tcpUrl!, ...USERS.client, address: encodeAddress(randomBytes(32)) });

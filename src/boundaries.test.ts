@@ -22,11 +22,17 @@ function sources(dir: string): string[] {
   });
 }
 
-/** Relative imports (static, re-exports and dynamic), resolved to files under src/. */
-function importsOf(file: string): string[] {
+/**
+ * Relative imports (static, re-exports and dynamic), resolved to files under src/; with
+ * `loadedWithIt`, only those that load the target whenever this file loads (no import() and no
+ * `import type`, which the compiler erases).
+ */
+function importsOf(file: string, loadedWithIt = false): string[] {
   const text = readFileSync(file, 'utf8');
   const specs = [...text.matchAll(/(?:^|\n)\s*(?:import|export)\s[^;]*?from\s*['"](\.[^'"]+)['"]|import\(\s*['"](\.[^'"]+)['"]\s*\)/g)];
-  return specs.map((m) => path.resolve(path.dirname(file), m[1] ?? m[2]!));
+  return specs
+    .filter((m) => !loadedWithIt || (m[1] && !/^\s*(?:import|export)\s+type\s/.test(m[0])))
+    .map((m) => path.resolve(path.dirname(file), m[1] ?? m[2]!));
 }
 
 const files = sources(SRC);
@@ -38,6 +44,25 @@ describe('module boundaries', () => {
       .filter((f) => PURE.includes(rel(f).split(path.sep)[0]!) && !f.endsWith('.test.ts'))
       .flatMap((f) => importsOf(f).filter((t) => EDGES.includes(rel(t).split(path.sep)[0]!)).map((t) => `${rel(f)} -> ${rel(t)}`));
     expect(crossings).toEqual([]);
+  });
+
+  it('the feeds import no simulator, and the server loads the simulators and the demo only when asked (import())', () => {
+    const isSim = (t: string) => rel(t).startsWith(`server${path.sep}sim${path.sep}`);
+    const product = files.filter((f) => rel(f).startsWith(`server${path.sep}`) && !isSim(f) && !f.endsWith('.test.ts'));
+    const fromFeeds = product
+      .filter((f) => rel(f).startsWith(`server${path.sep}feeds${path.sep}`))
+      .flatMap((f) => importsOf(f).filter(isSim).map((t) => `${rel(f)} -> ${rel(t)}`));
+    expect(fromFeeds).toEqual([]);
+    const loadedAlways = product.flatMap((f) => importsOf(f, true).filter(isSim).map((t) => `${rel(f)} -> ${rel(t)}`));
+    expect(loadedAlways).toEqual([]);
+  });
+
+  it('no source file of the server is over 650 lines (a part that grows past it is split by job)', () => {
+    const long = files
+      .filter((f) => rel(f).startsWith(`server${path.sep}`) && !f.endsWith('.test.ts'))
+      .map((f) => [rel(f), readFileSync(f, 'utf8').split('\n').length - 1] as const)
+      .filter(([, lines]) => lines > 650);
+    expect(long).toEqual([]);
   });
 
   it('no two modules import each other, directly or around a loop', () => {

@@ -3,10 +3,14 @@ import { RAW_PER_NANO } from './dpow/nano-amount.ts';
 import {
   formatCount,
   formatDuration,
+  formatElapsed,
   formatHashrate,
+  formatMegahashes,
   formatMultiplier,
   formatNanoAmount,
   formatNanoCompact,
+  logHash,
+  logHashColumn,
   shortAddress,
   shortHash,
 } from './format.ts';
@@ -19,6 +23,8 @@ describe('view formatting', () => {
     expect(formatHashrate(1_530_000)).toBe('1.53 MH/s');
     expect(formatHashrate(24_400_000)).toBe('24.4 MH/s');
     expect(formatHashrate(3.2e12)).toBe('3.20 TH/s');
+    expect(formatMegahashes(33_681_000)).toBe('33.68 MH/s');
+    expect(formatMegahashes(3.2e9, 1)).toBe('3200.0 MH/s');
   });
 
   it('formats durations from milliseconds to days', () => {
@@ -27,6 +33,19 @@ describe('view formatting', () => {
     expect(formatDuration(200_000)).toBe('3 min 20 s');
     expect(formatDuration(2 * 3600_000 + 5 * 60_000)).toBe('2 h 5 min');
     expect(formatDuration(-1)).toBe('—');
+  });
+
+  it('formats a run time for log lines to the second', () => {
+    expect(formatElapsed(45_900)).toBe('45s');
+    expect(formatElapsed(200_000)).toBe('3m20s');
+    expect(formatElapsed(3_723_000)).toBe('1h02m03s');
+  });
+
+  it('shows a hash in log lines by its head, escaped', () => {
+    const hash = 'BFEB8AA91D346E6EFBB41D11FD247E48E0BC0DBC183DDEB9F26F3A98AA17522F';
+    expect(logHash(hash)).toBe('BFEB8AA91D346E6E…');
+    expect(logHashColumn(hash)).toBe('BFEB8AA91D346E6E');
+    expect(logHashColumn('AB\nCD')).toBe('AB\\u{a}CD');
   });
 
   it('shortens hashes and addresses, keeping both ends', () => {

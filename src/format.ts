@@ -27,9 +27,16 @@ export function shortHash(hash: string, head = 8, tail = head): string {
   return `${printable(hash.slice(0, head))}…${tail > 0 ? printable(hash.slice(-tail)) : ''}`;
 }
 
+const LOG_HASH_DIGITS = 16;
+
 /** A hash in a log line: its first 16 digits, enough to grep for, with control characters escaped. */
 export function logHash(hash: string): string {
-  return shortHash(hash, 16, 0);
+  return shortHash(hash, LOG_HASH_DIGITS, 0);
+}
+
+/** logHash in a fixed-width column (the worker's job lines): the same digits, no ellipsis, as the column says it is cut. */
+export function logHashColumn(hash: string): string {
+  return printable(hash.slice(0, LOG_HASH_DIGITS));
 }
 
 /** nano_3t6k35…uohr3: the prefix plus the first and last characters people compare. */
@@ -88,6 +95,14 @@ export function formatNanoCompact(raw: bigint, decimals = 6): string {
   return `${whole}.${fraction.slice(0, decimals)}… NANO`;
 }
 
+/**
+ * A rate in MH/s whatever its size, "33.68 MH/s": benchmark rows and kernel log lines, where
+ * rates are compared with each other (formatHashrate picks the unit for a reader instead).
+ */
+export function formatMegahashes(hashesPerSecond: number, decimals = 2): string {
+  return `${(hashesPerSecond / 1e6).toFixed(decimals)} MH/s`;
+}
+
 /** "850 ms", "4.2 s", "3 min 20 s", "2 h 5 min", "3 days"; "—" for a negative or unknown time. */
 export function formatDuration(ms: number): string {
   if (!Number.isFinite(ms) || ms < 0) return '—';
@@ -99,6 +114,15 @@ export function formatDuration(ms: number): string {
   const h = Math.floor(m / 60);
   if (h < 48) return `${h} h ${m - h * 60} min`;
   return `${Math.round(h / 24)} days`;
+}
+
+/** A run time as a log line shows it, to the second: "45s", "3m20s", "1h02m03s". */
+export function formatElapsed(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const two = (n: number) => String(n).padStart(2, '0');
+  return h ? `${h}h${two(m)}m${two(s % 60)}s` : m ? `${m}m${two(s % 60)}s` : `${s}s`;
 }
 
 const COUNT = new Intl.NumberFormat('en');

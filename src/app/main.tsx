@@ -8,7 +8,7 @@ import { render } from 'preact';
 import { computed, signal } from '@preact/signals';
 import { DEFAULT_DEPLOYMENT, parseDeployment, type DeploymentConfig } from '../dpow/deployment.ts';
 import { DpowClient } from '../dpow/client.ts';
-import { createBrowserEngine, type BrowserEngine } from '../pow-browser/browser-engine.ts';
+import { BrowserEngine } from '../pow-browser/browser-engine.ts';
 import { usableCoreCount } from '../pow-browser/parallelism.ts';
 import type { Alert } from './alerts.ts';
 import { watchBattery } from './battery.ts';
@@ -67,7 +67,7 @@ async function boot(): Promise<void> {
     online: navigator.onLine,
     createClient: () => {
       // The engine worker starts with the first Start; status callbacks cross as Comlink proxies.
-      const engine = createBrowserEngine();
+      const engine = new BrowserEngine();
       worker = engine;
       return new DpowClient({
         engine: {

@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import mqtt from 'mqtt';
 import { formatMultiplier } from '../format.ts';
 import { DpowClient } from '../dpow/client.ts';
-import { startBroker, defaultBrokerUsers } from '../server/broker.ts';
+import { Broker } from '../server/broker.ts';
+import { defaultBrokerUsers } from '../server/broker-rules.ts';
 import { createNodeEngine } from '../pow-node/engine.ts';
 import type { PowEngine } from '../pow/engine.ts';
 import { cleanupsAfterEach } from '../testkit/cleanups.ts';
@@ -27,7 +28,7 @@ const cleanups = cleanupsAfterEach();
 describe('multiplier display', () => {
   it('the event log says what the dashboard shows for the job in flight', async () => {
     const users = defaultBrokerUsers();
-    const broker = await startBroker({ users });
+    const broker = await Broker.start({ users });
     cleanups.push(() => broker.close());
     const server = await mqtt.connectAsync(broker.wsUrl, { ...users.server, protocolVersion: 4, reconnectPeriod: 0 });
     cleanups.push(() => server.endAsync(true));

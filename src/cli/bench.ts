@@ -11,6 +11,7 @@ import { availableParallelism } from 'node:os';
 import { CliError, defineCommand, intOption, parseCommand } from './args.ts';
 import { parseBackend, stderrLines } from './work.ts';
 import type { Logger } from '../log.ts';
+import { formatMegahashes } from '../format.ts';
 import { measureBackend } from '../pow/engine.ts';
 import type { BenchmarkResult, PowBackend } from '../pow/types.ts';
 import { createNodeWebGpuBackend } from '../pow-node/engine.ts';
@@ -116,10 +117,6 @@ export async function runBenchmarks(options: {
   return rows;
 }
 
-export function formatRate(hashesPerSecond: number): string {
-  return `${(hashesPerSecond / 1e6).toFixed(2)} MH/s`;
-}
-
 /**
  * One line per measurement: what ran (the adapter's name for WebGPU), the rate, the CPU time it
  * took, the compile time and the kernel. For example
@@ -130,9 +127,9 @@ export function formatRate(hashesPerSecond: number): string {
 export function formatRow(row: NodeBenchRow): string {
   const at = row.intensity < 1 ? ` at ${Math.round(row.intensity * 100)}%` : '';
   const kernel = row.kernel
-    ? `   kernel ${row.kernel}${row.calibratedRate ? ` (calibrated ${formatRate(row.calibratedRate)})` : ''}`
+    ? `   kernel ${row.kernel}${row.calibratedRate ? ` (calibrated ${formatMegahashes(row.calibratedRate)})` : ''}`
     : '';
-  const figures = `${formatRate(row.hashrate).padStart(12)}   CPU ${row.cpuCores.toFixed(2)} cores   compile ${row.compileMs.toFixed(0)} ms${kernel}`;
+  const figures = `${formatMegahashes(row.hashrate).padStart(12)}   CPU ${row.cpuCores.toFixed(2)} cores   compile ${row.compileMs.toFixed(0)} ms${kernel}`;
   // The adapter's name can be long: it gets a line of its own.
   if (row.backend === 'webgpu') return `webgpu${at}: ${row.label}\n${''.padEnd(24)} ${figures}`;
   return `${`wasm ${row.variant} x${row.threads ?? 1}${at}`.padEnd(24)} ${figures}`;

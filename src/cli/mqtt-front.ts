@@ -16,7 +16,7 @@ import { DEFAULT_CONNECTION_CAPS as CAPS } from '../server/connection-limit.ts';
 import { hashApiKey } from '../server/http/api-keys.ts';
 import { MetricsServer } from '../server/http/metrics-server.ts';
 import { createLogger } from '../server/log.ts';
-import { DEFAULT_FRONT_PORT, startMqttFront, type MqttFront } from '../server/mqtt-front.ts';
+import { DEFAULT_FRONT_PORT, MqttFront } from '../server/mqtt-front.ts';
 import { DEFAULT_PACKET_LIMITS } from '../server/mqtt-packet-size.ts';
 
 export const DEFAULT_FRONT_BROKER = 'mqtt://127.0.0.1:1884';
@@ -77,7 +77,7 @@ export async function run(argv: string[]): Promise<number> {
     await front?.close();
   };
   try {
-    front = await startMqttFront({ broker: flags.broker, host: flags.host, port, path: flags.path, limits, log });
+    front = await MqttFront.start({ broker: flags.broker, host: flags.host, port, path: flags.path, limits, log });
     if (metricsPort !== undefined) {
       const operatorPasswordHash = metricsPassword === undefined ? undefined : await hashApiKey(metricsPassword);
       metrics = await MetricsServer.start({ host: flags.host, port: metricsPort, publicNames: flags.publicName, front, access: 'loopback', operatorPasswordHash, log });

@@ -30,7 +30,7 @@ import {
   type FeedsConfig,
   type StoreConfig,
 } from '../server/create-server.ts';
-import { DEFAULT_BROKER_LIMITS as LIMITS, type BrokerLimits } from '../server/broker.ts';
+import { DEFAULT_BROKER_LIMITS as LIMITS, type BrokerLimits } from '../server/broker-rules.ts';
 import { brokerNodesError } from '../server/dispatcher/broker-nodes.ts';
 import type { DispatcherTuning } from '../server/dispatcher/dispatcher.ts';
 import { parseFeedSpec, type FeedSpec } from '../server/feeds/feed-spec.ts';

@@ -19,7 +19,7 @@ import { availableParallelism } from 'node:os';
 import { brokerList, CliError, collect, defineCommand, intOption, parseCommand } from './args.ts';
 import { parseBackend } from './work.ts';
 import { DpowClient, resolveBrokerUrl } from '../dpow/client.ts';
-import { formatHashrate, formatMultiplier, formatNano } from '../format.ts';
+import { formatElapsed, formatHashrate, formatMultiplier, formatNano, logHashColumn } from '../format.ts';
 import { checkAddress } from '../dpow/address.ts';
 import { ACTIVITY_WORDS, busyText, workerActivity, type Activity } from '../dpow/activity.ts';
 import { NO_SUSTAINED_RATES, type ClientEvent, type ClientSettings, type ClientState, type WorkChoice } from '../dpow/state.ts';
@@ -132,17 +132,10 @@ export function formatEvent(event: ClientEvent): string {
   const at = new Date(event.at).toISOString();
   const job = event.job;
   if (!job) return `${at} ${event.kind.padEnd(10)} ${event.message}`;
-  const fields = [at, job.event.padEnd(10), job.workType.padEnd(8), job.hash.slice(0, 16), formatMultiplier(job.multiplier).padStart(9)];
+  const fields = [at, job.event.padEnd(10), job.workType.padEnd(8), logHashColumn(job.hash), formatMultiplier(job.multiplier).padStart(9)];
   if (job.ms !== undefined) fields.push(`${job.ms} ms`.padStart(9));
   if (job.backend) fields.push(job.backend);
   return fields.join(' ');
-}
-
-export function formatDuration(ms: number): string {
-  const s = Math.floor(ms / 1000);
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  return h ? `${h}h${String(m).padStart(2, '0')}m${String(s % 60).padStart(2, '0')}s` : m ? `${m}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
 }
 
 const RATE_LINE_MS = 60_000;
@@ -183,7 +176,7 @@ export function formatSummary(state: ClientState, uptimeMs: number, hashrate: nu
     .join(', ');
   const backend = state.backend ? ` on ${state.backend}${state.backendLabel ? ` (${state.backendLabel})` : ''}` : '';
   return [
-    `summary: uptime ${formatDuration(uptimeMs)}`,
+    `summary: uptime ${formatElapsed(uptimeMs)}`,
     `  jobs: received ${c.received}, computed ${c.computed}, published ${c.published}, accepted ${c.accepted}, cancelled ${c.cancelled}, expired ${c.expired}, address total ${c.addressAccepted}`,
     `  rejected: ${rejected || 'none'}`,
     `  hashrate: ${formatHashrate(hashrate)} while computing${backend}`,
@@ -232,7 +225,7 @@ export async function run(argv: string[]): Promise<number> {
   const client = new DpowClient({
     engine,
     policy,
-    log: (event) => {
+    onEvent: (event) => {
       if (event.job?.event === 'computed' && event.job.ms !== undefined) computingMs += event.job.ms;
       out(formatEvent(event));
     },

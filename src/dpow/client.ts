@@ -49,7 +49,7 @@ export interface DpowClientOptions {
   connect?: ConnectFn;
   now?: () => number;
   /** Every event, as it happens (the headless worker prints them). */
-  log?: (event: ClientEvent) => void;
+  onEvent?: (event: ClientEvent) => void;
   reconnect?: Partial<ReconnectPolicy>;
   /** Jitter source in [0, 1). */
   random?: () => number;
@@ -95,7 +95,7 @@ function checkSettings(s: ClientSettings): string | null {
 export class DpowClient implements WorkerClient {
   readonly #now: () => number;
   readonly #feed: StateFeed<ClientState>;
-  readonly #log: EventLog;
+  readonly #events: EventLog;
   readonly #session: MqttSession;
   readonly #loop: WorkLoop;
   readonly #outbox: Outbox<Job>;
@@ -117,19 +117,19 @@ export class DpowClient implements WorkerClient {
     const tickMs = options.tickMs ?? 1000;
     const changed = () => this.#feed.changed();
     this.#feed = new StateFeed(() => this.#buildState());
-    this.#log = new EventLog({ now: this.#now, sink: options.log, onChange: changed });
+    this.#events = new EventLog({ now: this.#now, onEvent: options.onEvent, onChange: changed });
     this.#outbox = new Outbox<Job>({
       onPublished: (entry) => {
         this.#remember(entry.job.hash);
-        this.#log.count('published');
-        this.#log.job('info', 'publish', 'published', entry.job, `to ${entry.topic}`);
+        this.#events.count('published');
+        this.#events.job('info', 'publish', 'published', entry.job, `to ${entry.topic}`);
       },
       onGivenUp: (entry) =>
-        this.#log.reject('outbox-full', `Result for ${logHash(entry.job.hash)} given up: too many results waiting for the broker`),
+        this.#events.reject('outbox-full', `Result for ${logHash(entry.job.hash)} given up: too many results waiting for the broker`),
     });
     this.#session = new MqttSession({
       connect: options.connect ?? ((url, opts) => mqtt.connect(url, opts)),
-      log: this.#log,
+      events: this.#events,
       now: this.#now,
       policy: { initialMs: 1000, maxMs: 120_000, ...options.reconnect },
       random: options.random ?? Math.random,
@@ -141,7 +141,7 @@ export class DpowClient implements WorkerClient {
     });
     this.#loop = new WorkLoop({
       engine: options.engine,
-      log: this.#log,
+      events: this.#events,
       now: this.#now,
       tickMs,
       policy: options.policy ?? DEFAULT_POLICY,
@@ -174,7 +174,7 @@ export class DpowClient implements WorkerClient {
     const refusal = problem ?? (badUrl && !badUrl.ok ? badUrl.reason : null);
     if (refusal) {
       this.#refusal = refusal;
-      this.#log.add('error', 'connection', refusal);
+      this.#events.add('error', 'connection', refusal);
       throw new Error(refusal);
     }
     const brokers = urls.flatMap((u) => (u.ok ? [u.url] : []));
@@ -182,7 +182,7 @@ export class DpowClient implements WorkerClient {
     this.#settings = settings;
     this.#refusal = null;
     this.#outbox.clear();
-    this.#log.resetCounters();
+    this.#events.resetCounters();
     this.#lastClientMessage = null;
     this.#lastClientTotal = null;
     this.#lastStatistics = null;
@@ -191,7 +191,7 @@ export class DpowClient implements WorkerClient {
     this.#loop.start(settings);
     if (this.#paused) this.#loop.pause();
     const also = brokers.length > 1 ? ` (then ${brokers.slice(1).join(', ')})` : '';
-    this.#log.add('info', 'connection', `Connecting to ${brokers[0]}${also} for ${settings.work} work, paying ${settings.address}`);
+    this.#events.add('info', 'connection', `Connecting to ${brokers[0]}${also} for ${settings.work} work, paying ${settings.address}`);
     await this.#session.open({
       urls: brokers,
       username: settings.username,
@@ -209,11 +209,11 @@ export class DpowClient implements WorkerClient {
       const s = this.#settings!;
       if (reason !== null && was === null) {
         const dropped = this.#loop.pause();
-        this.#log.add('info', 'connection', `Paused (${PAUSE_WORDS[reason]}): taking no work${dropped ? `, ${dropped} jobs dropped` : ''}`);
+        this.#events.add('info', 'connection', `Paused (${PAUSE_WORDS[reason]}): taking no work${dropped ? `, ${dropped} jobs dropped` : ''}`);
       } else if (reason === null) {
-        this.#log.add('info', 'connection', 'Resumed: taking work again');
+        this.#events.add('info', 'connection', 'Resumed: taking work again');
       } else {
-        this.#log.add('info', 'connection', `Paused (${PAUSE_WORDS[reason]})`);
+        this.#events.add('info', 'connection', `Paused (${PAUSE_WORDS[reason]})`);
       }
       this.#session.resubscribe(subscriptionsFor(s.work, s.address, reason === null));
       if (reason === null) this.#loop.resume();
@@ -237,7 +237,7 @@ export class DpowClient implements WorkerClient {
     const extra = [dropped ? `${dropped} queued jobs dropped` : '', unsent ? `${unsent} unpublished results discarded` : '']
       .filter(Boolean)
       .join(', ');
-    this.#log.add('info', 'connection', `Stopped${extra ? ` (${extra})` : ''}`);
+    this.#events.add('info', 'connection', `Stopped${extra ? ` (${extra})` : ''}`);
   }
 
   /**
@@ -254,7 +254,7 @@ export class DpowClient implements WorkerClient {
   #route(topic: string, payload: Uint8Array): void {
     try {
       const parsed = parseTopic(topic);
-      if (!parsed.ok) return this.#log.reject(parsed.code, parsed.reason);
+      if (!parsed.ok) return this.#events.reject(parsed.code, parsed.reason);
       const t = parsed.value;
       switch (t.kind) {
         case 'work':
@@ -265,50 +265,50 @@ export class DpowClient implements WorkerClient {
           return this.#onClientMessage(t.address, payload);
         case 'heartbeat': {
           const msg = heartbeatCodec.decode(payload);
-          if (!msg.ok) return this.#log.reject(msg.code, `heartbeat: ${msg.reason}`);
+          if (!msg.ok) return this.#events.reject(msg.code, `heartbeat: ${msg.reason}`);
           return this.#session.heartbeat();
         }
         case 'statistics':
           return this.#onStatistics(payload);
         case 'result':
-          return this.#log.reject('bad-topic', `workers do not read ${topic}`);
+          return this.#events.reject('bad-topic', `workers do not read ${topic}`);
       }
     } catch (err) {
-      this.#log.reject('internal-error', `Message on ${topic} could not be handled: ${(err as Error).message}`, 'error');
+      this.#events.reject('internal-error', `Message on ${topic} could not be handled: ${(err as Error).message}`, 'error');
     }
   }
 
   #onWork(workType: WorkType, payload: Uint8Array): void {
     if (this.#paused) return; // sent before the unsubscribe reached the broker: not ours to take
-    this.#log.count('received');
+    this.#events.count('received');
     const s = this.#settings!;
     if (s.work !== 'any' && s.work !== workType) {
-      return this.#log.reject('bad-topic', `work/${workType} arrived but this worker takes ${s.work} work only`);
+      return this.#events.reject('bad-topic', `work/${workType} arrived but this worker takes ${s.work} work only`);
     }
     const msg = workCodec.decode(payload);
-    if (!msg.ok) return this.#log.reject(msg.code, `work/${workType}: ${msg.reason}`);
+    if (!msg.ok) return this.#events.reject(msg.code, `work/${workType}: ${msg.reason}`);
     this.#loop.offer(workType, msg.value);
   }
 
   #onCancel(payload: Uint8Array): void {
     const msg = cancelCodec.decode(payload);
-    if (!msg.ok) return this.#log.reject(msg.code, `cancel: ${msg.reason}`);
+    if (!msg.ok) return this.#events.reject(msg.code, `cancel: ${msg.reason}`);
     this.#loop.cancel(msg.value);
     for (const entry of this.#outbox.withdraw(msg.value)) {
-      this.#log.count('cancelled');
-      this.#log.job('info', 'cancel', 'cancelled', entry.job, 'before its result could be published');
+      this.#events.count('cancelled');
+      this.#events.job('info', 'cancel', 'cancelled', entry.job, 'before its result could be published');
     }
   }
 
   #onClientMessage(address: string, payload: Uint8Array): void {
     if (address !== this.#settings!.address) {
-      return this.#log.reject('bad-topic', `client message for another address (${address.slice(0, 16)}…)`);
+      return this.#events.reject('bad-topic', `client message for another address (${address.slice(0, 16)}…)`);
     }
     const msg = clientCodec.decode(payload);
-    if (!msg.ok) return this.#log.reject(msg.code, `client/${address}: ${msg.reason}`);
+    if (!msg.ok) return this.#events.reject(msg.code, `client/${address}: ${msg.reason}`);
     this.#lastClientMessage = msg.value;
     if (msg.value.kind === 'error') {
-      this.#log.add('warn', 'stats', `Server: ${msg.value.error}`);
+      this.#events.add('warn', 'stats', `Server: ${msg.value.error}`);
     } else {
       // The notice goes to every tab paying this address: it is the address's credit, and this
       // worker's own only when it names a hash this worker published (the server credits the
@@ -317,23 +317,23 @@ export class DpowClient implements WorkerClient {
       const total = st.precache + st.ondemand;
       const raised = this.#lastClientTotal === null || total > this.#lastClientTotal;
       this.#lastClientTotal = total;
-      if (raised) this.#log.count('addressAccepted');
+      if (raised) this.#events.count('addressAccepted');
       const own = st.block_rewarded !== undefined && this.#uncredited.delete(st.block_rewarded.toLowerCase());
-      if (own) this.#log.count('accepted');
+      if (own) this.#events.count('accepted');
       const block = st.block_rewarded ? ` for ${logHash(st.block_rewarded)}` : '';
       const whose = st.block_rewarded ? (own ? ' (this worker)' : ' (another worker for this address)') : '';
-      this.#log.add('info', 'stats', `Work accepted${block}${whose}: ${st.precache} precache, ${st.ondemand} ondemand in total`);
+      this.#events.add('info', 'stats', `Work accepted${block}${whose}: ${st.precache} precache, ${st.ondemand} ondemand in total`);
     }
   }
 
   #onStatistics(payload: Uint8Array): void {
     const msg = statisticsCodec.decode(payload);
-    if (!msg.ok) return this.#log.reject(msg.code, `statistics: ${msg.reason}`);
+    if (!msg.ok) return this.#events.reject(msg.code, `statistics: ${msg.reason}`);
     const first = this.#lastStatistics === null;
     this.#lastStatistics = msg.value;
     if (first) {
       const w = msg.value.work;
-      this.#log.add('info', 'stats', `Network statistics: ${w.precache} precache and ${w.ondemand} ondemand works so far`);
+      this.#events.add('info', 'stats', `Network statistics: ${w.precache} precache and ${w.ondemand} ondemand works so far`);
     }
     this.#feed.changed();
   }
@@ -366,11 +366,11 @@ export class DpowClient implements WorkerClient {
       sustained: this.#loop.sustained,
       backend: this.#loop.backend,
       backendLabel: this.#loop.backendLabel,
-      counters: this.#log.counters(this.#loop.expiredCount),
+      counters: this.#events.counters(this.#loop.expiredCount),
       paused: this.#paused,
       lastClientMessage: this.#lastClientMessage,
       lastStatistics: this.#lastStatistics,
-      events: this.#log.events(),
+      events: this.#events.events(),
       error: this.#refusal ?? this.#session.error ?? this.#loop.error,
     };
   }

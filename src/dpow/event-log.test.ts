@@ -6,7 +6,7 @@ import type { ClientEvent } from './state.ts';
 function makeLog(sink?: (e: ClientEvent) => void) {
   let t = 1_000;
   let changes = 0;
-  const log = new EventLog({ now: () => t++, sink, onChange: () => changes++ });
+  const log = new EventLog({ now: () => t++, onEvent: sink, onChange: () => changes++ });
   return { log, changes: () => changes };
 }
 

@@ -1,7 +1,7 @@
 /**
  * The worker's event log and session counters: what the page's event list and "This session"
  * card, and the headless worker's log lines, are views of. Bounded (newest first, at most
- * MAX_EVENTS), clock injected, and a failing log sink never breaks the session.
+ * MAX_EVENTS), clock injected, and a failing onEvent listener never breaks the session.
  */
 import type { BackendName } from '../pow/types.ts';
 import type { ClientCounters, ClientEvent, JobEventInfo } from './state.ts';
@@ -33,21 +33,21 @@ type Tally = Exclude<keyof ClientCounters, 'rejected' | 'expired'>;
 export interface EventLogOptions {
   now: () => number;
   /** Every event, as it happens (the headless worker prints them). */
-  sink?: (event: ClientEvent) => void;
+  onEvent?: (event: ClientEvent) => void;
   /** Called after every change to the events or counters. */
   onChange: () => void;
 }
 
 export class EventLog {
   readonly #now: () => number;
-  readonly #sink: ((event: ClientEvent) => void) | undefined;
+  readonly #onEvent: ((event: ClientEvent) => void) | undefined;
   readonly #onChange: () => void;
   #list: ClientEvent[] = [];
   #tally: ClientCounters = freshCounters();
 
   constructor(options: EventLogOptions) {
     this.#now = options.now;
-    this.#sink = options.sink;
+    this.#onEvent = options.onEvent;
     this.#onChange = options.onChange;
   }
 
@@ -106,9 +106,9 @@ export class EventLog {
     this.#list.unshift(event);
     if (this.#list.length > MAX_EVENTS) this.#list.length = MAX_EVENTS;
     try {
-      this.#sink?.(event);
+      this.#onEvent?.(event);
     } catch {
-      // A failing log sink must not break the session.
+      // A failing onEvent listener must not break the session.
     }
     this.#onChange();
   }

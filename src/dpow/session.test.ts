@@ -21,7 +21,7 @@ function openSession(url: string | string[], extra: Partial<SessionSettings> = {
   const lost: MqttClient[] = [];
   const session = new MqttSession({
     connect: (u, o) => mqtt.connect(u, o),
-    log,
+    events: log,
     now: Date.now,
     policy: { initialMs: 100, maxMs: 400 },
     random: Math.random,

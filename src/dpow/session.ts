@@ -37,7 +37,7 @@ export interface SessionSettings {
 
 export interface SessionOptions {
   connect: ConnectFn;
-  log: EventLog;
+  events: EventLog;
   now: () => number;
   policy: ReconnectPolicy;
   /** Jitter source in [0, 1). */
@@ -164,7 +164,7 @@ export class MqttSession {
     clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = undefined;
     this.#reconnectAttempt = 0;
-    this.#o.log.add('info', 'connection', 'Retrying now');
+    this.#o.events.add('info', 'connection', 'Retrying now');
     void this.#connect();
   }
 
@@ -187,7 +187,7 @@ export class MqttSession {
         const refused = (granted ?? []).filter((g) => g.qos === 128).map((g) => g.topic);
         if (err || refused.length) {
           this.error = err ? `Subscribe failed: ${err.message}` : `Broker refused subscriptions: ${refused.join(', ')}`;
-          this.#o.log.add('error', 'connection', this.error);
+          this.#o.events.add('error', 'connection', this.error);
           this.#o.onChange();
         }
       });
@@ -200,7 +200,7 @@ export class MqttSession {
     this.#reconnectAttempt = 0;
     if (this.#state === 'server-offline') {
       this.#state = 'online';
-      this.#o.log.add('info', 'heartbeat', 'Server is back online');
+      this.#o.events.add('info', 'heartbeat', 'Server is back online');
       const link = this.deliverable();
       if (link) this.#o.onReady(link);
     }
@@ -261,14 +261,14 @@ export class MqttSession {
       if (this.#mq !== client) return;
       this.#connectedAt = this.#o.now();
       this.#state = 'online';
-      this.#o.log.add('info', 'connection', `Connected to ${this.#url}`);
+      this.#o.events.add('info', 'connection', `Connected to ${this.#url}`);
       if (err) {
-        this.#o.log.add('error', 'connection', `Subscribe failed: ${err.message}`);
+        this.#o.events.add('error', 'connection', `Subscribe failed: ${err.message}`);
       } else {
         const refused = (granted ?? []).filter((g) => g.qos === 128).map((g) => g.topic);
         if (refused.length) {
           this.error = `Broker refused subscriptions: ${refused.join(', ')}`;
-          this.#o.log.add('error', 'connection', this.error);
+          this.#o.events.add('error', 'connection', this.error);
         }
       }
       const link = this.deliverable();
@@ -296,7 +296,7 @@ export class MqttSession {
     const node = several ? ` ${this.#url}` : '';
     this.#urlIndex = (this.#urlIndex + 1) % this.#settings!.urls.length;
     const to = several ? ` to ${this.#url}` : '';
-    this.#o.log.add(
+    this.#o.events.add(
       'warn',
       'connection',
       wasConnected ? `Disconnected from the broker${node}${why}; reconnecting${to} in ${secs} s` : `Cannot reach the broker${node}${why}; retrying${to} in ${secs} s`,
@@ -336,7 +336,7 @@ export class MqttSession {
       if (age > this.#settings!.heartbeatTimeoutMs) {
         this.#state = 'server-offline';
         const secs = Math.round(age / 1000);
-        this.#o.log.add(
+        this.#o.events.add(
           'warn',
           'heartbeat',
           this.#heartbeatAt === null

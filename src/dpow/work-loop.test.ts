@@ -43,7 +43,7 @@ function watched(inner: EngineLike = engine) {
 function startLoop(api: EngineLike, settings: Partial<WorkLoopSettings> = {}) {
   const log = new EventLog({ now: Date.now, onChange: () => undefined });
   const results: { job: Job; work: string }[] = [];
-  const loop = new WorkLoop({ engine: api, log, now: Date.now, tickMs: 50, onResult: (job, work) => results.push({ job, work }), onChange: () => undefined });
+  const loop = new WorkLoop({ engine: api, events: log, now: Date.now, tickMs: 50, onResult: (job, work) => results.push({ job, work }), onChange: () => undefined });
   loop.start({ backend: 'wasm', threads: 1, ...settings });
   cleanups.push(() => loop.stop());
   const events = (event: string) => log.events().filter((e) => e.job?.event === event).map((e) => e.job!.hash);

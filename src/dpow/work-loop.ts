@@ -34,7 +34,7 @@ export type WorkLoopSettings = Pick<
 
 export interface WorkLoopOptions {
   engine: EngineLike;
-  log: EventLog;
+  events: EventLog;
   now: () => number;
   /** Expiry check period. */
   tickMs: number;
@@ -78,7 +78,7 @@ export class WorkLoop {
     try {
       this.#o.engine.onStatus((status) => this.#onEngineStatus(status));
     } catch (err) {
-      this.#o.log.add('warn', 'engine', `Engine status is unavailable: ${(err as Error).message}`);
+      this.#o.events.add('warn', 'engine', `Engine status is unavailable: ${(err as Error).message}`);
     }
   }
 
@@ -151,21 +151,21 @@ export class WorkLoop {
   /** A decoded work message. */
   offer(workType: WorkType, work: WorkMessage): void {
     if (this.#paused) return; // a message sent before the work topics were unsubscribed
-    const { log } = this.#o;
+    const { events } = this.#o;
     const added = this.#queue.add(work.hash, work.difficulty, workType);
     if (!added.ok) {
-      if (added.code === 'duplicate') log.reject('duplicate', added.reason, 'info');
-      else log.reject(added.code, `work/${workType}: ${added.reason}`);
+      if (added.code === 'duplicate') events.reject('duplicate', added.reason, 'info');
+      else events.reject(added.code, `work/${workType}: ${added.reason}`);
       return;
     }
     if (added.dropped) {
-      log.bump('queue-overflow');
-      log.job('warn', 'reject', 'dropped', added.dropped, 'to make room: the queue is full');
+      events.bump('queue-overflow');
+      events.job('warn', 'reject', 'dropped', added.dropped, 'to make room: the queue is full');
     }
-    log.job('info', 'job', added.updated ? 'updated' : 'queued', added.job);
+    events.job('info', 'job', added.updated ? 'updated' : 'queued', added.job);
     // Ondemand work has a service waiting on it: the queue sent the precache job back.
     if (added.preempted) {
-      log.job('info', 'job', 'preempted', added.preempted, 'by ondemand work: back in the queue');
+      events.job('info', 'job', 'preempted', added.preempted, 'by ondemand work: back in the queue');
       this.#stopSearch(added.preempted);
     }
     this.#pump();
@@ -173,15 +173,15 @@ export class WorkLoop {
 
   /** A cancel for `hash`: a queued job is dropped, the one in flight is stopped. */
   cancel(hash: string): void {
-    const { log } = this.#o;
+    const { events } = this.#o;
     const out = this.#queue.cancel(hash);
     if (out.queued) {
-      log.count('cancelled');
-      log.job('info', 'cancel', 'cancelled', out.queued, 'while queued');
+      events.count('cancelled');
+      events.job('info', 'cancel', 'cancelled', out.queued, 'while queued');
     }
     if (out.inFlight) {
-      log.count('cancelled');
-      log.job('info', 'cancel', 'cancelled', out.inFlight, 'while computing');
+      events.count('cancelled');
+      events.job('info', 'cancel', 'cancelled', out.inFlight, 'while computing');
       this.#stopSearch(out.inFlight);
     }
   }
@@ -189,10 +189,10 @@ export class WorkLoop {
   /** Gives up jobs past their time limit, queued or in flight. */
   expire(): void {
     if (!this.#running) return;
-    const { log } = this.#o;
-    for (const job of this.#queue.expire()) log.job('warn', 'job', 'expired', job, 'before it started');
+    const { events } = this.#o;
+    for (const job of this.#queue.expire()) events.job('warn', 'job', 'expired', job, 'before it started');
     for (const job of this.#queue.expireInFlight()) {
-      log.job('warn', 'job', 'expired', job, 'while computing: time limit reached');
+      events.job('warn', 'job', 'expired', job, 'while computing: time limit reached');
       this.#stopSearch(job);
     }
     this.#o.onChange();
@@ -207,9 +207,9 @@ export class WorkLoop {
   /** Starts the next queued job if the engine is free. */
   #pump(): void {
     if (!this.#running || this.#paused || this.#search) return;
-    const { log } = this.#o;
+    const { events } = this.#o;
     const { job, expired } = this.#queue.next();
-    for (const e of expired) log.job('warn', 'job', 'expired', e, 'before it started');
+    for (const e of expired) events.job('warn', 'job', 'expired', e, 'before it started');
     if (!job) {
       this.#o.onChange();
       return;
@@ -224,7 +224,7 @@ export class WorkLoop {
         (result) => this.#onFound(job, result, generation),
         (err) => this.#onFailed(job, err, generation),
       )
-      .catch((err) => log.reject('internal-error', `Work loop: ${(err as Error).message}`, 'error'))
+      .catch((err) => events.reject('internal-error', `Work loop: ${(err as Error).message}`, 'error'))
       .finally(() => {
         if (this.#search === search) this.#search = null;
         this.#o.onChange();
@@ -238,7 +238,7 @@ export class WorkLoop {
   #onFound(job: Job, result: GenerateResult, generation: number): void {
     // Cancelled, expired or dropped while the engine worked: its outcome was settled then.
     if (generation !== this.#generation || (job.state !== 'computing' && job.state !== 'queued')) return;
-    const { log } = this.#o;
+    const { events } = this.#o;
     const ms = Math.round(this.#o.now() - (job.startedAt ?? job.receivedAt));
     // Never trust the engine's word alone: check against this message's own difficulty.
     let valid = false;
@@ -249,7 +249,7 @@ export class WorkLoop {
     }
     if (!valid) {
       this.#queue.fail(job);
-      log.reject(
+      events.reject(
         'work-mismatch',
         `Engine returned work "${String(result.work).slice(0, 20)}" for ${logHash(job.hash)} that does not meet ${job.difficulty}; not published`,
         'error',
@@ -257,28 +257,28 @@ export class WorkLoop {
       return;
     }
     this.#queue.finish(job);
-    log.count('computed');
+    events.count('computed');
     if (this.error) this.error = null;
-    log.job('info', 'job', 'computed', job, undefined, { ms, backend: result.backend });
+    events.job('info', 'job', 'computed', job, undefined, { ms, backend: result.backend });
     this.#o.onResult(job, result.work);
   }
 
   #onFailed(job: Job, err: unknown, generation: number): void {
     // Stopped on purpose (cancelled, expired, preempted, dropped): nothing left to do.
     if (generation !== this.#generation || job.state !== 'computing') return;
-    const { log } = this.#o;
+    const { events } = this.#o;
     if (err instanceof Error && err.name === 'PowCancelledError') {
       // Someone else stopped the engine: the job ends as cancelled.
       this.#queue.cancel(job.hash);
-      log.count('cancelled');
-      log.job('info', 'cancel', 'cancelled', job, 'while computing');
+      events.count('cancelled');
+      events.job('info', 'cancel', 'cancelled', job, 'while computing');
       return;
     }
     this.#queue.fail(job);
     const message = err instanceof Error ? err.message : String(err);
     const code = (err as { code?: unknown })?.code;
     this.error = `Engine: ${message}`;
-    log.reject(typeof code === 'string' ? code : 'engine-error', `Engine failed on ${logHash(job.hash)}: ${message}`, 'error');
+    events.reject(typeof code === 'string' ? code : 'engine-error', `Engine failed on ${logHash(job.hash)}: ${message}`, 'error');
   }
 
   // ---------------------------------------------------------------- engine status

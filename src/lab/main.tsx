@@ -10,7 +10,7 @@ import './lab.css';
 import { applyTheme, theme } from '../app/theme.ts';
 import { formatCount, formatHashrate } from '../format.ts';
 import { useEffect, useState } from 'preact/hooks';
-import { createBrowserEngine } from '../pow-browser/browser-engine.ts';
+import { BrowserEngine } from '../pow-browser/browser-engine.ts';
 import { rememberedParallelism } from '../pow-browser/parallelism.ts';
 import { defaultThreads, usableCores } from '../pow/threads.ts';
 import {
@@ -31,7 +31,8 @@ import {
   validateWork,
 } from '../pow/work.ts';
 
-const { engine, onStatus } = createBrowserEngine();
+const browserEngine = new BrowserEngine();
+const engine = browserEngine.engine;
 // Test handle for the device-loss end-to-end test; only this lab page sets it.
 (window as unknown as { __engine: typeof engine }).__engine = engine;
 
@@ -84,7 +85,7 @@ function Lab() {
   const [status, setStatus] = useState<EngineStatus | null>(null);
 
   useEffect(() => {
-    void onStatus((s) => setStatus(s));
+    void browserEngine.onStatus((s) => setStatus(s));
   }, []);
 
   const busy = phase === 'running' || phase === 'benchmarking';

@@ -14,32 +14,34 @@ export interface BrowserEngineApi extends EngineApi {
   dispose(): void;
 }
 
-export interface BrowserEngine {
+/** The engine worker, started by the constructor (nothing to wait for: Comlink queues calls until it loads). */
+export class BrowserEngine {
   /**
    * The remote engine. Call its methods as usual (each returns a promise). A status callback must
    * cross the worker boundary as a Comlink proxy: use `onStatus` below, or
    * `engine.onStatus(Comlink.proxy(cb))`.
    */
-  engine: Comlink.Remote<BrowserEngineApi>;
-  /** Subscribes to status pushes (a few per second while busy, one with hashrate 0 when idle). */
-  onStatus(callback: (status: EngineStatus) => void): Promise<void>;
-  /** Stops the worker: any running search ends, threads and the GPU device are released. */
-  terminate(): void;
-}
+  readonly engine: Comlink.Remote<BrowserEngineApi>;
 
-export function createBrowserEngine(): BrowserEngine {
-  installEngineErrorTransfer();
-  const worker = new Worker(new URL('./engine.worker.ts', import.meta.url), { type: 'module', name: 'pow-engine' });
-  const engine = Comlink.wrap<BrowserEngineApi>(worker);
-  let terminated = false;
-  return {
-    engine,
-    onStatus: (callback) => engine.onStatus(Comlink.proxy(callback)),
-    terminate() {
-      if (terminated) return;
-      terminated = true;
-      engine[Comlink.releaseProxy]();
-      worker.terminate();
-    },
-  };
+  readonly #worker: Worker;
+  #terminated = false;
+
+  constructor() {
+    installEngineErrorTransfer();
+    this.#worker = new Worker(new URL('./engine.worker.ts', import.meta.url), { type: 'module', name: 'pow-engine' });
+    this.engine = Comlink.wrap<BrowserEngineApi>(this.#worker);
+  }
+
+  /** Subscribes to status pushes (a few per second while busy, one with hashrate 0 when idle). */
+  onStatus(callback: (status: EngineStatus) => void): Promise<void> {
+    return this.engine.onStatus(Comlink.proxy(callback));
+  }
+
+  /** Stops the worker: any running search ends, threads and the GPU device are released. */
+  terminate(): void {
+    if (this.#terminated) return;
+    this.#terminated = true;
+    this.engine[Comlink.releaseProxy]();
+    this.#worker.terminate();
+  }
 }

@@ -15,6 +15,7 @@
  *   - `forced` pins a variant (--kernel, a setting) and skips tuning.
  */
 import { silentLogger, type Logger } from '../log.ts';
+import { formatMegahashes } from '../format.ts';
 import { KERNEL_FAMILY_VERSION, KERNEL_VARIANTS, requireVariant } from './kernel-family.ts';
 import type { KernelHit, KernelStatus, PowBackend, SearchRequest } from './types.ts';
 import type { WebGpuAdapterInfo, WebGpuBackend } from './webgpu.ts';
@@ -164,7 +165,7 @@ class Tuner implements TunedWebGpuBackend {
     if (cached && this.#candidates.includes(cached.variant)) {
       this.inner.setVariant(cached.variant);
       this.#status = { variant: cached.variant, calibratedRate: cached.rate, state: 'cached' };
-      this.#log.info(`webgpu: kernel ${cached.variant} (cached, ${(cached.rate / 1e6).toFixed(1)} MH/s calibrated)`);
+      this.#log.info(`webgpu: kernel ${cached.variant} (cached, ${formatMegahashes(cached.rate, 1)} calibrated)`);
       return;
     }
     if (this.#options.calibrateWhen === 'first-search') {
@@ -293,7 +294,7 @@ class Tuner implements TunedWebGpuBackend {
     const rate = (hashes * 1000) / ms;
     if (rate < calibrated * (this.#options.retuneBelow ?? 0.5)) {
       this.#log.info(
-        `webgpu: kernel ${this.#status.variant} ran at ${(rate / 1e6).toFixed(1)} MH/s, calibrated ${(calibrated / 1e6).toFixed(1)}: re-tuning`,
+        `webgpu: kernel ${this.#status.variant} ran at ${formatMegahashes(rate, 1)}, calibrated ${(calibrated / 1e6).toFixed(1)}: re-tuning`,
       );
       this.#needsRetune = true;
     }

@@ -5,6 +5,7 @@
  * (src/cli/bench-variants.ts) and the Chromium page (src/lab/variant-rates.page.ts) both run it.
  */
 import type { Logger } from '../log.ts';
+import { formatMegahashes } from '../format.ts';
 import { KERNEL_VARIANTS, requireVariant, YARDSTICK_VARIANT } from './kernel-family.ts';
 import type { WebGpuBackend } from './webgpu.ts';
 
@@ -39,7 +40,7 @@ export async function measureVariantRates(
     for (let round = 0; round < rounds; round++) {
       for (const name of measured) {
         const rate = (await backend.measure(name, (options.secondsPerVariant * 1000) / rounds)) ?? 0;
-        options.log?.info(`bench: ${name} round ${round + 1}/${rounds}: ${(rate / 1e6).toFixed(2)} MH/s`);
+        options.log?.info(`bench: ${name} round ${round + 1}/${rounds}: ${formatMegahashes(rate)}`);
         totals.set(name, totals.get(name)! + rate / rounds);
       }
     }

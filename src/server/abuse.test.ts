@@ -9,7 +9,8 @@ import { ReferenceWorker } from '../testkit/reference-worker.ts';
 import { waitFor } from '../testkit/wait.ts';
 import { findBadWork, randomRoot } from '../testkit/work.ts';
 import { AbuseGuard } from './dispatcher/abuse.ts';
-import { startBroker, type BrokerUsers } from './broker.ts';
+import { Broker } from './broker.ts';
+import type { BrokerUsers } from './broker-rules.ts';
 import { Dispatcher } from './dispatcher/dispatcher.ts';
 import { MemoryStore } from './store/memory-store.ts';
 
@@ -73,7 +74,7 @@ describe('AbuseGuard', () => {
 
 describe('a flooding client', () => {
   it('is contained while an honest worker keeps being credited for every job', async () => {
-    const broker = await startBroker({ users: USERS, tcpPort: 0, limits: { publishRate: { perSecond: 10_000, burst: 10_000 } } });
+    const broker = await Broker.start({ users: USERS, tcpPort: 0, limits: { publishRate: { perSecond: 10_000, burst: 10_000 } } });
     cleanups.push(() => broker.close());
     const store = new MemoryStore();
     const dispatcher = new Dispatcher({
@@ -149,7 +150,7 @@ describe('a flooding client', () => {
   });
 
   it('is contained by payout address when the broker cannot say who published', async () => {
-    const broker = await startBroker({ users: USERS, tcpPort: 0 });
+    const broker = await Broker.start({ users: USERS, tcpPort: 0 });
     cleanups.push(() => broker.close());
     const dispatcher = new Dispatcher({ brokerUrl: broker.tcpUrl!, ...USERS.server, store: new MemoryStore(), abuse: { threshold: 3 } });
     await dispatcher.start();
@@ -169,7 +170,7 @@ describe('a flooding client', () => {
 describe('the embedded broker caps each connection', () => {
   it('closes a connection that publishes faster than its rate, and refuses oversized payloads', async () => {
     let t = 0;
-    const broker = await startBroker({ users: USERS, tcpPort: 0, limits: { publishRate: { perSecond: 1, burst: 5 }, maxPayloadBytes: 300 }, now: () => t });
+    const broker = await Broker.start({ users: USERS, tcpPort: 0, limits: { publishRate: { perSecond: 1, burst: 5 }, maxPayloadBytes: 300 }, now: () => t });
     cleanups.push(() => broker.close());
     const connect = async () => {
       const c = await mqtt.connectAsync(broker.tcpUrl!, { ...USERS.client, protocolVersion: 4, reconnectPeriod: 0 });
@@ -199,7 +200,7 @@ describe('the embedded broker caps each connection', () => {
   });
 
   it('tells the dispatcher which client id published a result, once per publish', async () => {
-    const broker = await startBroker({ users: USERS, tcpPort: 0 });
+    const broker = await Broker.start({ users: USERS, tcpPort: 0 });
     cleanups.push(() => broker.close());
     const c = await mqtt.connectAsync(broker.tcpUrl!, { ...USERS.client, clientId: 'worker-7', protocolVersion: 4, reconnectPeriod: 0 });
     cleanups.push(() => c.endAsync(true));

@@ -2,7 +2,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import mqtt, { type MqttClient } from 'mqtt';
-import { filtersOverlap, startBroker, topicMatches, type Broker } from './broker.ts';
+import { Broker, type BrokerOptions } from './broker.ts';
+import { filtersOverlap, topicMatches } from './broker-rules.ts';
 import { cleanupsAfterEach, closeAfter } from '../testkit/cleanups.ts';
 import { connectAs, TEST_USERS as USERS } from '../testkit/mqtt.ts';
 import { sleep, waitFor } from '../testkit/wait.ts';
@@ -10,8 +11,8 @@ import { MOSQUITTO_ACL_BEHAVIOUR, observeAcl } from '../testkit/broker-acl.ts';
 
 const cleanup = cleanupsAfterEach();
 
-async function broker(extra: Partial<Parameters<typeof startBroker>[0]> = {}): Promise<Broker> {
-  return closeAfter(cleanup, await startBroker({ users: USERS, tcpPort: 0, ...extra }));
+async function broker(extra: Partial<BrokerOptions> = {}): Promise<Broker> {
+  return closeAfter(cleanup, await Broker.start({ users: USERS, tcpPort: 0, ...extra }));
 }
 
 /** Collects messages per topic for a subscriber. */

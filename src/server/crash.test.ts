@@ -18,7 +18,8 @@ import { cleanupsAfterEach } from '../testkit/cleanups.ts';
 import { RedisServer, skipWithoutRedis } from '../testkit/redis.ts';
 import { ReferenceWorker } from '../testkit/reference-worker.ts';
 import { waitFor } from '../testkit/wait.ts';
-import { startBroker, type BrokerUsers } from './broker.ts';
+import { Broker } from './broker.ts';
+import type { BrokerUsers } from './broker-rules.ts';
 import { RedisStore } from './store/redis-store.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
 import { storePath } from './store/open-store.ts';
@@ -80,7 +81,7 @@ function redisBackend(): Backend {
 async function crashLoop(backend: Backend): Promise<void> {
   // Three workers answer ~70 jobs a second between them, each far above a volunteer's rate: the
   // per-connection publish limit (abuse containment, tested on its own) would close them.
-  const broker = await startBroker({ users: USERS, tcpPort: 0, limits: { publishRate: { perSecond: 10_000, burst: 10_000 } } });
+  const broker = await Broker.start({ users: USERS, tcpPort: 0, limits: { publishRate: { perSecond: 10_000, burst: 10_000 } } });
   cleanups.push(() => broker.close());
   const workers = await Promise.all(
     [0, 1, 2].map(() => ReferenceWorker.start({ brokerUrl: broker.tcpUrl!, username: 'client', password: 'client', address: encodeAddress(randomBytes(32)) })),

@@ -8,14 +8,14 @@ import { cleanupsAfterEach, closeAfter } from '../testkit/cleanups.ts';
 import { TEST_USERS } from '../testkit/mqtt.ts';
 import { canConnect, freePort } from '../testkit/net.ts';
 import { waitFor } from '../testkit/wait.ts';
-import { startBroker, type Broker } from './broker.ts';
+import { Broker } from './broker.ts';
 import { createServer } from './create-server.ts';
 import { MemoryStore } from './store/memory-store.ts';
 
 const cleanups = cleanupsAfterEach();
 
 async function external(): Promise<{ broker: Broker; config: { kind: 'external'; url: string; username: string; password: string } }> {
-  const broker = closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: 0 }));
+  const broker = closeAfter(cleanups, await Broker.start({ users: TEST_USERS, tcpPort: 0 }));
   return { broker, config: { kind: 'external', url: broker.tcpUrl!, username: 'server', password: TEST_USERS.server.password } };
 }
 

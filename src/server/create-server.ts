@@ -17,21 +17,14 @@ import type http from 'node:http';
 import { DEFAULT_DEPLOYMENT, type DeploymentConfig } from '../dpow/deployment.ts';
 import { DEFAULT_POLICY, type DifficultyPolicy } from '../pow/difficulty.ts';
 import { THRESHOLDS } from '../pow/work.ts';
-import {
-  DEFAULT_CLIENT_CREDENTIALS,
-  defaultBrokerUsers,
-  startBroker,
-  type Broker,
-  type BrokerLimits,
-  type BrokerUsers,
-  type Credentials,
-} from './broker.ts';
+import { Broker } from './broker.ts';
+import { DEFAULT_CLIENT_CREDENTIALS, defaultBrokerUsers, type BrokerLimits, type BrokerUsers, type Credentials } from './broker-rules.ts';
 import { Dispatcher, type DispatcherOptions, type DispatcherTuning } from './dispatcher/dispatcher.ts';
 import type { FeedSpec } from './feeds/feed-spec.ts';
 import type { PrecachePolicyOptions } from './feeds/precache.ts';
 import type { NodeSource, PrecacheFeed } from './feeds/precache-feed.ts';
 import { AppHttpServer, BROKER_WS_PATH } from './http/app-server.ts';
-import { createServerMetrics, type ServerMetrics, type ServerMetricsOptions } from './http/metrics.ts';
+import { ServerMetrics, type ServerMetricsOptions } from './http/metrics.ts';
 import { MetricsServer } from './http/metrics-server.ts';
 import { PayoutsApi } from './http/payouts-api.ts';
 import { createRequestGuard } from './http/request-guard.ts';
@@ -247,7 +240,7 @@ async function startApp(config: AppConfig, log: Logger, closers: Closers): Promi
   // /metrics follows the RPC's access rule: loopback unless set, off when the RPC is off.
   const access = rpc === undefined ? 'loopback' : rpc.enabled ? rpc.allow : false;
   const operatorPasswordHash = config.metrics?.operatorPasswordHash;
-  const metrics = createServerMetrics({ store, dispatcher, broker, serviceApi, payouts, access, guard, operatorPasswordHash, log });
+  const metrics = new ServerMetrics({ store, dispatcher, broker, serviceApi, payouts, access, guard, operatorPasswordHash, log });
   closers.add(async () => metrics.close());
   http.attach({ metrics });
   const feeds = await startFeeds(config, dispatcher, store, metrics, log, closers);
@@ -314,7 +307,7 @@ async function brokerFor(
     return { login, page: { brokerUrl: pageUrl, absoluteUrl: pageUrl, login: config.clientLogin ?? DEFAULT_CLIENT_CREDENTIALS } };
   }
   const users = defaultBrokerUsers(config.users);
-  const broker = await startBroker({
+  const broker = await Broker.start({
     users,
     server: http.server,
     wsPath: BROKER_WS_PATH,
@@ -391,8 +384,8 @@ function demoOn(config: SharedConfig): boolean {
 
 async function startDemo(config: SharedConfig, dispatcher: Dispatcher, store: DispatcherStore, log: Logger, closers: Closers): Promise<DemoSource | undefined> {
   if (!config.demo) return undefined;
-  const { startDemoSource } = await import('./sim/demo-source.ts');
-  const demo = await startDemoSource(dispatcher, store, config.demo, log);
+  const { DemoSource } = await import('./sim/demo-source.ts');
+  const demo = await DemoSource.start({ ...config.demo, dispatcher, store, log });
   closers.add(async () => demo.stop());
   return demo;
 }
@@ -409,12 +402,13 @@ async function startFeeds(
   const feeds = config.feeds;
   const running: PrecacheFeed[] = [];
   if (!feeds || feeds.specs.length === 0) return running;
-  const { startPrecacheFeed } = await import('./feeds/precache-feed.ts');
+  const { PrecacheFeed } = await import('./feeds/precache-feed.ts');
   const open = async () => {
     for (const spec of feeds.specs) {
       const { source, accounts } = await nodeFor(spec, feeds.simIntervalMs ?? 5000);
       const simulated = source.simulated !== undefined;
-      const feed = await startPrecacheFeed(source, {
+      const feed = await PrecacheFeed.start({
+        source,
         dispatcher,
         store,
         accounts: [...(feeds.accounts ?? []), ...accounts],
@@ -460,14 +454,14 @@ async function nodeFor(spec: FeedSpec, intervalMs: number): Promise<{ source: No
     case 'nano':
       return { source: { coin: spec.kind, url: spec.url, description: `${spec.kind} ${spec.url}` }, accounts: [] };
     case 'qlc-sim': {
-      const { startQlcSim } = await import('./sim/qlc-sim.ts');
-      const sim = await startQlcSim({ demo });
+      const { QlcSim } = await import('./sim/qlc-sim.ts');
+      const sim = await QlcSim.start({ demo });
       const accounts = [...new Set(sim.demoChains().map((c) => c.address))];
       return { source: { coin: 'qlc', url: sim.url, description: `qlc-sim ${sim.url}`, simulated: sim }, accounts };
     }
     case 'nano-sim': {
-      const { startNanoSim } = await import('./sim/nano-sim.ts');
-      const sim = await startNanoSim({ demo });
+      const { NanoSim } = await import('./sim/nano-sim.ts');
+      const sim = await NanoSim.start({ demo });
       const accounts = sim.demoAccounts().map((a) => a.account);
       return { source: { coin: 'nano', url: sim.url, description: `nano-sim ${sim.url}`, simulated: sim }, accounts };
     }

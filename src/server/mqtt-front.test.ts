@@ -6,11 +6,11 @@
  * answer, and the operator's /metrics and /readyz.
  */
 import { describe, expect, it } from 'vitest';
-import { startBroker, type Broker } from './broker.ts';
+import { Broker } from './broker.ts';
 import { DEFAULT_CONNECTION_CAPS } from './connection-limit.ts';
 import { MetricsServer } from './http/metrics-server.ts';
 import type { Logger } from './log.ts';
-import { startMqttFront, type MqttFront, type MqttFrontOptions } from './mqtt-front.ts';
+import { MqttFront, type MqttFrontOptions } from './mqtt-front.ts';
 import { PACKET_TYPES } from './mqtt-packet-size.ts';
 import { cleanupsAfterEach, closeAfter } from '../testkit/cleanups.ts';
 import { connectAs, TEST_USERS as USERS } from '../testkit/mqtt.ts';
@@ -21,8 +21,8 @@ import { waitFor, waitForAsync } from '../testkit/wait.ts';
 const cleanups = cleanupsAfterEach();
 
 async function brokerAndFront(options: Partial<MqttFrontOptions> = {}): Promise<{ broker: Broker; front: MqttFront }> {
-  const broker = closeAfter(cleanups, await startBroker({ users: USERS, tcpPort: 0 }));
-  const front = closeAfter(cleanups, await startMqttFront({ broker: broker.tcpUrl!, port: 0, ...options }));
+  const broker = closeAfter(cleanups, await Broker.start({ users: USERS, tcpPort: 0 }));
+  const front = closeAfter(cleanups, await MqttFront.start({ broker: broker.tcpUrl!, port: 0, ...options }));
   return { broker, front };
 }
 
@@ -137,7 +137,7 @@ describe('the MQTT front', () => {
   it('closes a connection the broker does not take, counted and logged once', async () => {
     const lines: string[] = [];
     const log: Logger = { info: () => {}, warn: (m) => void lines.push(m), error: (m) => void lines.push(m) };
-    const front = closeAfter(cleanups, await startMqttFront({ broker: `mqtt://127.0.0.1:${await freePort()}`, port: 0, log, logIntervalMs: 3_600_000 }));
+    const front = closeAfter(cleanups, await MqttFront.start({ broker: `mqtt://127.0.0.1:${await freePort()}`, port: 0, log, logIntervalMs: 3_600_000 }));
     for (let i = 0; i < 3; i++) {
       const raw = await RawMqtt.open(front.url, cleanups);
       await raw.closed;

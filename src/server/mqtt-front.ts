@@ -22,7 +22,7 @@ import type { ConnectionLimit, RefusalReason } from './connection-limit.ts';
 import { listen } from './http/listen.ts';
 import { clip, LogLimiter } from './log-limit.ts';
 import { silentLogger, type Logger } from './log.ts';
-import { MqttGate } from './mqtt-gate.ts';
+import { MqttGate, type WebSocketEntry } from './mqtt-gate.ts';
 import { DEFAULT_PACKET_LIMITS, packetLimitsFor, type PacketType } from './mqtt-packet-size.ts';
 
 export interface MqttFrontLimits {
@@ -62,64 +62,128 @@ export interface MqttFrontCounters {
   brokerUnreachable: number;
 }
 
-export interface MqttFront {
-  /** ws://host:port/path */
-  url: string;
-  server: http.Server;
-  counters: MqttFrontCounters;
-  /** Connections open now (exempt ones included) and the sources they come from. */
-  connections: Pick<ConnectionLimit, 'open' | 'sources' | 'caps'>;
-  /** Why the front cannot serve (the broker does not accept connections), or undefined. */
-  notReady(): Promise<string | undefined>;
-  close(): Promise<void>;
-}
-
 export const DEFAULT_FRONT_PORT = 9001;
 
-export async function startMqttFront(options: MqttFrontOptions): Promise<MqttFront> {
-  const log = options.log ?? silentLogger;
-  const logLimit = new LogLimiter(log, { intervalMs: options.logIntervalMs });
-  const broker = brokerAddress(options.broker);
-  const connectTimeoutMs = options.connectTimeoutMs ?? 5000;
-  const limits = options.limits ?? {};
-  const gate = new MqttGate({
-    name: 'mqtt-front',
-    // The embedded broker's: PUBLISH as large as the codecs' payload and a topic allow.
-    packetLimits: packetLimitsFor({ ...DEFAULT_PACKET_LIMITS, maxPacketBytes: limits.maxPacketBytes ?? DEFAULT_PACKET_LIMITS.maxPacketBytes }),
-    connections: { perSource: limits.maxConnectionsPerSource, total: limits.maxConnections },
-    logLimit,
-  });
-  const counters: MqttFrontCounters = {
-    oversizePackets: gate.oversizePackets,
-    refusedConnections: gate.connections.counters.refused,
-    piped: 0,
-    brokerUnreachable: 0,
-  };
+export class MqttFront {
+  readonly server: http.Server;
+  readonly counters: MqttFrontCounters;
+  /** Connections open now (exempt ones included) and the sources they come from. */
+  readonly connections: Pick<ConnectionLimit, 'open' | 'sources' | 'caps'>;
+
+  readonly #brokerUrl: string;
+  readonly #broker: { host: string; port: number };
+  readonly #connectTimeoutMs: number;
+  readonly #logLimit: LogLimiter;
+  readonly #gate: MqttGate;
+  readonly #webSocket: WebSocketEntry;
   /** The broker's side of every piped connection, to end them all on close. */
-  const upstreams = new Set<net.Socket>();
+  readonly #upstreams = new Set<net.Socket>();
   /** Of those, the ones the broker has accepted: while there are some, it is reachable. */
-  let accepted = 0;
+  #accepted = 0;
+  #url = '';
+  #closing: Promise<void> | undefined;
+
+  /** Starts the front; resolves once it listens. A broker URL that is not mqtt://host:port throws. */
+  static async start(options: MqttFrontOptions): Promise<MqttFront> {
+    const front = new MqttFront(options);
+    const path = options.path ?? '/mqtt';
+    let origin: string;
+    try {
+      origin = await listen(front.server, options.port ?? DEFAULT_FRONT_PORT, options.host ?? '127.0.0.1');
+    } catch (err) {
+      await front.close();
+      throw err;
+    }
+    front.#url = `${origin.replace(/^http/, 'ws')}${path}`;
+    const caps = front.connections.caps;
+    (options.log ?? silentLogger).info(`mqtt-front: ${front.#url} to ${options.broker}, at most ${caps.perSource} connections a source and ${caps.total} in all`);
+    return front;
+  }
+
+  private constructor(options: MqttFrontOptions) {
+    this.#brokerUrl = options.broker;
+    this.#broker = brokerAddress(options.broker);
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? 5000;
+    this.#logLimit = new LogLimiter(options.log ?? silentLogger, { intervalMs: options.logIntervalMs });
+    const limits = options.limits ?? {};
+    this.#gate = new MqttGate({
+      name: 'mqtt-front',
+      // The embedded broker's: PUBLISH as large as the codecs' payload and a topic allow.
+      packetLimits: packetLimitsFor({ ...DEFAULT_PACKET_LIMITS, maxPacketBytes: limits.maxPacketBytes ?? DEFAULT_PACKET_LIMITS.maxPacketBytes }),
+      connections: { perSource: limits.maxConnectionsPerSource, total: limits.maxConnections },
+      logLimit: this.#logLimit,
+    });
+    this.connections = this.#gate.connections;
+    this.counters = {
+      oversizePackets: this.#gate.oversizePackets,
+      refusedConnections: this.#gate.connections.counters.refused,
+      piped: 0,
+      brokerUnreachable: 0,
+    };
+    const path = options.path ?? '/mqtt';
+    const webSocket = this.#gate.webSocket(path, (client, source, req) => this.#pipe(client, source, req));
+    this.#webSocket = webSocket;
+    // Plain HTTP: the path wants an upgrade, anything else is not here (a headless worker asking
+    // the broker's origin for /api/payouts/ learns there is no such endpoint, as from Mosquitto).
+    const server = http.createServer((req, res) => {
+      const mqtt = (req.url ?? '').split('?')[0].replace(/\/$/, '') === path;
+      res.writeHead(mqtt ? 426 : 404, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' }).end(mqtt ? 'MQTT over WebSocket only\n' : 'Not found\n');
+    });
+    server.on('upgrade', (req, socket, head) => {
+      if (!webSocket.handleUpgrade(req, socket, head)) socket.destroy();
+    });
+    server.on('clientError', (_err, socket) => socket.destroy());
+    // An upgrade request is a few hundred bytes: one that takes longer than this is not a volunteer's
+    // (and is not counted by the gate until its headers are in).
+    server.headersTimeout = server.requestTimeout = 10_000;
+    this.server = server;
+  }
+
+  /** ws://host:port/path */
+  get url(): string {
+    return this.#url;
+  }
+
+  /** Why the front cannot serve (the broker does not accept connections), or undefined. */
+  async notReady(): Promise<string | undefined> {
+    // A probe only when no volunteer's connection says so already: Mosquitto 2.0.11 counts a
+    // connection closed before its CONNECT off max_connections twice.
+    return this.#accepted > 0 ? undefined : reachable(this.#broker, this.#connectTimeoutMs);
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#logLimit.close();
+      const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      await this.#webSocket.close();
+      for (const upstream of this.#upstreams) upstream.destroy();
+      this.server.closeAllConnections();
+      await closed;
+    })();
+    return this.#closing;
+  }
 
   /** One volunteer's connection, checked packet by packet on its way to the broker. */
-  const pipe = (client: Duplex, source: string, req?: http.IncomingMessage) => {
-    counters.piped++;
-    const upstream = net.connect({ ...broker, noDelay: true });
-    upstreams.add(upstream);
+  #pipe(client: Duplex, source: string, req?: http.IncomingMessage): void {
+    this.counters.piped++;
+    const timeoutMs = this.#connectTimeoutMs;
+    const upstream = net.connect({ ...this.#broker, noDelay: true });
+    this.#upstreams.add(upstream);
     let connected = false;
     // Errors of the connection itself carry the system call that failed (connect, getaddrinfo);
     // the others are the pipe ending it (an oversize packet, a volunteer gone before the broker answered).
-    upstream.setTimeout(connectTimeoutMs, () => upstream.destroy(Object.assign(new Error(`no connection within ${connectTimeoutMs} ms`), { syscall: 'connect' })));
+    upstream.setTimeout(timeoutMs, () => upstream.destroy(Object.assign(new Error(`no connection within ${timeoutMs} ms`), { syscall: 'connect' })));
     upstream.once('connect', () => {
       connected = true;
-      accepted++;
+      this.#accepted++;
       upstream.setTimeout(0);
     });
     upstream.once('error', (err: NodeJS.ErrnoException) => {
       if (connected || err.syscall === undefined) return;
-      counters.brokerUnreachable++;
-      logLimit.error('mqtt-front: broker unreachable', `mqtt-front: closed a connection from ${clip(source)}: the broker at ${options.broker} does not answer (${clip(err.message)})`);
+      this.counters.brokerUnreachable++;
+      this.#logLimit.error('mqtt-front: broker unreachable', `mqtt-front: closed a connection from ${clip(source)}: the broker at ${this.#brokerUrl} does not answer (${clip(err.message)})`);
     });
-    const check = gate.packetCheck(source);
+    const check = this.#gate.packetCheck(source);
     const sizes = new Transform({
       transform(chunk: Buffer, _encoding, done) {
         const err = check(chunk);
@@ -138,47 +202,10 @@ export async function startMqttFront(options: MqttFrontOptions): Promise<MqttFro
     // The WebSocket's own socket closing is the end of it, whatever the broker is doing.
     req?.socket.once('close', () => upstream.destroy());
     upstream.once('close', () => {
-      upstreams.delete(upstream);
-      if (connected) accepted--;
+      this.#upstreams.delete(upstream);
+      if (connected) this.#accepted--;
     });
-  };
-
-  const path = options.path ?? '/mqtt';
-  const webSocket = gate.webSocket(path, pipe);
-  // Plain HTTP: the path wants an upgrade, anything else is not here (a headless worker asking
-  // the broker's origin for /api/payouts/ learns there is no such endpoint, as from Mosquitto).
-  const server = http.createServer((req, res) => {
-    const mqtt = (req.url ?? '').split('?')[0].replace(/\/$/, '') === path;
-    res.writeHead(mqtt ? 426 : 404, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' }).end(mqtt ? 'MQTT over WebSocket only\n' : 'Not found\n');
-  });
-  server.on('upgrade', (req, socket, head) => {
-    if (!webSocket.handleUpgrade(req, socket, head)) socket.destroy();
-  });
-  server.on('clientError', (_err, socket) => socket.destroy());
-  // An upgrade request is a few hundred bytes: one that takes longer than this is not a volunteer's
-  // (and is not counted by the gate until its headers are in).
-  server.headersTimeout = server.requestTimeout = 10_000;
-  const origin = await listen(server, options.port ?? DEFAULT_FRONT_PORT, options.host ?? '127.0.0.1');
-  const url = `${origin.replace(/^http/, 'ws')}${path}`;
-  log.info(`mqtt-front: ${url} to ${options.broker}, at most ${gate.connections.caps.perSource} connections a source and ${gate.connections.caps.total} in all`);
-
-  return {
-    url,
-    server,
-    counters,
-    connections: gate.connections,
-    // A probe only when no volunteer's connection says so already: Mosquitto 2.0.11 counts a
-    // connection closed before its CONNECT off max_connections twice.
-    notReady: async () => (accepted > 0 ? undefined : reachable(broker, connectTimeoutMs)),
-    async close() {
-      logLimit.close();
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      await webSocket.close();
-      for (const upstream of upstreams) upstream.destroy();
-      server.closeAllConnections();
-      await closed;
-    },
-  };
+  }
 }
 
 /** host and port of an mqtt:// URL; anything else is a configuration error. */

@@ -43,19 +43,6 @@ export interface MqttGateOptions {
 /** A connection the gate let in, with the source it is counted under (for logs). */
 export type AcceptConnection = (stream: Duplex, source: string, req?: IncomingMessage) => void;
 
-export interface TcpEntry {
-  server: net.Server;
-  /** Stops listening and ends every connection it accepted, logged in or not. */
-  close(): Promise<void>;
-}
-
-export interface WebSocketEntry {
-  /** Handles an upgrade for its path; false (socket untouched) for any other path. */
-  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean;
-  /** Ends every WebSocket it accepted. */
-  close(): Promise<void>;
-}
-
 /** Answer to a refused upgrade: its source's cap is a wait, the total is the server being full. */
 const REFUSAL_STATUS = { 'per-source': 429, total: 503 } as const;
 /**
@@ -82,66 +69,13 @@ export class MqttGate {
   /** MQTT over WebSocket on `path`: each upgrade admitted, then handed on as a byte stream. */
   webSocket(path: string, accept: AcceptConnection): WebSocketEntry {
     // A frame never needs to be bigger than the largest packet.
-    const wss = new WebSocketServer({ noServer: true, maxPayload: Math.max(this.#packetLimits.publish, this.#packetLimits.other) });
-    return {
-      handleUpgrade: (req, socket, head) => {
-        const requested = (req.url ?? '').split('?')[0];
-        if (requested !== path && requested !== `${path}/`) return false;
-        const peer = req.socket.remoteAddress;
-        const admission = this.#admit(callerAddress(req), isOperatorHost(peer) && !isProxied(req));
-        if (!admission.ok) {
-          const status = REFUSAL_STATUS[admission.reason];
-          const text = `${admission.why}\n`;
-          socket.once('finish', () => socket.destroy());
-          socket.end(
-            `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nRetry-After: 10\r\n` +
-              `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
-          );
-          return true;
-        }
-        // Released when the socket closes: with its WebSocket, or at a handshake ws refuses.
-        socket.once('close', admission.release);
-        (socket as net.Socket).setKeepAlive?.(true, TCP_KEEPALIVE_MS);
-        wss.handleUpgrade(req, socket, head, (ws) => {
-          const stream = createWebSocketStream(ws);
-          stream.on('error', () => stream.destroy());
-          accept(stream, admission.source, req);
-        });
-        return true;
-      },
-      close: async () => {
-        for (const ws of wss.clients) ws.terminate();
-        await new Promise<void>((resolve) => wss.close(() => resolve()));
-      },
-    };
+    const maxPayload = Math.max(this.#packetLimits.publish, this.#packetLimits.other);
+    return new WebSocketEntry({ path, accept, maxPayload, admit: (address, exempt) => this.#admit(address, exempt) });
   }
 
   /** A TCP server for MQTT whose connections pass the gate (127.0.0.1 and ::1 are the operator's own). */
   tcpServer(accept: AcceptConnection): TcpEntry {
-    const sockets = new Set<net.Socket>();
-    const server = net.createServer((socket) => {
-      const admission = this.#admit(socket.remoteAddress ?? '?', isOperatorHost(socket.remoteAddress));
-      if (!admission.ok) {
-        socket.destroy();
-        return;
-      }
-      sockets.add(socket);
-      socket.setKeepAlive(true, TCP_KEEPALIVE_MS);
-      socket.once('close', () => {
-        sockets.delete(socket);
-        admission.release();
-      });
-      accept(socket, admission.source);
-    });
-    return {
-      server,
-      close: async () => {
-        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-        // One that never logged in would otherwise hold the close until the broker's connect timeout.
-        for (const socket of sockets) socket.destroy();
-        await closed;
-      },
-    };
+    return new TcpEntry({ accept, admit: (address, exempt) => this.#admit(address, exempt) });
   }
 
   /**
@@ -169,5 +103,96 @@ export class MqttGate {
       );
     }
     return admission;
+  }
+}
+
+/** Admits a connection from `address` (never refused when `exempt`), counting and logging a refusal. */
+type Admit = (address: string, exempt: boolean) => Admission;
+
+/** MQTT over WebSocket on one path, each upgrade admitted by the gate first. */
+export class WebSocketEntry {
+  readonly #path: string;
+  readonly #accept: AcceptConnection;
+  readonly #admit: Admit;
+  readonly #wss: WebSocketServer;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: { path: string; accept: AcceptConnection; admit: Admit; maxPayload: number }) {
+    this.#path = options.path;
+    this.#accept = options.accept;
+    this.#admit = options.admit;
+    this.#wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload });
+  }
+
+  /** Handles an upgrade for its path; false (socket untouched) for any other path. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+    const requested = (req.url ?? '').split('?')[0];
+    if (requested !== this.#path && requested !== `${this.#path}/`) return false;
+    const peer = req.socket.remoteAddress;
+    const admission = this.#admit(callerAddress(req), isOperatorHost(peer) && !isProxied(req));
+    if (!admission.ok) {
+      const status = REFUSAL_STATUS[admission.reason];
+      const text = `${admission.why}\n`;
+      socket.once('finish', () => socket.destroy());
+      socket.end(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nRetry-After: 10\r\n` +
+          `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
+      );
+      return true;
+    }
+    // Released when the socket closes: with its WebSocket, or at a handshake ws refuses.
+    socket.once('close', admission.release);
+    (socket as net.Socket).setKeepAlive?.(true, TCP_KEEPALIVE_MS);
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      const stream = createWebSocketStream(ws);
+      stream.on('error', () => stream.destroy());
+      this.#accept(stream, admission.source, req);
+    });
+    return true;
+  }
+
+  /** Ends every WebSocket it accepted. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      for (const ws of this.#wss.clients) ws.terminate();
+      await new Promise<void>((resolve) => this.#wss.close(() => resolve()));
+    })();
+    return this.#closing;
+  }
+}
+
+/** A TCP server for MQTT whose connections pass the gate. */
+export class TcpEntry {
+  readonly server: net.Server;
+
+  readonly #sockets = new Set<net.Socket>();
+  #closing: Promise<void> | undefined;
+
+  constructor(options: { accept: AcceptConnection; admit: Admit }) {
+    this.server = net.createServer((socket) => {
+      const admission = options.admit(socket.remoteAddress ?? '?', isOperatorHost(socket.remoteAddress));
+      if (!admission.ok) {
+        socket.destroy();
+        return;
+      }
+      this.#sockets.add(socket);
+      socket.setKeepAlive(true, TCP_KEEPALIVE_MS);
+      socket.once('close', () => {
+        this.#sockets.delete(socket);
+        admission.release();
+      });
+      options.accept(socket, admission.source);
+    });
+  }
+
+  /** Stops listening and ends every connection it accepted, logged in or not. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      // One that never logged in would otherwise hold the close until the broker's connect timeout.
+      for (const socket of this.#sockets) socket.destroy();
+      await closed;
+    })();
+    return this.#closing;
   }
 }

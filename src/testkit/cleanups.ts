@@ -15,7 +15,7 @@ export function cleanupsAfterEach(): (() => unknown)[] {
 
 /**
  * Puts `resource.close()` on `cleanups` and hands the resource back, so opening and closing it
- * stay one line: `const sim = closeAfter(cleanups, await startQlcSim())`.
+ * stay one line: `const sim = closeAfter(cleanups, await QlcSim.start())`.
  */
 export function closeAfter<T extends { close(): unknown }>(cleanups: (() => unknown)[], resource: T): T {
   cleanups.push(() => resource.close());

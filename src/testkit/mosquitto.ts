@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startMqttFront, type MqttFront, type MqttFrontOptions } from '../server/mqtt-front.ts';
+import { MqttFront, type MqttFrontOptions } from '../server/mqtt-front.ts';
 import { freePort } from './net.ts';
 
 export const MOSQUITTO = '/usr/sbin/mosquitto';
@@ -114,7 +114,7 @@ export class Mosquitto {
       if (child.exitCode !== null || Date.now() > deadline) throw new Error(`mosquitto did not start:\n${broker.log}`);
       await new Promise((r) => setTimeout(r, 100));
     }
-    broker.front = await startMqttFront({ broker: broker.volunteersUrl, port: 0, ...options.front });
+    broker.front = await MqttFront.start({ broker: broker.volunteersUrl, port: 0, ...options.front });
     ports.ws = Number(new URL(broker.front.url).port);
     return broker;
   }

@@ -1,8 +1,8 @@
 /** Test helper, never imported by the product: MQTT logins for the DPoW roles. */
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import type { BrokerRole, BrokerUsers, Credentials } from '../server/broker.ts';
+import type { BrokerRole, BrokerUsers, Credentials } from '../server/broker-rules.ts';
 
-/** One login per role for test brokers (`startBroker({ users: TEST_USERS })`). */
+/** One login per role for test brokers (`Broker.start({ users: TEST_USERS })`). */
 export const TEST_USERS = {
   server: { username: 'server', password: 'server-secret' },
   client: { username: 'client', password: 'client' },

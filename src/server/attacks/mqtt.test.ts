@@ -11,7 +11,7 @@
  * a real `dpow-web start` process (RSS before, at peak and after, and log bytes).
  */
 import { describe, expect, it } from 'vitest';
-import { startBroker, type Broker, type BrokerOptions } from '../broker.ts';
+import { Broker, type BrokerOptions } from '../broker.ts';
 import { DEFAULT_CONNECTION_CAPS } from '../connection-limit.ts';
 import type { Logger } from '../log.ts';
 import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
@@ -31,7 +31,7 @@ function logLines(): { lines: string[]; log: Logger; bytes: () => number } {
 }
 
 async function broker(options: Partial<BrokerOptions> = {}): Promise<Broker> {
-  return closeAfter(cleanups, await startBroker({ users: USERS, tcpPort: 0, ...options }));
+  return closeAfter(cleanups, await Broker.start({ users: USERS, tcpPort: 0, ...options }));
 }
 
 /**

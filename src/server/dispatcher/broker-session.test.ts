@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import mqtt, { type MqttClient } from 'mqtt';
-import { startBroker } from '../broker.ts';
+import { Broker } from '../broker.ts';
 import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
 import { quietLogger } from '../../testkit/log.ts';
 import { connectAs, TEST_USERS } from '../../testkit/mqtt.ts';
@@ -46,7 +46,7 @@ async function thief(url: string, clientId: string): Promise<MqttClient> {
 
 describe('BrokerSession', () => {
   it('takes results from both result topics and publishes every server topic through its codec, counted', async () => {
-    const broker = closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: 0 }));
+    const broker = closeAfter(cleanups, await Broker.start({ users: TEST_USERS, tcpPort: 0 }));
     const dash = await connectAs(broker.tcpUrl!, 'dashboard', cleanups);
     const seen: Array<{ topic: string; payload: string }> = [];
     dash.on('message', (topic, payload) => seen.push({ topic, payload: payload.toString() }));
@@ -88,7 +88,7 @@ describe('BrokerSession', () => {
   });
 
   it('survives a result handler that throws', async () => {
-    const broker = closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: 0 }));
+    const broker = closeAfter(cleanups, await Broker.start({ users: TEST_USERS, tcpPort: 0 }));
     const errors: string[] = [];
     let calls = 0;
     const { s } = session(broker.tcpUrl!, {
@@ -109,7 +109,7 @@ describe('BrokerSession', () => {
   });
 
   it('fails to open with the reason, and opens nothing once closed', async () => {
-    const broker = closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: 0 }));
+    const broker = closeAfter(cleanups, await Broker.start({ users: TEST_USERS, tcpPort: 0 }));
     await expect(session(broker.tcpUrl!, { password: 'wrong' }).s.open()).rejects.toThrow(
       /^cannot connect to mqtt:\/\/.*: (Bad username or password|Not authorized)/,
     );
@@ -123,7 +123,7 @@ describe('BrokerSession', () => {
   });
 
   it('connects under an unguessable client id, and a new one each time: a stolen id knocks it off once, not in a loop', async () => {
-    const broker = closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: 0 }));
+    const broker = closeAfter(cleanups, await Broker.start({ users: TEST_USERS, tcpPort: 0 }));
     const { s, clients, counters, results, reconnects } = session(broker.tcpUrl!);
     await s.open();
     const stolen = clients[0].options.clientId!;
@@ -143,7 +143,7 @@ describe('BrokerSession', () => {
   });
 
   it('with a standby, takes each result once, loses none while a connection is taken over, and reports the takeover', async () => {
-    const broker = closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: 0 }));
+    const broker = closeAfter(cleanups, await Broker.start({ users: TEST_USERS, tcpPort: 0 }));
     const warnings: string[] = [];
     const { s, results, clients, counters, reconnects } = session(broker.tcpUrl!, {
       standby: true,
@@ -189,7 +189,7 @@ describe('BrokerSession', () => {
   it('moves to the next node of a clustered broker when its node goes, subscribes there and says so', async () => {
     // Two aedes brokers stand in for two nodes: each is a broker of its own, so a result reaches
     // the session only where it has subscribed.
-    const nodes = [await startBroker({ users: TEST_USERS, tcpPort: 0 }), closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: 0 }))];
+    const nodes = [await Broker.start({ users: TEST_USERS, tcpPort: 0 }), closeAfter(cleanups, await Broker.start({ users: TEST_USERS, tcpPort: 0 }))];
     const warnings: string[] = [];
     const { s, results, counters, reconnects, clients } = session(nodes[0].tcpUrl!, {
       failoverUrls: [nodes[1].tcpUrl!],
@@ -221,9 +221,9 @@ describe('BrokerSession', () => {
 
   it('with a standby, keeps its two connections on different nodes: one node dying leaves results flowing, and the lost one moves to a third', async () => {
     const nodes = [
-      await startBroker({ users: TEST_USERS, tcpPort: 0 }),
-      closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: 0 })),
-      closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: 0 })),
+      await Broker.start({ users: TEST_USERS, tcpPort: 0 }),
+      closeAfter(cleanups, await Broker.start({ users: TEST_USERS, tcpPort: 0 })),
+      closeAfter(cleanups, await Broker.start({ users: TEST_USERS, tcpPort: 0 })),
     ];
     const urls = nodes.map((n) => n.tcpUrl!);
     const { s, results, counters, reconnects } = session(urls[0], { failoverUrls: urls.slice(1), standby: true });
@@ -243,7 +243,7 @@ describe('BrokerSession', () => {
   });
 
   it('opens on the next node when the first is down, and gives up only on a refused login or every node failing', async () => {
-    const live = closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: 0 }));
+    const live = closeAfter(cleanups, await Broker.start({ users: TEST_USERS, tcpPort: 0 }));
     const dead = 'mqtt://127.0.0.1:1';
     const { s } = session(dead, { failoverUrls: [live.tcpUrl!] });
     expect(await s.open()).toBe(true);
@@ -258,7 +258,7 @@ describe('BrokerSession', () => {
   });
 
   it("keeps reconnecting through a node's 'Server unavailable' (RabbitMQ electing its client-id registry) instead of giving up", async () => {
-    const node = closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: 0 }));
+    const node = closeAfter(cleanups, await Broker.start({ users: TEST_USERS, tcpPort: 0 }));
     const { s, reconnects } = session(node.tcpUrl!);
     await s.open();
     // The broker drops the session's connection and answers the next two logins "Server unavailable".
@@ -279,14 +279,14 @@ describe('BrokerSession', () => {
   });
 
   it('calls onReconnect when the connection comes back, not for the first one', async () => {
-    const first = await startBroker({ users: TEST_USERS, tcpPort: 0 });
+    const first = await Broker.start({ users: TEST_USERS, tcpPort: 0 });
     const port = Number(new URL(first.tcpUrl!).port);
     const { s, reconnects } = session(first.tcpUrl!);
     await s.open();
     expect(reconnects()).toBe(0);
     await first.close();
     await waitFor('the disconnect', () => !s.connected);
-    closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: port }));
+    closeAfter(cleanups, await Broker.start({ users: TEST_USERS, tcpPort: port }));
     await waitFor('the reconnect', () => reconnects() === 1, 10_000);
     expect(s.connected).toBe(true);
     // Leave before the broker closes, so the session does not chase it while the test ends.

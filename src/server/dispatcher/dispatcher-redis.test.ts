@@ -13,7 +13,8 @@ import { quietLogger } from '../../testkit/log.ts';
 import { RedisServer, skipWithoutRedis } from '../../testkit/redis.ts';
 import { waitFor, waitForAsync } from '../../testkit/wait.ts';
 import { findWork, randomRoot } from '../../testkit/work.ts';
-import { startBroker, type Broker, type BrokerUsers } from '../broker.ts';
+import { Broker } from '../broker.ts';
+import type { BrokerUsers } from '../broker-rules.ts';
 import { Dispatcher, type DispatcherOptions } from './dispatcher.ts';
 import { RedisStore } from '../store/redis-store.ts';
 
@@ -34,7 +35,7 @@ interface Seen {
 }
 
 async function setup() {
-  const broker: Broker = await startBroker({ users: USERS, tcpPort: 0 });
+  const broker: Broker = await Broker.start({ users: USERS, tcpPort: 0 });
   cleanups.push(() => broker.close());
   const connect = async (username: string, password: string): Promise<MqttClient> => {
     const c = await mqtt.connectAsync(broker.tcpUrl!, { username, password, protocolVersion: 4, reconnectPeriod: 0 });

@@ -4,7 +4,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { encodeAddress } from '../../dpow/address.ts';
 import { clientCodec, statisticsCodec, workCodec } from '../../dpow/codec.ts';
 import { toU64Hex, workValue } from '../../pow/work.ts';
-import { startBroker, type Broker } from '../broker.ts';
+import { Broker } from '../broker.ts';
 import { Dispatcher, type AcceptedResult, type DispatcherOptions } from './dispatcher.ts';
 import { MemoryStore } from '../store/memory-store.ts';
 import { DispatchError } from '../types.ts';
@@ -39,7 +39,7 @@ interface Harness {
 }
 
 async function harness(options: Partial<DispatcherOptions> = {}, store = new MemoryStore()): Promise<Harness> {
-  const broker = closeAfter(cleanup, await startBroker({ users: USERS, tcpPort: 0 }));
+  const broker = closeAfter(cleanup, await Broker.start({ users: USERS, tcpPort: 0 }));
   const dash = await connectAs(broker.tcpUrl!, 'dashboard', cleanup);
   const seen: Seen[] = [];
   dash.on('message', (topic, payload) => seen.push({ topic, payload: payload.toString() }));
@@ -467,7 +467,7 @@ describe('Dispatcher resilience', () => {
 
   it('reconnects after the broker restarts and republishes what is still pending', async () => {
     const store = new MemoryStore();
-    const first = await startBroker({ users: USERS, tcpPort: 0 });
+    const first = await Broker.start({ users: USERS, tcpPort: 0 });
     const port = Number(new URL(first.tcpUrl!).port);
     const d = new Dispatcher({ brokerUrl: first.tcpUrl!, username: 'server', password: 'server-secret', store });
     await d.start();
@@ -477,7 +477,7 @@ describe('Dispatcher resilience', () => {
     await first.close();
     await waitFor('the disconnect', () => !d.connected, 5000);
 
-    const second = closeAfter(cleanup, await startBroker({ users: USERS, tcpPort: port }));
+    const second = closeAfter(cleanup, await Broker.start({ users: USERS, tcpPort: port }));
     const dash = await connectAs(second.tcpUrl!, 'dashboard', cleanup);
     const seen: Seen[] = [];
     dash.on('message', (topic, payload) => seen.push({ topic, payload: payload.toString() }));
@@ -490,7 +490,7 @@ describe('Dispatcher resilience', () => {
 
 describe('Dispatcher broker connection', () => {
   it('opens it through the injected connect, and start() fails with the reason a refusal gives', async () => {
-    const broker = closeAfter(cleanup, await startBroker({ users: USERS, tcpPort: 0 }));
+    const broker = closeAfter(cleanup, await Broker.start({ users: USERS, tcpPort: 0 }));
     const opened: Array<{ url: string; username?: string; clientId?: string; protocolVersion?: number }> = [];
     const d = new Dispatcher({
       brokerUrl: broker.tcpUrl!,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { startBroker, type Broker } from '../broker.ts';
+import { Broker } from '../broker.ts';
 import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
 import { quietLogger } from '../../testkit/log.ts';
 import { connectAs, TEST_USERS } from '../../testkit/mqtt.ts';
@@ -30,7 +30,7 @@ describe('StatisticsOnEveryNode', () => {
   // Separate aedes brokers stand in for the nodes of a cluster: each keeps its own retained
   // messages, as a RabbitMQ node does.
   async function nodes(n: number): Promise<Broker[]> {
-    return Promise.all(Array.from({ length: n }, async () => closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: 0 }))));
+    return Promise.all(Array.from({ length: n }, async () => closeAfter(cleanups, await Broker.start({ users: TEST_USERS, tcpPort: 0 }))));
   }
 
   function everyNode(urls: string[]) {
@@ -63,7 +63,7 @@ describe('StatisticsOnEveryNode', () => {
 
     // The node returns holding the old figures (RabbitMQ keeps retained messages on its disk),
     // given to it in the same turn as it starts listening, before any login can be through.
-    const back = closeAfter(cleanups, await startBroker({ users: TEST_USERS, tcpPort: port }));
+    const back = closeAfter(cleanups, await Broker.start({ users: TEST_USERS, tcpPort: port }));
     back.aedes.publish({ cmd: 'publish', topic: 'statistics', payload: Buffer.from('{"old":true}'), qos: 0, retain: true, dup: false }, () => {});
     await waitForAsync('the latest on the node that came back', () => retainedOn(back.tcpUrl!, '{"new":true}'), 15_000);
   });

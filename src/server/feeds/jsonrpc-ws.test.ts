@@ -10,7 +10,7 @@ import {
   JsonRpcWsClient,
   type Subscription,
 } from './jsonrpc-ws.ts';
-import { qlcSubscriptionId, startQlcSim, type QlcSim } from '../sim/qlc-sim.ts';
+import { qlcSubscriptionId, QlcSim, type QlcSimOptions } from '../sim/qlc-sim.ts';
 import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
 import { quietLogger as quiet } from '../../testkit/log.ts';
 import { openRawSocket } from '../../testkit/raw-socket.ts';
@@ -22,8 +22,8 @@ const BAD_CHECKSUM = breakChecksum(ADDRESS);
 
 const cleanups = cleanupsAfterEach();
 
-async function sim(options: Parameters<typeof startQlcSim>[0] = {}): Promise<QlcSim> {
-  return closeAfter(cleanups, await startQlcSim(options));
+async function sim(options: QlcSimOptions = {}): Promise<QlcSim> {
+  return closeAfter(cleanups, await QlcSim.start(options));
 }
 function client(url: string, options: ConstructorParameters<typeof JsonRpcWsClient>[1] = {}): JsonRpcWsClient {
   return closeAfter(cleanups, new JsonRpcWsClient(url, { log: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100, ...options }));

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { encodeAddress } from '../../dpow/address.ts';
 import { NanoFeed } from './nano-feed.ts';
 import type { NanoConfirmation } from './nano-wire.ts';
-import { nanoConfirmation, startNanoSim, type NanoSim } from '../sim/nano-sim.ts';
+import { nanoConfirmation, NanoSim, type NanoSimOptions } from '../sim/nano-sim.ts';
 import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
 import { quietLogger as quiet } from '../../testkit/log.ts';
 import { openRawSocket } from '../../testkit/raw-socket.ts';
@@ -17,8 +17,8 @@ const H1 = 'AB'.repeat(32);
 const H2 = 'CD'.repeat(32);
 
 const cleanups = cleanupsAfterEach();
-async function sim(options: Parameters<typeof startNanoSim>[0] = {}): Promise<NanoSim> {
-  return closeAfter(cleanups, await startNanoSim(options));
+async function sim(options: NanoSimOptions = {}): Promise<NanoSim> {
+  return closeAfter(cleanups, await NanoSim.start(options));
 }
 function feed(url: string, options: ConstructorParameters<typeof NanoFeed>[1] = {}): NanoFeed {
   return closeAfter(cleanups, new NanoFeed(url, { log: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100, pingIntervalMs: 0, replyTimeoutMs: 300, ...options }));

@@ -11,16 +11,16 @@ import type { MqttClient } from 'mqtt';
 import { describe, expect, it } from 'vitest';
 import { encodeAddress } from '../../dpow/address.ts';
 import { toU64Hex } from '../../pow/work.ts';
-import { startBroker, type Broker } from '../broker.ts';
+import { Broker } from '../broker.ts';
 import { Dispatcher } from '../dispatcher/dispatcher.ts';
 import { NanoFeed } from './nano-feed.ts';
-import { nanoConfirmation, startNanoSim } from '../sim/nano-sim.ts';
+import { nanoConfirmation, NanoSim } from '../sim/nano-sim.ts';
 import { parseFeedSpec } from './feed-spec.ts';
 import { PrecachePolicy } from './precache.ts';
 import { createServer } from '../create-server.ts';
 import { QlcFeed } from './qlc-feed.ts';
 import type { QlcBlock } from './qlc-wire.ts';
-import { startQlcSim } from '../sim/qlc-sim.ts';
+import { QlcSim } from '../sim/qlc-sim.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
 import { quietLogger as quiet } from '../../testkit/log.ts';
@@ -46,7 +46,7 @@ interface World {
 async function world(): Promise<World> {
   const dir = mkdtempSync(join(tmpdir(), 'dpow-precache-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const broker = closeAfter(cleanups, await startBroker({ users: USERS, tcpPort: 0 }));
+  const broker = closeAfter(cleanups, await Broker.start({ users: USERS, tcpPort: 0 }));
   const dash = await connectAs(broker.tcpUrl!, 'dashboard', cleanups);
   const seen: World['seen'] = [];
   dash.on('message', (topic, payload) => seen.push({ topic, payload: payload.toString() }));
@@ -72,7 +72,7 @@ async function running(): Promise<{ w: World; store: SqliteStore; d: Dispatcher 
 describe('precache from a go-qlc node, end to end', () => {
   it('new block => work/precache; frontier move => cancel/precache; replays ignored; reconnect => new subscription', async () => {
     const { w, store, d } = await running();
-    const sim = closeAfter(cleanups, await startQlcSim());
+    const sim = closeAfter(cleanups, await QlcSim.start());
     const feed = closeAfter(cleanups, new QlcFeed(sim.url, { log: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100 }));
     const policy = new PrecachePolicy({ dispatcher: d, store, accounts: [QLC], qlcDifficulty: EASY, refreshMs: 0, log: quiet });
     cleanups.push(() => policy.stop());
@@ -123,7 +123,7 @@ describe('precache from a go-qlc node, end to end', () => {
 describe('precache from a Nano node, end to end', () => {
   it('confirmations of tracked accounts become precache jobs; reconnect subscribes again', async () => {
     const { w, store, d } = await running();
-    const sim = closeAfter(cleanups, await startNanoSim());
+    const sim = closeAfter(cleanups, await NanoSim.start());
     const feed = closeAfter(cleanups, new NanoFeed(sim.url, { log: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100, pingIntervalMs: 0 }));
     const policy = new PrecachePolicy({ dispatcher: d, store, accounts: [NANO], nanoDifficulty: EASY, refreshMs: 0, log: quiet });
     cleanups.push(() => policy.stop());

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { encodeAddress } from '../../dpow/address.ts';
 import { QlcFeed, validateQlcBlock } from './qlc-feed.ts';
 import type { QlcAccountInfo, QlcBlock, QlcPending, QlcPovHeader } from './qlc-wire.ts';
-import { startQlcSim, type QlcSim } from '../sim/qlc-sim.ts';
+import { QlcSim } from '../sim/qlc-sim.ts';
 import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
 import { quietLogger as quiet } from '../../testkit/log.ts';
 import { waitFor } from '../../testkit/wait.ts';
@@ -30,7 +30,7 @@ const block = (address: string, extra: Partial<QlcBlock> = {}): QlcBlock => ({
 
 const cleanups = cleanupsAfterEach();
 async function setup(): Promise<{ sim: QlcSim; feed: QlcFeed }> {
-  const sim = closeAfter(cleanups, await startQlcSim());
+  const sim = closeAfter(cleanups, await QlcSim.start());
   const feed = closeAfter(cleanups, new QlcFeed(sim.url, { log: quiet, reconnectDelayMs: 20, maxReconnectDelayMs: 100 }));
   await feed.connect();
   return { sim, feed };
@@ -141,7 +141,7 @@ describe('QlcFeed against the go-qlc test node', () => {
 
 describe('qlc-sim event buffers', () => {
   it('drops the tail of a burst bigger than a subscription’s buffer, as a busy node does', async () => {
-    const sim = closeAfter(cleanups, await startQlcSim({ bufferLimit: 5 }));
+    const sim = closeAfter(cleanups, await QlcSim.start({ bufferLimit: 5 }));
     const feed = closeAfter(cleanups, new QlcFeed(sim.url, { log: quiet }));
     await feed.connect();
     const blocks: QlcBlock[] = [];
@@ -158,7 +158,7 @@ describe('qlc-sim event buffers', () => {
 
 describe('qlc-sim demo mode', () => {
   it('makes chained blocks: each block’s previous is its chain’s last hash', async () => {
-    const sim = closeAfter(cleanups, await startQlcSim({ demo: { accounts: 3, intervalMs: 30 } }));
+    const sim = closeAfter(cleanups, await QlcSim.start({ demo: { accounts: 3, intervalMs: 30 } }));
     const feed = closeAfter(cleanups, new QlcFeed(sim.url, { log: quiet }));
     await feed.connect();
     const blocks: QlcBlock[] = [];

@@ -11,7 +11,7 @@ import { parseDeployment } from '../../dpow/deployment.ts';
 import { difficultyPolicy } from '../../pow/difficulty.ts';
 import { toU64Hex, validateWork } from '../../pow/work.ts';
 import { createServer, type AppConfig, type AppServer } from '../create-server.ts';
-import { startBroker } from '../broker.ts';
+import { Broker } from '../broker.ts';
 import { MemoryStore } from '../store/memory-store.ts';
 import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
 import { connectAs } from '../../testkit/mqtt.ts';
@@ -129,7 +129,7 @@ describe('the app server (createServer, kind app)', () => {
   });
 
   it('points the page and the dispatcher at an external broker', async () => {
-    const external = await startBroker({
+    const external = await Broker.start({
       users: { server: { username: 'srv', password: 'ext-secret' }, client: { username: 'client', password: 'client' } },
     });
     cleanup.push(() => external.close());
@@ -150,7 +150,7 @@ describe('the app server (createServer, kind app)', () => {
   });
 
   it('fails to start against a broker it cannot use, with the reason', async () => {
-    const external = closeAfter(cleanup, await startBroker({ users: { server: { username: 'srv', password: 'right' }, client: { username: 'client', password: 'client' } } }));
+    const external = closeAfter(cleanup, await Broker.start({ users: { server: { username: 'srv', password: 'right' }, client: { username: 'client', password: 'client' } } }));
     const attempt = (url: string, password: string) =>
       createServer({ kind: 'app', http: { port: 0, staticDir: dist }, broker: { kind: 'external', url, username: 'srv', password } });
     await expect(attempt(external.wsUrl, 'wrong')).rejects.toThrow(/Bad username or password|Not authorized/);

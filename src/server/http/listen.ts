@@ -1,8 +1,7 @@
-/** Starts an http.Server listening; resolves with its origin, `http://host:port` (IPv6 in brackets). */
-import type http from 'node:http';
-import type { AddressInfo } from 'node:net';
+/** Starts a server listening; resolves with its origin, `http://host:port` (IPv6 in brackets). */
+import type { AddressInfo, Server } from 'node:net';
 
-export async function listen(server: http.Server, port: number, host: string): Promise<string> {
+export async function listen(server: Server, port: number, host: string): Promise<string> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -11,5 +10,10 @@ export async function listen(server: http.Server, port: number, host: string): P
     });
   });
   const address = server.address() as AddressInfo;
-  return `http://${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`;
+  return `http://${urlHost(address.address)}:${address.port}`;
+}
+
+/** An address as the host of a URL: an IPv6 one in brackets. */
+export function urlHost(address: string): string {
+  return address.includes(':') ? `[${address}]` : address;
 }

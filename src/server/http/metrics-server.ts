@@ -9,7 +9,7 @@ import http from 'node:http';
 import { silentLogger } from '../log.ts';
 import { SECURITY_HEADERS } from './app-server.ts';
 import { listen } from './listen.ts';
-import { createServerMetrics, type ServerMetrics, type ServerMetricsOptions } from './metrics.ts';
+import { ServerMetrics, type ServerMetricsOptions } from './metrics.ts';
 import { createRequestGuard } from './request-guard.ts';
 
 export interface MetricsServerOptions extends ServerMetricsOptions {
@@ -32,7 +32,7 @@ export class MetricsServer {
   static async start(options: MetricsServerOptions): Promise<MetricsServer> {
     const { host = '127.0.0.1', port, publicNames, ...metricsOptions } = options;
     const log = options.log ?? silentLogger;
-    const metrics = createServerMetrics({ guard: createRequestGuard({ host, publicNames }), ...metricsOptions });
+    const metrics = new ServerMetrics({ guard: createRequestGuard({ host, publicNames }), ...metricsOptions });
     const server = http.createServer((req, res) => {
       for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
       void metrics

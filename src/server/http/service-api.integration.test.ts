@@ -12,7 +12,8 @@ import WebSocket from 'ws';
 import { encodeAddress } from '../../dpow/address.ts';
 import { difficultyPolicy } from '../../pow/difficulty.ts';
 import { rootToHex, validateWork, workValue } from '../../pow/work.ts';
-import { defaultBrokerUsers, startBroker, type Broker } from '../broker.ts';
+import { Broker } from '../broker.ts';
+import { defaultBrokerUsers } from '../broker-rules.ts';
 import { Dispatcher } from '../dispatcher/dispatcher.ts';
 import { MemoryStore } from '../store/memory-store.ts';
 import { ServiceApi } from './service-api.ts';
@@ -55,7 +56,7 @@ beforeAll(async () => {
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  broker = await startBroker({ users, server });
+  broker = await Broker.start({ users, server });
   dispatcher = new Dispatcher({ brokerUrl: broker.wsUrl, ...users.server, store });
   api = new ServiceApi({ dispatcher, store, policy: difficultyPolicy({ minDifficulty: 0xf000000000000000n }), rpc: { enabled: true, allow: 'loopback', timeoutMs: 2_000 } });
   await dispatcher.start();

@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { encodeAddress } from '../../dpow/address.ts';
 import { statisticsCodec, workCodec } from '../../dpow/codec.ts';
-import { startBroker } from '../broker.ts';
-import { DEMO_DEFAULTS, startDemoSource } from './demo-source.ts';
+import { Broker } from '../broker.ts';
+import { DEMO_DEFAULTS, DemoSource } from './demo-source.ts';
 import { Dispatcher } from '../dispatcher/dispatcher.ts';
 import { MemoryStore } from '../store/memory-store.ts';
 import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
@@ -14,7 +14,7 @@ import { findWork } from '../../testkit/work.ts';
 const cleanup = cleanupsAfterEach();
 async function setup() {
   const users = { server: { username: 's', password: 'sp' }, client: { username: 'client', password: 'client' } };
-  const broker = closeAfter(cleanup, await startBroker({ users }));
+  const broker = closeAfter(cleanup, await Broker.start({ users }));
   const store = new MemoryStore();
   const dispatcher = new Dispatcher({ brokerUrl: broker.wsUrl, username: 's', password: 'sp', store, statisticsMs: 200 });
   await dispatcher.start();
@@ -35,7 +35,7 @@ describe('demo work source', () => {
 
   it('streams precache and ondemand jobs, and credits a public demo service in statistics', async () => {
     const { store, dispatcher, worker, seen } = await setup();
-    const demo = await startDemoSource(dispatcher, store, { precacheEveryMs: 100, ondemandEveryMs: 150, difficulty: 'ff00000000000000' });
+    const demo = await DemoSource.start({ dispatcher, store, precacheEveryMs: 100, ondemandEveryMs: 150, difficulty: 'ff00000000000000' });
     cleanup.push(() => demo.stop());
     expect(await store.getService('demo')).toMatchObject({ public: true, display: 'dpow-web demo' });
 
@@ -66,12 +66,12 @@ describe('demo work source', () => {
 
   it('publishes nothing when disabled, and stops when told', async () => {
     const { store, dispatcher, seen } = await setup();
-    const off = await startDemoSource(dispatcher, store, { enabled: false, precacheEveryMs: 50, ondemandEveryMs: 50 });
+    const off = await DemoSource.start({ dispatcher, store, enabled: false, precacheEveryMs: 50, ondemandEveryMs: 50 });
     await sleep(300);
     expect(seen.filter((m) => m.topic.startsWith('work/'))).toEqual([]);
     off.stop();
 
-    const on = await startDemoSource(dispatcher, store, { precacheEveryMs: 50, ondemandEveryMs: 0, ondemandTimeoutMs: 100 });
+    const on = await DemoSource.start({ dispatcher, store, precacheEveryMs: 50, ondemandEveryMs: 0, ondemandTimeoutMs: 100 });
     await waitFor('a precache job', () => seen.some((m) => m.topic === 'work/precache'));
     on.stop();
     await sleep(100);
@@ -83,6 +83,6 @@ describe('demo work source', () => {
 
   it('refuses a malformed difficulty', async () => {
     const { store, dispatcher } = await setup();
-    await expect(startDemoSource(dispatcher, store, { difficulty: 'fffff' })).rejects.toThrow(/16 hex/);
+    await expect(DemoSource.start({ dispatcher, store, difficulty: 'fffff' })).rejects.toThrow(/16 hex/);
   });
 });

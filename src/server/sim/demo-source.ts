@@ -51,92 +51,106 @@ export interface DemoCounters {
   errors: number;
 }
 
-export interface DemoSource {
-  readonly counters: DemoCounters;
-  readonly difficulty: string;
-  stop(): void;
+export interface DemoSourceOptions extends DemoOptions {
+  dispatcher: DispatcherApi;
+  /** Where the demo service is registered. */
+  store: DispatcherStore;
+  log?: Logger;
 }
 
-/**
- * Starts the demo stream. Registers the demo service in the store if absent (public, with an
- * API key hash that matches no key, so nobody can log in as it).
- */
-export async function startDemoSource(
-  dispatcher: DispatcherApi,
-  store: DispatcherStore,
-  options: DemoOptions = {},
-  log: Logger = silentLogger,
-): Promise<DemoSource> {
-  const difficultyHex = options.difficulty ?? DEMO_DEFAULTS.difficulty;
-  const difficulty = parseDifficulty(difficultyHex);
-  const precacheEveryMs = options.precacheEveryMs ?? DEMO_DEFAULTS.precacheEveryMs;
-  const ondemandEveryMs = options.ondemandEveryMs ?? DEMO_DEFAULTS.ondemandEveryMs;
-  const ondemandTimeoutMs = options.ondemandTimeoutMs ?? DEMO_DEFAULTS.ondemandTimeoutMs;
-  const service = options.service ?? DEMO_DEFAULTS.service;
-  const counters: DemoCounters = { precache: 0, ondemand: 0, answered: 0, timeouts: 0, errors: 0 };
-  const timers: NodeJS.Timeout[] = [];
-  let stopped = false;
+export class DemoSource {
+  readonly counters: DemoCounters = { precache: 0, ondemand: 0, answered: 0, timeouts: 0, errors: 0 };
+  /** 16 hex digits. */
+  readonly difficulty: string;
 
-  if (!(await store.getService(service))) {
-    await store.addService({
-      user: service,
-      apiKeyHash: '!demo-service-has-no-api-key',
-      display: 'dpow-web demo',
-      website: '127.0.0.1',
-      public: true,
-      precache: 0,
-      ondemand: 0,
-      rateLimit: 0,
-      createdAt: Date.now(),
-    });
+  readonly #dispatcher: DispatcherApi;
+  readonly #log: Logger;
+  readonly #difficulty: bigint;
+  readonly #ondemandTimeoutMs: number;
+  readonly #service: string;
+  readonly #timers: NodeJS.Timeout[] = [];
+  #stopped = false;
+
+  /**
+   * Starts the demo stream. Registers the demo service in the store if absent (public, with an
+   * API key hash that matches no key, so nobody can log in as it).
+   */
+  static async start(options: DemoSourceOptions): Promise<DemoSource> {
+    const demo = new DemoSource(options);
+    await registerService(options.store, demo.#service);
+    if (options.enabled !== false) demo.#schedule(options.precacheEveryMs ?? DEMO_DEFAULTS.precacheEveryMs, options.ondemandEveryMs ?? DEMO_DEFAULTS.ondemandEveryMs);
+    return demo;
   }
 
-  const root = () => randomBytes(32).toString('hex').toUpperCase();
+  private constructor(options: DemoSourceOptions) {
+    this.#dispatcher = options.dispatcher;
+    this.#log = options.log ?? silentLogger;
+    this.#difficulty = parseDifficulty(options.difficulty ?? DEMO_DEFAULTS.difficulty);
+    this.difficulty = toU64Hex(this.#difficulty);
+    this.#ondemandTimeoutMs = options.ondemandTimeoutMs ?? DEMO_DEFAULTS.ondemandTimeoutMs;
+    this.#service = options.service ?? DEMO_DEFAULTS.service;
+  }
 
-  const precacheOnce = () => {
-    if (stopped) return;
-    counters.precache++;
-    dispatcher.precache(root(), difficulty).catch((err: unknown) => {
-      if (stopped) return;
-      counters.errors++;
-      log.warn(`demo: precache failed: ${(err as Error).message}`);
-    });
-  };
+  stop(): void {
+    this.#stopped = true;
+    for (const t of this.#timers) clearInterval(t);
+  }
 
-  const ondemandOnce = () => {
-    if (stopped) return;
-    counters.ondemand++;
-    dispatcher
-      .requestWork({ hash: root(), difficulty, workType: 'ondemand', timeoutMs: ondemandTimeoutMs, service })
-      .then(() => {
-        counters.answered++;
-      })
-      .catch((err: unknown) => {
-        if (stopped) return;
-        if (err instanceof DispatchError && err.code === 'timeout') counters.timeouts++;
-        else {
-          counters.errors++;
-          log.warn(`demo: ondemand request failed: ${(err as Error).message}`);
-        }
-      });
-  };
-
-  if (options.enabled !== false) {
-    if (precacheEveryMs > 0) timers.push(setInterval(precacheOnce, precacheEveryMs));
-    if (ondemandEveryMs > 0) timers.push(setInterval(ondemandOnce, ondemandEveryMs));
-    log.info(
+  #schedule(precacheEveryMs: number, ondemandEveryMs: number): void {
+    if (precacheEveryMs > 0) this.#timers.push(setInterval(() => this.#precacheOnce(), precacheEveryMs));
+    if (ondemandEveryMs > 0) this.#timers.push(setInterval(() => this.#ondemandOnce(), ondemandEveryMs));
+    this.#log.info(
       `demo: ${precacheEveryMs > 0 ? `a precache job every ${precacheEveryMs / 1000} s` : 'no precache'}, ` +
         `${ondemandEveryMs > 0 ? `an ondemand request every ${ondemandEveryMs / 1000} s` : 'no ondemand'}, ` +
-        `difficulty ${toU64Hex(difficulty)}`,
+        `difficulty ${this.difficulty}`,
     );
   }
 
-  return {
-    counters,
-    difficulty: toU64Hex(difficulty),
-    stop() {
-      stopped = true;
-      for (const t of timers) clearInterval(t);
-    },
-  };
+  #precacheOnce(): void {
+    if (this.#stopped) return;
+    this.counters.precache++;
+    this.#dispatcher.precache(randomRoot(), this.#difficulty).catch((err: unknown) => {
+      if (this.#stopped) return;
+      this.counters.errors++;
+      this.#log.warn(`demo: precache failed: ${(err as Error).message}`);
+    });
+  }
+
+  #ondemandOnce(): void {
+    if (this.#stopped) return;
+    this.counters.ondemand++;
+    this.#dispatcher
+      .requestWork({ hash: randomRoot(), difficulty: this.#difficulty, workType: 'ondemand', timeoutMs: this.#ondemandTimeoutMs, service: this.#service })
+      .then(() => {
+        this.counters.answered++;
+      })
+      .catch((err: unknown) => {
+        if (this.#stopped) return;
+        if (err instanceof DispatchError && err.code === 'timeout') this.counters.timeouts++;
+        else {
+          this.counters.errors++;
+          this.#log.warn(`demo: ondemand request failed: ${(err as Error).message}`);
+        }
+      });
+  }
+}
+
+/** The demo's service user, public, with an API key hash that matches no key. */
+async function registerService(store: DispatcherStore, service: string): Promise<void> {
+  if (await store.getService(service)) return;
+  await store.addService({
+    user: service,
+    apiKeyHash: '!demo-service-has-no-api-key',
+    display: 'dpow-web demo',
+    website: '127.0.0.1',
+    public: true,
+    precache: 0,
+    ondemand: 0,
+    rateLimit: 0,
+    createdAt: Date.now(),
+  });
+}
+
+function randomRoot(): string {
+  return randomBytes(32).toString('hex').toUpperCase();
 }

@@ -7,8 +7,8 @@ import WebSocket from 'ws';
 import { describe, expect, it } from 'vitest';
 import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
 import { waitFor } from '../../testkit/wait.ts';
-import { startNanoSim } from './nano-sim.ts';
-import { startQlcSim } from './qlc-sim.ts';
+import { NanoSim } from './nano-sim.ts';
+import { QlcSim } from './qlc-sim.ts';
 
 const cleanups = cleanupsAfterEach();
 /** The issue's shape: 6,000 arrays deep, about 12 KB. */
@@ -25,7 +25,7 @@ async function socket(url: string): Promise<{ ws: WebSocket; replies: unknown[] 
 
 describe('the simulated nodes', () => {
   it('qlc-sim answers a deep frame with a parse error and ends the connection, as go-qlc does with bad JSON', async () => {
-    const sim = closeAfter(cleanups, await startQlcSim());
+    const sim = closeAfter(cleanups, await QlcSim.start());
     const { ws, replies } = await socket(sim.url);
     const closed = once(ws, 'close');
     ws.send(`{"jsonrpc":"2.0","id":${deep()},"method":"ledger_subscribe","params":["newBlock"]}`);
@@ -34,7 +34,7 @@ describe('the simulated nodes', () => {
   });
 
   it('qlc-sim echoes an id as go-qlc does, as given, but only one the bounded parse let through', async () => {
-    const sim = closeAfter(cleanups, await startQlcSim());
+    const sim = closeAfter(cleanups, await QlcSim.start());
     const { ws, replies } = await socket(sim.url);
     ws.send(JSON.stringify({ jsonrpc: '2.0', id: { nested: [1, 2] }, method: 'ledger_unknown' }));
     await waitFor('the reply', () => replies.length === 1);
@@ -47,7 +47,7 @@ describe('the simulated nodes', () => {
   });
 
   it('nano-sim stops answering a session that sent a deep frame, as the node stops on bad JSON', async () => {
-    const sim = closeAfter(cleanups, await startNanoSim());
+    const sim = closeAfter(cleanups, await NanoSim.start());
     const { ws, replies } = await socket(sim.url);
     ws.send(JSON.stringify({ action: 'ping' }));
     await waitFor('the pong', () => replies.length === 1);

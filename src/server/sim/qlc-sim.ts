@@ -14,11 +14,10 @@
  * - subscriptions end with their connection.
  */
 import { randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { WebSocketServer, type WebSocket } from 'ws';
+import type { WebSocket } from 'ws';
 import { checkAddress, encodeAddress } from '../../dpow/address.ts';
 import { parseBoundedJson } from '../bounded-json.ts';
+import { MAX_FRAME_BYTES, SimSocketServer } from './sim-socket.ts';
 import type { QlcBlock, QlcPending } from '../feeds/qlc-wire.ts';
 
 type Namespace = 'ledger' | 'pov';
@@ -31,11 +30,11 @@ const SUBSCRIPTIONS: Record<Namespace, Partial<Record<SubName, number>>> = {
 };
 
 class RpcFailure extends Error {
-  constructor(
-    readonly code: number,
-    message: string,
-  ) {
+  readonly code: number;
+
+  constructor(code: number, message: string) {
     super(message);
+    this.code = code;
   }
 }
 
@@ -75,31 +74,6 @@ export interface QlcDemoOptions {
   intervalMs?: number;
 }
 
-export interface QlcSim {
-  url: string;
-  port: number;
-  /** Frames received, parsed (or the raw text for unparseable ones), in order. */
-  readonly requests: unknown[];
-  /** Live subscriptions across connections. */
-  subscriptions(): { id: string; ns: string; name: string; address?: string }[];
-  connections(): number;
-  /** Publishes a ledger block to newBlock and matching newAccountBlock/balanceChange subscribers. */
-  emitBlock(block: QlcBlock): number;
-  emitPending(address: string, pending: QlcPending): number;
-  emitPovBlock(header: { hash: string; previous: string; height: number }): number;
-  /** Sends a raw notification (any shape) on every subscription of a name: for malformed-input tests. */
-  emitRaw(ns: Namespace, name: SubName, result: unknown): number;
-  /** Events dropped because a subscription's buffer was full. */
-  dropped(): number;
-  /** Sends the last `count` blocks again, as a node does when it re-syncs. */
-  replay(count?: number): number;
-  /** Closes every client connection (their subscriptions end). */
-  dropConnections(): void;
-  /** Demo accounts and their chains' last hashes (demo mode). */
-  demoChains(): { address: string; token: string; frontier: string }[];
-  close(): Promise<void>;
-}
-
 /** gqlc's subscription id: hex of 16 random bytes with leading zeros removed. */
 export function qlcSubscriptionId(bytes: Uint8Array = randomBytes(16)): string {
   const hex = Buffer.from(bytes).toString('hex').replace(/^0+/, '');
@@ -107,60 +81,159 @@ export function qlcSubscriptionId(bytes: Uint8Array = randomBytes(16)): string {
 }
 
 const randomHash = () => randomBytes(32).toString('hex');
-/** Largest request frame the simulated node reads (the real one takes far less). */
-const MAX_FRAME_BYTES = 1024 * 1024;
 export const QLC_TOKEN = 'a7e8fa30c063e96a489a47bc43909505bd86735da4a109dca28be936118a8582';
 
-export async function startQlcSim(options: QlcSimOptions = {}): Promise<QlcSim> {
-  const methods = options.methods ?? {};
-  const newId = options.newId ?? (() => qlcSubscriptionId());
-  const subs = new Map<string, SimSubscription>();
-  const requests: unknown[] = [];
-  const history: QlcBlock[] = [];
-  const sockets = new Set<WebSocket>();
+interface DemoChain {
+  address: string;
+  publicKey: string;
+  token: string;
+  frontier: string;
+  balance: bigint;
+}
 
-  const http: Server = createServer((_req, res) => {
-    res.writeHead(400).end('websocket only');
-  });
-  const wss = new WebSocketServer({ server: http, maxPayload: MAX_FRAME_BYTES });
+export class QlcSim {
+  /** Frames received, parsed (or the raw text for unparseable ones), in order. */
+  readonly requests: unknown[] = [];
 
-  const send = (socket: WebSocket, msg: unknown) => {
-    if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(msg));
-  };
-  const errorReply = (id: unknown, code: number, message: string) => ({ jsonrpc: '2.0', id, error: { code, message } });
+  readonly #methods: Record<string, MethodHandler>;
+  readonly #newId: () => string;
+  readonly #bufferLimit: number;
+  readonly #subs = new Map<string, SimSubscription>();
+  /** The last blocks emitted, for replay(). */
+  readonly #history: QlcBlock[] = [];
+  readonly #sockets = new Set<WebSocket>();
+  readonly #server: SimSocketServer;
+  /** Demo accounts (demo mode). */
+  readonly #chains: DemoChain[] = [];
+  #demoTimer: NodeJS.Timeout | undefined;
+  #dropped = 0;
+  #closing: Promise<void> | undefined;
 
-  function positional(params: unknown): unknown[] {
-    if (params === undefined || params === null) return [];
-    if (!Array.isArray(params)) throw new RpcFailure(-32602, 'non-array args');
-    return params;
+  /** Starts the node; resolves once it listens (and, in demo mode, makes blocks from then on). */
+  static async start(options: QlcSimOptions = {}): Promise<QlcSim> {
+    const sim = new QlcSim(options);
+    await sim.#server.listen(options);
+    if (options.demo) sim.#startDemo(options.demo === true ? {} : options.demo);
+    return sim;
   }
 
-  function checkAddressArg(value: unknown, index: number): string {
-    const check = checkAddress(value, ['qlc']);
-    if (check.ok) return value as string;
-    if (typeof value !== 'string') {
-      throw new RpcFailure(-32602, `invalid argument ${index}: json: cannot unmarshal ${value === null ? 'null' : typeof value} into Go value of type types.Address`);
-    }
-    throw new RpcFailure(-32602, `invalid argument ${index}: ${check.code === 'bad-checksum' ? 'bad address checksum' : 'invalid address'}`);
+  private constructor(options: QlcSimOptions) {
+    this.#methods = options.methods ?? {};
+    this.#newId = options.newId ?? (() => qlcSubscriptionId());
+    this.#bufferLimit = options.bufferLimit ?? 100;
+    this.#server = new SimSocketServer((socket) => this.#onConnection(socket));
   }
 
-  function subscribe(socket: WebSocket, ns: Namespace, params: unknown): SimSubscription {
-    const args = positional(params);
-    if (args.length === 0 || typeof args[0] !== 'string') {
-      throw new RpcFailure(-32602, 'expected subscription name as first argument');
-    }
-    const name = args[0];
-    const want = SUBSCRIPTIONS[ns][name as SubName];
-    if (want === undefined) throw new RpcFailure(-32601, `no "${name}" subscription in ${ns} namespace`);
-    const rest = args.slice(1);
-    if (rest.length > want) throw new RpcFailure(-32602, `too many arguments, want at most ${want}`);
-    if (rest.length < want) throw new RpcFailure(-32602, `missing value for required argument ${rest.length + 1}`);
-    const sub: SimSubscription = { id: newId(), ns, name: name as SubName, socket, queue: [] };
-    if (want === 1) sub.address = checkAddressArg(rest[0], 1);
-    return sub;
+  get url(): string {
+    return this.#server.url;
   }
 
-  async function dispatch(socket: WebSocket, msg: unknown): Promise<{ reply?: unknown; after?: () => void }> {
+  get port(): number {
+    return this.#server.port;
+  }
+
+  /** Live subscriptions across connections. */
+  subscriptions(): { id: string; ns: string; name: string; address?: string }[] {
+    return [...this.#subs.values()].map((s) => ({ id: s.id, ns: s.ns, name: s.name, ...(s.address ? { address: s.address } : {}) }));
+  }
+
+  connections(): number {
+    return this.#sockets.size;
+  }
+
+  /** Publishes a ledger block to newBlock and matching newAccountBlock/balanceChange subscribers. */
+  emitBlock(block: QlcBlock): number {
+    return this.#emitBlock(block, true);
+  }
+
+  emitPending(address: string, pending: QlcPending): number {
+    return this.#notify((s) => s.ns === 'ledger' && s.name === 'newPending' && s.address === address, pending);
+  }
+
+  emitPovBlock(header: { hash: string; previous: string; height: number }): number {
+    return this.#notify((s) => s.ns === 'pov' && s.name === 'newBlock', {
+      basHdr: { version: 536871936, previous: header.previous, merkleRoot: randomHash(), timestamp: Math.floor(Date.now() / 1000), bits: 504365052, nonce: 0, hash: header.hash, height: header.height },
+    });
+  }
+
+  /** Sends a raw notification (any shape) on every subscription of a name: for malformed-input tests. */
+  emitRaw(ns: Namespace, name: SubName, result: unknown): number {
+    return this.#notify((s) => s.ns === ns && s.name === name, result);
+  }
+
+  /** Events dropped because a subscription's buffer was full. */
+  dropped(): number {
+    return this.#dropped;
+  }
+
+  /** Sends the last `count` blocks again, as a node does when it re-syncs. */
+  replay(count = this.#history.length): number {
+    let sent = 0;
+    for (const block of this.#history.slice(-count)) sent += this.#emitBlock(block, false);
+    return sent;
+  }
+
+  /** Closes every client connection (their subscriptions end). */
+  dropConnections(): void {
+    for (const socket of this.#sockets) socket.terminate();
+  }
+
+  /** Demo accounts and their chains' last hashes (demo mode). */
+  demoChains(): { address: string; token: string; frontier: string }[] {
+    return this.#chains.map((c) => ({ address: c.address, token: c.token, frontier: c.frontier }));
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      clearInterval(this.#demoTimer);
+      for (const socket of this.#sockets) socket.terminate();
+      await this.#server.close();
+    })();
+    return this.#closing;
+  }
+
+  #onConnection(socket: WebSocket): void {
+    this.#sockets.add(socket);
+    socket.on('message', (data, isBinary) => {
+      const text = isBinary ? '' : data.toString();
+      // Bounded as the real surfaces bound it: a deep frame is refused before anything walks it.
+      const parsed = isBinary ? undefined : parseBoundedJson(text, { maxBytes: MAX_FRAME_BYTES });
+      if (!parsed?.ok) {
+        this.requests.push(text);
+        const ch = text.trim()[0] ?? '';
+        const message = ch ? `invalid character '${ch}' looking for beginning of value` : 'unexpected end of JSON input';
+        // The node answers the parse error and then gives up on the connection.
+        send(socket, errorReply(null, -32700, message));
+        socket.close(1000);
+        return;
+      }
+      const msg = parsed.value;
+      this.requests.push(msg);
+      if (Array.isArray(msg)) {
+        if (msg.length === 0) {
+          send(socket, errorReply(null, -32600, 'empty batch'));
+          return;
+        }
+        void Promise.all(msg.map((m) => this.#dispatch(socket, m))).then((results) => {
+          const replies = results.filter((r) => r.reply !== undefined).map((r) => r.reply);
+          if (replies.length > 0) send(socket, replies);
+          for (const r of results) r.after?.();
+        });
+        return;
+      }
+      void this.#dispatch(socket, msg).then(({ reply, after }) => {
+        if (reply !== undefined) send(socket, reply);
+        after?.();
+      });
+    });
+    socket.on('close', () => {
+      this.#sockets.delete(socket);
+      for (const [id, sub] of this.#subs) if (sub.socket === socket) this.#subs.delete(id);
+    });
+    socket.on('error', () => {});
+  }
+
+  async #dispatch(socket: WebSocket, msg: unknown): Promise<{ reply?: unknown; after?: () => void }> {
     if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) {
       return { reply: errorReply(null, -32600, 'invalid request') };
     }
@@ -173,21 +246,21 @@ export async function startQlcSim(options: QlcSimOptions = {}): Promise<QlcSim> 
       const [ns, fn] = method.split('_', 2) as [string, string | undefined];
       if ((ns === 'ledger' || ns === 'pov') && fn === 'subscribe') {
         if (!isCall) return {};
-        const sub = subscribe(socket, ns, req.params);
+        const sub = this.#subscribe(socket, ns, req.params);
         // The reply goes out first; only then is the subscription live.
-        return { reply: { jsonrpc: '2.0', id, result: sub.id }, after: () => subs.set(sub.id, sub) };
+        return { reply: { jsonrpc: '2.0', id, result: sub.id }, after: () => this.#subs.set(sub.id, sub) };
       }
       if ((ns === 'ledger' || ns === 'pov') && fn === 'unsubscribe') {
         const args = positional(req.params);
         if (args.length === 0 || typeof args[0] !== 'string') {
           throw new RpcFailure(-32602, 'expected subscription id as first argument');
         }
-        const sub = subs.get(args[0]);
+        const sub = this.#subs.get(args[0]);
         if (!sub || sub.socket !== socket || sub.ns !== ns) throw new RpcFailure(-32000, 'subscription not found');
-        subs.delete(sub.id);
+        this.#subs.delete(sub.id);
         return isCall ? { reply: { jsonrpc: '2.0', id, result: true } } : {};
       }
-      const handler = methods[method];
+      const handler = this.#methods[method];
       if (!handler) throw new RpcFailure(-32601, `the method ${method} does not exist/is not available`);
       const result = await handler(req.params);
       return isCall ? { reply: { jsonrpc: '2.0', id, result: result ?? null } } : {};
@@ -198,86 +271,54 @@ export async function startQlcSim(options: QlcSimOptions = {}): Promise<QlcSim> 
     }
   }
 
-  wss.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.on('message', (data, isBinary) => {
-      const text = isBinary ? '' : data.toString();
-      // Bounded as the real surfaces bound it: a deep frame is refused before anything walks it.
-      const parsed = isBinary ? undefined : parseBoundedJson(text, { maxBytes: MAX_FRAME_BYTES });
-      if (!parsed?.ok) {
-        requests.push(text);
-        const ch = text.trim()[0] ?? '';
-        const message = ch ? `invalid character '${ch}' looking for beginning of value` : 'unexpected end of JSON input';
-        // The node answers the parse error and then gives up on the connection.
-        send(socket, errorReply(null, -32700, message));
-        socket.close(1000);
-        return;
-      }
-      const msg = parsed.value;
-      requests.push(msg);
-      if (Array.isArray(msg)) {
-        if (msg.length === 0) {
-          send(socket, errorReply(null, -32600, 'empty batch'));
-          return;
-        }
-        void Promise.all(msg.map((m) => dispatch(socket, m))).then((results) => {
-          const replies = results.filter((r) => r.reply !== undefined).map((r) => r.reply);
-          if (replies.length > 0) send(socket, replies);
-          for (const r of results) r.after?.();
-        });
-        return;
-      }
-      void dispatch(socket, msg).then(({ reply, after }) => {
-        if (reply !== undefined) send(socket, reply);
-        after?.();
-      });
-    });
-    socket.on('close', () => {
-      sockets.delete(socket);
-      for (const [id, sub] of subs) if (sub.socket === socket) subs.delete(id);
-    });
-    socket.on('error', () => {});
-  });
+  #subscribe(socket: WebSocket, ns: Namespace, params: unknown): SimSubscription {
+    const args = positional(params);
+    if (args.length === 0 || typeof args[0] !== 'string') {
+      throw new RpcFailure(-32602, 'expected subscription name as first argument');
+    }
+    const name = args[0];
+    const want = SUBSCRIPTIONS[ns][name as SubName];
+    if (want === undefined) throw new RpcFailure(-32601, `no "${name}" subscription in ${ns} namespace`);
+    const rest = args.slice(1);
+    if (rest.length > want) throw new RpcFailure(-32602, `too many arguments, want at most ${want}`);
+    if (rest.length < want) throw new RpcFailure(-32602, `missing value for required argument ${rest.length + 1}`);
+    const sub: SimSubscription = { id: this.#newId(), ns, name: name as SubName, socket, queue: [] };
+    if (want === 1) sub.address = checkAddressArg(rest[0], 1);
+    return sub;
+  }
 
-  await new Promise<void>((resolve, reject) => {
-    http.once('error', reject);
-    http.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
-  });
-  const port = (http.address() as AddressInfo).port;
-
-  const bufferLimit = options.bufferLimit ?? 100;
-  let dropped = 0;
-  const flush = (sub: SimSubscription) => {
+  #flush(sub: SimSubscription): void {
     const queued = sub.queue;
     sub.queue = [];
-    if (subs.get(sub.id) !== sub) return; // unsubscribed or its connection ended meanwhile
+    if (this.#subs.get(sub.id) !== sub) return; // unsubscribed or its connection ended meanwhile
     for (const result of queued) {
       send(sub.socket, { jsonrpc: '2.0', method: `${sub.ns}_subscription`, params: { subscription: sub.id, result } });
     }
-  };
+  }
+
   /** Queues an event for every matching subscription; returns how many took it. */
-  const notify = (match: (s: SimSubscription) => boolean, result: unknown): number => {
+  #notify(match: (s: SimSubscription) => boolean, result: unknown): number {
     let queued = 0;
-    for (const sub of subs.values()) {
+    for (const sub of this.#subs.values()) {
       if (!match(sub)) continue;
-      if (sub.queue.length >= bufferLimit) {
-        dropped++;
+      if (sub.queue.length >= this.#bufferLimit) {
+        this.#dropped++;
         continue;
       }
-      if (sub.queue.length === 0) setImmediate(() => flush(sub));
+      if (sub.queue.length === 0) setImmediate(() => this.#flush(sub));
       sub.queue.push(result);
       queued++;
     }
     return queued;
-  };
+  }
 
-  function emitBlock(block: QlcBlock, remember = true): number {
+  #emitBlock(block: QlcBlock, remember: boolean): number {
     if (remember) {
-      history.push(block);
-      if (history.length > 1000) history.shift();
+      this.#history.push(block);
+      if (this.#history.length > 1000) this.#history.shift();
     }
-    let sent = notify((s) => s.ns === 'ledger' && s.name === 'newBlock', block);
-    sent += notify((s) => s.ns === 'ledger' && s.name === 'newAccountBlock' && s.address === block.address, block);
+    let sent = this.#notify((s) => s.ns === 'ledger' && s.name === 'newBlock', block);
+    sent += this.#notify((s) => s.ns === 'ledger' && s.name === 'newAccountBlock' && s.address === block.address, block);
     if (block.balance !== undefined) {
       const info = {
         account: block.address,
@@ -288,91 +329,74 @@ export async function startQlcSim(options: QlcSimOptions = {}): Promise<QlcSim> 
         oracle: '0',
         tokens: [{ type: block.token, header: block.hash ?? block.previous, representative: block.representative ?? block.address, open: block.hash ?? block.previous, balance: block.balance, account: block.address, modified: Math.floor(Date.now() / 1000), blockCount: 1 }],
       };
-      sent += notify((s) => s.ns === 'ledger' && s.name === 'balanceChange' && s.address === block.address, info);
+      sent += this.#notify((s) => s.ns === 'ledger' && s.name === 'balanceChange' && s.address === block.address, info);
     }
     return sent;
   }
 
   // ---------------------------------------------------------------- demo mode
-  interface DemoChain {
-    address: string;
-    publicKey: string;
-    token: string;
-    frontier: string;
-    balance: bigint;
-  }
-  const chains: DemoChain[] = [];
-  let demoTimer: NodeJS.Timeout | undefined;
-  function startDemo(demo: QlcDemoOptions): void {
+
+  #startDemo(demo: QlcDemoOptions): void {
+    const chains = this.#chains;
     const count = Math.max(2, demo.accounts ?? 4);
     for (let i = 0; i < count; i++) {
       const publicKey = randomHash();
       chains.push({ address: encodeAddress(publicKey, 'qlc'), publicKey, token: QLC_TOKEN, frontier: randomHash(), balance: 10n ** 12n });
     }
-    demoTimer = setInterval(() => {
+    this.#demoTimer = setInterval(() => {
       const from = chains[Math.floor(Math.random() * chains.length)];
       const to = chains.filter((c) => c !== from)[Math.floor(Math.random() * (chains.length - 1))];
       const amount = BigInt(1 + Math.floor(Math.random() * 1000)) * 10n ** 6n;
-      const send = makeBlock(from, from.balance - amount, to.publicKey, amount);
-      emitBlock(send);
-      const receive = makeBlock(to, to.balance + amount, send.hash as string, amount);
-      setTimeout(() => emitBlock(receive), Math.min(200, (demo.intervalMs ?? 2000) / 2)).unref();
+      const sent = demoBlock(from, from.balance - amount, to.publicKey, amount);
+      this.emitBlock(sent);
+      const receive = demoBlock(to, to.balance + amount, sent.hash as string, amount);
+      setTimeout(() => this.emitBlock(receive), Math.min(200, (demo.intervalMs ?? 2000) / 2)).unref();
     }, demo.intervalMs ?? 2000);
-    demoTimer.unref();
+    this.#demoTimer.unref();
   }
-  function makeBlock(chain: DemoChain, balance: bigint, link: string, amount: bigint): QlcBlock {
-    const block: QlcBlock = {
-      type: 'State',
-      token: chain.token,
-      address: chain.address,
-      balance: balance.toString(),
-      previous: chain.frontier,
-      link,
-      representative: chain.address,
-      work: randomBytes(8).toString('hex'),
-      timestamp: Math.floor(Date.now() / 1000),
-      povHeight: 0,
-      tokenName: 'QLC',
-      amount: amount.toString(),
-      hash: randomHash(),
-    };
-    chain.frontier = block.hash as string;
-    chain.balance = balance;
-    return block;
-  }
-  if (options.demo) startDemo(options.demo === true ? {} : options.demo);
-
-  return {
-    url: `ws://127.0.0.1:${port}`,
-    port,
-    requests,
-    subscriptions: () =>
-      [...subs.values()].map((s) => ({ id: s.id, ns: s.ns, name: s.name, ...(s.address ? { address: s.address } : {}) })),
-    connections: () => sockets.size,
-    emitBlock: (block) => emitBlock(block),
-    emitPending: (address, pending) =>
-      notify((s) => s.ns === 'ledger' && s.name === 'newPending' && s.address === address, pending),
-    emitPovBlock: (header) =>
-      notify((s) => s.ns === 'pov' && s.name === 'newBlock', {
-        basHdr: { version: 536871936, previous: header.previous, merkleRoot: randomHash(), timestamp: Math.floor(Date.now() / 1000), bits: 504365052, nonce: 0, hash: header.hash, height: header.height },
-      }),
-    emitRaw: (ns, name, result) => notify((s) => s.ns === ns && s.name === name, result),
-    replay: (count = history.length) => {
-      let sent = 0;
-      for (const block of history.slice(-count)) sent += emitBlock(block, false);
-      return sent;
-    },
-    dropConnections: () => {
-      for (const socket of sockets) socket.terminate();
-    },
-    dropped: () => dropped,
-    demoChains: () => chains.map((c) => ({ address: c.address, token: c.token, frontier: c.frontier })),
-    close: async () => {
-      clearInterval(demoTimer);
-      for (const socket of sockets) socket.terminate();
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
-      await new Promise<void>((resolve) => http.close(() => resolve()));
-    },
-  };
 }
 
+/** The next block of a demo chain, which it becomes the frontier of. */
+function demoBlock(chain: DemoChain, balance: bigint, link: string, amount: bigint): QlcBlock {
+  const block: QlcBlock = {
+    type: 'State',
+    token: chain.token,
+    address: chain.address,
+    balance: balance.toString(),
+    previous: chain.frontier,
+    link,
+    representative: chain.address,
+    work: randomBytes(8).toString('hex'),
+    timestamp: Math.floor(Date.now() / 1000),
+    povHeight: 0,
+    tokenName: 'QLC',
+    amount: amount.toString(),
+    hash: randomHash(),
+  };
+  chain.frontier = block.hash as string;
+  chain.balance = balance;
+  return block;
+}
+
+function send(socket: WebSocket, msg: unknown): void {
+  if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(msg));
+}
+
+function errorReply(id: unknown, code: number, message: string) {
+  return { jsonrpc: '2.0', id, error: { code, message } };
+}
+
+function positional(params: unknown): unknown[] {
+  if (params === undefined || params === null) return [];
+  if (!Array.isArray(params)) throw new RpcFailure(-32602, 'non-array args');
+  return params;
+}
+
+function checkAddressArg(value: unknown, index: number): string {
+  const check = checkAddress(value, ['qlc']);
+  if (check.ok) return value as string;
+  if (typeof value !== 'string') {
+    throw new RpcFailure(-32602, `invalid argument ${index}: json: cannot unmarshal ${value === null ? 'null' : typeof value} into Go value of type types.Address`);
+  }
+  throw new RpcFailure(-32602, `invalid argument ${index}: ${check.code === 'bad-checksum' ? 'bad address checksum' : 'invalid address'}`);
+}

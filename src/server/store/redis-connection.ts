@@ -152,24 +152,6 @@ export interface ReplicatedWrite<T> {
   idempotent?: boolean;
 }
 
-export interface RedisConnection {
-  readonly target: RedisTarget;
-  readonly counters: ReplicationCounters;
-  /** Runs store commands on the primary; fails after the command timeout when there is none. */
-  run<T>(fn: (c: RedisCommands) => Promise<T>): Promise<T>;
-  /** One command given as its words (for callers that speak raw Redis), under the same deadline. */
-  command(args: string[]): Promise<unknown>;
-  /**
-   * Runs `write` on the primary, then, when it `needsReplicas`, WAITs for the target's replicas.
-   * Throws ReplicationShortfall when they do not confirm it in time (the write may still have
-   * happened, and may later be lost with the primary).
-   */
-  replicated<T>(what: string, write: (c: RedisCommands) => Promise<T>, how?: ReplicatedWrite<T>): Promise<T>;
-  subscribe(channel: string, listener: (message: string) => void): Promise<void>;
-  unsubscribe(channel: string, listener: (message: string) => void): Promise<void>;
-  close(): Promise<void>;
-}
-
 /**
  * One connection to the primary, for everything: node-redis then sends every command of the
  * store, in order, on it (with more, two commands one after the other may go to different
@@ -193,104 +175,119 @@ const noPrimary = (what: string, ms: number) => `${what}: no Redis primary answe
 
 const sameLink = (a: { id: number; laddr?: string }, b: { id: number; laddr?: string }) => a.id === b.id && a.laddr === b.laddr;
 
-/** Connects to `target`; fails with the reason if it cannot within the connect timeout. */
-export async function openRedisConnection(target: RedisTarget, options: RedisConnectionOptions = {}): Promise<RedisConnection> {
-  const commandTimeoutMs = options.commandTimeoutMs ?? 2000;
-  const counters: ReplicationCounters = { confirmed: 0, shortfall: 0 };
-  const credentials = { ...(options.credentials?.username ? { username: options.credentials.username } : {}), ...(options.credentials?.password ? { password: options.credentials.password } : {}) };
-  let up = false;
-  /** The latest complaint, so a first connection that times out can say why (WRONGPASS, refused…). */
-  let lastError: string | undefined;
-  const report: Report = {
-    changed(now, reason) {
-      if (reason) lastError = reason;
-      if (now !== up) options.onConnectionChange?.(now, reason);
-      up = now;
-    },
-    complain: (reason) => void (lastError = reason),
-    why: () => lastError,
-  };
-  const link = target.kind === 'server' ? await serverLink(target, options, credentials, report) : await sentinelLink(target, options, credentials, report);
-  link.onReady(() => {
-    for (const script of options.scripts ?? []) link.shared.scriptLoad(script).catch(() => {});
-  });
-  const replicatedMs = commandTimeoutMs + target.waitMs;
-  return {
-    target,
-    counters,
-    run: (fn) => withDeadline(fn(link.shared), commandTimeoutMs, noPrimary('Redis call', commandTimeoutMs)),
-    command: (args) => withDeadline(link.command(args), commandTimeoutMs, noPrimary('Redis call', commandTimeoutMs)),
-    replicated: (what, write, how = {}) => withDeadline(replicatedOn(link.shared, target, counters, what, write, how), replicatedMs, noPrimary(what, replicatedMs)),
-    subscribe: link.subscribe,
-    unsubscribe: link.unsubscribe,
-    close: link.close,
-  };
+/** A connection to a Redis server or a Sentinel group's primary, with deadlines and the replication check. */
+export class RedisConnection {
+  readonly target: RedisTarget;
+  readonly counters: ReplicationCounters = { confirmed: 0, shortfall: 0 };
+
+  readonly #link: Link;
+  readonly #commandTimeoutMs: number;
+
+  /** Connects to `target`; fails with the reason if it cannot within the connect timeout. */
+  static async open(target: RedisTarget, options: RedisConnectionOptions = {}): Promise<RedisConnection> {
+    const credentials = { ...(options.credentials?.username ? { username: options.credentials.username } : {}), ...(options.credentials?.password ? { password: options.credentials.password } : {}) };
+    const report = new LinkReport(options.onConnectionChange);
+    const link = target.kind === 'server' ? await ServerLink.open(target, options, credentials, report) : await SentinelLink.open(target, options, credentials, report);
+    link.onReady(() => {
+      for (const script of options.scripts ?? []) link.shared.scriptLoad(script).catch(() => {});
+    });
+    return new RedisConnection(target, link, options.commandTimeoutMs ?? 2000);
+  }
+
+  private constructor(target: RedisTarget, link: Link, commandTimeoutMs: number) {
+    this.target = target;
+    this.#link = link;
+    this.#commandTimeoutMs = commandTimeoutMs;
+  }
+
+  /** Runs store commands on the primary; fails after the command timeout when there is none. */
+  run<T>(fn: (c: RedisCommands) => Promise<T>): Promise<T> {
+    return withDeadline(fn(this.#link.shared), this.#commandTimeoutMs, noPrimary('Redis call', this.#commandTimeoutMs));
+  }
+
+  /** One command given as its words (for callers that speak raw Redis), under the same deadline. */
+  command(args: string[]): Promise<unknown> {
+    return withDeadline(this.#link.command(args), this.#commandTimeoutMs, noPrimary('Redis call', this.#commandTimeoutMs));
+  }
+
+  /**
+   * Runs `write` on the primary, then, when it `needsReplicas`, WAITs for the target's replicas.
+   * Throws ReplicationShortfall when they do not confirm it in time (the write may still have
+   * happened, and may later be lost with the primary).
+   */
+  replicated<T>(what: string, write: (c: RedisCommands) => Promise<T>, how: ReplicatedWrite<T> = {}): Promise<T> {
+    const ms = this.#commandTimeoutMs + this.target.waitMs;
+    return withDeadline(replicatedOn(this.#link.shared, this.target, this.counters, what, write, how), ms, noPrimary(what, ms));
+  }
+
+  subscribe(channel: string, listener: (message: string) => void): Promise<void> {
+    return this.#link.subscribe(channel, listener);
+  }
+
+  unsubscribe(channel: string, listener: (message: string) => void): Promise<void> {
+    return this.#link.unsubscribe(channel, listener);
+  }
+
+  close(): Promise<void> {
+    return this.#link.close();
+  }
 }
 
-/** What each kind of target provides; openRedisConnection adds the deadlines and the replication check. */
-interface Link extends Pick<RedisConnection, 'subscribe' | 'unsubscribe' | 'close'> {
+/** What each kind of target provides; RedisConnection adds the deadlines and the replication check. */
+interface Link {
   /** Every command, pipelined on one connection to the primary. */
-  shared: RedisCommands & Pick<ReturnType<typeof createClient>, 'scriptLoad'>;
+  readonly shared: RedisCommands & Pick<ReturnType<typeof createClient>, 'scriptLoad'>;
   /** One command given as its words. */
   command(args: string[]): Promise<unknown>;
   /** Called on every (re)connection to a primary. */
   onReady(listener: () => void): void;
+  subscribe(channel: string, listener: (message: string) => void): Promise<void>;
+  unsubscribe(channel: string, listener: (message: string) => void): Promise<void>;
+  close(): Promise<void>;
 }
 
 /** How a link tells of its connection: up or down (with why), or a complaint that changes neither. */
-interface Report {
-  changed(up: boolean, reason?: string): void;
-  complain(reason: string): void;
-  why(): string | undefined;
+class LinkReport {
+  readonly #onConnectionChange: RedisConnectionOptions['onConnectionChange'];
+  #up = false;
+  /** The latest complaint, so a first connection that times out can say why (WRONGPASS, refused…). */
+  #lastError: string | undefined;
+
+  constructor(onConnectionChange: RedisConnectionOptions['onConnectionChange']) {
+    this.#onConnectionChange = onConnectionChange;
+  }
+
+  changed(up: boolean, reason?: string): void {
+    if (reason) this.#lastError = reason;
+    if (up !== this.#up) this.#onConnectionChange?.(up, reason);
+    this.#up = up;
+  }
+
+  complain(reason: string): void {
+    this.#lastError = reason;
+  }
+
+  why(): string | undefined {
+    return this.#lastError;
+  }
 }
 
-async function serverLink(target: Extract<RedisTarget, { kind: 'server' }>, options: RedisConnectionOptions, credentials: RedisCredentials, report: Report): Promise<Link> {
-  const client = createClient({
+function serverClient(target: Extract<RedisTarget, { kind: 'server' }>, credentials: RedisCredentials) {
+  return createClient({
     url: target.url,
     ...credentials,
     // Fail at once while disconnected instead of queueing: a held result must be known as held.
     disableOfflineQueue: true,
     socket: { connectTimeout: 2000, reconnectStrategy },
   });
-  client.on('ready', () => report.changed(true));
-  client.on('error', (err: Error) => report.changed(false, err.message));
-  await firstConnect(() => client.connect(), () => client.destroy(), report.why, options.connectTimeoutMs);
-  let subscriber: ReturnType<typeof client.duplicate> | undefined;
-  const shared = client as unknown as Link['shared'];
-  return {
-    shared,
-    command: (args) => client.sendCommand(args),
-    onReady: (listener) => {
-      client.on('ready', listener);
-      listener();
-    },
-    async subscribe(channel, listener) {
-      // A connection in subscriber mode can do nothing else: one more, resubscribed on reconnect.
-      subscriber ??= client.duplicate();
-      if (!subscriber.isOpen) {
-        subscriber.on('error', () => {}); // the command connection reports outages
-        await subscriber.connect();
-      }
-      await subscriber.subscribe(channel, listener);
-    },
-    async unsubscribe(channel, listener) {
-      if (subscriber?.isOpen) await subscriber.unsubscribe(channel, listener);
-    },
-    async close() {
-      for (const each of [subscriber, client]) {
-        if (!each) continue;
-        if (each.isReady) await each.close().catch(() => each.destroy());
-        else each.destroy();
-      }
-    },
-  };
 }
+type ServerClient = ReturnType<typeof serverClient>;
 
-async function sentinelLink(target: Extract<RedisTarget, { kind: 'sentinel' }>, options: RedisConnectionOptions, credentials: RedisCredentials, report: Report): Promise<Link> {
+function sentinelClient(target: Extract<RedisTarget, { kind: 'sentinel' }>, options: RedisConnectionOptions, credentials: RedisCredentials) {
   const sentinelLogin = options.sentinelCredentials?.password
     ? { sentinelClientOptions: { ...(options.sentinelCredentials.username ? { username: options.sentinelCredentials.username } : {}), password: options.sentinelCredentials.password } }
     : {};
-  const sentinel = createSentinel({
+  return createSentinel({
     name: target.masterName,
     sentinelRootNodes: target.sentinels,
     RESP: 2,
@@ -298,39 +295,119 @@ async function sentinelLink(target: Extract<RedisTarget, { kind: 'sentinel' }>, 
     nodeClientOptions: { database: target.db, ...credentials, disableOfflineQueue: true, socket: { connectTimeout: 2000, reconnectStrategy } },
     ...sentinelLogin,
   });
-  sentinel.on('ready', () => report.changed(true));
-  sentinel.on('reconnecting', () => report.changed(false, 'following a new primary'));
-  sentinel.on('client-error', (event: { type: string; error: Error }) => {
-    if (event.type === 'MASTER') report.changed(false, event.error.message);
-  });
-  // Sentinel and replica troubles are the group's to mend; the calls say when the primary is gone.
-  sentinel.on('error', (err: unknown) => report.complain(err instanceof Error ? err.message : String(err)));
-  let first = true;
-  sentinel.on('topology-change', (event: { type: string; node?: { host: string; port: number } }) => {
-    if (event.type !== 'MASTER_CHANGE' || !event.node) return;
-    if (!first) options.onFailover?.(`${event.node.host}:${event.node.port}`);
-    first = false;
-  });
-  await firstConnect(() => sentinel.connect(), () => void sentinel.destroy().catch(() => {}), report.why, options.connectTimeoutMs);
-  return {
-    shared: sentinel as unknown as Link['shared'],
+}
+type SentinelClient = ReturnType<typeof sentinelClient>;
+
+class ServerLink implements Link {
+  readonly shared: Link['shared'];
+
+  readonly #client: ServerClient;
+  #subscriber: ReturnType<ServerClient['duplicate']> | undefined;
+  #closing: Promise<void> | undefined;
+
+  static async open(target: Extract<RedisTarget, { kind: 'server' }>, options: RedisConnectionOptions, credentials: RedisCredentials, report: LinkReport): Promise<ServerLink> {
+    const client = serverClient(target, credentials);
+    client.on('ready', () => report.changed(true));
+    client.on('error', (err: Error) => report.changed(false, err.message));
+    await firstConnect(() => client.connect(), () => client.destroy(), () => report.why(), options.connectTimeoutMs);
+    return new ServerLink(client);
+  }
+
+  private constructor(client: ServerClient) {
+    this.#client = client;
+    this.shared = client as unknown as Link['shared'];
+  }
+
+  command(args: string[]): Promise<unknown> {
+    return this.#client.sendCommand(args);
+  }
+
+  onReady(listener: () => void): void {
+    this.#client.on('ready', listener);
+    listener();
+  }
+
+  async subscribe(channel: string, listener: (message: string) => void): Promise<void> {
+    // A connection in subscriber mode can do nothing else: one more, resubscribed on reconnect.
+    this.#subscriber ??= this.#client.duplicate();
+    const subscriber = this.#subscriber;
+    if (!subscriber.isOpen) {
+      subscriber.on('error', () => {}); // the command connection reports outages
+      await subscriber.connect();
+    }
+    await subscriber.subscribe(channel, listener);
+  }
+
+  async unsubscribe(channel: string, listener: (message: string) => void): Promise<void> {
+    if (this.#subscriber?.isOpen) await this.#subscriber.unsubscribe(channel, listener);
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      for (const each of [this.#subscriber, this.#client]) {
+        if (!each) continue;
+        if (each.isReady) await each.close().catch(() => each.destroy());
+        else each.destroy();
+      }
+    })();
+    return this.#closing;
+  }
+}
+
+class SentinelLink implements Link {
+  readonly shared: Link['shared'];
+
+  readonly #sentinel: SentinelClient;
+  #closing: Promise<void> | undefined;
+
+  static async open(target: Extract<RedisTarget, { kind: 'sentinel' }>, options: RedisConnectionOptions, credentials: RedisCredentials, report: LinkReport): Promise<SentinelLink> {
+    const sentinel = sentinelClient(target, options, credentials);
+    sentinel.on('ready', () => report.changed(true));
+    sentinel.on('reconnecting', () => report.changed(false, 'following a new primary'));
+    sentinel.on('client-error', (event: { type: string; error: Error }) => {
+      if (event.type === 'MASTER') report.changed(false, event.error.message);
+    });
+    // Sentinel and replica troubles are the group's to mend; the calls say when the primary is gone.
+    sentinel.on('error', (err: unknown) => report.complain(err instanceof Error ? err.message : String(err)));
+    // The first primary named is the one connected to, no failover.
+    let first = true;
+    sentinel.on('topology-change', (event: { type: string; node?: { host: string; port: number } }) => {
+      if (event.type !== 'MASTER_CHANGE' || !event.node) return;
+      if (!first) options.onFailover?.(`${event.node.host}:${event.node.port}`);
+      first = false;
+    });
+    await firstConnect(() => sentinel.connect(), () => void sentinel.destroy().catch(() => {}), () => report.why(), options.connectTimeoutMs);
+    return new SentinelLink(sentinel);
+  }
+
+  private constructor(sentinel: SentinelClient) {
+    this.#sentinel = sentinel;
+    this.shared = sentinel as unknown as Link['shared'];
+  }
+
+  command(args: string[]): Promise<unknown> {
     // The Sentinel client's sendCommand takes "is it read-only" first; undefined sends it to the primary.
-    command: (args) => sentinel.sendCommand(undefined, args),
-    onReady: (listener) => {
-      sentinel.on('ready', listener);
-      listener();
-    },
-    async subscribe(channel, listener) {
-      await sentinel.subscribe(channel, listener);
-    },
-    async unsubscribe(channel, listener) {
-      // node-redis types an unsubscribe listener as taking buffers too; this one was subscribed for strings.
-      await sentinel.unsubscribe(channel, listener as (message: string | Buffer) => void);
-    },
-    async close() {
-      await sentinel.close().catch(() => sentinel.destroy());
-    },
-  };
+    return this.#sentinel.sendCommand(undefined, args);
+  }
+
+  onReady(listener: () => void): void {
+    this.#sentinel.on('ready', listener);
+    listener();
+  }
+
+  async subscribe(channel: string, listener: (message: string) => void): Promise<void> {
+    await this.#sentinel.subscribe(channel, listener);
+  }
+
+  async unsubscribe(channel: string, listener: (message: string) => void): Promise<void> {
+    // node-redis types an unsubscribe listener as taking buffers too; this one was subscribed for strings.
+    await this.#sentinel.unsubscribe(channel, listener as (message: string | Buffer) => void);
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#sentinel.close().catch(() => this.#sentinel.destroy());
+    return this.#closing;
+  }
 }
 
 async function replicatedOn<T>(

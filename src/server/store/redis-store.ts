@@ -51,11 +51,10 @@ import {
   type TrackedAccount,
 } from './store.ts';
 import {
-  openRedisConnection,
+  RedisConnection,
   parseRedisTarget,
   redactStoreUrl,
   type RedisCommands,
-  type RedisConnection,
   type RedisCredentials,
   type ReplicatedWrite,
   type ReplicationCounters,
@@ -300,7 +299,7 @@ export class RedisStore implements DispatcherStore {
     if (!parsed.ok) throw new Error(`--store ${parsed.reason}`);
     let redis: RedisConnection;
     try {
-      redis = await openRedisConnection(parsed.target, { ...options, scripts: SCRIPTS });
+      redis = await RedisConnection.open(parsed.target, { ...options, scripts: SCRIPTS });
     } catch (err) {
       throw new Error(`cannot connect to Redis at ${redactStoreUrl(url)}: ${(err as Error).message}`);
     }
