@@ -72,14 +72,44 @@ async function labCompute(page: EnginePage, stack: Stack, backend: string): Prom
   await page.goto(`${stack.url}bench.html?${new URLSearchParams({ backend, threads: '2', root, difficulty: EASY })}`);
   await waitForValue(page, byTestId('state'), /^idle$/);
   await page.click(byTestId('compute'));
-  const state = await waitForValue(page, byTestId('state'), /^(done|error)$/);
+  const state = await waitForValue(page, byTestId('state'), /^(done|error)$/).catch(async (error: Error) => {
+    // Still running: say where the engine is (backend, hashes counted, phase), so a hang can be told from a slow search.
+    throw new Error(`${error.message}; the engine says ${await engineStatus(page)}`);
+  });
   const read = (id: string) => page.evaluate((selector) => document.querySelector(selector)?.textContent ?? '', byTestId(id));
   expect(state, await read('error')).toBe('done');
   const work = await read('work');
   expect(validateWork(root, work, EASY).valid, `work ${work} for ${root}`).toBe(true);
   expect(await read('verified')).toBe('valid');
   expect(await read('kernel-mismatches')).toBe('0');
-  return { backend: await read('result-backend'), kernelState: await read('result-kernel-state') };
+  const result = { backend: await read('result-backend'), kernelState: await read('result-kernel-state') };
+  if (result.backend === 'webgpu') {
+    // The first WebGPU search starts the tuner's calibration in the background. Leaving the page
+    // mid-calibration leaves its dispatches queued in the browser's GPU process (lavapipe runs
+    // them on the CPU), where Firefox made the next page's engine wait for them: the next
+    // scenario starts once the calibration is over.
+    await waitForValue(page, byTestId('kernel-state'), /^(cached|tuned|forced|default)$/);
+  }
+  return result;
+}
+
+/** The lab's engine status as JSON (its test handle, window.__engine), or why it could not be read within 5 s. */
+function engineStatus(page: EnginePage): Promise<string> {
+  return page
+    .evaluate(async () => {
+      const engine = (window as unknown as { __engine?: { status(): Promise<unknown> } }).__engine;
+      if (!engine) return 'nothing: the page has no engine handle';
+      const status = await Promise.race([engine.status(), new Promise((resolve) => setTimeout(() => resolve('no answer within 5 s'), 5000))]);
+      // Which scripts and kernels the page and its workers fetched, and when each finished.
+      const fetched = performance
+        .getEntriesByType('resource')
+        .filter((e) => /worker|\.wasm|\.wgsl/.test(e.name))
+        .map((e) => `${new URL(e.name).pathname} at ${Math.round(e.startTime)}-${Math.round((e as PerformanceResourceTiming).responseEnd)} ms`);
+      const controller = navigator.serviceWorker?.controller?.state ?? 'none';
+      const failure = (window as unknown as { __engineFailure?: () => string | null }).__engineFailure?.() ?? 'none';
+      return `${JSON.stringify(status, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}; worker failure ${failure}; service worker ${controller}; fetched ${fetched.join(', ') || 'nothing'}`;
+    })
+    .catch((error: Error) => `nothing readable (${error.message})`);
 }
 
 /** Every entry of the page's tuning cache. */

@@ -35,6 +35,7 @@ const browserEngine = new BrowserEngine();
 const engine = browserEngine.engine;
 // Test handle for the device-loss end-to-end test; only this lab page sets it.
 (window as unknown as { __engine: typeof engine }).__engine = engine;
+(window as unknown as { __engineFailure: () => string | null }).__engineFailure = () => browserEngine.failure;
 
 type Phase = 'idle' | 'running' | 'done' | 'cancelled' | 'error' | 'benchmarking' | 'benchmarked';
 

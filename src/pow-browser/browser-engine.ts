@@ -25,11 +25,24 @@ export class BrowserEngine {
 
   readonly #worker: Worker;
   #terminated = false;
+  #failure: string | null = null;
 
   constructor() {
     installEngineErrorTransfer();
     this.#worker = new Worker(new URL('./engine.worker.ts', import.meta.url), { type: 'module', name: 'pow-engine' });
+    // A worker whose script fails to load or throws at the top level answers no call: say why.
+    this.#worker.addEventListener('error', (event) => {
+      this.#failure ??= `the engine worker failed: ${event.message || 'its script could not be loaded'}`;
+    });
+    this.#worker.addEventListener('messageerror', () => {
+      this.#failure ??= 'the engine worker sent a message that could not be read';
+    });
     this.engine = Comlink.wrap<BrowserEngineApi>(this.#worker);
+  }
+
+  /** Why the engine worker stopped answering, when it did (its script failed, or an uncaught error). */
+  get failure(): string | null {
+    return this.#failure;
   }
 
   /** Subscribes to status pushes (a few per second while busy, one with hashrate 0 when idle). */

@@ -18,11 +18,19 @@ import { kernelUrl } from './wasm-urls.ts';
 /** Progress (adapter, compile time) as console.info, fallbacks and failures as console.warn. */
 const log = consoleLogger('[pow-engine]');
 
+/** A kernel fetch that has not finished by then fails the job, and the next job fetches again. */
+const KERNEL_FETCH_TIMEOUT_MS = 30_000;
+
 async function fetchKernel(name: 'simd' | 'scalar'): Promise<ArrayBuffer> {
   const url = kernelUrl(name);
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(`fetching the ${name} WASM kernel (${url}) failed: HTTP ${response.status}`);
-  return response.arrayBuffer();
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(KERNEL_FETCH_TIMEOUT_MS) });
+    if (!response.ok) throw new Error(`fetching the ${name} WASM kernel (${url}) failed: HTTP ${response.status}`);
+    return await response.arrayBuffer();
+  } catch (err) {
+    if ((err as Error)?.name !== 'TimeoutError') throw err;
+    throw new Error(`fetching the ${name} WASM kernel (${url}) took over ${KERNEL_FETCH_TIMEOUT_MS / 1000} s`);
+  }
 }
 
 /** Compiled once per worker; every thread-count change reuses the modules. */
