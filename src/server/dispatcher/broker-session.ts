@@ -35,7 +35,7 @@
  * the same id could not subscribe on another node while that one was down.
  */
 import { createHash, createHmac, randomBytes } from 'node:crypto';
-import mqtt, { type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import {
   cancelCodec,
   clientCodec,
@@ -83,6 +83,25 @@ export function newClientId(): string {
   let id = 'd';
   for (let i = 0; i < 22; i++, n /= 62n) id += digits[Number(n % 62n)];
   return id;
+}
+
+/**
+ * How every connection of a dispatcher to its broker is made (the session's and the statistics'
+ * on every node): MQTT 3.1.1, a clean session under a fresh unguessable id, and reconnecting
+ * through RabbitMQ's "Server unavailable", which mqtt.js would otherwise never try again.
+ */
+export function serverLinkOptions(username: string, password: string): IClientOptions {
+  return {
+    username,
+    password,
+    protocolVersion: 4,
+    clientId: newClientId(),
+    clean: true,
+    keepalive: 60,
+    reconnectPeriod: 1000,
+    reconnectOnConnackError: true,
+    connectTimeout: 10_000,
+  };
 }
 
 /**
@@ -149,18 +168,7 @@ export class BrokerSession {
     // One after the other: the first proves the login, so a refused one is tried once.
     for (let i = 0; i < (this.#opts.standby ? 2 : 1) && !this.#closed; i++) {
       const node = nodes.first(i);
-      const client = (this.#opts.connect ?? mqtt.connect)(node, {
-        username: this.#opts.username,
-        password: this.#opts.password,
-        protocolVersion: 4,
-        clientId: newClientId(),
-        clean: true,
-        keepalive: 60,
-        reconnectPeriod: 1000,
-        // RabbitMQ's "Server unavailable" passes; mqtt.js would otherwise never try again.
-        reconnectOnConnackError: true,
-        connectTimeout: 10_000,
-      });
+      const client = (this.#opts.connect ?? mqtt.connect)(node, serverLinkOptions(this.#opts.username, this.#opts.password));
       const link: Link = { client, up: false, downs: 0, troubled: false, node };
       links.push(link);
       this.#watch(link, i);

@@ -95,7 +95,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       onResult: (topic, payload) => this.#results.receive(topic, payload),
       onReconnect: () => {
         this.#pending.republish();
-        if (this.leadership.leader) void this.publishStatistics();
+        // The statistics' own links to every node put the latest back as each one reconnects.
+        if (this.leadership.leader && !this.#everyNode) void this.publishStatistics();
       },
     }));
     const jobs = (this.#jobs = new JobTable({ counters, onEnded: (job, reason) => this.#pending.ended(job, reason) }));

@@ -9,12 +9,12 @@
  * stops leading (`forget`), so a former leader never puts its old figures back on a node.
  * Nothing is queued for a node that is away; it gets the latest when it is back.
  */
-import { randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
 import { topics } from '../../dpow/codec.ts';
 import type { ConnectFn } from '../../dpow/mqtt-connect.ts';
 import { LogLimiter } from '../log-limit.ts';
 import type { Logger } from '../log.ts';
+import { newClientId, serverLinkOptions } from './broker-session.ts';
 import type { DispatcherCounters } from './counters.ts';
 
 export interface StatisticsOnEveryNodeOptions {
@@ -61,18 +61,12 @@ export class StatisticsOnEveryNode {
 
   #open(url: string): MqttClient {
     const link = (this.#opts.connect ?? mqtt.connect)(url, {
-      username: this.#opts.username,
-      password: this.#opts.password,
-      protocolVersion: 4,
-      clientId: `dpow-statistics-${randomBytes(8).toString('hex')}`,
-      clean: true,
-      keepalive: 60,
-      reconnectPeriod: 1000,
-      reconnectOnConnackError: true,
-      connectTimeout: 10_000,
+      ...serverLinkOptions(this.#opts.username, this.#opts.password),
       // Never queued while away: the latest goes out on connecting instead, and only it.
       queueQoSZero: false,
     });
+    // A new id for every connection, as the session's links take (broker-session.ts).
+    link.on('reconnect', () => (link.options.clientId = newClientId()));
     link.on('connect', () => this.#publish(link));
     link.on('offline', () => this.#log.warn(`statistics ${url}`, `dispatcher: statistics connection to ${url} lost; it gets the latest when it is back`));
     link.on('error', (err) => this.#log.warn(`statistics ${url} error`, `dispatcher: statistics connection to ${url}: ${err.message}`));
