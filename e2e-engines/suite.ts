@@ -38,26 +38,25 @@ const vectors = JSON.parse(readFileSync(new URL('../test/vectors/nano-work.json'
 
 const byTestId = (id: string) => `[data-testid="${id}"]`;
 
-/** A page on `url` with nothing kept from earlier scenarios (settings, "was working", tuning). */
 /**
- * Ends the engine of the lab page showing now, if it is one, before the browser leaves it: its GPU
- * device and threads are released by the engine itself rather than torn down with the document
- * (in Firefox a device torn down that way, beside a busy core, left the next page's engine
- * unanswered for minutes). Waits at most 5 s for the engine to answer.
+ * Goes to `url`, first ending the engine of the lab page showing now, if it is one: its GPU device
+ * and threads are released by the engine itself, so a scenario leaves no GPU work behind for the
+ * next. Waits at most 5 s for the engine to answer.
  */
-async function disposeLabEngine(page: EnginePage): Promise<void> {
+async function leaveFor(page: EnginePage, url: string): Promise<void> {
   await page
     .evaluate(async () => {
       const engine = (window as unknown as { __engine?: { dispose(): Promise<void> } }).__engine;
       if (engine) await Promise.race([engine.dispose(), new Promise((resolve) => setTimeout(resolve, 5000))]);
     })
     .catch(() => undefined); // no page yet, or one from another origin
+  await page.goto(url);
 }
 
+/** A page on `url` with nothing kept from earlier scenarios (settings, "was working", tuning). */
 async function openFresh(page: EnginePage, stack: Stack, url: string): Promise<void> {
-  await disposeLabEngine(page);
   // The lab page is on the same origin and starts no work, unlike the app with a saved address.
-  await page.goto(`${stack.url}bench.html`);
+  await leaveFor(page, `${stack.url}bench.html`);
   await page.evaluate(() => {
     localStorage.clear();
     sessionStorage.clear();
@@ -85,16 +84,15 @@ async function creditedOndemand(stack: Stack, address: string): Promise<number> 
 /** The engine lab after one Compute of an easy job on `backend`; the result judged here. */
 async function labCompute(page: EnginePage, stack: Stack, backend: string): Promise<{ backend: string; kernelState: string }> {
   const root = randomRoot();
-  await disposeLabEngine(page);
-  await page.goto(`${stack.url}bench.html?${new URLSearchParams({ backend, threads: '2', root, difficulty: EASY })}`);
+  await leaveFor(page, `${stack.url}bench.html?${new URLSearchParams({ backend, threads: '2', root, difficulty: EASY })}`);
   await waitForValue(page, byTestId('state'), /^idle$/);
   await page.click(byTestId('compute'));
   // An easy job takes well under a second; a minute is a hang or a starved machine.
   const state = await waitForValue(page, byTestId('state'), /^(done|error)$/, { timeoutMs: 60_000 }).catch(async (error: Error) => {
     // Still running: say where the engine is (backend, hashes counted, phase), so a hang can be told from a slow search.
-    const said = await engineStatus(page);
+    const { answered, said } = await engineStatus(page);
     const message = `${error.message}; the engine says ${said}`;
-    throw said.startsWith(UNANSWERED) ? new EngineUnanswered(message) : new Error(message);
+    throw answered ? new Error(message) : new EngineUnanswered(message);
   });
   const read = (id: string) => page.evaluate((selector) => document.querySelector(selector)?.textContent ?? '', byTestId(id));
   expect(state, await read('error')).toBe('done');
@@ -105,37 +103,39 @@ async function labCompute(page: EnginePage, stack: Stack, backend: string): Prom
   const result = { backend: await read('result-backend'), kernelState: await read('result-kernel-state') };
   if (result.backend === 'webgpu') {
     // The first WebGPU search starts the tuner's calibration in the background. Leaving the page
-    // mid-calibration leaves its dispatches queued in the browser's GPU process (lavapipe runs
-    // them on the CPU), where Firefox made the next page's engine wait for them: the next
-    // scenario starts once the calibration is over.
+    // mid-calibration would leave its dispatches queued in the browser's GPU process (lavapipe
+    // runs them on the CPU) under the next scenario: it starts once the calibration is over.
     await waitForValue(page, byTestId('kernel-state'), /^(cached|tuned|forced|default)$/);
   }
   return result;
 }
 
-const UNANSWERED = '"no answer within 5 s"';
-
 /** The lab's engine worker stopped answering: its thread is stuck (see the suite's lab scenarios). */
 class EngineUnanswered extends Error {}
 
-/** The lab's engine status as JSON (its test handle, window.__engine), or why it could not be read within 5 s. */
-function engineStatus(page: EnginePage): Promise<string> {
+/**
+ * What the lab's engine says (its status through its test handle, window.__engine, within 5 s),
+ * with what the page knows besides: a worker failure, the service worker, the worker scripts and
+ * kernels fetched and when each finished.
+ */
+function engineStatus(page: EnginePage): Promise<{ answered: boolean; said: string }> {
   return page
     .evaluate(async () => {
       const engine = (window as unknown as { __engine?: { status(): Promise<unknown> } }).__engine;
-      if (!engine) return 'nothing: the page has no engine handle';
-      const status = await Promise.race([engine.status(), new Promise((resolve) => setTimeout(() => resolve('no answer within 5 s'), 5000))]);
-      if (status === 'no answer within 5 s') return JSON.stringify(status) + ` (${document.querySelector('[data-testid="kernel-state"]')?.textContent ?? ''})`;
-      // Which scripts and kernels the page and its workers fetched, and when each finished.
+      if (!engine) return { answered: false, said: 'nothing: the page has no engine handle' };
+      const status = await Promise.race([engine.status(), new Promise<null>((resolve) => setTimeout(() => resolve(null), 5000))]);
       const fetched = performance
         .getEntriesByType('resource')
         .filter((e) => /worker|\.wasm|\.wgsl/.test(e.name))
         .map((e) => `${new URL(e.name).pathname} at ${Math.round(e.startTime)}-${Math.round((e as PerformanceResourceTiming).responseEnd)} ms`);
       const controller = navigator.serviceWorker?.controller?.state ?? 'none';
       const failure = (window as unknown as { __engineFailure?: () => string | null }).__engineFailure?.() ?? 'none';
-      return `${JSON.stringify(status, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}; worker failure ${failure}; service worker ${controller}; fetched ${fetched.join(', ') || 'nothing'}`;
+      const said = status === null
+        ? `no answer within 5 s (the page's kernel state reads ${document.querySelector('[data-testid="kernel-state"]')?.textContent ?? 'nothing'})`
+        : JSON.stringify(status, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+      return { answered: status !== null, said: `${said}; worker failure ${failure}; service worker ${controller}; fetched ${fetched.join(', ') || 'nothing'}` };
     })
-    .catch((error: Error) => `nothing readable (${error.message})`);
+    .catch((error: Error) => ({ answered: true, said: `nothing readable (${error.message})` }));
 }
 
 /** Every entry of the page's tuning cache. */
@@ -172,11 +172,16 @@ export function engineSuite(expected: EngineExpectations): void {
     } catch (error) {
       if (!(error instanceof EngineUnanswered)) throw error;
       console.warn(`${engine}: the lab's engine stopped answering; once more in a new browser. ${error.message}`);
-      await browser.close();
-      browser = await launchEngine(engine);
-      page = browser.page;
+      await relaunch();
       await body();
     }
+  }
+
+  /** The same engine again, a new browser with a new profile: no GPU device used yet. */
+  async function relaunch(): Promise<void> {
+    await browser.close();
+    browser = await launchEngine(engine);
+    page = browser.page;
   }
 
   beforeAll(async () => {
@@ -281,11 +286,9 @@ export function engineSuite(expected: EngineExpectations): void {
   it('Auto computes on WebGPU only with a hardware adapter, otherwise on WASM', async () => {
     // Auto is decided on the engine's first use of the GPU, so it is checked as a volunteer's first
     // visit meets it: in a browser that has had no GPU device yet. (Firefox, after the WebGPU
-    // scenarios' devices and beside a busy core, left this page's engine unanswered in 4 of 14
-    // runs; in a new browser in 0 of 6, and in 1 of 7 only beside a second Firefox and a busy core.)
-    await browser.close();
-    browser = await launchEngine(engine);
-    page = browser.page;
+    // scenarios' devices and beside a busy core, left this page's engine unanswered in 6 of 20
+    // runs; in a new browser, in 1 of 6.)
+    await relaunch();
     let backend = '';
     await retryInNewBrowserOnHang(async () => {
       await openFresh(page, stack, `${stack.url}bench.html`);

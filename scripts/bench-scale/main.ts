@@ -32,6 +32,7 @@ import { toU64Hex } from '../../src/pow/work.ts';
 import { Mosquitto } from '../../src/testkit/mosquitto.ts';
 import { RabbitCluster } from '../../src/testkit/rabbitmq.ts';
 import { RedisServer } from '../../src/testkit/redis.ts';
+import { sleep } from '../../src/testkit/wait.ts';
 import { findBadWork, findWork, randomRoot } from '../../src/testkit/work.ts';
 
 const { values } = parseArgs({
@@ -187,7 +188,6 @@ async function startDispatcher(broker: BenchBroker, store: string, group?: strin
 const checked = (c: Counters) => Object.values(c.results).reduce((a, b) => a + b, 0);
 const percentile = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] : NaN);
 const mib = (bytes: number) => Math.round((bytes / 2 ** 20) * 10) / 10;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function scale(broker: BenchBroker, redis: RedisServer, firstDb: number) {
   const runs = [

@@ -275,7 +275,7 @@ export class RabbitCluster {
     for (const node of this.nodes) {
       for (let attempt = 1; ; attempt++) {
         const cleanups: Array<() => unknown> = [];
-        const answered: true | Error = await loginToRabbit(node.mqttUrl, login, cleanups, {}, /Server unavailable|^closed$/, 30_000).then(
+        const answered: true | Error = await loginToRabbit(node.mqttUrl, login, cleanups, undefined, undefined, 30_000).then(
           (): true => true,
           (err: Error) => err,
         );
