@@ -84,7 +84,7 @@ export function command() {
     .option('--abuse-threshold <n>', 'invalid results from one connection (or, behind --broker, one payout address) within --abuse-window that get it ignored (default 20)')
     .option('--abuse-window <s>', 'seconds over which invalid results are counted (default 60)')
     .option('--abuse-cooldown <s>', 'seconds a contained source is then ignored (default 600)')
-    .option('--publish-rate <n>', 'embedded broker: publishes per second per worker connection before it is closed (default 20)')
+    .option('--publish-rate <n>', 'embedded broker: publishes and subscriptions per second per worker connection before it is closed (default 20)')
     .option('--publish-burst <n>', 'embedded broker: publishes allowed at once above the rate (default 100)')
     .option('--mqtt-max-packet <bytes>', `embedded broker: largest CONNECT, SUBSCRIBE or other packet but PUBLISH (default ${LIMITS.maxPacketBytes})`)
     .option('--mqtt-max-subscriptions <n>', `embedded broker: subscriptions one worker connection may hold (default ${LIMITS.maxSubscriptions})`)

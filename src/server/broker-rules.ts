@@ -255,7 +255,7 @@ const PUBLISHERS_KEPT = 10_000;
 const REFUSED_TOPICS_KEPT = 100;
 /** The counters of connections closed for breaking a limit, and the limit as the log names it. */
 const CLOSED_FOR = {
-  refusedRate: 'the publish rate',
+  refusedRate: 'the rate of publishes and subscriptions',
   refusedSize: 'the payload size',
   refusedInflight: 'the QoS 2 window',
   closedForRefusals: 'refusals',
@@ -458,6 +458,12 @@ export class BrokerRules {
   #authorizeSubscribe(client: Client, sub: Subscription, done: (error: Error | null, subscription?: Subscription | null) => void): void {
     const tagged = client as TaggedClient;
     const role = tagged[ROLE];
+    // A subscription costs a token too: each one to statistics is answered with the whole
+    // retained payload, so a stream of tiny SUBSCRIBEs would otherwise be amplified unbounded.
+    if (role !== 'server' && !this.#withinRate(tagged)) {
+      this.#closing('refusedRate', tagged, `more than ${this.#limits.publishRate.perSecond} publishes and subscriptions per second`);
+      return done(new Error('too many subscriptions per second'), null);
+    }
     const max = this.#limits.maxSubscriptions;
     const granted = (tagged[SUBSCRIPTIONS] ??= new Set());
     const refusal = this.#tooLong(sub.topic)

@@ -174,6 +174,25 @@ describe.each(['tcp', 'ws'] as const)('the embedded broker under attack over %s'
     expect(b.counters).toMatchObject({ refusedSize: 1, refusedPublish: 5 });
   });
 
+  it('counts every subscription against the same rate: a SUBSCRIBE loop on statistics gets back at most the burst, then the connection closes', async () => {
+    const b = await broker({ limits: { publishRate: { perSecond: 1, burst: 5 }, maxRefusals: 1000 } });
+    const server = await connectAs(b.tcpUrl!, 'server', cleanups);
+    await server.publishAsync('statistics', JSON.stringify({ padding: 'x'.repeat(4000) }), { qos: 1, retain: true });
+    const looper = await open(b);
+    await looper.login(USERS.client);
+    const subscribe = (i: number) => encode({ cmd: 'subscribe', messageId: i + 1, subscriptions: [{ topic: 'statistics', qos: 0 }] });
+    const unsubscribe = (i: number) => encode({ cmd: 'unsubscribe', messageId: i + 1001, unsubscriptions: ['statistics'] });
+    const copies = () => looper.received.filter((p) => p.cmd === 'publish' && p.topic === 'statistics').length;
+    // One subscription gets the retained statistics, as a volunteer's does.
+    await looper.send(subscribe(0));
+    await waitFor('the retained statistics', () => copies() === 1);
+    await looper.send(Buffer.concat(Array.from({ length: 200 }, (_, i) => Buffer.concat([unsubscribe(i), subscribe(i + 1)]))));
+    await looper.closed;
+    console.log(`200 UNSUBSCRIBE/SUBSCRIBE pairs on statistics (4 KB retained): ${copies()} copies sent back before the close`);
+    expect(copies()).toBeLessThanOrEqual(5);
+    expect(b.counters.refusedRate).toBe(1);
+  });
+
   it('bounds QoS 2 publishes parked without PUBREL, forbidden or allowed, and keeps none after the connection', async () => {
     const b = await broker();
     /** A connection that keeps a session and sends 100 QoS 2 publishes of 60 KiB on `topic`, never a PUBREL. */
