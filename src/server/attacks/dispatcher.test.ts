@@ -191,18 +191,20 @@ describe.skipIf(noMosquitto)('behind Debian mosquitto with the shipped configura
       await attacker.client.publishAsync(`result/ondemand`, payload, { qos: 1 });
     }
     await waitFor('the containment', () => server.dispatcher.abuse.counters.contained.address === 1);
+    const ignored = () => server.dispatcher.counters.results.ignored;
+    await waitFor('the 21st invalid result ignored', () => ignored() >= 1);
     const before = log.lines.length;
 
-    // The victim's next 20 valid results, with the attacker's junk between them.
+    // The victim's next 20 valid results, each after the attacker's junk for the same job. The
+    // dispatcher reads results on two connections, each once on whichever brings it first, so the
+    // junk is waited for: read after the valid result, it would find its job done and count as late.
     const jobs = requests(server, 20, 20_000);
-    for (const job of jobs) {
+    for (const [k, job] of jobs.entries()) {
       await attacker.client.publishAsync('result/ondemand', `${job.hash},${findBadWork(job.hash, EASY)},${victim}`, { qos: 1 });
+      await waitFor(`the junk for job ${k + 1} read`, () => ignored() >= 2 + k);
       await honest.client.publishAsync('result/ondemand', `${job.hash},${job.work},${victim}`, { qos: 1 });
     }
     const { answered, lost } = await settledCount(jobs.map((j) => j.answer));
-    // The dispatcher reads results on two connections and handles each result once, on whichever
-    // brings it first: the last junk result may be read after the valid one that settled its job.
-    await waitFor("the attacker's last result read", () => server.dispatcher.counters.results.ignored >= 21);
     const credited = (await store.getClient(victim))?.ondemand ?? 0;
     const notices = honest.seen.filter((m) => m.payload.includes('"error"')).map((m) => JSON.parse(m.payload).error as string);
     console.log(
