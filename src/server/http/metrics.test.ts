@@ -174,6 +174,23 @@ describe('GET /healthz and /readyz', () => {
     expect((await fetch(new URL('/healthz', app.url))).status).toBe(200);
   });
 
+  it('answers a crowd of /readyz with one read of the store at a time', async () => {
+    const store = new MemoryStore();
+    const { app } = await start({}, store);
+    let reads = 0;
+    const getTotals = store.getTotals.bind(store);
+    store.getTotals = async () => {
+      reads++;
+      await new Promise((resolve) => setTimeout(resolve, 50)); // a store a little slow to answer
+      return getTotals();
+    };
+    const answers = await Promise.all(Array.from({ length: 200 }, () => fetch(new URL('/readyz', app.url)).then((r) => r.status)));
+    expect(answers.every((status) => status === 200)).toBe(true);
+    // Each read takes at least 50 ms, so only the requests still arriving after one ends start another.
+    console.log(`200 concurrent /readyz: ${reads} store reads`);
+    expect(reads).toBeLessThan(200);
+  });
+
   it('is not ready while the dispatcher has lost its broker', async () => {
     const { app } = await start();
     await app.broker!.close();

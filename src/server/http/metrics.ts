@@ -140,6 +140,8 @@ export class ServerMetrics {
   readonly #verifier = new ApiKeyVerifier();
   readonly #refusals: LogLimiter;
   readonly #storeTimeoutMs: number;
+  /** The readiness check in progress, which every /readyz arriving meanwhile shares. */
+  #readiness: Promise<string | undefined> | undefined;
 
   constructor(options: ServerMetricsOptions) {
     const { store, dispatcher, broker, serviceApi, front, payouts } = options;
@@ -194,7 +196,9 @@ export class ServerMetrics {
       return true;
     }
     if (path === '/readyz') {
-      const reason = await this.notReady();
+      // Anyone may ask, and a check reads the store: however many ask at once, one check runs.
+      this.#readiness ??= this.notReady().finally(() => (this.#readiness = undefined));
+      const reason = await this.#readiness;
       json(res, reason ? 503 : 200, reason ? { status: 'unavailable', reason } : { status: 'ready' }, head);
       return true;
     }
