@@ -22,6 +22,7 @@ import type { PayoutsApi } from './payouts-api.ts';
 import { isServiceApiRequest, type ServiceApi } from './service-api.ts';
 import type { ServerMetrics } from './metrics.ts';
 import { createStaticHandler } from './static.ts';
+import { clip } from '../log-limit.ts';
 
 /** What the service API's callers get between the port opening and the API being ready. */
 export const STARTING = 'Service starting, try again shortly';
@@ -80,7 +81,7 @@ export class AppHttpServer {
     this.server = http.createServer((req, res) => {
       for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
       void this.#route(req, res).catch((err: unknown) => {
-        options.log.error(`http: ${req.method} ${req.url}: ${(err as Error).stack ?? err}`);
+        options.log.error(`http: ${clip(req.method ?? '?')} ${clip(req.url ?? '/')}: ${(err as Error).stack ?? err}`);
         if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' }).end('Internal error\n');
         else res.destroy();
       });

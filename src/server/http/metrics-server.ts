@@ -11,6 +11,7 @@ import { SECURITY_HEADERS } from './app-server.ts';
 import { listen } from './listen.ts';
 import { ServerMetrics, type ServerMetricsOptions } from './metrics.ts';
 import { createRequestGuard } from './request-guard.ts';
+import { clip } from '../log-limit.ts';
 
 export interface MetricsServerOptions extends ServerMetricsOptions {
   /** Default 127.0.0.1. */
@@ -41,7 +42,7 @@ export class MetricsServer {
           if (!handled) res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' }).end('Not found\n');
         })
         .catch((err: unknown) => {
-          log.error(`http: ${req.method} ${req.url}: ${(err as Error).stack ?? err}`);
+          log.error(`http: ${clip(req.method ?? '?')} ${clip(req.url ?? '/')}: ${(err as Error).stack ?? err}`);
           if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' }).end('Internal error\n');
           else res.destroy();
         });

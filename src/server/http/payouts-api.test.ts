@@ -164,6 +164,20 @@ describe('the payouts endpoint on its own', () => {
     expect(api.counters.unavailable).toBe(1);
   });
 
+  it('logs a store that does not answer once, however many ask meanwhile', async () => {
+    const lines: string[] = [];
+    const log: Logger = { info: (m) => lines.push(m), warn: (m) => lines.push(m), error: (m) => lines.push(m) };
+    const store = new MemoryStore();
+    await store.close();
+    const { api, url } = await serve(store, 1000, Date.now, log);
+    for (let i = 0; i < 50; i++) expect((await fetch(payoutsUrl(url, A))).status).toBe(503);
+    expect(api.counters.unavailable).toBe(50);
+    api.close();
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^payouts: the store did not answer: /);
+    expect(lines[1]).toMatch(/^payouts: store: 49 more in 10 s, not logged one by one/);
+  });
+
   it('logs a flood of bad addresses as one line and a count, each field clipped', async () => {
     const lines: string[] = [];
     const log: Logger = { info: (m) => lines.push(m), warn: (m) => lines.push(m), error: (m) => lines.push(m) };

@@ -113,7 +113,7 @@ export class PayoutsApi {
       found = await this.#store.payouts.forAddress(segment, PAYOUTS_SHOWN);
     } catch (err) {
       counters.unavailable++;
-      this.#log.warn(`payouts: the store did not answer: ${(err as Error).message}`);
+      this.#refusals.warn('payouts: store', `payouts: the store did not answer: ${clip((err as Error).message)}`);
       send(req, res, 503, { error: 'payouts are unavailable right now' }, { 'Retry-After': '5', 'Cache-Control': 'no-store' });
       return true;
     }
