@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import type { WebSocket } from 'ws';
 import { checkAddress, encodeAddress } from '../../dpow/address.ts';
 import { parseBoundedJson } from '../bounded-json.ts';
-import { MAX_FRAME_BYTES, SimSocketServer } from './sim-socket.ts';
+import { keepFrame, MAX_FRAME_BYTES, SimSocketServer } from './sim-socket.ts';
 import type { NanoStateBlock } from '../feeds/nano-wire.ts';
 
 interface Session {
@@ -57,7 +57,7 @@ interface DemoAccount {
 }
 
 export class NanoSim {
-  /** Parsed frames received (raw text for bad JSON), in order, per arrival. */
+  /** Parsed frames received (raw text for bad JSON), in order, per arrival: the latest KEPT_FRAMES. */
   readonly received: unknown[] = [];
 
   readonly #sessions = new Set<Session>();
@@ -145,18 +145,18 @@ export class NanoSim {
 
   #onFrame(session: Session, text: string): void {
     if (session.deaf) {
-      this.received.push(text);
+      keepFrame(this.received, text);
       return;
     }
     // Bounded as the real surfaces bound it: a deep frame is refused before anything walks it.
     const parsed = parseBoundedJson(text, { maxBytes: MAX_FRAME_BYTES });
     if (!parsed.ok) {
-      this.received.push(text);
+      keepFrame(this.received, text);
       session.deaf = true;
       return;
     }
     const frame = parsed.value;
-    this.received.push(frame);
+    keepFrame(this.received, frame);
     if (typeof frame !== 'object' || frame === null || Array.isArray(frame)) return;
     const f = frame as Record<string, unknown>;
     const opts = (typeof f.options === 'object' && f.options !== null ? f.options : {}) as Record<string, unknown>;

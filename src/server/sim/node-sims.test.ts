@@ -7,6 +7,7 @@ import WebSocket from 'ws';
 import { describe, expect, it } from 'vitest';
 import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
 import { waitFor } from '../../testkit/wait.ts';
+import { KEPT_FRAMES } from './sim-socket.ts';
 import { NanoSim } from './nano-sim.ts';
 import { QlcSim } from './qlc-sim.ts';
 
@@ -56,5 +57,14 @@ describe('the simulated nodes', () => {
     await waitFor('both frames received', () => sim.received.length === 3);
     expect(typeof sim.received[1]).toBe('string');
     expect(replies).toHaveLength(1);
+  });
+
+  it('keeps only the latest frames a connection sends, however many it sends', async () => {
+    const sim = closeAfter(cleanups, await NanoSim.start());
+    const { ws, replies } = await socket(sim.url);
+    for (let i = 0; i < 3000; i++) ws.send(JSON.stringify({ action: 'ping', n: i }));
+    await waitFor('every pong', () => replies.length === 3000);
+    expect(sim.received).toHaveLength(KEPT_FRAMES);
+    expect(sim.received.at(-1)).toEqual({ action: 'ping', n: 2999 });
   });
 });

@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import type { WebSocket } from 'ws';
 import { checkAddress, encodeAddress } from '../../dpow/address.ts';
 import { parseBoundedJson } from '../bounded-json.ts';
-import { MAX_FRAME_BYTES, SimSocketServer } from './sim-socket.ts';
+import { keepFrame, MAX_FRAME_BYTES, SimSocketServer } from './sim-socket.ts';
 import type { QlcBlock, QlcPending } from '../feeds/qlc-wire.ts';
 
 type Namespace = 'ledger' | 'pov';
@@ -92,7 +92,7 @@ interface DemoChain {
 }
 
 export class QlcSim {
-  /** Frames received, parsed (or the raw text for unparseable ones), in order. */
+  /** Frames received, parsed (or the raw text for unparseable ones), in order: the latest KEPT_FRAMES. */
   readonly requests: unknown[] = [];
 
   readonly #methods: Record<string, MethodHandler>;
@@ -195,7 +195,7 @@ export class QlcSim {
       // Bounded as the real surfaces bound it: a deep frame is refused before anything walks it.
       const parsed = isBinary ? undefined : parseBoundedJson(text, { maxBytes: MAX_FRAME_BYTES });
       if (!parsed?.ok) {
-        this.requests.push(text);
+        keepFrame(this.requests, text);
         const ch = text.trim()[0] ?? '';
         const message = ch ? `invalid character '${ch}' looking for beginning of value` : 'unexpected end of JSON input';
         // The node answers the parse error and then gives up on the connection.
@@ -204,7 +204,7 @@ export class QlcSim {
         return;
       }
       const msg = parsed.value;
-      this.requests.push(msg);
+      keepFrame(this.requests, msg);
       if (Array.isArray(msg)) {
         if (msg.length === 0) {
           send(socket, errorReply(null, -32600, 'empty batch'));

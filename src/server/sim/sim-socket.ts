@@ -48,3 +48,12 @@ export class SimSocketServer {
     return this.#closing;
   }
 }
+
+/** Frames a simulated node keeps for tests to read: the latest, so a long demo run does not grow. */
+export const KEPT_FRAMES = 1000;
+
+/** Appends `frame` to `frames`, dropping the oldest past KEPT_FRAMES. */
+export function keepFrame(frames: unknown[], frame: unknown): void {
+  frames.push(frame);
+  if (frames.length > KEPT_FRAMES) frames.splice(0, frames.length - KEPT_FRAMES);
+}
