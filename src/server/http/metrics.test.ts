@@ -142,6 +142,18 @@ describe('GET /metrics', () => {
   });
 });
 
+describe('/metrics logins', () => {
+  it('spends no scrypt on a password when no operator password is set', async () => {
+    const { app } = await start({ serviceApi: { rpc: { enabled: true, allow: { apiKeys: true } } } });
+    const url = new URL('/metrics', app.url);
+    for (let i = 0; i < 30; i++) {
+      const res = await fetch(url, { headers: { Authorization: `Basic ${Buffer.from(`${METRICS_USER}:guess-${i}`).toString('base64')}` } });
+      expect(res.status).toBe(401);
+    }
+    expect(app.metrics.loginChecks).toEqual({ cached: 0, computed: 0, throttled: 0 });
+  });
+});
+
 describe('feed metrics', () => {
   it('report a precache feed as connected, with its events', async () => {
     const { app } = await start({ feeds: { specs: [{ kind: 'nano-sim' }], simIntervalMs: 40, nanoDifficulty: 0xff00000000000000n, refreshMs: 0 } });

@@ -240,6 +240,11 @@ export class ServerMetrics {
     while (this.#closers.length) this.#closers.pop()!();
   }
 
+  /** The /metrics password checks: answered from memory, by running scrypt, or refused unchecked. */
+  get loginChecks(): Readonly<{ cached: number; computed: number; throttled: number }> {
+    return this.#verifier.stats;
+  }
+
   /** True when the caller may read /metrics; answers 403/401 itself otherwise. */
   async #allowed(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     const source = sourceKey(callerAddress(req));
@@ -259,6 +264,8 @@ export class ServerMetrics {
       const colon = text.indexOf(':');
       const user = colon < 0 ? '' : text.slice(0, colon);
       const password = colon < 0 ? '' : text.slice(colon + 1);
+      // With no operator password set nothing can succeed: no scrypt is spent on a stranger's guess.
+      if (this.#operatorPasswordHash === undefined) return deny(401, 'invalid credentials', challenge);
       const hash = user === METRICS_USER ? this.#operatorPasswordHash : undefined;
       if (password !== '' && (await this.#verifier.verify(METRICS_USER, password, hash, source))) return true;
       return deny(401, 'invalid credentials', challenge);
