@@ -40,6 +40,8 @@ function parse(url: string): Node | string {
 export function brokerNodesError(urls: readonly string[]): string | undefined {
   if (urls.length === 0) return 'no broker URL';
   if (urls.length > MAX_BROKER_NODES) return `at most ${MAX_BROKER_NODES} broker nodes, got ${urls.length}`;
+  const twice = urls.find((url, i) => urls.indexOf(url) !== i);
+  if (twice !== undefined) return `${twice} is named twice`;
   const nodes = urls.map(parse);
   const bad = nodes.find((n): n is string => typeof n === 'string');
   if (bad) return bad;
