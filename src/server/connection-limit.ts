@@ -1,5 +1,5 @@
 /**
- * How many MQTT connections the network may hold open: at most `perSource` from one source and
+ * How many connections (MQTT, and the service API's WebSockets) the network may hold open: at most `perSource` from one source and
  * at most `total` in all. A source is an IPv4 address or an IPv6 /64 (sourceKey), so one
  * subscriber cannot multiply its allowance by its 2^64 addresses.
  *
@@ -10,7 +10,9 @@
  *
  * The table holds one entry per source with a connection open, so it is bounded by `total`.
  */
-import { sourceKey } from './http/request-guard.ts';
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { callerAddress, isProxied, sourceKey } from './http/request-guard.ts';
 
 export interface ConnectionCaps {
   /** Connections one source (IPv4 address, IPv6 /64) may hold open. */
@@ -101,4 +103,37 @@ function once(fn: () => void): () => void {
     done = true;
     fn();
   };
+}
+
+/**
+ * The operator's own processes (the dispatcher, a local dashboard or worker) connect from
+ * 127.0.0.1 or ::1 and are counted but never refused. Any other address, the rest of 127/8
+ * included, is a stranger's: a test or bench binds 127.0.0.2 to be one without leaving loopback.
+ */
+export function isOperatorHost(address: string | undefined): boolean {
+  return address === '127.0.0.1' || address === '::1' || address === '::ffff:127.0.0.1';
+}
+
+const REFUSAL_STATUS = { 'per-source': 429, total: 503 } as const;
+
+/**
+ * Admits a WebSocket upgrade by its caller (behind the shipped nginx, the last X-Forwarded-For
+ * hop; the operator's own, unproxied on 127.0.0.1 or ::1, never refused). Over a cap it answers
+ * 429 (the source's) or 503 (the total) and closes the socket before any WebSocket exists;
+ * admitted, its place is given back when the socket closes.
+ */
+export function admitUpgrade(admit: (address: string, exempt: boolean) => Admission, req: IncomingMessage, socket: Duplex): Admission {
+  const admission = admit(callerAddress(req), isOperatorHost(req.socket.remoteAddress) && !isProxied(req));
+  if (!admission.ok) {
+    const status = REFUSAL_STATUS[admission.reason];
+    const text = `${admission.why}\n`;
+    socket.once('finish', () => socket.destroy());
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nRetry-After: 10\r\n` +
+        `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
+    );
+    return admission;
+  }
+  socket.once('close', admission.release);
+  return admission;
 }

@@ -13,23 +13,13 @@
  * Every refusal is counted and logged once per kind per interval, its source clipped
  * (log-limit.ts).
  */
-import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, createWebSocketStream } from 'ws';
-import { ConnectionLimit, type Admission, type ConnectionCaps } from './connection-limit.ts';
-import { callerAddress, isProxied } from './http/request-guard.ts';
+import { admitUpgrade, ConnectionLimit, isOperatorHost, type Admission, type ConnectionCaps } from './connection-limit.ts';
 import { clip, type LogLimiter } from './log-limit.ts';
 import { OversizePacketError, PacketSizeCheck, type PacketSizeLimits, type PacketType } from './mqtt-packet-size.ts';
-
-/**
- * The operator's own processes (the dispatcher, a local dashboard or worker) connect from
- * 127.0.0.1 or ::1 and are counted but never refused. Any other address, the rest of 127/8
- * included, is a stranger's: a test or bench binds 127.0.0.2 to be one without leaving loopback.
- */
-function isOperatorHost(address: string | undefined): boolean {
-  return address === '127.0.0.1' || address === '::1' || address === '::ffff:127.0.0.1';
-}
 
 export interface MqttGateOptions {
   /** Who logs ('broker', 'mqtt-front'): the prefix of its log lines. */
@@ -44,7 +34,6 @@ export interface MqttGateOptions {
 export type AcceptConnection = (stream: Duplex, source: string, req?: IncomingMessage) => void;
 
 /** Answer to a refused upgrade: its source's cap is a wait, the total is the server being full. */
-const REFUSAL_STATUS = { 'per-source': 429, total: 503 } as const;
 /**
  * TCP keepalive on every connection let in: a peer that vanished without a word (a client with
  * MQTT keepalive 0 never times out) is found by the kernel and its place is given back.
@@ -128,20 +117,9 @@ export class WebSocketEntry {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
     const requested = (req.url ?? '').split('?')[0];
     if (requested !== this.#path && requested !== `${this.#path}/`) return false;
-    const peer = req.socket.remoteAddress;
-    const admission = this.#admit(callerAddress(req), isOperatorHost(peer) && !isProxied(req));
-    if (!admission.ok) {
-      const status = REFUSAL_STATUS[admission.reason];
-      const text = `${admission.why}\n`;
-      socket.once('finish', () => socket.destroy());
-      socket.end(
-        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nRetry-After: 10\r\n` +
-          `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
-      );
-      return true;
-    }
     // Released when the socket closes: with its WebSocket, or at a handshake ws refuses.
-    socket.once('close', admission.release);
+    const admission = admitUpgrade(this.#admit, req, socket);
+    if (!admission.ok) return true;
     (socket as net.Socket).setKeepAlive?.(true, TCP_KEEPALIVE_MS);
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       const stream = createWebSocketStream(ws);

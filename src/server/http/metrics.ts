@@ -364,6 +364,9 @@ function serviceApiMetrics(registry: Registry, serviceApi: ServiceApi): void {
     Object.entries(s.byService).flatMap(([service, row]) => entries(row).map(([outcome, n]): [{ service: string; outcome: string }, number] => [{ service, outcome }, n])),
   );
   readGauge(registry, 'dpow_service_websockets', 'Open service WebSockets', [], () => [[{}, s.websockets.open]]);
+  readCounter(registry, 'dpow_service_websockets_refused_total', 'Service WebSocket upgrades refused over a cap, by which', ['reason'], () =>
+    entries(s.socketsRefused).map(([reason, n]) => [{ reason }, n]),
+  );
   readCounter(registry, 'dpow_rpc_requests_total', 'Work-server RPC requests, by outcome (the action, or the error)', ['outcome'], () => [
     ...entries(s.rpc.actions).map(([outcome, n]): [{ outcome: string }, number] => [{ outcome }, n]),
     ...entries(s.rpc.errors).map(([outcome, n]): [{ outcome: string }, number] => [{ outcome: `error:${outcome}` }, n]),

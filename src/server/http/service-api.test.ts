@@ -300,6 +300,33 @@ describe('WebSocket /service_ws/', () => {
     await expect.poll(() => api.counters.websockets.open).toBe(0);
   });
 
+  it('caps the sockets one source and all sources hold open; the operator\'s own are never refused', async () => {
+    await start({ socketCaps: { perSource: 2, total: 3 } });
+    const url = `${base.replace('http', 'ws')}/service_ws/`;
+    /** A socket from `source` through a proxy on loopback, as behind the shipped nginx; or the refusal's status. */
+    const open = (source: string) =>
+      new Promise<WebSocket | number>((resolve) => {
+        const ws = new WebSocket(url, { headers: { 'X-Forwarded-For': source } });
+        ws.once('open', () => resolve(ws));
+        ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      });
+    const held: WebSocket[] = [];
+    const keep = (r: WebSocket | number) => (typeof r === 'number' ? r : (held.push(r), 101));
+    expect(keep(await open('203.0.113.1'))).toBe(101);
+    expect(keep(await open('203.0.113.1'))).toBe(101);
+    expect(keep(await open('203.0.113.1'))).toBe(429); // its source's cap
+    expect(keep(await open('203.0.113.2'))).toBe(101);
+    expect(keep(await open('203.0.113.3'))).toBe(503); // the total
+    // A local process that no proxy forwarded is the operator's: counted, never refused.
+    const own = await connect();
+    expect(api.counters.socketsRefused).toEqual({ 'per-source': 1, total: 1 });
+    for (const ws of [...held, own.ws]) ws.close();
+    // Closed sockets give their places back.
+    await expect.poll(() => api.counters.websockets.open).toBe(0);
+    expect(keep(await open('203.0.113.3'))).toBe(101);
+    for (const ws of held) ws.close();
+  });
+
   it('pings sockets and closes one that stops answering', async () => {
     await start({ wsPingMs: 50 });
     const { ws } = await connect();

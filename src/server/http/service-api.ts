@@ -32,6 +32,7 @@ import {
   type RequestCounters,
 } from './service-request.ts';
 import { callerAddress, createRequestGuard, isLoopback, isProxied, sourceKey, type RequestGuard } from './request-guard.ts';
+import { admitUpgrade, ConnectionLimit, DEFAULT_CONNECTION_CAPS, type ConnectionCaps, type RefusalReason } from '../connection-limit.ts';
 import { WorkRpc, type WorkRpcCounters } from './work-rpc.ts';
 
 /** Largest request body (HTTP) or frame (WebSocket) accepted. */
@@ -57,10 +58,14 @@ export interface ServiceApiOptions {
   wsPingMs?: number;
   /** How long a POST body may take to arrive before a 408. Default 10 s. */
   bodyTimeoutMs?: number;
+  /** WebSockets to /service_ws/ one source may hold open, and all together. Default 64 and 10,000. */
+  socketCaps?: Partial<ConnectionCaps>;
 }
 
 export interface ServiceCounters extends RequestCounters {
   websockets: { open: number; total: number };
+  /** /service_ws/ upgrades refused over a cap, by which. */
+  socketsRefused: Record<RefusalReason, number>;
   rpc: WorkRpcCounters & { forbidden: number };
 }
 
@@ -167,6 +172,8 @@ export class ServiceApi {
   readonly #guard: RequestGuard;
   /** Refusals, RPC errors and socket errors: one line per kind per interval however many come. */
   readonly #refusalLog: LogLimiter;
+  /** A service keeps a socket or a few: the caps bound what strangers can hold open. */
+  readonly #sockets: ConnectionLimit;
   readonly #wss: WebSocketServer;
   /** Whether each socket answered the last ping. */
   readonly #alive = new WeakMap<WebSocket, boolean>();
@@ -184,11 +191,13 @@ export class ServiceApi {
     this.#bodyTimeoutMs = options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS;
     this.#guard = options.guard ?? createRequestGuard();
     this.#refusalLog = new LogLimiter(this.#log, { now: options.now });
+    this.#sockets = new ConnectionLimit({ perSource: 64, total: DEFAULT_CONNECTION_CAPS.total, ...options.socketCaps });
     // ws would close a text frame that is not UTF-8 with 1007; the docs promise an answer and an
     // open socket, so frames are decoded (strictly) here instead.
     this.#wss = new WebSocketServer({ noServer: true, maxPayload: MAX_REQUEST_BYTES, skipUTF8Validation: true });
     this.counters = Object.assign(this.#requests.counters, {
       websockets: { open: 0, total: 0 },
+      socketsRefused: this.#sockets.counters.refused,
       rpc: Object.assign(this.#rpc.counters, { forbidden: 0 }),
     });
     this.#pruneTimer = setInterval(() => this.#requests.prune(), 60_000);
@@ -237,8 +246,12 @@ export class ServiceApi {
       socket.destroy();
       return true;
     }
-    const source = sourceKey(callerAddress(req));
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#onSocket(ws, source));
+    const admission = admitUpgrade((address, exempt) => this.#sockets.admit(address, exempt), req, socket);
+    if (!admission.ok) {
+      this.#refusalLog.warn(`service: refused socket (${admission.reason})`, `service: refused a socket from ${clip(admission.source)}: ${admission.why}`);
+      return true;
+    }
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#onSocket(ws, admission.source));
     return true;
   }
 
