@@ -164,12 +164,6 @@ export class ResultPipeline {
       this.#reject(topic, 'unknown-hash', `result for a hash not pending ${logHash(hash)} from ${address}`, source);
       return;
     }
-    // A job not held here costs a store lookup for its difficulty: only work that reaches the
-    // lowest difficulty any job has is worth one. One blake2b tells junk apart first.
-    if (!job && workValue(hash, work) < this.#opts.proofFloor) {
-      this.#reject(topic, 'invalid-work', `work ${work} for ${logHash(hash)} from ${address} is below every job's difficulty`, source);
-      return;
-    }
     // On a shared store a job may be another dispatcher's: its pending record gives the
     // difficulty. Either way the difficulty is the one asked for, never anything the result claims.
     const claim: Claim = { topic, key, hash: job?.hash ?? hash, work, address, source, workType: job?.workType ?? parsed.value.workType };
