@@ -233,6 +233,27 @@ export class RedisSentinelGroup {
     return `role ${field('role')}, master_port ${field('master_port')}, link ${field('master_link_status')}, sync ${field('master_sync_in_progress')}`;
   }
 
+  /**
+   * What each process says of the group now, one line each: every data server's role and link,
+   * every sentinel's primary, flags and the replicas it lists. For a failure message, so a test that
+   * finds the group broken says how.
+   */
+  async describe(): Promise<string> {
+    const servers = await Promise.all(
+      this.servers.map(async (s) => `redis ${s.port}: ${s.running ? await this.linkState(s) : 'not running'}`),
+    );
+    const sentinels = await Promise.all(
+      this.sentinels.map(async (s) => {
+        if (!s.running) return `sentinel ${s.port}: not running`;
+        const m = await s.master(this.masterName);
+        const replicas = await ask(s.port, ['SENTINEL', 'REPLICAS', this.masterName]);
+        const listed = Array.isArray(replicas) ? replicas.map((r) => fields(r)).map((r) => `${r.port} ${r.flags}`).join(', ') : '?';
+        return `sentinel ${s.port}: primary ${m.port ?? '?'} (${m.flags ?? '?'}, epoch ${m['config-epoch'] ?? '?'}), replicas [${listed}]`;
+      }),
+    );
+    return [...servers, ...sentinels].join('\n');
+  }
+
   async close(): Promise<void> {
     await Promise.all(this.sentinels.map((s) => s.close()));
     await Promise.all(this.servers.map((s) => s.close()));
