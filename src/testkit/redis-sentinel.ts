@@ -61,7 +61,7 @@ export class SentinelProcess extends ServerProcess {
     super(port);
   }
 
-  static async start(masterName: string, primaryPort: number, quorum: number, downAfterMs: number, password?: string): Promise<SentinelProcess> {
+  static async start(masterName: string, primaryPort: number, quorum: number, downAfterMs: number, failoverTimeoutMs: number, password?: string): Promise<SentinelProcess> {
     const port = await freePort();
     const dir = mkdtempSync(join(tmpdir(), 'dpow-sentinel-'));
     const config = [
@@ -70,9 +70,12 @@ export class SentinelProcess extends ServerProcess {
       `dir ${dir}`,
       `sentinel monitor ${masterName} 127.0.0.1 ${primaryPort} ${quorum}`,
       `sentinel down-after-milliseconds ${masterName} ${downAfterMs}`,
-      // Long enough that a loaded machine finishes one promotion before another sentinel starts a
-      // second one (a promoted replica demoted again waits ~10 s for the sentinels to re-point it).
-      `sentinel failover-timeout ${masterName} 10000`,
+      // A failed election (each sentinel voted for itself, so none has a majority) is tried again
+      // only after twice this: at 10 s one kill in 22 at load 10 took 22.5 s to promote, the
+      // heartbeat gone for as long; at 3 s one in 25 took 9.4 s. 2.5 s still leaves a loaded machine
+      // time to promote and announce before a sentinel that voted may start a second failover
+      // (docs/scaling.md, "Sentinel's settings").
+      `sentinel failover-timeout ${masterName} ${failoverTimeoutMs}`,
       `sentinel parallel-syncs ${masterName} 2`,
       ...(password !== undefined ? [`sentinel auth-pass ${masterName} ${password}`] : []),
     ].join('\n');
@@ -113,6 +116,11 @@ export interface SentinelGroupOptions {
   masterName?: string;
   /** How long a primary must be silent before the sentinels call it down. Default 1000 ms. */
   downAfterMs?: number;
+  /**
+   * Sentinel's `failover-timeout`: a failed election is tried again after twice this. Default
+   * 2500 ms.
+   */
+  failoverTimeoutMs?: number;
   /** The data servers ask clients (and each other) for this password; the sentinels know it. */
   password?: string;
 }
@@ -137,7 +145,9 @@ export class RedisSentinelGroup {
     const primary = await RedisServer.start({ password });
     const replicas = await Promise.all(Array.from({ length: options.replicas ?? 2 }, () => RedisServer.start({ replicaOf: primary.port, password })));
     const sentinels = await Promise.all(
-      Array.from({ length: count }, () => SentinelProcess.start(masterName, primary.port, Math.floor(count / 2) + 1, options.downAfterMs ?? 1000, password)),
+      Array.from({ length: count }, () =>
+        SentinelProcess.start(masterName, primary.port, Math.floor(count / 2) + 1, options.downAfterMs ?? 1000, options.failoverTimeoutMs ?? 2500, password),
+      ),
     );
     const group = new RedisSentinelGroup(masterName, [primary, ...replicas], sentinels, password);
     await group.ready();
@@ -154,40 +164,46 @@ export class RedisSentinelGroup {
 
   /** The data server the running sentinels agree is the primary, once it says so itself. */
   async primary(timeoutMs = 30_000): Promise<RedisServer> {
-    return waitForAsync(
-      'the sentinels to agree on a primary',
-      async () => {
-        const ports = new Set(await Promise.all(this.sentinels.filter((s) => s.running).map((s) => s.primaryPort(this.masterName))));
-        if (ports.size !== 1) return undefined;
-        const server = this.servers.find((s) => s.port === [...ports][0]);
-        return server?.running && (await this.role(server)) === 'master' ? server : undefined;
-      },
-      timeoutMs,
-    );
+    return waitForAsync('the sentinels to agree on a primary', () => this.#agreedPrimary(), timeoutMs);
   }
 
-  /** Every running replica linked to the primary, and every running sentinel seeing them and the other sentinels. */
+  /** The primary now, if the running sentinels agree on one and it says it is; one look. */
+  async #agreedPrimary(): Promise<RedisServer | undefined> {
+    const ports = new Set(await Promise.all(this.sentinels.filter((s) => s.running).map((s) => s.primaryPort(this.masterName))));
+    if (ports.size !== 1) return undefined;
+    const server = this.servers.find((s) => s.port === [...ports][0]);
+    return server?.running && (await this.role(server)) === 'master' ? server : undefined;
+  }
+
+  /**
+   * The group settled: one primary the running sentinels agree on, every running replica linked
+   * to it, and every running sentinel seeing it as the primary with those replicas and the other
+   * sentinels. Each look starts from the primary again: on a loaded machine the sentinels may
+   * fail over once more while a restarted server syncs (a primary slow to answer for
+   * `down-after-milliseconds` is down to them), and the group is ready once that settles too.
+   */
   async ready(timeoutMs = 60_000): Promise<void> {
-    const primary = await this.primary(timeoutMs);
-    const replicas = this.servers.filter((s) => s !== primary && s.running);
+    let unsettled = '';
     await waitForAsync(
-      'the replicas to link to the primary',
-      async () => (await Promise.all(replicas.map((r) => this.linkUp(r, primary)))).every(Boolean),
+      'the Redis group to settle',
+      async () => {
+        const primary = await this.#agreedPrimary();
+        if (!primary) return !(unsettled = 'the running sentinels do not agree on a primary that says it is one');
+        const replicas = this.servers.filter((s) => s !== primary && s.running);
+        const linked = await Promise.all(replicas.map((r) => this.linkUp(r, primary)));
+        if (!linked.every(Boolean)) return !(unsettled = `not every replica is linked to the primary ${primary.port}`);
+        const running = this.sentinels.filter((s) => s.running);
+        const seen = (await Promise.all(running.map((s) => s.master(this.masterName)))).every(
+          (m) => m.flags === 'master' && Number(m.port) === primary.port && Number(m['num-slaves']) >= replicas.length && Number(m['num-other-sentinels']) >= running.length - 1,
+        );
+        if (!seen) return !(unsettled = 'not every sentinel sees the whole group');
+        return true;
+      },
       timeoutMs,
     ).catch(async (err: Error) => {
-      // Say what each replica thought, so a slow link on a loaded machine can be told from a wrong one.
-      const seen = await Promise.all(replicas.map(async (r) => `${r.port}: ${await this.linkState(r)}`));
-      throw new Error(`${err.message} (primary ${primary.port}; ${seen.join('; ')})`);
+      // Say what each process thought, so a slow link on a loaded machine can be told from a wrong one.
+      throw new Error(`${err.message}: ${unsettled}\n${await this.describe()}`);
     });
-    const running = this.sentinels.filter((s) => s.running);
-    await waitForAsync(
-      'the sentinels to see the whole group',
-      async () =>
-        (await Promise.all(running.map((s) => s.master(this.masterName)))).every(
-          (m) => m.flags === 'master' && Number(m['num-slaves']) >= replicas.length && Number(m['num-other-sentinels']) >= running.length - 1,
-        ),
-      timeoutMs,
-    );
   }
 
   /** Waits for the sentinels to promote another server after `old` died; resolves with the new primary. */
