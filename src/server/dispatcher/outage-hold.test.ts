@@ -71,7 +71,7 @@ describe('OutageHold', () => {
     expect(counters.deferred).toEqual({ total: 2, held: 2, retried: 0 });
 
     hold.stop();
-    expect(lines.at(-1)).toBe('error dispatcher: stopping with 2 valid results the store never took (not answered, not credited)');
+    expect(lines.at(-1)).toBe('error dispatcher: stopping with 2 held results the store never took (not answered, not credited)');
     await vi.advanceTimersByTimeAsync(10_000);
     expect(store.tries).toBe(0);
   });

@@ -12,6 +12,7 @@ import type { WorkAnswer } from '../types.ts';
 import { Containment } from './containment.ts';
 import { newCounters, storeCaller } from './counters.ts';
 import { JobTable } from './jobs.ts';
+import { LookupBound } from './lookup-bound.ts';
 import { PendingRecords } from './pending.ts';
 import { ResultPipeline, type AcceptedResult, type RejectedResult } from './results.ts';
 import { NetworkStatistics } from './statistics.ts';
@@ -44,6 +45,7 @@ function setup(options: { publisher?: string; threshold?: number } = {}) {
     store, jobs, session, containment, statistics, counters, storeCall, log: quietLogger,
     addressPrefixes: ['nano', 'xrb'],
     proofFloor: EASY,
+    lookups: new LookupBound(),
     retryMs: 10,
     resultPublisher: options.publisher === undefined ? undefined : () => options.publisher,
     onAccepted: (r) => accepted.push(r),
