@@ -22,6 +22,7 @@ import { encodeAddress } from '../../dpow/address.ts';
 import { difficultyPolicy } from '../../pow/difficulty.ts';
 import { validateWork } from '../../pow/work.ts';
 import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
+import { collectingLog } from '../../testkit/log.ts';
 import { Mosquitto, skipWithoutMosquitto } from '../../testkit/mosquitto.ts';
 import { addTestService } from '../../testkit/services.ts';
 import { waitFor } from '../../testkit/wait.ts';
@@ -37,13 +38,6 @@ const POLICY = difficultyPolicy({ minDifficulty: 0xf000000000000000n });
 const CHEAP = { N: 1024, r: 8, p: 1 };
 const cleanups = cleanupsAfterEach();
 const randomAddress = () => encodeAddress(randomBytes(32));
-
-/** Every line the server logs, to measure what an attack writes. */
-function collectingLog(): Logger & { lines: string[] } {
-  const lines: string[] = [];
-  const push = (level: string) => (m: string) => void lines.push(`${level} ${m}`);
-  return { lines, info: push('info'), warn: push('warn'), error: push('error') };
-}
 
 const logBytes = (lines: string[]) => lines.reduce((n, l) => n + Buffer.byteLength(l) + 1, 0);
 
