@@ -3,7 +3,7 @@
  * mosquitto (the shipped ACL) and a real redis-server serves /healthz, /readyz and /metrics on a
  * port of its own, and /readyz turns 503 with the reason when Redis goes away. Bad port values
  * are refused before anything starts. A full server behind the same broker keeps its --abuse-*
- * limits with --shared-results.
+ * limits with --shared-results; --lookup-* bound the store lookups of results for jobs not held.
  */
 import { randomBytes } from 'node:crypto';
 import mqtt from 'mqtt';
@@ -98,9 +98,34 @@ describe.skipIf(skip)('start --dispatcher-only --metrics-port', () => {
     }
     expect((await server.exited).code).toBe(0);
   });
+
+  it('--lookups-in-flight, --lookup-rate and --lookup-burst bound the lookups of results for jobs held elsewhere', { timeout: 30_000 }, async () => {
+    const only = CliProcess.start(
+      ['start', '--dispatcher-only', '--broker', broker.tcpUrl, '--broker-username', 'server', '--store', redis.url(5), '--no-demo', '--metrics-port', '0', '--lookups-in-flight', '1', '--lookup-rate', '1', '--lookup-burst', '1'],
+      { DPOW_BROKER_PASSWORD: broker.secrets.server },
+    );
+    try {
+      const url = (await only.waitForOutput(/\/readyz at (http:\/\/127\.0\.0\.1:\d+\/)/, 15_000))[1];
+      const volunteer = await mqtt.connectAsync(broker.tcpUrl, { username: 'client', password: 'client', protocolVersion: 4 });
+      for (let i = 1; i < 50; i++) volunteer.publish('result/precache', `${randomBytes(32).toString('hex')},0000000000000000,${encodeAddress(randomBytes(32))}`);
+      await volunteer.publishAsync('result/precache', `${randomBytes(32).toString('hex')},0000000000000000,${encodeAddress(randomBytes(32))}`, { qos: 1 });
+      await volunteer.endAsync();
+      const text = await waitForAsync('50 results counted', async () => {
+        const text = await (await fetch(new URL('/metrics', url))).text();
+        const counted = (sample(text, 'dpow_results_total{outcome="unknown-hash"}') ?? 0) + (sample(text, 'dpow_results_total{outcome="dropped"}') ?? 0);
+        return counted === 50 && text;
+      });
+      // One lookup at a time, one a second: most of 50 sent at once are dropped unlooked-up.
+      expect(sample(text, 'dpow_results_dropped_total{reason="lookup-bound"}')).toBeGreaterThan(0);
+      expect(sample(text, 'dpow_result_lookups_in_flight')).toBe(0);
+    } finally {
+      await only.kill('SIGTERM');
+    }
+    expect((await only.exited).code).toBe(0);
+  });
 });
 
-describe('start --metrics-port refuses bad values', () => {
+describe('start --metrics-port and --lookup-* refuse bad values', () => {
   let stderr: string[];
   beforeEach(() => {
     stderr = [];
@@ -123,5 +148,14 @@ describe('start --metrics-port refuses bad values', () => {
   it('is refused without --dispatcher-only, whose full server serves them on --port', async () => {
     expect(await main(['start', '--memory', '--no-build', '--metrics-port', '9100'])).toBe(2);
     expect(stderr.join('')).toBe('dpow-web start: --metrics-port is for --dispatcher-only; the full server serves /metrics, /healthz and /readyz on --port\n');
+  });
+
+  it.each([
+    ['--lookups-in-flight', '0'],
+    ['--lookup-rate', 'x'],
+    ['--lookup-burst', '1.5'],
+  ])('%s %j: one clear line, exit 2', async (flag, value) => {
+    expect(await main(['start', '--memory', '--no-build', flag, value])).toBe(2);
+    expect(stderr.join('')).toBe(`dpow-web start: ${flag} must be an integer >= 1, got "${value}"\n`);
   });
 });

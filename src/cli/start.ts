@@ -32,6 +32,7 @@ import {
 } from '../server/create-server.ts';
 import { DEFAULT_BROKER_LIMITS as LIMITS, type BrokerLimits } from '../server/broker-rules.ts';
 import { brokerNodesError } from '../server/dispatcher/broker-nodes.ts';
+import { LOOKUP_BOUND } from '../server/dispatcher/lookup-bound.ts';
 import type { DispatcherTuning } from '../server/dispatcher/dispatcher.ts';
 import { parseFeedSpec, type FeedSpec } from '../server/feeds/feed-spec.ts';
 import { hashApiKey } from '../server/http/api-keys.ts';
@@ -84,6 +85,9 @@ export function command() {
     .option('--abuse-threshold <n>', 'invalid results from one connection (or, behind --broker, one payout address) within --abuse-window that get it ignored (default 20)')
     .option('--abuse-window <s>', 'seconds over which invalid results are counted (default 60)')
     .option('--abuse-cooldown <s>', 'seconds a contained source is then ignored (default 600)')
+    .option('--lookups-in-flight <n>', `shared store (Redis): store lookups for results whose job this dispatcher does not hold, waiting at once; past it such a result is dropped (default ${LOOKUP_BOUND.inFlight})`)
+    .option('--lookup-rate <n>', `shared store: such lookups per second (default ${LOOKUP_BOUND.perSecond})`)
+    .option('--lookup-burst <n>', `shared store: such lookups at once above the rate (default ${LOOKUP_BOUND.burst})`)
     .option('--publish-rate <n>', 'embedded broker: publishes and subscriptions per second per worker connection before it is closed (default 20)')
     .option('--publish-burst <n>', 'embedded broker: publishes allowed at once above the rate (default 100)')
     .option('--mqtt-max-packet <bytes>', `embedded broker: largest CONNECT, SUBSCRIBE or other packet but PUBLISH (default ${LIMITS.maxPacketBytes})`)
@@ -134,6 +138,9 @@ interface StartOptions {
   abuseThreshold?: string;
   abuseWindow?: string;
   abuseCooldown?: string;
+  lookupsInFlight?: string;
+  lookupRate?: string;
+  lookupBurst?: string;
   publishRate?: string;
   publishBurst?: string;
   mqttMaxPacket?: string;
@@ -293,6 +300,11 @@ function serverConfig(values: StartOptions, secrets: { broker?: string; dashboar
       threshold: intOption(values.abuseThreshold, 'abuse-threshold', 20, 1),
       windowMs: intOption(values.abuseWindow, 'abuse-window', 60, 1) * 1000,
       cooldownMs: intOption(values.abuseCooldown, 'abuse-cooldown', 600, 0) * 1000,
+    },
+    resultLookups: {
+      inFlight: intOption(values.lookupsInFlight, 'lookups-in-flight', LOOKUP_BOUND.inFlight, 1),
+      perSecond: intOption(values.lookupRate, 'lookup-rate', LOOKUP_BOUND.perSecond, 1),
+      burst: intOption(values.lookupBurst, 'lookup-burst', LOOKUP_BOUND.burst, 1),
     },
   };
   const feeds: FeedsConfig = {

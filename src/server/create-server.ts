@@ -358,6 +358,7 @@ async function startDispatcher(
     retryMs: t.retryMs,
     pruneWorkMs: t.pruneWorkMs,
     abuse: t.abuse,
+    resultLookups: t.resultLookups,
     brokerUrl: broker.url,
     failoverBrokerUrls: broker.failoverUrls,
     username: broker.username,

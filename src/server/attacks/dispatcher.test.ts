@@ -22,13 +22,18 @@ import { encodeAddress } from '../../dpow/address.ts';
 import { difficultyPolicy } from '../../pow/difficulty.ts';
 import { validateWork } from '../../pow/work.ts';
 import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
+import { collectingLog } from '../../testkit/log.ts';
 import { Mosquitto, skipWithoutMosquitto } from '../../testkit/mosquitto.ts';
+import { redisForSuite, skipWithoutRedis } from '../../testkit/redis.ts';
+import { ask } from '../../testkit/redis-sentinel.ts';
 import { addTestService } from '../../testkit/services.ts';
-import { waitFor } from '../../testkit/wait.ts';
+import { waitFor, waitForAsync } from '../../testkit/wait.ts';
 import { findBadWork, findWork, randomRoot } from '../../testkit/work.ts';
 import { createServer, type AppServer, type DispatcherServer } from '../create-server.ts';
+import type { DispatcherTuning } from '../dispatcher/dispatcher.ts';
 import type { Logger } from '../log.ts';
 import { MemoryStore } from '../store/memory-store.ts';
+import { RedisStore } from '../store/redis-store.ts';
 import type { WorkAnswer } from '../types.ts';
 
 const EASY = 0xff00000000000000n; // ~256 hashes
@@ -37,13 +42,6 @@ const POLICY = difficultyPolicy({ minDifficulty: 0xf000000000000000n });
 const CHEAP = { N: 1024, r: 8, p: 1 };
 const cleanups = cleanupsAfterEach();
 const randomAddress = () => encodeAddress(randomBytes(32));
-
-/** Every line the server logs, to measure what an attack writes. */
-function collectingLog(): Logger & { lines: string[] } {
-  const lines: string[] = [];
-  const push = (level: string) => (m: string) => void lines.push(`${level} ${m}`);
-  return { lines, info: push('info'), warn: push('warn'), error: push('error') };
-}
 
 const logBytes = (lines: string[]) => lines.reduce((n, l) => n + Buffer.byteLength(l) + 1, 0);
 
@@ -303,5 +301,167 @@ describe.skipIf(noMosquitto)('behind Debian mosquitto with the shipped configura
     const credited = (await store.getClient(address))?.ondemand ?? 0;
     console.log(`shared results: 30 results published while 3 volunteer logins sat in $share/dispatchers: ${credited} credited, ${lost} lost`);
     expect({ answered, lost, credited }).toEqual({ answered: 30, lost: 0, credited: 30 });
+  });
+});
+
+const noRedis = skipWithoutRedis('attacks/dispatcher.test.ts');
+
+/**
+ * The gap issue 18's note left open: on a shared (Redis) store behind an external broker, a
+ * result for a job this dispatcher does not hold costs a store lookup (another dispatcher's job
+ * may be pending there), and nothing bounded those lookups: no connection to contain, no publish
+ * rate at the broker. Now LookupBound (dispatcher/lookup-bound.ts) does.
+ */
+describe.skipIf(noMosquitto || noRedis)('junk results on a shared Redis store behind Debian mosquitto (store lookups)', () => {
+  let broker: Mosquitto;
+  beforeAll(async () => {
+    broker = await Mosquitto.start();
+  });
+  afterAll(async () => broker?.close());
+  const redis = redisForSuite();
+
+  /** HGETs Redis has run: getPending's one command, the lookup a result for a job not held here costs. */
+  const hgets = async () => Number(/cmdstat_hget:calls=(\d+)/.exec(String(await ask(redis().port, ['INFO', 'commandstats'])))?.[1] ?? 0);
+
+  async function sharedDispatcher(log: Logger, resultLookups: DispatcherTuning['resultLookups']) {
+    const store = await RedisStore.open(redis().url(), { prefix: `t${randomBytes(4).toString('hex')}:` });
+    const server = await createServer({
+      kind: 'dispatcher',
+      broker: { kind: 'external', url: broker.tcpUrl, username: 'server', password: broker.secrets.server },
+      store: { kind: 'given', store },
+      policy: POLICY,
+      dispatcher: { resultLookups },
+      log,
+    });
+    cleanups.push(async () => {
+      await server.close();
+      await store.close();
+    });
+    const d = server.dispatcher;
+    /** Results the dispatcher has finished with, one way or another. */
+    const settled = () => {
+      const r = d.counters.results;
+      return r.accepted + r['unknown-hash'] + r.dropped + r.duplicate + r.ignored + r['invalid-work'] + r.malformed;
+    };
+    return { d, store, settled };
+  }
+
+  /** `count` junk results for hashes nobody asked for, each naming another address, as fast as the client sends. */
+  async function flood(client: MqttClient, count: number): Promise<void> {
+    for (let i = 1; i < count; i++) client.publish('result/ondemand', `${randomRoot()},0000000000000000,${randomAddress()}`, { qos: 0 });
+    await client.publishAsync('result/ondemand', `${randomRoot()},0000000000000000,${randomAddress()}`, { qos: 1 });
+  }
+
+  it('2,000 junk results make at most the bound of store lookups, and the same junk 1,000 times makes one', async () => {
+    const bound = { inFlight: 32, perSecond: 10, burst: 50 };
+    const started = Date.now();
+    const { d, settled } = await sharedDispatcher(collectingLog(), bound);
+    const flooder = await volunteer(broker.wsUrl);
+    const before = await hgets();
+    await flood(flooder.client, 2000);
+    await waitFor('every junk result settled', () => settled() === 2000, 60_000);
+    const seconds = (Date.now() - started) / 1000;
+    const lookups = (await hgets()) - before;
+    const allowed = bound.burst + bound.perSecond * seconds;
+    console.log(
+      `lookup bound: 2,000 junk results in ${seconds.toFixed(1)} s: ${lookups} store lookups (at most ${Math.floor(allowed)} allowed), ` +
+        `${d.counters.dropped['lookup-bound']} dropped unlooked-up`,
+    );
+    expect(lookups).toBeLessThanOrEqual(allowed);
+    expect(d.counters.results['unknown-hash']).toBe(lookups);
+    expect(d.counters.dropped['lookup-bound']).toBe(2000 - lookups);
+
+    // One cheap proof at the lowest difficulty, for a hash nobody asked for, repeated word for
+    // word: it may be another dispatcher's job, so containment by address does not spare it.
+    await waitFor('a token for the first copy', () => d.resultLookups.tokens >= 1, 30_000);
+    const stray = randomRoot();
+    const payload = `${stray},${findWork(stray, POLICY.min)},${randomAddress()}`;
+    const again = await hgets();
+    const from = settled();
+    for (let i = 1; i < 1000; i++) flooder.client.publish('result/ondemand', payload, { qos: 0 });
+    await flooder.client.publishAsync('result/ondemand', payload, { qos: 1 });
+    await waitFor('every copy settled', () => settled() === from + 1000, 60_000);
+    const repeated = (await hgets()) - again;
+    console.log(`lookup bound: the same junk result 1,000 times: ${repeated} store lookup(s)`);
+    expect(repeated).toBe(1);
+  });
+
+  it("another dispatcher's job is credited within a flood when its result gets a token, and after the flood; jobs held here never wait", async () => {
+    const bound = { inFlight: 32, perSecond: 20, burst: 100 };
+    const { d, store, settled } = await sharedDispatcher(collectingLog(), bound);
+    const flooder = await volunteer(broker.wsUrl);
+    const honest = await volunteer(broker.wsUrl);
+    // Jobs another dispatcher published: pending in the store, below this dispatcher's lowest difficulty.
+    const difficulty = 0xe000000000000000n;
+    const elsewhere = async () => {
+      const hash = randomRoot();
+      await store.savePending({ hash, difficulty, workType: 'ondemand', expiresAt: Date.now() + 600_000, createdAt: Date.now() });
+      return hash;
+    };
+    const [within, after] = [await elsewhere(), await elsewhere()];
+    const address = randomAddress();
+    const credited = async () => (await store.getClient(address))?.ondemand ?? 0;
+
+    await flood(flooder.client, 1000);
+    await waitFor('the first wave settled', () => settled() === 1000, 60_000);
+    const droppedFirst = d.counters.dropped['lookup-bound'];
+    expect(droppedFirst).toBeGreaterThan(0);
+
+    // Within the flood: the valid result comes on the flooder's own connection, between two
+    // waves, when the rate has a token again (its place in line is what decides).
+    await waitFor('a token', () => d.resultLookups.tokens >= 1, 30_000);
+    flooder.client.publish('result/ondemand', `${within},${findWork(within, difficulty)},${address}`, { qos: 0 });
+    // A job held here, answered while the second wave spends the rate: no lookup, no bound.
+    const local = randomRoot();
+    const answer = d.requestWork({ hash: local, difficulty: EASY, workType: 'ondemand', timeoutMs: 60_000 });
+    await flood(flooder.client, 1000);
+    await honest.client.publishAsync('result/ondemand', `${local},${findWork(local, EASY)},${address}`, { qos: 1 });
+    await expect(answer).resolves.toMatchObject({ cached: false });
+    await waitFor('both waves settled', () => settled() === 2002, 60_000);
+    expect(d.counters.dropped['lookup-bound']).toBeGreaterThan(droppedFirst);
+    await waitForAsync('the credit within the flood', async () => (await credited()) === 2);
+
+    // The flood over, the rate gives tokens back: a volunteer's result for another job is taken.
+    await waitFor('a token', () => d.resultLookups.tokens >= 1, 30_000);
+    await honest.client.publishAsync('result/ondemand', `${after},${findWork(after, difficulty)},${address}`, { qos: 1 });
+    await waitForAsync('the credit after the flood', async () => (await credited()) === 3);
+    console.log(
+      `lookup bound: 2,000 junk results in two waves: ${d.counters.dropped['lookup-bound']} dropped unlooked-up; ` +
+        `another dispatcher's job credited within the flood and after it, a job held here answered amid it`,
+    );
+    expect(d.counters.results.accepted).toBe(3);
+  });
+
+  it('while Redis is down, 1,000 junk results leave a bounded hold and a few log lines, and the hold settles when it is back', async () => {
+    const log = collectingLog();
+    const { d, settled } = await sharedDispatcher(log, { inFlight: 1000, perSecond: 10, burst: 200, held: 50 });
+    const flooder = await volunteer(broker.wsUrl);
+    await redis().stop();
+    try {
+      const from = log.lines.length;
+      const started = Date.now();
+      await flood(flooder.client, 1000);
+      const c = d.counters;
+      await waitFor('every junk result held or dropped', () => c.dropped['lookup-bound'] + c.deferred.total === 1000, 60_000);
+      const seconds = (Date.now() - started) / 1000;
+      const lines = log.lines.slice(from);
+      const perResult = lines.filter((l) => /holding result|dropped result/.test(l));
+      console.log(
+        `lookup bound, Redis down: 1,000 junk results: ${c.deferred.held} held, ${c.dropped['hold-full']} let go from the hold, ` +
+          `${c.dropped['lookup-bound']} dropped unlooked-up; ${lines.length} log lines (${logBytes(lines)} bytes) in ${seconds.toFixed(1)} s, ${perResult.length} about results`,
+      );
+      // Three kinds (held, dropped at the bound, let go from the hold): one line each when their
+      // 10 s opens, and one counted summary when it ends.
+      expect(perResult.length).toBeLessThanOrEqual(3 * 2 * (Math.ceil(seconds / 10) + 1));
+      for (const line of lines) expect(Buffer.byteLength(line)).toBeLessThan(600);
+      // All but the newest 50 held were let go (those 50 wait in the hold, or in its retry round).
+      expect(c.dropped['hold-full']).toBe(c.deferred.total - 50);
+      expect(c.deferred.held).toBeLessThanOrEqual(50);
+    } finally {
+      await redis().start();
+    }
+    // Back: the 50 held are looked up, and refused as no job.
+    await waitFor('the hold settled', () => d.counters.deferred.held === 0 && d.counters.results['unknown-hash'] === 50, 30_000);
+    expect(settled()).toBe(1000);
   });
 });

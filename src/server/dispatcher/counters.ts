@@ -7,13 +7,21 @@
 import type { RejectCode, WorkType } from '../../dpow/codec.ts';
 import type { Logger } from '../log.ts';
 
-/** Every way a result can end; `malformed` results are also counted by codec reason. */
-export type ResultOutcome = 'accepted' | 'invalid-work' | 'duplicate' | 'unknown-hash' | 'malformed' | 'ignored';
+/** Every way a result can end; `malformed` and `dropped` results are also counted by reason. */
+export type ResultOutcome = 'accepted' | 'invalid-work' | 'duplicate' | 'unknown-hash' | 'malformed' | 'ignored' | 'dropped';
+
+/**
+ * Why a result was dropped unchecked: its job is not held here and the bound on store lookups
+ * was reached (lookup-bound.ts), or the store was down and the outage hold had no room for it.
+ */
+export type DropReason = 'lookup-bound' | 'hold-full';
 
 export interface DispatcherCounters {
   results: Record<ResultOutcome, number>;
   /** Malformed results by codec reject code (bad-hash, bad-work, bad-field-count, …). */
   malformed: Partial<Record<RejectCode, number>>;
+  /** Dropped results by reason. */
+  dropped: Record<DropReason, number>;
   published: { work: number; cancel: number; heartbeat: number; statistics: number; client: number };
   requests: { cached: number; dispatched: number; shared: number; answered: number; timeout: number; cancelled: number };
   precache: { published: number; expired: number; withdrawn: number };
@@ -47,8 +55,9 @@ export interface DispatcherCounters {
 
 export function newCounters(): DispatcherCounters {
   return {
-    results: { accepted: 0, 'invalid-work': 0, duplicate: 0, 'unknown-hash': 0, malformed: 0, ignored: 0 },
+    results: { accepted: 0, 'invalid-work': 0, duplicate: 0, 'unknown-hash': 0, malformed: 0, ignored: 0, dropped: 0 },
     malformed: {},
+    dropped: { 'lookup-bound': 0, 'hold-full': 0 },
     published: { work: 0, cancel: 0, heartbeat: 0, statistics: 0, client: 0 },
     requests: { cached: 0, dispatched: 0, shared: 0, answered: 0, timeout: 0, cancelled: 0 },
     precache: { published: 0, expired: 0, withdrawn: 0 },

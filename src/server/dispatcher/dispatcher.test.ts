@@ -194,7 +194,7 @@ describe('Dispatcher ondemand', () => {
     await waitFor('duplicate', () => h.dispatcher.counters.results.duplicate === 1, 5000);
 
     const c = h.dispatcher.counters;
-    expect(c.results).toEqual({ ignored: 0, accepted: 1, 'invalid-work': 1, duplicate: 1, 'unknown-hash': 1, malformed: malformed.length + 1 });
+    expect(c.results).toEqual({ ignored: 0, accepted: 1, 'invalid-work': 1, duplicate: 1, 'unknown-hash': 1, malformed: malformed.length + 1, dropped: 0 });
     expect(c.malformed).toEqual({ 'bad-field-count': 2, 'bad-hash': 2, 'bad-work': 2, 'bad-address': 1, 'bad-encoding': 1 });
     // Only the first valid result was credited.
     await waitFor('the credit notice', () => h.on(`client/${address}`).length === 1);

@@ -8,7 +8,8 @@
  *   result/<type> --> BrokerSession --> ResultPipeline (results.ts: codec, claim, validateWork,
  *                     store.acceptResult, then answer the waiters, cancel/<type>, credit,
  *                     client/<address>; the OutageHold keeps results while the store is down;
- *                     Containment ignores floods)
+ *                     Containment ignores floods; LookupBound bounds the store lookups that
+ *                     results for jobs not held here cost)
  *   Leadership (leadership.ts): the lease on a shared store and the leader's clocks: heartbeat
  *                     every second, NetworkStatistics (statistics.ts), expiry sweep, work prune
  *
@@ -34,6 +35,7 @@ import { newCounters, storeCaller, type StoreCall } from './counters.ts';
 import { StatisticsOnEveryNode } from './every-node.ts';
 import { JobTable, MAX_TIMER_MS } from './jobs.ts';
 import { Leadership } from './leadership.ts';
+import { LookupBound } from './lookup-bound.ts';
 import type { DispatcherEvents, DispatcherOptions } from './options.ts';
 import { PendingRecords } from './pending.ts';
 import { ResultPipeline } from './results.ts';
@@ -47,6 +49,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
   readonly counters = newCounters();
   /** Invalid results by source and the containments they started (read by /metrics). */
   readonly abuse: AbuseGuard;
+  /** Store lookups for results whose job is not held here: in flight, and tokens left (read by /metrics). */
+  readonly resultLookups: Pick<LookupBound, 'inFlight' | 'tokens'>;
 
   readonly #store: DispatcherStore;
   readonly #log: Logger;
@@ -108,6 +112,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
     const statistics = (this.#statistics = new NetworkStatistics({ store, session: everyNode ?? session, storeCall, running: () => this.#state === 'running' }));
     const containment = (this.#containment = new Containment({ abuse: options.abuse, session, log }));
     this.abuse = containment.guard;
+    const { held: heldUnchecked, ...bound } = options.resultLookups ?? {};
+    const lookups = (this.resultLookups = new LookupBound(bound));
     this.#results = new ResultPipeline({
       store,
       jobs,
@@ -119,6 +125,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> implements Dispat
       log,
       addressPrefixes: this.#addressPrefixes,
       proofFloor: this.#policy.min,
+      lookups,
+      heldUnchecked,
       retryMs: options.retryMs ?? 250,
       resultPublisher: options.resultPublisher,
       onAccepted: (result) => this.emit('accepted', result),

@@ -8,6 +8,7 @@ import type { DifficultyPolicy } from '../../pow/difficulty.ts';
 import type { Logger } from '../log.ts';
 import type { DispatcherStore } from '../store/store.ts';
 import type { AbuseOptions } from './abuse.ts';
+import type { LookupBoundOptions } from './lookup-bound.ts';
 import type { AcceptedResult, RejectedResult } from './results.ts';
 
 /** What a deployment tunes. */
@@ -38,6 +39,12 @@ export interface DispatcherTuning {
   pruneWorkMs?: number;
   /** Invalid-result containment (see abuse.ts); thresholds, window and cooldown. */
   abuse?: Partial<Omit<AbuseOptions, 'now'>>;
+  /**
+   * On a shared store, the bound on store lookups for results whose job is not held here
+   * (lookup-bound.ts: in flight, rate, burst), and how many such results not yet looked up may
+   * be held while the store is down (default 10,000; the oldest is let go first).
+   */
+  resultLookups?: Partial<Omit<LookupBoundOptions, 'now'>> & { held?: number };
 }
 
 export interface DispatcherOptions extends DispatcherTuning {

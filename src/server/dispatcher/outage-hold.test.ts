@@ -1,20 +1,24 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { collectingLog } from '../../testkit/log.ts';
 import { newCounters } from './counters.ts';
 import { OutageHold } from './outage-hold.ts';
 
 interface Item {
   name: string;
+  /** Its work unchecked (a result for a job held elsewhere, not yet looked up). */
+  unchecked?: boolean;
 }
 
 /** A hold in front of a store that is down until `up` is set; what reached the store, in order. */
-function setup(options: { limit?: number } = {}) {
+function setup(options: { limit?: number; unchecked?: number } = {}) {
   const counters = newCounters();
-  const lines: string[] = [];
-  const log = { info: (m: string) => lines.push(`info ${m}`), warn: (m: string) => lines.push(`warn ${m}`), error: (m: string) => lines.push(`error ${m}`) };
+  const { lines, ...log } = collectingLog();
   const store = { up: false, taken: [] as string[], tries: 0 };
+  const letGo: string[] = [];
   const hold: OutageHold<Item> = new OutageHold<Item>({
     retryMs: 100,
     limit: options.limit,
+    expendable: options.unchecked === undefined ? undefined : { is: (item) => item.unchecked === true, limit: options.unchecked, drop: (item) => letGo.push(item.name) },
     counters: counters.deferred,
     log,
     describe: (item) => `result ${item.name}`,
@@ -24,7 +28,7 @@ function setup(options: { limit?: number } = {}) {
       else hold.hold(item, new Error('connection refused'));
     },
   });
-  return { hold, counters, lines, store };
+  return { hold, counters, lines, store, letGo };
 }
 
 beforeEach(() => vi.useFakeTimers());
@@ -71,9 +75,33 @@ describe('OutageHold', () => {
     expect(counters.deferred).toEqual({ total: 2, held: 2, retried: 0 });
 
     hold.stop();
-    expect(lines.at(-1)).toBe('error dispatcher: stopping with 2 valid results the store never took (not answered, not credited)');
+    expect(lines.at(-1)).toBe('error dispatcher: stopping with 2 held results the store never took (not answered, not credited)');
     await vi.advanceTimersByTimeAsync(10_000);
     expect(store.tries).toBe(0);
+  });
+
+  it('holds unchecked items in a share of their own, letting the oldest go; checked ones are never let go for them', async () => {
+    const { hold, counters, lines, store, letGo } = setup({ limit: 4, unchecked: 2 });
+    expect(hold.hold({ name: 'a' }, new Error('down'))).toBe(true);
+    for (const name of ['j1', 'j2', 'j3']) expect(hold.hold({ name, unchecked: true }, new Error('down'))).toBe(true);
+    expect(letGo).toEqual(['j1']);
+    expect(hold.size).toBe(3);
+    expect(hold.hold({ name: 'b' }, new Error('down'))).toBe(true);
+    // The hold is full: a checked item takes the place of the oldest unchecked one, until none is left.
+    expect(hold.hold({ name: 'c' }, new Error('down'))).toBe(true);
+    expect(hold.hold({ name: 'd' }, new Error('down'))).toBe(true);
+    expect(letGo).toEqual(['j1', 'j2', 'j3']);
+    expect(hold.hold({ name: 'e' }, new Error('down'))).toBe(false);
+    expect(hold.hold({ name: 'j4', unchecked: true }, new Error('down'))).toBe(false);
+    expect(counters.deferred).toMatchObject({ total: 7, held: 4 });
+    // One line for the first held; the rest are counted into the summary at the interval's end.
+    expect(lines).toEqual(['error dispatcher: store: down; holding result a (1 held), not answered until the store takes it']);
+
+    store.up = true;
+    await vi.advanceTimersByTimeAsync(100);
+    expect(store.taken).toEqual(['a', 'b', 'c', 'd']);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(lines).toContain('error dispatcher: holding result: 6 more in 10 s, not logged one by one; the last: dispatcher: store: down; holding result d (4 held), not answered until the store takes it');
   });
 
   it('never waits longer than 5 s between rounds', async () => {

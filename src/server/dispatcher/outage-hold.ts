@@ -1,9 +1,16 @@
 /**
- * Valid results the store could not take (it did not answer): held, neither answered nor
+ * Results the store could not take (it did not answer): held, neither answered nor
  * credited, and offered to the store again after `retryMs`, the wait doubling up to 5 s while it
  * keeps failing and going back to `retryMs` once it answers. At most `limit` wait at once: past
  * that, hold() says no and the caller refuses the result (memory is finite).
+ *
+ * Some items may be let go to make room (`expendable`: results for a job held elsewhere, whose
+ * work nothing has checked yet, so junk for all anyone knows): they have a share of their own
+ * and the oldest goes first when that share, or the hold, is full. Junk never pushes out a result
+ * whose work was checked. A line is logged per held item, through a LogLimiter: a flood held is
+ * a few lines.
  */
+import { LogLimiter } from '../log-limit.ts';
 import type { Logger } from '../log.ts';
 import type { DispatcherCounters } from './counters.ts';
 
@@ -22,12 +29,17 @@ export interface OutageHoldOptions<T> {
   retry(item: T): Promise<void>;
   /** Names an item in log lines ("result 0123…cdef from nano_…"). */
   describe(item: T): string;
+  /** Items that may be let go to make room: at most `limit` (at least 1) of them wait; `drop` hears of each let go. */
+  expendable?: { is(item: T): boolean; limit: number; drop(item: T): void };
 }
 
 export class OutageHold<T extends object> {
   readonly #opts: OutageHoldOptions<T>;
   readonly #limit: number;
-  readonly #items: T[] = [];
+  /** Held in arrival order: items whose work was checked, and the expendable ones. */
+  readonly #kept: T[] = [];
+  readonly #expendable: T[] = [];
+  readonly #lines: LogLimiter;
   /** Items already counted in `total` (held before, and held again by a failed retry). */
   readonly #counted = new WeakSet<T>();
   #timer?: NodeJS.Timeout;
@@ -43,24 +55,31 @@ export class OutageHold<T extends object> {
     this.#opts = options;
     this.#limit = options.limit ?? MAX_HELD;
     this.#delay = options.retryMs;
+    this.#lines = new LogLimiter(options.log);
   }
 
   get size(): number {
-    return this.#items.length;
+    return this.#kept.length + this.#expendable.length;
   }
 
-  /** Holds an item the store refused with `err`; false (nothing held) when the hold is full. */
+  /**
+   * Holds an item the store refused with `err`, letting the oldest expendable item go when its
+   * share or the hold is full; false (nothing held) when the hold is full of items that are not.
+   */
   hold(item: T, err: Error): boolean {
-    const { counters, log } = this.#opts;
-    if (this.#items.length >= this.#limit) return false;
+    const { counters, expendable } = this.#opts;
+    const spare = expendable?.is(item) ?? false;
+    if (spare && this.#expendable.length >= expendable!.limit) this.#letGo();
+    if (this.size >= this.#limit && !this.#letGo()) return false;
     if (this.#round) this.#round.failed = err;
-    this.#items.push(item);
-    counters.held = this.#items.length;
+    (spare ? this.#expendable : this.#kept).push(item);
+    counters.held = this.size;
     if (!this.#counted.has(item)) {
       this.#counted.add(item);
       counters.total++;
-      log.error(
-        `dispatcher: store: ${err.message}; holding ${this.#opts.describe(item)} (${this.#items.length} held), not answered until the store takes it`,
+      this.#lines.error(
+        'dispatcher: holding result',
+        `dispatcher: store: ${err.message}; holding ${this.#opts.describe(item)} (${this.size} held), not answered until the store takes it`,
       );
     }
     this.#schedule();
@@ -71,9 +90,19 @@ export class OutageHold<T extends object> {
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#timer);
-    if (this.#items.length) {
-      this.#opts.log.error(`dispatcher: stopping with ${this.#items.length} valid results the store never took (not answered, not credited)`);
+    this.#lines.close();
+    if (this.size) {
+      this.#opts.log.error(`dispatcher: stopping with ${this.size} held results the store never took (not answered, not credited)`);
     }
+  }
+
+  /** Lets the oldest expendable item go; false when there is none. */
+  #letGo(): boolean {
+    const item = this.#expendable.shift();
+    if (item === undefined) return false;
+    this.#opts.counters.held = this.size;
+    this.#opts.expendable!.drop(item);
+    return true;
   }
 
   #schedule(): void {
@@ -82,7 +111,8 @@ export class OutageHold<T extends object> {
 
   async #retryAll(): Promise<void> {
     this.#timer = undefined;
-    const batch = this.#items.splice(0);
+    // Checked work first: it is what a requester waits for.
+    const batch = [...this.#kept.splice(0), ...this.#expendable.splice(0)];
     this.#opts.counters.held = 0;
     const round: { failed?: Error } = (this.#round = {});
     try {
@@ -97,7 +127,7 @@ export class OutageHold<T extends object> {
     const { failed } = round;
     this.#delay = failed ? Math.min(MAX_RETRY_MS, this.#delay * 2) : this.#opts.retryMs;
     if (failed) this.#opts.log.warn(`dispatcher: store still failing (${failed.message}); retrying in ${this.#delay} ms`);
-    if (this.#items.length) this.#schedule();
+    if (this.size) this.#schedule();
     else if (batch.length) this.#opts.log.info(`dispatcher: store answers again; ${batch.length} held results settled`);
   }
 }

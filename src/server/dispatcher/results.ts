@@ -5,11 +5,15 @@
  *   receive   a contained connection is ignored before anything is read; the topic and the
  *             payload go through their codecs; a contained address's result is ignored unless
  *             its work proves itself (one blake2b); a late copy is a duplicate, a hash nobody
- *             asked for is unknown. One claim per hash at a time.
+ *             asked for is unknown. One claim per hash at a time. On a shared store a hash not
+ *             held here may be another dispatcher's job, which only a store lookup tells: the
+ *             LookupBound (lookup-bound.ts) drops the result unlooked-up past its bound, and
+ *             answers junk repeated word for word from memory.
  *   accept    the difficulty is the job's (on a shared store, its pending record's), never the
  *             result's; validateWork; then store.acceptResult claims the hash, stores the work,
  *             credits the volunteer and the services, and drops the pending record, in one step.
- *             A store that does not answer: the claim waits in the OutageHold and comes back here.
+ *             A store that does not answer: the claim waits in the OutageHold and comes back here
+ *             (a result not yet looked up has a share of the hold of its own, oldest let go first).
  *   won       the waiters get the work, cancel/<type> goes out, client/<address> gets the new
  *             totals (or why the address was not credited), the other dispatchers hear of it.
  *   lost      a duplicate: an earlier result won, and the waiters here get that work.
@@ -24,12 +28,13 @@ import { parseTopic, resultCodec, type RejectCode, type WorkType } from '../../d
 import { toMultiplier, toU64Hex, validateWork, workValue } from '../../pow/work.ts';
 import { clip, LogLimiter } from '../log-limit.ts';
 import type { Logger } from '../log.ts';
-import type { Acceptance, AcceptOutcome, DispatcherStore, StoredWork } from '../store/store.ts';
+import type { Acceptance, AcceptOutcome, DispatcherStore, PendingJob, StoredWork } from '../store/store.ts';
 import type { BrokerSession } from './broker-session.ts';
 import type { SourceKind } from './abuse.ts';
 import type { Containment, ResultSource } from './containment.ts';
-import type { DispatcherCounters, ResultOutcome, StoreCall } from './counters.ts';
+import type { DispatcherCounters, DropReason, ResultOutcome, StoreCall } from './counters.ts';
 import type { Job, JobTable } from './jobs.ts';
+import { resultKey, type LookupBound } from './lookup-bound.ts';
 import { MAX_HELD, OutageHold } from './outage-hold.ts';
 import type { NetworkStatistics } from './statistics.ts';
 
@@ -70,6 +75,8 @@ interface Claim {
   source: ResultSource;
   /** When its job was created (for the accept latency). */
   createdAt?: number;
+  /** Holds a place in the LookupBound until its lookup ends. */
+  lookingUp?: boolean;
 }
 
 /** Outcomes that count against the source in abuse containment (duplicates are honest races). */
@@ -77,6 +84,9 @@ const INVALID_OUTCOMES: ReadonlySet<ResultOutcome> = new Set(['invalid-work', 'u
 
 /** Hashes remembered after acceptance so late results count as duplicates, not unknown. */
 const RECENT_LIMIT = 10_000;
+
+/** Results not yet looked up (their job held elsewhere, their work unchecked) held while the store is down. */
+export const HELD_UNCHECKED = 10_000;
 
 export interface ResultPipelineOptions {
   store: DispatcherStore;
@@ -94,6 +104,10 @@ export interface ResultPipelineOptions {
    * its hash is no job here (another dispatcher's, on a shared store): the policy's minimum.
    */
   proofFloor: bigint;
+  /** The bound on store lookups for results whose job is not held here. */
+  lookups: LookupBound;
+  /** Of the results held while the store is down, how many may be ones not yet looked up. Default HELD_UNCHECKED. */
+  heldUnchecked?: number;
   /** First wait before a result the store could not take is offered again. */
   retryMs: number;
   /** The MQTT client id that published a result, when the broker can tell. */
@@ -119,6 +133,14 @@ export class ResultPipeline {
       log: options.log,
       retry: (claim) => this.#accept(claim),
       describe: (claim) => `result ${logHash(claim.hash)} from ${claim.address}`,
+      expendable: {
+        is: (claim) => claim.difficulty === undefined,
+        limit: options.heldUnchecked ?? HELD_UNCHECKED,
+        drop: (claim) => {
+          this.#claiming.delete(claim.key);
+          this.#drop(claim.topic, 'hold-full', `store unavailable; let go of ${logHash(claim.hash)} from ${claim.address}, the oldest held result not yet looked up`);
+        },
+      },
     });
   }
 
@@ -171,6 +193,19 @@ export class ResultPipeline {
       claim.difficulty = job.difficulty;
       claim.createdAt = job.createdAt;
       claim.job = job;
+    } else {
+      const { lookups } = this.#opts;
+      if (lookups.knownNotPending(resultKey(hash, work, address))) {
+        this.#reject(topic, 'unknown-hash', `result for a hash not pending ${logHash(hash)} from ${address} (this very result was looked up lately)`, source);
+        return;
+      }
+      const full = lookups.start();
+      if (full) {
+        const what = full === 'rate' ? 'the lookup rate is spent' : 'too many lookups are in flight';
+        this.#drop(topic, 'lookup-bound', `${logHash(hash)} from ${address} is no job here and ${what}`);
+        return;
+      }
+      claim.lookingUp = true;
     }
     this.#claiming.add(key);
     void this.#accept(claim);
@@ -187,7 +222,7 @@ export class ResultPipeline {
     let value: bigint;
     try {
       if (claim.difficulty === undefined) {
-        const pending = await store.getPending(claim.key);
+        const pending = await this.#lookUp(claim);
         if (!pending) {
           this.#claiming.delete(claim.key);
           this.#reject(claim.topic, 'unknown-hash', `result for a hash not pending ${logHash(claim.hash)} from ${claim.address}`, claim.source);
@@ -222,8 +257,7 @@ export class ResultPipeline {
       this.#opts.counters.storeErrors++;
       if (!this.#hold.hold(claim, err as Error)) {
         this.#claiming.delete(claim.key);
-        this.#opts.log.error(`dispatcher: store unavailable and ${MAX_HELD} results already held; refused ${logHash(claim.hash)} from ${claim.address}`);
-        this.#reject(claim.topic, 'malformed', `store-unavailable: ${(err as Error).message}`, claim.source);
+        this.#drop(claim.topic, 'hold-full', `store unavailable (${(err as Error).message}) and ${MAX_HELD} results already held; ${logHash(claim.hash)} from ${claim.address}`);
       }
       return;
     }
@@ -231,6 +265,19 @@ export class ResultPipeline {
     this.#remember(claim.key);
     if (outcome.won) this.#won(claim, value, outcome);
     else this.#lost(claim, outcome.work);
+  }
+
+  /** The pending record of a job not held here; a place the claim holds in the LookupBound is given back. */
+  async #lookUp(claim: Claim): Promise<PendingJob | undefined> {
+    const { store, lookups } = this.#opts;
+    try {
+      const pending = await store.getPending(claim.key);
+      if (!pending) lookups.notPending(resultKey(claim.hash, claim.work, claim.address));
+      return pending;
+    } finally {
+      if (claim.lookingUp) lookups.end();
+      claim.lookingUp = false;
+    }
   }
 
   #won(claim: Claim, value: bigint, outcome: Extract<AcceptOutcome, { won: true }>): void {
@@ -317,6 +364,15 @@ export class ResultPipeline {
     const { malformed } = this.#opts.counters;
     malformed[code] = (malformed[code] ?? 0) + 1;
     this.#reject(topic, 'malformed', `${code}: ${reason}`, source);
+  }
+
+  /** A result let go unchecked (its source is not told apart from anyone's: nothing counts against it). */
+  #drop(topic: string, why: DropReason, reason: string): void {
+    const { counters } = this.#opts;
+    counters.results.dropped++;
+    counters.dropped[why]++;
+    this.#refusals.warn(`dispatcher: dropped result (${why})`, `dispatcher: dropped result on ${clip(topic)} (${why}): ${reason}`);
+    this.#opts.onRejected({ outcome: 'dropped', reason: `${why}: ${reason}`, topic });
   }
 
   #reject(topic: string, outcome: RejectedResult['outcome'], reason: string, source: ResultSource): void {

@@ -294,6 +294,12 @@ function dispatcherMetrics(registry: Registry, dispatcher: Dispatcher): () => vo
   readCounter(registry, 'dpow_malformed_results_total', 'Malformed results, by codec reason', ['reason'], () =>
     entries(c.malformed).map(([reason, n]) => [{ reason }, n]),
   );
+  readCounter(registry, 'dpow_results_dropped_total', 'Results dropped unchecked, by reason (lookup-bound, hold-full)', ['reason'], () =>
+    entries(c.dropped).map(([reason, n]) => [{ reason }, n]),
+  );
+  readGauge(registry, 'dpow_result_lookups_in_flight', 'Store lookups in flight for results whose job this dispatcher does not hold', [], () => [
+    [{}, dispatcher.resultLookups.inFlight],
+  ]);
   const byType = (field: 'published' | 'expired' | 'cancelled') => () =>
     WORK_TYPES.map((type): [{ type: string }, number] => [{ type }, c.jobs[type][field]]);
   readCounter(registry, 'dpow_jobs_published_total', 'work/<type> messages published (republishes included)', ['type'], byType('published'));
