@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cleanupsAfterEach } from '../testkit/cleanups.ts';
-import { connectAs } from '../testkit/mqtt.ts';
+import { connectAs, loginCodeFrom } from '../testkit/mqtt.ts';
 import { RawMqtt } from '../testkit/mqtt-attack.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -158,8 +158,21 @@ describe('dpow-web start', () => {
     expect(await run.exited).toBe(0);
   });
 
+  it('--mqtt-max-failed-logins sets how many failed logins one source may make a minute', async () => {
+    const run = startCli(['--port', '0', '--no-build', '--memory', '--no-demo', '--dashboard-password', 'dash-pw', '--mqtt-max-failed-logins', '1']);
+    const url = `${(await run.banner).replace('http', 'ws')}mqtt`;
+    // One wrong password through the proxy from 198.51.100.7, and its next login is refused unchecked.
+    const guesser = '198.51.100.7';
+    expect(await loginCodeFrom(url, { username: 'dashboard', password: 'guess' }, guesser, cleanups)).toBe(4);
+    expect(await loginCodeFrom(url, { username: 'dashboard', password: 'dash-pw' }, guesser, cleanups)).toBe(5);
+    // The operator's own, on loopback, is not.
+    expect((await connectAs(url, { username: 'dashboard', password: 'dash-pw' }, cleanups)).connected).toBe(true);
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toBe(0);
+  });
+
   it('refuses contradictory or incomplete options with exit 2', async () => {
-    for (const args of [['--dispatcher-only'], ['--broker', 'ws://127.0.0.1:1/mqtt'], ['--port', 'abc'], ['--demo', '--no-demo'], ['--feed', 'bogus'], ['--rpc', 'bogus'], ['--demo-precache-every', '-1'], ['--demo-ondemand-every', 'x'], ['--nano-difficulty', 'fffff'], ['--qlc-difficulty', 'x'], ['--dashboard-user', 'dpowinterface'], ['--dashboard-user', 'client', '--dashboard-password', 'x'], ['--public-name', 'not a name'], ['--public-name', 'https://example.org'], ['--mqtt-max-packet', '100'], ['--mqtt-max-inflight', '0'], ['--mqtt-max-subscriptions', 'x'], ['--mqtt-max-connections', '0'], ['--mqtt-max-connections-per-source', '1.5'], ['--broker', 'mqtt://127.0.0.1:1,ws://127.0.0.1:2/mqtt', '--dispatcher-only', '--broker-username', 'server', '--broker-password', 'x'], ['--broker', 'ws://127.0.0.1:1/mqtt,ws://127.0.0.1:2/mqtt', '--broker-username', 'server', '--broker-password', 'x'], ['--broker', 'mqtt://127.0.0.1:1,mqtt://127.0.0.1:1', '--dispatcher-only', '--broker-username', 'server', '--broker-password', 'x'], ['--broker', Array.from({ length: 17 }, (_, i) => `mqtt://127.0.0.1:${i + 1}`).join(','), '--dispatcher-only', '--broker-username', 'server', '--broker-password', 'x']]) {
+    for (const args of [['--dispatcher-only'], ['--broker', 'ws://127.0.0.1:1/mqtt'], ['--port', 'abc'], ['--demo', '--no-demo'], ['--feed', 'bogus'], ['--rpc', 'bogus'], ['--demo-precache-every', '-1'], ['--demo-ondemand-every', 'x'], ['--nano-difficulty', 'fffff'], ['--qlc-difficulty', 'x'], ['--dashboard-user', 'dpowinterface'], ['--dashboard-user', 'client', '--dashboard-password', 'x'], ['--public-name', 'not a name'], ['--public-name', 'https://example.org'], ['--mqtt-max-packet', '100'], ['--mqtt-max-inflight', '0'], ['--mqtt-max-subscriptions', 'x'], ['--mqtt-max-connections', '0'], ['--mqtt-max-connections-per-source', '1.5'], ['--mqtt-max-failed-logins', '0'], ['--broker', 'mqtt://127.0.0.1:1,ws://127.0.0.1:2/mqtt', '--dispatcher-only', '--broker-username', 'server', '--broker-password', 'x'], ['--broker', 'ws://127.0.0.1:1/mqtt,ws://127.0.0.1:2/mqtt', '--broker-username', 'server', '--broker-password', 'x'], ['--broker', 'mqtt://127.0.0.1:1,mqtt://127.0.0.1:1', '--dispatcher-only', '--broker-username', 'server', '--broker-password', 'x'], ['--broker', Array.from({ length: 17 }, (_, i) => `mqtt://127.0.0.1:${i + 1}`).join(','), '--dispatcher-only', '--broker-username', 'server', '--broker-password', 'x']]) {
       const run = startCli([...args, '--no-build', '--memory']);
       run.banner.catch(() => {});
       expect(await run.exited, args.join(' ')).toBe(2);
