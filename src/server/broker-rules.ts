@@ -21,9 +21,9 @@
  * allowed or not, counts against the rate and the payload limit; a connection refused too often
  * is closed; QoS 2 publishes awaiting PUBREL, subscriptions and topic lengths are capped; only
  * the dispatcher may keep a session across connections; and failed logins are limited per source
- * (the gate's, mqtt-gate.ts), so a password cannot be guessed at the speed of new connections. What strangers send reaches the log
- * clipped, and each kind of refusal at most once per interval with a counted summary
- * (log-limit.ts).
+ * (the gate's, mqtt-gate.ts), so a password cannot be guessed at the speed of new connections.
+ * What strangers send reaches the log clipped, and each kind of refusal at most once per interval
+ * with a counted summary (log-limit.ts).
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Aedes, AedesOptions, AedesPublishPacket, AuthenticateError, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes';

@@ -181,10 +181,10 @@ export class Broker {
 
 /**
  * Hands a connection the gate let in to aedes, tagged with where it comes from for the login
- * check (broker-rules.ts), with its packet sizes checked (mqtt-gate.ts) on
- * the way into aedes' parser: every chunk the client reads goes to `_parser.parse` (aedes 1.2,
- * private), so the check sees exactly the bytes the parser would keep, and the reads and writes
- * of the connection stay aedes' own. A header over its limit destroys the connection instead.
+ * check (broker-rules.ts), with its packet sizes checked (mqtt-gate.ts) on the way into aedes'
+ * parser: every chunk the client reads goes to `_parser.parse` (aedes 1.2, private), so the
+ * check sees exactly the bytes the parser would keep, and the reads and writes of the connection
+ * stay aedes' own. A header over its limit destroys the connection instead.
  */
 function handToAedes(aedes: Aedes, rules: BrokerRules, gate: MqttGate, logLimit: LogLimiter, connection: Duplex, peer: MqttPeer, req?: http.IncomingMessage): void {
   const client = aedes.handle(connection, req) as Client & { _parser?: { parse(chunk: Buffer): number } };
