@@ -169,10 +169,15 @@ describe('dpow-web start', () => {
     expect((await connectAs(url, { username: 'dashboard', password: 'dash-pw' }, cleanups)).connected).toBe(true);
     run.child.kill('SIGTERM');
     expect(await run.exited).toBe(0);
+    // At least one failed login must be allowed, or no one could ever retry a typo.
+    const none = startCli(['--mqtt-max-failed-logins', '0', '--no-build', '--memory']);
+    none.banner.catch(() => {});
+    expect(await none.exited).toBe(2);
+    expect(none.output().stderr).toMatch(/^dpow-web start: --mqtt-max-failed-logins must be /);
   });
 
   it('refuses contradictory or incomplete options with exit 2', async () => {
-    for (const args of [['--dispatcher-only'], ['--broker', 'ws://127.0.0.1:1/mqtt'], ['--port', 'abc'], ['--demo', '--no-demo'], ['--feed', 'bogus'], ['--rpc', 'bogus'], ['--demo-precache-every', '-1'], ['--demo-ondemand-every', 'x'], ['--nano-difficulty', 'fffff'], ['--qlc-difficulty', 'x'], ['--dashboard-user', 'dpowinterface'], ['--dashboard-user', 'client', '--dashboard-password', 'x'], ['--public-name', 'not a name'], ['--public-name', 'https://example.org'], ['--mqtt-max-packet', '100'], ['--mqtt-max-inflight', '0'], ['--mqtt-max-subscriptions', 'x'], ['--mqtt-max-connections', '0'], ['--mqtt-max-connections-per-source', '1.5'], ['--mqtt-max-failed-logins', '0'], ['--broker', 'mqtt://127.0.0.1:1,ws://127.0.0.1:2/mqtt', '--dispatcher-only', '--broker-username', 'server', '--broker-password', 'x'], ['--broker', 'ws://127.0.0.1:1/mqtt,ws://127.0.0.1:2/mqtt', '--broker-username', 'server', '--broker-password', 'x'], ['--broker', 'mqtt://127.0.0.1:1,mqtt://127.0.0.1:1', '--dispatcher-only', '--broker-username', 'server', '--broker-password', 'x'], ['--broker', Array.from({ length: 17 }, (_, i) => `mqtt://127.0.0.1:${i + 1}`).join(','), '--dispatcher-only', '--broker-username', 'server', '--broker-password', 'x']]) {
+    for (const args of [['--dispatcher-only'], ['--broker', 'ws://127.0.0.1:1/mqtt'], ['--port', 'abc'], ['--demo', '--no-demo'], ['--feed', 'bogus'], ['--rpc', 'bogus'], ['--demo-precache-every', '-1'], ['--demo-ondemand-every', 'x'], ['--nano-difficulty', 'fffff'], ['--qlc-difficulty', 'x'], ['--dashboard-user', 'dpowinterface'], ['--dashboard-user', 'client', '--dashboard-password', 'x'], ['--public-name', 'not a name'], ['--public-name', 'https://example.org'], ['--mqtt-max-packet', '100'], ['--mqtt-max-inflight', '0'], ['--mqtt-max-subscriptions', 'x'], ['--mqtt-max-connections', '0'], ['--mqtt-max-connections-per-source', '1.5'], ['--broker', 'mqtt://127.0.0.1:1,ws://127.0.0.1:2/mqtt', '--dispatcher-only', '--broker-username', 'server', '--broker-password', 'x'], ['--broker', 'ws://127.0.0.1:1/mqtt,ws://127.0.0.1:2/mqtt', '--broker-username', 'server', '--broker-password', 'x'], ['--broker', 'mqtt://127.0.0.1:1,mqtt://127.0.0.1:1', '--dispatcher-only', '--broker-username', 'server', '--broker-password', 'x'], ['--broker', Array.from({ length: 17 }, (_, i) => `mqtt://127.0.0.1:${i + 1}`).join(','), '--dispatcher-only', '--broker-username', 'server', '--broker-password', 'x']]) {
       const run = startCli([...args, '--no-build', '--memory']);
       run.banner.catch(() => {});
       expect(await run.exited, args.join(' ')).toBe(2);
