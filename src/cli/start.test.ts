@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cleanupsAfterEach } from '../testkit/cleanups.ts';
-import { connectAs } from '../testkit/mqtt.ts';
+import { connectAs, loginCodeFrom } from '../testkit/mqtt.ts';
 import { RawMqtt } from '../testkit/mqtt-attack.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -156,6 +156,24 @@ describe('dpow-web start', () => {
     await closed;
     run.child.kill('SIGTERM');
     expect(await run.exited).toBe(0);
+  });
+
+  it('--mqtt-max-failed-logins sets how many failed logins one source may make a minute', async () => {
+    const run = startCli(['--port', '0', '--no-build', '--memory', '--no-demo', '--dashboard-password', 'dash-pw', '--mqtt-max-failed-logins', '1']);
+    const url = `${(await run.banner).replace('http', 'ws')}mqtt`;
+    // One wrong password through the proxy from 198.51.100.7, and its next login is refused unchecked.
+    const guesser = '198.51.100.7';
+    expect(await loginCodeFrom(url, { username: 'dashboard', password: 'guess' }, guesser, cleanups)).toBe(4);
+    expect(await loginCodeFrom(url, { username: 'dashboard', password: 'dash-pw' }, guesser, cleanups)).toBe(5);
+    // The operator's own, on loopback, is not.
+    expect((await connectAs(url, { username: 'dashboard', password: 'dash-pw' }, cleanups)).connected).toBe(true);
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toBe(0);
+    // At least one failed login must be allowed, or no one could ever retry a typo.
+    const none = startCli(['--mqtt-max-failed-logins', '0', '--no-build', '--memory']);
+    none.banner.catch(() => {});
+    expect(await none.exited).toBe(2);
+    expect(none.output().stderr).toMatch(/^dpow-web start: --mqtt-max-failed-logins must be /);
   });
 
   it('refuses contradictory or incomplete options with exit 2', async () => {

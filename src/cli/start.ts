@@ -96,6 +96,7 @@ export function command() {
     .option('--mqtt-max-refusals <n>', `embedded broker: refused publishes and subscriptions before a worker connection is closed (default ${LIMITS.maxRefusals})`)
     .option('--mqtt-max-connections-per-source <n>', `embedded broker: connections one IPv4 address or IPv6 /64 may hold open (default ${LIMITS.maxConnectionsPerSource}; the operator's own on loopback are exempt)`)
     .option('--mqtt-max-connections <n>', `embedded broker: connections all sources together may hold open (default ${LIMITS.maxConnections})`)
+    .option('--mqtt-max-failed-logins <n>', `embedded broker: failed logins one IPv4 address or IPv6 /64 may make a minute; past it its logins are refused unchecked until that refills (default ${LIMITS.maxFailedLoginsPerMinute}; the public worker login and the operator's own on loopback are exempt)`)
     .option('--no-build', 'serve dist/ as it is')
     .option('--verbose', 'debug logging (logs are JSON lines unless stderr is a terminal)')
     .addHelpText(
@@ -149,6 +150,7 @@ interface StartOptions {
   mqttMaxRefusals?: string;
   mqttMaxConnectionsPerSource?: string;
   mqttMaxConnections?: string;
+  mqttMaxFailedLogins?: string;
   build: boolean;
   verbose?: boolean;
 }
@@ -337,6 +339,7 @@ function serverConfig(values: StartOptions, secrets: { broker?: string; dashboar
     maxRefusals: intOption(values.mqttMaxRefusals, 'mqtt-max-refusals', LIMITS.maxRefusals, 0),
     maxConnectionsPerSource: intOption(values.mqttMaxConnectionsPerSource, 'mqtt-max-connections-per-source', LIMITS.maxConnectionsPerSource, 1),
     maxConnections: intOption(values.mqttMaxConnections, 'mqtt-max-connections', LIMITS.maxConnections, 1),
+    maxFailedLoginsPerMinute: intOption(values.mqttMaxFailedLogins, 'mqtt-max-failed-logins', LIMITS.maxFailedLoginsPerMinute, 1),
   };
   return {
     kind: 'app',

@@ -19,10 +19,11 @@
  *
  * Every client is assumed hostile (BrokerLimits; docs/operations.md, Hardening): every publish,
  * allowed or not, counts against the rate and the payload limit; a connection refused too often
- * is closed; QoS 2 publishes awaiting PUBREL, subscriptions and topic lengths are capped; and
- * only the dispatcher may keep a session across connections. What strangers send reaches the log
- * clipped, and each kind of refusal at most once per interval with a counted summary
- * (log-limit.ts).
+ * is closed; QoS 2 publishes awaiting PUBREL, subscriptions and topic lengths are capped; only
+ * the dispatcher may keep a session across connections; and failed logins are limited per source
+ * (the gate's, mqtt-gate.ts), so a password cannot be guessed at the speed of new connections.
+ * What strangers send reaches the log clipped, and each kind of refusal at most once per interval
+ * with a counted summary (log-limit.ts).
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Aedes, AedesOptions, AedesPublishPacket, AuthenticateError, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes';
@@ -30,7 +31,9 @@ import { WORK_TYPES } from '../dpow/codec.ts';
 import { DEFAULT_CONNECTION_CAPS, type RefusalReason } from './connection-limit.ts';
 import { clip, type LogLimiter } from './log-limit.ts';
 import type { Logger } from './log.ts';
+import type { MqttPeer } from './mqtt-gate.ts';
 import { DEFAULT_PACKET_LIMITS, type PacketType } from './mqtt-packet-size.ts';
+import { RateLimiter } from './http/rate-limit.ts';
 import { ResultPublishers } from './result-publishers.ts';
 import { TokenBucket } from './token-bucket.ts';
 
@@ -82,7 +85,10 @@ export function defaultBrokerUsers(overrides: Partial<BrokerUsers> = {}): Broker
 
 export interface BrokerCounters {
   connections: number;
+  /** Logins refused for their credentials (or for taking over another role's client id). */
   refusedLogins: number;
+  /** Logins refused unchecked: their source had used its allowance of failed logins. */
+  refusedLoginRate: number;
   /** Publishes the ACL refused (acknowledged and dropped). */
   refusedPublish: number;
   /** Subscriptions the ACL refused (0x80 in SUBACK). */
@@ -143,6 +149,12 @@ export interface BrokerLimits {
    */
   maxConnectionsPerSource?: number;
   maxConnections?: number;
+  /**
+   * Failed logins one source (IPv4 address, IPv6 /64) may make a minute, all of them at once if
+   * it likes; past that, its logins are refused before any password is compared until the
+   * allowance refills. The public worker login and the operator's own connections are exempt.
+   */
+  maxFailedLoginsPerMinute?: number;
 }
 
 export const DEFAULT_BROKER_LIMITS: Required<BrokerLimits> = {
@@ -155,6 +167,8 @@ export const DEFAULT_BROKER_LIMITS: Required<BrokerLimits> = {
   maxRefusals: 10,
   maxConnectionsPerSource: DEFAULT_CONNECTION_CAPS.perSource,
   maxConnections: DEFAULT_CONNECTION_CAPS.total,
+  // A person who mistypes a password retries a few times; a guesser wants thousands a minute.
+  maxFailedLoginsPerMinute: 10,
 };
 
 /** The given limits, each absent one the default. */
@@ -170,6 +184,7 @@ export function brokerLimits(given: BrokerLimits = {}): Required<BrokerLimits> {
     maxRefusals: given.maxRefusals ?? defaults.maxRefusals,
     maxConnectionsPerSource: given.maxConnectionsPerSource ?? defaults.maxConnectionsPerSource,
     maxConnections: given.maxConnections ?? defaults.maxConnections,
+    maxFailedLoginsPerMinute: given.maxFailedLoginsPerMinute ?? defaults.maxFailedLoginsPerMinute,
   };
 }
 
@@ -235,7 +250,10 @@ const REFUSALS = Symbol('dpow-refusals');
 const SUBSCRIPTIONS = Symbol('dpow-subscriptions');
 const FORCED_CLEAN = Symbol('dpow-forced-clean');
 const CLOSING = Symbol('dpow-closing');
+const PEER = Symbol('dpow-peer');
 type TaggedClient = Client & {
+  /** Where the connection comes from, as the gate admitted it (comesFrom). */
+  [PEER]?: MqttPeer;
   [ROLE]?: BrokerRole;
   [USER]?: string;
   [BUCKET]?: TokenBucket;
@@ -290,6 +308,8 @@ export class BrokerRules {
   readonly #now: () => number;
   readonly #log: Logger;
   readonly #logLimit: LogLimiter;
+  /** Each source's failed logins, a minute's allowance per source (the service keys' rule). */
+  readonly #loginFailures: RateLimiter;
   /** aedes' connections by client id, once watch() is given the broker. */
   #clients: Record<string, TaggedClient | undefined> = {};
   /** The server's latest statistics, given to every subscriber at once as a retained message. */
@@ -301,6 +321,7 @@ export class BrokerRules {
     this.#now = options.now;
     this.#log = options.log;
     this.#logLimit = options.logLimit;
+    this.#loginFailures = new RateLimiter({ now: options.now });
     for (const role of ['server', 'client', 'dashboard'] as const) {
       const creds = options.users[role];
       if (creds) this.#logins.push({ role, creds });
@@ -310,6 +331,7 @@ export class BrokerRules {
     this.counters = {
       connections: 0,
       refusedLogins: 0,
+      refusedLoginRate: 0,
       refusedPublish: 0,
       refusedSubscribe: 0,
       refusedByTopic: {},
@@ -360,6 +382,11 @@ export class BrokerRules {
     aedes.on('connectionError', (client, err) => this.#log.debug?.(`broker: connection ${clip(client?.id ?? '?')}: ${clip(err.message)}`));
   }
 
+  /** Tells the rules where a connection the gate let in comes from, before aedes reads its CONNECT. */
+  comesFrom(client: Client, peer: MqttPeer): void {
+    (client as TaggedClient)[PEER] = peer;
+  }
+
   /** The client id that published this result (topic and payload as delivered); each publish answers once. */
   publisherOf(topic: string, payload: Buffer | string): string | undefined {
     return this.#publishers.take(topic, payload);
@@ -393,12 +420,32 @@ export class BrokerRules {
     password: Buffer | undefined,
     done: (error: AuthenticateError | null, success: boolean | null) => void,
   ): void {
+    const tagged = client as TaggedClient;
+    // Every connection is tagged by the gate; one that somehow was not is a stranger.
+    const peer = tagged[PEER] ?? { source: '(unknown)', operator: false };
     const match = this.#logins.find((l) => l.creds.username === username);
+    // The worker login's password is served to every page (/config.json), so checking it tells a
+    // guesser nothing, and a volunteer sharing an address with one must still get in: it is
+    // checked whatever the source's allowance. Any other login from a source that has used its
+    // allowance is refused before a password is compared, the right one too.
+    if (match?.role !== 'client' && !peer.operator) {
+      const allowance = this.#loginFailures.peek(peer.source, this.#limits.maxFailedLoginsPerMinute);
+      if (!allowance.ok) {
+        this.counters.refusedLoginRate++;
+        this.#logLimit.warn(
+          'broker: refused login (failed logins)',
+          `broker: refused login for user ${clip(username ?? '')} from ${clip(peer.source)} unchecked: ` +
+            `${this.#limits.maxFailedLoginsPerMinute} failed logins from it within a minute; the next may be tried in ${Math.ceil(allowance.retryAfterMs / 1000)} s`,
+        );
+        const err = Object.assign(new Error('Not authorized'), { returnCode: 5 as const });
+        return done(err, false);
+      }
+    }
     // Compare against something even for unknown users so timing says nothing about names.
     const ok = sameSecret(password, match?.creds.password ?? '\u0000no-such-user') && match !== undefined;
     if (!ok || !match) {
-      this.counters.refusedLogins++;
-      this.#logLimit.warn('broker: refused login', `broker: refused login for user ${clip(username ?? '')} from client id ${clip(client.id)}`);
+      this.#failedLogin(peer);
+      this.#logLimit.warn('broker: refused login', `broker: refused login for user ${clip(username ?? '')} from ${clip(peer.source)}, client id ${clip(client.id)}`);
       const err = Object.assign(new Error('Bad username or password'), { returnCode: 4 as const });
       return done(err, false);
     }
@@ -406,19 +453,24 @@ export class BrokerRules {
     // take over another role's session (a worker knocking the dispatcher off the broker).
     const holder = this.#clients[client.id];
     if (holder && holder[ROLE] !== undefined && holder[ROLE] !== match.role) {
-      this.counters.refusedLogins++;
+      this.#failedLogin(peer);
       this.#logLimit.warn(
         'broker: refused login',
-        `broker: refused ${clip(match.creds.username)} (${match.role}) reusing the client id of a ${holder[ROLE]} session`,
+        `broker: refused ${clip(match.creds.username)} (${match.role}) from ${clip(peer.source)} reusing the client id of a ${holder[ROLE]} session`,
       );
       const err = Object.assign(new Error('Identifier rejected'), { returnCode: 2 as const });
       return done(err, false);
     }
-    const tagged = client as TaggedClient;
     tagged[ROLE] = match.role;
     tagged[USER] = match.creds.username;
     if (tagged[FORCED_CLEAN]) this.counters.cleanSessionsForced++;
     done(null, true);
+  }
+
+  /** Counts a refused login, and takes it from its source's allowance (never the operator's). */
+  #failedLogin(peer: MqttPeer): void {
+    this.counters.refusedLogins++;
+    if (!peer.operator) this.#loginFailures.take(peer.source, this.#limits.maxFailedLoginsPerMinute);
   }
 
   #authorizePublish(client: Client | null, packet: PublishPacket, done: (error?: Error | null) => void): void {

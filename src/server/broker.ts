@@ -20,7 +20,7 @@ import type { ConnectionLimit } from './connection-limit.ts';
 import { listen, urlHost } from './http/listen.ts';
 import { LogLimiter } from './log-limit.ts';
 import { type Logger, silentLogger } from './log.ts';
-import { MqttGate, type TcpEntry, type WebSocketEntry } from './mqtt-gate.ts';
+import { MqttGate, type MqttPeer, type TcpEntry, type WebSocketEntry } from './mqtt-gate.ts';
 import { packetLimitsFor } from './mqtt-packet-size.ts';
 
 export interface BrokerOptions {
@@ -97,7 +97,7 @@ export class Broker {
     });
     const aedes = await Aedes.createBroker(rules.hooks);
     rules.watch(aedes);
-    const accept = (connection: Duplex, source: string, req?: http.IncomingMessage) => handToAedes(aedes, gate, logLimit, connection, source, req);
+    const accept = (connection: Duplex, peer: MqttPeer, req?: http.IncomingMessage) => handToAedes(aedes, rules, gate, logLimit, connection, peer, req);
 
     // WebSocket: upgrades on wsPath are handed to the gate, which admits them.
     const webSocket = gate.webSocket(wsPath, accept);
@@ -180,13 +180,15 @@ export class Broker {
 }
 
 /**
- * Hands a connection the gate let in to aedes, with its packet sizes checked (mqtt-gate.ts) on
- * the way into aedes' parser: every chunk the client reads goes to `_parser.parse` (aedes 1.2,
- * private), so the check sees exactly the bytes the parser would keep, and the reads and writes
- * of the connection stay aedes' own. A header over its limit destroys the connection instead.
+ * Hands a connection the gate let in to aedes, tagged with where it comes from for the login
+ * check (broker-rules.ts), with its packet sizes checked (mqtt-gate.ts) on the way into aedes'
+ * parser: every chunk the client reads goes to `_parser.parse` (aedes 1.2, private), so the
+ * check sees exactly the bytes the parser would keep, and the reads and writes of the connection
+ * stay aedes' own. A header over its limit destroys the connection instead.
  */
-function handToAedes(aedes: Aedes, gate: MqttGate, logLimit: LogLimiter, connection: Duplex, source: string, req?: http.IncomingMessage): void {
+function handToAedes(aedes: Aedes, rules: BrokerRules, gate: MqttGate, logLimit: LogLimiter, connection: Duplex, peer: MqttPeer, req?: http.IncomingMessage): void {
   const client = aedes.handle(connection, req) as Client & { _parser?: { parse(chunk: Buffer): number } };
+  rules.comesFrom(client, peer);
   const parser = client._parser;
   // An aedes without it would take packets unchecked: every connection is refused instead, loudly.
   if (typeof parser?.parse !== 'function') {
@@ -194,7 +196,7 @@ function handToAedes(aedes: Aedes, gate: MqttGate, logLimit: LogLimiter, connect
     connection.destroy();
     return;
   }
-  const check = gate.packetCheck(source);
+  const check = gate.packetCheck(peer.source);
   const parse = parser.parse.bind(parser);
   parser.parse = (chunk) => {
     const err = check(chunk);

@@ -31,7 +31,8 @@ export const DEFAULT_CONNECTION_CAPS: ConnectionCaps = { perSource: 256, total: 
 export type RefusalReason = 'per-source' | 'total';
 
 export type Admission =
-  | { ok: true; source: string; release(): void }
+  /** `operator`: the operator's own connection (exempt), which no limit past the gate refuses either. */
+  | { ok: true; source: string; operator: boolean; release(): void }
   | { ok: false; source: string; reason: RefusalReason; why: string };
 
 export interface ConnectionCounters {
@@ -59,7 +60,7 @@ export class ConnectionLimit {
     if (exempt) {
       this.#exempt++;
       this.counters.admitted++;
-      return { ok: true, source, release: once(() => this.#exempt--) };
+      return { ok: true, source, operator: true, release: once(() => this.#exempt--) };
     }
     const held = this.#bySource.get(source) ?? 0;
     if (held >= this.caps.perSource) return this.#refuse(source, 'per-source', `${held} connections open from ${source}, the most one source may hold`);
@@ -70,6 +71,7 @@ export class ConnectionLimit {
     return {
       ok: true,
       source,
+      operator: false,
       release: once(() => {
         this.#counted--;
         const left = this.#bySource.get(source)! - 1;

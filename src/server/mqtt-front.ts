@@ -121,7 +121,7 @@ export class MqttFront {
       brokerUnreachable: 0,
     };
     const path = options.path ?? '/mqtt';
-    const webSocket = this.#gate.webSocket(path, (client, source, req) => this.#pipe(client, source, req));
+    const webSocket = this.#gate.webSocket(path, (client, peer, req) => this.#pipe(client, peer.source, req));
     this.#webSocket = webSocket;
     // Plain HTTP: the path wants an upgrade, anything else is not here (a headless worker asking
     // the broker's origin for /api/payouts/ learns there is no such endpoint, as from Mosquitto).

@@ -9,6 +9,8 @@
  *   X-Forwarded-For hop); a TCP connection's is its peer.
  * - Each packet's size, read at its fixed header as the bytes arrive (mqtt-packet-size.ts), so a
  *   connection is closed before the body of a packet over its limit is kept.
+ * - Each connection let in is handed on with its source and whether it is the operator's own
+ *   (MqttPeer), so the broker's login check limits failed logins by the same source.
  *
  * Every refusal is counted and logged once per kind per interval, its source clipped
  * (log-limit.ts).
@@ -30,8 +32,17 @@ export interface MqttGateOptions {
   logLimit: LogLimiter;
 }
 
-/** A connection the gate let in, with the source it is counted under (for logs). */
-export type AcceptConnection = (stream: Duplex, source: string, req?: IncomingMessage) => void;
+/**
+ * Where a connection the gate let in comes from: the source it is counted under (for the limits
+ * past the gate and the logs), and whether it is the operator's own, which none of them refuse.
+ */
+export interface MqttPeer {
+  source: string;
+  operator: boolean;
+}
+
+/** A connection the gate let in, with where it comes from. */
+export type AcceptConnection = (stream: Duplex, peer: MqttPeer, req?: IncomingMessage) => void;
 
 /** Answer to a refused upgrade: its source's cap is a wait, the total is the server being full. */
 /**
@@ -124,7 +135,7 @@ export class WebSocketEntry {
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       const stream = createWebSocketStream(ws);
       stream.on('error', () => stream.destroy());
-      this.#accept(stream, admission.source, req);
+      this.#accept(stream, { source: admission.source, operator: admission.operator }, req);
     });
     return true;
   }
@@ -159,7 +170,7 @@ export class TcpEntry {
         this.#sockets.delete(socket);
         admission.release();
       });
-      options.accept(socket, admission.source);
+      options.accept(socket, { source: admission.source, operator: admission.operator });
     });
   }
 

@@ -2,7 +2,8 @@
  * The embedded broker under attack, as a hostile client makes it, over TCP and over WebSocket
  * (issue 18, findings 2-4): packets that declare more than they should, QoS 2 publishes parked
  * without PUBREL, sessions parked with clean=false, subscription floods, floods of connections
- * from one source and from many, and the log each flood writes. Raw MQTT bytes (src/testkit/mqtt-attack.ts) say what no client library would.
+ * from one source and from many, failed logins from one source (a password guessed at the speed of
+ * new connections), and the log each flood writes. Raw MQTT bytes (src/testkit/mqtt-attack.ts) say what no client library would.
  *
  * The memory findings assert a bound on what the process still holds after a full GC (heap plus
  * Buffers, measured in-process: the broker is the only thing here that keeps anything) while the
@@ -12,10 +13,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Broker, type BrokerOptions } from '../broker.ts';
+import { DEFAULT_BROKER_LIMITS } from '../broker-rules.ts';
 import { DEFAULT_CONNECTION_CAPS } from '../connection-limit.ts';
 import type { Logger } from '../log.ts';
 import { cleanupsAfterEach, closeAfter } from '../../testkit/cleanups.ts';
-import { connectAs, TEST_USERS as USERS } from '../../testkit/mqtt.ts';
+import { connectAs, connectFrom, loginCodeFrom, TEST_USERS as USERS } from '../../testkit/mqtt.ts';
 import { PACKET_TYPES } from '../mqtt-packet-size.ts';
 import { encode, firstByte, fixedHeader, MAX_REMAINING_LENGTH, mib, MiB, RawMqtt, retainedBytes, UpgradeRefused } from '../../testkit/mqtt-attack.ts';
 import { strangerAddress } from '../../testkit/net.ts';
@@ -344,5 +346,109 @@ describe.each(['tcp', 'ws'] as const)('the embedded broker under attack over %s'
     expect(lines, lines.join('\n')).toHaveLength(6);
     expect(lines.every((l) => l.length < 600), lines.join('\n')).toBe(true);
     expect(bytes()).toBeLessThan(4 * 1024);
+  });
+});
+
+/**
+ * Guessing a password at the speed of new connections (issue 18's closing note): each source's
+ * failed logins take from an allowance (10 a minute, all at once if it likes), and once it is
+ * used the source's logins are refused with CONNACK 5 before any password is compared. The
+ * clock is the broker's own, stepped by the test.
+ */
+describe.each(['tcp', 'ws'] as const)('failed logins on the embedded broker over %s', (transport) => {
+  const urlOf = (b: Broker) => (transport === 'tcp' ? b.tcpUrl! : b.wsUrl);
+  /** Strangers: loopback addresses other than 127.0.0.1 over TCP, X-Forwarded-For hops over WebSocket. */
+  const source = (n: number) => (transport === 'tcp' ? strangerAddress(n) : `198.51.100.${20 + n}`);
+  const WRONG_DASHBOARD = { username: USERS.dashboard.username, password: 'not-it' };
+  const ALLOWANCE = DEFAULT_BROKER_LIMITS.maxFailedLoginsPerMinute;
+  /** A broker on a clock the test steps. */
+  const onClock = async (options: Partial<BrokerOptions> = {}) => {
+    const clock = { now: 1_000_000 };
+    return { b: await broker({ now: () => clock.now, ...options }), clock };
+  };
+
+  it('refuses a source that has used its allowance, the right password too, until it refills', async () => {
+    const { b, clock } = await onClock();
+    const url = urlOf(b);
+    const guesser = source(0);
+    for (let i = 0; i < ALLOWANCE; i++) expect(await loginCodeFrom(url, WRONG_DASHBOARD, guesser, cleanups)).toBe(4);
+    // The right passwords now get "not authorized", unchecked, as every further guess would.
+    expect(await loginCodeFrom(url, 'dashboard', guesser, cleanups)).toBe(5);
+    expect(await loginCodeFrom(url, 'server', guesser, cleanups)).toBe(5);
+    expect(await loginCodeFrom(url, WRONG_DASHBOARD, guesser, cleanups)).toBe(5);
+    expect(b.counters).toMatchObject({ refusedLogins: ALLOWANCE, refusedLoginRate: 3 });
+    if (transport === 'ws') {
+      // An IPv6 source is its /64, so a guesser cannot take a new allowance per address.
+      for (let i = 0; i < ALLOWANCE; i++) expect(await loginCodeFrom(url, WRONG_DASHBOARD, `2001:db8:9:1::${i + 1}`, cleanups)).toBe(4);
+      expect(await loginCodeFrom(url, 'dashboard', '2001:db8:9:1:ffff::1', cleanups)).toBe(5);
+    }
+    // Another source is not held to the guesser's failures.
+    expect(await loginCodeFrom(url, 'dashboard', source(1), cleanups)).toBe(0);
+    // A minute's allowance refills in a minute: one try every 6 s.
+    clock.now += 5_000;
+    expect(await loginCodeFrom(url, 'dashboard', guesser, cleanups)).toBe(5);
+    clock.now += 1_500;
+    expect(await loginCodeFrom(url, 'dashboard', guesser, cleanups)).toBe(0);
+    expect(await loginCodeFrom(url, WRONG_DASHBOARD, guesser, cleanups)).toBe(4);
+    expect(await loginCodeFrom(url, 'dashboard', guesser, cleanups)).toBe(5);
+    clock.now += 60_000;
+    expect(await loginCodeFrom(url, 'dashboard', guesser, cleanups)).toBe(0);
+  });
+
+  it("admits a volunteer's worker login from a source over its allowance, whose other logins are refused", async () => {
+    // The worker login's password is public (every page is given it): checking it tells a
+    // guesser nothing, and a volunteer behind the guesser's address must not be locked out.
+    const { b } = await onClock();
+    const url = urlOf(b);
+    const shared = source(0);
+    for (let i = 0; i < ALLOWANCE; i++) await loginCodeFrom(url, WRONG_DASHBOARD, shared, cleanups);
+    expect(await loginCodeFrom(url, 'dashboard', shared, cleanups)).toBe(5);
+    const worker = await connectFrom(url, 'client', shared, cleanups);
+    await worker.subscribeAsync(['work/#', 'cancel/#', 'heartbeat', 'statistics']);
+    expect(worker.connected).toBe(true);
+    expect(b.connectedByRole().client).toBe(1);
+    // A wrong password for the worker login is still a failed login, counted like any other.
+    expect(await loginCodeFrom(url, { username: 'client', password: 'nope' }, shared, cleanups)).toBe(4);
+    expect(b.counters).toMatchObject({ refusedLogins: ALLOWANCE + 1, refusedLoginRate: 1 });
+  });
+
+  it("never refuses the operator's own connections on loopback, while a stranger through the same loopback is", async () => {
+    const { b } = await onClock();
+    const url = urlOf(b);
+    // Over WebSocket the stranger comes through a proxy on 127.0.0.1, the operator straight.
+    for (let i = 0; i < ALLOWANCE; i++) await loginCodeFrom(url, WRONG_DASHBOARD, source(0), cleanups);
+    expect(await loginCodeFrom(url, 'dashboard', source(0), cleanups)).toBe(5);
+    for (let i = 0; i < 3 * ALLOWANCE; i++) {
+      await expect(connectAs(url, i % 2 ? WRONG_DASHBOARD : { username: 'server', password: 'not-it' }, cleanups)).rejects.toMatchObject({ code: 4 });
+    }
+    // The dispatcher's link and a local dashboard still get in, after all those failures.
+    expect((await connectAs(url, 'server', cleanups)).connected).toBe(true);
+    expect((await connectAs(url, 'dashboard', cleanups)).connected).toBe(true);
+    expect(b.counters).toMatchObject({ refusedLogins: ALLOWANCE + 3 * ALLOWANCE, refusedLoginRate: 1 });
+  });
+
+  it('counts 1,000 failed logins from one source and logs them in four lines', async () => {
+    const { lines, log, bytes } = logLines();
+    // A long interval and a still clock: the counts then do not depend on how fast the machine is.
+    const { b } = await onClock({ log, logIntervalMs: 3_600_000 });
+    lines.length = 0;
+    const url = urlOf(b);
+    const attempts = 1000;
+    const codes = new Map<number, number>();
+    for (let i = 0; i < attempts; i++) {
+      const code = await loginCodeFrom(url, { username: i % 2 ? USERS.dashboard.username : USERS.server.username, password: `guess-${i}` }, source(0), cleanups);
+      codes.set(code, (codes.get(code) ?? 0) + 1);
+    }
+    await b.close();
+    console.log(`${transport}: ${attempts} failed logins from one source: ${lines.length} lines, ${bytes()} bytes of log`);
+    expect(Object.fromEntries(codes)).toEqual({ 4: ALLOWANCE, 5: attempts - ALLOWANCE });
+    expect(b.counters).toMatchObject({ refusedLogins: ALLOWANCE, refusedLoginRate: attempts - ALLOWANCE });
+    expect(lines, lines.join('\n')).toEqual([
+      expect.stringMatching(/^broker: refused login for user "server" from "[^"]+", client id "[^"]*"$/),
+      expect.stringMatching(/^broker: refused login for user "server" from "[^"]+" unchecked: 10 failed logins from it within a minute; the next may be tried in 6 s$/),
+      expect.stringMatching(/^broker: refused login: 9 more in 3600 s, not logged one by one/),
+      expect.stringMatching(/^broker: refused login \(failed logins\): 989 more in 3600 s, not logged one by one/),
+    ]);
+    expect(bytes()).toBeLessThan(2 * 1024);
   });
 });

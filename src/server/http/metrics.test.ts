@@ -6,6 +6,7 @@ import { difficultyPolicy } from '../../pow/difficulty.ts';
 import { cleanupsAfterEach } from '../../testkit/cleanups.ts';
 import { ReferenceWorker } from '../../testkit/reference-worker.ts';
 import { addTestService } from '../../testkit/services.ts';
+import { loginCodeFrom } from '../../testkit/mqtt.ts';
 import { encode, firstByte, fixedHeader, RawMqtt } from '../../testkit/mqtt-attack.ts';
 import { waitFor } from '../../testkit/wait.ts';
 import { randomRoot } from '../../testkit/work.ts';
@@ -108,6 +109,18 @@ describe('GET /metrics', () => {
     expect(sample(text, 'dpow_mqtt_clean_sessions_forced_total')).toBe(1);
     // The dispatcher's own two subscriptions are not held to the cap.
     expect(app.dispatcher!.connected).toBe(true);
+  });
+
+  it("counts the embedded broker's failed logins, and the logins refused unchecked for them, by reason", async () => {
+    const dashboard = { username: 'dash', password: 'dash-pw' };
+    const { app } = await start({ broker: { kind: 'embedded', users: { dashboard }, limits: { maxFailedLoginsPerMinute: 2 } } });
+    // Through a proxy, from 198.51.100.9: two wrong passwords, then the right one is refused unchecked.
+    const codes: number[] = [];
+    for (const password of ['guess-1', 'guess-2', dashboard.password]) codes.push(await loginCodeFrom(app.brokerWsUrl, { ...dashboard, password }, '198.51.100.9', cleanups));
+    expect(codes).toEqual([4, 4, 5]);
+    const text = await (await fetch(new URL('/metrics', app.url))).text();
+    expect(sample(text, 'dpow_mqtt_refused_total', { reason: 'login' })).toBe(2);
+    expect(sample(text, 'dpow_mqtt_refused_total', { reason: 'login-rate' })).toBe(1);
   });
 
   it('follows the RPC access rule (loopback without proxy headers, or off); with keys, only the operator password, never a service key', async () => {

@@ -350,6 +350,7 @@ function brokerMetrics(registry: Registry, broker: Broker): void {
   readGauge(registry, 'dpow_workers_connected', 'Worker connections (client role) on the embedded broker', [], () => [[{}, broker.connectedByRole().client]]);
   readCounter(registry, 'dpow_mqtt_refused_total', 'What the embedded broker refused, by reason', ['reason'], () => [
     [{ reason: 'login' }, b.refusedLogins],
+    [{ reason: 'login-rate' }, b.refusedLoginRate],
     [{ reason: 'publish-acl' }, b.refusedPublish],
     [{ reason: 'publish-rate' }, b.refusedRate],
     [{ reason: 'publish-size' }, b.refusedSize],
