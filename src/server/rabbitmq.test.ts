@@ -84,6 +84,25 @@ describe.skipIf(skip)('deploy/rabbitmq as a 3-node cluster of real RabbitMQ', ()
   const password = (role: Role) => (role === 'client' ? 'client' : cluster.secrets[role]);
   const login = (role: Role, node: number, transport: Transport) => loginToRabbit(url(node, transport), { username: role, password: password(role) }, cleanups);
 
+  /**
+   * The dispatcher's side, logged in on `node`: `job` sends an ondemand job easy enough for one
+   * WASM thread and resolves with its result line once one arrives, its work checked.
+   */
+  const dispatcherOn = async (node: number) => {
+    const easy = 'fff0000000000000';
+    const server = await login('server', node, 'tcp');
+    const results = inbox(server);
+    await server.subscribeAsync('result/+', { qos: 1 });
+    const job = async (hash: string): Promise<string> => {
+      await server.publishAsync('heartbeat', '', { qos: 0 });
+      await server.publishAsync('work/ondemand', `${hash},${easy}`, { qos: 1 });
+      const result = await waitFor(`the result for ${hash.slice(0, 8)}`, () => results.find((r) => r.startsWith(`result/ondemand ${hash},`)), 60_000);
+      expect(validateWork(hash, result.split(',')[1], easy).valid).toBe(true);
+      return result;
+    };
+    return { job, easy };
+  };
+
   it('listens on loopback only', () => {
     // Read from the kernel's table of listening sockets: nothing is sent to another address.
     for (const node of cluster.nodes) {
@@ -269,10 +288,7 @@ describe.skipIf(skip)('deploy/rabbitmq as a 3-node cluster of real RabbitMQ', ()
 
     it('is transparent: a headless worker over TCP computes work for the dispatcher, a dashboard over WebSocket sees it all', { timeout: 120_000 }, async () => {
       const address = encodeAddress(randomBytes(32));
-      const easy = 'fff0000000000000';
-      const server = await login('server', 0, 'tcp');
-      const results = inbox(server);
-      await server.subscribeAsync('result/+', { qos: 1 });
+      const { job, easy } = await dispatcherOn(0);
       const dashboard = await loginToRabbit(fronts[1].url, { username: 'dashboard', password: password('dashboard') }, cleanups);
       const seen = inbox(dashboard);
       await dashboard.subscribeAsync('#', { qos: 1 });
@@ -281,10 +297,7 @@ describe.skipIf(skip)('deploy/rabbitmq as a 3-node cluster of real RabbitMQ', ()
       await worker.waitForOutput(new RegExp(`Connected to ${fronts[2].tcpUrl}`), 60_000);
 
       const hash = 'C3'.repeat(32);
-      await server.publishAsync('heartbeat', '', { qos: 0 });
-      await server.publishAsync('work/ondemand', `${hash},${easy}`, { qos: 1 });
-      const result = await waitFor('the result through the front', () => results.find((r) => r.startsWith(`result/ondemand ${hash},`)), 60_000);
-      expect(validateWork(hash, result.split(',')[1], easy).valid).toBe(true);
+      const result = await job(hash);
       expect(result.split(',')[2]).toBe(address);
       await waitFor('the dashboard to see the job and the result', () => seen.includes(`work/ondemand ${hash},${easy}`) && seen.includes(result));
       // The node's refusals travel back unchanged: a wrong password gets its CONNACK through the front.
@@ -420,21 +433,12 @@ describe.skipIf(skip)('deploy/rabbitmq as a 3-node cluster of real RabbitMQ', ()
   // Last: it kills a node (and brings it back for whatever runs after).
   it('a headless worker given every node fails over when its node is killed, and keeps working', { timeout: 300_000 }, async () => {
     const address = encodeAddress(randomBytes(32));
-    const easy = 'fff0000000000000';
-    const server = await login('server', 2, 'tcp');
-    const results = inbox(server);
-    await server.subscribeAsync('result/+', { qos: 1 });
+    const { job } = await dispatcherOn(2);
     const brokers = cluster.nodes.map((n) => n.mqttUrl).join(',');
     const worker = CliProcess.start(['worker', '--broker', brokers, '--address', address, '--backend', 'wasm', '--threads', '1']);
     cleanups.push(() => worker.kill('SIGKILL'));
     await worker.waitForOutput(new RegExp(`Connected to ${cluster.nodes[0].mqttUrl}`), 60_000);
 
-    const job = async (hash: string) => {
-      await server.publishAsync('heartbeat', '', { qos: 0 });
-      await server.publishAsync('work/ondemand', `${hash},${easy}`, { qos: 1 });
-      const result = await waitFor(`the result for ${hash.slice(0, 8)}`, () => results.find((r) => r.startsWith(`result/ondemand ${hash},`)), 60_000);
-      expect(validateWork(hash, result.split(',')[1], easy).valid).toBe(true);
-    };
     await job('A1'.repeat(32));
 
     await cluster.nodes[0].kill();
