@@ -15,7 +15,7 @@
  * Options: --rounds 2 --connect-mib 40 --only sentinel|rabbitmq|connect --json <file>
  * Prints one JSON object (times in ms) and the load average, which these figures depend on.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -76,9 +76,7 @@ if (want('sentinel')) {
 
 /** The Erlang VM's resident memory, in MB. */
 async function rssMb(node: RabbitNode): Promise<number> {
-  const pid = (await node.ctl(['eval', 'os:getpid().'])).trim().replace(/"/g, '');
-  const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
-  return Math.round(kb / 1024);
+  return Math.round((await node.rss()) / 1024 / 1024);
 }
 
 if (want('rabbitmq') || want('connect')) {

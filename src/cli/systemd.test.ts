@@ -24,6 +24,8 @@ const UNITS = [
   { unit: 'dpow-web.service', env: 'dispatcher.env.example', command: 'start', optionsVar: 'DPOW_START_OPTIONS' },
   { unit: 'dpow-web-worker.service', env: 'worker.env.example', command: 'worker', optionsVar: 'DPOW_WORKER_OPTIONS' },
   { unit: 'dpow-web-mqtt-front.service', env: 'mqtt-front.env.example', command: 'mqtt-front', optionsVar: 'DPOW_FRONT_OPTIONS' },
+  // The same unit on a RabbitMQ node's host, with that deployment's environment file.
+  { unit: 'dpow-web-mqtt-front.service', env: '../rabbitmq/mqtt-front.env.example', command: 'mqtt-front', optionsVar: 'DPOW_FRONT_OPTIONS' },
 ];
 
 const dir = mkdtempSync(path.join(tmpdir(), 'dpow-units-'));
@@ -36,7 +38,7 @@ function envFile(text: string): Map<string, string[]> {
   return vars;
 }
 
-describe.each(UNITS)('deploy/systemd/$unit', ({ unit, env, command, optionsVar }) => {
+describe.each(UNITS)('deploy/systemd/$unit with $env', ({ unit, env, command, optionsVar }) => {
   const text = readFileSync(path.join(DEPLOY, unit), 'utf8');
   const local = path.join(dir, unit);
   writeFileSync(local, text.replaceAll(INSTALLED_BIN, BIN));
@@ -46,7 +48,7 @@ describe.each(UNITS)('deploy/systemd/$unit', ({ unit, env, command, optionsVar }
     expect(text).toMatch(/^DynamicUser=yes$/m);
     expect(text).toMatch(/^Restart=on-failure$/m);
     expect(text).toMatch(/^RestartPreventExitStatus=2$/m);
-    expect(text).toMatch(new RegExp(`^EnvironmentFile=/etc/dpow-web/${env.replace('.example', '')}$`, 'm'));
+    expect(text).toMatch(new RegExp(`^EnvironmentFile=/etc/dpow-web/${path.basename(env, '.example')}$`, 'm'));
     expect(text).toMatch(/^NoNewPrivileges=yes$/m);
     expect(text).toMatch(/^ProtectSystem=strict$/m);
     // No credential in the unit itself.

@@ -12,7 +12,7 @@
  */
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { callerAddress, isProxied, sourceKey } from './http/request-guard.ts';
+import { callerAddress, isLoopback, isProxied, sourceKey, type TrustedProxy } from './http/request-guard.ts';
 
 export interface ConnectionCaps {
   /** Connections one source (IPv4 address, IPv6 /64) may hold open. */
@@ -119,13 +119,13 @@ export function isOperatorHost(address: string | undefined): boolean {
 const REFUSAL_STATUS = { 'per-source': 429, total: 503 } as const;
 
 /**
- * Admits a WebSocket upgrade by its caller (behind the shipped nginx, the last X-Forwarded-For
- * hop; the operator's own, unproxied on 127.0.0.1 or ::1, never refused). Over a cap it answers
- * 429 (the source's) or 503 (the total) and closes the socket before any WebSocket exists;
- * admitted, its place is given back when the socket closes.
+ * Admits a WebSocket upgrade by its caller (behind the shipped nginx, or a proxy `trusted`
+ * names, the last X-Forwarded-For hop; the operator's own, unproxied on 127.0.0.1 or ::1, never
+ * refused). Over a cap it answers 429 (the source's) or 503 (the total) and closes the socket
+ * before any WebSocket exists; admitted, its place is given back when the socket closes.
  */
-export function admitUpgrade(admit: (address: string, exempt: boolean) => Admission, req: IncomingMessage, socket: Duplex): Admission {
-  const admission = admit(callerAddress(req), isOperatorHost(req.socket.remoteAddress) && !isProxied(req));
+export function admitUpgrade(admit: (address: string, exempt: boolean) => Admission, req: IncomingMessage, socket: Duplex, trusted: TrustedProxy = isLoopback): Admission {
+  const admission = admit(callerAddress(req, trusted), isOperatorHost(req.socket.remoteAddress) && !isProxied(req));
   if (!admission.ok) {
     const status = REFUSAL_STATUS[admission.reason];
     const text = `${admission.why}\n`;

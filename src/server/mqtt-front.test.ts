@@ -3,7 +3,8 @@
  * mosquitto with the shipped config in attacks/mosquitto.test.ts and cli/mqtt-front.test.ts):
  * bytes carried unchanged both ways, a packet over its limit stopped at its header before the
  * broker sees any of it, connections capped per source and in total, a broker that does not
- * answer, and the operator's /metrics and /readyz.
+ * answer, and the operator's /metrics and /readyz; the plain TCP entry (RabbitMQ's volunteers,
+ * deploy/rabbitmq) under the same checks, with one count of connections for both entries.
  */
 import { describe, expect, it } from 'vitest';
 import { Broker } from './broker.ts';
@@ -134,17 +135,17 @@ describe('the MQTT front', () => {
     await open('198.51.100.7');
   });
 
-  it('closes a connection the broker does not take, counted and logged once', async () => {
+  it('answers a WebSocket 502 and closes a TCP connection while the broker takes none, counted and logged once', async () => {
     const lines: string[] = [];
     const log: Logger = { info: () => {}, warn: (m) => void lines.push(m), error: (m) => void lines.push(m) };
-    const front = closeAfter(cleanups, await MqttFront.start({ broker: `mqtt://127.0.0.1:${await freePort()}`, port: 0, log, logIntervalMs: 3_600_000 }));
-    for (let i = 0; i < 3; i++) {
-      const raw = await RawMqtt.open(front.url, cleanups);
-      await raw.closed;
-    }
+    const front = closeAfter(cleanups, await MqttFront.start({ broker: `mqtt://127.0.0.1:${await freePort()}`, port: 0, tcpPort: 0, log, logIntervalMs: 3_600_000 }));
+    // Before any WebSocket exists: a proxy over several fronts takes a 502 for a reason to try the next.
+    for (let i = 0; i < 2; i++) await expect(RawMqtt.open(front.url, cleanups)).rejects.toMatchObject({ status: 502 });
+    const raw = await RawMqtt.open(front.tcpUrl!, cleanups);
+    await raw.closed;
     expect(front.counters.brokerUnreachable).toBe(3);
     expect(front.connections.open).toBe(0);
-    expect(lines).toEqual([expect.stringMatching(/^mqtt-front: closed a connection from "127\.0\.0\.1": the broker at mqtt:\/\/127\.0\.0\.1:\d+ does not answer \(.*ECONNREFUSED/)]);
+    expect(lines).toEqual([expect.stringMatching(/^mqtt-front: answered a WebSocket upgrade 502 \(broker mqtt:\/\/127\.0\.0\.1:\d+\): the broker does not accept connections: .*ECONNREFUSED/)]);
     expect(await front.notReady()).toMatch(/^the broker does not accept connections: .*ECONNREFUSED/);
   });
 
@@ -172,5 +173,73 @@ describe('the MQTT front', () => {
       return res.status === 503 && ((await res.json()) as { reason: string });
     });
     expect(down.reason).toMatch(/^the broker does not accept connections/);
+  });
+
+  describe('with a TCP entry', () => {
+    it("carries a worker's MQTT over TCP to the broker and back, unchanged", async () => {
+      const { broker, front } = await brokerAndFront({ tcpPort: 0 });
+      expect(front.tcpUrl).toMatch(/^mqtt:\/\/127\.0\.0\.1:\d+$/);
+      const server = await connectAs(broker.tcpUrl!, 'server', cleanups);
+      const worker = await connectAs(front.tcpUrl!, 'client', cleanups);
+      const jobs: string[] = [];
+      worker.on('message', (topic, payload) => jobs.push(`${topic} ${payload}`));
+      await worker.subscribeAsync('work/#');
+      const results: string[] = [];
+      server.on('message', (topic, payload) => results.push(`${topic} ${payload}`));
+      await server.subscribeAsync('result/+');
+      const hash = 'B'.repeat(64);
+      await server.publishAsync('work/ondemand', `${hash},fffffff800000000`, { qos: 1 });
+      await waitFor('the job', () => jobs.length === 1);
+      const result = `${hash},${'0'.repeat(16)},nano_${'1'.repeat(60)}`;
+      await worker.publishAsync('result/ondemand', result, { qos: 1 });
+      await waitFor('the result', () => results.length === 1);
+      expect([jobs, results]).toEqual([[`work/ondemand ${hash},fffffff800000000`], [`result/ondemand ${result}`]]);
+      await expect(connectAs(front.tcpUrl!, { username: 'client', password: 'wrong' }, cleanups)).rejects.toThrow(/Bad username or password/);
+      expect(front.counters.piped).toBe(2);
+    });
+
+    it('closes a TCP connection at the header of an oversize packet, keeping none of its body, before the broker sees it', async () => {
+      const { broker, front } = await brokerAndFront({ tcpPort: 0 });
+      const before = retainedBytes();
+      const connect = await RawMqtt.open(front.tcpUrl!, cleanups);
+      await connect.send(fixedHeader(firstByte(1), MAX_REMAINING_LENGTH));
+      const sent = await connect.sendFiller(40 * MiB);
+      await connect.closed;
+      const subscribe = await RawMqtt.open(front.tcpUrl!, cleanups);
+      expect((await subscribe.login(USERS.client)).returnCode).toBe(0);
+      await subscribe.send(encode({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `work/${'x'.repeat(2000)}`, qos: 0 }] }));
+      await subscribe.closed;
+      const held = retainedBytes() - before;
+      console.log(`mqtt-front tcp: an unfinished CONNECT declaring 256 MB, ${mib(sent)} sent before the close: ${mib(held)} held`);
+      expect(sent).toBeLessThan(8 * MiB);
+      expect(held).toBeLessThan(8 * MiB);
+      expect(front.counters.oversizePackets).toEqual({ connect: 1, subscribe: 1 });
+      expect(broker.counters.oversizePackets).toEqual({});
+    });
+
+    it('counts TCP and WebSocket connections under one cap per source and one total', async () => {
+      const { front } = await brokerAndFront({ tcpPort: 0, limits: { maxConnectionsPerSource: 2, maxConnections: 3 } });
+      // A stranger on loopback: 127.0.0.2 over TCP, and the same address named by the proxy over WebSocket.
+      const tcp = () => RawMqtt.open(front.tcpUrl!, cleanups, { localAddress: '127.0.0.2' });
+      const ws = (source: string) => RawMqtt.open(front.url, cleanups, from(source));
+      const first = await tcp();
+      await ws('127.0.0.2');
+      // The source holds two, one on each entry: a third is refused on either.
+      await expect(ws('127.0.0.2')).rejects.toMatchObject({ status: 429 });
+      const third = await tcp();
+      await third.closed;
+      expect(front.counters.refusedConnections).toEqual({ 'per-source': 2, total: 0 });
+      // One more source fills the total of three; past it both entries refuse.
+      await ws('198.51.100.7');
+      await expect(ws('192.0.2.44')).rejects.toMatchObject({ status: 503 });
+      const over = await RawMqtt.open(front.tcpUrl!, cleanups, { localAddress: '127.0.0.3' });
+      await over.closed;
+      expect(front.counters.refusedConnections).toEqual({ 'per-source': 2, total: 2 });
+      expect([front.connections.open, front.connections.sources]).toEqual([3, 2]);
+      // A TCP connection that leaves frees its place for a WebSocket.
+      first.close();
+      await waitFor('the place to be freed', () => front.connections.open === 2);
+      await ws('192.0.2.44');
+    });
   });
 });

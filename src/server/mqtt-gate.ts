@@ -20,6 +20,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import { admitUpgrade, ConnectionLimit, isOperatorHost, type Admission, type ConnectionCaps } from './connection-limit.ts';
+import type { TrustedProxy } from './http/request-guard.ts';
 import { clip, type LogLimiter } from './log-limit.ts';
 import { OversizePacketError, PacketSizeCheck, type PacketSizeLimits, type PacketType } from './mqtt-packet-size.ts';
 
@@ -29,6 +30,8 @@ export interface MqttGateOptions {
   packetLimits: PacketSizeLimits;
   /** DEFAULT_CONNECTION_CAPS where absent. */
   connections?: Partial<ConnectionCaps>;
+  /** Proxies whose X-Forwarded-For names a WebSocket's source. Loopback where absent. */
+  trustedProxy?: TrustedProxy;
   logLimit: LogLimiter;
 }
 
@@ -58,9 +61,11 @@ export class MqttGate {
   readonly #name: string;
   readonly #packetLimits: PacketSizeLimits;
   readonly #logLimit: LogLimiter;
+  readonly #trustedProxy: TrustedProxy | undefined;
 
   constructor(options: MqttGateOptions) {
     this.#name = options.name;
+    this.#trustedProxy = options.trustedProxy;
     this.#packetLimits = options.packetLimits;
     this.#logLimit = options.logLimit;
     this.connections = new ConnectionLimit(options.connections);
@@ -70,7 +75,7 @@ export class MqttGate {
   webSocket(path: string, accept: AcceptConnection): WebSocketEntry {
     // A frame never needs to be bigger than the largest packet.
     const maxPayload = Math.max(this.#packetLimits.publish, this.#packetLimits.other);
-    return new WebSocketEntry({ path, accept, maxPayload, admit: (address, exempt) => this.#admit(address, exempt) });
+    return new WebSocketEntry({ path, accept, maxPayload, trustedProxy: this.#trustedProxy, admit: (address, exempt) => this.#admit(address, exempt) });
   }
 
   /** A TCP server for MQTT whose connections pass the gate (127.0.0.1 and ::1 are the operator's own). */
@@ -114,11 +119,13 @@ export class WebSocketEntry {
   readonly #path: string;
   readonly #accept: AcceptConnection;
   readonly #admit: Admit;
+  readonly #trustedProxy: TrustedProxy | undefined;
   readonly #wss: WebSocketServer;
   #closing: Promise<void> | undefined;
 
-  constructor(options: { path: string; accept: AcceptConnection; admit: Admit; maxPayload: number }) {
+  constructor(options: { path: string; accept: AcceptConnection; admit: Admit; maxPayload: number; trustedProxy?: TrustedProxy }) {
     this.#path = options.path;
+    this.#trustedProxy = options.trustedProxy;
     this.#accept = options.accept;
     this.#admit = options.admit;
     this.#wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload });
@@ -129,7 +136,7 @@ export class WebSocketEntry {
     const requested = (req.url ?? '').split('?')[0];
     if (requested !== this.#path && requested !== `${this.#path}/`) return false;
     // Released when the socket closes: with its WebSocket, or at a handshake ws refuses.
-    const admission = admitUpgrade(this.#admit, req, socket);
+    const admission = admitUpgrade(this.#admit, req, socket, this.#trustedProxy);
     if (!admission.ok) return true;
     (socket as net.Socket).setKeepAlive?.(true, TCP_KEEPALIVE_MS);
     this.#wss.handleUpgrade(req, socket, head, (ws) => {

@@ -5,6 +5,11 @@
  * and Web MQTT, across nodes, and records what RabbitMQ does differently from Mosquitto: a
  * forbidden publish or subscription closes the connection, QoS 2 is granted as QoS 1, retained
  * messages stay on the node that took them, and a publish over the size cap is refused.
+ * `dpow-web mqtt-front` in front of each node, as deploy/rabbitmq ships it, bounds what 3.10
+ * cannot: an unfinished 40 MiB CONNECT through a front, over TCP or WebSocket, is closed at its
+ * header and the node's memory stays flat, while sent straight to the node it grows; the roles
+ * work through the fronts, whose caps count both entries together, and nginx spreads the page
+ * over the fronts and skips the one whose node is dead.
  *
  * Skipped with a message only when rabbitmq-server is not installed AND this is not CI (.ci/run
  * installs it); under CI a missing binary fails.
@@ -24,6 +29,8 @@ import { sample } from '../testkit/metrics.ts';
 import { freePort, listeningAddresses } from '../testkit/net.ts';
 import { makeCertificate, NGINX_SITE, nginxInstalled, startNginx } from '../testkit/nginx.ts';
 import { DEPLOY_RABBITMQ, loginToRabbit, RabbitCluster, skipWithoutRabbitmq } from '../testkit/rabbitmq.ts';
+import { firstByte, fixedHeader, MAX_REMAINING_LENGTH, mib, MiB, RawMqtt } from '../testkit/mqtt-attack.ts';
+import { MqttFront } from './mqtt-front.ts';
 import { sleep, waitFor, waitForAsync } from '../testkit/wait.ts';
 
 const skip = skipWithoutRabbitmq('rabbitmq.test.ts');
@@ -31,21 +38,23 @@ const UPSTREAM = join(DEPLOY_RABBITMQ, 'nginx-mqtt-upstream.conf');
 
 /**
  * deploy/nginx/dpow-web.conf with the edit nginx-mqtt-upstream.conf asks for (its `location /mqtt`
- * proxies to the cluster), and the upstream file with the test nodes' Web MQTT ports.
+ * proxies to the cluster), and the upstream file with the test fronts' WebSocket ports.
  */
 function proxiedSite(site: string, upstream: string, wsPorts: number[]): { site: string; upstream: string } {
   const edit = [...upstream.matchAll(/^# {5}(\S.*;)$/gm)].map((m) => m[1]);
   const location = /(location \/mqtt \{\n(\s*))proxy_pass http:\/\/dpow_web;/;
   if (edit.length !== 4 || !location.test(site)) throw new Error('the /mqtt edit of nginx-mqtt-upstream.conf does not fit deploy/nginx/dpow-web.conf');
-  const servers = [...upstream.matchAll(/^\s*server 10\.0\.0\.\d:15675 (.*);$/gm)];
-  if (servers.length !== wsPorts.length) throw new Error(`nginx-mqtt-upstream.conf names ${servers.length} nodes`);
+  const servers = [...upstream.matchAll(/^\s*server 10\.0\.0\.\d:9001 (.*);$/gm)];
+  if (servers.length !== wsPorts.length) throw new Error(`nginx-mqtt-upstream.conf names ${servers.length} fronts`);
   let i = 0;
   return {
     site: site.replace(location, (_, head: string, indent: string) => head + edit.join(`\n${indent}`)),
-    upstream: upstream.replace(/^(\s*)server 10\.0\.0\.\d:15675 /gm, (_, indent: string) => `${indent}server 127.0.0.1:${wsPorts[i++]} `),
+    upstream: upstream.replace(/^(\s*)server 10\.0\.0\.\d:9001 /gm, (_, indent: string) => `${indent}server 127.0.0.1:${wsPorts[i++]} `),
   };
 }
 let cluster: RabbitCluster;
+/** One `dpow-web mqtt-front` per node, WebSocket and TCP, piping to that node's TCP listener. */
+let fronts: MqttFront[] = [];
 type Role = 'server' | 'client' | 'dashboard';
 type Transport = 'tcp' | 'ws';
 
@@ -63,8 +72,10 @@ function outcome(c: MqttClient, act: Promise<unknown>): Promise<'closed' | 'done
 describe.skipIf(skip)('deploy/rabbitmq as a 3-node cluster of real RabbitMQ', () => {
   beforeAll(async () => {
     cluster = await RabbitCluster.start();
+    fronts = await Promise.all(cluster.nodes.map((n) => MqttFront.start({ broker: n.mqttUrl, port: 0, tcpPort: 0 })));
   }, 300_000);
   afterAll(async () => {
+    await Promise.all(fronts.map((f) => f.close()));
     await cluster?.close();
   });
   const cleanups = cleanupsAfterEach();
@@ -72,6 +83,25 @@ describe.skipIf(skip)('deploy/rabbitmq as a 3-node cluster of real RabbitMQ', ()
   const url = (node: number, transport: Transport) => (transport === 'tcp' ? cluster.nodes[node].mqttUrl : cluster.nodes[node].wsUrl);
   const password = (role: Role) => (role === 'client' ? 'client' : cluster.secrets[role]);
   const login = (role: Role, node: number, transport: Transport) => loginToRabbit(url(node, transport), { username: role, password: password(role) }, cleanups);
+
+  /**
+   * The dispatcher's side, logged in on `node`: `job` sends an ondemand job easy enough for one
+   * WASM thread and resolves with its result line once one arrives, its work checked.
+   */
+  const dispatcherOn = async (node: number) => {
+    const easy = 'fff0000000000000';
+    const server = await login('server', node, 'tcp');
+    const results = inbox(server);
+    await server.subscribeAsync('result/+', { qos: 1 });
+    const job = async (hash: string): Promise<string> => {
+      await server.publishAsync('heartbeat', '', { qos: 0 });
+      await server.publishAsync('work/ondemand', `${hash},${easy}`, { qos: 1 });
+      const result = await waitFor(`the result for ${hash.slice(0, 8)}`, () => results.find((r) => r.startsWith(`result/ondemand ${hash},`)), 60_000);
+      expect(validateWork(hash, result.split(',')[1], easy).valid).toBe(true);
+      return result;
+    };
+    return { job, easy };
+  };
 
   it('listens on loopback only', () => {
     // Read from the kernel's table of listening sockets: nothing is sent to another address.
@@ -226,6 +256,76 @@ describe.skipIf(skip)('deploy/rabbitmq as a 3-node cluster of real RabbitMQ', ()
     expect(await attempt(url(2, 'ws'))).toBe('closed');
   });
 
+  describe('behind dpow-web mqtt-front', () => {
+    /**
+     * The node's RSS growth while a connection at `url` sends the header of a CONNECT declaring
+     * 256 MB and then up to 40 MiB of it, held open (as bench:cluster's measurement did).
+     */
+    const unfinishedConnect = async (node: number, url: string) => {
+      const before = await cluster.nodes[node].rss();
+      const raw = await RawMqtt.open(url, cleanups);
+      await raw.send(fixedHeader(firstByte(1), MAX_REMAINING_LENGTH));
+      const sent = await raw.sendFiller(40 * MiB);
+      const grown = (await cluster.nodes[node].rss()) - before;
+      return { raw, sent, grown };
+    };
+
+    it('closes an unfinished 40 MiB CONNECT at its header over TCP and WebSocket, the node flat; straight to the node it grows', { timeout: 120_000 }, async () => {
+      for (const url of [fronts[0].tcpUrl!, fronts[0].url]) {
+        const { raw, sent, grown } = await unfinishedConnect(0, url);
+        await raw.closed;
+        console.log(`rabbitmq behind mqtt-front (${url.split(':')[0]}): an unfinished CONNECT declaring 256 MB, ${mib(sent)} sent before the close: node RSS grew ${mib(grown)}`);
+        expect(sent).toBeLessThan(8 * MiB);
+        expect(grown).toBeLessThan(8 * MiB);
+      }
+      expect(fronts[0].counters.oversizePackets).toMatchObject({ connect: 2 });
+      // The same packet at the node's own listener, which the fronts keep private: 3.10 keeps it.
+      const { raw, sent, grown } = await unfinishedConnect(0, cluster.nodes[0].mqttUrl);
+      console.log(`rabbitmq straight: an unfinished CONNECT declaring 256 MB, ${mib(sent)} sent, ${raw.isClosed ? 'closed' : 'still open'}: node RSS grew ${mib(grown)}`);
+      raw.close();
+      expect(grown).toBeGreaterThan(32 * MiB);
+    });
+
+    it('is transparent: a headless worker over TCP computes work for the dispatcher, a dashboard over WebSocket sees it all', { timeout: 120_000 }, async () => {
+      const address = encodeAddress(randomBytes(32));
+      const { job, easy } = await dispatcherOn(0);
+      const dashboard = await loginToRabbit(fronts[1].url, { username: 'dashboard', password: password('dashboard') }, cleanups);
+      const seen = inbox(dashboard);
+      await dashboard.subscribeAsync('#', { qos: 1 });
+      const worker = CliProcess.start(['worker', '--broker', fronts[2].tcpUrl!, '--address', address, '--backend', 'wasm', '--threads', '1']);
+      cleanups.push(() => worker.kill('SIGKILL'));
+      await worker.waitForOutput(new RegExp(`Connected to ${fronts[2].tcpUrl}`), 60_000);
+
+      const hash = 'C3'.repeat(32);
+      const result = await job(hash);
+      expect(result.split(',')[2]).toBe(address);
+      await waitFor('the dashboard to see the job and the result', () => seen.includes(`work/ondemand ${hash},${easy}`) && seen.includes(result));
+      // The node's refusals travel back unchanged: a wrong password gets its CONNACK through the front.
+      await expect(loginToRabbit(fronts[2].tcpUrl!, { username: 'server', password: 'wrong' }, cleanups)).rejects.toThrow(/Bad username or password/);
+      await worker.kill('SIGTERM');
+      expect(fronts[2].counters.piped).toBeGreaterThanOrEqual(2);
+    });
+
+    it('caps connections across its TCP and WebSocket entries together', async () => {
+      const front = await MqttFront.start({ broker: cluster.nodes[1].mqttUrl, port: 0, tcpPort: 0, limits: { maxConnectionsPerSource: 2, maxConnections: 3 } });
+      cleanups.push(() => front.close());
+      const client = { username: 'client', password: 'client' };
+      // 127.0.0.2 is a stranger on loopback: over TCP by its address, over WebSocket as the proxy names it.
+      const tcp = (from = '127.0.0.2') => RawMqtt.open(front.tcpUrl!, cleanups, { localAddress: from });
+      const ws = (source: string) => RawMqtt.open(front.url, cleanups, { headers: { 'X-Forwarded-For': source } });
+      const loggedIn = async (raw: RawMqtt) => expect((await raw.login(client)).returnCode).toBe(0);
+      await loggedIn(await tcp());
+      await loggedIn(await ws('127.0.0.2'));
+      await expect(ws('127.0.0.2')).rejects.toMatchObject({ status: 429 });
+      await (await tcp()).closed;
+      await loggedIn(await ws('198.51.100.7'));
+      await expect(ws('192.0.2.44')).rejects.toMatchObject({ status: 503 });
+      await (await tcp('127.0.0.3')).closed;
+      expect(front.counters.refusedConnections).toEqual({ 'per-source': 2, total: 2 });
+      expect(front.connections.open).toBe(3);
+    });
+  });
+
   // These last three kill a node (and bring it back for whatever runs after).
   it('a dispatcher given every node keeps the statistics on every node, and moves on when its node dies', { timeout: 300_000 }, async () => {
     const brokers = cluster.nodes.map((n) => n.mqttUrl);
@@ -292,11 +392,11 @@ describe.skipIf(skip)('deploy/rabbitmq as a 3-node cluster of real RabbitMQ', ()
     await dispatcher.kill('SIGTERM');
   });
 
-  it.skipIf(!nginxInstalled && !process.env.CI)('the page reaches the cluster through nginx: /mqtt spread over the nodes, a dead one skipped', { timeout: 300_000 }, async () => {
+  it.skipIf(!nginxInstalled && !process.env.CI)('the page reaches the cluster through nginx and the fronts: /mqtt spread over them, the one whose node is dead skipped', { timeout: 300_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'dpow-nginx-mqtt-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const certificate = makeCertificate(dir);
-    const files = proxiedSite(readFileSync(NGINX_SITE, 'utf8'), readFileSync(UPSTREAM, 'utf8'), cluster.nodes.map((n) => n.ports.ws));
+    const files = proxiedSite(readFileSync(NGINX_SITE, 'utf8'), readFileSync(UPSTREAM, 'utf8'), fronts.map((f) => Number(new URL(f.url).port)));
     // No dpow-web behind it here (a port nothing listens on): only /mqtt is asked for, and it goes to the cluster.
     const ports = await startNginx(dir, files.site, await freePort(), certificate, { 'dpow-mqtt.conf': files.upstream });
     cleanups.push(() => ports.stop());
@@ -318,8 +418,13 @@ describe.skipIf(skip)('deploy/rabbitmq as a 3-node cluster of real RabbitMQ', ()
     await volunteers(3);
 
     await cluster.nodes[1].kill();
-    // Round robin sends some of these to the dead node first: nginx moves each on to a live one.
+    // Its front lives on and answers 502 once it finds the node gone; round robin sends some of
+    // these there first, and nginx moves each on to a live one.
+    await waitForAsync("node 1's front to find it gone", async () => (await fronts[1].notReady()) !== undefined);
+    const piped = fronts.map((f) => f.counters.piped);
     await volunteers(6);
+    expect(fronts[1].counters.piped).toBe(piped[1]);
+    expect(fronts[0].counters.piped + fronts[2].counters.piped).toBe(piped[0] + piped[2] + 6);
 
     await cluster.nodes[1].start();
     await cluster.ready();
@@ -328,21 +433,12 @@ describe.skipIf(skip)('deploy/rabbitmq as a 3-node cluster of real RabbitMQ', ()
   // Last: it kills a node (and brings it back for whatever runs after).
   it('a headless worker given every node fails over when its node is killed, and keeps working', { timeout: 300_000 }, async () => {
     const address = encodeAddress(randomBytes(32));
-    const easy = 'fff0000000000000';
-    const server = await login('server', 2, 'tcp');
-    const results = inbox(server);
-    await server.subscribeAsync('result/+', { qos: 1 });
+    const { job } = await dispatcherOn(2);
     const brokers = cluster.nodes.map((n) => n.mqttUrl).join(',');
     const worker = CliProcess.start(['worker', '--broker', brokers, '--address', address, '--backend', 'wasm', '--threads', '1']);
     cleanups.push(() => worker.kill('SIGKILL'));
     await worker.waitForOutput(new RegExp(`Connected to ${cluster.nodes[0].mqttUrl}`), 60_000);
 
-    const job = async (hash: string) => {
-      await server.publishAsync('heartbeat', '', { qos: 0 });
-      await server.publishAsync('work/ondemand', `${hash},${easy}`, { qos: 1 });
-      const result = await waitFor(`the result for ${hash.slice(0, 8)}`, () => results.find((r) => r.startsWith(`result/ondemand ${hash},`)), 60_000);
-      expect(validateWork(hash, result.split(',')[1], easy).valid).toBe(true);
-    };
     await job('A1'.repeat(32));
 
     await cluster.nodes[0].kill();

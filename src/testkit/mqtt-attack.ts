@@ -86,7 +86,7 @@ export class RawMqtt {
 
   /**
    * Opens the connection: over WebSocket with `headers` (X-Forwarded-For, as a proxy sends it)
-   * and, for wss://, trusting `ca`; over TCP from `localAddress`. A refused WebSocket upgrade
+   * and, for wss://, trusting `ca`; from `localAddress` (a stranger, or a proxy, on loopback). A refused WebSocket upgrade
    * rejects with an UpgradeRefused.
    */
   static async open(url: string, cleanups: (() => unknown)[], options: { headers?: Record<string, string>; localAddress?: string; ca?: string } = {}): Promise<RawMqtt> {
@@ -100,7 +100,7 @@ export class RawMqtt {
       });
       raw = new RawMqtt(socket, socket);
     } else {
-      const ws = new WebSocket(url, 'mqtt', { headers: options.headers, ca: options.ca });
+      const ws = new WebSocket(url, 'mqtt', { headers: options.headers, ca: options.ca, localAddress: options.localAddress });
       await new Promise<void>((resolve, reject) => {
         ws.once('open', resolve);
         ws.once('error', reject);

@@ -27,6 +27,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { killOnExit } from './exit-kill.ts';
+import { rssOf } from './mqtt-attack.ts';
 import { canConnect, freeQuietPort } from './net.ts';
 import { waitForAsync } from './wait.ts';
 
@@ -144,6 +145,12 @@ export class RabbitNode {
       // already gone
     }
     await exited;
+  }
+
+  /** The node's Erlang VM's resident memory in bytes (its pid from the VM itself, its RSS from /proc). */
+  async rss(): Promise<number> {
+    const pid = Number((await this.ctl(['eval', 'os:getpid().'])).trim().replace(/"/g, ''));
+    return rssOf(pid);
   }
 
   /** `rabbitmqctl -n <this node> <args>`; the stdout, or a rejection with what it said. */

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { callerAddress, createRequestGuard, sourceKey } from './request-guard.ts';
+import { callerAddress, createRequestGuard, sourceKey, trustedProxies } from './request-guard.ts';
 
 const req = (headers: Record<string, string>, remoteAddress = '127.0.0.1') =>
   ({ headers: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v])), socket: { remoteAddress } }) as unknown as IncomingMessage;
@@ -40,6 +40,18 @@ describe('callerAddress and sourceKey', () => {
     expect(callerAddress(req({ 'X-Forwarded-For': '1.1.1.1, 203.0.113.7' }))).toBe('203.0.113.7');
     expect(callerAddress(req({ 'X-Forwarded-For': '203.0.113.7' }, '198.51.100.2'))).toBe('198.51.100.2');
     expect(callerAddress(req({ 'X-Forwarded-For': 'not an address' }))).toBe('127.0.0.1');
+  });
+
+  it('trusts X-Forwarded-For from a proxy on another host only when told its address', () => {
+    const nginx = trustedProxies(['10.0.0.10', '2001:db8::10']);
+    expect(callerAddress(req({ 'X-Forwarded-For': '203.0.113.7' }, '10.0.0.10'), nginx)).toBe('203.0.113.7');
+    expect(callerAddress(req({ 'X-Forwarded-For': '203.0.113.7' }, '::ffff:10.0.0.10'), nginx)).toBe('203.0.113.7');
+    expect(callerAddress(req({ 'X-Forwarded-For': '203.0.113.7' }, '2001:db8:0:0::10'), nginx)).toBe('203.0.113.7');
+    // Loopback stays trusted; a neighbour of the proxy, or the proxy when not named, does not.
+    expect(callerAddress(req({ 'X-Forwarded-For': '203.0.113.7' }), nginx)).toBe('203.0.113.7');
+    expect(callerAddress(req({ 'X-Forwarded-For': '203.0.113.7' }, '10.0.0.11'), nginx)).toBe('10.0.0.11');
+    expect(callerAddress(req({ 'X-Forwarded-For': '203.0.113.7' }, '10.0.0.10'))).toBe('10.0.0.10');
+    expect(() => trustedProxies(['nginx.internal'])).toThrow(/must be an IP address/);
   });
 
   it('counts IPv4 callers by address and IPv6 callers by /64', () => {

@@ -29,15 +29,30 @@ export function isProxied(req: IncomingMessage): boolean {
   return ['forwarded', 'x-forwarded-for', 'x-real-ip'].some((h) => req.headers[h] !== undefined);
 }
 
+/** Whether a peer is a proxy whose X-Forwarded-For this server believes. */
+export type TrustedProxy = (peer: string) => boolean;
+
+/**
+ * Loopback, and the addresses given: the proxies of a deployment whose TLS proxy runs on another
+ * host (deploy/rabbitmq: nginx in front of each node's MQTT front). A bad address throws.
+ */
+export function trustedProxies(addresses: readonly string[]): TrustedProxy {
+  const trusted = new Set(addresses.map((a) => {
+    if (!ipaddr.isValid(a)) throw new Error(`a trusted proxy must be an IP address, got "${a}"`);
+    return ipaddr.process(a).toString();
+  }));
+  return (peer) => isLoopback(peer) || (ipaddr.isValid(peer) && trusted.has(ipaddr.process(peer).toString()));
+}
+
 /**
  * The caller's address as far as this server can trust it: the socket's peer, or, when the peer
- * is a proxy on loopback (the shipped nginx), the address that proxy appended last to
- * X-Forwarded-For. Anyone else's X-Forwarded-For is ignored: it is theirs to forge.
+ * is a trusted proxy (by default one on loopback, the shipped nginx), the address that proxy
+ * appended last to X-Forwarded-For. Anyone else's X-Forwarded-For is ignored: it is theirs to forge.
  */
-export function callerAddress(req: IncomingMessage): string {
+export function callerAddress(req: IncomingMessage, trusted: TrustedProxy = isLoopback): string {
   const peer = req.socket.remoteAddress ?? '?';
   const forwarded = req.headers['x-forwarded-for'];
-  if (!isLoopback(peer) || forwarded === undefined) return peer;
+  if (!trusted(peer) || forwarded === undefined) return peer;
   const last = (Array.isArray(forwarded) ? forwarded.join(',') : forwarded).split(',').pop()!.trim();
   return ipaddr.isValid(last) ? last : peer;
 }
