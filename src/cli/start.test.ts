@@ -176,12 +176,18 @@ describe('dpow-web start', () => {
     expect(none.output().stderr).toMatch(/^dpow-web start: --mqtt-max-failed-logins must be /);
   });
 
-  it('refuses contradictory or incomplete options with exit 2', async () => {
-    for (const args of [['--dispatcher-only'], ['--broker', 'ws://127.0.0.1:1/mqtt'], ['--port', 'abc'], ['--demo', '--no-demo'], ['--feed', 'bogus'], ['--rpc', 'bogus'], ['--demo-precache-every', '-1'], ['--demo-ondemand-every', 'x'], ['--nano-difficulty', 'fffff'], ['--qlc-difficulty', 'x'], ['--dashboard-user', 'dpowinterface'], ['--dashboard-user', 'client', '--dashboard-password', 'x'], ['--public-name', 'not a name'], ['--public-name', 'https://example.org'], ['--mqtt-max-packet', '100'], ['--mqtt-max-inflight', '0'], ['--mqtt-max-subscriptions', 'x'], ['--mqtt-max-connections', '0'], ['--mqtt-max-connections-per-source', '1.5'], ['--broker', 'mqtt://127.0.0.1:1,ws://127.0.0.1:2/mqtt', '--dispatcher-only', '--broker-username', 'server', '--broker-password', 'x'], ['--broker', 'ws://127.0.0.1:1/mqtt,ws://127.0.0.1:2/mqtt', '--broker-username', 'server', '--broker-password', 'x'], ['--broker', 'mqtt://127.0.0.1:1,mqtt://127.0.0.1:1', '--dispatcher-only', '--broker-username', 'server', '--broker-password', 'x'], ['--broker', Array.from({ length: 17 }, (_, i) => `mqtt://127.0.0.1:${i + 1}`).join(','), '--dispatcher-only', '--broker-username', 'server', '--broker-password', 'x']]) {
-      const run = startCli([...args, '--no-build', '--memory']);
-      run.banner.catch(() => {});
-      expect(await run.exited, args.join(' ')).toBe(2);
-      expect(run.output().stderr).toMatch(/^dpow-web start: /);
-    }
+  // Each case is a process of its own (2 s each on a quiet machine): four at a time, so the list
+  // ends well inside the deadline on a loaded one.
+  it('refuses contradictory or incomplete options with exit 2', { timeout: 180_000 }, async () => {
+    const cases = [['--dispatcher-only'], ['--broker', 'ws://127.0.0.1:1/mqtt'], ['--port', 'abc'], ['--demo', '--no-demo'], ['--feed', 'bogus'], ['--rpc', 'bogus'], ['--demo-precache-every', '-1'], ['--demo-ondemand-every', 'x'], ['--nano-difficulty', 'fffff'], ['--qlc-difficulty', 'x'], ['--dashboard-user', 'dpowinterface'], ['--dashboard-user', 'client', '--dashboard-password', 'x'], ['--public-name', 'not a name'], ['--public-name', 'https://example.org'], ['--mqtt-max-packet', '100'], ['--mqtt-max-inflight', '0'], ['--mqtt-max-subscriptions', 'x'], ['--mqtt-max-connections', '0'], ['--mqtt-max-connections-per-source', '1.5'], ['--broker', 'mqtt://127.0.0.1:1,ws://127.0.0.1:2/mqtt', '--dispatcher-only', '--broker-username', 'server', '--broker-password', 'x'], ['--broker', 'ws://127.0.0.1:1/mqtt,ws://127.0.0.1:2/mqtt', '--broker-username', 'server', '--broker-password', 'x'], ['--broker', 'mqtt://127.0.0.1:1,mqtt://127.0.0.1:1', '--dispatcher-only', '--broker-username', 'server', '--broker-password', 'x'], ['--broker', Array.from({ length: 17 }, (_, i) => `mqtt://127.0.0.1:${i + 1}`).join(','), '--dispatcher-only', '--broker-username', 'server', '--broker-password', 'x']];
+    const lane = async () => {
+      for (let args = cases.shift(); args; args = cases.shift()) {
+        const run = startCli([...args, '--no-build', '--memory']);
+        run.banner.catch(() => {});
+        expect(await run.exited, args.join(' ')).toBe(2);
+        expect(run.output().stderr, args.join(' ')).toMatch(/^dpow-web start: /);
+      }
+    };
+    await Promise.all(Array.from({ length: 4 }, lane));
   });
 });
