@@ -6,13 +6,17 @@
  * 1. Redis Sentinel: a primary, 2 replicas and 3 sentinels until the group is whole; accepts per
  *    second through the store (64 in flight) straight to the primary (no WAIT) and through
  *    Sentinel (each confirmed by a replica); then the primary killed (SIGKILL) until a replica is
- *    promoted, and until the other replica follows it.
+ *    promoted, and until the other replica follows it; then, on one group, --kills more kills of
+ *    the primary (each killed server started again and the group settled before the next): the
+ *    spread of promotion times, and the kills whose election failed once (Sentinel's config epoch
+ *    moved by more than one), which Sentinel retries only after twice its failover-timeout
+ *    (--failover-timeout, the test kit's 2500 ms by default).
  * 2. RabbitMQ: 3 nodes from deploy/rabbitmq until they run as one cluster with the logins made;
  *    then one node killed and started again until it runs in the cluster again.
  * 3. RabbitMQ 3.10's pre-login packet buffering: a TCP client declares a 200 MB CONNECT and sends
  *    --connect-mib of it; the node's resident memory before and after (the others' for contrast).
  *
- * Options: --rounds 2 --connect-mib 40 --only sentinel|rabbitmq|connect --json <file>
+ * Options: --rounds 2 --kills 20 --failover-timeout 2500 --connect-mib 40 --only sentinel|rabbitmq|connect --json <file>
  * Prints one JSON object (times in ms) and the load average, which these figures depend on.
  */
 import { writeFileSync } from 'node:fs';
@@ -28,6 +32,8 @@ import { waitForAsync } from '../src/testkit/wait.ts';
 const { values } = parseArgs({
   options: {
     rounds: { type: 'string', default: '2' },
+    kills: { type: 'string', default: '20' },
+    'failover-timeout': { type: 'string', default: '2500' },
     'connect-mib': { type: 'string', default: '40' },
     only: { type: 'string' },
     json: { type: 'string' },
@@ -72,6 +78,33 @@ if (want('sentinel')) {
     await group.close();
   }
   figures.sentinel = runs;
+
+  // Many kills on one group: how promotions spread, and how often an election fails.
+  const failoverTimeoutMs = Number(values['failover-timeout']);
+  const group = await RedisSentinelGroup.start({ failoverTimeoutMs });
+  const epoch = async () => Number((await group.sentinels[0].master(group.masterName))['config-epoch']);
+  const promotions: number[] = [];
+  const failedElections: Array<{ kill: number; promotionMs: number; load: number }> = [];
+  for (let k = 0; k < Number(values.kills); k++) {
+    const old = await group.primary();
+    const before = await epoch();
+    const t = Date.now();
+    await old.stop('SIGKILL');
+    await group.promotion(old, 120_000);
+    const promotionMs = since(t);
+    promotions.push(promotionMs);
+    if ((await epoch()) - before > 1) failedElections.push({ kill: k, promotionMs, load: Number(loadavg()[0].toFixed(1)) });
+    await group.restart(old);
+    await group.ready(120_000);
+  }
+  await group.close();
+  const sorted = [...promotions].sort((a, b) => a - b);
+  figures.sentinelKills = {
+    failoverTimeoutMs,
+    kills: promotions.length,
+    promotionMs: { min: sorted[0], median: sorted[Math.floor((sorted.length - 1) / 2)], max: sorted.at(-1) },
+    failedElections,
+  };
 }
 
 /** The Erlang VM's resident memory, in MB. */
