@@ -1,8 +1,13 @@
 /**
  * Results the store could not take (it did not answer): held, neither answered nor
- * credited, and offered to the store again after `retryMs`, the wait doubling up to 5 s while it
- * keeps failing and going back to `retryMs` once it answers. At most `limit` wait at once: past
- * that, hold() says no and the caller refuses the result (memory is finite).
+ * credited, and offered to the store again after `retryMs`, the wait doubling up to 1 s while it
+ * keeps failing and going back to `retryMs` once it answers. A round stops at the first item the
+ * store still refuses and puts the rest back untried: a failing call can take the store's whole
+ * command timeout (2 s on Redis), so trying every held item each round made a round of N items
+ * last up to 2N s, and the answers that followed a 3 s Sentinel promotion came 11 s after the
+ * kill. One call a second is what an outage costs the store, and a store back is used within
+ * about a second. At most `limit` wait at once: past that, hold() says no and the caller refuses
+ * the result (memory is finite).
  *
  * Some items may be let go to make room (`expendable`: results for a job held elsewhere, whose
  * work nothing has checked yet, so junk for all anyone knows): they have a share of their own
@@ -14,7 +19,7 @@ import { LogLimiter } from '../log-limit.ts';
 import type { Logger } from '../log.ts';
 import type { DispatcherCounters } from './counters.ts';
 
-const MAX_RETRY_MS = 5000;
+const MAX_RETRY_MS = 1000;
 /** Held results beyond this are refused: memory is finite. */
 export const MAX_HELD = 100_000;
 
@@ -116,9 +121,14 @@ export class OutageHold<T extends object> {
     this.#opts.counters.held = 0;
     const round: { failed?: Error } = (this.#round = {});
     try {
-      for (const item of batch) {
+      for (const [i, item] of batch.entries()) {
         this.#opts.counters.retried++;
         await this.#opts.retry(item);
+        // Still down: the rest go back as they were, untried, for the next round.
+        if (round.failed) {
+          for (const rest of batch.slice(i + 1)) this.hold(rest, round.failed);
+          break;
+        }
       }
     } finally {
       this.#round = undefined;
