@@ -20,7 +20,7 @@ export const COMMAND_SUMMARIES = {
   service: 'manage on-demand services (add|list|remove|rekey)',
   snapshot: 'record the payout snapshot',
   payout: 'pay volunteers in Nano, exactly once (list|show)',
-  'mqtt-front': "guard the volunteers' MQTT (WebSocket, and TCP with --tcp-port) in front of Mosquitto or RabbitMQ",
+  'mqtt-front': "guard volunteers' MQTT (WebSocket, TCP) in front of Mosquitto or RabbitMQ",
 } as const;
 
 export type CommandName = keyof typeof COMMAND_SUMMARIES;
