@@ -8,7 +8,7 @@ import { render } from 'preact';
 import { computed, signal } from '@preact/signals';
 import { DEFAULT_DEPLOYMENT, parseDeployment, type DeploymentConfig } from '../dpow/deployment.ts';
 import { DpowClient } from '../dpow/client.ts';
-import { BrowserEngine } from '../pow-browser/browser-engine.ts';
+import { BrowserEngine, DEFAULT_MAX_REPLACEMENTS } from '../pow-browser/browser-engine.ts';
 import { usableCoreCount } from '../pow-browser/parallelism.ts';
 import type { Alert } from './alerts.ts';
 import { watchBattery } from './battery.ts';
@@ -67,18 +67,28 @@ async function boot(): Promise<void> {
     online: navigator.onLine,
     createClient: () => {
       // The engine worker starts with the first Start; status callbacks cross as Comlink proxies.
+      // Calls wait for a worker that has answered (a silent one is replaced: browser-engine.ts),
+      // so none goes to a worker that is then thrown away; a replacement is logged as a warning.
       const engine = new BrowserEngine();
       worker = engine;
+      const answering = () => engine.ready().then(() => engine.engine);
       return new DpowClient({
         engine: {
-          generate: (root, difficulty, options) => engine.engine.generate(root, difficulty, options),
-          cancel: (root) => engine.engine.cancel(root),
-          onStatus: (callback) => void engine.onStatus(callback),
+          generate: async (root, difficulty, options) => (await answering()).generate(root, difficulty, options),
+          cancel: async (root) => (await answering()).cancel(root),
+          // A worker that never answers fails Start (setKernel below) with the engine's failure.
+          onStatus: (callback) => void engine.onStatus(callback).catch(() => {}),
+          onNotice: (callback) =>
+            void engine.onReplacement((r) =>
+              callback(`Engine worker replaced (${r.attempt} of at most ${DEFAULT_MAX_REPLACEMENTS}): it ${r.reason}`),
+            ),
         },
       });
     },
     setKernel: async (variant) => {
-      await worker?.engine.setKernel(variant);
+      if (!worker) return;
+      await worker.ready();
+      await worker.engine.setKernel(variant);
     },
     tabLock: new TabLock(navigator.locks),
     notify,

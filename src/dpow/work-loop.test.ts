@@ -51,6 +51,20 @@ function startLoop(api: EngineLike, settings: Partial<WorkLoopSettings> = {}) {
 }
 
 describe('WorkLoop', () => {
+  it("logs the engine host's notices (a replaced worker) as engine warnings", async () => {
+    let notify: ((message: string) => void) | undefined;
+    const { api } = watched();
+    const { loop, log, results } = startLoop({ ...api, onNotice: (callback) => (notify = callback) });
+    expect(notify).toBeDefined();
+    notify!('Engine worker replaced (1 of at most 2): it did not answer within 10 s');
+    expect(log.events().filter((e) => e.kind === 'engine').map((e) => [e.level, e.message])).toEqual([
+      ['warn', 'Engine worker replaced (1 of at most 2): it did not answer within 10 s'],
+    ]);
+    // The loop computes on as before.
+    loop.offer('ondemand', { hash: root(40), difficulty: EASY });
+    await waitFor('result', () => results[0]);
+  });
+
   it('hands the engine the bigint difficulty and publishes only checked work', async () => {
     const { api, calls } = watched();
     const { loop, results } = startLoop(api);

@@ -21,7 +21,10 @@ import { NO_SUSTAINED_RATES, type ClientSettings, type CurrentJob, type QueuedJo
 import { withTimeout } from './with-timeout.ts';
 
 /** The part of the engine the client uses (the page passes its Comlink proxy, Node a PowEngine). */
-export type EngineLike = Pick<EngineApi, 'generate' | 'cancel' | 'onStatus'>;
+export type EngineLike = Pick<EngineApi, 'generate' | 'cancel' | 'onStatus'> & {
+  /** What the engine's host has to say about the engine itself (the page: a replaced worker); logged as warnings. */
+  onNotice?(callback: (message: string) => void): void;
+};
 
 export const DEFAULT_JOB_TIMEOUT_S = 120;
 /** Hashrate-driven state pushes at most this often. */
@@ -80,6 +83,7 @@ export class WorkLoop {
     } catch (err) {
       this.#o.events.add('warn', 'engine', `Engine status is unavailable: ${(err as Error).message}`);
     }
+    this.#o.engine.onNotice?.((message) => this.#o.events.add('warn', 'engine', message));
   }
 
   start(settings: WorkLoopSettings): void {

@@ -3,6 +3,8 @@
  * browser, with the same engine worker the app uses. `npm run bench` and e2e/engine.spec.ts drive
  * it through the data-testid hooks. Query parameters preselect the form:
  *   ?backend=auto|webgpu|wasm&threads=N&seconds=N&root=<64 hex>&difficulty=<16 hex>&kernel=<variant>
+ * and, for the engine worker's start-up watchdog test (e2e/engine-watchdog.spec.ts):
+ *   ?hangingWorkers=N  the first N engine workers never answer; ?answerWithinMs=N  the watchdog's deadline
  */
 import { render } from 'preact';
 import '../app/styles.css';
@@ -10,7 +12,12 @@ import './lab.css';
 import { applyTheme, theme } from '../app/theme.ts';
 import { formatCount, formatHashrate } from '../format.ts';
 import { useEffect, useState } from 'preact/hooks';
-import { BrowserEngine } from '../pow-browser/browser-engine.ts';
+import {
+  BrowserEngine,
+  defaultEngineWorker,
+  type BrowserEngineOptions,
+  type WorkerReplacement,
+} from '../pow-browser/browser-engine.ts';
 import { rememberedParallelism } from '../pow-browser/parallelism.ts';
 import { defaultThreads, usableCores } from '../pow/threads.ts';
 import {
@@ -31,18 +38,41 @@ import {
   validateWork,
 } from '../pow/work.ts';
 
-const browserEngine = new BrowserEngine();
-const engine = browserEngine.engine;
-// Test handle for the device-loss end-to-end test; only this lab page sets it.
-(window as unknown as { __engine: typeof engine }).__engine = engine;
+const params = new URLSearchParams(location.search);
+
+/** A real worker that takes every message and answers none: the Firefox ESR hang, on demand. */
+function silentWorker(): Worker {
+  const script = URL.createObjectURL(new Blob(['onmessage = () => {};'], { type: 'text/javascript' }));
+  return new Worker(script, { name: 'pow-engine-silent' });
+}
+
+function engineOptions(): BrowserEngineOptions {
+  const hanging = Number(params.get('hangingWorkers') ?? 0);
+  const answerWithinMs = Number(params.get('answerWithinMs'));
+  let started = 0;
+  return {
+    ...(hanging > 0 && {
+      createWorker: () => (started++ < hanging ? silentWorker() : defaultEngineWorker()),
+    }),
+    ...(answerWithinMs > 0 && { answerWithinMs }),
+  };
+}
+
+const browserEngine = new BrowserEngine(engineOptions());
+// Test handles for the end-to-end tests (device loss, the engine suite); only this lab page sets them.
+Object.defineProperty(window, '__engine', { get: () => browserEngine.engine });
 (window as unknown as { __engineFailure: () => string | null }).__engineFailure = () => browserEngine.failure;
 
-type Phase = 'idle' | 'running' | 'done' | 'cancelled' | 'error' | 'benchmarking' | 'benchmarked';
+type Phase = 'starting' | 'idle' | 'running' | 'done' | 'cancelled' | 'error' | 'benchmarking' | 'benchmarked';
 
-const params = new URLSearchParams(location.search);
 // ?kernel=<variant> pins a WebGPU kernel variant instead of the tuner's choice.
 const pinnedKernel = params.get('kernel');
-if (pinnedKernel) void engine.setKernel(pinnedKernel).catch((err: unknown) => console.error(String(err)));
+if (pinnedKernel) {
+  void browserEngine
+    .ready()
+    .then(() => browserEngine.engine.setKernel(pinnedKernel))
+    .catch((err: unknown) => console.error(String(err)));
+}
 const BACKENDS: BackendChoice[] = ['auto', 'webgpu', 'wasm'];
 const initialBackend = BACKENDS.find((b) => b === params.get('backend')) ?? 'auto';
 // What the app measured in this browser, if it has (the lab does not spend time measuring).
@@ -79,17 +109,29 @@ function Lab() {
   const [backend, setBackend] = useState<BackendChoice>(initialBackend);
   const [threads, setThreads] = useState(params.get('threads') ?? String(threadsByDefault));
   const [seconds, setSeconds] = useState(params.get('seconds') ?? '5');
-  const [phase, setPhase] = useState<Phase>('idle');
+  const [phase, setPhase] = useState<Phase>('starting');
   const [error, setError] = useState('');
   const [found, setFound] = useState<Found | null>(null);
   const [bench, setBench] = useState<BenchmarkResult[] | null>(null);
   const [status, setStatus] = useState<EngineStatus | null>(null);
+  const [replacements, setReplacements] = useState<WorkerReplacement[]>([]);
 
   useEffect(() => {
-    void browserEngine.onStatus((s) => setStatus(s));
+    const unsubscribe = browserEngine.onReplacement((r) => setReplacements((all) => [...all, r]));
+    browserEngine.ready().then(
+      () => {
+        setPhase('idle');
+        void browserEngine.onStatus((s) => setStatus(s));
+      },
+      (err: unknown) => {
+        setPhase('error');
+        setError((err as Error).message ?? String(err));
+      },
+    );
+    return unsubscribe;
   }, []);
 
-  const busy = phase === 'running' || phase === 'benchmarking';
+  const busy = phase === 'starting' || phase === 'running' || phase === 'benchmarking';
   const threadCount = Number(threads);
   const threadsValid = Number.isInteger(threadCount) && threadCount >= 1 && threadCount <= 64;
 
@@ -116,11 +158,11 @@ function Lab() {
     setFound(null);
     try {
       // The page parses the text once; the engine takes the number (a bigint crosses Comlink).
-      const result = await engine.generate(job.root, parseDifficulty(job.difficulty), {
+      const result = await browserEngine.engine.generate(job.root, parseDifficulty(job.difficulty), {
         backend,
         threads: threadsValid ? threadCount : undefined,
       });
-      const { kernelState } = await engine.status();
+      const { kernelState } = await browserEngine.engine.status();
       const verified = validateWork(job.root, result.work, job.difficulty).valid;
       setFound({ ...result, ...job, verified, kernelState });
       setPhase(verified ? 'done' : 'error');
@@ -135,14 +177,14 @@ function Lab() {
     }
   };
 
-  const cancel = () => void engine.cancel(root.trim());
+  const cancel = () => void browserEngine.engine.cancel(root.trim());
 
   const benchmark = async () => {
     setPhase('benchmarking');
     setError('');
     setBench(null);
     try {
-      const results = await engine.benchmark({
+      const results = await browserEngine.engine.benchmark({
         backend,
         seconds: Number(seconds) > 0 ? Number(seconds) : 5,
         threads: threadsValid ? threadCount : undefined,
@@ -221,6 +263,10 @@ function Lab() {
           </dd>
           <dt>Kernel tuner</dt>
           <dd data-testid="kernel-state">{status?.kernelState ?? '—'}</dd>
+          <dt>Worker replaced</dt>
+          <dd data-testid="worker-replacements" data-count={String(replacements.length)}>
+            {replacements.length === 0 ? 'never' : replacements.map((r) => `${r.attempt}: it ${r.reason}`).join('; ')}
+          </dd>
         </dl>
         {error && <p class="banner banner-error" data-testid="error">{error}</p>}
       </section>
