@@ -31,7 +31,11 @@ export interface WorkerReplacement {
 export interface BrowserEngineOptions {
   /** Starts one engine worker; the default is the real engine.worker.ts (tests inject hanging ones). */
   createWorker?: () => Worker;
-  /** How long a new worker may take to answer its first call. Default 10 s. */
+  /**
+   * How long the first worker may take to answer its first call; each replacement gets twice its
+   * predecessor's time. Default 10 s (then 20 s, 40 s): a first visit on a slow link loads the
+   * worker's script from the network, a replacement mostly from the cache.
+   */
   answerWithinMs?: number;
   /** How many times a silent worker is replaced before the engine gives up. Default 2. */
   maxReplacements?: number;
@@ -142,7 +146,7 @@ export class BrowserEngine {
   async #watch(): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       const started = this.#current;
-      const reason = await this.#firstAnswer(started);
+      const reason = await this.#firstAnswer(started, this.#answerWithinMs * 2 ** attempt);
       if (this.#terminated) throw new Error('the engine was stopped before its worker answered');
       if (reason === null) {
         this.#answered = true;
@@ -161,10 +165,10 @@ export class BrowserEngine {
   }
 
   /** null once the worker answers its cheap status call; otherwise why it did not. */
-  async #firstAnswer(started: Started): Promise<string | null> {
+  async #firstAnswer(started: Started, withinMs: number): Promise<string | null> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<string>((resolve) => {
-      timer = setTimeout(() => resolve(`did not answer within ${this.#answerWithinMs / 1000} s`), this.#answerWithinMs);
+      timer = setTimeout(() => resolve(`did not answer within ${withinMs / 1000} s`), withinMs);
     });
     const answered = started.remote.status().then(
       () => null,
