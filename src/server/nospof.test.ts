@@ -12,8 +12,9 @@
  * - every acknowledged answer is valid work and is stored with that work, and the credits equal
  *   the stored works (each credited exactly once);
  * - answers resume, and the heartbeat resumes on every node that stayed up, the longest gap
- *   under twice the volunteers' 5 s "server offline" limit: what a working failover meets even on
- *   a starved machine, and one that waits for the dead process or a 30-60 s default does not;
+ *   under twice the volunteers' 5 s "server offline" limit (for the Redis primary, plus Sentinel's
+ *   own retries: GAP_BOUND_MS): what a working failover meets even on a starved machine, and one
+ *   that waits for the dead process or a 30-60 s default does not;
  * - the volunteers (and dispatchers) whose node died reconnect to another by themselves.
  * The times (the longest gap between answers, the longest heartbeat gap on a live node, each
  * reconnect) are printed per kill. With three rounds or more, the median heartbeat gap of each
@@ -40,7 +41,7 @@ import { validateWork } from '../pow/work.ts';
 import { CliProcess } from '../testkit/cli-process.ts';
 import { sample } from '../testkit/metrics.ts';
 import { RabbitCluster, skipWithoutRabbitmq } from '../testkit/rabbitmq.ts';
-import { RedisSentinelGroup, skipWithoutSentinel } from '../testkit/redis-sentinel.ts';
+import { DEFAULT_FAILOVER_TIMEOUT_MS, RedisSentinelGroup, skipWithoutSentinel } from '../testkit/redis-sentinel.ts';
 import { addTestService } from '../testkit/services.ts';
 import { waitFor, waitForAsync } from '../testkit/wait.ts';
 import { randomRoot } from '../testkit/work.ts';
@@ -54,6 +55,15 @@ const ANSWERS_AFTER = 4;
 /** Service requests in flight at once, each loop taking the live fronts in turn. */
 const LOOPS = 2;
 const OFFLINE_MS = DEFAULT_HEARTBEAT_TIMEOUT_S * 1000;
+/**
+ * The longest heartbeat gap one kill may cause: twice the volunteers' limit. For the Redis primary,
+ * Sentinel's own retries come on top: on a starved machine an election may fail (retried after
+ * twice failover-timeout), or a promotion not seen within failover-timeout is abandoned and another
+ * replica promoted, the first re-pointed after another failover-timeout and synced again (14 s
+ * once, at load 10 or more). Those are Sentinel's, and the median below still holds every kind of
+ * kill to the volunteers' 5 s.
+ */
+const GAP_BOUND_MS = { other: 2 * OFFLINE_MS, redis: 2 * OFFLINE_MS + 4 * DEFAULT_FAILOVER_TIMEOUT_MS };
 const skip = skipWithoutSentinel('nospof.test.ts') || skipWithoutRabbitmq('nospof.test.ts');
 const PASSWORD = randomBytes(9).toString('hex');
 
@@ -316,7 +326,8 @@ describe.skipIf(skip)(`no single point of failure: one process killed at a time 
     const gaps = live.map((w) => ({ node: w.node, ...w.longestGap(killedAt - 2000, Date.now()) })).sort((a, b) => b.gap - a.gap);
     const heartbeatGap = gaps[0].gap;
     const heartbeatGapAt = `node ${gaps[0].node + 1}, from ${((gaps[0].at - killedAt) / 1000).toFixed(1)} s`;
-    expect(heartbeatGap, `${what}: the longest heartbeat gap (${heartbeatGapAt} after the kill)`).toBeLessThan(2 * OFFLINE_MS);
+    const bound = what === 'the Redis primary' ? GAP_BOUND_MS.redis : GAP_BOUND_MS.other;
+    expect(heartbeatGap, `${what}: the longest heartbeat gap (${heartbeatGapAt} after the kill)`).toBeLessThan(bound);
 
     // Every acknowledged answer: valid, stored with that work, and the credits equal the stored works.
     const store = await RedisStore.open(group.url(0), { credentials: { password: PASSWORD } });

@@ -125,6 +125,9 @@ export interface SentinelGroupOptions {
   password?: string;
 }
 
+/** The test kit's `failover-timeout` (see SentinelProcess.start). */
+export const DEFAULT_FAILOVER_TIMEOUT_MS = 2500;
+
 export class RedisSentinelGroup {
   readonly #password: string | undefined;
 
@@ -146,7 +149,7 @@ export class RedisSentinelGroup {
     const replicas = await Promise.all(Array.from({ length: options.replicas ?? 2 }, () => RedisServer.start({ replicaOf: primary.port, password })));
     const sentinels = await Promise.all(
       Array.from({ length: count }, () =>
-        SentinelProcess.start(masterName, primary.port, Math.floor(count / 2) + 1, options.downAfterMs ?? 1000, options.failoverTimeoutMs ?? 2500, password),
+        SentinelProcess.start(masterName, primary.port, Math.floor(count / 2) + 1, options.downAfterMs ?? 1000, options.failoverTimeoutMs ?? DEFAULT_FAILOVER_TIMEOUT_MS, password),
       ),
     );
     const group = new RedisSentinelGroup(masterName, [primary, ...replicas], sentinels, password);
